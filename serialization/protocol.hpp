@@ -1,0 +1,29 @@
+// Protocol constants. The byte-level specification is docs/protocol.md; keep both in step.
+#pragma once
+
+#include <cstdint>
+
+namespace mproc::wire {
+
+// Bumped on any incompatible change to frames or envelopes. Peers must agree exactly.
+inline constexpr std::uint32_t protocol_version = 1;
+
+// First element of every envelope array.
+enum class kind : std::uint8_t {
+  hello = 0,      // [0, version, node, pid, name, max_frame]          first frame, both ways
+  spawn = 1,      // [1, request, actor_name, args, main]              start a registered actor
+  spawned = 2,    // [2, request, ok, ref | error]                     answer to spawn
+  send = 3,       // [3, to_node, to_actor, from_node, from_actor, message]
+  request = 4,    // [4, to_node, to_actor, from_node, from_actor, request, message]
+  response = 5,   // [5, to_node, to_actor, from_node, from_actor, request, ok, message | error]
+  monitor = 6,    // [6, node, actor]                                  send down when it ends
+  down = 7,       // [7, node, actor, reason]                          reason: error or nil
+  heartbeat = 8,  // [8]
+  shutdown = 9,   // [9, reason]                                       peer is closing the link
+};
+
+inline constexpr std::uint8_t kind_count = 10;
+
+const char* kind_name(kind k);
+
+} // namespace mproc::wire

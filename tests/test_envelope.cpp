@@ -1,0 +1,222 @@
+#include "serialization/envelope.hpp"
+
+#include <random>
+
+#include <catch2/catch.hpp>
+
+#include "serialization/frame.hpp"
+
+using namespace mproc::wire;
+
+namespace {
+
+// Packs one envelope with `pack` and returns its payload (the frame minus the prefix).
+template <class Pack>
+std::string payload_of(Pack pack) {
+  buffer buf;
+  auto start = begin_frame(buf);
+  pack(buf);
+  auto n = end_frame(buf, start);
+  REQUIRE(n == buf.size() - frame_header_size);
+  return std::string{buf.data() + frame_header_size, n};
+}
+
+template <class Env>
+Env decode_as(const std::string& payload, decoded_envelope& d) {
+  std::string error;
+  INFO(error);
+  REQUIRE(decode_envelope(payload, d, error));
+  REQUIRE(std::holds_alternative<Env>(d.env));
+  return std::get<Env>(d.env);
+}
+
+std::string decode_failure(const std::string& payload) {
+  decoded_envelope d;
+  std::string error;
+  CHECK_FALSE(decode_envelope(payload, d, error));
+  CHECK_FALSE(error.empty());
+  return error;
+}
+
+void pack_message(buffer& buf) {
+  packer pk{buf};
+  pk.pack_array(2);
+  pk.pack(std::string{"i32"});
+  pk.pack(7);
+}
+
+std::string packed(std::initializer_list<std::int32_t> xs) {
+  buffer b;
+  msgpack::pack(b, std::vector<std::int32_t>(xs));
+  return {b.data(), b.size()};
+}
+
+} // namespace
+
+TEST_CASE("hello round-trips") {
+  decoded_envelope d;
+  auto e = decode_as<hello_env>(payload_of([](buffer& b) { pack_hello(b, 42, 1234, "main", 1000); }), d);
+  CHECK(e.version == protocol_version);
+  CHECK(e.node == 42);
+  CHECK(e.pid == 1234);
+  CHECK(e.name == "main");
+  CHECK(e.max_frame == 1000);
+}
+
+TEST_CASE("spawn and spawned round-trip") {
+  decoded_envelope d;
+  auto args = packed({1, 2});
+  auto s = decode_as<spawn_env>(payload_of([&](buffer& b) { pack_spawn(b, 9, "worker", args, true); }), d);
+  CHECK(s.request == 9);
+  CHECK(s.actor == "worker");
+  CHECK(s.args.via.array.size == 2);
+  CHECK(s.main);
+
+  decoded_envelope d2;
+  auto ok = decode_as<spawned_env>(payload_of([](buffer& b) { pack_spawned(b, 9, {5, 6}); }), d2);
+  CHECK(ok.ok);
+  CHECK(ok.actor.node == 5);
+  CHECK(ok.actor.actor == 6);
+
+  decoded_envelope d3;
+  auto failed = decode_as<spawned_env>(payload_of([](buffer& b) {
+    pack_spawn_failed_head(b, 9);
+    pack_error_head(b, "mproc", 3, "no actor named 'x'");
+    packer{b}.pack_nil();
+  }), d3);
+  CHECK_FALSE(failed.ok);
+  CHECK(failed.error.category == "mproc");
+  CHECK(failed.error.code == 3);
+  CHECK(failed.error.text == "no actor named 'x'");
+}
+
+TEST_CASE("send, request and response round-trip") {
+  decoded_envelope d;
+  auto s = decode_as<send_env>(payload_of([](buffer& b) {
+    pack_send_head(b, {1, 2}, {3, 4});
+    pack_message(b);
+  }), d);
+  CHECK(s.to.node == 1);
+  CHECK(s.to.actor == 2);
+  CHECK(s.from.node == 3);
+  CHECK(s.from.actor == 4);
+  CHECK(s.message.via.array.size == 2);
+
+  decoded_envelope d2;
+  auto r = decode_as<request_env>(payload_of([](buffer& b) {
+    pack_request_head(b, {1, 2}, {}, 77);
+    pack_message(b);
+  }), d2);
+  CHECK(r.request == 77);
+  CHECK(r.from.empty());
+
+  decoded_envelope d3;
+  auto ok = decode_as<response_env>(payload_of([](buffer& b) {
+    pack_response_head(b, {1, 2}, {3, 4}, 77, true);
+    pack_message(b);
+  }), d3);
+  CHECK(ok.ok);
+  CHECK(ok.request == 77);
+
+  decoded_envelope d4;
+  auto err = decode_as<response_env>(payload_of([](buffer& b) {
+    pack_response_head(b, {1, 2}, {3, 4}, 77, false);
+    pack_error_head(b, "system", 6, "request timed out");
+    packer{b}.pack_nil();
+  }), d4);
+  CHECK_FALSE(err.ok);
+  CHECK(err.error.text == "request timed out");
+}
+
+TEST_CASE("monitor, down, heartbeat and shutdown round-trip") {
+  decoded_envelope d;
+  auto m = decode_as<monitor_env>(payload_of([](buffer& b) { pack_monitor(b, {8, 9}); }), d);
+  CHECK(m.actor.actor == 9);
+
+  decoded_envelope d2;
+  auto normal = decode_as<down_env>(payload_of([](buffer& b) {
+    pack_down_head(b, {8, 9});
+    packer{b}.pack_nil();
+  }), d2);
+  CHECK_FALSE(normal.reason);
+
+  decoded_envelope d3;
+  auto killed = decode_as<down_env>(payload_of([](buffer& b) {
+    pack_down_head(b, {8, 9});
+    pack_error_head(b, "mproc", 1, "process killed by SIGKILL");
+    pack_message(b);
+  }), d3);
+  REQUIRE(killed.reason);
+  CHECK(killed.reason->context.type == msgpack::type::ARRAY);
+
+  decoded_envelope d4;
+  decode_as<heartbeat_env>(payload_of([](buffer& b) { pack_heartbeat(b); }), d4);
+  decoded_envelope d5;
+  CHECK(decode_as<shutdown_env>(payload_of([](buffer& b) { pack_shutdown(b, "bye"); }), d5).reason
+        == "bye");
+}
+
+TEST_CASE("malformed envelopes are errors that say what is wrong") {
+  auto pack = [](auto value) {
+    buffer b;
+    msgpack::pack(b, value);
+    return std::string{b.data(), b.size()};
+  };
+  CHECK(decode_failure("") .find("malformed msgpack") == 0);
+  CHECK(decode_failure(pack(7)) == "an envelope is a non-empty array, got uint");
+  CHECK(decode_failure(pack(std::vector<int>{})) == "an envelope is a non-empty array, got array");
+  CHECK(decode_failure(pack(std::make_tuple(99))) == "unknown envelope kind 99");
+  CHECK(decode_failure(pack(std::make_tuple(3, 1, 2))) == "send envelope needs 6 fields, got 3");
+  CHECK(decode_failure(pack(std::make_tuple(3, 1, 2, 3, "x", std::vector<int>{})))
+        == "send.from: expected u64, got str");
+  CHECK(decode_failure(pack(std::make_tuple(0, 1, 2, 3, "n", -5)))
+        == "hello.max_frame: -5 does not fit in u32");
+  CHECK(decode_failure(pack(7) + pack(8)) == "1 trailing bytes after the envelope");
+}
+
+TEST_CASE("an array header claiming four billion elements is refused without allocating them") {
+  const std::string bomb{"\xdd\xff\xff\xff\xff", 5};
+  CHECK(decode_failure(bomb).find("malformed msgpack") == 0);
+}
+
+TEST_CASE("100,000 random, truncated and mutated inputs give errors, never crashes") {
+  std::mt19937_64 rng{20261123};
+  std::vector<std::string> valid = {
+    payload_of([](buffer& b) { pack_hello(b, 1, 2, "n", 3); }),
+    payload_of([](buffer& b) { pack_send_head(b, {1, 2}, {3, 4}); pack_message(b); }),
+    payload_of([](buffer& b) { pack_response_head(b, {1, 2}, {3, 4}, 5, false);
+                               pack_error_head(b, "c", 1, "t"); packer{b}.pack_nil(); }),
+    payload_of([](buffer& b) { pack_spawn(b, 1, "a", packed({1, 2, 3}), false); }),
+  };
+  std::size_t decoded = 0;
+  std::size_t rejected = 0;
+  for (int i = 0; i < 100000; ++i) {
+    std::string input;
+    auto base = valid[rng() % valid.size()];
+    switch (i % 3) {
+      case 0:  // random bytes
+        input.resize(rng() % 64);
+        for (auto& c : input)
+          c = static_cast<char>(rng());
+        break;
+      case 1:  // truncated
+        input = base.substr(0, rng() % base.size());
+        break;
+      default:  // a few flipped bytes
+        input = base;
+        for (int k = 0; k < 3; ++k)
+          input[rng() % input.size()] = static_cast<char>(rng());
+    }
+    decoded_envelope d;
+    std::string error;
+    if (decode_envelope(input, d, error))
+      ++decoded;
+    else
+      ++rejected;
+    // The frame decoder sees the same bytes as a stream and must not crash either.
+    frame_decoder f{1024};
+    f.feed(input.data(), input.size(), [](std::string_view) {});
+  }
+  CHECK(decoded + rejected == 100000);
+  CHECK(rejected > 50000);
+}
