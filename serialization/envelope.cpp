@@ -52,13 +52,11 @@ void pack_hello(buffer& buf, std::uint64_t node, std::int64_t pid, std::string_v
   pk.pack(max_frame);
 }
 
-void pack_spawn(buffer& buf, std::uint64_t request, std::string_view actor,
-                std::string_view args, bool main) {
+void pack_spawn_head(buffer& buf, std::uint64_t request, std::string_view actor, bool main) {
   packer pk{buf};
   head(pk, kind::spawn, 5);
   pk.pack(request);
   pk.pack(actor);
-  buf.write(args.data(), args.size());
   pk.pack(main);
 }
 
@@ -204,7 +202,7 @@ bool decode_hello(fields& f, envelope& out) {
 bool decode_spawn(fields& f, envelope& out) {
   spawn_env e;
   if (!f.count(5) || !f.get(1, "request", e.request) || !f.get(2, "actor", e.actor)
-      || !f.array(3, "args", e.args) || !f.get(4, "main", e.main))
+      || !f.get(3, "main", e.main) || !f.array(4, "args", e.args))
     return false;
   out = std::move(e);
   return true;

@@ -41,9 +41,8 @@ std::uint32_t end_frame(buffer& buf, std::size_t start);
 
 void pack_hello(buffer&, std::uint64_t node, std::int64_t pid, std::string_view name,
                 std::uint32_t max_frame);
-// `args` is an already packed msgpack array.
-void pack_spawn(buffer&, std::uint64_t request, std::string_view actor, std::string_view args,
-                bool main);
+// The caller packs the arguments (a message) next.
+void pack_spawn_head(buffer&, std::uint64_t request, std::string_view actor, bool main);
 void pack_spawned(buffer&, std::uint64_t request, actor_ref actor);
 // The caller packs the error (pack_error_head + context) next.
 void pack_spawn_failed_head(buffer&, std::uint64_t request);
@@ -75,8 +74,8 @@ struct hello_env {
 struct spawn_env {
   std::uint64_t request;
   std::string actor;
-  msgpack::object args;  // an array
-  bool main;
+  bool main;             // the actor whose end ends the process
+  msgpack::object args;  // a message
 };
 struct spawned_env {
   std::uint64_t request;

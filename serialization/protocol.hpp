@@ -11,7 +11,7 @@ inline constexpr std::uint32_t protocol_version = 1;
 // First element of every envelope array.
 enum class kind : std::uint8_t {
   hello = 0,      // [0, version, node, pid, name, max_frame]          first frame, both ways
-  spawn = 1,      // [1, request, actor_name, args, main]              start a registered actor
+  spawn = 1,      // [1, request, actor_name, main, args]              start a registered actor
   spawned = 2,    // [2, request, ok, ref | error]                     answer to spawn
   send = 3,       // [3, to_node, to_actor, from_node, from_actor, message]
   request = 4,    // [4, to_node, to_actor, from_node, from_actor, request, message]

@@ -1,0 +1,55 @@
+// mproc's errors: codes in CAF's error type (category "mproc") for actors, and exceptions
+// for the blocking face. Every failure a user can act on has its own code.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include <caf/error.hpp>
+
+namespace mproc {
+
+enum class errc : std::uint8_t {
+  none = 0,
+  process_exited,        // the process hosting the actor ended; context: (text, exit code)
+  link_lost,             // the connection to the actor's process closed, exit status unknown
+  unknown_actor_name,    // spawn of a name no MPROC_ACTOR registered
+  unknown_message_type,  // a message element whose type no MPROC_MESSAGE registered
+  bad_message,           // a message that could not be decoded (wrong shape, bad tag, ...)
+  bad_arguments,         // spawn arguments that do not fit the actor function
+  spawn_failed,          // the child could not be executed or died before its handshake
+  no_such_actor,         // a message to an actor that ended or was never exported
+  frame_too_large,       // a message larger than the peer's maximum frame size
+  timeout,               // a blocking call ran out of time
+  protocol_error,        // a peer broke the protocol; the link was closed
+  node_shutdown,         // the node is shutting down
+};
+
+std::string to_string(errc x);
+
+// A caf::error in category "mproc" with a human-readable text in its context.
+caf::error make_error(errc x, std::string text = {});
+// process_exited with Python's exit code convention: >= 0 exit status, < 0 signal number.
+caf::error make_exit_error(int exitcode);
+
+// The mproc code of `e`, or errc::none when it is not an mproc error.
+errc code_of(const caf::error& e);
+// The exit code carried by a process_exited error.
+std::optional<int> exit_code_of(const caf::error& e);
+// "process exited with code 3", "process killed by SIGKILL (-9)"
+std::string describe_exit(int exitcode);
+
+// Thrown by the blocking calls (node::request, process::start, ...).
+class error : public std::runtime_error {
+public:
+  error(caf::error reason, const std::string& what);
+  const caf::error& reason() const { return reason_; }
+  errc code() const { return code_of(reason_); }
+
+private:
+  caf::error reason_;
+};
+
+} // namespace mproc

@@ -1,0 +1,163 @@
+#include "runtime/internal/link.hpp"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace mproc::detail {
+
+namespace {
+
+constexpr std::uint32_t read_events = EPOLLIN | EPOLLRDHUP;
+constexpr std::size_t max_iov = 64;
+
+bool would_block(int err) {
+  return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
+}
+
+} // namespace
+
+link::link(io_loop& loop, int fd, std::uint32_t max_frame)
+  : loop_(loop), fd_(fd), decoder_(max_frame) {}
+
+link::~link() {
+  std::lock_guard guard{out_mtx_};
+  if (!closed_)
+    ::close(fd_);
+}
+
+void link::open(frame_handler on_frame, close_handler on_close) {
+  on_frame_ = std::move(on_frame);
+  on_close_ = std::move(on_close);
+  token_ = loop_.add(fd_, read_events, [self = weak_from_this()](std::uint32_t events) {
+    if (auto l = self.lock())
+      l->on_event(events);
+  });
+  std::lock_guard guard{out_mtx_};
+  if (!out_.empty())
+    loop_.modify(token_, fd_, read_events | EPOLLOUT);
+}
+
+bool link::closed() const {
+  std::lock_guard guard{out_mtx_};
+  return closed_;
+}
+
+bool link::write(wire::buffer&& frame) {
+  std::lock_guard guard{out_mtx_};
+  if (closed_ || broken_)
+    return false;
+  bool was_idle = out_.empty();
+  out_.push_back(std::move(frame));
+  if (!was_idle)
+    return true;  // the loop is flushing; it takes this frame along
+  if (!drain_locked())
+    return false;
+  if (!out_.empty() && token_ != 0)
+    loop_.modify(token_, fd_, read_events | EPOLLOUT);
+  return true;
+}
+
+bool link::drain_locked() {
+  while (!out_.empty()) {
+    iovec iov[max_iov];
+    std::size_t n = 0;
+    for (auto i = out_.begin(); i != out_.end() && n < max_iov; ++i, ++n) {
+      std::size_t skip = n == 0 ? out_offset_ : 0;
+      iov[n].iov_base = i->data() + skip;
+      iov[n].iov_len = i->size() - skip;
+    }
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = n;
+    auto sent = ::sendmsg(fd_, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent < 0) {
+      if (would_block(errno))
+        return true;
+      broken_ = true;  // EPIPE, ECONNRESET: the reader side reports the closure
+      out_.clear();
+      out_offset_ = 0;
+      drained_.notify_all();
+      return false;
+    }
+    auto left = static_cast<std::size_t>(sent);
+    while (left > 0) {
+      auto rest = out_.front().size() - out_offset_;
+      if (left < rest) {
+        out_offset_ += left;
+        break;
+      }
+      left -= rest;
+      out_.pop_front();
+      out_offset_ = 0;
+    }
+  }
+  drained_.notify_all();
+  return true;
+}
+
+void link::on_event(std::uint32_t events) {
+  if (events & EPOLLOUT)
+    on_writable();
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+    on_readable();
+}
+
+void link::on_writable() {
+  std::lock_guard guard{out_mtx_};
+  if (closed_)
+    return;
+  drain_locked();
+  if (out_.empty())
+    loop_.modify(token_, fd_, read_events);
+}
+
+void link::on_readable() {
+  auto& buf = loop_.read_buffer();
+  auto n = ::recv(fd_, buf.data(), buf.size(), MSG_DONTWAIT);
+  if (n < 0 && would_block(errno))
+    return;
+  if (n < 0) {
+    close(std::string{"connection error: "} + std::strerror(errno));
+    return;
+  }
+  if (n == 0) {
+    close("connection closed by peer");
+    return;
+  }
+  auto self = shared_from_this();  // a frame handler may drop the last other reference
+  decoder_.feed(buf.data(), static_cast<std::size_t>(n), [&](std::string_view payload) {
+    if (!closed())
+      on_frame_(payload);
+  });
+  if (decoder_.failed() && !closed())
+    close("protocol error: " + decoder_.error());
+}
+
+void link::close(const std::string& reason) {
+  {
+    std::lock_guard guard{out_mtx_};
+    if (closed_)
+      return;
+    closed_ = true;
+    if (token_ != 0)
+      loop_.remove(token_, fd_);
+    ::close(fd_);
+    out_.clear();
+    drained_.notify_all();
+  }
+  if (auto handler = std::move(on_close_))
+    handler(reason);
+}
+
+bool link::flush(std::chrono::milliseconds timeout) {
+  std::unique_lock lock{out_mtx_};
+  drained_.wait_for(lock, timeout, [this] { return out_.empty() || closed_ || broken_; });
+  return out_.empty() && !closed_ && !broken_;
+}
+
+} // namespace mproc::detail

@@ -1,0 +1,74 @@
+// A link: one connected stream socket (socketpair end or TCP) carrying frames.
+//
+// Writing: any thread. A frame is sent straight from the caller's thread when nothing is
+// queued, which keeps request latency at one syscall; what the socket does not take is
+// queued and flushed by the loop thread, many frames per sendmsg. Frames never interleave.
+// Reading: the loop thread reads in bulk and hands out whole frames.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "runtime/internal/io_loop.hpp"
+#include "serialization/codec.hpp"
+#include "serialization/frame.hpp"
+
+namespace mproc::detail {
+
+class link : public std::enable_shared_from_this<link> {
+public:
+  using frame_handler = std::function<void(std::string_view payload)>;
+  using close_handler = std::function<void(const std::string& reason)>;
+
+  // Takes ownership of `fd`, a connected stream socket.
+  link(io_loop& loop, int fd, std::uint32_t max_frame);
+  ~link();
+  link(const link&) = delete;
+  link& operator=(const link&) = delete;
+
+  // Loop thread: starts reading. on_close runs once, on the loop thread.
+  void open(frame_handler on_frame, close_handler on_close);
+
+  // Any thread. `frame` holds one or more complete frames. False when the link is closed
+  // or broken: the frame was not sent.
+  bool write(wire::buffer&& frame);
+
+  // Loop thread: closes the socket now; queued output is dropped.
+  void close(const std::string& reason);
+
+  // Any thread but the loop's: waits until the output queue is empty, the link closed, or
+  // the timeout passed. True when everything queued was written.
+  bool flush(std::chrono::milliseconds timeout);
+
+  bool closed() const;
+
+private:
+  void on_event(std::uint32_t events);
+  void on_readable();
+  void on_writable();
+  // out_mtx_ held. Writes queued frames until the socket is full; false when broken.
+  bool drain_locked();
+
+  io_loop& loop_;
+  int fd_;
+  std::uint64_t token_ = 0;
+  wire::frame_decoder decoder_;
+  frame_handler on_frame_;
+  close_handler on_close_;
+
+  mutable std::mutex out_mtx_;
+  std::condition_variable drained_;
+  std::deque<wire::buffer> out_;
+  std::size_t out_offset_ = 0;  // bytes of out_.front() already written
+  bool closed_ = false;
+  bool broken_ = false;  // a write failed; the loop closes the link on its next event
+};
+
+} // namespace mproc::detail

@@ -1,0 +1,79 @@
+// caf::message <-> wire message: a msgpack array [tag, value, tag, value, ...] whose tags
+// come from the type registry (serialization/type_registry.hpp). Also the CAF types that
+// need the runtime to cross the wire: actor references, atoms and errors.
+#pragma once
+
+#include <string>
+
+#include <caf/actor.hpp>
+#include <caf/atom.hpp>
+#include <caf/error.hpp>
+#include <caf/fwd.hpp>
+#include <caf/message.hpp>
+
+#include "serialization/codec.hpp"
+#include "serialization/envelope.hpp"
+
+namespace mproc::wire {
+
+// Turns local actors into wire references and wire references into local handles. One
+// context exists per link, since a reference's proxy forwards over the link it came from.
+class context {
+public:
+  virtual ~context() = default;
+  virtual actor_ref export_actor(const caf::strong_actor_ptr& actor) = 0;
+  virtual caf::strong_actor_ptr import_actor(actor_ref ref) = 0;
+  virtual caf::actor_system& system() = 0;
+};
+
+template <>
+struct codec<caf::atom_value> {
+  static std::string name() { return "atom"; }
+  static void encode(packer& pk, caf::atom_value x, codec_state& st);
+  static bool decode(const msgpack::object& o, caf::atom_value& out, codec_state& st);
+};
+
+template <>
+struct codec<caf::strong_actor_ptr> {
+  static std::string name() { return "actor_ptr"; }
+  static void encode(packer& pk, const caf::strong_actor_ptr& x, codec_state& st);
+  static bool decode(const msgpack::object& o, caf::strong_actor_ptr& out, codec_state& st);
+};
+
+template <>
+struct codec<caf::actor> {
+  static std::string name() { return "actor"; }
+  static void encode(packer& pk, const caf::actor& x, codec_state& st);
+  static bool decode(const msgpack::object& o, caf::actor& out, codec_state& st);
+};
+
+template <>
+struct codec<caf::error> {
+  static std::string name() { return "error"; }
+  static void encode(packer& pk, const caf::error& x, codec_state& st);
+  static bool decode(const msgpack::object& o, caf::error& out, codec_state& st);
+};
+
+} // namespace mproc::wire
+
+namespace mproc::detail {
+
+enum class decode_status { ok, unknown_type, bad_value };
+
+// Adds the built-in message types to the registry; idempotent; called before a node starts.
+void register_builtin_types();
+
+// Packs the message array. False (and st.error) when an element's type has no
+// registration; what was packed is then garbage and the frame must be discarded.
+bool encode_message(wire::packer& pk, const caf::message& msg, wire::codec_state& st);
+decode_status decode_message(const msgpack::object& o, caf::message& out, wire::codec_state& st);
+
+// An error object as the protocol defines it: [category, code, text, context].
+void encode_error(wire::packer& pk, const caf::error& e, wire::codec_state& st);
+caf::error decode_error(const wire::error_view& e, wire::codec_state& st);
+
+// The wire tag of element `i` (or its C++ name when unregistered), for error texts.
+std::string tag_of(const caf::message& msg, std::size_t i);
+std::string tag_of(const std::type_info& type);
+
+} // namespace mproc::detail

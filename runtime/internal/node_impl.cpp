@@ -1,0 +1,438 @@
+#include "runtime/internal/node_impl.hpp"
+
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <future>
+
+#include <caf/actor_cast.hpp>
+#include <caf/blocking_actor.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+
+#include "runtime/actor_registry.hpp"
+#include "runtime/internal/log.hpp"
+#include "runtime/internal/message_codec.hpp"
+#include "serialization/type_registry.hpp"
+
+namespace mproc::detail {
+
+namespace {
+
+std::uint64_t random_node_id() {
+  std::uint64_t id = 0;
+  while (id == 0)
+    if (::getrandom(&id, sizeof id, 0) != sizeof id)
+      id = (static_cast<std::uint64_t>(::getpid()) << 32) ^ static_cast<std::uint64_t>(::time(nullptr));
+  return id;
+}
+
+std::string render_mproc_error(std::uint8_t code, caf::atom_value, const caf::message& ctx) {
+  auto text = "mproc:" + to_string(static_cast<errc>(code));
+  if (!ctx.empty() && ctx.match_element<std::string>(0))
+    text += ": " + ctx.get_as<std::string>(0);
+  return text;
+}
+
+// A start that fails leaves the child to the reaper; this is how long its link may stay
+// closed before its exit status arrives (both normally arrive within microseconds).
+constexpr auto exit_status_grace = std::chrono::milliseconds{500};
+
+} // namespace
+
+node_impl::node_impl(node_options options, std::optional<child_args> child)
+  : options_(std::move(options)), child_(std::move(child)) {
+  register_builtin_types();
+  wire::types().freeze();
+  name_ = child_ ? child_->name : options_.name;
+  set_current_process_name(name_);
+  log::set_process_name(name_);
+  id_ = random_node_id();
+  executable_ = options_.executable.empty() ? self_executable() : options_.executable;
+  auto threads = child_ ? options_.child_threads
+                        : (options_.threads != 0 ? options_.threads : cpu_count());
+  config_.set("scheduler.max-threads", threads);
+  // The work-stealing default polls when idle; sharing sleeps (CAF-NOTES, "Scheduler").
+  config_.set("scheduler.policy", caf::atom("sharing"));
+  config_.add_error_category(caf::atom("mproc"), render_mproc_error);
+  system_ = std::make_unique<caf::actor_system>(config_);
+  loop_.start();
+}
+
+node_impl::~node_impl() {
+  finish_children();
+  close_peers();
+  loop_.stop();
+  std::unordered_map<std::uint64_t, caf::actor> kept;
+  {
+    std::lock_guard guard{mtx_};
+    kept.swap(kept_alive_);
+  }
+  for (auto& [id, a] : kept)
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  kept.clear();
+  {
+    std::lock_guard guard{exports_mtx_};
+    exports_.clear();
+  }
+  system_.reset();  // waits for the remaining actors, with the node still intact
+}
+
+// ---- exported actors -------------------------------------------------------------------
+
+wire::actor_ref node_impl::export_actor(const caf::strong_actor_ptr& actor) {
+  std::lock_guard guard{exports_mtx_};
+  auto& slot = exports_[actor->id()];
+  if (slot.get() != actor.get())
+    slot = caf::weak_actor_ptr{actor.get()};
+  // Dead entries go in sweeps, amortised over the exports that grow the table.
+  if (exports_.size() >= exports_swept_at_) {
+    std::erase_if(exports_, [](const auto& kv) { return !kv.second.lock(); });
+    exports_swept_at_ = std::max<std::size_t>(64, 2 * exports_.size());
+  }
+  return {id_, actor->id()};
+}
+
+caf::strong_actor_ptr node_impl::local_actor(std::uint64_t id) {
+  std::lock_guard guard{exports_mtx_};
+  auto i = exports_.find(id);
+  return i == exports_.end() ? nullptr : i->second.lock();
+}
+
+void node_impl::keep_alive(const caf::actor& a) {
+  auto id = a.id();
+  {
+    std::lock_guard guard{mtx_};
+    kept_alive_.emplace(id, a);
+  }
+  // Released from the loop: dropping the last reference inside the actor's own cleanup is
+  // not something to do to CAF.
+  a->attach_functor([this, id] {
+    loop_.post([this, id] {
+      std::lock_guard guard{mtx_};
+      kept_alive_.erase(id);
+    });
+  });
+}
+
+// ---- serving peers ---------------------------------------------------------------------
+
+caf::expected<caf::actor> node_impl::spawn_for(peer&, const std::string& actor,
+                                               const caf::message& args, bool main) {
+  auto result = spawn_registered(*system_, actor, args);
+  if (!result) {
+    if (main && child_)
+      loop_.post([this] { request_exit(1); });  // nothing to run: the child is done
+    return result;
+  }
+  keep_alive(*result);
+  if (main && child_) {
+    (*result)->attach_functor([this](const caf::error& reason) {
+      // Through the loop, so that frames it is writing (the spawned answer, down messages)
+      // go out before the process does.
+      loop_.post([this, code = reason ? 1 : 0] { request_exit(code); });
+    });
+  }
+  return result;
+}
+
+void node_impl::on_peer_closed(const std::shared_ptr<peer>& p, const std::string& why) {
+  std::shared_ptr<process_state> child;
+  {
+    std::lock_guard guard{mtx_};
+    peers_.erase(p);
+    if (auto i = child_of_peer_.find(p.get()); i != child_of_peer_.end())
+      child = i->second;
+  }
+  if (p->kind() == peer::role::parent) {
+    log::debug("parent link closed: ", why);
+    p->fail(make_error(errc::link_lost, "the parent process is gone: " + why));
+    request_exit(1);
+    return;
+  }
+  if (!child) {
+    p->fail(make_error(errc::link_lost, why));
+    return;
+  }
+  std::unique_lock lock{child->mtx};
+  if (child->exitcode) {
+    lock.unlock();
+    settle_child_link(child, why);
+    return;
+  }
+  // The exit status follows the closed socket almost at once; wait for it, briefly.
+  child->link_closed_why = why;
+  child->settle_timer = loop_.after(exit_status_grace, [this, child, why] {
+    settle_child_link(child, why);
+  });
+}
+
+void node_impl::settle_child_link(const std::shared_ptr<process_state>& state,
+                                  const std::string& why) {
+  std::shared_ptr<peer> p;
+  caf::error reason;
+  {
+    std::lock_guard guard{state->mtx};
+    p.swap(state->link);
+    if (!p)
+      return;
+    if (state->settle_timer != 0) {
+      loop_.cancel(state->settle_timer);
+      state->settle_timer = 0;
+    }
+    reason = state->exitcode ? make_exit_error(*state->exitcode)
+                             : make_error(errc::link_lost, "process " + std::to_string(state->pid)
+                                                             + ": " + why);
+  }
+  {
+    std::lock_guard guard{mtx_};
+    child_of_peer_.erase(p.get());
+  }
+  p->fail(reason);
+}
+
+void node_impl::on_shutdown_requested(peer& from, const std::string& why) {
+  if (from.kind() == peer::role::parent) {
+    log::debug("the parent asked this process to stop: ", why);
+    request_exit(0);
+  }
+}
+
+// ---- blocking requests -----------------------------------------------------------------
+
+caf::expected<caf::message> node_impl::request(const caf::actor& dest, caf::message msg,
+                                               std::chrono::nanoseconds timeout) {
+  if (!dest)
+    return make_error(errc::no_such_actor, "request to an invalid actor handle");
+  caf::scoped_actor self{*system_, true};
+  caf::expected<caf::message> result{caf::message{}};
+  self->request(dest, timeout, std::move(msg))
+    .receive(
+      // Matches only a reply that is itself a single caf::message.
+      [&](caf::message& nested) { result = caf::make_message(std::move(nested)); },
+      [&](caf::error& err) {
+        if (err == caf::sec::unexpected_response) {
+          // CAF 0.17 has no catch-all response handler: a reply that no handler matched
+          // arrives as this error, carrying the reply as its context. Any reply is fine here;
+          // node::request<R> checks its type.
+          result = std::move(err.context());
+        } else if (err == caf::sec::request_timeout) {
+          result = make_error(errc::timeout,
+                              "no reply within "
+                                + std::to_string(
+                                  std::chrono::duration_cast<std::chrono::milliseconds>(timeout)
+                                    .count())
+                                + " ms");
+        } else {
+          result = std::move(err);
+        }
+      });
+  return result;
+}
+
+// ---- child processes -------------------------------------------------------------------
+
+std::string node_impl::next_process_name() {
+  std::lock_guard guard{mtx_};
+  return "Process-" + std::to_string(++process_counter_);
+}
+
+std::vector<std::shared_ptr<process_state>> node_impl::live_children() {
+  std::lock_guard guard{mtx_};
+  std::erase_if(children_, [](const auto& s) {
+    std::lock_guard g{s->mtx};
+    return s->state == process_state::phase::ended;
+  });
+  return children_;
+}
+
+void node_impl::start_process(const std::shared_ptr<process_state>& state) {
+  {
+    std::lock_guard guard{mtx_};
+    children_.push_back(state);
+  }
+  loop_.post([this, state] { launch(state); });
+  std::unique_lock lock{state->mtx};
+  state->changed.wait(lock, [&] {
+    return state->state != process_state::phase::starting || state->start_error;
+  });
+}
+
+void node_impl::launch(const std::shared_ptr<process_state>& state) {
+  spawned_child c;
+  try {
+    c = spawn_child(executable_, executable_, state->name);
+  } catch (const std::system_error& e) {
+    fail_start(state, make_error(errc::spawn_failed, e.what()));
+    return;
+  }
+  auto l = std::make_shared<link>(loop_, c.link_fd, options_.max_frame);
+  auto p = std::make_shared<peer>(*this, l, peer::role::child);
+  {
+    std::lock_guard guard{state->mtx};
+    state->pid = c.pid;
+    state->pidfd = c.pidfd;
+    state->link = p;
+  }
+  {
+    std::lock_guard guard{mtx_};
+    peers_.insert(p);
+    child_of_peer_[p.get()] = state;
+  }
+  state->pidfd_token = loop_.add(c.pidfd, EPOLLIN, [this, state](std::uint32_t) {
+    on_child_exited(state);
+  });
+  log::info("started process ", state->name, " (pid ", c.pid, ") running '",
+            state->actor_name, "'");
+  p->open([this](peer& closed, const std::string& why) {
+    on_peer_closed(closed.shared_from_this(), why);
+  });
+  state->start_timer = loop_.after(options_.start_timeout, [this, state] {
+    state->start_timer = 0;
+    fail_start(state, make_error(errc::spawn_failed,
+                                 "process " + std::to_string(state->pid)
+                                   + " did not start its actor within "
+                                   + std::to_string(options_.start_timeout.count()) + " ms"));
+  });
+  p->spawn(state->actor_name, state->args, true,
+           [this, state](caf::expected<caf::actor> r) { on_child_started(state, std::move(r)); });
+}
+
+void node_impl::on_child_started(const std::shared_ptr<process_state>& state,
+                                 caf::expected<caf::actor> r) {
+  if (!r) {
+    fail_start(state, r.error());
+    return;
+  }
+  if (state->start_timer != 0) {
+    loop_.cancel(state->start_timer);
+    state->start_timer = 0;
+  }
+  std::lock_guard guard{state->mtx};
+  if (state->state != process_state::phase::starting || state->start_error)
+    return;
+  state->actor = std::move(*r);
+  state->state = process_state::phase::running;
+  state->changed.notify_all();
+}
+
+void node_impl::fail_start(const std::shared_ptr<process_state>& state, caf::error why) {
+  if (state->start_timer != 0) {
+    loop_.cancel(state->start_timer);
+    state->start_timer = 0;
+  }
+  std::lock_guard guard{state->mtx};
+  if (state->state != process_state::phase::starting || state->start_error)
+    return;
+  state->start_error = std::move(why);
+  if (state->pid == 0)  // never ran: nothing will be reaped
+    state->state = process_state::phase::ended;
+  state->signal_locked(SIGKILL);  // a child that did not start is of no use
+  state->changed.notify_all();
+}
+
+void node_impl::on_child_exited(const std::shared_ptr<process_state>& state) {
+  auto code = reap(state->pid);
+  if (!code)
+    return;
+  std::string closed_why;
+  {
+    std::lock_guard guard{state->mtx};
+    loop_.remove(state->pidfd_token, state->pidfd);
+    ::close(state->pidfd);
+    state->pidfd = -1;
+    state->exitcode = code;
+    state->state = process_state::phase::ended;
+    closed_why = state->link_closed_why;
+    state->changed.notify_all();
+  }
+  log::info("process ", state->name, " (pid ", state->pid, ") ended: ", describe_exit(*code));
+  if (!closed_why.empty())
+    settle_child_link(state, closed_why);
+  // A start still waiting learns why from the link, which closes now (or already did).
+}
+
+void node_impl::finish_children() {
+  auto children = live_children();
+  // Python joins non-daemon children at exit and terminates daemon ones.
+  for (auto& c : children) {
+    std::unique_lock lock{c->mtx};
+    if (!c->daemon)
+      c->changed.wait(lock, [&] { return c->state == process_state::phase::ended; });
+  }
+  for (auto& c : children) {
+    std::lock_guard lock{c->mtx};
+    if (c->daemon && c->link)
+      c->link->send_shutdown("the parent node is exiting");
+  }
+  auto deadline = std::chrono::steady_clock::now() + options_.daemon_grace;
+  for (auto& c : children) {
+    std::unique_lock lock{c->mtx};
+    if (!c->changed.wait_until(lock, deadline,
+                               [&] { return c->state == process_state::phase::ended; })) {
+      c->signal_locked(SIGKILL);
+      c->changed.wait(lock, [&] { return c->state == process_state::phase::ended; });
+    }
+  }
+}
+
+void node_impl::close_peers() {
+  std::promise<void> done;
+  loop_.post([this, &done] {
+    std::set<std::shared_ptr<peer>> peers;
+    {
+      std::lock_guard guard{mtx_};
+      peers = peers_;
+    }
+    for (auto& p : peers) {
+      p->close("the node is shutting down");
+      p->fail(make_error(errc::node_shutdown, "the node is shutting down"));
+    }
+    done.set_value();
+  });
+  done.get_future().wait();
+}
+
+// ---- child mode ------------------------------------------------------------------------
+
+void node_impl::request_exit(int code) {
+  std::lock_guard guard{mtx_};
+  if (!exit_code_)
+    exit_code_ = code;
+  exit_requested_.notify_all();
+}
+
+void node_impl::run_child() {
+  // fd 3 must not leak into programs this child runs (subprocess): the parent would not
+  // see EOF when this process dies.
+  ::fcntl(child_link_fd, F_SETFD, FD_CLOEXEC);
+  auto l = std::make_shared<link>(loop_, child_link_fd, options_.max_frame);
+  {
+    std::lock_guard guard{mtx_};
+    parent_ = std::make_shared<peer>(*this, l, peer::role::parent);
+    peers_.insert(parent_);
+  }
+  loop_.post([this] {
+    parent_->open([this](peer& closed, const std::string& why) {
+      on_peer_closed(closed.shared_from_this(), why);
+    });
+  });
+  int code;
+  {
+    std::unique_lock lock{mtx_};
+    exit_requested_.wait(lock, [this] { return exit_code_.has_value(); });
+    code = *exit_code_;
+  }
+  finish_children();
+  parent_->link().flush(std::chrono::seconds{2});
+  std::fflush(nullptr);
+  // Like Python's children (os._exit after the target): no static destructors, no waiting
+  // for actors that are still running.
+  ::_exit(code);
+}
+
+} // namespace mproc::detail

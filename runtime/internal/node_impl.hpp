@@ -1,0 +1,105 @@
+// The node behind mproc::node: the CAF actor system, the I/O loop, the table of actors
+// reachable from other processes, the peers, and the child processes.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/expected.hpp>
+
+#include "runtime/internal/io_loop.hpp"
+#include "runtime/internal/peer.hpp"
+#include "runtime/internal/process_state.hpp"
+#include "runtime/internal/spawner.hpp"
+#include "runtime/node.hpp"
+
+namespace mproc::detail {
+
+class node_impl {
+public:
+  // A root node, or with `child` set, a child node (run_child() then takes over).
+  node_impl(node_options options, std::optional<child_args> child);
+  ~node_impl();
+
+  caf::actor_system& system() { return *system_; }
+  std::uint64_t id() const { return id_; }
+  const std::string& name() const { return name_; }
+  const node_options& options() const { return options_; }
+  io_loop& loop() { return loop_; }
+
+  // Actors other processes may address: every local actor (or proxy) whose reference was
+  // sent out. Weak: a reference held only by another process does not keep an actor alive;
+  // actors spawned on a peer's behalf are kept alive by the node until they end.
+  wire::actor_ref export_actor(const caf::strong_actor_ptr& actor);
+  caf::strong_actor_ptr local_actor(std::uint64_t id);
+
+  // Loop thread, for a peer's spawn envelope.
+  caf::expected<caf::actor> spawn_for(peer& from, const std::string& actor,
+                                      const caf::message& args, bool main);
+  // Loop thread: a peer closed (or was closed); decides the reason and fails it.
+  void on_peer_closed(const std::shared_ptr<peer>& p, const std::string& why);
+  void on_shutdown_requested(peer& from, const std::string& why);
+
+  caf::expected<caf::message> request(const caf::actor& dest, caf::message msg,
+                                      std::chrono::nanoseconds timeout);
+
+  // Blocks until the child's actor runs or start fails (state->start_error).
+  void start_process(const std::shared_ptr<process_state>& state);
+  std::vector<std::shared_ptr<process_state>> live_children();
+  std::string next_process_name();
+
+  // Child mode: serve the parent until the main actor ends or the parent goes; then exit.
+  [[noreturn]] void run_child();
+
+private:
+  void launch(const std::shared_ptr<process_state>& state);
+  void on_child_started(const std::shared_ptr<process_state>& state, caf::expected<caf::actor> r);
+  void on_child_exited(const std::shared_ptr<process_state>& state);
+  void settle_child_link(const std::shared_ptr<process_state>& state, const std::string& why);
+  void fail_start(const std::shared_ptr<process_state>& state, caf::error why);
+  void finish_children();
+  void keep_alive(const caf::actor& a);
+  void request_exit(int code);
+  void close_peers();
+
+  node_options options_;
+  std::optional<child_args> child_;
+  std::string name_;
+  std::uint64_t id_;
+  std::string executable_;
+  std::string argv0_;
+  caf::actor_system_config config_;
+  std::unique_ptr<caf::actor_system> system_;
+  io_loop loop_;
+
+  std::mutex exports_mtx_;
+  std::unordered_map<std::uint64_t, caf::weak_actor_ptr> exports_;
+  std::size_t exports_swept_at_ = 64;
+
+  std::mutex mtx_;  // guards the members below
+  std::set<std::shared_ptr<peer>> peers_;
+  std::vector<std::shared_ptr<process_state>> children_;
+  std::unordered_map<std::uint64_t, caf::actor> kept_alive_;
+  std::shared_ptr<peer> parent_;
+  std::unordered_map<const peer*, std::shared_ptr<process_state>> child_of_peer_;
+  int process_counter_ = 0;
+
+  std::condition_variable exit_requested_;
+  std::optional<int> exit_code_;
+};
+
+// Set by the node constructor; read by current_process_name().
+void set_current_process_name(const std::string& name);
+
+} // namespace mproc::detail

@@ -1,0 +1,128 @@
+// A peer: the node at the other end of one link, and everything this node keeps about it —
+// its identity (from hello), proxies for its actors, requests awaiting its responses, spawns
+// awaiting their answer. When the link goes, fail() answers every one of them with the reason.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include <caf/actor.hpp>
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+#include <caf/fwd.hpp>
+#include <caf/mailbox_element.hpp>
+#include <caf/message_id.hpp>
+
+#include "runtime/internal/link.hpp"
+#include "runtime/internal/message_codec.hpp"
+#include "serialization/envelope.hpp"
+
+namespace mproc::detail {
+
+class node_impl;
+class proxy;
+
+class peer final : public wire::context, public std::enable_shared_from_this<peer> {
+public:
+  enum class role { parent, child };  // what the other side is to this node
+
+  struct identity {
+    std::uint64_t node = 0;
+    std::int64_t pid = 0;
+    std::string name;
+    std::uint32_t max_frame = 0;
+  };
+
+  using spawn_callback = std::function<void(caf::expected<caf::actor>)>;
+  using closed_callback = std::function<void(peer&, const std::string& why)>;
+
+  peer(node_impl& node, std::shared_ptr<detail::link> link, role r);
+  ~peer() override;
+
+  // Loop thread: sends hello and starts reading. `on_closed` runs once when the link closes;
+  // the owner then calls fail() with the reason it settles on.
+  void open(closed_callback on_closed);
+  // Loop thread: closes the link (its on_closed follows).
+  void close(const std::string& why);
+  // Answers everything outstanding with `reason`: kills proxies (their monitors get it as
+  // down reason), fails pending requests and spawns. Idempotent.
+  void fail(const caf::error& reason);
+
+  role kind() const { return role_; }
+  identity who() const;
+  detail::link& link() { return *link_; }
+
+  // Any thread.
+  void forward(proxy& from, caf::mailbox_element_ptr what, caf::execution_unit* host);
+  void watch(std::uint64_t remote_actor);
+  void spawn(std::string_view actor, const caf::message& args, bool main, spawn_callback done);
+  void send_shutdown(std::string_view why);
+  void forget(std::uint64_t remote_actor, const proxy* p);
+
+  // wire::context
+  wire::actor_ref export_actor(const caf::strong_actor_ptr& actor) override;
+  caf::strong_actor_ptr import_actor(wire::actor_ref ref) override;
+  caf::actor_system& system() override;
+
+private:
+  struct pending_request {
+    caf::strong_actor_ptr requester;
+    caf::message_id mid;
+    caf::strong_actor_ptr proxy;
+  };
+  using request_key = std::pair<std::uint64_t, std::uint64_t>;  // requester id, request id
+  struct key_hash {
+    std::size_t operator()(const request_key& k) const { return k.first * 31 + k.second; }
+  };
+
+  void on_frame(std::string_view payload);
+  void on_hello(wire::hello_env& e);
+  void on_spawn(wire::spawn_env& e);
+  void on_spawned(wire::spawned_env& e);
+  void on_send(wire::send_env& e);
+  void on_request(wire::request_env& e);
+  void on_response(wire::response_env& e);
+  void on_monitor(wire::monitor_env& e);
+  void on_down(wire::down_env& e);
+  void on_shutdown(wire::shutdown_env& e);
+
+  void forward_send(wire::actor_ref to, wire::actor_ref from, const caf::message& msg);
+  void forward_request(proxy& via, wire::actor_ref to, wire::actor_ref from,
+                       caf::strong_actor_ptr sender, caf::message_id mid, const caf::message& msg);
+  void forward_response(wire::actor_ref to, wire::actor_ref from, caf::message_id mid,
+                        const caf::message& msg);
+
+  // Finishes and writes one frame; the error says why it did not go out.
+  caf::error send_frame(wire::buffer&& frame, std::size_t start);
+  void send_down(wire::actor_ref actor, const caf::error& reason);
+  void respond_error(wire::actor_ref to, wire::actor_ref from, std::uint64_t request,
+                     const caf::error& reason);
+  bool decode_or_answer(const msgpack::object& body, caf::message& out, wire::actor_ref from,
+                        wire::actor_ref to, std::uint64_t request);
+  void answer_locally(const pending_request& p, caf::message reply);
+  caf::strong_actor_ptr proxy_for(std::uint64_t remote_actor);
+  caf::strong_actor_ptr local_target(wire::actor_ref to);
+
+  node_impl& node_;
+  std::shared_ptr<detail::link> link_;
+  const role role_;
+  closed_callback on_closed_;
+
+  mutable std::mutex mtx_;  // everything below
+  identity who_;
+  bool hello_seen_ = false;
+  bool failed_ = false;
+  caf::error fail_reason_;
+  std::unordered_map<std::uint64_t, caf::weak_actor_ptr> proxies_;
+  std::unordered_map<request_key, pending_request, key_hash> requests_;
+  std::unordered_map<std::uint64_t, spawn_callback> spawns_;
+  std::uint64_t next_spawn_ = 1;
+};
+
+} // namespace mproc::detail

@@ -1,0 +1,69 @@
+#include "runtime/internal/proxy.hpp"
+
+#include <caf/mailbox_element.hpp>
+#include <caf/sec.hpp>
+
+#include "runtime/errors.hpp"
+#include "runtime/internal/peer.hpp"
+
+namespace mproc::detail {
+
+proxy::proxy(caf::actor_config& cfg, std::shared_ptr<peer> via, std::uint64_t remote_id)
+  : caf::actor_proxy(cfg), remote_id_(remote_id), via_(std::move(via)) {}
+
+proxy::~proxy() {
+  if (auto p = via())
+    p->forget(remote_id_, this);
+}
+
+std::shared_ptr<peer> proxy::via() const {
+  std::lock_guard guard{mtx_};
+  return via_;
+}
+
+void proxy::enqueue(caf::mailbox_element_ptr what, caf::execution_unit* host) {
+  if (auto p = via()) {
+    p->forward(*this, std::move(what), host);
+    return;
+  }
+  // Killed: a request gets the reason as its answer; anything else is dropped, as CAF drops
+  // messages to ended actors.
+  auto reason = fail_state();
+  bounce(what, reason ? reason : make_error(errc::no_such_actor, "the actor has ended"));
+}
+
+void proxy::kill_proxy(caf::execution_unit* host, caf::error reason) {
+  std::shared_ptr<peer> gone;
+  {
+    std::lock_guard guard{mtx_};
+    gone.swap(via_);
+  }
+  if (gone)
+    gone->forget(remote_id_, this);
+  cleanup(std::move(reason), host);
+}
+
+void proxy::watch_remote() {
+  std::shared_ptr<peer> p;
+  {
+    std::lock_guard guard{mtx_};
+    if (watching_ || !via_)
+      return;
+    watching_ = true;
+    p = via_;
+  }
+  p->watch(remote_id_);
+}
+
+void proxy::attach(caf::attachable_ptr ptr) {
+  caf::actor_proxy::attach(std::move(ptr));
+  watch_remote();
+}
+
+bool proxy::add_backlink(caf::abstract_actor* x) {
+  auto added = caf::actor_proxy::add_backlink(x);
+  watch_remote();
+  return added;
+}
+
+} // namespace mproc::detail

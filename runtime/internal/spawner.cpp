@@ -1,0 +1,125 @@
+#include "runtime/internal/spawner.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <system_error>
+#include <vector>
+
+namespace mproc::detail {
+
+namespace {
+
+[[noreturn]] void throw_errno(int err, const std::string& what) {
+  throw std::system_error(err, std::generic_category(), what);
+}
+
+int pidfd_open(pid_t pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
+
+// Keeps the child's end of the socketpair away from fd 3, so that the dup2 onto fd 3 in the
+// child always creates a fresh descriptor without FD_CLOEXEC.
+int away_from_child_fd(int fd) {
+  if (fd != child_link_fd)
+    return fd;
+  int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, child_link_fd + 1);
+  ::close(fd);
+  return moved;
+}
+
+} // namespace
+
+std::optional<child_args> parse_child_args(int argc, char** argv) {
+  if (argc < 4 || std::strcmp(argv[1], child_flag) != 0)
+    return std::nullopt;
+  child_args out;
+  out.parent = static_cast<pid_t>(std::strtol(argv[2], nullptr, 10));
+  out.name = argv[3];
+  return out;
+}
+
+spawned_child spawn_child(const std::string& executable, const std::string& argv0,
+                          const std::string& name) {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+    throw_errno(errno, "socketpair");
+  int parent_end = fds[0];
+  int child_end = away_from_child_fd(fds[1]);
+
+  auto ppid = std::to_string(::getpid());
+  std::vector<char*> argv = {const_cast<char*>(argv0.c_str()), const_cast<char*>(child_flag),
+                             ppid.data(), const_cast<char*>(name.c_str()), nullptr};
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, child_end, child_link_fd);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+  pid_t pid = 0;
+  int err = ::posix_spawn(&pid, executable.c_str(), &actions, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  ::close(child_end);
+  if (err != 0) {
+    ::close(parent_end);
+    throw_errno(err, "cannot execute " + executable);
+  }
+  int pidfd = pidfd_open(pid);
+  if (pidfd < 0) {
+    err = errno;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    ::close(parent_end);
+    throw_errno(err, "pidfd_open");
+  }
+  return {pid, pidfd, parent_end};
+}
+
+std::optional<int> reap(pid_t pid) {
+  int status = 0;
+  pid_t r;
+  do {
+    r = ::waitpid(pid, &status, WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r != pid)
+    return std::nullopt;
+  if (WIFEXITED(status))
+    return WEXITSTATUS(status);
+  if (WIFSIGNALED(status))
+    return -WTERMSIG(status);
+  return std::nullopt;
+}
+
+std::string self_executable() {
+  char path[PATH_MAX];
+  auto n = ::readlink("/proc/self/exe", path, sizeof path - 1);
+  if (n <= 0)
+    return "/proc/self/exe";
+  return std::string{path, static_cast<std::size_t>(n)};
+}
+
+void die_with_parent(pid_t expected_parent) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != expected_parent)
+    ::_exit(1);  // the parent died before the prctl took effect
+}
+
+} // namespace mproc::detail

@@ -1,0 +1,49 @@
+// Exec-self: start this program again as a child node, connected by a socketpair.
+//
+// The child gets its end of the socketpair as fd 3 and the hidden arguments
+//   <argv0> --mproc-child <parent pid> <process name>
+// which node's constructor recognises (parse_child_args). Everything else the child needs
+// (which actor to run, with which arguments) arrives as frames on fd 3.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include <sys/types.h>
+
+namespace mproc::detail {
+
+inline constexpr int child_link_fd = 3;
+inline constexpr const char* child_flag = "--mproc-child";
+
+struct child_args {
+  pid_t parent = 0;
+  std::string name;
+};
+
+// The hidden arguments, if this process was started as a child node.
+std::optional<child_args> parse_child_args(int argc, char** argv);
+
+struct spawned_child {
+  pid_t pid = 0;
+  int pidfd = -1;    // readable once the child ended; waited on by the loop
+  int link_fd = -1;  // the parent's end of the socketpair
+};
+
+// Starts `executable` as a child node. Throws std::system_error (ENOENT, EACCES, ...).
+// Must run on the thread that outlives the child: PR_SET_PDEATHSIG fires when *the thread*
+// that created the child ends (prctl(2)), so the node's I/O thread does this.
+spawned_child spawn_child(const std::string& executable, const std::string& argv0,
+                          const std::string& name);
+
+// Reaps `pid` if it ended: its exit code in Python's convention, nullopt if still running.
+std::optional<int> reap(pid_t pid);
+
+// The absolute path of this program.
+std::string self_executable();
+
+// In a child, first thing: die with the parent (PR_SET_PDEATHSIG, then a parent-pid check
+// for a parent that died before the prctl).
+void die_with_parent(pid_t expected_parent);
+
+} // namespace mproc::detail

@@ -1,0 +1,63 @@
+#include "runtime/node.hpp"
+
+#include "runtime/actor_registry.hpp"
+#include "runtime/internal/message_codec.hpp"
+#include "runtime/internal/node_impl.hpp"
+#include "runtime/internal/spawner.hpp"
+
+namespace mproc {
+
+node::node(int argc, char** argv, node_options options) {
+  if (auto child = detail::parse_child_args(argc, argv)) {
+    detail::die_with_parent(child->parent);
+    impl_ = std::make_unique<detail::node_impl>(std::move(options), std::move(child));
+    impl_->run_child();  // never returns
+  }
+  impl_ = std::make_unique<detail::node_impl>(std::move(options), std::nullopt);
+}
+
+node::~node() = default;
+
+caf::actor_system& node::system() {
+  return impl_->system();
+}
+
+std::uint64_t node::id() const {
+  return impl_->id();
+}
+
+const std::string& node::name() const {
+  return impl_->name();
+}
+
+caf::actor node::spawn_message(std::string_view actor, const caf::message& args) {
+  auto result = detail::spawn_registered(impl_->system(), actor, args);
+  if (!result)
+    throw error(result.error(), impl_->system().render(result.error()));
+  return std::move(*result);
+}
+
+caf::message node::request_message(const caf::actor& dest, caf::message msg,
+                                   std::chrono::nanoseconds timeout) {
+  auto result = impl_->request(dest, std::move(msg), timeout);
+  if (!result)
+    throw error(result.error(), impl_->system().render(result.error()));
+  return std::move(*result);
+}
+
+void node::throw_unexpected_reply(const caf::message& reply) {
+  std::string types;
+  for (std::size_t i = 0; i < reply.size(); ++i)
+    types += (i ? ", " : "") + detail::tag_of(reply, i);
+  auto err = make_error(errc::bad_message, "the reply (" + types + ") has another type than asked for");
+  throw error(err, impl_->system().render(err));
+}
+
+std::vector<process> node::active_children() {
+  std::vector<process> out;
+  for (auto& state : impl_->live_children())
+    out.push_back(process{state});
+  return out;
+}
+
+} // namespace mproc

@@ -1,0 +1,110 @@
+// A node: the actor runtime of one OS process. Construct it first in main():
+//
+//   int main(int argc, char** argv) {
+//     mproc::node node{argc, argv};        // in a child process: runs the child, never returns
+//     auto p = node.spawn_process("squarer", {.name = "sq-1"});
+//     auto r = node.request<std::int32_t>(p.actor(), 1s, std::int32_t{7});   // 49
+//     p.terminate();
+//     p.join(2s);                           // p.exitcode() == -SIGTERM
+//   }
+//
+// Processes start by exec'ing this same binary with a hidden flag; the node constructor
+// recognises the flag, becomes the child node, and exits the process when the child is done.
+// So nothing in main() before the node is constructed should have side effects.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/fwd.hpp>
+#include <caf/make_message.hpp>
+#include <caf/message.hpp>
+
+#include "runtime/errors.hpp"
+#include "runtime/process.hpp"
+
+namespace mproc {
+
+namespace detail {
+class node_impl;
+}
+
+struct node_options {
+  // This process's name; current_process_name() returns it. Children get process_options::name.
+  std::string name = "MainProcess";
+  // CAF scheduler threads of this node; 0 means cpu_count().
+  std::size_t threads = 0;
+  // CAF scheduler threads of each child node: few, since a child mostly hosts one actor.
+  std::size_t child_threads = 2;
+  // Largest frame this node accepts: bounds what a peer can make it allocate.
+  std::uint32_t max_frame = 80u << 20;
+  // Program to exec for child processes; empty means this program (/proc/self/exe).
+  // Python's multiprocessing.set_executable().
+  std::string executable;
+  // How long a child may take from exec to running its actor before start() gives up.
+  std::chrono::milliseconds start_timeout{10'000};
+  // Grace between asking a daemon child to stop (at node exit) and SIGKILL.
+  std::chrono::milliseconds daemon_grace{1'000};
+};
+
+class node {
+public:
+  node(int argc, char** argv, node_options options = {});
+  ~node();
+  node(const node&) = delete;
+  node& operator=(const node&) = delete;
+
+  caf::actor_system& system();
+  std::uint64_t id() const;
+  const std::string& name() const;
+
+  // Spawns the actor registered as `actor` (MPROC_ACTOR) in this process.
+  // Throws mproc::error (unknown_actor_name, bad_arguments).
+  template <class... Ts>
+  caf::actor spawn(std::string_view actor, Ts&&... args) {
+    return spawn_message(actor, caf::make_message(std::forward<Ts>(args)...));
+  }
+
+  // A started child process running `actor`. Throws mproc::error when it cannot start.
+  template <class... Ts>
+  process spawn_process(std::string actor, process_options options, Ts&&... args) {
+    process p{*this, std::move(actor), std::move(options), std::forward<Ts>(args)...};
+    p.start();
+    return p;
+  }
+
+  // Blocking request for code outside actors. Returns the reply's single value (nothing for
+  // R = void). Throws mproc::error: errc::timeout, the actor's error, process_exited when
+  // its process died, bad_message when the reply has another type.
+  template <class R = void, class Rep, class Period, class... Ts>
+  R request(const caf::actor& dest, std::chrono::duration<Rep, Period> timeout, Ts&&... args) {
+    auto reply = request_message(dest, caf::make_message(std::forward<Ts>(args)...),
+                                 std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+    if constexpr (!std::is_void_v<R>) {
+      if (!reply.template match_elements<R>())
+        throw_unexpected_reply(reply);
+      return reply.template get_as<R>(0);
+    }
+  }
+
+  // Child processes of this node that have not ended yet (Python's active_children()).
+  std::vector<process> active_children();
+
+  // The non-template cores of the calls above.
+  caf::actor spawn_message(std::string_view actor, const caf::message& args);
+  caf::message request_message(const caf::actor& dest, caf::message msg,
+                               std::chrono::nanoseconds timeout);
+
+private:
+  friend class process;
+  [[noreturn]] void throw_unexpected_reply(const caf::message& reply);
+
+  std::unique_ptr<detail::node_impl> impl_;
+};
+
+} // namespace mproc

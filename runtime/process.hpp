@@ -1,0 +1,85 @@
+// A child process hosting one actor, with Python's multiprocessing.Process interface:
+//
+//   mproc::process p{node, "worker", {.name = "w-1"}, std::int32_t{42}};
+//   p.start();
+//   p.join(5s);
+//   if (p.exitcode()) ...                 // 0, or 1 after an error, or -SIGKILL ...
+//
+// The process lives as long as its actor: it exits with code 0 when the actor quits normally
+// and 1 when it fails (an error or an exception), like a Python target that returns or raises.
+// Handles are cheap to copy and share one state.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <sys/types.h>
+
+#include <caf/actor.hpp>
+#include <caf/make_message.hpp>
+#include <caf/message.hpp>
+
+namespace mproc {
+
+class node;
+
+namespace detail {
+struct process_state;
+}
+
+struct process_options {
+  // Defaults to "Process-N", N counting the processes this node created.
+  std::string name;
+  // A daemon is stopped when its parent node ends; other children are waited for, as Python
+  // does at exit.
+  bool daemon = false;
+};
+
+class process {
+public:
+  template <class... Ts>
+  process(node& owner, std::string actor, process_options options, Ts&&... args)
+    : process(owner, std::move(actor), std::move(options),
+              caf::make_message(std::forward<Ts>(args)...)) {}
+  process(node& owner, std::string actor, process_options options, caf::message args);
+
+  // Execs the child and waits until its actor runs. Throws mproc::error (unknown_actor_name,
+  // bad_arguments, spawn_failed) and std::logic_error when called twice.
+  void start();
+  // Waits for the process to end; true if it did within `timeout` (no timeout: forever).
+  bool join();
+  bool join(std::chrono::milliseconds timeout);
+  bool is_alive() const;
+  // SIGTERM and SIGKILL. No effect once the process has ended.
+  void terminate();
+  void kill();
+
+  pid_t pid() const;                   // 0 before start()
+  const std::string& name() const;
+  bool daemon() const;
+  void daemon(bool value);             // before start() only
+  // nullopt while running; >= 0 exit status; < 0 the signal that killed it (-9 for SIGKILL).
+  std::optional<int> exitcode() const;
+
+  // The actor running in the process (a proxy); invalid before start().
+  caf::actor actor() const;
+
+private:
+  friend class node;
+  explicit process(std::shared_ptr<detail::process_state> state);
+
+  std::shared_ptr<detail::process_state> state_;
+};
+
+// Python's os.cpu_count(): processors online.
+std::size_t cpu_count();
+// This process's name: node_options::name in the root, process_options::name in a child.
+std::string current_process_name();
+// The parent's pid (getppid()).
+pid_t parent_pid();
+
+} // namespace mproc
