@@ -1,5 +1,8 @@
 #include "runtime/node.hpp"
 
+#include <atomic>
+#include <stdexcept>
+
 #include "runtime/actor_registry.hpp"
 #include "runtime/internal/message_codec.hpp"
 #include "runtime/internal/node_impl.hpp"
@@ -7,16 +10,44 @@
 
 namespace mproc {
 
-node::node(int argc, char** argv, node_options options) {
-  if (auto child = detail::parse_child_args(argc, argv)) {
-    detail::die_with_parent(child->parent);
-    impl_ = std::make_unique<detail::node_impl>(std::move(options), std::move(child));
-    impl_->run_child();  // never returns
-  }
-  impl_ = std::make_unique<detail::node_impl>(std::move(options), std::nullopt);
+namespace {
+std::atomic<node*> current_node{nullptr};
+} // namespace
+
+void init(int argc, char** argv, node_options options) {
+  auto child = detail::parse_child_args(argc, argv);
+  if (!child)
+    return;
+  detail::die_with_parent(child->parent);
+  auto impl = std::make_unique<detail::node_impl>(std::move(options), std::move(child));
+  auto* self = new node{node::child_tag{}, {}, std::move(impl)};  // lives until _exit
+  self->impl_->run_child();
 }
 
-node::~node() = default;
+node::node(int argc, char** argv, node_options options) {
+  init(argc, argv, options);
+  impl_ = std::make_unique<detail::node_impl>(std::move(options), std::nullopt);
+  node* expected = nullptr;
+  if (!current_node.compare_exchange_strong(expected, this))
+    throw std::logic_error("a process hosts one mproc::node; this one already has one");
+}
+
+node::node(child_tag, node_options, std::unique_ptr<detail::node_impl> impl)
+  : impl_(std::move(impl)) {
+  current_node = this;
+}
+
+node::~node() {
+  impl_.reset();
+  current_node = nullptr;
+}
+
+node& this_node() {
+  auto* n = current_node.load();
+  if (n == nullptr)
+    throw std::logic_error("no mproc::node exists in this process");
+  return *n;
+}
 
 caf::actor_system& node::system() {
   return impl_->system();

@@ -52,6 +52,11 @@ struct node_options {
   std::chrono::milliseconds daemon_grace{1'000};
 };
 
+// If this process was started as a child node, runs it and never returns; otherwise does
+// nothing. node's constructor calls it; call it yourself first in main() when the node is
+// created later (a test runner's main, for example).
+void init(int argc, char** argv, node_options options = {});
+
 class node {
 public:
   node(int argc, char** argv, node_options options = {});
@@ -102,9 +107,16 @@ public:
 
 private:
   friend class process;
+  friend void init(int, char**, node_options);
+  struct child_tag {};
+  node(child_tag, node_options options, std::unique_ptr<detail::node_impl> impl);
   [[noreturn]] void throw_unexpected_reply(const caf::message& reply);
 
   std::unique_ptr<detail::node_impl> impl_;
 };
+
+// This process's node, for code that has no reference to it (actors in a child process).
+// Throws std::logic_error when no node exists.
+node& this_node();
 
 } // namespace mproc

@@ -117,25 +117,39 @@ void link::on_writable() {
 }
 
 void link::on_readable() {
+  read_some();
+}
+
+bool link::read_some() {
   auto& buf = loop_.read_buffer();
   auto n = ::recv(fd_, buf.data(), buf.size(), MSG_DONTWAIT);
   if (n < 0 && would_block(errno))
-    return;
+    return false;
   if (n < 0) {
     close(std::string{"connection error: "} + std::strerror(errno));
-    return;
+    return false;
   }
   if (n == 0) {
     close("connection closed by peer");
-    return;
+    return false;
   }
   auto self = shared_from_this();  // a frame handler may drop the last other reference
   decoder_.feed(buf.data(), static_cast<std::size_t>(n), [&](std::string_view payload) {
     if (!closed())
       on_frame_(payload);
   });
-  if (decoder_.failed() && !closed())
+  if (decoder_.failed() && !closed()) {
     close("protocol error: " + decoder_.error());
+    return false;
+  }
+  return !closed();
+}
+
+void link::drain_and_close(const std::string& reason) {
+  while (!closed() && read_some()) {
+  }
+  // Would-block without EOF: someone else still holds the peer's end (a fork of it).
+  close(reason);
 }
 
 void link::close(const std::string& reason) {

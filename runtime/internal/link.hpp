@@ -42,6 +42,9 @@ public:
 
   // Loop thread: closes the socket now; queued output is dropped.
   void close(const std::string& reason);
+  // Loop thread, once the peer process is known dead: delivers the frames it left in the
+  // socket, then closes with `reason`.
+  void drain_and_close(const std::string& reason);
 
   // Any thread but the loop's: waits until the output queue is empty, the link closed, or
   // the timeout passed. True when everything queued was written.
@@ -52,6 +55,8 @@ public:
 private:
   void on_event(std::uint32_t events);
   void on_readable();
+  // Reads once; false when nothing more can be read now (would block, or closed).
+  bool read_some();
   void on_writable();
   // out_mtx_ held. Writes queued frames until the socket is full; false when broken.
   bool drain_locked();

@@ -94,6 +94,23 @@ bool codec<caf::error>::decode(const msgpack::object& o, caf::error& out, codec_
   return true;
 }
 
+void codec<caf::exit_msg>::encode(packer& pk, const caf::exit_msg& x, codec_state& st) {
+  pk.pack_array(2);
+  codec<caf::strong_actor_ptr>::encode(pk, caf::actor_cast<caf::strong_actor_ptr>(x.source), st);
+  codec<caf::error>::encode(pk, x.reason, st);
+}
+
+bool codec<caf::exit_msg>::decode(const msgpack::object& o, caf::exit_msg& out, codec_state& st) {
+  if (o.type != msgpack::type::ARRAY || o.via.array.size != 2)
+    return type_mismatch(st, "exit [source, reason]", o);
+  caf::strong_actor_ptr source;
+  if (!codec<caf::strong_actor_ptr>::decode(o.via.array.ptr[0], source, st)
+      || !codec<caf::error>::decode(o.via.array.ptr[1], out.reason, st))
+    return false;
+  out.source = caf::actor_cast<caf::actor_addr>(source);
+  return true;
+}
+
 } // namespace mproc::wire
 
 namespace mproc::detail {
@@ -140,7 +157,7 @@ void register_builtin_types() {
   using str = std::string;
   add_builtins<bool, std::int8_t, std::int16_t, std::int32_t, std::int64_t, std::uint8_t,
                std::uint16_t, std::uint32_t, std::uint64_t, float, double, str, bytes,
-               caf::atom_value, caf::actor, caf::strong_actor_ptr, caf::error>();
+               caf::atom_value, caf::actor, caf::strong_actor_ptr, caf::error, caf::exit_msg>();
   add_builtins<std::vector<bool>, std::vector<std::int8_t>, std::vector<std::int16_t>,
                std::vector<std::int32_t>, std::vector<std::int64_t>, std::vector<std::uint8_t>,
                std::vector<std::uint16_t>, std::vector<std::uint32_t>,

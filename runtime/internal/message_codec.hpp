@@ -10,6 +10,7 @@
 #include <caf/error.hpp>
 #include <caf/fwd.hpp>
 #include <caf/message.hpp>
+#include <caf/system_messages.hpp>
 
 #include "serialization/codec.hpp"
 #include "serialization/envelope.hpp"
@@ -52,6 +53,15 @@ struct codec<caf::error> {
   static std::string name() { return "error"; }
   static void encode(packer& pk, const caf::error& x, codec_state& st);
   static bool decode(const msgpack::object& o, caf::error& out, codec_state& st);
+};
+
+// What send_exit() sends: [source actor or nil, reason error or nil]. Crossing processes
+// lets `send_exit(proxy, reason)` stop an actor in another process, as it would locally.
+template <>
+struct codec<caf::exit_msg> {
+  static std::string name() { return "exit"; }
+  static void encode(packer& pk, const caf::exit_msg& x, codec_state& st);
+  static bool decode(const msgpack::object& o, caf::exit_msg& out, codec_state& st);
 };
 
 } // namespace mproc::wire

@@ -38,9 +38,11 @@ std::string render_mproc_error(std::uint8_t code, caf::atom_value, const caf::me
   return text;
 }
 
-// A start that fails leaves the child to the reaper; this is how long its link may stay
-// closed before its exit status arrives (both normally arrive within microseconds).
-constexpr auto exit_status_grace = std::chrono::milliseconds{500};
+// A child's closed link is settled with its exit status, which normally follows within
+// microseconds — but on a loaded machine the dying process can be preempted between closing
+// its files and becoming a zombie for hundreds of milliseconds. A child that closes its link
+// and lives on past this grace is broken: it is killed and settled as link_lost.
+constexpr auto exit_status_grace = std::chrono::seconds{5};
 
 } // namespace
 
@@ -167,6 +169,11 @@ void node_impl::on_peer_closed(const std::shared_ptr<peer>& p, const std::string
   // The exit status follows the closed socket almost at once; wait for it, briefly.
   child->link_closed_why = why;
   child->settle_timer = loop_.after(exit_status_grace, [this, child, why] {
+    {
+      std::lock_guard guard{child->mtx};
+      child->settle_timer = 0;
+      child->signal_locked(SIGKILL);
+    }
     settle_child_link(child, why);
   });
 }
@@ -257,9 +264,7 @@ void node_impl::start_process(const std::shared_ptr<process_state>& state) {
   }
   loop_.post([this, state] { launch(state); });
   std::unique_lock lock{state->mtx};
-  state->changed.wait(lock, [&] {
-    return state->state != process_state::phase::starting || state->start_error;
-  });
+  state->changed.wait(lock, [&] { return state->start_settled(); });
 }
 
 void node_impl::launch(const std::shared_ptr<process_state>& state) {
@@ -271,7 +276,7 @@ void node_impl::launch(const std::shared_ptr<process_state>& state) {
     return;
   }
   auto l = std::make_shared<link>(loop_, c.link_fd, options_.max_frame);
-  auto p = std::make_shared<peer>(*this, l, peer::role::child);
+  auto p = std::make_shared<peer>(*this, l, peer::role::child, c.pid);
   {
     std::lock_guard guard{state->mtx};
     state->pid = c.pid;
@@ -313,10 +318,11 @@ void node_impl::on_child_started(const std::shared_ptr<process_state>& state,
     state->start_timer = 0;
   }
   std::lock_guard guard{state->mtx};
-  if (state->state != process_state::phase::starting || state->start_error)
+  if (state->start_settled())
     return;
   state->actor = std::move(*r);
-  state->state = process_state::phase::running;
+  if (state->state == process_state::phase::starting)
+    state->state = process_state::phase::running;
   state->changed.notify_all();
 }
 
@@ -326,7 +332,7 @@ void node_impl::fail_start(const std::shared_ptr<process_state>& state, caf::err
     state->start_timer = 0;
   }
   std::lock_guard guard{state->mtx};
-  if (state->state != process_state::phase::starting || state->start_error)
+  if (state->start_settled())
     return;
   state->start_error = std::move(why);
   if (state->pid == 0)  // never ran: nothing will be reaped
@@ -339,6 +345,7 @@ void node_impl::on_child_exited(const std::shared_ptr<process_state>& state) {
   auto code = reap(state->pid);
   if (!code)
     return;
+  std::shared_ptr<peer> open_link;
   std::string closed_why;
   {
     std::lock_guard guard{state->mtx};
@@ -346,14 +353,19 @@ void node_impl::on_child_exited(const std::shared_ptr<process_state>& state) {
     ::close(state->pidfd);
     state->pidfd = -1;
     state->exitcode = code;
-    state->state = process_state::phase::ended;
+    open_link = state->link;
     closed_why = state->link_closed_why;
-    state->changed.notify_all();
   }
   log::info("process ", state->name, " (pid ", state->pid, ") ended: ", describe_exit(*code));
+  // Settle the link before join() returns, so that afterwards every proxy of the process is
+  // dead with its exit status. What the process wrote before dying is delivered first.
   if (!closed_why.empty())
     settle_child_link(state, closed_why);
-  // A start still waiting learns why from the link, which closes now (or already did).
+  else if (open_link)
+    open_link->link().drain_and_close("the process ended");  // on_peer_closed settles
+  std::lock_guard guard{state->mtx};
+  state->state = process_state::phase::ended;
+  state->changed.notify_all();
 }
 
 void node_impl::finish_children() {
@@ -413,7 +425,7 @@ void node_impl::run_child() {
   auto l = std::make_shared<link>(loop_, child_link_fd, options_.max_frame);
   {
     std::lock_guard guard{mtx_};
-    parent_ = std::make_shared<peer>(*this, l, peer::role::parent);
+    parent_ = std::make_shared<peer>(*this, l, peer::role::parent, ::getppid());
     peers_.insert(parent_);
   }
   loop_.post([this] {

@@ -29,8 +29,10 @@ overloaded(Fs...) -> overloaded<Fs...>;
 
 } // namespace
 
-peer::peer(node_impl& node, std::shared_ptr<detail::link> link, role r)
-  : node_(node), link_(std::move(link)), role_(r) {}
+peer::peer(node_impl& node, std::shared_ptr<detail::link> link, role r, std::int64_t pid)
+  : node_(node), link_(std::move(link)), role_(r) {
+  who_.pid = pid;
+}
 
 peer::~peer() = default;
 
@@ -165,12 +167,14 @@ void peer::forward_request(proxy& via, wire::actor_ref to, wire::actor_ref from,
     answer_locally(pending, caf::make_message(std::move(dead)));
     return;
   }
-  if (auto err = send_frame(std::move(buf), start)) {
-    std::unique_lock guard{mtx_};
-    if (requests_.erase(key) == 1) {
-      guard.unlock();
-      answer_locally(pending, caf::make_message(std::move(err)));
-    }
+  auto err = send_frame(std::move(buf), start);
+  // A dead link answers the request when it is settled, with the peer's exit status.
+  if (!err || code_of(err) == errc::link_lost)
+    return;
+  std::unique_lock guard{mtx_};
+  if (requests_.erase(key) == 1) {
+    guard.unlock();
+    answer_locally(pending, caf::make_message(std::move(err)));
   }
 }
 
@@ -245,7 +249,8 @@ void peer::spawn(std::string_view actor, const caf::message& args, bool main,
     err = make_error(errc::unknown_message_type, "spawn arguments: " + st.error);
   else
     err = send_frame(std::move(buf), start);
-  if (!err)
+  // A dead link answers the spawn when it is settled, with the peer's exit status.
+  if (!err || code_of(err) == errc::link_lost)
     return;
   spawn_callback cb;
   {

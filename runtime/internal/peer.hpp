@@ -42,7 +42,8 @@ public:
   using spawn_callback = std::function<void(caf::expected<caf::actor>)>;
   using closed_callback = std::function<void(peer&, const std::string& why)>;
 
-  peer(node_impl& node, std::shared_ptr<detail::link> link, role r);
+  // `pid` is the peer's process id as far as this node knows before the hello (for logs).
+  peer(node_impl& node, std::shared_ptr<detail::link> link, role r, std::int64_t pid);
   ~peer() override;
 
   // Loop thread: sends hello and starts reading. `on_closed` runs once when the link closes;
@@ -98,7 +99,8 @@ private:
   void forward_response(wire::actor_ref to, wire::actor_ref from, caf::message_id mid,
                         const caf::message& msg);
 
-  // Finishes and writes one frame; the error says why it did not go out.
+  // Finishes and writes one frame; the error says why it did not go out. link_lost needs no
+  // answer from the caller: the link's closure follows, and fail() answers what is pending.
   caf::error send_frame(wire::buffer&& frame, std::size_t start);
   void send_down(wire::actor_ref actor, const caf::error& reason);
   void respond_error(wire::actor_ref to, wire::actor_ref from, std::uint64_t request,

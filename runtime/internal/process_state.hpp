@@ -43,6 +43,9 @@ struct process_state {
   std::string link_closed_why;       // the link closed before the process was reaped
 
   bool alive() const { return state == phase::starting || state == phase::running; }
+  // start() is answered: the actor runs, or it never will. Not the same as the OS process
+  // phase: a child may be reaped before its link's failure reaches the start callback.
+  bool start_settled() const { return actor || start_error; }
   // mtx held. Sends `sig` through the pidfd, so never to a recycled pid; no effect once
   // the process was reaped.
   void signal_locked(int sig);

@@ -26,10 +26,17 @@ void proxy::enqueue(caf::mailbox_element_ptr what, caf::execution_unit* host) {
     p->forward(*this, std::move(what), host);
     return;
   }
-  // Killed: a request gets the reason as its answer; anything else is dropped, as CAF drops
+  // Killed: a request gets the reason as its answer (CAF 0.17's bounce() would answer
+  // request_receiver_down and lose the exit status); anything else is dropped, as CAF drops
   // messages to ended actors.
+  if (!what->mid.is_request() || !what->sender)
+    return;
   auto reason = fail_state();
-  bounce(what, reason ? reason : make_error(errc::no_such_actor, "the actor has ended"));
+  if (!reason)
+    reason = make_error(errc::no_such_actor, "the actor has ended");
+  what->sender->enqueue(caf::make_mailbox_element(ctrl(), what->mid.response_id(), {},
+                                                  std::move(reason)),
+                        host);
 }
 
 void proxy::kill_proxy(caf::execution_unit* host, caf::error reason) {

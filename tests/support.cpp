@@ -1,0 +1,73 @@
+#include "support.hpp"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace test {
+
+mproc::node make_node(mproc::node_options options) {
+  static char name[] = "test";
+  static char* argv[] = {name, nullptr};
+  return mproc::node{1, argv, std::move(options)};
+}
+
+scoped_node::scoped_node(mproc::node_options options) : node_(make_node(std::move(options))) {}
+
+scoped_node::~scoped_node() {
+  for (auto& child : node_.active_children())
+    child.kill();
+}
+
+namespace {
+
+// Fields 3 (state) and 4 (ppid) of /proc/<pid>/stat; the name in field 2 may hold spaces.
+bool read_stat(pid_t pid, char& state, pid_t& ppid) {
+  std::ifstream in{"/proc/" + std::to_string(pid) + "/stat"};
+  std::string line;
+  if (!std::getline(in, line))
+    return false;
+  auto close = line.rfind(')');
+  if (close == std::string::npos)
+    return false;
+  std::istringstream rest{line.substr(close + 2)};
+  return static_cast<bool>(rest >> state >> ppid);
+}
+
+} // namespace
+
+int zombie_children() {
+  int count = 0;
+  DIR* proc = ::opendir("/proc");
+  while (auto* entry = ::readdir(proc)) {
+    pid_t pid = static_cast<pid_t>(std::atoi(entry->d_name));
+    char state;
+    pid_t ppid;
+    if (pid > 0 && read_stat(pid, state, ppid) && ppid == ::getpid() && state == 'Z')
+      ++count;
+  }
+  ::closedir(proc);
+  return count;
+}
+
+bool running(pid_t pid) {
+  char state;
+  pid_t ppid;
+  return read_stat(pid, state, ppid) && state != 'Z' && state != 'X';
+}
+
+bool eventually(std::chrono::milliseconds timeout, const std::function<bool()>& done) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds{5});
+  }
+  return true;
+}
+
+} // namespace test

@@ -1,0 +1,39 @@
+// Helpers shared by the tests that start processes.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <thread>
+
+#include "runtime/node.hpp"
+
+namespace test {
+
+// A root node for one test case (a process hosts one node at a time). On the way out it
+// kills the children still running: a failed assertion must not leave the node joining a
+// child forever, as Python-style exit would.
+class scoped_node {
+public:
+  explicit scoped_node(mproc::node_options options = {});
+  ~scoped_node();
+  mproc::node* operator->() { return &node_; }
+  mproc::node& operator*() { return node_; }
+
+private:
+  mproc::node node_;
+};
+
+mproc::node make_node(mproc::node_options options = {});
+
+// Children of this process that are zombies (ended, not reaped).
+int zombie_children();
+
+// True while `pid` exists and is not a zombie.
+bool running(pid_t pid);
+
+// Polls `done` until it holds or `timeout` passes.
+bool eventually(std::chrono::milliseconds timeout, const std::function<bool()>& done);
+
+} // namespace test

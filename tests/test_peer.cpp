@@ -1,0 +1,271 @@
+// Messages between processes: every built-in type, user structs, actor references handed
+// from process to process, errors, size limits, and a peer that breaks the protocol.
+#include "runtime/internal/peer.hpp"
+
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include <catch2/catch.hpp>
+
+#include "runtime/actor_registry.hpp"
+#include "runtime/message_types.hpp"
+#include "runtime/node.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using mproc::errc;
+
+namespace {
+
+struct point {
+  std::int32_t x = 0;
+  std::int32_t y = 0;
+  bool operator==(const point&) const = default;
+  MSGPACK_DEFINE(x, y);
+};
+
+struct polygon {
+  std::string name;
+  std::vector<point> corners;
+  std::optional<std::map<std::string, double>> meta;
+  bool operator==(const polygon&) const = default;
+  MSGPACK_DEFINE(name, corners, meta);
+};
+
+// Local-only: CAF may carry it, but nobody registered it for the wire.
+struct secret {
+  int code = 0;
+};
+
+} // namespace
+
+MPROC_MESSAGE(point);
+MPROC_MESSAGE(polygon);
+MPROC_MESSAGE(std::vector<polygon>);
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(secret)
+
+namespace {
+
+// Replies with whatever it receives.
+caf::behavior echo(caf::event_based_actor* self) {
+  self->set_default_handler([](caf::scheduled_actor*, caf::message_view& x) -> caf::result<caf::message> {
+    return x.move_content_to_message();
+  });
+  return {[](caf::error& e) -> caf::error { return e; }};
+}
+
+// Asks `target` for x + 1 on behalf of whoever asks it.
+caf::behavior caller(caf::event_based_actor* self, caf::actor target) {
+  return {[=](std::int32_t x) {
+    auto rp = self->make_response_promise<std::int32_t>();
+    self->request(target, 5s, x).then([rp](std::int32_t y) mutable { rp.deliver(y + 1); },
+                                      [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+    return rp;
+  }};
+}
+
+// Answers with an mproc error.
+caf::behavior refuser(caf::event_based_actor*) {
+  return {[](std::int32_t) -> caf::result<std::int32_t> {
+    return mproc::make_error(errc::bad_arguments, "no thanks");
+  }};
+}
+
+// Never answers.
+caf::behavior silent(caf::event_based_actor* self) {
+  return {[=](std::int32_t) { return self->make_response_promise<std::int32_t>(); }};
+}
+
+caf::behavior adder(caf::event_based_actor*) {
+  return {[](std::int32_t x) { return x + 100; }};
+}
+
+template <class T>
+T round_trip(mproc::node& node, const caf::actor& echo_actor, const T& value) {
+  auto reply = node.request_message(echo_actor, caf::make_message(value), 5s);
+  REQUIRE(reply.template match_elements<T>());
+  return reply.template get_as<T>(0);
+}
+
+} // namespace
+
+MPROC_ACTOR(echo);
+MPROC_ACTOR(caller);
+MPROC_ACTOR(refuser);
+MPROC_ACTOR(silent);
+MPROC_ACTOR(adder);
+
+TEST_CASE("every built-in type crosses to a child and back unchanged") {
+  test::scoped_node node;
+  auto p = node->spawn_process("echo", {});
+  auto e = p.actor();
+  auto& n = *node;
+  CHECK(round_trip(n, e, true));
+  CHECK(round_trip(n, e, std::int8_t{-8}) == -8);
+  CHECK(round_trip(n, e, std::int16_t{-1600}) == -1600);
+  CHECK(round_trip(n, e, std::int32_t{-320000}) == -320000);
+  CHECK(round_trip(n, e, std::int64_t{-6400000000}) == -6400000000);
+  CHECK(round_trip(n, e, std::uint8_t{250}) == 250);
+  CHECK(round_trip(n, e, std::uint16_t{65000}) == 65000);
+  CHECK(round_trip(n, e, std::uint32_t{4000000000u}) == 4000000000u);
+  CHECK(round_trip(n, e, std::uint64_t{18000000000000000000ull}) == 18000000000000000000ull);
+  CHECK(round_trip(n, e, 1.25f) == 1.25f);
+  CHECK(round_trip(n, e, -2.5) == -2.5);
+  CHECK(round_trip(n, e, std::string{"naïve\0bytes", 12}) == std::string{"naïve\0bytes", 12});
+  CHECK(round_trip(n, e, mproc::bytes{'\0', '\x7f', '\xff'}) == mproc::bytes{'\0', '\x7f', '\xff'});
+  CHECK(round_trip(n, e, caf::atom("hello")) == caf::atom("hello"));
+  CHECK(round_trip(n, e, std::vector<std::int32_t>{1, 2, 3}) == std::vector<std::int32_t>{1, 2, 3});
+  CHECK(round_trip(n, e, std::vector<std::string>{"a", ""}) == std::vector<std::string>{"a", ""});
+  CHECK(round_trip(n, e, std::vector<double>{}).empty());
+  std::map<std::string, std::int64_t> m{{"a", 1}, {"b", -2}};
+  CHECK(round_trip(n, e, m) == m);
+  auto multi = n.request_message(e, caf::make_message(std::int32_t{1}, std::string{"two"}, 3.0), 5s);
+  REQUIRE(multi.match_elements<std::int32_t, std::string, double>());
+  CHECK(multi.get_as<std::string>(1) == "two");
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("a nested user struct crosses to a child and back") {
+  test::scoped_node node;
+  auto p = node->spawn_process("echo", {});
+  polygon square{"square", {{0, 0}, {0, 1}, {1, 1}, {1, 0}}, std::map<std::string, double>{{"area", 1.0}}};
+  CHECK(round_trip(*node, p.actor(), square) == square);
+  std::vector<polygon> many{square, polygon{"empty", {}, std::nullopt}};
+  CHECK(round_trip(*node, p.actor(), many) == many);
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("a message with an unregistered type fails the request, saying how to fix it") {
+  test::scoped_node node;
+  auto p = node->spawn_process("echo", {});
+  try {
+    node->request_message(p.actor(), caf::make_message(secret{7}), 5s);
+    FAIL("sent");
+  } catch (const mproc::error& e) {
+    CHECK(e.code() == errc::unknown_message_type);
+    CHECK_THAT(e.what(), Catch::Contains("secret") && Catch::Contains("MPROC_MESSAGE"));
+  }
+  CHECK(round_trip(*node, p.actor(), std::int32_t{1}) == 1);  // the link is fine
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("a child calls back an actor of its parent that was passed at spawn") {
+  test::scoped_node node;
+  auto local_adder = node->spawn("adder");
+  auto p = node->spawn_process("caller", {}, local_adder);
+  CHECK(node->request<std::int32_t>(p.actor(), 5s, std::int32_t{1}) == 102);
+  p.terminate();
+  CHECK(p.join(5s));
+  caf::anon_send_exit(local_adder, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("an actor handed from one child to another is reached through the parent") {
+  test::scoped_node node;
+  auto a = node->spawn_process("adder", {});
+  auto b = node->spawn_process("caller", {}, a.actor());
+  CHECK(node->request<std::int32_t>(b.actor(), 5s, std::int32_t{1}) == 102);
+  a.kill();
+  REQUIRE(a.join(5s));
+  // b's proxy chain to a is broken now; b's request fails with a's exit status.
+  try {
+    node->request<std::int32_t>(b.actor(), 5s, std::int32_t{1});
+    FAIL("answered");
+  } catch (const mproc::error& e) {
+    CHECK(mproc::exit_code_of(e.reason()) == -9);
+  }
+  b.terminate();
+  CHECK(b.join(5s));
+}
+
+TEST_CASE("an error reply keeps its category, code and text") {
+  test::scoped_node node;
+  auto p = node->spawn_process("refuser", {});
+  try {
+    node->request<std::int32_t>(p.actor(), 5s, std::int32_t{1});
+    FAIL("answered");
+  } catch (const mproc::error& e) {
+    CHECK(e.code() == errc::bad_arguments);
+    CHECK_THAT(e.what(), Catch::Contains("no thanks"));
+  }
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("a request to a process that has ended fails at once with its exit status") {
+  test::scoped_node node;
+  auto p = node->spawn_process("silent", {});
+  p.kill();
+  REQUIRE(p.join(5s));
+  auto start = std::chrono::steady_clock::now();
+  try {
+    node->request<std::int32_t>(p.actor(), 5s, std::int32_t{1});
+    FAIL("answered");
+  } catch (const mproc::error& e) {
+    CHECK(mproc::exit_code_of(e.reason()) == -9);
+  }
+  CHECK(std::chrono::steady_clock::now() - start < 1s);
+}
+
+TEST_CASE("a blocking request times out with errc::timeout, and the link stays usable") {
+  test::scoped_node node;
+  auto p = node->spawn_process("silent", {});
+  try {
+    node->request<std::int32_t>(p.actor(), 100ms, std::int32_t{1});
+    FAIL("answered");
+  } catch (const mproc::error& e) {
+    CHECK(e.code() == errc::timeout);
+  }
+  CHECK(p.is_alive());
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("request<R> with a reply of another type is bad_message") {
+  test::scoped_node node;
+  auto p = node->spawn_process("echo", {});
+  try {
+    node->request<std::string>(p.actor(), 5s, std::int32_t{1});
+    FAIL("answered");
+  } catch (const mproc::error& e) {
+    CHECK(e.code() == errc::bad_message);
+    CHECK_THAT(e.what(), Catch::Contains("(i32)"));
+  }
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("a reply larger than the receiver's maximum frame comes back as an error") {
+  test::scoped_node node{{.max_frame = 1u << 20}};
+  auto p = node->spawn_process("echo", {});
+  mproc::bytes big(2u << 20, 'x');
+  try {
+    node->request_message(p.actor(), caf::make_message(big), 5s);
+    FAIL("answered");
+  } catch (const mproc::error& e) {
+    CHECK(e.code() == errc::frame_too_large);
+    CHECK_THAT(e.what(), Catch::Contains("node_options::max_frame"));
+  }
+  CHECK(round_trip(*node, p.actor(), std::int32_t{5}) == 5);
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("a child that writes garbage is cut off; the node keeps working") {
+  test::scoped_node node;
+  ::setenv("MPROC_TEST_CHILD_WRITES_GARBAGE", "1", 1);
+  mproc::process evil{*node, "echo", {}};
+  CHECK_THROWS_AS(evil.start(), mproc::error);
+  ::unsetenv("MPROC_TEST_CHILD_WRITES_GARBAGE");
+  CHECK(evil.join(5s));
+  auto good = node->spawn_process("echo", {});
+  CHECK(round_trip(*node, good.actor(), std::int32_t{9}) == 9);
+  good.terminate();
+  CHECK(good.join(5s));
+}

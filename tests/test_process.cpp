@@ -1,0 +1,300 @@
+// The process handle: Python's Process API on real child processes.
+#include "runtime/process.hpp"
+
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+
+#include <caf/blocking_actor.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include <catch2/catch.hpp>
+
+#include "runtime/actor_registry.hpp"
+#include "runtime/node.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using mproc::errc;
+
+namespace {
+
+// Answers with facts about its process.
+caf::behavior who_am_i(caf::event_based_actor*) {
+  return {
+    [](caf::get_atom) {
+      return caf::make_message(static_cast<std::int32_t>(::getpid()),
+                               static_cast<std::int32_t>(mproc::parent_pid()),
+                               mproc::current_process_name());
+    },
+  };
+}
+
+// Ends at once, normally or with an error, as its argument says.
+caf::behavior finisher(caf::event_based_actor* self, bool fail) {
+  self->quit(fail ? caf::error{caf::exit_reason::user_shutdown} : caf::error{});
+  return {};
+}
+
+// Ends its process the hard way.
+caf::behavior crasher(caf::event_based_actor*) {
+  return {[](std::int32_t how) -> std::int32_t {
+    if (how == 0)
+      std::abort();
+    ::_exit(how);
+  }};
+}
+
+// Never answers: a request to it stays pending until its process dies.
+caf::behavior black_hole(caf::event_based_actor* self) {
+  return {[=](std::int32_t) { return self->make_response_promise<std::int32_t>(); }};
+}
+
+// Starts a grandchild process and answers with its pid.
+caf::behavior parent_of(caf::event_based_actor*, bool daemon) {
+  return {[=](caf::get_atom) {
+    auto p = mproc::this_node().spawn_process("who_am_i", {.name = "grandchild", .daemon = daemon});
+    return static_cast<std::int32_t>(p.pid());
+  }};
+}
+
+// Waits in a blocking receive until told to stop.
+void waiter(caf::blocking_actor* self) {
+  self->receive([](caf::get_atom) {});
+}
+
+} // namespace
+
+MPROC_ACTOR(who_am_i);
+MPROC_ACTOR(finisher);
+MPROC_ACTOR(crasher);
+MPROC_ACTOR(black_hole);
+MPROC_ACTOR(parent_of);
+MPROC_ACTOR(waiter);
+
+TEST_CASE("a started child reports its own pid, parent pid and name") {
+  test::scoped_node node{};
+  auto p = node->spawn_process("who_am_i", {.name = "worker-7"});
+  CHECK(p.pid() > 0);
+  CHECK(p.is_alive());
+  CHECK_FALSE(p.exitcode());
+  auto reply = node->request_message(p.actor(), caf::make_message(caf::get_atom::value), 5s);
+  REQUIRE(reply.match_elements<std::int32_t, std::int32_t, std::string>());
+  CHECK(reply.get_as<std::int32_t>(0) == p.pid());
+  CHECK(reply.get_as<std::int32_t>(1) == ::getpid());
+  CHECK(reply.get_as<std::string>(2) == "worker-7");
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("names default to Process-N") {
+  test::scoped_node node{};
+  mproc::process a{*node, "who_am_i", {}};
+  mproc::process b{*node, "who_am_i", {}};
+  CHECK(a.name() == "Process-1");
+  CHECK(b.name() == "Process-2");
+  CHECK(mproc::current_process_name() == "MainProcess");
+}
+
+TEST_CASE("exit codes follow Python: 0 for a normal end, 1 for an error, -N for signal N") {
+  test::scoped_node node{};
+  auto ok = node->spawn_process("finisher", {}, false);
+  auto failed = node->spawn_process("finisher", {}, true);
+  REQUIRE(ok.join(5s));
+  REQUIRE(failed.join(5s));
+  CHECK(ok.exitcode() == 0);
+  CHECK(failed.exitcode() == 1);
+
+  auto term = node->spawn_process("black_hole", {});
+  term.terminate();
+  REQUIRE(term.join(5s));
+  CHECK(term.exitcode() == -SIGTERM);
+
+  auto aborted = node->spawn_process("crasher", {});
+  caf::anon_send(aborted.actor(), std::int32_t{0});
+  REQUIRE(aborted.join(5s));
+  CHECK(aborted.exitcode() == -SIGABRT);
+
+  auto exited = node->spawn_process("crasher", {});
+  caf::anon_send(exited.actor(), std::int32_t{42});
+  REQUIRE(exited.join(5s));
+  CHECK(exited.exitcode() == 42);
+  CHECK_FALSE(exited.is_alive());
+}
+
+TEST_CASE("join with a timeout returns false while the child runs") {
+  test::scoped_node node{};
+  auto p = node->spawn_process("black_hole", {});
+  CHECK_FALSE(p.join(50ms));
+  CHECK(p.is_alive());
+  p.kill();
+  CHECK(p.join(5s));
+  CHECK(p.exitcode() == -SIGKILL);
+  p.kill();  // no effect once ended
+  p.terminate();
+  CHECK(p.exitcode() == -SIGKILL);
+}
+
+TEST_CASE("kill -9 of the child fails a pending request within 100 ms and reports -9") {
+  test::scoped_node node{};
+  auto p = node->spawn_process("black_hole", {});
+  std::chrono::steady_clock::time_point killed_at;
+  std::thread killer{[&] {
+    std::this_thread::sleep_for(100ms);
+    killed_at = std::chrono::steady_clock::now();
+    p.kill();
+  }};
+  caf::error reason;
+  try {
+    node->request<std::int32_t>(p.actor(), 10s, std::int32_t{1});
+  } catch (const mproc::error& e) {
+    reason = e.reason();
+  }
+  auto failed_at = std::chrono::steady_clock::now();
+  killer.join();
+  CHECK(mproc::code_of(reason) == errc::process_exited);
+  CHECK(mproc::exit_code_of(reason) == -SIGKILL);
+  CHECK(failed_at - killed_at < 100ms);
+  REQUIRE(p.join(5s));
+  CHECK(p.exitcode() == -SIGKILL);
+}
+
+TEST_CASE("a monitor of a child's actor gets a down message carrying the exit status") {
+  test::scoped_node node{};
+  auto p = node->spawn_process("black_hole", {});
+  caf::scoped_actor self{node->system()};
+  self->monitor(p.actor());
+  p.kill();
+  caf::error reason;
+  self->receive([&](caf::down_msg& down) { reason = down.reason; },
+                caf::after(5s) >> [] { FAIL("no down message"); });
+  CHECK(mproc::exit_code_of(reason) == -SIGKILL);
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("a monitor of an actor that ends normally gets a down message without error") {
+  test::scoped_node node{};
+  auto p = node->spawn_process("waiter", {});
+  caf::scoped_actor self{node->system()};
+  self->monitor(p.actor());
+  self->send(p.actor(), caf::get_atom::value);
+  caf::error reason{mproc::make_error(errc::timeout)};
+  self->receive([&](caf::down_msg& down) { reason = down.reason; },
+                caf::after(5s) >> [] { FAIL("no down message"); });
+  CHECK_FALSE(reason);
+  CHECK(p.join(5s));
+  CHECK(p.exitcode() == 0);
+}
+
+TEST_CASE("killing the parent makes its child exit within 1 s") {
+  test::scoped_node node{};
+  auto middle = node->spawn_process("parent_of", {}, false);
+  auto grandchild = node->request<std::int32_t>(middle.actor(), 10s, caf::get_atom::value);
+  REQUIRE(test::running(grandchild));
+  middle.kill();
+  CHECK(test::eventually(1000ms, [&] { return !test::running(grandchild); }));
+  CHECK(middle.join(5s));
+}
+
+TEST_CASE("a daemon child is stopped when its parent ends; the parent waits for others") {
+  test::scoped_node node{};
+  auto middle = node->spawn_process("parent_of", {}, true);
+  auto grandchild = node->request<std::int32_t>(middle.actor(), 10s, caf::get_atom::value);
+  REQUIRE(test::running(grandchild));
+  caf::anon_send_exit(middle.actor(), caf::exit_reason::user_shutdown);
+  REQUIRE(middle.join(5s));
+  CHECK_FALSE(test::running(grandchild));
+}
+
+TEST_CASE("100 children spawned and joined leave no zombie") {
+  test::scoped_node node{};
+  std::vector<mproc::process> children;
+  for (int i = 0; i < 100; ++i)
+    children.push_back(node->spawn_process("finisher", {}, false));
+  for (auto& c : children) {
+    REQUIRE(c.join(10s));
+    CHECK(c.exitcode() == 0);
+  }
+  CHECK(test::zombie_children() == 0);
+  CHECK(node->active_children().empty());
+}
+
+TEST_CASE("active_children lists the children still running") {
+  test::scoped_node node{};
+  auto a = node->spawn_process("black_hole", {});
+  auto b = node->spawn_process("black_hole", {});
+  CHECK(node->active_children().size() == 2);
+  a.kill();
+  REQUIRE(a.join(5s));
+  auto live = node->active_children();
+  REQUIRE(live.size() == 1);
+  CHECK(live[0].pid() == b.pid());
+  b.kill();
+  CHECK(b.join(5s));
+}
+
+TEST_CASE("an unknown actor name fails start, naming the registered ones") {
+  test::scoped_node node{};
+  mproc::process p{*node, "no_such_actor", {}};
+  try {
+    p.start();
+    FAIL("started");
+  } catch (const mproc::error& e) {
+    CHECK(e.code() == errc::unknown_actor_name);
+    CHECK_THAT(e.what(), Catch::Contains("no_such_actor") && Catch::Contains("who_am_i"));
+  }
+  CHECK(p.pid() == 0);
+  CHECK_THROWS_AS(p.start(), std::logic_error);
+}
+
+TEST_CASE("arguments of the wrong type fail start with the expected signature") {
+  test::scoped_node node{};
+  try {
+    node->spawn_process("finisher", {}, std::string{"yes"});
+    FAIL("started");
+  } catch (const mproc::error& e) {
+    CHECK(e.code() == errc::bad_arguments);
+    CHECK_THAT(e.what(), Catch::Contains("takes (bool), got (str)"));
+  }
+}
+
+TEST_CASE("a child that cannot be executed fails start with the reason") {
+  test::scoped_node node{{.executable = "/nonexistent/program"}};
+  try {
+    node->spawn_process("who_am_i", {});
+    FAIL("started");
+  } catch (const mproc::error& e) {
+    CHECK(e.code() == errc::spawn_failed);
+    CHECK_THAT(e.what(), Catch::Contains("No such file"));
+  }
+}
+
+TEST_CASE("a program that is not an mproc node fails start instead of hanging") {
+  test::scoped_node node{{.executable = "/bin/true"}};
+  try {
+    node->spawn_process("who_am_i", {});
+    FAIL("started");
+  } catch (const mproc::error& e) {
+    CHECK(e.code() == errc::process_exited);
+    CHECK(mproc::exit_code_of(e.reason()) == 0);
+  }
+  CHECK(test::zombie_children() == 0);
+}
+
+TEST_CASE("daemon can be set before start only; start twice is refused") {
+  test::scoped_node node{};
+  mproc::process p{*node, "black_hole", {}};
+  p.daemon(true);
+  CHECK(p.daemon());
+  p.start();
+  CHECK_THROWS_AS(p.daemon(false), std::logic_error);
+  CHECK_THROWS_AS(p.start(), std::logic_error);
+  p.kill();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("cpu_count is the number of online processors") {
+  CHECK(mproc::cpu_count() == static_cast<std::size_t>(::sysconf(_SC_NPROCESSORS_ONLN)));
+}
