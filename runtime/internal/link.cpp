@@ -47,6 +47,11 @@ bool link::closed() const {
   return closed_;
 }
 
+bool link::closed_by_peer() const {
+  std::lock_guard guard{out_mtx_};
+  return by_peer_;
+}
+
 bool link::write(wire::buffer&& frame) {
   std::lock_guard guard{out_mtx_};
   if (closed_ || broken_)
@@ -125,12 +130,13 @@ bool link::read_some() {
   auto n = ::recv(fd_, buf.data(), buf.size(), MSG_DONTWAIT);
   if (n < 0 && would_block(errno))
     return false;
-  if (n < 0) {
-    close(std::string{"connection error: "} + std::strerror(errno));
-    return false;
-  }
-  if (n == 0) {
-    close("connection closed by peer");
+  if (n <= 0) {
+    {
+      std::lock_guard guard{out_mtx_};
+      by_peer_ = true;
+    }
+    close(n == 0 ? std::string{"connection closed by peer"}
+                 : std::string{"connection error: "} + std::strerror(errno));
     return false;
   }
   auto self = shared_from_this();  // a frame handler may drop the last other reference

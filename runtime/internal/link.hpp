@@ -51,6 +51,8 @@ public:
   bool flush(std::chrono::milliseconds timeout);
 
   bool closed() const;
+  // The other end closed or reset the connection (rather than this side closing it).
+  bool closed_by_peer() const;
 
 private:
   void on_event(std::uint32_t events);
@@ -74,6 +76,7 @@ private:
   std::size_t out_offset_ = 0;  // bytes of out_.front() already written
   bool closed_ = false;
   bool broken_ = false;  // a write failed; the loop closes the link on its next event
+  bool by_peer_ = false;
 };
 
 } // namespace mproc::detail

@@ -166,6 +166,14 @@ void node_impl::on_peer_closed(const std::shared_ptr<peer>& p, const std::string
     settle_child_link(child, why);
     return;
   }
+  if (!p->link().closed_by_peer()) {
+    // Cut off by this node (it broke the protocol): the violation is the story, and a child
+    // without a link is of no use.
+    child->signal_locked(SIGKILL);
+    lock.unlock();
+    settle_child_link(child, why);
+    return;
+  }
   // The exit status follows the closed socket almost at once; wait for it, briefly.
   child->link_closed_why = why;
   child->settle_timer = loop_.after(exit_status_grace, [this, child, why] {

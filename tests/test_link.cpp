@@ -1,0 +1,118 @@
+// Links: frames over a real socketpair, driven by a real I/O loop.
+#include "runtime/internal/link.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <future>
+
+#include <catch2/catch.hpp>
+
+#include "serialization/envelope.hpp"
+
+using namespace std::chrono_literals;
+using mproc::detail::io_loop;
+using link_ptr = std::shared_ptr<mproc::detail::link>;
+
+namespace {
+
+mproc::wire::buffer frame_of(const std::string& payload) {
+  mproc::wire::buffer buf;
+  auto start = mproc::wire::begin_frame(buf);
+  buf.write(payload.data(), payload.size());
+  mproc::wire::end_frame(buf, start);
+  return buf;
+}
+
+// Two links over one socketpair, each end collecting what it receives.
+struct pair_of_links {
+  io_loop loop;
+  link_ptr a, b;
+  std::mutex mtx;
+  std::vector<std::string> got_a, got_b;
+  std::promise<std::string> b_closed;
+
+  pair_of_links(std::uint32_t max_frame = 1u << 26) {
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+    a = std::make_shared<mproc::detail::link>(loop, fds[0], max_frame);
+    b = std::make_shared<mproc::detail::link>(loop, fds[1], max_frame);
+    loop.start();
+    std::promise<void> opened;
+    loop.post([&] {
+      a->open([this](std::string_view p) { std::lock_guard g{mtx}; got_a.emplace_back(p); },
+              [](const std::string&) {});
+      b->open([this](std::string_view p) { std::lock_guard g{mtx}; got_b.emplace_back(p); },
+              [this](const std::string& why) { b_closed.set_value(why); });
+      opened.set_value();
+    });
+    opened.get_future().wait();
+  }
+  ~pair_of_links() { loop.stop(); }
+
+  std::size_t received_by_b() {
+    std::lock_guard g{mtx};
+    return got_b.size();
+  }
+  bool wait_for_b(std::size_t n) {
+    for (int i = 0; i < 1000 && received_by_b() < n; ++i)
+      std::this_thread::sleep_for(5ms);
+    return received_by_b() >= n;
+  }
+};
+
+} // namespace
+
+TEST_CASE("frames written from several threads arrive whole and in each thread's order") {
+  pair_of_links p;
+  constexpr int per_thread = 2000;
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 4; ++t)
+    writers.emplace_back([&, t] {
+      for (int i = 0; i < per_thread; ++i)
+        REQUIRE(p.a->write(frame_of(std::to_string(t) + ":" + std::to_string(i))));
+    });
+  for (auto& w : writers)
+    w.join();
+  REQUIRE(p.wait_for_b(4 * per_thread));
+  std::vector<int> next(4, 0);
+  for (auto& f : p.got_b) {
+    int t = f[0] - '0';
+    CHECK(f == std::to_string(t) + ":" + std::to_string(next[t]++));
+  }
+}
+
+TEST_CASE("a frame larger than the socket buffer is sent in parts and arrives whole") {
+  pair_of_links p;
+  std::string big(16u << 20, 'q');
+  big[12345] = 'x';
+  REQUIRE(p.a->write(frame_of(big)));
+  REQUIRE(p.a->write(frame_of("after")));
+  CHECK(p.a->flush(10s));
+  REQUIRE(p.wait_for_b(2));
+  CHECK(p.got_b[0] == big);
+  CHECK(p.got_b[1] == "after");
+}
+
+TEST_CASE("an oversized frame closes the receiving link with the reason") {
+  pair_of_links p{1024};
+  REQUIRE(p.a->write(frame_of(std::string(2048, 'z'))));
+  auto why = p.b_closed.get_future();
+  REQUIRE(why.wait_for(5s) == std::future_status::ready);
+  CHECK_THAT(why.get(), Catch::Contains("exceeds the limit of 1024"));
+  CHECK(p.b->closed());
+}
+
+TEST_CASE("closing one end is seen by the other; writes to a closed link fail") {
+  pair_of_links p;
+  std::promise<void> closed;
+  p.loop.post([&] {
+    p.a->close("test");
+    closed.set_value();
+  });
+  closed.get_future().wait();
+  CHECK_FALSE(p.a->write(frame_of("late")));
+  auto why = p.b_closed.get_future();
+  REQUIRE(why.wait_for(5s) == std::future_status::ready);
+  CHECK(why.get() == "connection closed by peer");
+}
