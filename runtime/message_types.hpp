@@ -21,8 +21,6 @@
 
 namespace mproc {
 
-using bytes = wire::bytes;
-
 namespace detail {
 
 template <class T>

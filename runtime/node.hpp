@@ -27,6 +27,7 @@
 
 #include "runtime/errors.hpp"
 #include "runtime/process.hpp"
+#include "serialization/bytes.hpp"
 
 namespace mproc {
 

@@ -26,6 +26,8 @@
 
 #include <msgpack.hpp>
 
+#include "serialization/bytes.hpp"
+
 namespace mproc::wire {
 
 using buffer = msgpack::sbuffer;
@@ -78,7 +80,10 @@ inline constexpr bool is_wire_integer_v = std::is_integral_v<T> && !std::is_same
 template <class T>
 struct codec<T, std::enable_if_t<is_wire_integer_v<T>>> {
   static std::string name() {
-    return (std::is_signed_v<T> ? "i" : "u") + std::to_string(8 * sizeof(T));
+    // Built in two steps: "i" + std::to_string(...) trips GCC 12's -Wrestrict at -O2.
+    std::string out{std::is_signed_v<T> ? "i" : "u"};
+    out += std::to_string(8 * sizeof(T));
+    return out;
   }
   static void encode(packer& pk, T x, codec_state&) { pk.pack(x); }
   static bool decode(const msgpack::object& o, T& out, codec_state& st) {
@@ -128,8 +133,7 @@ struct codec<std::string> {
   }
 };
 
-// Raw bytes: std::vector<char> (a CAF built-in), msgpack bin on the wire.
-using bytes = std::vector<char>;
+using mproc::bytes;
 
 template <>
 struct codec<bytes> {
