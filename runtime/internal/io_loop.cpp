@@ -88,12 +88,12 @@ std::uint64_t io_loop::after(clock::duration delay, task fn) {
   return id;
 }
 
-void io_loop::cancel(std::uint64_t timer) {
-  auto i = timer_due_.find(timer);
-  if (i == timer_due_.end())
-    return;
-  timers_.erase({i->second, timer});
-  timer_due_.erase(i);
+void io_loop::cancel(std::uint64_t& timer) {
+  if (auto i = timer_due_.find(timer); i != timer_due_.end()) {
+    timers_.erase({i->second, timer});
+    timer_due_.erase(i);
+  }
+  timer = 0;
 }
 
 void io_loop::post(task fn) {

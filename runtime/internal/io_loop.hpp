@@ -36,7 +36,8 @@ public:
   std::uint64_t add(int fd, std::uint32_t events, event_handler handler);
   void remove(std::uint64_t token, int fd);
   std::uint64_t after(clock::duration delay, task fn);
-  void cancel(std::uint64_t timer);
+  // Cancels the timer `timer` names, if any, and sets it to 0 (no timer).
+  void cancel(std::uint64_t& timer);
 
   // Any thread: epoll_ctl is thread-safe, so writers can ask for EPOLLOUT themselves.
   void modify(std::uint64_t token, int fd, std::uint32_t events);

@@ -195,10 +195,7 @@ void node_impl::settle_child_link(const std::shared_ptr<process_state>& state,
     p.swap(state->link);
     if (!p)
       return;
-    if (state->settle_timer != 0) {
-      loop_.cancel(state->settle_timer);
-      state->settle_timer = 0;
-    }
+    loop_.cancel(state->settle_timer);
     reason = state->exitcode ? make_exit_error(*state->exitcode)
                              : make_error(errc::link_lost, "process " + std::to_string(state->pid)
                                                              + ": " + why);
@@ -321,10 +318,7 @@ void node_impl::on_child_started(const std::shared_ptr<process_state>& state,
     fail_start(state, r.error());
     return;
   }
-  if (state->start_timer != 0) {
-    loop_.cancel(state->start_timer);
-    state->start_timer = 0;
-  }
+  loop_.cancel(state->start_timer);
   std::lock_guard guard{state->mtx};
   if (state->start_settled())
     return;
@@ -335,10 +329,7 @@ void node_impl::on_child_started(const std::shared_ptr<process_state>& state,
 }
 
 void node_impl::fail_start(const std::shared_ptr<process_state>& state, caf::error why) {
-  if (state->start_timer != 0) {
-    loop_.cancel(state->start_timer);
-    state->start_timer = 0;
-  }
+  loop_.cancel(state->start_timer);
   std::lock_guard guard{state->mtx};
   if (state->start_settled())
     return;
