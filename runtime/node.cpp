@@ -26,10 +26,15 @@ void init(int argc, char** argv, node_options options) {
 
 node::node(int argc, char** argv, node_options options) {
   init(argc, argv, options);
-  impl_ = std::make_unique<detail::node_impl>(std::move(options), std::nullopt);
   node* expected = nullptr;
   if (!current_node.compare_exchange_strong(expected, this))
     throw std::logic_error("a process hosts one mproc::node; this one already has one");
+  try {
+    impl_ = std::make_unique<detail::node_impl>(std::move(options), std::nullopt);
+  } catch (...) {
+    current_node = nullptr;
+    throw;
+  }
 }
 
 node::node(child_tag, node_options, std::unique_ptr<detail::node_impl> impl)

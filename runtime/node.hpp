@@ -60,6 +60,7 @@ void init(int argc, char** argv, node_options options = {});
 
 class node {
 public:
+  // Throws std::invalid_argument for options that cannot work, naming the field.
   node(int argc, char** argv, node_options options = {});
   ~node();
   node(const node&) = delete;

@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdio>
 #include <future>
+#include <stdexcept>
 
 #include <caf/actor_cast.hpp>
 #include <caf/blocking_actor.hpp>
@@ -44,10 +45,26 @@ std::string render_mproc_error(std::uint8_t code, caf::atom_value, const caf::me
 // and lives on past this grace is broken: it is killed and settled as link_lost.
 constexpr auto exit_status_grace = std::chrono::seconds{5};
 
+void check(bool ok, const std::string& what) {
+  if (!ok)
+    throw std::invalid_argument("mproc::node_options::" + what);
+}
+
+void validate(const node_options& o) {
+  check(!o.name.empty(), "name must not be empty");
+  check(o.max_frame >= 1024, "max_frame must be at least 1024 bytes (got "
+                               + std::to_string(o.max_frame) + ")");
+  check(o.child_threads >= 1, "child_threads must be at least 1");
+  check(o.threads <= 1024, "threads must be at most 1024 (0 means cpu_count())");
+  check(o.start_timeout.count() > 0, "start_timeout must be positive");
+  check(o.daemon_grace.count() >= 0, "daemon_grace must not be negative");
+}
+
 } // namespace
 
 node_impl::node_impl(node_options options, std::optional<child_args> child)
   : options_(std::move(options)), child_(std::move(child)) {
+  validate(options_);
   register_builtin_types();
   wire::types().freeze();
   name_ = child_ ? child_->name : options_.name;
