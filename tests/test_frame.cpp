@@ -12,15 +12,26 @@
 // before anything is reserved for its payload.
 static std::atomic<std::size_t> largest_allocation{0};
 
-void* operator new(std::size_t n) {
+// Every form is replaced, so that all allocations and frees pair up in malloc/free.
+static void* counted_malloc(std::size_t n) noexcept {
   auto seen = largest_allocation.load();
   while (n > seen && !largest_allocation.compare_exchange_weak(seen, n)) {}
-  if (void* p = std::malloc(n ? n : 1))
+  return std::malloc(n ? n : 1);
+}
+void* operator new(std::size_t n) {
+  if (void* p = counted_malloc(n))
     return p;
   throw std::bad_alloc{};
 }
+void* operator new[](std::size_t n) { return operator new(n); }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return counted_malloc(n); }
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return counted_malloc(n); }
 void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
 
 using mproc::wire::frame_decoder;
 
