@@ -43,8 +43,9 @@ node::node(child_tag, node_options, std::unique_ptr<detail::node_impl> impl)
 }
 
 node::~node() {
-  impl_.reset();
+  impl_->shutdown();  // actors still running may call this_node() until it returns
   current_node = nullptr;
+  impl_.reset();
 }
 
 node& this_node() {

@@ -24,6 +24,10 @@ enum class kind : std::uint8_t {
 
 inline constexpr std::uint8_t kind_count = 10;
 
+// Every node accepts frames of this size; until a peer's hello tells its own maximum, a
+// sender keeps its frames within it.
+inline constexpr std::uint32_t min_max_frame = 1u << 20;
+
 const char* kind_name(kind k);
 
 } // namespace mproc::wire

@@ -82,13 +82,13 @@ TEST_CASE("a process hosts one node at a time, reachable as this_node()") {
 
 TEST_CASE("options that cannot work are refused, naming the field") {
   CHECK_THROWS_WITH(test::make_node({.max_frame = 10}),
-                    "mproc::node_options::max_frame must be at least 1024 bytes (got 10)");
+                    "mproc::node_options::max_frame must be at least 1048576 bytes (got 10)");
   CHECK_THROWS_WITH(test::make_node({.child_threads = 0}),
                     "mproc::node_options::child_threads must be at least 1");
   CHECK_THROWS_WITH(test::make_node({.name = ""}), Catch::Contains("name must not be empty"));
   CHECK_THROWS_WITH(test::make_node({.start_timeout = std::chrono::milliseconds{0}}),
                     Catch::Contains("start_timeout"));
-  test::scoped_node fine{{.max_frame = 1024}};  // a refused node leaves none behind
+  test::scoped_node fine{{.max_frame = 1u << 20}};  // a refused node leaves none behind
 }
 
 TEST_CASE("init does nothing in a process that is not a child") {

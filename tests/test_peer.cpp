@@ -5,9 +5,11 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <future>
 
 #include <caf/event_based_actor.hpp>
 #include <caf/scoped_actor.hpp>
+#include <caf/stateful_actor.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -68,6 +70,24 @@ caf::behavior caller(caf::event_based_actor* self, caf::actor target) {
   }};
 }
 
+struct late_caller_state {
+  caf::actor target;
+};
+
+// Like caller, but learns its target from a message.
+caf::behavior late_caller(caf::stateful_actor<late_caller_state>* self) {
+  return {
+    [=](const caf::actor& target) { self->state.target = target; },
+    [=](std::int32_t x) {
+      auto rp = self->make_response_promise<std::int32_t>();
+      self->request(self->state.target, 5s, x)
+        .then([rp](std::int32_t y) mutable { rp.deliver(y + 1); },
+              [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+      return rp;
+    },
+  };
+}
+
 // Answers with an mproc error.
 caf::behavior refuser(caf::event_based_actor*) {
   return {[](std::int32_t) -> caf::result<std::int32_t> {
@@ -84,6 +104,16 @@ caf::behavior adder(caf::event_based_actor*) {
   return {[](std::int32_t x) { return x + 100; }};
 }
 
+struct introducer_state {
+  caf::actor helper;
+};
+
+// Answers with a reference to a helper actor of its own process (kept alive by its state).
+caf::behavior introducer(caf::stateful_actor<introducer_state>* self) {
+  self->state.helper = mproc::this_node().spawn("adder");
+  return {[=](caf::get_atom) { return self->state.helper; }};
+}
+
 template <class T>
 T round_trip(mproc::node& node, const caf::actor& echo_actor, const T& value) {
   auto reply = node.request_message(echo_actor, caf::make_message(value), 5s);
@@ -98,6 +128,8 @@ MPROC_ACTOR(caller);
 MPROC_ACTOR(refuser);
 MPROC_ACTOR(silent);
 MPROC_ACTOR(adder);
+MPROC_ACTOR(introducer);
+MPROC_ACTOR(late_caller);
 
 TEST_CASE("every built-in type crosses to a child and back unchanged") {
   test::scoped_node node;
@@ -182,6 +214,41 @@ TEST_CASE("an actor handed from one child to another is reached through the pare
   }
   b.terminate();
   CHECK(b.join(5s));
+}
+
+TEST_CASE("a reference relayed through the parent stays reachable when the parent drops it") {
+  test::scoped_node node;
+  auto a = node->spawn_process("introducer", {});
+  auto b = node->spawn_process("late_caller", {});
+  {
+    auto helper = node->request<caf::actor>(a.actor(), 5s, caf::get_atom::value);
+    caf::anon_send(b.actor(), helper);
+  }  // the root no longer holds its proxy of a's helper; only b's reference names it
+  CHECK(node->request<std::int32_t>(b.actor(), 5s, std::int32_t{1}) == 102);
+  a.terminate();
+  b.terminate();
+  CHECK(a.join(5s));
+  CHECK(b.join(5s));
+}
+
+TEST_CASE("a blocking call on the I/O thread is refused instead of deadlocking the node") {
+  test::scoped_node node;
+  auto p = node->spawn_process("silent", {});
+  std::promise<mproc::errc> refused;
+  // A functor attached to a proxy runs where the proxy dies: on the node's I/O thread.
+  p.actor()->attach_functor([&](const caf::error&) {
+    try {
+      mproc::this_node().spawn_process("silent", {});
+      refused.set_value(errc::none);
+    } catch (const mproc::error& e) {
+      refused.set_value(e.code());
+    }
+  });
+  p.kill();
+  auto result = refused.get_future();
+  REQUIRE(result.wait_for(5s) == std::future_status::ready);
+  CHECK(result.get() == errc::spawn_failed);
+  CHECK(p.join(5s));
 }
 
 TEST_CASE("an error reply keeps its category, code and text") {

@@ -33,11 +33,11 @@ link::~link() {
 void link::open(frame_handler on_frame, close_handler on_close) {
   on_frame_ = std::move(on_frame);
   on_close_ = std::move(on_close);
+  std::lock_guard guard{out_mtx_};
   token_ = loop_.add(fd_, read_events, [self = weak_from_this()](std::uint32_t events) {
     if (auto l = self.lock())
       l->on_event(events);
   });
-  std::lock_guard guard{out_mtx_};
   if (!out_.empty())
     loop_.modify(token_, fd_, read_events | EPOLLOUT);
 }
@@ -83,10 +83,16 @@ bool link::drain_locked() {
     if (sent < 0) {
       if (would_block(errno))
         return true;
-      broken_ = true;  // EPIPE, ECONNRESET: the reader side reports the closure
+      // EPIPE, ECONNRESET, ENOBUFS...: nothing more goes out. The loop closes the link, which
+      // settles everything pending on it; the reader may well have seen the end first.
+      broken_ = true;
       out_.clear();
       out_offset_ = 0;
       drained_.notify_all();
+      loop_.post([self = weak_from_this(), why = std::string{std::strerror(errno)}] {
+        if (auto l = self.lock())
+          l->close("write failed: " + why);
+      });
       return false;
     }
     auto left = static_cast<std::size_t>(sent);

@@ -75,7 +75,7 @@ private:
   std::deque<wire::buffer> out_;
   std::size_t out_offset_ = 0;  // bytes of out_.front() already written
   bool closed_ = false;
-  bool broken_ = false;  // a write failed; the loop closes the link on its next event
+  bool broken_ = false;  // a write failed; a close is posted to the loop
   bool by_peer_ = false;
 };
 

@@ -52,8 +52,9 @@ void check(bool ok, const std::string& what) {
 
 void validate(const node_options& o) {
   check(!o.name.empty(), "name must not be empty");
-  check(o.max_frame >= 1024, "max_frame must be at least 1024 bytes (got "
-                               + std::to_string(o.max_frame) + ")");
+  check(o.max_frame >= wire::min_max_frame,
+        "max_frame must be at least " + std::to_string(wire::min_max_frame) + " bytes (got "
+          + std::to_string(o.max_frame) + ")");
   check(o.child_threads >= 1, "child_threads must be at least 1");
   check(o.threads <= 1024, "threads must be at most 1024 (0 means cpu_count())");
   check(o.start_timeout.count() > 0, "start_timeout must be positive");
@@ -83,6 +84,16 @@ node_impl::node_impl(node_options options, std::optional<child_args> child)
 }
 
 node_impl::~node_impl() {
+  shutdown();
+}
+
+void node_impl::shutdown() {
+  {
+    std::lock_guard guard{mtx_};
+    if (shutting_down_)
+      return;
+    shutting_down_ = true;
+  }
   finish_children();
   close_peers();
   loop_.stop();
@@ -110,7 +121,7 @@ wire::actor_ref node_impl::export_actor(const caf::strong_actor_ptr& actor) {
     slot = caf::weak_actor_ptr{actor.get()};
   // Dead entries go in sweeps, amortised over the exports that grow the table.
   if (exports_.size() >= exports_swept_at_) {
-    std::erase_if(exports_, [](const auto& kv) { return !kv.second.lock(); });
+    std::erase_if(exports_, [](const auto& kv) { return expired(kv.second); });
     exports_swept_at_ = std::max<std::size_t>(64, 2 * exports_.size());
   }
   return {id_, actor->id()};
@@ -237,6 +248,8 @@ caf::expected<caf::message> node_impl::request(const caf::actor& dest, caf::mess
                                                std::chrono::nanoseconds timeout) {
   if (!dest)
     return make_error(errc::no_such_actor, "request to an invalid actor handle");
+  if (loop_.in_loop())  // the reply would need the loop this call blocks
+    return make_error(errc::protocol_error, "node::request() cannot run on mproc's I/O thread");
   caf::scoped_actor self{*system_, true};
   caf::expected<caf::message> result{caf::message{}};
   self->request(dest, timeout, std::move(msg))
@@ -280,13 +293,34 @@ std::vector<std::shared_ptr<process_state>> node_impl::live_children() {
 }
 
 void node_impl::start_process(const std::shared_ptr<process_state>& state) {
+  auto refuse = [&](caf::error why) {
+    std::lock_guard guard{state->mtx};
+    state->start_error = std::move(why);
+    state->state = process_state::phase::ended;
+  };
+  if (loop_.in_loop()) {
+    // It would wait for the loop it blocks. (Monitor callbacks of remote actors run here.)
+    refuse(make_error(errc::spawn_failed, "process::start() cannot run on mproc's I/O thread; "
+                                          "start processes from an actor or main()"));
+    return;
+  }
   {
     std::lock_guard guard{mtx_};
-    children_.push_back(state);
+    if (shutting_down_) {
+      refuse(make_error(errc::node_shutdown, "the node is shutting down"));
+      return;
+    }
+    children_.push_back(state);  // with the check: finish_children() sees every child
   }
   loop_.post([this, state] { launch(state); });
   std::unique_lock lock{state->mtx};
-  state->changed.wait(lock, [&] { return state->start_settled(); });
+  // The loop's start timer settles every start; this bound only guards against a loop that
+  // stopped (a bug) so that start() cannot hang.
+  auto backstop = options_.start_timeout + std::chrono::seconds{5};
+  if (!state->changed.wait_for(lock, backstop, [&] { return state->start_settled(); })) {
+    state->start_error = make_error(errc::spawn_failed, "no answer from the I/O loop");
+    state->signal_locked(SIGKILL);
+  }
 }
 
 void node_impl::launch(const std::shared_ptr<process_state>& state) {
@@ -417,8 +451,9 @@ void node_impl::close_peers() {
       peers = peers_;
     }
     for (auto& p : peers) {
-      p->close("the node is shutting down");
+      // fail() first: closing settles the peer too, and only the first reason counts.
       p->fail(make_error(errc::node_shutdown, "the node is shutting down"));
+      p->close("the node is shutting down");
     }
     done.set_value();
   });

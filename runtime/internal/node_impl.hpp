@@ -22,6 +22,7 @@
 #include "runtime/internal/peer.hpp"
 #include "runtime/internal/process_state.hpp"
 #include "runtime/internal/spawner.hpp"
+#include "runtime/internal/weak_ref.hpp"
 #include "runtime/node.hpp"
 
 namespace mproc::detail {
@@ -31,6 +32,11 @@ public:
   // A root node, or with `child` set, a child node (run_child() then takes over).
   node_impl(node_options options, std::optional<child_args> child);
   ~node_impl();
+
+  // Ends the node while it is still reachable (this_node() works throughout): joins
+  // non-daemon children, stops daemon ones, closes links, stops the loop, waits for actors.
+  // New processes are refused from its start on. Idempotent.
+  void shutdown();
 
   caf::actor_system& system() { return *system_; }
   std::uint64_t id() const { return id_; }
@@ -97,6 +103,7 @@ private:
 
   std::condition_variable exit_requested_;
   std::optional<int> exit_code_;
+  bool shutting_down_ = false;
 };
 
 // Set by the node constructor; read by current_process_name().

@@ -32,16 +32,16 @@ overloaded(Fs...) -> overloaded<Fs...>;
 peer::peer(node_impl& node, std::shared_ptr<detail::link> link, role r, std::int64_t pid)
   : node_(node), link_(std::move(link)), role_(r) {
   who_.pid = pid;
+  wire::buffer buf;
+  auto start = wire::begin_frame(buf);
+  wire::pack_hello(buf, node_.id(), ::getpid(), node_.name(), node_.options().max_frame);
+  send_frame(std::move(buf), start);
 }
 
 peer::~peer() = default;
 
 void peer::open(closed_callback on_closed) {
   on_closed_ = std::move(on_closed);
-  wire::buffer buf;
-  auto start = wire::begin_frame(buf);
-  wire::pack_hello(buf, node_.id(), ::getpid(), node_.name(), node_.options().max_frame);
-  send_frame(std::move(buf), start);
   link_->open([this](std::string_view payload) { on_frame(payload); },
               [w = weak_from_this()](const std::string& why) {
                 if (auto self = w.lock())
@@ -67,12 +67,14 @@ void peer::fail(const caf::error& reason) {
   std::vector<caf::strong_actor_ptr> proxies;
   std::vector<pending_request> requests;
   std::vector<spawn_callback> spawns;
+  std::unordered_map<std::uint64_t, caf::strong_actor_ptr> reexports;
   {
     std::lock_guard guard{mtx_};
     if (failed_)
       return;
     failed_ = true;
     fail_reason_ = reason;
+    reexports.swap(reexports_);
     for (auto& [id, weak] : proxies_)
       if (auto p = weak.lock())
         proxies.push_back(std::move(p));
@@ -99,7 +101,7 @@ caf::error peer::send_frame(wire::buffer&& frame, std::size_t start) {
   std::uint32_t limit;
   {
     std::lock_guard guard{mtx_};
-    limit = hello_seen_ ? who_.max_frame : node_.options().max_frame;
+    limit = hello_seen_ ? who_.max_frame : wire::min_max_frame;
   }
   if (size > limit)
     return make_error(errc::frame_too_large, "a message of " + std::to_string(size)
@@ -120,16 +122,20 @@ void peer::forward(proxy& via, caf::mailbox_element_ptr what, caf::execution_uni
   wire::actor_ref from = sender ? export_actor(sender) : wire::actor_ref{};
   if (mid.is_response())
     forward_response(to, from, mid, msg);
-  else if (mid.is_request() && sender)
+  else if (mid.is_request() && sender && from.node != to.node)
     forward_request(via, to, from, std::move(sender), mid, msg);
-  else
-    forward_send(to, from, msg);
+  else  // async, or relayed between two actors of the peer: the reply bypasses this node
+    forward_send_or_relay(to, from, mid, msg);
 }
 
-void peer::forward_send(wire::actor_ref to, wire::actor_ref from, const caf::message& msg) {
+void peer::forward_send_or_relay(wire::actor_ref to, wire::actor_ref from, caf::message_id mid,
+                                 const caf::message& msg) {
   wire::buffer buf;
   auto start = wire::begin_frame(buf);
-  wire::pack_send_head(buf, to, from);
+  if (mid.is_request())
+    wire::pack_request_head(buf, to, from, mid.request_id().integer_value());
+  else
+    wire::pack_send_head(buf, to, from);
   wire::packer pk{buf};
   wire::codec_state st{this, {}};
   if (!encode_message(pk, msg, st)) {
@@ -144,7 +150,8 @@ void peer::forward_request(proxy& via, wire::actor_ref to, wire::actor_ref from,
                            caf::strong_actor_ptr sender, caf::message_id mid,
                            const caf::message& msg) {
   auto request = mid.request_id().integer_value();
-  pending_request pending{std::move(sender), mid, caf::strong_actor_ptr{via.ctrl()}};
+  auto sender_id = sender->id();
+  pending_request pending{caf::weak_actor_ptr{sender.get()}, mid, caf::strong_actor_ptr{via.ctrl()}};
   wire::buffer buf;
   auto start = wire::begin_frame(buf);
   wire::pack_request_head(buf, to, from, request);
@@ -154,14 +161,16 @@ void peer::forward_request(proxy& via, wire::actor_ref to, wire::actor_ref from,
     answer_locally(pending, caf::make_message(make_error(errc::unknown_message_type, st.error)));
     return;
   }
-  request_key key{pending.requester->id(), request};
+  request_key key{sender_id, request};
   caf::error dead;
   {
     std::lock_guard guard{mtx_};
-    if (failed_)
+    if (failed_) {
       dead = fail_reason_;
-    else
-      requests_.emplace(key, pending);  // before writing: the response may beat us back
+    } else {
+      requests_.insert_or_assign(key, pending);  // before writing: the reply may beat us back
+      sweep_requests_locked();
+    }
   }
   if (dead) {
     answer_locally(pending, caf::make_message(std::move(dead)));
@@ -272,17 +281,32 @@ void peer::send_shutdown(std::string_view why) {
 }
 
 void peer::answer_locally(const pending_request& p, caf::message reply) {
-  p.requester->enqueue(caf::make_mailbox_element(p.proxy, p.mid.response_id(), {},
+  if (auto requester = p.requester.lock())
+    requester->enqueue(caf::make_mailbox_element(p.proxy, p.mid.response_id(), {},
                                                  std::move(reply)),
                        nullptr);
+}
+
+void peer::sweep_requests_locked() {
+  // Requesters that timed out and ended leave entries no reply will claim.
+  if (requests_.size() < requests_swept_at_)
+    return;
+  std::erase_if(requests_, [](const auto& kv) { return expired(kv.second.requester); });
+  requests_swept_at_ = std::max<std::size_t>(64, 2 * requests_.size());
 }
 
 // ---- references ------------------------------------------------------------------------
 
 wire::actor_ref peer::export_actor(const caf::strong_actor_ptr& actor) {
-  // A proxy for one of the peer's own actors travels back as the original reference.
-  if (auto* p = dynamic_cast<proxy*>(actor->get()); p != nullptr && p->via().get() == this)
-    return {who().node, p->remote_id()};
+  if (auto* p = dynamic_cast<proxy*>(actor->get())) {
+    // A proxy for one of the peer's own actors travels back as the original reference.
+    if (p->via().get() == this)
+      return {who().node, p->remote_id()};
+    // A proxy for a third process's actor: only this peer will hold it, by its local id.
+    std::lock_guard guard{mtx_};
+    if (!failed_)
+      reexports_.emplace(actor->id(), actor);
+  }
   return node_.export_actor(actor);
 }
 
@@ -322,10 +346,9 @@ caf::strong_actor_ptr peer::proxy_for(std::uint64_t remote_actor) {
 void peer::forget(std::uint64_t remote_actor, const proxy* p) {
   std::lock_guard guard{mtx_};
   auto i = proxies_.find(remote_actor);
-  if (i == proxies_.end())
-    return;
-  auto current = i->second.lock();
-  if (!current || current->get() == p)
+  // No strong reference here: releasing one under mtx_ could destroy a proxy, whose
+  // destructor calls forget() again.
+  if (i != proxies_.end() && (expired(i->second) || i->second.get()->get() == p))
     proxies_.erase(i);
 }
 
@@ -421,7 +444,12 @@ void peer::on_spawned(wire::spawned_env& e) {
     spawns_.erase(i);
   }
   if (e.ok) {
-    cb(caf::actor_cast<caf::actor>(import_actor(e.actor)));
+    auto actor = caf::actor_cast<caf::actor>(import_actor(e.actor));
+    if (actor)
+      cb(std::move(actor));
+    else  // a reference this node cannot resolve: the peer broke the protocol
+      cb(caf::expected<caf::actor>{make_error(errc::protocol_error,
+                                              "the spawned answer names an unknown actor")});
     return;
   }
   wire::codec_state st{this, {}};

@@ -21,6 +21,7 @@
 
 #include "runtime/internal/link.hpp"
 #include "runtime/internal/message_codec.hpp"
+#include "runtime/internal/weak_ref.hpp"
 #include "serialization/envelope.hpp"
 
 namespace mproc::detail {
@@ -46,8 +47,9 @@ public:
   peer(node_impl& node, std::shared_ptr<detail::link> link, role r, std::int64_t pid);
   ~peer() override;
 
-  // Loop thread: sends hello and starts reading. `on_closed` runs once when the link closes;
-  // the owner then calls fail() with the reason it settles on.
+  // Loop thread: starts reading. `on_closed` runs once when the link closes; the owner then
+  // calls fail() with the reason it settles on. (The hello went out in the constructor, so
+  // it precedes anything another thread sends once the peer is known.)
   void open(closed_callback on_closed);
   // Loop thread: closes the link (its on_closed follows).
   void close(const std::string& why);
@@ -73,7 +75,7 @@ public:
 
 private:
   struct pending_request {
-    caf::strong_actor_ptr requester;
+    caf::weak_actor_ptr requester;  // weak: a requester that gave up and ended is swept
     caf::message_id mid;
     caf::strong_actor_ptr proxy;
   };
@@ -93,7 +95,9 @@ private:
   void on_down(wire::down_env& e);
   void on_shutdown(wire::shutdown_env& e);
 
-  void forward_send(wire::actor_ref to, wire::actor_ref from, const caf::message& msg);
+  void forward_send_or_relay(wire::actor_ref to, wire::actor_ref from, caf::message_id mid,
+                             const caf::message& msg);
+  void sweep_requests_locked();
   void forward_request(proxy& via, wire::actor_ref to, wire::actor_ref from,
                        caf::strong_actor_ptr sender, caf::message_id mid, const caf::message& msg);
   void forward_response(wire::actor_ref to, wire::actor_ref from, caf::message_id mid,
@@ -123,6 +127,10 @@ private:
   caf::error fail_reason_;
   std::unordered_map<std::uint64_t, caf::weak_actor_ptr> proxies_;
   std::unordered_map<request_key, pending_request, key_hash> requests_;
+  std::size_t requests_swept_at_ = 64;
+  // Proxies of other peers' actors sent to this peer: nothing else may hold them, and the
+  // peer must reach them for as long as the link lives.
+  std::unordered_map<std::uint64_t, caf::strong_actor_ptr> reexports_;
   std::unordered_map<std::uint64_t, spawn_callback> spawns_;
   std::uint64_t next_spawn_ = 1;
 };

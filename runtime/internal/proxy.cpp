@@ -22,7 +22,14 @@ std::shared_ptr<peer> proxy::via() const {
 }
 
 void proxy::enqueue(caf::mailbox_element_ptr what, caf::execution_unit* host) {
-  if (auto p = via()) {
+  std::shared_ptr<peer> p;
+  caf::error reason;
+  {
+    std::lock_guard guard{mtx_};
+    p = via_;
+    reason = reason_;
+  }
+  if (p) {
     p->forward(*this, std::move(what), host);
     return;
   }
@@ -31,7 +38,6 @@ void proxy::enqueue(caf::mailbox_element_ptr what, caf::execution_unit* host) {
   // messages to ended actors.
   if (!what->mid.is_request() || !what->sender)
     return;
-  auto reason = fail_state();
   if (!reason)
     reason = make_error(errc::no_such_actor, "the actor has ended");
   what->sender->enqueue(caf::make_mailbox_element(ctrl(), what->mid.response_id(), {},
@@ -43,6 +49,7 @@ void proxy::kill_proxy(caf::execution_unit* host, caf::error reason) {
   std::shared_ptr<peer> gone;
   {
     std::lock_guard guard{mtx_};
+    reason_ = reason;
     gone.swap(via_);
   }
   if (gone)

@@ -39,6 +39,7 @@ private:
   const std::uint64_t remote_id_;
   mutable std::mutex mtx_;
   std::shared_ptr<peer> via_;
+  caf::error reason_;  // set before via_ is cleared: requests arriving then get it
   bool watching_ = false;
 };
 

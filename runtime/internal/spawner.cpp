@@ -1,5 +1,7 @@
 #include "runtime/internal/spawner.hpp"
 
+#include "runtime/internal/log.hpp"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -85,8 +87,12 @@ spawned_child spawn_child(const std::string& executable, const std::string& argv
   int pidfd = pidfd_open(pid);
   if (pidfd < 0) {
     err = errno;
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
+    // ESRCH: someone else already reaped it (SIGCHLD ignored?), and the pid may be reused.
+    // Otherwise it is our unreaped child: its pid cannot be recycled before we reap it.
+    if (err != ESRCH) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
     ::close(parent_end);
     throw_errno(err, "pidfd_open");
   }
@@ -99,6 +105,11 @@ std::optional<int> reap(pid_t pid) {
   do {
     r = ::waitpid(pid, &status, WNOHANG);
   } while (r < 0 && errno == EINTR);
+  if (r < 0 && errno == ECHILD) {
+    log::warn("the exit status of process ", pid, " was taken by another waiter (is SIGCHLD ",
+              "ignored, or does something call waitpid(-1)?); reporting exit code 255");
+    return unknown_exit_status;
+  }
   if (r != pid)
     return std::nullopt;
   if (WIFEXITED(status))

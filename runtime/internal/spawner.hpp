@@ -36,7 +36,12 @@ struct spawned_child {
 spawned_child spawn_child(const std::string& executable, const std::string& argv0,
                           const std::string& name);
 
-// Reaps `pid` if it ended: its exit code in Python's convention, nullopt if still running.
+// Reported when a child ended but its status went to another waiter.
+inline constexpr int unknown_exit_status = 255;
+
+// Reaps `pid` if it ended: its exit code in Python's convention, nullopt if still running,
+// unknown_exit_status if something else reaped it (which would otherwise look like "still
+// running" forever).
 std::optional<int> reap(pid_t pid);
 
 // The absolute path of this program.
