@@ -231,6 +231,22 @@ TEST_CASE("a reference relayed through the parent stays reachable when the paren
   CHECK(b.join(5s));
 }
 
+TEST_CASE("a monitored remote actor reports its end even after every local handle is gone") {
+  test::scoped_node node;
+  auto a = node->spawn_process("introducer", {});
+  caf::scoped_actor self{node->system()};
+  {
+    auto helper = node->request<caf::actor>(a.actor(), 5s, caf::get_atom::value);
+    self->monitor(helper);
+  }  // only the monitor refers to the proxy now
+  a.kill();
+  caf::error reason;
+  self->receive([&](caf::down_msg& down) { reason = down.reason; },
+                caf::after(5s) >> [] { FAIL("no down message"); });
+  CHECK(mproc::exit_code_of(reason) == -9);
+  CHECK(a.join(5s));
+}
+
 TEST_CASE("a blocking call on the I/O thread is refused instead of deadlocking the node") {
   test::scoped_node node;
   auto p = node->spawn_process("silent", {});

@@ -68,6 +68,7 @@ void peer::fail(const caf::error& reason) {
   std::vector<pending_request> requests;
   std::vector<spawn_callback> spawns;
   std::unordered_map<std::uint64_t, caf::strong_actor_ptr> reexports;
+  std::unordered_map<std::uint64_t, caf::strong_actor_ptr> watched;
   {
     std::lock_guard guard{mtx_};
     if (failed_)
@@ -75,6 +76,7 @@ void peer::fail(const caf::error& reason) {
     failed_ = true;
     fail_reason_ = reason;
     reexports.swap(reexports_);
+    watched.swap(watched_);
     for (auto& [id, weak] : proxies_)
       if (auto p = weak.lock())
         proxies.push_back(std::move(p));
@@ -218,10 +220,16 @@ void peer::respond_error(wire::actor_ref to, wire::actor_ref from, std::uint64_t
   send_frame(std::move(buf), start);
 }
 
-void peer::watch(std::uint64_t remote_actor) {
+void peer::watch(proxy& p) {
+  {
+    std::lock_guard guard{mtx_};
+    if (failed_)
+      return;  // fail() has killed it, or will find it in proxies_
+    watched_.emplace(p.remote_id(), caf::strong_actor_ptr{p.ctrl()});
+  }
   wire::buffer buf;
   auto start = wire::begin_frame(buf);
-  wire::pack_monitor(buf, {who().node, remote_actor});
+  wire::pack_monitor(buf, {who().node, p.remote_id()});
   send_frame(std::move(buf), start);
 }
 
@@ -524,8 +532,13 @@ void peer::on_monitor(wire::monitor_env& e) {
 
 void peer::on_down(wire::down_env& e) {
   caf::strong_actor_ptr p;
+  caf::strong_actor_ptr watched;  // released after the kill, outside the lock
   {
     std::lock_guard guard{mtx_};
+    if (auto w = watched_.find(e.actor.actor); w != watched_.end()) {
+      watched = std::move(w->second);
+      watched_.erase(w);
+    }
     auto i = proxies_.find(e.actor.actor);
     if (i == proxies_.end())
       return;

@@ -63,7 +63,9 @@ public:
 
   // Any thread.
   void forward(proxy& from, caf::mailbox_element_ptr what, caf::execution_unit* host);
-  void watch(std::uint64_t remote_actor);
+  // Asks the peer to report the end of `p`'s actor, and keeps `p` alive until then: a
+  // watched proxy must not vanish with its last local handle while the actor lives on.
+  void watch(proxy& p);
   void spawn(std::string_view actor, const caf::message& args, bool main, spawn_callback done);
   void send_shutdown(std::string_view why);
   void forget(std::uint64_t remote_actor, const proxy* p);
@@ -126,6 +128,7 @@ private:
   bool failed_ = false;
   caf::error fail_reason_;
   std::unordered_map<std::uint64_t, caf::weak_actor_ptr> proxies_;
+  std::unordered_map<std::uint64_t, caf::strong_actor_ptr> watched_;  // until down or fail
   std::unordered_map<request_key, pending_request, key_hash> requests_;
   std::size_t requests_swept_at_ = 64;
   // Proxies of other peers' actors sent to this peer: nothing else may hold them, and the

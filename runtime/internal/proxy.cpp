@@ -66,7 +66,7 @@ void proxy::watch_remote() {
     watching_ = true;
     p = via_;
   }
-  p->watch(remote_id_);
+  p->watch(*this);
 }
 
 void proxy::attach(caf::attachable_ptr ptr) {
