@@ -27,6 +27,9 @@ std::string to_string(errc x) {
     case errc::timeout: return "timeout";
     case errc::protocol_error: return "protocol_error";
     case errc::node_shutdown: return "node_shutdown";
+    case errc::full: return "full";
+    case errc::empty: return "empty";
+    case errc::closed: return "closed";
   }
   return "errc(" + std::to_string(static_cast<int>(x)) + ")";
 }

@@ -25,6 +25,9 @@ enum class errc : std::uint8_t {
   timeout,               // a blocking call ran out of time
   protocol_error,        // a peer broke the protocol; the link was closed
   node_shutdown,         // the node is shutting down
+  full,                  // a bounded queue is full (Python's queue.Full)
+  empty,                 // a queue or connection has nothing to take (Python's queue.Empty)
+  closed,                // closed queue or connection, or its other end is gone (EOF)
 };
 
 std::string to_string(errc x);

@@ -1,6 +1,5 @@
 // caf::message <-> wire message: a msgpack array [tag, value, tag, value, ...] whose tags
-// come from the type registry (serialization/type_registry.hpp). Also the CAF types that
-// need the runtime to cross the wire: actor references, atoms and errors.
+// come from the type registry (serialization/type_registry.hpp).
 #pragma once
 
 #include <string>
@@ -12,59 +11,9 @@
 #include <caf/message.hpp>
 #include <caf/system_messages.hpp>
 
+#include "runtime/caf_types.hpp"
 #include "serialization/codec.hpp"
 #include "serialization/envelope.hpp"
-
-namespace mproc::wire {
-
-// Turns local actors into wire references and wire references into local handles. One
-// context exists per link, since a reference's proxy forwards over the link it came from.
-class context {
-public:
-  virtual ~context() = default;
-  virtual actor_ref export_actor(const caf::strong_actor_ptr& actor) = 0;
-  virtual caf::strong_actor_ptr import_actor(actor_ref ref) = 0;
-  virtual caf::actor_system& system() = 0;
-};
-
-template <>
-struct codec<caf::atom_value> {
-  static std::string name() { return "atom"; }
-  static void encode(packer& pk, caf::atom_value x, codec_state& st);
-  static bool decode(const msgpack::object& o, caf::atom_value& out, codec_state& st);
-};
-
-template <>
-struct codec<caf::strong_actor_ptr> {
-  static std::string name() { return "actor_ptr"; }
-  static void encode(packer& pk, const caf::strong_actor_ptr& x, codec_state& st);
-  static bool decode(const msgpack::object& o, caf::strong_actor_ptr& out, codec_state& st);
-};
-
-template <>
-struct codec<caf::actor> {
-  static std::string name() { return "actor"; }
-  static void encode(packer& pk, const caf::actor& x, codec_state& st);
-  static bool decode(const msgpack::object& o, caf::actor& out, codec_state& st);
-};
-
-template <>
-struct codec<caf::error> {
-  static std::string name() { return "error"; }
-  static void encode(packer& pk, const caf::error& x, codec_state& st);
-  static bool decode(const msgpack::object& o, caf::error& out, codec_state& st);
-};
-
-// What send_exit() sends: [source actor or nil, reason error or nil]. Crossing processes
-// lets `send_exit(proxy, reason)` stop an actor in another process, as it would locally.
-template <>
-struct codec<caf::exit_msg> {
-  static std::string name() { return "exit"; }
-  static void encode(packer& pk, const caf::exit_msg& x, codec_state& st);
-  static bool decode(const msgpack::object& o, caf::exit_msg& out, codec_state& st);
-};
-
-} // namespace mproc::wire
 
 namespace mproc::detail {
 

@@ -1,0 +1,264 @@
+// Queue and JoinableQueue: Python's multiprocessing.Queue as an actor.
+//
+//   mproc::queue<job> q{node, {.maxsize = 100}};          // the queue actor lives in `node`
+//   node.spawn_process("worker", {}, q);                   // a handle crosses to a child
+//   q.put(job{...});                                       // waits while full
+//   job j = q.get();                                       // waits while empty
+//
+// Handles are cheap to copy; copies in one process share a local agent that sends puts in
+// batches (one batch in flight per process) and prefetches gets, so an item costs no round
+// trip of its own. Items are encoded once with the type's codec and decoded once by the
+// consumer: T needs MSGPACK_DEFINE or a built-in codec, and may not hold actor references.
+//
+// Delivery (docs/queue.md): at least once. An item handed to a consumer counts as done
+// when that consumer next calls get()/get_many() (or leaves); if its process dies first,
+// the item goes to another consumer. So an item is delivered twice only when the consumer
+// holding it died, and never lost.
+//
+// For actors, q.actor() answers the messages listed in docs/queue.md.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/message_builder.hpp>
+
+#include "runtime/errors.hpp"
+#include "runtime/message_types.hpp"
+#include "serialization/bytes.hpp"
+#include "serialization/codec.hpp"
+
+namespace mproc {
+
+class node;
+
+struct queue_options {
+  // 0: unbounded (Python's default). Otherwise put() waits while the queue holds maxsize
+  // items, and each process keeps at most maxsize more waiting to be sent.
+  std::size_t maxsize = 0;
+};
+
+namespace detail {
+
+class queue_client;
+
+// The untyped queue handle: items are opaque bytes.
+class queue_core {
+public:
+  using millis = std::chrono::milliseconds;
+
+  queue_core() = default;
+  queue_core(node& owner, queue_options options, bool close_with_writers = false);
+  // A handle to an existing queue actor (decoded from the wire, or a pipe's queue).
+  queue_core(caf::actor queue, std::size_t maxsize);
+
+  void put(bytes item, std::optional<millis> timeout);
+  void put_nowait(bytes item);
+  std::vector<bytes> get_many(std::size_t max, std::optional<millis> timeout);
+  bytes get_nowait();
+  // True when get() would not wait: an item is here, or the queue ended (get then throws).
+  bool poll(std::optional<millis> timeout);
+  std::size_t qsize() const;
+  bool closed() const;
+  void close();
+  // Sends what put() buffered; true when the queue has taken all of it.
+  bool flush(std::optional<millis> timeout);
+  void task_done(std::uint64_t n);
+  bool join(std::optional<millis> timeout);
+  // This process writes to the queue; in pipe mode the queue closes when all writers ended.
+  void become_writer();
+  // This process is done with the queue: flushes puts, returns prefetched items.
+  void leave();
+
+  const caf::actor& actor() const { return queue_; }
+  std::size_t maxsize() const { return maxsize_; }
+
+private:
+  queue_client& client() const;  // throws for an invalid handle
+
+  caf::actor queue_;
+  std::size_t maxsize_ = 0;
+  // This process's side of the queue, shared by copies of the handle. Its end (the last
+  // copy gone) flushes puts and returns what was prefetched but not taken.
+  std::shared_ptr<queue_client> client_;
+};
+
+// Encodes and decodes queue items with T's codec.
+template <class T>
+bytes encode_item(const T& x) {
+  wire::buffer buf;
+  wire::packer pk{buf};
+  wire::codec_state st;
+  wire::codec<T>::encode(pk, x, st);
+  if (!st.ok())
+    throw error(make_error(errc::bad_message, st.error), "cannot encode a queue item: " + st.error);
+  return bytes(buf.data(), buf.data() + buf.size());
+}
+
+[[noreturn]] void throw_bad_item(const std::string& why);
+msgpack::object_handle unpack_item(const bytes& b);
+
+template <class T>
+T decode_item(const bytes& b) {
+  auto handle = unpack_item(b);
+  T out{};
+  wire::codec_state st;
+  if (!wire::codec<T>::decode(handle.get(), out, st))
+    throw_bad_item(st.error);
+  return out;
+}
+
+} // namespace detail
+
+template <class T>
+class queue {
+public:
+  queue(node& owner, queue_options options = {}) : core_(owner, options) { (void)registered_; }
+  // An invalid handle (for containers and decoding); every operation on it throws.
+  queue() = default;
+
+  // Waits while a bounded queue is full; throws mproc::error: full after `timeout`, closed.
+  void put(const T& item) { core_.put(detail::encode_item(item), std::nullopt); }
+  template <class Rep, class Period>
+  void put(const T& item, std::chrono::duration<Rep, Period> timeout) {
+    core_.put(detail::encode_item(item), to_millis(timeout));
+  }
+  // Throws mproc::error: full when the queue has no room right now.
+  void put_nowait(const T& item) { core_.put_nowait(detail::encode_item(item)); }
+  void put_many(const std::vector<T>& items) {
+    for (const auto& x : items)
+      put(x);
+  }
+
+  // Waits while empty; throws mproc::error: empty after `timeout`, closed once closed and
+  // drained.
+  T get() { return detail::decode_item<T>(core_.get_many(1, std::nullopt).front()); }
+  template <class Rep, class Period>
+  T get(std::chrono::duration<Rep, Period> timeout) {
+    return detail::decode_item<T>(core_.get_many(1, to_millis(timeout)).front());
+  }
+  // Throws mproc::error: empty when nothing is there right now.
+  T get_nowait() { return detail::decode_item<T>(core_.get_nowait()); }
+  // Between 1 and `max` items, waiting only for the first: the fast path for consumers.
+  std::vector<T> get_many(std::size_t max) { return decode_all(core_.get_many(max, std::nullopt)); }
+  template <class Rep, class Period>
+  std::vector<T> get_many(std::size_t max, std::chrono::duration<Rep, Period> timeout) {
+    return decode_all(core_.get_many(max, to_millis(timeout)));
+  }
+
+  // Items in the queue actor (not counting items prefetched by consumers), as Python's
+  // qsize() an estimate by the time it returns.
+  std::size_t qsize() const { return core_.qsize(); }
+  bool empty() const { return qsize() == 0; }
+  bool full() const { return maxsize() != 0 && qsize() >= maxsize(); }
+  std::size_t maxsize() const { return core_.maxsize(); }
+  // Later puts fail with closed; gets drain what is left, then fail with closed.
+  void close() { core_.close(); }
+  // Sends what this process's puts buffered; true when the queue took it all.
+  template <class Rep, class Period>
+  bool flush(std::chrono::duration<Rep, Period> timeout) {
+    return core_.flush(to_millis(timeout));
+  }
+
+  const caf::actor& actor() const { return core_.actor(); }
+
+protected:
+  explicit queue(detail::queue_core core) : core_(std::move(core)) { (void)registered_; }
+
+  template <class Rep, class Period>
+  static std::chrono::milliseconds to_millis(std::chrono::duration<Rep, Period> d) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(d);
+  }
+  static std::vector<T> decode_all(const std::vector<bytes>& items) {
+    std::vector<T> out;
+    out.reserve(items.size());
+    for (const auto& b : items)
+      out.push_back(detail::decode_item<T>(b));
+    return out;
+  }
+
+  detail::queue_core core_;
+
+private:
+  friend struct wire::codec<queue<T>>;
+  // Makes queue<T> a message type (so it can be a spawn argument) in every process that
+  // contains this instantiation, before main() runs.
+  static inline const bool registered_ = detail::register_message_type<queue<T>>();
+};
+
+// JoinableQueue: put() counts an unfinished task, task_done() finishes one, join() waits
+// for none to be left.
+template <class T>
+class joinable_queue : public queue<T> {
+public:
+  joinable_queue(node& owner, queue_options options = {}) : queue<T>(owner, options) {
+    (void)registered_;
+  }
+
+  // Throws mproc::error: bad_arguments when called more often than items were put.
+  void task_done() { this->core_.task_done(1); }
+  void join() { this->core_.join(std::nullopt); }
+  template <class Rep, class Period>
+  bool join(std::chrono::duration<Rep, Period> timeout) {
+    return this->core_.join(queue<T>::to_millis(timeout));
+  }
+
+  joinable_queue() = default;
+
+private:
+  friend struct wire::codec<joinable_queue<T>>;
+  explicit joinable_queue(detail::queue_core core) : queue<T>(std::move(core)) {
+    (void)registered_;
+  }
+  static inline const bool registered_ = detail::register_message_type<joinable_queue<T>>();
+};
+
+namespace detail {
+void encode_queue_ref(wire::packer& pk, const queue_core& q, wire::codec_state& st);
+bool decode_queue_ref(const msgpack::object& o, queue_core& out, wire::codec_state& st);
+} // namespace detail
+
+} // namespace mproc
+
+// A queue handle on the wire: [queue actor, maxsize].
+template <class T>
+struct mproc::wire::codec<mproc::queue<T>> {
+  static std::string name() { return "queue<" + codec<T>::name() + ">"; }
+  static void encode(packer& pk, const mproc::queue<T>& q, codec_state& st) {
+    mproc::detail::encode_queue_ref(pk, q.core_, st);
+  }
+  static bool decode(const msgpack::object& o, mproc::queue<T>& out, codec_state& st) {
+    mproc::detail::queue_core core;
+    if (!mproc::detail::decode_queue_ref(o, core, st))
+      return false;
+    out = mproc::queue<T>{std::move(core)};
+    return true;
+  }
+};
+
+// A joinable queue handle: the same, under its own tag.
+template <class T>
+struct mproc::wire::codec<mproc::joinable_queue<T>> {
+  static std::string name() { return "jqueue<" + codec<T>::name() + ">"; }
+  static void encode(packer& pk, const mproc::joinable_queue<T>& q, codec_state& st) {
+    mproc::detail::encode_queue_ref(pk, q.core_, st);
+  }
+  static bool decode(const msgpack::object& o, mproc::joinable_queue<T>& out, codec_state& st) {
+    mproc::detail::queue_core core;
+    if (!mproc::detail::decode_queue_ref(o, core, st))
+      return false;
+    out = mproc::joinable_queue<T>{std::move(core)};
+    return true;
+  }
+};
+
+template <class T>
+struct caf::allowed_unsafe_message_type<mproc::queue<T>> : std::true_type {};
+template <class T>
+struct caf::allowed_unsafe_message_type<mproc::joinable_queue<T>> : std::true_type {};

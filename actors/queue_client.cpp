@@ -1,0 +1,458 @@
+// A process's side of a queue: the handle's blocking calls, and the local agent actor that
+// talks to the queue actor in batches (Python's feeder thread, in both directions).
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <mutex>
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+
+#include "actors/queue.hpp"
+#include "actors/queue_protocol.hpp"
+#include "actors/queue_server.hpp"
+#include "runtime/caf_types.hpp"
+#include "runtime/node.hpp"
+
+namespace mproc::detail {
+
+namespace {
+
+// Items per batch, either way. Large enough that a batch costs far more than a frame's
+// overhead; small enough that a consumer that dies returns little (docs/queue.md).
+constexpr std::size_t max_batch = 512;
+
+// How long a leaving process waits for a queue that accepts none of its remaining items
+// (full, and nobody taking) before it gives them up. Python would wait forever here.
+constexpr auto stalled_flush_limit = std::chrono::seconds{10};
+
+using millis = std::chrono::milliseconds;
+using clock_type = std::chrono::steady_clock;
+
+} // namespace
+
+// What the handle's threads and the agent share. Guarded by `m`.
+struct queue_channel {
+  std::mutex m;
+  std::condition_variable cv;
+  // put side
+  std::vector<bytes> outbox;  // put() but not yet sent
+  std::size_t in_flight = 0;  // items of the batch the queue has not accepted yet
+  std::size_t outbox_limit = max_batch;  // on outbox + in_flight: how far a process runs ahead
+  bool sending = false;       // a batch is with the queue; the agent sends the next after it
+  std::uint64_t accepted = 0; // batches the queue took: progress, for a stalled flush
+  caf::error put_error;       // the queue refused (closed) or is gone
+  // get side
+  std::deque<bytes> inbox;    // fetched, not yet taken
+  bool fetching = false;
+  bool consumed = false;      // this process took items, so it acknowledges when leaving
+  std::uint64_t done = 0;     // taken and finished, not yet acknowledged
+  std::size_t taken_last = 0; // handed out by the last get: finished at the next one
+  caf::error get_error;       // closed (after draining) or gone
+};
+
+namespace {
+
+void send_next(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf::actor q) {
+  std::vector<bytes> batch;
+  {
+    std::lock_guard guard{ch->m};
+    if (ch->sending && ch->in_flight > 0)
+      ++ch->accepted;
+    batch.swap(ch->outbox);
+    ch->in_flight = batch.size();
+    if (batch.empty())
+      ch->sending = false;
+  }
+  ch->cv.notify_all();  // the previous batch was accepted: room again, or all went out
+  if (batch.empty())
+    return;
+  self->request(q, caf::infinite, q_put_atom::value, std::move(batch))
+    .then([=] { send_next(self, ch, q); },
+          [=](caf::error& e) {
+            {
+              std::lock_guard guard{ch->m};
+              ch->put_error = e;
+              ch->sending = false;
+              ch->in_flight = 0;
+              ch->outbox.clear();
+            }
+            ch->cv.notify_all();
+          });
+}
+
+// `wait`: the consumer has nothing left and waits at the queue. Otherwise a prefetch, which
+// never waits there: a consumer with work in hand must not take new items from others.
+void fetch(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf::actor q,
+           bool wait) {
+  std::uint64_t done;
+  {
+    std::lock_guard guard{ch->m};
+    done = std::exchange(ch->done, 0);
+  }
+  auto max = static_cast<std::uint32_t>(max_batch);
+  auto request = wait ? self->request(q, caf::infinite, q_get_atom::value, max, done)
+                      : self->request(q, caf::infinite, q_getnow_atom::value, max, done);
+  std::move(request).then(
+      [=](std::vector<bytes>& items) {
+        {
+          std::lock_guard guard{ch->m};
+          for (auto& item : items)
+            ch->inbox.push_back(std::move(item));
+          ch->fetching = false;
+        }
+        ch->cv.notify_all();
+      },
+      [=](caf::error& e) {
+        {
+          std::lock_guard guard{ch->m};
+          if (code_of(e) != errc::empty)  // an empty queue only ends a prefetch
+            ch->get_error = e;
+          ch->fetching = false;
+        }
+        ch->cv.notify_all();
+      });
+}
+
+// The process-local agent: the queue knows a consumer by this actor, and watches it.
+caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch,
+                          caf::actor q) {
+  return {
+    [=](q_flush_atom) { send_next(self, ch, q); },
+    [=](q_fetch_atom, bool wait) { fetch(self, ch, q, wait); },
+    [=](q_cancel_atom) { self->send(q, q_cancel_atom::value); },
+    [=](q_getnow_atom) {
+      std::uint64_t done;
+      {
+        std::lock_guard guard{ch->m};
+        done = std::exchange(ch->done, 0);
+      }
+      return self->delegate(q, q_getnow_atom::value, std::uint32_t{1}, done);
+    },
+    [=](q_writer_atom) { self->send(q, q_writer_atom::value); },
+    [=](q_leave_atom, std::uint64_t done, std::vector<bytes>& returned) {
+      self->send(q, q_leave_atom::value, done, std::move(returned));
+      self->quit();
+    },
+  };
+}
+
+} // namespace
+
+class queue_client {
+public:
+  queue_client(caf::actor q, std::size_t maxsize)
+    : queue_(std::move(q)), ch_(std::make_shared<queue_channel>()) {
+    if (maxsize != 0)  // a process never holds more unsent items than the queue may
+      ch_->outbox_limit = std::min(max_batch, maxsize);
+  }
+
+  ~queue_client() {
+    try {
+      leave();
+    } catch (...) {
+      // A destructor must not throw; leave() only throws if the node is gone.
+    }
+  }
+
+  void put(bytes item, std::optional<millis> timeout) {
+    std::unique_lock lock{ch_->m};
+    auto room = [&] {
+      return ch_->outbox.size() + ch_->in_flight < ch_->outbox_limit || ch_->put_error;
+    };
+    if (!wait(lock, timeout, room))
+      throw error(make_error(errc::full, "the queue is full"),
+                  "put: the queue stayed full for " + std::to_string(timeout->count()) + " ms");
+    if (ch_->put_error)
+      throw error(ch_->put_error, "put: " + render(ch_->put_error));
+    ch_->outbox.push_back(std::move(item));
+    if (!ch_->sending) {
+      ch_->sending = true;
+      caf::anon_send(agent_locked(), q_flush_atom::value);
+    }
+  }
+
+  void put_nowait(bytes item) {
+    flush(std::nullopt);  // keeps this process's items in order
+    std::vector<bytes> one;
+    one.push_back(std::move(item));
+    this_node().request(queue_, std::chrono::seconds{30}, q_putnow_atom::value, std::move(one));
+  }
+
+  std::vector<bytes> get_many(std::size_t max, std::optional<millis> timeout) {
+    std::unique_lock lock{ch_->m};
+    finish_taken_locked();
+    auto ready = [&] { return !ch_->inbox.empty() || ch_->get_error; };
+    if (!ready())
+      fetch_locked(true);
+    if (!wait(lock, timeout, ready)) {
+      // Stop waiting at the queue too; a batch already on its way still lands here.
+      caf::anon_send(agent_locked(), q_cancel_atom::value);
+      throw error(make_error(errc::empty, "the queue is empty"),
+                  "get: no item within " + std::to_string(timeout->count()) + " ms");
+    }
+    if (ch_->inbox.empty())
+      throw error(ch_->get_error, "get: " + render(ch_->get_error));
+    auto n = std::min(std::max<std::size_t>(max, 1), ch_->inbox.size());
+    std::vector<bytes> items;
+    items.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      items.push_back(std::move(ch_->inbox.front()));
+      ch_->inbox.pop_front();
+    }
+    ch_->taken_last = n;
+    if (ch_->inbox.size() < max_batch / 2)  // prefetch while the consumer works
+      fetch_locked(false);
+    return items;
+  }
+
+  bytes get_nowait() {
+    {
+      std::unique_lock lock{ch_->m};
+      finish_taken_locked();
+      if (!ch_->inbox.empty()) {
+        auto item = std::move(ch_->inbox.front());
+        ch_->inbox.pop_front();
+        ch_->taken_last = 1;
+        return item;
+      }
+    }
+    // Through the agent: the queue must know who holds the item.
+    auto items = this_node().request<std::vector<bytes>>(agent(), std::chrono::seconds{30},
+                                                         q_getnow_atom::value);
+    std::lock_guard guard{ch_->m};
+    ch_->taken_last = items.size();
+    return std::move(items.front());
+  }
+
+  bool poll(std::optional<millis> timeout) {
+    std::unique_lock lock{ch_->m};
+    auto ready = [&] { return !ch_->inbox.empty() || ch_->get_error; };
+    if (!ready())
+      fetch_locked(true);
+    if (wait(lock, timeout, ready))
+      return true;
+    caf::anon_send(agent_locked(), q_cancel_atom::value);
+    return false;
+  }
+
+  bool flush(std::optional<millis> timeout) {
+    std::unique_lock lock{ch_->m};
+    auto flushed = [&] { return (ch_->outbox.empty() && !ch_->sending) || ch_->put_error; };
+    return wait(lock, timeout, flushed) && !ch_->put_error;
+  }
+
+  void become_writer() { caf::anon_send(agent(), q_writer_atom::value); }
+
+  // This process closed the queue: its own later puts fail at once (others' fail when the
+  // queue refuses their next batch).
+  void closed_here() {
+    std::lock_guard guard{ch_->m};
+    if (!ch_->put_error)
+      ch_->put_error = make_error(errc::closed, "the queue is closed");
+  }
+
+  // Flushes puts (waiting, as Python's queue does at process exit), then hands the agent
+  // what this process holds: the items taken are finished, the prefetched ones go back.
+  void leave() {
+    std::unique_lock lock{ch_->m};
+    if (!agent_)
+      return;
+    wait_for_flush(lock);
+    std::uint64_t done = 0;
+    std::vector<bytes> returned;
+    if (ch_->consumed) {
+      done = std::exchange(ch_->done, 0) + std::exchange(ch_->taken_last, 0);
+      returned.assign(std::make_move_iterator(ch_->inbox.begin()),
+                      std::make_move_iterator(ch_->inbox.end()));
+      ch_->inbox.clear();
+    }
+    auto agent = std::move(agent_);
+    lock.unlock();
+    caf::anon_send(agent, q_leave_atom::value, done, std::move(returned));
+  }
+
+  const caf::actor& actor() const { return queue_; }
+
+private:
+  // Waits while the queue keeps accepting; gives up after stalled_flush_limit without any
+  // progress, logging what is dropped.
+  void wait_for_flush(std::unique_lock<std::mutex>& lock) {
+    auto flushed = [&] { return (ch_->outbox.empty() && !ch_->sending) || ch_->put_error; };
+    auto seen = ch_->accepted;
+    while (!ch_->cv.wait_for(lock, stalled_flush_limit, flushed)) {
+      if (ch_->accepted != seen) {
+        seen = ch_->accepted;
+        continue;
+      }
+      auto dropped = ch_->outbox.size() + ch_->in_flight;
+      ch_->put_error = make_error(errc::full, "the queue accepted nothing for 10 s");
+      ch_->outbox.clear();
+      lock.unlock();
+      std::fprintf(stderr,
+                   "mproc: a queue accepted nothing for 10 s while this process was leaving; "
+                   "%zu item(s) it put were not delivered\n",
+                   dropped);
+      lock.lock();
+      return;
+    }
+  }
+
+  template <class Pred>
+  bool wait(std::unique_lock<std::mutex>& lock, std::optional<millis> timeout, Pred pred) {
+    if (!timeout) {
+      ch_->cv.wait(lock, pred);
+      return true;
+    }
+    return ch_->cv.wait_until(lock, clock_type::now() + *timeout, pred);
+  }
+
+  void finish_taken_locked() {
+    ch_->consumed = true;
+    ch_->done += std::exchange(ch_->taken_last, 0);
+  }
+
+  void fetch_locked(bool wait) {
+    if (ch_->fetching || ch_->get_error)
+      return;
+    ch_->fetching = true;
+    caf::anon_send(agent_locked(), q_fetch_atom::value, wait);
+  }
+
+  caf::actor agent() {
+    std::lock_guard guard{ch_->m};
+    return agent_locked();
+  }
+
+  caf::actor& agent_locked() {
+    if (!agent_)
+      agent_ = this_node().system().spawn(queue_agent, ch_, queue_);
+    return agent_;
+  }
+
+  static std::string render(const caf::error& e) { return this_node().system().render(e); }
+
+  caf::actor queue_;
+  std::shared_ptr<queue_channel> ch_;
+  caf::actor agent_;  // spawned on first use; its behaviour shares ch_, never this object
+};
+
+// ---- queue_core ------------------------------------------------------------------------
+
+queue_core::queue_core(node& owner, queue_options options, bool close_with_writers)
+  : queue_core(spawn_queue_server(owner.system(), {options.maxsize, close_with_writers}),
+               options.maxsize) {}
+
+queue_core::queue_core(caf::actor queue, std::size_t maxsize)
+  : queue_(std::move(queue)), maxsize_(maxsize),
+    client_(std::make_shared<queue_client>(queue_, maxsize)) {}
+
+queue_client& queue_core::client() const {
+  if (!client_)
+    throw std::logic_error("operation on an invalid (default-constructed) mproc::queue");
+  return *client_;
+}
+
+void queue_core::put(bytes item, std::optional<millis> timeout) {
+  client().put(std::move(item), timeout);
+}
+
+void queue_core::put_nowait(bytes item) {
+  client().put_nowait(std::move(item));
+}
+
+std::vector<bytes> queue_core::get_many(std::size_t max, std::optional<millis> timeout) {
+  return client().get_many(max, timeout);
+}
+
+bytes queue_core::get_nowait() {
+  return client().get_nowait();
+}
+
+bool queue_core::poll(std::optional<millis> timeout) {
+  return client().poll(timeout);
+}
+
+std::size_t queue_core::qsize() const {
+  auto reply = this_node().request_message(client().actor(), caf::make_message(q_size_atom::value),
+                                           std::chrono::seconds{30});
+  return static_cast<std::size_t>(reply.get_as<std::uint64_t>(0));
+}
+
+bool queue_core::closed() const {
+  auto reply = this_node().request_message(client().actor(), caf::make_message(q_size_atom::value),
+                                           std::chrono::seconds{30});
+  return reply.get_as<bool>(2);
+}
+
+void queue_core::close() {
+  client().flush(std::nullopt);
+  this_node().request(client().actor(), std::chrono::seconds{30}, q_close_atom::value);
+  client().closed_here();
+}
+
+bool queue_core::flush(std::optional<millis> timeout) {
+  return client().flush(timeout);
+}
+
+void queue_core::task_done(std::uint64_t n) {
+  this_node().request(client().actor(), std::chrono::seconds{30}, q_done_atom::value, n);
+}
+
+bool queue_core::join(std::optional<millis> timeout) {
+  client().flush(std::nullopt);  // items this process put are part of what join waits for
+  try {
+    this_node().request(client().actor(), timeout.value_or(millis{std::chrono::hours{24 * 365}}),
+                        q_join_atom::value);
+    return true;
+  } catch (const error& e) {
+    if (e.code() == errc::timeout)
+      return false;
+    throw;
+  }
+}
+
+void queue_core::become_writer() {
+  client().become_writer();
+}
+
+void queue_core::leave() {
+  client().leave();
+}
+
+// ---- items and handles on the wire -----------------------------------------------------
+
+void throw_bad_item(const std::string& why) {
+  throw error(make_error(errc::bad_message, why), "a queue item cannot be decoded: " + why);
+}
+
+msgpack::object_handle unpack_item(const bytes& b) {
+  try {
+    return msgpack::unpack(b.data(), b.size());
+  } catch (const std::exception& e) {
+    throw_bad_item(e.what());
+  }
+}
+
+void encode_queue_ref(wire::packer& pk, const queue_core& q, wire::codec_state& st) {
+  pk.pack_array(2);
+  wire::codec<caf::actor>::encode(pk, q.actor(), st);
+  pk.pack(static_cast<std::uint64_t>(q.maxsize()));
+}
+
+bool decode_queue_ref(const msgpack::object& o, queue_core& out, wire::codec_state& st) {
+  if (o.type != msgpack::type::ARRAY || o.via.array.size != 2)
+    return wire::type_mismatch(st, "queue [actor, maxsize]", o);
+  caf::actor q;
+  std::uint64_t maxsize = 0;
+  if (!wire::codec<caf::actor>::decode(o.via.array.ptr[0], q, st)
+      || !wire::codec<std::uint64_t>::decode(o.via.array.ptr[1], maxsize, st))
+    return false;
+  if (!q)
+    return st.fail("a queue reference names no actor");
+  out = queue_core{std::move(q), static_cast<std::size_t>(maxsize)};
+  return true;
+}
+
+} // namespace mproc::detail

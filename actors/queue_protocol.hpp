@@ -1,0 +1,36 @@
+// The messages of a queue actor (docs/queue.md lists them for actors that talk to it
+// directly). Items travel as opaque bytes: the queue never decodes what it stores.
+#pragma once
+
+#include <caf/atom.hpp>
+
+namespace mproc::detail {
+
+// ("q_put", vec<bytes>) -> ()            held while a bounded queue has no room
+using q_put_atom = caf::atom_constant<caf::atom("q_put")>;
+// ("q_putnow", vec<bytes>) -> ()         error full at once
+using q_putnow_atom = caf::atom_constant<caf::atom("q_putnow")>;
+// ("q_get", u32 max, u64 done) -> vec<bytes>   held while empty; error closed when drained
+using q_get_atom = caf::atom_constant<caf::atom("q_get")>;
+// ("q_getnow", u32 max, u64 done) -> vec<bytes>   error empty at once
+using q_getnow_atom = caf::atom_constant<caf::atom("q_getnow")>;
+// ("q_cancel")                                  async: the sender no longer waits for items
+using q_cancel_atom = caf::atom_constant<caf::atom("q_cancel")>;
+// ("q_leave", u64 done, vec<bytes> returned)   async: a consumer leaves, returning its rest
+using q_leave_atom = caf::atom_constant<caf::atom("q_leave")>;
+// ("q_size") -> (u64 size, u64 maxsize, bool closed)
+using q_size_atom = caf::atom_constant<caf::atom("q_size")>;
+// ("q_close") -> ()
+using q_close_atom = caf::atom_constant<caf::atom("q_close")>;
+// ("q_done", u64 n) -> ()                JoinableQueue.task_done, n times
+using q_done_atom = caf::atom_constant<caf::atom("q_done")>;
+// ("q_join") -> ()                       held until every item put was task_done
+using q_join_atom = caf::atom_constant<caf::atom("q_join")>;
+// ("q_writer") -> ()                     pipe mode: the sender writes; its end closes it
+using q_writer_atom = caf::atom_constant<caf::atom("q_writer")>;
+
+// Between a handle and its process-local agent.
+using q_flush_atom = caf::atom_constant<caf::atom("q_flush")>;
+using q_fetch_atom = caf::atom_constant<caf::atom("q_fetch")>;        // (bool wait)
+
+} // namespace mproc::detail

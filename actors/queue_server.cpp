@@ -1,0 +1,279 @@
+// The queue actor: stores items, hands them to consumers in batches, and takes back what a
+// consumer held when its process died. Delivery guarantee (docs/queue.md): at least once;
+// an item is delivered again only if the consumer holding it ended without acknowledging it.
+#include "actors/queue_server.hpp"
+
+#include <deque>
+#include <set>
+#include <unordered_map>
+
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include "actors/queue_protocol.hpp"
+#include "runtime/errors.hpp"
+
+namespace mproc::detail {
+
+namespace {
+
+struct waiting_get {
+  caf::actor_addr who;
+  std::uint32_t max;
+  caf::response_promise rp;
+};
+
+struct waiting_put {
+  std::vector<bytes> items;
+  caf::response_promise rp;
+};
+
+struct queue_state {
+  queue_config config;
+  bool closed = false;
+  std::deque<bytes> items;
+  // Delivered to a consumer and not yet acknowledged, oldest first.
+  std::unordered_map<caf::actor_addr, std::deque<bytes>> held;
+  std::deque<waiting_get> getters;
+  std::deque<waiting_put> putters;  // FIFO, so a large batch is not starved by small ones
+  std::uint64_t unfinished = 0;     // put but not task_done (JoinableQueue)
+  std::vector<caf::response_promise> joiners;
+  std::set<caf::actor_addr> writers;  // pipe mode
+
+  static inline const char* name = "mproc.queue";
+};
+
+using queue_actor = caf::stateful_actor<queue_state>;
+
+caf::error closed_error() {
+  return make_error(errc::closed, "the queue is closed");
+}
+
+bool has_room(const queue_state& s, std::size_t n) {
+  // A batch never exceeds maxsize (the client caps it), so it fits once enough is taken.
+  return s.config.maxsize == 0 || s.items.size() + n <= s.config.maxsize || s.items.empty();
+}
+
+std::vector<bytes> take(queue_actor* self, const caf::actor_addr& who, std::uint32_t max) {
+  auto& s = self->state;
+  auto n = std::min<std::size_t>(std::max<std::uint32_t>(max, 1), s.items.size());
+  std::vector<bytes> batch;
+  batch.reserve(n);
+  auto& held = s.held[who];
+  for (std::size_t i = 0; i < n; ++i) {
+    held.push_back(s.items.front());
+    batch.push_back(std::move(s.items.front()));
+    s.items.pop_front();
+  }
+  return batch;
+}
+
+void admit_putters(queue_actor* self);
+
+// Serves waiting consumers, then lets blocked producers in, until neither can move.
+void rebalance(queue_actor* self) {
+  auto& s = self->state;
+  for (;;) {
+    bool moved = false;
+    while (!s.getters.empty() && !s.items.empty()) {
+      auto g = std::move(s.getters.front());
+      s.getters.pop_front();
+      g.rp.deliver(take(self, g.who, g.max));
+      moved = true;
+    }
+    auto before = s.putters.size();
+    admit_putters(self);
+    if (!moved && s.putters.size() == before)
+      break;
+  }
+  if (s.closed && s.items.empty()) {
+    for (auto& g : s.getters)
+      g.rp.deliver(closed_error());
+    s.getters.clear();
+  }
+}
+
+void accept(queue_actor* self, std::vector<bytes>& batch) {
+  auto& s = self->state;
+  s.unfinished += batch.size();
+  for (auto& item : batch)
+    s.items.push_back(std::move(item));
+}
+
+void admit_putters(queue_actor* self) {
+  auto& s = self->state;
+  while (!s.putters.empty() && has_room(s, s.putters.front().items.size())) {
+    auto p = std::move(s.putters.front());
+    s.putters.pop_front();
+    accept(self, p.items);
+    p.rp.deliver(caf::unit);
+  }
+}
+
+// `done` items of `who`'s oldest held ones are finished.
+void acknowledge(queue_actor* self, const caf::actor_addr& who, std::uint64_t done) {
+  auto i = self->state.held.find(who);
+  if (i == self->state.held.end())
+    return;
+  auto& held = i->second;
+  held.erase(held.begin(), held.begin() + std::min<std::uint64_t>(done, held.size()));
+}
+
+// First contact with a consumer: watch it, so what it holds comes back if it dies.
+void watch(queue_actor* self, const caf::actor_addr& who) {
+  if (self->state.held.emplace(who, std::deque<bytes>{}).second)
+    self->monitor(who);
+}
+
+// Puts items back at the front: they are older than everything still queued.
+void give_back(queue_actor* self, std::deque<bytes>& items) {
+  auto& q = self->state.items;
+  q.insert(q.begin(), std::make_move_iterator(items.begin()), std::make_move_iterator(items.end()));
+  items.clear();
+}
+
+void forget_getter(queue_actor* self, const caf::actor_addr& who) {
+  auto& g = self->state.getters;
+  for (auto i = g.begin(); i != g.end();)
+    if (i->who == who) {
+      // "empty" ends the wait without saying anything about the queue's state.
+      i->rp.deliver(make_error(errc::empty, "no longer waiting"));
+      i = g.erase(i);
+    } else {
+      ++i;
+    }
+}
+
+void on_down(queue_actor* self, const caf::down_msg& down) {
+  auto& s = self->state;
+  if (auto i = s.held.find(down.source); i != s.held.end()) {
+    give_back(self, i->second);
+    s.held.erase(i);
+  }
+  forget_getter(self, down.source);
+  if (s.writers.erase(down.source) == 1 && s.writers.empty() && s.config.close_with_writers)
+    s.closed = true;
+  rebalance(self);
+}
+
+void close(queue_actor* self) {
+  auto& s = self->state;
+  s.closed = true;
+  for (auto& p : s.putters)
+    p.rp.deliver(closed_error());
+  s.putters.clear();
+  rebalance(self);
+}
+
+caf::behavior queue_server(queue_actor* self, queue_config config) {
+  self->state.config = config;
+  self->set_down_handler([=](caf::down_msg& down) { on_down(self, down); });
+  auto sender = [=] { return caf::actor_cast<caf::actor_addr>(self->current_sender()); };
+  return {
+    [=](q_put_atom, std::vector<bytes>& batch) -> caf::result<void> {
+      auto& s = self->state;
+      if (s.closed)
+        return closed_error();
+      if (!s.putters.empty() || !has_room(s, batch.size())) {
+        auto rp = self->make_response_promise();
+        s.putters.push_back({std::move(batch), rp});
+        return rp;
+      }
+      accept(self, batch);
+      rebalance(self);
+      return caf::unit;
+    },
+    [=](q_putnow_atom, std::vector<bytes>& batch) -> caf::result<void> {
+      auto& s = self->state;
+      if (s.closed)
+        return closed_error();
+      if (!s.putters.empty() || !has_room(s, batch.size()))
+        return make_error(errc::full, "the queue is full");
+      accept(self, batch);
+      rebalance(self);
+      return caf::unit;
+    },
+    [=](q_get_atom, std::uint32_t max, std::uint64_t done) -> caf::result<std::vector<bytes>> {
+      auto who = sender();
+      watch(self, who);
+      acknowledge(self, who, done);
+      auto& s = self->state;
+      if (!s.items.empty()) {
+        auto batch = take(self, who, max);
+        admit_putters(self);
+        return batch;
+      }
+      if (s.closed)
+        return closed_error();
+      auto rp = self->make_response_promise();
+      s.getters.push_back({who, max, rp});
+      return rp;
+    },
+    [=](q_getnow_atom, std::uint32_t max, std::uint64_t done) -> caf::result<std::vector<bytes>> {
+      auto who = sender();
+      watch(self, who);
+      acknowledge(self, who, done);
+      auto& s = self->state;
+      if (s.items.empty())
+        return s.closed ? closed_error() : make_error(errc::empty, "the queue is empty");
+      auto batch = take(self, who, max);
+      admit_putters(self);
+      return batch;
+    },
+    [=](q_cancel_atom) { forget_getter(self, sender()); },
+    [=](q_leave_atom, std::uint64_t done, std::vector<bytes>& returned) {
+      auto who = sender();
+      acknowledge(self, who, done);
+      forget_getter(self, who);
+      // What it returns is the newest part of what it held; the rest stays held (and comes
+      // back if it dies) until its agent's down message.
+      if (auto i = self->state.held.find(who); i != self->state.held.end()) {
+        auto& held = i->second;
+        held.erase(held.end() - std::min(held.size(), returned.size()), held.end());
+      }
+      std::deque<bytes> back(std::make_move_iterator(returned.begin()),
+                             std::make_move_iterator(returned.end()));
+      give_back(self, back);
+      rebalance(self);
+    },
+    [=](q_size_atom) {
+      auto& s = self->state;
+      return caf::make_message(static_cast<std::uint64_t>(s.items.size()),
+                               static_cast<std::uint64_t>(s.config.maxsize), s.closed);
+    },
+    [=](q_close_atom) { close(self); },
+    [=](q_done_atom, std::uint64_t n) -> caf::result<void> {
+      auto& s = self->state;
+      if (n > s.unfinished)
+        return make_error(errc::bad_arguments, "task_done() called more times than items were put");
+      s.unfinished -= n;
+      if (s.unfinished == 0) {
+        for (auto& rp : s.joiners)
+          rp.deliver(caf::unit);
+        s.joiners.clear();
+      }
+      return caf::unit;
+    },
+    [=](q_join_atom) -> caf::result<void> {
+      auto& s = self->state;
+      if (s.unfinished == 0)
+        return caf::unit;
+      auto rp = self->make_response_promise();
+      s.joiners.push_back(rp);
+      return rp;
+    },
+    [=](q_writer_atom) {
+      auto who = sender();
+      if (self->state.writers.insert(who).second)
+        self->monitor(who);
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_queue_server(caf::actor_system& sys, queue_config config) {
+  return sys.spawn(queue_server, config);
+}
+
+} // namespace mproc::detail

@@ -1,0 +1,20 @@
+// Starting a queue actor (the server side of actors/queue.hpp).
+#pragma once
+
+#include <cstddef>
+
+#include <caf/actor.hpp>
+#include <caf/fwd.hpp>
+
+#include "serialization/bytes.hpp"
+
+namespace mproc::detail {
+
+struct queue_config {
+  std::size_t maxsize = 0;          // 0: unbounded
+  bool close_with_writers = false;  // pipe mode: closed when every registered writer ended
+};
+
+caf::actor spawn_queue_server(caf::actor_system& sys, queue_config config);
+
+} // namespace mproc::detail

@@ -1,0 +1,199 @@
+// Queue and JoinableQueue: Python's API, its error paths, and the delivery guarantee with
+// real producer and consumer processes.
+#include "actors/queue.hpp"
+
+#include <algorithm>
+#include <numeric>
+#include <set>
+
+#include <caf/blocking_actor.hpp>
+
+#include <catch2/catch.hpp>
+
+#include "runtime/actor_registry.hpp"
+#include "runtime/node.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using mproc::errc;
+using int_queue = mproc::queue<std::int32_t>;
+
+namespace {
+
+errc code_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const mproc::error& e) {
+    return e.code();
+  }
+  return errc::none;
+}
+
+// Puts `count` numbers starting at `from`.
+void producer(caf::blocking_actor*, int_queue q, std::int32_t from, std::int32_t count) {
+  for (std::int32_t i = from; i < from + count; ++i)
+    q.put(i);
+}
+
+// Takes `n` items, hands them on to `out`, and ends (its prefetched rest goes back).
+void taker(caf::blocking_actor*, int_queue q, std::int32_t n, int_queue out) {
+  for (std::int32_t i = 0; i < n; ++i)
+    out.put(q.get());
+}
+
+// Takes a batch and never finishes it: killed by the test while holding it.
+void hoarder(caf::blocking_actor* self, int_queue q, int_queue told) {
+  auto held = q.get_many(100);
+  told.put(static_cast<std::int32_t>(held.size()));
+  self->receive([](caf::get_atom) {});
+}
+
+std::vector<std::int32_t> drain(int_queue& q, std::size_t n) {
+  std::vector<std::int32_t> out;
+  while (out.size() < n)
+    for (auto x : q.get_many(n - out.size(), 10s))
+      out.push_back(x);
+  return out;
+}
+
+} // namespace
+
+MPROC_ACTOR(producer);
+MPROC_ACTOR(taker);
+MPROC_ACTOR(hoarder);
+
+TEST_CASE("put and get keep FIFO order within one process") {
+  test::scoped_node node;
+  int_queue q{*node};
+  for (std::int32_t i = 0; i < 1000; ++i)
+    q.put(i);
+  REQUIRE(q.flush(5s));
+  CHECK(q.qsize() == 1000);
+  CHECK_FALSE(q.empty());
+  for (std::int32_t i = 0; i < 1000; ++i)
+    CHECK(q.get() == i);
+  CHECK(q.empty());
+}
+
+TEST_CASE("every timeout and error path raises the matching code") {
+  test::scoped_node node;
+  int_queue q{*node, {.maxsize = 2}};
+  CHECK(q.maxsize() == 2);
+  CHECK(code_of([&] { q.get(50ms); }) == errc::empty);
+  CHECK(code_of([&] { q.get_nowait(); }) == errc::empty);
+  // The timed-out get does not keep waiting at the queue: what comes next stays there.
+  q.put(1);
+  q.put(2);
+  REQUIRE(q.flush(5s));
+  CHECK(q.full());
+  CHECK(code_of([&] { q.put_nowait(3); }) == errc::full);
+  // A process runs at most maxsize items ahead of a full queue: 3 and 4 wait in this
+  // process, 5 waits in put() and gives up.
+  q.put(3);
+  q.put(4);
+  CHECK(code_of([&] { q.put(5, 100ms); }) == errc::full);
+  CHECK(q.get() == 1);
+  CHECK(q.get() == 2);
+  CHECK(q.get(5s) == 3);
+  CHECK(q.get(5s) == 4);
+  q.close();
+  CHECK(code_of([&] { q.put(4); }) == errc::closed);
+  CHECK(code_of([&] { q.get(); }) == errc::closed);
+  CHECK(code_of([&] { q.get_nowait(); }) == errc::closed);
+  int_queue invalid;
+  CHECK_THROWS_AS(invalid.put(1), std::logic_error);
+}
+
+TEST_CASE("close lets consumers drain what is left before they see closed") {
+  test::scoped_node node;
+  int_queue q{*node};
+  q.put(7);
+  q.put(8);
+  q.close();
+  CHECK(q.get() == 7);
+  CHECK(q.get() == 8);
+  CHECK(code_of([&] { q.get(1s); }) == errc::closed);
+}
+
+TEST_CASE("items put by child processes all arrive, each exactly once") {
+  test::scoped_node node;
+  int_queue q{*node};
+  std::vector<mproc::process> producers;
+  for (std::int32_t p = 0; p < 3; ++p)
+    producers.push_back(node->spawn_process("producer", {}, q, p * 10000, std::int32_t{10000}));
+  auto got = drain(q, 30000);
+  for (auto& p : producers)
+    CHECK(p.join(10s));
+  std::sort(got.begin(), got.end());
+  std::vector<std::int32_t> want(30000);
+  std::iota(want.begin(), want.end(), 0);
+  CHECK(got == want);
+}
+
+TEST_CASE("a consumer that ends returns what it prefetched but did not take") {
+  test::scoped_node node;
+  int_queue q{*node};
+  int_queue taken{*node};
+  for (std::int32_t i = 0; i < 1000; ++i)
+    q.put(i);
+  auto c = node->spawn_process("taker", {}, q, std::int32_t{3}, taken);
+  REQUIRE(c.join(10s));
+  CHECK(c.exitcode() == 0);
+  auto by_child = drain(taken, 3);
+  auto rest = drain(q, 997);
+  std::set<std::int32_t> all(rest.begin(), rest.end());
+  all.insert(by_child.begin(), by_child.end());
+  CHECK(all.size() == 1000);
+  CHECK(code_of([&] { q.get_nowait(); }) == errc::empty);  // nothing delivered twice
+}
+
+TEST_CASE("items held by a consumer that is killed go to another consumer") {
+  test::scoped_node node;
+  int_queue q{*node};
+  int_queue told{*node};
+  for (std::int32_t i = 0; i < 500; ++i)
+    q.put(i);
+  REQUIRE(q.flush(5s));
+  auto c = node->spawn_process("hoarder", {}, q, told);
+  CHECK(told.get(10s) == 100);
+  c.kill();
+  REQUIRE(c.join(5s));
+  auto all = drain(q, 500);
+  CHECK(std::set<std::int32_t>(all.begin(), all.end()).size() == 500);
+}
+
+TEST_CASE("a bounded queue never holds more than maxsize items") {
+  test::scoped_node node;
+  int_queue q{*node, {.maxsize = 50}};
+  auto p = node->spawn_process("producer", {}, q, std::int32_t{0}, std::int32_t{5000});
+  std::size_t most = 0;
+  std::size_t taken = 0;
+  while (taken < 5000) {
+    most = std::max(most, q.qsize());
+    taken += q.get_many(10, 10s).size();
+    std::this_thread::sleep_for(100us);  // a slow consumer
+  }
+  CHECK(most <= 50);
+  CHECK(p.join(10s));
+}
+
+TEST_CASE("a queue handle of another item type is refused at spawn") {
+  test::scoped_node node;
+  mproc::queue<std::string> strings{*node};
+  CHECK(code_of([&] { node->spawn_process("producer", {}, strings, 0, 1); }) == errc::bad_arguments);
+}
+
+TEST_CASE("JoinableQueue: join waits until every item was task_done") {
+  test::scoped_node node;
+  mproc::joinable_queue<std::int32_t> q{*node};
+  q.put(1);
+  q.put(2);
+  CHECK_FALSE(q.join(50ms));
+  q.get();
+  q.task_done();
+  CHECK_FALSE(q.join(50ms));
+  q.get();
+  q.task_done();
+  CHECK(q.join(1s));
+  CHECK(code_of([&] { q.task_done(); }) == errc::bad_arguments);
+}
