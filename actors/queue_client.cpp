@@ -183,15 +183,9 @@ public:
   std::vector<bytes> get_many(std::size_t max, std::optional<millis> timeout) {
     std::unique_lock lock{ch_->m};
     finish_taken_locked();
-    auto ready = [&] { return !ch_->inbox.empty() || ch_->get_error; };
-    if (!ready())
-      fetch_locked(true);
-    if (!wait(lock, timeout, ready)) {
-      // Stop waiting at the queue too; a batch already on its way still lands here.
-      caf::anon_send(agent_locked(), q_cancel_atom::value);
+    if (!wait_for_items(lock, timeout))
       throw error(make_error(errc::empty, "the queue is empty"),
                   "get: no item within " + std::to_string(timeout->count()) + " ms");
-    }
     if (ch_->inbox.empty())
       throw error(ch_->get_error, "get: " + render(ch_->get_error));
     auto n = std::min(std::max<std::size_t>(max, 1), ch_->inbox.size());
@@ -228,13 +222,7 @@ public:
 
   bool poll(std::optional<millis> timeout) {
     std::unique_lock lock{ch_->m};
-    auto ready = [&] { return !ch_->inbox.empty() || ch_->get_error; };
-    if (!ready())
-      fetch_locked(true);
-    if (wait(lock, timeout, ready))
-      return true;
-    caf::anon_send(agent_locked(), q_cancel_atom::value);
-    return false;
+    return wait_for_items(lock, timeout);
   }
 
   bool flush(std::optional<millis> timeout) {
@@ -306,6 +294,25 @@ private:
       return true;
     }
     return ch_->cv.wait_until(lock, clock_type::now() + *timeout, pred);
+  }
+
+  // Until an item (or the queue's end) is here. A fetch in flight may be a prefetch that
+  // comes back empty, so each time none is in flight a waiting one is sent. On timeout the
+  // queue is told to stop holding items for us (a batch already on its way still lands).
+  bool wait_for_items(std::unique_lock<std::mutex>& lock, std::optional<millis> timeout) {
+    auto ready = [&] { return !ch_->inbox.empty() || ch_->get_error; };
+    auto deadline = clock_type::now() + timeout.value_or(millis{0});
+    while (!ready()) {
+      fetch_locked(true);
+      auto progressed = [&] { return ready() || !ch_->fetching; };
+      if (!timeout) {
+        ch_->cv.wait(lock, progressed);
+      } else if (!ch_->cv.wait_until(lock, deadline, progressed)) {
+        caf::anon_send(agent_locked(), q_cancel_atom::value);
+        return false;
+      }
+    }
+    return true;
   }
 
   void finish_taken_locked() {

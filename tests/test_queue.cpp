@@ -104,6 +104,21 @@ TEST_CASE("every timeout and error path raises the matching code") {
   CHECK_THROWS_AS(invalid.put(1), std::logic_error);
 }
 
+TEST_CASE("a consumer whose prefetch came back empty still gets what is put later") {
+  test::scoped_node node;
+  int_queue q{*node};
+  for (int round = 0; round < 50; ++round) {
+    q.put(round);
+    CHECK(q.get() == round);  // leaves the buffer empty: a prefetch goes out and finds nothing
+    std::thread later{[&] {
+      std::this_thread::sleep_for(2ms);
+      q.put(-round);
+    }};
+    CHECK(q.get(5s) == -round);  // must not wait on the prefetch's empty answer forever
+    later.join();
+  }
+}
+
 TEST_CASE("close lets consumers drain what is left before they see closed") {
   test::scoped_node node;
   int_queue q{*node};
