@@ -54,7 +54,7 @@ public:
   using millis = std::chrono::milliseconds;
 
   queue_core() = default;
-  queue_core(node& owner, queue_options options, bool close_with_writers = false);
+  queue_core(node& owner, queue_options options);
   // A handle to an existing queue actor (decoded from the wire, or a pipe's queue).
   queue_core(caf::actor queue, std::size_t maxsize);
 
@@ -67,12 +67,16 @@ public:
   std::size_t qsize() const;
   bool closed() const;
   void close();
+  // This process learned the queue is closed (say, through a pipe's other direction): its
+  // later puts fail at once instead of when the queue refuses them.
+  void mark_closed();
   // Sends what put() buffered; true when the queue has taken all of it.
   bool flush(std::optional<millis> timeout);
   void task_done(std::uint64_t n);
   bool join(std::optional<millis> timeout);
-  // This process writes to the queue; in pipe mode the queue closes when all writers ended.
-  void become_writer();
+  // Pipe mode: this process now holds end `end` (0 or 1) of the pipe the queue belongs to;
+  // when the latest holder of an end ends, the queue closes.
+  void own(std::uint8_t end);
   // This process is done with the queue: flushes puts, returns prefetched items.
   void leave();
 

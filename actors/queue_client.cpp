@@ -130,7 +130,7 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
       }
       return self->delegate(q, q_getnow_atom::value, std::uint32_t{1}, done);
     },
-    [=](q_writer_atom) { self->send(q, q_writer_atom::value); },
+    [=](q_own_atom, std::uint8_t end) { self->send(q, q_own_atom::value, end); },
     [=](q_leave_atom, std::uint64_t done, std::vector<bytes>& returned) {
       self->send(q, q_leave_atom::value, done, std::move(returned));
       self->quit();
@@ -231,7 +231,7 @@ public:
     return wait(lock, timeout, flushed) && !ch_->put_error;
   }
 
-  void become_writer() { caf::anon_send(agent(), q_writer_atom::value); }
+  void own(std::uint8_t end) { caf::anon_send(agent(), q_own_atom::value, end); }
 
   // This process closed the queue: its own later puts fail at once (others' fail when the
   // queue refuses their next batch).
@@ -347,9 +347,8 @@ private:
 
 // ---- queue_core ------------------------------------------------------------------------
 
-queue_core::queue_core(node& owner, queue_options options, bool close_with_writers)
-  : queue_core(spawn_queue_server(owner.system(), {options.maxsize, close_with_writers}),
-               options.maxsize) {}
+queue_core::queue_core(node& owner, queue_options options)
+  : queue_core(spawn_queue_server(owner.system(), {options.maxsize}), options.maxsize) {}
 
 queue_core::queue_core(caf::actor queue, std::size_t maxsize)
   : queue_(std::move(queue)), maxsize_(maxsize),
@@ -399,6 +398,10 @@ void queue_core::close() {
   client().closed_here();
 }
 
+void queue_core::mark_closed() {
+  client().closed_here();
+}
+
 bool queue_core::flush(std::optional<millis> timeout) {
   return client().flush(timeout);
 }
@@ -420,8 +423,8 @@ bool queue_core::join(std::optional<millis> timeout) {
   }
 }
 
-void queue_core::become_writer() {
-  client().become_writer();
+void queue_core::own(std::uint8_t end) {
+  client().own(end);
 }
 
 void queue_core::leave() {

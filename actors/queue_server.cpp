@@ -4,7 +4,7 @@
 #include "actors/queue_server.hpp"
 
 #include <deque>
-#include <set>
+#include <map>
 #include <unordered_map>
 
 #include <caf/event_based_actor.hpp>
@@ -38,7 +38,7 @@ struct queue_state {
   std::deque<waiting_put> putters;  // FIFO, so a large batch is not starved by small ones
   std::uint64_t unfinished = 0;     // put but not task_done (JoinableQueue)
   std::vector<caf::response_promise> joiners;
-  std::set<caf::actor_addr> writers;  // pipe mode
+  std::map<std::uint8_t, caf::actor_addr> holders;  // pipe mode: who holds each end
 
   static inline const char* name = "mproc.queue";
 };
@@ -144,6 +144,8 @@ void forget_getter(queue_actor* self, const caf::actor_addr& who) {
     }
 }
 
+void close_queue(queue_actor* self);
+
 void on_down(queue_actor* self, const caf::down_msg& down) {
   auto& s = self->state;
   if (auto i = s.held.find(down.source); i != s.held.end()) {
@@ -151,12 +153,13 @@ void on_down(queue_actor* self, const caf::down_msg& down) {
     s.held.erase(i);
   }
   forget_getter(self, down.source);
-  if (s.writers.erase(down.source) == 1 && s.writers.empty() && s.config.close_with_writers)
-    s.closed = true;
+  for (const auto& [end, holder] : s.holders)
+    if (holder == down.source)  // a pipe end's process ended: the other end sees EOF
+      close_queue(self);
   rebalance(self);
 }
 
-void close(queue_actor* self) {
+void close_queue(queue_actor* self) {
   auto& s = self->state;
   s.closed = true;
   for (auto& p : s.putters)
@@ -241,7 +244,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       return caf::make_message(static_cast<std::uint64_t>(s.items.size()),
                                static_cast<std::uint64_t>(s.config.maxsize), s.closed);
     },
-    [=](q_close_atom) { close(self); },
+    [=](q_close_atom) { close_queue(self); },
     [=](q_done_atom, std::uint64_t n) -> caf::result<void> {
       auto& s = self->state;
       if (n > s.unfinished)
@@ -262,10 +265,13 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       s.joiners.push_back(rp);
       return rp;
     },
-    [=](q_writer_atom) {
+    [=](q_own_atom, std::uint8_t end) {
       auto who = sender();
-      if (self->state.writers.insert(who).second)
+      auto& holder = self->state.holders[end];
+      if (holder != who) {  // the previous holder's end no longer matters
+        holder = who;
         self->monitor(who);
+      }
     },
   };
 }

@@ -11,8 +11,7 @@
 namespace mproc::detail {
 
 struct queue_config {
-  std::size_t maxsize = 0;          // 0: unbounded
-  bool close_with_writers = false;  // pipe mode: closed when every registered writer ended
+  std::size_t maxsize = 0;  // 0: unbounded
 };
 
 caf::actor spawn_queue_server(caf::actor_system& sys, queue_config config);

@@ -1,0 +1,136 @@
+// Pipe: both directions, one-way pipes, bytes and messages, and EOF when the other end
+// closes or its process dies.
+#include "actors/pipe.hpp"
+
+#include <caf/blocking_actor.hpp>
+
+#include <catch2/catch.hpp>
+
+#include "runtime/actor_registry.hpp"
+#include "runtime/node.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using mproc::errc;
+
+namespace {
+
+errc code_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const mproc::error& e) {
+    return e.code();
+  }
+  return errc::none;
+}
+
+// Sends back every message until EOF.
+void echo_end(caf::blocking_actor*, mproc::connection c) {
+  try {
+    for (;;)
+      c.send_message(c.recv());
+  } catch (const mproc::error&) {
+    // EOF: the other end is gone
+  }
+}
+
+// Sends two messages, then closes its end.
+void two_then_close(caf::blocking_actor*, mproc::connection c) {
+  c.send(std::int32_t{1});
+  c.send(std::int32_t{2});
+  c.close();
+}
+
+// Holds its end and waits to be killed.
+void holder(caf::blocking_actor* self, mproc::connection c) {
+  c.send(std::string{"ready"});
+  self->receive([](caf::get_atom) {});
+}
+
+} // namespace
+
+MPROC_ACTOR(echo_end);
+MPROC_ACTOR(two_then_close);
+MPROC_ACTOR(holder);
+
+TEST_CASE("a duplex pipe carries messages and bytes both ways in order") {
+  test::scoped_node node;
+  auto [a, b] = mproc::pipe(*node);
+  for (std::int32_t i = 0; i < 100; ++i)
+    a.send(i, std::string{"n"});
+  for (std::int32_t i = 0; i < 100; ++i) {
+    auto m = b.recv(5s);
+    REQUIRE(m.match_elements<std::int32_t, std::string>());
+    CHECK(m.get_as<std::int32_t>(0) == i);
+  }
+  b.send_bytes(mproc::bytes{'x', '\0', 'y'});
+  CHECK(a.recv_bytes(5s) == mproc::bytes{'x', '\0', 'y'});
+  b.send(2.5);
+  CHECK(a.recv_as<double>() == 2.5);
+}
+
+TEST_CASE("poll says whether recv would wait") {
+  test::scoped_node node;
+  auto [a, b] = mproc::pipe(*node);
+  CHECK_FALSE(b.poll(20ms));
+  a.send(std::int32_t{1});
+  CHECK(b.poll(5s));
+  CHECK(b.recv_as<std::int32_t>() == 1);
+}
+
+TEST_CASE("recv errors: timeout, wrong type, raw bytes read as a message") {
+  test::scoped_node node;
+  auto [a, b] = mproc::pipe(*node);
+  CHECK(code_of([&] { b.recv(20ms); }) == errc::empty);
+  a.send(std::string{"text"});
+  CHECK(code_of([&] { b.recv_as<std::int32_t>(); }) == errc::bad_message);
+  a.send_bytes(mproc::bytes{'\xc1'});  // not a msgpack value
+  CHECK(code_of([&] { b.recv(5s); }) == errc::bad_message);
+}
+
+TEST_CASE("a one-way pipe reads at one end and writes at the other") {
+  test::scoped_node node;
+  auto [reader, writer] = mproc::pipe(*node, false);
+  CHECK(reader.readable());
+  CHECK_FALSE(reader.writable());
+  CHECK(writer.writable());
+  CHECK_FALSE(writer.readable());
+  CHECK(code_of([&] { reader.send(std::int32_t{1}); }) == errc::bad_arguments);
+  CHECK(code_of([&] { writer.recv(); }) == errc::bad_arguments);
+  writer.send(std::int32_t{5});
+  CHECK(reader.recv_as<std::int32_t>() == 5);
+}
+
+TEST_CASE("a child echoes through its end of the pipe") {
+  test::scoped_node node;
+  auto [here, there] = mproc::pipe(*node);
+  auto p = node->spawn_process("echo_end", {}, there);
+  for (std::int32_t i = 0; i < 1000; ++i)
+    here.send(i);
+  for (std::int32_t i = 0; i < 1000; ++i)
+    CHECK(here.recv_as<std::int32_t>() == i);
+  here.close();
+  CHECK(p.join(5s));
+  CHECK(p.exitcode() == 0);
+}
+
+TEST_CASE("the other end sees EOF after what was sent when an end closes") {
+  test::scoped_node node;
+  auto [here, there] = mproc::pipe(*node);
+  auto p = node->spawn_process("two_then_close", {}, there);
+  CHECK(here.recv_as<std::int32_t>() == 1);
+  CHECK(here.recv_as<std::int32_t>() == 2);
+  CHECK(code_of([&] { here.recv(5s); }) == errc::closed);
+  CHECK(code_of([&] { here.send(std::int32_t{3}); }) == errc::closed);
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("the other end sees EOF when the process holding an end dies") {
+  test::scoped_node node;
+  auto [here, there] = mproc::pipe(*node);
+  auto p = node->spawn_process("holder", {}, there);
+  CHECK(here.recv_as<std::string>() == "ready");
+  p.kill();
+  REQUIRE(p.join(5s));
+  CHECK(code_of([&] { here.recv(5s); }) == errc::closed);
+}
