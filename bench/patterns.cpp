@@ -1,0 +1,163 @@
+// mproc's multiprocessing patterns:
+//   producer_consumer  5 producer and 5 consumer processes, 100,000 items per producer
+//                      through one Queue, timed from the first spawn to the last join
+//   pipe_oneway        small messages, child -> parent through a Pipe (throughput)
+//   pipe_pingpong      send/recv round trip through a Pipe (p50, p99)
+// Prints "RESULT mproc <workload> <metric> <value> <unit>". --quick shrinks the sizes;
+// --only NAME runs one workload; --label X appends "_X" to workload names.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/blocking_actor.hpp>
+
+#include "actors/pipe.hpp"
+#include "actors/queue.hpp"
+#include "runtime/actor_registry.hpp"
+#include "runtime/node.hpp"
+
+using namespace std::chrono_literals;
+using clock_type = std::chrono::steady_clock;
+
+using item = std::pair<std::int32_t, std::int32_t>;
+using slot = std::optional<item>;
+
+namespace {
+
+struct options {
+  bool quick = false;
+  std::string suffix;
+  std::string only;
+};
+
+void result(const options& o, const char* workload, const char* metric, double value,
+            const char* unit) {
+  std::printf("RESULT mproc %s%s %s %.3f %s\n", workload, o.suffix.c_str(), metric, value, unit);
+  std::fflush(stdout);
+}
+
+double percentile(std::vector<double> xs, double p) {
+  std::sort(xs.begin(), xs.end());
+  return xs[static_cast<std::size_t>(p * static_cast<double>(xs.size() - 1))];
+}
+
+void pc_producer(caf::blocking_actor*, std::int32_t id, std::int32_t n, mproc::queue<slot> q) {
+  for (std::int32_t i = 0; i < n; ++i)
+    q.put(item{i, id});
+}
+
+void pc_consumer(caf::blocking_actor*, mproc::queue<slot> q) {
+  for (;;) {
+    int sentinels = 0;
+    for (auto& s : q.get_many(256))
+      sentinels += s ? 0 : 1;
+    if (sentinels > 0) {
+      for (int extra = 1; extra < sentinels; ++extra)
+        q.put(std::nullopt);
+      return;
+    }
+  }
+}
+
+void pipe_sender(caf::blocking_actor*, mproc::connection c, std::int32_t n) {
+  for (std::int32_t i = 0; i < n; ++i)
+    c.send(i);
+  c.send(std::int32_t{-1});
+}
+
+void pipe_echo(caf::blocking_actor*, mproc::connection c) {
+  try {
+    for (;;)
+      c.send_message(c.recv());
+  } catch (const mproc::error&) {
+  }
+}
+
+void producer_consumer(mproc::node& node, const options& o) {
+  std::int32_t n = o.quick ? 10'000 : 100'000;
+  auto t0 = clock_type::now();
+  mproc::queue<slot> q{node};
+  std::vector<mproc::process> procs;
+  for (std::int32_t p = 0; p < 5; ++p)
+    procs.push_back(node.spawn_process("pc_producer", {}, p, n, q));
+  for (int c = 0; c < 5; ++c)
+    procs.push_back(node.spawn_process("pc_consumer", {}, q));
+  for (int p = 0; p < 5; ++p)
+    procs[static_cast<std::size_t>(p)].join();
+  for (int c = 0; c < 5; ++c)
+    q.put(std::nullopt);
+  for (auto& p : procs)
+    p.join();
+  auto secs = std::chrono::duration<double>(clock_type::now() - t0).count();
+  result(o, "producer_consumer", "throughput", 5.0 * n / secs, "items/s");
+}
+
+void pipe_oneway(mproc::node& node, const options& o) {
+  std::int32_t n = o.quick ? 100'000 : 1'000'000;
+  auto [here, there] = mproc::pipe(node, false);
+  auto t0 = clock_type::now();
+  auto p = node.spawn_process("pipe_sender", {}, there, n);
+  std::int64_t got = 0;
+  while (here.recv_as<std::int32_t>() >= 0)
+    ++got;
+  auto secs = std::chrono::duration<double>(clock_type::now() - t0).count();
+  if (got != n)
+    std::fprintf(stderr, "pipe_oneway: received %lld of %d\n", static_cast<long long>(got), n);
+  result(o, "pipe_oneway", "throughput", static_cast<double>(n) / secs, "msg/s");
+  p.join();
+}
+
+void pipe_pingpong(mproc::node& node, const options& o) {
+  auto [here, there] = mproc::pipe(node);
+  auto p = node.spawn_process("pipe_echo", {}, there);
+  auto once = [&] {
+    here.send(std::int32_t{1});
+    here.recv();
+  };
+  for (int i = 0; i < 500; ++i)
+    once();
+  std::vector<double> us;
+  int n = o.quick ? 1000 : 10000;
+  for (int i = 0; i < n; ++i) {
+    auto t0 = clock_type::now();
+    once();
+    us.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+  }
+  result(o, "pipe_pingpong", "p50", percentile(us, 0.5), "us");
+  result(o, "pipe_pingpong", "p99", percentile(us, 0.99), "us");
+  here.close();
+  p.join();
+}
+
+} // namespace
+
+MPROC_ACTOR(pc_producer);
+MPROC_ACTOR(pc_consumer);
+MPROC_ACTOR(pipe_sender);
+MPROC_ACTOR(pipe_echo);
+
+int main(int argc, char** argv) {
+  mproc::node node{argc, argv};
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0)
+      o.quick = true;
+    else if (std::strcmp(argv[i], "--label") == 0 && i + 1 < argc)
+      o.suffix = std::string{"_"} + argv[++i];
+    else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+      o.only = argv[++i];
+  }
+  using workload = void (*)(mproc::node&, const options&);
+  const std::pair<const char*, workload> workloads[] = {
+    {"producer_consumer", producer_consumer},
+    {"pipe_oneway", pipe_oneway},
+    {"pipe_pingpong", pipe_pingpong},
+  };
+  for (auto [name, run] : workloads)
+    if (o.only.empty() || o.only == name)
+      run(node, o);
+}
