@@ -42,6 +42,9 @@ struct queue_options {
   // 0: unbounded (Python's default). Otherwise put() waits while the queue holds maxsize
   // items, and each process keeps at most maxsize more waiting to be sent.
   std::size_t maxsize = 0;
+  // If set, the queue can be found by this name from this process and its descendants
+  // (queue<T>::lookup), as long as it lives.
+  std::string name;
 };
 
 namespace detail {
@@ -57,6 +60,8 @@ public:
   queue_core(node& owner, queue_options options);
   // A handle to an existing queue actor (decoded from the wire, or a pipe's queue).
   queue_core(caf::actor queue, std::size_t maxsize);
+  // The queue registered as `name` here or in an ancestor process.
+  static queue_core lookup(node& owner, const std::string& name, millis timeout);
 
   void put(bytes item, std::optional<millis> timeout);
   void put_nowait(bytes item);
@@ -126,6 +131,14 @@ public:
   queue(node& owner, queue_options options = {}) : core_(owner, options) { (void)registered_; }
   // An invalid handle (for containers and decoding); every operation on it throws.
   queue() = default;
+
+  // The queue created with options.name = `name`, here or in an ancestor process. Throws
+  // mproc::error: no_such_actor, timeout. The item type is not checked: a queue of another
+  // type shows up as bad_message on get().
+  static queue lookup(node& owner, const std::string& name,
+                      std::chrono::milliseconds timeout = std::chrono::seconds{10}) {
+    return queue{detail::queue_core::lookup(owner, name, timeout)};
+  }
 
   // Waits while a bounded queue is full; throws mproc::error: full after `timeout`, closed.
   void put(const T& item) { core_.put(detail::encode_item(item), std::nullopt); }

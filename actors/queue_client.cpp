@@ -348,7 +348,20 @@ private:
 // ---- queue_core ------------------------------------------------------------------------
 
 queue_core::queue_core(node& owner, queue_options options)
-  : queue_core(spawn_queue_server(owner.system(), {options.maxsize}), options.maxsize) {}
+  : queue_core(spawn_queue_server(owner.system(), {options.maxsize}), options.maxsize) {
+  if (!options.name.empty())
+    owner.register_name(options.name, queue_);
+}
+
+queue_core queue_core::lookup(node& owner, const std::string& name, millis timeout) {
+  auto q = owner.lookup(name, timeout);
+  auto reply = owner.request_message(q, caf::make_message(q_size_atom::value), timeout);
+  if (!reply.match_elements<std::uint64_t, std::uint64_t, bool>()) {
+    auto err = make_error(errc::bad_message, "'" + name + "' is not a queue");
+    throw error(err, "lookup: '" + name + "' is not a queue");
+  }
+  return queue_core{std::move(q), static_cast<std::size_t>(reply.get_as<std::uint64_t>(1))};
+}
 
 queue_core::queue_core(caf::actor queue, std::size_t maxsize)
   : queue_(std::move(queue)), maxsize_(maxsize),

@@ -1,6 +1,7 @@
 #include "runtime/node.hpp"
 
 #include <atomic>
+#include <future>
 #include <stdexcept>
 
 #include "runtime/actor_registry.hpp"
@@ -88,6 +89,25 @@ void node::throw_unexpected_reply(const caf::message& reply) {
     types += (i ? ", " : "") + detail::tag_of(reply, i);
   auto err = make_error(errc::bad_message, "the reply (" + types + ") has another type than asked for");
   throw error(err, impl_->system().render(err));
+}
+
+void node::register_name(const std::string& name, const caf::actor& actor) {
+  if (auto err = impl_->register_name(name, actor))
+    throw error(err, impl_->system().render(err));
+}
+
+caf::actor node::lookup(const std::string& name, std::chrono::milliseconds timeout) {
+  auto result = std::make_shared<std::promise<caf::expected<caf::actor>>>();
+  impl_->lookup(name, [result](caf::expected<caf::actor> r) { result->set_value(std::move(r)); });
+  auto answer = result->get_future();
+  if (answer.wait_for(timeout) != std::future_status::ready) {
+    auto err = make_error(errc::timeout, "no answer to the lookup of '" + name + "'");
+    throw error(err, impl_->system().render(err));
+  }
+  auto found = answer.get();
+  if (!found)
+    throw error(found.error(), impl_->system().render(found.error()));
+  return std::move(*found);
 }
 
 std::vector<process> node::active_children() {

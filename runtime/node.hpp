@@ -99,6 +99,14 @@ public:
     }
   }
 
+  // Makes `actor` findable by `name` from this process and its descendants, until it ends.
+  // Throws mproc::error: bad_arguments when the name is taken here.
+  void register_name(const std::string& name, const caf::actor& actor);
+  // The actor registered as `name` here or in an ancestor process. Throws mproc::error:
+  // no_such_actor, timeout.
+  caf::actor lookup(const std::string& name,
+                    std::chrono::milliseconds timeout = std::chrono::seconds{10});
+
   // Child processes of this node that have not ended yet (Python's active_children()).
   std::vector<process> active_children();
 

@@ -5,9 +5,9 @@
 namespace mproc::wire {
 
 const char* kind_name(kind k) {
-  static const char* names[kind_count] = {"hello",    "spawn",   "spawned", "send",
+  static const char* names[kind_count] = {"hello",    "spawn",    "spawned", "send",
                                           "request",  "response", "monitor", "down",
-                                          "heartbeat", "shutdown"};
+                                          "heartbeat", "shutdown", "lookup",  "found"};
   auto i = static_cast<std::uint8_t>(k);
   return i < kind_count ? names[i] : "unknown";
 }
@@ -124,6 +124,29 @@ void pack_shutdown(buffer& buf, std::string_view reason) {
   pk.pack(reason);
 }
 
+void pack_lookup(buffer& buf, std::uint64_t request, std::string_view name) {
+  packer pk{buf};
+  head(pk, kind::lookup, 3);
+  pk.pack(request);
+  pk.pack(name);
+}
+
+void pack_found(buffer& buf, std::uint64_t request, actor_ref actor) {
+  packer pk{buf};
+  head(pk, kind::found, 4);
+  pk.pack(request);
+  pk.pack(true);
+  pk.pack_array(2);
+  pack_ref(pk, actor);
+}
+
+void pack_not_found_head(buffer& buf, std::uint64_t request) {
+  packer pk{buf};
+  head(pk, kind::found, 4);
+  pk.pack(request);
+  pk.pack(false);
+}
+
 void pack_error_head(buffer& buf, std::string_view category, std::uint32_t code,
                      std::string_view text) {
   packer pk{buf};
@@ -208,8 +231,10 @@ bool decode_spawn(fields& f, envelope& out) {
   return true;
 }
 
-bool decode_spawned(fields& f, envelope& out) {
-  spawned_env e;
+// spawned and found: [kind, request, ok, [node, actor] | error]
+template <class Env>
+bool decode_answer(fields& f, envelope& out) {
+  Env e;
   if (!f.count(4) || !f.get(1, "request", e.request) || !f.get(2, "ok", e.ok))
     return false;
   if (e.ok) {
@@ -224,6 +249,22 @@ bool decode_spawned(fields& f, envelope& out) {
   } else if (!f.error_object(3, "error", e.error)) {
     return false;
   }
+  out = std::move(e);
+  return true;
+}
+
+bool decode_spawned(fields& f, envelope& out) {
+  return decode_answer<spawned_env>(f, out);
+}
+
+bool decode_found(fields& f, envelope& out) {
+  return decode_answer<found_env>(f, out);
+}
+
+bool decode_lookup(fields& f, envelope& out) {
+  lookup_env e;
+  if (!f.count(3) || !f.get(1, "request", e.request) || !f.get(2, "name", e.name))
+    return false;
   out = std::move(e);
   return true;
 }
@@ -297,8 +338,9 @@ bool decode_shutdown(fields& f, envelope& out) {
 using decode_fn = bool (*)(fields&, envelope&);
 
 constexpr decode_fn decoders[kind_count] = {
-  decode_hello,   decode_spawn,   decode_spawned, decode_send,      decode_request,
+  decode_hello,    decode_spawn,   decode_spawned, decode_send,      decode_request,
   decode_response, decode_monitor, decode_down,    decode_heartbeat, decode_shutdown,
+  decode_lookup,   decode_found,
 };
 
 // Strings and binaries stay in the payload instead of being copied into the zone.

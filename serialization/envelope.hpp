@@ -56,6 +56,10 @@ void pack_monitor(buffer&, actor_ref actor);
 void pack_down_head(buffer&, actor_ref actor);
 void pack_heartbeat(buffer&);
 void pack_shutdown(buffer&, std::string_view reason);
+void pack_lookup(buffer&, std::uint64_t request, std::string_view name);
+void pack_found(buffer&, std::uint64_t request, actor_ref actor);
+// The caller packs the error next.
+void pack_not_found_head(buffer&, std::uint64_t request);
 // The caller packs the context (a message or nil) next.
 void pack_error_head(buffer&, std::string_view category, std::uint32_t code,
                      std::string_view text);
@@ -110,9 +114,20 @@ struct heartbeat_env {};
 struct shutdown_env {
   std::string reason;
 };
+struct lookup_env {
+  std::uint64_t request;
+  std::string name;
+};
+struct found_env {
+  std::uint64_t request;
+  bool ok;
+  actor_ref actor;   // if ok
+  error_view error;  // if !ok
+};
 
 using envelope = std::variant<hello_env, spawn_env, spawned_env, send_env, request_env,
-                              response_env, monitor_env, down_env, heartbeat_env, shutdown_env>;
+                              response_env, monitor_env, down_env, heartbeat_env, shutdown_env,
+                              lookup_env, found_env>;
 
 struct decoded_envelope {
   msgpack::object_handle handle;

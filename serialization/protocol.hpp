@@ -20,9 +20,11 @@ enum class kind : std::uint8_t {
   down = 7,       // [7, node, actor, reason]                          reason: error or nil
   heartbeat = 8,  // [8]
   shutdown = 9,   // [9, reason]                                       peer is closing the link
+  lookup = 10,    // [10, request, name]                               resolve a registered name
+  found = 11,     // [11, request, ok, ref | error]                    answer to lookup
 };
 
-inline constexpr std::uint8_t kind_count = 10;
+inline constexpr std::uint8_t kind_count = 12;
 
 // Every node accepts frames of this size; until a peer's hello tells its own maximum, a
 // sender keeps its frames within it.

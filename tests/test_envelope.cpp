@@ -159,6 +159,25 @@ TEST_CASE("monitor, down, heartbeat and shutdown round-trip") {
         == "bye");
 }
 
+TEST_CASE("lookup and found round-trip") {
+  decoded_envelope d;
+  auto l = decode_as<lookup_env>(payload_of([](buffer& b) { pack_lookup(b, 4, "jobs"); }), d);
+  CHECK(l.request == 4);
+  CHECK(l.name == "jobs");
+  decoded_envelope d2;
+  auto f = decode_as<found_env>(payload_of([](buffer& b) { pack_found(b, 4, {7, 8}); }), d2);
+  CHECK(f.ok);
+  CHECK(f.actor.actor == 8);
+  decoded_envelope d3;
+  auto nf = decode_as<found_env>(payload_of([](buffer& b) {
+    pack_not_found_head(b, 4);
+    pack_error_head(b, "mproc", 8, "no actor registered as 'jobs'");
+    packer{b}.pack_nil();
+  }), d3);
+  CHECK_FALSE(nf.ok);
+  CHECK(nf.error.code == 8);
+}
+
 TEST_CASE("malformed envelopes are errors that say what is wrong") {
   auto pack = [](auto value) {
     buffer b;

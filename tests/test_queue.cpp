@@ -41,6 +41,19 @@ void taker(caf::blocking_actor*, int_queue q, std::int32_t n, int_queue out) {
     out.put(q.get());
 }
 
+// Finds the queue by name and puts `count` numbers into it.
+void named_producer(caf::blocking_actor*, std::string name, std::int32_t count) {
+  auto q = int_queue::lookup(mproc::this_node(), name);
+  for (std::int32_t i = 0; i < count; ++i)
+    q.put(i);
+}
+
+// Starts a named_producer of its own: the lookup climbs two levels.
+void grandparent_of_producer(caf::blocking_actor*, std::string name, std::int32_t count) {
+  auto p = mproc::this_node().spawn_process("named_producer", {}, name, count);
+  p.join();
+}
+
 // Takes a batch and never finishes it: killed by the test while holding it.
 void hoarder(caf::blocking_actor* self, int_queue q, int_queue told) {
   auto held = q.get_many(100);
@@ -61,6 +74,8 @@ std::vector<std::int32_t> drain(int_queue& q, std::size_t n) {
 MPROC_ACTOR(producer);
 MPROC_ACTOR(taker);
 MPROC_ACTOR(hoarder);
+MPROC_ACTOR(named_producer);
+MPROC_ACTOR(grandparent_of_producer);
 
 TEST_CASE("put and get keep FIFO order within one process") {
   test::scoped_node node;
@@ -190,6 +205,26 @@ TEST_CASE("a bounded queue never holds more than maxsize items") {
   }
   CHECK(most <= 50);
   CHECK(p.join(10s));
+}
+
+TEST_CASE("a queue is found by name from a child and a grandchild") {
+  test::scoped_node node;
+  int_queue q{*node, {.name = "jobs"}};
+  auto child = node->spawn_process("named_producer", {}, std::string{"jobs"}, std::int32_t{100});
+  auto grandchild_parent =
+    node->spawn_process("grandparent_of_producer", {}, std::string{"jobs"}, std::int32_t{100});
+  CHECK(drain(q, 200).size() == 200);
+  CHECK(child.join(10s));
+  CHECK(grandchild_parent.join(10s));
+  CHECK(child.exitcode() == 0);
+  CHECK(grandchild_parent.exitcode() == 0);
+}
+
+TEST_CASE("looking up a name nobody registered is no_such_actor; names are unique") {
+  test::scoped_node node;
+  CHECK(code_of([&] { int_queue::lookup(*node, "nobody", 1s); }) == errc::no_such_actor);
+  int_queue q{*node, {.name = "taken"}};
+  CHECK(code_of([&] { int_queue{*node, {.name = "taken"}}; }) == errc::bad_arguments);
 }
 
 TEST_CASE("a queue handle of another item type is refused at spawn") {

@@ -97,14 +97,19 @@ void node_impl::shutdown() {
   finish_children();
   close_peers();
   loop_.stop();
+  // What the node kept alive on its own (actors spawned for peers, named actors) would keep
+  // ~actor_system waiting forever.
   std::unordered_map<std::uint64_t, caf::actor> kept;
+  std::unordered_map<std::string, caf::actor> named;
   {
     std::lock_guard guard{mtx_};
     kept.swap(kept_alive_);
+    named.swap(names_);
   }
   for (auto& [id, a] : kept)
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   kept.clear();
+  named.clear();
   {
     std::lock_guard guard{exports_mtx_};
     exports_.clear();
@@ -240,6 +245,47 @@ void node_impl::on_shutdown_requested(peer& from, const std::string& why) {
     log::debug("the parent asked this process to stop: ", why);
     request_exit(0);
   }
+}
+
+// ---- named actors ----------------------------------------------------------------------
+
+caf::error node_impl::register_name(const std::string& name, const caf::actor& actor) {
+  if (name.empty() || !actor)
+    return make_error(errc::bad_arguments, "register_name needs a name and an actor");
+  {
+    std::lock_guard guard{mtx_};
+    auto [i, added] = names_.emplace(name, actor);
+    if (!added)
+      return make_error(errc::bad_arguments, "the name '" + name + "' is taken in this process");
+  }
+  // Unregistered through the loop: not inside the actor's own cleanup.
+  actor->attach_functor([this, name, id = actor.id()] {
+    loop_.post([this, name, id] {
+      std::lock_guard guard{mtx_};
+      if (auto i = names_.find(name); i != names_.end() && i->second.id() == id)
+        names_.erase(i);
+    });
+  });
+  return {};
+}
+
+void node_impl::lookup(const std::string& name, peer::lookup_callback done) {
+  std::shared_ptr<peer> parent;
+  {
+    std::lock_guard guard{mtx_};
+    if (auto i = names_.find(name); i != names_.end()) {
+      auto actor = i->second;
+      done(std::move(actor));
+      return;
+    }
+    parent = parent_;
+  }
+  if (!parent) {
+    done(caf::expected<caf::actor>{make_error(
+      errc::no_such_actor, "no actor is registered as '" + name + "' in this node or above it")});
+    return;
+  }
+  parent->lookup(name, std::move(done));
 }
 
 // ---- blocking requests -----------------------------------------------------------------

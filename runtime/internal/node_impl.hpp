@@ -60,6 +60,12 @@ public:
   caf::expected<caf::message> request(const caf::actor& dest, caf::message msg,
                                       std::chrono::nanoseconds timeout);
 
+  // Named actors. A registered actor stays alive (and registered) until it ends.
+  caf::error register_name(const std::string& name, const caf::actor& actor);
+  // Resolves `name` here, else asks the parent (which asks its own); `done` runs on the
+  // loop thread, or at once in the caller's when the name is local.
+  void lookup(const std::string& name, peer::lookup_callback done);
+
   // Blocks until the child's actor runs or start fails (state->start_error).
   void start_process(const std::shared_ptr<process_state>& state);
   std::vector<std::shared_ptr<process_state>> live_children();
@@ -97,6 +103,7 @@ private:
   std::set<std::shared_ptr<peer>> peers_;
   std::vector<std::shared_ptr<process_state>> children_;
   std::unordered_map<std::uint64_t, caf::actor> kept_alive_;
+  std::unordered_map<std::string, caf::actor> names_;
   std::shared_ptr<peer> parent_;
   std::unordered_map<const peer*, std::shared_ptr<process_state>> child_of_peer_;
   int process_counter_ = 0;

@@ -82,11 +82,11 @@ void peer::fail(const caf::error& reason) {
         proxies.push_back(std::move(p));
     for (auto& [key, p] : requests_)
       requests.push_back(std::move(p));
-    for (auto& [id, cb] : spawns_)
+    for (auto& [id, cb] : answers_)
       spawns.push_back(std::move(cb));
     proxies_.clear();
     requests_.clear();
-    spawns_.clear();
+    answers_.clear();
   }
   for (auto& p : proxies)
     static_cast<proxy*>(caf::actor_cast<caf::abstract_actor*>(p))->kill_proxy(nullptr, reason);
@@ -243,22 +243,39 @@ void peer::send_down(wire::actor_ref actor, const caf::error& reason) {
   send_frame(std::move(buf), start);
 }
 
-void peer::spawn(std::string_view actor, const caf::message& args, bool main,
-                 spawn_callback done) {
-  std::uint64_t request;
+std::optional<std::uint64_t> peer::expect_answer(spawn_callback done) {
+  caf::error dead;
   {
     std::lock_guard guard{mtx_};
-    if (failed_) {
-      auto reason = fail_reason_;
-      done(caf::expected<caf::actor>{reason});
-      return;
+    if (!failed_) {
+      auto request = next_answer_++;
+      answers_.emplace(request, std::move(done));
+      return request;
     }
-    request = next_spawn_++;
-    spawns_.emplace(request, std::move(done));
+    dead = fail_reason_;
   }
+  done(caf::expected<caf::actor>{dead});
+  return std::nullopt;
+}
+
+peer::spawn_callback peer::take_answer(std::uint64_t request) {
+  std::lock_guard guard{mtx_};
+  auto i = answers_.find(request);
+  if (i == answers_.end())
+    return {};
+  auto cb = std::move(i->second);
+  answers_.erase(i);
+  return cb;
+}
+
+void peer::spawn(std::string_view actor, const caf::message& args, bool main,
+                 spawn_callback done) {
+  auto request = expect_answer(std::move(done));
+  if (!request)
+    return;
   wire::buffer buf;
   auto start = wire::begin_frame(buf);
-  wire::pack_spawn_head(buf, request, actor, main);
+  wire::pack_spawn_head(buf, *request, actor, main);
   wire::packer pk{buf};
   wire::codec_state st{this, {}};
   caf::error err;
@@ -269,16 +286,22 @@ void peer::spawn(std::string_view actor, const caf::message& args, bool main,
   // A dead link answers the spawn when it is settled, with the peer's exit status.
   if (!err || code_of(err) == errc::link_lost)
     return;
-  spawn_callback cb;
-  {
-    std::lock_guard guard{mtx_};
-    auto i = spawns_.find(request);
-    if (i == spawns_.end())
-      return;
-    cb = std::move(i->second);
-    spawns_.erase(i);
-  }
-  cb(caf::expected<caf::actor>{err});
+  if (auto cb = take_answer(*request))
+    cb(caf::expected<caf::actor>{err});
+}
+
+void peer::lookup(std::string_view name, lookup_callback done) {
+  auto request = expect_answer(std::move(done));
+  if (!request)
+    return;
+  wire::buffer buf;
+  auto start = wire::begin_frame(buf);
+  wire::pack_lookup(buf, *request, name);
+  auto err = send_frame(std::move(buf), start);
+  if (!err || code_of(err) == errc::link_lost)
+    return;
+  if (auto cb = take_answer(*request))
+    cb(caf::expected<caf::actor>{err});
 }
 
 void peer::send_shutdown(std::string_view why) {
@@ -387,7 +410,9 @@ void peer::on_frame(std::string_view payload) {
                         [this](wire::monitor_env& e) { on_monitor(e); },
                         [this](wire::down_env& e) { on_down(e); },
                         [](wire::heartbeat_env&) {},
-                        [this](wire::shutdown_env& e) { on_shutdown(e); }},
+                        [this](wire::shutdown_env& e) { on_shutdown(e); },
+                        [this](wire::lookup_env& e) { on_lookup(e); },
+                        [this](wire::found_env& e) { on_found(e); }},
              d.env);
 }
 
@@ -442,26 +467,47 @@ void peer::on_spawn(wire::spawn_env& e) {
 }
 
 void peer::on_spawned(wire::spawned_env& e) {
-  spawn_callback cb;
-  {
-    std::lock_guard guard{mtx_};
-    auto i = spawns_.find(e.request);
-    if (i == spawns_.end())
-      return;
-    cb = std::move(i->second);
-    spawns_.erase(i);
-  }
-  if (e.ok) {
-    auto actor = caf::actor_cast<caf::actor>(import_actor(e.actor));
+  answer(e.request, e.ok, e.actor, e.error);
+}
+
+void peer::on_found(wire::found_env& e) {
+  answer(e.request, e.ok, e.actor, e.error);
+}
+
+void peer::answer(std::uint64_t request, bool ok, wire::actor_ref ref,
+                  const wire::error_view& error) {
+  auto cb = take_answer(request);
+  if (!cb)
+    return;
+  if (ok) {
+    auto actor = caf::actor_cast<caf::actor>(import_actor(ref));
     if (actor)
       cb(std::move(actor));
     else  // a reference this node cannot resolve: the peer broke the protocol
       cb(caf::expected<caf::actor>{make_error(errc::protocol_error,
-                                              "the spawned answer names an unknown actor")});
+                                              "the answer names an unknown actor")});
     return;
   }
   wire::codec_state st{this, {}};
-  cb(caf::expected<caf::actor>{decode_error(e.error, st)});
+  cb(caf::expected<caf::actor>{decode_error(error, st)});
+}
+
+void peer::on_lookup(wire::lookup_env& e) {
+  node_.lookup(e.name, [self = shared_from_this(), request = e.request](
+                         caf::expected<caf::actor> result) {
+    wire::buffer buf;
+    auto start = wire::begin_frame(buf);
+    if (result) {
+      wire::pack_found(buf, request,
+                       self->export_actor(caf::actor_cast<caf::strong_actor_ptr>(*result)));
+    } else {
+      wire::pack_not_found_head(buf, request);
+      wire::packer pk{buf};
+      wire::codec_state st{self.get(), {}};
+      encode_error(pk, result.error(), st);
+    }
+    self->send_frame(std::move(buf), start);
+  });
 }
 
 void peer::on_send(wire::send_env& e) {

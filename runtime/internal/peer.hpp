@@ -41,6 +41,7 @@ public:
   };
 
   using spawn_callback = std::function<void(caf::expected<caf::actor>)>;
+  using lookup_callback = spawn_callback;
   using closed_callback = std::function<void(peer&, const std::string& why)>;
 
   // `pid` is the peer's process id as far as this node knows before the hello (for logs).
@@ -68,6 +69,8 @@ public:
   void watch(proxy& p);
   void spawn(std::string_view actor, const caf::message& args, bool main, spawn_callback done);
   void send_shutdown(std::string_view why);
+  // Asks the peer for the actor registered as `name`; `done` runs on the loop thread.
+  void lookup(std::string_view name, lookup_callback done);
   void forget(std::uint64_t remote_actor, const proxy* p);
 
   // wire::context
@@ -96,6 +99,12 @@ private:
   void on_monitor(wire::monitor_env& e);
   void on_down(wire::down_env& e);
   void on_shutdown(wire::shutdown_env& e);
+  void on_lookup(wire::lookup_env& e);
+  void on_found(wire::found_env& e);
+  // Shared by spawn and lookup: registers `done` under a new request id.
+  std::optional<std::uint64_t> expect_answer(spawn_callback done);
+  spawn_callback take_answer(std::uint64_t request);
+  void answer(std::uint64_t request, bool ok, wire::actor_ref ref, const wire::error_view& error);
 
   void forward_send_or_relay(wire::actor_ref to, wire::actor_ref from, caf::message_id mid,
                              const caf::message& msg);
@@ -134,8 +143,8 @@ private:
   // Proxies of other peers' actors sent to this peer: nothing else may hold them, and the
   // peer must reach them for as long as the link lives.
   std::unordered_map<std::uint64_t, caf::strong_actor_ptr> reexports_;
-  std::unordered_map<std::uint64_t, spawn_callback> spawns_;
-  std::uint64_t next_spawn_ = 1;
+  std::unordered_map<std::uint64_t, spawn_callback> answers_;  // spawns and lookups
+  std::uint64_t next_answer_ = 1;
 };
 
 } // namespace mproc::detail
