@@ -3,8 +3,7 @@
 //                      through one Queue, timed from the first spawn to the last join
 //   pipe_oneway        small messages, child -> parent through a Pipe (throughput)
 //   pipe_pingpong      send/recv round trip through a Pipe (p50, p99)
-// Prints "RESULT mproc <workload> <metric> <value> <unit>". --quick shrinks the sizes;
-// --only NAME runs one workload; --label X appends "_X" to workload names.
+// Prints "RESULT mproc <workload> <metric> <value> <unit>" lines; options in harness.hpp.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -18,6 +17,7 @@
 #include "actors/pipe.hpp"
 #include "actors/queue.hpp"
 #include "runtime/actor_registry.hpp"
+#include "harness.hpp"
 #include "runtime/node.hpp"
 
 using namespace std::chrono_literals;
@@ -26,24 +26,11 @@ using clock_type = std::chrono::steady_clock;
 using item = std::pair<std::int32_t, std::int32_t>;
 using slot = std::optional<item>;
 
+using bench::options;
+using bench::percentile;
+using bench::result;
+
 namespace {
-
-struct options {
-  bool quick = false;
-  std::string suffix;
-  std::string only;
-};
-
-void result(const options& o, const char* workload, const char* metric, double value,
-            const char* unit) {
-  std::printf("RESULT mproc %s%s %s %.3f %s\n", workload, o.suffix.c_str(), metric, value, unit);
-  std::fflush(stdout);
-}
-
-double percentile(std::vector<double> xs, double p) {
-  std::sort(xs.begin(), xs.end());
-  return xs[static_cast<std::size_t>(p * static_cast<double>(xs.size() - 1))];
-}
 
 void pc_producer(caf::blocking_actor*, std::int32_t id, std::int32_t n, mproc::queue<slot> q) {
   for (std::int32_t i = 0; i < n; ++i)
@@ -142,22 +129,9 @@ MPROC_ACTOR(pipe_echo);
 
 int main(int argc, char** argv) {
   mproc::node node{argc, argv};
-  options o;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--quick") == 0)
-      o.quick = true;
-    else if (std::strcmp(argv[i], "--label") == 0 && i + 1 < argc)
-      o.suffix = std::string{"_"} + argv[++i];
-    else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc)
-      o.only = argv[++i];
-  }
-  using workload = void (*)(mproc::node&, const options&);
-  const std::pair<const char*, workload> workloads[] = {
+  bench::run(node, bench::parse(argc, argv), {
     {"producer_consumer", producer_consumer},
     {"pipe_oneway", pipe_oneway},
     {"pipe_pingpong", pipe_pingpong},
-  };
-  for (auto [name, run] : workloads)
-    if (o.only.empty() || o.only == name)
-      run(node, o);
+  });
 }

@@ -3,9 +3,7 @@
 //   oneway_small      async int32 messages, parent -> child actor (throughput)
 //   spawn_first_reply spawn_process() until the child's first reply (median)
 //   bandwidth_64MiB   one 64 MiB message to the child, acknowledged (throughput)
-// Prints "RESULT mproc <workload> <metric> <value> <unit>" lines. --quick shrinks the sizes;
-// --label X appends "_X" to workload names (run_all.sh uses it for the taskset-pinned run);
-// --only NAME runs one workload.
+// Prints "RESULT mproc <workload> <metric> <value> <unit>" lines; options in harness.hpp.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -19,10 +17,15 @@
 #include <caf/stateful_actor.hpp>
 
 #include "runtime/actor_registry.hpp"
+#include "harness.hpp"
 #include "runtime/node.hpp"
 
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
+
+using bench::options;
+using bench::percentile;
+using bench::result;
 
 namespace {
 
@@ -46,25 +49,8 @@ caf::behavior measure(caf::event_based_actor*) {
   return {[](const mproc::bytes& data) { return static_cast<std::int64_t>(data.size()); }};
 }
 
-struct options {
-  bool quick = false;
-  std::string suffix;
-  std::string only;  // run just this workload
-};
-
-void result(const options& o, const char* workload, const char* metric, double value,
-            const char* unit) {
-  std::printf("RESULT mproc %s%s %s %.3f %s\n", workload, o.suffix.c_str(), metric, value, unit);
-  std::fflush(stdout);
-}
-
 double micros(clock_type::duration d) {
   return std::chrono::duration<double, std::micro>(d).count();
-}
-
-double percentile(std::vector<double> xs, double p) {
-  std::sort(xs.begin(), xs.end());
-  return xs[static_cast<std::size_t>(p * static_cast<double>(xs.size() - 1))];
 }
 
 void pingpong(mproc::node& node, const options& o) {
@@ -151,23 +137,10 @@ MPROC_ACTOR(measure);
 
 int main(int argc, char** argv) {
   mproc::node node{argc, argv};
-  options o;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--quick") == 0)
-      o.quick = true;
-    else if (std::strcmp(argv[i], "--label") == 0 && i + 1 < argc)
-      o.suffix = std::string{"_"} + argv[++i];
-    else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc)
-      o.only = argv[++i];
-  }
-  using workload = void (*)(mproc::node&, const options&);
-  const std::pair<const char*, workload> workloads[] = {
+  bench::run(node, bench::parse(argc, argv), {
     {"pingpong", pingpong},
     {"oneway_small", oneway},
     {"spawn_first_reply", spawn_first_reply},
     {"bandwidth_64MiB", bandwidth},
-  };
-  for (auto [name, run] : workloads)
-    if (o.only.empty() || o.only == name)
-      run(node, o);
+  });
 }

@@ -60,20 +60,27 @@ void pack_spawn_head(buffer& buf, std::uint64_t request, std::string_view actor,
   pk.pack(main);
 }
 
-void pack_spawned(buffer& buf, std::uint64_t request, actor_ref actor) {
+// spawned and found: [kind, request, ok, [node, actor] | error]
+void pack_answer_head(buffer& buf, kind k, std::uint64_t request, bool ok) {
   packer pk{buf};
-  head(pk, kind::spawned, 4);
+  head(pk, k, 4);
   pk.pack(request);
-  pk.pack(true);
+  pk.pack(ok);
+}
+
+void pack_answer(buffer& buf, kind k, std::uint64_t request, actor_ref actor) {
+  pack_answer_head(buf, k, request, true);
+  packer pk{buf};
   pk.pack_array(2);
   pack_ref(pk, actor);
 }
 
+void pack_spawned(buffer& buf, std::uint64_t request, actor_ref actor) {
+  pack_answer(buf, kind::spawned, request, actor);
+}
+
 void pack_spawn_failed_head(buffer& buf, std::uint64_t request) {
-  packer pk{buf};
-  head(pk, kind::spawned, 4);
-  pk.pack(request);
-  pk.pack(false);
+  pack_answer_head(buf, kind::spawned, request, false);
 }
 
 void pack_send_head(buffer& buf, actor_ref to, actor_ref from) {
@@ -132,19 +139,11 @@ void pack_lookup(buffer& buf, std::uint64_t request, std::string_view name) {
 }
 
 void pack_found(buffer& buf, std::uint64_t request, actor_ref actor) {
-  packer pk{buf};
-  head(pk, kind::found, 4);
-  pk.pack(request);
-  pk.pack(true);
-  pk.pack_array(2);
-  pack_ref(pk, actor);
+  pack_answer(buf, kind::found, request, actor);
 }
 
 void pack_not_found_head(buffer& buf, std::uint64_t request) {
-  packer pk{buf};
-  head(pk, kind::found, 4);
-  pk.pack(request);
-  pk.pack(false);
+  pack_answer_head(buf, kind::found, request, false);
 }
 
 void pack_error_head(buffer& buf, std::string_view category, std::uint32_t code,

@@ -60,6 +60,15 @@ bool running(pid_t pid) {
   return read_stat(pid, state, ppid) && state != 'Z' && state != 'X';
 }
 
+mproc::errc code_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const mproc::error& e) {
+    return e.code();
+  }
+  return mproc::errc::none;
+}
+
 bool eventually(std::chrono::milliseconds timeout, const std::function<bool()>& done) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!done()) {

@@ -33,6 +33,9 @@ int zombie_children();
 // True while `pid` exists and is not a zombie.
 bool running(pid_t pid);
 
+// The mproc::errc that `f` throws, or errc::none.
+mproc::errc code_of(const std::function<void()>& f);
+
 // Polls `done` until it holds or `timeout` passes.
 bool eventually(std::chrono::milliseconds timeout, const std::function<bool()>& done);
 

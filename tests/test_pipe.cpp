@@ -12,17 +12,9 @@
 
 using namespace std::chrono_literals;
 using mproc::errc;
+using test::code_of;
 
 namespace {
-
-errc code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const mproc::error& e) {
-    return e.code();
-  }
-  return errc::none;
-}
 
 // Sends back every message until EOF.
 void echo_end(caf::blocking_actor*, mproc::connection c) {

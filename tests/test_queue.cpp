@@ -16,18 +16,10 @@
 
 using namespace std::chrono_literals;
 using mproc::errc;
+using test::code_of;
 using int_queue = mproc::queue<std::int32_t>;
 
 namespace {
-
-errc code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const mproc::error& e) {
-    return e.code();
-  }
-  return errc::none;
-}
 
 // Puts `count` numbers starting at `from`.
 void producer(caf::blocking_actor*, int_queue q, std::int32_t from, std::int32_t count) {

@@ -1,0 +1,40 @@
+#include "harness.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+namespace bench {
+
+options parse(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0)
+      o.quick = true;
+    else if (std::strcmp(argv[i], "--label") == 0 && i + 1 < argc)
+      o.suffix = std::string{"_"} + argv[++i];
+    else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+      o.only = argv[++i];
+  }
+  return o;
+}
+
+void result(const options& o, const char* workload, const char* metric, double value,
+            const char* unit) {
+  std::printf("RESULT mproc %s%s %s %.3f %s\n", workload, o.suffix.c_str(), metric, value, unit);
+  std::fflush(stdout);
+}
+
+double percentile(std::vector<double> xs, double p) {
+  std::sort(xs.begin(), xs.end());
+  return xs[static_cast<std::size_t>(p * static_cast<double>(xs.size() - 1))];
+}
+
+void run(mproc::node& node, const options& o,
+         const std::vector<std::pair<const char*, workload>>& workloads) {
+  for (auto [name, fn] : workloads)
+    if (o.only.empty() || o.only == name)
+      fn(node, o);
+}
+
+} // namespace bench

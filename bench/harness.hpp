@@ -1,0 +1,38 @@
+// What every benchmark program shares: its options, RESULT lines, percentiles, and running
+// the workloads asked for.
+//   --quick      small sizes, for a smoke run
+//   --only NAME  one workload
+//   --label X    "_X" appended to workload names (run_all.sh labels the pinned runs)
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace mproc {
+class node;
+}
+
+namespace bench {
+
+struct options {
+  bool quick = false;
+  std::string suffix;
+  std::string only;
+};
+
+options parse(int argc, char** argv);
+
+// "RESULT mproc <workload><suffix> <metric> <value> <unit>"
+void result(const options& o, const char* workload, const char* metric, double value,
+            const char* unit);
+
+double percentile(std::vector<double> xs, double p);
+
+using workload = void (*)(mproc::node&, const options&);
+
+// Runs the named workloads in order (or just --only's).
+void run(mproc::node& node, const options& o,
+         const std::vector<std::pair<const char*, workload>>& workloads);
+
+} // namespace bench
