@@ -30,6 +30,8 @@ std::string to_string(errc x) {
     case errc::full: return "full";
     case errc::empty: return "empty";
     case errc::closed: return "closed";
+    case errc::not_running: return "not_running";
+    case errc::gave_up: return "gave_up";
   }
   return "errc(" + std::to_string(static_cast<int>(x)) + ")";
 }

@@ -28,6 +28,8 @@ enum class errc : std::uint8_t {
   full,                  // a bounded queue is full (Python's queue.Full)
   empty,                 // a queue or connection has nothing to take (Python's queue.Empty)
   closed,                // closed queue or connection, or its other end is gone (EOF)
+  not_running,           // a supervised child is restarting or stopped
+  gave_up,               // a supervisor exceeded its restart intensity and stopped
 };
 
 std::string to_string(errc x);

@@ -69,6 +69,42 @@ void process::start() {
                            + owner.system().render(problem));
 }
 
+void process::start(std::function<void(caf::error)> done) {
+  using phase = detail::process_state::phase;
+  {
+    std::lock_guard guard{state_->mtx};
+    if (state_->state != phase::created)
+      throw std::logic_error("process '" + state_->name + "' cannot be started twice");
+    state_->state = phase::starting;
+    state_->on_started = std::move(done);
+  }
+  if (auto problem = detail::check_spawn(state_->actor_name, state_->args)) {
+    std::function<void(caf::error)> callback;
+    {
+      std::lock_guard guard{state_->mtx};
+      state_->start_error = problem;
+      state_->state = phase::ended;
+      callback = std::move(state_->on_started);
+    }
+    callback(std::move(problem));
+    return;
+  }
+  state_->owner->start_process_async(state_);
+}
+
+void process::on_exit(std::function<void(int)> fn) {
+  std::optional<int> code;
+  {
+    std::lock_guard guard{state_->mtx};
+    if (state_->state != detail::process_state::phase::ended || !state_->exitcode) {
+      state_->on_exit.push_back(std::move(fn));
+      return;
+    }
+    code = state_->exitcode;
+  }
+  fn(*code);
+}
+
 bool process::join() {
   std::unique_lock lock{state_->mtx};
   state_->changed.wait(lock, [&] { return !state_->alive(); });

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -50,6 +51,12 @@ public:
   // Execs the child and waits until its actor runs. Throws mproc::error (unknown_actor_name,
   // bad_arguments, spawn_failed) and std::logic_error when called twice.
   void start();
+  // The same without waiting, for actors: `done` gets the error (none when the actor runs).
+  // `done` runs on the node's I/O thread (or at once for errors found before exec): keep it
+  // short and never block in it — send a message.
+  void start(std::function<void(caf::error)> done);
+  // Calls `fn(exitcode)` once the process ended (at once if it has), on the I/O thread.
+  void on_exit(std::function<void(int)> fn);
   // Waits for the process to end; true if it did within `timeout` (no timeout: forever).
   bool join();
   bool join(std::chrono::milliseconds timeout);

@@ -338,26 +338,51 @@ std::vector<std::shared_ptr<process_state>> node_impl::live_children() {
   return children_;
 }
 
-void node_impl::start_process(const std::shared_ptr<process_state>& state) {
-  auto refuse = [&](caf::error why) {
+bool node_impl::admit(const std::shared_ptr<process_state>& state) {
+  std::lock_guard guard{mtx_};
+  if (!shutting_down_) {
+    children_.push_back(state);  // with the check: finish_children() sees every child
+    return true;
+  }
+  std::lock_guard state_guard{state->mtx};
+  state->start_error = make_error(errc::node_shutdown, "the node is shutting down");
+  state->state = process_state::phase::ended;
+  return false;
+}
+
+void node_impl::start_settled(const std::shared_ptr<process_state>& state) {
+  std::function<void(caf::error)> callback;
+  caf::error error;
+  {
     std::lock_guard guard{state->mtx};
-    state->start_error = std::move(why);
-    state->state = process_state::phase::ended;
-  };
-  if (loop_.in_loop()) {
-    // It would wait for the loop it blocks. (Monitor callbacks of remote actors run here.)
-    refuse(make_error(errc::spawn_failed, "process::start() cannot run on mproc's I/O thread; "
-                                          "start processes from an actor or main()"));
+    callback = std::move(state->on_started);
+    state->on_started = nullptr;
+    error = state->start_error;
+  }
+  if (callback)
+    callback(std::move(error));
+}
+
+void node_impl::start_process_async(const std::shared_ptr<process_state>& state) {
+  if (!admit(state)) {
+    start_settled(state);
     return;
   }
-  {
-    std::lock_guard guard{mtx_};
-    if (shutting_down_) {
-      refuse(make_error(errc::node_shutdown, "the node is shutting down"));
-      return;
-    }
-    children_.push_back(state);  // with the check: finish_children() sees every child
+  loop_.post([this, state] { launch(state); });
+}
+
+void node_impl::start_process(const std::shared_ptr<process_state>& state) {
+  if (loop_.in_loop()) {
+    // It would wait for the loop it blocks. (Monitor callbacks of remote actors run here.)
+    std::lock_guard guard{state->mtx};
+    state->start_error = make_error(errc::spawn_failed,
+                                    "process::start() cannot run on mproc's I/O thread; use "
+                                    "the asynchronous start(done) there");
+    state->state = process_state::phase::ended;
+    return;
   }
+  if (!admit(state))
+    return;
   loop_.post([this, state] { launch(state); });
   std::unique_lock lock{state->mtx};
   // The loop's start timer settles every start; this bound only guards against a loop that
@@ -416,25 +441,31 @@ void node_impl::on_child_started(const std::shared_ptr<process_state>& state,
     return;
   }
   loop_.cancel(state->start_timer);
-  std::lock_guard guard{state->mtx};
-  if (state->start_settled())
-    return;
-  state->actor = std::move(*r);
-  if (state->state == process_state::phase::starting)
-    state->state = process_state::phase::running;
-  state->changed.notify_all();
+  {
+    std::lock_guard guard{state->mtx};
+    if (state->start_settled())
+      return;
+    state->actor = std::move(*r);
+    if (state->state == process_state::phase::starting)
+      state->state = process_state::phase::running;
+    state->changed.notify_all();
+  }
+  start_settled(state);
 }
 
 void node_impl::fail_start(const std::shared_ptr<process_state>& state, caf::error why) {
   loop_.cancel(state->start_timer);
-  std::lock_guard guard{state->mtx};
-  if (state->start_settled())
-    return;
-  state->start_error = std::move(why);
-  if (state->pid == 0)  // never ran: nothing will be reaped
-    state->state = process_state::phase::ended;
-  state->signal_locked(SIGKILL);  // a child that did not start is of no use
-  state->changed.notify_all();
+  {
+    std::lock_guard guard{state->mtx};
+    if (state->start_settled())
+      return;
+    state->start_error = std::move(why);
+    if (state->pid == 0)  // never ran: nothing will be reaped
+      state->state = process_state::phase::ended;
+    state->signal_locked(SIGKILL);  // a child that did not start is of no use
+    state->changed.notify_all();
+  }
+  start_settled(state);
 }
 
 void node_impl::on_child_exited(const std::shared_ptr<process_state>& state) {
@@ -459,9 +490,15 @@ void node_impl::on_child_exited(const std::shared_ptr<process_state>& state) {
     settle_child_link(state, closed_why);
   else if (open_link)
     open_link->link().drain_and_close("the process ended");  // on_peer_closed settles
-  std::lock_guard guard{state->mtx};
-  state->state = process_state::phase::ended;
-  state->changed.notify_all();
+  std::vector<std::function<void(int)>> callbacks;
+  {
+    std::lock_guard guard{state->mtx};
+    state->state = process_state::phase::ended;
+    state->changed.notify_all();
+    callbacks.swap(state->on_exit);
+  }
+  for (auto& fn : callbacks)
+    fn(*code);
 }
 
 void node_impl::finish_children() {

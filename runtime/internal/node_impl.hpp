@@ -68,6 +68,8 @@ public:
 
   // Blocks until the child's actor runs or start fails (state->start_error).
   void start_process(const std::shared_ptr<process_state>& state);
+  // Returns at once; state->on_started runs when the start settled.
+  void start_process_async(const std::shared_ptr<process_state>& state);
   std::vector<std::shared_ptr<process_state>> live_children();
   std::string next_process_name();
 
@@ -76,6 +78,9 @@ public:
 
 private:
   void launch(const std::shared_ptr<process_state>& state);
+  // Checks a start may proceed and records the child; false (start_error set) otherwise.
+  bool admit(const std::shared_ptr<process_state>& state);
+  void start_settled(const std::shared_ptr<process_state>& state);
   void on_child_started(const std::shared_ptr<process_state>& state, caf::expected<caf::actor> r);
   void on_child_exited(const std::shared_ptr<process_state>& state);
   void settle_child_link(const std::shared_ptr<process_state>& state, const std::string& why);

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <condition_variable>
+#include <functional>
+#include <vector>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -36,6 +38,9 @@ struct process_state {
   caf::actor actor;                  // the proxy of the child's main actor
   caf::error start_error;            // why start() failed
   std::shared_ptr<peer> link;        // to the child node, until it closes
+  // Called once on the I/O thread: when start() settled, and when the process was reaped.
+  std::function<void(caf::error)> on_started;
+  std::vector<std::function<void(int)>> on_exit;
   // Loop thread only:
   std::uint64_t pidfd_token = 0;     // the pidfd's registration in the loop
   std::uint64_t start_timer = 0;     // fails a start that hangs
