@@ -3,20 +3,28 @@
 //                      through one Queue, timed from the first spawn to the last join
 //   pipe_oneway        small messages, child -> parent through a Pipe (throughput)
 //   pipe_pingpong      send/recv round trip through a Pipe (p50, p99)
+//   restart            kill -9 of a supervised worker until its replacement answers a request
+//                      through the supervisor's stable reference (median)
 // Prints "RESULT mproc <workload> <metric> <value> <unit>" lines; options in harness.hpp.
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <caf/blocking_actor.hpp>
+#include <caf/event_based_actor.hpp>
 
 #include "actors/pipe.hpp"
 #include "actors/queue.hpp"
 #include "runtime/actor_registry.hpp"
+#include "runtime/supervisor.hpp"
 #include "harness.hpp"
 #include "runtime/node.hpp"
 
@@ -54,6 +62,10 @@ void pipe_sender(caf::blocking_actor*, mproc::connection c, std::int32_t n) {
   for (std::int32_t i = 0; i < n; ++i)
     c.send(i);
   c.send(std::int32_t{-1});
+}
+
+caf::behavior pid_teller(caf::event_based_actor*) {
+  return {[](caf::get_atom) { return static_cast<std::int32_t>(::getpid()); }};
 }
 
 void pipe_echo(caf::blocking_actor*, mproc::connection c) {
@@ -120,8 +132,32 @@ void pipe_pingpong(mproc::node& node, const options& o) {
   p.join();
 }
 
+void restart(mproc::node& node, const options& o) {
+  mproc::supervisor sup{node, {.intensity = 1000, .period = 1s}, {{.id = "w", .actor = "pid_teller"}}};
+  auto ref = sup.child("w");
+  std::vector<double> ms;
+  int n = o.quick ? 5 : 30;
+  for (int i = 0; i < n; ++i) {
+    auto old = node.request<std::int32_t>(ref, 5s, caf::get_atom::value);
+    auto t0 = clock_type::now();
+    ::kill(old, SIGKILL);
+    for (;;) {  // not_running while it restarts; the old pid until its death is noticed
+      try {
+        if (node.request<std::int32_t>(ref, 5s, caf::get_atom::value) != old)
+          break;
+      } catch (const mproc::error&) {
+      }
+      std::this_thread::sleep_for(100us);
+    }
+    ms.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
+  }
+  result(o, "restart", "median", percentile(ms, 0.5), "ms");
+  sup.stop();
+}
+
 } // namespace
 
+MPROC_ACTOR(pid_teller);
 MPROC_ACTOR(pc_producer);
 MPROC_ACTOR(pc_consumer);
 MPROC_ACTOR(pipe_sender);
@@ -133,5 +169,6 @@ int main(int argc, char** argv) {
     {"producer_consumer", producer_consumer},
     {"pipe_oneway", pipe_oneway},
     {"pipe_pingpong", pipe_pingpong},
+    {"restart", restart},
   });
 }

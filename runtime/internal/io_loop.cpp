@@ -14,7 +14,6 @@ namespace mproc::detail {
 namespace {
 
 constexpr std::uint64_t wake_token = 0;
-constexpr std::size_t read_buffer_size = 256 * 1024;
 
 [[noreturn]] void fail(const char* what) {
   throw std::runtime_error(std::string{"mproc I/O loop: "} + what + ": " + std::strerror(errno));
@@ -22,7 +21,7 @@ constexpr std::size_t read_buffer_size = 256 * 1024;
 
 } // namespace
 
-io_loop::io_loop() : read_buffer_(read_buffer_size) {
+io_loop::io_loop() : read_buffer_(new char[read_buffer_size]) {
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd_ < 0)
     fail("epoll_create1");

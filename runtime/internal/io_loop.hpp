@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -47,7 +48,8 @@ public:
   bool in_loop() const { return std::this_thread::get_id() == loop_thread_id_.load(); }
 
   // One read buffer for every link: only the loop thread reads.
-  std::vector<char>& read_buffer() { return read_buffer_; }
+  char* read_buffer() { return read_buffer_.get(); }
+  static constexpr std::size_t read_buffer_size = 256 * 1024;
 
 private:
   void run();
@@ -68,7 +70,9 @@ private:
   std::unordered_map<std::uint64_t, event_handler> handlers_;
   std::map<std::pair<clock::time_point, std::uint64_t>, task> timers_;
   std::unordered_map<std::uint64_t, clock::time_point> timer_due_;
-  std::vector<char> read_buffer_;
+  // Not zero-filled: untouched pages cost nothing, and a child process that never receives
+  // much never faults them in (page faults are most of a process's start-up here).
+  std::unique_ptr<char[]> read_buffer_;
 };
 
 } // namespace mproc::detail

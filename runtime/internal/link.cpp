@@ -132,8 +132,8 @@ void link::on_readable() {
 }
 
 bool link::read_some() {
-  auto& buf = loop_.read_buffer();
-  auto n = ::recv(fd_, buf.data(), buf.size(), MSG_DONTWAIT);
+  auto* buf = loop_.read_buffer();
+  auto n = ::recv(fd_, buf, io_loop::read_buffer_size, MSG_DONTWAIT);
   if (n < 0 && would_block(errno))
     return false;
   if (n <= 0) {
@@ -146,7 +146,7 @@ bool link::read_some() {
     return false;
   }
   auto self = shared_from_this();  // a frame handler may drop the last other reference
-  decoder_.feed(buf.data(), static_cast<std::size_t>(n), [&](std::string_view payload) {
+  decoder_.feed(buf, static_cast<std::size_t>(n), [&](std::string_view payload) {
     if (!closed())
       on_frame_(payload);
   });
