@@ -7,6 +7,7 @@
 // start asynchronously and their ends arrive as messages.
 #include <unistd.h>
 
+#include <cstdio>
 #include <deque>
 #include <map>
 #include <optional>
@@ -101,7 +102,11 @@ using sup_actor = caf::event_based_actor;
 using state_ptr = std::shared_ptr<sup_state>;
 
 std::string who(const sup_state& st) {
-  return "supervisor '" + st.flags.name + "' (pid " + std::to_string(::getpid()) + ")";
+  char node_id[17];
+  std::snprintf(node_id, sizeof node_id, "%016llx",
+                static_cast<unsigned long long>(this_node().id()));
+  return "supervisor '" + st.flags.name + "' (node " + node_id + ", pid "
+         + std::to_string(::getpid()) + ")";
 }
 
 child* find(sup_state& st, const std::string& id) {
