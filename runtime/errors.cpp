@@ -32,6 +32,7 @@ std::string to_string(errc x) {
     case errc::closed: return "closed";
     case errc::not_running: return "not_running";
     case errc::gave_up: return "gave_up";
+    case errc::task_failed: return "task_failed";
   }
   return "errc(" + std::to_string(static_cast<int>(x)) + ")";
 }

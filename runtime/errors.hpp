@@ -30,6 +30,7 @@ enum class errc : std::uint8_t {
   closed,                // closed queue or connection, or its other end is gone (EOF)
   not_running,           // a supervised child is restarting or stopped
   gave_up,               // a supervisor exceeded its restart intensity and stopped
+  task_failed,           // a pool task threw, or its worker died too often running it
 };
 
 std::string to_string(errc x);

@@ -1,0 +1,570 @@
+// The pool's engine: jobs (one per call), and the dispatcher actor that feeds chunks to
+// worker processes as they ask, retries what a dead worker held, and keeps the worker count.
+#include "actors/pool.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+
+#include "actors/pool_protocol.hpp"
+#include "runtime/internal/log.hpp"
+#include "runtime/node.hpp"
+#include "runtime/process.hpp"
+
+namespace mproc {
+
+namespace detail {
+
+// ---- jobs ------------------------------------------------------------------------------
+
+struct pool_job {
+  std::string task;
+  std::size_t chunks = 0;
+  chunk_source next;  // dispatcher thread only
+  std::size_t fed = 0;
+
+  std::mutex m;
+  std::condition_variable cv;
+  std::vector<std::optional<bytes>> results;  // per chunk
+  std::deque<std::size_t> finished;           // not yet taken by next_finished
+  std::size_t done = 0;
+  caf::error failure;                          // the job as a whole
+  std::vector<std::function<void()>> on_done;
+
+  bool complete_locked() const { return done == chunks || failure; }
+
+  void settle(std::size_t index, bytes result) {
+    std::vector<std::function<void()>> callbacks;
+    {
+      std::lock_guard guard{m};
+      if (results[index] || failure)
+        return;
+      results[index] = std::move(result);
+      finished.push_back(index);
+      ++done;
+      if (complete_locked())
+        callbacks.swap(on_done);
+    }
+    cv.notify_all();
+    for (auto& fn : callbacks)
+      fn();
+  }
+
+  void fail(caf::error why) {
+    std::vector<std::function<void()>> callbacks;
+    {
+      std::lock_guard guard{m};
+      if (complete_locked())
+        return;
+      failure = std::move(why);
+      callbacks.swap(on_done);
+    }
+    cv.notify_all();
+    for (auto& fn : callbacks)
+      fn();
+  }
+};
+
+chunk_results::chunk_results(const bytes& encoded)
+  : handle_(msgpack::unpack(encoded.data(), encoded.size())) {}
+
+std::size_t chunk_results::size() const {
+  return handle_.get().via.array.size;
+}
+
+bool chunk_results::ok(std::size_t i) const {
+  return handle_.get().via.array.ptr[i].via.array.ptr[0].via.boolean;
+}
+
+const msgpack::object& chunk_results::value(std::size_t i) const {
+  return handle_.get().via.array.ptr[i].via.array.ptr[1];
+}
+
+std::string chunk_results::error(std::size_t i) const {
+  const auto& e = value(i);
+  return e.type == msgpack::type::STR ? std::string{e.via.str.ptr, e.via.str.size} : "?";
+}
+
+namespace {
+
+void throw_failure(const caf::error& e) {
+  throw error(e, this_node().system().render(e));
+}
+
+// Results for a chunk that never ran to the end: every item fails with `why`.
+bytes failed_chunk(std::uint32_t items, const std::string& why) {
+  wire::buffer buf;
+  wire::packer pk{buf};
+  pk.pack_array(items);
+  for (std::uint32_t i = 0; i < items; ++i) {
+    pk.pack_array(2);
+    pk.pack(false);
+    pk.pack(why);
+  }
+  return bytes(buf.data(), buf.data() + buf.size());
+}
+
+// A worker's answer is used only if it has the right shape; anything else fails the chunk.
+bool well_formed(const bytes& result, std::uint32_t items) {
+  try {
+    auto h = msgpack::unpack(result.data(), result.size());
+    const auto& o = h.get();
+    if (o.type != msgpack::type::ARRAY || o.via.array.size != items)
+      return false;
+    for (std::uint32_t i = 0; i < items; ++i) {
+      const auto& r = o.via.array.ptr[i];
+      if (r.type != msgpack::type::ARRAY || r.via.array.size != 2
+          || r.via.array.ptr[0].type != msgpack::type::BOOLEAN)
+        return false;
+    }
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+} // namespace
+
+std::optional<bytes> chunk_result(pool_job& job, std::size_t i,
+                                  std::optional<std::chrono::milliseconds> timeout) {
+  std::unique_lock lock{job.m};
+  if (i >= job.chunks)
+    return std::nullopt;
+  auto ready = [&] { return job.results[i].has_value() || job.failure; };
+  if (!timeout)
+    job.cv.wait(lock, ready);
+  else if (!job.cv.wait_for(lock, *timeout, ready))
+    throw_timeout("next");
+  if (job.failure)
+    throw_failure(job.failure);
+  return job.results[i];
+}
+
+std::optional<std::pair<std::size_t, bytes>> next_finished(pool_job& job) {
+  std::unique_lock lock{job.m};
+  job.cv.wait(lock, [&] { return !job.finished.empty() || job.complete_locked(); });
+  if (job.finished.empty()) {
+    if (job.failure)
+      throw_failure(job.failure);
+    return std::nullopt;
+  }
+  auto i = job.finished.front();
+  job.finished.pop_front();
+  return std::make_pair(i, *job.results[i]);
+}
+
+bool job_ready(pool_job& job) {
+  std::lock_guard guard{job.m};
+  return job.complete_locked();
+}
+
+bool job_wait(pool_job& job, std::optional<std::chrono::milliseconds> timeout) {
+  std::unique_lock lock{job.m};
+  auto ready = [&] { return job.complete_locked(); };
+  if (!timeout) {
+    job.cv.wait(lock, ready);
+    return true;
+  }
+  return job.cv.wait_for(lock, *timeout, ready);
+}
+
+void job_on_done(pool_job& job, std::function<void()> fn) {
+  {
+    std::lock_guard guard{job.m};
+    if (!job.complete_locked()) {
+      job.on_done.push_back(std::move(fn));
+      return;
+    }
+  }
+  fn();
+}
+
+const std::string& job_task(const pool_job& job) {
+  return job.task;
+}
+
+void throw_task_error(const std::string& task, std::size_t item, const std::string& why) {
+  auto text = task + "(item " + std::to_string(item) + "): " + why;
+  throw error(make_error(errc::task_failed, text), text);
+}
+
+void throw_timeout(const char* call) {
+  auto text = std::string{call} + ": no result within the timeout";
+  throw error(make_error(errc::timeout, text), text);
+}
+
+// ---- the dispatcher --------------------------------------------------------------------
+
+// Whether every worker has ended for good, for join() on the caller's thread.
+struct pool_status {
+  std::mutex m;
+  std::condition_variable cv;
+  bool over = false;
+};
+
+namespace {
+
+struct chunk_task {
+  std::shared_ptr<pool_job> job;
+  std::uint32_t index;
+  std::uint32_t items;
+  bytes payload;
+  std::uint32_t attempts = 0;
+};
+
+struct worker_slot {
+  std::deque<chunk_task> in_flight;  // in the order handed out
+};
+
+struct pull_request {
+  caf::response_promise rp;
+  caf::actor_addr who;
+  std::uint32_t allowance;
+};
+
+// Chunks ready to hand out are kept to this many items (but at least 2 per worker), so a
+// huge map is encoded as it is consumed, not all at once.
+constexpr std::size_t ready_item_limit = 32 * 1024;
+// A pull takes at most this many items: the rest stays for other workers.
+constexpr std::size_t batch_item_limit = 4 * 1024;
+
+struct dispatch_state {
+  pool_options options;
+  std::shared_ptr<pool_status> status;
+  std::deque<std::shared_ptr<pool_job>> feeding;  // jobs with chunks left to encode
+  std::deque<chunk_task> ready;
+  std::size_t ready_items = 0;
+  std::unordered_map<caf::actor_addr, worker_slot> workers;
+  std::deque<pull_request> pulls;
+  bool closed = false;
+  bool terminated = false;
+  std::size_t next_seq = 1;
+  std::map<std::size_t, process> live;  // worker processes by number, until they end
+  std::size_t barren_deaths = 0; // workers that ended before finishing any chunk, in a row
+  std::string last_death;
+};
+
+using dispatcher = caf::event_based_actor;
+using state_ptr = std::shared_ptr<dispatch_state>;
+
+void serve(dispatcher* self, const state_ptr& st);
+
+bool work_left(const dispatch_state& st) {
+  if (!st.feeding.empty() || !st.ready.empty())
+    return true;
+  for (const auto& [who, w] : st.workers)
+    if (!w.in_flight.empty())
+      return true;
+  return false;
+}
+
+void start_worker(dispatcher* self, const state_ptr& st) {
+  auto seq = st->next_seq++;
+  auto& o = st->options;
+  process p{this_node(), pool_worker_name(),
+            {.name = o.name + "-" + std::to_string(seq), .daemon = true},
+            caf::actor_cast<caf::actor>(self),
+            o.initializer ? o.initializer->task : std::string{},
+            o.initializer ? o.initializer->arguments : bytes{},
+            static_cast<std::uint32_t>(o.maxtasksperchild)};
+  caf::actor me = caf::actor_cast<caf::actor>(self);
+  p.on_exit([me, seq](int code) { caf::anon_send(me, pool_exited_atom::value, seq, code); });
+  st->live.emplace(seq, p);
+  p.start([me, seq](caf::error err) {
+    if (err)
+      caf::anon_send(me, pool_started_atom::value, seq, std::move(err));
+  });
+}
+
+void fail_everything(const state_ptr& st, const caf::error& why) {
+  for (auto& job : st->feeding)
+    job->fail(why);
+  for (auto& c : st->ready)
+    c.job->fail(why);
+  for (auto& [who, w] : st->workers)
+    for (auto& c : w.in_flight)
+      c.job->fail(why);
+  st->feeding.clear();
+  st->ready.clear();
+  st->ready_items = 0;
+  for (auto& [who, w] : st->workers)
+    w.in_flight.clear();
+}
+
+// Encodes chunks of waiting jobs while there is room.
+void fill(const state_ptr& st) {
+  auto min_ready = 2 * std::max<std::size_t>(st->options.processes, 1);
+  while (!st->feeding.empty()
+         && (st->ready.size() < min_ready || st->ready_items < ready_item_limit)) {
+    auto& job = st->feeding.front();
+    auto chunk = job->fed < job->chunks ? job->next() : std::nullopt;
+    if (!chunk) {
+      job->next = nullptr;  // releases the inputs
+      st->feeding.pop_front();
+      continue;
+    }
+    st->ready.push_back({job, static_cast<std::uint32_t>(job->fed++), chunk->second,
+                         std::move(chunk->first)});
+    st->ready_items += chunk->second;
+  }
+}
+
+// Guided self-scheduling: a share of what is ready, so the tail stays balanced.
+std::vector<bytes> take_batch(const state_ptr& st, worker_slot& w, std::uint32_t allowance) {
+  auto workers = std::max<std::size_t>(st->options.processes, 1);
+  auto share = std::max<std::size_t>(1, (st->ready.size() + 2 * workers - 1) / (2 * workers));
+  share = std::min<std::size_t>(share, allowance);
+  std::vector<bytes> batch;
+  std::size_t items = 0;
+  while (!st->ready.empty() && batch.size() < share
+         && (batch.empty() || items + st->ready.front().items <= batch_item_limit)) {
+    auto c = std::move(st->ready.front());
+    st->ready.pop_front();
+    st->ready_items -= c.items;
+    items += c.items;
+    batch.push_back(c.payload);
+    w.in_flight.push_back(std::move(c));
+  }
+  return batch;
+}
+
+void serve(dispatcher* self, const state_ptr& st) {
+  fill(st);
+  while (!st->pulls.empty()) {
+    auto& p = st->pulls.front();
+    auto slot = st->workers.find(p.who);
+    if (st->terminated || slot == st->workers.end()) {
+      p.rp.deliver(std::vector<bytes>{});  // quit
+    } else if (!st->ready.empty()) {
+      p.rp.deliver(take_batch(st, slot->second, p.allowance));
+      fill(st);
+    } else if (st->closed && !work_left(*st)) {
+      p.rp.deliver(std::vector<bytes>{});  // quit
+    } else {
+      break;  // nothing to give yet: the first waiting worker gets the next chunk
+    }
+    st->pulls.pop_front();
+  }
+}
+
+void on_pull(dispatcher* self, const state_ptr& st, std::vector<bytes>& results,
+             std::uint32_t allowance) {
+  auto who = caf::actor_cast<caf::actor_addr>(self->current_sender());
+  auto [slot, fresh] = st->workers.try_emplace(who);
+  if (fresh)
+    self->monitor(who);
+  auto& w = slot->second;
+  for (auto& r : results) {
+    if (w.in_flight.empty())
+      break;
+    auto c = std::move(w.in_flight.front());
+    w.in_flight.pop_front();
+    if (!well_formed(r, c.items))
+      r = failed_chunk(c.items, "the worker sent a malformed result");
+    c.job->settle(c.index, std::move(r));
+    st->barren_deaths = 0;
+  }
+  auto rp = self->make_response_promise();
+  if (allowance == 0) {  // maxtasksperchild reached: it ends, a new one takes its place
+    rp.deliver(std::vector<bytes>{});  // quit
+    return;
+  }
+  st->pulls.push_back({rp, who, allowance});
+  serve(self, st);
+}
+
+void on_worker_down(dispatcher* self, const state_ptr& st, const caf::down_msg& down) {
+  auto slot = st->workers.find(down.source);
+  if (slot == st->workers.end())
+    return;
+  auto why = down.reason ? self->system().render(down.reason) : std::string{"ended"};
+  st->last_death = why;
+  auto& retry = st->options.max_retries;
+  // Back to the front, oldest first: they were handed out before everything still ready.
+  for (auto it = slot->second.in_flight.rbegin(); it != slot->second.in_flight.rend(); ++it) {
+    auto c = std::move(*it);
+    if (++c.attempts > retry) {
+      c.job->settle(c.index, failed_chunk(c.items, "its worker died (" + why + ") "
+                                                     + std::to_string(c.attempts)
+                                                     + " times running it"));
+      continue;
+    }
+    st->ready_items += c.items;
+    st->ready.push_front(std::move(c));
+  }
+  st->workers.erase(slot);
+  std::erase_if(st->pulls, [&](const pull_request& p) { return p.who == down.source; });
+  serve(self, st);
+}
+
+// After close() once the work is done, or after terminate(): the last worker to end
+// releases join().
+void check_over(const state_ptr& st) {
+  if (!st->live.empty() || !(st->terminated || (st->closed && !work_left(*st))))
+    return;
+  {
+    std::lock_guard guard{st->status->m};
+    st->status->over = true;
+  }
+  st->status->cv.notify_all();
+}
+
+void on_worker_exit(dispatcher* self, const state_ptr& st, std::size_t seq, int code) {
+  if (st->live.erase(seq) == 0)
+    return;
+  if (st->terminated) {
+    check_over(st);
+    return;
+  }
+  if (code != 0)
+    ++st->barren_deaths;
+  // Workers that keep dying before finishing anything cannot be helped by more workers.
+  if (st->barren_deaths > 3 * std::max<std::size_t>(st->options.processes, 1)) {
+    fail_everything(st, make_error(errc::task_failed,
+                                   "pool workers keep dying before finishing a task (last: "
+                                     + st->last_death + ")"));
+    st->barren_deaths = 0;
+  }
+  if (!st->closed || work_left(*st))
+    start_worker(self, st);
+  serve(self, st);
+  check_over(st);
+}
+
+caf::behavior pool_dispatcher(dispatcher* self, pool_options options,
+                              std::shared_ptr<pool_status> status) {
+  auto st = std::make_shared<dispatch_state>();
+  st->options = std::move(options);
+  st->status = std::move(status);
+  self->set_down_handler([=](caf::down_msg& down) { on_worker_down(self, st, down); });
+  for (std::size_t i = 0; i < st->options.processes; ++i)
+    start_worker(self, st);
+  return {
+    [=](pool_pull_atom, std::vector<bytes>& results, std::uint32_t allowance) {
+      on_pull(self, st, results, allowance);
+    },
+    [=](pool_submit_atom, job_ref& ref) {
+      if (st->closed || st->terminated) {
+        ref.job->fail(make_error(errc::closed, "the pool is closed"));
+        return;
+      }
+      st->feeding.push_back(std::move(ref.job));
+      serve(self, st);
+    },
+    [=](pool_started_atom, std::size_t seq, caf::error& err) {
+      auto p = st->live.find(seq);
+      if (p == st->live.end())
+        return;
+      if (!st->terminated) {
+        st->last_death = self->system().render(err);
+        log::warn("a pool worker could not start: ", st->last_death);
+      }
+      if (p->second.pid() == 0)  // never ran; else it ends (is killed) and on_exit reports
+        on_worker_exit(self, st, seq, 1);
+    },
+    [=](pool_exited_atom, std::size_t seq, int code) { on_worker_exit(self, st, seq, code); },
+    [=](pool_close_atom) {
+      st->closed = true;
+      serve(self, st);
+      check_over(st);
+    },
+    [=](pool_terminate_atom) {
+      st->terminated = true;
+      fail_everything(st, make_error(errc::closed, "the pool was terminated"));
+      serve(self, st);
+      for (auto& [seq, p] : st->live)
+        p.terminate();
+      check_over(st);
+    },
+  };
+}
+
+} // namespace
+
+// ---- pool_core -------------------------------------------------------------------------
+
+class pool_engine {
+public:
+  pool_engine(node& owner, pool_options options)
+    : status_(std::make_shared<pool_status>()), count_(options.processes) {
+    dispatcher_ = owner.system().spawn(pool_dispatcher, std::move(options), status_);
+  }
+  caf::actor dispatcher_;
+  std::shared_ptr<pool_status> status_;
+  std::size_t count_;
+  std::atomic<bool> closed_{false};  // no more calls: close() or terminate() was called
+};
+
+pool_core::pool_core(node& owner, pool_options options) {
+  if (options.processes == 0)
+    options.processes = cpu_count();
+  if (options.initializer && find_task(options.initializer->task) == nullptr)
+    throw error(make_error(errc::unknown_actor_name, "no task '" + options.initializer->task + "'"),
+                "pool initializer '" + options.initializer->task + "' is not a registered task");
+  (void)pool_worker_name();
+  engine_ = std::make_shared<pool_engine>(owner, std::move(options));
+}
+
+pool_core::~pool_core() {
+  terminate();
+}
+
+std::shared_ptr<pool_job> pool_core::submit(std::string task, std::size_t chunks,
+                                            chunk_source next) {
+  if (engine_->closed_)
+    throw error(make_error(errc::closed, "the pool is closed"), "the pool is closed");
+  auto job = std::make_shared<pool_job>();
+  job->task = std::move(task);
+  job->chunks = chunks;
+  job->next = std::move(next);
+  job->results.resize(chunks);
+  if (chunks > 0)
+    caf::anon_send(engine_->dispatcher_, pool_submit_atom::value, job_ref{job});
+  return job;
+}
+
+void pool_core::close() {
+  engine_->closed_ = true;
+  caf::anon_send(engine_->dispatcher_, pool_close_atom::value);
+}
+
+void pool_core::terminate() {
+  if (!engine_)
+    return;
+  engine_->closed_ = true;
+  caf::anon_send(engine_->dispatcher_, pool_terminate_atom::value);
+  join(std::chrono::seconds{10});
+  caf::anon_send_exit(engine_->dispatcher_, caf::exit_reason::user_shutdown);
+}
+
+bool pool_core::join(std::optional<std::chrono::milliseconds> timeout) {
+  if (!engine_->closed_)
+    throw std::logic_error("pool::join() before close() or terminate(): it would wait forever");
+  auto& status = *engine_->status_;
+  std::unique_lock lock{status.m};
+  auto over = [&] { return status.over; };
+  if (!timeout) {
+    status.cv.wait(lock, over);
+    return true;
+  }
+  return status.cv.wait_for(lock, *timeout, over);
+}
+
+std::size_t pool_core::processes() const {
+  return engine_->count_;
+}
+
+} // namespace detail
+
+pool::pool(node& owner, pool_options options) : core_(owner, std::move(options)) {}
+
+pool::~pool() = default;
+
+} // namespace mproc

@@ -1,0 +1,34 @@
+// The messages between a pool's dispatcher and its workers (docs/pool.md).
+#pragma once
+
+#include <memory>
+
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
+
+namespace mproc::detail {
+
+struct pool_job;
+
+// Worker -> dispatcher: ("pool_pull", vec<bytes> results, u32 allowance) -> vec<bytes> chunks.
+// `results` answers the chunks of the previous answer, in order; at most `allowance` chunks
+// come back (maxtasksperchild). No chunks at all means: quit.
+using pool_pull_atom = caf::atom_constant<caf::atom("pool_pull")>;
+
+// Local, to the dispatcher.
+using pool_submit_atom = caf::atom_constant<caf::atom("pool_sub")>;
+using pool_close_atom = caf::atom_constant<caf::atom("pool_close")>;
+using pool_terminate_atom = caf::atom_constant<caf::atom("pool_term")>;
+using pool_started_atom = caf::atom_constant<caf::atom("pool_up")>;    // (seq, error)
+using pool_exited_atom = caf::atom_constant<caf::atom("pool_exit")>;   // (seq, exitcode)
+
+struct job_ref {
+  std::shared_ptr<pool_job> job;
+};
+
+// The registered name of the worker actor; calling it also links its registration in.
+const char* pool_worker_name();
+
+} // namespace mproc::detail
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mproc::detail::job_ref)

@@ -1,0 +1,121 @@
+// The actor each pool worker process runs: pull a batch of chunks, run them, pull again with
+// the results; quit when the dispatcher says so or is gone.
+#include <limits>
+
+#include <caf/event_based_actor.hpp>
+
+#include "actors/pool_protocol.hpp"
+#include "actors/task.hpp"
+#include "runtime/actor_registry.hpp"
+#include "runtime/internal/log.hpp"
+#include "serialization/bytes.hpp"
+
+namespace mproc::detail {
+
+namespace {
+
+// One chunk ([task, star, items]) in, its results out.
+bytes run_chunk(const bytes& payload) {
+  wire::buffer buf;
+  wire::packer pk{buf};
+  auto fail_all = [&](std::uint32_t n, const std::string& why) {
+    pk.pack_array(n);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      pk.pack_array(2);
+      pk.pack(false);
+      pk.pack(why);
+    }
+  };
+  try {
+    auto handle = msgpack::unpack(payload.data(), payload.size());
+    const auto& o = handle.get();
+    if (o.type != msgpack::type::ARRAY || o.via.array.size != 3
+        || o.via.array.ptr[2].type != msgpack::type::ARRAY)
+      throw std::runtime_error("malformed chunk");
+    auto name = o.via.array.ptr[0].as<std::string>();
+    bool star = o.via.array.ptr[1].as<bool>();
+    const auto& items = o.via.array.ptr[2];
+    if (const auto* task = find_task(name))
+      task->run(items, star, pk);
+    else
+      fail_all(items.via.array.size, "no task '" + name + "' in the worker: add MPROC_TASK");
+  } catch (const std::exception& e) {
+    buf.clear();
+    fail_all(0, e.what());
+  }
+  return bytes(buf.data(), buf.data() + buf.size());
+}
+
+bool run_initializer(const std::string& task, const bytes& arguments) {
+  const auto* entry = find_task(task);
+  if (entry == nullptr) {
+    log::error("pool initializer '", task, "' is not a registered task");
+    return false;
+  }
+  auto handle = msgpack::unpack(arguments.data(), arguments.size());
+  msgpack::object one_item[1] = {handle.get()};
+  msgpack::object items;
+  items.type = msgpack::type::ARRAY;
+  items.via.array.size = 1;
+  items.via.array.ptr = one_item;
+  wire::buffer buf;
+  wire::packer pk{buf};
+  entry->run(items, true, pk);
+  auto result = msgpack::unpack(buf.data(), buf.size());
+  const auto& r = result.get().via.array.ptr[0];
+  if (r.via.array.ptr[0].as<bool>())
+    return true;
+  log::error("pool initializer '", task, "' failed: ", r.via.array.ptr[1].as<std::string>());
+  return false;
+}
+
+struct worker_state {
+  caf::actor dispatcher;
+  std::uint32_t allowance = 0;  // chunks it may still take; maxtasksperchild
+};
+
+void pull(caf::event_based_actor* self, std::shared_ptr<worker_state> st,
+          std::vector<bytes> results) {
+  self->request(st->dispatcher, caf::infinite, pool_pull_atom::value, std::move(results),
+                st->allowance)
+    .then(
+      [=](std::vector<bytes>& chunks) {
+        if (chunks.empty()) {
+          self->quit();
+          return;
+        }
+        std::vector<bytes> out;
+        out.reserve(chunks.size());
+        for (const auto& c : chunks)
+          out.push_back(run_chunk(c));
+        st->allowance -= std::min<std::uint32_t>(st->allowance, static_cast<std::uint32_t>(chunks.size()));
+        pull(self, st, std::move(out));
+      },
+      [=](caf::error&) { self->quit(); });  // the pool is gone
+}
+
+caf::behavior mproc_pool_worker(caf::event_based_actor* self, caf::actor dispatcher,
+                                std::string init_task, bytes init_arguments,
+                                std::uint32_t maxtasks) {
+  auto st = std::make_shared<worker_state>();
+  st->dispatcher = std::move(dispatcher);
+  st->allowance = maxtasks == 0 ? std::numeric_limits<std::uint32_t>::max() : maxtasks;
+  if (!init_task.empty() && !run_initializer(init_task, init_arguments)) {
+    self->quit(caf::exit_reason::user_shutdown);  // the process exits with 1
+    return {};
+  }
+  pull(self, st, {});
+  return {[](caf::unit_t) {}};  // everything happens in pull()'s answers
+}
+
+const bool registered =
+  register_actor(make_actor_entry<&mproc_pool_worker>("mproc_pool_worker"));
+
+} // namespace
+
+const char* pool_worker_name() {
+  (void)registered;
+  return "mproc_pool_worker";
+}
+
+} // namespace mproc::detail

@@ -1,0 +1,63 @@
+#include "actors/task.hpp"
+
+#include <map>
+#include <stdexcept>
+#include <typeinfo>
+
+#include "runtime/errors.hpp"
+#include "serialization/type_registry.hpp"
+
+namespace mproc {
+
+namespace detail {
+
+namespace {
+
+// Filled by MPROC_TASK during static initialisation; read-only afterwards.
+struct task_registry {
+  std::map<std::string, task_entry, std::less<>> by_name;
+  std::map<const void*, std::string> by_function;
+};
+
+task_registry& tasks() {
+  static task_registry instance;
+  return instance;
+}
+
+} // namespace
+
+bool register_task(task_entry entry) {
+  auto& r = tasks();
+  auto name = entry.name;
+  auto fn = entry.function;
+  if (!r.by_name.emplace(name, std::move(entry)).second)
+    throw std::logic_error("two tasks are registered as '" + name + "'");
+  r.by_function.emplace(fn, name);
+  return true;
+}
+
+const task_entry* find_task(const std::string& name) {
+  auto i = tasks().by_name.find(name);
+  return i == tasks().by_name.end() ? nullptr : &i->second;
+}
+
+const task_entry* find_task(const void* function) {
+  auto i = tasks().by_function.find(function);
+  return i == tasks().by_function.end() ? nullptr : find_task(i->second);
+}
+
+std::string describe_exception(const std::exception& e) {
+  return wire::demangle(typeid(e).name()) + ": " + e.what();
+}
+
+} // namespace detail
+
+std::string task_name(const void* function) {
+  if (const auto* e = detail::find_task(function))
+    return e->name;
+  auto err = make_error(errc::unknown_actor_name,
+                        "this function is not a registered task: add MPROC_TASK(its name)");
+  throw error(err, "this function is not a registered task: add MPROC_TASK(its name)");
+}
+
+} // namespace mproc

@@ -1,0 +1,386 @@
+// Pool: every call kind of Python's Pool, task errors, and the promise Python breaks — a worker
+// that dies mid-task never leaves a call waiting forever.
+#include "actors/pool.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "runtime/node.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using mproc::errc;
+using test::code_of;
+
+namespace {
+
+std::int64_t square(std::int64_t x) {
+  return x * x;
+}
+
+std::int64_t add(std::int64_t a, std::int64_t b) {
+  return a + b;
+}
+
+std::int32_t pid_of(std::int32_t) {
+  return ::getpid();
+}
+
+std::int32_t slow_pid(std::int32_t ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds{ms});
+  return ::getpid();
+}
+
+std::int64_t slow_double(std::int64_t x) {
+  std::this_thread::sleep_for(20ms);
+  return 2 * x;
+}
+
+std::int64_t fails_on_odd(std::int64_t x) {
+  if (x % 2 != 0)
+    throw std::invalid_argument("odd input " + std::to_string(x));
+  return x;
+}
+
+std::int64_t aborts_on_13(std::int64_t x) {
+  if (x == 13)
+    std::abort();
+  return x;
+}
+
+void nothing(std::int32_t) {}
+
+std::string greeting;  // set by the initializer, in each worker
+
+void set_greeting(std::string text) {
+  greeting = text;
+}
+
+void failing_init() {
+  throw std::runtime_error("no config");
+}
+
+std::string read_greeting(std::int32_t) {
+  return greeting;
+}
+
+std::int32_t unregistered(std::int32_t x) {
+  return x;
+}
+
+std::vector<std::int64_t> iota(std::int64_t n) {
+  std::vector<std::int64_t> xs(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i)
+    xs[static_cast<std::size_t>(i)] = i;
+  return xs;
+}
+
+std::vector<std::int64_t> squares_of(const std::vector<std::int64_t>& xs) {
+  std::vector<std::int64_t> out;
+  for (auto x : xs)
+    out.push_back(x * x);
+  return out;
+}
+
+std::vector<pid_t> worker_pids(mproc::node& node) {
+  std::vector<pid_t> pids;
+  for (auto& p : node.active_children())
+    pids.push_back(p.pid());
+  return pids;
+}
+
+} // namespace
+
+MPROC_TASK(square);
+MPROC_TASK(add);
+MPROC_TASK(pid_of);
+MPROC_TASK(slow_pid);
+MPROC_TASK(slow_double);
+MPROC_TASK(fails_on_odd);
+MPROC_TASK(aborts_on_13);
+MPROC_TASK(nothing);
+MPROC_TASK(set_greeting);
+MPROC_TASK(failing_init);
+MPROC_TASK(read_greeting);
+
+TEST_CASE("map returns every result in input order, whatever the chunk size") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2}};
+  auto xs = iota(1000);
+  CHECK(pool.map(square, xs) == squares_of(xs));
+  CHECK(pool.map(square, xs, 1) == squares_of(xs));
+  CHECK(pool.map(square, xs, 333) == squares_of(xs));
+  CHECK(pool.map(square, std::vector<std::int64_t>{}).empty());
+  CHECK(pool.map(square, std::vector<std::int64_t>{1, 2, 3}) == std::vector<std::int64_t>{1, 4, 9});
+}
+
+TEST_CASE("a large map streams through the pool and comes back whole") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2}};
+  auto xs = iota(300'000);
+  CHECK(pool.map(square, xs, 7) == squares_of(xs));
+}
+
+TEST_CASE("starmap unpacks argument tuples") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2}};
+  std::vector<std::tuple<std::int64_t, std::int64_t>> pairs{{1, 2}, {3, 4}, {5, 6}};
+  CHECK(pool.starmap(add, pairs) == std::vector<std::int64_t>{3, 7, 11});
+  CHECK(pool.starmap_async(add, pairs, 1).get(10s) == std::vector<std::int64_t>{3, 7, 11});
+}
+
+TEST_CASE("imap yields results in input order, imap_unordered yields every result") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2}};
+  auto xs = iota(200);
+  std::vector<std::int64_t> ordered;
+  for (auto r : pool.imap(square, xs, 3))
+    ordered.push_back(r);
+  CHECK(ordered == squares_of(xs));
+
+  std::multiset<std::int64_t> unordered;
+  auto stream = pool.imap_unordered(square, xs, 5);
+  while (auto r = stream.next(10s))
+    unordered.insert(*r);
+  auto expected = squares_of(xs);
+  CHECK(unordered == std::multiset<std::int64_t>(expected.begin(), expected.end()));
+}
+
+TEST_CASE("imap hands out the first result before the last one is computed") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2}};
+  auto stream = pool.imap(slow_pid, std::vector<std::int32_t>{0, 0, 3000});
+  auto first = stream.next(2s);  // the 3 s item is still running
+  REQUIRE(first);
+  CHECK(*first > 0);
+  pool.terminate();
+}
+
+TEST_CASE("apply blocks for the result; apply_async reports through its handle") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2}};
+  CHECK(pool.apply(square, std::int64_t{12}) == 144);
+  CHECK(pool.apply(add, 40, 2) == 42);
+
+  auto r = pool.apply_async(square, std::int64_t{7});
+  REQUIRE(r.wait(10s));
+  CHECK(r.ready());
+  CHECK(r.successful());
+  CHECK(r.get() == 49);
+  CHECK(r.get(1s) == 49);  // get() can be asked again
+
+  auto v = pool.apply_async(nothing, 1);
+  v.get(10s);
+  CHECK(v.successful());
+}
+
+TEST_CASE("callbacks run once the result is ready, the error callback on failure") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2}};
+  std::atomic<std::int64_t> got{0};
+  std::atomic<bool> failed{false};
+  std::atomic<errc> code{errc::none};
+  pool.apply_async(square, std::int64_t{9}).then([&](const std::int64_t& x) { got = x; });
+  pool.map_async(fails_on_odd, std::vector<std::int64_t>{2, 3})
+    .then([&](const std::vector<std::int64_t>&) {},
+          [&](const mproc::error& e) {
+            code = e.code();
+            failed = true;
+          });
+  CHECK(test::eventually(10s, [&] { return got == 81 && failed; }));
+  CHECK(code == errc::task_failed);
+
+  auto done = pool.apply_async(square, std::int64_t{3});
+  done.wait();
+  std::int64_t late = 0;
+  done.then([&](const std::int64_t& x) { late = x; });  // already ready: runs at once
+  CHECK(late == 9);
+}
+
+TEST_CASE("a task that throws fails with its exception's type and message; the worker lives on") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2}};
+  auto before = pool.map(slow_pid, std::vector<std::int32_t>{50, 50, 50, 50}, 1);
+
+  std::string what;
+  try {
+    pool.map(fails_on_odd, std::vector<std::int64_t>{0, 2, 5, 6});
+  } catch (const mproc::error& e) {
+    what = e.what();
+    CHECK(e.code() == errc::task_failed);
+  }
+  CHECK_THAT(what, Catch::Contains("fails_on_odd(item 2)"));
+  CHECK_THAT(what, Catch::Contains("std::invalid_argument: odd input 5"));
+
+  auto r = pool.apply_async(fails_on_odd, std::int64_t{1});
+  r.wait(10s);
+  CHECK(r.ready());
+  CHECK_FALSE(r.successful());
+  CHECK(code_of([&] { r.get(); }) == errc::task_failed);
+
+  // The same worker processes go on serving.
+  auto after = pool.map(slow_pid, std::vector<std::int32_t>{50, 50, 50, 50}, 1);
+  std::set<std::int32_t> old_pids(before.begin(), before.end());
+  for (auto pid : after)
+    CHECK(old_pids.count(pid) == 1);
+}
+
+TEST_CASE("a worker killed mid-map is replaced and the map still completes correctly") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2}};
+  auto xs = iota(100);  // 100 x 20 ms over 2 workers: about a second
+  auto r = pool.map_async(slow_double, xs, 1);
+  REQUIRE(test::eventually(10s, [&] { return worker_pids(*node).size() == 2; }));
+  std::this_thread::sleep_for(200ms);
+  auto victim = worker_pids(*node).front();
+  REQUIRE(::kill(victim, SIGKILL) == 0);
+
+  auto out = r.get(30s);
+  REQUIRE(out.size() == xs.size());
+  for (std::size_t i = 0; i < xs.size(); ++i)
+    CHECK(out[i] == 2 * xs[i]);
+  CHECK(test::eventually(10s, [&] {
+    auto pids = worker_pids(*node);
+    return pids.size() == 2 && std::find(pids.begin(), pids.end(), victim) == pids.end();
+  }));
+}
+
+TEST_CASE("a task that keeps killing its worker fails after the retries, naming the death") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2, .max_retries = 1}};
+  auto good = pool.map_async(square, iota(50), 1);
+  auto bad = pool.apply_async(aborts_on_13, std::int64_t{13});
+  std::string what;
+  try {
+    bad.get(30s);
+  } catch (const mproc::error& e) {
+    what = e.what();
+    CHECK(e.code() == errc::task_failed);
+  }
+  CHECK_THAT(what, Catch::Contains("SIGABRT"));
+  CHECK_THAT(what, Catch::Contains("2 times"));
+  CHECK(good.get(30s) == squares_of(iota(50)));
+  CHECK(pool.apply(square, std::int64_t{5}) == 25);  // the pool still works
+}
+
+TEST_CASE("maxtasksperchild recycles workers without losing work") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2, .maxtasksperchild = 2}};
+  auto pids = pool.map(pid_of, std::vector<std::int32_t>(20, 0), 1);
+  REQUIRE(pids.size() == 20);
+  std::map<std::int32_t, int> tasks_per_pid;
+  for (auto pid : pids)
+    ++tasks_per_pid[pid];
+  CHECK(tasks_per_pid.size() >= 10);
+  for (auto [pid, n] : tasks_per_pid)
+    CHECK(n <= 2);
+  CHECK(pool.map(square, iota(100), 3) == squares_of(iota(100)));
+}
+
+TEST_CASE("an initializer runs in every worker before its first task") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2,
+                           .initializer = mproc::bind_task(set_greeting, std::string{"hi"})}};
+  for (const auto& g : pool.map(read_greeting, std::vector<std::int32_t>(10, 0), 1))
+    CHECK(g == "hi");
+}
+
+TEST_CASE("an initializer that always fails makes calls fail instead of hang") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2, .initializer = mproc::bind_task(failing_init)}};
+  auto r = pool.apply_async(square, std::int64_t{2});
+  std::string what;
+  try {
+    r.get(60s);
+  } catch (const mproc::error& e) {
+    what = e.what();
+  }
+  CHECK_THAT(what, Catch::Contains("keep dying"));
+}
+
+TEST_CASE("results that are not ready in time throw timeout and stay available") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2}};
+  auto r = pool.apply_async(slow_pid, 500);
+  CHECK(code_of([&] { r.get(50ms); }) == errc::timeout);
+  CHECK_FALSE(r.wait(10ms));
+  CHECK(r.get(10s) > 0);
+
+  auto stream = pool.imap(slow_pid, std::vector<std::int32_t>{500});
+  CHECK(code_of([&] { stream.next(50ms); }) == errc::timeout);
+}
+
+TEST_CASE("close lets submitted work finish; join then returns and new work is refused") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2}};
+  auto r = pool.map_async(slow_double, iota(20), 1);
+  pool.close();
+  REQUIRE(pool.join(30s));
+  auto doubles = r.get(1s);
+  REQUIRE(doubles.size() == 20);
+  CHECK(doubles[19] == 38);
+  CHECK(code_of([&] { pool.apply(square, std::int64_t{1}); }) == errc::closed);
+  CHECK(node->active_children().empty());
+  CHECK(test::zombie_children() == 0);
+}
+
+TEST_CASE("join on a running pool is refused rather than waiting forever") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 1}};
+  CHECK_THROWS_AS(pool.join(1s), std::logic_error);
+}
+
+TEST_CASE("terminate fails the calls in flight at once and ends every worker") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2}};
+  auto r = pool.map_async(slow_pid, std::vector<std::int32_t>(10, 5000), 1);
+  REQUIRE(test::eventually(10s, [&] { return worker_pids(*node).size() == 2; }));
+  auto pids = worker_pids(*node);
+  auto started = std::chrono::steady_clock::now();
+  pool.terminate();
+  CHECK(code_of([&] { r.get(5s); }) == errc::closed);
+  CHECK(std::chrono::steady_clock::now() - started < 4s);
+  REQUIRE(pool.join(10s));
+  for (auto pid : pids)
+    CHECK_FALSE(test::running(pid));
+  CHECK(test::zombie_children() == 0);
+}
+
+TEST_CASE("destroying a pool terminates its workers (RAII)") {
+  test::scoped_node node;
+  std::vector<pid_t> pids;
+  {
+    mproc::pool pool{*node, {.processes = 2}};
+    pool.map_async(slow_pid, std::vector<std::int32_t>(4, 5000), 1);
+    REQUIRE(test::eventually(10s, [&] { return worker_pids(*node).size() == 2; }));
+    pids = worker_pids(*node);
+  }
+  for (auto pid : pids)
+    CHECK_FALSE(test::running(pid));
+  CHECK(node->active_children().empty());
+  CHECK(test::zombie_children() == 0);
+}
+
+TEST_CASE("a function that is not a registered task is refused with a clear error") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 1}};
+  std::string what;
+  try {
+    pool.apply(unregistered, 1);
+  } catch (const mproc::error& e) {
+    what = e.what();
+    CHECK(e.code() == errc::unknown_actor_name);
+  }
+  CHECK_THAT(what, Catch::Contains("MPROC_TASK"));
+  CHECK(pool.apply(square, std::int64_t{3}) == 9);
+}
