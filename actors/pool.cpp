@@ -32,15 +32,16 @@ struct pool_job {
 
   std::mutex m;
   std::condition_variable cv;
-  std::vector<std::optional<bytes>> results;  // per chunk
-  std::deque<std::size_t> finished;           // not yet taken by next_finished
+  // Per chunk; set once, then read without the lock by whoever saw it set.
+  std::vector<std::optional<settled_chunk>> results;
+  std::deque<std::size_t> finished;  // not yet taken by next_finished
   std::size_t done = 0;
-  caf::error failure;                          // the job as a whole
+  caf::error failure;                // the job as a whole
   std::vector<std::function<void()>> on_done;
 
   bool complete_locked() const { return done == chunks || failure; }
 
-  void settle(std::size_t index, bytes result) {
+  void settle(std::size_t index, settled_chunk result) {
     std::vector<std::function<void()>> callbacks;
     {
       std::lock_guard guard{m};
@@ -72,71 +73,80 @@ struct pool_job {
   }
 };
 
-chunk_results::chunk_results(const bytes& encoded)
-  : handle_(msgpack::unpack(encoded.data(), encoded.size())) {}
-
-std::size_t chunk_results::size() const {
-  return handle_.get().via.array.size;
-}
-
-bool chunk_results::ok(std::size_t i) const {
-  return handle_.get().via.array.ptr[i].via.array.ptr[0].via.boolean;
-}
-
-const msgpack::object& chunk_results::value(std::size_t i) const {
-  return handle_.get().via.array.ptr[i].via.array.ptr[1];
-}
-
-std::string chunk_results::error(std::size_t i) const {
-  const auto& e = value(i);
-  return e.type == msgpack::type::STR ? std::string{e.via.str.ptr, e.via.str.size} : "?";
-}
-
 namespace {
+
+constexpr const char* malformed = "the worker sent a malformed result";
+
+// [values (n), {index: "error"}]
+bool well_formed(const msgpack::object& o, std::size_t items) {
+  if (o.type != msgpack::type::ARRAY || o.via.array.size != 2)
+    return false;
+  const auto& values = o.via.array.ptr[0];
+  const auto& failures = o.via.array.ptr[1];
+  if (values.type != msgpack::type::ARRAY || values.via.array.size != items
+      || failures.type != msgpack::type::MAP)
+    return false;
+  for (std::uint32_t i = 0; i < failures.via.map.size; ++i) {
+    const auto& kv = failures.via.map.ptr[i];
+    if (kv.key.type != msgpack::type::POSITIVE_INTEGER || kv.key.via.u64 >= items
+        || kv.val.type != msgpack::type::STR)
+      return false;
+  }
+  return true;
+}
 
 void throw_failure(const caf::error& e) {
   throw error(e, this_node().system().render(e));
 }
 
-// Results for a chunk that never ran to the end: every item fails with `why`.
-bytes failed_chunk(std::uint32_t items, const std::string& why) {
-  wire::buffer buf;
-  wire::packer pk{buf};
-  pk.pack_array(items);
-  for (std::uint32_t i = 0; i < items; ++i) {
-    pk.pack_array(2);
-    pk.pack(false);
-    pk.pack(why);
-  }
-  return bytes(buf.data(), buf.data() + buf.size());
-}
-
-// A worker's answer is used only if it has the right shape; anything else fails the chunk.
-bool well_formed(const bytes& result, std::uint32_t items) {
-  try {
-    auto h = msgpack::unpack(result.data(), result.size());
-    const auto& o = h.get();
-    if (o.type != msgpack::type::ARRAY || o.via.array.size != items)
-      return false;
-    for (std::uint32_t i = 0; i < items; ++i) {
-      const auto& r = o.via.array.ptr[i];
-      if (r.type != msgpack::type::ARRAY || r.via.array.size != 2
-          || r.via.array.ptr[0].type != msgpack::type::BOOLEAN)
-        return false;
-    }
-    return true;
-  } catch (const std::exception&) {
-    return false;
-  }
-}
-
 } // namespace
 
-std::optional<bytes> chunk_result(pool_job& job, std::size_t i,
+chunk_results::chunk_results(const settled_chunk& chunk)
+  : items_(chunk.items), failure_(chunk.failure) {
+  if (!failure_.empty())
+    return;
+  try {
+    handle_ = msgpack::unpack(chunk.encoded.data(), chunk.encoded.size());
+  } catch (const std::exception&) {
+    failure_ = malformed;
+    return;
+  }
+  const auto& o = handle_.get();
+  if (!well_formed(o, items_)) {
+    failure_ = malformed;
+    return;
+  }
+  values_ = o.via.array.ptr[0].via.array.ptr;
+  failures_ = &o.via.array.ptr[1].via.map;
+}
+
+bool chunk_results::ok(std::size_t i) const {
+  if (!failure_.empty())
+    return false;
+  for (std::uint32_t k = 0; k < failures_->size; ++k)
+    if (failures_->ptr[k].key.via.u64 == i)
+      return false;
+  return true;
+}
+
+const msgpack::object& chunk_results::value(std::size_t i) const {
+  return values_[i];
+}
+
+std::string chunk_results::error(std::size_t i) const {
+  if (!failure_.empty())
+    return failure_;
+  for (std::uint32_t k = 0; k < failures_->size; ++k)
+    if (failures_->ptr[k].key.via.u64 == i)
+      return failures_->ptr[k].val.as<std::string>();
+  return {};
+}
+
+const settled_chunk* chunk_result(pool_job& job, std::size_t i,
                                   std::optional<std::chrono::milliseconds> timeout) {
   std::unique_lock lock{job.m};
   if (i >= job.chunks)
-    return std::nullopt;
+    return nullptr;
   auto ready = [&] { return job.results[i].has_value() || job.failure; };
   if (!timeout)
     job.cv.wait(lock, ready);
@@ -144,20 +154,20 @@ std::optional<bytes> chunk_result(pool_job& job, std::size_t i,
     throw_timeout("next");
   if (job.failure)
     throw_failure(job.failure);
-  return job.results[i];
+  return &*job.results[i];
 }
 
-std::optional<std::pair<std::size_t, bytes>> next_finished(pool_job& job) {
+const settled_chunk* next_finished(pool_job& job) {
   std::unique_lock lock{job.m};
   job.cv.wait(lock, [&] { return !job.finished.empty() || job.complete_locked(); });
   if (job.finished.empty()) {
     if (job.failure)
       throw_failure(job.failure);
-    return std::nullopt;
+    return nullptr;
   }
   auto i = job.finished.front();
   job.finished.pop_front();
-  return std::make_pair(i, *job.results[i]);
+  return &*job.results[i];
 }
 
 bool job_ready(pool_job& job) {
@@ -366,9 +376,7 @@ void on_pull(dispatcher* self, const state_ptr& st, std::vector<bytes>& results,
       break;
     auto c = std::move(w.in_flight.front());
     w.in_flight.pop_front();
-    if (!well_formed(r, c.items))
-      r = failed_chunk(c.items, "the worker sent a malformed result");
-    c.job->settle(c.index, std::move(r));
+    c.job->settle(c.index, {c.items, std::move(r), {}});  // checked by the caller
     st->barren_deaths = 0;
   }
   auto rp = self->make_response_promise();
@@ -391,9 +399,8 @@ void on_worker_down(dispatcher* self, const state_ptr& st, const caf::down_msg& 
   for (auto it = slot->second.in_flight.rbegin(); it != slot->second.in_flight.rend(); ++it) {
     auto c = std::move(*it);
     if (++c.attempts > retry) {
-      c.job->settle(c.index, failed_chunk(c.items, "its worker died (" + why + ") "
-                                                     + std::to_string(c.attempts)
-                                                     + " times running it"));
+      c.job->settle(c.index, {c.items, {}, "its worker died (" + why + ") "
+                                             + std::to_string(c.attempts) + " times running it"});
       continue;
     }
     st->ready_items += c.items;

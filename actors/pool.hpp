@@ -76,17 +76,28 @@ struct chunk_encoder {
   bytes finish() { return bytes(buf.data(), buf.data() + buf.size()); }
 };
 
-// The results of one chunk as sent by a worker: [[ok, value | "error"], ...].
+// A chunk that has run: what its worker sent, or why it never finished.
+struct settled_chunk {
+  std::uint32_t items = 0;
+  bytes encoded;        // [values, {index: "error"}], as a worker sends it
+  std::string failure;  // when set, every item failed with it (its worker kept dying)
+};
+
+// The results of one chunk, checked: a malformed answer fails every item.
 class chunk_results {
 public:
-  explicit chunk_results(const bytes& encoded);
-  std::size_t size() const;
+  explicit chunk_results(const settled_chunk& chunk);
+  std::size_t size() const { return items_; }
   bool ok(std::size_t i) const;
   const msgpack::object& value(std::size_t i) const;
   std::string error(std::size_t i) const;
 
 private:
+  std::size_t items_;
+  std::string failure_;
   msgpack::object_handle handle_;
+  const msgpack::object* values_ = nullptr;
+  const msgpack::object_map* failures_ = nullptr;  // empty in the common case
 };
 
 using chunk_source = std::function<std::optional<std::pair<bytes, std::uint32_t>>()>;
@@ -106,11 +117,12 @@ private:
   std::shared_ptr<pool_engine> engine_;
 };
 
-// Waits for chunk `i` (nullopt: timed out); throws when the job failed as a whole.
-std::optional<bytes> chunk_result(pool_job& job, std::size_t i,
+// Waits for chunk `i`; nullptr past the last chunk. Throws timeout, or the job's failure as a
+// whole (terminated, workers that cannot start). The chunk lives as long as the job.
+const settled_chunk* chunk_result(pool_job& job, std::size_t i,
                                   std::optional<std::chrono::milliseconds> timeout);
-// The next chunk to finish, in finishing order, with its index; nullopt when none is left.
-std::optional<std::pair<std::size_t, bytes>> next_finished(pool_job& job);
+// The next chunk to finish, in finishing order; nullptr when none is left.
+const settled_chunk* next_finished(pool_job& job);
 bool job_ready(pool_job& job);
 bool job_wait(pool_job& job, std::optional<std::chrono::milliseconds> timeout);
 void job_on_done(pool_job& job, std::function<void()> fn);
@@ -254,17 +266,17 @@ private:
   std::optional<R> next_impl(std::optional<std::chrono::milliseconds> timeout) {
     while (!current_ || pos_ >= current_->size()) {
       if (ordered_) {
-        auto b = detail::chunk_result(*job_, chunk_, timeout);
-        if (!b)
+        const auto* c = detail::chunk_result(*job_, chunk_, timeout);
+        if (c == nullptr)
           return std::nullopt;
-        current_.emplace(*b);
+        current_.emplace(*c);
         base_ = item_;
         ++chunk_;
       } else {
-        auto f = detail::next_finished(*job_);
-        if (!f)
+        const auto* c = detail::next_finished(*job_);
+        if (c == nullptr)
           return std::nullopt;
-        current_.emplace(f->second);
+        current_.emplace(*c);
         base_ = 0;  // unordered: item numbers are within the chunk only
       }
       pos_ = 0;
@@ -333,8 +345,8 @@ public:
     auto name = task_name(reinterpret_cast<const void*>(fn));
     auto job = core_.submit(name, 1, detail::chunks_of<Args>(name, true, std::move(one), 1));
     return async_result<out_t>{job, [](detail::pool_job& j) -> out_t {
-                                 auto b = detail::chunk_result(j, 0, std::nullopt);
-                                 detail::chunk_results res{*b};
+                                 detail::chunk_results res{
+                                   *detail::chunk_result(j, 0, std::nullopt)};
                                  if constexpr (std::is_void_v<R>) {
                                    detail::decode_result<void>(res, 0, detail::job_task(j), 0);
                                    return {};
@@ -381,8 +393,8 @@ private:
                                  out_t out;
                                  out.reserve(n);
                                  for (std::size_t c = 0; c < chunks; ++c) {
-                                   auto b = detail::chunk_result(j, c, std::nullopt);
-                                   detail::chunk_results res{*b};
+                                   detail::chunk_results res{
+                                     *detail::chunk_result(j, c, std::nullopt)};
                                    for (std::size_t i = 0; i < res.size(); ++i) {
                                      if constexpr (std::is_void_v<R>) {
                                        detail::decode_result<void>(res, i, detail::job_task(j),

@@ -19,12 +19,14 @@ bytes run_chunk(const bytes& payload) {
   wire::buffer buf;
   wire::packer pk{buf};
   auto fail_all = [&](std::uint32_t n, const std::string& why) {
+    std::vector<std::pair<std::uint32_t, std::string>> failures;
+    pk.pack_array(2);
     pk.pack_array(n);
     for (std::uint32_t i = 0; i < n; ++i) {
-      pk.pack_array(2);
-      pk.pack(false);
-      pk.pack(why);
+      pk.pack_nil();
+      failures.emplace_back(i, why);
     }
+    pack_failures(pk, failures);
   };
   try {
     auto handle = msgpack::unpack(payload.data(), payload.size());
@@ -41,7 +43,7 @@ bytes run_chunk(const bytes& payload) {
       fail_all(items.via.array.size, "no task '" + name + "' in the worker: add MPROC_TASK");
   } catch (const std::exception& e) {
     buf.clear();
-    fail_all(0, e.what());
+    fail_all(0, e.what());  // the item count is unknown: the pool reports a malformed result
   }
   return bytes(buf.data(), buf.data() + buf.size());
 }
@@ -52,20 +54,24 @@ bool run_initializer(const std::string& task, const bytes& arguments) {
     log::error("pool initializer '", task, "' is not a registered task");
     return false;
   }
-  auto handle = msgpack::unpack(arguments.data(), arguments.size());
-  msgpack::object one_item[1] = {handle.get()};
-  msgpack::object items;
-  items.type = msgpack::type::ARRAY;
-  items.via.array.size = 1;
-  items.via.array.ptr = one_item;
-  wire::buffer buf;
-  wire::packer pk{buf};
-  entry->run(items, true, pk);
-  auto result = msgpack::unpack(buf.data(), buf.size());
-  const auto& r = result.get().via.array.ptr[0];
-  if (r.via.array.ptr[0].as<bool>())
-    return true;
-  log::error("pool initializer '", task, "' failed: ", r.via.array.ptr[1].as<std::string>());
+  try {
+    auto handle = msgpack::unpack(arguments.data(), arguments.size());
+    msgpack::object one_item[1] = {handle.get()};
+    msgpack::object items;
+    items.type = msgpack::type::ARRAY;
+    items.via.array.size = 1;
+    items.via.array.ptr = one_item;
+    wire::buffer buf;
+    wire::packer pk{buf};
+    entry->run(items, true, pk);
+    auto result = msgpack::unpack(buf.data(), buf.size());
+    const auto& failures = result.get().via.array.ptr[1].via.map;
+    if (failures.size == 0)
+      return true;
+    log::error("pool initializer '", task, "' failed: ", failures.ptr[0].val.as<std::string>());
+  } catch (const std::exception& e) {
+    log::error("pool initializer '", task, "' has malformed arguments: ", e.what());
+  }
   return false;
 }
 

@@ -50,6 +50,15 @@ std::string describe_exception(const std::exception& e) {
   return wire::demangle(typeid(e).name()) + ": " + e.what();
 }
 
+void pack_failures(wire::packer& out,
+                   const std::vector<std::pair<std::uint32_t, std::string>>& failures) {
+  out.pack_map(static_cast<std::uint32_t>(failures.size()));
+  for (const auto& [index, why] : failures) {
+    out.pack(index);
+    out.pack(why);
+  }
+}
+
 } // namespace detail
 
 std::string task_name(const void* function) {

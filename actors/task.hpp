@@ -6,14 +6,17 @@
 //
 // A task's parameters and result must have codecs (built-ins, or MSGPACK_DEFINE structs with
 // MPROC_MESSAGE). A task that throws reports "<exception type>: <what()>" for that item; the
-// worker lives on.
+// worker lives on. docs/pool.md has the wire format of chunks and their results.
 #pragma once
 
 #include <cstdint>
 #include <exception>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "serialization/codec.hpp"
 
@@ -25,7 +28,8 @@ struct task_entry {
   std::string name;
   const void* function = nullptr;  // to find the name from the caller's function pointer
   // Runs the task on every item of `items` (an array: single arguments, or argument arrays
-  // when `star`), packing one [true, result] or [false, "error"] per item.
+  // when `star`) and packs [values, failures]: one value per item (nil where it failed) and
+  // a map from the failed items' indexes to their errors, usually empty.
   void (*run)(const msgpack::object& items, bool star, wire::packer& out);
   std::size_t arity = 0;
 };
@@ -34,6 +38,8 @@ bool register_task(task_entry entry);
 const task_entry* find_task(const std::string& name);
 const task_entry* find_task(const void* function);
 std::string describe_exception(const std::exception& e);
+void pack_failures(wire::packer& out,
+                   const std::vector<std::pair<std::uint32_t, std::string>>& failures);
 
 template <class F>
 struct task_signature;
@@ -45,8 +51,9 @@ struct task_signature<R (*)(Args...)> {
   static constexpr std::size_t arity = sizeof...(Args);
 };
 
+// Packs the result of one item, or nil and returns the error.
 template <auto Fn>
-void run_one(const msgpack::object& item, bool star, wire::packer& out) {
+std::optional<std::string> run_one(const msgpack::object& item, bool star, wire::packer& out) {
   using sig = task_signature<decltype(Fn)>;
   typename sig::args args{};
   wire::codec_state st;
@@ -57,28 +64,25 @@ void run_one(const msgpack::object& item, bool star, wire::packer& out) {
                        item, std::get<0>(args), st);
   else
     decoded = wire::codec<typename sig::args>::decode(item, args, st);
-  out.pack_array(2);
   if (!decoded) {
-    out.pack(false);
-    out.pack("bad arguments: " + st.error);
-    return;
+    out.pack_nil();
+    return "bad arguments: " + st.error;
   }
   try {
     if constexpr (std::is_void_v<typename sig::result>) {
       std::apply(Fn, std::move(args));
-      out.pack(true);
       out.pack_nil();
     } else {
       auto r = std::apply(Fn, std::move(args));
-      out.pack(true);
       wire::codec<typename sig::result>::encode(out, r, st);
     }
+    return std::nullopt;
   } catch (const std::exception& e) {
-    out.pack(false);
-    out.pack(describe_exception(e));
+    out.pack_nil();
+    return describe_exception(e);
   } catch (...) {
-    out.pack(false);
-    out.pack("an exception that is not a std::exception");
+    out.pack_nil();
+    return "an exception that is not a std::exception";
   }
 }
 
@@ -89,9 +93,13 @@ task_entry make_task_entry(const char* name) {
   e.function = reinterpret_cast<const void*>(Fn);
   e.arity = task_signature<decltype(Fn)>::arity;
   e.run = [](const msgpack::object& items, bool star, wire::packer& out) {
+    std::vector<std::pair<std::uint32_t, std::string>> failures;
+    out.pack_array(2);
     out.pack_array(items.via.array.size);
     for (std::uint32_t i = 0; i < items.via.array.size; ++i)
-      run_one<Fn>(items.via.array.ptr[i], star, out);
+      if (auto why = run_one<Fn>(items.via.array.ptr[i], star, out))
+        failures.emplace_back(i, std::move(*why));
+    pack_failures(out, failures);
   };
   return e;
 }

@@ -384,3 +384,45 @@ TEST_CASE("a function that is not a registered task is refused with a clear erro
   CHECK_THAT(what, Catch::Contains("MPROC_TASK"));
   CHECK(pool.apply(square, std::int64_t{3}) == 9);
 }
+
+TEST_CASE("a malformed answer from a worker fails the items of its chunk, nothing else") {
+  auto encode = [](auto&& pack) {
+    mproc::wire::buffer buf;
+    mproc::wire::packer pk{buf};
+    pack(pk);
+    return mproc::bytes(buf.data(), buf.data() + buf.size());
+  };
+  auto good = encode([](auto& pk) {
+    pk.pack_array(2);
+    pk.pack_array(2);
+    pk.pack(std::int64_t{4});
+    pk.pack_nil();
+    pk.pack_map(1);
+    pk.pack(1);
+    pk.pack(std::string{"boom"});
+  });
+  mproc::detail::chunk_results ok{{2, good, {}}};
+  CHECK(ok.ok(0));
+  CHECK(ok.value(0).as<std::int64_t>() == 4);
+  CHECK_FALSE(ok.ok(1));
+  CHECK(ok.error(1) == "boom");
+
+  auto wrong_count = mproc::detail::chunk_results{{3, good, {}}};
+  auto truncated = mproc::detail::chunk_results{{2, mproc::bytes(good.begin(), good.end() - 3), {}}};
+  auto index_out_of_range = mproc::detail::chunk_results{{2, encode([](auto& pk) {
+                                                          pk.pack_array(2);
+                                                          pk.pack_array(2);
+                                                          pk.pack_nil();
+                                                          pk.pack_nil();
+                                                          pk.pack_map(1);
+                                                          pk.pack(7);
+                                                          pk.pack(std::string{"x"});
+                                                        }), {}}};
+  for (auto* bad : {&wrong_count, &truncated, &index_out_of_range}) {
+    CHECK_FALSE(bad->ok(0));
+    CHECK(bad->error(0) == "the worker sent a malformed result");
+  }
+  mproc::detail::chunk_results died{{2, {}, "its worker died"}};
+  CHECK(died.size() == 2);
+  CHECK(died.error(1) == "its worker died");
+}
