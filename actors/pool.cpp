@@ -157,17 +157,23 @@ const settled_chunk* chunk_result(pool_job& job, std::size_t i,
   return &*job.results[i];
 }
 
-const settled_chunk* next_finished(pool_job& job) {
+std::optional<std::size_t> next_finished(pool_job& job) {
   std::unique_lock lock{job.m};
   job.cv.wait(lock, [&] { return !job.finished.empty() || job.complete_locked(); });
   if (job.finished.empty()) {
     if (job.failure)
       throw_failure(job.failure);
-    return nullptr;
+    return std::nullopt;
   }
   auto i = job.finished.front();
   job.finished.pop_front();
-  return &*job.results[i];
+  return i;
+}
+
+void release_chunk(pool_job& job, std::size_t i) {
+  std::lock_guard guard{job.m};
+  if (i < job.chunks && job.results[i])
+    bytes{}.swap(job.results[i]->encoded);
 }
 
 bool job_ready(pool_job& job) {
@@ -244,6 +250,8 @@ struct pull_request {
 constexpr std::size_t ready_item_limit = 32 * 1024;
 // A pull takes at most this many items: the rest stays for other workers.
 constexpr std::size_t batch_item_limit = 4 * 1024;
+// terminate() sends SIGTERM, and SIGKILL to workers still running this much later.
+constexpr auto terminate_grace = std::chrono::seconds{1};
 
 struct dispatch_state {
   pool_options options;
@@ -489,6 +497,11 @@ caf::behavior pool_dispatcher(dispatcher* self, pool_options options,
       for (auto& [seq, p] : st->live)
         p.terminate();
       check_over(st);
+      self->delayed_send(self, terminate_grace, pool_kill_atom::value);
+    },
+    [=](pool_kill_atom) {  // workers that ignore SIGTERM
+      for (auto& [seq, p] : st->live)
+        p.kill();
     },
   };
 }

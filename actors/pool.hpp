@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -121,8 +122,10 @@ private:
 // whole (terminated, workers that cannot start). The chunk lives as long as the job.
 const settled_chunk* chunk_result(pool_job& job, std::size_t i,
                                   std::optional<std::chrono::milliseconds> timeout);
-// The next chunk to finish, in finishing order; nullptr when none is left.
-const settled_chunk* next_finished(pool_job& job);
+// The index of the next chunk to finish, in finishing order; nullopt when none is left.
+std::optional<std::size_t> next_finished(pool_job& job);
+// Frees chunk `i`'s encoded results once they were decoded (imap: memory stays bounded).
+void release_chunk(pool_job& job, std::size_t i);
 bool job_ready(pool_job& job);
 bool job_wait(pool_job& job, std::optional<std::chrono::milliseconds> timeout);
 void job_on_done(pool_job& job, std::function<void()> fn);
@@ -192,8 +195,10 @@ public:
     return decode_(*job_);
   }
   bool ready() const { return detail::job_ready(*job_); }
-  // Once ready: whether get() returns rather than throws.
+  // Whether get() returns rather than throws; std::logic_error before ready(), as Python.
   bool successful() const {
+    if (!ready())
+      throw std::logic_error("async_result::successful() before the result is ready");
     try {
       decode_(*job_);
       return true;
@@ -206,8 +211,9 @@ public:
   bool wait(std::chrono::duration<Rep, Period> timeout) {
     return detail::job_wait(*job_, std::chrono::duration_cast<std::chrono::milliseconds>(timeout));
   }
-  // Python's callback / error_callback: called once ready, from the pool's own thread (keep
-  // them short), or at once if already ready.
+  // Python's callback / error_callback: called once ready, from the pool's own thread, or at
+  // once if already ready. Keep them short, and never wait on the pool from one: the pool's
+  // thread is the one that would answer.
   void then(std::function<void(const R&)> callback,
             std::function<void(const error&)> error_callback = {}) {
     auto job = job_;
@@ -270,13 +276,15 @@ private:
         if (c == nullptr)
           return std::nullopt;
         current_.emplace(*c);
+        detail::release_chunk(*job_, chunk_);  // decoded: the bytes are not needed again
         base_ = item_;
         ++chunk_;
       } else {
-        const auto* c = detail::next_finished(*job_);
-        if (c == nullptr)
+        auto i = detail::next_finished(*job_);
+        if (!i)
           return std::nullopt;
-        current_.emplace(*c);
+        current_.emplace(*detail::chunk_result(*job_, *i, std::nullopt));
+        detail::release_chunk(*job_, *i);
         base_ = 0;  // unordered: item numbers are within the chunk only
       }
       pos_ = 0;

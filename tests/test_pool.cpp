@@ -224,6 +224,7 @@ TEST_CASE("a task that throws fails with its exception's type and message; the w
 
   auto r = pool.apply_async(fails_on_odd, std::int64_t{1});
   r.wait(10s);
+  CHECK_THROWS_AS(pool.apply_async(slow_pid, 500).successful(), std::logic_error);  // not ready
   CHECK(r.ready());
   CHECK_FALSE(r.successful());
   CHECK(code_of([&] { r.get(); }) == errc::task_failed);
@@ -425,4 +426,29 @@ TEST_CASE("a malformed answer from a worker fails the items of its chunk, nothin
   mproc::detail::chunk_results died{{2, {}, "its worker died"}};
   CHECK(died.size() == 2);
   CHECK(died.error(1) == "its worker died");
+}
+
+namespace {
+
+std::int32_t deaf_sleeper(std::int32_t ms) {
+  ::signal(SIGTERM, SIG_IGN);
+  std::this_thread::sleep_for(std::chrono::milliseconds{ms});
+  return 0;
+}
+
+} // namespace
+
+MPROC_TASK(deaf_sleeper);
+
+TEST_CASE("terminate kills workers that ignore SIGTERM") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 1}};
+  auto r = pool.apply_async(deaf_sleeper, 60'000);
+  REQUIRE(test::eventually(10s, [&] { return worker_pids(*node).size() == 1; }));
+  auto pid = worker_pids(*node).front();
+  std::this_thread::sleep_for(200ms);  // the task has ignored SIGTERM by now
+  pool.terminate();
+  CHECK(pool.join(5s));
+  CHECK_FALSE(test::running(pid));
+  CHECK(code_of([&] { r.get(1s); }) == errc::closed);
 }
