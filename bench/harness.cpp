@@ -21,7 +21,8 @@ options parse(int argc, char** argv) {
 
 void result(const options& o, const char* workload, const char* metric, double value,
             const char* unit) {
-  std::printf("RESULT mproc %s%s %s %.3f %s\n", workload, o.suffix.c_str(), metric, value, unit);
+  std::printf("RESULT %s %s%s %s %.3f %s\n", o.system.c_str(), workload, o.suffix.c_str(), metric,
+              value, unit);
   std::fflush(stdout);
 }
 
@@ -35,6 +36,12 @@ void run(mproc::node& node, const options& o,
   for (auto [name, fn] : workloads)
     if (o.only.empty() || o.only == name)
       fn(node, o);
+}
+
+void run(const options& o, const std::vector<std::pair<const char*, plain_workload>>& workloads) {
+  for (auto [name, fn] : workloads)
+    if (o.only.empty() || o.only == name)
+      fn(o);
 }
 
 } // namespace bench

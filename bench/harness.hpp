@@ -16,6 +16,7 @@ class node;
 namespace bench {
 
 struct options {
+  std::string system = "mproc";  // the second word of RESULT lines
   bool quick = false;
   std::string suffix;
   std::string only;
@@ -23,7 +24,7 @@ struct options {
 
 options parse(int argc, char** argv);
 
-// "RESULT mproc <workload><suffix> <metric> <value> <unit>"
+// "RESULT <system> <workload><suffix> <metric> <value> <unit>"
 void result(const options& o, const char* workload, const char* metric, double value,
             const char* unit);
 
@@ -34,5 +35,9 @@ using workload = void (*)(mproc::node&, const options&);
 // Runs the named workloads in order (or just --only's).
 void run(mproc::node& node, const options& o,
          const std::vector<std::pair<const char*, workload>>& workloads);
+
+// The same without a node, for the raw baseline.
+using plain_workload = void (*)(const options&);
+void run(const options& o, const std::vector<std::pair<const char*, plain_workload>>& workloads);
 
 } // namespace bench

@@ -1,14 +1,20 @@
 // mproc's transport between a parent and a child process:
 //   pingpong          request/reply round trip, one at a time (p50, p99)
-//   oneway_small      async int32 messages, parent -> child actor (throughput)
+//   oneway_single     async int32 messages, parent -> child actor, one send each (throughput)
+//   oneway_batched    the same items, 100 per message (a vector<int32>)
 //   spawn_first_reply spawn_process() until the child's first reply (median)
-//   bandwidth_64MiB   one 64 MiB message to the child, acknowledged (throughput)
+//   bandwidth_1MiB    1 MiB messages to the child, each acknowledged (median throughput)
+//   bandwidth_64MiB   64 MiB messages, the same
+//   idle_rss          resident memory of an idle child process (median of 5)
+//   spawn_200         200 children started, each answering once, all joined (seconds)
 // Prints "RESULT mproc <workload> <metric> <value> <unit>" lines; options in harness.hpp.
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <caf/blocking_actor.hpp>
@@ -41,8 +47,19 @@ struct sink_state {
 caf::behavior sink(caf::stateful_actor<sink_state>* self) {
   return {
     [=](std::int32_t) { ++self->state.received; },
+    [=](const std::vector<std::int32_t>& batch) {
+      self->state.received += static_cast<std::int64_t>(batch.size());
+    },
     [=](caf::get_atom) { return self->state.received; },
   };
+}
+
+// Answers one message, then ends with its process.
+caf::behavior once(caf::event_based_actor* self) {
+  return {[=](std::int32_t x) {
+    self->quit();
+    return x;
+  }};
 }
 
 caf::behavior measure(caf::event_based_actor*) {
@@ -78,22 +95,36 @@ void pingpong(mproc::node& node, const options& o) {
   p.join(5s);
 }
 
-void oneway(mproc::node& node, const options& o) {
+// n items to a counting child, `batch` per message (1: one send per item).
+void oneway(mproc::node& node, const options& o, const char* workload, std::int64_t batch) {
   auto p = node.spawn_process("sink", {});
   caf::scoped_actor self{node.system()};
   auto a = p.actor();
   std::int64_t n = o.quick ? 100'000 : 1'000'000;
   auto t0 = clock_type::now();
-  for (std::int64_t i = 0; i < n; ++i)
-    self->send(a, std::int32_t{1});
+  if (batch == 1) {
+    for (std::int64_t i = 0; i < n; ++i)
+      self->send(a, std::int32_t{1});
+  } else {
+    for (std::int64_t i = 0; i < n; i += batch)
+      self->send(a, std::vector<std::int32_t>(static_cast<std::size_t>(batch), 1));
+  }
   std::int64_t got = 0;
   while (got < n)  // the count request queues behind the messages: one round trip suffices
     self->request(a, 60s, caf::get_atom::value).receive([&](std::int64_t c) { got = c; },
                                                         [&](caf::error&) { got = n; });
   auto secs = std::chrono::duration<double>(clock_type::now() - t0).count();
-  result(o, "oneway_small", "throughput", static_cast<double>(n) / secs, "msg/s");
+  result(o, workload, "throughput", static_cast<double>(n) / secs, "msg/s");
   p.terminate();
   p.join(5s);
+}
+
+void oneway_single(mproc::node& node, const options& o) {
+  oneway(node, o, "oneway_single", 1);
+}
+
+void oneway_batched(mproc::node& node, const options& o) {
+  oneway(node, o, "oneway_batched", 100);
 }
 
 void spawn_first_reply(mproc::node& node, const options& o) {
@@ -110,23 +141,73 @@ void spawn_first_reply(mproc::node& node, const options& o) {
   result(o, "spawn_first_reply", "median", percentile(ms, 0.5), "ms");
 }
 
-void bandwidth(mproc::node& node, const options& o) {
+void bandwidth(mproc::node& node, const options& o, const char* workload, std::size_t mib,
+               int n) {
   auto p = node.spawn_process("measure", {});
-  mproc::bytes data(64u << 20, 'b');
+  mproc::bytes data(mib << 20, 'b');
   node.request<std::int64_t>(p.actor(), 60s, mproc::bytes(1024, 'w'));
   std::vector<double> mibs;
-  int n = o.quick ? 2 : 5;
   for (int i = 0; i < n; ++i) {
     auto t0 = clock_type::now();
     auto size = node.request<std::int64_t>(p.actor(), 60s, data);
     auto secs = std::chrono::duration<double>(clock_type::now() - t0).count();
     if (size != static_cast<std::int64_t>(data.size()))
-      std::fprintf(stderr, "bandwidth: child saw %lld bytes\n", static_cast<long long>(size));
-    mibs.push_back(64.0 / secs);
+      std::fprintf(stderr, "%s: child saw %lld bytes\n", workload, static_cast<long long>(size));
+    mibs.push_back(static_cast<double>(mib) / secs);
   }
-  result(o, "bandwidth_64MiB", "median", percentile(mibs, 0.5), "MiB/s");
+  result(o, workload, "median", percentile(mibs, 0.5), "MiB/s");
   p.terminate();
   p.join(5s);
+}
+
+void bandwidth_1mib(mproc::node& node, const options& o) {
+  bandwidth(node, o, "bandwidth_1MiB", 1, o.quick ? 20 : 200);
+}
+
+void bandwidth_64mib(mproc::node& node, const options& o) {
+  bandwidth(node, o, "bandwidth_64MiB", 64, o.quick ? 2 : 5);
+}
+
+// VmRSS of `pid` in MiB, from /proc.
+double rss_mib(pid_t pid) {
+  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
+  std::string key;
+  while (in >> key) {
+    if (key == "VmRSS:") {
+      double kib = 0;
+      in >> kib;
+      return kib / 1024.0;
+    }
+    in.ignore(1 << 12, '\n');
+  }
+  return 0;
+}
+
+void idle_rss(mproc::node& node, const options& o) {
+  std::vector<double> mib;
+  for (int i = 0; i < (o.quick ? 1 : 5); ++i) {
+    auto p = node.spawn_process("pong", {});
+    node.request<std::int32_t>(p.actor(), 10s, std::int32_t{1});  // up and serving
+    std::this_thread::sleep_for(100ms);
+    mib.push_back(rss_mib(p.pid()));
+    p.terminate();
+    p.join(5s);
+  }
+  result(o, "idle_rss", "median", percentile(mib, 0.5), "MiB");
+}
+
+void spawn_200(mproc::node& node, const options& o) {
+  int n = o.quick ? 20 : 200;
+  auto t0 = clock_type::now();
+  std::vector<mproc::process> children;
+  for (int i = 0; i < n; ++i)
+    children.push_back(node.spawn_process("once", {}));
+  for (auto& c : children)
+    node.request<std::int32_t>(c.actor(), 60s, std::int32_t{1});
+  for (auto& c : children)
+    c.join();
+  auto secs = std::chrono::duration<double>(clock_type::now() - t0).count();
+  result(o, "spawn_200", "total", secs, "s");
 }
 
 } // namespace
@@ -134,13 +215,18 @@ void bandwidth(mproc::node& node, const options& o) {
 MPROC_ACTOR(pong);
 MPROC_ACTOR(sink);
 MPROC_ACTOR(measure);
+MPROC_ACTOR(once);
 
 int main(int argc, char** argv) {
   mproc::node node{argc, argv};
   bench::run(node, bench::parse(argc, argv), {
     {"pingpong", pingpong},
-    {"oneway_small", oneway},
+    {"oneway_single", oneway_single},
+    {"oneway_batched", oneway_batched},
     {"spawn_first_reply", spawn_first_reply},
-    {"bandwidth_64MiB", bandwidth},
+    {"bandwidth_1MiB", bandwidth_1mib},
+    {"bandwidth_64MiB", bandwidth_64mib},
+    {"idle_rss", idle_rss},
+    {"spawn_200", spawn_200},
   });
 }

@@ -4,9 +4,9 @@ Prints "RESULT python <workload> <metric> <value> <unit>" lines.
   python3 bench/python/pool.py [--quick] [--only NAME]
 """
 import multiprocessing as mp
-import statistics
-import sys
 import time
+
+from common import median, result, run
 
 
 def square(x):
@@ -17,10 +17,6 @@ def nap(ms):
     time.sleep(ms / 1000)
 
 
-def result(workload, metric, value, unit):
-    print(f"RESULT python {workload} {metric} {value:.3f} {unit}", flush=True)
-
-
 def pool_ready(quick):
     ms = []
     for _ in range(1 if quick else 5):
@@ -28,7 +24,7 @@ def pool_ready(quick):
         with mp.Pool(4) as pool:
             pool.map(nap, [50] * 4, chunksize=1)
             ms.append((time.perf_counter() - t0) * 1e3 - 50)
-    result("pool_ready", "median", statistics.median(ms), "ms")
+    result("pool_ready", "median", median(ms), "ms")
 
 
 def map_squares(quick, workload, chunksize):
@@ -49,8 +45,4 @@ WORKLOADS = {
 }
 
 if __name__ == "__main__":
-    quick = "--quick" in sys.argv
-    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
-    for name, run in WORKLOADS.items():
-        if only in (None, name):
-            run(quick)
+    run(WORKLOADS)

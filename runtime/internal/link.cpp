@@ -60,8 +60,17 @@ bool link::write(wire::buffer&& frame) {
   out_.push_back(std::move(frame));
   if (!was_idle)
     return true;  // the loop is flushing; it takes this frame along
+  auto now = std::chrono::steady_clock::now();
+  if (token_ != 0 && now - last_direct_ < burst_gap) {
+    // A burst: one syscall per frame would cap it at the syscall rate. The loop thread
+    // flushes what gathers meanwhile in one sendmsg. A lone frame (a request, a reply) still
+    // goes out at once.
+    loop_.modify(token_, fd_, read_events | EPOLLOUT);
+    return true;
+  }
   if (!drain_locked())
     return false;
+  last_direct_ = std::chrono::steady_clock::now();
   if (!out_.empty() && token_ != 0)
     loop_.modify(token_, fd_, read_events | EPOLLOUT);
   return true;

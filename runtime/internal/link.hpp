@@ -1,8 +1,9 @@
 // A link: one connected stream socket (socketpair end or TCP) carrying frames.
 //
 // Writing: any thread. A frame is sent straight from the caller's thread when nothing is
-// queued, which keeps request latency at one syscall; what the socket does not take is
-// queued and flushed by the loop thread, many frames per sendmsg. Frames never interleave.
+// queued and the previous direct send is not a few microseconds old, which keeps request
+// latency at one syscall; frames of a burst, and what the socket does not take, are queued
+// and flushed by the loop thread, many frames per sendmsg. Frames never interleave.
 // Reading: the loop thread reads in bulk and hands out whole frames.
 #pragma once
 
@@ -74,6 +75,10 @@ private:
   std::condition_variable drained_;
   std::deque<wire::buffer> out_;
   std::size_t out_offset_ = 0;  // bytes of out_.front() already written
+  // When the last frame sent straight from a caller's thread went out; a frame following
+  // within burst_gap is left to the loop thread, which batches.
+  std::chrono::steady_clock::time_point last_direct_{};
+  static constexpr std::chrono::microseconds burst_gap{5};
   bool closed_ = false;
   bool broken_ = false;  // a write failed; a close is posted to the loop
   bool by_peer_ = false;

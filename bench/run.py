@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Runs every workload for mproc, Python multiprocessing and the raw baseline, interleaved
+(mproc, python, raw, mproc, ...), then prints the table (bench/report.py).
+
+  bench/run.py <release-build-dir> [--quick] [--reps N] [--only WORKLOAD] [--plot]
+
+RESULT lines go to stdout and to bench/out/results.txt; the table to bench/out/table.md.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+import report
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PY = [sys.executable]
+PIN = ["taskset", "-c", "0"]
+
+
+def workloads(build):
+    """workload -> {system: argv}. A system missing from a workload cannot run it."""
+    def mproc(program, name):
+        return [os.path.join(build, "bench", program), "--only", name]
+
+    def python(script, name):
+        return PY + [os.path.join(HERE, "python", script), "--only", name]
+
+    def raw(name):
+        return [os.path.join(build, "bench", "bench_raw"), "--only", name]
+
+    table = {}
+    for name in ["pingpong", "oneway_single", "oneway_batched", "spawn_first_reply",
+                 "bandwidth_1MiB", "bandwidth_64MiB", "idle_rss", "spawn_200"]:
+        table[name] = {"mproc": mproc("bench_transport", name),
+                       "python": python("transport.py", name), "raw": raw(name)}
+    # Cross-vCPU wake-ups cost ~60 us here: round trips also run with both ends on one CPU.
+    table["pingpong_pinned"] = {s: PIN + argv + ["--label", "pinned"]
+                                for s, argv in table["pingpong"].items()}
+    # Python's Pipe is the baseline of both mproc's actor messages and mproc's Pipe.
+    table["pipe_pingpong"] = {"mproc": mproc("bench_patterns", "pipe_pingpong")}
+    table["pipe_oneway"] = {"mproc": mproc("bench_patterns", "pipe_oneway")}
+    table["producer_consumer"] = {"mproc": mproc("bench_patterns", "producer_consumer"),
+                                  "python": python("patterns.py", "producer_consumer")}
+    table["restart"] = {"mproc": mproc("bench_patterns", "restart"),
+                        "python": python("transport.py", "restart"), "raw": raw("restart")}
+    for name in ["pool_ready", "pool_map_auto", "pool_map_chunk1"]:
+        table[name] = {"mproc": mproc("bench_pool", name), "python": python("pool.py", name)}
+    return table
+
+
+def run_one(argv, extra, out):
+    try:
+        done = subprocess.run(argv + extra, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        print(f"# timed out: {' '.join(argv)}", file=sys.stderr)
+        return
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            print(line, flush=True)
+            out.write(line + "\n")
+    if done.returncode != 0:
+        print(f"# failed ({done.returncode}): {' '.join(argv)}\n{done.stderr[-2000:]}",
+              file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("build")
+    ap.add_argument("--quick", action="store_true", help="small sizes, one repetition")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions (default 3)")
+    ap.add_argument("--only", help="one workload")
+    ap.add_argument("--plot", action="store_true", help="also write bench/out/bench.png")
+    args = ap.parse_args()
+    reps = args.reps or (1 if args.quick else 3)
+    extra = ["--quick"] if args.quick else []
+    outdir = os.path.join(HERE, "out")
+    os.makedirs(outdir, exist_ok=True)
+    results = os.path.join(outdir, "results.txt")
+    t0 = time.monotonic()
+    with open(results, "w") as out:
+        for rep in range(reps):
+            for name, systems in workloads(args.build).items():
+                if args.only and args.only != name:
+                    continue
+                for system in ("mproc", "python", "raw"):
+                    if system in systems:
+                        run_one(systems[system], extra, out)
+    print(f"# {reps} repetition(s) in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    table = report.table(report.parse(open(results)))
+    with open(os.path.join(outdir, "table.md"), "w") as f:
+        f.write(table)
+    print()
+    print(table)
+    if args.plot:
+        print(report.plot(report.parse(open(results)), os.path.join(outdir, "bench.png")))
+
+
+if __name__ == "__main__":
+    main()
