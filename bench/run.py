@@ -2,9 +2,10 @@
 """Runs every workload for mproc, Python multiprocessing and the raw baseline, interleaved
 (mproc, python, raw, mproc, ...), then prints the table (bench/report.py).
 
-  bench/run.py <release-build-dir> [--quick] [--reps N] [--only WORKLOAD] [--plot]
+  bench/run.py <release-build-dir> [--quick] [--reps N] [--only WORKLOAD] [--plot] [--out DIR]
 
-RESULT lines go to stdout and to bench/out/results.txt; the table to bench/out/table.md.
+RESULT lines go to stdout and to <out>/results.txt (default bench/out); the table to
+<out>/table.md. Exits 1 when a system printed nothing for a workload it has.
 """
 import argparse
 import os
@@ -51,18 +52,20 @@ def workloads(build):
 
 
 def run_one(argv, extra, out):
+    """Runs one program; True when it printed a result and succeeded."""
     try:
         done = subprocess.run(argv + extra, capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired:
         print(f"# timed out: {' '.join(argv)}", file=sys.stderr)
-        return
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT "):
-            print(line, flush=True)
-            out.write(line + "\n")
+        return False
+    lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
+    for line in lines:
+        print(line, flush=True)
+        out.write(line + "\n")
     if done.returncode != 0:
         print(f"# failed ({done.returncode}): {' '.join(argv)}\n{done.stderr[-2000:]}",
               file=sys.stderr)
+    return bool(lines) and done.returncode == 0
 
 
 def main():
@@ -71,12 +74,14 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small sizes, one repetition")
     ap.add_argument("--reps", type=int, default=None, help="repetitions (default 3)")
     ap.add_argument("--only", help="one workload")
-    ap.add_argument("--plot", action="store_true", help="also write bench/out/bench.png")
+    ap.add_argument("--plot", action="store_true", help="also write <out>/bench.png")
+    ap.add_argument("--out", default=os.path.join(HERE, "out"), help="where results go")
     args = ap.parse_args()
     reps = args.reps or (1 if args.quick else 3)
     extra = ["--quick"] if args.quick else []
-    outdir = os.path.join(HERE, "out")
+    outdir = args.out
     os.makedirs(outdir, exist_ok=True)
+    failed = []
     results = os.path.join(outdir, "results.txt")
     t0 = time.monotonic()
     with open(results, "w") as out:
@@ -85,8 +90,8 @@ def main():
                 if args.only and args.only != name:
                     continue
                 for system in ("mproc", "python", "raw"):
-                    if system in systems:
-                        run_one(systems[system], extra, out)
+                    if system in systems and not run_one(systems[system], extra, out):
+                        failed.append(f"{name}/{system}")
     print(f"# {reps} repetition(s) in {time.monotonic() - t0:.0f} s", file=sys.stderr)
     table = report.table(report.parse(open(results)))
     with open(os.path.join(outdir, "table.md"), "w") as f:
@@ -95,6 +100,9 @@ def main():
     print(table)
     if args.plot:
         print(report.plot(report.parse(open(results)), os.path.join(outdir, "bench.png")))
+    if failed:
+        print(f"# no result from: {', '.join(failed)}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,51 @@
+"""bench/report.py's arithmetic: medians, ratios of medians, targets, baselines by alias."""
+import unittest
+
+import report
+
+LINES = """
+RESULT mproc pingpong p50 30.000 us
+RESULT python pingpong p50 50.000 us
+RESULT raw pingpong p50 20.000 us
+RESULT mproc pingpong p50 40.000 us
+RESULT python pingpong p50 60.000 us
+RESULT raw pingpong p50 24.000 us
+RESULT mproc pipe_pingpong p50 100.000 us
+RESULT mproc pool_map_auto throughput 5000000.000 items/s
+RESULT python pool_map_auto throughput 2000000.000 items/s
+RESULT mproc spawn_first_reply median 8.000 ms
+RESULT python spawn_first_reply median 100.000 ms
+not a result line
+""".splitlines()
+
+
+class ReportTest(unittest.TestCase):
+    def setUp(self):
+        self.parsed = report.parse(LINES)
+        self.data, _ = self.parsed
+
+    def test_ratio_is_of_medians(self):
+        self.assertAlmostEqual(report.ratio(self.data, ("pingpong", "p50"), "raw"), 35 / 22)
+
+    def test_a_round_trip_over_its_bound_is_missed(self):
+        self.assertEqual(report.verdict(self.data, ("pingpong", "p50"))[1], "**missed**")
+
+    def test_each_target_of_a_workload_is_judged(self):
+        self.assertEqual(report.verdict(self.data, ("spawn_first_reply", "median"))[1],
+                         "**missed**, met")  # 8 ms > 2 ms; 0.08x python <= 0.1x
+
+    def test_throughput_over_its_bound_is_met(self):
+        self.assertEqual(report.verdict(self.data, ("pool_map_auto", "throughput"))[1], "met")
+
+    def test_pipe_rows_use_the_pingpong_baselines(self):
+        self.assertEqual(report.ratio(self.data, ("pipe_pingpong", "p50"), "python"), 100 / 55)
+
+    def test_table_shows_median_with_range_and_dashes_for_absent_systems(self):
+        table = report.table(self.parsed)
+        self.assertIn("| pingpong | p50 (us) | 35.0 (30.0–40.0) | 55.0 (50.0–60.0) |", table)
+        self.assertIn("| pool_map_auto | throughput (items/s) | 5,000,000 | 2,000,000 | — |",
+                      table)
+
+
+if __name__ == "__main__":
+    unittest.main()
