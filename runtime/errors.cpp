@@ -33,6 +33,8 @@ std::string to_string(errc x) {
     case errc::not_running: return "not_running";
     case errc::gave_up: return "gave_up";
     case errc::task_failed: return "task_failed";
+    case errc::auth_failed: return "auth_failed";
+    case errc::unreachable: return "unreachable";
   }
   return "errc(" + std::to_string(static_cast<int>(x)) + ")";
 }

@@ -31,6 +31,8 @@ enum class errc : std::uint8_t {
   not_running,           // a supervised child is restarting or stopped
   gave_up,               // a supervisor exceeded its restart intensity and stopped
   task_failed,           // a pool task threw, or its worker died too often running it
+  auth_failed,           // a node connection whose peer did not prove the authkey
+  unreachable,           // a node that cannot be connected to (refused, no route, timeout)
 };
 
 std::string to_string(errc x);

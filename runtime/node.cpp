@@ -8,6 +8,7 @@
 #include "runtime/internal/message_codec.hpp"
 #include "runtime/internal/node_impl.hpp"
 #include "runtime/internal/spawner.hpp"
+#include "runtime/internal/tcp.hpp"
 
 namespace mproc {
 
@@ -108,6 +109,16 @@ caf::actor node::lookup(const std::string& name, std::chrono::milliseconds timeo
   if (!found)
     throw error(found.error(), impl_->system().render(found.error()));
   return std::move(*found);
+}
+
+std::uint16_t node::listen(const authkey& key, std::string_view address) {
+  return impl_->listen(detail::parse_endpoint(address), std::string{key.secret()});
+}
+
+remote_node node::connect(std::string_view address, const authkey& key,
+                          std::chrono::milliseconds timeout) {
+  auto to = detail::parse_endpoint(address);
+  return remote_node{impl_->connect(to, key.secret(), timeout), to.text()};
 }
 
 std::vector<process> node::active_children() {

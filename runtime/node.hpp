@@ -25,8 +25,10 @@
 #include <caf/make_message.hpp>
 #include <caf/message.hpp>
 
+#include "runtime/authkey.hpp"
 #include "runtime/errors.hpp"
 #include "runtime/process.hpp"
+#include "runtime/remote_node.hpp"
 #include "serialization/bytes.hpp"
 
 namespace mproc {
@@ -106,6 +108,15 @@ public:
   // no_such_actor, timeout.
   caf::actor lookup(const std::string& name,
                     std::chrono::milliseconds timeout = std::chrono::seconds{10});
+
+  // Accepts other nodes on TCP at `address` ("HOST:PORT"; port 0 picks one) once they prove
+  // `key`; returns the port. Loopback unless another address is asked for. Throws
+  // mproc::error (bad_arguments, unreachable).
+  std::uint16_t listen(const authkey& key, std::string_view address = "127.0.0.1:0");
+  // Connects to a node listening at `address`, both sides proving `key`. Throws mproc::error
+  // (unreachable, timeout, auth_failed).
+  remote_node connect(std::string_view address, const authkey& key,
+                      std::chrono::milliseconds timeout = std::chrono::seconds{5});
 
   // Child processes of this node that have not ended yet (Python's active_children()).
   std::vector<process> active_children();

@@ -52,6 +52,7 @@ public:
   bool flush(std::chrono::milliseconds timeout);
 
   bool closed() const;
+  io_loop& loop() { return loop_; }
   // The other end closed or reset the connection (rather than this side closing it).
   bool closed_by_peer() const;
 

@@ -96,6 +96,7 @@ void node_impl::shutdown() {
   }
   finish_children();
   close_peers();
+  loop_.post([this] { listeners_.clear(); });  // stop() runs it before the loop ends
   loop_.stop();
   // What the node kept alive on its own (actors spawned for peers, named actors) would keep
   // ~actor_system waiting forever.
@@ -541,6 +542,57 @@ void node_impl::close_peers() {
     done.set_value();
   });
   done.get_future().wait();
+}
+
+// ---- TCP between nodes -----------------------------------------------------------------
+
+std::uint16_t node_impl::listen(const endpoint& at, std::string key) {
+  auto l = std::make_unique<listener>(loop_, at, std::move(key), [this](int fd, const std::string& from) {
+    adopt_remote(fd, from);
+  });
+  auto port = l->port();
+  auto* raw = l.get();
+  {
+    std::lock_guard guard{mtx_};
+    if (shutting_down_)
+      throw error(make_error(errc::node_shutdown, "the node is shutting down"),
+                  "the node is shutting down");
+    listeners_.push_back(std::move(l));
+  }
+  loop_.post([raw] { raw->start(); });
+  log::info("listening for nodes on ", raw->address().text());
+  return port;
+}
+
+std::shared_ptr<peer> node_impl::adopt_remote(int fd, const std::string& from) {
+  auto l = std::make_shared<link>(loop_, fd, options_.max_frame);
+  auto p = std::make_shared<peer>(*this, l, peer::role::remote, 0);
+  {
+    std::lock_guard guard{mtx_};
+    peers_.insert(p);
+  }
+  p->open([this, from](peer& closed, const std::string& why) {
+    log::info("node connection with ", from, " closed: ", why);
+    on_peer_closed(closed.shared_from_this(), why);
+  });
+  return p;
+}
+
+std::shared_ptr<peer> node_impl::connect(const endpoint& to, std::string_view key,
+                                         std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  int fd = connect_authenticated(to, key, timeout);
+  auto introduced = std::make_shared<std::promise<std::shared_ptr<peer>>>();
+  loop_.post([this, fd, to, introduced] {
+    auto p = adopt_remote(fd, to.text());
+    p->when_introduced([p, introduced] { introduced->set_value(p); });
+  });
+  auto answer = introduced->get_future();
+  if (answer.wait_until(deadline) != std::future_status::ready) {
+    auto why = to.text() + " authenticated but sent no hello within the timeout";
+    throw error(make_error(errc::timeout, why), why);
+  }
+  return answer.get();
 }
 
 // ---- child mode ------------------------------------------------------------------------

@@ -19,6 +19,7 @@
 #include <caf/expected.hpp>
 
 #include "runtime/internal/io_loop.hpp"
+#include "runtime/internal/listener.hpp"
 #include "runtime/internal/peer.hpp"
 #include "runtime/internal/process_state.hpp"
 #include "runtime/internal/spawner.hpp"
@@ -73,6 +74,13 @@ public:
   std::vector<std::shared_ptr<process_state>> live_children();
   std::string next_process_name();
 
+  // TCP between nodes. listen: any thread but the loop's; the port bound.
+  std::uint16_t listen(const endpoint& at, std::string key);
+  // Connects, authenticates and waits for the remote node's hello. Throws mproc::error
+  // (unreachable, timeout, auth_failed).
+  std::shared_ptr<peer> connect(const endpoint& to, std::string_view key,
+                                std::chrono::milliseconds timeout);
+
   // Child mode: serve the parent until the main actor ends or the parent goes; then exit.
   [[noreturn]] void run_child();
 
@@ -89,6 +97,8 @@ private:
   void keep_alive(const caf::actor& a);
   void request_exit(int code);
   void close_peers();
+  // Loop thread: a peer node on an authenticated socket.
+  std::shared_ptr<peer> adopt_remote(int fd, const std::string& from);
 
   node_options options_;
   std::optional<child_args> child_;
@@ -112,6 +122,7 @@ private:
   std::shared_ptr<peer> parent_;
   std::unordered_map<const peer*, std::shared_ptr<process_state>> child_of_peer_;
   int process_counter_ = 0;
+  std::vector<std::unique_ptr<listener>> listeners_;  // created anywhere, destroyed on the loop
 
   std::condition_variable exit_requested_;
   std::optional<int> exit_code_;

@@ -64,6 +64,7 @@ caf::actor_system& peer::system() {
 }
 
 void peer::fail(const caf::error& reason) {
+  introduced_ = nullptr;  // loop thread; it may hold this peer
   std::vector<caf::strong_actor_ptr> proxies;
   std::vector<pending_request> requests;
   std::vector<spawn_callback> spawns;
@@ -426,9 +427,25 @@ void peer::on_hello(wire::hello_env& e) {
           + std::to_string(wire::protocol_version));
     return;
   }
-  std::lock_guard guard{mtx_};
-  who_ = {e.node, e.pid, std::move(e.name), e.max_frame};
-  hello_seen_ = true;
+  {
+    std::lock_guard guard{mtx_};
+    who_ = {e.node, e.pid, std::move(e.name), e.max_frame};
+    hello_seen_ = true;
+  }
+  if (auto fn = std::exchange(introduced_, nullptr))
+    fn();
+}
+
+void peer::when_introduced(std::function<void()> fn) {
+  bool seen = false;
+  {
+    std::lock_guard guard{mtx_};
+    seen = hello_seen_;
+  }
+  if (seen)
+    fn();
+  else
+    introduced_ = std::move(fn);
 }
 
 bool peer::decode_or_answer(const msgpack::object& body, caf::message& out, wire::actor_ref from,

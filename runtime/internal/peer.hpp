@@ -31,7 +31,7 @@ class proxy;
 
 class peer final : public wire::context, public std::enable_shared_from_this<peer> {
 public:
-  enum class role { parent, child };  // what the other side is to this node
+  enum class role { parent, child, remote };  // what the other side is to this node
 
   struct identity {
     std::uint64_t node = 0;
@@ -59,6 +59,8 @@ public:
   void fail(const caf::error& reason);
 
   role kind() const { return role_; }
+  // Loop thread: `fn` runs once the peer's hello has arrived (at once if it has).
+  void when_introduced(std::function<void()> fn);
   identity who() const;
   detail::link& link() { return *link_; }
 
@@ -130,6 +132,7 @@ private:
   std::shared_ptr<detail::link> link_;
   const role role_;
   closed_callback on_closed_;
+  std::function<void()> introduced_;  // loop thread only
 
   mutable std::mutex mtx_;  // everything below
   identity who_;

@@ -1,0 +1,30 @@
+// TCP between nodes: addresses, the listening socket, and the client side of the handshake.
+// The server side runs on the loop (listener.hpp).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace mproc::detail {
+
+struct endpoint {
+  std::string host;  // numeric IPv4 or IPv6 address, or a name to resolve
+  std::uint16_t port = 0;
+  std::string text() const;
+};
+
+// "127.0.0.1:7000", "[::1]:7000", "localhost:7000". Throws mproc::error bad_arguments.
+endpoint parse_endpoint(std::string_view text);
+
+// A non-blocking, close-on-exec socket listening on `at`; the port it got (for port 0).
+// Throws mproc::error bad_arguments (unusable address) or unreachable (bind failed).
+int listen_tcp(const endpoint& at, std::uint16_t& bound_port);
+
+// Connects and authenticates as the client within `timeout`; the socket, ready for frames.
+// Throws mproc::error unreachable, timeout or auth_failed.
+int connect_authenticated(const endpoint& to, std::string_view key,
+                          std::chrono::milliseconds timeout);
+
+} // namespace mproc::detail

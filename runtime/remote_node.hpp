@@ -1,0 +1,57 @@
+// Another node, reached over TCP (docs/distributed.md).
+//
+//   auto key = mproc::authkey::from_file("authkey");
+//   node.listen(key, "0.0.0.0:7000");                      // on one machine
+//   auto other = node.connect("10.0.0.2:7000", key);       // on another
+//   auto worker = other.spawn("worker", 42);               // runs in that node's process
+//   node.request<int>(worker, 1s, 7);
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <caf/actor.hpp>
+#include <caf/message.hpp>
+
+namespace mproc {
+
+namespace detail {
+class peer;
+}
+
+class remote_node {
+public:
+  explicit remote_node(std::shared_ptr<detail::peer> peer, std::string address);
+
+  std::uint64_t id() const;
+  const std::string& name() const { return name_; }
+  std::int64_t pid() const;
+  const std::string& address() const { return address_; }
+  // False once the connection is gone.
+  bool connected() const;
+
+  // Spawns the actor registered as `actor` in that node's process. Throws mproc::error
+  // (unknown_actor_name, bad_arguments, link_lost, timeout).
+  template <class... Ts>
+  caf::actor spawn(std::string_view actor, Ts&&... args) {
+    return spawn_message(actor, caf::make_message(std::forward<Ts>(args)...),
+                         std::chrono::seconds{10});
+  }
+  caf::actor spawn_message(std::string_view actor, const caf::message& args,
+                           std::chrono::milliseconds timeout);
+  // The actor registered as `name` on that node (or its ancestors). Throws mproc::error.
+  caf::actor lookup(const std::string& name,
+                    std::chrono::milliseconds timeout = std::chrono::seconds{10});
+  // Closes the connection; its proxies die with link_lost.
+  void disconnect();
+
+private:
+  std::shared_ptr<detail::peer> peer_;
+  std::string address_;
+  std::string name_;
+};
+
+} // namespace mproc

@@ -1,0 +1,246 @@
+// Nodes over TCP on loopback: the handshake, remote spawn and requests, and what a node does
+// with strangers (wrong keys, garbage, oversized frames) — it refuses them and keeps serving.
+// A process hosts one node, so the other nodes here are child processes that listen or
+// connect themselves, standing in for other machines.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+
+#include <caf/event_based_actor.hpp>
+
+#include <catch2/catch.hpp>
+
+#include "runtime/actor_registry.hpp"
+#include "runtime/internal/handshake.hpp"
+#include "runtime/node.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using mproc::errc;
+using test::code_of;
+namespace hs = mproc::detail::handshake;
+
+namespace {
+
+caf::behavior echo_pid(caf::event_based_actor*) {
+  return {[](std::int32_t x) { return std::vector<std::int32_t>{x, ::getpid()}; }};
+}
+
+// A node standing in for another machine: listens with `key`, answers its port, serves.
+caf::behavior listening_node(caf::event_based_actor* self, std::string key) {
+  return {[=](caf::get_atom) -> std::int32_t {
+    try {
+      return mproc::this_node().listen(mproc::authkey::from_string(key));
+    } catch (const mproc::error&) {
+      self->quit();
+      return -1;
+    }
+  }};
+}
+
+std::string temp_file(const std::string& content, mode_t mode) {
+  char path[] = "/tmp/mproc-authkey-XXXXXX";
+  int fd = ::mkstemp(path);
+  REQUIRE(fd >= 0);
+  REQUIRE(::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()));
+  ::fchmod(fd, mode);
+  ::close(fd);
+  return path;
+}
+
+int raw_connect(std::uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+// True when the other side closes `fd` (reads return EOF or reset) within 5 s.
+bool closed_by_other_side(int fd) {
+  char buf[256];
+  for (;;) {
+    auto r = ::recv(fd, buf, sizeof buf, 0);
+    if (r == 0 || (r < 0 && errno == ECONNRESET))
+      return true;
+    if (r < 0)
+      return false;  // timed out: still open
+  }
+}
+
+// Authenticates by hand with `key`; the socket is then ready for frames.
+int authenticated_raw(std::uint16_t port, std::string_view key) {
+  int fd = raw_connect(port);
+  auto mine = hs::fresh_nonce();
+  auto hello = hs::make_hello(mine);
+  REQUIRE(::send(fd, hello.data(), hello.size(), 0) == static_cast<ssize_t>(hello.size()));
+  std::array<std::uint8_t, hs::challenge_size> challenge{};
+  REQUIRE(::recv(fd, challenge.data(), challenge.size(), MSG_WAITALL)
+          == static_cast<ssize_t>(challenge.size()));
+  hs::nonce theirs{};
+  hs::mac proof_of_key{};
+  REQUIRE(hs::read_challenge(challenge, theirs, proof_of_key));
+  auto proof = hs::client_mac(key, theirs, mine);
+  REQUIRE(::send(fd, proof.data(), proof.size(), 0) == static_cast<ssize_t>(proof.size()));
+  std::uint8_t verdict = 0;
+  REQUIRE(::recv(fd, &verdict, 1, MSG_WAITALL) == 1);
+  REQUIRE(verdict == hs::accepted);
+  return fd;
+}
+
+} // namespace
+
+MPROC_ACTOR(echo_pid);
+MPROC_ACTOR(listening_node);
+
+TEST_CASE("the handshake's proofs depend on the key, both nonces and the direction") {
+  auto a = hs::fresh_nonce();
+  auto b = hs::fresh_nonce();
+  CHECK(a != b);
+  auto m = hs::server_mac("key one, sixteen+", a, b);
+  CHECK(hs::same(m, hs::server_mac("key one, sixteen+", a, b)));
+  CHECK_FALSE(hs::same(m, hs::server_mac("key two, sixteen+", a, b)));
+  CHECK_FALSE(hs::same(m, hs::server_mac("key one, sixteen+", b, a)));
+  CHECK_FALSE(hs::same(m, hs::client_mac("key one, sixteen+", a, b)));  // no reflection
+  hs::nonce n{};
+  auto hello = hs::make_hello(a);
+  CHECK(hs::read_hello(hello, n));
+  CHECK(n == a);
+  hello[0] = 'X';
+  CHECK_FALSE(hs::read_hello(hello, n));
+}
+
+TEST_CASE("an authkey comes from a private file or the environment, and must be long enough") {
+  auto good = temp_file("0123456789abcdef-secret\n", 0600);
+  CHECK(mproc::authkey::from_file(good).secret() == "0123456789abcdef-secret");
+  auto shared = temp_file("0123456789abcdef-secret\n", 0644);
+  CHECK(code_of([&] { mproc::authkey::from_file(shared); }) == errc::bad_arguments);
+  auto short_key = temp_file("short\n", 0600);
+  CHECK(code_of([&] { mproc::authkey::from_file(short_key); }) == errc::bad_arguments);
+  CHECK(code_of([&] { mproc::authkey::from_file("/nonexistent/key"); }) == errc::bad_arguments);
+  for (const auto& f : {good, shared, short_key})
+    std::remove(f.c_str());
+
+  ::setenv("MPROC_TEST_AUTHKEY", "from the environment!", 1);
+  CHECK(mproc::authkey::from_env("MPROC_TEST_AUTHKEY").secret() == "from the environment!");
+  ::unsetenv("MPROC_TEST_AUTHKEY");
+  CHECK(code_of([] { mproc::authkey::from_env("MPROC_TEST_AUTHKEY"); }) == errc::bad_arguments);
+  CHECK(mproc::authkey::generate().secret().size() == 32);
+}
+
+TEST_CASE("a node spawns an actor on another node over TCP and talks to it") {
+  test::scoped_node node;
+  auto key = mproc::authkey::generate();
+  auto other = node->spawn_process("listening_node", {}, std::string{key.secret()});
+  auto port = node->request<std::int32_t>(other.actor(), 5s, caf::get_atom::value);
+  REQUIRE(port > 0);
+
+  auto remote = node->connect("127.0.0.1:" + std::to_string(port), key);
+  CHECK(remote.connected());
+  CHECK(remote.pid() == other.pid());
+  CHECK(remote.id() != node->id());
+  auto worker = remote.spawn("echo_pid");
+  auto reply = node->request<std::vector<std::int32_t>>(worker, 5s, std::int32_t{7});
+  CHECK(reply == std::vector<std::int32_t>{7, other.pid()});
+  CHECK(code_of([&] { remote.spawn("no_such_actor"); }) == errc::unknown_actor_name);
+
+  other.kill();  // the other machine dies: its actors' proxies fail, nothing hangs
+  other.join(5s);
+  CHECK(test::eventually(5s, [&] { return !remote.connected(); }));
+  CHECK(code_of([&] { node->request<std::vector<std::int32_t>>(worker, 5s, std::int32_t{1}); })
+        != errc::none);
+}
+
+TEST_CASE("a wrong authkey is refused in both directions and the node keeps serving") {
+  test::scoped_node node;
+  auto key = mproc::authkey::generate();
+  auto port = node->listen(key);
+  auto address = "127.0.0.1:" + std::to_string(port);
+  auto wrong = mproc::authkey::generate();
+  // The server does not know the client's key: the client refuses it before proving anything.
+  CHECK(code_of([&] { node->connect(address, wrong); }) == errc::auth_failed);
+
+  // A client with the wrong key that goes on anyway is cut off by the server.
+  int fd = raw_connect(port);
+  auto mine = hs::fresh_nonce();
+  auto hello = hs::make_hello(mine);
+  ::send(fd, hello.data(), hello.size(), 0);
+  std::array<std::uint8_t, hs::challenge_size> challenge{};
+  REQUIRE(::recv(fd, challenge.data(), challenge.size(), MSG_WAITALL) == hs::challenge_size);
+  hs::nonce theirs{};
+  hs::mac ignored{};
+  REQUIRE(hs::read_challenge(challenge, theirs, ignored));
+  auto forged = hs::client_mac(wrong.secret(), theirs, mine);
+  ::send(fd, forged.data(), forged.size(), 0);
+  CHECK(closed_by_other_side(fd));
+  ::close(fd);
+
+  auto other = node->spawn_process("listening_node", {}, std::string{key.secret()});
+  auto other_port = node->request<std::int32_t>(other.actor(), 5s, caf::get_atom::value);
+  auto remote = node->connect("127.0.0.1:" + std::to_string(other_port), key);
+  CHECK(remote.connected());
+}
+
+TEST_CASE("garbage and oversized frames close that connection only") {
+  test::scoped_node node;
+  auto key = mproc::authkey::generate();
+  auto port = node->listen(key);
+
+  int garbage = raw_connect(port);
+  std::string junk(64, '\xff');
+  ::send(garbage, junk.data(), junk.size(), 0);
+  CHECK(closed_by_other_side(garbage));
+  ::close(garbage);
+
+  int huge = authenticated_raw(port, key.secret());
+  std::uint8_t header[4] = {0xff, 0xff, 0xff, 0xff};  // a 4 GiB frame
+  ::send(huge, header, sizeof header, 0);
+  CHECK(closed_by_other_side(huge));
+  ::close(huge);
+
+  int http = raw_connect(port);
+  std::string get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  ::send(http, get.data(), get.size(), 0);
+  ::shutdown(http, SHUT_WR);
+  CHECK(closed_by_other_side(http));
+  ::close(http);
+
+  // Still serving: a proper node connects and spawns.
+  auto other = node->spawn_process("listening_node", {}, std::string{key.secret()});
+  auto other_port = node->request<std::int32_t>(other.actor(), 5s, caf::get_atom::value);
+  auto remote = node->connect("127.0.0.1:" + std::to_string(other_port), key);
+  auto worker = remote.spawn("echo_pid");
+  CHECK(node->request<std::vector<std::int32_t>>(worker, 5s, std::int32_t{3})[0] == 3);
+}
+
+TEST_CASE("connecting to nothing, or to a silent port, fails within the timeout") {
+  test::scoped_node node;
+  auto key = mproc::authkey::generate();
+  int silent = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(silent, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::listen(silent, 4) == 0);
+  socklen_t len = sizeof a;
+  ::getsockname(silent, reinterpret_cast<sockaddr*>(&a), &len);
+  auto address = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(code_of([&] { node->connect(address, key, 300ms); }) == errc::timeout);
+  CHECK(std::chrono::steady_clock::now() - t0 < 3s);
+  ::close(silent);
+  CHECK(code_of([&] { node->connect(address, key, 1s); }) == errc::unreachable);
+  CHECK(code_of([&] { node->connect("not an address", key); }) == errc::bad_arguments);
+}
