@@ -53,6 +53,11 @@ struct node_options {
   std::chrono::milliseconds start_timeout{10'000};
   // Grace between asking a daemon child to stop (at node exit) and SIGKILL.
   std::chrono::milliseconds daemon_grace{1'000};
+  // Nodes over TCP: each side sends a heartbeat every heartbeat_interval, and declares the
+  // other down when it heard nothing for heartbeat_timeout (a killed, stopped or cut-off
+  // node): monitors of its actors fire and requests to them fail.
+  std::chrono::milliseconds heartbeat_interval{500};
+  std::chrono::milliseconds heartbeat_timeout{2'000};
 };
 
 // If this process was started as a child node, runs it and never returns; otherwise does

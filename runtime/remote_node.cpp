@@ -64,6 +64,12 @@ caf::actor remote_node::lookup(const std::string& name, std::chrono::millisecond
   return wait_for(result->get_future(), timeout, "lookup of '" + name + "' on " + address_);
 }
 
+void remote_node::on_down(std::function<void(const std::string&)> fn) {
+  peer_->on_failed([fn = std::move(fn)](const caf::error& e) {
+    fn(this_node().system().render(e));
+  });
+}
+
 void remote_node::disconnect() {
   auto p = peer_;
   p->link().loop().post([p] { p->close("disconnected"); });

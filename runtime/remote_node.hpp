@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -47,6 +48,9 @@ public:
                     std::chrono::milliseconds timeout = std::chrono::seconds{10});
   // Closes the connection; its proxies die with link_lost.
   void disconnect();
+  // `fn(reason)` runs once when the node is declared down (connection closed, or silent for
+  // node_options::heartbeat_timeout), on the node's I/O thread; at once if it already is.
+  void on_down(std::function<void(const std::string& reason)> fn);
 
 private:
   std::shared_ptr<detail::peer> peer_;

@@ -11,7 +11,11 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <atomic>
+#include <csignal>
 #include <fstream>
+#include <mutex>
+#include <thread>
 
 #include <caf/event_based_actor.hpp>
 
@@ -243,4 +247,37 @@ TEST_CASE("connecting to nothing, or to a silent port, fails within the timeout"
   ::close(silent);
   CHECK(code_of([&] { node->connect(address, key, 1s); }) == errc::unreachable);
   CHECK(code_of([&] { node->connect("not an address", key); }) == errc::bad_arguments);
+}
+
+TEST_CASE("a stopped node is declared down within the heartbeat bound; its actors fail") {
+  test::scoped_node node;  // defaults: heartbeat every 500 ms, down after 2 s of silence
+  auto key = mproc::authkey::generate();
+  auto other = node->spawn_process("listening_node", {}, std::string{key.secret()});
+  auto port = node->request<std::int32_t>(other.actor(), 5s, caf::get_atom::value);
+  auto remote = node->connect("127.0.0.1:" + std::to_string(port), key);
+  auto worker = remote.spawn("echo_pid");
+  std::this_thread::sleep_for(1500ms);  // heartbeats keep an idle connection up
+  REQUIRE(remote.connected());
+
+  std::atomic<bool> down{false};
+  std::string reason;
+  std::mutex m;
+  remote.on_down([&](const std::string& why) {
+    std::lock_guard guard{m};
+    reason = why;
+    down = true;
+  });
+  auto stopped = std::chrono::steady_clock::now();
+  REQUIRE(::kill(other.pid(), SIGSTOP) == 0);
+  // A request in flight fails when the node is declared down, not at its own 30 s timeout.
+  CHECK(code_of([&] { node->request<std::vector<std::int32_t>>(worker, 30s, std::int32_t{1}); })
+        == errc::link_lost);
+  REQUIRE(test::eventually(10s, [&] { return down.load(); }));
+  auto took = std::chrono::steady_clock::now() - stopped;
+  CHECK(took < 3500ms);  // timeout 2 s + one interval + slack on a loaded machine
+  {
+    std::lock_guard guard{m};
+    CHECK_THAT(reason, Catch::Contains("no sign of life"));
+  }
+  other.kill();
 }

@@ -59,6 +59,9 @@ void validate(const node_options& o) {
   check(o.threads <= 1024, "threads must be at most 1024 (0 means cpu_count())");
   check(o.start_timeout.count() > 0, "start_timeout must be positive");
   check(o.daemon_grace.count() >= 0, "daemon_grace must not be negative");
+  check(o.heartbeat_interval.count() > 0, "heartbeat_interval must be positive");
+  check(o.heartbeat_timeout > o.heartbeat_interval,
+        "heartbeat_timeout must be longer than heartbeat_interval");
 }
 
 } // namespace
@@ -575,7 +578,25 @@ std::shared_ptr<peer> node_impl::adopt_remote(int fd, const std::string& from) {
     log::info("node connection with ", from, " closed: ", why);
     on_peer_closed(closed.shared_from_this(), why);
   });
+  keep_heartbeat(p);
   return p;
+}
+
+void node_impl::keep_heartbeat(const std::weak_ptr<peer>& w) {
+  loop_.after(options_.heartbeat_interval, [this, w] {
+    auto p = w.lock();
+    if (!p || p->link().closed())
+      return;
+    auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(io_loop::clock::now()
+                                                                        - p->last_heard());
+    if (silent > options_.heartbeat_timeout) {
+      p->close("node " + std::to_string(p->who().pid) + " gave no sign of life for "
+               + std::to_string(silent.count()) + " ms");
+      return;
+    }
+    p->send_heartbeat();
+    keep_heartbeat(w);
+  });
 }
 
 std::shared_ptr<peer> node_impl::connect(const endpoint& to, std::string_view key,

@@ -99,6 +99,8 @@ private:
   void close_peers();
   // Loop thread: a peer node on an authenticated socket.
   std::shared_ptr<peer> adopt_remote(int fd, const std::string& from);
+  // Loop thread: heartbeats to a remote peer, and its closing when it falls silent.
+  void keep_heartbeat(const std::weak_ptr<peer>& p);
 
   node_options options_;
   std::optional<child_args> child_;

@@ -70,11 +70,13 @@ void peer::fail(const caf::error& reason) {
   std::vector<spawn_callback> spawns;
   std::unordered_map<std::uint64_t, caf::strong_actor_ptr> reexports;
   std::unordered_map<std::uint64_t, caf::strong_actor_ptr> watched;
+  std::vector<std::function<void(const caf::error&)>> on_failed;
   {
     std::lock_guard guard{mtx_};
     if (failed_)
       return;
     failed_ = true;
+    on_failed.swap(on_failed_);
     fail_reason_ = reason;
     reexports.swap(reexports_);
     watched.swap(watched_);
@@ -95,6 +97,28 @@ void peer::fail(const caf::error& reason) {
     answer_locally(r, caf::make_message(reason));
   for (auto& cb : spawns)
     cb(caf::expected<caf::actor>{reason});
+  for (auto& fn : on_failed)
+    fn(reason);
+}
+
+void peer::on_failed(std::function<void(const caf::error&)> fn) {
+  caf::error reason;
+  {
+    std::lock_guard guard{mtx_};
+    if (!failed_) {
+      on_failed_.push_back(std::move(fn));
+      return;
+    }
+    reason = fail_reason_;
+  }
+  fn(reason);
+}
+
+void peer::send_heartbeat() {
+  wire::buffer buf;
+  auto start = wire::begin_frame(buf);
+  wire::pack_heartbeat(buf);
+  send_frame(std::move(buf), start);
 }
 
 // ---- outgoing --------------------------------------------------------------------------
@@ -391,6 +415,7 @@ caf::strong_actor_ptr peer::local_target(wire::actor_ref to) {
 // ---- incoming --------------------------------------------------------------------------
 
 void peer::on_frame(std::string_view payload) {
+  last_heard_ = std::chrono::steady_clock::now();
   wire::decoded_envelope d;
   std::string why;
   if (!wire::decode_envelope(payload, d, why)) {

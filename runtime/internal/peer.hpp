@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include <caf/actor.hpp>
 #include <caf/error.hpp>
@@ -61,6 +62,11 @@ public:
   role kind() const { return role_; }
   // Loop thread: `fn` runs once the peer's hello has arrived (at once if it has).
   void when_introduced(std::function<void()> fn);
+  // Any thread: `fn` runs once with the reason when the peer fails (at once if it has).
+  void on_failed(std::function<void(const caf::error&)> fn);
+  // Loop thread: when the last frame arrived (or the peer was created).
+  std::chrono::steady_clock::time_point last_heard() const { return last_heard_; }
+  void send_heartbeat();
   identity who() const;
   detail::link& link() { return *link_; }
 
@@ -133,6 +139,7 @@ private:
   const role role_;
   closed_callback on_closed_;
   std::function<void()> introduced_;  // loop thread only
+  std::chrono::steady_clock::time_point last_heard_ = std::chrono::steady_clock::now();  // loop
 
   mutable std::mutex mtx_;  // everything below
   identity who_;
@@ -148,6 +155,7 @@ private:
   std::unordered_map<std::uint64_t, caf::strong_actor_ptr> reexports_;
   std::unordered_map<std::uint64_t, spawn_callback> answers_;  // spawns and lookups
   std::uint64_t next_answer_ = 1;
+  std::vector<std::function<void(const caf::error&)>> on_failed_;
 };
 
 } // namespace mproc::detail
