@@ -2,7 +2,12 @@
 
 #include <future>
 
+#include <caf/event_based_actor.hpp>
+
+#include "runtime/actor_registry.hpp"
 #include "runtime/errors.hpp"
+#include "runtime/message_bytes.hpp"
+#include "runtime/node.hpp"
 #include "runtime/internal/node_impl.hpp"
 #include "runtime/internal/peer.hpp"
 
@@ -23,6 +28,30 @@ caf::actor wait_for(std::future<caf::expected<caf::actor>> f, std::chrono::milli
     throw error(r.error(), this_node().system().render(r.error()));
   return std::move(*r);
 }
+
+// Runs on the remote node: starts one child process there and answers its actor.
+caf::behavior mproc_process_starter(caf::event_based_actor* self) {
+  return {[=](const std::string& actor, const std::string& name,
+              const bytes& args) -> caf::result<caf::actor> {
+    auto rp = self->make_response_promise<caf::actor>();
+    try {
+      process p{this_node(), actor, {.name = name}, from_bytes(args)};
+      p.start([rp, p](caf::error err) mutable {
+        if (err)
+          rp.deliver(std::move(err));
+        else
+          rp.deliver(p.actor());
+      });
+    } catch (const error& e) {
+      rp.deliver(e.reason());
+    }
+    self->quit();
+    return rp;
+  }};
+}
+
+const bool starter_registered =
+  detail::register_actor(detail::make_actor_entry<&mproc_process_starter>("mproc_process_starter"));
 
 } // namespace
 
@@ -53,6 +82,21 @@ caf::actor remote_node::spawn_message(std::string_view actor, const caf::message
     });
   });
   return wait_for(result->get_future(), timeout, "spawn '" + name + "' on " + address_);
+}
+
+caf::actor remote_node::spawn_process_message(std::string_view actor, std::string process_name,
+                                              const caf::message& args,
+                                              std::chrono::milliseconds timeout) {
+  (void)starter_registered;
+  auto starter = spawn_message("mproc_process_starter", {}, timeout);
+  auto reply = this_node().request_message(
+    starter, caf::make_message(std::string{actor}, std::move(process_name), to_bytes(args)),
+    timeout);
+  if (!reply.match_elements<caf::actor>()) {
+    auto why = "spawn_process '" + std::string{actor} + "' on " + address_ + ": unexpected reply";
+    throw error(make_error(errc::protocol_error, why), why);
+  }
+  return reply.get_as<caf::actor>(0);
 }
 
 caf::actor remote_node::lookup(const std::string& name, std::chrono::milliseconds timeout) {

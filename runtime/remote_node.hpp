@@ -43,6 +43,17 @@ public:
   }
   caf::actor spawn_message(std::string_view actor, const caf::message& args,
                            std::chrono::milliseconds timeout);
+  // Starts a child process of that node running `actor` — that node reaps it and kills it
+  // when it ends, as for its own children — and returns the actor. `args` are plain values
+  // (no actor references). Throws mproc::error (as spawn, plus spawn_failed).
+  template <class... Ts>
+  caf::actor spawn_process(std::string_view actor, std::string process_name, Ts&&... args) {
+    return spawn_process_message(actor, std::move(process_name),
+                                 caf::make_message(std::forward<Ts>(args)...),
+                                 std::chrono::seconds{15});
+  }
+  caf::actor spawn_process_message(std::string_view actor, std::string process_name,
+                                   const caf::message& args, std::chrono::milliseconds timeout);
   // The actor registered as `name` on that node (or its ancestors). Throws mproc::error.
   caf::actor lookup(const std::string& name,
                     std::chrono::milliseconds timeout = std::chrono::seconds{10});

@@ -281,3 +281,25 @@ TEST_CASE("a stopped node is declared down within the heartbeat bound; its actor
   }
   other.kill();
 }
+
+TEST_CASE("a node starts a process on another node; it dies with that node, no orphan") {
+  test::scoped_node node;
+  auto key = mproc::authkey::generate();
+  auto other = node->spawn_process("listening_node", {}, std::string{key.secret()});
+  auto port = node->request<std::int32_t>(other.actor(), 5s, caf::get_atom::value);
+  auto remote = node->connect("127.0.0.1:" + std::to_string(port), key);
+
+  auto worker = remote.spawn_process("echo_pid", "remote-worker");
+  auto reply = node->request<std::vector<std::int32_t>>(worker, 5s, std::int32_t{5});
+  REQUIRE(reply.size() == 2);
+  auto worker_pid = reply[1];
+  CHECK(worker_pid != other.pid());
+  CHECK(worker_pid != ::getpid());
+  CHECK(test::running(worker_pid));
+  CHECK(code_of([&] { remote.spawn_process("no_such_actor", "x"); })
+        == errc::unknown_actor_name);
+
+  other.kill();
+  other.join(5s);
+  CHECK(test::eventually(5s, [&] { return !test::running(worker_pid); }));
+}
