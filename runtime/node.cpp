@@ -7,6 +7,7 @@
 #include "runtime/actor_registry.hpp"
 #include "runtime/internal/message_codec.hpp"
 #include "runtime/internal/node_impl.hpp"
+#include "runtime/internal/node_mode.hpp"
 #include "runtime/internal/spawner.hpp"
 #include "runtime/internal/tcp.hpp"
 
@@ -17,6 +18,8 @@ std::atomic<node*> current_node{nullptr};
 } // namespace
 
 void init(int argc, char** argv, node_options options) {
+  if (auto mode = detail::parse_node_mode(argc, argv))
+    detail::run_node_mode(*mode, std::move(options));
   auto child = detail::parse_child_args(argc, argv);
   if (!child)
     return;

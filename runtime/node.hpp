@@ -35,6 +35,7 @@ namespace mproc {
 
 namespace detail {
 class node_impl;
+struct node_mode_access;
 }
 
 struct node_options {
@@ -133,6 +134,7 @@ public:
 
 private:
   friend class process;
+  friend struct detail::node_mode_access;
   friend void init(int, char**, node_options);
   struct child_tag {};
   node(child_tag, node_options options, std::unique_ptr<detail::node_impl> impl);

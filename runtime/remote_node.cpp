@@ -35,7 +35,8 @@ caf::behavior mproc_process_starter(caf::event_based_actor* self) {
               const bytes& args) -> caf::result<caf::actor> {
     auto rp = self->make_response_promise<caf::actor>();
     try {
-      process p{this_node(), actor, {.name = name}, from_bytes(args)};
+      // Daemon: stopped when this node ends, so a node that loses its root leaves no orphans.
+      process p{this_node(), actor, {.name = name, .daemon = true}, from_bytes(args)};
       p.start([rp, p](caf::error err) mutable {
         if (err)
           rp.deliver(std::move(err));

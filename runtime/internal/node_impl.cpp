@@ -195,6 +195,11 @@ void node_impl::on_peer_closed(const std::shared_ptr<peer>& p, const std::string
   }
   if (!child) {
     p->fail(make_error(errc::link_lost, why));
+    if (p->kind() == peer::role::remote) {
+      std::lock_guard guard{mtx_};
+      --remote_peers_;
+      remote_changed_.notify_all();
+    }
     return;
   }
   std::unique_lock lock{child->mtx};
@@ -573,6 +578,8 @@ std::shared_ptr<peer> node_impl::adopt_remote(int fd, const std::string& from) {
   {
     std::lock_guard guard{mtx_};
     peers_.insert(p);
+    ++remote_peers_;
+    ++remote_peers_ever_;
   }
   p->open([this, from](peer& closed, const std::string& why) {
     log::info("node connection with ", from, " closed: ", why);
@@ -580,6 +587,11 @@ std::shared_ptr<peer> node_impl::adopt_remote(int fd, const std::string& from) {
   });
   keep_heartbeat(p);
   return p;
+}
+
+void node_impl::wait_until_remotes_gone() {
+  std::unique_lock lock{mtx_};
+  remote_changed_.wait(lock, [this] { return remote_peers_ever_ > 0 && remote_peers_ == 0; });
 }
 
 void node_impl::keep_heartbeat(const std::weak_ptr<peer>& w) {

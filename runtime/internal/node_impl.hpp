@@ -81,6 +81,9 @@ public:
   std::shared_ptr<peer> connect(const endpoint& to, std::string_view key,
                                 std::chrono::milliseconds timeout);
 
+  // Node mode: blocks until a node has connected and every connected node is gone.
+  void wait_until_remotes_gone();
+
   // Child mode: serve the parent until the main actor ends or the parent goes; then exit.
   [[noreturn]] void run_child();
 
@@ -125,6 +128,9 @@ private:
   std::unordered_map<const peer*, std::shared_ptr<process_state>> child_of_peer_;
   int process_counter_ = 0;
   std::vector<std::unique_ptr<listener>> listeners_;  // created anywhere, destroyed on the loop
+  std::size_t remote_peers_ = 0;       // TCP peers connected now
+  std::size_t remote_peers_ever_ = 0;
+  std::condition_variable remote_changed_;
 
   std::condition_variable exit_requested_;
   std::optional<int> exit_code_;

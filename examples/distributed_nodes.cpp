@@ -1,0 +1,132 @@
+// Nodes on "other machines": the root starts two nodes of this very program in node mode,
+// listening on loopback (as `ssh host ./distributed_nodes --mproc-node ...` would on real
+// machines), connects to both with a shared authkey, runs a producer and a consumer on each
+// around one queue in the root, prints which node and pid ran each, and shuts all down.
+//
+//   ./distributed_nodes [--items N]
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <caf/blocking_actor.hpp>
+
+#include "actors/queue.hpp"
+#include "runtime/actor_registry.hpp"
+#include "runtime/node.hpp"
+
+using namespace std::chrono_literals;
+using int_queue = mproc::queue<std::int32_t>;
+using text_queue = mproc::queue<std::string>;
+
+std::string whereami() {
+  return mproc::current_process_name() + " pid " + std::to_string(::getpid());
+}
+
+void producer(caf::blocking_actor*, int_queue q, std::int32_t n, text_queue reports) {
+  for (std::int32_t i = 0; i < n; ++i)
+    q.put(i);
+  reports.put("producer on " + whereami() + " put " + std::to_string(n));
+}
+
+void consumer(caf::blocking_actor*, int_queue q, text_queue reports) {
+  std::int64_t taken = 0;
+  while (q.get() >= 0)
+    ++taken;
+  reports.put("consumer on " + whereami() + " took " + std::to_string(taken));
+}
+
+MPROC_ACTOR(producer);
+MPROC_ACTOR(consumer);
+
+namespace {
+
+// Starts this program as a node listening on a free loopback port; its stdout tells the port.
+struct started_node {
+  FILE* out = nullptr;
+  std::string address;
+};
+
+started_node start_node(const std::string& name, const std::string& keyfile) {
+  auto command = "exec /proc/" + std::to_string(::getpid()) + "/exe --mproc-node --name " + name
+                 + " --listen 127.0.0.1:0 --authkey-file " + keyfile;
+  started_node n;
+  n.out = ::popen(command.c_str(), "r");
+  char line[256] = {};
+  if (n.out == nullptr || std::fgets(line, sizeof line, n.out) == nullptr)
+    return n;
+  // "mproc node NAME pid PID listening on HOST:PORT"
+  if (const char* at = std::strstr(line, "listening on "))
+    n.address = std::string{at + 13, std::strcspn(at + 13, "\n")};
+  return n;
+}
+
+std::string write_keyfile(const mproc::authkey& key) {
+  char path[] = "/tmp/mproc-example-key-XXXXXX";
+  int fd = ::mkstemp(path);  // mode 0600
+  auto secret = key.secret();
+  if (fd < 0 || ::write(fd, secret.data(), secret.size()) != static_cast<ssize_t>(secret.size()))
+    std::exit(1);
+  ::close(fd);
+  return path;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  mproc::node node{argc, argv};  // in a started node this serves and never returns
+  std::int32_t items = 10'000;
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::strcmp(argv[i], "--items") == 0)
+      items = std::atoi(argv[i + 1]);
+
+  auto key = mproc::authkey::generate();
+  auto keyfile = write_keyfile(key);
+  std::vector<started_node> started{start_node("node-A", keyfile), start_node("node-B", keyfile)};
+  std::remove(keyfile.c_str());  // read by both nodes at start
+
+  int status = 0;
+  {
+    std::vector<mproc::remote_node> nodes;
+    for (auto& s : started) {
+      if (s.address.empty()) {
+        std::printf("a node did not start\n");
+        return 1;
+      }
+      nodes.push_back(node.connect(s.address, key));
+      std::printf("connected to %s (pid %lld) at %s\n", nodes.back().name().c_str(),
+                  static_cast<long long>(nodes.back().pid()), s.address.c_str());
+    }
+    int_queue q{node};
+    text_queue reports{node};
+    for (auto& n : nodes) {
+      n.spawn("producer", q, items, reports);
+      n.spawn("consumer", q, reports);
+    }
+    std::vector<std::string> lines;
+    for (std::size_t i = 0; i < nodes.size(); ++i)  // the producers
+      lines.push_back(reports.get(30s));
+    for (std::size_t i = 0; i < nodes.size(); ++i)
+      q.put(-1);  // one sentinel per consumer
+    for (std::size_t i = 0; i < nodes.size(); ++i)
+      lines.push_back(reports.get(30s));
+    std::int64_t taken = 0;
+    for (auto& l : lines) {
+      std::printf("%s\n", l.c_str());
+      if (l.rfind("consumer", 0) == 0)
+        taken += std::atoll(l.c_str() + l.rfind(' ') + 1);
+    }
+    std::printf("put %d, taken %lld\n", items * 2, static_cast<long long>(taken));
+    status = taken == 2LL * items ? 0 : 1;
+    for (auto& n : nodes)
+      n.disconnect();  // a node whose roots are all gone ends
+  }
+  for (auto& s : started)
+    status |= ::pclose(s.out) == 0 ? 0 : 1;
+  std::printf("all nodes ended\n");
+  return status;
+}
