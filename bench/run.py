@@ -36,6 +36,9 @@ def workloads(build):
                  "bandwidth_1MiB", "bandwidth_64MiB", "idle_rss", "spawn_200"]:
         table[name] = {"mproc": mproc("bench_transport", name),
                        "python": python("transport.py", name), "raw": raw(name)}
+    # Nodes over loopback TCP: mproc only (Python's multiprocessing has no remote nodes here).
+    for name in ["tcp_pingpong", "tcp_oneway"]:
+        table[name] = {"mproc": mproc("bench_transport", name)}
     # Cross-vCPU wake-ups cost ~60 us here: round trips also run with both ends on one CPU.
     table["pingpong_pinned"] = {s: PIN + argv + ["--label", "pinned"]
                                 for s, argv in table["pingpong"].items()}

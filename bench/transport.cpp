@@ -7,6 +7,8 @@
 //   bandwidth_64MiB   64 MiB messages, the same
 //   idle_rss          resident memory of an idle child process (median of 5)
 //   spawn_200         200 children started, each answering once, all joined (seconds)
+//   tcp_pingpong      pingpong with an actor on another node over loopback TCP (p50, p99)
+//   tcp_oneway        oneway_single to a node over loopback TCP (throughput)
 // Prints "RESULT mproc <workload> <metric> <value> <unit>" lines; options in harness.hpp.
 #include <algorithm>
 #include <chrono>
@@ -210,8 +212,70 @@ void spawn_200(mproc::node& node, const options& o) {
   result(o, "spawn_200", "total", secs, "s");
 }
 
+// Another node, as a child process that listens on loopback TCP; answers its port.
+caf::behavior tcp_node(caf::event_based_actor*, std::string key) {
+  return {[=](caf::get_atom) -> std::int32_t {
+    return mproc::this_node().listen(mproc::authkey::from_string(key));
+  }};
+}
+
+struct tcp_peer {
+  mproc::process host;
+  mproc::remote_node remote;
+};
+
+tcp_peer connect_tcp_node(mproc::node& node) {
+  auto key = mproc::authkey::generate();
+  auto host = node.spawn_process("tcp_node", {}, std::string{key.secret()});
+  auto port = node.request<std::int32_t>(host.actor(), 5s, caf::get_atom::value);
+  return {host, node.connect("127.0.0.1:" + std::to_string(port), key)};
+}
+
+void tcp_pingpong(mproc::node& node, const options& o) {
+  auto peer = connect_tcp_node(node);
+  auto a = peer.remote.spawn("pong");
+  caf::scoped_actor self{node.system()};
+  auto once = [&] {
+    self->request(a, 5s, std::int32_t{1}).receive([](std::int32_t) {}, [](caf::error&) {
+      std::fprintf(stderr, "tcp_pingpong: request failed\n");
+    });
+  };
+  for (int i = 0; i < 1000; ++i)
+    once();
+  std::vector<double> rtt;
+  int n = o.quick ? 2000 : 20000;
+  for (int i = 0; i < n; ++i) {
+    auto t0 = clock_type::now();
+    once();
+    rtt.push_back(micros(clock_type::now() - t0));
+  }
+  result(o, "tcp_pingpong", "p50", percentile(rtt, 0.50), "us");
+  result(o, "tcp_pingpong", "p99", percentile(rtt, 0.99), "us");
+  peer.host.terminate();
+  peer.host.join(5s);
+}
+
+void tcp_oneway(mproc::node& node, const options& o) {
+  auto peer = connect_tcp_node(node);
+  auto a = peer.remote.spawn("sink");
+  caf::scoped_actor self{node.system()};
+  std::int64_t n = o.quick ? 100'000 : 1'000'000;
+  auto t0 = clock_type::now();
+  for (std::int64_t i = 0; i < n; ++i)
+    self->send(a, std::int32_t{1});
+  std::int64_t got = 0;
+  while (got < n)
+    self->request(a, 60s, caf::get_atom::value).receive([&](std::int64_t c) { got = c; },
+                                                        [&](caf::error&) { got = n; });
+  auto secs = std::chrono::duration<double>(clock_type::now() - t0).count();
+  result(o, "tcp_oneway", "throughput", static_cast<double>(n) / secs, "msg/s");
+  peer.host.terminate();
+  peer.host.join(5s);
+}
+
 } // namespace
 
+MPROC_ACTOR(tcp_node);
 MPROC_ACTOR(pong);
 MPROC_ACTOR(sink);
 MPROC_ACTOR(measure);
@@ -228,5 +292,7 @@ int main(int argc, char** argv) {
     {"bandwidth_64MiB", bandwidth_64mib},
     {"idle_rss", idle_rss},
     {"spawn_200", spawn_200},
+    {"tcp_pingpong", tcp_pingpong},
+    {"tcp_oneway", tcp_oneway},
   });
 }
