@@ -23,6 +23,8 @@
 
 #include "runtime/actor_registry.hpp"
 #include "runtime/internal/handshake.hpp"
+#include "runtime/internal/supervisor_protocol.hpp"
+#include "runtime/supervisor.hpp"
 #include "runtime/node.hpp"
 #include "support.hpp"
 
@@ -302,4 +304,45 @@ TEST_CASE("a node starts a process on another node; it dies with that node, no o
   other.kill();
   other.join(5s);
   CHECK(test::eventually(5s, [&] { return !test::running(worker_pid); }));
+}
+
+namespace {
+
+// A supervisor to be started on another node: its worker is a process on that machine.
+caf::behavior remote_supervisor(caf::event_based_actor* self) {
+  return mproc::supervise(self, {.strategy = mproc::strategy::one_for_one, .intensity = 5},
+                          {{.id = "w", .actor = "echo_pid"}});
+}
+
+} // namespace
+
+MPROC_ACTOR(remote_supervisor);
+
+TEST_CASE("a supervisor started on another node restarts its worker there") {
+  test::scoped_node node;
+  auto key = mproc::authkey::generate();
+  auto other = node->spawn_process("listening_node", {}, std::string{key.secret()});
+  auto port = node->request<std::int32_t>(other.actor(), 5s, caf::get_atom::value);
+  auto remote = node->connect("127.0.0.1:" + std::to_string(port), key);
+
+  auto sup = remote.spawn("remote_supervisor");
+  node->request(sup, 10s, mproc::detail::sup_ready_atom::value);  // its children started
+  auto worker = node->request<caf::actor>(sup, 10s, mproc::detail::sup_child_atom::value,
+                                          std::string{"w"});
+  auto first = node->request<std::vector<std::int32_t>>(worker, 5s, std::int32_t{1})[1];
+  CHECK(first != other.pid());
+  REQUIRE(::kill(first, SIGKILL) == 0);
+  std::int32_t second = 0;
+  CHECK(test::eventually(10s, [&] {
+    try {
+      second = node->request<std::vector<std::int32_t>>(worker, 1s, std::int32_t{1})[1];
+    } catch (const mproc::error&) {
+      return false;
+    }
+    return second != first;
+  }));
+  CHECK(test::running(second));
+  other.kill();
+  other.join(5s);
+  CHECK(test::eventually(5s, [&] { return !test::running(second); }));
 }
