@@ -18,6 +18,7 @@
 #include <thread>
 
 #include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -161,8 +162,14 @@ TEST_CASE("a node spawns an actor on another node over TCP and talks to it") {
   CHECK(reply == std::vector<std::int32_t>{7, other.pid()});
   CHECK(code_of([&] { remote.spawn("no_such_actor"); }) == errc::unknown_actor_name);
 
-  other.kill();  // the other machine dies: its actors' proxies fail, nothing hangs
+  caf::scoped_actor watcher{node->system()};
+  watcher->monitor(worker);
+  other.kill();  // the other machine dies: monitors fire, its actors' proxies fail
   other.join(5s);
+  bool down = false;
+  watcher->receive([&](caf::down_msg& d) { down = d.source == worker.address(); },
+                   caf::after(std::chrono::seconds{5}) >> [] {});
+  CHECK(down);
   CHECK(test::eventually(5s, [&] { return !remote.connected(); }));
   CHECK(code_of([&] { node->request<std::vector<std::int32_t>>(worker, 5s, std::int32_t{1}); })
         != errc::none);
