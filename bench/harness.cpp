@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <string>
 
 namespace bench {
 
@@ -29,6 +31,20 @@ void result(const options& o, const char* workload, const char* metric, double v
 double percentile(std::vector<double> xs, double p) {
   std::sort(xs.begin(), xs.end());
   return xs[static_cast<std::size_t>(p * static_cast<double>(xs.size() - 1))];
+}
+
+double rss_mib(int pid) {
+  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
+  std::string key;
+  while (in >> key) {
+    if (key == "VmRSS:") {
+      double kib = 0;
+      in >> kib;
+      return kib / 1024.0;
+    }
+    in.ignore(1 << 12, '\n');
+  }
+  return 0;
 }
 
 void run(mproc::node& node, const options& o,

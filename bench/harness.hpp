@@ -30,6 +30,9 @@ void result(const options& o, const char* workload, const char* metric, double v
 
 double percentile(std::vector<double> xs, double p);
 
+// VmRSS of process `pid` in MiB, from /proc/<pid>/status; 0 if unknown.
+double rss_mib(int pid);
+
 using workload = void (*)(mproc::node&, const options&);
 
 // Runs the named workloads in order (or just --only's).

@@ -276,19 +276,6 @@ void bandwidth_64mib(const options& o) {
   bandwidth(o, "bandwidth_64MiB", 64, o.quick ? 2 : 5);
 }
 
-double rss_mib(pid_t pid) {
-  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
-  std::string key;
-  while (in >> key) {
-    if (key == "VmRSS:") {
-      double kib = 0;
-      in >> kib;
-      return kib / 1024.0;
-    }
-    in.ignore(1 << 12, '\n');
-  }
-  return 0;
-}
 
 void idle_rss(const options& o) {
   std::vector<double> mib;
@@ -298,7 +285,7 @@ void idle_rss(const options& o) {
     std::vector<char> f;
     ping(c.fd, in, f);
     std::this_thread::sleep_for(std::chrono::milliseconds{100});
-    mib.push_back(rss_mib(c.pid));
+    mib.push_back(bench::rss_mib(c.pid));
     end_child(c);
   }
   result(o, "idle_rss", "median", percentile(mib, 0.5), "MiB");

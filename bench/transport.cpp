@@ -170,20 +170,6 @@ void bandwidth_64mib(mproc::node& node, const options& o) {
   bandwidth(node, o, "bandwidth_64MiB", 64, o.quick ? 2 : 5);
 }
 
-// VmRSS of `pid` in MiB, from /proc.
-double rss_mib(pid_t pid) {
-  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
-  std::string key;
-  while (in >> key) {
-    if (key == "VmRSS:") {
-      double kib = 0;
-      in >> kib;
-      return kib / 1024.0;
-    }
-    in.ignore(1 << 12, '\n');
-  }
-  return 0;
-}
 
 void idle_rss(mproc::node& node, const options& o) {
   std::vector<double> mib;
@@ -191,7 +177,7 @@ void idle_rss(mproc::node& node, const options& o) {
     auto p = node.spawn_process("pong", {});
     node.request<std::int32_t>(p.actor(), 10s, std::int32_t{1});  // up and serving
     std::this_thread::sleep_for(100ms);
-    mib.push_back(rss_mib(p.pid()));
+    mib.push_back(bench::rss_mib(p.pid()));
     p.terminate();
     p.join(5s);
   }

@@ -30,6 +30,7 @@ std::string whereami() {
 void producer(caf::blocking_actor*, int_queue q, std::int32_t n, text_queue reports) {
   for (std::int32_t i = 0; i < n; ++i)
     q.put(i);
+  q.flush(30s);  // in the queue, not in flight, before the root hears "done" and ends it
   reports.put("producer on " + whereami() + " put " + std::to_string(n));
 }
 
