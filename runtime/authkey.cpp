@@ -2,13 +2,13 @@
 
 #include <sys/stat.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
 
-#include <openssl/rand.h>
-
 #include "runtime/errors.hpp"
+#include "runtime/internal/crypto.hpp"
 
 namespace mproc {
 
@@ -56,9 +56,8 @@ authkey authkey::from_string(std::string secret) {
 authkey authkey::generate() {
   static constexpr char alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  unsigned char raw[32];
-  if (RAND_bytes(raw, sizeof raw) != 1)
-    refuse("no random bytes for an authkey");
+  std::uint8_t raw[32];
+  detail::crypto::random_bytes(raw, sizeof raw);
   std::string secret;
   for (auto b : raw)
     secret += alphabet[b % 64];

@@ -3,10 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
+#include "runtime/internal/crypto.hpp"
 
 namespace mproc::detail::handshake {
 
@@ -21,11 +18,7 @@ mac hmac(std::string_view key, std::string_view label, const nonce& a, const non
   end = std::copy(a.begin(), a.end(), end);
   end = std::copy(b.begin(), b.end(), end);
   mac out{};
-  unsigned int len = 0;
-  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), msg.data(),
-           static_cast<std::size_t>(end - msg.begin()), out.data(), &len) == nullptr
-      || len != mac_size)
-    throw std::runtime_error("HMAC-SHA256 failed");
+  crypto::hmac_sha256(key, msg.data(), static_cast<std::size_t>(end - msg.begin()), out.data());
   return out;
 }
 
@@ -37,8 +30,7 @@ bool has_magic(bytes_view in) {
 
 nonce fresh_nonce() {
   nonce n{};
-  if (RAND_bytes(n.data(), static_cast<int>(n.size())) != 1)
-    throw std::runtime_error("no random bytes for a handshake nonce");
+  crypto::random_bytes(n.data(), n.size());
   return n;
 }
 
@@ -51,7 +43,7 @@ mac client_mac(std::string_view key, const nonce& server, const nonce& client) {
 }
 
 bool same(const mac& a, bytes_view b) {
-  return b.size() == a.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+  return b.size() == a.size() && crypto::equal(a.data(), b.data(), a.size());
 }
 
 std::array<std::uint8_t, hello_size> make_hello(const nonce& client) {

@@ -1,7 +1,8 @@
 // The authentication that opens every TCP connection between nodes (docs/protocol.md,
 // "Handshake"): mutual HMAC-SHA256 challenge-response over a shared authkey, fresh random
 // nonces both ways, constant-time comparison. Fixed-size binary messages, so nothing is
-// parsed before the peer has proven it holds the key. OpenSSL's libcrypto does the crypto.
+// parsed before the peer has proven it holds the key. OpenSSL's libcrypto does the crypto
+// (crypto.hpp).
 //
 //   client -> server  hello     magic(8) | client nonce(32)
 //   server -> client  challenge magic(8) | server nonce(32) | HMAC(K, "mproc server" | Nc | Ns)

@@ -33,17 +33,18 @@ namespace {
 
 std::string address_of(const sockaddr_storage& a) {
   char text[INET6_ADDRSTRLEN] = "?";
-  std::uint16_t port = 0;
+  endpoint e;
   if (a.ss_family == AF_INET) {
     const auto& v4 = reinterpret_cast<const sockaddr_in&>(a);
     ::inet_ntop(AF_INET, &v4.sin_addr, text, sizeof text);
-    port = ntohs(v4.sin_port);
-    return std::string{text} + ":" + std::to_string(port);
+    e.port = ntohs(v4.sin_port);
+  } else {
+    const auto& v6 = reinterpret_cast<const sockaddr_in6&>(a);
+    ::inet_ntop(AF_INET6, &v6.sin6_addr, text, sizeof text);
+    e.port = ntohs(v6.sin6_port);
   }
-  const auto& v6 = reinterpret_cast<const sockaddr_in6&>(a);
-  ::inet_ntop(AF_INET6, &v6.sin6_addr, text, sizeof text);
-  port = ntohs(v6.sin6_port);
-  return "[" + std::string{text} + "]:" + std::to_string(port);
+  e.host = text;
+  return e.text();
 }
 
 // The handshake's small messages fit a fresh socket's send buffer: all or nothing.
