@@ -103,31 +103,39 @@ bool recv_all(int fd, std::uint8_t* p, std::size_t n, clock_type::time_point dea
   return true;
 }
 
-int connect_any(const endpoint& to, clock_type::time_point deadline) {
-  auto found = resolve(to, false);
+// Tries each address `at` resolves to with a fresh non-blocking socket; `use(fd, address)`
+// returns "" when the socket is ready, else why not. The first ready socket, or throws
+// unreachable naming `what` and the last reason.
+template <class F>
+int first_usable_socket(const endpoint& at, bool passive, const std::string& what, F use) {
+  auto found = resolve(at, passive);
   std::string last = "no address";
   for (auto* a = found.get(); a != nullptr; a = a->ai_next) {
     socket_guard s{::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
                             a->ai_protocol)};
     if (s.fd < 0)
       continue;
-    if (::connect(s.fd, a->ai_addr, a->ai_addrlen) != 0 && errno != EINPROGRESS) {
-      last = std::strerror(errno);
-      continue;
-    }
-    wait_for(s.fd, POLLOUT, deadline, to);
+    last = use(s.fd, *a);
+    if (last.empty())
+      return s.release();
+  }
+  fail(errc::unreachable, what + " " + at.text() + ": " + last);
+}
+
+int connect_any(const endpoint& to, clock_type::time_point deadline) {
+  return first_usable_socket(to, false, "cannot connect to", [&](int fd, const addrinfo& a) {
+    if (::connect(fd, a.ai_addr, a.ai_addrlen) != 0 && errno != EINPROGRESS)
+      return std::string{std::strerror(errno)};
+    wait_for(fd, POLLOUT, deadline, to);
     int err = 0;
     socklen_t len = sizeof err;
-    ::getsockopt(s.fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err != 0) {
-      last = std::strerror(err);
-      continue;
-    }
+    ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0)
+      return std::string{std::strerror(err)};
     int one = 1;
-    ::setsockopt(s.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return s.release();
-  }
-  fail(errc::unreachable, "cannot connect to " + to.text() + ": " + last);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return std::string{};
+  });
 }
 
 } // namespace
@@ -172,28 +180,19 @@ endpoint parse_endpoint(std::string_view text) {
 }
 
 int listen_tcp(const endpoint& at, std::uint16_t& bound_port) {
-  auto found = resolve(at, true);
-  std::string last = "no address";
-  for (auto* a = found.get(); a != nullptr; a = a->ai_next) {
-    socket_guard s{::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                            a->ai_protocol)};
-    if (s.fd < 0)
-      continue;
+  return first_usable_socket(at, true, "cannot listen on", [&](int fd, const addrinfo& a) {
     int one = 1;
-    ::setsockopt(s.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (::bind(s.fd, a->ai_addr, a->ai_addrlen) != 0 || ::listen(s.fd, 128) != 0) {
-      last = std::strerror(errno);
-      continue;
-    }
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd, a.ai_addr, a.ai_addrlen) != 0 || ::listen(fd, 128) != 0)
+      return std::string{std::strerror(errno)};
     sockaddr_storage local{};
     socklen_t len = sizeof local;
-    ::getsockname(s.fd, reinterpret_cast<sockaddr*>(&local), &len);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len);
     bound_port = ntohs(local.ss_family == AF_INET6
                          ? reinterpret_cast<sockaddr_in6*>(&local)->sin6_port
                          : reinterpret_cast<sockaddr_in*>(&local)->sin_port);
-    return s.release();
-  }
-  fail(errc::unreachable, "cannot listen on " + at.text() + ": " + last);
+    return std::string{};
+  });
 }
 
 int connect_authenticated(const endpoint& to, std::string_view key,
