@@ -72,13 +72,13 @@ double micros(clock_type::duration d) {
   return std::chrono::duration<double, std::micro>(d).count();
 }
 
-void pingpong(mproc::node& node, const options& o) {
-  auto p = node.spawn_process("pong", {});
+// Request/reply round trips to `a` (a pong), one at a time.
+void measure_pingpong(mproc::node& node, const options& o, const char* workload,
+                      const caf::actor& a) {
   caf::scoped_actor self{node.system()};
-  auto a = p.actor();
   auto once = [&] {
-    self->request(a, 5s, std::int32_t{1}).receive([](std::int32_t) {}, [](caf::error&) {
-      std::fprintf(stderr, "pingpong: request failed\n");
+    self->request(a, 5s, std::int32_t{1}).receive([](std::int32_t) {}, [&](caf::error&) {
+      std::fprintf(stderr, "%s: request failed\n", workload);
     });
   };
   for (int i = 0; i < 1000; ++i)  // warm up caches, allocators, the scheduler
@@ -91,17 +91,21 @@ void pingpong(mproc::node& node, const options& o) {
     once();
     rtt.push_back(micros(clock_type::now() - t0));
   }
-  result(o, "pingpong", "p50", percentile(rtt, 0.50), "us");
-  result(o, "pingpong", "p99", percentile(rtt, 0.99), "us");
+  result(o, workload, "p50", percentile(rtt, 0.50), "us");
+  result(o, workload, "p99", percentile(rtt, 0.99), "us");
+}
+
+void pingpong(mproc::node& node, const options& o) {
+  auto p = node.spawn_process("pong", {});
+  measure_pingpong(node, o, "pingpong", p.actor());
   p.terminate();
   p.join(5s);
 }
 
-// n items to a counting child, `batch` per message (1: one send per item).
-void oneway(mproc::node& node, const options& o, const char* workload, std::int64_t batch) {
-  auto p = node.spawn_process("sink", {});
+// n items to `a` (a sink), `batch` per message (1: one send per item), until it counted all.
+void measure_oneway(mproc::node& node, const options& o, const char* workload,
+                    const caf::actor& a, std::int64_t batch) {
   caf::scoped_actor self{node.system()};
-  auto a = p.actor();
   std::int64_t n = o.quick ? 100'000 : 1'000'000;
   auto t0 = clock_type::now();
   if (batch == 1) {
@@ -117,6 +121,11 @@ void oneway(mproc::node& node, const options& o, const char* workload, std::int6
                                                         [&](caf::error&) { got = n; });
   auto secs = std::chrono::duration<double>(clock_type::now() - t0).count();
   result(o, workload, "throughput", static_cast<double>(n) / secs, "msg/s");
+}
+
+void oneway(mproc::node& node, const options& o, const char* workload, std::int64_t batch) {
+  auto p = node.spawn_process("sink", {});
+  measure_oneway(node, o, workload, p.actor(), batch);
   p.terminate();
   p.join(5s);
 }
@@ -219,42 +228,14 @@ tcp_peer connect_tcp_node(mproc::node& node) {
 
 void tcp_pingpong(mproc::node& node, const options& o) {
   auto peer = connect_tcp_node(node);
-  auto a = peer.remote.spawn("pong");
-  caf::scoped_actor self{node.system()};
-  auto once = [&] {
-    self->request(a, 5s, std::int32_t{1}).receive([](std::int32_t) {}, [](caf::error&) {
-      std::fprintf(stderr, "tcp_pingpong: request failed\n");
-    });
-  };
-  for (int i = 0; i < 1000; ++i)
-    once();
-  std::vector<double> rtt;
-  int n = o.quick ? 2000 : 20000;
-  for (int i = 0; i < n; ++i) {
-    auto t0 = clock_type::now();
-    once();
-    rtt.push_back(micros(clock_type::now() - t0));
-  }
-  result(o, "tcp_pingpong", "p50", percentile(rtt, 0.50), "us");
-  result(o, "tcp_pingpong", "p99", percentile(rtt, 0.99), "us");
+  measure_pingpong(node, o, "tcp_pingpong", peer.remote.spawn("pong"));
   peer.host.terminate();
   peer.host.join(5s);
 }
 
 void tcp_oneway(mproc::node& node, const options& o) {
   auto peer = connect_tcp_node(node);
-  auto a = peer.remote.spawn("sink");
-  caf::scoped_actor self{node.system()};
-  std::int64_t n = o.quick ? 100'000 : 1'000'000;
-  auto t0 = clock_type::now();
-  for (std::int64_t i = 0; i < n; ++i)
-    self->send(a, std::int32_t{1});
-  std::int64_t got = 0;
-  while (got < n)
-    self->request(a, 60s, caf::get_atom::value).receive([&](std::int64_t c) { got = c; },
-                                                        [&](caf::error&) { got = n; });
-  auto secs = std::chrono::duration<double>(clock_type::now() - t0).count();
-  result(o, "tcp_oneway", "throughput", static_cast<double>(n) / secs, "msg/s");
+  measure_oneway(node, o, "tcp_oneway", peer.remote.spawn("sink"), 1);
   peer.host.terminate();
   peer.host.join(5s);
 }
