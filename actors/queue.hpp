@@ -50,6 +50,8 @@ struct queue_options {
 namespace detail {
 
 class queue_client;
+template <class Handle>
+struct queue_handle_codec;
 
 // The untyped queue handle: items are opaque bytes.
 class queue_core {
@@ -203,7 +205,7 @@ protected:
   detail::queue_core core_;
 
 private:
-  friend struct wire::codec<queue<T>>;
+  friend struct detail::queue_handle_codec<queue<T>>;
   // Makes queue<T> a message type (so it can be a spawn argument) in every process that
   // contains this instantiation, before main() runs.
   static inline const bool registered_ = detail::register_message_type<queue<T>>();
@@ -229,7 +231,7 @@ public:
   joinable_queue() = default;
 
 private:
-  friend struct wire::codec<joinable_queue<T>>;
+  friend struct detail::queue_handle_codec<joinable_queue<T>>;
   explicit joinable_queue(detail::queue_core core) : queue<T>(std::move(core)) {
     (void)registered_;
   }
@@ -243,36 +245,30 @@ bool decode_queue_ref(const msgpack::object& o, queue_core& out, wire::codec_sta
 
 } // namespace mproc
 
-// A queue handle on the wire: [queue actor, maxsize].
-template <class T>
-struct mproc::wire::codec<mproc::queue<T>> {
-  static std::string name() { return "queue<" + codec<T>::name() + ">"; }
-  static void encode(packer& pk, const mproc::queue<T>& q, codec_state& st) {
-    mproc::detail::encode_queue_ref(pk, q.core_, st);
+// A queue handle on the wire: [queue actor, maxsize]; a joinable one under its own tag.
+template <class Handle>
+struct mproc::detail::queue_handle_codec {
+  static void encode(wire::packer& pk, const Handle& q, wire::codec_state& st) {
+    encode_queue_ref(pk, q.core_, st);
   }
-  static bool decode(const msgpack::object& o, mproc::queue<T>& out, codec_state& st) {
-    mproc::detail::queue_core core;
-    if (!mproc::detail::decode_queue_ref(o, core, st))
+  static bool decode(const msgpack::object& o, Handle& out, wire::codec_state& st) {
+    queue_core core;
+    if (!decode_queue_ref(o, core, st))
       return false;
-    out = mproc::queue<T>{std::move(core)};
+    out = Handle{std::move(core)};
     return true;
   }
 };
 
-// A joinable queue handle: the same, under its own tag.
 template <class T>
-struct mproc::wire::codec<mproc::joinable_queue<T>> {
+struct mproc::wire::codec<mproc::queue<T>> : mproc::detail::queue_handle_codec<mproc::queue<T>> {
+  static std::string name() { return "queue<" + codec<T>::name() + ">"; }
+};
+
+template <class T>
+struct mproc::wire::codec<mproc::joinable_queue<T>>
+  : mproc::detail::queue_handle_codec<mproc::joinable_queue<T>> {
   static std::string name() { return "jqueue<" + codec<T>::name() + ">"; }
-  static void encode(packer& pk, const mproc::joinable_queue<T>& q, codec_state& st) {
-    mproc::detail::encode_queue_ref(pk, q.core_, st);
-  }
-  static bool decode(const msgpack::object& o, mproc::joinable_queue<T>& out, codec_state& st) {
-    mproc::detail::queue_core core;
-    if (!mproc::detail::decode_queue_ref(o, core, st))
-      return false;
-    out = mproc::joinable_queue<T>{std::move(core)};
-    return true;
-  }
 };
 
 template <class T>
