@@ -134,24 +134,25 @@ const std::string& job_task(const pool_job& job);
                                    const std::string& why);
 [[noreturn]] void throw_timeout(const char* call);
 
-template <class R>
-R decode_result(const chunk_results& res, std::size_t i, const std::string& task,
+// The result of item `i` as a value: a void task's results are std::monostate.
+template <class V>
+V decode_result(const chunk_results& res, std::size_t i, const std::string& task,
                 std::size_t item) {
   if (!res.ok(i))
     throw_task_error(task, item, res.error(i));
-  if constexpr (std::is_void_v<R>) {
-    return;
-  } else {
-    R out{};
+  V out{};
+  if constexpr (!std::is_same_v<V, std::monostate>) {
     wire::codec_state st;
-    if (!wire::codec<R>::decode(res.value(i), out, st))
+    if (!wire::codec<V>::decode(res.value(i), out, st))
       throw_task_error(task, item, "the result cannot be decoded: " + st.error);
-    return out;
   }
+  return out;
 }
 
+// What a task of type F yields to the caller: its result, std::monostate for void.
 template <class F>
-using result_of_t = typename task_signature<F>::result;
+using result_of_t = std::conditional_t<std::is_void_v<typename task_signature<F>::result>,
+                                       std::monostate, typename task_signature<F>::result>;
 
 template <class F>
 using arguments_of_t = typename task_signature<F>::args;
@@ -348,20 +349,11 @@ public:
   auto apply_async(F* fn, A&&... args) {
     using R = detail::result_of_t<F*>;
     using Args = detail::arguments_of_t<F*>;
-    using out_t = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
-    std::vector<Args> one{Args{std::forward<A>(args)...}};
-    auto name = task_name(reinterpret_cast<const void*>(fn));
-    auto job = core_.submit(name, 1, detail::chunks_of<Args>(name, true, std::move(one), 1));
-    return async_result<out_t>{job, [](detail::pool_job& j) -> out_t {
-                                 detail::chunk_results res{
-                                   *detail::chunk_result(j, 0, std::nullopt)};
-                                 if constexpr (std::is_void_v<R>) {
-                                   detail::decode_result<void>(res, 0, detail::job_task(j), 0);
-                                   return {};
-                                 } else {
-                                   return detail::decode_result<R>(res, 0, detail::job_task(j), 0);
-                                 }
-                               }};
+    auto job = submit(fn, std::vector<Args>{Args{std::forward<A>(args)...}}, 1, true);
+    return async_result<R>{job, [](detail::pool_job& j) {
+                             detail::chunk_results res{*detail::chunk_result(j, 0, std::nullopt)};
+                             return detail::decode_result<R>(res, 0, detail::job_task(j), 0);
+                           }};
   }
 
   // No more calls; workers end once the work submitted is done.
@@ -383,53 +375,44 @@ private:
     return std::max<std::size_t>(1, (n + groups - 1) / groups);
   }
 
+  // A job over the items of `inputs`, `chunksize` per chunk.
+  template <class F, class In>
+  std::shared_ptr<detail::pool_job> submit(F* fn, const In& inputs, std::size_t chunksize,
+                                           bool star) {
+    using Item = typename In::value_type;
+    auto name = task_name(reinterpret_cast<const void*>(fn));
+    auto chunks = (inputs.size() + chunksize - 1) / chunksize;
+    return core_.submit(name, chunks,
+                        detail::chunks_of<Item>(name, star,
+                                                std::vector<Item>(inputs.begin(), inputs.end()),
+                                                chunksize));
+  }
+
   template <class F, class In>
   auto map_async_impl(F* fn, const In& inputs, std::size_t chunksize, bool star) {
     using R = detail::result_of_t<F*>;
-    using Item = typename In::value_type;
-    auto name = task_name(reinterpret_cast<const void*>(fn));
     auto n = inputs.size();
     auto size = chunksize != 0 ? chunksize : default_chunksize(n);
     auto chunks = (n + size - 1) / size;
-    auto job = core_.submit(name, chunks,
-                            detail::chunks_of<Item>(name, star, std::vector<Item>(inputs.begin(),
-                                                                                  inputs.end()),
-                                                    size));
-    using out_t = std::conditional_t<std::is_void_v<R>, std::vector<std::monostate>,
-                                     std::vector<R>>;
-    return async_result<out_t>{job, [chunks, n](detail::pool_job& j) -> out_t {
-                                 out_t out;
-                                 out.reserve(n);
-                                 for (std::size_t c = 0; c < chunks; ++c) {
-                                   detail::chunk_results res{
-                                     *detail::chunk_result(j, c, std::nullopt)};
-                                   for (std::size_t i = 0; i < res.size(); ++i) {
-                                     if constexpr (std::is_void_v<R>) {
-                                       detail::decode_result<void>(res, i, detail::job_task(j),
-                                                                   out.size());
-                                       out.emplace_back();
-                                     } else {
-                                       out.push_back(detail::decode_result<R>(
-                                         res, i, detail::job_task(j), out.size()));
-                                     }
-                                   }
-                                 }
-                                 return out;
-                               }};
+    auto job = submit(fn, inputs, size, star);
+    return async_result<std::vector<R>>{job, [chunks, n](detail::pool_job& j) {
+                                          std::vector<R> out;
+                                          out.reserve(n);
+                                          for (std::size_t c = 0; c < chunks; ++c) {
+                                            detail::chunk_results res{
+                                              *detail::chunk_result(j, c, std::nullopt)};
+                                            for (std::size_t i = 0; i < res.size(); ++i)
+                                              out.push_back(detail::decode_result<R>(
+                                                res, i, detail::job_task(j), out.size()));
+                                          }
+                                          return out;
+                                        }};
   }
 
   template <class F, class In>
   auto stream(F* fn, const In& inputs, std::size_t chunksize, bool ordered) {
-    using R = detail::result_of_t<F*>;
-    using Item = typename In::value_type;
-    auto name = task_name(reinterpret_cast<const void*>(fn));
-    auto size = std::max<std::size_t>(chunksize, 1);
-    auto chunks = (inputs.size() + size - 1) / size;
-    auto job = core_.submit(name, chunks,
-                            detail::chunks_of<Item>(name, false,
-                                                    std::vector<Item>(inputs.begin(), inputs.end()),
-                                                    size));
-    return result_stream<R>{job, ordered};
+    auto job = submit(fn, inputs, std::max<std::size_t>(chunksize, 1), false);
+    return result_stream<detail::result_of_t<F*>>{job, ordered};
   }
 
   detail::pool_core core_;

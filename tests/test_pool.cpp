@@ -182,6 +182,10 @@ TEST_CASE("apply blocks for the result; apply_async reports through its handle")
   auto v = pool.apply_async(nothing, 1);
   v.get(10s);
   CHECK(v.successful());
+  std::size_t done = 0;
+  for ([[maybe_unused]] auto r : pool.imap(nothing, std::vector<std::int32_t>(5, 0)))
+    ++done;  // a void task yields std::monostate per item
+  CHECK(done == 5);
 }
 
 TEST_CASE("callbacks run once the result is ready, the error callback on failure") {
