@@ -289,8 +289,7 @@ void start_worker(dispatcher* self, const state_ptr& st) {
   process p{this_node(), pool_worker_name(),
             {.name = o.name + "-" + std::to_string(seq), .daemon = true},
             caf::actor_cast<caf::actor>(self),
-            o.initializer ? o.initializer->task : std::string{},
-            o.initializer ? o.initializer->arguments : bytes{},
+            o.initializer ? o.initializer->chunk : bytes{},
             static_cast<std::uint32_t>(o.maxtasksperchild)};
   caf::actor me = caf::actor_cast<caf::actor>(self);
   p.on_exit([me, seq](int code) { caf::anon_send(me, pool_exited_atom::value, seq, code); });

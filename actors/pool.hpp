@@ -37,18 +37,9 @@ class node;
 // A task and its arguments, for options.initializer: mproc::bind_task(init, "config.ini").
 struct task_call {
   std::string task;
-  bytes arguments;  // one encoded item: the argument array
+  bytes chunk;  // a chunk of one item, as a worker runs it: [task, true, [arguments]]
 };
 
-template <class R, class... P, class... A>
-task_call bind_task(R (*fn)(P...), A&&... args) {
-  std::tuple<std::decay_t<P>...> values{std::forward<A>(args)...};
-  wire::buffer buf;
-  wire::packer pk{buf};
-  wire::codec_state st;
-  wire::codec<decltype(values)>::encode(pk, values, st);
-  return {task_name(reinterpret_cast<const void*>(fn)), bytes(buf.data(), buf.data() + buf.size())};
-}
 
 struct pool_options {
   std::size_t processes = 0;         // 0: cpu_count(), as Python
@@ -178,6 +169,16 @@ chunk_source chunks_of(std::string task, bool star, Container inputs, std::size_
 }
 
 } // namespace detail
+
+template <class R, class... P, class... A>
+task_call bind_task(R (*fn)(P...), A&&... args) {
+  std::tuple<std::decay_t<P>...> values{std::forward<A>(args)...};
+  auto name = task_name(reinterpret_cast<const void*>(fn));
+  detail::chunk_encoder enc;
+  enc.begin(name, true, 1);
+  wire::codec<decltype(values)>::encode(enc.pk, values, enc.st);
+  return {name, enc.finish()};
+}
 
 // The result of apply_async (R) or map_async (std::vector<R>).
 template <class R>

@@ -48,29 +48,19 @@ bytes run_chunk(const bytes& payload) {
   return bytes(buf.data(), buf.data() + buf.size());
 }
 
-bool run_initializer(const std::string& task, const bytes& arguments) {
-  const auto* entry = find_task(task);
-  if (entry == nullptr) {
-    log::error("pool initializer '", task, "' is not a registered task");
-    return false;
-  }
+// The initializer is a chunk of one item, run like any other.
+bool run_initializer(const bytes& chunk) {
+  auto result = run_chunk(chunk);
   try {
-    auto handle = msgpack::unpack(arguments.data(), arguments.size());
-    msgpack::object one_item[1] = {handle.get()};
-    msgpack::object items;
-    items.type = msgpack::type::ARRAY;
-    items.via.array.size = 1;
-    items.via.array.ptr = one_item;
-    wire::buffer buf;
-    wire::packer pk{buf};
-    entry->run(items, true, pk);
-    auto result = msgpack::unpack(buf.data(), buf.size());
-    const auto& failures = result.get().via.array.ptr[1].via.map;
-    if (failures.size == 0)
+    auto handle = msgpack::unpack(result.data(), result.size());
+    const auto& values = handle.get().via.array.ptr[0].via.array;
+    const auto& failures = handle.get().via.array.ptr[1].via.map;
+    if (values.size == 1 && failures.size == 0)
       return true;
-    log::error("pool initializer '", task, "' failed: ", failures.ptr[0].val.as<std::string>());
+    log::error("pool initializer failed: ",
+               failures.size > 0 ? failures.ptr[0].val.as<std::string>() : "malformed chunk");
   } catch (const std::exception& e) {
-    log::error("pool initializer '", task, "' has malformed arguments: ", e.what());
+    log::error("pool initializer: malformed chunk: ", e.what());
   }
   return false;
 }
@@ -101,12 +91,11 @@ void pull(caf::event_based_actor* self, std::shared_ptr<worker_state> st,
 }
 
 caf::behavior mproc_pool_worker(caf::event_based_actor* self, caf::actor dispatcher,
-                                std::string init_task, bytes init_arguments,
-                                std::uint32_t maxtasks) {
+                                bytes initializer, std::uint32_t maxtasks) {
   auto st = std::make_shared<worker_state>();
   st->dispatcher = std::move(dispatcher);
   st->allowance = maxtasks == 0 ? std::numeric_limits<std::uint32_t>::max() : maxtasks;
-  if (!init_task.empty() && !run_initializer(init_task, init_arguments)) {
+  if (!initializer.empty() && !run_initializer(initializer)) {
     self->quit(caf::exit_reason::user_shutdown);  // the process exits with 1
     return {};
   }
