@@ -124,6 +124,11 @@ TEST_CASE("each strategy and restart type restarts exactly whom OTP would") {
     CHECK(pid_of(sup, "b") != b);
     CHECK((pid_of(sup, "a") != a) == (strat == strategy::one_for_all));
     CHECK((pid_of(sup, "c") != c) == (strat != strategy::one_for_one));
+    // Siblings restarted with b were stopped first, not left running beside their successors.
+    if (strat == strategy::one_for_all)
+      CHECK(test::eventually(2000ms, [&] { return !test::running(a); }));
+    if (strat != strategy::one_for_one)
+      CHECK(test::eventually(2000ms, [&] { return !test::running(c); }));
   }
   sup.stop();
   CHECK(test::zombie_children() == 0);

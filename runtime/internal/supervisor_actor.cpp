@@ -336,7 +336,8 @@ void restart(sup_actor* self, const state_ptr& st, std::size_t i) {
     if (c.spec.restart == restart_policy::temporary && k != i)
       continue;  // a temporary child stopped by the group is not brought back
     ++c.restarts;
-    c.state = child_state::restarting;
+    if (!is_live(c.state))  // a live sibling is stopped by its stop step first
+      c.state = child_state::restarting;
     st->plan.push_back({step::start, c.spec.id, std::nullopt});
   }
   run_next(self, st);
