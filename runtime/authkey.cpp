@@ -1,11 +1,11 @@
 #include "runtime/authkey.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstdlib>
-#include <fstream>
-#include <iterator>
 
 #include "runtime/errors.hpp"
 #include "runtime/internal/crypto.hpp"
@@ -30,15 +30,24 @@ std::string checked(std::string secret, const std::string& source) {
 } // namespace
 
 authkey authkey::from_file(const std::string& path) {
+  // Checked and read through one descriptor: the file whose mode was checked is the one read.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0)
+  if (fd < 0 || ::fstat(fd, &st) != 0) {
+    if (fd >= 0)
+      ::close(fd);
     refuse("cannot read the authkey file '" + path + "'");
+  }
+  std::string secret;
+  char buf[4096];
+  ssize_t n = 0;
+  while ((st.st_mode & 077) == 0 && (n = ::read(fd, buf, sizeof buf)) > 0)
+    secret.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
   if ((st.st_mode & 077) != 0)
     refuse("the authkey file '" + path + "' is readable by others: chmod 600 it");
-  std::ifstream in{path, std::ios::binary};
-  if (!in)
+  if (n < 0)
     refuse("cannot read the authkey file '" + path + "'");
-  std::string secret{std::istreambuf_iterator<char>{in}, {}};
   return authkey{checked(std::move(secret), "'" + path + "'")};
 }
 

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cerrno>
+#include <cstring>
 
 #include "runtime/internal/handshake.hpp"
 #include "runtime/internal/log.hpp"
@@ -62,6 +63,7 @@ listener::listener(io_loop& loop, const endpoint& at, std::string key,
 }
 
 listener::~listener() {
+  loop_.cancel(resume_timer_);
   for (auto& [fd, p] : pending_) {
     loop_.cancel(p->timer);
     loop_.remove(p->token, fd);
@@ -82,8 +84,13 @@ void listener::on_acceptable() {
     socklen_t len = sizeof from;
     int fd = ::accept4(fd_, reinterpret_cast<sockaddr*>(&from), &len,
                        SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0)
-      return;  // EAGAIN, or a connection that went away before it was accepted
+    if (fd < 0) {
+      // EAGAIN, or a connection that went away before it was accepted. Out of descriptors
+      // or memory the connection stays queued, and level-triggered epoll would spin.
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+        pause_accepting(std::strerror(errno));
+      return;
+    }
     if (pending_.size() >= max_pending) {
       refuse(fd, "too many connections still authenticating");
       continue;
@@ -101,6 +108,15 @@ void listener::on_acceptable() {
     });
     pending_.emplace(fd, std::move(p));
   }
+}
+
+void listener::pause_accepting(const std::string& why) {
+  log::warn("not accepting on ", at_.text(), " for 100 ms: ", why);
+  loop_.modify(token_, fd_, 0);
+  resume_timer_ = loop_.after(std::chrono::milliseconds{100}, [this] {
+    resume_timer_ = 0;
+    loop_.modify(token_, fd_, EPOLLIN);
+  });
 }
 
 void listener::on_readable(int fd) {

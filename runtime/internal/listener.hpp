@@ -41,6 +41,7 @@ public:
 private:
   struct pending;
   void on_acceptable();
+  void pause_accepting(const std::string& why);
   void on_readable(int fd);
   void refuse(int fd, const std::string& why);
   void finish(int fd);
@@ -52,6 +53,7 @@ private:
   int fd_ = -1;
   std::uint16_t port_ = 0;
   std::uint64_t token_ = 0;
+  std::uint64_t resume_timer_ = 0;
   std::unordered_map<int, std::unique_ptr<pending>> pending_;
   std::uint64_t refused_ = 0;
   std::uint64_t unlogged_ = 0;

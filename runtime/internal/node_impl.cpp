@@ -5,6 +5,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <future>
@@ -280,14 +281,16 @@ caf::error node_impl::register_name(const std::string& name, const caf::actor& a
 
 void node_impl::lookup(const std::string& name, peer::lookup_callback done) {
   std::shared_ptr<peer> parent;
+  caf::actor found;
   {
     std::lock_guard guard{mtx_};
-    if (auto i = names_.find(name); i != names_.end()) {
-      auto actor = i->second;
-      done(std::move(actor));
-      return;
-    }
+    if (auto i = names_.find(name); i != names_.end())
+      found = i->second;
     parent = parent_;
+  }
+  if (found) {  // answered outside the lock: a peer's callback writes to its link
+    done(std::move(found));
+    return;
   }
   if (!parent) {
     done(caf::expected<caf::actor>{make_error(
@@ -589,9 +592,17 @@ std::shared_ptr<peer> node_impl::adopt_remote(int fd, const std::string& from) {
   return p;
 }
 
-void node_impl::wait_until_remotes_gone() {
+void node_impl::wait_for_roots(bool forever) {
   std::unique_lock lock{mtx_};
-  remote_changed_.wait(lock, [this] { return remote_peers_ever_ > 0 && remote_peers_ == 0; });
+  remote_changed_.wait(lock, [&] {
+    return stop_waiting_ || (!forever && remote_peers_ever_ > 0 && remote_peers_ == 0);
+  });
+}
+
+void node_impl::stop_waiting() {
+  std::lock_guard guard{mtx_};
+  stop_waiting_ = true;
+  remote_changed_.notify_all();
 }
 
 void node_impl::keep_heartbeat(const std::weak_ptr<peer>& w) {
@@ -615,17 +626,39 @@ std::shared_ptr<peer> node_impl::connect(const endpoint& to, std::string_view ke
                                          std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   int fd = connect_authenticated(to, key, timeout);
-  auto introduced = std::make_shared<std::promise<std::shared_ptr<peer>>>();
-  loop_.post([this, fd, to, introduced] {
+  // Settled once: by the remote hello, or by the link failing first.
+  struct pending {
+    std::promise<caf::expected<std::shared_ptr<peer>>> answer;
+    std::atomic<bool> settled{false};
+    std::weak_ptr<peer> p;  // loop thread
+    void settle(caf::expected<std::shared_ptr<peer>> r) {
+      if (!settled.exchange(true))
+        answer.set_value(std::move(r));
+    }
+  };
+  auto state = std::make_shared<pending>();
+  loop_.post([this, fd, to, state] {
     auto p = adopt_remote(fd, to.text());
-    p->when_introduced([p, introduced] { introduced->set_value(p); });
+    state->p = p;
+    p->on_failed([state](const caf::error& why) { state->settle(why); });
+    p->when_introduced([state, w = std::weak_ptr<peer>{p}] {
+      if (auto p = w.lock())
+        state->settle(p);
+    });
   });
-  auto answer = introduced->get_future();
+  auto answer = state->answer.get_future();
   if (answer.wait_until(deadline) != std::future_status::ready) {
+    loop_.post([state] {  // no half-open peer left behind, heartbeating and counted
+      if (auto p = state->p.lock())
+        p->close("no hello within the connect timeout");
+    });
     auto why = to.text() + " authenticated but sent no hello within the timeout";
     throw error(make_error(errc::timeout, why), why);
   }
-  return answer.get();
+  auto r = answer.get();
+  if (!r)
+    throw error(r.error(), system_->render(r.error()));
+  return *r;
 }
 
 // ---- child mode ------------------------------------------------------------------------

@@ -81,8 +81,10 @@ public:
   std::shared_ptr<peer> connect(const endpoint& to, std::string_view key,
                                 std::chrono::milliseconds timeout);
 
-  // Node mode: blocks until a node has connected and every connected node is gone.
-  void wait_until_remotes_gone();
+  // Node mode: blocks until stop_waiting(), or (unless `forever`) until a node has connected
+  // and every connected node is gone.
+  void wait_for_roots(bool forever);
+  void stop_waiting();
 
   // Child mode: serve the parent until the main actor ends or the parent goes; then exit.
   [[noreturn]] void run_child();
@@ -130,6 +132,7 @@ private:
   std::vector<std::unique_ptr<listener>> listeners_;  // created anywhere, destroyed on the loop
   std::size_t remote_peers_ = 0;       // TCP peers connected now
   std::size_t remote_peers_ever_ = 0;
+  bool stop_waiting_ = false;
   std::condition_variable remote_changed_;
 
   std::condition_variable exit_requested_;

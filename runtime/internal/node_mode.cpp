@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -91,16 +92,21 @@ void run_node_mode(const node_mode_args& args, node_options options) {
     std::fprintf(stderr, "mproc node: %s\n", e.what());
     std::exit(1);
   }
-  if (!args.serve_forever) {
-    std::thread([&self] {
-      node_mode_access::impl(*self).wait_until_remotes_gone();
-      log::info("every root that connected is gone: this node ends");
-      ::kill(::getpid(), SIGTERM);
-    }).detach();
+  auto& impl = node_mode_access::impl(*self);
+  std::atomic<bool> ending{false};
+  std::thread signals([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    if (!ending.exchange(true))
+      log::info("node mode ends (", strsignal(sig), ")");
+    impl.stop_waiting();
+  });
+  impl.wait_for_roots(args.serve_forever);
+  if (!ending.exchange(true)) {
+    log::info("every root that connected is gone: this node ends");
+    ::kill(::getpid(), SIGTERM);  // releases the signal thread's sigwait
   }
-  int sig = 0;
-  sigwait(&stop_signals, &sig);
-  log::info("node mode ends (", strsignal(sig), ")");
+  signals.join();
   self.reset();  // stops daemon children, closes connections
   std::fflush(nullptr);
   std::_Exit(0);
