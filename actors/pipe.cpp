@@ -29,10 +29,10 @@ void connection::send_message(const caf::message& msg) {
   send_bytes(to_bytes(msg));
 }
 
-void connection::send_bytes(const bytes& data) {
+void connection::send_bytes(bytes data) {
   if (!writable())
     throw error(no_end("send"), "send: this end of the pipe is read-only");
-  out_.put(data, std::nullopt);
+  out_.put(std::move(data), std::nullopt);
 }
 
 bytes connection::take(std::optional<millis> timeout) {

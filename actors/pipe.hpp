@@ -51,7 +51,7 @@ public:
     return single<T>(recv());
   }
 
-  void send_bytes(const bytes& data);
+  void send_bytes(bytes data);
   bytes recv_bytes();
   bytes recv_bytes(millis timeout);
 

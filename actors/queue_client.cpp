@@ -46,7 +46,6 @@ struct queue_channel {
   // get side
   std::deque<bytes> inbox;    // fetched, not yet taken
   bool fetching = false;
-  bool consumed = false;      // this process took items, so it acknowledges when leaving
   std::uint64_t done = 0;     // taken and finished, not yet acknowledged
   std::size_t taken_last = 0; // handed out by the last get: finished at the next one
   caf::error get_error;       // closed (after draining) or gone
@@ -248,14 +247,11 @@ public:
     if (!agent_)
       return;
     wait_for_flush(lock);
-    std::uint64_t done = 0;
-    std::vector<bytes> returned;
-    if (ch_->consumed) {
-      done = std::exchange(ch_->done, 0) + std::exchange(ch_->taken_last, 0);
-      returned.assign(std::make_move_iterator(ch_->inbox.begin()),
-                      std::make_move_iterator(ch_->inbox.end()));
-      ch_->inbox.clear();
-    }
+    // Everything taken is finished; everything prefetched (also by poll()) goes back.
+    std::uint64_t done = std::exchange(ch_->done, 0) + std::exchange(ch_->taken_last, 0);
+    std::vector<bytes> returned(std::make_move_iterator(ch_->inbox.begin()),
+                                std::make_move_iterator(ch_->inbox.end()));
+    ch_->inbox.clear();
     auto agent = std::move(agent_);
     lock.unlock();
     caf::anon_send(agent, q_leave_atom::value, done, std::move(returned));
@@ -316,7 +312,6 @@ private:
   }
 
   void finish_taken_locked() {
-    ch_->consumed = true;
     ch_->done += std::exchange(ch_->taken_last, 0);
   }
 

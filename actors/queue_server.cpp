@@ -6,6 +6,7 @@
 #include <deque>
 #include <map>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
@@ -39,6 +40,7 @@ struct queue_state {
   std::uint64_t unfinished = 0;     // put but not task_done (JoinableQueue)
   std::vector<caf::response_promise> joiners;
   std::map<std::uint8_t, caf::actor_addr> holders;  // pipe mode: who holds each end
+  std::unordered_set<caf::actor_addr> monitored;    // one monitor, so one down, per agent
 
   static inline const char* name = "mproc.queue";
 };
@@ -119,10 +121,15 @@ void acknowledge(queue_actor* self, const caf::actor_addr& who, std::uint64_t do
   held.erase(held.begin(), held.begin() + std::min<std::uint64_t>(done, held.size()));
 }
 
+void monitor_once(queue_actor* self, const caf::actor_addr& who) {
+  if (self->state.monitored.insert(who).second)
+    self->monitor(who);
+}
+
 // First contact with a consumer: watch it, so what it holds comes back if it dies.
 void watch(queue_actor* self, const caf::actor_addr& who) {
-  if (self->state.held.emplace(who, std::deque<bytes>{}).second)
-    self->monitor(who);
+  self->state.held.try_emplace(who);
+  monitor_once(self, who);
 }
 
 // Puts items back at the front: they are older than everything still queued.
@@ -148,6 +155,7 @@ void close_queue(queue_actor* self);
 
 void on_down(queue_actor* self, const caf::down_msg& down) {
   auto& s = self->state;
+  s.monitored.erase(down.source);
   if (auto i = s.held.find(down.source); i != s.held.end()) {
     give_back(self, i->second);
     s.held.erase(i);
@@ -270,7 +278,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       auto& holder = self->state.holders[end];
       if (holder != who) {  // the previous holder's end no longer matters
         holder = who;
-        self->monitor(who);
+        monitor_once(self, who);
       }
     },
   };
