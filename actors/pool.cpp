@@ -17,6 +17,7 @@
 #include "runtime/internal/log.hpp"
 #include "runtime/node.hpp"
 #include "runtime/process.hpp"
+#include "serialization/unpack.hpp"
 
 namespace mproc {
 
@@ -106,7 +107,7 @@ chunk_results::chunk_results(const settled_chunk& chunk)
   if (!failure_.empty())
     return;
   try {
-    handle_ = msgpack::unpack(chunk.encoded.data(), chunk.encoded.size());
+    handle_ = wire::unpack_bounded(chunk.encoded.data(), chunk.encoded.size());
   } catch (const std::exception&) {
     failure_ = malformed;
     return;

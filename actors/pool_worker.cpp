@@ -9,6 +9,7 @@
 #include "runtime/actor_registry.hpp"
 #include "runtime/internal/log.hpp"
 #include "serialization/bytes.hpp"
+#include "serialization/unpack.hpp"
 
 namespace mproc::detail {
 
@@ -29,7 +30,7 @@ bytes run_chunk(const bytes& payload) {
     pack_failures(pk, failures);
   };
   try {
-    auto handle = msgpack::unpack(payload.data(), payload.size());
+    auto handle = wire::unpack_bounded(payload.data(), payload.size());
     const auto& o = handle.get();
     if (o.type != msgpack::type::ARRAY || o.via.array.size != 3
         || o.via.array.ptr[2].type != msgpack::type::ARRAY)
@@ -52,7 +53,7 @@ bytes run_chunk(const bytes& payload) {
 bool run_initializer(const bytes& chunk) {
   auto result = run_chunk(chunk);
   try {
-    auto handle = msgpack::unpack(result.data(), result.size());
+    auto handle = wire::unpack_bounded(result.data(), result.size());
     const auto& values = handle.get().via.array.ptr[0].via.array;
     const auto& failures = handle.get().via.array.ptr[1].via.map;
     if (values.size == 1 && failures.size == 0)

@@ -447,7 +447,7 @@ void throw_bad_item(const std::string& why) {
 
 msgpack::object_handle unpack_item(const bytes& b) {
   try {
-    return msgpack::unpack(b.data(), b.size());
+    return wire::unpack_bounded(b.data(), b.size());
   } catch (const std::exception& e) {
     throw_bad_item(e.what());
   }

@@ -2,6 +2,7 @@
 
 #include "runtime/errors.hpp"
 #include "runtime/internal/message_codec.hpp"
+#include "serialization/unpack.hpp"
 
 namespace mproc {
 
@@ -17,7 +18,7 @@ bytes to_bytes(const caf::message& msg) {
 caf::message from_bytes(const bytes& data) {
   msgpack::object_handle handle;
   try {
-    handle = msgpack::unpack(data.data(), data.size());
+    handle = wire::unpack_bounded(data.data(), data.size());
   } catch (const std::exception& e) {
     auto why = std::string{"not a message: "} + e.what();
     throw error(make_error(errc::bad_message, why), why);

@@ -27,6 +27,7 @@
 #include <msgpack.hpp>
 
 #include "serialization/bytes.hpp"
+#include "serialization/unpack.hpp"
 
 namespace mproc::wire {
 
@@ -347,7 +348,7 @@ std::uint32_t field_count() {
   static const std::uint32_t n = [] {
     buffer buf;
     msgpack::pack(buf, T{});
-    auto handle = msgpack::unpack(buf.data(), buf.size());
+    auto handle = unpack_bounded(buf.data(), buf.size());
     return handle.get().via.array.size;
   }();
   return n;

@@ -1,6 +1,7 @@
 #include "serialization/envelope.hpp"
 
 #include "serialization/frame.hpp"
+#include "serialization/unpack.hpp"
 
 namespace mproc::wire {
 
@@ -372,19 +373,15 @@ bool decode_error(const msgpack::object& o, error_view& out, std::string& error)
 }
 
 bool decode_envelope(std::string_view payload, decoded_envelope& out, std::string& error) {
-  // Every element takes at least one byte, so no count can honestly exceed the payload
-  // size; the limit stops a five-byte header from reserving gigabytes of msgpack objects.
-  auto n = payload.size();
-  msgpack::unpack_limit limit(n, n, n, n, n, 64);
   try {
     std::size_t offset = 0;
-    out.handle = msgpack::unpack(payload.data(), n, offset, reference_in_place, nullptr, limit);
-    if (offset != n) {
-      error = std::to_string(n - offset) + " trailing bytes after the envelope";
+    out.handle = unpack_bounded(payload.data(), payload.size(), offset, reference_in_place);
+    if (offset != payload.size()) {
+      error = std::to_string(payload.size() - offset) + " trailing bytes after the envelope";
       return false;
     }
-  } catch (const std::exception& e) {
-    error = std::string{"malformed msgpack: "} + e.what();
+  } catch (const std::exception& e) {  // unpack_error, or bad_alloc for a huge honest value
+    error = e.what();
     return false;
   }
   const auto& root = out.handle.get();

@@ -30,6 +30,12 @@ inline constexpr std::uint8_t kind_count = 12;
 // sender keeps its frames within it.
 inline constexpr std::uint32_t min_max_frame = 1u << 20;
 
+// Deepest nesting of arrays and maps a receiver accepts in any msgpack value it unpacks
+// (envelopes, queue items, pool chunks, message bytes). Legitimate values nest a handful of
+// levels; the limit keeps every recursive decoder (an error whose context holds an error...)
+// far from the end of the stack.
+inline constexpr std::uint32_t max_nesting = 64;
+
 const char* kind_name(kind k);
 
 } // namespace mproc::wire

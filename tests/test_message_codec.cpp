@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include "runtime/errors.hpp"
+#include "runtime/message_bytes.hpp"
 #include "runtime/message_types.hpp"
 
 using namespace mproc;
@@ -171,4 +172,57 @@ TEST_CASE("100,000 random msgpack messages decode to a message or an error, neve
       CHECK_FALSE(st.error.empty());
   }
   CHECK(ok > 0);
+}
+
+namespace {
+
+// ["error", [category, code, text, <context>]] with the context itself such a message, `depth`
+// times around a nil: every level is a recursion of the error codec, 12 bytes each.
+bytes nested_errors(std::size_t depth) {
+  const std::string level{"\x92\xa5" "error" "\x94\xa1m\x01\xa0", 12};
+  std::string out;
+  for (std::size_t i = 0; i < depth; ++i)
+    out += level;
+  out += '\xc0';
+  return bytes(out.begin(), out.end());
+}
+
+errc from_bytes_failure(const bytes& data, std::string& what) {
+  try {
+    from_bytes(data);
+  } catch (const mproc::error& e) {
+    what = e.what();
+    return e.code();
+  }
+  return errc::none;
+}
+
+} // namespace
+
+TEST_CASE("from_bytes decodes errors nested in error contexts, within the nesting limit") {
+  auto msg = from_bytes(nested_errors(20));
+  REQUIRE(msg.match_elements<caf::error>());
+  std::size_t depth = 0;
+  for (const auto* e = &msg.get_as<caf::error>(0); e->context().match_elements<caf::error>();
+       e = &e->context().get_as<caf::error>(0))
+    ++depth;
+  CHECK(depth == 19);
+}
+
+TEST_CASE("from_bytes refuses 50,000 nested error contexts with bad_message, not a stack overflow") {
+  std::string what;
+  CHECK(from_bytes_failure(nested_errors(50000), what) == errc::bad_message);
+  CHECK_THAT(what, Catch::Contains("nested deeper than 64 levels"));
+}
+
+TEST_CASE("from_bytes refuses a 50,000-deep array and trailing bytes with bad_message") {
+  bytes deep(50000, '\x91');
+  deep.push_back('\xc0');
+  std::string what;
+  CHECK(from_bytes_failure(deep, what) == errc::bad_message);
+  CHECK(what == "not a message: malformed msgpack: nested deeper than 64 levels");
+  auto two = to_bytes(caf::make_message(std::int32_t{1}));
+  two.push_back('\xc0');
+  CHECK(from_bytes_failure(two, what) == errc::bad_message);
+  CHECK_THAT(what, Catch::Contains("1 trailing bytes"));
 }

@@ -423,7 +423,12 @@ TEST_CASE("a malformed answer from a worker fails the items of its chunk, nothin
                                                           pk.pack(7);
                                                           pk.pack(std::string{"x"});
                                                         }), {}}};
-  for (auto* bad : {&wrong_count, &truncated, &index_out_of_range}) {
+  // [[[[...]]], {}]: a result value 50,000 arrays deep is refused at unpack time.
+  mproc::bytes deep{'\x92'};
+  deep.insert(deep.end(), 50000, '\x91');
+  deep.insert(deep.end(), {'\xc0', '\x80'});
+  auto too_deep = mproc::detail::chunk_results{{1, deep, {}}};
+  for (auto* bad : {&wrong_count, &truncated, &index_out_of_range, &too_deep}) {
     CHECK_FALSE(bad->ok(0));
     CHECK(bad->error(0) == "the worker sent a malformed result");
   }

@@ -1,0 +1,32 @@
+// The one way mproc turns untrusted bytes into a msgpack object: bounded in nesting depth
+// (max_nesting, protocol.hpp) and in element counts (by the input size), so neither a deep
+// value nor a lying length header can exhaust the stack or the heap. Every decoder of bytes
+// that crossed a process boundary goes through here (docs/protocol.md, section 1).
+#pragma once
+
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+
+#include <msgpack.hpp>
+
+namespace mproc::wire {
+
+// Malformed, truncated, too deep or over-long input. what() starts with "malformed msgpack:"
+// and says which, for a human.
+class unpack_error : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+// Unpacks exactly one value that fills [data, data + size); trailing bytes are an error.
+// Strings and binaries are copied into the handle's zone. Throws unpack_error.
+msgpack::object_handle unpack_bounded(const char* data, std::size_t size);
+
+// Unpacks one value starting at `offset` and advances it past the value; what follows is the
+// caller's business. `reference` decides which strings and binaries stay in `data` instead of
+// being copied (msgpack-c's unpack_reference_func; nullptr copies all). Throws unpack_error.
+msgpack::object_handle unpack_bounded(const char* data, std::size_t size, std::size_t& offset,
+                                      msgpack::unpack_reference_func reference = nullptr);
+
+} // namespace mproc::wire
