@@ -12,6 +12,7 @@
 // specialises codec<caf::actor> using the opaque `context` below.
 #pragma once
 
+#include <bit>
 #include <cstdint>
 #include <limits>
 #include <map>
@@ -109,7 +110,20 @@ template <class T>
 struct codec<T, std::enable_if_t<std::is_floating_point_v<T>>> {
   static_assert(sizeof(T) == 4 || sizeof(T) == 8, "only float and double cross the wire");
   static std::string name() { return sizeof(T) == 4 ? "f32" : "f64"; }
-  static void encode(packer& pk, T x, codec_state&) { pk.pack(x); }
+  // Always a msgpack float32/float64. msgpack-c 4.1.3's pack_float/pack_double turn a
+  // whole-number float into an integer, which loses -0.0 and converts 2^64 to uint64_t
+  // (undefined behaviour: their range check rounds UINT64_MAX up to 2^64). No macro turns
+  // that off, so the header byte and the big-endian bits are written here; pack_bin_body
+  // appends raw bytes and nothing else.
+  static void encode(packer& pk, T x, codec_state&) {
+    using bits_t = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    auto bits = std::bit_cast<bits_t>(x);
+    char raw[1 + sizeof(T)];
+    raw[0] = static_cast<char>(sizeof(T) == 4 ? 0xca : 0xcb);
+    for (std::size_t i = 0; i < sizeof(T); ++i)
+      raw[1 + i] = static_cast<char>(bits >> (8 * (sizeof(T) - 1 - i)));
+    pk.pack_bin_body(raw, sizeof raw);
+  }
   // Integers are accepted too: clients in other languages often send 1 for 1.0.
   static bool decode(const msgpack::object& o, T& out, codec_state& st) {
     switch (o.type) {
@@ -353,12 +367,39 @@ std::uint32_t field_count() {
   }();
   return n;
 }
+
+template <class F>
+concept has_codec = requires { codec<F>::name(); };
+
+// The "packer" MSGPACK_DEFINE's msgpack_pack is handed: fields that have a codec are packed
+// by it, so a float field inside a struct is a msgpack float too (see codec<double>), others
+// by msgpack-c's adaptor as before. The wire shape is msgpack-c's either way.
+class field_packer {
+public:
+  field_packer(packer& pk, codec_state& st) : pk_(pk), st_(st) {}
+  void pack_array(std::uint32_t n) { pk_.pack_array(n); }
+  template <class F>
+  void pack(const F& x) {
+    if constexpr (has_codec<F>)
+      codec<F>::encode(pk_, x, st_);
+    else
+      pk_.pack(x);
+  }
+
+private:
+  packer& pk_;
+  codec_state& st_;
+};
+
 } // namespace detail
 
 template <class T>
 struct codec<T, std::enable_if_t<has_msgpack_define_v<T>>> {
   static std::string name() { return user_type_name<T>::value; }
-  static void encode(packer& pk, const T& x, codec_state&) { pk.pack(x); }
+  static void encode(packer& pk, const T& x, codec_state& st) {
+    detail::field_packer fields{pk, st};
+    x.msgpack_pack(fields);
+  }
   // msgpack-c would silently accept missing trailing fields; a wrong shape is an error here.
   static bool decode(const msgpack::object& o, T& out, codec_state& st) {
     if (!detail::expect_array(o, name(), st))

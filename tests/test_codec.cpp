@@ -1,5 +1,7 @@
 #include "serialization/codec.hpp"
 
+#include <cmath>
+
 #include <catch2/catch.hpp>
 
 namespace {
@@ -158,4 +160,86 @@ TEST_CASE("floating point accepts integers from other languages") {
   codec_state st;
   CHECK(decode_value(h.get(), d, st));
   CHECK(d == 3.0);
+}
+
+namespace {
+
+// The bytes encode_value writes for one value.
+template <class T>
+std::string wire_bytes(T value) {
+  buffer buf;
+  packer pk{buf};
+  codec_state st;
+  encode_value(pk, value, st);
+  return {buf.data(), buf.size()};
+}
+
+} // namespace
+
+TEST_CASE("floats cross as msgpack floats, whole numbers and -0.0 included") {
+  // msgpack-c would pack these as integers: 3 and 0, and 2^64 through undefined behaviour.
+  CHECK(wire_bytes(3.0) == std::string{"\xcb\x40\x08\x00\x00\x00\x00\x00\x00", 9});
+  CHECK(wire_bytes(3.0f) == std::string{"\xca\x40\x40\x00\x00", 5});
+  CHECK(wire_bytes(-0.0) == std::string{"\xcb\x80\x00\x00\x00\x00\x00\x00\x00", 9});
+  CHECK(wire_bytes(-0.0f) == std::string{"\xca\x80\x00\x00\x00", 5});
+
+  const double two64 = 18446744073709551616.0;
+  CHECK(roundtrip(two64) == two64);
+  CHECK(roundtrip(static_cast<float>(two64)) == static_cast<float>(two64));
+  CHECK(roundtrip(-two64) == -two64);
+  CHECK(roundtrip(1e300) == 1e300);
+  CHECK(roundtrip(3.0f) == 3.0f);
+
+  CHECK(std::signbit(roundtrip(-0.0)));
+  CHECK(std::signbit(roundtrip(-0.0f)));
+  CHECK_FALSE(std::signbit(roundtrip(0.0)));
+
+  CHECK(std::isnan(roundtrip(std::numeric_limits<double>::quiet_NaN())));
+  CHECK(std::isnan(roundtrip(std::numeric_limits<float>::quiet_NaN())));
+  CHECK(roundtrip(std::numeric_limits<double>::infinity()) == std::numeric_limits<double>::infinity());
+  CHECK(roundtrip(-std::numeric_limits<float>::infinity()) == -std::numeric_limits<float>::infinity());
+  CHECK(roundtrip(std::numeric_limits<double>::denorm_min()) == std::numeric_limits<double>::denorm_min());
+  CHECK(roundtrip(std::vector<double>{-0.0, 1.0, two64}) == std::vector<double>{-0.0, 1.0, two64});
+}
+
+TEST_CASE("a float field decodes a float64 and a double field a float32") {
+  auto as_double = encode(1.5f);
+  double d = 0;
+  codec_state st;
+  CHECK(decode_value(as_double.get(), d, st));
+  CHECK(d == 1.5);
+  auto as_float = encode(-0.25);
+  float f = 0;
+  CHECK(decode_value(as_float.get(), f, st));
+  CHECK(f == -0.25f);
+}
+
+namespace {
+
+struct sample {
+  double value = 0;
+  std::vector<float> history;
+  point where;
+  bool operator==(const sample&) const = default;
+  MSGPACK_DEFINE(value, history, where);
+};
+
+} // namespace
+
+template <>
+struct mproc::wire::user_type_name<sample> {
+  static constexpr const char* value = "sample";
+};
+
+TEST_CASE("float fields of user structs cross as msgpack floats too") {
+  const double two64 = 18446744073709551616.0;
+  sample s{-0.0, {2.0f, -0.0f, static_cast<float>(two64)}, {1, 2}};
+  auto back = roundtrip(s);
+  CHECK(back == s);
+  CHECK(std::signbit(back.value));
+  CHECK(std::signbit(back.history[1]));
+  CHECK(roundtrip(sample{two64, {}, {}}).value == two64);
+  // Same shape as msgpack-c's: [value, [history...], [x, y]], floats as float32/float64.
+  CHECK(wire_bytes(sample{1.0, {}, {3, 4}})
+        == std::string{"\x93\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00\x90\x92\x03\x04", 14});
 }

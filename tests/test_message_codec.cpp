@@ -1,6 +1,7 @@
 // caf::message <-> wire messages, without processes.
 #include "runtime/internal/message_codec.hpp"
 
+#include <cmath>
 #include <random>
 
 #include <caf/actor_system.hpp>
@@ -198,6 +199,14 @@ errc from_bytes_failure(const bytes& data, std::string& what) {
 }
 
 } // namespace
+
+TEST_CASE("from_bytes round-trips a message, floats exactly") {
+  auto back = from_bytes(to_bytes(caf::make_message(-0.0, 18446744073709551616.0, 2.0f)));
+  REQUIRE(back.match_elements<double, double, float>());
+  CHECK(std::signbit(back.get_as<double>(0)));
+  CHECK(back.get_as<double>(1) == 18446744073709551616.0);
+  CHECK(back.get_as<float>(2) == 2.0f);
+}
 
 TEST_CASE("from_bytes decodes errors nested in error contexts, within the nesting limit") {
   auto msg = from_bytes(nested_errors(20));
