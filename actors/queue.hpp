@@ -47,6 +47,16 @@ struct queue_options {
   std::string name;
 };
 
+// What a queue has done so far (queue<T>::stats()).
+struct queue_stats {
+  std::size_t size = 0;             // items in the queue now (qsize())
+  std::uint64_t accepted = 0;       // items it ever accepted from put
+  // Items handed out again because the consumer holding them ended without acknowledging
+  // them: the only source of duplicates (docs/queue.md).
+  std::uint64_t redelivered = 0;
+  std::uint64_t unacknowledged = 0; // handed to consumers, not yet acknowledged
+};
+
 namespace detail {
 
 class queue_client;
@@ -72,6 +82,7 @@ public:
   // True when get() would not wait: an item is here, or the queue ended (get then throws).
   bool poll(std::optional<millis> timeout);
   std::size_t qsize() const;
+  queue_stats stats() const;
   bool closed() const;
   void close();
   // This process learned the queue is closed (say, through a pipe's other direction): its
@@ -177,6 +188,7 @@ public:
   bool empty() const { return qsize() == 0; }
   bool full() const { return maxsize() != 0 && qsize() >= maxsize(); }
   std::size_t maxsize() const { return core_.maxsize(); }
+  queue_stats stats() const { return core_.stats(); }
   // Later puts fail with closed; gets drain what is left, then fail with closed.
   void close() { core_.close(); }
   // Sends what this process's puts buffered; true when the queue took it all.

@@ -27,6 +27,10 @@ constexpr std::size_t max_batch = 512;
 // (full, and nobody taking) before it gives them up. Python would wait forever here.
 constexpr auto stalled_flush_limit = std::chrono::seconds{10};
 
+// How long a leaving process waits for the queue to confirm that it took back what the
+// process held. Only a queue whose process is alive but stuck takes this long.
+constexpr auto leave_timeout = std::chrono::seconds{10};
+
 using millis = std::chrono::milliseconds;
 using clock_type = std::chrono::steady_clock;
 
@@ -49,6 +53,9 @@ struct queue_channel {
   std::uint64_t done = 0;     // taken and finished, not yet acknowledged
   std::size_t taken_last = 0; // handed out by the last get: finished at the next one
   caf::error get_error;       // closed (after draining) or gone
+  // leaving
+  bool leaving = false;       // the queue takes back what this process did not take
+  bool left = false;          // ... and has said so (or is gone), or there was nothing to say
 };
 
 namespace {
@@ -97,8 +104,9 @@ void fetch(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf:
       [=](std::vector<bytes>& items) {
         {
           std::lock_guard guard{ch->m};
-          for (auto& item : items)
-            ch->inbox.push_back(std::move(item));
+          if (!ch->leaving)  // after leaving, the queue has taken these back already
+            for (auto& item : items)
+              ch->inbox.push_back(std::move(item));
           ch->fetching = false;
         }
         ch->cv.notify_all();
@@ -130,9 +138,17 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
       return self->delegate(q, q_getnow_atom::value, std::uint32_t{1}, done);
     },
     [=](q_own_atom, std::uint8_t end) { self->send(q, q_own_atom::value, end); },
-    [=](q_leave_atom, std::uint64_t done, std::vector<bytes>& returned) {
-      self->send(q, q_leave_atom::value, done, std::move(returned));
-      self->quit();
+    [=](q_leave_atom, std::uint64_t done) {
+      auto finish = [=] {
+        {
+          std::lock_guard guard{ch->m};
+          ch->left = true;
+        }
+        ch->cv.notify_all();
+        self->quit();
+      };
+      self->request(q, leave_timeout, q_leave_atom::value, done)
+        .then([=] { finish(); }, [=](caf::error&) { finish(); });
     },
   };
 }
@@ -240,24 +256,32 @@ public:
       ch_->put_error = make_error(errc::closed, "the queue is closed");
   }
 
-  // Flushes puts (waiting, as Python's queue does at process exit), then hands the agent
-  // what this process holds: the items taken are finished, the prefetched ones go back.
+  // Flushes puts (waiting, as Python's queue does at process exit), then tells the queue
+  // how many of the items it handed this process were taken: those are finished, the queue
+  // takes back the rest. Asynchronous: at exit, leave_all() waits for the queue's answer.
   void leave() {
     std::unique_lock lock{ch_->m};
-    if (!agent_)
+    if (ch_->leaving)
       return;
+    if (!agent_) {  // never talked to the queue: nothing to acknowledge or give back
+      ch_->leaving = ch_->left = true;
+      lock.unlock();
+      ch_->cv.notify_all();
+      return;
+    }
     wait_for_flush(lock);
-    // Everything taken is finished; everything prefetched (also by poll()) goes back.
+    ch_->leaving = true;
+    if (!ch_->get_error)  // a get after this would wait for items that no longer come
+      ch_->get_error = make_error(errc::closed, "this process has left the queue");
     std::uint64_t done = std::exchange(ch_->done, 0) + std::exchange(ch_->taken_last, 0);
-    std::vector<bytes> returned(std::make_move_iterator(ch_->inbox.begin()),
-                                std::make_move_iterator(ch_->inbox.end()));
     ch_->inbox.clear();
     auto agent = std::move(agent_);
     lock.unlock();
-    caf::anon_send(agent, q_leave_atom::value, done, std::move(returned));
+    caf::anon_send(agent, q_leave_atom::value, done);
   }
 
   const caf::actor& actor() const { return queue_; }
+  const std::shared_ptr<queue_channel>& channel() const { return ch_; }
 
 private:
   // Waits while the queue keeps accepting; gives up after stalled_flush_limit without any
@@ -340,6 +364,77 @@ private:
   caf::actor agent_;  // spawned on first use; its behaviour shares ch_, never this object
 };
 
+// ---- leaving at process exit -----------------------------------------------------------
+
+namespace {
+
+// How long a process exiting waits, in all, for its queues to confirm that it left.
+constexpr auto exit_leave_limit = std::chrono::seconds{10};
+
+// The queue clients of this process. A process can end while handles are still alive (an
+// actor's arguments, a handle in a static): its node's exit hook makes each of them leave,
+// so that what the process took is acknowledged and what it prefetched goes back before the
+// process is gone — otherwise the queue would deliver all of it again.
+struct client_registry {
+  struct entry {
+    std::weak_ptr<queue_client> client;
+    // Outlives the client while its agent waits for the queue's answer to a leave.
+    std::weak_ptr<queue_channel> channel;
+  };
+  std::mutex m;
+  std::vector<entry> entries;
+  std::uint64_t hooked_node = 0;  // the node whose exit hook is installed
+};
+
+client_registry& registry() {
+  static auto* r = new client_registry;  // never destroyed: used until _exit
+  return *r;
+}
+
+bool has_left(queue_channel& ch, clock_type::time_point deadline) {
+  std::unique_lock lock{ch.m};
+  return ch.cv.wait_until(lock, deadline, [&] { return ch.left; });
+}
+
+// Makes every client still here leave, then waits until the queues have answered every
+// leave, including those of clients destroyed meanwhile (a destroyed client has left or is
+// leaving: its destructor leaves).
+void leave_all() {
+  std::vector<std::shared_ptr<queue_client>> clients;
+  std::vector<std::shared_ptr<queue_channel>> channels;
+  {
+    auto& r = registry();
+    std::lock_guard guard{r.m};
+    for (auto& e : r.entries) {
+      if (auto c = e.client.lock())
+        clients.push_back(std::move(c));
+      if (auto ch = e.channel.lock())
+        channels.push_back(std::move(ch));
+    }
+    r.entries.clear();
+  }
+  for (auto& c : clients)
+    c->leave();
+  clients.clear();
+  auto deadline = clock_type::now() + exit_leave_limit;
+  for (auto& ch : channels)
+    has_left(*ch, deadline);
+}
+
+void track(const std::shared_ptr<queue_client>& client) {
+  auto& n = this_node();
+  auto& r = registry();
+  std::lock_guard guard{r.m};
+  std::erase_if(r.entries, [](const auto& e) { return e.channel.expired(); });
+  r.entries.push_back({client, client->channel()});
+  if (r.hooked_node != n.id()) {
+    r.hooked_node = n.id();
+    n.at_exit(leave_all);
+  }
+}
+
+} // namespace
+
 // ---- queue_core ------------------------------------------------------------------------
 
 queue_core::queue_core(node& owner, queue_options options)
@@ -360,7 +455,9 @@ queue_core queue_core::lookup(node& owner, const std::string& name, millis timeo
 
 queue_core::queue_core(caf::actor queue, std::size_t maxsize)
   : queue_(std::move(queue)), maxsize_(maxsize),
-    client_(std::make_shared<queue_client>(queue_, maxsize)) {}
+    client_(std::make_shared<queue_client>(queue_, maxsize)) {
+  track(client_);
+}
 
 queue_client& queue_core::client() const {
   if (!client_)
@@ -392,6 +489,13 @@ std::size_t queue_core::qsize() const {
   auto reply = this_node().request_message(client().actor(), caf::make_message(q_size_atom::value),
                                            std::chrono::seconds{30});
   return static_cast<std::size_t>(reply.get_as<std::uint64_t>(0));
+}
+
+queue_stats queue_core::stats() const {
+  auto reply = this_node().request_message(client().actor(), caf::make_message(q_stats_atom::value),
+                                           std::chrono::seconds{30});
+  auto at = [&](std::size_t i) { return reply.get_as<std::uint64_t>(i); };
+  return {static_cast<std::size_t>(at(0)), at(1), at(2), at(3)};
 }
 
 bool queue_core::closed() const {
@@ -454,6 +558,9 @@ msgpack::object_handle unpack_item(const bytes& b) {
 }
 
 void encode_queue_ref(wire::packer& pk, const queue_core& q, wire::codec_state& st) {
+  // The queue may be used by the receiver after every handle here is gone: it lives as long
+  // as its node (a no-op where q is a reference to another process's queue).
+  this_node().keep_alive(q.actor());
   pk.pack_array(2);
   wire::codec<caf::actor>::encode(pk, q.actor(), st);
   pk.pack(static_cast<std::uint64_t>(q.maxsize()));

@@ -16,8 +16,11 @@ using q_get_atom = caf::atom_constant<caf::atom("q_get")>;
 using q_getnow_atom = caf::atom_constant<caf::atom("q_getnow")>;
 // ("q_cancel")                                  async: the sender no longer waits for items
 using q_cancel_atom = caf::atom_constant<caf::atom("q_cancel")>;
-// ("q_leave", u64 done, vec<bytes> returned)   async: a consumer leaves, returning its rest
+// ("q_leave", u64 done) -> ()   a consumer leaves: `done` of its oldest items are finished,
+//                               the rest of what it was handed goes back to the queue
 using q_leave_atom = caf::atom_constant<caf::atom("q_leave")>;
+// ("q_stats") -> (u64 size, u64 accepted, u64 redelivered, u64 unacknowledged)
+using q_stats_atom = caf::atom_constant<caf::atom("q_stats")>;
 // ("q_size") -> (u64 size, u64 maxsize, bool closed)
 using q_size_atom = caf::atom_constant<caf::atom("q_size")>;
 // ("q_close") -> ()

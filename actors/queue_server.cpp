@@ -41,6 +41,8 @@ struct queue_state {
   std::vector<caf::response_promise> joiners;
   std::map<std::uint8_t, caf::actor_addr> holders;  // pipe mode: who holds each end
   std::unordered_set<caf::actor_addr> monitored;    // one monitor, so one down, per agent
+  std::uint64_t accepted = 0;     // items ever accepted from producers
+  std::uint64_t redelivered = 0;  // items given back because their consumer died holding them
 
   static inline const char* name = "mproc.queue";
 };
@@ -98,6 +100,7 @@ void rebalance(queue_actor* self) {
 void accept(queue_actor* self, std::vector<bytes>& batch) {
   auto& s = self->state;
   s.unfinished += batch.size();
+  s.accepted += batch.size();
   for (auto& item : batch)
     s.items.push_back(std::move(item));
 }
@@ -157,6 +160,7 @@ void on_down(queue_actor* self, const caf::down_msg& down) {
   auto& s = self->state;
   s.monitored.erase(down.source);
   if (auto i = s.held.find(down.source); i != s.held.end()) {
+    s.redelivered += i->second.size();
     give_back(self, i->second);
     s.held.erase(i);
   }
@@ -232,25 +236,32 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       return batch;
     },
     [=](q_cancel_atom) { forget_getter(self, sender()); },
-    [=](q_leave_atom, std::uint64_t done, std::vector<bytes>& returned) {
+    // A consumer leaves: `done` of its oldest items are finished, everything else it was
+    // handed goes back (also what is still on its way to it: the queue knows what it sent,
+    // so nothing depends on what the consumer had received when it left).
+    [=](q_leave_atom, std::uint64_t done) {
       auto who = sender();
       acknowledge(self, who, done);
       forget_getter(self, who);
-      // What it returns is the newest part of what it held; the rest stays held (and comes
-      // back if it dies) until its agent's down message.
       if (auto i = self->state.held.find(who); i != self->state.held.end()) {
-        auto& held = i->second;
-        held.erase(held.end() - std::min(held.size(), returned.size()), held.end());
+        give_back(self, i->second);
+        self->state.held.erase(i);
       }
-      std::deque<bytes> back(std::make_move_iterator(returned.begin()),
-                             std::make_move_iterator(returned.end()));
-      give_back(self, back);
       rebalance(self);
+      return caf::unit;
     },
     [=](q_size_atom) {
       auto& s = self->state;
       return caf::make_message(static_cast<std::uint64_t>(s.items.size()),
                                static_cast<std::uint64_t>(s.config.maxsize), s.closed);
+    },
+    [=](q_stats_atom) {
+      auto& s = self->state;
+      std::uint64_t unacknowledged = 0;
+      for (const auto& [who, items] : s.held)
+        unacknowledged += items.size();
+      return caf::make_message(static_cast<std::uint64_t>(s.items.size()), s.accepted,
+                               s.redelivered, unacknowledged);
     },
     [=](q_close_atom) { close_queue(self); },
     [=](q_done_atom, std::uint64_t n) -> caf::result<void> {

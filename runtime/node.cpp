@@ -124,6 +124,14 @@ remote_node node::connect(std::string_view address, const authkey& key,
   return remote_node{impl_->connect(to, key.secret(), timeout), to.text()};
 }
 
+void node::keep_alive(const caf::actor& actor) {
+  impl_->keep_alive(actor);
+}
+
+void node::at_exit(std::function<void()> fn) {
+  impl_->at_exit(std::move(fn));
+}
+
 std::vector<process> node::active_children() {
   std::vector<process> out;
   for (auto& state : impl_->live_children())

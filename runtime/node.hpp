@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -123,6 +124,16 @@ public:
   // (unreachable, timeout, auth_failed).
   remote_node connect(std::string_view address, const authkey& key,
                       std::chrono::milliseconds timeout = std::chrono::seconds{5});
+
+  // Keeps a local actor alive until it ends or this node ends (it is then sent an exit with
+  // user_shutdown), for actors that other processes may use after this process dropped its
+  // own handles — a queue whose handle was sent to a child. No effect on a reference to an
+  // actor in another process, or on an actor already kept.
+  void keep_alive(const caf::actor& actor);
+  // Runs `fn` once when this process is about to end: a child after its actor ended, the
+  // root when the node is destroyed. Hooks run before children are joined and links closed,
+  // so they may still talk to other processes (and should bound how long they wait).
+  void at_exit(std::function<void()> fn);
 
   // Child processes of this node that have not ended yet (Python's active_children()).
   std::vector<process> active_children();

@@ -19,6 +19,7 @@
 #include "runtime/actor_registry.hpp"
 #include "runtime/internal/log.hpp"
 #include "runtime/internal/message_codec.hpp"
+#include "runtime/internal/proxy.hpp"
 #include "serialization/type_registry.hpp"
 
 namespace mproc::detail {
@@ -98,6 +99,7 @@ void node_impl::shutdown() {
       return;
     shutting_down_ = true;
   }
+  run_exit_hooks();
   finish_children();
   close_peers();
   loop_.post([this] { listeners_.clear(); });  // stop() runs it before the loop ends
@@ -144,10 +146,13 @@ caf::strong_actor_ptr node_impl::local_actor(std::uint64_t id) {
 }
 
 void node_impl::keep_alive(const caf::actor& a) {
+  if (!a || dynamic_cast<proxy*>(caf::actor_cast<caf::abstract_actor*>(a)) != nullptr)
+    return;  // a proxy's actor is kept (or not) by its own process
   auto id = a.id();
   {
     std::lock_guard guard{mtx_};
-    kept_alive_.emplace(id, a);
+    if (!kept_alive_.emplace(id, a).second)
+      return;
   }
   // Released from the loop: dropping the last reference inside the actor's own cleanup is
   // not something to do to CAF.
@@ -157,6 +162,26 @@ void node_impl::keep_alive(const caf::actor& a) {
       kept_alive_.erase(id);
     });
   });
+}
+
+void node_impl::at_exit(std::function<void()> fn) {
+  std::lock_guard guard{mtx_};
+  exit_hooks_.push_back(std::move(fn));
+}
+
+void node_impl::run_exit_hooks() {
+  std::vector<std::function<void()>> hooks;
+  {
+    std::lock_guard guard{mtx_};
+    hooks.swap(exit_hooks_);
+  }
+  for (auto& fn : hooks) {
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      log::warn("an exit hook failed: ", e.what());
+    }
+  }
 }
 
 // ---- serving peers ---------------------------------------------------------------------
@@ -691,6 +716,7 @@ void node_impl::run_child() {
     exit_requested_.wait(lock, [this] { return exit_code_.has_value(); });
     code = *exit_code_;
   }
+  run_exit_hooks();
   finish_children();
   parent_->link().flush(std::chrono::seconds{2});
   std::fflush(nullptr);

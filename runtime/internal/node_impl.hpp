@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -50,6 +51,10 @@ public:
   // actors spawned on a peer's behalf are kept alive by the node until they end.
   wire::actor_ref export_actor(const caf::strong_actor_ptr& actor);
   caf::strong_actor_ptr local_actor(std::uint64_t id);
+
+  // node::keep_alive: idempotent, ignores proxies.
+  void keep_alive(const caf::actor& a);
+  void at_exit(std::function<void()> fn);
 
   // Loop thread, for a peer's spawn envelope.
   caf::expected<caf::actor> spawn_for(peer& from, const std::string& actor,
@@ -99,7 +104,7 @@ private:
   void settle_child_link(const std::shared_ptr<process_state>& state, const std::string& why);
   void fail_start(const std::shared_ptr<process_state>& state, caf::error why);
   void finish_children();
-  void keep_alive(const caf::actor& a);
+  void run_exit_hooks();
   void request_exit(int code);
   void close_peers();
   // Loop thread: a peer node on an authenticated socket.
@@ -125,6 +130,7 @@ private:
   std::set<std::shared_ptr<peer>> peers_;
   std::vector<std::shared_ptr<process_state>> children_;
   std::unordered_map<std::uint64_t, caf::actor> kept_alive_;
+  std::vector<std::function<void()>> exit_hooks_;
   std::unordered_map<std::string, caf::actor> names_;
   std::shared_ptr<peer> parent_;
   std::unordered_map<const peer*, std::shared_ptr<process_state>> child_of_peer_;
