@@ -361,14 +361,16 @@ void handle_ending(sup_actor* self, const state_ptr& st, ending e) {
       finish_step(self, st);
     return;
   }
+  // It is down now, whatever is decided about it: a stop step planned for it (a group
+  // restart, the shutdown) must find it stopped, not wait for an end that already came.
+  c.current = nullptr;
+  point_ref(c, {});
+  c.state = child_state::stopped;
   if (st->current_step || !st->plan.empty() || st->shutting_down) {
     if (!st->shutting_down)
       st->deferred.push_back(std::move(e));
     return;
   }
-  c.current = nullptr;
-  point_ref(c, {});
-  c.state = child_state::stopped;
   auto policy = c.spec.restart;
   if (policy == restart_policy::temporary
       || (policy == restart_policy::transient && !e.abnormal)) {
