@@ -233,7 +233,10 @@ struct chunk_task {
   std::uint32_t index;
   std::uint32_t items;
   bytes payload;
-  std::uint32_t attempts = 0;
+  std::uint32_t attempts = 0;  // deaths of a worker that held it alone
+  // Its worker died while holding it with others, so any of them may have killed it: it is
+  // handed out alone from now on, and only a death then counts against it.
+  bool suspect = false;
 };
 
 struct worker_slot {
@@ -339,6 +342,8 @@ std::vector<bytes> take_batch(const state_ptr& st, worker_slot& w, std::uint32_t
   auto workers = std::max<std::size_t>(st->options.processes, 1);
   auto share = std::max<std::size_t>(1, (st->ready.size() + 2 * workers - 1) / (2 * workers));
   share = std::min<std::size_t>(share, allowance);
+  if (!st->ready.empty() && st->ready.front().suspect)
+    share = 1;
   std::vector<bytes> batch;
   std::size_t items = 0;
   while (!st->ready.empty() && batch.size() < share
@@ -403,10 +408,15 @@ void on_worker_down(dispatcher* self, const state_ptr& st, const caf::down_msg& 
   auto why = down.reason ? self->system().render(down.reason) : std::string{"ended"};
   st->last_death = why;
   auto& retry = st->options.max_retries;
+  // A worker killed from outside is no chunk's fault: only a chunk it held alone is charged
+  // with its death (so a chunk that kills its worker fails after max_retries, and random
+  // deaths do not fail innocent chunks that shared a batch with others).
+  bool alone = slot->second.in_flight.size() == 1;
   // Back to the front, oldest first: they were handed out before everything still ready.
   for (auto it = slot->second.in_flight.rbegin(); it != slot->second.in_flight.rend(); ++it) {
     auto c = std::move(*it);
-    if (++c.attempts > retry) {
+    c.suspect = true;
+    if (alone && ++c.attempts > retry) {
       c.job->settle(c.index, {c.items, {}, "its worker died (" + why + ") "
                                              + std::to_string(c.attempts) + " times running it"});
       continue;
