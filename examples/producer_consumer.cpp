@@ -1,18 +1,29 @@
 // The seeds' producer-consumer program in mproc: P producer processes each put N items
-// (i, producer_id) into one queue; C consumer processes take until each gets a sentinel
-// (Python's None; here an empty optional). Then a summary, and an accounting computed from
-// what the consumers actually processed:
+// (i, producer_id) into one queue; C consumer processes take until the queue is closed and
+// drained. Then a summary, and an accounting computed from what actually happened:
 //
-//   produced=<P*N> consumed=<distinct pairs> lost=<missing pairs> duplicates=<extra deliveries>
+//   produced=<items the queue accepted> consumed=<distinct items processed>
+//   lost=<accepted, never processed> duplicates=<extra deliveries> redelivered=<by the queue>
 //
 // Options: --producers P --consumers C --items N --maxsize M (0: unbounded)
-//          --kill-every MS (SIGKILL a random consumer every MS ms; it is restarted)
-// The exit status is 1 if anything was lost.
+//          --kill-every MS (SIGKILL a random process every MS ms)
+//          --kill consumers|producers|any (which ones; consumers by default)
+// The exit status is 1 if anything accepted was lost.
 //
+// Faults are part of the program, as they are of real ones:
+// - consumers run under a supervisor (one_for_one, transient): one that is killed, or
+//   fails to start, is replaced at once, so consumption goes on during production and a
+//   bounded queue never stalls;
+// - a producer that is killed is not restarted (it would put its items again): what the
+//   queue accepted from it is consumed, and the summary says how far it got;
+// - the end is the queue's close() once every producer ended, not a sentinel per consumer:
+//   a sentinel is an item like any other, and a consumer killed holding one would take it
+//   to its grave or see it twice.
 // Unlike the seed, consumers take items with get_many(): a batch is acknowledged only when
 // the next one is asked for, and each consumer reports a batch before asking, so the root
 // learns of every processed item before the queue forgets it — even when the consumer is
 // killed right after.
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,11 +31,9 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <map>
-#include <mutex>
-#include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -38,13 +47,13 @@
 #include "runtime/actor_registry.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/node.hpp"
+#include "runtime/supervisor.hpp"
 
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
 
 using item = std::pair<std::int32_t, std::int32_t>;  // (i, producer_id), as in the seed
-using slot = std::optional<item>;                     // nullopt: the sentinel
-using item_queue = mproc::queue<slot>;
+using item_queue = mproc::queue<item>;
 
 // What a process says when it is done.
 struct report {
@@ -55,8 +64,19 @@ struct report {
   MSGPACK_DEFINE(role, id, count, seconds);
 };
 
+// What the tally knows at the end.
+struct tally_summary {
+  std::int64_t distinct = 0;                 // items processed at least once
+  std::int64_t deliveries = 0;               // items processed, counting repeats
+  std::vector<std::int64_t> by_producer;     // distinct items of each producer
+  std::vector<std::int64_t> by_consumer;     // items processed by each consumer, all runs
+  std::vector<report> reports;               // as sent; a killed run sends none
+  std::int32_t consumers_finished = 0;       // distinct consumers that saw the queue end
+  MSGPACK_DEFINE(distinct, deliveries, by_producer, by_consumer, reports, consumers_finished);
+};
+
 MPROC_MESSAGE(report);
-MPROC_MESSAGE(std::vector<report>);
+MPROC_MESSAGE(tally_summary);
 MPROC_MESSAGE(std::vector<item>);
 
 using report_atom = caf::atom_constant<caf::atom("report")>;
@@ -87,25 +107,16 @@ void consumer(caf::blocking_actor* self, std::int32_t id, item_queue q, caf::act
   std::printf("consumer start %d\n", id);
   std::int64_t count = 0;
   for (;;) {
-    auto batch = q.get_many(256);
-    std::vector<item> handled;
-    handled.reserve(batch.size());
-    int sentinels = 0;
-    for (auto& s : batch) {
-      if (s)
-        handled.push_back(*s);
-      else
-        ++sentinels;
+    std::vector<item> batch;
+    try {
+      batch = q.get_many(256);
+    } catch (const mproc::error& e) {
+      if (e.code() != mproc::errc::closed)
+        throw;
+      break;  // closed and drained: every item is taken
     }
-    if (!handled.empty()) {  // reported before the next get_many acknowledges them
-      count += static_cast<std::int64_t>(handled.size());
-      self->send(tally, id, std::move(handled));
-    }
-    if (sentinels > 0) {
-      for (int extra = 1; extra < sentinels; ++extra)  // each consumer needs its own
-        q.put(std::nullopt);
-      break;
-    }
+    count += static_cast<std::int64_t>(batch.size());
+    self->send(tally, id, std::move(batch));  // reported before the next get acknowledges it
   }
   auto secs = seconds_since(t1);
   std::printf("consumer exit %d\nconsumer %d, use time: %.4f\n", id, id, secs);
@@ -117,44 +128,45 @@ void consumer(caf::blocking_actor* self, std::int32_t id, item_queue q, caf::act
 struct tally_state {
   std::int32_t items = 0;
   std::vector<std::uint16_t> seen;  // deliveries per (producer, i)
-  std::int64_t deliveries = 0;
-  std::int64_t distinct = 0;
-  std::map<std::int32_t, std::int64_t> consumed_by;
-  std::vector<report> reports;
+  tally_summary sum;
+  std::set<std::int32_t> finished;  // consumers that reported their end
 };
 
 caf::behavior tally(caf::stateful_actor<tally_state>* self, std::int32_t producers,
-                    std::int32_t items) {
+                    std::int32_t consumers, std::int32_t items) {
   auto& s = self->state;
   s.items = items;
   s.seen.assign(static_cast<std::size_t>(producers) * static_cast<std::size_t>(items), 0);
+  s.sum.by_producer.assign(static_cast<std::size_t>(producers), 0);
+  s.sum.by_consumer.assign(static_cast<std::size_t>(consumers), 0);
   return {
     [=](std::int32_t consumer, const std::vector<item>& handled) {
       auto& s = self->state;
       for (auto [i, p] : handled) {
+        if (p < 0 || i < 0 || i >= s.items
+            || static_cast<std::size_t>(p) >= s.sum.by_producer.size())
+          continue;  // not an item anyone produced
         auto k = static_cast<std::size_t>(p) * static_cast<std::size_t>(s.items)
                  + static_cast<std::size_t>(i);
-        if (k >= s.seen.size())
-          continue;  // not an item anyone produced
-        if (s.seen[k]++ == 0)
-          ++s.distinct;
+        if (s.seen[k]++ == 0) {
+          ++s.sum.distinct;
+          ++s.sum.by_producer[static_cast<std::size_t>(p)];
+        }
       }
-      s.deliveries += static_cast<std::int64_t>(handled.size());
-      s.consumed_by[consumer] += static_cast<std::int64_t>(handled.size());
+      s.sum.deliveries += static_cast<std::int64_t>(handled.size());
+      if (consumer >= 0 && static_cast<std::size_t>(consumer) < s.sum.by_consumer.size())
+        s.sum.by_consumer[static_cast<std::size_t>(consumer)] +=
+          static_cast<std::int64_t>(handled.size());
     },
-    [=](report_atom, const report& r) { self->state.reports.push_back(r); },
-    [=](caf::get_atom) { return caf::make_message(self->state.distinct, self->state.deliveries); },
-    // Reports in (role, id) order; a consumer's count covers all its runs (a killed run
-    // reports nothing itself, but its batches were counted as they came).
+    [=](report_atom, const report& r) {
+      self->state.sum.reports.push_back(r);
+      if (r.role == "consumer")
+        self->state.finished.insert(r.id);
+    },
     [=](summary_atom) {
-      auto out = self->state.reports;
-      for (auto& r : out)
-        if (r.role == "consumer")
-          r.count = self->state.consumed_by[r.id];
-      auto key = [](const report& r) { return std::make_tuple(r.role != "producer", r.id); };
-      std::sort(out.begin(), out.end(),
-                [&](const report& a, const report& b) { return key(a) < key(b); });
-      return out;
+      auto sum = self->state.sum;
+      sum.consumers_finished = static_cast<std::int32_t>(self->state.finished.size());
+      return sum;
     },
   };
 }
@@ -173,24 +185,24 @@ struct options {
   std::int32_t items = 1000;
   std::size_t maxsize = 0;
   int kill_every_ms = 0;
+  std::string kill = "consumers";  // consumers, producers, any
 };
 
-[[noreturn]] void usage(const char* why) {
+[[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "producer_consumer: %s\n"
                "usage: producer_consumer [--producers P] [--consumers C] [--items N]\n"
-               "                         [--maxsize M] [--kill-every MS]\n",
-               why);
+               "                         [--maxsize M] [--kill-every MS]\n"
+               "                         [--kill consumers|producers|any]\n",
+               why.c_str());
   std::exit(2);
 }
 
-long number(const char* flag, const char* text, long min, long max) {
+long number(const std::string& flag, const char* text, long min, long max) {
   char* end = nullptr;
   long v = std::strtol(text, &end, 10);
   if (end == text || *end != '\0' || v < min || v > max)
-    usage((std::string{flag} + " needs a number from " + std::to_string(min) + " to "
-           + std::to_string(max))
-            .c_str());
+    usage(flag + " needs a number from " + std::to_string(min) + " to " + std::to_string(max));
   return v;
 }
 
@@ -199,141 +211,189 @@ options parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
     if (i + 1 >= argc)
-      usage(("missing value after " + flag).c_str());
+      usage("missing value after " + flag);
     const char* v = argv[++i];
     if (flag == "--producers")
-      o.producers = static_cast<std::int32_t>(number("--producers", v, 1, 1000));
+      o.producers = static_cast<std::int32_t>(number(flag, v, 1, 1000));
     else if (flag == "--consumers")
-      o.consumers = static_cast<std::int32_t>(number("--consumers", v, 1, 1000));
+      o.consumers = static_cast<std::int32_t>(number(flag, v, 1, 1000));
     else if (flag == "--items")
-      o.items = static_cast<std::int32_t>(number("--items", v, 0, 100'000'000));
+      o.items = static_cast<std::int32_t>(number(flag, v, 0, 100'000'000));
     else if (flag == "--maxsize")
-      o.maxsize = static_cast<std::size_t>(number("--maxsize", v, 0, 100'000'000));
+      o.maxsize = static_cast<std::size_t>(number(flag, v, 0, 100'000'000));
     else if (flag == "--kill-every")
-      o.kill_every_ms = static_cast<int>(number("--kill-every", v, 1, 3'600'000));
+      o.kill_every_ms = static_cast<int>(number(flag, v, 1, 3'600'000));
+    else if (flag == "--kill" && (std::string{v} == "consumers" || std::string{v} == "producers"
+                                  || std::string{v} == "any"))
+      o.kill = v;
     else
-      usage(("unknown option " + flag).c_str());
+      usage("unknown option or value: " + flag + " " + v);
   }
   return o;
 }
 
-// The consumer processes, restarted when killed, until each has ended normally.
-class consumer_slots {
+// The producers: plain processes, not restarted. One killed before it answered its start
+// counts as killed with nothing produced.
+class producer_set {
 public:
-  consumer_slots(mproc::node& node, const options& o, item_queue& q, caf::actor tally)
-    : node_(node), q_(q), tally_(std::move(tally)), restarts_(o.consumers, 0) {
-    for (std::int32_t id = 0; id < o.consumers; ++id)
-      procs_.push_back(start(id));
-  }
-
-  // SIGKILL one consumer still running, chosen at random.
-  void kill_one(std::mt19937& rng) {
-    std::lock_guard guard{mtx_};
-    std::vector<std::size_t> live;
-    for (std::size_t i = 0; i < procs_.size(); ++i)
-      if (procs_[i].is_alive())
-        live.push_back(i);
-    if (!live.empty())
-      procs_[live[rng() % live.size()]].kill();
-  }
-
-  // Restarts killed consumers; true once every consumer ended normally.
-  bool tend() {
-    std::lock_guard guard{mtx_};
-    bool all_done = true;
-    for (std::size_t i = 0; i < procs_.size(); ++i) {
-      auto code = procs_[i].exitcode();
-      if (!code) {
-        all_done = false;
-      } else if (*code != 0) {
-        ++restarts_[i];
-        procs_[i] = start(static_cast<std::int32_t>(i));
-        all_done = false;
+  producer_set(mproc::node& node, const options& o, item_queue& q, const caf::actor& tally) {
+    for (std::int32_t id = 0; id < o.producers; ++id) {
+      procs_.emplace_back(node, "producer", mproc::process_options{.name = "producer-" + std::to_string(id)},
+                          id, o.items, q, tally);
+      try {
+        procs_.back().start();
+      } catch (const mproc::error& e) {
+        std::printf("producer %d did not start: %s\n", id, e.what());
       }
     }
-    return all_done;
   }
 
-  int restarts(std::size_t i) const { return restarts_[i]; }
+  void join_all() {
+    for (auto& p : procs_)
+      p.join();
+  }
+
+  // The exit code of producer `id` (after join_all).
+  int exitcode(std::size_t id) const { return procs_[id].exitcode().value_or(-1000); }
+
+  std::vector<pid_t> live_pids() const {
+    std::vector<pid_t> out;
+    for (const auto& p : procs_)
+      if (p.is_alive())
+        out.push_back(p.pid());
+    return out;
+  }
 
 private:
-  mproc::process start(std::int32_t id) {
-    return node_.spawn_process("consumer", {.name = "consumer-" + std::to_string(id)}, id, q_,
-                               tally_);
-  }
-
-  mproc::node& node_;
-  item_queue& q_;
-  caf::actor tally_;
-  std::mutex mtx_;
   std::vector<mproc::process> procs_;
-  std::vector<int> restarts_;
 };
 
-// A progress line, on a terminal only, for runs longer than a second.
-class progress {
-public:
-  progress(mproc::node& node, caf::actor tally, std::int64_t total)
-    : node_(node), tally_(std::move(tally)), total_(total), start_(clock_type::now()) {
-    if (::isatty(STDOUT_FILENO))
-      thread_ = std::thread{[this] { run(); }};
+// The consumers, under a supervisor that replaces one that dies, as long as the run lasts.
+mproc::child_spec consumer_spec(std::int32_t id, item_queue& q, const caf::actor& tally) {
+  return {.id = "consumer-" + std::to_string(id),
+          .actor = "consumer",
+          .args = caf::make_message(id, q, tally),
+          .restart = mproc::restart_policy::transient,  // one that finished stays finished
+          .brutal_kill = true};
+}
+
+std::vector<pid_t> consumer_pids(mproc::supervisor& sup) {
+  std::vector<pid_t> out;
+  try {
+    for (const auto& c : sup.tree(5s).children)
+      if (c.pid != 0)
+        out.push_back(static_cast<pid_t>(c.pid));
+  } catch (const mproc::error&) {
+    // the supervisor is busy or gone: no target this time
   }
-  ~progress() {
+  return out;
+}
+
+// --kill-every: SIGKILL a random process of the chosen kind every `ms`, from a thread of
+// the root (the chaos tests do the same from outside the program).
+class killer {
+public:
+  killer(const options& o, producer_set& producers, mproc::supervisor& consumers) {
+    if (o.kill_every_ms <= 0)
+      return;
+    thread_ = std::thread{[this, o, &producers, &consumers] {
+      std::mt19937 rng{42};
+      while (!stop_) {
+        std::this_thread::sleep_for(std::chrono::milliseconds{o.kill_every_ms});
+        std::vector<pid_t> targets;
+        if (o.kill != "producers")
+          targets = consumer_pids(consumers);
+        if (o.kill != "consumers")
+          for (auto pid : producers.live_pids())
+            targets.push_back(pid);
+        if (!stop_ && !targets.empty())
+          ::kill(targets[rng() % targets.size()], SIGKILL);
+      }
+    }};
+  }
+  ~killer() { stop(); }
+  void stop() {
     stop_ = true;
-    if (thread_.joinable()) {
+    if (thread_.joinable())
       thread_.join();
-      if (shown_)
-        std::printf("\n");
-    }
   }
 
 private:
-  void run() {
-    while (!stop_) {
-      std::this_thread::sleep_for(200ms);
-      auto secs = seconds_since(start_);
-      if (secs < 1.0 || stop_)
-        continue;
-      auto m = node_.request_message(tally_, caf::make_message(caf::get_atom::value), 5s);
-      auto done = m.get_as<std::int64_t>(0);
-      std::printf("\rconsumed %lld/%lld  %.0f items/s   ", static_cast<long long>(done),
-                  static_cast<long long>(total_), static_cast<double>(done) / secs);
-      std::fflush(stdout);
-      shown_ = true;
-    }
-  }
-
-  mproc::node& node_;
-  caf::actor tally_;
-  std::int64_t total_;
-  clock_type::time_point start_;
   std::atomic<bool> stop_{false};
-  bool shown_ = false;
   std::thread thread_;
 };
 
-void print_summary(mproc::node& node, const caf::actor& tally, const options& o,
-                   const consumer_slots& slots, double total_secs) {
-  auto reports = node.request<std::vector<report>>(tally, 10s, summary_atom::value);
-  auto counts = node.request_message(tally, caf::make_message(caf::get_atom::value), 10s);
-  auto distinct = counts.get_as<std::int64_t>(0);
-  auto deliveries = counts.get_as<std::int64_t>(1);
-  std::int64_t produced = static_cast<std::int64_t>(o.producers) * o.items;
+tally_summary summary_of(mproc::node& node, const caf::actor& tally) {
+  return node.request<tally_summary>(tally, 30s, summary_atom::value);
+}
+
+// Until every consumer saw the queue end. A run that makes no progress for a minute is
+// stuck: say so rather than hang.
+bool wait_for_consumers(mproc::node& node, const caf::actor& tally, std::int32_t consumers) {
+  std::int64_t seen = -1;
+  auto last_progress = clock_type::now();
+  for (;;) {
+    auto s = summary_of(node, tally);
+    if (s.consumers_finished == consumers)
+      return true;
+    if (s.deliveries != seen) {
+      seen = s.deliveries;
+      last_progress = clock_type::now();
+    } else if (clock_type::now() - last_progress > 60s) {
+      std::fprintf(stderr, "producer_consumer: no progress for 60 s; giving up\n");
+      return false;
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+}
+
+struct restart_counts {
+  std::map<std::string, std::int32_t> by_id;
+};
+
+restart_counts restarts_of(mproc::supervisor& sup) {
+  restart_counts out;
+  for (const auto& c : sup.tree(10s).children)
+    out.by_id[c.id] = c.restarts;
+  return out;
+}
+
+void print_reports(const tally_summary& s, const options& o, const producer_set& producers,
+                   const restart_counts& restarts) {
   std::printf("\nsummary\n");
-  for (const auto& r : reports) {
-    std::printf("  %s %d: %lld items, %.4f s", r.role.c_str(), r.id,
-                static_cast<long long>(r.count), r.seconds);
-    auto killed = r.role == "consumer" ? slots.restarts(static_cast<std::size_t>(r.id)) : 0;
-    if (killed > 0)
-      std::printf(" (killed %d times; the time is its last run's)", killed);
+  std::map<std::pair<bool, std::int32_t>, report> last;  // a consumer's last finished run
+  for (const auto& r : s.reports)
+    last[{r.role != "producer", r.id}] = r;
+  for (std::int32_t id = 0; id < o.producers; ++id) {
+    auto code = producers.exitcode(static_cast<std::size_t>(id));
+    auto produced = s.by_producer[static_cast<std::size_t>(id)];
+    if (auto r = last.find({false, id}); r != last.end() && code == 0)
+      std::printf("  producer %d: %lld items, %.4f s\n", id, static_cast<long long>(produced),
+                  r->second.seconds);
+    else
+      std::printf("  producer %d: died (exit code %d) after %lld items reached the queue\n", id,
+                  code, static_cast<long long>(produced));
+  }
+  for (std::int32_t id = 0; id < o.consumers; ++id) {
+    auto r = last.find({true, id});
+    std::printf("  consumer %d: %lld items, %.4f s", id,
+                static_cast<long long>(s.by_consumer[static_cast<std::size_t>(id)]),
+                r != last.end() ? r->second.seconds : 0.0);
+    if (auto n = restarts.by_id.at("consumer-" + std::to_string(id)); n > 0)
+      std::printf(" (restarted %d times; the time is its last run's)", n);
     std::printf("\n");
   }
-  std::printf("  total: %lld items in %.3f s = %.0f items/s\n", static_cast<long long>(produced),
-              total_secs, static_cast<double>(produced) / total_secs);
-  std::printf("produced=%lld consumed=%lld lost=%lld duplicates=%lld\n",
-              static_cast<long long>(produced), static_cast<long long>(distinct),
-              static_cast<long long>(produced - distinct),
-              static_cast<long long>(deliveries - distinct));
+}
+
+// Items a producer that finished put must all have been consumed; the rest is exact from the
+// queue's own count of what it accepted.
+std::int64_t lost_items(const tally_summary& s, const options& o, const producer_set& producers,
+                        std::uint64_t accepted) {
+  std::int64_t missing_from_finished = 0;
+  for (std::int32_t id = 0; id < o.producers; ++id)
+    if (producers.exitcode(static_cast<std::size_t>(id)) == 0)
+      missing_from_finished += o.items - s.by_producer[static_cast<std::size_t>(id)];
+  return std::max(static_cast<std::int64_t>(accepted) - s.distinct, missing_from_finished);
 }
 
 } // namespace
@@ -344,44 +404,36 @@ int main(int argc, char** argv) {
   auto t0 = clock_type::now();
 
   item_queue q{node, {.maxsize = o.maxsize}};
-  auto tally_actor = node.spawn("tally", o.producers, o.items);
-  std::vector<mproc::process> producers;
-  for (std::int32_t id = 0; id < o.producers; ++id)
-    producers.push_back(node.spawn_process(
-      "producer", {.name = "producer-" + std::to_string(id)}, id, o.items, q, tally_actor));
-  consumer_slots consumers{node, o, q, tally_actor};
-
-  std::atomic<bool> finished{false};
-  std::thread killer;
-  if (o.kill_every_ms > 0)
-    killer = std::thread{[&] {
-      std::mt19937 rng{42};
-      while (!finished) {
-        std::this_thread::sleep_for(std::chrono::milliseconds{o.kill_every_ms});
-        if (!finished)
-          consumers.kill_one(rng);
-      }
-    }};
-
-  std::int64_t total = static_cast<std::int64_t>(o.producers) * o.items;
-  double secs = 0;
-  {
-    progress line{node, tally_actor, total};
-    for (auto& p : producers)
-      p.join();
-    for (std::int32_t i = 0; i < o.consumers; ++i)
-      q.put(std::nullopt);
-    while (!consumers.tend())
-      std::this_thread::sleep_for(2ms);
-    secs = seconds_since(t0);
+  auto tally_actor = node.spawn("tally", o.producers, o.consumers, o.items);
+  mproc::supervisor consumers{node, {.intensity = 1000, .period = 1s, .name = "consumers"}, {}};
+  for (std::int32_t id = 0; id < o.consumers; ++id) {
+    try {
+      consumers.start_child(consumer_spec(id, q, tally_actor));
+    } catch (const mproc::error& e) {  // the supervisor restarts it: a failure like any other
+      std::printf("consumer %d failed to start (%s); restarting it\n", id, e.what());
+    }
   }
-  finished = true;
-  if (killer.joinable())
-    killer.join();
+  producer_set producers{node, o, q, tally_actor};
+  killer chaos{o, producers, consumers};
+
+  producers.join_all();
+  q.close();  // what the producers put is in; consumers drain it, then see the end
+  bool finished = wait_for_consumers(node, tally_actor, o.consumers);
+  auto secs = seconds_since(t0);
+  chaos.stop();
   std::printf("all done finish\n");
 
-  print_summary(node, tally_actor, o, consumers, secs);
-  auto counts = node.request_message(tally_actor, caf::make_message(caf::get_atom::value), 10s);
+  auto s = summary_of(node, tally_actor);
+  auto stats = q.stats();
+  print_reports(s, o, producers, restarts_of(consumers));
+  consumers.stop();
+  auto lost = lost_items(s, o, producers, stats.accepted);
+  std::printf("  total: %lld items in %.3f s = %.0f items/s\n", static_cast<long long>(s.distinct),
+              secs, static_cast<double>(s.distinct) / secs);
+  std::printf("produced=%llu consumed=%lld lost=%lld duplicates=%lld redelivered=%llu\n",
+              static_cast<unsigned long long>(stats.accepted), static_cast<long long>(s.distinct),
+              static_cast<long long>(lost), static_cast<long long>(s.deliveries - s.distinct),
+              static_cast<unsigned long long>(stats.redelivered));
   caf::anon_send_exit(tally_actor, caf::exit_reason::user_shutdown);
-  return counts.get_as<std::int64_t>(0) == total ? 0 : 1;
+  return finished && lost == 0 ? 0 : 1;
 }

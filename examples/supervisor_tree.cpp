@@ -15,6 +15,8 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <optional>
+#include <vector>
 #include <random>
 
 #include <caf/event_based_actor.hpp>
@@ -60,12 +62,20 @@ MPROC_ACTOR(team);
 int main(int argc, char** argv) {
   mproc::node node{argc, argv};
   auto started = std::chrono::steady_clock::now();
-  mproc::supervisor root{
-    node,
-    {.intensity = 3, .period = 5s, .name = "root"},
-    {{.id = "steady", .actor = "worker", .args = caf::make_message(std::int32_t{0})},
-     {.id = "flaky", .actor = "worker", .args = caf::make_message(std::int32_t{1500})},
-     {.id = "team", .actor = "team", .type = mproc::child_type::supervisor}}};
+  // A child killed before it answered fails the start, as OTP's start_link does: say so.
+  std::optional<mproc::supervisor> started_root;
+  try {
+    started_root.emplace(
+      node, mproc::supervisor_flags{.intensity = 3, .period = 5s, .name = "root"},
+      std::vector<mproc::child_spec>{
+        {.id = "steady", .actor = "worker", .args = caf::make_message(std::int32_t{0})},
+        {.id = "flaky", .actor = "worker", .args = caf::make_message(std::int32_t{1500})},
+        {.id = "team", .actor = "team", .type = mproc::child_type::supervisor}});
+  } catch (const mproc::error& e) {
+    std::cout << "the tree could not start: " << e.what() << "\n";
+    return 2;
+  }
+  auto& root = *started_root;
 
   std::cout << "the tree at start:\n";
   mproc::print_tree(std::cout, root.tree());
