@@ -1,12 +1,14 @@
 // Queue and JoinableQueue: Python's API, its error paths, and the delivery guarantee with
 // real producer and consumer processes.
 #include "actors/queue.hpp"
+#include "actors/queue_protocol.hpp"
 
 #include <algorithm>
 #include <numeric>
 #include <set>
 
 #include <caf/blocking_actor.hpp>
+#include <caf/scoped_actor.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -167,6 +169,35 @@ TEST_CASE("a consumer that ends returns what it prefetched but did not take") {
   all.insert(by_child.begin(), by_child.end());
   CHECK(all.size() == 1000);
   CHECK(code_of([&] { q.get_nowait(); }) == errc::empty);  // nothing delivered twice
+  auto stats = q.stats();
+  CHECK(stats.accepted == 1000);
+  CHECK(stats.redelivered == 0);  // a clean end acknowledges; nothing is handed out again
+}
+
+TEST_CASE("leaving gives back what was handed out and not taken, even a batch still on its way") {
+  // The race of issue 11: a consumer leaves while a prefetch is in flight. Here the batch is
+  // never even read: leaving says 100 were taken, so the other 200 must come back.
+  test::scoped_node node;
+  int_queue q{*node};
+  for (std::int32_t i = 0; i < 1000; ++i)
+    q.put(i);
+  REQUIRE(q.flush(5s));
+  {
+    caf::scoped_actor consumer{node->system()};
+    consumer->send(q.actor(), mproc::detail::q_getnow_atom::value, std::uint32_t{300},
+                   std::uint64_t{0});
+    bool confirmed = false;
+    consumer->request(q.actor(), 10s, mproc::detail::q_leave_atom::value, std::uint64_t{100})
+      .receive([&] { confirmed = true; }, [](caf::error&) {});
+    CHECK(confirmed);
+  }
+  auto stats = q.stats();
+  CHECK(stats.size == 900);
+  CHECK(stats.unacknowledged == 0);
+  CHECK(stats.redelivered == 0);
+  std::vector<std::int32_t> want(900);
+  std::iota(want.begin(), want.end(), 100);  // given back at the front, in their order
+  CHECK(drain(q, 900) == want);
 }
 
 TEST_CASE("items held by a consumer that is killed go to another consumer") {
@@ -182,6 +213,7 @@ TEST_CASE("items held by a consumer that is killed go to another consumer") {
   REQUIRE(c.join(5s));
   auto all = drain(q, 500);
   CHECK(std::set<std::int32_t>(all.begin(), all.end()).size() == 500);
+  CHECK(q.stats().redelivered >= 100);  // at least what it took; its prefetch came back too
 }
 
 TEST_CASE("a bounded queue never holds more than maxsize items") {
