@@ -200,6 +200,17 @@ TEST_CASE("leaving gives back what was handed out and not taken, even a batch st
   CHECK(drain(q, 900) == want);
 }
 
+TEST_CASE("an item nested too deep is refused with bad_message, and the queue goes on") {
+  test::scoped_node node;
+  mproc::queue<std::vector<std::int32_t>> q{*node};
+  mproc::bytes deep(50'000, static_cast<char>(0x91));  // [[[[...]]]], 50,000 levels
+  deep.push_back(0);
+  std::vector<mproc::bytes> batch{deep, mproc::detail::encode_item(std::vector<std::int32_t>{7})};
+  node->request(q.actor(), 10s, mproc::detail::q_put_atom::value, batch);
+  CHECK(code_of([&] { q.get(10s); }) == errc::bad_message);
+  CHECK(q.get(10s) == std::vector<std::int32_t>{7});
+}
+
 TEST_CASE("items held by a consumer that is killed go to another consumer") {
   test::scoped_node node;
   int_queue q{*node};
