@@ -13,6 +13,7 @@ It fails (exit 1, with the reason on stderr) when
 - the program runs longer than --timeout (a hang): the whole tree is then killed;
 - the program's exit code is not one of --exit (default 0), or a signal ended it;
 - its output does not match --expect;
+- a descendant stays a zombie for more than 3 s while the program runs (not reaped);
 - any descendant outlives the program by more than 5 s (an orphan), or is a zombie then.
 This process is a child subreaper (PR_SET_CHILD_SUBREAPER), so orphans come to it, are
 seen, and are reaped: it leaves nothing behind either way.
@@ -30,6 +31,7 @@ import time
 
 PR_SET_CHILD_SUBREAPER = 36
 ORPHAN_GRACE_S = 5.0
+ZOMBIE_GRACE_S = 3.0  # a killed child is reaped by its parent's I/O loop within milliseconds
 
 
 def become_subreaper():
@@ -112,6 +114,7 @@ def main():
     prog = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     start = time.monotonic()
     kills, failures = 0, []
+    zombie_since = {}  # pid -> when first seen as a zombie
     while prog.poll() is None:
         if time.monotonic() - start > a.timeout:
             failures.append(f"hang: still running after {a.timeout:g} s")
@@ -122,7 +125,14 @@ def main():
             prog.kill()
             break
         time.sleep(a.every / 1000.0)
-        targets = [pid for pid, (_, _, cmd) in descendants(prog.pid) if match.search(cmd)]
+        tree = descendants(prog.pid)
+        now = time.monotonic()
+        zombies = {pid for pid, (_, st, _) in tree if st == "Z"}
+        zombie_since = {pid: zombie_since.get(pid, now) for pid in zombies}
+        stale = [pid for pid, t in zombie_since.items() if now - t > ZOMBIE_GRACE_S]
+        if stale and not any("zombie" in f for f in failures):
+            failures.append(f"zombie(s) not reaped for {ZOMBIE_GRACE_S:g} s: {stale}")
+        targets = [pid for pid, (_, st, cmd) in tree if st != "Z" and match.search(cmd)]
         if targets and prog.poll() is None:
             try:
                 os.kill(rng.choice(targets), signal.SIGKILL)
