@@ -75,11 +75,13 @@ double micros(clock_type::duration d) {
 // Request/reply round trips to `a` (a pong), one at a time.
 void measure_pingpong(mproc::node& node, const options& o, const char* workload,
                       const caf::actor& a) {
-  caf::scoped_actor self{node.system()};
+  // node::request, the blocking face for plain code, as a user's main() asks an actor.
   auto once = [&] {
-    self->request(a, 5s, std::int32_t{1}).receive([](std::int32_t) {}, [&](caf::error&) {
+    try {
+      node.request<std::int32_t>(a, 5s, std::int32_t{1});
+    } catch (const mproc::error&) {
       std::fprintf(stderr, "%s: request failed\n", workload);
-    });
+    }
   };
   for (int i = 0; i < 1000; ++i)  // warm up caches, allocators, the scheduler
     once();

@@ -13,7 +13,7 @@
 
 #include <caf/actor_cast.hpp>
 #include <caf/blocking_actor.hpp>
-#include <caf/scoped_actor.hpp>
+#include <caf/make_actor.hpp>
 #include <caf/send.hpp>
 
 #include "runtime/actor_registry.hpp"
@@ -85,6 +85,10 @@ node_impl::node_impl(node_options options, std::optional<child_args> child)
   config_.set("scheduler.policy", caf::atom("sharing"));
   config_.add_error_category(caf::atom("mproc"), render_mproc_error);
   system_ = std::make_unique<caf::actor_system>(config_);
+  caf::actor_config requester_config;
+  requester_handle_ = caf::make_actor<requester, caf::actor>(
+    system_->next_actor_id(), system_->node(), system_.get(), requester_config);
+  requester_ = static_cast<requester*>(caf::actor_cast<caf::abstract_actor*>(requester_handle_));
   loop_.start();
 }
 
@@ -121,6 +125,9 @@ void node_impl::shutdown() {
     std::lock_guard guard{exports_mtx_};
     exports_.clear();
   }
+  requester_->stop(make_error(errc::node_shutdown, "the node is shutting down"));
+  requester_ = nullptr;
+  requester_handle_ = nullptr;
   system_.reset();  // waits for the remaining actors, with the node still intact
 }
 
@@ -333,30 +340,7 @@ caf::expected<caf::message> node_impl::request(const caf::actor& dest, caf::mess
     return make_error(errc::no_such_actor, "request to an invalid actor handle");
   if (loop_.in_loop())  // the reply would need the loop this call blocks
     return make_error(errc::protocol_error, "node::request() cannot run on mproc's I/O thread");
-  caf::scoped_actor self{*system_, true};
-  caf::expected<caf::message> result{caf::message{}};
-  self->request(dest, timeout, std::move(msg))
-    .receive(
-      // Matches only a reply that is itself a single caf::message.
-      [&](caf::message& nested) { result = caf::make_message(std::move(nested)); },
-      [&](caf::error& err) {
-        if (err == caf::sec::unexpected_response) {
-          // CAF 0.17 has no catch-all response handler: a reply that no handler matched
-          // arrives as this error, carrying the reply as its context. Any reply is fine here;
-          // node::request<R> checks its type.
-          result = std::move(err.context());
-        } else if (err == caf::sec::request_timeout) {
-          result = make_error(errc::timeout,
-                              "no reply within "
-                                + std::to_string(
-                                  std::chrono::duration_cast<std::chrono::milliseconds>(timeout)
-                                    .count())
-                                + " ms");
-        } else {
-          result = std::move(err);
-        }
-      });
-  return result;
+  return requester_->request(dest, std::move(msg), timeout);
 }
 
 // ---- child processes -------------------------------------------------------------------

@@ -23,6 +23,7 @@
 #include "runtime/internal/listener.hpp"
 #include "runtime/internal/peer.hpp"
 #include "runtime/internal/process_state.hpp"
+#include "runtime/internal/requester.hpp"
 #include "runtime/internal/spawner.hpp"
 #include "runtime/internal/weak_ref.hpp"
 #include "runtime/node.hpp"
@@ -120,6 +121,8 @@ private:
   std::string argv0_;
   caf::actor_system_config config_;
   std::unique_ptr<caf::actor_system> system_;
+  caf::actor requester_handle_;  // keeps requester_ alive
+  requester* requester_ = nullptr;  // node::request's sender
   io_loop loop_;
 
   std::mutex exports_mtx_;

@@ -1,0 +1,54 @@
+// The node's one sender of blocking requests from plain code (node::request).
+//
+// A request used to make a scoped_actor per call: a new actor, a new export in this node,
+// and a new proxy in the receiving process, every time, with the reply going through the
+// scoped actor's mailbox. The requester is one long-lived actor: a call enqueues its request
+// straight into the destination (a proxy writes the frame in the caller's thread), and the
+// reply, enqueued into the requester by whoever answers (the I/O thread for a remote actor),
+// wakes the waiting caller directly. The receiving process sees one sender and keeps one
+// proxy for it.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+
+#include <caf/expected.hpp>
+#include <caf/fwd.hpp>
+#include <caf/message.hpp>
+#include <caf/monitorable_actor.hpp>
+
+namespace mproc::detail {
+
+class requester final : public caf::monitorable_actor {
+public:
+  explicit requester(caf::actor_config& cfg);
+
+  // Replies to a waiting call; everything else sent here is dropped.
+  void enqueue(caf::mailbox_element_ptr what, caf::execution_unit* host) override;
+
+  // Sends `msg` to `dest` as a request from this actor and waits for the reply: its content,
+  // or the error it carries, or errc::timeout.
+  caf::expected<caf::message> request(const caf::actor& dest, caf::message msg,
+                                      std::chrono::nanoseconds timeout);
+
+  // Fails every waiting call with `why`, refuses new ones, and ends the actor (node
+  // shutdown).
+  void stop(caf::error why);
+
+private:
+  struct call {
+    std::condition_variable cv;
+    std::optional<caf::message> reply;
+  };
+
+  std::mutex mtx_;
+  std::unordered_map<std::uint64_t, call*> calls_;  // by request id; each on its caller's stack
+  std::uint64_t last_id_ = 0;
+  std::optional<caf::error> stopped_;
+};
+
+} // namespace mproc::detail
