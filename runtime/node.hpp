@@ -48,6 +48,10 @@ struct node_options {
   std::size_t child_threads = 2;
   // Largest frame this node accepts: bounds what a peer can make it allocate.
   std::uint32_t max_frame = 80u << 20;
+  // Unsent bytes per link (to a child, the parent, another node) above which a thread
+  // sending a message waits for the other side to read: a process that stops reading
+  // bounds the sender's memory to this plus one message per sending thread.
+  std::size_t max_link_queue = std::size_t{16} << 20;
   // Program to exec for child processes; empty means this program (/proc/self/exe).
   // Python's multiprocessing.set_executable().
   std::string executable;

@@ -21,8 +21,8 @@ bool would_block(int err) {
 
 } // namespace
 
-link::link(io_loop& loop, int fd, std::uint32_t max_frame)
-  : loop_(loop), fd_(fd), decoder_(max_frame) {}
+link::link(io_loop& loop, int fd, std::uint32_t max_frame, std::size_t max_queued)
+  : loop_(loop), fd_(fd), decoder_(max_frame), max_queued_(max_queued) {}
 
 link::~link() {
   std::lock_guard guard{out_mtx_};
@@ -52,11 +52,14 @@ bool link::closed_by_peer() const {
   return by_peer_;
 }
 
-bool link::write(wire::buffer&& frame) {
-  std::lock_guard guard{out_mtx_};
+bool link::write(wire::buffer&& frame, flow kind) {
+  std::unique_lock guard{out_mtx_};
+  if (kind == flow::data && !loop_.in_loop())
+    drained_.wait(guard, [&] { return out_bytes_ < max_queued_ || closed_ || broken_; });
   if (closed_ || broken_)
     return false;
   bool was_idle = out_.empty();
+  out_bytes_ += frame.size();
   out_.push_back(std::move(frame));
   if (!was_idle)
     return true;  // the loop is flushing; it takes this frame along
@@ -90,12 +93,15 @@ bool link::drain_locked() {
     msg.msg_iovlen = n;
     auto sent = ::sendmsg(fd_, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (sent < 0) {
-      if (would_block(errno))
+      if (would_block(errno)) {
+        drained_.notify_all();  // what did go out made room
         return true;
+      }
       // EPIPE, ECONNRESET, ENOBUFS...: nothing more goes out. The loop closes the link, which
       // settles everything pending on it; the reader may well have seen the end first.
       broken_ = true;
       out_.clear();
+      out_bytes_ = 0;
       out_offset_ = 0;
       drained_.notify_all();
       loop_.post([self = weak_from_this(), why = std::string{std::strerror(errno)}] {
@@ -112,12 +118,17 @@ bool link::drain_locked() {
         break;
       }
       left -= rest;
-      out_.pop_front();
-      out_offset_ = 0;
+      pop_front_locked();
     }
   }
   drained_.notify_all();
   return true;
+}
+
+void link::pop_front_locked() {
+  out_bytes_ -= out_.front().size();
+  out_.pop_front();
+  out_offset_ = 0;
 }
 
 void link::on_event(std::uint32_t events) {
@@ -183,6 +194,7 @@ void link::close(const std::string& reason) {
       loop_.remove(token_, fd_);
     ::close(fd_);
     out_.clear();
+    out_bytes_ = 0;
     drained_.notify_all();
   }
   if (auto handler = std::move(on_close_))

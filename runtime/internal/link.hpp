@@ -4,6 +4,10 @@
 // queued and the previous direct send is not a few microseconds old, which keeps request
 // latency at one syscall; frames of a burst, and what the socket does not take, are queued
 // and flushed by the loop thread, many frames per sendmsg. Frames never interleave.
+// Backpressure: a writer of data frames on any thread but the loop's waits while the link
+// has `max_queued` bytes or more unsent (a reader that stopped reading bounds the writer's
+// memory to that plus one frame per writing thread). Control frames and the loop's own
+// frames are always queued: they are small, and the loop must never wait for itself.
 // Reading: the loop thread reads in bulk and hands out whole frames.
 #pragma once
 
@@ -29,7 +33,8 @@ public:
   using close_handler = std::function<void(const std::string& reason)>;
 
   // Takes ownership of `fd`, a connected stream socket.
-  link(io_loop& loop, int fd, std::uint32_t max_frame);
+  link(io_loop& loop, int fd, std::uint32_t max_frame,
+       std::size_t max_queued = std::size_t{16} << 20);
   ~link();
   link(const link&) = delete;
   link& operator=(const link&) = delete;
@@ -37,9 +42,11 @@ public:
   // Loop thread: starts reading. on_close runs once, on the loop thread.
   void open(frame_handler on_frame, close_handler on_close);
 
-  // Any thread. `frame` holds one or more complete frames. False when the link is closed
-  // or broken: the frame was not sent.
-  bool write(wire::buffer&& frame);
+  enum class flow { control, data };
+  // Any thread. `frame` holds one or more complete frames; a data frame written outside the
+  // loop thread first waits for room (see above). False when the link is closed or broken:
+  // the frame was not sent.
+  bool write(wire::buffer&& frame, flow kind = flow::control);
 
   // Loop thread: closes the socket now; queued output is dropped.
   void close(const std::string& reason);
@@ -64,6 +71,7 @@ private:
   void on_writable();
   // out_mtx_ held. Writes queued frames until the socket is full; false when broken.
   bool drain_locked();
+  void pop_front_locked();
 
   io_loop& loop_;
   int fd_;
@@ -73,8 +81,10 @@ private:
   close_handler on_close_;
 
   mutable std::mutex out_mtx_;
-  std::condition_variable drained_;
+  std::condition_variable drained_;  // also: room below max_queued_, closed, broken
   std::deque<wire::buffer> out_;
+  std::size_t out_bytes_ = 0;  // unsent bytes in out_
+  const std::size_t max_queued_;
   std::size_t out_offset_ = 0;  // bytes of out_.front() already written
   // When the last frame sent straight from a caller's thread went out; a frame following
   // within burst_gap is left to the loop thread, which batches.

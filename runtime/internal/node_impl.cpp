@@ -58,6 +58,8 @@ void validate(const node_options& o) {
         "max_frame must be at least " + std::to_string(wire::min_max_frame) + " bytes (got "
           + std::to_string(o.max_frame) + ")");
   check(o.child_threads >= 1, "child_threads must be at least 1");
+  check(o.max_link_queue >= 64 * 1024, "max_link_queue must be at least 65536 bytes (got "
+                                         + std::to_string(o.max_link_queue) + ")");
   check(o.threads <= 1024, "threads must be at most 1024 (0 means cpu_count())");
   check(o.start_timeout.count() > 0, "start_timeout must be positive");
   check(o.daemon_grace.count() >= 0, "daemon_grace must not be negative");
@@ -423,7 +425,7 @@ void node_impl::launch(const std::shared_ptr<process_state>& state) {
     fail_start(state, make_error(errc::spawn_failed, e.what()));
     return;
   }
-  auto l = std::make_shared<link>(loop_, c.link_fd, options_.max_frame);
+  auto l = std::make_shared<link>(loop_, c.link_fd, options_.max_frame, options_.max_link_queue);
   auto p = std::make_shared<peer>(*this, l, peer::role::child, c.pid);
   {
     std::lock_guard guard{state->mtx};
@@ -585,7 +587,7 @@ std::uint16_t node_impl::listen(const endpoint& at, std::string key) {
 }
 
 std::shared_ptr<peer> node_impl::adopt_remote(int fd, const std::string& from) {
-  auto l = std::make_shared<link>(loop_, fd, options_.max_frame);
+  auto l = std::make_shared<link>(loop_, fd, options_.max_frame, options_.max_link_queue);
   auto p = std::make_shared<peer>(*this, l, peer::role::remote, 0);
   {
     std::lock_guard guard{mtx_};
@@ -683,7 +685,8 @@ void node_impl::run_child() {
   // fd 3 must not leak into programs this child runs (subprocess): the parent would not
   // see EOF when this process dies.
   ::fcntl(child_link_fd, F_SETFD, FD_CLOEXEC);
-  auto l = std::make_shared<link>(loop_, child_link_fd, options_.max_frame);
+  auto l =
+    std::make_shared<link>(loop_, child_link_fd, options_.max_frame, options_.max_link_queue);
   {
     std::lock_guard guard{mtx_};
     parent_ = std::make_shared<peer>(*this, l, peer::role::parent, ::getppid());

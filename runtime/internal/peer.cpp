@@ -123,7 +123,7 @@ void peer::send_heartbeat() {
 
 // ---- outgoing --------------------------------------------------------------------------
 
-caf::error peer::send_frame(wire::buffer&& frame, std::size_t start) {
+caf::error peer::send_frame(wire::buffer&& frame, std::size_t start, link::flow kind) {
   auto size = wire::end_frame(frame, start);
   std::uint32_t limit;
   {
@@ -135,7 +135,7 @@ caf::error peer::send_frame(wire::buffer&& frame, std::size_t start) {
                                                + " bytes exceeds the receiver's maximum frame of "
                                                + std::to_string(limit)
                                                + " bytes (node_options::max_frame)");
-  if (!link_->write(std::move(frame)))
+  if (!link_->write(std::move(frame), kind))
     return make_error(errc::link_lost, "the connection to process " + std::to_string(who().pid)
                                          + " is closed");
   return {};
@@ -169,7 +169,7 @@ void peer::forward_send_or_relay(wire::actor_ref to, wire::actor_ref from, caf::
     log::warn("message to process ", who().pid, " dropped: ", st.error);
     return;
   }
-  if (auto err = send_frame(std::move(buf), start))
+  if (auto err = send_frame(std::move(buf), start, link::flow::data))
     log::warn("message to process ", who().pid, " dropped: ", system().render(err));
 }
 
@@ -203,7 +203,7 @@ void peer::forward_request(proxy& via, wire::actor_ref to, wire::actor_ref from,
     answer_locally(pending, caf::make_message(std::move(dead)));
     return;
   }
-  auto err = send_frame(std::move(buf), start);
+  auto err = send_frame(std::move(buf), start, link::flow::data);
   // A dead link answers the request when it is settled, with the peer's exit status.
   if (!err || code_of(err) == errc::link_lost)
     return;
@@ -228,7 +228,7 @@ void peer::forward_response(wire::actor_ref to, wire::actor_ref from, caf::messa
   else
     encode_error(pk, msg.get_as<caf::error>(0), st);
   // The requester waits for an answer: if the real one cannot cross, it learns why.
-  auto err = st.ok() ? send_frame(std::move(buf), start)
+  auto err = st.ok() ? send_frame(std::move(buf), start, link::flow::data)
                      : make_error(errc::unknown_message_type, "the reply cannot be sent: " + st.error);
   if (err && code_of(err) != errc::link_lost)
     respond_error(to, from, request, err);

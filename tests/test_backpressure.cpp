@@ -1,0 +1,102 @@
+// Backpressure on links: a process that stops reading bounds the memory of the process
+// sending to it (node_options::max_link_queue), and nothing is lost once it reads again.
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include <catch2/catch.hpp>
+
+#include "runtime/actor_registry.hpp"
+#include "runtime/node.hpp"
+#include "serialization/bytes.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+struct count_state {
+  std::int64_t bytes = 0;
+  std::int32_t messages = 0;
+};
+
+// Counts what it is sent; answers (messages, bytes).
+caf::behavior sink(caf::stateful_actor<count_state>* self) {
+  return {
+    [=](const mproc::bytes& b) {
+      self->state.messages += 1;
+      self->state.bytes += static_cast<std::int64_t>(b.size());
+    },
+    [=](caf::get_atom) { return caf::make_message(self->state.messages, self->state.bytes); },
+  };
+}
+
+std::size_t rss_bytes() {
+  std::ifstream statm{"/proc/self/statm"};
+  std::size_t pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+}
+
+// The scheduling state of one thread of this process ('R', 'S', ...).
+char thread_state(pid_t tid) {
+  std::ifstream stat{"/proc/self/task/" + std::to_string(tid) + "/stat"};
+  std::string all{std::istreambuf_iterator<char>{stat}, {}};
+  auto close = all.rfind(')');
+  return close == std::string::npos || close + 2 >= all.size() ? '?' : all[close + 2];
+}
+
+} // namespace
+
+MPROC_ACTOR(sink);
+
+TEST_CASE("a writer flooding a stopped reader is held back, and nothing is lost") {
+  constexpr std::size_t limit = 1u << 20;
+  constexpr std::int32_t total = 400;  // 400 MiB: far more than the bound
+  test::scoped_node node{{.max_link_queue = limit}};
+  auto p = node->spawn_process("sink", {});
+  REQUIRE(::kill(p.pid(), SIGSTOP) == 0);
+  auto rss_before = rss_bytes();
+
+  std::atomic<std::int32_t> sent{0};
+  std::atomic<pid_t> writer_tid{0};
+  std::thread writer{[&] {
+    writer_tid = static_cast<pid_t>(::syscall(SYS_gettid));
+    mproc::bytes payload(1u << 20, 'x');
+    for (std::int32_t i = 0; i < total; ++i) {
+      caf::anon_send(p.actor(), payload);
+      ++sent;
+    }
+  }};
+  // Held back: asleep in the middle of the flood, not done with it.
+  bool held = test::eventually(30s, [&] {
+    return sent > 0 && writer_tid != 0 && thread_state(writer_tid) == 'S' && sent < total;
+  });
+  auto grown = rss_bytes() > rss_before ? rss_bytes() - rss_before : 0;
+  ::kill(p.pid(), SIGCONT);
+  writer.join();
+  CHECK(held);
+  CHECK(sent == total);
+  // The bound, a message being encoded and the one being copied, and allocator slack.
+  CHECK(grown < 64u << 20);
+  INFO("grew by " << (grown >> 20) << " MiB");
+
+  std::int32_t got = 0;
+  CHECK(test::eventually(60s, [&] {
+    auto m = node->request_message(p.actor(), caf::make_message(caf::get_atom::value), 10s);
+    got = m.get_as<std::int32_t>(0);
+    return got == total;
+  }));
+  CHECK(got == total);
+  p.terminate();
+  p.join();
+}
