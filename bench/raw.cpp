@@ -2,7 +2,8 @@
 // can do on this machine — the transport's practical limit. No actors, no msgpack, no exec.
 // The same workloads and parameters as bench/transport.cpp (and restart as in patterns.cpp):
 //   pingpong, oneway_single (one write per frame), oneway_batched (100 frames per write),
-//   spawn_first_reply (fork), bandwidth_1MiB, bandwidth_64MiB, idle_rss, spawn_200, restart.
+//   spawn_first_reply (fork), bandwidth_1MiB, bandwidth_64MiB, idle_rss, spawn_200, restart,
+//   tcp_pingpong (the same ping-pong over loopback TCP with TCP_NODELAY).
 // Prints "RESULT raw <workload> <metric> <value> <unit>" lines; options in harness.hpp.
 #include <signal.h>
 #include <sys/socket.h>
@@ -11,6 +12,8 @@
 #include <unistd.h>
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <chrono>
 #include <cstdint>
@@ -181,8 +184,8 @@ double micros(clock_type::duration d) {
   return std::chrono::duration<double, std::micro>(d).count();
 }
 
-void pingpong(const options& o) {
-  auto c = fork_child(echo);
+// Round trips to an echoing child, one at a time; ends the child.
+void measure_pingpong(const options& o, const char* workload, child c) {
   frame_reader in{c.fd};
   std::vector<char> f;
   for (int i = 0; i < 1000; ++i)
@@ -194,9 +197,49 @@ void pingpong(const options& o) {
     ping(c.fd, in, f);
     rtt.push_back(micros(clock_type::now() - t0));
   }
-  result(o, "pingpong", "p50", percentile(rtt, 0.50), "us");
-  result(o, "pingpong", "p99", percentile(rtt, 0.99), "us");
+  result(o, workload, "p50", percentile(rtt, 0.50), "us");
+  result(o, workload, "p99", percentile(rtt, 0.99), "us");
   end_child(c);
+}
+
+void pingpong(const options& o) {
+  measure_pingpong(o, "pingpong", fork_child(echo));
+}
+
+// A child that connects to this process over loopback TCP and runs `serve(fd)`.
+template <class F>
+child fork_tcp_child(F serve) {
+  int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in at{};
+  at.sin_family = AF_INET;
+  at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof at;
+  if (lfd < 0 || ::bind(lfd, reinterpret_cast<sockaddr*>(&at), sizeof at) != 0
+      || ::listen(lfd, 1) != 0 || ::getsockname(lfd, reinterpret_cast<sockaddr*>(&at), &len) != 0)
+    die("tcp listen");
+  int one = 1;
+  auto pid = ::fork();
+  if (pid < 0)
+    die("fork");
+  if (pid == 0) {
+    ::close(lfd);
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&at), sizeof at) != 0)
+      die("tcp connect");
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    serve(fd);
+    ::_exit(0);
+  }
+  int fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd < 0)
+    die("tcp accept");
+  ::close(lfd);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return {pid, fd};
+}
+
+void tcp_pingpong(const options& o) {
+  measure_pingpong(o, "tcp_pingpong", fork_tcp_child(echo));
 }
 
 void oneway(const options& o, const char* workload, int batch) {
@@ -346,5 +389,6 @@ int main(int argc, char** argv) {
     {"idle_rss", idle_rss},
     {"spawn_200", spawn_200},
     {"restart", restart},
+    {"tcp_pingpong", tcp_pingpong},
   });
 }

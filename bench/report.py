@@ -15,24 +15,29 @@ import subprocess
 import sys
 import tempfile
 
-SYSTEMS = ("mproc", "python", "raw")
+# raw: fork + socketpair (or loopback TCP); shm: fork + shared-memory rings with futexes.
+SYSTEMS = ("mproc", "python", "raw", "shm")
 
 # Where a workload's baseline is another workload's figure, because it is the same program:
 # Python's Pipe and the raw socket are the baseline of mproc's actor messages and of its Pipe.
 BASELINE_OF = {"pipe_pingpong": "pingpong", "pipe_oneway": "oneway_single"}
 
-# (workload, metric) -> [(against, op, bound)]: against is "python", "raw" or "abs".
+# (workload, metric) -> [(against, op, bound)]: against is "python", "raw", "shm" or "abs".
+# The local fast path's targets (issue "Local fast path"), then spawn, pool and memory.
 TARGETS = {
-    ("pingpong", "p50"): [("raw", "<=", 1.3)],
-    ("pingpong_pinned", "p50"): [("raw", "<=", 1.3)],
-    ("oneway_single", "throughput"): [("python", ">=", 10)],
-    ("oneway_batched", "throughput"): [("python", ">=", 20)],
-    ("producer_consumer", "throughput"): [("python", ">=", 10)],
-    ("pool_map_auto", "throughput"): [("python", ">=", 2)],
-    ("pool_map_chunk1", "throughput"): [("python", ">=", 10)],
+    ("pingpong", "p50"): [("raw", "<=", 1.3), ("python", "<=", 0.5)],
+    ("pingpong_pinned", "p50"): [("raw", "<=", 1.3), ("python", "<=", 0.5)],
+    ("pipe_pingpong", "p50"): [("raw", "<=", 1.5), ("python", "<=", 0.5)],
+    ("oneway_single", "throughput"): [("python", ">=", 10), ("raw", ">=", 5)],
+    ("oneway_batched", "throughput"): [("python", ">=", 3), ("shm", ">=", 0.3)],
+    ("bandwidth_64MiB", "median"): [("raw", ">=", 2), ("python", ">=", 5)],
+    ("bandwidth_1MiB", "median"): [("raw", ">=", 0.8)],
+    ("producer_consumer", "throughput"): [("python", ">=", 25)],
+    ("tcp_pingpong", "p50"): [("raw", "<=", 1.3)],
+    ("pool_map_auto", "throughput"): [("python", ">=", 6)],
+    ("pool_map_chunk1", "throughput"): [("python", ">=", 50)],
     ("spawn_first_reply", "median"): [("abs", "<=", 2.0), ("python", "<=", 0.1)],
     ("pool_ready", "median"): [("python", "<=", 0.2)],
-    ("bandwidth_64MiB", "median"): [("python", ">=", 2)],
     ("idle_rss", "median"): [("python", "<=", 0.5)],
 }
 
@@ -101,21 +106,22 @@ def verdict(data, key):
 
 def table(parsed):
     data, units = parsed
-    rows = ["| workload | metric | mproc | python | raw | mproc/python | mproc/raw | target | met? |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    against = SYSTEMS[1:]
+    rows = ["| workload | metric | " + " | ".join(SYSTEMS) + " | "
+            + " | ".join(f"mproc/{s}" for s in against) + " | target | met? |",
+            "|" + " --- |" * (2 + len(SYSTEMS) + len(against) + 2)]
     for key in data:
         workload, metric = key
-        r_py, r_raw = ratio(data, key, "python"), ratio(data, key, "raw")
+        ratios = [ratio(data, key, s) for s in against]
         target, met = verdict(data, key)
         rows.append("| " + " | ".join([
             workload, f"{metric} ({units[key]})",
             *(cell(values(data, key, s)) for s in SYSTEMS),
-            "—" if r_py is None else f"{r_py:.2f}×",
-            "—" if r_raw is None else f"{r_raw:.2f}×",
+            *("—" if r is None else f"{r:.2f}×" for r in ratios),
             target or "", met or ""]) + " |")
     notes = ["", "Cells: median (min–max) over the repetitions. — : that system has no such "
-             "workload (raw has no pool or queue; Python's Pipe is the baseline of mproc's "
-             "Pipe rows)."]
+             "workload (raw has no pool or queue, shm only the transport rows; Python's Pipe "
+             "is the baseline of mproc's Pipe rows)."]
     return "\n".join(rows + notes) + "\n"
 
 

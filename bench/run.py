@@ -31,14 +31,23 @@ def workloads(build):
     def raw(name):
         return [os.path.join(build, "bench", "bench_raw"), "--only", name]
 
+    def shm(name):
+        return [os.path.join(build, "bench", "bench_shm"), "--only", name]
+
     table = {}
     for name in ["pingpong", "oneway_single", "oneway_batched", "spawn_first_reply",
                  "bandwidth_1MiB", "bandwidth_64MiB", "idle_rss", "spawn_200"]:
         table[name] = {"mproc": mproc("bench_transport", name),
                        "python": python("transport.py", name), "raw": raw(name)}
-    # Nodes over loopback TCP: mproc only (Python's multiprocessing has no remote nodes here).
-    for name in ["tcp_pingpong", "tcp_oneway"]:
-        table[name] = {"mproc": mproc("bench_transport", name)}
+    # The shared-memory floor of the transport rows.
+    for name in ["pingpong", "oneway_single", "oneway_batched", "bandwidth_1MiB",
+                 "bandwidth_64MiB"]:
+        table[name]["shm"] = shm(name)
+    # Nodes over loopback TCP (Python's multiprocessing has no remote nodes here); the raw
+    # baseline is the same ping-pong over a loopback TCP socket.
+    table["tcp_pingpong"] = {"mproc": mproc("bench_transport", "tcp_pingpong"),
+                             "raw": raw("tcp_pingpong")}
+    table["tcp_oneway"] = {"mproc": mproc("bench_transport", "tcp_oneway")}
     # Cross-vCPU wake-ups cost ~60 us here: round trips also run with both ends on one CPU.
     table["pingpong_pinned"] = {s: PIN + argv + ["--label", "pinned"]
                                 for s, argv in table["pingpong"].items()}
@@ -92,7 +101,7 @@ def main():
             for name, systems in workloads(args.build).items():
                 if args.only and args.only != name:
                     continue
-                for system in ("mproc", "python", "raw"):
+                for system in report.SYSTEMS:
                     if system in systems and not run_one(systems[system], extra, out):
                         failed.append(f"{name}/{system}")
     print(f"# {reps} repetition(s) in {time.monotonic() - t0:.0f} s", file=sys.stderr)

@@ -28,14 +28,25 @@ class ReportTest(unittest.TestCase):
         self.assertAlmostEqual(report.ratio(self.data, ("pingpong", "p50"), "raw"), 35 / 22)
 
     def test_a_round_trip_over_its_bound_is_missed(self):
-        self.assertEqual(report.verdict(self.data, ("pingpong", "p50"))[1], "**missed**")
+        # 1.59x raw > 1.3x; 0.64x python > 0.5x
+        self.assertEqual(report.verdict(self.data, ("pingpong", "p50"))[1],
+                         "**missed**, **missed**")
 
     def test_each_target_of_a_workload_is_judged(self):
         self.assertEqual(report.verdict(self.data, ("spawn_first_reply", "median"))[1],
                          "**missed**, met")  # 8 ms > 2 ms; 0.08x python <= 0.1x
 
-    def test_throughput_over_its_bound_is_met(self):
-        self.assertEqual(report.verdict(self.data, ("pool_map_auto", "throughput"))[1], "met")
+    def test_throughput_under_its_bound_is_missed(self):  # 2.5x python < 6x
+        self.assertEqual(report.verdict(self.data, ("pool_map_auto", "throughput"))[1],
+                         "**missed**")
+
+    def test_a_target_against_shared_memory_is_judged(self):
+        lines = ["RESULT mproc oneway_batched throughput 9000000 msg/s",
+                 "RESULT python oneway_batched throughput 2000000 msg/s",
+                 "RESULT shm oneway_batched throughput 20000000 msg/s"]
+        data, _ = report.parse(lines)
+        self.assertEqual(report.verdict(data, ("oneway_batched", "throughput"))[1],
+                         "met, met")  # 4.5x python >= 3x; 0.45x shm >= 0.3x
 
     def test_pipe_rows_use_the_pingpong_baselines(self):
         self.assertEqual(report.ratio(self.data, ("pipe_pingpong", "p50"), "python"), 100 / 55)
