@@ -14,7 +14,7 @@
 #include <caf/send.hpp>
 
 #include "actors/pool_protocol.hpp"
-#include "runtime/internal/log.hpp"
+#include "runtime/log.hpp"
 #include "runtime/node.hpp"
 #include "runtime/process.hpp"
 #include "serialization/unpack.hpp"

@@ -7,7 +7,7 @@
 #include "actors/pool_protocol.hpp"
 #include "actors/task.hpp"
 #include "runtime/actor_registry.hpp"
-#include "runtime/internal/log.hpp"
+#include "runtime/log.hpp"
 #include "serialization/bytes.hpp"
 #include "serialization/unpack.hpp"
 

@@ -6,7 +6,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include "runtime/errors.hpp"
-#include "runtime/internal/log.hpp"
+#include "runtime/log.hpp"
 
 namespace mproc::detail {
 

@@ -12,7 +12,7 @@
 #include <cstring>
 
 #include "runtime/internal/handshake.hpp"
-#include "runtime/internal/log.hpp"
+#include "runtime/log.hpp"
 
 namespace mproc::detail {
 

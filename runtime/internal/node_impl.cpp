@@ -17,7 +17,7 @@
 #include <caf/send.hpp>
 
 #include "runtime/actor_registry.hpp"
-#include "runtime/internal/log.hpp"
+#include "runtime/log.hpp"
 #include "runtime/internal/message_codec.hpp"
 #include "runtime/internal/proxy.hpp"
 #include "serialization/type_registry.hpp"

@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "runtime/authkey.hpp"
-#include "runtime/internal/log.hpp"
+#include "runtime/log.hpp"
 #include "runtime/internal/node_impl.hpp"
 
 namespace mproc::detail {

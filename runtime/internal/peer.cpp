@@ -8,7 +8,7 @@
 #include <caf/make_actor.hpp>
 
 #include "runtime/errors.hpp"
-#include "runtime/internal/log.hpp"
+#include "runtime/log.hpp"
 #include "runtime/internal/node_impl.hpp"
 #include "runtime/internal/proxy.hpp"
 

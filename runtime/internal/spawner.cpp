@@ -1,6 +1,6 @@
 #include "runtime/internal/spawner.hpp"
 
-#include "runtime/internal/log.hpp"
+#include "runtime/log.hpp"
 
 #include <fcntl.h>
 #include <signal.h>

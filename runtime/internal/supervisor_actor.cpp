@@ -19,7 +19,7 @@
 #include "runtime/actor_registry.hpp"
 #include "runtime/errors.hpp"
 #include "runtime/internal/child_ref.hpp"
-#include "runtime/internal/log.hpp"
+#include "runtime/log.hpp"
 #include "runtime/internal/restart_window.hpp"
 #include "runtime/internal/supervisor_protocol.hpp"
 #include "runtime/message_types.hpp"

@@ -1,4 +1,4 @@
-// Minimal logging to stderr, for events a user or operator should see (a peer broke the
+// Logging to stderr, for events a user or operator should see (a peer broke the
 // protocol, a message could not be delivered, a child was killed). The level comes from the
 // environment: MPROC_LOG=error|warn|info|debug (default warn).
 #pragma once
@@ -6,7 +6,7 @@
 #include <sstream>
 #include <string>
 
-namespace mproc::detail::log {
+namespace mproc::log {
 
 enum class level { error = 0, warn = 1, info = 2, debug = 3 };
 
@@ -33,4 +33,4 @@ void info(const Ts&... xs) { at(level::info, xs...); }
 template <class... Ts>
 void debug(const Ts&... xs) { at(level::debug, xs...); }
 
-} // namespace mproc::detail::log
+} // namespace mproc::log

@@ -1,4 +1,4 @@
-#include "runtime/internal/log.hpp"
+#include "runtime/log.hpp"
 
 #include <unistd.h>
 
@@ -7,7 +7,7 @@
 #include <cstring>
 #include <mutex>
 
-namespace mproc::detail::log {
+namespace mproc::log {
 
 namespace {
 
@@ -53,4 +53,4 @@ void write(level l, const std::string& text) {
   [[maybe_unused]] auto n = ::write(STDERR_FILENO, line.data(), line.size());
 }
 
-} // namespace mproc::detail::log
+} // namespace mproc::log
