@@ -102,6 +102,8 @@ private:
   void start_settled(const std::shared_ptr<process_state>& state);
   void on_child_started(const std::shared_ptr<process_state>& state, caf::expected<caf::actor> r);
   void on_child_exited(const std::shared_ptr<process_state>& state);
+  void on_child_link_closed(const std::shared_ptr<process_state>& child,
+                            const std::shared_ptr<peer>& p, const std::string& why);
   void settle_child_link(const std::shared_ptr<process_state>& state, const std::string& why);
   void fail_start(const std::shared_ptr<process_state>& state, caf::error why);
   void finish_children();
