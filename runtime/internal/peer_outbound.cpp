@@ -1,0 +1,257 @@
+// A peer's outgoing side: messages forwarded from proxies (sends, requests with their
+// pending table, responses), spawns, lookups, monitors, downs, shutdown. Part of peer.
+#include "runtime/internal/peer.hpp"
+
+#include <unistd.h>
+
+#include <caf/actor_cast.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/make_actor.hpp>
+
+#include "runtime/errors.hpp"
+#include "runtime/log.hpp"
+#include "runtime/internal/node_impl.hpp"
+#include "runtime/internal/proxy.hpp"
+
+namespace mproc::detail {
+
+namespace {
+
+bool is_error_reply(const caf::message& msg) {
+  return msg.size() == 1 && msg.match_element<caf::error>(0);
+}
+
+} // namespace
+
+// ---- outgoing --------------------------------------------------------------------------
+
+caf::error peer::send_frame(wire::buffer&& frame, std::size_t start, link::flow kind) {
+  auto size = wire::end_frame(frame, start);
+  std::uint32_t limit;
+  {
+    std::lock_guard guard{mtx_};
+    limit = hello_seen_ ? who_.max_frame : wire::min_max_frame;
+  }
+  if (size > limit)
+    return make_error(errc::frame_too_large, "a message of " + std::to_string(size)
+                                               + " bytes exceeds the receiver's maximum frame of "
+                                               + std::to_string(limit)
+                                               + " bytes (node_options::max_frame)");
+  if (!link_->write(std::move(frame), kind))
+    return make_error(errc::link_lost, "the connection to process " + std::to_string(who().pid)
+                                         + " is closed");
+  return {};
+}
+
+void peer::forward(proxy& via, caf::mailbox_element_ptr what, caf::execution_unit*) {
+  auto mid = what->mid;
+  auto sender = std::move(what->sender);
+  auto msg = what->move_content_to_message();
+  wire::actor_ref to{who().node, via.remote_id()};
+  wire::actor_ref from = sender ? export_actor(sender) : wire::actor_ref{};
+  if (mid.is_response())
+    forward_response(to, from, mid, msg);
+  else if (mid.is_request() && sender && from.node != to.node)
+    forward_request(via, to, from, std::move(sender), mid, msg);
+  else  // async, or relayed between two actors of the peer: the reply bypasses this node
+    forward_send_or_relay(to, from, mid, msg);
+}
+
+void peer::forward_send_or_relay(wire::actor_ref to, wire::actor_ref from, caf::message_id mid,
+                                 const caf::message& msg) {
+  wire::buffer buf;
+  auto start = wire::begin_frame(buf);
+  if (mid.is_request())
+    wire::pack_request_head(buf, to, from, mid.request_id().integer_value());
+  else
+    wire::pack_send_head(buf, to, from);
+  wire::packer pk{buf};
+  wire::codec_state st{this, {}};
+  if (!encode_message(pk, msg, st)) {
+    log::warn("message to process ", who().pid, " dropped: ", st.error);
+    return;
+  }
+  if (auto err = send_frame(std::move(buf), start, link::flow::data))
+    log::warn("message to process ", who().pid, " dropped: ", system().render(err));
+}
+
+void peer::forward_request(proxy& via, wire::actor_ref to, wire::actor_ref from,
+                           caf::strong_actor_ptr sender, caf::message_id mid,
+                           const caf::message& msg) {
+  auto request = mid.request_id().integer_value();
+  auto sender_id = sender->id();
+  pending_request pending{caf::weak_actor_ptr{sender.get()}, mid, caf::strong_actor_ptr{via.ctrl()}};
+  wire::buffer buf;
+  auto start = wire::begin_frame(buf);
+  wire::pack_request_head(buf, to, from, request);
+  wire::packer pk{buf};
+  wire::codec_state st{this, {}};
+  if (!encode_message(pk, msg, st)) {
+    answer_locally(pending, caf::make_message(make_error(errc::unknown_message_type, st.error)));
+    return;
+  }
+  request_key key{sender_id, request};
+  caf::error dead;
+  {
+    std::lock_guard guard{mtx_};
+    if (failed_) {
+      dead = fail_reason_;
+    } else {
+      requests_.insert_or_assign(key, pending);  // before writing: the reply may beat us back
+      sweep_requests_locked();
+    }
+  }
+  if (dead) {
+    answer_locally(pending, caf::make_message(std::move(dead)));
+    return;
+  }
+  auto err = send_frame(std::move(buf), start, link::flow::data);
+  // A dead link answers the request when it is settled, with the peer's exit status.
+  if (!err || code_of(err) == errc::link_lost)
+    return;
+  std::unique_lock guard{mtx_};
+  if (requests_.erase(key) == 1) {
+    guard.unlock();
+    answer_locally(pending, caf::make_message(std::move(err)));
+  }
+}
+
+void peer::forward_response(wire::actor_ref to, wire::actor_ref from, caf::message_id mid,
+                            const caf::message& msg) {
+  auto request = mid.request_id().integer_value();
+  bool ok = !is_error_reply(msg);
+  wire::buffer buf;
+  auto start = wire::begin_frame(buf);
+  wire::pack_response_head(buf, to, from, request, ok);
+  wire::packer pk{buf};
+  wire::codec_state st{this, {}};
+  if (ok)
+    encode_message(pk, msg, st);
+  else
+    encode_error(pk, msg.get_as<caf::error>(0), st);
+  // The requester waits for an answer: if the real one cannot cross, it learns why.
+  auto err = st.ok() ? send_frame(std::move(buf), start, link::flow::data)
+                     : make_error(errc::unknown_message_type, "the reply cannot be sent: " + st.error);
+  if (err && code_of(err) != errc::link_lost)
+    respond_error(to, from, request, err);
+}
+
+void peer::respond_error(wire::actor_ref to, wire::actor_ref from, std::uint64_t request,
+                         const caf::error& reason) {
+  wire::buffer buf;
+  auto start = wire::begin_frame(buf);
+  wire::pack_response_head(buf, to, from, request, false);
+  wire::packer pk{buf};
+  wire::codec_state st{this, {}};
+  encode_error(pk, reason, st);
+  send_frame(std::move(buf), start);
+}
+
+void peer::watch(proxy& p) {
+  {
+    std::lock_guard guard{mtx_};
+    if (failed_)
+      return;  // fail() has killed it, or will find it in proxies_
+    watched_.emplace(p.remote_id(), caf::strong_actor_ptr{p.ctrl()});
+  }
+  wire::buffer buf;
+  auto start = wire::begin_frame(buf);
+  wire::pack_monitor(buf, {who().node, p.remote_id()});
+  send_frame(std::move(buf), start);
+}
+
+void peer::send_down(wire::actor_ref actor, const caf::error& reason) {
+  wire::buffer buf;
+  auto start = wire::begin_frame(buf);
+  wire::pack_down_head(buf, actor);
+  wire::packer pk{buf};
+  wire::codec_state st{this, {}};
+  wire::codec<caf::error>::encode(pk, reason, st);
+  send_frame(std::move(buf), start);
+}
+
+std::optional<std::uint64_t> peer::expect_answer(spawn_callback done) {
+  caf::error dead;
+  {
+    std::lock_guard guard{mtx_};
+    if (!failed_) {
+      auto request = next_answer_++;
+      answers_.emplace(request, std::move(done));
+      return request;
+    }
+    dead = fail_reason_;
+  }
+  done(caf::expected<caf::actor>{dead});
+  return std::nullopt;
+}
+
+peer::spawn_callback peer::take_answer(std::uint64_t request) {
+  std::lock_guard guard{mtx_};
+  auto i = answers_.find(request);
+  if (i == answers_.end())
+    return {};
+  auto cb = std::move(i->second);
+  answers_.erase(i);
+  return cb;
+}
+
+void peer::spawn(std::string_view actor, const caf::message& args, bool main,
+                 spawn_callback done) {
+  auto request = expect_answer(std::move(done));
+  if (!request)
+    return;
+  wire::buffer buf;
+  auto start = wire::begin_frame(buf);
+  wire::pack_spawn_head(buf, *request, actor, main);
+  wire::packer pk{buf};
+  wire::codec_state st{this, {}};
+  caf::error err;
+  if (!encode_message(pk, args, st))
+    err = make_error(errc::unknown_message_type, "spawn arguments: " + st.error);
+  else
+    err = send_frame(std::move(buf), start);
+  // A dead link answers the spawn when it is settled, with the peer's exit status.
+  if (!err || code_of(err) == errc::link_lost)
+    return;
+  if (auto cb = take_answer(*request))
+    cb(caf::expected<caf::actor>{err});
+}
+
+void peer::lookup(std::string_view name, lookup_callback done) {
+  auto request = expect_answer(std::move(done));
+  if (!request)
+    return;
+  wire::buffer buf;
+  auto start = wire::begin_frame(buf);
+  wire::pack_lookup(buf, *request, name);
+  auto err = send_frame(std::move(buf), start);
+  if (!err || code_of(err) == errc::link_lost)
+    return;
+  if (auto cb = take_answer(*request))
+    cb(caf::expected<caf::actor>{err});
+}
+
+void peer::send_shutdown(std::string_view why) {
+  wire::buffer buf;
+  auto start = wire::begin_frame(buf);
+  wire::pack_shutdown(buf, why);
+  send_frame(std::move(buf), start);
+}
+
+void peer::answer_locally(const pending_request& p, caf::message reply) {
+  if (auto requester = p.requester.lock())
+    requester->enqueue(caf::make_mailbox_element(p.proxy, p.mid.response_id(), {},
+                                                 std::move(reply)),
+                       nullptr);
+}
+
+void peer::sweep_requests_locked() {
+  // Requesters that timed out and ended leave entries no reply will claim.
+  if (requests_.size() < requests_swept_at_)
+    return;
+  std::erase_if(requests_, [](const auto& kv) { return expired(kv.second.requester); });
+  requests_swept_at_ = std::max<std::size_t>(64, 2 * requests_.size());
+}
+
+} // namespace mproc::detail
