@@ -25,16 +25,16 @@ bool type_mismatch(codec_state& st, const std::string& expected, const msgpack::
 
 namespace detail {
 
-bool expect_array(const msgpack::object& o, const std::string& what, codec_state& st) {
-  return o.type == msgpack::type::ARRAY || type_mismatch(st, what + " (array)", o);
+bool expect_array(const msgpack::object& o, name_fn what, codec_state& st) {
+  return o.type == msgpack::type::ARRAY || type_mismatch(st, what() + " (array)", o);
 }
 
-bool expect_map(const msgpack::object& o, const std::string& what, codec_state& st) {
-  return o.type == msgpack::type::MAP || type_mismatch(st, what + " (map)", o);
+bool expect_map(const msgpack::object& o, name_fn what, codec_state& st) {
+  return o.type == msgpack::type::MAP || type_mismatch(st, what() + " (map)", o);
 }
 
-bool at_index(codec_state& st, const std::string& what, std::size_t i) {
-  st.error = what + "[" + std::to_string(i) + "]: " + st.error;
+bool at_index(codec_state& st, name_fn what, std::size_t i) {
+  st.error = what() + "[" + std::to_string(i) + "]: " + st.error;
   return false;
 }
 

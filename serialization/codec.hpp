@@ -169,13 +169,16 @@ struct codec<bytes> {
 
 namespace detail {
 
-bool expect_array(const msgpack::object& o, const std::string& what, codec_state& st);
-bool expect_map(const msgpack::object& o, const std::string& what, codec_state& st);
-bool at_index(codec_state& st, const std::string& what, std::size_t i);
+// A type's wire name, made only when an error needs it: decoding is a hot path, and a name
+// like "vec<pair<i32,str>>" costs allocations.
+using name_fn = std::string (*)();
+
+bool expect_array(const msgpack::object& o, name_fn what, codec_state& st);
+bool expect_map(const msgpack::object& o, name_fn what, codec_state& st);
+bool at_index(codec_state& st, name_fn what, std::size_t i);
 
 template <class Seq>
-bool decode_sequence(const msgpack::object& o, Seq& out, const std::string& what,
-                     codec_state& st) {
+bool decode_sequence(const msgpack::object& o, Seq& out, name_fn what, codec_state& st) {
   using elem = typename Seq::value_type;
   if (!expect_array(o, what, st))
     return false;
@@ -190,7 +193,7 @@ bool decode_sequence(const msgpack::object& o, Seq& out, const std::string& what
 }
 
 template <class Map>
-bool decode_map(const msgpack::object& o, Map& out, const std::string& what, codec_state& st) {
+bool decode_map(const msgpack::object& o, Map& out, name_fn what, codec_state& st) {
   using key = typename Map::key_type;
   using value = typename Map::mapped_type;
   if (!expect_map(o, what, st))
@@ -232,7 +235,7 @@ struct codec<std::vector<T>, std::enable_if_t<!std::is_same_v<T, char>>> {
     detail::encode_sequence(pk, xs, st);
   }
   static bool decode(const msgpack::object& o, std::vector<T>& out, codec_state& st) {
-    return detail::decode_sequence(o, out, name(), st);
+    return detail::decode_sequence(o, out, &name, st);
   }
 };
 
@@ -243,7 +246,7 @@ struct codec<std::set<T>> {
     detail::encode_sequence(pk, xs, st);
   }
   static bool decode(const msgpack::object& o, std::set<T>& out, codec_state& st) {
-    return detail::decode_sequence(o, out, name(), st);
+    return detail::decode_sequence(o, out, &name, st);
   }
 };
 
@@ -254,7 +257,7 @@ struct codec<std::map<K, V>> {
     detail::encode_map(pk, m, st);
   }
   static bool decode(const msgpack::object& o, std::map<K, V>& out, codec_state& st) {
-    return detail::decode_map(o, out, name(), st);
+    return detail::decode_map(o, out, &name, st);
   }
 };
 
@@ -266,7 +269,7 @@ struct codec<std::unordered_map<K, V>> {
     detail::encode_map(pk, m, st);
   }
   static bool decode(const msgpack::object& o, std::unordered_map<K, V>& out, codec_state& st) {
-    return detail::decode_map(o, out, name(), st);
+    return detail::decode_map(o, out, &name, st);
   }
 };
 
@@ -308,12 +311,12 @@ void encode_fields(packer& pk, const Tuple& t, codec_state& st, std::index_seque
 }
 
 template <class Tuple, std::size_t... Is>
-bool decode_fields(const msgpack::object& o, Tuple& t, const std::string& what, codec_state& st,
+bool decode_fields(const msgpack::object& o, Tuple& t, name_fn what, codec_state& st,
                    std::index_sequence<Is...>) {
   if (!expect_array(o, what, st))
     return false;
   if (o.via.array.size != sizeof...(Is))
-    return st.fail(what + " needs " + std::to_string(sizeof...(Is)) + " fields, got "
+    return st.fail(what() + " needs " + std::to_string(sizeof...(Is)) + " fields, got "
                    + std::to_string(o.via.array.size));
   bool ok = true;
   ((ok = ok
@@ -333,7 +336,7 @@ struct codec<std::tuple<Ts...>> {
     detail::encode_fields(pk, t, st, std::index_sequence_for<Ts...>{});
   }
   static bool decode(const msgpack::object& o, std::tuple<Ts...>& t, codec_state& st) {
-    return detail::decode_fields(o, t, name(), st, std::index_sequence_for<Ts...>{});
+    return detail::decode_fields(o, t, &name, st, std::index_sequence_for<Ts...>{});
   }
 };
 
@@ -344,7 +347,7 @@ struct codec<std::pair<A, B>> {
     detail::encode_fields(pk, p, st, std::index_sequence<0, 1>{});
   }
   static bool decode(const msgpack::object& o, std::pair<A, B>& p, codec_state& st) {
-    return detail::decode_fields(o, p, name(), st, std::index_sequence<0, 1>{});
+    return detail::decode_fields(o, p, &name, st, std::index_sequence<0, 1>{});
   }
 };
 
@@ -402,7 +405,7 @@ struct codec<T, std::enable_if_t<has_msgpack_define_v<T>>> {
   }
   // msgpack-c would silently accept missing trailing fields; a wrong shape is an error here.
   static bool decode(const msgpack::object& o, T& out, codec_state& st) {
-    if (!detail::expect_array(o, name(), st))
+    if (!detail::expect_array(o, &name, st))
       return false;
     if (o.via.array.size != detail::field_count<T>())
       return st.fail(name() + " needs " + std::to_string(detail::field_count<T>())
