@@ -111,27 +111,52 @@ private:
   std::shared_ptr<queue_client> client_;
 };
 
+// This thread's encode buffer for items, emptied: a put allocates only the item's bytes.
+wire::buffer& item_buffer();
+// Frees the buffer after an unusually large item.
+void trim_item_buffer();
+
 // Encodes and decodes queue items with T's codec.
 template <class T>
 bytes encode_item(const T& x) {
-  wire::buffer buf;
+  auto& buf = item_buffer();
   wire::packer pk{buf};
   wire::codec_state st;
   wire::codec<T>::encode(pk, x, st);
   if (!st.ok())
     throw error(make_error(errc::bad_message, st.error), "cannot encode a queue item: " + st.error);
-  return bytes(buf.data(), buf.data() + buf.size());
+  bytes out(buf.data(), buf.data() + buf.size());
+  trim_item_buffer();
+  return out;
 }
 
 [[noreturn]] void throw_bad_item(const std::string& why);
-msgpack::object_handle unpack_item(const bytes& b);
+
+// One item's msgpack value, unpacked into a zone this thread reuses (its strings and
+// binaries stay in `b`): decoding an item allocates nothing for msgpack itself. Throws
+// mproc::error bad_message.
+class item_view {
+public:
+  explicit item_view(const bytes& b);
+  ~item_view();
+  item_view(const item_view&) = delete;
+  item_view& operator=(const item_view&) = delete;
+  const msgpack::object& get() const { return object_; }
+
+private:
+  void release() noexcept;
+
+  msgpack::zone* zone_;
+  bool own_zone_;  // a view made while another is alive in this thread has its own
+  msgpack::object object_;
+};
 
 template <class T>
 T decode_item(const bytes& b) {
-  auto handle = unpack_item(b);
+  item_view view{b};
   T out{};
   wire::codec_state st;
-  if (!wire::codec<T>::decode(handle.get(), out, st))
+  if (!wire::codec<T>::decode(view.get(), out, st))
     throw_bad_item(st.error);
   return out;
 }

@@ -549,11 +549,58 @@ void throw_bad_item(const std::string& why) {
   throw error(make_error(errc::bad_message, why), "a queue item cannot be decoded: " + why);
 }
 
-msgpack::object_handle unpack_item(const bytes& b) {
+namespace {
+
+// Larger buffers are freed after use rather than kept by the thread.
+constexpr std::size_t kept_item_buffer = 1u << 20;
+
+thread_local wire::buffer item_encode_buffer;
+
+struct thread_zone {
+  msgpack::zone zone;
+  bool in_use = false;
+};
+
+thread_zone& this_thread_zone() {
+  thread_local thread_zone z;
+  return z;
+}
+
+} // namespace
+
+wire::buffer& item_buffer() {
+  item_encode_buffer.clear();
+  return item_encode_buffer;
+}
+
+void trim_item_buffer() {
+  if (item_encode_buffer.size() > kept_item_buffer)
+    item_encode_buffer = wire::buffer{};
+}
+
+item_view::item_view(const bytes& b) {
+  auto& mine = this_thread_zone();
+  own_zone_ = mine.in_use;
+  zone_ = own_zone_ ? new msgpack::zone : &mine.zone;
+  mine.in_use = true;
   try {
-    return wire::unpack_bounded(b.data(), b.size());
+    object_ = wire::unpack_bounded(*zone_, b.data(), b.size());
   } catch (const std::exception& e) {
+    release();
     throw_bad_item(e.what());
+  }
+}
+
+item_view::~item_view() {
+  release();
+}
+
+void item_view::release() noexcept {
+  if (own_zone_) {
+    delete zone_;
+  } else {
+    zone_->clear();
+    this_thread_zone().in_use = false;
   }
 }
 

@@ -25,15 +25,24 @@ namespace {
   }
 }
 
+// Every element takes at least one byte, so no count can honestly exceed the input size;
+// the limit stops a five-byte header from reserving gigabytes of msgpack objects.
+msgpack::unpack_limit limit_for(std::size_t size) {
+  return {size, size, size, size, size, max_nesting};
+}
+
+void expect_end(std::size_t offset, std::size_t size) {
+  if (offset != size)
+    throw unpack_error("malformed msgpack: " + std::to_string(size - offset)
+                       + " trailing bytes after the value");
+}
+
 } // namespace
 
 msgpack::object_handle unpack_bounded(const char* data, std::size_t size, std::size_t& offset,
                                       msgpack::unpack_reference_func reference) {
-  // Every element takes at least one byte, so no count can honestly exceed the input size;
-  // the limit stops a five-byte header from reserving gigabytes of msgpack objects.
-  msgpack::unpack_limit limit(size, size, size, size, size, max_nesting);
   try {
-    return msgpack::unpack(data, size, offset, reference, nullptr, limit);
+    return msgpack::unpack(data, size, offset, reference, nullptr, limit_for(size));
   } catch (...) {
     rethrow(size);
   }
@@ -42,10 +51,23 @@ msgpack::object_handle unpack_bounded(const char* data, std::size_t size, std::s
 msgpack::object_handle unpack_bounded(const char* data, std::size_t size) {
   std::size_t offset = 0;
   auto handle = unpack_bounded(data, size, offset);
-  if (offset != size)
-    throw unpack_error("malformed msgpack: " + std::to_string(size - offset)
-                       + " trailing bytes after the value");
+  expect_end(offset, size);
   return handle;
+}
+
+msgpack::object unpack_bounded(msgpack::zone& zone, const char* data, std::size_t size) {
+  std::size_t offset = 0;
+  bool referenced = false;
+  auto in_place = [](msgpack::type::object_type, std::size_t, void*) { return true; };
+  msgpack::object obj;
+  try {
+    obj = msgpack::unpack(zone, data, size, offset, referenced, in_place, nullptr,
+                          limit_for(size));
+  } catch (...) {
+    rethrow(size);
+  }
+  expect_end(offset, size);
+  return obj;
 }
 
 } // namespace mproc::wire

@@ -23,6 +23,11 @@ public:
 // Strings and binaries are copied into the handle's zone. Throws unpack_error.
 msgpack::object_handle unpack_bounded(const char* data, std::size_t size);
 
+// The same into `zone`, which the caller owns and may reuse (clear()) once done with the
+// object: no allocation per value when the zone already has room. Strings and binaries are
+// referenced in `data`, which must outlive the object.
+msgpack::object unpack_bounded(msgpack::zone& zone, const char* data, std::size_t size);
+
 // Unpacks one value starting at `offset` and advances it past the value; what follows is the
 // caller's business. `reference` decides which strings and binaries stay in `data` instead of
 // being copied (msgpack-c's unpack_reference_func; nullptr copies all). Throws unpack_error.
