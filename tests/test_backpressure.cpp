@@ -100,3 +100,28 @@ TEST_CASE("a writer flooding a stopped reader is held back, and nothing is lost"
   p.terminate();
   p.join();
 }
+
+TEST_CASE("a blocking request keeps its timeout while the link to a stopped process is full") {
+  test::scoped_node node{{.max_link_queue = 1u << 20}};
+  auto p = node->spawn_process("sink", {});
+  REQUIRE(::kill(p.pid(), SIGSTOP) == 0);
+  std::atomic<bool> stop{false};
+  std::atomic<pid_t> writer_tid{0};
+  std::thread writer{[&] {  // fills the link, then waits for room until SIGCONT
+    writer_tid = static_cast<pid_t>(::syscall(SYS_gettid));
+    mproc::bytes payload(1u << 20, 'x');
+    while (!stop)
+      caf::anon_send(p.actor(), payload);
+  }};
+  REQUIRE(test::eventually(30s, [&] { return writer_tid != 0 && thread_state(writer_tid) == 'S'; }));
+  auto t0 = std::chrono::steady_clock::now();
+  auto code = test::code_of([&] { node->request_message(p.actor(), caf::make_message(caf::get_atom::value), 1s); });
+  auto waited = std::chrono::steady_clock::now() - t0;
+  stop = true;
+  ::kill(p.pid(), SIGCONT);
+  writer.join();
+  CHECK(code == mproc::errc::timeout);
+  CHECK(waited < 30s);  // its own timeout, not the stopped process's pause
+  p.terminate();
+  p.join();
+}

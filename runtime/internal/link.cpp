@@ -19,7 +19,18 @@ bool would_block(int err) {
   return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
 }
 
+thread_local std::optional<std::chrono::steady_clock::time_point> this_thread_deadline;
+
 } // namespace
+
+link::write_deadline::write_deadline(std::chrono::steady_clock::time_point deadline)
+  : previous_(this_thread_deadline) {
+  this_thread_deadline = deadline;
+}
+
+link::write_deadline::~write_deadline() {
+  this_thread_deadline = previous_;
+}
 
 link::link(io_loop& loop, int fd, std::uint32_t max_frame, std::size_t max_queued)
   : loop_(loop), fd_(fd), decoder_(max_frame), max_queued_(max_queued) {}
@@ -54,8 +65,13 @@ bool link::closed_by_peer() const {
 
 bool link::write(wire::buffer&& frame, flow kind) {
   std::unique_lock guard{out_mtx_};
-  if (kind == flow::data && !loop_.in_loop())
-    drained_.wait(guard, [&] { return out_bytes_ < max_queued_ || closed_ || broken_; });
+  if (kind == flow::data && !loop_.in_loop()) {
+    auto room = [&] { return out_bytes_ < max_queued_ || closed_ || broken_; };
+    if (this_thread_deadline)
+      drained_.wait_until(guard, *this_thread_deadline, room);
+    else
+      drained_.wait(guard, room);
+  }
   if (closed_ || broken_)
     return false;
   bool was_idle = out_.empty();

@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -43,6 +44,21 @@ public:
   void open(frame_handler on_frame, close_handler on_close);
 
   enum class flow { control, data };
+
+  // While one is alive, data frames written by this thread wait for room only until
+  // `deadline`, then are queued anyway: a blocking call with a timeout (node::request) keeps
+  // its timeout under backpressure, and overshoots the bound by at most its one frame.
+  class write_deadline {
+  public:
+    explicit write_deadline(std::chrono::steady_clock::time_point deadline);
+    ~write_deadline();
+    write_deadline(const write_deadline&) = delete;
+    write_deadline& operator=(const write_deadline&) = delete;
+
+  private:
+    std::optional<std::chrono::steady_clock::time_point> previous_;
+  };
+
   // Any thread. `frame` holds one or more complete frames; a data frame written outside the
   // loop thread first waits for room (see above). False when the link is closed or broken:
   // the frame was not sent.

@@ -7,8 +7,20 @@
 #include <caf/message_id.hpp>
 
 #include "runtime/errors.hpp"
+#include "runtime/internal/link.hpp"
 
 namespace mproc::detail {
+
+namespace {
+
+// now + timeout, saturated: "forever" may be written as a very long timeout.
+std::chrono::steady_clock::time_point deadline_after(std::chrono::nanoseconds timeout) {
+  auto now = std::chrono::steady_clock::now();
+  auto room = std::chrono::steady_clock::time_point::max() - now;
+  return timeout >= room ? std::chrono::steady_clock::time_point::max() : now + timeout;
+}
+
+} // namespace
 
 requester::requester(caf::actor_config& cfg) : caf::monitorable_actor(cfg) {}
 
@@ -36,9 +48,13 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
     calls_.emplace(id, &c);
   }
   auto mid = caf::make_message_id(id);
-  dest->enqueue(caf::make_mailbox_element(ctrl(), mid, {}, std::move(msg)), nullptr);
+  auto deadline = deadline_after(timeout);
+  {
+    link::write_deadline bounded{deadline};  // a link to a process that stopped reading
+    dest->enqueue(caf::make_mailbox_element(ctrl(), mid, {}, std::move(msg)), nullptr);
+  }
   std::unique_lock lock{mtx_};
-  if (!c.cv.wait_for(lock, timeout, [&] { return c.reply.has_value(); })) {
+  if (!c.cv.wait_until(lock, deadline, [&] { return c.reply.has_value(); })) {
     calls_.erase(id);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
     return make_error(errc::timeout, "no reply within " + std::to_string(ms) + " ms");
