@@ -1,6 +1,7 @@
 #include "harness.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -45,6 +46,42 @@ double rss_mib(int pid) {
     in.ignore(1 << 12, '\n');
   }
   return 0;
+}
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+double seconds(clock_type::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+} // namespace
+
+void round_trips(const options& o, const char* workload, const std::function<void()>& once) {
+  for (int i = 0; i < 1000; ++i)  // warm up caches, allocators, schedulers
+    once();
+  int n = o.quick ? 2000 : 20000;
+  std::vector<double> rtt;
+  rtt.reserve(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    auto t0 = clock_type::now();
+    once();
+    rtt.push_back(seconds(clock_type::now() - t0) * 1e6);
+  }
+  result(o, workload, "p50", percentile(rtt, 0.50), "us");
+  result(o, workload, "p99", percentile(rtt, 0.99), "us");
+}
+
+void transfers(const options& o, const char* workload, std::size_t mib, int n,
+               const std::function<void()>& once) {
+  std::vector<double> mibs;
+  for (int i = 0; i < n; ++i) {
+    auto t0 = clock_type::now();
+    once();
+    mibs.push_back(static_cast<double>(mib) / seconds(clock_type::now() - t0));
+  }
+  result(o, workload, "median", percentile(mibs, 0.5), "MiB/s");
 }
 
 void run(mproc::node& node, const options& o,

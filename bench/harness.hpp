@@ -5,6 +5,8 @@
 //   --label X    "_X" appended to workload names (run_all.sh labels the pinned runs)
 #pragma once
 
+#include <cstddef>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,6 +34,14 @@ double percentile(std::vector<double> xs, double p);
 
 // VmRSS of process `pid` in MiB, from /proc/<pid>/status; 0 if unknown.
 double rss_mib(int pid);
+
+// Times `once` (one round trip): 1,000 to warm up, then 20,000 (2,000 with --quick);
+// reports p50 and p99 in microseconds.
+void round_trips(const options& o, const char* workload, const std::function<void()>& once);
+
+// Times `once` (one message of `mib` MiB, acknowledged) `n` times; reports the median MiB/s.
+void transfers(const options& o, const char* workload, std::size_t mib, int n,
+               const std::function<void()>& once);
 
 using workload = void (*)(mproc::node&, const options&);
 

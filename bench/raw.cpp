@@ -188,17 +188,7 @@ double micros(clock_type::duration d) {
 void measure_pingpong(const options& o, const char* workload, child c) {
   frame_reader in{c.fd};
   std::vector<char> f;
-  for (int i = 0; i < 1000; ++i)
-    ping(c.fd, in, f);
-  std::vector<double> rtt;
-  int n = o.quick ? 2000 : 20000;
-  for (int i = 0; i < n; ++i) {
-    auto t0 = clock_type::now();
-    ping(c.fd, in, f);
-    rtt.push_back(micros(clock_type::now() - t0));
-  }
-  result(o, workload, "p50", percentile(rtt, 0.50), "us");
-  result(o, workload, "p99", percentile(rtt, 0.99), "us");
+  bench::round_trips(o, workload, [&] { ping(c.fd, in, f); });
   end_child(c);
 }
 
@@ -298,16 +288,11 @@ void bandwidth(const options& o, const char* workload, std::size_t mib, int n) {
   std::vector<char> data(mib << 20, 'b');
   frame_reader in{c.fd};
   std::vector<char> f;
-  std::vector<double> mibs;
-  for (int i = 0; i < n; ++i) {
-    auto t0 = clock_type::now();
+  bench::transfers(o, workload, mib, n, [&] {
     send_frame(c.fd, data.data(), static_cast<std::uint32_t>(data.size()));
     if (!in.next(f))
       die("bandwidth: child gone");
-    mibs.push_back(static_cast<double>(mib)
-                   / std::chrono::duration<double>(clock_type::now() - t0).count());
-  }
-  result(o, workload, "median", percentile(mibs, 0.5), "MiB/s");
+  });
   end_child(c);
 }
 

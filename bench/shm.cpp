@@ -27,7 +27,6 @@
 
 using clock_type = std::chrono::steady_clock;
 using bench::options;
-using bench::percentile;
 using bench::result;
 
 namespace {
@@ -204,29 +203,14 @@ void measurer(channel& ch) {
   }
 }
 
-double micros(clock_type::duration d) {
-  return std::chrono::duration<double, std::micro>(d).count();
-}
-
 void pingpong(const options& o) {
   auto c = fork_child(echo);
   std::vector<char> f;
   std::int32_t x = 1;
-  auto ping = [&] {
+  bench::round_trips(o, "pingpong", [&] {
     send_frame(c.ch->to_child, &x, sizeof x);
     next_frame(c.ch->to_parent, f);
-  };
-  for (int i = 0; i < 1000; ++i)
-    ping();
-  std::vector<double> rtt;
-  int n = o.quick ? 2000 : 20000;
-  for (int i = 0; i < n; ++i) {
-    auto t0 = clock_type::now();
-    ping();
-    rtt.push_back(micros(clock_type::now() - t0));
-  }
-  result(o, "pingpong", "p50", percentile(rtt, 0.50), "us");
-  result(o, "pingpong", "p99", percentile(rtt, 0.99), "us");
+  });
   end_child(c);
 }
 
@@ -269,15 +253,10 @@ void bandwidth(const options& o, const char* workload, std::size_t mib, int n) {
   auto c = fork_child(measurer);
   std::vector<char> data(mib << 20, 'b');
   std::vector<char> f;
-  std::vector<double> mibs;
-  for (int i = 0; i < n; ++i) {
-    auto t0 = clock_type::now();
+  bench::transfers(o, workload, mib, n, [&] {
     send_frame(c.ch->to_child, data.data(), static_cast<std::uint32_t>(data.size()));
     next_frame(c.ch->to_parent, f);
-    mibs.push_back(static_cast<double>(mib)
-                   / std::chrono::duration<double>(clock_type::now() - t0).count());
-  }
-  result(o, workload, "median", percentile(mibs, 0.5), "MiB/s");
+  });
   end_child(c);
 }
 

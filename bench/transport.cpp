@@ -83,18 +83,7 @@ void measure_pingpong(mproc::node& node, const options& o, const char* workload,
       std::fprintf(stderr, "%s: request failed\n", workload);
     }
   };
-  for (int i = 0; i < 1000; ++i)  // warm up caches, allocators, the scheduler
-    once();
-  std::vector<double> rtt;
-  int n = o.quick ? 2000 : 20000;
-  rtt.reserve(n);
-  for (int i = 0; i < n; ++i) {
-    auto t0 = clock_type::now();
-    once();
-    rtt.push_back(micros(clock_type::now() - t0));
-  }
-  result(o, workload, "p50", percentile(rtt, 0.50), "us");
-  result(o, workload, "p99", percentile(rtt, 0.99), "us");
+  bench::round_trips(o, workload, once);
 }
 
 void pingpong(mproc::node& node, const options& o) {
@@ -159,16 +148,11 @@ void bandwidth(mproc::node& node, const options& o, const char* workload, std::s
   auto p = node.spawn_process("measure", {});
   mproc::bytes data(mib << 20, 'b');
   node.request<std::int64_t>(p.actor(), 60s, mproc::bytes(1024, 'w'));
-  std::vector<double> mibs;
-  for (int i = 0; i < n; ++i) {
-    auto t0 = clock_type::now();
+  bench::transfers(o, workload, mib, n, [&] {
     auto size = node.request<std::int64_t>(p.actor(), 60s, data);
-    auto secs = std::chrono::duration<double>(clock_type::now() - t0).count();
     if (size != static_cast<std::int64_t>(data.size()))
       std::fprintf(stderr, "%s: child saw %lld bytes\n", workload, static_cast<long long>(size));
-    mibs.push_back(static_cast<double>(mib) / secs);
-  }
-  result(o, workload, "median", percentile(mibs, 0.5), "MiB/s");
+  });
   p.terminate();
   p.join(5s);
 }
