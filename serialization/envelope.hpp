@@ -39,6 +39,14 @@ std::size_t begin_frame(buffer& buf);
 // Patches the length prefix. Returns the payload size.
 std::uint32_t end_frame(buffer& buf, std::size_t start);
 
+// A frame being built: its buffer, first sized for a typical envelope (msgpack's default of
+// 8 KiB would be a heap allocation outside the thread cache for every message), with the
+// length prefix reserved. Pack the envelope into `buf`, then end_frame(buf, start).
+struct frame_out {
+  buffer buf{256};
+  std::size_t start = begin_frame(buf);
+};
+
 void pack_hello(buffer&, std::uint64_t node, std::int64_t pid, std::string_view name,
                 std::uint32_t max_frame);
 // The caller packs the arguments (a message) next.

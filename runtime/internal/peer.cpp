@@ -20,10 +20,9 @@ namespace mproc::detail {
 peer::peer(node_impl& node, std::shared_ptr<detail::link> link, role r, std::int64_t pid)
   : node_(node), link_(std::move(link)), role_(r) {
   who_.pid = pid;
-  wire::buffer buf;
-  auto start = wire::begin_frame(buf);
-  wire::pack_hello(buf, node_.id(), ::getpid(), node_.name(), node_.options().max_frame);
-  send_frame(std::move(buf), start);
+  wire::frame_out out;
+  wire::pack_hello(out.buf, node_.id(), ::getpid(), node_.name(), node_.options().max_frame);
+  send_frame(std::move(out));
 }
 
 peer::~peer() = default;
@@ -103,10 +102,9 @@ void peer::on_failed(std::function<void(const caf::error&)> fn) {
 }
 
 void peer::send_heartbeat() {
-  wire::buffer buf;
-  auto start = wire::begin_frame(buf);
-  wire::pack_heartbeat(buf);
-  send_frame(std::move(buf), start);
+  wire::frame_out out;
+  wire::pack_heartbeat(out.buf);
+  send_frame(std::move(out));
 }
 
 // ---- references ------------------------------------------------------------------------

@@ -124,8 +124,7 @@ private:
 
   // Finishes and writes one frame; the error says why it did not go out. link_lost needs no
   // answer from the caller: the link's closure follows, and fail() answers what is pending.
-  caf::error send_frame(wire::buffer&& frame, std::size_t start,
-                        link::flow kind = link::flow::control);
+  caf::error send_frame(wire::frame_out&& frame, link::flow kind = link::flow::control);
   void send_down(wire::actor_ref actor, const caf::error& reason);
   void respond_error(wire::actor_ref to, wire::actor_ref from, std::uint64_t request,
                      const caf::error& reason);

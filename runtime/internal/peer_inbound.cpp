@@ -111,16 +111,15 @@ void peer::on_spawn(wire::spawn_env& e) {
     result = make_error(errc::bad_arguments, "spawn '" + e.actor + "': " + st.error);
   else
     result = node_.spawn_for(*this, e.actor, args, e.main);
-  wire::buffer buf;
-  auto start = wire::begin_frame(buf);
+  wire::frame_out out;
   if (result) {
-    wire::pack_spawned(buf, e.request, export_actor(caf::actor_cast<caf::strong_actor_ptr>(*result)));
+    wire::pack_spawned(out.buf, e.request, export_actor(caf::actor_cast<caf::strong_actor_ptr>(*result)));
   } else {
-    wire::pack_spawn_failed_head(buf, e.request);
-    wire::packer pk{buf};
+    wire::pack_spawn_failed_head(out.buf, e.request);
+    wire::packer pk{out.buf};
     encode_error(pk, result.error(), st);
   }
-  send_frame(std::move(buf), start);
+  send_frame(std::move(out));
 }
 
 void peer::on_spawned(wire::spawned_env& e) {
@@ -152,18 +151,17 @@ void peer::answer(std::uint64_t request, bool ok, wire::actor_ref ref,
 void peer::on_lookup(wire::lookup_env& e) {
   node_.lookup(e.name, [self = shared_from_this(), request = e.request](
                          caf::expected<caf::actor> result) {
-    wire::buffer buf;
-    auto start = wire::begin_frame(buf);
+    wire::frame_out out;
     if (result) {
-      wire::pack_found(buf, request,
+      wire::pack_found(out.buf, request,
                        self->export_actor(caf::actor_cast<caf::strong_actor_ptr>(*result)));
     } else {
-      wire::pack_not_found_head(buf, request);
-      wire::packer pk{buf};
+      wire::pack_not_found_head(out.buf, request);
+      wire::packer pk{out.buf};
       wire::codec_state st{self.get(), {}};
       encode_error(pk, result.error(), st);
     }
-    self->send_frame(std::move(buf), start);
+    self->send_frame(std::move(out));
   });
 }
 

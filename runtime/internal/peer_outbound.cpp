@@ -26,8 +26,8 @@ bool is_error_reply(const caf::message& msg) {
 
 // ---- outgoing --------------------------------------------------------------------------
 
-caf::error peer::send_frame(wire::buffer&& frame, std::size_t start, link::flow kind) {
-  auto size = wire::end_frame(frame, start);
+caf::error peer::send_frame(wire::frame_out&& frame, link::flow kind) {
+  auto size = wire::end_frame(frame.buf, frame.start);
   std::uint32_t limit;
   {
     std::lock_guard guard{mtx_};
@@ -38,7 +38,7 @@ caf::error peer::send_frame(wire::buffer&& frame, std::size_t start, link::flow 
                                                + " bytes exceeds the receiver's maximum frame of "
                                                + std::to_string(limit)
                                                + " bytes (node_options::max_frame)");
-  if (!link_->write(std::move(frame), kind))
+  if (!link_->write(std::move(frame.buf), kind))
     return make_error(errc::link_lost, "the connection to process " + std::to_string(who().pid)
                                          + " is closed");
   return {};
@@ -60,19 +60,18 @@ void peer::forward(proxy& via, caf::mailbox_element_ptr what, caf::execution_uni
 
 void peer::forward_send_or_relay(wire::actor_ref to, wire::actor_ref from, caf::message_id mid,
                                  const caf::message& msg) {
-  wire::buffer buf;
-  auto start = wire::begin_frame(buf);
+  wire::frame_out out;
   if (mid.is_request())
-    wire::pack_request_head(buf, to, from, mid.request_id().integer_value());
+    wire::pack_request_head(out.buf, to, from, mid.request_id().integer_value());
   else
-    wire::pack_send_head(buf, to, from);
-  wire::packer pk{buf};
+    wire::pack_send_head(out.buf, to, from);
+  wire::packer pk{out.buf};
   wire::codec_state st{this, {}};
   if (!encode_message(pk, msg, st)) {
     log::warn("message to process ", who().pid, " dropped: ", st.error);
     return;
   }
-  if (auto err = send_frame(std::move(buf), start, link::flow::data))
+  if (auto err = send_frame(std::move(out), link::flow::data))
     log::warn("message to process ", who().pid, " dropped: ", system().render(err));
 }
 
@@ -82,10 +81,9 @@ void peer::forward_request(proxy& via, wire::actor_ref to, wire::actor_ref from,
   auto request = mid.request_id().integer_value();
   auto sender_id = sender->id();
   pending_request pending{caf::weak_actor_ptr{sender.get()}, mid, caf::strong_actor_ptr{via.ctrl()}};
-  wire::buffer buf;
-  auto start = wire::begin_frame(buf);
-  wire::pack_request_head(buf, to, from, request);
-  wire::packer pk{buf};
+  wire::frame_out out;
+  wire::pack_request_head(out.buf, to, from, request);
+  wire::packer pk{out.buf};
   wire::codec_state st{this, {}};
   if (!encode_message(pk, msg, st)) {
     answer_locally(pending, caf::make_message(make_error(errc::unknown_message_type, st.error)));
@@ -106,7 +104,7 @@ void peer::forward_request(proxy& via, wire::actor_ref to, wire::actor_ref from,
     answer_locally(pending, caf::make_message(std::move(dead)));
     return;
   }
-  auto err = send_frame(std::move(buf), start, link::flow::data);
+  auto err = send_frame(std::move(out), link::flow::data);
   // A dead link answers the request when it is settled, with the peer's exit status.
   if (!err || code_of(err) == errc::link_lost)
     return;
@@ -121,17 +119,16 @@ void peer::forward_response(wire::actor_ref to, wire::actor_ref from, caf::messa
                             const caf::message& msg) {
   auto request = mid.request_id().integer_value();
   bool ok = !is_error_reply(msg);
-  wire::buffer buf;
-  auto start = wire::begin_frame(buf);
-  wire::pack_response_head(buf, to, from, request, ok);
-  wire::packer pk{buf};
+  wire::frame_out out;
+  wire::pack_response_head(out.buf, to, from, request, ok);
+  wire::packer pk{out.buf};
   wire::codec_state st{this, {}};
   if (ok)
     encode_message(pk, msg, st);
   else
     encode_error(pk, msg.get_as<caf::error>(0), st);
   // The requester waits for an answer: if the real one cannot cross, it learns why.
-  auto err = st.ok() ? send_frame(std::move(buf), start, link::flow::data)
+  auto err = st.ok() ? send_frame(std::move(out), link::flow::data)
                      : make_error(errc::unknown_message_type, "the reply cannot be sent: " + st.error);
   if (err && code_of(err) != errc::link_lost)
     respond_error(to, from, request, err);
@@ -139,13 +136,12 @@ void peer::forward_response(wire::actor_ref to, wire::actor_ref from, caf::messa
 
 void peer::respond_error(wire::actor_ref to, wire::actor_ref from, std::uint64_t request,
                          const caf::error& reason) {
-  wire::buffer buf;
-  auto start = wire::begin_frame(buf);
-  wire::pack_response_head(buf, to, from, request, false);
-  wire::packer pk{buf};
+  wire::frame_out out;
+  wire::pack_response_head(out.buf, to, from, request, false);
+  wire::packer pk{out.buf};
   wire::codec_state st{this, {}};
   encode_error(pk, reason, st);
-  send_frame(std::move(buf), start);
+  send_frame(std::move(out));
 }
 
 void peer::watch(proxy& p) {
@@ -155,20 +151,18 @@ void peer::watch(proxy& p) {
       return;  // fail() has killed it, or will find it in proxies_
     watched_.emplace(p.remote_id(), caf::strong_actor_ptr{p.ctrl()});
   }
-  wire::buffer buf;
-  auto start = wire::begin_frame(buf);
-  wire::pack_monitor(buf, {who().node, p.remote_id()});
-  send_frame(std::move(buf), start);
+  wire::frame_out out;
+  wire::pack_monitor(out.buf, {who().node, p.remote_id()});
+  send_frame(std::move(out));
 }
 
 void peer::send_down(wire::actor_ref actor, const caf::error& reason) {
-  wire::buffer buf;
-  auto start = wire::begin_frame(buf);
-  wire::pack_down_head(buf, actor);
-  wire::packer pk{buf};
+  wire::frame_out out;
+  wire::pack_down_head(out.buf, actor);
+  wire::packer pk{out.buf};
   wire::codec_state st{this, {}};
   wire::codec<caf::error>::encode(pk, reason, st);
-  send_frame(std::move(buf), start);
+  send_frame(std::move(out));
 }
 
 std::optional<std::uint64_t> peer::expect_answer(spawn_callback done) {
@@ -201,16 +195,15 @@ void peer::spawn(std::string_view actor, const caf::message& args, bool main,
   auto request = expect_answer(std::move(done));
   if (!request)
     return;
-  wire::buffer buf;
-  auto start = wire::begin_frame(buf);
-  wire::pack_spawn_head(buf, *request, actor, main);
-  wire::packer pk{buf};
+  wire::frame_out out;
+  wire::pack_spawn_head(out.buf, *request, actor, main);
+  wire::packer pk{out.buf};
   wire::codec_state st{this, {}};
   caf::error err;
   if (!encode_message(pk, args, st))
     err = make_error(errc::unknown_message_type, "spawn arguments: " + st.error);
   else
-    err = send_frame(std::move(buf), start);
+    err = send_frame(std::move(out));
   // A dead link answers the spawn when it is settled, with the peer's exit status.
   if (!err || code_of(err) == errc::link_lost)
     return;
@@ -222,10 +215,9 @@ void peer::lookup(std::string_view name, lookup_callback done) {
   auto request = expect_answer(std::move(done));
   if (!request)
     return;
-  wire::buffer buf;
-  auto start = wire::begin_frame(buf);
-  wire::pack_lookup(buf, *request, name);
-  auto err = send_frame(std::move(buf), start);
+  wire::frame_out out;
+  wire::pack_lookup(out.buf, *request, name);
+  auto err = send_frame(std::move(out));
   if (!err || code_of(err) == errc::link_lost)
     return;
   if (auto cb = take_answer(*request))
@@ -233,10 +225,9 @@ void peer::lookup(std::string_view name, lookup_callback done) {
 }
 
 void peer::send_shutdown(std::string_view why) {
-  wire::buffer buf;
-  auto start = wire::begin_frame(buf);
-  wire::pack_shutdown(buf, why);
-  send_frame(std::move(buf), start);
+  wire::frame_out out;
+  wire::pack_shutdown(out.buf, why);
+  send_frame(std::move(out));
 }
 
 void peer::answer_locally(const pending_request& p, caf::message reply) {
