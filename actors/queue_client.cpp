@@ -129,13 +129,19 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
     [=](q_flush_atom) { send_next(self, ch, q); },
     [=](q_fetch_atom, bool wait) { fetch(self, ch, q, wait); },
     [=](q_cancel_atom) { self->send(q, q_cancel_atom::value); },
+    // Asked by get_nowait(). The agent asks the queue itself (a delegate would keep the
+    // caller as sender), so the item is held by this agent and acknowledged with the rest.
     [=](q_getnow_atom) {
       std::uint64_t done;
       {
         std::lock_guard guard{ch->m};
         done = std::exchange(ch->done, 0);
       }
-      return self->delegate(q, q_getnow_atom::value, std::uint32_t{1}, done);
+      auto rp = self->make_response_promise<std::vector<bytes>>();
+      self->request(q, caf::infinite, q_getnow_atom::value, std::uint32_t{1}, done)
+        .then([=](std::vector<bytes>& items) mutable { rp.deliver(std::move(items)); },
+              [=](caf::error& e) mutable { rp.deliver(std::move(e)); });
+      return rp;
     },
     [=](q_own_atom, std::uint8_t end) { self->send(q, q_own_atom::value, end); },
     [=](q_leave_atom, std::uint64_t done) {

@@ -200,6 +200,30 @@ TEST_CASE("leaving gives back what was handed out and not taken, even a batch st
   CHECK(drain(q, 900) == want);
 }
 
+TEST_CASE("an item taken by get_nowait is acknowledged with the others when the consumer leaves") {
+  test::scoped_node node;
+  int_queue q{*node, {.name = "taken-by-get-nowait"}};
+  int_queue out{*node};
+  for (std::int32_t i = 0; i < 100; ++i)
+    q.put(i);
+  REQUIRE(q.flush(5s));
+  {
+    // A second client in this process, with an agent of its own, as a child's would have.
+    auto consumer = int_queue::lookup(*node, "taken-by-get-nowait");
+    out.put(consumer.get_nowait());    // asked of the queue: the inbox is empty
+    out.put(consumer.get(10s));        // a batch arrives; one taken, the rest prefetched
+  }                                    // leaves: 2 taken, the prefetched rest goes back
+  // Leaving is asynchronous here (a process that exits waits for it).
+  CHECK(test::eventually(10s, [&] { return q.stats().unacknowledged == 0; }));
+  CHECK(q.stats().size == 98);
+  std::set<std::int32_t> all;
+  for (auto x : drain(out, 2))
+    all.insert(x);
+  for (auto x : drain(q, 98))
+    all.insert(x);
+  CHECK(all.size() == 100);
+}
+
 TEST_CASE("an item nested too deep is refused with bad_message, and the queue goes on") {
   test::scoped_node node;
   mproc::queue<std::vector<std::int32_t>> q{*node};
