@@ -121,9 +121,9 @@ void node_impl::shutdown() {
     std::lock_guard guard{exports_mtx_};
     exports_.clear();
   }
+  // Actors still running may call node::request until the system is gone: the requester
+  // refuses from now on, and lives (its handle is a member) until nothing can reach it.
   requester_->stop(make_error(errc::node_shutdown, "the node is shutting down"));
-  requester_ = nullptr;
-  requester_handle_ = nullptr;
   system_.reset();  // waits for the remaining actors, with the node still intact
 }
 

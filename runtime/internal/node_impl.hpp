@@ -122,9 +122,10 @@ private:
   std::string executable_;
   std::string argv0_;
   caf::actor_system_config config_;
-  std::unique_ptr<caf::actor_system> system_;
+  // Before system_: destroyed after it (the requester outlives every actor that might ask).
   caf::actor requester_handle_;  // keeps requester_ alive
-  requester* requester_ = nullptr;  // node::request's sender
+  requester* requester_ = nullptr;  // node::request's sender; set in the constructor
+  std::unique_ptr<caf::actor_system> system_;
   io_loop loop_;
 
   std::mutex exports_mtx_;

@@ -49,9 +49,13 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
   }
   auto mid = caf::make_message_id(id);
   auto deadline = deadline_after(timeout);
-  {
+  try {
     link::write_deadline bounded{deadline};  // a link to a process that stopped reading
     dest->enqueue(caf::make_mailbox_element(ctrl(), mid, {}, std::move(msg)), nullptr);
+  } catch (...) {
+    std::lock_guard guard{mtx_};
+    calls_.erase(id);  // `c` is about to go: no reply may reach it
+    throw;
   }
   std::unique_lock lock{mtx_};
   if (!c.cv.wait_until(lock, deadline, [&] { return c.reply.has_value(); })) {
