@@ -55,9 +55,25 @@ char thread_state(pid_t tid) {
   return close == std::string::npos || close + 2 >= all.size() ? '?' : all[close + 2];
 }
 
+// Sends `n` messages of 1 MiB to `target` from one handler, then answers.
+caf::behavior flooder(caf::event_based_actor* self) {
+  return {[=](const caf::actor& target, std::int32_t n) {
+    mproc::bytes payload(1u << 20, 'x');
+    for (std::int32_t i = 0; i < n; ++i)
+      self->send(target, payload);
+    return n;
+  }};
+}
+
+caf::behavior echo(caf::event_based_actor*) {
+  return {[](std::int32_t x) { return x; }};
+}
+
 } // namespace
 
 MPROC_ACTOR(sink);
+MPROC_ACTOR(flooder);
+MPROC_ACTOR(echo);
 
 TEST_CASE("a writer flooding a stopped reader is held back, and nothing is lost") {
   constexpr std::size_t limit = 1u << 20;
@@ -122,6 +138,26 @@ TEST_CASE("a blocking request keeps its timeout while the link to a stopped proc
   writer.join();
   CHECK(code == mproc::errc::timeout);
   CHECK(waited < 30s);  // its own timeout, not the stopped process's pause
+  p.terminate();
+  p.join();
+}
+
+TEST_CASE("an actor sending to a stopped process is not held back, so the node's other actors run") {
+  // One scheduler thread: if the flooding actor's sends waited for room, nothing else could.
+  test::scoped_node node{{.threads = 1, .max_link_queue = 1u << 20}};
+  auto p = node->spawn_process("sink", {});
+  auto flood = node->spawn("flooder");
+  auto local = node->spawn("echo");
+  REQUIRE(::kill(p.pid(), SIGSTOP) == 0);
+  CHECK(node->request<std::int32_t>(flood, 30s, p.actor(), std::int32_t{32}) == 32);
+  CHECK(node->request<std::int32_t>(local, 30s, std::int32_t{7}) == 7);
+  ::kill(p.pid(), SIGCONT);
+  CHECK(test::eventually(60s, [&] {
+    auto m = node->request_message(p.actor(), caf::make_message(caf::get_atom::value), 10s);
+    return m.get_as<std::int32_t>(0) == 32;
+  }));
+  caf::anon_send_exit(flood, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(local, caf::exit_reason::user_shutdown);
   p.terminate();
   p.join();
 }

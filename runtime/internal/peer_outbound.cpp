@@ -4,6 +4,8 @@
 
 #include <unistd.h>
 
+#include <optional>
+
 #include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/exit_reason.hpp>
@@ -44,7 +46,13 @@ caf::error peer::send_frame(wire::frame_out&& frame, link::flow kind) {
   return {};
 }
 
-void peer::forward(proxy& via, caf::mailbox_element_ptr what, caf::execution_unit*) {
+void peer::forward(proxy& via, caf::mailbox_element_ptr what, caf::execution_unit* host) {
+  // Sent by an actor (it runs on a scheduler thread: `host` is set): never held back by a
+  // full link, since a blocked scheduler thread can stall every actor of this node — the one
+  // that would end the stall among them. Plain threads (node::request, anon_send) wait.
+  std::optional<link::write_deadline> from_actor;
+  if (host != nullptr)
+    from_actor.emplace(std::chrono::steady_clock::time_point::min());
   auto mid = what->mid;
   auto sender = std::move(what->sender);
   auto msg = what->move_content_to_message();
