@@ -260,6 +260,11 @@ void run_next(sup_actor* self, const state_ptr& st) {
     do_stop(self, *c);
     if (c->state == child_state::stopping)
       return;  // finished by the child's end
+    // It had ended on its own while another step ran: that end was put off, and is settled
+    // by this stop now (terminate_child must not see it restarted afterwards).
+    std::erase_if(st->deferred, [&](const ending& e) {
+      return e.id == c->spec.id && e.incarnation == c->incarnation;
+    });
     st->current_step.reset();
   }
   if (st->current_step)
