@@ -53,9 +53,10 @@ struct queue_channel {
   std::uint64_t done = 0;     // taken and finished, not yet acknowledged
   std::size_t taken_last = 0; // handed out by the last get: finished at the next one
   caf::error get_error;       // closed (after draining) or gone
-  // leaving
-  bool leaving = false;       // the queue takes back what this process did not take
-  bool left = false;          // ... and has said so (or is gone), or there was nothing to say
+  // leaving: the queue takes back what this process did not take; the handle stays usable
+  // (a new agent takes over), so leaving at exit does not stop a consumer still running.
+  std::uint64_t generation = 0;  // of the current agent; a leave retires it
+  std::size_t leaves_pending = 0;  // leaves the queue has not answered yet
 };
 
 namespace {
@@ -91,10 +92,12 @@ void send_next(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, 
 // `wait`: the consumer has nothing left and waits at the queue. Otherwise a prefetch, which
 // never waits there: a consumer with work in hand must not take new items from others.
 void fetch(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf::actor q,
-           bool wait) {
+           bool wait, std::uint64_t gen) {
   std::uint64_t done;
   {
     std::lock_guard guard{ch->m};
+    if (ch->generation != gen)
+      return;  // a retired agent: its successor fetches, with the counts since the leave
     done = std::exchange(ch->done, 0);
   }
   auto max = static_cast<std::uint32_t>(max_batch);
@@ -104,9 +107,10 @@ void fetch(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf:
       [=](std::vector<bytes>& items) {
         {
           std::lock_guard guard{ch->m};
-          if (!ch->leaving)  // after leaving, the queue has taken these back already
-            for (auto& item : items)
-              ch->inbox.push_back(std::move(item));
+          if (ch->generation != gen)
+            return;  // sent before a leave: the queue has taken these back already
+          for (auto& item : items)
+            ch->inbox.push_back(std::move(item));
           ch->fetching = false;
         }
         ch->cv.notify_all();
@@ -114,6 +118,8 @@ void fetch(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf:
       [=](caf::error& e) {
         {
           std::lock_guard guard{ch->m};
+          if (ch->generation != gen)
+            return;
           if (code_of(e) != errc::empty)  // an empty queue only ends a prefetch
             ch->get_error = e;
           ch->fetching = false;
@@ -124,10 +130,10 @@ void fetch(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf:
 
 // The process-local agent: the queue knows a consumer by this actor, and watches it.
 caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch,
-                          caf::actor q) {
+                          caf::actor q, std::uint64_t gen) {
   return {
     [=](q_flush_atom) { send_next(self, ch, q); },
-    [=](q_fetch_atom, bool wait) { fetch(self, ch, q, wait); },
+    [=](q_fetch_atom, bool wait) { fetch(self, ch, q, wait, gen); },
     [=](q_cancel_atom) { self->send(q, q_cancel_atom::value); },
     // Asked by get_nowait(). The agent asks the queue itself (a delegate would keep the
     // caller as sender), so the item is held by this agent and acknowledged with the rest.
@@ -148,7 +154,7 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
       auto finish = [=] {
         {
           std::lock_guard guard{ch->m};
-          ch->left = true;
+          --ch->leaves_pending;
         }
         ch->cv.notify_all();
         self->quit();
@@ -267,22 +273,17 @@ public:
   // takes back the rest. Asynchronous: at exit, leave_all() waits for the queue's answer.
   void leave() {
     std::unique_lock lock{ch_->m};
-    if (ch_->leaving)
-      return;
-    if (!agent_) {  // never talked to the queue: nothing to acknowledge or give back
-      ch_->leaving = ch_->left = true;
-      lock.unlock();
-      ch_->cv.notify_all();
-      return;
-    }
+    if (!agent_)
+      return;  // nothing handed out to this process since it last left (or ever)
     wait_for_flush(lock);
-    ch_->leaving = true;
-    if (!ch_->get_error)  // a get after this would wait for items that no longer come
-      ch_->get_error = make_error(errc::closed, "this process has left the queue");
     std::uint64_t done = std::exchange(ch_->done, 0) + std::exchange(ch_->taken_last, 0);
     ch_->inbox.clear();
+    ++ch_->generation;        // what the old agent still receives is not ours any more
+    ch_->fetching = false;    // a get still waiting fetches again, through a new agent
+    ++ch_->leaves_pending;
     auto agent = std::move(agent_);
     lock.unlock();
+    ch_->cv.notify_all();
     caf::anon_send(agent, q_leave_atom::value, done);
   }
 
@@ -359,7 +360,7 @@ private:
 
   caf::actor& agent_locked() {
     if (!agent_)
-      agent_ = this_node().system().spawn(queue_agent, ch_, queue_);
+      agent_ = this_node().system().spawn(queue_agent, ch_, queue_, ch_->generation);
     return agent_;
   }
 
@@ -399,7 +400,7 @@ client_registry& registry() {
 
 bool has_left(queue_channel& ch, clock_type::time_point deadline) {
   std::unique_lock lock{ch.m};
-  return ch.cv.wait_until(lock, deadline, [&] { return ch.left; });
+  return ch.cv.wait_until(lock, deadline, [&] { return ch.leaves_pending == 0; });
 }
 
 // Makes every client still here leave, then waits until the queues have answered every

@@ -156,6 +156,29 @@ void forget_getter(queue_actor* self, const caf::actor_addr& who) {
 
 void close_queue(queue_actor* self);
 
+// Ends the queue, answering every call still waiting (a dropped promise would leave its
+// caller waiting forever: CAF 0.17 has no broken-promise error).
+void end_queue(queue_actor* self, caf::error reason) {
+  auto& s = self->state;
+  auto gone = make_error(errc::closed, "the queue has ended");
+  for (auto& g : s.getters)
+    g.rp.deliver(gone);
+  for (auto& p : s.putters)
+    p.rp.deliver(gone);
+  for (auto& rp : s.joiners)
+    rp.deliver(gone);
+  s.getters.clear();
+  s.putters.clear();
+  s.joiners.clear();
+  self->quit(std::move(reason));
+}
+
+// The node is ending (it sends user_shutdown to what it kept alive) or someone killed the
+// queue: every waiting call is answered, so nobody waits for a queue that is gone.
+void on_exit(queue_actor* self, caf::exit_msg& m) {
+  end_queue(self, std::move(m.reason));
+}
+
 void on_down(queue_actor* self, const caf::down_msg& down) {
   auto& s = self->state;
   s.monitored.erase(down.source);
@@ -183,6 +206,7 @@ void close_queue(queue_actor* self) {
 caf::behavior queue_server(queue_actor* self, queue_config config) {
   self->state.config = config;
   self->set_down_handler([=](caf::down_msg& down) { on_down(self, down); });
+  self->set_exit_handler([=](caf::exit_msg& m) { on_exit(self, m); });
   auto sender = [=] { return caf::actor_cast<caf::actor_addr>(self->current_sender()); };
   return {
     [=](q_put_atom, std::vector<bytes>& batch) -> caf::result<void> {
