@@ -57,6 +57,7 @@ struct queue_channel {
   // (a new agent takes over), so leaving at exit does not stop a consumer still running.
   std::uint64_t generation = 0;  // of the current agent; a leave retires it
   std::size_t leaves_pending = 0;  // leaves the queue has not answered yet
+  bool queue_gone = false;       // the queue actor ended: every call fails from now on
 };
 
 namespace {
@@ -129,8 +130,31 @@ void fetch(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf:
 }
 
 // The process-local agent: the queue knows a consumer by this actor, and watches it.
+// The queue ended (its node ended, its process died): nothing will answer any more, so
+// every call fails at once and the agent ends with it rather than outlive it.
+void on_queue_gone(caf::event_based_actor* self, const std::shared_ptr<queue_channel>& ch) {
+  {
+    std::lock_guard guard{ch->m};
+    auto gone = make_error(errc::closed, "the queue has ended");
+    ch->queue_gone = true;
+    if (!ch->get_error)
+      ch->get_error = gone;
+    if (!ch->put_error)
+      ch->put_error = gone;
+    ch->fetching = false;
+    ch->sending = false;
+    ch->in_flight = 0;
+    ch->outbox.clear();
+    ch->leaves_pending = 0;
+  }
+  ch->cv.notify_all();
+  self->quit();
+}
+
 caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch,
                           caf::actor q, std::uint64_t gen) {
+  self->monitor(q);
+  self->set_down_handler([=](caf::down_msg&) { on_queue_gone(self, ch); });
   return {
     [=](q_flush_atom) { send_next(self, ch, q); },
     [=](q_fetch_atom, bool wait) { fetch(self, ch, q, wait, gen); },
@@ -273,8 +297,8 @@ public:
   // takes back the rest. Asynchronous: at exit, leave_all() waits for the queue's answer.
   void leave() {
     std::unique_lock lock{ch_->m};
-    if (!agent_)
-      return;  // nothing handed out to this process since it last left (or ever)
+    if (!agent_ || ch_->queue_gone)
+      return;  // nothing handed out to this process since it last left (or ever), or gone
     wait_for_flush(lock);
     std::uint64_t done = std::exchange(ch_->done, 0) + std::exchange(ch_->taken_last, 0);
     ch_->inbox.clear();

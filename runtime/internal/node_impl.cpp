@@ -124,6 +124,9 @@ void node_impl::shutdown() {
   // Actors still running may call node::request until the system is gone: the requester
   // refuses from now on, and lives (its handle is a member) until nothing can reach it.
   requester_->stop(make_error(errc::node_shutdown, "the node is shutting down"));
+  // Waits for the remaining actors while the system is still whole: they may use it
+  // (this_node().system()) until they end; reset() alone would null it first.
+  system_->await_all_actors_done();
   system_.reset();  // waits for the remaining actors, with the node still intact
 }
 
