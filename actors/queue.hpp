@@ -103,6 +103,7 @@ public:
 
 private:
   queue_client& client() const;  // throws for an invalid handle
+  caf::message ask(const caf::message& question) const;  // a request to the queue actor
 
   caf::actor queue_;
   std::size_t maxsize_ = 0;

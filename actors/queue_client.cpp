@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <deque>
 #include <mutex>
+#include <optional>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -92,15 +93,21 @@ void send_next(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, 
 
 // `wait`: the consumer has nothing left and waits at the queue. Otherwise a prefetch, which
 // never waits there: a consumer with work in hand must not take new items from others.
+// The items taken since the last acknowledgement, now sent along by agent `gen`; nothing
+// for a retired agent: its successor sends the counts taken since the leave.
+std::optional<std::uint64_t> claim_done(queue_channel& ch, std::uint64_t gen) {
+  std::lock_guard guard{ch.m};
+  if (ch.generation != gen)
+    return std::nullopt;
+  return std::exchange(ch.done, 0);
+}
+
 void fetch(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf::actor q,
            bool wait, std::uint64_t gen) {
-  std::uint64_t done;
-  {
-    std::lock_guard guard{ch->m};
-    if (ch->generation != gen)
-      return;  // a retired agent: its successor fetches, with the counts since the leave
-    done = std::exchange(ch->done, 0);
-  }
+  auto claimed = claim_done(*ch, gen);
+  if (!claimed)
+    return;
+  auto done = *claimed;
   auto max = static_cast<std::uint32_t>(max_batch);
   auto request = wait ? self->request(q, caf::infinite, q_get_atom::value, max, done)
                       : self->request(q, caf::infinite, q_getnow_atom::value, max, done);
@@ -162,13 +169,13 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
     // Asked by get_nowait(). The agent asks the queue itself (a delegate would keep the
     // caller as sender), so the item is held by this agent and acknowledged with the rest.
     [=](q_getnow_atom) {
-      std::uint64_t done;
-      {
-        std::lock_guard guard{ch->m};
-        done = std::exchange(ch->done, 0);
-      }
       auto rp = self->make_response_promise<std::vector<bytes>>();
-      self->request(q, caf::infinite, q_getnow_atom::value, std::uint32_t{1}, done)
+      auto done = claim_done(*ch, gen);
+      if (!done) {
+        rp.deliver(make_error(errc::empty, "this process left the queue meanwhile"));
+        return rp;
+      }
+      self->request(q, caf::infinite, q_getnow_atom::value, std::uint32_t{1}, *done)
         .then([=](std::vector<bytes>& items) mutable { rp.deliver(std::move(items)); },
               [=](caf::error& e) mutable { rp.deliver(std::move(e)); });
       return rp;
@@ -516,23 +523,23 @@ bool queue_core::poll(std::optional<millis> timeout) {
   return client().poll(timeout);
 }
 
+caf::message queue_core::ask(const caf::message& question) const {
+  return this_node().request_message(client().actor(), question, std::chrono::seconds{30});
+}
+
 std::size_t queue_core::qsize() const {
-  auto reply = this_node().request_message(client().actor(), caf::make_message(q_size_atom::value),
-                                           std::chrono::seconds{30});
+  auto reply = ask(caf::make_message(q_size_atom::value));
   return static_cast<std::size_t>(reply.get_as<std::uint64_t>(0));
 }
 
 queue_stats queue_core::stats() const {
-  auto reply = this_node().request_message(client().actor(), caf::make_message(q_stats_atom::value),
-                                           std::chrono::seconds{30});
+  auto reply = ask(caf::make_message(q_stats_atom::value));
   auto at = [&](std::size_t i) { return reply.get_as<std::uint64_t>(i); };
   return {static_cast<std::size_t>(at(0)), at(1), at(2), at(3)};
 }
 
 bool queue_core::closed() const {
-  auto reply = this_node().request_message(client().actor(), caf::make_message(q_size_atom::value),
-                                           std::chrono::seconds{30});
-  return reply.get_as<bool>(2);
+  return ask(caf::make_message(q_size_atom::value)).get_as<bool>(2);
 }
 
 void queue_core::close() {

@@ -347,14 +347,12 @@ bool wait_for_consumers(mproc::node& node, const caf::actor& tally, std::int32_t
   }
 }
 
-struct restart_counts {
-  std::map<std::string, std::int32_t> by_id;
-};
+using restart_counts = std::map<std::string, std::int32_t>;  // by child id
 
 restart_counts restarts_of(mproc::supervisor& sup) {
   restart_counts out;
   for (const auto& c : sup.tree(10s).children)
-    out.by_id[c.id] = c.restarts;
+    out[c.id] = c.restarts;
   return out;
 }
 
@@ -379,7 +377,7 @@ void print_reports(const tally_summary& s, const options& o, const producer_set&
     std::printf("  consumer %d: %lld items, %.4f s", id,
                 static_cast<long long>(s.by_consumer[static_cast<std::size_t>(id)]),
                 r != last.end() ? r->second.seconds : 0.0);
-    if (auto n = restarts.by_id.at("consumer-" + std::to_string(id)); n > 0)
+    if (auto n = restarts.at("consumer-" + std::to_string(id)); n > 0)
       std::printf(" (restarted %d times; the time is its last run's)", n);
     std::printf("\n");
   }
