@@ -38,10 +38,35 @@ using packer = msgpack::packer<msgpack::sbuffer>;
 // Defined by the runtime: resolves actor references while a message is encoded or decoded.
 class context;
 
+// A large payload that a frame sends from where it lies instead of copying it into its
+// buffer: it goes out after the buffer's first `at` bytes.
+struct borrowed_span {
+  std::size_t at;
+  const char* data;
+  std::size_t size;
+};
+
+// Below this a copy into the buffer is cheaper than an extra piece in the write.
+inline constexpr std::size_t borrow_min = std::size_t{64} << 10;
+
 // Carries the context and the first failure of one encode or decode pass.
 struct codec_state {
   context* ctx = nullptr;
   std::string error;
+  // Set by a frame that can send payloads from where they lie (see borrow).
+  std::vector<borrowed_span>* borrowed = nullptr;
+  const buffer* buf = nullptr;
+
+  // Encoding: records `size` bytes at `data` to go out at the buffer's current end rather
+  // than be copied into it, when a frame allows it and the payload is large. The caller
+  // packs the header either way and the body only when this is false; the frame keeps
+  // what `data` points into alive until it is written.
+  bool borrow(const char* data, std::size_t size) {
+    if (borrowed == nullptr || size < borrow_min)
+      return false;
+    borrowed->push_back({buf->size(), data, size});
+    return true;
+  }
 
   bool fail(std::string why) {
     if (error.empty())
@@ -139,7 +164,11 @@ struct codec<T, std::enable_if_t<std::is_floating_point_v<T>>> {
 template <>
 struct codec<std::string> {
   static std::string name() { return "str"; }
-  static void encode(packer& pk, const std::string& x, codec_state&) { pk.pack(x); }
+  static void encode(packer& pk, const std::string& x, codec_state& st) {
+    pk.pack_str(static_cast<std::uint32_t>(x.size()));
+    if (!st.borrow(x.data(), x.size()))
+      pk.pack_str_body(x.data(), static_cast<std::uint32_t>(x.size()));
+  }
   static bool decode(const msgpack::object& o, std::string& out, codec_state& st) {
     if (o.type != msgpack::type::STR)
       return type_mismatch(st, name(), o);
@@ -153,14 +182,15 @@ using mproc::bytes;
 template <>
 struct codec<bytes> {
   static std::string name() { return "bytes"; }
-  static void encode(packer& pk, const bytes& x, codec_state&) {
+  static void encode(packer& pk, const bytes& x, codec_state& st) {
     pk.pack_bin(static_cast<std::uint32_t>(x.size()));
-    pk.pack_bin_body(x.data(), static_cast<std::uint32_t>(x.size()));
+    if (!st.borrow(x.data(), x.size()))
+      pk.pack_bin_body(x.data(), static_cast<std::uint32_t>(x.size()));
   }
   static bool decode(const msgpack::object& o, bytes& out, codec_state& st) {
     if (o.type != msgpack::type::BIN)
       return type_mismatch(st, name(), o);
-    out.assign(o.via.bin.ptr, o.via.bin.ptr + o.via.bin.size);
+    assign_large(out, o.via.bin.ptr, o.via.bin.size);
     return true;
   }
 };

@@ -28,6 +28,18 @@ std::uint32_t end_frame(buffer& buf, std::size_t start) {
   return payload;
 }
 
+std::size_t frame_out::payload_size() const {
+  auto size = buf.size() - start - frame_header_size;
+  for (const auto& span : borrowed)
+    size += span.size;
+  return size;
+}
+
+void end_frame(frame_out& frame) {
+  put_frame_length(frame.buf.data() + frame.start,
+                   static_cast<std::uint32_t>(frame.payload_size()));
+}
+
 namespace {
 
 void head(packer& pk, kind k, std::uint32_t fields) {

@@ -5,10 +5,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "serialization/codec.hpp"
 #include "serialization/protocol.hpp"
@@ -41,11 +43,21 @@ std::uint32_t end_frame(buffer& buf, std::size_t start);
 
 // A frame being built: its buffer, first sized for a typical envelope (msgpack's default of
 // 8 KiB would be a heap allocation outside the thread cache for every message), with the
-// length prefix reserved. Pack the envelope into `buf`, then end_frame(buf, start).
+// length prefix reserved. Pack the envelope into `buf` (a message with state(), so large
+// payloads are borrowed rather than copied), then end_frame(frame).
 struct frame_out {
   buffer buf{256};
   std::size_t start = begin_frame(buf);
+  std::vector<borrowed_span> borrowed;  // in the order of their `at`
+  std::shared_ptr<const void> keep;     // owns what `borrowed` points into
+
+  codec_state state(context* ctx) { return {ctx, {}, &borrowed, &buf}; }
+  // The frame's payload size: what `buf` holds after the prefix and every borrowed span.
+  std::size_t payload_size() const;
 };
+
+// Patches the length prefix of a frame_out whose payload size fits the prefix.
+void end_frame(frame_out& frame);
 
 void pack_hello(buffer&, std::uint64_t node, std::int64_t pid, std::string_view name,
                 std::uint32_t max_frame);

@@ -1,5 +1,7 @@
 #include "serialization/frame.hpp"
 
+#include "serialization/bytes.hpp"
+
 namespace mproc::wire {
 
 void put_frame_length(char* out, std::uint32_t length) {
@@ -28,8 +30,13 @@ bool frame_decoder::accept_length(std::uint32_t length) {
 void frame_decoder::start_payload(std::uint32_t length) {
   partial_ = true;
   expected_ = length;
-  payload_.clear();
-  payload_.reserve(length);
+  fill_ = 0;
+  if (capacity_ >= length)
+    return;
+  payload_.reset();  // before allocating: never two large buffers at once
+  payload_ = std::make_unique_for_overwrite<char[]>(length);
+  capacity_ = length;
+  advise_huge_pages(payload_.get(), length);
 }
 
 } // namespace mproc::wire

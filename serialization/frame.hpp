@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,20 +39,52 @@ public:
   bool failed() const { return !error_.empty(); }
 
   // Bytes still missing from the frame being assembled (0 between frames).
-  std::size_t pending_payload() const { return partial_ ? expected_ - payload_.size() : 0; }
+  std::size_t pending_payload() const { return partial_ ? expected_ - fill_ : 0; }
+
+  // Where the missing bytes of the frame being assembled go (pending_payload() of them): a
+  // reader of a large frame receives straight into it, then calls commit. Saves a copy.
+  char* payload_room() { return payload_.get() + fill_; }
+  // `n` bytes were written at payload_room(); delivers the frame once it is complete.
+  template <class OnFrame>
+  void commit(std::size_t n, OnFrame&& on_frame);
+
+  // A buffer of up to this size is kept for the next frame; a larger one is given back once
+  // its frame is delivered, so one large message does not hold memory for the link's life.
+  static constexpr std::size_t keep_capacity = std::size_t{8} << 20;
 
 private:
   bool accept_length(std::uint32_t length);
   void start_payload(std::uint32_t length);
+  template <class OnFrame>
+  void deliver(OnFrame& on_frame);
 
   std::uint32_t max_payload_;
   char header_[frame_header_size];
   std::size_t header_fill_ = 0;
   bool partial_ = false;          // a payload is being assembled in payload_
   std::uint32_t expected_ = 0;    // its announced length
-  std::vector<char> payload_;
+  std::size_t fill_ = 0;          // bytes of it already in payload_
+  std::unique_ptr<char[]> payload_;  // not value-initialised: every byte is written first
+  std::size_t capacity_ = 0;
   std::string error_;
 };
+
+template <class OnFrame>
+void frame_decoder::deliver(OnFrame& on_frame) {
+  partial_ = false;
+  on_frame(std::string_view{payload_.get(), expected_});
+  if (capacity_ > keep_capacity) {
+    payload_.reset();
+    capacity_ = 0;
+  }
+}
+
+template <class OnFrame>
+void frame_decoder::commit(std::size_t n, OnFrame&& on_frame) {
+  fill_ += n;
+  if (fill_ == expected_)
+    deliver(on_frame);
+}
 
 template <class OnFrame>
 bool frame_decoder::feed(const char* data, std::size_t n, OnFrame&& on_frame) {
@@ -59,14 +92,14 @@ bool frame_decoder::feed(const char* data, std::size_t n, OnFrame&& on_frame) {
     return false;
   while (n > 0) {
     if (partial_) {
-      auto take = std::min<std::size_t>(n, expected_ - payload_.size());
-      payload_.insert(payload_.end(), data, data + take);
+      auto take = std::min<std::size_t>(n, expected_ - fill_);
+      std::copy(data, data + take, payload_.get() + fill_);
+      fill_ += take;
       data += take;
       n -= take;
-      if (payload_.size() < expected_)
+      if (fill_ < expected_)
         return true;
-      partial_ = false;
-      on_frame(std::string_view{payload_.data(), payload_.size()});
+      deliver(on_frame);
       continue;
     }
     if (header_fill_ == 0 && n >= frame_header_size) {

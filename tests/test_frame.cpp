@@ -117,3 +117,26 @@ TEST_CASE("after an error the decoder stays failed") {
   CHECK_FALSE(d.feed(good.data(), good.size(), [&](std::string_view) { called = true; }));
   CHECK_FALSE(called);
 }
+
+TEST_CASE("the rest of a frame received straight into payload_room arrives whole, then feeding goes on") {
+  frame_decoder d;
+  std::string payload(300'000, '\0');
+  for (std::size_t i = 0; i < payload.size(); ++i)
+    payload[i] = static_cast<char>(i * 7);
+  std::string stream = frame(payload) + frame("next");
+  std::vector<std::string> got;
+  auto collect = [&](std::string_view p) { got.emplace_back(p); };
+  REQUIRE(d.feed(stream.data(), 1000, collect));  // header and the first bytes
+  std::size_t at = 1000;
+  while (d.pending_payload() > 0) {
+    auto n = std::min<std::size_t>(d.pending_payload(), 65'536);  // as recv would: in parts
+    std::copy_n(stream.data() + at, n, d.payload_room());
+    d.commit(n, collect);
+    at += n;
+  }
+  REQUIRE(got.size() == 1);
+  CHECK(got[0] == payload);
+  REQUIRE(d.feed(stream.data() + at, stream.size() - at, collect));
+  REQUIRE(got.size() == 2);
+  CHECK(got[1] == "next");
+}

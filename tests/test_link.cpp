@@ -98,6 +98,37 @@ TEST_CASE("a frame larger than the socket buffer is sent in parts and arrives wh
   CHECK(p.got_b[1] == "after");
 }
 
+TEST_CASE("a frame with more borrowed payloads than one write takes arrives as if copied, and lets them go") {
+  using namespace mproc::wire;
+  std::vector<mproc::bytes> items;
+  for (int i = 0; i < 100; ++i)  // 100 borrowed payloads: 201 pieces, over 3 sendmsg calls
+    items.emplace_back(borrow_min + static_cast<std::size_t>(i), static_cast<char>('a' + i % 26));
+  buffer copied;
+  packer copier{copied};
+  codec_state plain;
+  codec<std::vector<mproc::bytes>>::encode(copier, items, plain);
+
+  auto owner = std::make_shared<std::vector<mproc::bytes>>(items);
+  std::weak_ptr<std::vector<mproc::bytes>> watch = owner;
+  frame_out out;
+  auto st = out.state(nullptr);
+  packer pk{out.buf};
+  codec<std::vector<mproc::bytes>>::encode(pk, *owner, st);
+  REQUIRE(out.borrowed.size() == 100);
+  CHECK(out.buf.size() < 2000);  // headers only
+  out.keep = std::move(owner);
+  end_frame(out);
+
+  pair_of_links p;
+  REQUIRE(p.a->write(std::move(out), mproc::detail::link::flow::data));
+  REQUIRE(p.a->write(frame_of("after")));
+  CHECK(p.a->flush(10s));
+  REQUIRE(p.wait_for_b(2));
+  CHECK(p.got_b[0] == std::string(copied.data(), copied.size()));
+  CHECK(p.got_b[1] == "after");
+  CHECK(watch.expired());
+}
+
 TEST_CASE("an oversized frame closes the receiving link with the reason") {
   pair_of_links p{1024};
   REQUIRE(p.a->write(frame_of(std::string(2048, 'z'))));

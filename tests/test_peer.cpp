@@ -340,6 +340,26 @@ TEST_CASE("a reply larger than the receiver's maximum frame comes back as an err
   CHECK(p.join(5s));
 }
 
+TEST_CASE("large payloads, sent from where they lie, cross both ways intact") {
+  test::scoped_node node;
+  auto p = node->spawn_process("echo", {});
+  mproc::bytes big(5u << 20);  // above the huge-page size on receipt, too
+  for (std::size_t i = 0; i < big.size(); ++i)
+    big[i] = static_cast<char>(i * 31 + i / 4096);
+  std::string text(300'000, 't');
+  text[299'999] = '!';
+  std::vector<mproc::bytes> many(3, mproc::bytes(100'000, 'm'));
+  auto reply = node->request_message(p.actor(), caf::make_message(big, text, many, std::int32_t{7}), 10s);
+  REQUIRE(reply.match_elements<mproc::bytes, std::string, std::vector<mproc::bytes>, std::int32_t>());
+  CHECK(reply.get_as<mproc::bytes>(0) == big);
+  CHECK(reply.get_as<std::string>(1) == text);
+  CHECK(reply.get_as<std::vector<mproc::bytes>>(2) == many);
+  CHECK(reply.get_as<std::int32_t>(3) == 7);
+  CHECK(round_trip(*node, p.actor(), std::int32_t{5}) == 5);
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
 TEST_CASE("a child that writes garbage is cut off; the node keeps working") {
   test::scoped_node node;
   ::setenv("MPROC_TEST_CHILD_WRITES_GARBAGE", "1", 1);

@@ -64,6 +64,20 @@ bool link::closed_by_peer() const {
 }
 
 bool link::write(wire::buffer&& frame, flow kind) {
+  auto size = frame.size();
+  return enqueue({std::move(frame), {}, {}, size}, kind);
+}
+
+bool link::write(wire::frame_out&& frame, flow kind) {
+  std::size_t total = frame.buf.size();
+  for (const auto& span : frame.borrowed)
+    total += span.size;
+  return enqueue({std::move(frame.buf), std::move(frame.borrowed), std::move(frame.keep), total},
+                 kind);
+}
+
+bool link::enqueue(pending&& frame, flow kind) {
+  released done;  // declared first: released after the lock (see `released`)
   std::unique_lock guard{out_mtx_};
   if (kind == flow::data && !loop_.in_loop()) {
     auto room = [&] { return out_bytes_ < max_queued_ || closed_ || broken_; };
@@ -75,7 +89,7 @@ bool link::write(wire::buffer&& frame, flow kind) {
   if (closed_ || broken_)
     return false;
   bool was_idle = out_.empty();
-  out_bytes_ += frame.size();
+  out_bytes_ += frame.size;
   out_.push_back(std::move(frame));
   if (!was_idle)
     return true;  // the loop is flushing; it takes this frame along
@@ -87,7 +101,7 @@ bool link::write(wire::buffer&& frame, flow kind) {
     loop_.modify(token_, fd_, read_events | EPOLLOUT);
     return true;
   }
-  if (!drain_locked())
+  if (!drain_locked(done))
     return false;
   last_direct_ = std::chrono::steady_clock::now();
   if (!out_.empty() && token_ != 0)
@@ -95,15 +109,13 @@ bool link::write(wire::buffer&& frame, flow kind) {
   return true;
 }
 
-bool link::drain_locked() {
+bool link::drain_locked(released& done) {
   while (!out_.empty()) {
     iovec iov[max_iov];
     std::size_t n = 0;
-    for (auto i = out_.begin(); i != out_.end() && n < max_iov; ++i, ++n) {
-      std::size_t skip = n == 0 ? out_offset_ : 0;
-      iov[n].iov_base = i->data() + skip;
-      iov[n].iov_len = i->size() - skip;
-    }
+    for (auto i = out_.begin(); i != out_.end() && n < max_iov; ++i)
+      if (!pieces(*i, i == out_.begin() ? out_offset_ : 0, iov, n, max_iov))
+        break;  // the rest of this frame goes in the next sendmsg, before the next frame
     msghdr msg{};
     msg.msg_iov = iov;
     msg.msg_iovlen = n;
@@ -116,6 +128,8 @@ bool link::drain_locked() {
       // EPIPE, ECONNRESET, ENOBUFS...: nothing more goes out. The loop closes the link, which
       // settles everything pending on it; the reader may well have seen the end first.
       broken_ = true;
+      for (auto& f : out_)
+        done.push_back(std::move(f.keep));
       out_.clear();
       out_bytes_ = 0;
       out_offset_ = 0;
@@ -128,21 +142,46 @@ bool link::drain_locked() {
     }
     auto left = static_cast<std::size_t>(sent);
     while (left > 0) {
-      auto rest = out_.front().size() - out_offset_;
+      auto rest = out_.front().size - out_offset_;
       if (left < rest) {
         out_offset_ += left;
         break;
       }
       left -= rest;
-      pop_front_locked();
+      pop_front_locked(done);
     }
   }
   drained_.notify_all();
   return true;
 }
 
-void link::pop_front_locked() {
-  out_bytes_ -= out_.front().size();
+bool link::pieces(const pending& frame, std::size_t skip, iovec* iov, std::size_t& n,
+                  std::size_t max) {
+  auto add = [&](const char* data, std::size_t size) {
+    if (skip >= size) {
+      skip -= size;
+      return true;
+    }
+    if (n == max)
+      return false;
+    iov[n].iov_base = const_cast<char*>(data + skip);
+    iov[n].iov_len = size - skip;
+    skip = 0;
+    ++n;
+    return true;
+  };
+  std::size_t at = 0;
+  for (const auto& span : frame.borrowed) {
+    if (!add(frame.buf.data() + at, span.at - at) || !add(span.data, span.size))
+      return false;
+    at = span.at;
+  }
+  return add(frame.buf.data() + at, frame.buf.size() - at);
+}
+
+void link::pop_front_locked(released& done) {
+  out_bytes_ -= out_.front().size;
+  done.push_back(std::move(out_.front().keep));
   out_.pop_front();
   out_offset_ = 0;
 }
@@ -155,10 +194,11 @@ void link::on_event(std::uint32_t events) {
 }
 
 void link::on_writable() {
+  released done;
   std::lock_guard guard{out_mtx_};
   if (closed_)
     return;
-  drain_locked();
+  drain_locked(done);
   if (out_.empty())
     loop_.modify(token_, fd_, read_events);
 }
@@ -168,8 +208,11 @@ void link::on_readable() {
 }
 
 bool link::read_some() {
-  auto* buf = loop_.read_buffer();
-  auto n = ::recv(fd_, buf, io_loop::read_buffer_size, MSG_DONTWAIT);
+  // The rest of a large frame goes straight into the decoder's buffer: one copy fewer.
+  auto direct = decoder_.pending_payload() >= io_loop::read_buffer_size;
+  auto* buf = direct ? decoder_.payload_room() : loop_.read_buffer();
+  auto size = direct ? decoder_.pending_payload() : io_loop::read_buffer_size;
+  auto n = ::recv(fd_, buf, size, MSG_DONTWAIT);
   if (n < 0 && would_block(errno))
     return false;
   if (n <= 0) {
@@ -182,10 +225,14 @@ bool link::read_some() {
     return false;
   }
   auto self = shared_from_this();  // a frame handler may drop the last other reference
-  decoder_.feed(buf, static_cast<std::size_t>(n), [&](std::string_view payload) {
+  auto deliver = [&](std::string_view payload) {
     if (!closed())
       on_frame_(payload);
-  });
+  };
+  if (direct)
+    decoder_.commit(static_cast<std::size_t>(n), deliver);
+  else
+    decoder_.feed(buf, static_cast<std::size_t>(n), deliver);
   if (decoder_.failed() && !closed()) {
     close("protocol error: " + decoder_.error());
     return false;
@@ -201,6 +248,7 @@ void link::drain_and_close(const std::string& reason) {
 }
 
 void link::close(const std::string& reason) {
+  std::deque<pending> dropped;  // released after the lock, as in drain_locked
   {
     std::lock_guard guard{out_mtx_};
     if (closed_)
@@ -209,7 +257,7 @@ void link::close(const std::string& reason) {
     if (token_ != 0)
       loop_.remove(token_, fd_);
     ::close(fd_);
-    out_.clear();
+    dropped.swap(out_);
     out_bytes_ = 0;
     drained_.notify_all();
   }

@@ -21,8 +21,12 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
+
+struct iovec;
 
 #include "runtime/internal/io_loop.hpp"
+#include "serialization/envelope.hpp"
 #include "serialization/codec.hpp"
 #include "serialization/frame.hpp"
 
@@ -63,6 +67,9 @@ public:
   // loop thread first waits for room (see above). False when the link is closed or broken:
   // the frame was not sent.
   bool write(wire::buffer&& frame, flow kind = flow::control);
+  // The same for a frame whose large payloads are borrowed (wire::frame_out, ended): they
+  // are written from where they lie, and `frame.keep` is held until they are.
+  bool write(wire::frame_out&& frame, flow kind);
 
   // Loop thread: closes the socket now; queued output is dropped.
   void close(const std::string& reason);
@@ -85,9 +92,12 @@ private:
   // Reads once; false when nothing more can be read now (would block, or closed).
   bool read_some();
   void on_writable();
+  // What a written frame kept alive (a message): released only after out_mtx_ is, since
+  // dropping the last reference to a message may drop actors, whose cleanup may write here.
+  using released = std::vector<std::shared_ptr<const void>>;
   // out_mtx_ held. Writes queued frames until the socket is full; false when broken.
-  bool drain_locked();
-  void pop_front_locked();
+  bool drain_locked(released& done);
+  void pop_front_locked(released& done);
 
   io_loop& loop_;
   int fd_;
@@ -98,7 +108,20 @@ private:
 
   mutable std::mutex out_mtx_;
   std::condition_variable drained_;  // also: room below max_queued_, closed, broken
-  std::deque<wire::buffer> out_;
+  // Queued output: a buffer, and the borrowed spans that go out between its bytes.
+  struct pending {
+    wire::buffer buf;
+    std::vector<wire::borrowed_span> borrowed;
+    std::shared_ptr<const void> keep;
+    std::size_t size = 0;  // buf plus every span
+  };
+  bool enqueue(pending&& frame, flow kind);
+  // Appends the pieces of `frame` from byte `skip` on to iov[n..max); false when they did
+  // not all fit.
+  static bool pieces(const pending& frame, std::size_t skip, iovec* iov, std::size_t& n,
+                     std::size_t max);
+
+  std::deque<pending> out_;
   std::size_t out_bytes_ = 0;  // unsent bytes in out_
   const std::size_t max_queued_;
   std::size_t out_offset_ = 0;  // bytes of out_.front() already written

@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <memory>
 #include <optional>
 
 #include <caf/actor_cast.hpp>
@@ -24,12 +25,23 @@ bool is_error_reply(const caf::message& msg) {
   return msg.size() == 1 && msg.match_element<caf::error>(0);
 }
 
+// Packs `msg` into `out`; its large payloads go out from where they lie, so the frame keeps
+// the message (shared, copy-on-write: nobody changes it meanwhile) until it is written.
+bool pack_message(wire::frame_out& out, const caf::message& msg, wire::codec_state& st) {
+  wire::packer pk{out.buf};
+  if (!encode_message(pk, msg, st))
+    return false;
+  if (!out.borrowed.empty())
+    out.keep = std::make_shared<const caf::message>(msg);
+  return true;
+}
+
 } // namespace
 
 // ---- outgoing --------------------------------------------------------------------------
 
 caf::error peer::send_frame(wire::frame_out&& frame, link::flow kind) {
-  auto size = wire::end_frame(frame.buf, frame.start);
+  auto size = frame.payload_size();
   std::uint32_t limit;
   {
     std::lock_guard guard{mtx_};
@@ -40,7 +52,8 @@ caf::error peer::send_frame(wire::frame_out&& frame, link::flow kind) {
                                                + " bytes exceeds the receiver's maximum frame of "
                                                + std::to_string(limit)
                                                + " bytes (node_options::max_frame)");
-  if (!link_->write(std::move(frame.buf), kind))
+  wire::end_frame(frame);
+  if (!link_->write(std::move(frame), kind))
     return make_error(errc::link_lost, "the connection to process " + std::to_string(who().pid)
                                          + " is closed");
   return {};
@@ -73,9 +86,8 @@ void peer::forward_send_or_relay(wire::actor_ref to, wire::actor_ref from, caf::
     wire::pack_request_head(out.buf, to, from, mid.request_id().integer_value());
   else
     wire::pack_send_head(out.buf, to, from);
-  wire::packer pk{out.buf};
-  wire::codec_state st{this, {}};
-  if (!encode_message(pk, msg, st)) {
+  auto st = out.state(this);
+  if (!pack_message(out, msg, st)) {
     log::warn("message to process ", who().pid, " dropped: ", st.error);
     return;
   }
@@ -91,9 +103,8 @@ void peer::forward_request(proxy& via, wire::actor_ref to, wire::actor_ref from,
   pending_request pending{caf::weak_actor_ptr{sender.get()}, mid, caf::strong_actor_ptr{via.ctrl()}};
   wire::frame_out out;
   wire::pack_request_head(out.buf, to, from, request);
-  wire::packer pk{out.buf};
-  wire::codec_state st{this, {}};
-  if (!encode_message(pk, msg, st)) {
+  auto st = out.state(this);
+  if (!pack_message(out, msg, st)) {
     answer_locally(pending, caf::make_message(make_error(errc::unknown_message_type, st.error)));
     return;
   }
@@ -129,12 +140,14 @@ void peer::forward_response(wire::actor_ref to, wire::actor_ref from, caf::messa
   bool ok = !is_error_reply(msg);
   wire::frame_out out;
   wire::pack_response_head(out.buf, to, from, request, ok);
-  wire::packer pk{out.buf};
-  wire::codec_state st{this, {}};
-  if (ok)
-    encode_message(pk, msg, st);
-  else
+  auto st = out.state(this);
+  if (ok) {
+    pack_message(out, msg, st);
+  } else {
+    st.borrowed = nullptr;  // an error is small, and nothing would keep its context alive
+    wire::packer pk{out.buf};
     encode_error(pk, msg.get_as<caf::error>(0), st);
+  }
   // The requester waits for an answer: if the real one cannot cross, it learns why.
   auto err = st.ok() ? send_frame(std::move(out), link::flow::data)
                      : make_error(errc::unknown_message_type, "the reply cannot be sent: " + st.error);
@@ -205,10 +218,9 @@ void peer::spawn(std::string_view actor, const caf::message& args, bool main,
     return;
   wire::frame_out out;
   wire::pack_spawn_head(out.buf, *request, actor, main);
-  wire::packer pk{out.buf};
-  wire::codec_state st{this, {}};
+  auto st = out.state(this);
   caf::error err;
-  if (!encode_message(pk, args, st))
+  if (!pack_message(out, args, st))
     err = make_error(errc::unknown_message_type, "spawn arguments: " + st.error);
   else
     err = send_frame(std::move(out));
