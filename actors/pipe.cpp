@@ -1,7 +1,13 @@
 #include "actors/pipe.hpp"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "actors/pipe_socket.hpp"
 #include "runtime/message_bytes.hpp"
-#include "runtime/message_types.hpp"
 #include "runtime/node.hpp"
 
 namespace mproc {
@@ -11,70 +17,75 @@ namespace {
 // `connection` crosses processes as a spawn argument or message element.
 [[maybe_unused]] const bool registered = detail::register_message_type<connection>();
 
-caf::error no_end(const char* what) {
-  return make_error(errc::bad_arguments, std::string{"this end of the pipe cannot "} + what);
+[[noreturn]] void no_end(const std::string& what) {
+  throw error(make_error(errc::bad_arguments, what), what);
 }
+
+// How an end may be used, on the wire.
+enum class mode : std::uint8_t { duplex = 0, read_only = 1, write_only = 2 };
 
 } // namespace
 
-connection::connection(detail::queue_core in, detail::queue_core out, std::uint8_t end)
-  : in_(std::move(in)), out_(std::move(out)), end_(end) {
-  if (in_.actor())
-    in_.own(end_);
-  if (out_.actor())
-    out_.own(end_);
+connection::connection(std::shared_ptr<detail::pipe_socket> socket, bool readable, bool writable)
+  : socket_(std::move(socket)), readable_(readable), writable_(writable) {}
+
+detail::pipe_socket& connection::reader(const char* what) const {
+  if (!socket_)
+    no_end(std::string{what} + ": not a pipe end");
+  if (!readable_)
+    no_end(std::string{what} + ": this end of the pipe is write-only");
+  return *socket_;
+}
+
+detail::pipe_socket& connection::writer(const char* what) const {
+  if (!socket_)
+    no_end(std::string{what} + ": not a pipe end");
+  if (!writable_)
+    no_end(std::string{what} + ": this end of the pipe is read-only");
+  return *socket_;
 }
 
 void connection::send_message(const caf::message& msg) {
-  send_bytes(to_bytes(msg));
+  auto data = to_bytes(msg);
+  writer("send").send(data.data(), data.size(), std::nullopt);
 }
 
-void connection::send_bytes(bytes data) {
-  if (!writable())
-    throw error(no_end("send"), "send: this end of the pipe is read-only");
-  out_.put(std::move(data), std::nullopt);
+void connection::send_message(const caf::message& msg, millis timeout) {
+  auto data = to_bytes(msg);
+  writer("send").send(data.data(), data.size(), timeout);
 }
 
-bytes connection::take(std::optional<millis> timeout) {
-  if (!readable())
-    throw error(no_end("receive"), "recv: this end of the pipe is write-only");
-  try {
-    return std::move(in_.get_many(1, timeout).front());
-  } catch (const error& e) {
-    // Both directions close together: EOF here means sending is over too.
-    if (e.code() == errc::closed && writable())
-      out_.mark_closed();
-    throw;
-  }
+void connection::send_bytes(const bytes& data) {
+  writer("send").send(data.data(), data.size(), std::nullopt);
+}
+
+void connection::send_bytes(const bytes& data, millis timeout) {
+  writer("send").send(data.data(), data.size(), timeout);
 }
 
 caf::message connection::recv() {
-  return from_bytes(take(std::nullopt));
+  return from_bytes(reader("recv").recv(std::nullopt));
 }
 
 caf::message connection::recv(millis timeout) {
-  return from_bytes(take(timeout));
+  return from_bytes(reader("recv").recv(timeout));
 }
 
 bytes connection::recv_bytes() {
-  return take(std::nullopt);
+  return reader("recv").recv(std::nullopt);
 }
 
 bytes connection::recv_bytes(millis timeout) {
-  return take(timeout);
+  return reader("recv").recv(timeout);
 }
 
 bool connection::poll(millis timeout) {
-  if (!readable())
-    throw error(no_end("receive"), "poll: this end of the pipe is write-only");
-  return in_.poll(timeout);
+  return reader("poll").poll(timeout);
 }
 
 void connection::close() {
-  if (out_.actor())
-    out_.close();
-  if (in_.actor())
-    in_.close();
+  if (socket_)
+    socket_->close();
 }
 
 void connection::throw_wrong_type(const caf::message& m) {
@@ -83,17 +94,17 @@ void connection::throw_wrong_type(const caf::message& m) {
                      + " elements) has another type than asked for");
 }
 
-std::pair<connection, connection> pipe(node& owner, bool duplex) {
-  detail::queue_core a_to_b{owner, {}};
-  if (!duplex) {  // Python's Pipe(False): (reader, writer)
-    detail::queue_core reader{a_to_b.actor(), 0};
-    return {connection{std::move(reader), {}, 0}, connection{{}, std::move(a_to_b), 1}};
+std::pair<connection, connection> pipe(node&, bool duplex) {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    auto what = std::string{"pipe: socketpair: "} + std::strerror(errno);
+    throw error(make_error(errc::spawn_failed, what), what);
   }
-  detail::queue_core b_to_a{owner, {}};
-  detail::queue_core b_in{a_to_b.actor(), 0};
-  detail::queue_core a_in{b_to_a.actor(), 0};
-  return {connection{std::move(a_in), std::move(a_to_b), 0},
-          connection{std::move(b_in), std::move(b_to_a), 1}};
+  auto a = std::make_shared<detail::pipe_socket>(fds[0]);
+  auto b = std::make_shared<detail::pipe_socket>(fds[1]);
+  if (!duplex)  // Python's Pipe(False): (reader, writer)
+    return {connection{std::move(a), true, false}, connection{std::move(b), false, true}};
+  return {connection{std::move(a), true, true}, connection{std::move(b), true, true}};
 }
 
 } // namespace mproc
@@ -101,29 +112,44 @@ std::pair<connection, connection> pipe(node& owner, bool duplex) {
 namespace mproc::wire {
 
 void codec<connection>::encode(packer& pk, const connection& c, codec_state& st) {
-  pk.pack_array(3);
-  for (const auto* q : {&c.in_, &c.out_}) {
-    if (q->actor())
-      mproc::detail::encode_queue_ref(pk, *q, st);
-    else
-      pk.pack_nil();
+  pk.pack_array(2);
+  if (!c.socket_ || st.descriptors == nullptr) {
+    st.fail(c.socket_ ? "a pipe end goes only to a process on this machine, as a spawn argument "
+                        "or in a message (not to another machine, not inside a queue item)"
+                      : "not a pipe end");
+    pk.pack_nil();
+    pk.pack_nil();
+    return;
   }
-  pk.pack(c.end_);
+  try {
+    auto index = static_cast<std::uint32_t>(st.descriptors->size());
+    st.descriptors->push_back(c.socket_->give_away());
+    pk.pack(index);
+  } catch (const mproc::error& e) {
+    st.fail(e.what());
+    pk.pack_nil();
+  }
+  auto m = c.readable_ && c.writable_ ? mode::duplex : c.readable_ ? mode::read_only : mode::write_only;
+  pk.pack(static_cast<std::uint8_t>(m));
 }
 
 bool codec<connection>::decode(const msgpack::object& o, connection& out, codec_state& st) {
-  if (o.type != msgpack::type::ARRAY || o.via.array.size != 3)
-    return type_mismatch(st, "connection [in, out, end]", o);
-  mproc::detail::queue_core queues[2];
-  for (int i = 0; i < 2; ++i) {
-    const auto& q = o.via.array.ptr[i];
-    if (q.type != msgpack::type::NIL && !mproc::detail::decode_queue_ref(q, queues[i], st))
-      return false;
-  }
-  std::uint8_t end = 0;
-  if (!codec<std::uint8_t>::decode(o.via.array.ptr[2], end, st))
+  if (o.type != msgpack::type::ARRAY || o.via.array.size != 2)
+    return type_mismatch(st, "connection [descriptor, mode]", o);
+  std::uint32_t index = 0;
+  std::uint8_t m = 0;
+  if (!codec<std::uint32_t>::decode(o.via.array.ptr[0], index, st)
+      || !codec<std::uint8_t>::decode(o.via.array.ptr[1], m, st))
     return false;
-  out = connection{std::move(queues[0]), std::move(queues[1]), end};
+  if (m > static_cast<std::uint8_t>(mode::write_only))
+    return st.fail("connection mode " + std::to_string(m) + " is not 0, 1 or 2");
+  auto* fds = st.descriptors;
+  if (fds == nullptr || index >= fds->size() || (*fds)[index] < 0)
+    return st.fail("connection: descriptor " + std::to_string(index)
+                   + " did not come with the frame");
+  auto socket = std::make_shared<mproc::detail::pipe_socket>(std::exchange((*fds)[index], -1));
+  auto md = static_cast<mode>(m);
+  out = connection{std::move(socket), md != mode::write_only, md != mode::read_only};
   return true;
 }
 

@@ -5,29 +5,39 @@
 //   parent_end.send(std::string{"job"}, std::int32_t{7});  // any sendable types
 //   auto reply = parent_end.recv();                        // a caf::message
 //
-// An end is held by one process at a time: the one that created it, until the end is sent
-// to another process (as a spawn argument or in a message), which then holds it. When the
-// holder of an end dies or the end is closed, the other end sees EOF: recv() returns what
-// was already sent, then throws mproc::error closed. send() is asynchronous, so it throws
-// closed once the end knows: right away after recv() saw EOF, otherwise from the send after
-// the pipe refused one (one round trip later). Each direction is a queue
-// (actors/queue.hpp) owned by the creating process: keep it running while the pipe is used.
+// The two ends are the two sockets of a socketpair, read and written by the holders' own
+// threads: a message crosses from one holder to the other in one write and one read, as in
+// Python. An end is held by one process at a time: the one that created it, until the end
+// is sent to another process on this machine (as a spawn argument or in a message; the
+// socket travels with it), which then holds it, and the end left here is closed (its
+// operations throw closed). An end can be sent once, and never to another machine or
+// inside a queue item (the message is refused, saying so). When the holder of an end dies
+// or closes it, the
+// other end sees EOF: recv() returns what was already sent, then throws mproc::error closed;
+// send() throws closed. send() waits while the other end's socket buffer is full (as
+// Python's does): pass a timeout to bound that wait.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <utility>
 
+#include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/make_message.hpp>
 #include <caf/message.hpp>
 
-#include "actors/queue.hpp"
+#include "runtime/message_types.hpp"
 #include "serialization/bytes.hpp"
 
 namespace mproc {
 
 class node;
+
+namespace detail {
+class pipe_socket;
+}
 
 class connection {
 public:
@@ -41,6 +51,9 @@ public:
     send_message(caf::make_message(std::forward<Ts>(xs)...));
   }
   void send_message(const caf::message& msg);
+  // The same, giving up with mproc::error timeout (nothing sent) when the other end's
+  // buffer has no room within `timeout`.
+  void send_message(const caf::message& msg, millis timeout);
   // Waits for the next message; throws mproc::error: closed at EOF, empty after `timeout`,
   // bad_message when the other end sent raw bytes.
   caf::message recv();
@@ -51,7 +64,8 @@ public:
     return single<T>(recv());
   }
 
-  void send_bytes(bytes data);
+  void send_bytes(const bytes& data);
+  void send_bytes(const bytes& data, millis timeout);
   bytes recv_bytes();
   bytes recv_bytes(millis timeout);
 
@@ -60,15 +74,16 @@ public:
   // Both directions end: the other end sees EOF.
   void close();
 
-  bool readable() const { return static_cast<bool>(in_.actor()); }
-  bool writable() const { return static_cast<bool>(out_.actor()); }
+  bool readable() const { return socket_ && readable_; }
+  bool writable() const { return socket_ && writable_; }
 
 private:
   friend std::pair<connection, connection> pipe(node&, bool);
   friend struct wire::codec<connection>;
 
-  connection(detail::queue_core in, detail::queue_core out, std::uint8_t end);
-  bytes take(std::optional<millis> timeout);
+  connection(std::shared_ptr<detail::pipe_socket> socket, bool readable, bool writable);
+  detail::pipe_socket& reader(const char* what) const;
+  detail::pipe_socket& writer(const char* what) const;
   [[noreturn]] static void throw_wrong_type(const caf::message& m);
 
   template <class T>
@@ -78,9 +93,10 @@ private:
     return m.get_as<T>(0);
   }
 
-  detail::queue_core in_;   // invalid on a write-only end
-  detail::queue_core out_;  // invalid on a read-only end
-  std::uint8_t end_ = 0;
+  // Shared by the copies of an end in this process (copies are handles, as queues are).
+  std::shared_ptr<detail::pipe_socket> socket_;
+  bool readable_ = false;
+  bool writable_ = false;
 };
 
 // Two connected ends. duplex = false gives (read-only end, write-only end), as Python's
@@ -89,8 +105,9 @@ std::pair<connection, connection> pipe(node& owner, bool duplex = true);
 
 } // namespace mproc
 
-// An end on the wire: [in queue or nil, out queue or nil, end]. Decoding it makes the
-// receiving process the end's holder.
+// An end on the wire: [descriptor index, mode] (docs/protocol.md, "Descriptors"); the
+// socket itself travels beside the frame. Encoding gives the end away (see above) and fails
+// where no descriptor can go along: to another machine, or inside a queue item.
 template <>
 struct mproc::wire::codec<mproc::connection> {
   static std::string name() { return "connection"; }

@@ -56,6 +56,10 @@ struct codec_state {
   // Set by a frame that can send payloads from where they lie (see borrow).
   std::vector<borrowed_span>* borrowed = nullptr;
   const buffer* buf = nullptr;
+  // File descriptors that travel with the frame (SCM_RIGHTS, local links only; null
+  // elsewhere). Encoding appends descriptors the frame then owns; decoding finds the
+  // frame's descriptors here and takes one by setting it to -1.
+  std::vector<int>* descriptors = nullptr;
 
   // Encoding: records `size` bytes at `data` to go out at the buffer's current end rather
   // than be copied into it, when a frame allows it and the payload is large. The caller

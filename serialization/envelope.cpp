@@ -1,5 +1,7 @@
 #include "serialization/envelope.hpp"
 
+#include <unistd.h>
+
 #include "serialization/frame.hpp"
 #include "serialization/unpack.hpp"
 
@@ -8,7 +10,8 @@ namespace mproc::wire {
 const char* kind_name(kind k) {
   static const char* names[kind_count] = {"hello",    "spawn",    "spawned", "send",
                                           "request",  "response", "monitor", "down",
-                                          "heartbeat", "shutdown", "lookup",  "found"};
+                                          "heartbeat", "shutdown", "lookup",  "found",
+                                          "fds"};
   auto i = static_cast<std::uint8_t>(k);
   return i < kind_count ? names[i] : "unknown";
 }
@@ -38,6 +41,24 @@ std::size_t frame_out::payload_size() const {
 void end_frame(frame_out& frame) {
   put_frame_length(frame.buf.data() + frame.start,
                    static_cast<std::uint32_t>(frame.payload_size()));
+}
+
+frame_out::~frame_out() {
+  for (int fd : fds)
+    ::close(fd);
+}
+
+void prepend_fds_frame(frame_out& frame) {
+  buffer both{frame.buf.size() + 16};
+  auto start = begin_frame(both);
+  pack_fds(both, static_cast<std::uint32_t>(frame.fds.size()));
+  end_frame(both, start);
+  auto shift = both.size();
+  both.write(frame.buf.data(), frame.buf.size());
+  frame.buf = std::move(both);
+  frame.start += shift;
+  for (auto& span : frame.borrowed)
+    span.at += shift;
 }
 
 namespace {
@@ -131,6 +152,12 @@ void pack_down_head(buffer& buf, actor_ref actor) {
   packer pk{buf};
   head(pk, kind::down, 4);
   pack_ref(pk, actor);
+}
+
+void pack_fds(buffer& buf, std::uint32_t count) {
+  packer pk{buf};
+  head(pk, kind::fds, 2);
+  pk.pack(count);
 }
 
 void pack_heartbeat(buffer& buf) {
@@ -347,12 +374,22 @@ bool decode_shutdown(fields& f, envelope& out) {
   return true;
 }
 
+bool decode_fds(fields& f, envelope& out) {
+  fds_env e;
+  if (!f.count(2) || !f.get(1, "count", e.count))
+    return false;
+  if (e.count == 0 || e.count > max_fds_per_frame)
+    return f.fail("count", "must be 1 to " + std::to_string(max_fds_per_frame));
+  out = e;
+  return true;
+}
+
 using decode_fn = bool (*)(fields&, envelope&);
 
 constexpr decode_fn decoders[kind_count] = {
   decode_hello,    decode_spawn,   decode_spawned, decode_send,      decode_request,
   decode_response, decode_monitor, decode_down,    decode_heartbeat, decode_shutdown,
-  decode_lookup,   decode_found,
+  decode_lookup,   decode_found,   decode_fds,
 };
 
 // Strings and binaries stay in the payload instead of being copied into the zone.

@@ -50,14 +50,26 @@ struct frame_out {
   std::size_t start = begin_frame(buf);
   std::vector<borrowed_span> borrowed;  // in the order of their `at`
   std::shared_ptr<const void> keep;     // owns what `borrowed` points into
+  std::vector<int> fds;                 // descriptors it carries, owned (closed if unsent)
 
-  codec_state state(context* ctx) { return {ctx, {}, &borrowed, &buf}; }
+  frame_out() = default;
+  frame_out(frame_out&&) = default;
+  frame_out& operator=(frame_out&&) = delete;
+  ~frame_out();
+
+  // With `descriptors`: values may add descriptors to the frame (a local link only).
+  codec_state state(context* ctx, bool descriptors = false) {
+    return {ctx, {}, &borrowed, &buf, descriptors ? &fds : nullptr};
+  }
   // The frame's payload size: what `buf` holds after the prefix and every borrowed span.
   std::size_t payload_size() const;
 };
 
 // Patches the length prefix of a frame_out whose payload size fits the prefix.
 void end_frame(frame_out& frame);
+// Puts an fds frame (its count: frame.fds.size()) before the ended frame in its buffer, so
+// both go out in one write that carries the descriptors.
+void prepend_fds_frame(frame_out& frame);
 
 void pack_hello(buffer&, std::uint64_t node, std::int64_t pid, std::string_view name,
                 std::uint32_t max_frame);
@@ -75,6 +87,7 @@ void pack_monitor(buffer&, actor_ref actor);
 // The caller packs the reason (an error or nil) next.
 void pack_down_head(buffer&, actor_ref actor);
 void pack_heartbeat(buffer&);
+void pack_fds(buffer&, std::uint32_t count);
 void pack_shutdown(buffer&, std::string_view reason);
 void pack_lookup(buffer&, std::uint64_t request, std::string_view name);
 void pack_found(buffer&, std::uint64_t request, actor_ref actor);
@@ -131,6 +144,9 @@ struct down_env {
   std::optional<error_view> reason;  // nullopt: a normal exit
 };
 struct heartbeat_env {};
+struct fds_env {
+  std::uint32_t count;
+};
 struct shutdown_env {
   std::string reason;
 };
@@ -147,7 +163,7 @@ struct found_env {
 
 using envelope = std::variant<hello_env, spawn_env, spawned_env, send_env, request_env,
                               response_env, monitor_env, down_env, heartbeat_env, shutdown_env,
-                              lookup_env, found_env>;
+                              lookup_env, found_env, fds_env>;
 
 struct decoded_envelope {
   msgpack::object_handle handle;

@@ -22,9 +22,13 @@ enum class kind : std::uint8_t {
   shutdown = 9,   // [9, reason]                                       peer is closing the link
   lookup = 10,    // [10, request, name]                               resolve a registered name
   found = 11,     // [11, request, ok, ref | error]                    answer to lookup
+  fds = 12,       // [12, count]        local links: the next frame carries count descriptors
 };
 
-inline constexpr std::uint8_t kind_count = 12;
+inline constexpr std::uint8_t kind_count = 13;
+
+// Most descriptors one frame carries (SCM_RIGHTS with the fds frame's first byte).
+inline constexpr std::uint32_t max_fds_per_frame = 16;
 
 // Every node accepts frames of this size; until a peer's hello tells its own maximum, a
 // sender keeps its frames within it.

@@ -2,10 +2,14 @@
 // closes or its process dies.
 #include "actors/pipe.hpp"
 
+#include <filesystem>
+
 #include <caf/blocking_actor.hpp>
+#include <caf/event_based_actor.hpp>
 
 #include <catch2/catch.hpp>
 
+#include "actors/queue.hpp"
 #include "runtime/actor_registry.hpp"
 #include "runtime/node.hpp"
 #include "support.hpp"
@@ -39,11 +43,42 @@ void holder(caf::blocking_actor* self, mproc::connection c) {
   self->receive([](caf::get_atom) {});
 }
 
+// Two children joined by a pipe the root made: one asks, the other answers; the asker's exit
+// code says whether the answer came.
+void asker(caf::blocking_actor*, mproc::connection c) {
+  c.send(std::string{"ping"});
+  if (c.recv_as<std::string>(/*on EOF: throws, exit 1*/) != "pong")
+    throw std::runtime_error("wrong answer");
+}
+void answerer(caf::blocking_actor*, mproc::connection c) {
+  if (c.recv_as<std::string>() == "ping")
+    c.send(std::string{"pong"});
+}
+
+// An actor that is handed a pipe end in a message and echoes one message through it.
+caf::behavior end_taker(caf::event_based_actor*) {
+  return {[](mproc::connection c) {
+    c.send_message(c.recv(5s));
+    return std::int32_t{1};
+  }};
+}
+
+// Descriptors open in this process.
+std::size_t open_fds() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator{"/proc/self/fd"})
+    ++n;
+  return n;
+}
+
 } // namespace
 
 MPROC_ACTOR(echo_end);
 MPROC_ACTOR(two_then_close);
 MPROC_ACTOR(holder);
+MPROC_ACTOR(asker);
+MPROC_ACTOR(answerer);
+MPROC_ACTOR(end_taker);
 
 TEST_CASE("a duplex pipe carries messages and bytes both ways in order") {
   test::scoped_node node;
@@ -97,10 +132,12 @@ TEST_CASE("a child echoes through its end of the pipe") {
   test::scoped_node node;
   auto [here, there] = mproc::pipe(*node);
   auto p = node->spawn_process("echo_end", {}, there);
-  for (std::int32_t i = 0; i < 1000; ++i)
+  // Far more than the sockets hold both ways: send() leaves what they do not take to the
+  // background writer instead of waiting for a reader that is itself waiting to write.
+  for (std::int32_t i = 0; i < 20000; ++i)
     here.send(i);
-  for (std::int32_t i = 0; i < 1000; ++i)
-    CHECK(here.recv_as<std::int32_t>() == i);
+  for (std::int32_t i = 0; i < 20000; ++i)
+    REQUIRE(here.recv_as<std::int32_t>() == i);
   here.close();
   CHECK(p.join(5s));
   CHECK(p.exitcode() == 0);
@@ -125,4 +162,71 @@ TEST_CASE("the other end sees EOF when the process holding an end dies") {
   p.kill();
   REQUIRE(p.join(5s));
   CHECK(code_of([&] { here.recv(5s); }) == errc::closed);
+}
+
+TEST_CASE("two children holding the ends of a pipe talk to each other directly") {
+  test::scoped_node node;
+  auto [a, b] = mproc::pipe(*node);
+  auto p = node->spawn_process("asker", {}, a);
+  auto q = node->spawn_process("answerer", {}, b);
+  REQUIRE(p.join(10s));
+  REQUIRE(q.join(10s));
+  CHECK(p.exitcode() == 0);
+  CHECK(q.exitcode() == 0);
+}
+
+TEST_CASE("an end sent in a message to a child's actor works there, and is closed here") {
+  test::scoped_node node;
+  auto [here, there] = mproc::pipe(*node);
+  auto p = node->spawn_process("end_taker", {});
+  here.send(std::string{"through"});
+  CHECK(node->request<std::int32_t>(p.actor(), 10s, there) == 1);
+  CHECK(here.recv_as<std::string>() == "through");
+  CHECK(code_of([&] { there.send(std::int32_t{1}); }) == errc::closed);
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("an end can be sent once; a second send is refused with a clear error") {
+  test::scoped_node node;
+  auto [here, there] = mproc::pipe(*node);
+  auto p = node->spawn_process("echo_end", {}, there);
+  try {
+    node->spawn_process("echo_end", {}, there);
+    FAIL("spawned with an end given away");
+  } catch (const mproc::error& e) {
+    CHECK_THAT(e.what(), Catch::Contains("sent to another process"));
+  }
+  here.send(std::int32_t{3});
+  CHECK(here.recv_as<std::int32_t>() == 3);
+  here.close();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("an end cannot go inside a queue item: the put is refused, the end still works") {
+  test::scoped_node node;
+  auto [here, there] = mproc::pipe(*node);
+  mproc::queue<mproc::connection> q{*node};
+  try {
+    q.put(there);
+    FAIL("a queue took a pipe end");
+  } catch (const mproc::error& e) {
+    CHECK_THAT(e.what(), Catch::Contains("not inside a queue item"));
+  }
+  there.send(std::int32_t{4});
+  CHECK(here.recv_as<std::int32_t>() == 4);
+}
+
+TEST_CASE("pipes and the ends sent to children leave no descriptor behind") {
+  test::scoped_node node;
+  auto before = open_fds();
+  for (int i = 0; i < 5; ++i) {
+    auto [here, there] = mproc::pipe(*node);
+    auto p = node->spawn_process("echo_end", {}, there);
+    here.send(std::int32_t{i});
+    CHECK(here.recv_as<std::int32_t>() == i);
+    here.close();
+    CHECK(p.join(5s));
+  }
+  CHECK(open_fds() == before);
 }

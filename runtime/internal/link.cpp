@@ -19,6 +19,12 @@ bool would_block(int err) {
   return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
 }
 
+void close_fds(std::vector<int>& fds) {
+  for (int fd : fds)
+    ::close(fd);
+  fds.clear();
+}
+
 thread_local std::optional<std::chrono::steady_clock::time_point> this_thread_deadline;
 
 } // namespace
@@ -39,6 +45,10 @@ link::~link() {
   std::lock_guard guard{out_mtx_};
   if (!closed_)
     ::close(fd_);
+  for (auto& f : out_)
+    close_fds(f.fds);
+  for (int fd : fds_in_)
+    ::close(fd);
 }
 
 void link::open(frame_handler on_frame, close_handler on_close) {
@@ -72,7 +82,8 @@ bool link::write(wire::frame_out&& frame, flow kind) {
   std::size_t total = frame.buf.size();
   for (const auto& span : frame.borrowed)
     total += span.size;
-  return enqueue({std::move(frame.buf), std::move(frame.borrowed), std::move(frame.keep), total},
+  return enqueue({std::move(frame.buf), std::move(frame.borrowed), std::move(frame.keep), total,
+                  std::exchange(frame.fds, {})},
                  kind);
 }
 
@@ -113,13 +124,30 @@ bool link::drain_locked(released& done) {
   while (!out_.empty()) {
     iovec iov[max_iov];
     std::size_t n = 0;
-    for (auto i = out_.begin(); i != out_.end() && n < max_iov; ++i)
+    for (auto i = out_.begin(); i != out_.end() && n < max_iov; ++i) {
+      // Descriptors go with a write's first byte: a frame carrying some starts a write.
+      if (i != out_.begin() && !i->fds.empty())
+        break;
       if (!pieces(*i, i == out_.begin() ? out_offset_ : 0, iov, n, max_iov))
         break;  // the rest of this frame goes in the next sendmsg, before the next frame
+    }
     msghdr msg{};
     msg.msg_iov = iov;
     msg.msg_iovlen = n;
+    auto& fds = out_.front().fds;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * wire::max_fds_per_frame)];
+    if (!fds.empty()) {
+      msg.msg_control = control;
+      msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+      auto* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+      std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+    }
     auto sent = ::sendmsg(fd_, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent > 0)
+      close_fds(fds);  // in flight now: the receiver gets its own copies
     if (sent < 0) {
       if (would_block(errno)) {
         drained_.notify_all();  // what did go out made room
@@ -128,8 +156,10 @@ bool link::drain_locked(released& done) {
       // EPIPE, ECONNRESET, ENOBUFS...: nothing more goes out. The loop closes the link, which
       // settles everything pending on it; the reader may well have seen the end first.
       broken_ = true;
-      for (auto& f : out_)
+      for (auto& f : out_) {
         done.push_back(std::move(f.keep));
+        close_fds(f.fds);
+      }
       out_.clear();
       out_bytes_ = 0;
       out_offset_ = 0;
@@ -212,7 +242,7 @@ bool link::read_some() {
   auto direct = decoder_.pending_payload() >= io_loop::read_buffer_size;
   auto* buf = direct ? decoder_.payload_room() : loop_.read_buffer();
   auto size = direct ? decoder_.pending_payload() : io_loop::read_buffer_size;
-  auto n = ::recv(fd_, buf, size, MSG_DONTWAIT);
+  auto n = receive(buf, size);
   if (n < 0 && would_block(errno))
     return false;
   if (n <= 0) {
@@ -240,6 +270,43 @@ bool link::read_some() {
   return !closed();
 }
 
+long link::receive(char* buf, std::size_t size) {
+  iovec iov{buf, size};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * wire::max_fds_per_frame)];
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  auto n = ::recvmsg(fd_, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  if (n < 0)
+    return n;
+  for (auto* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+      continue;
+    auto count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      fds_in_.push_back(fd);
+    }
+  }
+  if ((msg.msg_flags & MSG_CTRUNC) != 0) {
+    // More descriptors than a frame may carry: the peer broke the protocol.
+    errno = EPROTO;
+    return -1;
+  }
+  return n;
+}
+
+std::optional<std::vector<int>> link::take_fds(std::size_t n) {
+  if (fds_in_.size() < n)
+    return std::nullopt;
+  std::vector<int> out(fds_in_.begin(), fds_in_.begin() + static_cast<std::ptrdiff_t>(n));
+  fds_in_.erase(fds_in_.begin(), fds_in_.begin() + static_cast<std::ptrdiff_t>(n));
+  return out;
+}
+
 void link::drain_and_close(const std::string& reason) {
   while (!closed() && read_some()) {
   }
@@ -258,6 +325,8 @@ void link::close(const std::string& reason) {
       loop_.remove(token_, fd_);
     ::close(fd_);
     dropped.swap(out_);
+    for (auto& f : dropped)
+      close_fds(f.fds);
     out_bytes_ = 0;
     drained_.notify_all();
   }

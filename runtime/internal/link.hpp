@@ -68,8 +68,13 @@ public:
   // the frame was not sent.
   bool write(wire::buffer&& frame, flow kind = flow::control);
   // The same for a frame whose large payloads are borrowed (wire::frame_out, ended): they
-  // are written from where they lie, and `frame.keep` is held until they are.
+  // are written from where they lie, and `frame.keep` is held until they are. Its
+  // descriptors (`frame.fds`, a local link only) go with the write's first byte.
   bool write(wire::frame_out&& frame, flow kind);
+
+  // Loop thread: takes `n` of the descriptors received so far, oldest first (the caller
+  // owns them); nothing when fewer than `n` arrived.
+  std::optional<std::vector<int>> take_fds(std::size_t n);
 
   // Loop thread: closes the socket now; queued output is dropped.
   void close(const std::string& reason);
@@ -91,6 +96,8 @@ private:
   void on_readable();
   // Reads once; false when nothing more can be read now (would block, or closed).
   bool read_some();
+  // recvmsg into [buf, buf + size), keeping the descriptors that came along.
+  long receive(char* buf, std::size_t size);
   void on_writable();
   // What a written frame kept alive (a message): released only after out_mtx_ is, since
   // dropping the last reference to a message may drop actors, whose cleanup may write here.
@@ -114,6 +121,7 @@ private:
     std::vector<wire::borrowed_span> borrowed;
     std::shared_ptr<const void> keep;
     std::size_t size = 0;  // buf plus every span
+    std::vector<int> fds;  // owned until they are sent with the frame's first byte
   };
   bool enqueue(pending&& frame, flow kind);
   // Appends the pieces of `frame` from byte `skip` on to iov[n..max); false when they did
@@ -128,6 +136,7 @@ private:
   // When the last frame sent straight from a caller's thread went out; a frame following
   // within burst_gap is left to the loop thread, which batches.
   std::chrono::steady_clock::time_point last_direct_{};
+  std::deque<int> fds_in_;  // received descriptors not yet taken (loop thread)
   static constexpr std::chrono::microseconds burst_gap{5};
   bool closed_ = false;
   bool broken_ = false;  // a write failed; a close is posted to the loop

@@ -25,7 +25,11 @@ peer::peer(node_impl& node, std::shared_ptr<detail::link> link, role r, std::int
   send_frame(std::move(out));
 }
 
-peer::~peer() = default;
+peer::~peer() {
+  for (int fd : frame_fds_)  // after an fds frame whose frame never came
+    if (fd >= 0)
+      ::close(fd);
+}
 
 void peer::open(closed_callback on_closed) {
   on_closed_ = std::move(on_closed);

@@ -109,6 +109,12 @@ private:
   void on_shutdown(wire::shutdown_env& e);
   void on_lookup(wire::lookup_env& e);
   void on_found(wire::found_env& e);
+  // Takes the descriptors that came along for the next frame.
+  void on_fds(wire::fds_env& e);
+  // A state for decoding the current frame: values find its descriptors there.
+  wire::codec_state decoding();
+  // A socketpair to a parent or child passes descriptors; TCP does not.
+  bool carries_fds() const { return role_ != role::remote; }
   // Shared by spawn and lookup: registers `done` under a new request id.
   std::optional<std::uint64_t> expect_answer(spawn_callback done);
   spawn_callback take_answer(std::uint64_t request);
@@ -140,6 +146,7 @@ private:
   closed_callback on_closed_;
   std::function<void()> introduced_;  // loop thread only
   std::chrono::steady_clock::time_point last_heard_ = std::chrono::steady_clock::now();  // loop
+  std::vector<int> frame_fds_;  // loop thread: descriptors for the frame being handled
 
   mutable std::mutex mtx_;  // everything below
   identity who_;

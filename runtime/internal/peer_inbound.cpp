@@ -42,6 +42,10 @@ void peer::on_frame(std::string_view payload) {
     close("protocol error: the first frame must be hello");
     return;
   }
+  if (auto* fds = std::get_if<wire::fds_env>(&d.env)) {
+    on_fds(*fds);
+    return;
+  }
   std::visit(overloaded{[this](wire::hello_env& e) { on_hello(e); },
                         [this](wire::spawn_env& e) { on_spawn(e); },
                         [this](wire::spawned_env& e) { on_spawned(e); },
@@ -53,8 +57,36 @@ void peer::on_frame(std::string_view payload) {
                         [](wire::heartbeat_env&) {},
                         [this](wire::shutdown_env& e) { on_shutdown(e); },
                         [this](wire::lookup_env& e) { on_lookup(e); },
-                        [this](wire::found_env& e) { on_found(e); }},
+                        [this](wire::found_env& e) { on_found(e); },
+                        [](wire::fds_env&) {}},
              d.env);
+  // Descriptors the frame brought and no value took (a message that was dropped).
+  for (int fd : std::exchange(frame_fds_, {}))
+    if (fd >= 0)
+      ::close(fd);
+}
+
+void peer::on_fds(wire::fds_env& e) {
+  if (!carries_fds()) {
+    close("protocol error: descriptors cannot cross this link");
+    return;
+  }
+  if (!frame_fds_.empty()) {
+    close("protocol error: two fds frames in a row");
+    return;
+  }
+  auto fds = link_->take_fds(e.count);
+  if (!fds) {
+    close("protocol error: the descriptors an fds frame announced did not come with it");
+    return;
+  }
+  frame_fds_ = std::move(*fds);
+}
+
+wire::codec_state peer::decoding() {
+  wire::codec_state st{this, {}};
+  st.descriptors = &frame_fds_;
+  return st;
 }
 
 void peer::on_hello(wire::hello_env& e) {
@@ -90,7 +122,7 @@ void peer::when_introduced(std::function<void()> fn) {
 
 bool peer::decode_or_answer(const msgpack::object& body, caf::message& out, wire::actor_ref from,
                             wire::actor_ref to, std::uint64_t request) {
-  wire::codec_state st{this, {}};
+  auto st = decoding();
   auto status = decode_message(body, out, st);
   if (status == decode_status::ok)
     return true;
@@ -105,7 +137,7 @@ bool peer::decode_or_answer(const msgpack::object& body, caf::message& out, wire
 
 void peer::on_spawn(wire::spawn_env& e) {
   caf::message args;
-  wire::codec_state st{this, {}};
+  auto st = decoding();
   caf::expected<caf::actor> result{caf::actor{}};
   if (decode_message(e.args, args, st) != decode_status::ok)
     result = make_error(errc::bad_arguments, "spawn '" + e.actor + "': " + st.error);
@@ -206,7 +238,7 @@ void peer::on_response(wire::response_env& e) {
     pending = std::move(i->second);
     requests_.erase(i);
   }
-  wire::codec_state st{this, {}};
+  auto st = decoding();
   caf::message reply;
   if (!e.ok) {
     reply = caf::make_message(decode_error(e.error, st));

@@ -33,6 +33,9 @@ bool pack_message(wire::frame_out& out, const caf::message& msg, wire::codec_sta
     return false;
   if (!out.borrowed.empty())
     out.keep = std::make_shared<const caf::message>(msg);
+  if (out.fds.size() > wire::max_fds_per_frame)
+    return st.fail("a message carries at most " + std::to_string(wire::max_fds_per_frame)
+                   + " pipe ends");
   return true;
 }
 
@@ -53,6 +56,8 @@ caf::error peer::send_frame(wire::frame_out&& frame, link::flow kind) {
                                                + std::to_string(limit)
                                                + " bytes (node_options::max_frame)");
   wire::end_frame(frame);
+  if (!frame.fds.empty())
+    wire::prepend_fds_frame(frame);
   if (!link_->write(std::move(frame), kind))
     return make_error(errc::link_lost, "the connection to process " + std::to_string(who().pid)
                                          + " is closed");
@@ -86,7 +91,7 @@ void peer::forward_send_or_relay(wire::actor_ref to, wire::actor_ref from, caf::
     wire::pack_request_head(out.buf, to, from, mid.request_id().integer_value());
   else
     wire::pack_send_head(out.buf, to, from);
-  auto st = out.state(this);
+  auto st = out.state(this, carries_fds());
   if (!pack_message(out, msg, st)) {
     log::warn("message to process ", who().pid, " dropped: ", st.error);
     return;
@@ -103,7 +108,7 @@ void peer::forward_request(proxy& via, wire::actor_ref to, wire::actor_ref from,
   pending_request pending{caf::weak_actor_ptr{sender.get()}, mid, caf::strong_actor_ptr{via.ctrl()}};
   wire::frame_out out;
   wire::pack_request_head(out.buf, to, from, request);
-  auto st = out.state(this);
+  auto st = out.state(this, carries_fds());
   if (!pack_message(out, msg, st)) {
     answer_locally(pending, caf::make_message(make_error(errc::unknown_message_type, st.error)));
     return;
@@ -140,7 +145,7 @@ void peer::forward_response(wire::actor_ref to, wire::actor_ref from, caf::messa
   bool ok = !is_error_reply(msg);
   wire::frame_out out;
   wire::pack_response_head(out.buf, to, from, request, ok);
-  auto st = out.state(this);
+  auto st = out.state(this, carries_fds());
   if (ok) {
     pack_message(out, msg, st);
   } else {
@@ -218,7 +223,7 @@ void peer::spawn(std::string_view actor, const caf::message& args, bool main,
     return;
   wire::frame_out out;
   wire::pack_spawn_head(out.buf, *request, actor, main);
-  auto st = out.state(this);
+  auto st = out.state(this, carries_fds());
   caf::error err;
   if (!pack_message(out, args, st))
     err = make_error(errc::unknown_message_type, "spawn arguments: " + st.error);
