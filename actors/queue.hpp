@@ -85,16 +85,10 @@ public:
   queue_stats stats() const;
   bool closed() const;
   void close();
-  // This process learned the queue is closed (say, through a pipe's other direction): its
-  // later puts fail at once instead of when the queue refuses them.
-  void mark_closed();
   // Sends what put() buffered; true when the queue has taken all of it.
   bool flush(std::optional<millis> timeout);
   void task_done(std::uint64_t n);
   bool join(std::optional<millis> timeout);
-  // Pipe mode: this process now holds end `end` (0 or 1) of the pipe the queue belongs to;
-  // when the latest holder of an end ends, the queue closes.
-  void own(std::uint8_t end);
   // This process is done with the queue: flushes puts, returns prefetched items.
   void leave();
 

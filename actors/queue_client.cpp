@@ -180,7 +180,6 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
               [=](caf::error& e) mutable { rp.deliver(std::move(e)); });
       return rp;
     },
-    [=](q_own_atom, std::uint8_t end) { self->send(q, q_own_atom::value, end); },
     [=](q_leave_atom, std::uint64_t done) {
       auto finish = [=] {
         {
@@ -288,8 +287,6 @@ public:
     auto flushed = [&] { return (ch_->outbox.empty() && !ch_->sending) || ch_->put_error; };
     return wait(lock, timeout, flushed) && !ch_->put_error;
   }
-
-  void own(std::uint8_t end) { caf::anon_send(agent(), q_own_atom::value, end); }
 
   // This process closed the queue: its own later puts fail at once (others' fail when the
   // queue refuses their next batch).
@@ -548,10 +545,6 @@ void queue_core::close() {
   client().closed_here();
 }
 
-void queue_core::mark_closed() {
-  client().closed_here();
-}
-
 bool queue_core::flush(std::optional<millis> timeout) {
   return client().flush(timeout);
 }
@@ -571,10 +564,6 @@ bool queue_core::join(std::optional<millis> timeout) {
       return false;
     throw;
   }
-}
-
-void queue_core::own(std::uint8_t end) {
-  client().own(end);
 }
 
 void queue_core::leave() {

@@ -29,9 +29,6 @@ using q_close_atom = caf::atom_constant<caf::atom("q_close")>;
 using q_done_atom = caf::atom_constant<caf::atom("q_done")>;
 // ("q_join") -> ()                       held until every item put was task_done
 using q_join_atom = caf::atom_constant<caf::atom("q_join")>;
-// ("q_own", u8 end)                      pipe mode: the sender now holds `end`; when the
-//                                        latest holder of an end ends, the queue closes
-using q_own_atom = caf::atom_constant<caf::atom("q_own")>;
 
 // Between a handle and its process-local agent.
 using q_flush_atom = caf::atom_constant<caf::atom("q_flush")>;

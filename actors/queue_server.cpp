@@ -39,7 +39,6 @@ struct queue_state {
   std::deque<waiting_put> putters;  // FIFO, so a large batch is not starved by small ones
   std::uint64_t unfinished = 0;     // put but not task_done (JoinableQueue)
   std::vector<caf::response_promise> joiners;
-  std::map<std::uint8_t, caf::actor_addr> holders;  // pipe mode: who holds each end
   std::unordered_set<caf::actor_addr> monitored;    // one monitor, so one down, per agent
   std::uint64_t accepted = 0;     // items ever accepted from producers
   std::uint64_t redelivered = 0;  // items given back because their consumer died holding them
@@ -188,9 +187,6 @@ void on_down(queue_actor* self, const caf::down_msg& down) {
     s.held.erase(i);
   }
   forget_getter(self, down.source);
-  for (const auto& [end, holder] : s.holders)
-    if (holder == down.source)  // a pipe end's process ended: the other end sees EOF
-      close_queue(self);
   rebalance(self);
 }
 
@@ -307,14 +303,6 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       auto rp = self->make_response_promise();
       s.joiners.push_back(rp);
       return rp;
-    },
-    [=](q_own_atom, std::uint8_t end) {
-      auto who = sender();
-      auto& holder = self->state.holders[end];
-      if (holder != who) {  // the previous holder's end no longer matters
-        holder = who;
-        monitor_once(self, who);
-      }
     },
   };
 }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <future>
 
 #include <catch2/catch.hpp>
@@ -32,6 +33,7 @@ struct pair_of_links {
   std::mutex mtx;
   std::vector<std::string> got_a, got_b;
   std::promise<std::string> b_closed;
+  std::function<void(std::string_view)> on_b;  // also runs for each frame b receives (loop thread)
 
   pair_of_links(std::uint32_t max_frame = 1u << 26) {
     int fds[2];
@@ -43,7 +45,12 @@ struct pair_of_links {
     loop.post([&] {
       a->open([this](std::string_view p) { std::lock_guard g{mtx}; got_a.emplace_back(p); },
               [](const std::string&) {});
-      b->open([this](std::string_view p) { std::lock_guard g{mtx}; got_b.emplace_back(p); },
+      b->open([this](std::string_view p) {
+                std::lock_guard g{mtx};
+                got_b.emplace_back(p);
+                if (on_b)
+                  on_b(p);
+              },
               [this](const std::string& why) { b_closed.set_value(why); });
       opened.set_value();
     });
@@ -127,6 +134,40 @@ TEST_CASE("a frame with more borrowed payloads than one write takes arrives as i
   CHECK(p.got_b[0] == std::string(copied.data(), copied.size()));
   CHECK(p.got_b[1] == "after");
   CHECK(watch.expired());
+}
+
+TEST_CASE("descriptors written with a frame arrive with it, before the frame is handed out") {
+  using namespace mproc::wire;
+  pair_of_links p;
+  std::vector<int> taken;
+  std::promise<void> got;
+  {
+    std::lock_guard g{p.mtx};
+    p.on_b = [&](std::string_view payload) {  // takes the descriptors as the frame arrives
+      if (payload == "with two")
+        if (auto fds = p.b->take_fds(2)) {
+          taken = *fds;
+          got.set_value();
+        }
+    };
+  }
+  REQUIRE(p.a->write(frame_of("before")));
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  frame_out out;
+  out.buf.write("with two", 8);
+  out.fds = {fds[0], fds[1]};  // the frame owns them now
+  end_frame(out);
+  REQUIRE(p.a->write(std::move(out), mproc::detail::link::flow::data));
+  REQUIRE(got.get_future().wait_for(10s) == std::future_status::ready);
+  REQUIRE(taken.size() == 2);
+  // The received copies are the same pipe: a byte written into one comes out of the other.
+  REQUIRE(::write(taken[1], "x", 1) == 1);
+  char c = 0;
+  CHECK(::read(taken[0], &c, 1) == 1);
+  CHECK(c == 'x');
+  for (int fd : taken)
+    ::close(fd);
 }
 
 TEST_CASE("an oversized frame closes the receiving link with the reason") {
