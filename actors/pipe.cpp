@@ -9,6 +9,7 @@
 #include "actors/pipe_socket.hpp"
 #include "runtime/message_bytes.hpp"
 #include "runtime/node.hpp"
+#include "serialization/protocol.hpp"
 
 namespace mproc {
 
@@ -112,34 +113,45 @@ std::pair<connection, connection> pipe(node&, bool duplex) {
 namespace mproc::wire {
 
 void codec<connection>::encode(packer& pk, const connection& c, codec_state& st) {
-  pk.pack_array(2);
-  if (!c.socket_ || st.descriptors == nullptr) {
-    st.fail(c.socket_ ? "a pipe end goes only to a process on this machine, as a spawn argument "
-                        "or in a message (not to another machine, not inside a queue item)"
-                      : "not a pipe end");
+  auto refuse = [&](const std::string& why) {
+    st.fail(why);
     pk.pack_nil();
-    pk.pack_nil();
-    return;
-  }
+  };
+  if (!c.socket_)
+    return refuse("not a pipe end");
+  if (st.descriptors == nullptr)
+    return refuse("a pipe end goes only to a process on this machine, as a spawn argument or "
+                  "in a message (not to another machine, not inside a queue item)");
+  if (st.descriptors->size() >= max_fds_per_frame)  // checked before the end is given away
+    return refuse("a message carries at most " + std::to_string(max_fds_per_frame)
+                  + " pipe ends");
+  mproc::detail::pipe_socket::handoff h;
   try {
-    auto index = static_cast<std::uint32_t>(st.descriptors->size());
-    st.descriptors->push_back(c.socket_->give_away());
-    pk.pack(index);
+    h = c.socket_->give_away();
   } catch (const mproc::error& e) {
-    st.fail(e.what());
-    pk.pack_nil();
+    return refuse(e.what());
   }
+  auto index = static_cast<std::uint32_t>(st.descriptors->size());
+  st.descriptors->push_back(h.fd);
   auto m = c.readable_ && c.writable_ ? mode::duplex : c.readable_ ? mode::read_only : mode::write_only;
+  pk.pack_array(4);
+  pk.pack(index);
   pk.pack(static_cast<std::uint8_t>(m));
+  for (const auto* buffered : {&h.unread, &h.unsent}) {  // copied: `h` ends here
+    pk.pack_bin(static_cast<std::uint32_t>(buffered->size()));
+    pk.pack_bin_body(buffered->data(), static_cast<std::uint32_t>(buffered->size()));
+  }
 }
 
 bool codec<connection>::decode(const msgpack::object& o, connection& out, codec_state& st) {
-  if (o.type != msgpack::type::ARRAY || o.via.array.size != 2)
-    return type_mismatch(st, "connection [descriptor, mode]", o);
+  if (o.type != msgpack::type::ARRAY || o.via.array.size != 4)
+    return type_mismatch(st, "connection [descriptor, mode, unread, unsent]", o);
+  const auto* f = o.via.array.ptr;
   std::uint32_t index = 0;
   std::uint8_t m = 0;
-  if (!codec<std::uint32_t>::decode(o.via.array.ptr[0], index, st)
-      || !codec<std::uint8_t>::decode(o.via.array.ptr[1], m, st))
+  mproc::detail::pipe_socket::handoff h;
+  if (!codec<std::uint32_t>::decode(f[0], index, st) || !codec<std::uint8_t>::decode(f[1], m, st)
+      || !codec<bytes>::decode(f[2], h.unread, st) || !codec<bytes>::decode(f[3], h.unsent, st))
     return false;
   if (m > static_cast<std::uint8_t>(mode::write_only))
     return st.fail("connection mode " + std::to_string(m) + " is not 0, 1 or 2");
@@ -147,7 +159,9 @@ bool codec<connection>::decode(const msgpack::object& o, connection& out, codec_
   if (fds == nullptr || index >= fds->size() || (*fds)[index] < 0)
     return st.fail("connection: descriptor " + std::to_string(index)
                    + " did not come with the frame");
-  auto socket = std::make_shared<mproc::detail::pipe_socket>(std::exchange((*fds)[index], -1));
+  h.fd = std::exchange((*fds)[index], -1);
+  auto socket = std::make_shared<mproc::detail::pipe_socket>(std::move(h));
+  socket->resume();
   auto md = static_cast<mode>(m);
   out = connection{std::move(socket), md != mode::write_only, md != mode::read_only};
   return true;

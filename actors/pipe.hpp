@@ -14,8 +14,8 @@
 // inside a queue item (the message is refused, saying so). When the holder of an end dies
 // or closes it, the
 // other end sees EOF: recv() returns what was already sent, then throws mproc::error closed;
-// send() throws closed. send() waits while the other end's socket buffer is full (as
-// Python's does): pass a timeout to bound that wait.
+// send() throws closed. send() does not wait for the reader until 16 MiB are unsent on
+// an end (docs/queue.md); send_message(msg, timeout) bounds that wait.
 #pragma once
 
 #include <chrono>

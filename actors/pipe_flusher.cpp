@@ -24,43 +24,56 @@ public:
       if (e == end)
         return;
     ends_.push_back(std::move(end));
-    if (!thread_.joinable())
+    if (!thread_.joinable() && !draining_)
       start_locked();
-    std::uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(wake_, &one, sizeof one);
+    wake_locked();
   }
 
-  // Node exit: writes what is left (bounded), then ends the thread.
+  // Node exit: writes what is left (bounded), then ends the thread. Ends that a late send
+  // adds meanwhile are dropped with the process.
   void drain() {
+    std::thread thread;
+    int wake = -1;
     {
       std::unique_lock lock{mtx_};
+      hook_added_ = false;  // a later node of this process (tests make several) adds its own
       if (!thread_.joinable())
         return;
       idle_.wait_for(lock, drain_timeout, [&] { return ends_.empty(); });
       stop_ = true;
-      std::uint64_t one = 1;
-      [[maybe_unused]] auto n = ::write(wake_, &one, sizeof one);
+      draining_ = true;
+      wake_locked();
+      thread = std::move(thread_);
+      wake = std::exchange(wake_, -1);
     }
-    thread_.join();
+    thread.join();
+    ::close(wake);
     std::lock_guard guard{mtx_};
     ends_.clear();  // left unsent: their readers did not read for drain_timeout
-    ::close(wake_);
-    thread_ = {};
     stop_ = false;
-    hook_added_ = false;  // a later node of this process (tests make several) adds its own
+    draining_ = false;
   }
 
 private:
   void start_locked() {
-    wake_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    thread_ = std::thread{[this] { run(); }};
     if (!hook_added_) {
-      hook_added_ = true;
-      this_node().at_exit([this] { drain(); });
+      try {
+        this_node().at_exit([this] { drain(); });
+        hook_added_ = true;
+      } catch (const std::exception&) {
+        // No node (pipes are made with one, so not expected): nothing drains at exit.
+      }
     }
+    wake_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    thread_ = std::thread{[this, wake = wake_] { run(wake); }};
   }
 
-  void run() {
+  void wake_locked() {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake_, &one, sizeof one);
+  }
+
+  void run(int wake) {
     std::vector<pollfd> fds;
     for (;;) {
       std::vector<std::shared_ptr<pipe_socket>> ends;
@@ -70,14 +83,14 @@ private:
           return;
         ends = ends_;
       }
-      fds.assign(1, pollfd{wake_, POLLIN, 0});
+      fds.assign(1, pollfd{wake, POLLIN, 0});
       for (const auto& e : ends)
         fds.push_back({e->fd(), POLLOUT, 0});
       if (::poll(fds.data(), fds.size(), -1) < 0)
         continue;
       if (fds[0].revents != 0) {
         std::uint64_t count;
-        [[maybe_unused]] auto n = ::read(wake_, &count, sizeof count);
+        [[maybe_unused]] auto n = ::read(wake, &count, sizeof count);
       }
       for (std::size_t i = 0; i < ends.size(); ++i)
         if (fds[i + 1].revents != 0 && ends[i]->flush())
@@ -87,6 +100,10 @@ private:
 
   void forget(const std::shared_ptr<pipe_socket>& end) {
     std::lock_guard guard{mtx_};
+    // Checked again under both locks: a send may have queued more since flush() returned,
+    // seen the end still here and not asked again.
+    if (!end->idle())
+      return;
     std::erase(ends_, end);
     if (ends_.empty())
       idle_.notify_all();
@@ -98,6 +115,7 @@ private:
   std::thread thread_;
   int wake_ = -1;
   bool stop_ = false;
+  bool draining_ = false;
   bool hook_added_ = false;
 };
 

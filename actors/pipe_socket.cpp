@@ -23,7 +23,6 @@ using deadline_t = std::optional<clock_type::time_point>;
 
 constexpr std::size_t read_chunk = 64 * 1024;
 constexpr std::size_t grow_step = std::size_t{16} << 20;
-constexpr std::chrono::seconds give_away_wait{10};
 
 deadline_t deadline_after(std::optional<pipe_socket::millis> timeout) {
   if (!timeout)
@@ -58,6 +57,25 @@ bool wait_for(int fd, short events, deadline_t deadline) {
 } // namespace
 
 pipe_socket::pipe_socket(int fd) : fd_(fd) {}
+
+pipe_socket::pipe_socket(handoff&& from)
+  : fd_(from.fd), out_(std::move(from.unsent)), in_(std::move(from.unread)) {}
+
+void pipe_socket::resume() {
+  std::unique_lock lock{send_mtx_};
+  if (out_.empty() || watched_)
+    return;
+  watched_ = true;
+  lock.unlock();
+  pipe_flusher::watch(shared_from_this());
+}
+
+bool pipe_socket::idle() {
+  std::lock_guard guard{send_mtx_};
+  if (out_.empty())
+    watched_ = false;
+  return out_.empty();
+}
 
 pipe_socket::~pipe_socket() {
   if (!given_away_)
@@ -110,6 +128,8 @@ void pipe_socket::send(const char* data, std::size_t size, std::optional<millis>
     out_.insert(out_.end(), piece + skip, piece + length);
     done -= skip;
   }
+  if (std::exchange(watched_, true))
+    return;
   lock.unlock();
   pipe_flusher::watch(shared_from_this());
 }
@@ -142,7 +162,7 @@ bool pipe_socket::flush() {
   write_pending_locked();
   bool done = out_.empty();
   if (done && closed_ && !given_away_)
-    ::shutdown(fd_, SHUT_RDWR);  // a close() that waited for its last messages to go out
+    ::shutdown(fd_, SHUT_WR);  // a close() that waited for its last messages to go out
   return done;
 }
 
@@ -233,30 +253,37 @@ void pipe_socket::close() {
   std::lock_guard guard{send_mtx_};
   if (closed_.exchange(true) || given_away_)
     return;
-  // Messages still unsent go out first (the background writer shuts the socket down after
-  // them). Otherwise this wakes a thread of this process waiting on this end; the
-  // descriptor itself stays open until the end is destroyed, so no waiting call sees it
-  // reused.
-  if (out_.empty())
-    ::shutdown(fd_, SHUT_RDWR);
+  // Reading ends now: a thread of this process waiting in recv wakes. Writing ends once the
+  // unsent bytes are out (the background writer shuts it down then). The descriptor stays
+  // open until the end is destroyed, so no waiting call sees it reused.
+  ::shutdown(fd_, out_.empty() ? SHUT_RDWR : SHUT_RD);
   sent_.notify_all();
 }
 
-int pipe_socket::give_away() {
-  std::scoped_lock guard{recv_mtx_};
-  std::unique_lock lock{send_mtx_};
+pipe_socket::handoff pipe_socket::give_away() {
+  // Never waits: it runs where waiting is not allowed (the I/O thread encoding a spawn's
+  // arguments, an actor). What is buffered either way travels with the end.
+  std::unique_lock recv_lock{recv_mtx_, std::try_to_lock};
+  if (!recv_lock)
+    fail(errc::bad_arguments, "send the pipe end: another thread is receiving on it");
+  std::lock_guard guard{send_mtx_};
   if (closed_)
     throw_closed("send the pipe end");
-  // What this process sent must reach the other end before anything the next holder sends.
-  if (!sent_.wait_for(lock, give_away_wait, [&] { return out_.empty(); }))
-    fail(errc::timeout, "send the pipe end: the other end does not take what was sent on it");
-  int copy = ::fcntl(fd_, F_DUPFD_CLOEXEC, 0);
-  if (copy < 0)
+  handoff out;
+  out.fd = ::fcntl(fd_, F_DUPFD_CLOEXEC, 0);
+  if (out.fd < 0)
     fail(errc::closed, std::string{"send the pipe end: "} + std::strerror(errno));
+  out.unread.assign(in_.begin() + static_cast<std::ptrdiff_t>(in_begin_), in_.end());
+  out.unsent.assign(out_.begin() + static_cast<std::ptrdiff_t>(out_begin_), out_.end());
+  in_.clear();
+  in_begin_ = 0;
+  out_.clear();
+  out_begin_ = 0;
   given_away_ = true;
   closed_ = true;
   ::close(fd_);
-  return copy;
+  sent_.notify_all();
+  return out;
 }
 
 } // namespace mproc::detail

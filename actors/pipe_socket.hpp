@@ -30,8 +30,21 @@ public:
   // that is busy (a socket buffer holds only a few hundred small messages).
   static constexpr std::size_t max_pending = std::size_t{16} << 20;
 
+  // An end on its way to another process: the socket's descriptor and what this process
+  // had read from it but not taken, and had sent on it but not written yet. The receiver
+  // starts from those, so nothing is lost or reordered by the move.
+  struct handoff {
+    int fd = -1;
+    bytes unread;
+    bytes unsent;
+  };
+
   // Takes ownership of `fd`, one end of a SOCK_STREAM socketpair.
   explicit pipe_socket(int fd);
+  // An end that arrived from another process. Call resume() once it is in a shared_ptr.
+  explicit pipe_socket(handoff&& from);
+  // Hands bytes that arrived unsent to the background writer.
+  void resume();
   ~pipe_socket();
   pipe_socket(const pipe_socket&) = delete;
   pipe_socket& operator=(const pipe_socket&) = delete;
@@ -51,13 +64,14 @@ public:
   // True when recv would not wait (a whole frame is buffered, data or EOF waits in the
   // socket); waits up to `timeout`.
   bool poll(millis timeout);
-  // Ends both directions for this process: the other end sees EOF once no other process
-  // holds this end. Idempotent.
+  // Ends both directions: a recv here returns at once, the other end sees EOF after what
+  // was sent (unsent bytes still go out first). Idempotent.
   void close();
-  // A duplicate of the descriptor for another process, which then holds this end; here the
-  // end is closed (waiting for a send or recv another thread is in). Throws closed when it
-  // is closed or already given away.
-  int give_away();
+  // The end for another process, which then holds it; here it is closed. Throws closed when
+  // it is closed or already given away, bad_arguments while another thread is in recv.
+  handoff give_away();
+  // True when nothing is unsent (send_mtx_ taken).
+  bool idle();
 
 private:
   // recv_mtx_ held: waits until the socket is readable or `deadline`; false on timeout.
@@ -77,6 +91,7 @@ private:
   std::vector<char> out_;         // unsent: out_[out_begin_, out_.size())
   std::size_t out_begin_ = 0;
   bool broken_ = false;           // a write failed: the other end is gone
+  bool watched_ = false;          // the background writer has this end
   std::mutex recv_mtx_;
   std::vector<char> in_;  // received bytes not yet taken: in_[in_begin_, in_.size())
   std::size_t in_begin_ = 0;

@@ -169,6 +169,11 @@ template <>
 struct codec<std::string> {
   static std::string name() { return "str"; }
   static void encode(packer& pk, const std::string& x, codec_state& st) {
+    if (x.size() > std::numeric_limits<std::uint32_t>::max()) {
+      st.fail("a string of " + std::to_string(x.size()) + " bytes exceeds msgpack's 4 GiB");
+      pk.pack_nil();
+      return;
+    }
     pk.pack_str(static_cast<std::uint32_t>(x.size()));
     if (!st.borrow(x.data(), x.size()))
       pk.pack_str_body(x.data(), static_cast<std::uint32_t>(x.size()));
@@ -187,6 +192,11 @@ template <>
 struct codec<bytes> {
   static std::string name() { return "bytes"; }
   static void encode(packer& pk, const bytes& x, codec_state& st) {
+    if (x.size() > std::numeric_limits<std::uint32_t>::max()) {
+      st.fail("bytes of " + std::to_string(x.size()) + " exceed msgpack's 4 GiB");
+      pk.pack_nil();
+      return;
+    }
     pk.pack_bin(static_cast<std::uint32_t>(x.size()));
     if (!st.borrow(x.data(), x.size()))
       pk.pack_bin_body(x.data(), static_cast<std::uint32_t>(x.size()));

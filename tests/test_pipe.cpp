@@ -230,3 +230,19 @@ TEST_CASE("pipes and the ends sent to children leave no descriptor behind") {
   }
   CHECK(open_fds() == before);
 }
+
+TEST_CASE("an end sent away takes along what it had read but not taken, and what it had not yet written") {
+  test::scoped_node node;
+  auto [here, there] = mproc::pipe(*node);
+  here.send(std::int32_t{1});
+  here.send(std::int32_t{2});
+  CHECK(there.recv_as<std::int32_t>() == 1);  // one read took both: 2 waits in `there`
+  for (std::int32_t i = 0; i < 3000; ++i)      // more than the socket holds: some wait unsent
+    there.send(i);
+  auto p = node->spawn_process("echo_end", {}, there);
+  for (std::int32_t i = 0; i < 3000; ++i)
+    REQUIRE(here.recv(5s).get_as<std::int32_t>(0) == i);
+  CHECK(here.recv(5s).get_as<std::int32_t>(0) == 2);  // echoed by the child, after the rest
+  here.close();
+  CHECK(p.join(5s));
+}

@@ -14,6 +14,9 @@ namespace {
 
 constexpr std::uint32_t read_events = EPOLLIN | EPOLLRDHUP;
 constexpr std::size_t max_iov = 64;
+// An honest peer leaves at most two frames' descriptors unclaimed (one fds frame read ahead
+// of the frame that takes them); more is a peer piling them up.
+constexpr std::size_t max_unclaimed_fds = 4 * wire::max_fds_per_frame;
 
 bool would_block(int err) {
   return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
@@ -97,8 +100,10 @@ bool link::enqueue(pending&& frame, flow kind) {
     else
       drained_.wait(guard, room);
   }
-  if (closed_ || broken_)
+  if (closed_ || broken_) {
+    close_fds(frame.fds);
     return false;
+  }
   bool was_idle = out_.empty();
   out_bytes_ += frame.size;
   out_.push_back(std::move(frame));
@@ -291,7 +296,7 @@ long link::receive(char* buf, std::size_t size) {
       fds_in_.push_back(fd);
     }
   }
-  if ((msg.msg_flags & MSG_CTRUNC) != 0) {
+  if ((msg.msg_flags & MSG_CTRUNC) != 0 || fds_in_.size() > max_unclaimed_fds) {
     // More descriptors than a frame may carry: the peer broke the protocol.
     errno = EPROTO;
     return -1;

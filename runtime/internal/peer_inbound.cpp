@@ -30,6 +30,8 @@ overloaded(Fs...) -> overloaded<Fs...>;
 // ---- incoming --------------------------------------------------------------------------
 
 void peer::on_frame(std::string_view payload) {
+  // A handler may close the link, whose close handler may drop the last other reference.
+  auto self = shared_from_this();
   last_heard_ = std::chrono::steady_clock::now();
   wire::decoded_envelope d;
   std::string why;
