@@ -1,6 +1,7 @@
 // Messages between processes: every built-in type, user structs, actor references handed
 // from process to process, errors, size limits, and a peer that breaks the protocol.
 #include "runtime/internal/peer.hpp"
+#include "runtime/internal/proxy.hpp"
 
 #include <unistd.h>
 
@@ -306,6 +307,20 @@ TEST_CASE("a blocking request times out with errc::timeout, and the link stays u
     CHECK(e.code() == errc::timeout);
   }
   CHECK(p.is_alive());
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("node::request calls that time out leave no pending entry behind on the link") {
+  test::scoped_node node;
+  auto p = node->spawn_process("silent", {});
+  auto* via = dynamic_cast<mproc::detail::proxy*>(caf::actor_cast<caf::abstract_actor*>(p.actor()));
+  REQUIRE(via != nullptr);
+  for (int i = 0; i < 300; ++i)
+    CHECK(test::code_of([&] { node->request<std::int32_t>(p.actor(), 1ms, std::int32_t{1}); })
+          == errc::timeout);
+  // Swept whenever the table doubles past 64: bounded, not one entry per timeout.
+  CHECK(via->via()->pending_requests() <= 64);
   p.terminate();
   CHECK(p.join(5s));
 }

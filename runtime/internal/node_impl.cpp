@@ -151,6 +151,12 @@ caf::strong_actor_ptr node_impl::local_actor(std::uint64_t id) {
   return i == exports_.end() ? nullptr : i->second.lock();
 }
 
+bool node_impl::gave_up(const caf::weak_actor_ptr& sender, caf::message_id mid) {
+  auto strong = sender.lock();
+  return strong && strong.get() == requester_->ctrl()
+         && !requester_->waiting(mid.request_id().integer_value());
+}
+
 void node_impl::keep_alive(const caf::actor& a) {
   if (!a || dynamic_cast<proxy*>(caf::actor_cast<caf::abstract_actor*>(a)) != nullptr)
     return;  // a proxy's actor is kept (or not) by its own process

@@ -46,6 +46,8 @@ public:
   const std::string& name() const { return name_; }
   const node_options& options() const { return options_; }
   io_loop& loop() { return loop_; }
+  // True when `sender` is node::request's requester and its call for `mid` no longer waits.
+  bool gave_up(const caf::weak_actor_ptr& sender, caf::message_id mid);
 
   // Actors other processes may address: every local actor (or proxy) whose reference was
   // sent out. Weak: a reference held only by another process does not keep an actor alive;

@@ -81,6 +81,12 @@ public:
   void lookup(std::string_view name, lookup_callback done);
   void forget(std::uint64_t remote_actor, const proxy* p);
 
+  // Requests sent through this peer whose replies are still expected (tests).
+  std::size_t pending_requests() const {
+    std::lock_guard guard{mtx_};
+    return requests_.size();
+  }
+
   // wire::context
   wire::actor_ref export_actor(const caf::strong_actor_ptr& actor) override;
   caf::strong_actor_ptr import_actor(wire::actor_ref ref) override;

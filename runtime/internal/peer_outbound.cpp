@@ -263,10 +263,13 @@ void peer::answer_locally(const pending_request& p, caf::message reply) {
 }
 
 void peer::sweep_requests_locked() {
-  // Requesters that timed out and ended leave entries no reply will claim.
+  // Requesters that ended, and node::request calls that timed out (the node's requester
+  // lives on), leave entries no reply will claim.
   if (requests_.size() < requests_swept_at_)
     return;
-  std::erase_if(requests_, [](const auto& kv) { return expired(kv.second.requester); });
+  std::erase_if(requests_, [this](const auto& kv) {
+    return expired(kv.second.requester) || node_.gave_up(kv.second.requester, kv.second.mid);
+  });
   requests_swept_at_ = std::max<std::size_t>(64, 2 * requests_.size());
 }
 

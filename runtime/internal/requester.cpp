@@ -69,6 +69,11 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
   return std::move(reply);
 }
 
+bool requester::waiting(std::uint64_t request_id) {
+  std::lock_guard guard{mtx_};
+  return calls_.count(request_id) != 0;
+}
+
 void requester::stop(caf::error why) {
   {
     std::lock_guard guard{mtx_};

@@ -39,6 +39,9 @@ public:
   // shutdown).
   void stop(caf::error why);
 
+  // Whether a call still waits for the reply to `request_id` (false once it timed out).
+  bool waiting(std::uint64_t request_id);
+
 private:
   struct call {
     std::condition_variable cv;
