@@ -1,6 +1,6 @@
 // libFuzzer harness for the envelope decoder (serialization/envelope.hpp).
 //
-// Input: one frame payload. decode_envelope must return true or an error, never crash; the
+// Input: one frame payload. decode_envelope (both forms) must return true or an error, never crash; the
 // error objects it accepts pack and decode again; and an envelope whose fields it accepted packs again into
 // a frame that decodes to the same fields.
 #include <cstdint>
@@ -76,11 +76,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string_view payload{reinterpret_cast<const char*>(data), size};
   decoded_envelope d;
   std::string error;
+  // The peers' way: one zone reused frame after frame. It must agree with the owning way.
+  static msgpack::zone zone;
+  envelope in_zone;
+  std::string zone_error;
+  bool zone_ok = decode_envelope(payload, zone, in_zone, zone_error);
   if (!decode_envelope(payload, d, error)) {
-    if (error.empty())
+    if (error.empty() || zone_ok || zone_error.empty())
       std::abort();
     return 0;
   }
+  if (!zone_ok || !same(d.env, in_zone))
+    std::abort();
   std::visit(
     [](const auto& e) {
       using E = std::decay_t<decltype(e)>;

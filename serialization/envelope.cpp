@@ -421,6 +421,25 @@ bool decode_error(const msgpack::object& o, error_view& out, std::string& error)
   return true;
 }
 
+namespace {
+
+bool decode_root(const msgpack::object& root, envelope& out, std::string& error) {
+  if (root.type != msgpack::type::ARRAY || root.via.array.size == 0) {
+    error = std::string{"an envelope is a non-empty array, got "} + object_kind(root);
+    return false;
+  }
+  std::uint8_t k = 0;
+  codec_state st;
+  if (!codec<std::uint8_t>::decode(root.via.array.ptr[0], k, st) || k >= kind_count) {
+    error = st.ok() ? "unknown envelope kind " + std::to_string(k) : "envelope kind: " + st.error;
+    return false;
+  }
+  fields f{root, static_cast<kind>(k), error};
+  return decoders[k](f, out);
+}
+
+} // namespace
+
 bool decode_envelope(std::string_view payload, decoded_envelope& out, std::string& error) {
   try {
     std::size_t offset = 0;
@@ -433,19 +452,20 @@ bool decode_envelope(std::string_view payload, decoded_envelope& out, std::strin
     error = e.what();
     return false;
   }
-  const auto& root = out.handle.get();
-  if (root.type != msgpack::type::ARRAY || root.via.array.size == 0) {
-    error = std::string{"an envelope is a non-empty array, got "} + object_kind(root);
+  return decode_root(out.handle.get(), out.env, error);
+}
+
+bool decode_envelope(std::string_view payload, msgpack::zone& zone, envelope& out,
+                     std::string& error) {
+  msgpack::object root;
+  zone.clear();
+  try {
+    root = unpack_bounded(zone, payload.data(), payload.size());
+  } catch (const std::exception& e) {
+    error = e.what();
     return false;
   }
-  std::uint8_t k = 0;
-  codec_state st;
-  if (!codec<std::uint8_t>::decode(root.via.array.ptr[0], k, st) || k >= kind_count) {
-    error = st.ok() ? "unknown envelope kind " + std::to_string(k) : "envelope kind: " + st.error;
-    return false;
-  }
-  fields f{root, static_cast<kind>(k), error};
-  return decoders[k](f, out.env);
+  return decode_root(root, out, error);
 }
 
 } // namespace mproc::wire

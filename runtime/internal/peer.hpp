@@ -153,6 +153,7 @@ private:
   std::function<void()> introduced_;  // loop thread only
   std::chrono::steady_clock::time_point last_heard_ = std::chrono::steady_clock::now();  // loop
   std::vector<int> frame_fds_;  // loop thread: descriptors for the frame being handled
+  msgpack::zone zone_;          // loop thread: the frame being handled is unpacked into it
 
   mutable std::mutex mtx_;  // everything below
   identity who_;

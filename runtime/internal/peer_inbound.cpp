@@ -33,18 +33,18 @@ void peer::on_frame(std::string_view payload) {
   // A handler may close the link, whose close handler may drop the last other reference.
   auto self = shared_from_this();
   last_heard_ = std::chrono::steady_clock::now();
-  wire::decoded_envelope d;
+  wire::envelope env;
   std::string why;
-  if (!wire::decode_envelope(payload, d, why)) {
+  if (!wire::decode_envelope(payload, zone_, env, why)) {
     log::warn("closing the link to process ", who().pid, ": ", why);
     close("protocol error: " + why);
     return;
   }
-  if (!hello_seen_ && !std::holds_alternative<wire::hello_env>(d.env)) {
+  if (!hello_seen_ && !std::holds_alternative<wire::hello_env>(env)) {
     close("protocol error: the first frame must be hello");
     return;
   }
-  if (auto* fds = std::get_if<wire::fds_env>(&d.env)) {
+  if (auto* fds = std::get_if<wire::fds_env>(&env)) {
     on_fds(*fds);
     return;
   }
@@ -61,7 +61,7 @@ void peer::on_frame(std::string_view payload) {
                         [this](wire::lookup_env& e) { on_lookup(e); },
                         [this](wire::found_env& e) { on_found(e); },
                         [](wire::fds_env&) {}},
-             d.env);
+             env);
   // Descriptors the frame brought and no value took (a message that was dropped).
   for (int fd : std::exchange(frame_fds_, {}))
     if (fd >= 0)
