@@ -59,7 +59,7 @@ bool wait_for(int fd, short events, deadline_t deadline) {
 pipe_socket::pipe_socket(int fd) : fd_(fd) {}
 
 pipe_socket::pipe_socket(handoff&& from)
-  : fd_(from.fd), out_(std::move(from.unsent)), in_(std::move(from.unread)) {}
+  : fd_(from.fd), out_(std::move(from.unsent)), in_(std::move(from.unread)), in_end_(in_.size()) {}
 
 void pipe_socket::resume() {
   std::unique_lock lock{send_mtx_};
@@ -172,7 +172,7 @@ bool pipe_socket::wait_flushed(millis timeout) {
 }
 
 bool pipe_socket::frame_buffered() const {
-  auto have = in_.size() - in_begin_;
+  auto have = in_end_ - in_begin_;
   if (have < wire::frame_header_size)
     return false;
   return have - wire::frame_header_size >= wire::get_frame_length(in_.data() + in_begin_);
@@ -183,18 +183,32 @@ bool pipe_socket::wait_readable(deadline_t deadline) {
 }
 
 bool pipe_socket::fill(deadline_t deadline) {
-  if (!wait_readable(deadline))
-    fail(errc::empty, "recv: nothing arrived in time");
-  if (in_begin_ > 0 && in_begin_ == in_.size()) {
-    in_.clear();
+  if (in_begin_ == in_end_) {
+    in_begin_ = in_end_ = 0;
+  } else if (in_begin_ > 0) {  // a partial frame: moved to the front, to read behind it
+    std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);
+    in_end_ -= in_begin_;
     in_begin_ = 0;
   }
-  auto old = in_.size();
-  in_.resize(old + read_chunk);
-  auto n = ::recv(fd_, in_.data() + old, read_chunk, MSG_DONTWAIT);
-  in_.resize(old + static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
-  if (n > 0)
+  if (in_.size() < in_end_ + read_chunk)
+    in_.resize(in_end_ + read_chunk);  // zeroed once, when the buffer grows
+  auto* at = in_.data() + in_end_;
+  auto room = in_.size() - in_end_;
+  ssize_t n;
+  if (!deadline) {
+    n = ::recv(fd_, at, room, 0);  // one blocking read, as a raw socket would
+  } else {
+    n = ::recv(fd_, at, room, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!wait_readable(deadline))
+        fail(errc::empty, "recv: nothing arrived in time");
+      n = ::recv(fd_, at, room, MSG_DONTWAIT);
+    }
+  }
+  if (n > 0) {
+    in_end_ += static_cast<std::size_t>(n);
     return true;
+  }
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
     return true;  // woken for nothing: wait again
   return false;   // EOF, reset, or shut down by close()
@@ -205,7 +219,7 @@ bytes pipe_socket::recv(std::optional<millis> timeout) {
   if (closed_)
     throw_closed("recv");
   auto deadline = deadline_after(timeout);
-  while (in_.size() - in_begin_ < wire::frame_header_size)
+  while (in_end_ - in_begin_ < wire::frame_header_size)
     if (eof_ || !fill(deadline)) {
       eof_ = true;
       throw_closed("recv");
@@ -217,7 +231,7 @@ bytes pipe_socket::recv(std::optional<millis> timeout) {
                               + " bytes, above the limit of " + std::to_string(max_frame));
   }
   in_begin_ += wire::frame_header_size;
-  auto buffered = std::min<std::size_t>(length, in_.size() - in_begin_);
+  auto buffered = std::min<std::size_t>(length, in_end_ - in_begin_);
   bytes out;
   out.reserve(length);  // address space only: pages are touched as the data comes
   wire::advise_huge_pages(out.data(), length);
@@ -273,10 +287,11 @@ pipe_socket::handoff pipe_socket::give_away() {
   out.fd = ::fcntl(fd_, F_DUPFD_CLOEXEC, 0);
   if (out.fd < 0)
     fail(errc::closed, std::string{"send the pipe end: "} + std::strerror(errno));
-  out.unread.assign(in_.begin() + static_cast<std::ptrdiff_t>(in_begin_), in_.end());
+  out.unread.assign(in_.begin() + static_cast<std::ptrdiff_t>(in_begin_),
+                    in_.begin() + static_cast<std::ptrdiff_t>(in_end_));
   out.unsent.assign(out_.begin() + static_cast<std::ptrdiff_t>(out_begin_), out_.end());
   in_.clear();
-  in_begin_ = 0;
+  in_begin_ = in_end_ = 0;
   out_.clear();
   out_begin_ = 0;
   given_away_ = true;

@@ -93,8 +93,9 @@ private:
   bool broken_ = false;           // a write failed: the other end is gone
   bool watched_ = false;          // the background writer has this end
   std::mutex recv_mtx_;
-  std::vector<char> in_;  // received bytes not yet taken: in_[in_begin_, in_.size())
+  std::vector<char> in_;  // received bytes not yet taken: in_[in_begin_, in_end_)
   std::size_t in_begin_ = 0;
+  std::size_t in_end_ = 0;
   bool eof_ = false;
 };
 
