@@ -165,18 +165,26 @@ struct codec<T, std::enable_if_t<std::is_floating_point_v<T>>> {
   }
 };
 
+// A str (bin = false) or bin value: its header, then its body unless the frame borrows it.
+// msgpack counts their bytes in 32 bits: a larger value fails rather than being cut.
+inline void pack_raw(packer& pk, codec_state& st, const char* data, std::size_t size, bool bin) {
+  if (size > std::numeric_limits<std::uint32_t>::max()) {
+    st.fail(std::string{bin ? "bytes" : "a string"} + " of " + std::to_string(size)
+            + " bytes: msgpack's limit is 4 GiB");
+    pk.pack_nil();
+    return;
+  }
+  auto n = static_cast<std::uint32_t>(size);
+  bin ? pk.pack_bin(n) : pk.pack_str(n);
+  if (!st.borrow(data, size))
+    bin ? pk.pack_bin_body(data, n) : pk.pack_str_body(data, n);
+}
+
 template <>
 struct codec<std::string> {
   static std::string name() { return "str"; }
   static void encode(packer& pk, const std::string& x, codec_state& st) {
-    if (x.size() > std::numeric_limits<std::uint32_t>::max()) {
-      st.fail("a string of " + std::to_string(x.size()) + " bytes exceeds msgpack's 4 GiB");
-      pk.pack_nil();
-      return;
-    }
-    pk.pack_str(static_cast<std::uint32_t>(x.size()));
-    if (!st.borrow(x.data(), x.size()))
-      pk.pack_str_body(x.data(), static_cast<std::uint32_t>(x.size()));
+    pack_raw(pk, st, x.data(), x.size(), false);
   }
   static bool decode(const msgpack::object& o, std::string& out, codec_state& st) {
     if (o.type != msgpack::type::STR)
@@ -192,14 +200,7 @@ template <>
 struct codec<bytes> {
   static std::string name() { return "bytes"; }
   static void encode(packer& pk, const bytes& x, codec_state& st) {
-    if (x.size() > std::numeric_limits<std::uint32_t>::max()) {
-      st.fail("bytes of " + std::to_string(x.size()) + " exceed msgpack's 4 GiB");
-      pk.pack_nil();
-      return;
-    }
-    pk.pack_bin(static_cast<std::uint32_t>(x.size()));
-    if (!st.borrow(x.data(), x.size()))
-      pk.pack_bin_body(x.data(), static_cast<std::uint32_t>(x.size()));
+    pack_raw(pk, st, x.data(), x.size(), true);
   }
   static bool decode(const msgpack::object& o, bytes& out, codec_state& st) {
     if (o.type != msgpack::type::BIN)
