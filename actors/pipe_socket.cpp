@@ -95,7 +95,7 @@ void pipe_socket::send(const char* data, std::size_t size, std::optional<millis>
   auto room = [&] { return out_.size() - out_begin_ < max_pending || closed_ || broken_; };
   if (timeout) {
     if (!sent_.wait_for(lock, *timeout, room))
-      fail(errc::timeout, "send: the other end did not take the messages before in time");
+      fail(errc::timeout, "send: the other end did not take the earlier messages in time");
   } else {
     sent_.wait(lock, room);
   }

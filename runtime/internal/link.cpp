@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "runtime/log.hpp"
+
 namespace mproc::detail {
 
 namespace {
@@ -158,6 +160,13 @@ bool link::drain_locked(released& done) {
         drained_.notify_all();  // what did go out made room
         return true;
       }
+      if (!fds.empty() && (errno == EMFILE || errno == ENFILE || errno == ETOOMANYREFS)) {
+        // The descriptors cannot go (too many in flight or open): only this frame is lost,
+        // nothing of it was written, so the link goes on. Its pipe ends close here.
+        log::warn("a message carrying descriptors was dropped: ", std::strerror(errno));
+        pop_front_locked(done);
+        continue;
+      }
       // EPIPE, ECONNRESET, ENOBUFS...: nothing more goes out. The loop closes the link, which
       // settles everything pending on it; the reader may well have seen the end first.
       broken_ = true;
@@ -215,6 +224,7 @@ bool link::pieces(const pending& frame, std::size_t skip, iovec* iov, std::size_
 }
 
 void link::pop_front_locked(released& done) {
+  close_fds(out_.front().fds);  // only a dropped frame still has them
   out_bytes_ -= out_.front().size;
   done.push_back(std::move(out_.front().keep));
   out_.pop_front();
