@@ -2,7 +2,10 @@
 // closes or its process dies.
 #include "actors/pipe.hpp"
 
+#include <unistd.h>
+
 #include <filesystem>
+#include <fstream>
 
 #include <caf/blocking_actor.hpp>
 #include <caf/event_based_actor.hpp>
@@ -63,6 +66,21 @@ caf::behavior end_taker(caf::event_based_actor*) {
   }};
 }
 
+// Reads numbers until EOF and writes how many arrived in order to `path`.
+void counter(caf::blocking_actor*, mproc::connection c, std::string path) {
+  std::int64_t n = 0;
+  try {
+    for (;;) {
+      if (c.recv_as<std::int64_t>() != n)
+        break;
+      ++n;
+    }
+  } catch (const mproc::error&) {
+    // EOF: the sender is gone
+  }
+  std::ofstream{path} << n;
+}
+
 // Descriptors open in this process.
 std::size_t open_fds() {
   std::size_t n = 0;
@@ -79,6 +97,7 @@ MPROC_ACTOR(holder);
 MPROC_ACTOR(asker);
 MPROC_ACTOR(answerer);
 MPROC_ACTOR(end_taker);
+MPROC_ACTOR(counter);
 
 TEST_CASE("a duplex pipe carries messages and bytes both ways in order") {
   test::scoped_node node;
@@ -245,4 +264,21 @@ TEST_CASE("an end sent away takes along what it had read but not taken, and what
   CHECK(here.recv(5s).get_as<std::int32_t>(0) == 2);  // echoed by the child, after the rest
   here.close();
   CHECK(p.join(5s));
+}
+
+TEST_CASE("what a root sent just before its node ended arrives whole, without a join") {
+  auto path = std::filesystem::temp_directory_path() / ("mproc-pipe-count-" + std::to_string(::getpid()));
+  constexpr std::int64_t total = 50'000;  // far more than the socket holds: most wait unsent
+  {
+    auto node = test::make_node();  // a plain node: its end joins the child, as a user's would
+    auto [here, there] = mproc::pipe(node);
+    node.spawn_process("counter", {}, there, path.string());
+    for (std::int64_t i = 0; i < total; ++i)
+      here.send(i);
+  }  // handles dropped, node destroyed: it writes what is left, then joins the child
+  std::ifstream in{path};
+  std::int64_t got = -1;
+  in >> got;
+  std::filesystem::remove(path);
+  CHECK(got == total);
 }
