@@ -119,7 +119,7 @@ void codec<connection>::encode(packer& pk, const connection& c, codec_state& st)
   };
   if (!c.socket_)
     return refuse("not a pipe end");
-  if (st.descriptors == nullptr)
+  if (st.descriptors == nullptr || st.settle == nullptr)
     return refuse("a pipe end goes only to a process on this machine, as a spawn argument or "
                   "in a message (not to another machine, not inside a queue item)");
   if (st.descriptors->size() >= max_fds_per_frame)  // checked before the end is given away
@@ -127,10 +127,13 @@ void codec<connection>::encode(packer& pk, const connection& c, codec_state& st)
                   + " pipe ends");
   mproc::detail::pipe_socket::handoff h;
   try {
-    h = c.socket_->give_away();
+    h = c.socket_->lend();
   } catch (const mproc::error& e) {
     return refuse(e.what());
   }
+  // Closed here only once the frame went to its link; a message that fails (a later
+  // element, its size, a dead link) gives the end back untouched.
+  st.settle->push_back([end = c.socket_](bool sent) { end->settle_lend(sent); });
   auto index = static_cast<std::uint32_t>(st.descriptors->size());
   st.descriptors->push_back(h.fd);
   auto m = c.readable_ && c.writable_ ? mode::duplex : c.readable_ ? mode::read_only : mode::write_only;

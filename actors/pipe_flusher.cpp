@@ -4,6 +4,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -18,15 +19,16 @@ namespace {
 
 class flusher {
 public:
+  // Also wakes the thread for an end it has: the end may have changed (sent away).
   void watch(std::shared_ptr<pipe_socket> end) {
     std::lock_guard guard{mtx_};
-    for (const auto& e : ends_)
-      if (e == end)
-        return;
-    ends_.push_back(std::move(end));
+    if (std::find(ends_.begin(), ends_.end(), end) == ends_.end())
+      ends_.push_back(std::move(end));
+    hook_locked();
     if (!thread_.joinable() && !draining_)
       start_locked();
-    wake_locked();
+    if (wake_ >= 0)
+      wake_locked();
   }
 
   // Node exit: writes what is left (bounded), then ends the thread. Ends that a late send
@@ -36,7 +38,6 @@ public:
     int wake = -1;
     {
       std::unique_lock lock{mtx_};
-      hook_added_ = false;  // a later node of this process (tests make several) adds its own
       if (!thread_.joinable())
         return;
       idle_.wait_for(lock, drain_timeout, [&] { return ends_.empty(); });
@@ -49,21 +50,29 @@ public:
     thread.join();
     ::close(wake);
     std::lock_guard guard{mtx_};
-    ends_.clear();  // left unsent: their readers did not read for drain_timeout
+    for (const auto& e : ends_)  // left unsent: their readers did not read for drain_timeout
+      e->unwatched();
+    ends_.clear();
     stop_ = false;
     draining_ = false;
   }
 
 private:
-  void start_locked() {
-    if (!hook_added_) {
-      try {
-        this_node().at_exit([this] { drain(); });
-        hook_added_ = true;
-      } catch (const std::exception&) {
-        // No node (pipes are made with one, so not expected): nothing drains at exit.
-      }
+  // The node of this process drains the writer when it ends; a later node (tests make
+  // several, one after another) gets its own hook.
+  void hook_locked() {
+    try {
+      auto& current = this_node();
+      if (current.id() == hooked_)  // ids are random per node; addresses repeat
+        return;
+      current.at_exit([this] { drain(); });
+      hooked_ = current.id();
+    } catch (const std::exception&) {
+      // No node (pipes are made with one, so not expected): nothing drains at exit.
     }
+  }
+
+  void start_locked() {
     wake_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     thread_ = std::thread{[this, wake = wake_] { run(wake); }};
   }
@@ -116,7 +125,7 @@ private:
   int wake_ = -1;
   bool stop_ = false;
   bool draining_ = false;
-  bool hook_added_ = false;
+  std::uint64_t hooked_ = 0;  // the node whose exit hook drains this writer
 };
 
 // Never destroyed: a joinable thread member must not meet static destruction, and the

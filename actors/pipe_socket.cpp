@@ -84,6 +84,7 @@ pipe_socket::~pipe_socket() {
 
 void pipe_socket::throw_closed(const char* what) const {
   fail(errc::closed, std::string{what} + (given_away_ ? ": this end was sent to another process"
+                                          : lent_     ? ": this end is being sent to another process"
                                                       : ": the pipe is closed"));
 }
 
@@ -92,7 +93,9 @@ void pipe_socket::send(const char* data, std::size_t size, std::optional<millis>
     fail(errc::frame_too_large, "send: " + std::to_string(size) + " bytes exceed a pipe's "
                                   + std::to_string(max_frame) + "-byte limit");
   std::unique_lock lock{send_mtx_};
-  auto room = [&] { return out_.size() - out_begin_ < max_pending || closed_ || broken_; };
+  auto room = [&] {
+    return (out_.size() - out_begin_ < max_pending && !lent_) || closed_ || broken_;
+  };
   if (timeout) {
     if (!sent_.wait_for(lock, *timeout, room))
       fail(errc::timeout, "send: the other end did not take the earlier messages in time");
@@ -159,6 +162,8 @@ void pipe_socket::write_pending_locked() {
 
 bool pipe_socket::flush() {
   std::lock_guard guard{send_mtx_};
+  if (lent_)
+    return false;  // its unsent bytes travel with it: they must not go out from here too
   write_pending_locked();
   bool done = out_.empty();
   if (done && closed_ && !given_away_)
@@ -216,7 +221,7 @@ bool pipe_socket::fill(deadline_t deadline) {
 
 bytes pipe_socket::recv(std::optional<millis> timeout) {
   std::lock_guard guard{recv_mtx_};
-  if (closed_)
+  if (closed_ || lent_)
     throw_closed("recv");
   auto deadline = deadline_after(timeout);
   while (in_end_ - in_begin_ < wire::frame_header_size)
@@ -258,7 +263,7 @@ bytes pipe_socket::recv(std::optional<millis> timeout) {
 
 bool pipe_socket::poll(millis timeout) {
   std::lock_guard guard{recv_mtx_};
-  if (closed_)
+  if (closed_ || lent_)
     throw_closed("poll");
   return frame_buffered() || eof_ || wait_readable(deadline_after(timeout));
 }
@@ -274,14 +279,14 @@ void pipe_socket::close() {
   sent_.notify_all();
 }
 
-pipe_socket::handoff pipe_socket::give_away() {
+pipe_socket::handoff pipe_socket::lend() {
   // Never waits: it runs where waiting is not allowed (the I/O thread encoding a spawn's
   // arguments, an actor). What is buffered either way travels with the end.
   std::unique_lock recv_lock{recv_mtx_, std::try_to_lock};
   if (!recv_lock)
     fail(errc::bad_arguments, "send the pipe end: another thread is receiving on it");
   std::lock_guard guard{send_mtx_};
-  if (closed_)
+  if (closed_ || lent_)
     throw_closed("send the pipe end");
   handoff out;
   out.fd = ::fcntl(fd_, F_DUPFD_CLOEXEC, 0);
@@ -290,15 +295,34 @@ pipe_socket::handoff pipe_socket::give_away() {
   out.unread.assign(in_.begin() + static_cast<std::ptrdiff_t>(in_begin_),
                     in_.begin() + static_cast<std::ptrdiff_t>(in_end_));
   out.unsent.assign(out_.begin() + static_cast<std::ptrdiff_t>(out_begin_), out_.end());
-  in_.clear();
-  in_begin_ = in_end_ = 0;
-  out_.clear();
-  out_begin_ = 0;
-  given_away_ = true;
-  closed_ = true;
-  ::close(fd_);
-  sent_.notify_all();
+  lent_ = true;  // nothing is read, written or flushed here until settled
   return out;
+}
+
+void pipe_socket::settle_lend(bool sent) {
+  bool wake_writer = false;
+  {
+    std::scoped_lock guard{recv_mtx_, send_mtx_};
+    lent_ = false;
+    if (sent) {
+      in_.clear();
+      in_begin_ = in_end_ = 0;
+      out_.clear();
+      out_begin_ = 0;
+      given_away_ = true;
+      closed_ = true;
+      ::close(fd_);
+      wake_writer = watched_;  // it may be waiting on this socket: let it forget the end
+    }
+    sent_.notify_all();
+  }
+  if (wake_writer)
+    pipe_flusher::watch(shared_from_this());
+}
+
+void pipe_socket::unwatched() {
+  std::lock_guard guard{send_mtx_};
+  watched_ = false;
 }
 
 } // namespace mproc::detail

@@ -67,11 +67,17 @@ public:
   // Ends both directions: a recv here returns at once, the other end sees EOF after what
   // was sent (unsent bytes still go out first). Idempotent.
   void close();
-  // The end for another process, which then holds it; here it is closed. Throws closed when
-  // it is closed or already given away, bad_arguments while another thread is in recv.
-  handoff give_away();
+  // The end for another process, in two steps so that a message that does not go out loses
+  // nothing: lend() makes the handoff (the end is unusable here meanwhile), then
+  // settle_lend(true) closes it here once the frame carrying it went to its link, or
+  // settle_lend(false) gives it back. lend() throws closed when the end is closed or already
+  // on its way, bad_arguments while another thread is in recv. Neither waits.
+  handoff lend();
+  void settle_lend(bool sent);
   // True when nothing is unsent (send_mtx_ taken).
   bool idle();
+  // The background writer dropped this end (node exit): a later send registers it again.
+  void unwatched();
 
 private:
   // recv_mtx_ held: waits until the socket is readable or `deadline`; false on timeout.
@@ -92,6 +98,7 @@ private:
   std::size_t out_begin_ = 0;
   bool broken_ = false;           // a write failed: the other end is gone
   bool watched_ = false;          // the background writer has this end
+  bool lent_ = false;             // between lend() and settle_lend()
   std::mutex recv_mtx_;
   std::vector<char> in_;  // received bytes not yet taken: in_[in_begin_, in_end_)
   std::size_t in_begin_ = 0;

@@ -14,6 +14,7 @@
 
 #include <bit>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <optional>
@@ -60,6 +61,9 @@ struct codec_state {
   // elsewhere). Encoding appends descriptors the frame then owns; decoding finds the
   // frame's descriptors here and takes one by setting it to -1.
   std::vector<int>* descriptors = nullptr;
+  // Encoding: steps to finish once the frame is handed to its link (true) or dropped (false),
+  // e.g. a pipe end closes here only once the frame carrying it goes out.
+  std::vector<std::function<void(bool sent)>>* settle = nullptr;
 
   // Encoding: records `size` bytes at `data` to go out at the buffer's current end rather
   // than be copied into it, when a frame allows it and the payload is large. The caller

@@ -44,8 +44,14 @@ void end_frame(frame_out& frame) {
 }
 
 frame_out::~frame_out() {
+  settled(false);
   for (int fd : fds)
     ::close(fd);
+}
+
+void frame_out::settled(bool sent) {
+  for (auto& step : std::exchange(settle, {}))
+    step(sent);
 }
 
 void prepend_fds_frame(frame_out& frame) {

@@ -51,6 +51,7 @@ struct frame_out {
   std::vector<borrowed_span> borrowed;  // in the order of their `at`
   std::shared_ptr<const void> keep;     // owns what `borrowed` points into
   std::vector<int> fds;                 // descriptors it carries, owned (closed if unsent)
+  std::vector<std::function<void(bool)>> settle;  // see codec_state::settle
 
   frame_out() = default;
   frame_out(frame_out&&) = default;
@@ -59,8 +60,11 @@ struct frame_out {
 
   // With `descriptors`: values may add descriptors to the frame (a local link only).
   codec_state state(context* ctx, bool descriptors = false) {
-    return {ctx, {}, &borrowed, &buf, descriptors ? &fds : nullptr};
+    return {ctx, {}, &borrowed, &buf, descriptors ? &fds : nullptr, &settle};
   }
+  // Runs the settle steps once: `sent` when the link took the frame. The destructor runs
+  // them with false if nobody did.
+  void settled(bool sent);
   // The frame's payload size: what `buf` holds after the prefix and every borrowed span.
   std::size_t payload_size() const;
 };

@@ -21,6 +21,10 @@ using namespace std::chrono_literals;
 using mproc::errc;
 using test::code_of;
 
+// A type that cannot cross processes (no MPROC_MESSAGE).
+struct unsendable {};
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(unsendable)
+
 namespace {
 
 // Sends back every message until EOF.
@@ -281,4 +285,23 @@ TEST_CASE("what a root sent just before its node ended arrives whole, without a 
   in >> got;
   std::filesystem::remove(path);
   CHECK(got == total);
+}
+
+TEST_CASE("a message carrying an end that cannot go out gives the end back untouched") {
+  test::scoped_node node;
+  auto [here, there] = mproc::pipe(*node);
+  auto p = node->spawn_process("end_taker", {});
+  here.send(std::int32_t{7});  // waits in `there`'s socket
+  // An element after the end that cannot be encoded, then a frame above the child's maximum.
+  CHECK(code_of([&] {
+    node->request_message(p.actor(), caf::make_message(there, unsendable{}), 5s);
+  }) == errc::unknown_message_type);
+  CHECK(code_of([&] {
+    node->request_message(p.actor(), caf::make_message(there, mproc::bytes(81u << 20, 'x')), 5s);
+  }) == errc::frame_too_large);
+  CHECK(there.recv_as<std::int32_t>() == 7);  // still here, still whole
+  there.send(std::int32_t{8});
+  CHECK(here.recv_as<std::int32_t>() == 8);
+  p.terminate();
+  CHECK(p.join(5s));
 }

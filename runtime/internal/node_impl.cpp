@@ -152,8 +152,9 @@ caf::strong_actor_ptr node_impl::local_actor(std::uint64_t id) {
 }
 
 bool node_impl::gave_up(const caf::weak_actor_ptr& sender, caf::message_id mid) {
-  auto strong = sender.lock();
-  return strong && strong.get() == requester_->ctrl()
+  // Compared without lock(): a strong reference made here could be the last one, and an
+  // actor's end must not run under the caller's lock.
+  return sender.get() == requester_->ctrl()
          && !requester_->waiting(mid.request_id().integer_value());
 }
 

@@ -128,7 +128,8 @@ private:
 
   void forward_send_or_relay(wire::actor_ref to, wire::actor_ref from, caf::message_id mid,
                              const caf::message& msg);
-  void sweep_requests_locked();
+  // Moves the entries no reply will claim to `swept`, for the caller to drop unlocked.
+  void sweep_requests_locked(std::vector<pending_request>& swept);
   void forward_request(proxy& via, wire::actor_ref to, wire::actor_ref from,
                        caf::strong_actor_ptr sender, caf::message_id mid, const caf::message& msg);
   void forward_response(wire::actor_ref to, wire::actor_ref from, caf::message_id mid,

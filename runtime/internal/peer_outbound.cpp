@@ -58,7 +58,9 @@ caf::error peer::send_frame(wire::frame_out&& frame, link::flow kind) {
   wire::end_frame(frame);
   if (!frame.fds.empty())
     wire::prepend_fds_frame(frame);
-  if (!link_->write(std::move(frame), kind))
+  auto sent = link_->write(std::move(frame), kind);  // takes the bytes; the settle steps stay
+  frame.settled(sent);
+  if (!sent)
     return make_error(errc::link_lost, "the connection to process " + std::to_string(who().pid)
                                          + " is closed");
   return {};
@@ -115,13 +117,15 @@ void peer::forward_request(proxy& via, wire::actor_ref to, wire::actor_ref from,
   }
   request_key key{sender_id, request};
   caf::error dead;
+  std::vector<pending_request> swept;  // destroyed after the lock: it may hold the last
+                                       // reference to a proxy, whose end locks mtx_
   {
     std::lock_guard guard{mtx_};
     if (failed_) {
       dead = fail_reason_;
     } else {
       requests_.insert_or_assign(key, pending);  // before writing: the reply may beat us back
-      sweep_requests_locked();
+      sweep_requests_locked(swept);
     }
   }
   if (dead) {
@@ -262,14 +266,20 @@ void peer::answer_locally(const pending_request& p, caf::message reply) {
                        nullptr);
 }
 
-void peer::sweep_requests_locked() {
+void peer::sweep_requests_locked(std::vector<pending_request>& swept) {
   // Requesters that ended, and node::request calls that timed out (the node's requester
   // lives on), leave entries no reply will claim.
   if (requests_.size() < requests_swept_at_)
     return;
-  std::erase_if(requests_, [this](const auto& kv) {
-    return expired(kv.second.requester) || node_.gave_up(kv.second.requester, kv.second.mid);
-  });
+  for (auto i = requests_.begin(); i != requests_.end();) {
+    const auto& p = i->second;
+    if (expired(p.requester) || node_.gave_up(p.requester, p.mid)) {
+      swept.push_back(std::move(i->second));
+      i = requests_.erase(i);
+    } else {
+      ++i;
+    }
+  }
   requests_swept_at_ = std::max<std::size_t>(64, 2 * requests_.size());
 }
 
