@@ -23,12 +23,12 @@
 #include <string_view>
 #include <vector>
 
-struct iovec;
-
 #include "runtime/internal/io_loop.hpp"
-#include "serialization/envelope.hpp"
 #include "serialization/codec.hpp"
+#include "serialization/envelope.hpp"
 #include "serialization/frame.hpp"
+
+struct iovec;  // <sys/uio.h>, for the private pieces(): kept out of this header's includes
 
 namespace mproc::detail {
 
