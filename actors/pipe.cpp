@@ -30,58 +30,51 @@ enum class mode : std::uint8_t { duplex = 0, read_only = 1, write_only = 2 };
 connection::connection(std::shared_ptr<detail::pipe_socket> socket, bool readable, bool writable)
   : socket_(std::move(socket)), readable_(readable), writable_(writable) {}
 
-detail::pipe_socket& connection::reader(const char* what) const {
+detail::pipe_socket& connection::usable(const char* what, bool to_read) const {
   if (!socket_)
     no_end(std::string{what} + ": not a pipe end");
-  if (!readable_)
-    no_end(std::string{what} + ": this end of the pipe is write-only");
-  return *socket_;
-}
-
-detail::pipe_socket& connection::writer(const char* what) const {
-  if (!socket_)
-    no_end(std::string{what} + ": not a pipe end");
-  if (!writable_)
-    no_end(std::string{what} + ": this end of the pipe is read-only");
+  if (!(to_read ? readable_ : writable_))
+    no_end(std::string{what} + (to_read ? ": this end of the pipe is write-only"
+                                        : ": this end of the pipe is read-only"));
   return *socket_;
 }
 
 void connection::send_message(const caf::message& msg) {
   auto data = to_bytes(msg);
-  writer("send").send(data.data(), data.size(), std::nullopt);
+  usable("send", false).send(data.data(), data.size(), std::nullopt);
 }
 
 void connection::send_message(const caf::message& msg, millis timeout) {
   auto data = to_bytes(msg);
-  writer("send").send(data.data(), data.size(), timeout);
+  usable("send", false).send(data.data(), data.size(), timeout);
 }
 
 void connection::send_bytes(const bytes& data) {
-  writer("send").send(data.data(), data.size(), std::nullopt);
+  usable("send", false).send(data.data(), data.size(), std::nullopt);
 }
 
 void connection::send_bytes(const bytes& data, millis timeout) {
-  writer("send").send(data.data(), data.size(), timeout);
+  usable("send", false).send(data.data(), data.size(), timeout);
 }
 
 caf::message connection::recv() {
-  return from_bytes(reader("recv").recv(std::nullopt));
+  return from_bytes(usable("recv", true).recv(std::nullopt));
 }
 
 caf::message connection::recv(millis timeout) {
-  return from_bytes(reader("recv").recv(timeout));
+  return from_bytes(usable("recv", true).recv(timeout));
 }
 
 bytes connection::recv_bytes() {
-  return reader("recv").recv(std::nullopt);
+  return usable("recv", true).recv(std::nullopt);
 }
 
 bytes connection::recv_bytes(millis timeout) {
-  return reader("recv").recv(timeout);
+  return usable("recv", true).recv(timeout);
 }
 
 bool connection::poll(millis timeout) {
-  return reader("poll").poll(timeout);
+  return usable("poll", true).poll(timeout);
 }
 
 void connection::close() {

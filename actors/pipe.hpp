@@ -82,8 +82,8 @@ private:
   friend struct wire::codec<connection>;
 
   connection(std::shared_ptr<detail::pipe_socket> socket, bool readable, bool writable);
-  detail::pipe_socket& reader(const char* what) const;
-  detail::pipe_socket& writer(const char* what) const;
+  // The socket, if this end may be used that way (else throws bad_arguments).
+  detail::pipe_socket& usable(const char* what, bool to_read) const;
   [[noreturn]] static void throw_wrong_type(const caf::message& m);
 
   template <class T>

@@ -111,7 +111,7 @@ private:
     std::lock_guard guard{mtx_};
     // Checked again under both locks: a send may have queued more since flush() returned,
     // seen the end still here and not asked again.
-    if (!end->idle())
+    if (!end->unwatch_if_idle())
       return;
     std::erase(ends_, end);
     if (ends_.empty())

@@ -70,7 +70,7 @@ void pipe_socket::resume() {
   pipe_flusher::watch(shared_from_this());
 }
 
-bool pipe_socket::idle() {
+bool pipe_socket::unwatch_if_idle() {
   std::lock_guard guard{send_mtx_};
   if (out_.empty())
     watched_ = false;

@@ -74,8 +74,9 @@ public:
   // on its way, bad_arguments while another thread is in recv. Neither waits.
   handoff lend();
   void settle_lend(bool sent);
-  // True when nothing is unsent (send_mtx_ taken).
-  bool idle();
+  // The background writer lets go of this end if nothing is unsent: true then, and a later
+  // send registers the end again (send_mtx_ taken).
+  bool unwatch_if_idle();
   // The background writer dropped this end (node exit): a later send registers it again.
   void unwatched();
 
@@ -89,7 +90,7 @@ private:
   void write_pending_locked();
   [[noreturn]] void throw_closed(const char* what) const;
 
-  int fd_;  // open until destruction or give_away: a thread may be waiting on it
+  int fd_;  // open until destruction or settle_lend(true): a thread may be waiting on it
   std::atomic<bool> closed_{false};
   std::atomic<bool> given_away_{false};
   std::mutex send_mtx_;

@@ -84,9 +84,8 @@ bool link::write(wire::buffer&& frame, flow kind) {
 }
 
 bool link::write(wire::frame_out&& frame, flow kind) {
-  std::size_t total = frame.buf.size();
-  for (const auto& span : frame.borrowed)
-    total += span.size;
+  // The whole buffer (frames before the ended one included) and every borrowed span.
+  auto total = frame.start + wire::frame_header_size + frame.payload_size();
   return enqueue({std::move(frame.buf), std::move(frame.borrowed), std::move(frame.keep), total,
                   std::exchange(frame.fds, {})},
                  kind);
