@@ -2,6 +2,7 @@
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -33,26 +34,32 @@ io_loop::io_loop() : read_buffer_(new char[read_buffer_size]) {
   ev.data.u64 = wake_token;
   if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0)
     fail("epoll_ctl(wake)");
+  takeover_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+  if (takeover_fd_ < 0)
+    fail("timerfd_create");
 }
 
 io_loop::~io_loop() {
   if (thread_.joinable())
     stop();
+  ::close(takeover_fd_);
   ::close(wake_fd_);
   ::close(epoll_fd_);
 }
 
-void io_loop::start() {
-  thread_ = std::thread{[this] {
-    loop_thread_id_ = std::this_thread::get_id();
-    run();
-  }};
+void io_loop::start(work_factory make_work) {
+  make_work_ = std::move(make_work);
+  thread_ = std::thread{[this] { serve(true); }};
+  if (make_work_)
+    standby_ = std::thread{[this] { serve(false); }};
 }
 
 void io_loop::stop() {
   post([this] { stopping_ = true; });
   if (thread_.joinable())
     thread_.join();
+  if (standby_.joinable())
+    standby_.join();
 }
 
 std::uint64_t io_loop::add(int fd, std::uint32_t events, event_handler handler) {
@@ -136,31 +143,110 @@ void io_loop::run_tasks() {
     fn();
 }
 
-void io_loop::run() {
-  constexpr int max_events = 64;
-  epoll_event events[max_events];
-  while (!stopping_) {
-    int n = epoll_wait(epoll_fd_, events, max_events, next_timeout_ms());
-    if (n < 0 && errno != EINTR)
-      fail("epoll_wait");
-    for (int i = 0; i < n; ++i) {
-      auto token = events[i].data.u64;
-      if (token == wake_token) {
-        std::uint64_t count;
-        [[maybe_unused]] auto r = ::read(wake_fd_, &count, sizeof count);
-        continue;
-      }
-      // Copied: the handler may remove itself (closing a link) while it runs.
-      auto h = handlers_.find(token);
-      if (h != handlers_.end()) {
-        auto handler = h->second;
-        handler(events[i].events);
-      }
+// ---- leadership ------------------------------------------------------------------------
+//
+// phase_: `leading` while a thread holds the loop, `released` while the last leader runs its
+// work (either thread may lead next: the first to move it back to `leading`), `ended` once
+// the loop stopped. The leader releases only while the other thread stands by.
+
+void io_loop::serve(bool leading) {
+  auto work = make_work_ ? make_work_() : nullptr;
+  while (leading || wait_for_takeover()) {
+    bool released;
+    {
+      std::lock_guard lead_guard{lead_mtx_};
+      released = lead(work.get());
     }
-    run_tasks();
-    run_due_timers();
+    if (!released)
+      break;
+    work->run();
+    arm_takeover({});
+    auto expected = phase::released;
+    // Lost to the standby (it took the loop over meanwhile): this thread stands by now.
+    leading = phase_.compare_exchange_strong(expected, phase::leading);
+  }
+  if (work)
+    work->hand_over();
+}
+
+// Runs the loop until this thread has work to do with the loop released (true) or the loop
+// ends (false).
+bool io_loop::lead(batch_work* work) {
+  if (phase_ == phase::ended)
+    return false;
+  loop_thread_id_ = std::this_thread::get_id();
+  while (!stopping_) {
+    poll_once();
+    if (!work || !work->pending())
+      continue;
+    if (standing_by_ == 0) {
+      work->hand_over();
+      continue;
+    }
+    released_work_ = work;
+    phase_ = phase::released;
+    arm_takeover(takeover_after);
+    loop_thread_id_ = std::thread::id{};
+    return true;
   }
   run_tasks();
+  loop_thread_id_ = std::thread::id{};
+  phase_ = phase::ended;
+  arm_takeover(std::chrono::nanoseconds{1});  // wakes the standby: it ends too
+  return false;
+}
+
+// Waits until the leader's work outlasts takeover_after (true: this thread leads now) or the
+// loop ends (false).
+bool io_loop::wait_for_takeover() {
+  ++standing_by_;
+  bool took_over = false;
+  while (phase_ != phase::ended) {
+    std::uint64_t expirations;
+    if (::read(takeover_fd_, &expirations, sizeof expirations) < 0 && errno != EINTR)
+      fail("read(takeover timer)");
+    auto expected = phase::released;
+    if (phase_.compare_exchange_strong(expected, phase::leading)) {
+      // Actors queued behind the one that blocks the other thread must not wait for it.
+      released_work_.load()->abandon();
+      took_over = true;
+      break;
+    }
+  }
+  --standing_by_;
+  return took_over;
+}
+
+// Zero disarms.
+void io_loop::arm_takeover(std::chrono::nanoseconds after) {
+  itimerspec spec{};
+  spec.it_value.tv_sec = static_cast<time_t>(after.count() / 1'000'000'000);
+  spec.it_value.tv_nsec = static_cast<long>(after.count() % 1'000'000'000);
+  timerfd_settime(takeover_fd_, 0, &spec, nullptr);
+}
+
+void io_loop::poll_once() {
+  constexpr int max_events = 64;
+  epoll_event events[max_events];
+  int n = epoll_wait(epoll_fd_, events, max_events, next_timeout_ms());
+  if (n < 0 && errno != EINTR)
+    fail("epoll_wait");
+  for (int i = 0; i < n; ++i) {
+    auto token = events[i].data.u64;
+    if (token == wake_token) {
+      std::uint64_t count;
+      [[maybe_unused]] auto r = ::read(wake_fd_, &count, sizeof count);
+      continue;
+    }
+    // Copied: the handler may remove itself (closing a link) while it runs.
+    auto h = handlers_.find(token);
+    if (h != handlers_.end()) {
+      auto handler = h->second;
+      handler(events[i].events);
+    }
+  }
+  run_tasks();
+  run_due_timers();
 }
 
 } // namespace mproc::detail

@@ -3,6 +3,14 @@
 // Handlers run on the loop thread. Registrations are addressed by token, not pointer, so an
 // event still queued in the current epoll batch for a handler removed moments before is
 // dropped instead of calling freed memory.
+//
+// Two threads take turns as the loop thread (leader/follower). What a batch of events made
+// runnable (actors a frame was for) the leader runs itself, with the loop released, instead
+// of waking another thread for it: a thread wake-up is most of a local round trip. While it
+// does, the other thread stands by; if the work lasts longer than `takeover_after` (an actor
+// that computes, or blocks), the standby takes the loop over, so no frame, timer or
+// heartbeat waits behind user code. With nobody standing by, the work goes to the actor
+// system's own threads as before.
 #pragma once
 
 #include <atomic>
@@ -24,12 +32,30 @@ public:
   using event_handler = std::function<void(std::uint32_t epoll_events)>;
   using task = std::function<void()>;
 
+  // What a loop thread collects while it handles events, done between batches.
+  class batch_work {
+  public:
+    virtual ~batch_work() = default;
+    virtual bool pending() const = 0;
+    // With the loop released: may take long.
+    virtual void run() = 0;
+    // Gives the work to other threads: nobody stands by to take the loop over.
+    virtual void hand_over() = 0;
+    // From the thread that took the loop over while run() lasts: what run() has not started
+    // goes to other threads, and so does what comes up until run() returns.
+    virtual void abandon() = 0;
+  };
+  using work_factory = std::function<std::unique_ptr<batch_work>()>;
+
+  static constexpr auto takeover_after = std::chrono::milliseconds{1};
+
   io_loop();
   ~io_loop();
   io_loop(const io_loop&) = delete;
   io_loop& operator=(const io_loop&) = delete;
 
-  void start();
+  // `make_work`, if set, runs once on each loop thread; without it one thread serves.
+  void start(work_factory make_work = {});
   // Runs the tasks already posted, then ends the thread. Not from the loop thread.
   void stop();
 
@@ -52,7 +78,13 @@ public:
   static constexpr std::size_t read_buffer_size = 256 * 1024;
 
 private:
-  void run();
+  enum class phase { leading, released, ended };
+
+  void serve(bool leading);
+  bool lead(batch_work* work);
+  bool wait_for_takeover();
+  void arm_takeover(std::chrono::nanoseconds after);
+  void poll_once();
   int next_timeout_ms();
   void run_due_timers();
   void run_tasks();
@@ -60,8 +92,17 @@ private:
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
   std::thread thread_;
+  std::thread standby_;
   std::atomic<std::thread::id> loop_thread_id_{};
   std::atomic<bool> stopping_{false};
+
+  // Leadership: the leader holds lead_mtx_; the standby waits on the takeover timer.
+  work_factory make_work_;
+  std::mutex lead_mtx_;
+  std::atomic<phase> phase_{phase::leading};
+  std::atomic<int> standing_by_{0};
+  std::atomic<batch_work*> released_work_{nullptr};  // what the releasing leader runs
+  int takeover_fd_ = -1;  // a timerfd armed while the leader runs its work
   std::uint64_t next_token_ = 1;  // 0 is the wake-up eventfd
 
   std::mutex tasks_mtx_;

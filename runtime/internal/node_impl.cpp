@@ -18,6 +18,7 @@
 
 #include "runtime/actor_registry.hpp"
 #include "runtime/log.hpp"
+#include "runtime/internal/inline_runner.hpp"
 #include "runtime/internal/message_codec.hpp"
 #include "runtime/internal/proxy.hpp"
 #include "serialization/type_registry.hpp"
@@ -85,7 +86,7 @@ node_impl::node_impl(node_options options, std::optional<child_args> child)
   requester_handle_ = caf::make_actor<requester, caf::actor>(
     system_->next_actor_id(), system_->node(), system_.get(), requester_config);
   requester_ = static_cast<requester*>(caf::actor_cast<caf::abstract_actor*>(requester_handle_));
-  loop_.start();
+  loop_.start([this] { return std::make_unique<inline_runner>(*system_); });
 }
 
 node_impl::~node_impl() {

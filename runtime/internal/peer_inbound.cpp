@@ -11,6 +11,7 @@
 
 #include "runtime/errors.hpp"
 #include "runtime/log.hpp"
+#include "runtime/internal/inline_runner.hpp"
 #include "runtime/internal/node_impl.hpp"
 #include "runtime/internal/proxy.hpp"
 
@@ -206,7 +207,7 @@ void peer::on_send(wire::send_env& e) {
   if (auto dest = local_target(e.to))
     dest->enqueue(caf::make_mailbox_element(import_actor(e.from), caf::make_message_id(), {},
                                             std::move(msg)),
-                  nullptr);
+                  inline_runner::current());
 }
 
 void peer::on_request(wire::request_env& e) {
@@ -227,7 +228,7 @@ void peer::on_request(wire::request_env& e) {
   }
   dest->enqueue(caf::make_mailbox_element(import_actor(e.from), caf::make_message_id(e.request),
                                           {}, std::move(msg)),
-                nullptr);
+                inline_runner::current());
 }
 
 void peer::on_response(wire::response_env& e) {

@@ -14,6 +14,7 @@
 
 #include "runtime/errors.hpp"
 #include "runtime/log.hpp"
+#include "runtime/internal/inline_runner.hpp"
 #include "runtime/internal/node_impl.hpp"
 #include "runtime/internal/proxy.hpp"
 
@@ -263,7 +264,7 @@ void peer::answer_locally(const pending_request& p, caf::message reply) {
   if (auto requester = p.requester.lock())
     requester->enqueue(caf::make_mailbox_element(p.proxy, p.mid.response_id(), {},
                                                  std::move(reply)),
-                       nullptr);
+                       inline_runner::current());
 }
 
 void peer::sweep_requests_locked(std::vector<pending_request>& swept) {
