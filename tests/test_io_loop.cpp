@@ -36,6 +36,7 @@ public:
   }
   void hand_over() override { armed_ = false; }
   void abandon() override { abandoned = true; }
+  void retire() override {}
   void arm() { armed_ = true; }
 
   static thread_local blocking_work* current;

@@ -18,8 +18,6 @@ inline_runner::inline_runner(caf::actor_system& sys) : caf::execution_unit(&sys)
 
 inline_runner::~inline_runner() {
   hand_over();
-  if (this_thread_runner == this)
-    this_thread_runner = nullptr;
 }
 
 inline_runner* inline_runner::current() {
@@ -33,7 +31,7 @@ void inline_runner::exec_later(caf::resumable* job) {
   {
     std::lock_guard guard{mtx_};
     bool room = !running_ || started_ + jobs_.size() < max_resumes;
-    if (this_thread_runner == this && !abandoned_ && room) {
+    if (this_thread_runner == this && !abandoned_ && !retired_ && room) {
       jobs_.push_back(job);
       return;
     }
@@ -89,6 +87,13 @@ void inline_runner::abandon() {
   std::lock_guard guard{mtx_};
   hand_over_locked();
   abandoned_ = running_;
+}
+
+void inline_runner::retire() {
+  std::lock_guard guard{mtx_};
+  hand_over_locked();
+  retired_ = true;
+  this_thread_runner = nullptr;
 }
 
 void inline_runner::hand_over_locked() {

@@ -40,6 +40,7 @@ public:
   void run() override;
   void hand_over() override;
   void abandon() override;
+  void retire() override;
 
 private:
   caf::resumable* next();
@@ -51,6 +52,7 @@ private:
   std::size_t started_ = 0;            // resumes in this run
   bool running_ = false;
   bool abandoned_ = false;
+  bool retired_ = false;
 };
 
 } // namespace mproc::detail

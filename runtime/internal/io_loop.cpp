@@ -5,6 +5,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -52,6 +53,23 @@ void io_loop::start(work_factory make_work) {
   thread_ = std::thread{[this] { serve(true); }};
   if (make_work_)
     standby_ = std::thread{[this] { serve(false); }};
+}
+
+// The tasks of the batch in progress and every task posted since.
+void io_loop::run_tasks() {
+  while (batch_task_next_ < batch_tasks_.size()) {
+    auto fn = std::move(batch_tasks_[batch_task_next_++]);
+    fn();
+  }
+  batch_tasks_.clear();
+  batch_task_next_ = 0;
+  std::vector<task> batch;
+  {
+    std::lock_guard guard{tasks_mtx_};
+    batch.swap(tasks_);
+  }
+  for (auto& fn : batch)
+    fn();
 }
 
 void io_loop::stop() {
@@ -124,23 +142,14 @@ int io_loop::next_timeout_ms() {
   return ms < 0 ? 0 : static_cast<int>(std::min<long long>(ms, 60'000));
 }
 
-void io_loop::run_due_timers() {
-  auto now = clock::now();
-  while (!timers_.empty() && timers_.begin()->first.first <= now) {
-    auto node = timers_.extract(timers_.begin());
-    timer_due_.erase(node.key().second);
-    node.mapped()();
-  }
-}
-
-void io_loop::run_tasks() {
-  std::vector<task> batch;
-  {
-    std::lock_guard guard{tasks_mtx_};
-    batch.swap(tasks_);
-  }
-  for (auto& fn : batch)
-    fn();
+// Runs the earliest timer if it is due.
+bool io_loop::run_one_due_timer() {
+  if (timers_.empty() || timers_.begin()->first.first > clock::now())
+    return false;
+  auto node = timers_.extract(timers_.begin());
+  timer_due_.erase(node.key().second);
+  node.mapped()();
+  return true;
 }
 
 // ---- leadership ------------------------------------------------------------------------
@@ -150,12 +159,16 @@ void io_loop::run_tasks() {
 // the loop stopped. The leader releases only while the other thread stands by.
 
 void io_loop::serve(bool leading) {
-  auto work = make_work_ ? make_work_() : nullptr;
+  batch_work* work = nullptr;
+  if (make_work_) {
+    works_[leading ? 0 : 1] = make_work_();
+    work = works_[leading ? 0 : 1].get();
+  }
   while (leading || wait_for_takeover()) {
     bool released;
     {
       std::lock_guard lead_guard{lead_mtx_};
-      released = lead(work.get());
+      released = lead(work);
     }
     if (!released)
       break;
@@ -165,8 +178,10 @@ void io_loop::serve(bool leading) {
     // Lost to the standby (it took the loop over meanwhile): this thread stands by now.
     leading = phase_.compare_exchange_strong(expected, phase::leading);
   }
-  if (work)
+  if (work) {
     work->hand_over();
+    work->retire();
+  }
 }
 
 // Runs the loop until this thread has work to do with the loop released (true) or the loop
@@ -176,7 +191,7 @@ bool io_loop::lead(batch_work* work) {
     return false;
   loop_thread_id_ = std::this_thread::get_id();
   while (!stopping_) {
-    poll_once();
+    step();
     if (!work || !work->pending())
       continue;
     if (standing_by_ == 0) {
@@ -225,28 +240,63 @@ void io_loop::arm_takeover(std::chrono::nanoseconds after) {
   timerfd_settime(takeover_fd_, 0, &spec, nullptr);
 }
 
-void io_loop::poll_once() {
-  constexpr int max_events = 64;
-  epoll_event events[max_events];
-  int n = epoll_wait(epoll_fd_, events, max_events, next_timeout_ms());
-  if (n < 0 && errno != EINTR)
-    fail("epoll_wait");
-  for (int i = 0; i < n; ++i) {
-    auto token = events[i].data.u64;
-    if (token == wake_token) {
-      std::uint64_t count;
-      [[maybe_unused]] auto r = ::read(wake_fd_, &count, sizeof count);
-      continue;
+void io_loop::step() {
+  switch (stage_) {
+    case stage::wait: {
+      epoll_event events[max_events];
+      int n = epoll_wait(epoll_fd_, events, max_events, next_timeout_ms());
+      if (n < 0 && errno != EINTR)
+        fail("epoll_wait");
+      for (int i = 0; i < n; ++i) {
+        batch_tokens_[i] = events[i].data.u64;
+        batch_events_[i] = events[i].events;
+      }
+      batch_size_ = std::max(n, 0);
+      batch_next_ = 0;
+      stage_ = stage::events;
+      return;
     }
-    // Copied: the handler may remove itself (closing a link) while it runs.
-    auto h = handlers_.find(token);
-    if (h != handlers_.end()) {
-      auto handler = h->second;
-      handler(events[i].events);
-    }
+    case stage::events:
+      if (batch_next_ < batch_size_) {
+        auto i = batch_next_++;
+        dispatch(batch_tokens_[i], batch_events_[i]);
+        return;
+      }
+      stage_ = stage::tasks;
+      {
+        std::lock_guard guard{tasks_mtx_};
+        batch_tasks_.swap(tasks_);
+      }
+      batch_task_next_ = 0;
+      return;
+    case stage::tasks:
+      if (batch_task_next_ < batch_tasks_.size()) {
+        auto fn = std::move(batch_tasks_[batch_task_next_++]);
+        fn();
+        return;
+      }
+      batch_tasks_.clear();
+      stage_ = stage::timers;
+      return;
+    case stage::timers:
+      if (!run_one_due_timer())
+        stage_ = stage::wait;
+      return;
   }
-  run_tasks();
-  run_due_timers();
+}
+
+void io_loop::dispatch(std::uint64_t token, std::uint32_t events) {
+  if (token == wake_token) {
+    std::uint64_t count;
+    [[maybe_unused]] auto r = ::read(wake_fd_, &count, sizeof count);
+    return;
+  }
+  // Copied: the handler may remove itself (closing a link) while it runs.
+  auto h = handlers_.find(token);
+  if (h != handlers_.end()) {
+    auto handler = h->second;
+    handler(events);
+  }
 }
 
 } // namespace mproc::detail

@@ -44,6 +44,9 @@ public:
     // From the thread that took the loop over while run() lasts: what run() has not started
     // goes to other threads, and so does what comes up until run() returns.
     virtual void abandon() = 0;
+    // Its thread ends: whatever comes up later goes to other threads. The loop keeps the
+    // object until it is destroyed itself (CAF remembers where an actor last ran).
+    virtual void retire() = 0;
   };
   using work_factory = std::function<std::unique_ptr<batch_work>()>;
 
@@ -84,9 +87,10 @@ private:
   bool lead(batch_work* work);
   bool wait_for_takeover();
   void arm_takeover(std::chrono::nanoseconds after);
-  void poll_once();
+  void step();
+  void dispatch(std::uint64_t token, std::uint32_t events);
   int next_timeout_ms();
-  void run_due_timers();
+  bool run_one_due_timer();
   void run_tasks();
 
   int epoll_fd_ = -1;
@@ -102,6 +106,20 @@ private:
   std::atomic<phase> phase_{phase::leading};
   std::atomic<int> standing_by_{0};
   std::atomic<batch_work*> released_work_{nullptr};  // what the releasing leader runs
+  std::unique_ptr<batch_work> works_[2];              // one per thread, kept past its end
+
+  // The batch in progress: the leader handles one event, task or timer per step, so that no
+  // callback runs while actors it may wait for sit in the leader's work. It passes on to
+  // the next leader with the loop.
+  static constexpr int max_events = 64;
+  enum class stage { wait, events, tasks, timers };
+  stage stage_ = stage::wait;
+  std::uint64_t batch_tokens_[max_events];
+  std::uint32_t batch_events_[max_events];
+  int batch_size_ = 0;
+  int batch_next_ = 0;
+  std::vector<task> batch_tasks_;
+  std::size_t batch_task_next_ = 0;
   int takeover_fd_ = -1;  // a timerfd armed while the leader runs its work
   std::uint64_t next_token_ = 1;  // 0 is the wake-up eventfd
 

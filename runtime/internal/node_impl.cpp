@@ -104,6 +104,11 @@ void node_impl::shutdown() {
   finish_children();
   close_peers();
   loop_.post([this] { listeners_.clear(); });  // stop() runs it before the loop ends
+  // Actors still running may call node::request until the system is gone: the requester
+  // refuses from now on, and lives (its handle is a member) until nothing can reach it.
+  // Stopped before the loop: an actor a loop thread runs may wait in node::request, and
+  // stop() waits for that thread.
+  requester_->stop(make_error(errc::node_shutdown, "the node is shutting down"));
   loop_.stop();
   // What the node kept alive on its own (actors spawned for peers, named actors) would keep
   // ~actor_system waiting forever.
@@ -122,9 +127,6 @@ void node_impl::shutdown() {
     std::lock_guard guard{exports_mtx_};
     exports_.clear();
   }
-  // Actors still running may call node::request until the system is gone: the requester
-  // refuses from now on, and lives (its handle is a member) until nothing can reach it.
-  requester_->stop(make_error(errc::node_shutdown, "the node is shutting down"));
   // Waits for the remaining actors while the system is still whole: they may use it
   // (this_node().system()) until they end; reset() alone would null it first.
   system_->await_all_actors_done();

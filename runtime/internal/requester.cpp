@@ -1,5 +1,7 @@
 #include "runtime/internal/requester.hpp"
 
+#include <sched.h>
+
 #include <caf/actor.hpp>
 #include <caf/actor_cast.hpp>
 #include <caf/error.hpp>
@@ -22,7 +24,18 @@ std::chrono::steady_clock::time_point deadline_after(std::chrono::nanoseconds ti
 
 } // namespace
 
-requester::requester(caf::actor_config& cfg) : caf::monitorable_actor(cfg) {}
+namespace {
+
+bool more_than_one_cpu() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  return sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 1;
+}
+
+} // namespace
+
+requester::requester(caf::actor_config& cfg)
+  : caf::monitorable_actor(cfg), may_spin_(more_than_one_cpu()) {}
 
 void requester::enqueue(caf::mailbox_element_ptr what, caf::execution_unit*) {
   if (!what || !what->mid.is_response())
@@ -32,6 +45,8 @@ void requester::enqueue(caf::mailbox_element_ptr what, caf::execution_unit*) {
   if (i == calls_.end())
     return;  // the caller gave up waiting
   i->second->reply = what->move_content_to_message();
+  i->second->replied = std::chrono::steady_clock::now();
+  i->second->ready.store(true, std::memory_order_release);
   i->second->cv.notify_one();
   calls_.erase(i);
 }
@@ -48,6 +63,7 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
     calls_.emplace(id, &c);
   }
   auto mid = caf::make_message_id(id);
+  auto sent = std::chrono::steady_clock::now();
   auto deadline = deadline_after(timeout);
   try {
     link::write_deadline bounded{deadline};  // a link to a process that stopped reading
@@ -57,16 +73,39 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
     calls_.erase(id);  // `c` is about to go: no reply may reach it
     throw;
   }
+  spin_for(c);
   std::unique_lock lock{mtx_};
   if (!c.cv.wait_until(lock, deadline, [&] { return c.reply.has_value(); })) {
+    observe(std::chrono::steady_clock::now() - sent);
     calls_.erase(id);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
     return make_error(errc::timeout, "no reply within " + std::to_string(ms) + " ms");
   }
+  observe(c.replied - sent);  // how long the answer took, whether this thread slept or not
   auto& reply = *c.reply;
   if (reply.match_elements<caf::error>())
     return reply.get_as<caf::error>(0);
   return std::move(reply);
+}
+
+// Returns when the reply came or spinning no longer pays; the caller then sleeps if need be.
+void requester::spin_for(const call& c) {
+  auto typical = std::chrono::nanoseconds{typical_latency_ns_.load(std::memory_order_relaxed)};
+  if (!may_spin_ || typical > spin_limit)
+    return;
+  auto until = std::chrono::steady_clock::now() + spin_limit;
+  for (unsigned i = 1; !c.ready.load(std::memory_order_acquire); ++i) {
+    __builtin_ia32_pause();
+    if (i % 64 == 0 && std::chrono::steady_clock::now() > until)
+      return;
+  }
+}
+
+// An average over the last ~8 requests, so a few slow replies stop the spinning and a run of
+// fast ones starts it again. The time is the reply's own, not including waking this thread.
+void requester::observe(std::chrono::nanoseconds latency) {
+  auto old = typical_latency_ns_.load(std::memory_order_relaxed);
+  typical_latency_ns_.store(old + (latency.count() - old) / 8, std::memory_order_relaxed);
 }
 
 bool requester::waiting(std::uint64_t request_id) {

@@ -7,8 +7,15 @@
 // reply, enqueued into the requester by whoever answers (the I/O thread for a remote actor),
 // wakes the waiting caller directly. The receiving process sees one sender and keeps one
 // proxy for it.
+//
+// A caller spins for up to `spin_limit` before it sleeps, while replies come that fast: here
+// (2 vCPUs) a local round trip takes 20-40 µs and waking a sleeping caller adds ~15 µs to it
+// (pingpong p50 41 -> 24 µs). It never spins with one CPU to run on (the spin would hold up
+// the reply), nor while the recent replies took longer than the limit (an actor that works
+// for a while before it answers).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -46,12 +53,21 @@ private:
   struct call {
     std::condition_variable cv;
     std::optional<caf::message> reply;
+    std::atomic<bool> ready{false};
+    std::chrono::steady_clock::time_point replied;  // when the reply came (not when seen)
   };
+
+  static constexpr std::chrono::microseconds spin_limit{50};
+
+  void spin_for(const call& c);
+  void observe(std::chrono::nanoseconds latency);
 
   std::mutex mtx_;
   std::unordered_map<std::uint64_t, call*> calls_;  // by request id; each on its caller's stack
   std::uint64_t last_id_ = 0;
   std::optional<caf::error> stopped_;
+  bool may_spin_;                                  // more than one CPU to run on
+  std::atomic<std::int64_t> typical_latency_ns_{0}; // moving average of recent round trips
 };
 
 } // namespace mproc::detail
