@@ -142,9 +142,9 @@ int io_loop::next_timeout_ms() {
   return ms < 0 ? 0 : static_cast<int>(std::min<long long>(ms, 60'000));
 }
 
-// Runs the earliest timer if it is due.
-bool io_loop::run_one_due_timer() {
-  if (timers_.empty() || timers_.begin()->first.first > clock::now())
+// Runs the earliest timer if it was due by `due_by`.
+bool io_loop::run_one_due_timer(clock::time_point due_by) {
+  if (timers_.empty() || timers_.begin()->first.first > due_by)
     return false;
   auto node = timers_.extract(timers_.begin());
   timer_due_.erase(node.key().second);
@@ -277,9 +277,10 @@ void io_loop::step() {
       }
       batch_tasks_.clear();
       stage_ = stage::timers;
+      timers_due_by_ = clock::now();  // a timer that re-arms itself runs once per batch
       return;
     case stage::timers:
-      if (!run_one_due_timer())
+      if (!run_one_due_timer(timers_due_by_))
         stage_ = stage::wait;
       return;
   }

@@ -90,7 +90,7 @@ private:
   void step();
   void dispatch(std::uint64_t token, std::uint32_t events);
   int next_timeout_ms();
-  bool run_one_due_timer();
+  bool run_one_due_timer(clock::time_point due_by);
   void run_tasks();
 
   int epoll_fd_ = -1;
@@ -120,6 +120,7 @@ private:
   int batch_next_ = 0;
   std::vector<task> batch_tasks_;
   std::size_t batch_task_next_ = 0;
+  clock::time_point timers_due_by_;  // the timers stage runs what was due when it began
   int takeover_fd_ = -1;  // a timerfd armed while the leader runs its work
   std::uint64_t next_token_ = 1;  // 0 is the wake-up eventfd
 

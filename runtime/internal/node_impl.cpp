@@ -104,25 +104,27 @@ void node_impl::shutdown() {
   finish_children();
   close_peers();
   loop_.post([this] { listeners_.clear(); });  // stop() runs it before the loop ends
-  // Actors still running may call node::request until the system is gone: the requester
-  // refuses from now on, and lives (its handle is a member) until nothing can reach it.
-  // Stopped before the loop: an actor a loop thread runs may wait in node::request, and
-  // stop() waits for that thread.
-  requester_->stop(make_error(errc::node_shutdown, "the node is shutting down"));
-  loop_.stop();
   // What the node kept alive on its own (actors spawned for peers, named actors) would keep
-  // ~actor_system waiting forever.
+  // ~actor_system waiting forever. Ended before the loop stops: an actor a loop thread runs
+  // may wait for one of them, and stop() waits for that thread.
   std::unordered_map<std::uint64_t, caf::actor> kept;
   std::unordered_map<std::string, caf::actor> named;
   {
     std::lock_guard guard{mtx_};
     kept.swap(kept_alive_);
     named.swap(names_);
+    keeping_ = false;  // the loop still runs: nothing it spawns from now on is kept
   }
   for (auto& [id, a] : kept)
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   kept.clear();
   named.clear();
+  // Actors still running may call node::request until the system is gone: the requester
+  // refuses from now on, and lives (its handle is a member) until nothing can reach it.
+  // Stopped before the loop: an actor a loop thread runs may wait in node::request, and
+  // stop() waits for that thread.
+  requester_->stop(make_error(errc::node_shutdown, "the node is shutting down"));
+  loop_.stop();
   {
     std::lock_guard guard{exports_mtx_};
     exports_.clear();
@@ -167,7 +169,7 @@ void node_impl::keep_alive(const caf::actor& a) {
   auto id = a.id();
   {
     std::lock_guard guard{mtx_};
-    if (!kept_alive_.emplace(id, a).second)
+    if (!keeping_ || !kept_alive_.emplace(id, a).second)
       return;
   }
   // Released from the loop: dropping the last reference inside the actor's own cleanup is

@@ -138,6 +138,7 @@ private:
   std::set<std::shared_ptr<peer>> peers_;
   std::vector<std::shared_ptr<process_state>> children_;
   std::unordered_map<std::uint64_t, caf::actor> kept_alive_;
+  bool keeping_ = true;  // false once shutdown ended what was kept
   std::vector<std::function<void()>> exit_hooks_;
   std::unordered_map<std::string, caf::actor> names_;
   std::shared_ptr<peer> parent_;

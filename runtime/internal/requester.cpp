@@ -26,6 +26,9 @@ std::chrono::steady_clock::time_point deadline_after(std::chrono::nanoseconds ti
 
 namespace {
 
+// Checked once, for the thread that builds the node. A process confined later, or by a CPU
+// quota rather than affinity, still stops spinning soon: its replies come late, and the
+// average says so.
 bool more_than_one_cpu() {
   cpu_set_t set;
   CPU_ZERO(&set);
@@ -95,7 +98,9 @@ void requester::spin_for(const call& c) {
     return;
   auto until = std::chrono::steady_clock::now() + spin_limit;
   for (unsigned i = 1; !c.ready.load(std::memory_order_acquire); ++i) {
-    __builtin_ia32_pause();
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();  // lets the other hyperthread run; also eases the exit from the spin
+#endif
     if (i % 64 == 0 && std::chrono::steady_clock::now() > until)
       return;
   }
@@ -119,6 +124,8 @@ void requester::stop(caf::error why) {
     stopped_ = why;
     for (auto& [id, c] : calls_) {
       c->reply = caf::make_message(why);
+      c->replied = std::chrono::steady_clock::now();
+      c->ready.store(true, std::memory_order_release);
       c->cv.notify_one();
     }
     calls_.clear();
