@@ -14,6 +14,8 @@
 // for containers ("vec<job>"); docs/protocol.md lists the built-in tags.
 #pragma once
 
+#include <optional>
+
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/message_builder.hpp>
 
@@ -23,9 +25,33 @@ namespace mproc {
 
 namespace detail {
 
+// Where decoded elements go. A message of one element (most are) is made directly, in one
+// allocation; a message_builder allocates its data, each element, and their vector.
+class message_sink {
+public:
+  explicit message_sink(bool single) {
+    if (!single)
+      many_.emplace();
+  }
+
+  template <class T>
+  void append(T&& value) {
+    if (many_)
+      many_->append(std::forward<T>(value));
+    else
+      one_ = caf::make_message(std::forward<T>(value));
+  }
+
+  caf::message take() { return many_ ? many_->move_to_message() : std::move(one_); }
+
+private:
+  caf::message one_;
+  std::optional<caf::message_builder> many_;
+};
+
 template <class T>
 bool register_message_type() {
-  wire::types().add(wire::make_type_entry<T, caf::message_builder>());
+  wire::types().add(wire::make_type_entry<T, message_sink>());
   return true;
 }
 

@@ -124,7 +124,7 @@ std::array<const wire::type_entry*, caf::type_nrs> entry_by_type_nr{};
 template <class T>
 void add_builtin() {
   auto& reg = wire::types();
-  reg.add(wire::make_type_entry<T, caf::message_builder>());
+  reg.add(wire::make_type_entry<T, message_sink>());
   if constexpr (caf::type_nr<T>::value != 0)
     entry_by_type_nr[caf::type_nr<T>::value] = reg.find(std::type_index{typeid(T)});
 }
@@ -204,7 +204,7 @@ decode_status decode_message(const msgpack::object& o, caf::message& out, wire::
             + (o.type == msgpack::type::ARRAY ? " of odd length" : ""));
     return decode_status::bad_value;
   }
-  caf::message_builder builder;
+  message_sink sink{o.via.array.size == 2};
   const auto* items = o.via.array.ptr;
   for (std::uint32_t i = 0; i < o.via.array.size; i += 2) {
     if (items[i].type != msgpack::type::STR) {
@@ -219,12 +219,12 @@ decode_status decode_message(const msgpack::object& o, caf::message& out, wire::
               + "', which this process does not know: register it with MPROC_MESSAGE");
       return decode_status::unknown_type;
     }
-    if (!entry->decode(items[i + 1], st, &builder)) {
+    if (!entry->decode(items[i + 1], st, &sink)) {
       st.error = "element " + std::to_string(i / 2) + " (" + entry->name + "): " + st.error;
       return decode_status::bad_value;
     }
   }
-  out = builder.move_to_message();
+  out = sink.take();
   return decode_status::ok;
 }
 
