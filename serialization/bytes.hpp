@@ -18,6 +18,10 @@ namespace mproc::wire {
 inline constexpr std::size_t huge_min = std::size_t{4} << 20;
 void advise_huge_pages(void* data, std::size_t size);
 
+// The kernel may take the range's pages back when it needs memory (MADV_FREE); until it
+// does, writing them again costs no page fault and no clearing. For a buffer kept for reuse.
+void release_pages(void* data, std::size_t size);
+
 // out = [data, data + size), into memory advised as above when the payload is large.
 void assign_large(bytes& out, const char* data, std::size_t size);
 

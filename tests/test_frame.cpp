@@ -11,11 +11,15 @@
 // Records the largest single allocation, to prove that a huge length header is refused
 // before anything is reserved for its payload.
 static std::atomic<std::size_t> largest_allocation{0};
+// And counts the allocations above the size a decoder keeps as it is.
+static std::atomic<int> large_allocations{0};
 
 // Every form is replaced, so that all allocations and frees pair up in malloc/free.
 static void* counted_malloc(std::size_t n) noexcept {
   auto seen = largest_allocation.load();
   while (n > seen && !largest_allocation.compare_exchange_weak(seen, n)) {}
+  if (n > mproc::wire::frame_decoder::keep_capacity)
+    ++large_allocations;
   return std::malloc(n ? n : 1);
 }
 void* operator new(std::size_t n) {
@@ -139,4 +143,24 @@ TEST_CASE("the rest of a frame received straight into payload_room arrives whole
   REQUIRE(d.feed(stream.data() + at, stream.size() - at, collect));
   REQUIRE(got.size() == 2);
   CHECK(got[1] == "next");
+}
+
+TEST_CASE("a large frame's buffer is reused by the next large frame, its content intact") {
+  frame_decoder d;
+  const std::size_t size = frame_decoder::keep_capacity + 4096;  // above the plain keep size
+  std::vector<std::string> streams{frame(std::string(size, 'a')), frame(std::string(size, 'b'))};
+  std::vector<std::string> got;  // each frame's size and first and last byte: no large copy
+  auto collect = [&](std::string_view p) {
+    got.push_back(std::to_string(p.size()) + p.front() + p.back());
+  };
+  auto allocations_before = large_allocations.load();
+  for (const auto& stream : streams) {
+    REQUIRE(d.feed(stream.data(), 16, collect));  // the header and a few bytes
+    std::copy_n(stream.data() + 16, d.pending_payload(), d.payload_room());
+    d.commit(d.pending_payload(), collect);
+  }
+  CHECK(large_allocations - allocations_before == 1);  // no fresh pages for the second
+  REQUIRE(got.size() == 2);
+  CHECK(got[0] == std::to_string(size) + "aa");
+  CHECK(got[1] == std::to_string(size) + "bb");  // released pages read back what was written
 }
