@@ -5,7 +5,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <future>
+#include <string>
 #include <thread>
 
 #include <caf/event_based_actor.hpp>
@@ -49,6 +52,36 @@ private:
 };
 
 thread_local blocking_work* blocking_work::current = nullptr;
+
+// Work that is done at once: a loop that runs it has turns, and ticks while it does.
+class quick_work final : public io_loop::batch_work {
+public:
+  quick_work() { current = this; }
+  bool pending() const override { return armed_; }
+  void run() override { armed_ = false; }
+  void hand_over() override { armed_ = false; }
+  void abandon() override {}
+  void retire() override {}
+  void arm() { armed_ = true; }
+  static thread_local quick_work* current;
+
+private:
+  bool armed_ = false;
+};
+
+thread_local quick_work* quick_work::current = nullptr;
+
+// Times this process's threads went to sleep, all together.
+long sleeps_of_this_process() {
+  long total = 0;
+  for (const auto& task : std::filesystem::directory_iterator{"/proc/self/task"}) {
+    std::ifstream status{task.path() / "status"};
+    for (std::string line; std::getline(status, line);)
+      if (line.rfind("voluntary_ctxt_switches:", 0) == 0)
+        total += std::stol(line.substr(line.find(':') + 1));
+  }
+  return total;
+}
 
 // Spawns a sleeper in its own process and answers with it; answers numbers itself.
 caf::behavior sleeper(caf::event_based_actor*) {
@@ -111,6 +144,26 @@ TEST_CASE("a loop with blocked work still stops, once the work ends") {
   }};
   loop.stop();  // waits for the blocked work, then ends both threads
   releaser.join();
+}
+
+TEST_CASE("an idle loop stops its takeover timer: no thread wakes while nothing happens") {
+  io_loop loop;
+  loop.start([] { return std::make_unique<quick_work>(); });
+  for (int i = 0; i < 200; ++i) {  // turns, so the timer ticks
+    std::promise<void> done;
+    loop.post([&] {
+      quick_work::current->arm();
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+  // A ticking timer wakes the standby every millisecond: 300 sleeps in 300 ms. Stopped, the
+  // process sleeps a handful of times (this thread's own sleeps among them).
+  std::this_thread::sleep_for(50ms);  // the ticks run out: idle for a whole period
+  auto before = sleeps_of_this_process();
+  std::this_thread::sleep_for(300ms);
+  CHECK(sleeps_of_this_process() - before < 30);
+  loop.stop();
 }
 
 TEST_CASE("an actor that blocks in a child does not hold up the child's other actors") {

@@ -173,7 +173,6 @@ void io_loop::serve(bool leading) {
     if (!released)
       break;
     work->run();
-    arm_takeover({});
     auto expected = phase::released;
     // Lost to the standby (it took the loop over meanwhile): this thread stands by now.
     leading = phase_.compare_exchange_strong(expected, phase::leading);
@@ -199,8 +198,9 @@ bool io_loop::lead(batch_work* work) {
       continue;
     }
     released_work_ = work;
+    ++turns_;
     phase_ = phase::released;
-    arm_takeover(takeover_after);
+    watch_turn();
     loop_thread_id_ = std::thread::id{};
     return true;
   }
@@ -211,32 +211,60 @@ bool io_loop::lead(batch_work* work) {
   return false;
 }
 
-// Waits until the leader's work outlasts takeover_after (true: this thread leads now) or the
-// loop ends (false).
+// Waits until a turn of the leader's work outlasts takeover_after (true: this thread leads
+// now) or the loop ends (false).
 bool io_loop::wait_for_takeover() {
   ++standing_by_;
   bool took_over = false;
+  constexpr auto none = ~std::uint64_t{0};
+  std::uint64_t running_at_last_tick = none;  // the turn released at the previous tick
+  std::uint64_t turns_at_last_tick = none;
   while (phase_ != phase::ended) {
     std::uint64_t expirations;
     if (::read(takeover_fd_, &expirations, sizeof expirations) < 0 && errno != EINTR)
       fail("read(takeover timer)");
-    auto expected = phase::released;
-    if (phase_.compare_exchange_strong(expected, phase::leading)) {
-      // Actors queued behind the one that blocks the other thread must not wait for it.
-      released_work_.load()->abandon();
-      took_over = true;
-      break;
+    auto turn = turns_.load();
+    if (phase_ == phase::released && turn == running_at_last_tick) {
+      auto expected = phase::released;
+      if (phase_.compare_exchange_strong(expected, phase::leading)) {
+        // Actors queued behind the one that blocks the other thread must not wait for it.
+        released_work_.load()->abandon();
+        took_over = true;
+        break;
+      }
     }
+    running_at_last_tick = phase_ == phase::released ? turn : none;
+    if (turn == turns_at_last_tick && phase_ != phase::released) {
+      // Idle for a whole period: stop ticking. A turn released meanwhile arms it again,
+      // here or in watch_turn (whichever sees the other's write: no turn goes unwatched).
+      arm_takeover({});
+      watching_ = false;
+      if (phase_ == phase::released)
+        watch_turn();
+    }
+    turns_at_last_tick = turn;
   }
   --standing_by_;
   return took_over;
 }
 
-// Zero disarms.
-void io_loop::arm_takeover(std::chrono::nanoseconds after) {
+// The leader released a turn: the timer must tick.
+void io_loop::watch_turn() {
+  if (!watching_.exchange(true))
+    arm_takeover(takeover_after, takeover_after);
+}
+
+// Zero `after` disarms.
+void io_loop::arm_takeover(std::chrono::nanoseconds after, std::chrono::nanoseconds period) {
+  auto to_timespec = [](std::chrono::nanoseconds d) {
+    timespec t{};
+    t.tv_sec = static_cast<time_t>(d.count() / 1'000'000'000);
+    t.tv_nsec = static_cast<long>(d.count() % 1'000'000'000);
+    return t;
+  };
   itimerspec spec{};
-  spec.it_value.tv_sec = static_cast<time_t>(after.count() / 1'000'000'000);
-  spec.it_value.tv_nsec = static_cast<long>(after.count() % 1'000'000'000);
+  spec.it_value = to_timespec(after);
+  spec.it_interval = to_timespec(period);
   timerfd_settime(takeover_fd_, 0, &spec, nullptr);
 }
 
