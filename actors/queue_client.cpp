@@ -1,8 +1,8 @@
-// A process's side of a queue: the handle's blocking calls, and the local agent actor that
-// talks to the queue actor in batches (Python's feeder thread, in both directions).
+// A process's side of a queue: the handle's blocking calls (queue_client, behind
+// queue_core), and its leaving at process exit. The agent actor it talks through is in
+// queue_agent.cpp, items on the wire in queue_items.cpp.
 #include <condition_variable>
 #include <cstdio>
-#include <deque>
 #include <mutex>
 #include <optional>
 
@@ -11,6 +11,7 @@
 #include <caf/send.hpp>
 
 #include "actors/queue.hpp"
+#include "actors/queue_agent.hpp"
 #include "actors/queue_protocol.hpp"
 #include "actors/queue_server.hpp"
 #include "runtime/caf_types.hpp"
@@ -20,180 +21,12 @@ namespace mproc::detail {
 
 namespace {
 
-// Items per batch, either way. Large enough that a batch costs far more than a frame's
-// overhead; small enough that a consumer that dies returns little (docs/queue.md).
-constexpr std::size_t max_batch = 512;
-
 // How long a leaving process waits for a queue that accepts none of its remaining items
 // (full, and nobody taking) before it gives them up. Python would wait forever here.
 constexpr auto stalled_flush_limit = std::chrono::seconds{10};
 
-// How long a leaving process waits for the queue to confirm that it took back what the
-// process held. Only a queue whose process is alive but stuck takes this long.
-constexpr auto leave_timeout = std::chrono::seconds{10};
-
 using millis = std::chrono::milliseconds;
 using clock_type = std::chrono::steady_clock;
-
-} // namespace
-
-// What the handle's threads and the agent share. Guarded by `m`.
-struct queue_channel {
-  std::mutex m;
-  std::condition_variable cv;
-  // put side
-  std::vector<bytes> outbox;  // put() but not yet sent
-  std::size_t in_flight = 0;  // items of the batch the queue has not accepted yet
-  std::size_t outbox_limit = max_batch;  // on outbox + in_flight: how far a process runs ahead
-  bool sending = false;       // a batch is with the queue; the agent sends the next after it
-  std::uint64_t accepted = 0; // batches the queue took: progress, for a stalled flush
-  caf::error put_error;       // the queue refused (closed) or is gone
-  // get side
-  std::deque<bytes> inbox;    // fetched, not yet taken
-  bool fetching = false;
-  std::uint64_t done = 0;     // taken and finished, not yet acknowledged
-  std::size_t taken_last = 0; // handed out by the last get: finished at the next one
-  caf::error get_error;       // closed (after draining) or gone
-  // leaving: the queue takes back what this process did not take; the handle stays usable
-  // (a new agent takes over), so leaving at exit does not stop a consumer still running.
-  std::uint64_t generation = 0;  // of the current agent; a leave retires it
-  std::size_t leaves_pending = 0;  // leaves the queue has not answered yet
-  bool queue_gone = false;       // the queue actor ended: every call fails from now on
-};
-
-namespace {
-
-void send_next(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf::actor q) {
-  std::vector<bytes> batch;
-  {
-    std::lock_guard guard{ch->m};
-    if (ch->sending && ch->in_flight > 0)
-      ++ch->accepted;
-    batch.swap(ch->outbox);
-    ch->in_flight = batch.size();
-    if (batch.empty())
-      ch->sending = false;
-  }
-  ch->cv.notify_all();  // the previous batch was accepted: room again, or all went out
-  if (batch.empty())
-    return;
-  self->request(q, caf::infinite, q_put_atom::value, std::move(batch))
-    .then([=] { send_next(self, ch, q); },
-          [=](caf::error& e) {
-            {
-              std::lock_guard guard{ch->m};
-              ch->put_error = e;
-              ch->sending = false;
-              ch->in_flight = 0;
-              ch->outbox.clear();
-            }
-            ch->cv.notify_all();
-          });
-}
-
-// `wait`: the consumer has nothing left and waits at the queue. Otherwise a prefetch, which
-// never waits there: a consumer with work in hand must not take new items from others.
-// The items taken since the last acknowledgement, now sent along by agent `gen`; nothing
-// for a retired agent: its successor sends the counts taken since the leave.
-std::optional<std::uint64_t> claim_done(queue_channel& ch, std::uint64_t gen) {
-  std::lock_guard guard{ch.m};
-  if (ch.generation != gen)
-    return std::nullopt;
-  return std::exchange(ch.done, 0);
-}
-
-void fetch(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf::actor q,
-           bool wait, std::uint64_t gen) {
-  auto claimed = claim_done(*ch, gen);
-  if (!claimed)
-    return;
-  auto done = *claimed;
-  auto max = static_cast<std::uint32_t>(max_batch);
-  auto request = wait ? self->request(q, caf::infinite, q_get_atom::value, max, done)
-                      : self->request(q, caf::infinite, q_getnow_atom::value, max, done);
-  std::move(request).then(
-      [=](std::vector<bytes>& items) {
-        {
-          std::lock_guard guard{ch->m};
-          if (ch->generation != gen)
-            return;  // sent before a leave: the queue has taken these back already
-          for (auto& item : items)
-            ch->inbox.push_back(std::move(item));
-          ch->fetching = false;
-        }
-        ch->cv.notify_all();
-      },
-      [=](caf::error& e) {
-        {
-          std::lock_guard guard{ch->m};
-          if (ch->generation != gen)
-            return;
-          if (code_of(e) != errc::empty)  // an empty queue only ends a prefetch
-            ch->get_error = e;
-          ch->fetching = false;
-        }
-        ch->cv.notify_all();
-      });
-}
-
-// The process-local agent: the queue knows a consumer by this actor, and watches it.
-// The queue ended (its node ended, its process died): nothing will answer any more, so
-// every call fails at once and the agent ends with it rather than outlive it.
-void on_queue_gone(caf::event_based_actor* self, const std::shared_ptr<queue_channel>& ch) {
-  {
-    std::lock_guard guard{ch->m};
-    auto gone = make_error(errc::closed, "the queue has ended");
-    ch->queue_gone = true;
-    if (!ch->get_error)
-      ch->get_error = gone;
-    if (!ch->put_error)
-      ch->put_error = gone;
-    ch->fetching = false;
-    ch->sending = false;
-    ch->in_flight = 0;
-    ch->outbox.clear();
-    ch->leaves_pending = 0;
-  }
-  ch->cv.notify_all();
-  self->quit();
-}
-
-caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch,
-                          caf::actor q, std::uint64_t gen) {
-  self->monitor(q);
-  self->set_down_handler([=](caf::down_msg&) { on_queue_gone(self, ch); });
-  return {
-    [=](q_flush_atom) { send_next(self, ch, q); },
-    [=](q_fetch_atom, bool wait) { fetch(self, ch, q, wait, gen); },
-    [=](q_cancel_atom) { self->send(q, q_cancel_atom::value); },
-    // Asked by get_nowait(). The agent asks the queue itself (a delegate would keep the
-    // caller as sender), so the item is held by this agent and acknowledged with the rest.
-    [=](q_getnow_atom) {
-      auto rp = self->make_response_promise<std::vector<bytes>>();
-      auto done = claim_done(*ch, gen);
-      if (!done) {
-        rp.deliver(make_error(errc::empty, "this process left the queue meanwhile"));
-        return rp;
-      }
-      self->request(q, caf::infinite, q_getnow_atom::value, std::uint32_t{1}, *done)
-        .then([=](std::vector<bytes>& items) mutable { rp.deliver(std::move(items)); },
-              [=](caf::error& e) mutable { rp.deliver(std::move(e)); });
-      return rp;
-    },
-    [=](q_leave_atom, std::uint64_t done) {
-      auto finish = [=] {
-        {
-          std::lock_guard guard{ch->m};
-          --ch->leaves_pending;
-        }
-        ch->cv.notify_all();
-        self->quit();
-      };
-      self->request(q, leave_timeout, q_leave_atom::value, done)
-        .then([=] { finish(); }, [=](caf::error&) { finish(); });
-    },
-  };
-}
 
 } // namespace
 
@@ -568,90 +401,6 @@ bool queue_core::join(std::optional<millis> timeout) {
 
 void queue_core::leave() {
   client().leave();
-}
-
-// ---- items and handles on the wire -----------------------------------------------------
-
-void throw_bad_item(const std::string& why) {
-  throw error(make_error(errc::bad_message, why), "a queue item cannot be decoded: " + why);
-}
-
-namespace {
-
-// Larger buffers are freed after use rather than kept by the thread.
-constexpr std::size_t kept_item_buffer = 1u << 20;
-
-thread_local wire::buffer item_encode_buffer;
-
-struct thread_zone {
-  msgpack::zone zone;
-  bool in_use = false;
-};
-
-thread_zone& this_thread_zone() {
-  thread_local thread_zone z;
-  return z;
-}
-
-} // namespace
-
-wire::buffer& item_buffer() {
-  item_encode_buffer.clear();
-  return item_encode_buffer;
-}
-
-void trim_item_buffer() {
-  if (item_encode_buffer.size() > kept_item_buffer)
-    item_encode_buffer = wire::buffer{};
-}
-
-item_view::item_view(const bytes& b) {
-  auto& mine = this_thread_zone();
-  own_zone_ = mine.in_use;
-  zone_ = own_zone_ ? new msgpack::zone : &mine.zone;
-  mine.in_use = true;
-  try {
-    object_ = wire::unpack_bounded(*zone_, b.data(), b.size());
-  } catch (const std::exception& e) {
-    release();
-    throw_bad_item(e.what());
-  }
-}
-
-item_view::~item_view() {
-  release();
-}
-
-void item_view::release() noexcept {
-  if (own_zone_) {
-    delete zone_;
-  } else {
-    zone_->clear();
-    this_thread_zone().in_use = false;
-  }
-}
-
-void encode_queue_ref(wire::packer& pk, const queue_core& q, wire::codec_state& st) {
-  // The queue may be used by the receiver after every handle here is gone: it lives as long
-  // as its node (a no-op where q is a reference to another process's queue).
-  this_node().keep_alive(q.actor());
-  pk.pack_array(2);
-  wire::codec<caf::actor>::encode(pk, q.actor(), st);
-  pk.pack(static_cast<std::uint64_t>(q.maxsize()));
-}
-
-bool decode_queue_ref(const msgpack::object& o, queue_core& out, wire::codec_state& st) {
-  if (o.type != msgpack::type::ARRAY || o.via.array.size != 2)
-    return wire::type_mismatch(st, "queue [actor, maxsize]", o);
-  caf::actor q;
-  std::uint64_t maxsize = 0;
-  if (!wire::codec<caf::actor>::decode(o.via.array.ptr[0], q, st)
-      || !wire::codec<std::uint64_t>::decode(o.via.array.ptr[1], maxsize, st))
-    return false;
-  if (!q)
-    return st.fail("a queue reference names no actor");
-  out = queue_core{std::move(q), static_cast<std::size_t>(maxsize)};
-  return true;
 }
 
 } // namespace mproc::detail
