@@ -29,12 +29,25 @@ struct waiting_put {
   caf::response_promise rp;
 };
 
+// What a consumer was handed and has not acknowledged, oldest first: the batches as they
+// were sent. A batch's message is shared with the reply (CAF messages are reference-counted,
+// copied only when written), so holding items costs no copy of them: a copy per item was a
+// malloc and a free per item in the queue's process, its busiest.
+struct held_items {
+  std::deque<caf::message> batches;  // each one std::vector<bytes>
+  std::size_t acknowledged = 0;      // of the oldest batch
+  std::size_t count = 0;             // items held in all
+
+  static const std::vector<bytes>& items_of(const caf::message& batch) {
+    return batch.get_as<std::vector<bytes>>(0);
+  }
+};
+
 struct queue_state {
   queue_config config;
   bool closed = false;
   std::deque<bytes> items;
-  // Delivered to a consumer and not yet acknowledged, oldest first.
-  std::unordered_map<caf::actor_addr, std::deque<bytes>> held;
+  std::unordered_map<caf::actor_addr, held_items> held;
   std::deque<waiting_get> getters;
   std::deque<waiting_put> putters;  // FIFO, so a large batch is not starved by small ones
   std::uint64_t unfinished = 0;     // put but not task_done (JoinableQueue)
@@ -57,18 +70,21 @@ bool has_room(const queue_state& s, std::size_t n) {
   return s.config.maxsize == 0 || s.items.size() + n <= s.config.maxsize || s.items.empty();
 }
 
-std::vector<bytes> take(queue_actor* self, const caf::actor_addr& who, std::uint32_t max) {
+// The reply to a get: up to `max` items, held for `who` until it acknowledges them.
+caf::message take(queue_actor* self, const caf::actor_addr& who, std::uint32_t max) {
   auto& s = self->state;
   auto n = std::min<std::size_t>(std::max<std::uint32_t>(max, 1), s.items.size());
   std::vector<bytes> batch;
   batch.reserve(n);
-  auto& held = s.held[who];
   for (std::size_t i = 0; i < n; ++i) {
-    held.push_back(s.items.front());
     batch.push_back(std::move(s.items.front()));
     s.items.pop_front();
   }
-  return batch;
+  auto reply = caf::make_message(std::move(batch));
+  auto& held = s.held[who];
+  held.batches.push_back(reply);
+  held.count += n;
+  return reply;
 }
 
 void admit_putters(queue_actor* self);
@@ -120,7 +136,18 @@ void acknowledge(queue_actor* self, const caf::actor_addr& who, std::uint64_t do
   if (i == self->state.held.end())
     return;
   auto& held = i->second;
-  held.erase(held.begin(), held.begin() + std::min<std::uint64_t>(done, held.size()));
+  done = std::min<std::uint64_t>(done, held.count);
+  held.count -= done;
+  while (done > 0) {
+    auto left = held_items::items_of(held.batches.front()).size() - held.acknowledged;
+    if (done < left) {
+      held.acknowledged += done;
+      return;
+    }
+    done -= left;
+    held.batches.pop_front();
+    held.acknowledged = 0;
+  }
 }
 
 void monitor_once(queue_actor* self, const caf::actor_addr& who) {
@@ -134,11 +161,20 @@ void watch(queue_actor* self, const caf::actor_addr& who) {
   monitor_once(self, who);
 }
 
-// Puts items back at the front: they are older than everything still queued.
-void give_back(queue_actor* self, std::deque<bytes>& items) {
+// Puts what `held` holds back at the front: older than everything still queued. Copied: a
+// batch may still be on its way to the consumer that left.
+void give_back(queue_actor* self, held_items& held) {
+  std::vector<bytes> back;
+  back.reserve(held.count);
+  auto skip = held.acknowledged;
+  for (const auto& batch : held.batches) {
+    const auto& items = held_items::items_of(batch);
+    back.insert(back.end(), items.begin() + static_cast<std::ptrdiff_t>(skip), items.end());
+    skip = 0;
+  }
   auto& q = self->state.items;
-  q.insert(q.begin(), std::make_move_iterator(items.begin()), std::make_move_iterator(items.end()));
-  items.clear();
+  q.insert(q.begin(), std::make_move_iterator(back.begin()), std::make_move_iterator(back.end()));
+  held = held_items{};
 }
 
 void forget_getter(queue_actor* self, const caf::actor_addr& who) {
@@ -182,7 +218,7 @@ void on_down(queue_actor* self, const caf::down_msg& down) {
   auto& s = self->state;
   s.monitored.erase(down.source);
   if (auto i = s.held.find(down.source); i != s.held.end()) {
-    s.redelivered += i->second.size();
+    s.redelivered += i->second.count;
     give_back(self, i->second);
     s.held.erase(i);
   }
@@ -228,7 +264,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       rebalance(self);
       return caf::unit;
     },
-    [=](q_get_atom, std::uint32_t max, std::uint64_t done) -> caf::result<std::vector<bytes>> {
+    [=](q_get_atom, std::uint32_t max, std::uint64_t done) -> caf::result<caf::message> {
       auto who = sender();
       watch(self, who);
       acknowledge(self, who, done);
@@ -244,7 +280,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       s.getters.push_back({who, max, rp});
       return rp;
     },
-    [=](q_getnow_atom, std::uint32_t max, std::uint64_t done) -> caf::result<std::vector<bytes>> {
+    [=](q_getnow_atom, std::uint32_t max, std::uint64_t done) -> caf::result<caf::message> {
       auto who = sender();
       watch(self, who);
       acknowledge(self, who, done);
@@ -278,8 +314,8 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
     [=](q_stats_atom) {
       auto& s = self->state;
       std::uint64_t unacknowledged = 0;
-      for (const auto& [who, items] : s.held)
-        unacknowledged += items.size();
+      for (const auto& [who, held] : s.held)
+        unacknowledged += held.count;
       return caf::make_message(static_cast<std::uint64_t>(s.items.size()), s.accepted,
                                s.redelivered, unacknowledged);
     },

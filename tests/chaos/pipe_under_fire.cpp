@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 
 #include <caf/blocking_actor.hpp>
 
@@ -32,7 +33,15 @@ int main(int argc, char** argv) {
   int children = 0;
   while (next < total) {
     auto [here, there] = mproc::pipe(node);
-    auto p = node.spawn_process("pipe_echo", {.name = "PipeEcho"}, there);
+    std::optional<mproc::process> started;
+    try {
+      started = node.spawn_process("pipe_echo", {.name = "PipeEcho"}, there);
+    } catch (const mproc::error& e) {
+      if (e.code() != mproc::errc::process_exited)
+        throw;
+      continue;  // killed while starting: a new pipe, a new child
+    }
+    auto& p = *started;
     ++children;
     try {
       for (; next < total; ++next) {
