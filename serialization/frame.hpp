@@ -77,8 +77,8 @@ template <class OnFrame>
 void frame_decoder::deliver(OnFrame& on_frame) {
   partial_ = false;
   on_frame(std::string_view{payload_.get(), expected_});
-  if (capacity_ > keep_capacity)
-    release_pages(payload_.get(), capacity_);
+  if (expected_ > keep_capacity)  // what this frame wrote; a small frame leaves pages as they are
+    release_pages(payload_.get(), expected_);
 }
 
 template <class OnFrame>

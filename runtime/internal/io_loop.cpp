@@ -229,6 +229,10 @@ bool io_loop::wait_for_takeover() {
       if (phase_.compare_exchange_strong(expected, phase::leading)) {
         // Actors queued behind the one that blocks the other thread must not wait for it.
         released_work_.load()->abandon();
+        // Nobody stands by now: ticks piling up unread would make the next standby's first
+        // read count as a tick and take a fresh turn over early. The next release re-arms.
+        arm_takeover({});
+        watching_ = false;
         took_over = true;
         break;
       }
