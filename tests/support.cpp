@@ -69,6 +69,28 @@ mproc::errc code_of(const std::function<void()>& f) {
   return mproc::errc::none;
 }
 
+bool all_threads_stopped(pid_t pid) {
+  auto dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* tasks = ::opendir(dir.c_str());
+  if (tasks == nullptr)
+    return false;
+  bool stopped = true;
+  int seen = 0;
+  while (auto* entry = ::readdir(tasks)) {
+    if (entry->d_name[0] == '.')
+      continue;
+    std::ifstream stat{dir + "/" + entry->d_name + "/stat"};
+    std::string line;
+    std::getline(stat, line);
+    auto state = line.rfind(')');  // the name in parentheses may hold spaces
+    ++seen;
+    if (state == std::string::npos || state + 2 >= line.size() || line[state + 2] != 'T')
+      stopped = false;
+  }
+  ::closedir(tasks);
+  return stopped && seen > 0;
+}
+
 bool eventually(std::chrono::milliseconds timeout, const std::function<bool()>& done) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!done()) {

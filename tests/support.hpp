@@ -33,6 +33,10 @@ int zombie_children();
 // True while `pid` exists and is not a zombie.
 bool running(pid_t pid);
 
+// True once every thread of `pid` is stopped (SIGSTOP takes effect thread by thread: until
+// then a thread of the process may still answer a message).
+bool all_threads_stopped(pid_t pid);
+
 // The mproc::errc that `f` throws, or errc::none.
 mproc::errc code_of(const std::function<void()>& f);
 

@@ -278,6 +278,7 @@ TEST_CASE("a stopped node is declared down within the heartbeat bound; its actor
   });
   auto stopped = std::chrono::steady_clock::now();
   REQUIRE(::kill(other.pid(), SIGSTOP) == 0);
+  REQUIRE(test::eventually(5s, [&] { return test::all_threads_stopped(other.pid()); }));
   // A request in flight fails when the node is declared down, not at its own 30 s timeout.
   CHECK(code_of([&] { node->request<std::vector<std::int32_t>>(worker, 30s, std::int32_t{1}); })
         == errc::link_lost);
