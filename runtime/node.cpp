@@ -1,5 +1,7 @@
 #include "runtime/node.hpp"
 
+#include <sys/prctl.h>
+
 #include <atomic>
 #include <future>
 #include <stdexcept>
@@ -20,14 +22,24 @@ std::atomic<node*> current_node{nullptr};
 void init(int argc, char** argv, node_options options) {
   if (auto mode = detail::parse_node_mode(argc, argv))
     detail::run_node_mode(*mode, std::move(options));
-  auto child = detail::parse_child_args(argc, argv);
-  if (!child)
-    return;
-  detail::die_with_parent(child->parent);
-  auto impl = std::make_unique<detail::node_impl>(std::move(options), std::move(child));
+  if (auto child = detail::parse_child_args(argc, argv))
+    detail::run_child_node(*child, std::move(options));
+}
+
+namespace detail {
+
+void run_child_node(const child_args& child, node_options options) {
+  die_with_parent(child.parent);
+  // What ps and top show for a forked child, which shares the program's command line: the
+  // last part of the name ("consumer-2" of "consumers/consumer-2"; the kernel keeps 15 bytes).
+  auto slash = child.name.rfind('/');
+  ::prctl(PR_SET_NAME, child.name.c_str() + (slash == std::string::npos ? 0 : slash + 1));
+  auto impl = std::make_unique<node_impl>(std::move(options), child);
   auto* self = new node{node::child_tag{}, {}, std::move(impl)};  // lives until _exit
   self->impl_->run_child();
 }
+
+} // namespace detail
 
 node::node(int argc, char** argv, node_options options) {
   init(argc, argv, options);

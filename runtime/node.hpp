@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,9 +35,13 @@
 
 namespace mproc {
 
+struct node_options;
+
 namespace detail {
 class node_impl;
 struct node_mode_access;
+struct child_args;
+[[noreturn]] void run_child_node(const child_args& child, node_options options);
 }
 
 struct node_options {
@@ -55,6 +60,9 @@ struct node_options {
   // Program to exec for child processes; empty means this program (/proc/self/exe).
   // Python's multiprocessing.set_executable().
   std::string executable;
+  // How this node creates child processes (see mproc::start_method); empty:
+  // $MPROC_START_METHOD, else forkserver.
+  std::optional<mproc::start_method> start_method;
   // How long a child may take from exec to running its actor before start() gives up.
   std::chrono::milliseconds start_timeout{10'000};
   // Grace between asking a daemon child to stop (at node exit) and SIGKILL.
@@ -150,7 +158,7 @@ public:
 private:
   friend class process;
   friend struct detail::node_mode_access;
-  friend void init(int, char**, node_options);
+  friend void detail::run_child_node(const detail::child_args&, node_options);
   struct child_tag {};
   node(child_tag, node_options options, std::unique_ptr<detail::node_impl> impl);
   [[noreturn]] void throw_unexpected_reply(const caf::message& reply);

@@ -39,6 +39,7 @@ process::process(node& owner, std::string actor, process_options options, caf::m
   state_->args = std::move(args);
   state_->name = options.name.empty() ? owner.impl_->next_process_name() : std::move(options.name);
   state_->daemon = options.daemon;
+  state_->method = options.start_method;
 }
 
 process::process(std::shared_ptr<detail::process_state> state) : state_(std::move(state)) {}

@@ -32,12 +32,26 @@ namespace detail {
 struct process_state;
 }
 
+// How a child process is created (Python's start methods):
+// - exec: the program is executed again and becomes the child when its main() constructs the
+//   node. Always available; the child starts from a fresh program.
+// - forkserver: a copy of the program made when the node was created, before it started any
+//   thread, forks the child. Several times faster; the child sees the program's memory as it
+//   was then (with the environment and working directory of the moment of the start), so use
+//   exec for a program that changes global state after creating its node and expects
+//   children to see it.
+// A node uses MPROC_START_METHOD ("exec" or "forkserver") when its options name none, else
+// forkserver. Children of children, and nodes whose options name another executable, exec.
+enum class start_method { exec, forkserver };
+
 struct process_options {
   // Defaults to "Process-N", N counting the processes this node created.
   std::string name;
   // A daemon is stopped when its parent node ends; other children are waited for, as Python
   // does at exit.
   bool daemon = false;
+  // How to create this process; empty: the node's (node_options::start_method).
+  std::optional<mproc::start_method> start_method;
 };
 
 class process {

@@ -40,18 +40,23 @@ bool read_stat(pid_t pid, char& state, pid_t& ppid) {
 
 } // namespace
 
-int zombie_children() {
-  int count = 0;
+std::vector<pid_t> children(char wanted_state) {
+  std::vector<pid_t> found;
   DIR* proc = ::opendir("/proc");
   while (auto* entry = ::readdir(proc)) {
     pid_t pid = static_cast<pid_t>(std::atoi(entry->d_name));
     char state;
     pid_t ppid;
-    if (pid > 0 && read_stat(pid, state, ppid) && ppid == ::getpid() && state == 'Z')
-      ++count;
+    if (pid > 0 && read_stat(pid, state, ppid) && ppid == ::getpid()
+        && (wanted_state == 0 || state == wanted_state))
+      found.push_back(pid);
   }
   ::closedir(proc);
-  return count;
+  return found;
+}
+
+int zombie_children() {
+  return static_cast<int>(children('Z').size());
 }
 
 bool running(pid_t pid) {

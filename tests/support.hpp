@@ -6,6 +6,7 @@
 #include <chrono>
 #include <functional>
 #include <thread>
+#include <vector>
 
 #include "runtime/node.hpp"
 
@@ -29,6 +30,9 @@ mproc::node make_node(mproc::node_options options = {});
 
 // Children of this process that are zombies (ended, not reaped).
 int zombie_children();
+
+// Children of this process in `state` (a /proc state letter such as 'Z'; 0: any).
+std::vector<pid_t> children(char state = 0);
 
 // True while `pid` exists and is not a zombie.
 bool running(pid_t pid);

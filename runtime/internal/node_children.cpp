@@ -92,10 +92,24 @@ void node_impl::start_process(const std::shared_ptr<process_state>& state) {
   }
 }
 
+spawned_child node_impl::create_child(const process_state& state) {
+  if (state.method.value_or(method_) == start_method::forkserver && fork_server_
+      && fork_server_->alive()) {
+    try {
+      return fork_server_->spawn(state.name, options_.start_timeout);
+    } catch (const std::system_error& e) {
+      // Exec works wherever the server failed; its own error, if any, is the one to report.
+      log::warn("fork server: ", e.what(), "; ", state.name, " starts by exec",
+                fork_server_->alive() ? "" : ", and so will later processes");
+    }
+  }
+  return spawn_child(executable_, executable_, state.name);
+}
+
 void node_impl::launch(const std::shared_ptr<process_state>& state) {
   spawned_child c;
   try {
-    c = spawn_child(executable_, executable_, state->name);
+    c = create_child(*state);
   } catch (const std::system_error& e) {
     fail_start(state, make_error(errc::spawn_failed, e.what()));
     return;

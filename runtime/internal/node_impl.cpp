@@ -63,11 +63,31 @@ void validate(const node_options& o) {
         "heartbeat_timeout must be longer than heartbeat_interval");
 }
 
+start_method default_start_method() {
+  auto* env = std::getenv("MPROC_START_METHOD");
+  if (env == nullptr || *env == '\0')
+    return start_method::forkserver;
+  if (std::string_view{env} == "exec")
+    return start_method::exec;
+  if (std::string_view{env} != "forkserver")
+    log::warn("MPROC_START_METHOD=", env, " is neither exec nor forkserver: using forkserver");
+  return start_method::forkserver;
+}
+
 } // namespace
 
 node_impl::node_impl(node_options options, std::optional<child_args> child)
   : options_(std::move(options)), child_(std::move(child)) {
   validate(options_);
+  method_ = options_.start_method.value_or(default_start_method());
+  // First: the server must be forked while this process has one thread. A child's own
+  // children exec (a server per child would cost a fork per child, mostly unused).
+  if (method_ == start_method::forkserver && !child_ && options_.executable.empty()) {
+    fork_server_ = fork_server::start(
+      [options = options_](const child_args& c) { run_child_node(c, options); });
+    if (!fork_server_)
+      log::debug("no fork server (this process runs threads already): children exec");
+  }
   register_builtin_types();
   wire::types().freeze();
   name_ = child_ ? child_->name : options_.name;
@@ -133,6 +153,7 @@ void node_impl::shutdown() {
   // (this_node().system()) until they end; reset() alone would null it first.
   system_->await_all_actors_done();
   system_.reset();  // waits for the remaining actors, with the node still intact
+  fork_server_.reset();
 }
 
 // ---- exported actors -------------------------------------------------------------------

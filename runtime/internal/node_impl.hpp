@@ -19,6 +19,7 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/expected.hpp>
 
+#include "runtime/internal/fork_server.hpp"
 #include "runtime/internal/io_loop.hpp"
 #include "runtime/internal/listener.hpp"
 #include "runtime/internal/peer.hpp"
@@ -99,6 +100,8 @@ public:
 
 private:
   void launch(const std::shared_ptr<process_state>& state);
+  // Loop thread: creates the child process by the state's start method (or the node's).
+  spawned_child create_child(const process_state& state);
   // Checks a start may proceed and records the child; false (start_error set) otherwise.
   bool admit(const std::shared_ptr<process_state>& state);
   void start_settled(const std::shared_ptr<process_state>& state);
@@ -123,6 +126,9 @@ private:
   std::uint64_t id_;
   std::string executable_;
   std::string argv0_;
+  start_method method_ = start_method::exec;  // the node's default for its children
+  // Made first, while this process has one thread; null when the node's children exec.
+  std::unique_ptr<fork_server> fork_server_;
   caf::actor_system_config config_;
   // Before system_: destroyed after it (the requester outlives every actor that might ask).
   caf::actor requester_handle_;  // keeps requester_ alive
@@ -154,6 +160,9 @@ private:
   std::optional<int> exit_code_;
   bool shutting_down_ = false;
 };
+
+// In a new child process: becomes the child node, serves its parent, then exits. (node.cpp)
+[[noreturn]] void run_child_node(const child_args& child, node_options options);
 
 // Set by the node constructor; read by current_process_name().
 void set_current_process_name(const std::string& name);

@@ -15,6 +15,8 @@
 #include <caf/error.hpp>
 #include <caf/message.hpp>
 
+#include "runtime/process.hpp"
+
 namespace mproc::detail {
 
 class node_impl;
@@ -28,6 +30,7 @@ struct process_state {
   caf::message args;
   std::string name;
   bool daemon = false;
+  std::optional<start_method> method;  // empty: the node's
 
   mutable std::mutex mtx;
   std::condition_variable changed;

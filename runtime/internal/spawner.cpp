@@ -84,19 +84,23 @@ spawned_child spawn_child(const std::string& executable, const std::string& argv
     ::close(parent_end);
     throw_errno(err, "cannot execute " + executable);
   }
+  return adopt_child(pid, parent_end);
+}
+
+spawned_child adopt_child(pid_t pid, int link_fd) {
   int pidfd = pidfd_open(pid);
   if (pidfd < 0) {
-    err = errno;
+    int err = errno;
     // ESRCH: someone else already reaped it (SIGCHLD ignored?), and the pid may be reused.
     // Otherwise it is our unreaped child: its pid cannot be recycled before we reap it.
     if (err != ESRCH) {
       ::kill(pid, SIGKILL);
       ::waitpid(pid, nullptr, 0);
     }
-    ::close(parent_end);
+    ::close(link_fd);
     throw_errno(err, "pidfd_open");
   }
-  return {pid, pidfd, parent_end};
+  return {pid, pidfd, link_fd};
 }
 
 std::optional<int> reap(pid_t pid) {

@@ -36,6 +36,10 @@ struct spawned_child {
 spawned_child spawn_child(const std::string& executable, const std::string& argv0,
                           const std::string& name);
 
+// Opens the pidfd of `pid`, a child of this process just started; on failure kills and
+// reaps the child, closes `link_fd` and throws std::system_error.
+spawned_child adopt_child(pid_t pid, int link_fd);
+
 // Reported when a child ended but its status went to another waiter.
 inline constexpr int unknown_exit_status = 255;
 

@@ -6,13 +6,14 @@
 
 A kill comes from this process, at a moment the program does not choose, as `kill -9` from a
 shell would. Targets are the program's descendants (never the program itself) whose command
-line matches --match (mproc children carry their process name in argv[3], e.g.
-"consumers/consumer-2" or "producer-1").
+line or kernel name (comm) matches --match (mproc children carry their process name in argv[3]
+when exec'd, e.g. "consumers/consumer-2", and its last part as comm, e.g. "consumer-2").
 
 It fails (exit 1, with the reason on stderr) when
 - the program runs longer than --timeout (a hang): the whole tree is then killed;
 - the program's exit code is not one of --exit (default 0), or a signal ended it;
 - its output does not match --expect;
+- fewer than --min-kills kills landed (the targets were not found);
 - a descendant stays a zombie for more than 3 s while the program runs (not reaped);
 - any descendant outlives the program by more than 5 s (an orphan), or is a zombie then.
 This process is a child subreaper (PR_SET_CHILD_SUBREAPER), so orphans come to it, are
@@ -41,7 +42,7 @@ def become_subreaper():
 
 
 def process_table():
-    """pid -> (ppid, state, cmdline) for every process we can read."""
+    """pid -> (ppid, state, cmdline and comm) for every process we can read."""
     table = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -53,8 +54,9 @@ def process_table():
                 cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue  # it ended meanwhile
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
         rest = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
-        table[int(name)] = (int(rest[1]), rest[0], cmdline)
+        table[int(name)] = (int(rest[1]), rest[0], cmdline + " comm=" + comm)
     return table
 
 
@@ -95,8 +97,11 @@ def reap_orphans():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--every", type=float, default=50, help="ms between kills")
-    ap.add_argument("--match", default=".", help="regex on the target's command line")
+    ap.add_argument("--match", default=".", help="regex on the target's command line and comm")
     ap.add_argument("--timeout", type=float, default=60, help="s before the run is a hang")
+    ap.add_argument("--min-kills", type=int, default=0,
+                    help="fail unless at least this many kills landed (a run that killed "
+                         "nothing proved nothing)")
     ap.add_argument("--expect", default=None, help="regex the program's output must match")
     ap.add_argument("--exit", default="0", help="accepted exit codes, comma-separated")
     ap.add_argument("--seed", type=int, default=None)
@@ -167,6 +172,9 @@ def main():
     if code not in accepted:
         what = f"signal {-code}" if code < 0 else f"exit code {code}"
         failures.append(f"ended with {what}, expected exit code in {sorted(accepted)}")
+    if kills < a.min_kills:
+        failures.append(f"{kills} kills, fewer than --min-kills {a.min_kills}: no target matched "
+                        f"{a.match!r}?")
     if a.expect and not re.search(a.expect, text, re.M):
         failures.append(f"output does not match {a.expect!r}")
     print(f"chaos: {' '.join(command)}: {kills} kills, exit {code}, {elapsed:.1f} s")

@@ -1,0 +1,217 @@
+// Start method "forkserver": what a forked child gets, and what the server's faults cost.
+// (The process, queue, pool and supervisor suites run under both start methods.)
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <climits>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <vector>
+#include <algorithm>
+#include <thread>
+
+#include <caf/event_based_actor.hpp>
+
+#include <catch2/catch.hpp>
+
+#include "runtime/actor_registry.hpp"
+#include "runtime/node.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string open_descriptors() {
+  std::string list;
+  DIR* dir = ::opendir("/proc/self/fd");
+  while (auto* e = ::readdir(dir))
+    if (e->d_name[0] != '.' && std::atoi(e->d_name) != ::dirfd(dir))
+      list += std::string{e->d_name} + " ";
+  ::closedir(dir);
+  return list;
+}
+
+// Answers with what its process was given when it started, one line each: the parent's
+// pid, the working directory, $MPROC_TEST_FORK_VAR, the open descriptors.
+caf::behavior birth_facts(caf::event_based_actor*) {
+  return {[](caf::get_atom) {
+    char cwd[PATH_MAX] = {};
+    if (::getcwd(cwd, sizeof cwd) == nullptr)
+      cwd[0] = '\0';
+    const char* var = std::getenv("MPROC_TEST_FORK_VAR");
+    return std::to_string(::getppid()) + "\n" + cwd + "\n" + (var != nullptr ? var : "") + "\n"
+           + open_descriptors();
+  }};
+}
+
+constexpr auto forkserver = mproc::start_method::forkserver;
+
+std::vector<std::string> facts_of(mproc::node& node, const mproc::process& p) {
+  std::istringstream text{node.request<std::string>(p.actor(), 10s, caf::get_atom::value)};
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(text, line);)
+    lines.push_back(line);
+  lines.resize(4);
+  return lines;
+}
+
+pid_t ppid_of(mproc::node& node, const mproc::process& p) {
+  return static_cast<pid_t>(std::stoi(facts_of(node, p)[0]));
+}
+
+// The child of this process that is not one of `known`: the fork server.
+pid_t other_child(std::initializer_list<pid_t> known) {
+  for (pid_t pid : test::children())
+    if (std::find(known.begin(), known.end(), pid) == known.end())
+      return pid;
+  return 0;
+}
+
+} // namespace
+
+MPROC_ACTOR(birth_facts);
+
+TEST_CASE("a forked child is the node's own child, with the environment and directory of "
+          "its start") {
+  test::scoped_node node{{.start_method = forkserver}};
+  char before[PATH_MAX];
+  REQUIRE(::getcwd(before, sizeof before) != nullptr);
+  ::setenv("MPROC_TEST_FORK_VAR", "set after the node", 1);
+  REQUIRE(::chdir("/tmp") == 0);
+  auto p = node->spawn_process("birth_facts", {});
+  REQUIRE(::chdir(before) == 0);
+  ::unsetenv("MPROC_TEST_FORK_VAR");
+  auto facts = facts_of(*node, p);
+  CHECK(facts[0] == std::to_string(::getpid()));
+  CHECK(facts[1] == "/tmp");
+  CHECK(facts[2] == "set after the node");
+  p.kill();
+  CHECK(p.join(5s));
+  CHECK(p.exitcode() == -SIGKILL);
+}
+
+TEST_CASE("a forked child holds the same descriptors as an exec'd one") {
+  // Open while the server is forked, close-on-exec: an exec'd child never sees it.
+  int private_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  REQUIRE(private_fd >= 0);
+  {
+    test::scoped_node node{{.start_method = forkserver}};
+    auto forked = node->spawn_process("birth_facts", {});
+    auto execd = node->spawn_process("birth_facts", {.start_method = mproc::start_method::exec});
+    CHECK(facts_of(*node, forked)[3] == facts_of(*node, execd)[3]);
+    forked.kill();
+    execd.kill();
+    CHECK(forked.join(5s));
+    CHECK(execd.join(5s));
+  }
+  ::close(private_fd);
+}
+
+TEST_CASE("a fork server killed from outside costs only the fast start") {
+  test::scoped_node node{{.start_method = forkserver}};
+  auto first = node->spawn_process("birth_facts", {});
+  pid_t server = other_child({first.pid()});
+  REQUIRE(server != 0);
+  REQUIRE(::kill(server, SIGKILL) == 0);
+  auto second = node->spawn_process("birth_facts", {});  // by exec now
+  CHECK(ppid_of(*node, second) == ::getpid());
+  CHECK(ppid_of(*node, first) == ::getpid());  // the server's children live on
+  CHECK(other_child({first.pid(), second.pid()}) == 0);  // and the server was reaped
+  first.kill();
+  second.kill();
+  CHECK(first.join(5s));
+  CHECK(second.join(5s));
+  CHECK(test::zombie_children() == 0);
+}
+
+TEST_CASE("a stopped fork server does not hold up a start") {
+  test::scoped_node node{{.start_method = forkserver, .start_timeout = 1000ms}};
+  pid_t server = other_child({});
+  REQUIRE(server != 0);
+  REQUIRE(::kill(server, SIGSTOP) == 0);
+  auto p = node->spawn_process("birth_facts", {});  // after the server's second of grace
+  CHECK(ppid_of(*node, p) == ::getpid());
+  CHECK(other_child({p.pid()}) == 0);  // the hung server was killed and reaped
+  p.kill();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("a node created while other threads run starts its children by exec") {
+  std::mutex m;
+  std::condition_variable cv;
+  bool done = false;
+  std::thread busy{[&] {
+    std::unique_lock lock{m};
+    cv.wait(lock, [&] { return done; });
+  }};
+  {
+    test::scoped_node node{{.start_method = forkserver}};
+    CHECK(test::children().empty());  // no server: forking now would copy another thread's locks
+    auto p = node->spawn_process("birth_facts", {});
+    CHECK(ppid_of(*node, p) == ::getpid());
+    p.kill();
+    CHECK(p.join(5s));
+  }
+  {
+    std::lock_guard guard{m};
+    done = true;
+  }
+  cv.notify_one();
+  busy.join();
+}
+
+// Run by the next test case as a separate root program, which it kills.
+TEST_CASE("helper: a root with forked children that waits to be killed", "[.helper]") {
+  auto node = test::make_node({.start_method = forkserver});
+  for (int i = 0; i < 3; ++i)
+    node.spawn_process("birth_facts", {});
+  std::ostringstream pids;
+  pids << "pids:";
+  for (pid_t pid : test::children())
+    pids << ' ' << pid;  // the server among them
+  std::printf("%s\n", pids.str().c_str());
+  std::fflush(stdout);
+  ::pause();
+}
+
+TEST_CASE("the children a fork server started die with their root") {
+  int out[2];
+  REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  std::string self = "/proc/self/exe";
+  char* argv[] = {self.data(), const_cast<char*>("helper: a root with forked children that waits to be killed"),
+                  nullptr};
+  pid_t root = 0;
+  REQUIRE(::posix_spawn(&root, self.c_str(), &actions, nullptr, argv, environ) == 0);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(out[1]);
+  std::string text;
+  char buf[512];
+  ssize_t n;
+  while (text.find('\n', text.find("pids:")) == std::string::npos
+         && (n = ::read(out[0], buf, sizeof buf)) > 0)
+    text.append(buf, static_cast<std::size_t>(n));
+  ::close(out[0]);
+  ::kill(root, SIGKILL);
+  ::waitpid(root, nullptr, 0);
+  auto at = text.find("pids:");
+  REQUIRE(at != std::string::npos);
+  std::istringstream line{text.substr(at + 5)};
+  std::vector<pid_t> descendants;
+  for (pid_t pid; line >> pid;)
+    descendants.push_back(pid);
+  REQUIRE(descendants.size() == 4);  // three processes and the server
+  for (pid_t pid : descendants)
+    CHECK(test::eventually(5000ms, [&] { return !test::running(pid); }));
+}
