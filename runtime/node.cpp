@@ -7,11 +7,13 @@
 #include <stdexcept>
 
 #include "runtime/actor_registry.hpp"
+#include "runtime/internal/fork_server.hpp"
 #include "runtime/internal/message_codec.hpp"
 #include "runtime/internal/node_impl.hpp"
 #include "runtime/internal/node_mode.hpp"
 #include "runtime/internal/spawner.hpp"
 #include "runtime/internal/tcp.hpp"
+#include "serialization/type_registry.hpp"
 
 namespace mproc {
 
@@ -24,6 +26,13 @@ void init(int argc, char** argv, node_options options) {
     detail::run_node_mode(*mode, std::move(options));
   if (auto child = detail::parse_child_args(argc, argv))
     detail::run_child_node(*child, std::move(options));
+  if (auto node = detail::fork_server::parse_args(argc, argv)) {
+    detail::register_builtin_types();  // once here rather than in every child
+    wire::types().freeze();
+    detail::fork_server::serve(*node, [options = std::move(options)](const detail::child_args& c) {
+      detail::run_child_node(c, options);
+    });
+  }
 }
 
 namespace detail {

@@ -11,6 +11,8 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -68,12 +70,31 @@ pid_t ppid_of(mproc::node& node, const mproc::process& p) {
   return static_cast<pid_t>(std::stoi(facts_of(node, p)[0]));
 }
 
+// A forked child shares the program's command line; an exec'd one carries --mproc-child.
+bool forked(pid_t pid) {
+  std::ifstream in{"/proc/" + std::to_string(pid) + "/cmdline"};
+  std::string cmdline{std::istreambuf_iterator<char>{in}, {}};
+  return !cmdline.empty() && cmdline.find("--mproc-child") == std::string::npos;
+}
+
 // The child of this process that is not one of `known`: the fork server.
 pid_t other_child(std::initializer_list<pid_t> known) {
   for (pid_t pid : test::children())
     if (std::find(known.begin(), known.end(), pid) == known.end())
       return pid;
   return 0;
+}
+
+// The fork server, once it is the server (exec'd; before, the node's spawner waits for it).
+pid_t running_server() {
+  pid_t found = 0;
+  test::eventually(5000ms, [&] {
+    found = other_child({});
+    std::ifstream in{"/proc/" + std::to_string(found) + "/cmdline"};
+    std::string cmdline{std::istreambuf_iterator<char>{in}, {}};
+    return found != 0 && cmdline.find("--mproc-forkserver") != std::string::npos;
+  });
+  return found;
 }
 
 } // namespace
@@ -90,6 +111,7 @@ TEST_CASE("a forked child is the node's own child, with the environment and dire
   auto p = node->spawn_process("birth_facts", {});
   REQUIRE(::chdir(before) == 0);
   ::unsetenv("MPROC_TEST_FORK_VAR");
+  CHECK(forked(p.pid()));
   auto facts = facts_of(*node, p);
   CHECK(facts[0] == std::to_string(::getpid()));
   CHECK(facts[1] == "/tmp");
@@ -116,16 +138,21 @@ TEST_CASE("a forked child holds the same descriptors as an exec'd one") {
   ::close(private_fd);
 }
 
-TEST_CASE("a fork server killed from outside costs only the fast start") {
+TEST_CASE("a fork server killed from outside is started again; its children live on") {
   test::scoped_node node{{.start_method = forkserver}};
   auto first = node->spawn_process("birth_facts", {});
+  CHECK(forked(first.pid()));
   pid_t server = other_child({first.pid()});
   REQUIRE(server != 0);
   REQUIRE(::kill(server, SIGKILL) == 0);
-  auto second = node->spawn_process("birth_facts", {});  // by exec now
+  auto second = node->spawn_process("birth_facts", {});
+  CHECK(forked(second.pid()));
   CHECK(ppid_of(*node, second) == ::getpid());
-  CHECK(ppid_of(*node, first) == ::getpid());  // the server's children live on
-  CHECK(other_child({first.pid(), second.pid()}) == 0);  // and the server was reaped
+  CHECK(ppid_of(*node, first) == ::getpid());
+  pid_t successor = other_child({first.pid(), second.pid()});
+  CHECK(successor != 0);
+  CHECK(successor != server);
+  CHECK_FALSE(test::running(server));
   first.kill();
   second.kill();
   CHECK(first.join(5s));
@@ -134,18 +161,19 @@ TEST_CASE("a fork server killed from outside costs only the fast start") {
 }
 
 TEST_CASE("a stopped fork server does not hold up a start") {
-  test::scoped_node node{{.start_method = forkserver, .start_timeout = 1000ms}};
-  pid_t server = other_child({});
+  test::scoped_node node{{.start_method = forkserver}};
+  pid_t server = running_server();
   REQUIRE(server != 0);
   REQUIRE(::kill(server, SIGSTOP) == 0);
-  auto p = node->spawn_process("birth_facts", {});  // after the server's second of grace
+  auto p = node->spawn_process("birth_facts", {});  // by exec, after two seconds of silence
+  CHECK_FALSE(forked(p.pid()));
   CHECK(ppid_of(*node, p) == ::getpid());
   CHECK(other_child({p.pid()}) == 0);  // the hung server was killed and reaped
   p.kill();
   CHECK(p.join(5s));
 }
 
-TEST_CASE("a node created while other threads run starts its children by exec") {
+TEST_CASE("a node created while other threads run still forks its children") {
   std::mutex m;
   std::condition_variable cv;
   bool done = false;
@@ -155,8 +183,8 @@ TEST_CASE("a node created while other threads run starts its children by exec") 
   }};
   {
     test::scoped_node node{{.start_method = forkserver}};
-    CHECK(test::children().empty());  // no server: forking now would copy another thread's locks
     auto p = node->spawn_process("birth_facts", {});
+    CHECK(forked(p.pid()));  // the server is a program of its own: one thread
     CHECK(ppid_of(*node, p) == ::getpid());
     p.kill();
     CHECK(p.join(5s));
@@ -214,4 +242,7 @@ TEST_CASE("the children a fork server started die with their root") {
   REQUIRE(descendants.size() == 4);  // three processes and the server
   for (pid_t pid : descendants)
     CHECK(test::eventually(5000ms, [&] { return !test::running(pid); }));
+  for (pid_t pid : descendants)
+    if (test::running(pid))
+      ::kill(pid, SIGKILL);  // the check failed: leave nothing behind
 }

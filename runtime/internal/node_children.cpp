@@ -1,4 +1,5 @@
-// The node's child processes: starting them (exec-self), settling their end with the exit
+// The node's child processes: starting them (by exec here, or by the fork server in
+// node_forks.cpp), settling their end with the exit
 // status, and joining or stopping them when the node ends. Part of node_impl.
 #include <sys/epoll.h>
 
@@ -92,28 +93,21 @@ void node_impl::start_process(const std::shared_ptr<process_state>& state) {
   }
 }
 
-spawned_child node_impl::create_child(const process_state& state) {
-  if (state.method.value_or(method_) == start_method::forkserver && fork_server_
-      && fork_server_->alive()) {
-    try {
-      return fork_server_->spawn(state.name, options_.start_timeout);
-    } catch (const std::system_error& e) {
-      // Exec works wherever the server failed; its own error, if any, is the one to report.
-      log::warn("fork server: ", e.what(), "; ", state.name, " starts by exec",
-                fork_server_->alive() ? "" : ", and so will later processes");
-    }
-  }
-  return spawn_child(executable_, executable_, state.name);
+void node_impl::launch(const std::shared_ptr<process_state>& state) {
+  if (state->method.value_or(method_) == start_method::forkserver && fork_later(state))
+    return;
+  launch_by_exec(state);
 }
 
-void node_impl::launch(const std::shared_ptr<process_state>& state) {
-  spawned_child c;
+void node_impl::launch_by_exec(const std::shared_ptr<process_state>& state) {
   try {
-    c = create_child(*state);
+    attach(state, spawn_child(executable_, executable_, state->name));
   } catch (const std::system_error& e) {
     fail_start(state, make_error(errc::spawn_failed, e.what()));
-    return;
   }
+}
+
+void node_impl::attach(const std::shared_ptr<process_state>& state, const spawned_child& c) {
   auto l = std::make_shared<link>(loop_, c.link_fd, options_.max_frame, options_.max_link_queue);
   auto p = std::make_shared<peer>(*this, l, peer::role::child, c.pid);
   {

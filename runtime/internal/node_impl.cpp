@@ -80,14 +80,6 @@ node_impl::node_impl(node_options options, std::optional<child_args> child)
   : options_(std::move(options)), child_(std::move(child)) {
   validate(options_);
   method_ = options_.start_method.value_or(default_start_method());
-  // First: the server must be forked while this process has one thread. A child's own
-  // children exec (a server per child would cost a fork per child, mostly unused).
-  if (method_ == start_method::forkserver && !child_ && options_.executable.empty()) {
-    fork_server_ = fork_server::start(
-      [options = options_](const child_args& c) { run_child_node(c, options); });
-    if (!fork_server_)
-      log::debug("no fork server (this process runs threads already): children exec");
-  }
   register_builtin_types();
   wire::types().freeze();
   name_ = child_ ? child_->name : options_.name;
@@ -107,6 +99,10 @@ node_impl::node_impl(node_options options, std::optional<child_args> child)
     system_->next_actor_id(), system_->node(), system_.get(), requester_config);
   requester_ = static_cast<requester*>(caf::actor_cast<caf::abstract_actor*>(requester_handle_));
   loop_.start([this] { return std::make_unique<inline_runner>(*system_); });
+  // A root starts its fork server at once, so that it is ready for the first child; a child
+  // node only when it starts children of its own (most never do).
+  if (!child_ && uses_fork_server())
+    loop_.post([this] { start_fork_server(); });
 }
 
 node_impl::~node_impl() {
@@ -153,7 +149,7 @@ void node_impl::shutdown() {
   // (this_node().system()) until they end; reset() alone would null it first.
   system_->await_all_actors_done();
   system_.reset();  // waits for the remaining actors, with the node still intact
-  fork_server_.reset();
+  drop_fork_starts();
 }
 
 // ---- exported actors -------------------------------------------------------------------

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -99,9 +100,29 @@ public:
   [[noreturn]] void run_child();
 
 private:
+  // Loop thread: starts the child by its start method (or the node's).
   void launch(const std::shared_ptr<process_state>& state);
-  // Loop thread: creates the child process by the state's start method (or the node's).
-  spawned_child create_child(const process_state& state);
+  void launch_by_exec(const std::shared_ptr<process_state>& state);
+  // Loop thread: the child process exists; connects it and asks it to run its actor.
+  void attach(const std::shared_ptr<process_state>& state, const spawned_child& c);
+
+  // The fork server (node_forks.cpp), loop thread only.
+  struct fork_start {
+    std::shared_ptr<process_state> state;
+    int link_fd = -1;
+    std::uint64_t seq = 0;
+  };
+  // The node's children fork from a server unless their executable is another program.
+  bool uses_fork_server() const;
+  // (Re)starts the server; false, logged, when it cannot start.
+  bool start_fork_server();
+  // Hands the start to the server; false when there is none (the caller execs).
+  bool fork_later(const std::shared_ptr<process_state>& state);
+  void send_fork_requests();
+  void on_fork_answers();
+  // The server ended or hung: buried, and the starts it had go to exec.
+  void fork_server_ended();
+  void drop_fork_starts();  // shutdown, after the loop stopped
   // Checks a start may proceed and records the child; false (start_error set) otherwise.
   bool admit(const std::shared_ptr<process_state>& state);
   void start_settled(const std::shared_ptr<process_state>& state);
@@ -127,8 +148,12 @@ private:
   std::string executable_;
   std::string argv0_;
   start_method method_ = start_method::exec;  // the node's default for its children
-  // Made first, while this process has one thread; null when the node's children exec.
+  // Loop thread (and shutdown, after the loop); null until started, or when it cannot be.
   std::unique_ptr<fork_server> fork_server_;
+  std::uint64_t fork_token_ = 0;                // its control socket in the loop
+  std::deque<fork_start> forks_sent_;           // answered in this order
+  std::deque<std::shared_ptr<process_state>> forks_waiting_;  // beyond the in-flight bound
+  std::uint64_t fork_seq_ = 0;
   caf::actor_system_config config_;
   // Before system_: destroyed after it (the requester outlives every actor that might ask).
   caf::actor requester_handle_;  // keeps requester_ alive

@@ -30,16 +30,6 @@ int pidfd_open(pid_t pid) {
   return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
 }
 
-// Keeps the child's end of the socketpair away from fd 3, so that the dup2 onto fd 3 in the
-// child always creates a fresh descriptor without FD_CLOEXEC.
-int away_from_child_fd(int fd) {
-  if (fd != child_link_fd)
-    return fd;
-  int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, child_link_fd + 1);
-  ::close(fd);
-  return moved;
-}
-
 } // namespace
 
 std::optional<child_args> parse_child_args(int argc, char** argv) {
@@ -51,21 +41,18 @@ std::optional<child_args> parse_child_args(int argc, char** argv) {
   return out;
 }
 
-spawned_child spawn_child(const std::string& executable, const std::string& argv0,
-                          const std::string& name) {
-  int fds[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
-    throw_errno(errno, "socketpair");
-  int parent_end = fds[0];
-  int child_end = away_from_child_fd(fds[1]);
-
-  auto ppid = std::to_string(::getpid());
-  std::vector<char*> argv = {const_cast<char*>(argv0.c_str()), const_cast<char*>(child_flag),
-                             ppid.data(), const_cast<char*>(name.c_str()), nullptr};
+pid_t spawn_program(const std::string& executable, const std::vector<std::string>& args,
+                    char* const* env, int fd) {
+  // fd 3 itself would keep its FD_CLOEXEC through the dup2 onto fd 3: a copy goes instead.
+  int moved = fd == child_link_fd ? ::fcntl(fd, F_DUPFD_CLOEXEC, child_link_fd + 1) : fd;
+  std::vector<char*> argv;
+  for (const auto& a : args)
+    argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
 
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, child_end, child_link_fd);
+  posix_spawn_file_actions_adddup2(&actions, moved, child_link_fd);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none, all;
@@ -76,15 +63,32 @@ spawned_child spawn_child(const std::string& executable, const std::string& argv
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 
   pid_t pid = 0;
-  int err = ::posix_spawn(&pid, executable.c_str(), &actions, &attr, argv.data(), environ);
+  int err = ::posix_spawn(&pid, executable.c_str(), &actions, &attr, argv.data(), env);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
-  ::close(child_end);
-  if (err != 0) {
-    ::close(parent_end);
+  if (moved != fd)
+    ::close(moved);
+  if (err != 0)
     throw_errno(err, "cannot execute " + executable);
+  return pid;
+}
+
+spawned_child spawn_child(const std::string& executable, const std::string& argv0,
+                          const std::string& name) {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+    throw_errno(errno, "socketpair");
+  pid_t pid = 0;
+  try {
+    pid = spawn_program(executable, {argv0, child_flag, std::to_string(::getpid()), name},
+                        environ, fds[1]);
+  } catch (...) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    throw;
   }
-  return adopt_child(pid, parent_end);
+  ::close(fds[1]);
+  return adopt_child(pid, fds[0]);
 }
 
 spawned_child adopt_child(pid_t pid, int link_fd) {

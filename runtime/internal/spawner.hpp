@@ -8,6 +8,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <sys/types.h>
 
@@ -35,6 +36,12 @@ struct spawned_child {
 // that created the child ends (prctl(2)), so the node's I/O thread does this.
 spawned_child spawn_child(const std::string& executable, const std::string& argv0,
                           const std::string& name);
+
+// posix_spawn of `executable` with `args` (argv, from argv[0]) and `env`, `fd` as its fd 3
+// (child_link_fd), default signal dispositions and an empty signal mask. Throws
+// std::system_error.
+pid_t spawn_program(const std::string& executable, const std::vector<std::string>& args,
+                    char* const* env, int fd);
 
 // Opens the pidfd of `pid`, a child of this process just started; on failure kills and
 // reaps the child, closes `link_fd` and throws std::system_error.

@@ -1,0 +1,28 @@
+// What the node and its fork server say to each other on the control socket (fd 3 of the
+// server), a private socketpair:
+//   request: a u32 length, then NUL-terminated fields: the child's name, which of the
+//            node's descriptors 0, 1 and 2 follow (e.g. "012"), the working directory, then
+//            the environment. With the length travel (SCM_RIGHTS) the child's end of its link,
+//            then the standard descriptors named.
+//   answer:  an i32 per request, in order: the child's pid, or -errno.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace mproc::detail::fork_protocol {
+
+inline constexpr const char* flag = "--mproc-forkserver";
+inline constexpr std::uint32_t max_request = 16u << 20;
+inline constexpr std::size_t max_fds = 4;  // the link and descriptors 0, 1, 2
+// Fields before the environment.
+inline constexpr std::size_t name_field = 0, stdio_field = 1, cwd_field = 2, env_fields = 3;
+
+// Whole reads and writes; false on EOF or error. On a non-blocking socket a write waits up to
+// a second for room (then fails with EAGAIN): the node keeps few requests in flight, so a
+// full socket means a server that does not read.
+bool wait_writable(int fd);
+bool write_all(int fd, const void* data, std::size_t size);
+bool read_all(int fd, void* data, std::size_t size);
+
+} // namespace mproc::detail::fork_protocol
