@@ -1,9 +1,13 @@
 #include "harness.hpp"
 
 #include <algorithm>
+
+#include <sys/resource.h>
+#include <unistd.h>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -32,6 +36,36 @@ void result(const options& o, const char* workload, const char* metric, double v
 double percentile(std::vector<double> xs, double p) {
   std::sort(xs.begin(), xs.end());
   return xs[static_cast<std::size_t>(p * static_cast<double>(xs.size() - 1))];
+}
+
+void raise_fd_limit(std::size_t wanted) {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= wanted)
+    return;
+  lim.rlim_cur = std::min<rlim_t>(wanted, lim.rlim_max);
+  ::setrlimit(RLIMIT_NOFILE, &lim);
+}
+
+std::size_t open_fds() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator{"/proc/self/fd"})
+    ++n;
+  return n;
+}
+
+int zombie_children() {
+  int n = 0;
+  for (auto& e : std::filesystem::directory_iterator{"/proc"}) {
+    std::ifstream in{e.path() / "stat"};
+    std::string line;
+    if (!std::getline(in, line) || line.rfind(')') == std::string::npos)
+      continue;
+    char state = 0;
+    int ppid = 0;
+    std::sscanf(line.c_str() + line.rfind(')') + 2, "%c %d", &state, &ppid);
+    n += state == 'Z' && ppid == ::getpid();
+  }
+  return n;
 }
 
 double rss_mib(int pid) {

@@ -35,6 +35,14 @@ double percentile(std::vector<double> xs, double p);
 // VmRSS of process `pid` in MiB, from /proc/<pid>/status; 0 if unknown.
 double rss_mib(int pid);
 
+// Raises this process's soft limit of open descriptors to `wanted` (at most the hard
+// limit): a run with a thousand children holds a few descriptors for each.
+void raise_fd_limit(std::size_t wanted);
+// Descriptors open in this process, and its children that are zombies: what a run with
+// many children must leave as it found them.
+std::size_t open_fds();
+int zombie_children();
+
 // Times `once` (one round trip): 1,000 to warm up, then 20,000 (2,000 with --quick);
 // reports p50 and p99 in microseconds.
 void round_trips(const options& o, const char* workload, const std::function<void()>& once);

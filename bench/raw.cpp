@@ -2,7 +2,8 @@
 // can do on this machine — the transport's practical limit. No actors, no msgpack, no exec.
 // The same workloads and parameters as bench/transport.cpp (and restart as in patterns.cpp):
 //   pingpong, oneway_single (one write per frame), oneway_batched (100 frames per write),
-//   spawn_first_reply (fork), bandwidth_1MiB, bandwidth_64MiB, idle_rss, spawn_200, restart,
+//   spawn_first_reply (fork), bandwidth_1MiB, bandwidth_64MiB, idle_rss, spawn_200, spawn_1000,
+//   restart,
 //   tcp_pingpong (the same ping-pong over loopback TCP with TCP_NODELAY).
 // Prints "RESULT raw <workload> <metric> <value> <unit>" lines; options in harness.hpp.
 #include <signal.h>
@@ -319,8 +320,8 @@ void idle_rss(const options& o) {
   result(o, "idle_rss", "median", percentile(mib, 0.5), "MiB");
 }
 
-void spawn_200(const options& o) {
-  int n = o.quick ? 20 : 200;
+void spawn_n(const options& o, const char* workload, int n) {
+  bench::raise_fd_limit(4 * static_cast<std::size_t>(n) + 256);
   auto t0 = clock_type::now();
   std::vector<child> children;
   for (int i = 0; i < n; ++i)
@@ -329,14 +330,22 @@ void spawn_200(const options& o) {
   for (auto& c : children) {
     frame_reader in{c.fd};
     if (!in.next(f))
-      die("spawn_200: no reply");
+      die("spawn: no reply");
   }
   for (auto& c : children) {
     ::close(c.fd);
     ::waitpid(c.pid, nullptr, 0);
   }
-  result(o, "spawn_200", "total", std::chrono::duration<double>(clock_type::now() - t0).count(),
+  result(o, workload, "total", std::chrono::duration<double>(clock_type::now() - t0).count(),
          "s");
+}
+
+void spawn_200(const options& o) {
+  spawn_n(o, "spawn_200", o.quick ? 20 : 200);
+}
+
+void spawn_1000(const options& o) {
+  spawn_n(o, "spawn_1000", o.quick ? 50 : 1000);
 }
 
 // kill -9 of a serving child, noticed by waitpid, replaced by a new fork, until it answers.
@@ -373,6 +382,7 @@ int main(int argc, char** argv) {
     {"bandwidth_64MiB", bandwidth_64mib},
     {"idle_rss", idle_rss},
     {"spawn_200", spawn_200},
+    {"spawn_1000", spawn_1000},
     {"restart", restart},
     {"tcp_pingpong", tcp_pingpong},
   });

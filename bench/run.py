@@ -36,7 +36,7 @@ def workloads(build):
 
     table = {}
     for name in ["pingpong", "oneway_single", "oneway_batched", "spawn_first_reply",
-                 "bandwidth_1MiB", "bandwidth_64MiB", "idle_rss", "spawn_200"]:
+                 "bandwidth_1MiB", "bandwidth_64MiB", "idle_rss", "spawn_200", "spawn_1000"]:
         table[name] = {"mproc": mproc("bench_transport", name),
                        "python": python("transport.py", name), "raw": raw(name)}
     # The shared-memory floor of the transport rows.

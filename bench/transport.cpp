@@ -7,10 +7,14 @@
 //   bandwidth_64MiB   64 MiB messages, the same
 //   idle_rss          resident memory of an idle child process (median of 5)
 //   spawn_200         200 children started, each answering once, all joined (seconds)
+//   spawn_1000        the same with 1,000 children; fails when it leaves a zombie or a
+//                     descriptor behind
 //   tcp_pingpong      pingpong with an actor on another node over loopback TCP (p50, p99)
 //   tcp_oneway        oneway_single to a node over loopback TCP (throughput)
 // Prints "RESULT mproc <workload> <metric> <value> <unit>" lines; options in harness.hpp.
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
 #include <chrono>
 #include <fstream>
 #include <cstdio>
@@ -179,18 +183,63 @@ void idle_rss(mproc::node& node, const options& o) {
   result(o, "idle_rss", "median", percentile(mib, 0.5), "MiB");
 }
 
-void spawn_200(mproc::node& node, const options& o) {
-  int n = o.quick ? 20 : 200;
+[[noreturn]] void fail(const std::string& why) {
+  std::fprintf(stderr, "%s\n", why.c_str());
+  std::exit(1);
+}
+
+// Starts every child before waiting for any (as Python's start() returns once the child
+// is forked), so that children start up side by side.
+void spawn_n(mproc::node& node, const options& o, const char* workload, int n) {
+  bench::raise_fd_limit(4 * static_cast<std::size_t>(n) + 256);
+  {  // counted once the node is settled (its fork server started with it, asynchronously)
+    auto warm = node.spawn_process("once", {});
+    node.request<std::int32_t>(warm.actor(), 60s, std::int32_t{1});
+    warm.join();
+  }
+  auto fds_before = bench::open_fds();
   auto t0 = clock_type::now();
+  std::mutex m;
+  std::condition_variable all_started;
+  int started = 0;
+  caf::error failure;
   std::vector<mproc::process> children;
-  for (int i = 0; i < n; ++i)
-    children.push_back(node.spawn_process("once", {}));
+  children.reserve(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    children.emplace_back(node, "once", mproc::process_options{});
+    children.back().start([&](caf::error err) {
+      std::lock_guard guard{m};
+      if (err)
+        failure = err;
+      if (++started == n)
+        all_started.notify_one();
+    });
+  }
+  {
+    std::unique_lock lock{m};
+    all_started.wait(lock, [&] { return started == n; });
+    if (failure)
+      fail(std::string{workload} + ": a child did not start: " + node.system().render(failure));
+  }
   for (auto& c : children)
     node.request<std::int32_t>(c.actor(), 60s, std::int32_t{1});
   for (auto& c : children)
     c.join();
   auto secs = std::chrono::duration<double>(clock_type::now() - t0).count();
-  result(o, "spawn_200", "total", secs, "s");
+  children.clear();
+  if (bench::zombie_children() != 0 || bench::open_fds() != fds_before)
+    fail(std::string{workload} + ": children left " + std::to_string(bench::zombie_children())
+         + " zombies and " + std::to_string(bench::open_fds()) + " descriptors (before: "
+         + std::to_string(fds_before) + ")");
+  result(o, workload, "total", secs, "s");
+}
+
+void spawn_200(mproc::node& node, const options& o) {
+  spawn_n(node, o, "spawn_200", o.quick ? 20 : 200);
+}
+
+void spawn_1000(mproc::node& node, const options& o) {
+  spawn_n(node, o, "spawn_1000", o.quick ? 50 : 1000);
 }
 
 // Another node, as a child process that listens on loopback TCP; answers its port.
@@ -245,6 +294,7 @@ int main(int argc, char** argv) {
     {"bandwidth_64MiB", bandwidth_64mib},
     {"idle_rss", idle_rss},
     {"spawn_200", spawn_200},
+    {"spawn_1000", spawn_1000},
     {"tcp_pingpong", tcp_pingpong},
     {"tcp_oneway", tcp_oneway},
   });
