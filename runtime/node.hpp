@@ -8,9 +8,11 @@
 //     p.join(2s);                           // p.exitcode() == -SIGTERM
 //   }
 //
-// Processes start by exec'ing this same binary with a hidden flag; the node constructor
-// recognises the flag, becomes the child node, and exits the process when the child is done.
-// So nothing in main() before the node is constructed should have side effects.
+// Processes start from this same binary run with a hidden flag: each exec'd child, and the
+// fork server that forks children (mproc::start_method). The node constructor recognises the
+// flag, becomes the child node or the server, and never returns. So nothing in main() before
+// the node is constructed should have side effects, nor start threads (the server would
+// refuse to fork, and children would be exec'd).
 #pragma once
 
 #include <chrono>

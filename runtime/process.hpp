@@ -34,14 +34,15 @@ struct process_state;
 
 // How a child process is created (Python's start methods):
 // - exec: the program is executed again and becomes the child when its main() constructs the
-//   node. Always available; the child starts from a fresh program.
-// - forkserver: a copy of the program made when the node was created, before it started any
-//   thread, forks the child. Several times faster; the child sees the program's memory as it
-//   was then (with the environment and working directory of the moment of the start), so use
-//   exec for a program that changes global state after creating its node and expects
-//   children to see it.
+//   node. Always available.
+// - forkserver: a server — the program executed once more, up to the construction of its
+//   node — forks the child. Several times faster. The child sees what an exec'd child sees
+//   (the program as it is when it creates its node; the node's environment, working
+//   directory and descriptors 0-2 at the start), except that its credentials, umask, limits
+//   and scheduling are those of the moment the server started: use exec for a process that
+//   must differ in these.
 // A node uses MPROC_START_METHOD ("exec" or "forkserver") when its options name none, else
-// forkserver. Children of children, and nodes whose options name another executable, exec.
+// forkserver; nodes whose options name another executable always exec.
 enum class start_method { exec, forkserver };
 
 struct process_options {
@@ -62,11 +63,11 @@ public:
               caf::make_message(std::forward<Ts>(args)...)) {}
   process(node& owner, std::string actor, process_options options, caf::message args);
 
-  // Execs the child and waits until its actor runs. Throws mproc::error (unknown_actor_name,
+  // Starts the child and waits until its actor runs. Throws mproc::error (unknown_actor_name,
   // bad_arguments, spawn_failed) and std::logic_error when called twice.
   void start();
   // The same without waiting, for actors: `done` gets the error (none when the actor runs).
-  // `done` runs on the node's I/O thread (or at once for errors found before exec): keep it
+  // `done` runs on the node's I/O thread (or at once for errors found before the start): keep it
   // short and never block in it — send a message.
   void start(std::function<void(caf::error)> done);
   // Calls `fn(exitcode)` once the process ended (at once if it has), on the I/O thread.
