@@ -126,16 +126,21 @@ std::unique_ptr<fork_server> fork_server::start(const std::string& executable) {
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
     throw_errno(errno, "socketpair");
+  auto node = std::to_string(::getpid());
+  // The role also travels in the environment: a program may construct its node with an argv
+  // of its own, and must then still become the server, not another root.
+  std::string role = std::string{proto::env_var} + "=" + node;
   std::vector<char*> env;
   for (char** e = environ; *e != nullptr; ++e)
     if (std::strncmp(*e, "LD_BIND_NOW=", 12) != 0)
       env.push_back(*e);
   env.push_back(const_cast<char*>("LD_BIND_NOW=1"));
+  env.push_back(role.data());
   env.push_back(nullptr);
   pid_t pid = 0;
   try {
-    pid = spawn_program(executable, {executable, proto::flag, std::to_string(::getpid())},
-                        env.data(), fds[1]);
+    pid = spawn_program(executable, {executable, proto::flag, node}, env.data(), fds[1],
+                        spawn_io::server);
   } catch (...) {
     ::close(fds[0]);
     ::close(fds[1]);
@@ -143,15 +148,20 @@ std::unique_ptr<fork_server> fork_server::start(const std::string& executable) {
   }
   ::close(fds[1]);
   ::fcntl(fds[0], F_SETFL, O_NONBLOCK);
-  return std::unique_ptr<fork_server>{new fork_server{pid, fds[0]}};
+  // Our unreaped child, so its pid is ours until we reap it; the pidfd signals it all the
+  // same should something else reap it first (SIGCHLD ignored).
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  return std::unique_ptr<fork_server>{new fork_server{pid, pidfd, fds[0]}};
 }
 
 fork_server::~fork_server() {
   bury();
+  if (pidfd_ >= 0)
+    ::close(pidfd_);
 }
 
 int fork_server::request(const std::string& name) {
-  if (ended_ || dead_)
+  if (ended())
     throw_errno(ESRCH, "the fork server (pid " + std::to_string(pid_) + ") is gone");
   int link[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, link) != 0)
@@ -171,7 +181,7 @@ int fork_server::request(const std::string& name) {
 }
 
 std::optional<int> fork_server::answer() {
-  if (ended_ || dead_)
+  if (ended())
     return std::nullopt;
   std::int32_t value = 0;
   ssize_t n;
@@ -187,6 +197,10 @@ std::optional<int> fork_server::answer() {
     return std::nullopt;
   }
   ::recv(control_, &value, sizeof value, MSG_DONTWAIT);
+  if (value == 0 && !ready_) {  // its first word: it serves from now on
+    ready_ = true;
+    return answer();
+  }
   served_ = served_ || value > 0;
   return value;
 }
@@ -206,19 +220,15 @@ void fork_server::bury() {
     return;
   dead_ = true;
   ::close(control_);
-  // Our unreaped child: the pid cannot have been recycled. One that closed its socket is
-  // ending and is waited for (a second at most); one that is still there is killed.
-  if (ended_ && !hung_) {
-    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
-    if (pidfd >= 0) {
-      pollfd p{pidfd, POLLIN, 0};
-      ::poll(&p, 1, 1000);
-      ::close(pidfd);
-    }
-  }
+  // One that closed its socket is ending and is waited for (a second at most); one that is
+  // still there is killed.
+  pollfd p{pidfd_, POLLIN, 0};
+  if (pidfd_ >= 0 && ended_ && !hung_)
+    ::poll(&p, 1, 1000);
   if (::waitpid(pid_, &status_, WNOHANG) == pid_)
     return;
-  ::kill(pid_, SIGKILL);
+  if (pidfd_ >= 0)
+    ::syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);
   while (::waitpid(pid_, &status_, 0) < 0 && errno == EINTR) {
   }
 }

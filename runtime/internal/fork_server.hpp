@@ -64,13 +64,17 @@ public:
   // server ended (then ended()).
   std::optional<int> answer();
 
-  // The server can take no more requests: it closed its socket, or stopped reading.
-  bool ended() const { return ended_; }
+  // It has reached serve(): what it was asked before is being answered now.
+  bool ready() const { return ready_; }
+  // The server can take no more requests: it closed its socket, stopped reading, or was
+  // buried.
+  bool ended() const { return ended_ || dead_; }
   // Declares the server hung (it did not answer in time): bury() kills it.
   void hang() { ended_ = hung_ = true; }
   // Closes the control socket (remove it from the loop first), kills the server unless it
   // is ending by itself, and reaps it. Idempotent; the destructor does it.
   void bury();
+  bool buried() const { return dead_; }
   // Answered with a child at least once: worth starting again if it dies.
   bool served() const { return served_; }
   pid_t pid() const { return pid_; }
@@ -78,10 +82,12 @@ public:
   std::string epitaph() const;
 
 private:
-  fork_server(pid_t pid, int control) : pid_(pid), control_(control) {}
+  fork_server(pid_t pid, int pidfd, int control) : pid_(pid), pidfd_(pidfd), control_(control) {}
 
   pid_t pid_;
+  int pidfd_;
   int control_;
+  bool ready_ = false;
   bool ended_ = false;
   bool dead_ = false;
   bool served_ = false;

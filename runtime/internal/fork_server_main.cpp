@@ -150,14 +150,28 @@ struct sigaction program_sigint, program_sigpipe;
   ::_exit(1);
 }
 
+// CLONE_PARENT: the node, not the server, is the parent. CLONE_CHILD_SETTID: the kernel
+// writes the child's id into its thread descriptor, as fork() does. The exit signal stays 0:
+// with CLONE_PARENT the child inherits the server's, SIGCHLD.
+constexpr unsigned long sibling_flags = CLONE_PARENT | CLONE_CHILD_SETTID;
+
 pid_t clone_as_sibling(pid_t* tid_slot) {
-  clone_args args{};
-  // CLONE_PARENT: the node, not the server, is the parent. CLONE_CHILD_SETTID: the kernel
-  // writes the child's id into its thread descriptor, as fork() does.
-  args.flags = CLONE_PARENT | CLONE_CHILD_SETTID;
-  args.child_tid = reinterpret_cast<std::uintptr_t>(tid_slot);
-  // exit_signal stays 0: with CLONE_PARENT the child inherits the server's, SIGCHLD.
-  return static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
+  static bool have_clone3 = true;  // container seccomp profiles often refuse it (ENOSYS)
+  if (have_clone3) {
+    clone_args args{};
+    args.flags = sibling_flags;
+    args.child_tid = reinterpret_cast<std::uintptr_t>(tid_slot);
+    auto pid = static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
+    if (pid >= 0 || (errno != ENOSYS && errno != EPERM))
+      return pid;
+    have_clone3 = false;
+  }
+  // clone(2): the order of its last arguments differs between architectures.
+#if defined(__x86_64__)
+  return static_cast<pid_t>(::syscall(SYS_clone, sibling_flags, nullptr, nullptr, tid_slot, 0));
+#else
+  return static_cast<pid_t>(::syscall(SYS_clone, sibling_flags, nullptr, nullptr, 0, tid_slot));
+#endif
 }
 
 [[noreturn]] void serve_requests(pid_t node, pid_t* tid_slot,
@@ -169,6 +183,9 @@ pid_t clone_as_sibling(pid_t* tid_slot) {
   std::size_t robust_size = 0;
   ::syscall(SYS_get_robust_list, 0, &robust, &robust_size);
   try {
+    std::int32_t ready = 0;
+    if (!proto::write_all(control, &ready, sizeof ready))
+      ::_exit(0);
     for (;;) {
       request r;
       if (!receive(control, r))
@@ -188,9 +205,19 @@ pid_t clone_as_sibling(pid_t* tid_slot) {
   ::_exit(0);
 }
 
+// A server dies with its node from its first instruction on, not only once its main()
+// reaches the node: that code may take a while, and the node may be gone meanwhile.
+const bool dies_with_node = [] {
+  if (std::getenv(proto::env_var) != nullptr)
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  return true;
+}();
+
 } // namespace
 
 std::optional<pid_t> fork_server::parse_args(int argc, char** argv) {
+  if (const char* node = std::getenv(proto::env_var))
+    return static_cast<pid_t>(std::strtol(node, nullptr, 10));
   if (argc < 3 || std::strcmp(argv[1], proto::flag) != 0)
     return std::nullopt;
   return static_cast<pid_t>(std::strtol(argv[2], nullptr, 10));
@@ -209,6 +236,7 @@ void fork_server::serve(pid_t node, const child_main& run) {
   ::sigaction(SIGINT, &ignore, &program_sigint);
   ::sigaction(SIGPIPE, &ignore, &program_sigpipe);
   ::unsetenv("LD_BIND_NOW");  // its work is done; children get the node's environment
+  ::unsetenv(proto::env_var);
   serve_requests(node, tid_slot, run);
 }
 

@@ -4,7 +4,8 @@
 //            node's descriptors 0, 1 and 2 follow (e.g. "012"), the working directory, then
 //            the environment. With the length travel (SCM_RIGHTS) the child's end of its link,
 //            then the standard descriptors named.
-//   answer:  an i32 per request, in order: the child's pid, or -errno.
+//   answer:  an i32 per request, in order: the child's pid, or -errno. Before any, the
+//            server writes an i32 0 once it serves.
 #pragma once
 
 #include <cstddef>
@@ -13,6 +14,9 @@
 namespace mproc::detail::fork_protocol {
 
 inline constexpr const char* flag = "--mproc-forkserver";
+// Also in the server's environment (the node's pid): a program that constructs its node with
+// an argv of its own still becomes the server.
+inline constexpr const char* env_var = "MPROC_FORK_SERVER_OF";
 inline constexpr std::uint32_t max_request = 16u << 20;
 inline constexpr std::size_t max_fds = 4;  // the link and descriptors 0, 1, 2
 // Fields before the environment.

@@ -2,6 +2,9 @@
 // node_forks.cpp), settling their end with the exit
 // status, and joining or stopping them when the node ends. Part of node_impl.
 #include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <future>
@@ -107,7 +110,25 @@ void node_impl::launch_by_exec(const std::shared_ptr<process_state>& state) {
   }
 }
 
+bool node_impl::unwanted(const process_state& state) {
+  {
+    std::lock_guard guard{state.mtx};
+    if (state.start_error)  // start() gave up waiting
+      return true;
+  }
+  std::lock_guard guard{mtx_};
+  return shutting_down_ && state.daemon;  // nobody would stop it
+}
+
 void node_impl::attach(const std::shared_ptr<process_state>& state, const spawned_child& c) {
+  if (unwanted(*state)) {  // its start, late (a fork server's), was given up meanwhile
+    fail_start(state, make_error(errc::node_shutdown, "the node is shutting down"));
+    ::syscall(SYS_pidfd_send_signal, c.pidfd, SIGKILL, nullptr, 0);
+    ::waitpid(c.pid, nullptr, 0);  // killed: at once
+    ::close(c.pidfd);
+    ::close(c.link_fd);
+    return;
+  }
   auto l = std::make_shared<link>(loop_, c.link_fd, options_.max_frame, options_.max_link_queue);
   auto p = std::make_shared<peer>(*this, l, peer::role::child, c.pid);
   {

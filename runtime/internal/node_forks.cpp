@@ -18,8 +18,8 @@ namespace {
 // Requests in flight: few, so that the control socket never fills with a healthy server
 // (a request carries the environment: a few kilobytes).
 constexpr std::size_t max_forks_in_flight = 8;
-// A server answers within a fork's time; this long without an answer is a hang. (The first
-// answer waits for the server's own start: milliseconds.)
+// A server answers within a fork's time; this long without an answer is a hang. (Until the
+// server has reached serve(), its program's main() is given start_timeout.)
 constexpr std::chrono::milliseconds max_answer_delay{2'000};
 
 } // namespace
@@ -35,6 +35,7 @@ bool node_impl::start_fork_server() {
     log::warn("no fork server (", e.what(), "): children start by exec");
     return false;
   }
+  fork_server_started_ = std::chrono::steady_clock::now();
   log::debug("fork server started (pid ", fork_server_->pid(), ")");
   fork_token_ = loop_.add(fork_server_->control_fd(), EPOLLIN, [this](std::uint32_t) {
     on_fork_answers();
@@ -66,6 +67,10 @@ void node_impl::send_fork_requests() {
     try {
       link_fd = fork_server_->request(state->name);
     } catch (const std::system_error& e) {
+      if (!fork_server_->ended()) {  // nothing to do with the server (out of descriptors)
+        launch_by_exec(state);
+        continue;
+      }
       forks_waiting_.push_front(state);
       log::warn(e.what());
       fork_server_ended();
@@ -73,20 +78,32 @@ void node_impl::send_fork_requests() {
     }
     auto seq = ++fork_seq_;
     forks_sent_.push_back({state, link_fd, seq});
-    loop_.after(max_answer_delay, [this, seq] {
-      if (forks_sent_.empty() || forks_sent_.front().seq > seq || !fork_server_)
-        return;  // answered
-      fork_server_->hang();
-      fork_server_ended();
-    });
+    watch_fork_answer(seq);
   }
 }
 
-void node_impl::on_fork_answers() {
+void node_impl::watch_fork_answer(std::uint64_t seq) {
+  loop_.after(max_answer_delay, [this, seq] {
+    auto waiting = [&] { return !forks_sent_.empty() && forks_sent_.front().seq <= seq; };
+    if (!waiting())
+      return;
+    take_fork_answers();  // an answer may have come in the same turn as this timer
+    if (!waiting())
+      return after_fork_answers();
+    // A server still in its program's main() may take a while to reach serve().
+    auto starting_until = fork_server_started_ + options_.start_timeout;
+    if (!fork_server_->ready() && std::chrono::steady_clock::now() < starting_until)
+      return watch_fork_answer(seq);
+    fork_server_->hang();
+    fork_server_ended();
+  });
+}
+
+void node_impl::take_fork_answers() {
   while (auto answer = fork_server_->answer()) {
     if (forks_sent_.empty()) {  // an answer to nothing: a broken server
       fork_server_->hang();
-      break;
+      return;
     }
     auto start = std::move(forks_sent_.front());
     forks_sent_.pop_front();
@@ -103,13 +120,24 @@ void node_impl::on_fork_answers() {
       fail_start(start.state, make_error(errc::spawn_failed, e.what()));
     }
   }
+}
+
+void node_impl::after_fork_answers() {
   if (fork_server_->ended())
     fork_server_ended();
   else
     send_fork_requests();
 }
 
+void node_impl::on_fork_answers() {
+  take_fork_answers();
+  after_fork_answers();
+}
+
 void node_impl::fork_server_ended() {
+  if (fork_server_->buried())
+    return;
+  take_fork_answers();  // what it answered before it ended: those children exist
   loop_.remove(fork_token_, fork_server_->control_fd());
   fork_token_ = 0;
   fork_server_->bury();

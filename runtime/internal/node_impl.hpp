@@ -103,6 +103,8 @@ private:
   // Loop thread: starts the child by its start method (or the node's).
   void launch(const std::shared_ptr<process_state>& state);
   void launch_by_exec(const std::shared_ptr<process_state>& state);
+  // A child whose start was given up, or a daemon arriving while the node shuts down.
+  bool unwanted(const process_state& state);
   // Loop thread: the child process exists; connects it and asks it to run its actor.
   void attach(const std::shared_ptr<process_state>& state, const spawned_child& c);
 
@@ -119,6 +121,10 @@ private:
   // Hands the start to the server; false when there is none (the caller execs).
   bool fork_later(const std::shared_ptr<process_state>& state);
   void send_fork_requests();
+  // A timer per request: a server silent past it is declared hung.
+  void watch_fork_answer(std::uint64_t seq);
+  void take_fork_answers();   // the answers there now: children attached
+  void after_fork_answers();  // then more requests, or the server's end
   void on_fork_answers();
   // The server ended or hung: buried, and the starts it had go to exec.
   void fork_server_ended();
@@ -154,6 +160,7 @@ private:
   std::deque<fork_start> forks_sent_;           // answered in this order
   std::deque<std::shared_ptr<process_state>> forks_waiting_;  // beyond the in-flight bound
   std::uint64_t fork_seq_ = 0;
+  std::chrono::steady_clock::time_point fork_server_started_;
   caf::actor_system_config config_;
   // Before system_: destroyed after it (the requester outlives every actor that might ask).
   caf::actor requester_handle_;  // keeps requester_ alive

@@ -42,7 +42,7 @@ std::optional<child_args> parse_child_args(int argc, char** argv) {
 }
 
 pid_t spawn_program(const std::string& executable, const std::vector<std::string>& args,
-                    char* const* env, int fd) {
+                    char* const* env, int fd, spawn_io io) {
   // fd 3 itself would keep its FD_CLOEXEC through the dup2 onto fd 3: a copy goes instead.
   int moved = fd == child_link_fd ? ::fcntl(fd, F_DUPFD_CLOEXEC, child_link_fd + 1) : fd;
   std::vector<char*> argv;
@@ -53,6 +53,9 @@ pid_t spawn_program(const std::string& executable, const std::vector<std::string
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, moved, child_link_fd);
+  posix_spawn_file_actions_addclosefrom_np(&actions, child_link_fd + 1);
+  if (io == spawn_io::server)
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none, all;
