@@ -15,6 +15,7 @@
 #include <system_error>
 #include <vector>
 
+#include "runtime/internal/fd_passing.hpp"
 #include "runtime/internal/fork_server_protocol.hpp"
 
 namespace mproc::detail {
@@ -106,13 +107,7 @@ bool send_request(int control, const std::string& blob, const std::vector<int>& 
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  msg.msg_control = space;
-  msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-  auto* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-  std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  attach_fds(msg, space, fds);
   ssize_t n;
   do {
     n = ::sendmsg(control, &msg, MSG_NOSIGNAL);

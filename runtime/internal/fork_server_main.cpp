@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/internal/fd_passing.hpp"
 #include "runtime/internal/fork_server.hpp"
 #include "runtime/internal/fork_server_protocol.hpp"
 
@@ -80,12 +81,7 @@ bool receive(int control, request& r) {
   do {
     n = ::recvmsg(control, &msg, MSG_CMSG_CLOEXEC);
   } while (n < 0 && errno == EINTR);
-  for (auto* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-      continue;
-    r.fds.resize((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-    std::memcpy(r.fds.data(), CMSG_DATA(c), r.fds.size() * sizeof(int));
-  }
+  r.fds = received_fds(msg);
   // The node writes the length in one piece; anything else is the node gone or broken.
   if (n != sizeof size || (msg.msg_flags & MSG_CTRUNC) != 0 || r.fds.empty()
       || size > proto::max_request)

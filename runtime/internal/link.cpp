@@ -1,5 +1,7 @@
 #include "runtime/internal/link.hpp"
 
+#include "runtime/internal/fd_passing.hpp"
+
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -142,15 +144,7 @@ bool link::drain_locked(released& done) {
     msg.msg_iovlen = n;
     auto& fds = out_.front().fds;
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * wire::max_fds_per_frame)];
-    if (!fds.empty()) {
-      msg.msg_control = control;
-      msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-      auto* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-      std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    }
+    attach_fds(msg, control, fds);
     auto sent = ::sendmsg(fd_, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (sent > 0)
       close_fds(fds);  // in flight now: the receiver gets its own copies
@@ -295,16 +289,8 @@ long link::receive(char* buf, std::size_t size) {
   auto n = ::recvmsg(fd_, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
   if (n < 0)
     return n;
-  for (auto* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-      continue;
-    auto count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (std::size_t i = 0; i < count; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      fds_in_.push_back(fd);
-    }
-  }
+  for (int fd : received_fds(msg))
+    fds_in_.push_back(fd);
   if ((msg.msg_flags & MSG_CTRUNC) != 0 || fds_in_.size() > max_unclaimed_fds) {
     // More descriptors than a frame may carry: the peer broke the protocol.
     errno = EPROTO;
