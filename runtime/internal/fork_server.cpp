@@ -176,7 +176,7 @@ int fork_server::request(const std::string& name) {
 }
 
 std::optional<int> fork_server::answer() {
-  if (ended())
+  if (dead_)  // an ended one may still have answers in the socket: children that exist
     return std::nullopt;
   std::int32_t value = 0;
   ssize_t n;
@@ -224,6 +224,8 @@ void fork_server::bury() {
     return;
   if (pidfd_ >= 0)
     ::syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);
+  else
+    ::kill(pid_, SIGKILL);  // unreaped, so still ours
   while (::waitpid(pid_, &status_, 0) < 0 && errno == EINTR) {
   }
 }

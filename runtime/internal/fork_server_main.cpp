@@ -70,7 +70,7 @@ struct request {
 
 bool receive(int control, request& r) {
   std::uint32_t size = 0;
-  alignas(cmsghdr) char space[CMSG_SPACE(sizeof(int) * proto::max_fds)];
+  alignas(cmsghdr) char space[CMSG_SPACE(sizeof(int) * proto::max_fds)] = {};
   iovec iov{&size, sizeof size};
   msghdr msg{};
   msg.msg_iov = &iov;
@@ -81,6 +81,8 @@ bool receive(int control, request& r) {
   do {
     n = ::recvmsg(control, &msg, MSG_CMSG_CLOEXEC);
   } while (n < 0 && errno == EINTR);
+  if (n <= 0)
+    return false;  // the node closed the socket (it ended)
   r.fds = received_fds(msg);
   // The node writes the length in one piece; anything else is the node gone or broken.
   if (n != sizeof size || (msg.msg_flags & MSG_CTRUNC) != 0 || r.fds.empty()
@@ -201,19 +203,24 @@ pid_t clone_as_sibling(pid_t* tid_slot) {
   ::_exit(0);
 }
 
-// A server dies with its node from its first instruction on, not only once its main()
-// reaches the node: that code may take a while, and the node may be gone meanwhile.
-const bool dies_with_node = [] {
-  if (std::getenv(proto::env_var) != nullptr)
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  return true;
+// A server's role, taken from its environment during static initialisation: from then on
+// it dies with its node (its main() may take a while to reach the node, and the node may be
+// gone meanwhile), and no program its main() runs inherits the role.
+const pid_t server_of = [] {
+  const char* node = std::getenv(proto::env_var);
+  if (node == nullptr)
+    return pid_t{0};
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  auto pid = static_cast<pid_t>(std::strtol(node, nullptr, 10));
+  ::unsetenv(proto::env_var);
+  return pid;
 }();
 
 } // namespace
 
 std::optional<pid_t> fork_server::parse_args(int argc, char** argv) {
-  if (const char* node = std::getenv(proto::env_var))
-    return static_cast<pid_t>(std::strtol(node, nullptr, 10));
+  if (server_of != 0)
+    return server_of;
   if (argc < 3 || std::strcmp(argv[1], proto::flag) != 0)
     return std::nullopt;
   return static_cast<pid_t>(std::strtol(argv[2], nullptr, 10));
@@ -232,7 +239,6 @@ void fork_server::serve(pid_t node, const child_main& run) {
   ::sigaction(SIGINT, &ignore, &program_sigint);
   ::sigaction(SIGPIPE, &ignore, &program_sigpipe);
   ::unsetenv("LD_BIND_NOW");  // its work is done; children get the node's environment
-  ::unsetenv(proto::env_var);
   serve_requests(node, tid_slot, run);
 }
 

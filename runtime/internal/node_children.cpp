@@ -124,9 +124,13 @@ void node_impl::attach(const std::shared_ptr<process_state>& state, const spawne
   if (unwanted(*state)) {  // its start, late (a fork server's), was given up meanwhile
     fail_start(state, make_error(errc::node_shutdown, "the node is shutting down"));
     ::syscall(SYS_pidfd_send_signal, c.pidfd, SIGKILL, nullptr, 0);
-    ::waitpid(c.pid, nullptr, 0);  // killed: at once
+    while (::waitpid(c.pid, nullptr, 0) < 0 && errno == EINTR) {  // killed: at once
+    }
     ::close(c.pidfd);
     ::close(c.link_fd);
+    std::lock_guard guard{state->mtx};
+    state->state = process_state::phase::ended;  // never ran, as far as its handle knows
+    state->changed.notify_all();
     return;
   }
   auto l = std::make_shared<link>(loop_, c.link_fd, options_.max_frame, options_.max_link_queue);
