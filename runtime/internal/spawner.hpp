@@ -37,13 +37,15 @@ struct spawned_child {
 spawned_child spawn_child(const std::string& executable, const std::string& argv0,
                           const std::string& name);
 
+// What a spawned program holds: descriptors 0, 1, 2 and its link as 3, nothing else (as
+// Python's children: a pipe end the node holds must not stay open in a child). A server gets
+// /dev/null as 0: it must not read what is typed; its children get the node's 0 with each
+// request.
+enum class spawn_io { child, server };
+
 // posix_spawn of `executable` with `args` (argv, from argv[0]) and `env`, `fd` as its fd 3
 // (child_link_fd), default signal dispositions and an empty signal mask. Throws
 // std::system_error.
-// The program gets descriptors 0, 1, 2 and `fd` as 3, nothing else (as Python's children:
-// a pipe end the node holds must not stay open in a child). A server gets /dev/null as 0:
-// it must not read what is typed; its children get the node's 0 with each request.
-enum class spawn_io { child, server };
 pid_t spawn_program(const std::string& executable, const std::vector<std::string>& args,
                     char* const* env, int fd, spawn_io io = spawn_io::child);
 
