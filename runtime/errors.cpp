@@ -35,6 +35,8 @@ std::string to_string(errc x) {
     case errc::task_failed: return "task_failed";
     case errc::auth_failed: return "auth_failed";
     case errc::unreachable: return "unreachable";
+    case errc::owner_died: return "owner_died";
+    case errc::broken_barrier: return "broken_barrier";
   }
   return "errc(" + std::to_string(static_cast<int>(x)) + ")";
 }

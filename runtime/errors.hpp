@@ -33,6 +33,9 @@ enum class errc : std::uint8_t {
   task_failed,           // a pool task threw, or its worker died too often running it
   auth_failed,           // a node connection whose peer did not prove the authkey
   unreachable,           // a node that cannot be connected to (refused, no route, timeout)
+  owner_died,            // a lock's holder died holding it; the data it guarded may be torn
+  broken_barrier,        // a barrier was aborted, reset, timed out or lost a party (Python's
+                         // BrokenBarrierError)
 };
 
 std::string to_string(errc x);

@@ -25,6 +25,16 @@ struct type_entry {
   bool (*decode)(const msgpack::object&, codec_state&, void* sink);
 };
 
+// The value decoding fills: T{}, unless codec<T> offers blank() (a handle whose default
+// constructor would create what it refers to, e.g. a lock).
+template <class T>
+T blank_value() {
+  if constexpr (requires { codec<T>::blank(); })
+    return codec<T>::blank();
+  else
+    return T{};
+}
+
 // Sink must have `append(T&&)`.
 template <class T, class Sink>
 type_entry make_type_entry() {
@@ -33,7 +43,7 @@ type_entry make_type_entry() {
             codec<T>::encode(pk, *static_cast<const T*>(value), st);
           },
           [](const msgpack::object& o, codec_state& st, void* sink) {
-            T value{};
+            T value = blank_value<T>();
             if (!codec<T>::decode(o, value, st))
               return false;
             static_cast<Sink*>(sink)->append(std::move(value));

@@ -22,6 +22,7 @@
 #include "runtime/internal/fd_passing.hpp"
 #include "runtime/internal/fork_server.hpp"
 #include "runtime/internal/fork_server_protocol.hpp"
+#include "runtime/process_key.hpp"
 
 namespace mproc::detail {
 
@@ -130,6 +131,7 @@ struct sigaction program_sigint, program_sigpipe;
 [[noreturn]] void become_child(request& r, pid_t node, const fork_server::child_main& run) noexcept {
   ::sigaction(SIGINT, &program_sigint, nullptr);
   ::sigaction(SIGPIPE, &program_sigpipe, nullptr);
+  mproc::detail::forget_process_key();  // a raw clone runs no atfork handler
   place_descriptors(r);
   ::clearenv();
   for (std::size_t i = proto::env_fields; i < r.fields.size(); ++i)

@@ -60,6 +60,9 @@ void node_impl::start_settled(const std::shared_ptr<process_state>& state) {
     callback = std::move(state->on_started);
     state->on_started = nullptr;
     error = state->start_error;
+    // Sent or never to be: as Python's start(), let go of the arguments, so that what they
+    // hold (a lock's memory, a queue's handle) does not live as long as the handle.
+    state->args = caf::message{};
   }
   if (callback)
     callback(std::move(error));

@@ -1,0 +1,266 @@
+// Lock and RLock across processes: exclusion, timeouts, misuse, and a holder or waiter
+// killed with SIGKILL from this process at each point of its protocol.
+#include "actors/lock.hpp"
+
+#include <signal.h>
+
+#include <filesystem>
+#include <thread>
+
+#include <caf/blocking_actor.hpp>
+
+#include <catch2/catch.hpp>
+
+#include "actors/event.hpp"
+#include "actors/queue.hpp"
+#include "actors/shared_value.hpp"
+#include "runtime/actor_registry.hpp"
+#include "runtime/node.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using mproc::errc;
+using test::code_of;
+
+namespace {
+
+// Takes the lock, says so, and keeps it until `go` is set (or for ever).
+void hold_lock(caf::blocking_actor*, mproc::lock l, mproc::event held, mproc::event go) {
+  auto got = l.acquire();
+  held.set();
+  go.wait();
+  l.release();
+}
+
+void hold_rlock(caf::blocking_actor*, mproc::rlock l, mproc::event held, mproc::event go) {
+  auto a = l.hold();
+  auto b = l.hold();  // twice: the thread may
+  held.set();
+  go.wait();
+}
+
+// Says it is about to wait, then waits for the lock (until killed).
+void wait_for_lock(caf::blocking_actor*, mproc::lock l, mproc::event waiting) {
+  waiting.set();
+  auto held = l.hold();
+}
+
+// Adds one to `counter`, `n` times, each under the lock: a read, a pause, a write, so that
+// two processes inside at once would lose increments.
+void count_under_lock(caf::blocking_actor*, mproc::lock l, mproc::shared_value<std::int64_t> counter,
+                      std::int32_t n) {
+  for (std::int32_t i = 0; i < n; ++i) {
+    auto held = l.hold();
+    auto v = counter.raw();
+    std::this_thread::yield();
+    counter.raw() = v + 1;
+  }
+}
+
+void count_under_rlock(caf::blocking_actor*, mproc::rlock l,
+                       mproc::shared_value<std::int64_t> counter, std::int32_t n) {
+  for (std::int32_t i = 0; i < n; ++i) {
+    auto held = l.hold();
+    auto again = l.hold();
+    auto v = counter.raw();
+    std::this_thread::yield();
+    counter.raw() = v + 1;
+  }
+}
+
+std::size_t dev_shm_entries() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator{"/dev/shm"})
+    ++n;
+  return n;
+}
+
+std::size_t open_fds() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator{"/proc/self/fd"})
+    ++n;
+  return n;
+}
+
+} // namespace
+
+MPROC_ACTOR(hold_lock);
+MPROC_ACTOR(hold_rlock);
+MPROC_ACTOR(wait_for_lock);
+MPROC_ACTOR(count_under_lock);
+MPROC_ACTOR(count_under_rlock);
+
+TEST_CASE("a lock is acquired and released; releasing a free lock throws") {
+  mproc::lock l;
+  CHECK_FALSE(l.locked());
+  auto got = l.acquire();
+  CHECK(got);
+  CHECK_FALSE(got.owner_died);
+  CHECK(l.locked());
+  CHECK_FALSE(l.acquire(false));       // not recursive, as Python's
+  CHECK_FALSE(l.acquire(true, 30ms));  // the timeout path
+  l.release();
+  CHECK_FALSE(l.locked());
+  CHECK(code_of([&] { l.release(); }) == errc::bad_arguments);
+  {
+    auto held = l.hold();
+    CHECK(l.locked());
+  }
+  CHECK_FALSE(l.locked());
+}
+
+TEST_CASE("another thread of the holding process may release a lock, as in Python") {
+  mproc::lock l;
+  REQUIRE(l.acquire());
+  std::thread{[&] { l.release(); }}.join();
+  CHECK_FALSE(l.locked());
+}
+
+TEST_CASE("a lock held by a child keeps this process out until the child releases it") {
+  test::scoped_node node;
+  mproc::lock l;
+  mproc::event held, go;
+  auto p = node->spawn_process("hold_lock", {}, l, held, go);
+  REQUIRE(held.wait(10s));
+  CHECK_FALSE(l.acquire(false));
+  CHECK_FALSE(l.acquire(true, 100ms));
+  CHECK(code_of([&] { auto g = l.hold(50ms); }) == errc::timeout);
+  go.set();
+  auto got = l.acquire(true, 10s);
+  CHECK(got);
+  CHECK_FALSE(got.owner_died);
+  l.release();
+  REQUIRE(p.join(10s));
+  CHECK(p.exitcode() == 0);
+}
+
+TEST_CASE("a holder killed with SIGKILL does not leave the lock locked; the next acquirer is told") {
+  test::scoped_node node;
+  mproc::lock l;
+  mproc::event held, go;
+  auto p = node->spawn_process("hold_lock", {}, l, held, go);
+  REQUIRE(held.wait(10s));
+  REQUIRE(::kill(p.pid(), SIGKILL) == 0);
+  auto got = l.acquire(true, 10s);
+  CHECK(got);
+  CHECK(got.owner_died);
+  l.release();
+  auto again = l.acquire(false);
+  CHECK(again);
+  CHECK_FALSE(again.owner_died);
+  REQUIRE(p.join(10s));
+  CHECK(p.exitcode() == -SIGKILL);
+}
+
+TEST_CASE("a try on a lock whose holder died takes it at once") {
+  test::scoped_node node;
+  mproc::lock l;
+  mproc::event held, go;
+  auto p = node->spawn_process("hold_lock", {}, l, held, go);
+  REQUIRE(held.wait(10s));
+  p.kill();
+  REQUIRE(p.join(10s));
+  auto got = l.acquire(false);
+  CHECK(got);
+  CHECK(got.owner_died);
+}
+
+TEST_CASE("a waiter killed while it waits leaves the lock to the others") {
+  test::scoped_node node;
+  mproc::lock l;
+  REQUIRE(l.acquire());
+  mproc::event waiting;
+  auto p = node->spawn_process("wait_for_lock", {}, l, waiting);
+  REQUIRE(waiting.wait(10s));
+  REQUIRE(::kill(p.pid(), SIGKILL) == 0);
+  REQUIRE(p.join(10s));
+  l.release();
+  auto got = l.acquire(true, 5s);
+  CHECK(got);
+  CHECK_FALSE(got.owner_died);
+}
+
+TEST_CASE("four processes counting under one lock lose no increment") {
+  test::scoped_node node;
+  mproc::lock l;
+  mproc::shared_value<std::int64_t> counter{0, false};
+  std::vector<mproc::process> workers;
+  for (int i = 0; i < 4; ++i)
+    workers.push_back(node->spawn_process("count_under_lock", {}, l, counter, std::int32_t{2000}));
+  for (auto& w : workers) {
+    REQUIRE(w.join(60s));
+    CHECK(w.exitcode() == 0);
+  }
+  CHECK(counter.get() == 8000);
+  CHECK_FALSE(l.locked());
+}
+
+TEST_CASE("an rlock is taken again by its thread, and by no other") {
+  mproc::rlock l;
+  REQUIRE(l.acquire());
+  REQUIRE(l.acquire());
+  bool other_got = true;
+  std::thread{[&] { other_got = static_cast<bool>(l.acquire(true, 30ms)); }}.join();
+  CHECK_FALSE(other_got);
+  bool refused = false;
+  std::thread{[&] { refused = code_of([&] { l.release(); }) == errc::bad_arguments; }}.join();
+  CHECK(refused);
+  l.release();
+  CHECK(l.locked());
+  l.release();
+  CHECK_FALSE(l.locked());
+  CHECK(code_of([&] { l.release(); }) == errc::bad_arguments);
+}
+
+TEST_CASE("an rlock held twice by a killed child is free for the next acquirer") {
+  test::scoped_node node;
+  mproc::rlock l;
+  mproc::event held, go;
+  auto p = node->spawn_process("hold_rlock", {}, l, held, go);
+  REQUIRE(held.wait(10s));
+  CHECK_FALSE(l.acquire(false));
+  REQUIRE(::kill(p.pid(), SIGKILL) == 0);
+  auto got = l.acquire(true, 10s);
+  CHECK(got);
+  CHECK(got.owner_died);
+  l.release();  // one level: the dead holder's two are gone
+  CHECK_FALSE(l.locked());
+  REQUIRE(p.join(10s));
+}
+
+TEST_CASE("four processes counting under one rlock, taken twice each time, lose nothing") {
+  test::scoped_node node;
+  mproc::rlock l;
+  mproc::shared_value<std::int64_t> counter{0, false};
+  std::vector<mproc::process> workers;
+  for (int i = 0; i < 4; ++i)
+    workers.push_back(node->spawn_process("count_under_rlock", {}, l, counter, std::int32_t{1000}));
+  for (auto& w : workers)
+    REQUIRE(w.join(60s));
+  CHECK(counter.get() == 4000);
+}
+
+TEST_CASE("a lock cannot travel inside a queue item, and says why") {
+  test::scoped_node node;
+  mproc::queue<mproc::lock> q{*node};
+  mproc::lock l;
+  CHECK(code_of([&] { q.put(l); }) != errc::none);
+}
+
+TEST_CASE("locks leave no descriptor and nothing in /dev/shm once their handles are gone") {
+  test::scoped_node node;
+  auto round = [&] {
+    mproc::lock l;
+    mproc::event held, go;
+    auto p = node->spawn_process("hold_lock", {}, l, held, go);
+    REQUIRE(held.wait(10s));
+    go.set();
+    REQUIRE(p.join(10s));
+  };
+  round();  // the node's own descriptors (its fork server's) are open after a first child
+  auto fds = open_fds();
+  auto shm = dev_shm_entries();
+  round();
+  CHECK(open_fds() == fds);
+  CHECK(dev_shm_entries() == shm);
+}
