@@ -5,28 +5,72 @@
 
 #include "actors/futex.hpp"
 #include "actors/segment.hpp"
+#include "runtime/process_key.hpp"
 #include "runtime/message_types.hpp"
 
 namespace mproc {
 
 namespace detail {
-// Waiters count themselves in `sleeping`; a notify moves up to n of them to `to_wake` and
-// bumps `seq`; a waiter leaves when it takes one from `to_wake`.
+
+enum : std::uint32_t { slot_free = 0, slot_waiting = 1, slot_notified = 2 };
+
+// One waiting thread. Changed only by threads holding the condition's lock; `state` is
+// also the futex its waiter sleeps on, so a notify wakes exactly the waiters it chose.
+struct waiter_slot {
+  std::atomic<std::uint32_t> state{slot_free};
+  std::atomic<process_key> who{0};
+  std::atomic<std::uint64_t> ticket{0};  // order of arrival: notify wakes the oldest
+};
+
 struct condition_state {
-  std::atomic<std::uint32_t> seq{0};  // futex word
-  std::atomic<std::uint32_t> sleeping{0};
-  std::atomic<std::uint32_t> to_wake{0};
+  std::atomic<std::uint64_t> next_ticket{1};
+  std::atomic<std::uint32_t> used{0};
+  waiter_slot slots[condition::max_waiters];
 };
 
 namespace {
 
-// Takes one from `n` if it is positive.
-bool take_one(std::atomic<std::uint32_t>& n) {
-  auto v = n.load();
-  while (v > 0)
-    if (n.compare_exchange_weak(v, v - 1))
-      return true;
-  return false;
+// A free slot for this thread (the lock held); slots of dead waiters are reused when no
+// other is free.
+waiter_slot& claim_slot(condition_state& s) {
+  auto used = s.used.load();
+  for (std::uint32_t i = 0; i < used; ++i)
+    if (s.slots[i].state.load() == slot_free)
+      return s.slots[i];
+  if (used < condition::max_waiters) {
+    s.used.store(used + 1);
+    return s.slots[used];
+  }
+  for (std::uint32_t i = 0; i < used; ++i)
+    if (!process_running(s.slots[i].who.load()))
+      return s.slots[i];
+  throw_misuse("more than " + std::to_string(condition::max_waiters)
+               + " threads wait on one condition");
+}
+
+// A slot notified for a waiter that died before it could take the notify: a waiter that
+// finds one takes that notify over (a wake-up it may not have been meant for, which a
+// condition allows).
+waiter_slot* dead_notified(condition_state& s, const waiter_slot& mine) {
+  for (std::uint32_t i = 0, n = s.used.load(); i < n; ++i) {
+    auto& slot = s.slots[i];
+    if (&slot != &mine && slot.state.load() == slot_notified
+        && !process_running(slot.who.load()))
+      return &slot;
+  }
+  return nullptr;
+}
+
+// The waiting slot that arrived first, or null.
+waiter_slot* oldest_waiting(condition_state& s) {
+  waiter_slot* oldest = nullptr;
+  for (std::uint32_t i = 0, n = s.used.load(); i < n; ++i) {
+    auto& slot = s.slots[i];
+    if (slot.state.load() == slot_waiting
+        && (oldest == nullptr || slot.ticket.load() < oldest->ticket.load()))
+      oldest = &slot;
+  }
+  return oldest;
 }
 
 } // namespace
@@ -72,53 +116,63 @@ bool condition::lock_held() const {
 bool condition::wait(std::optional<millis> timeout) const {
   if (s_ == nullptr || !lock_held())
     detail::throw_misuse("cannot wait on a condition whose lock this thread does not hold");
-  auto& s = *s_;
-  s.sleeping.fetch_add(1);
-  unsigned depth = 0;
-  if (const auto* l = std::get_if<mproc::lock>(&lock_))
-    l->release();
-  else
-    depth = std::get<mproc::rlock>(lock_).release_all();
+  auto& slot = detail::claim_slot(*s_);
+  slot.who.store(this_process_key());
+  slot.ticket.store(s_->next_ticket.fetch_add(1));
+  slot.state.store(detail::slot_waiting);
+  unsigned depth = let_go();
   auto until = detail::deadline::after(timeout);
-  bool woken = false;
-  for (;;) {
-    auto seen = s.seq.load();
-    if (detail::take_one(s.to_wake)) {
-      woken = true;
+  detail::periodic check;
+  bool took_over = false;
+  while (slot.state.load() == detail::slot_waiting && !until.passed()) {
+    if (check.due() && detail::dead_notified(*s_, slot) != nullptr) {
+      took_over = true;
       break;
     }
-    if (until.passed())
-      break;
-    detail::futex_wait(s.seq, seen, until.next_sleep(std::chrono::seconds{1}));
+    detail::futex_wait(slot.state, detail::slot_waiting,
+                       until.next_sleep(detail::death_check_period));
   }
-  // Timed out: uncount this waiter, unless a notify already moved it to to_wake (then it
-  // takes that notify, so none is left for a waiter that is not there).
-  if (!woken && !detail::take_one(s.sleeping))
-    woken = detail::take_one(s.to_wake);
-  if (const auto* l = std::get_if<mproc::lock>(&lock_))
-    (void)l->acquire();
-  else
-    std::get<mproc::rlock>(lock_).restore(depth);
+  take_back(depth);
+  // The lock is held again: the slots are ours to change.
+  bool woken = slot.state.load() == detail::slot_notified;
+  if (took_over) {
+    if (auto* dead = detail::dead_notified(*s_, slot); dead != nullptr) {
+      dead->state.store(detail::slot_free);
+      woken = true;
+    }
+  }
+  slot.state.store(detail::slot_free);
   return woken;
 }
 
 void condition::notify(unsigned n) const {
   if (s_ == nullptr || !lock_held())
     detail::throw_misuse("cannot notify a condition whose lock this thread does not hold");
-  auto& s = *s_;
-  auto waiting = s.sleeping.load();
-  std::uint32_t k = 0;
-  do {
-    k = std::min<std::uint32_t>(n, waiting);
-    if (k == 0)
+  for (unsigned i = 0; i < n; ++i) {
+    auto* slot = detail::oldest_waiting(*s_);
+    if (slot == nullptr)
       return;
-  } while (!s.sleeping.compare_exchange_weak(waiting, waiting - k));
-  s.to_wake.fetch_add(k);
-  s.seq.fetch_add(1);
-  detail::futex_wake(s.seq, static_cast<int>(std::min<std::uint32_t>(k, detail::all_waiters)));
+    slot->state.store(detail::slot_notified);
+    detail::futex_wake(slot->state, 1);
+  }
 }
 
-void condition::notify_all() const { notify(detail::all_waiters); }
+unsigned condition::let_go() const {
+  if (const auto* l = std::get_if<mproc::lock>(&lock_)) {
+    l->release();
+    return 0;
+  }
+  return std::get<mproc::rlock>(lock_).release_all();
+}
+
+void condition::take_back(unsigned depth) const {
+  if (const auto* l = std::get_if<mproc::lock>(&lock_))
+    (void)l->acquire();
+  else
+    std::get<mproc::rlock>(lock_).restore(depth);
+}
+
+void condition::notify_all() const { notify(max_waiters); }
 
 } // namespace mproc
 

@@ -8,9 +8,10 @@
 //   { auto held = changed.hold(); add(); changed.notify(); }
 //
 // wait() releases the lock (every level of an rlock), sleeps until notified, and takes the
-// lock back. As Python's, it may return without a notify meant for this caller (a waiter
-// that died before taking its notify leaves it to the next one): check the condition in a
-// loop, or use wait_for. wait and notify need the lock held, as in Python.
+// lock back. notify(n) wakes the n waiters that came first; a waiter that arrives later
+// cannot take their wake-up. A notify that went to a waiter killed before it woke passes,
+// within death_check_period (50 ms), to another waiter. As in Python, check the condition
+// in a loop after waking, or use wait_for. wait and notify need the lock held.
 #pragma once
 
 #include <chrono>
@@ -35,6 +36,7 @@ class condition {
 public:
   using millis = std::chrono::milliseconds;
   static constexpr const char* kind_name = "condition";
+  static constexpr unsigned max_waiters = 200;
 
   condition();  // on a new rlock
   explicit condition(mproc::lock l);
@@ -74,6 +76,9 @@ private:
   friend struct wire::codec<condition>;
   condition(std::shared_ptr<detail::segment> seg, std::variant<mproc::lock, mproc::rlock> l);
   bool lock_held() const;
+  // Releases the lock (every level of an rlock) and takes it back as it was.
+  unsigned let_go() const;
+  void take_back(unsigned depth) const;
 
   std::shared_ptr<detail::segment> seg_;
   detail::condition_state* s_ = nullptr;

@@ -1,0 +1,154 @@
+// Condition across processes: wait and notify, wait_for a predicate, timeouts, misuse.
+#include "actors/condition.hpp"
+
+#include <signal.h>
+
+#include <caf/blocking_actor.hpp>
+
+#include <catch2/catch.hpp>
+
+#include "actors/shared_value.hpp"
+#include "runtime/actor_registry.hpp"
+#include "runtime/node.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using mproc::errc;
+using test::code_of;
+
+namespace {
+
+// Consumes `n` items: waits until `count` is positive, takes one, and notifies the producer.
+void consume(caf::blocking_actor*, mproc::condition c, mproc::shared_value<std::int64_t> count,
+             std::int32_t n) {
+  for (std::int32_t i = 0; i < n; ++i) {
+    auto held = c.hold();
+    if (!c.wait_for([&] { return count.raw() > 0; }, 30s))
+      throw std::runtime_error("no item within 30 s");
+    --count.raw();
+    c.notify_all();
+  }
+}
+
+// Waits on the condition for ever (a waiter to kill).
+void wait_for_ever(caf::blocking_actor*, mproc::condition c, mproc::shared_value<std::int32_t> ready) {
+  auto held = c.hold();
+  ready.raw() = 1;
+  c.notify_all();
+  c.wait_for([] { return false; });
+}
+
+} // namespace
+
+MPROC_ACTOR(consume);
+MPROC_ACTOR(wait_for_ever);
+
+TEST_CASE("wait and notify need the lock held") {
+  mproc::condition c;
+  CHECK(code_of([&] { c.wait(10ms); }) == errc::bad_arguments);
+  CHECK(code_of([&] { c.notify(); }) == errc::bad_arguments);
+  auto held = c.hold();
+  CHECK_FALSE(c.wait(20ms));  // the timeout path, the lock held again after it
+  c.notify();                 // nobody waits: nothing happens
+}
+
+TEST_CASE("a condition on a plain lock works as on an rlock") {
+  mproc::lock l;
+  mproc::condition c{l};
+  auto held = c.hold();
+  CHECK(l.locked());
+  CHECK_FALSE(c.wait(20ms));
+  CHECK(l.locked());
+}
+
+TEST_CASE("an rlock held twice is released fully while waiting and restored after") {
+  mproc::rlock l;
+  mproc::condition c{l};
+  auto a = c.hold();
+  auto b = c.hold();
+  std::atomic<bool> other_got{false};
+  std::thread other{[&] {
+    auto held = c.hold(10s);
+    other_got = true;
+    c.notify();
+  }};
+  CHECK(c.wait_for([&] { return other_got.load(); }, 10s));
+  other.join();
+  b.release();
+  CHECK(l.locked());  // one level still held
+}
+
+TEST_CASE("a producer and three consumer processes hand over items through a condition") {
+  test::scoped_node node;
+  mproc::condition c;
+  mproc::shared_value<std::int64_t> count{0, false};
+  std::vector<mproc::process> ps;
+  for (int i = 0; i < 3; ++i)
+    ps.push_back(node->spawn_process("consume", {}, c, count, std::int32_t{100}));
+  for (int i = 0; i < 300; ++i) {
+    auto held = c.hold();
+    REQUIRE(c.wait_for([&] { return count.raw() < 5; }, 30s));  // bounded, as a queue
+    ++count.raw();
+    c.notify_all();
+  }
+  for (auto& p : ps) {
+    REQUIRE(p.join(60s));
+    CHECK(p.exitcode() == 0);
+  }
+  CHECK(count.get() == 0);
+}
+
+TEST_CASE("a waiter killed with SIGKILL does not keep notify from the others") {
+  test::scoped_node node;
+  mproc::condition c;
+  mproc::shared_value<std::int32_t> ready{0, false};
+  auto p = node->spawn_process("wait_for_ever", {}, c, ready);
+  {
+    auto held = c.hold();
+    REQUIRE(c.wait_for([&] { return ready.raw() == 1; }, 10s));
+  }
+  REQUIRE(::kill(p.pid(), SIGKILL) == 0);
+  REQUIRE(p.join(10s));
+  // The dead waiter came first: notify(1) chooses it, and a live waiter takes it over.
+  std::atomic<bool> entered{false};
+  bool woken = false;
+  std::thread waiter{[&] {
+    auto held = c.hold();
+    entered = true;
+    woken = c.wait(10s);
+  }};
+  REQUIRE(test::eventually(10s, [&] { return entered.load(); }));
+  {
+    auto held = c.hold(10s);  // free only once the waiter waits
+    c.notify();
+  }
+  waiter.join();
+  CHECK(woken);
+  auto held = c.hold(1s);  // the dead waiter did not keep the lock
+}
+
+TEST_CASE("a waiter arriving after a notify cannot take it from the waiter it was for") {
+  mproc::condition c;
+  std::atomic<bool> entered{false};
+  bool first_woken = false;
+  bool late_woken = true;
+  std::thread first{[&] {
+    auto held = c.hold();
+    entered = true;
+    first_woken = c.wait(10s);
+  }};
+  REQUIRE(test::eventually(10s, [&] { return entered.load(); }));
+  std::thread late;
+  {
+    auto held = c.hold(10s);
+    c.notify();
+    late = std::thread{[&] {  // queued on the lock with the woken waiter
+      auto h = c.hold();
+      late_woken = c.wait(200ms);
+    }};
+  }
+  first.join();
+  late.join();
+  CHECK(first_woken);
+  CHECK_FALSE(late_woken);
+}

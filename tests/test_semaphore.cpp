@@ -1,0 +1,139 @@
+// Semaphore and BoundedSemaphore across processes: counting, the counter pattern, misuse,
+// and tokens given back when their holder is killed with SIGKILL.
+#include "actors/semaphore.hpp"
+
+#include <signal.h>
+
+#include <caf/blocking_actor.hpp>
+
+#include <catch2/catch.hpp>
+
+#include "actors/event.hpp"
+#include "actors/shared_array.hpp"
+#include "runtime/actor_registry.hpp"
+#include "runtime/node.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using mproc::errc;
+using test::code_of;
+
+namespace {
+
+// Takes `n` tokens, says so, and keeps them until `go` is set (or for ever).
+void take_tokens(caf::blocking_actor*, mproc::semaphore s, std::int32_t n, mproc::event held,
+                 mproc::event go) {
+  for (std::int32_t i = 0; i < n; ++i)
+    s.acquire();
+  held.set();
+  go.wait();
+}
+
+// Releases `n` times: the producer side of the counter pattern.
+void give_tokens(caf::blocking_actor*, mproc::semaphore s, std::int32_t n) {
+  for (std::int32_t i = 0; i < n; ++i)
+    s.release();
+}
+
+// Inside a 2-token section `rounds` times, recording the most processes seen inside at once.
+void enter_section(caf::blocking_actor*, mproc::semaphore s,
+                   mproc::shared_array<std::int32_t> inside_and_most, std::int32_t rounds) {
+  for (std::int32_t i = 0; i < rounds; ++i) {
+    auto held = s.hold();
+    auto lock = inside_and_most.get_lock().hold();
+    auto now = ++inside_and_most.raw()[0];
+    inside_and_most.raw()[1] = std::max(inside_and_most.raw()[1], now);
+    lock.release();
+    std::this_thread::yield();
+    auto again = inside_and_most.get_lock().hold();
+    --inside_and_most.raw()[0];
+  }
+}
+
+} // namespace
+
+MPROC_ACTOR(take_tokens);
+MPROC_ACTOR(give_tokens);
+MPROC_ACTOR(enter_section);
+
+TEST_CASE("a semaphore counts its tokens; a try and a timeout fail when none is left") {
+  mproc::semaphore s{2};
+  CHECK(s.value() == 2);
+  CHECK(s.acquire());
+  CHECK(s.acquire(false));
+  CHECK(s.value() == 0);
+  CHECK_FALSE(s.acquire(false));
+  CHECK_FALSE(s.acquire(true, 30ms));
+  s.release();
+  CHECK(s.value() == 1);
+  s.release();
+  s.release();  // an unbounded semaphore grows, as Python's
+  CHECK(s.value() == 3);
+  CHECK(code_of([] { mproc::semaphore bad{-1}; }) == errc::bad_arguments);
+}
+
+TEST_CASE("a bounded semaphore refuses a release above its initial value") {
+  mproc::bounded_semaphore s{1};
+  CHECK(code_of([&] { s.release(); }) == errc::bad_arguments);
+  {
+    auto held = s.hold();
+    CHECK(s.value() == 0);
+  }
+  CHECK(s.value() == 1);
+}
+
+TEST_CASE("tokens released by one process are acquired by another (the counter pattern)") {
+  test::scoped_node node;
+  mproc::semaphore items{0};
+  auto p = node->spawn_process("give_tokens", {}, items, std::int32_t{50});
+  for (int i = 0; i < 50; ++i)
+    REQUIRE(items.acquire(true, 10s));
+  REQUIRE(p.join(10s));
+  CHECK(items.value() == 0);
+  CHECK_FALSE(items.acquire(false));
+}
+
+TEST_CASE("no more processes than tokens are ever inside") {
+  test::scoped_node node;
+  mproc::semaphore s{2};
+  mproc::shared_array<std::int32_t> inside_and_most{2};
+  std::vector<mproc::process> ps;
+  for (int i = 0; i < 4; ++i)
+    ps.push_back(node->spawn_process("enter_section", {}, s, inside_and_most, std::int32_t{500}));
+  for (auto& p : ps) {
+    REQUIRE(p.join(60s));
+    CHECK(p.exitcode() == 0);
+  }
+  CHECK(inside_and_most.get(1) <= 2);
+  CHECK(inside_and_most.get(1) >= 1);
+  CHECK(s.value() == 2);
+}
+
+TEST_CASE("tokens held by a child killed with SIGKILL come back, and the acquirer is told") {
+  test::scoped_node node;
+  mproc::semaphore s{3};
+  mproc::event held, go;
+  auto p = node->spawn_process("take_tokens", {}, s, std::int32_t{3}, held, go);
+  REQUIRE(held.wait(10s));
+  CHECK(s.value() == 0);
+  REQUIRE(::kill(p.pid(), SIGKILL) == 0);
+  auto got = s.acquire(true, 10s);
+  CHECK(got);
+  CHECK(got.owner_died);
+  CHECK(s.value() == 2);
+  REQUIRE(p.join(10s));
+}
+
+TEST_CASE("a released token is no longer the releaser's: its death gives nothing back") {
+  test::scoped_node node;
+  mproc::semaphore s{1};
+  mproc::event held, go;
+  auto p = node->spawn_process("take_tokens", {}, s, std::int32_t{1}, held, go);
+  REQUIRE(held.wait(10s));
+  s.release();  // this process gives the child's token back for it: the counter pattern
+  CHECK(s.value() == 1);
+  p.kill();
+  REQUIRE(p.join(10s));
+  CHECK(s.acquire(false));
+  CHECK_FALSE(s.acquire(true, 100ms));  // nothing extra came back
+}

@@ -1,0 +1,107 @@
+// shared_value, shared_array and shared_memory seen and changed by other processes; what
+// refuses to travel, and what is left behind (nothing).
+#include "actors/shared_memory.hpp"
+
+#include <filesystem>
+
+#include <caf/blocking_actor.hpp>
+
+#include <catch2/catch.hpp>
+
+#include "actors/queue.hpp"
+#include "actors/shared_array.hpp"
+#include "actors/shared_value.hpp"
+#include "runtime/actor_registry.hpp"
+#include "runtime/node.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using mproc::errc;
+using test::code_of;
+
+namespace {
+
+struct point {
+  double x;
+  double y;
+};
+
+void scale(caf::blocking_actor*, mproc::shared_value<point> p, mproc::shared_array<double> a,
+           mproc::shared_memory m) {
+  auto held = p.get_lock().hold();
+  p.raw().x *= 2;
+  p.raw().y *= 2;
+  for (auto& v : a.raw())
+    v *= 2;
+  for (auto& b : m.buf())
+    b = std::byte{static_cast<unsigned char>(std::to_integer<unsigned char>(b) + 1)};
+}
+
+// Expects a shared_value<double>; sent an int one, the spawn is refused.
+void takes_double(caf::blocking_actor*, mproc::shared_value<double>) {}
+
+std::size_t dev_shm_entries() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator{"/dev/shm"})
+    ++n;
+  return n;
+}
+
+} // namespace
+
+MPROC_ACTOR(scale);
+MPROC_ACTOR(takes_double);
+
+TEST_CASE("a value, an array and a block changed by a child are seen changed here") {
+  test::scoped_node node;
+  mproc::shared_value<point> p{{1.5, -2}};
+  mproc::shared_array<double> a{std::vector<double>{1, 2, 3}};
+  mproc::shared_memory m{4096};
+  m.buf()[4095] = std::byte{41};
+  auto child = node->spawn_process("scale", {}, p, a, m);
+  REQUIRE(child.join(10s));
+  CHECK(child.exitcode() == 0);
+  CHECK(p.get().x == 3);
+  CHECK(p.get().y == -4);
+  CHECK(a.to_vector() == std::vector<double>{2, 4, 6});
+  CHECK(m.buf()[0] == std::byte{1});
+  CHECK(m.buf()[4095] == std::byte{42});
+}
+
+TEST_CASE("a value without a lock has no get_lock; array indices are checked") {
+  mproc::shared_value<std::int32_t> v{7, false};
+  CHECK(v.get() == 7);
+  v.set(8);
+  CHECK(v.raw() == 8);
+  CHECK(code_of([&] { (void)v.get_lock(); }) == errc::bad_arguments);
+  mproc::shared_array<std::int16_t> a{3};
+  CHECK(a.to_vector() == std::vector<std::int16_t>{0, 0, 0});
+  CHECK(code_of([&] { a.get(3); }) == errc::bad_arguments);
+  CHECK(a.size() == 3);
+}
+
+TEST_CASE("a shared value of another type is refused as an argument, with a reason") {
+  test::scoped_node node;
+  mproc::shared_value<std::int32_t> wrong{1};
+  CHECK(code_of([&] { node->spawn_process("takes_double", {}, wrong).join(10s); }) != errc::none);
+}
+
+TEST_CASE("shared memory cannot go inside a queue item") {
+  test::scoped_node node;
+  mproc::queue<mproc::shared_memory> q{*node};
+  CHECK(code_of([&] { q.put(mproc::shared_memory{16}); }) != errc::none);
+}
+
+TEST_CASE("nothing is left in /dev/shm by shared objects, also when a child is killed") {
+  test::scoped_node node;
+  auto before = dev_shm_entries();
+  {
+    mproc::shared_memory m{1 << 20};
+    mproc::shared_value<double> v{1};
+    auto child = node->spawn_process("takes_double", {}, v);
+    child.kill();
+    child.join(10s);
+    CHECK(dev_shm_entries() == before);
+  }
+  CHECK(dev_shm_entries() == before);
+}
