@@ -2,12 +2,18 @@
 // refuses to travel, and what is left behind (nothing).
 #include "actors/shared_memory.hpp"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <filesystem>
 
 #include <caf/blocking_actor.hpp>
 
 #include <catch2/catch.hpp>
 
+#include "actors/event.hpp"
+#include "actors/lock.hpp"
 #include "actors/queue.hpp"
 #include "actors/shared_array.hpp"
 #include "actors/shared_value.hpp"
@@ -104,4 +110,47 @@ TEST_CASE("nothing is left in /dev/shm by shared objects, also when a child is k
     CHECK(dev_shm_entries() == before);
   }
   CHECK(dev_shm_entries() == before);
+}
+
+namespace {
+
+// Decodes [0, 2] (descriptor 0, kind lock) as a lock, with `fd` as the frame's descriptor.
+std::string decode_lock_from(int fd) {
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> pk{buf};
+  pk.pack_array(2);
+  pk.pack(std::uint32_t{0});
+  pk.pack(std::uint32_t{2});
+  auto handle = msgpack::unpack(buf.data(), buf.size());
+  std::vector<int> fds{fd};
+  mproc::wire::codec_state st;
+  st.descriptors = &fds;
+  auto l = mproc::wire::codec<mproc::lock>::blank();
+  CHECK_FALSE(mproc::wire::codec<mproc::lock>::decode(handle.get(), l, st));
+  CHECK(fds[0] == -1);  // taken, and closed by the decoder
+  CHECK(::fcntl(fd, F_GETFD) == -1);
+  return st.error;
+}
+
+} // namespace
+
+TEST_CASE("a descriptor that is not a lock's shared memory is refused as a lock, and closed") {
+  int p[2];
+  REQUIRE(::pipe(p) == 0);
+  ::close(p[1]);
+  CHECK(decode_lock_from(p[0]).find("not mproc shared memory") != std::string::npos);
+
+  int unsealed = ::memfd_create("x", MFD_CLOEXEC);
+  REQUIRE(::ftruncate(unsealed, 4096) == 0);
+  CHECK(decode_lock_from(unsealed).find("not mproc shared memory") != std::string::npos);
+
+  mproc::event e;
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> pk{buf};
+  std::vector<int> fds;
+  mproc::wire::codec_state st;
+  st.descriptors = &fds;
+  mproc::wire::codec<mproc::event>::encode(pk, e, st);
+  REQUIRE(fds.size() == 1);
+  CHECK(decode_lock_from(fds[0]).find("another kind") != std::string::npos);
 }

@@ -1,0 +1,33 @@
+// The seeds' Lock program in mproc: four processes print one word each under one lock, so
+// no line is mixed with another. No join: like Python, the root waits for its children
+// when it ends.
+//
+//   Python:  lock = Lock()
+//            for item in items: Process(target=printer, args=(item, lock)).start()
+#include <unistd.h>
+
+#include <string>
+#include <thread>
+
+#include <caf/blocking_actor.hpp>
+
+#include "actors/lock.hpp"
+#include "runtime/actor_registry.hpp"
+#include "runtime/node.hpp"
+
+// Writes its word one letter at a time: without the lock, the four words would interleave.
+void printer(caf::blocking_actor*, std::string item, mproc::lock lock) {
+  auto held = lock.hold();  // Python's lock.acquire() ... finally: lock.release()
+  for (char c : item + "\n") {
+    [[maybe_unused]] auto n = ::write(STDOUT_FILENO, &c, 1);
+    std::this_thread::yield();
+  }
+}
+MPROC_ACTOR(printer);
+
+int main(int argc, char** argv) {
+  mproc::node node{argc, argv};
+  mproc::lock lock;
+  for (std::string item : {"chinese", "english", "spanish", "japanese"})
+    node.spawn_process("printer", {}, item, lock);
+}
