@@ -19,6 +19,18 @@ void pass_wake_on(process_mutex& m) {
     futex_wake(m.released, 1);
 }
 
+// Counted among the sleepers before the last look at the owner: a give_back that freed the
+// word before that look is seen by it, and one after sees the sleeper and wakes it (both
+// sides' operations are sequentially consistent). So give_back bumps and wakes only when
+// someone sleeps, and an uncontended release is one exchange and one load.
+void sleep_while_held(process_mutex& m, process_key holder, const deadline& until) {
+  m.sleepers.fetch_add(1);
+  auto seen = m.released.load();
+  if (m.owner.load() == holder)
+    futex_wait(m.released, seen, until.next_sleep(death_check_period));
+  m.sleepers.fetch_sub(1);
+}
+
 } // namespace
 
 taken take(process_mutex& m, const deadline& until) {
@@ -30,7 +42,6 @@ taken take(process_mutex& m, const deadline& until) {
   auto watched_since = sync_clock::now();
   bool checked_once = false;
   for (;;) {
-    auto seen = m.released.load();
     holder = m.owner.load();
     if (holder == 0) {
       if (m.owner.compare_exchange_strong(holder, me))
@@ -55,17 +66,16 @@ taken take(process_mutex& m, const deadline& until) {
       pass_wake_on(m);
       return taken::no;
     }
-    m.sleepers.fetch_add(1);
-    futex_wait(m.released, seen, until.next_sleep(death_check_period));
-    m.sleepers.fetch_sub(1);
+    sleep_while_held(m, holder, until);
   }
 }
 
 bool give_back(process_mutex& m) {
   bool was_held = m.owner.exchange(0) != 0;
-  m.released.fetch_add(1);
-  if (m.sleepers.load() > 0)
+  if (m.sleepers.load() > 0) {
+    m.released.fetch_add(1);
     futex_wake(m.released, 1);
+  }
   return was_held;
 }
 

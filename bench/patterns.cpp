@@ -5,6 +5,9 @@
 //   pipe_pingpong      send/recv round trip through a Pipe (p50, p99)
 //   restart            kill -9 of a supervised worker until its replacement answers a request
 //                      through the supervisor's stable reference (median)
+//   lock_uncontended   acquire + release of a Lock nobody else uses (pairs/s)
+//   lock_contended     two processes adding one at a time to a shared counter under one
+//                      Lock, timed from the first spawn to the last join (increments/s)
 // Prints "RESULT mproc <workload> <metric> <value> <unit>" lines; options in harness.hpp.
 #include <signal.h>
 #include <unistd.h>
@@ -21,8 +24,10 @@
 #include <caf/blocking_actor.hpp>
 #include <caf/event_based_actor.hpp>
 
+#include "actors/lock.hpp"
 #include "actors/pipe.hpp"
 #include "actors/queue.hpp"
+#include "actors/shared_value.hpp"
 #include "runtime/actor_registry.hpp"
 #include "runtime/supervisor.hpp"
 #include "harness.hpp"
@@ -155,8 +160,46 @@ void restart(mproc::node& node, const options& o) {
   sup.stop();
 }
 
+void lock_uncontended(mproc::node&, const options& o) {
+  mproc::lock l;
+  int n = o.quick ? 100'000 : 2'000'000;
+  auto t0 = clock_type::now();
+  for (int i = 0; i < n; ++i) {
+    (void)l.acquire();
+    l.release();
+  }
+  auto secs = std::chrono::duration<double>(clock_type::now() - t0).count();
+  result(o, "lock_uncontended", "throughput", n / secs, "pairs/s");
+}
+
+void lock_adder(caf::blocking_actor*, mproc::lock l, mproc::shared_value<std::int64_t> counter,
+                std::int32_t n) {
+  for (std::int32_t i = 0; i < n; ++i) {
+    (void)l.acquire();
+    ++counter.raw();
+    l.release();
+  }
+}
+
+void lock_contended(mproc::node& node, const options& o) {
+  std::int32_t n = o.quick ? 20'000 : 200'000;
+  mproc::lock l;
+  mproc::shared_value<std::int64_t> counter{0, false};
+  auto t0 = clock_type::now();
+  auto a = node.spawn_process("lock_adder", {}, l, counter, n);
+  auto b = node.spawn_process("lock_adder", {}, l, counter, n);
+  a.join();
+  b.join();
+  auto secs = std::chrono::duration<double>(clock_type::now() - t0).count();
+  if (counter.get() != 2 * n)
+    std::fprintf(stderr, "lock_contended: %lld increments of %d\n",
+                 static_cast<long long>(counter.get()), 2 * n);
+  result(o, "lock_contended", "throughput", 2.0 * n / secs, "increments/s");
+}
+
 } // namespace
 
+MPROC_ACTOR(lock_adder);
 MPROC_ACTOR(pid_teller);
 MPROC_ACTOR(pc_producer);
 MPROC_ACTOR(pc_consumer);
@@ -170,5 +213,7 @@ int main(int argc, char** argv) {
     {"pipe_oneway", pipe_oneway},
     {"pipe_pingpong", pipe_pingpong},
     {"restart", restart},
+    {"lock_uncontended", lock_uncontended},
+    {"lock_contended", lock_contended},
   });
 }

@@ -58,6 +58,9 @@ def workloads(build):
                                   "python": python("patterns.py", "producer_consumer")}
     table["restart"] = {"mproc": mproc("bench_patterns", "restart"),
                         "python": python("transport.py", "restart"), "raw": raw("restart")}
+    for name in ["lock_uncontended", "lock_contended"]:
+        table[name] = {"mproc": mproc("bench_patterns", name),
+                       "python": python("patterns.py", name)}
     for name in ["pool_ready", "pool_map_auto", "pool_map_chunk1"]:
         table[name] = {"mproc": mproc("bench_pool", name), "python": python("pool.py", name)}
     return table

@@ -1,6 +1,8 @@
-"""Python multiprocessing's Queue, the same workload as bench/patterns.cpp's producer_consumer:
-5 producer and 5 consumer processes, 100,000 items per producer, timed from the first start
-to the last join.
+"""Python multiprocessing's patterns, the same workloads as bench/patterns.cpp:
+  producer_consumer  5 producer and 5 consumer processes, 100,000 items per producer through
+                     one Queue, timed from the first start to the last join
+  lock_uncontended   acquire + release of a Lock nobody else uses
+  lock_contended     two processes adding one at a time to a shared Value under one Lock
 
 Prints "RESULT python <workload> <metric> <value> <unit>" lines.
   python3 bench/python/patterns.py [--quick] [--only NAME]
@@ -38,5 +40,38 @@ def producer_consumer(quick):
     result("producer_consumer", "throughput", 5 * n / (time.perf_counter() - t0), "items/s")
 
 
+def lock_uncontended(quick):
+    n = 100_000 if quick else 1_000_000
+    lock = mp.Lock()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        lock.acquire()
+        lock.release()
+    result("lock_uncontended", "throughput", n / (time.perf_counter() - t0), "pairs/s")
+
+
+def lock_adder(lock, counter, n):
+    for _ in range(n):
+        lock.acquire()
+        counter.value += 1
+        lock.release()
+
+
+def lock_contended(quick):
+    n = 20_000 if quick else 200_000
+    lock = mp.Lock()
+    counter = mp.Value("q", 0, lock=False)
+    t0 = time.perf_counter()
+    adders = [mp.Process(target=lock_adder, args=(lock, counter, n)) for _ in range(2)]
+    for p in adders:
+        p.start()
+    for p in adders:
+        p.join()
+    secs = time.perf_counter() - t0
+    assert counter.value == 2 * n, counter.value
+    result("lock_contended", "throughput", 2 * n / secs, "increments/s")
+
+
 if __name__ == "__main__":
-    run({"producer_consumer": producer_consumer})
+    run({"producer_consumer": producer_consumer, "lock_uncontended": lock_uncontended,
+         "lock_contended": lock_contended})
