@@ -66,25 +66,20 @@ void break_phase(barrier_state& s, std::uint32_t p) {
 // last) still runs, and so does whoever holds the guard. Each waiter checks one other, so
 // the cost does not grow with the number of parties.
 bool someone_died(barrier_state& s, std::uint32_t index) {
+  // The guard first: a party that died ending the phase left `arrived` at 0.
+  auto owner = s.guard.owner.load();
+  if (owner != 0 && owner != this_process_key() && !process_running(owner))
+    return true;
   auto arrived = s.arrived.load();
   if (arrived == 0)
     return false;
   auto next = s.party[(index + 1) % arrived].load();
-  if (next != 0 && next != this_process_key() && !process_running(next))
-    return true;
-  auto owner = s.guard.owner.load();
-  return owner != 0 && owner != this_process_key() && !process_running(owner);
+  return next != 0 && next != this_process_key() && !process_running(next);
 }
 
 [[noreturn]] void throw_broken() {
   std::string text = "the barrier is broken";
   throw mproc::error{make_error(errc::broken_barrier, text), text};
-}
-
-barrier_state& state_of(barrier_state* s) {
-  if (s == nullptr)
-    throw_misuse("an empty barrier handle");
-  return *s;
 }
 
 } // namespace
@@ -106,8 +101,15 @@ barrier::barrier(std::uint32_t parties) {
 barrier::barrier(std::shared_ptr<detail::segment> seg, detail::barrier_state* s)
     : seg_{std::move(seg)}, s_{s} {}
 
+// A moved-from handle has no segment (its raw pointer is stale): checked on every use.
+detail::barrier_state& barrier::state() const {
+  if (!seg_)
+    detail::throw_misuse("an empty barrier handle (default-made for decoding, or moved from)");
+  return *s_;
+}
+
 std::uint32_t barrier::wait(std::optional<millis> timeout) const {
-  auto& s = detail::state_of(s_);
+  auto& s = state();
   std::uint32_t p = 0;
   std::uint32_t index = 0;
   {
@@ -140,7 +142,7 @@ std::uint32_t barrier::wait(std::optional<millis> timeout) const {
 }
 
 void barrier::reset() const {
-  auto& s = detail::state_of(s_);
+  auto& s = state();
   detail::guarded g{s};
   if (s.arrived.load() > 0)
     g.end_phase(detail::phase_broken);  // the waiters break, as in Python
@@ -148,19 +150,19 @@ void barrier::reset() const {
 }
 
 void barrier::abort() const {
-  auto& s = detail::state_of(s_);
+  auto& s = state();
   detail::guarded g{s};
   g.end_phase(detail::phase_broken);
 }
 
-std::uint32_t barrier::parties() const { return detail::state_of(s_).parties.load(); }
+std::uint32_t barrier::parties() const { return state().parties.load(); }
 
 std::uint32_t barrier::n_waiting() const {
-  auto& s = detail::state_of(s_);
+  auto& s = state();
   return s.broken.load() != 0 ? 0 : s.arrived.load();
 }
 
-bool barrier::broken() const { return detail::state_of(s_).broken.load() != 0; }
+bool barrier::broken() const { return state().broken.load() != 0; }
 
 } // namespace mproc
 

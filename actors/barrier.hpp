@@ -49,6 +49,7 @@ public:
 private:
   friend struct wire::codec<barrier>;
   barrier(std::shared_ptr<detail::segment> seg, detail::barrier_state* s);
+  detail::barrier_state& state() const;
 
   std::shared_ptr<detail::segment> seg_;
   detail::barrier_state* s_ = nullptr;

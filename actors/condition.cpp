@@ -1,6 +1,9 @@
 #include "actors/condition.hpp"
 
+#include <signal.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <new>
 
 #include "actors/futex.hpp"
@@ -61,6 +64,12 @@ waiter_slot* dead_notified(condition_state& s, const waiter_slot& mine) {
   return nullptr;
 }
 
+// A cheap check for notify: kill(pid, 0) says ESRCH only for a pid nobody has. A pid taken
+// by a later process passes; its waiter's notify then goes to a live waiter within 50 ms.
+bool surely_gone(process_key who) {
+  return ::kill(pid_of(who), 0) != 0 && errno == ESRCH;
+}
+
 // The waiting slot that arrived first, or null.
 waiter_slot* oldest_waiting(condition_state& s) {
   waiter_slot* oldest = nullptr;
@@ -114,46 +123,68 @@ bool condition::lock_held() const {
 }
 
 bool condition::wait(std::optional<millis> timeout) const {
-  if (s_ == nullptr || !lock_held())
+  if (!seg_ || !lock_held())
     detail::throw_misuse("cannot wait on a condition whose lock this thread does not hold");
   auto& slot = detail::claim_slot(*s_);
   slot.who.store(this_process_key());
   slot.ticket.store(s_->next_ticket.fetch_add(1));
   slot.state.store(detail::slot_waiting);
-  unsigned depth = let_go();
   auto until = detail::deadline::after(timeout);
+  bool woken = false;
+  for (;;) {
+    bool saw_dead_notify = sleep(slot, until);
+    // The lock is held again: the slots are ours to change.
+    if (slot.state.load() == detail::slot_notified) {
+      woken = true;
+      break;
+    }
+    if (saw_dead_notify) {
+      if (auto* dead = detail::dead_notified(*s_, slot); dead != nullptr) {
+        dead->state.store(detail::slot_free);  // its notify is this waiter's now
+        woken = true;
+        break;
+      }
+      continue;  // another waiter took that notify over first: wait on
+    }
+    if (until.passed())
+      break;
+  }
+  slot.state.store(detail::slot_free);
+  return woken;
+}
+
+// Lets the lock go and sleeps until this slot is notified, the deadline passes, or a notify
+// is seen that went to a waiter that died (true); then takes the lock back.
+bool condition::sleep(detail::waiter_slot& slot, const detail::deadline& until) const {
+  unsigned depth = let_go();
   detail::periodic check;
-  bool took_over = false;
+  bool saw_dead_notify = false;
   while (slot.state.load() == detail::slot_waiting && !until.passed()) {
     if (check.due() && detail::dead_notified(*s_, slot) != nullptr) {
-      took_over = true;
+      saw_dead_notify = true;
       break;
     }
     detail::futex_wait(slot.state, detail::slot_waiting,
                        until.next_sleep(detail::death_check_period));
   }
   take_back(depth);
-  // The lock is held again: the slots are ours to change.
-  bool woken = slot.state.load() == detail::slot_notified;
-  if (took_over) {
-    if (auto* dead = detail::dead_notified(*s_, slot); dead != nullptr) {
-      dead->state.store(detail::slot_free);
-      woken = true;
-    }
-  }
-  slot.state.store(detail::slot_free);
-  return woken;
+  return saw_dead_notify;
 }
 
 void condition::notify(unsigned n) const {
-  if (s_ == nullptr || !lock_held())
+  if (!seg_ || !lock_held())
     detail::throw_misuse("cannot notify a condition whose lock this thread does not hold");
-  for (unsigned i = 0; i < n; ++i) {
+  for (unsigned i = 0; i < n;) {
     auto* slot = detail::oldest_waiting(*s_);
     if (slot == nullptr)
       return;
+    if (detail::surely_gone(slot->who.load())) {  // a waiter killed: its slot is free
+      slot->state.store(detail::slot_free);
+      continue;
+    }
     slot->state.store(detail::slot_notified);
     detail::futex_wake(slot->state, 1);
+    ++i;
   }
 }
 

@@ -29,7 +29,9 @@ namespace mproc {
 
 namespace detail {
 class segment;
+class deadline;
 struct condition_state;
+struct waiter_slot;
 }
 
 class condition {
@@ -54,6 +56,8 @@ public:
   // Waits until pred() holds or `timeout` passes; returns pred()'s last value.
   template <class Pred>
   bool wait_for(Pred pred, std::optional<millis> timeout = {}) const {
+    if (timeout && *timeout >= forever_beyond)
+      timeout.reset();
     auto end = std::chrono::steady_clock::now() + timeout.value_or(millis{0});
     bool result = pred();
     while (!result) {
@@ -76,6 +80,7 @@ private:
   friend struct wire::codec<condition>;
   condition(std::shared_ptr<detail::segment> seg, std::variant<mproc::lock, mproc::rlock> l);
   bool lock_held() const;
+  bool sleep(detail::waiter_slot& slot, const detail::deadline& until) const;
   // Releases the lock (every level of an rlock) and takes it back as it was.
   unsigned let_go() const;
   void take_back(unsigned depth) const;

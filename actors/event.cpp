@@ -11,7 +11,8 @@ namespace mproc {
 
 namespace detail {
 struct event_state {
-  std::atomic<std::uint32_t> flag{0};  // futex word: 1 when set
+  std::atomic<std::uint32_t> flag{0};     // 1 when set
+  std::atomic<std::uint32_t> sets{0};     // futex word: bumped by each set()
   std::atomic<std::uint32_t> sleepers{0};
 };
 } // namespace detail
@@ -19,11 +20,6 @@ struct event_state {
 namespace {
 [[maybe_unused]] const bool registered = detail::register_message_type<event>();
 
-detail::event_state& state_of(detail::event_state* s) {
-  if (s == nullptr)
-    detail::throw_misuse("an empty event handle");
-  return *s;
-}
 } // namespace
 
 event::event() {
@@ -34,26 +30,41 @@ event::event() {
 event::event(std::shared_ptr<detail::segment> seg, detail::event_state* s)
     : seg_{std::move(seg)}, s_{s} {}
 
-bool event::is_set() const { return state_of(s_).flag.load() != 0; }
-
-void event::set() const {
-  auto& s = state_of(s_);
-  if (s.flag.exchange(1) == 0 && s.sleepers.load() > 0)
-    detail::futex_wake(s.flag, detail::all_waiters);
+// A moved-from handle has no segment (its raw pointer is stale): checked on every use.
+detail::event_state& event::state() const {
+  if (!seg_)
+    detail::throw_misuse("an empty event handle (default-made for decoding, or moved from)");
+  return *s_;
 }
 
-void event::clear() const { state_of(s_).flag.store(0); }
+bool event::is_set() const { return state().flag.load() != 0; }
 
+void event::set() const {
+  auto& s = state();
+  if (s.flag.exchange(1) != 0)
+    return;
+  s.sets.fetch_add(1);
+  if (s.sleepers.load() > 0)
+    detail::futex_wake(s.sets, detail::all_waiters);
+}
+
+void event::clear() const { state().flag.store(0); }
+
+// Sleeps on the count of sets rather than on the flag, so that a set() followed at once by
+// clear() still ends the wait (which then returns the flag, false, as Python's does).
 bool event::wait(std::optional<millis> timeout) const {
-  auto& s = state_of(s_);
+  auto& s = state();
   auto until = detail::deadline::after(timeout);
+  auto sets = s.sets.load();
   while (s.flag.load() == 0) {
     if (until.passed())
       return false;
-    // No death to watch for: the period only bounds a sleep that nothing else ends.
     s.sleepers.fetch_add(1);
-    detail::futex_wait(s.flag, 0, until.next_sleep(std::chrono::seconds{1}));
+    // No death to watch for: the period only bounds a sleep that nothing else ends.
+    detail::futex_wait(s.sets, sets, until.next_sleep(std::chrono::seconds{1}));
     s.sleepers.fetch_sub(1);
+    if (s.sets.load() != sets)
+      return s.flag.load() != 0;
   }
   return true;
 }

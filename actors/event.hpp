@@ -34,13 +34,14 @@ public:
   // Sets the flag and wakes every waiter.
   void set() const;
   void clear() const;
-  // Waits until the flag is set; false when `timeout` passed first (Python's wait returns
-  // the flag).
+  // Waits until the flag is set; false when `timeout` passed first. As Python's, it returns
+  // the flag once woken: false after a set() that a clear() undid before the waiter ran.
   bool wait(std::optional<millis> timeout = {}) const;
 
 private:
   friend struct wire::codec<event>;
   event(std::shared_ptr<detail::segment> seg, detail::event_state* s);
+  detail::event_state& state() const;
 
   std::shared_ptr<detail::segment> seg_;
   detail::event_state* s_ = nullptr;

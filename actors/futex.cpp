@@ -1,5 +1,7 @@
 #include "actors/futex.hpp"
 
+#include "actors/guard.hpp"
+
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -14,7 +16,7 @@ static_assert(std::atomic<std::uint32_t>::is_always_lock_free
               "a futex word must be a plain 32-bit word");
 
 deadline deadline::after(std::optional<std::chrono::milliseconds> timeout) {
-  if (!timeout)
+  if (!timeout || *timeout >= forever_beyond)
     return deadline{std::nullopt};
   if (timeout->count() <= 0)
     return try_once();

@@ -19,6 +19,9 @@
 
 namespace mproc {
 
+// A timeout this long is a wait for ever (and `now + milliseconds::max()` would overflow).
+inline constexpr std::chrono::milliseconds forever_beyond = std::chrono::hours{24 * 365 * 100};
+
 struct acquired {
   bool ok = false;
   // Taken from a process that died holding it: the data it guarded may be half-written.

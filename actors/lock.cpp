@@ -27,8 +27,15 @@ rlock rlock_at(std::shared_ptr<segment> seg, void* at, bool fresh) {
 
 namespace {
 
+// The holding thread, told apart from every thread of every other process: pthread_self()
+// alone repeats across processes (siblings forked by one server share their layout), and a
+// dead holder's value stays in the word until the next holder writes its own. Mixed with the
+// process key (splitmix64's finaliser), a stale value cannot match a thread of the new owner.
 std::uint64_t this_thread_key() {
-  return static_cast<std::uint64_t>(::pthread_self());  // unique among this process's threads
+  auto x = this_process_key() ^ (static_cast<std::uint64_t>(::pthread_self()) * 0x9e3779b97f4a7c15u);
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;
+  return (x ^ (x >> 31)) | 1;  // never 0, the value of "no thread"
 }
 
 acquired outcome(taken t) { return {t != taken::no, t == taken::owner_died}; }
@@ -54,20 +61,25 @@ lock::lock() {
 lock::lock(std::shared_ptr<segment> seg, mproc::detail::process_mutex* m)
     : seg_{std::move(seg)}, m_{m} {}
 
+// A moved-from handle has no segment (its raw pointer is stale): checked on every use.
+detail::process_mutex& lock::mutex() const {
+  if (!seg_)
+    detail::throw_misuse("an empty lock handle (default-made for decoding, or moved from)");
+  return *m_;
+}
+
 acquired lock::acquire(bool block, std::optional<millis> timeout) const {
-  if (m_ == nullptr)
-    detail::throw_misuse("acquire on an empty lock handle");
-  return detail::outcome(detail::take(*m_, detail::deadline::from(block, timeout)));
+  return detail::outcome(detail::take(mutex(), detail::deadline::from(block, timeout)));
 }
 
 void lock::release() const {
-  if (m_ == nullptr || !detail::give_back(*m_))
+  if (!detail::give_back(mutex()))
     detail::throw_misuse("lock released too many times (it is not held)");
 }
 
-bool lock::locked() const { return m_ != nullptr && m_->owner.load() != 0; }
+bool lock::locked() const { return seg_ && m_->owner.load() != 0; }
 
-bool lock::held_here() const { return m_ != nullptr && detail::held_by_me(*m_); }
+bool lock::held_here() const { return seg_ && detail::held_by_me(*m_); }
 
 // ---- rlock -----------------------------------------------------------------------------
 
@@ -79,27 +91,32 @@ rlock::rlock() {
 rlock::rlock(std::shared_ptr<segment> seg, mproc::detail::rlock_state* s)
     : seg_{std::move(seg)}, s_{s} {}
 
+detail::rlock_state& rlock::state() const {
+  if (!seg_)
+    detail::throw_misuse("an empty rlock handle (default-made for decoding, or moved from)");
+  return *s_;
+}
+
 bool rlock::held_by_this_thread() const {
-  return s_ != nullptr && detail::held_by_me(s_->m)
-         && s_->thread.load() == detail::this_thread_key();
+  return seg_ && detail::held_by_me(s_->m) && s_->thread.load() == detail::this_thread_key();
 }
 
 acquired rlock::acquire(bool block, std::optional<millis> timeout) const {
-  if (s_ == nullptr)
-    detail::throw_misuse("acquire on an empty rlock handle");
+  auto& s = state();
   if (held_by_this_thread()) {
-    s_->depth.fetch_add(1);
+    s.depth.fetch_add(1);
     return {true, false};
   }
-  auto got = detail::outcome(detail::take(s_->m, detail::deadline::from(block, timeout)));
+  auto got = detail::outcome(detail::take(s.m, detail::deadline::from(block, timeout)));
   if (got) {
-    s_->thread.store(detail::this_thread_key());
-    s_->depth.store(1);
+    s.thread.store(detail::this_thread_key());
+    s.depth.store(1);
   }
   return got;
 }
 
 void rlock::release() const {
+  (void)state();
   if (!held_by_this_thread())
     detail::throw_misuse("cannot release an rlock this thread does not hold");
   if (s_->depth.fetch_sub(1) == 1) {
@@ -121,7 +138,7 @@ void rlock::restore(unsigned depth) const {
   s_->depth.store(depth);
 }
 
-bool rlock::locked() const { return s_ != nullptr && s_->m.owner.load() != 0; }
+bool rlock::locked() const { return seg_ && s_->m.owner.load() != 0; }
 
 } // namespace mproc
 

@@ -66,6 +66,7 @@ private:
   friend struct wire::codec<lock>;
   friend class condition;
   lock(std::shared_ptr<detail::segment> seg, detail::process_mutex* m);
+  detail::process_mutex& mutex() const;
   bool held_here() const;
 
   std::shared_ptr<detail::segment> seg_;
@@ -91,6 +92,7 @@ private:
   friend class condition;
   friend rlock detail::rlock_at(std::shared_ptr<detail::segment>, void*, bool);
   rlock(std::shared_ptr<detail::segment> seg, detail::rlock_state* s);
+  detail::rlock_state& state() const;
   bool held_by_this_thread() const;
   // Condition::wait: releases every level at once and gives back how many there were.
   unsigned release_all() const;

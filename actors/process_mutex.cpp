@@ -52,9 +52,9 @@ taken take(process_mutex& m, const deadline& until) {
     if (holder != watched) {
       watched = holder;
       watched_since = now;
-      checked_once = false;
     }
-    // Every period with the same holder, and once before giving up (a try, a short timeout).
+    // Every period with the same holder, and once before giving up (a try, a short timeout:
+    // once per call, however often the holder changes).
     if ((until.passed() && !checked_once) || now - watched_since >= death_check_period) {
       checked_once = true;
       watched_since = now;

@@ -1,10 +1,16 @@
 #include "actors/semaphore.hpp"
 
+#include <cstdlib>
+#include <mutex>
+#include <stdexcept>
 #include <new>
+#include <utility>
+#include <vector>
 
 #include "actors/process_mutex.hpp"
 #include "actors/segment.hpp"
 #include "runtime/message_types.hpp"
+#include "runtime/node.hpp"
 
 namespace mproc {
 
@@ -107,7 +113,8 @@ private:
   semaphore_state& s_;
 };
 
-enum class attempt { got, none_free, no_slot };
+// got_first: this process held none before (its holdings must list the semaphore).
+enum class attempt { got, got_first, none_free, no_slot };
 
 attempt try_take(guarded& g) {
   if (g.value() <= 0)
@@ -117,9 +124,77 @@ attempt try_take(guarded& g) {
     slot = g.mine(true);
   if (slot == nullptr)
     return attempt::no_slot;
-  slot->held.fetch_add(1);
-  return attempt::got;
+  return slot->held.fetch_add(1) == 0 ? attempt::got_first : attempt::got;
 }
+
+// Takes one token from `slot`; a slot left with none is freed for other processes (held
+// first, then who, so a death in between leaves an empty slot of a dead process).
+// True when it was this process's last.
+bool give_one(holder_slot& slot) {
+  if (slot.held.fetch_sub(1) != 1)
+    return false;
+  slot.who.store(0);
+  return true;
+}
+
+// The semaphores this process holds tokens of. Tokens a process still holds when it ends
+// in order (its actor returns or throws, the program exits) are used up, as in Python:
+// with the counter pattern a consumer that took three items and ended took them for good.
+// Only a process that dies without ending in order (killed) gives its tokens back.
+class holdings {
+public:
+  static holdings& of_this_process() {
+    static auto* h = new holdings;  // never destroyed: used from exit hooks
+    return *h;
+  }
+
+  void add(std::shared_ptr<segment> seg, semaphore_state* s) {
+    std::lock_guard guard{mtx_};
+    hook_exit();
+    for (auto& e : held_)
+      if (e.second == s)
+        return;
+    held_.emplace_back(std::move(seg), s);
+  }
+
+  void remove(semaphore_state* s) {
+    std::lock_guard guard{mtx_};
+    std::erase_if(held_, [s](const auto& e) { return e.second == s; });
+  }
+
+  // What this process still holds is used up: base goes down first, so a death halfway
+  // loses tokens rather than inventing them.
+  void retire_all() {
+    std::lock_guard guard{mtx_};
+    for (auto& [seg, s] : held_) {
+      guarded g{*s};
+      if (auto* slot = g.mine(false); slot != nullptr) {
+        s->base.fetch_sub(slot->held.load());
+        slot->held.store(0);
+        slot->who.store(0);
+      }
+    }
+    held_.clear();
+  }
+
+private:
+  // A child ends by _exit after its node's exit hooks; a root by exit().
+  void hook_exit() {
+    auto me = this_process_key();
+    if (std::exchange(hooked_for_, me) == me)
+      return;
+    std::atexit([] { of_this_process().retire_all(); });
+    try {
+      mproc::this_node().at_exit([] { of_this_process().retire_all(); });
+    } catch (const std::logic_error&) {
+      // no node in this process: exit() alone ends it
+    }
+  }
+
+  std::mutex mtx_;
+  std::vector<std::pair<std::shared_ptr<segment>, semaphore_state*>> held_;
+  process_key hooked_for_ = 0;
+};
 
 void wake_one(semaphore_state& s) {
   s.changed.fetch_add(1);
@@ -149,20 +224,25 @@ semaphore::semaphore(std::int64_t value, std::int64_t bound) {
 semaphore::semaphore(std::shared_ptr<detail::segment> seg, detail::semaphore_state* s)
     : seg_{std::move(seg)}, s_{s} {}
 
+// A moved-from handle has no segment (its raw pointer is stale): checked on every use.
+detail::semaphore_state& semaphore::state() const {
+  if (!seg_)
+    detail::throw_misuse("an empty semaphore handle (default-made for decoding, or moved from)");
+  return *s_;
+}
+
 acquired semaphore::acquire(bool block, std::optional<millis> timeout) const {
-  if (s_ == nullptr)
-    detail::throw_misuse("acquire on an empty semaphore handle");
+  (void)state();
   auto until = detail::deadline::from(block, timeout);
   detail::periodic check;
   bool reclaimed = false;
   bool checked_at_end = false;
   for (;;) {
     auto seen = s_->changed.load();
+    auto a = detail::attempt::none_free;
     {
       detail::guarded g{*s_};
-      auto a = detail::try_take(g);
-      if (a == detail::attempt::got)
-        return {true, reclaimed};
+      a = detail::try_take(g);
       if (a == detail::attempt::no_slot)
         detail::throw_misuse("more than " + std::to_string(max_holders)
                        + " processes hold tokens of one semaphore");
@@ -172,6 +252,10 @@ acquired semaphore::acquire(bool block, std::optional<millis> timeout) const {
         continue;
       }
     }
+    if (a == detail::attempt::got_first)
+      detail::holdings::of_this_process().add(seg_, s_);
+    if (a == detail::attempt::got || a == detail::attempt::got_first)
+      return {true, reclaimed};
     if (until.passed()) {
       if (value() > 0)
         detail::wake_one(*s_);  // the wake-up this caller may have had goes to another
@@ -184,28 +268,29 @@ acquired semaphore::acquire(bool block, std::optional<millis> timeout) const {
 }
 
 void semaphore::release() const {
-  if (s_ == nullptr)
-    detail::throw_misuse("release on an empty semaphore handle");
+  auto& s = state();
+  bool my_last = false;
   {
-    detail::guarded g{*s_};
-    auto bound = s_->bound.load();
+    detail::guarded g{s};
+    auto bound = s.bound.load();
     if (bound >= 0 && g.value() >= bound)
       detail::throw_misuse("bounded semaphore released too many times");
     auto* slot = g.mine(false);
-    if (slot == nullptr || slot->held.load() <= 0)
+    bool mine = slot != nullptr && slot->held.load() > 0;
+    if (!mine)
       slot = g.any_holder();
-    if (slot != nullptr)
-      slot->held.fetch_sub(1);
-    else
-      s_->base.fetch_add(1);
+    if (slot == nullptr)
+      s.base.fetch_add(1);
+    else if (detail::give_one(*slot))
+      my_last = mine;
   }
-  detail::wake_one(*s_);
+  if (my_last)
+    detail::holdings::of_this_process().remove(&s);
+  detail::wake_one(s);
 }
 
 std::int64_t semaphore::value() const {
-  if (s_ == nullptr)
-    return 0;
-  detail::guarded g{*s_};
+  detail::guarded g{state()};
   return g.value();
 }
 

@@ -8,8 +8,9 @@
 // A token belongs to the process that acquired it until a release gives one back; a release
 // from a process holding none gives back another process's token (or adds one, when nobody
 // holds any), so the counter pattern (one process releases, another acquires) balances.
-// When a process dies holding tokens, they return within death_check_period (50 ms) and the
-// acquirer that gets one is told (acquired::owner_died).
+// Tokens a process holds when it ends in order (returns, throws, exits) are used up, as in
+// Python. When a process is killed holding tokens, they return within death_check_period
+// (50 ms) and the acquirer that gets one is told (acquired::owner_died).
 //
 // At most max_holders processes hold tokens of one semaphore at the same time.
 #pragma once
@@ -55,6 +56,7 @@ private:
   friend class bounded_semaphore;
   friend struct wire::codec<class bounded_semaphore>;
   semaphore(std::shared_ptr<detail::segment> seg, detail::semaphore_state* s);
+  detail::semaphore_state& state() const;
 
   std::shared_ptr<detail::segment> seg_;
   detail::semaphore_state* s_ = nullptr;

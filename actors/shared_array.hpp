@@ -31,7 +31,7 @@ class shared_array {
 public:
   // `size` elements, zeroed (Python's Array('i', 10)).
   explicit shared_array(std::size_t size, bool synchronized = true)
-      : block_{detail::shared_block::kind::array, typeid(T).name(), size * sizeof(T),
+      : block_{detail::shared_block::kind::array, typeid(T).name(), bytes_for(size),
                synchronized} {}
   // A copy of `initial` (Python's Array('i', range(10))).
   explicit shared_array(const std::vector<T>& initial, bool synchronized = true)
@@ -70,6 +70,11 @@ private:
     if (!block().synchronized())
       return std::nullopt;
     return block_.lock().hold();
+  }
+  static std::size_t bytes_for(std::size_t size) {
+    if (size > (std::size_t{1} << 48) / sizeof(T))
+      detail::throw_misuse("a shared_array of " + std::to_string(size) + " elements is too large");
+    return size * sizeof(T);
   }
   void check(std::size_t i) const {
     if (i >= size())

@@ -25,8 +25,13 @@ public:
   // `bytes` zeroed bytes for `type` (typeid(T).name()), with an rlock if `synchronized`.
   shared_block(kind k, const char* type, std::size_t bytes, bool synchronized);
 
-  void* data() const { return data_; }
-  std::size_t size() const { return size_; }
+  // Throw bad_arguments for an empty (moved-from, being decoded) block.
+  void* data() const {
+    if (!seg_)
+      throw_misuse("an empty shared_value or shared_array handle (moved from?)");
+    return data_;
+  }
+  std::size_t size() const { return seg_ ? size_ : 0; }
   // The guarding lock; throws bad_arguments when made without one, or for an empty block.
   const rlock& lock() const;
   bool synchronized() const { return lock_.has_value(); }

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string>
 
+#include <dirent.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -45,6 +46,22 @@ bool read_stat(pid_t pid, stat_fields& out) {
   }
   out.start_time = std::strtoull(p, nullptr, 10);
   return true;
+}
+
+// A process whose first thread ended (pthread_exit in main) shows 'Z' while its other
+// threads run: they are listed beside it in /proc/<pid>/task.
+bool other_threads_run(pid_t pid) {
+  char path[40];
+  std::snprintf(path, sizeof path, "/proc/%d/task", static_cast<int>(pid));
+  DIR* dir = ::opendir(path);
+  if (dir == nullptr)
+    return false;
+  int tasks = 0;
+  while (auto* e = ::readdir(dir))
+    if (e->d_name[0] != '.')
+      ++tasks;
+  ::closedir(dir);
+  return tasks > 1;
 }
 
 process_key make_key(pid_t pid, std::uint64_t start_time) {
@@ -86,7 +103,7 @@ bool process_running(process_key key) {
   stat_fields st;
   if (!read_stat(pid, st))
     return ::kill(pid, 0) == 0 || errno == EPERM;  // no /proc: the pid is all there is
-  if (st.state == 'Z' || st.state == 'X')
+  if (st.state == 'X' || (st.state == 'Z' && !other_threads_run(pid)))
     return false;
   return make_key(pid, st.start_time) == key;
 }

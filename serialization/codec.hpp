@@ -95,6 +95,30 @@ struct user_type_name;
 template <class T, class Enable = void>
 struct codec;
 
+// The value decoding fills: T{}, unless codec<T> offers blank() (a handle whose default
+// constructor would create what it refers to, e.g. a lock); tuples and pairs of them too.
+template <class T>
+struct blank_maker {
+  static T make() {
+    if constexpr (requires { codec<T>::blank(); })
+      return codec<T>::blank();
+    else
+      return T{};
+  }
+};
+template <class... Ts>
+struct blank_maker<std::tuple<Ts...>> {
+  static std::tuple<Ts...> make() { return {blank_maker<Ts>::make()...}; }
+};
+template <class A, class B>
+struct blank_maker<std::pair<A, B>> {
+  static std::pair<A, B> make() { return {blank_maker<A>::make(), blank_maker<B>::make()}; }
+};
+template <class T>
+T blank_value() {
+  return blank_maker<T>::make();
+}
+
 // ---- scalars ---------------------------------------------------------------------------
 
 template <>
@@ -233,7 +257,7 @@ bool decode_sequence(const msgpack::object& o, Seq& out, name_fn what, codec_sta
     return false;
   out.clear();
   for (std::uint32_t i = 0; i < o.via.array.size; ++i) {
-    elem x{};
+    elem x = blank_value<elem>();
     if (!codec<elem>::decode(o.via.array.ptr[i], x, st))
       return at_index(st, what, i);
     out.insert(out.end(), std::move(x));
@@ -249,8 +273,8 @@ bool decode_map(const msgpack::object& o, Map& out, name_fn what, codec_state& s
     return false;
   out.clear();
   for (std::uint32_t i = 0; i < o.via.map.size; ++i) {
-    key k{};
-    value v{};
+    key k = blank_value<key>();
+    value v = blank_value<value>();
     const auto& kv = o.via.map.ptr[i];
     if (!codec<key>::decode(kv.key, k, st) || !codec<value>::decode(kv.val, v, st))
       return at_index(st, what, i);
@@ -336,7 +360,7 @@ struct codec<std::optional<T>> {
       out.reset();
       return true;
     }
-    T x{};
+    T x = blank_value<T>();
     if (!codec<T>::decode(o, x, st))
       return false;
     out = std::move(x);

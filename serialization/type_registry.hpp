@@ -25,16 +25,6 @@ struct type_entry {
   bool (*decode)(const msgpack::object&, codec_state&, void* sink);
 };
 
-// The value decoding fills: T{}, unless codec<T> offers blank() (a handle whose default
-// constructor would create what it refers to, e.g. a lock).
-template <class T>
-T blank_value() {
-  if constexpr (requires { codec<T>::blank(); })
-    return codec<T>::blank();
-  else
-    return T{};
-}
-
 // Sink must have `append(T&&)`.
 template <class T, class Sink>
 type_entry make_type_entry() {

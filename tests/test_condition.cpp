@@ -152,3 +152,43 @@ TEST_CASE("a waiter arriving after a notify cannot take it from the waiter it wa
   CHECK(first_woken);
   CHECK_FALSE(late_woken);
 }
+
+TEST_CASE("two notifies after a dead waiter wake the two live waiters, one each") {
+  test::scoped_node node;
+  mproc::condition c;
+  mproc::shared_value<std::int32_t> ready{0, false};
+  auto p = node->spawn_process("wait_for_ever", {}, c, ready);
+  {
+    auto held = c.hold();
+    REQUIRE(c.wait_for([&] { return ready.raw() == 1; }, 10s));
+  }
+  REQUIRE(::kill(p.pid(), SIGKILL) == 0);
+  REQUIRE(p.join(10s));
+  std::atomic<int> entered{0};
+  std::atomic<int> woken{0};
+  auto wait_once = [&] {
+    auto held = c.hold();
+    ++entered;
+    if (c.wait(10s))
+      ++woken;
+  };
+  std::thread w1{wait_once};
+  REQUIRE(test::eventually(10s, [&] { return entered == 1; }));
+  { auto held = c.hold(10s); }  // w1 waits now (it let the lock go)
+  std::thread w2{wait_once};
+  REQUIRE(test::eventually(10s, [&] { return entered == 2; }));
+  for (int i = 0; i < 2; ++i) {
+    auto held = c.hold(10s);
+    c.notify();
+  }
+  w1.join();
+  w2.join();
+  CHECK(woken == 2);
+}
+
+TEST_CASE("a moved-from condition throws") {
+  mproc::condition c;
+  auto other = std::move(c);
+  CHECK(code_of([&] { c.notify(); }) == errc::bad_arguments);
+  CHECK(code_of([&] { c.acquire(); }) == errc::bad_arguments);
+}

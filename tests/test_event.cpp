@@ -1,6 +1,12 @@
 // Event across processes: set, clear, wait with and without a timeout.
 #include "actors/event.hpp"
 
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+#include <thread>
+
 #include <caf/blocking_actor.hpp>
 
 #include <catch2/catch.hpp>
@@ -46,17 +52,64 @@ TEST_CASE("an event set in one process wakes a waiter in another") {
   CHECK(p.exitcode() == 0);
 }
 
-TEST_CASE("many waiters in this process are all woken by one set") {
-  mproc::event e;
-  std::atomic<int> woken{0};
+namespace {
+
+// True once thread `tid` of this process sleeps in a futex wait (its wchan names it).
+bool sleeping_on_futex(pid_t tid) {
+  std::ifstream in{"/proc/self/task/" + std::to_string(tid) + "/wchan"};
+  std::string wchan;
+  in >> wchan;
+  return wchan.find("futex") != std::string::npos;
+}
+
+// Starts `n` threads that each record whether wait(30s) returned true, and returns once all
+// of them sleep in it.
+std::vector<std::thread> waiters(const mproc::event& e, int n, std::atomic<int>& woken,
+                                 std::atomic<int>& returned) {
   std::vector<std::thread> ts;
-  for (int i = 0; i < 8; ++i)
-    ts.emplace_back([&] {
+  std::vector<std::atomic<pid_t>> tids(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i)
+    ts.emplace_back([&e, &woken, &returned, &tid = tids[static_cast<std::size_t>(i)]] {
+      tid = ::gettid();
       if (e.wait(30s))
         ++woken;
+      ++returned;
     });
+  for (auto& tid : tids)
+    REQUIRE(test::eventually(10s, [&] { return tid != 0 && sleeping_on_futex(tid); }));
+  return ts;
+}
+
+} // namespace
+
+TEST_CASE("many sleeping waiters in this process are all woken by one set") {
+  mproc::event e;
+  std::atomic<int> woken{0}, returned{0};
+  auto ts = waiters(e, 8, woken, returned);
   e.set();
   for (auto& t : ts)
     t.join();
   CHECK(woken == 8);
+}
+
+// Each wait returns the flag as it finds it when it runs: true if it ran before the clear.
+TEST_CASE("a set undone at once by clear still ends every wait") {
+  mproc::event e;
+  std::atomic<int> woken{0}, returned{0};
+  auto ts = waiters(e, 4, woken, returned);
+  e.set();
+  e.clear();
+  auto t0 = std::chrono::steady_clock::now();
+  for (auto& t : ts)
+    t.join();
+  CHECK(returned == 4);
+  CHECK(std::chrono::steady_clock::now() - t0 < 20s);  // not the waits' 30 s timeouts
+}
+
+TEST_CASE("a moved-from event handle throws") {
+  mproc::event e;
+  auto other = std::move(e);
+  CHECK(test::code_of([&] { e.set(); }) == mproc::errc::bad_arguments);
+  other.set();
+  CHECK(other.is_set());
 }

@@ -264,3 +264,23 @@ TEST_CASE("locks leave no descriptor and nothing in /dev/shm once their handles 
   CHECK(open_fds() == fds);
   CHECK(dev_shm_entries() == shm);
 }
+
+TEST_CASE("a lock moved into a spawn throws when used afterwards, rather than crashing") {
+  test::scoped_node node;
+  mproc::lock l;
+  mproc::event held, go;
+  go.set();
+  auto p = node->spawn_process("hold_lock", {}, std::move(l), held, go);
+  REQUIRE(p.join(10s));
+  CHECK(code_of([&] { l.acquire(); }) == errc::bad_arguments);
+  CHECK(code_of([&] { l.release(); }) == errc::bad_arguments);
+  CHECK_FALSE(l.locked());
+}
+
+TEST_CASE("a timeout too long to add to the clock waits rather than failing at once") {
+  mproc::lock l;
+  CHECK(l.acquire(true, std::chrono::milliseconds::max()));
+  mproc::event e;
+  e.set();
+  CHECK(e.wait(std::chrono::milliseconds::max()));
+}

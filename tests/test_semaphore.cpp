@@ -29,6 +29,18 @@ void take_tokens(caf::blocking_actor*, mproc::semaphore s, std::int32_t n, mproc
   go.wait();
 }
 
+// Takes `n` tokens and ends without giving them back: the consumer side of the counter
+// pattern, which took `n` items for good.
+void take_and_end(caf::blocking_actor*, mproc::semaphore s, std::int32_t n) {
+  for (std::int32_t i = 0; i < n; ++i)
+    s.acquire();
+}
+
+// Takes one token, gives it back.
+void take_and_give(caf::blocking_actor*, mproc::semaphore s) {
+  auto held = s.hold();
+}
+
 // Releases `n` times: the producer side of the counter pattern.
 void give_tokens(caf::blocking_actor*, mproc::semaphore s, std::int32_t n) {
   for (std::int32_t i = 0; i < n; ++i)
@@ -53,6 +65,8 @@ void enter_section(caf::blocking_actor*, mproc::semaphore s,
 } // namespace
 
 MPROC_ACTOR(take_tokens);
+MPROC_ACTOR(take_and_end);
+MPROC_ACTOR(take_and_give);
 MPROC_ACTOR(give_tokens);
 MPROC_ACTOR(enter_section);
 
@@ -136,4 +150,40 @@ TEST_CASE("a released token is no longer the releaser's: its death gives nothing
   REQUIRE(p.join(10s));
   CHECK(s.acquire(false));
   CHECK_FALSE(s.acquire(true, 100ms));  // nothing extra came back
+}
+
+TEST_CASE("tokens a process holds when it ends in order are used up, as in Python") {
+  test::scoped_node node;
+  mproc::semaphore items{0};
+  for (int i = 0; i < 3; ++i)
+    items.release();  // three items announced
+  auto p = node->spawn_process("take_and_end", {}, items, std::int32_t{3});
+  REQUIRE(p.join(10s));
+  CHECK(p.exitcode() == 0);
+  CHECK(items.value() == 0);
+  CHECK_FALSE(items.acquire(true, 300ms));  // past a death check: nothing comes back
+}
+
+TEST_CASE("more processes than holder slots use one semaphore over time") {
+  test::scoped_node node;
+  mproc::semaphore s{2};
+  for (std::uint32_t done = 0; done < mproc::semaphore::max_holders + 20;) {
+    std::vector<mproc::process> batch;
+    for (int i = 0; i < 10; ++i, ++done)
+      batch.push_back(node->spawn_process("take_and_give", {}, s));
+    for (auto& p : batch) {
+      REQUIRE(p.join(30s));
+      REQUIRE(p.exitcode() == 0);
+    }
+  }
+  CHECK(s.value() == 2);
+}
+
+TEST_CASE("a moved-from semaphore handle throws rather than touching freed memory") {
+  test::scoped_node node;
+  mproc::semaphore s{1};
+  auto p = node->spawn_process("take_and_give", {}, std::move(s));
+  REQUIRE(p.join(10s));
+  CHECK(code_of([&] { s.acquire(); }) == errc::bad_arguments);
+  CHECK(code_of([&] { s.release(); }) == errc::bad_arguments);
 }
