@@ -1,7 +1,14 @@
 #include "actors/shared_memory.hpp"
 
+#include <caf/actor_system.hpp>
+#include <caf/atom.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+
+#include "actors/guard.hpp"
 #include "actors/segment.hpp"
 #include "runtime/message_types.hpp"
+#include "runtime/node.hpp"
 
 namespace mproc {
 
@@ -19,6 +26,46 @@ std::span<std::byte> shared_memory::buf() const {
 }
 
 std::size_t shared_memory::size() const { return seg_ ? seg_->payload_size() : 0; }
+
+namespace {
+
+std::string registered_name(const std::string& name) { return "shared_memory:" + name; }
+
+// Holds a named block and hands it to whoever attaches, until unlinked.
+caf::behavior name_holder(caf::event_based_actor*, shared_memory block) {
+  return {[block](caf::get_atom) { return block; }};
+}
+
+} // namespace
+
+shared_memory shared_memory::create(node& n, const std::string& name, std::size_t size) {
+  shared_memory block{size};
+  auto holder = n.system().spawn(name_holder, block);
+  try {
+    n.register_name(registered_name(name), holder);
+  } catch (...) {
+    caf::anon_send_exit(holder, caf::exit_reason::user_shutdown);
+    throw;
+  }
+  block.name_ = name;
+  block.holder_ = std::move(holder);
+  return block;
+}
+
+shared_memory shared_memory::attach(node& n, const std::string& name,
+                                    std::chrono::milliseconds timeout) {
+  auto holder = n.lookup(registered_name(name), timeout);
+  auto block = n.request<shared_memory>(holder, timeout, caf::get_atom::value);
+  block.name_ = name;
+  block.holder_ = std::move(holder);
+  return block;
+}
+
+void shared_memory::unlink() {
+  if (!holder_)
+    detail::throw_misuse("unlink: this shared_memory handle has no name");
+  caf::anon_send_exit(holder_, caf::exit_reason::user_shutdown);
+}
 
 } // namespace mproc
 

@@ -43,6 +43,12 @@ void scale(caf::blocking_actor*, mproc::shared_value<point> p, mproc::shared_arr
     b = std::byte{static_cast<unsigned char>(std::to_integer<unsigned char>(b) + 1)};
 }
 
+// Attaches to the block named `name` and writes `value` into its first byte.
+void write_named(caf::blocking_actor*, std::string name, std::int32_t value) {
+  auto block = mproc::shared_memory::attach(mproc::this_node(), name);
+  block.buf()[0] = std::byte{static_cast<unsigned char>(value)};
+}
+
 // Expects a shared_value<double>; sent an int one, the spawn is refused.
 void takes_double(caf::blocking_actor*, mproc::shared_value<double>) {}
 
@@ -56,6 +62,7 @@ std::size_t dev_shm_entries() {
 } // namespace
 
 MPROC_ACTOR(scale);
+MPROC_ACTOR(write_named);
 MPROC_ACTOR(takes_double);
 
 TEST_CASE("a value, an array and a block changed by a child are seen changed here") {
@@ -153,4 +160,28 @@ TEST_CASE("a descriptor that is not a lock's shared memory is refused as a lock,
   mproc::wire::codec<mproc::event>::encode(pk, e, st);
   REQUIRE(fds.size() == 1);
   CHECK(decode_lock_from(fds[0]).find("another kind") != std::string::npos);
+}
+
+TEST_CASE("a named block is attached by name in a child, until the name is unlinked") {
+  test::scoped_node node;
+  auto block = mproc::shared_memory::create(*node, "frames", 64);
+  CHECK(block.name() == "frames");
+  CHECK(code_of([&] { mproc::shared_memory::create(*node, "frames", 64); }) == errc::bad_arguments);
+  auto p = node->spawn_process("write_named", {}, std::string{"frames"}, std::int32_t{7});
+  REQUIRE(p.join(10s));
+  CHECK(p.exitcode() == 0);
+  CHECK(block.buf()[0] == std::byte{7});
+  auto here = mproc::shared_memory::attach(*node, "frames");
+  CHECK(here.buf().data() != nullptr);
+  CHECK(here.size() == 64);
+  block.unlink();
+  CHECK(test::eventually(10s, [&] {
+    return code_of([&] { mproc::shared_memory::attach(*node, "frames", 1s); }) == errc::no_such_actor;
+  }));
+  here.buf()[1] = std::byte{8};  // the memory stays for its holders
+  CHECK(block.buf()[1] == std::byte{8});
+  auto q = node->spawn_process("write_named", {}, std::string{"frames"}, std::int32_t{9});
+  REQUIRE(q.join(10s));
+  CHECK(q.exitcode() == 1);  // no such name any more: the child's attach threw
+  CHECK(code_of([] { mproc::shared_memory{8}.unlink(); }) == errc::bad_arguments);
 }
