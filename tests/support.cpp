@@ -55,6 +55,16 @@ std::vector<pid_t> children(char wanted_state) {
   return found;
 }
 
+std::size_t entries(const char* dir) {
+  std::size_t n = 0;
+  DIR* d = ::opendir(dir);
+  while (d != nullptr && ::readdir(d) != nullptr)
+    ++n;
+  if (d != nullptr)
+    ::closedir(d);
+  return n;
+}
+
 int zombie_children() {
   return static_cast<int>(children('Z').size());
 }

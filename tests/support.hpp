@@ -41,6 +41,9 @@ bool running(pid_t pid);
 // then a thread of the process may still answer a message).
 bool all_threads_stopped(pid_t pid);
 
+// Entries of a directory: "/proc/self/fd" (descriptors open here), "/dev/shm".
+std::size_t entries(const char* dir);
+
 // The mproc::errc that `f` throws, or errc::none.
 mproc::errc code_of(const std::function<void()>& f);
 

@@ -43,6 +43,23 @@ void wait_for_ever(caf::blocking_actor*, mproc::condition c, mproc::shared_value
 MPROC_ACTOR(consume);
 MPROC_ACTOR(wait_for_ever);
 
+namespace {
+
+// A child that waits on `c` and is killed with SIGKILL while it waits: its slot stays, the
+// oldest, as a dead waiter's.
+void leave_a_dead_waiter(mproc::node& node, const mproc::condition& c) {
+  mproc::shared_value<std::int32_t> ready{0, false};
+  auto p = node.spawn_process("wait_for_ever", {}, c, ready);
+  {
+    auto held = c.hold();
+    REQUIRE(c.wait_for([&] { return ready.raw() == 1; }, 10s));
+  }
+  REQUIRE(::kill(p.pid(), SIGKILL) == 0);
+  REQUIRE(p.join(10s));
+}
+
+} // namespace
+
 TEST_CASE("wait and notify need the lock held") {
   mproc::condition c;
   CHECK(code_of([&] { c.wait(10ms); }) == errc::bad_arguments);
@@ -101,14 +118,7 @@ TEST_CASE("a producer and three consumer processes hand over items through a con
 TEST_CASE("a waiter killed with SIGKILL does not keep notify from the others") {
   test::scoped_node node;
   mproc::condition c;
-  mproc::shared_value<std::int32_t> ready{0, false};
-  auto p = node->spawn_process("wait_for_ever", {}, c, ready);
-  {
-    auto held = c.hold();
-    REQUIRE(c.wait_for([&] { return ready.raw() == 1; }, 10s));
-  }
-  REQUIRE(::kill(p.pid(), SIGKILL) == 0);
-  REQUIRE(p.join(10s));
+  leave_a_dead_waiter(*node, c);
   // The dead waiter came first: notify(1) chooses it, and a live waiter takes it over.
   std::atomic<bool> entered{false};
   bool woken = false;
@@ -156,14 +166,7 @@ TEST_CASE("a waiter arriving after a notify cannot take it from the waiter it wa
 TEST_CASE("two notifies after a dead waiter wake the two live waiters, one each") {
   test::scoped_node node;
   mproc::condition c;
-  mproc::shared_value<std::int32_t> ready{0, false};
-  auto p = node->spawn_process("wait_for_ever", {}, c, ready);
-  {
-    auto held = c.hold();
-    REQUIRE(c.wait_for([&] { return ready.raw() == 1; }, 10s));
-  }
-  REQUIRE(::kill(p.pid(), SIGKILL) == 0);
-  REQUIRE(p.join(10s));
+  leave_a_dead_waiter(*node, c);
   std::atomic<int> entered{0};
   std::atomic<int> woken{0};
   auto wait_once = [&] {

@@ -68,20 +68,6 @@ void count_under_rlock(caf::blocking_actor*, mproc::rlock l,
   }
 }
 
-std::size_t dev_shm_entries() {
-  std::size_t n = 0;
-  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator{"/dev/shm"})
-    ++n;
-  return n;
-}
-
-std::size_t open_fds() {
-  std::size_t n = 0;
-  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator{"/proc/self/fd"})
-    ++n;
-  return n;
-}
-
 } // namespace
 
 MPROC_ACTOR(hold_lock);
@@ -89,6 +75,18 @@ MPROC_ACTOR(hold_rlock);
 MPROC_ACTOR(wait_for_lock);
 MPROC_ACTOR(count_under_lock);
 MPROC_ACTOR(count_under_rlock);
+
+namespace {
+
+// A child that holds `l` when this returns, and releases it when `go` is set.
+std::pair<mproc::process, mproc::event> child_holding(mproc::node& node, const mproc::lock& l) {
+  mproc::event held, go;
+  auto p = node.spawn_process("hold_lock", {}, l, held, go);
+  REQUIRE(held.wait(10s));
+  return {std::move(p), std::move(go)};
+}
+
+} // namespace
 
 TEST_CASE("a lock is acquired and released; releasing a free lock throws") {
   mproc::lock l;
@@ -119,9 +117,7 @@ TEST_CASE("another thread of the holding process may release a lock, as in Pytho
 TEST_CASE("a lock held by a child keeps this process out until the child releases it") {
   test::scoped_node node;
   mproc::lock l;
-  mproc::event held, go;
-  auto p = node->spawn_process("hold_lock", {}, l, held, go);
-  REQUIRE(held.wait(10s));
+  auto [p, go] = child_holding(*node, l);
   CHECK_FALSE(l.acquire(false));
   CHECK_FALSE(l.acquire(true, 100ms));
   CHECK(code_of([&] { auto g = l.hold(50ms); }) == errc::timeout);
@@ -137,9 +133,7 @@ TEST_CASE("a lock held by a child keeps this process out until the child release
 TEST_CASE("a holder killed with SIGKILL does not leave the lock locked; the next acquirer is told") {
   test::scoped_node node;
   mproc::lock l;
-  mproc::event held, go;
-  auto p = node->spawn_process("hold_lock", {}, l, held, go);
-  REQUIRE(held.wait(10s));
+  auto [p, go] = child_holding(*node, l);
   REQUIRE(::kill(p.pid(), SIGKILL) == 0);
   auto got = l.acquire(true, 10s);
   CHECK(got);
@@ -155,9 +149,7 @@ TEST_CASE("a holder killed with SIGKILL does not leave the lock locked; the next
 TEST_CASE("a try on a lock whose holder died takes it at once") {
   test::scoped_node node;
   mproc::lock l;
-  mproc::event held, go;
-  auto p = node->spawn_process("hold_lock", {}, l, held, go);
-  REQUIRE(held.wait(10s));
+  auto [p, go] = child_holding(*node, l);
   p.kill();
   REQUIRE(p.join(10s));
   auto got = l.acquire(false);
@@ -251,18 +243,16 @@ TEST_CASE("locks leave no descriptor and nothing in /dev/shm once their handles 
   test::scoped_node node;
   auto round = [&] {
     mproc::lock l;
-    mproc::event held, go;
-    auto p = node->spawn_process("hold_lock", {}, l, held, go);
-    REQUIRE(held.wait(10s));
+    auto [p, go] = child_holding(*node, l);
     go.set();
     REQUIRE(p.join(10s));
   };
   round();  // the node's own descriptors (its fork server's) are open after a first child
-  auto fds = open_fds();
-  auto shm = dev_shm_entries();
+  auto fds = test::entries("/proc/self/fd");
+  auto shm = test::entries("/dev/shm");
   round();
-  CHECK(open_fds() == fds);
-  CHECK(dev_shm_entries() == shm);
+  CHECK(test::entries("/proc/self/fd") == fds);
+  CHECK(test::entries("/dev/shm") == shm);
 }
 
 TEST_CASE("a lock moved into a spawn throws when used afterwards, rather than crashing") {

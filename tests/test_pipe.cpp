@@ -85,14 +85,6 @@ void counter(caf::blocking_actor*, mproc::connection c, std::string path) {
   std::ofstream{path} << n;
 }
 
-// Descriptors open in this process.
-std::size_t open_fds() {
-  std::size_t n = 0;
-  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator{"/proc/self/fd"})
-    ++n;
-  return n;
-}
-
 } // namespace
 
 MPROC_ACTOR(echo_end);
@@ -251,10 +243,10 @@ TEST_CASE("pipes and the ends sent to children leave no descriptor behind") {
     CHECK(p.join(5s));
   };
   round(0);  // counted after the node's own descriptors exist (its fork server's socket)
-  auto before = open_fds();
+  auto before = test::entries("/proc/self/fd");
   for (int i = 1; i < 5; ++i)
     round(i);
-  CHECK(open_fds() == before);
+  CHECK(test::entries("/proc/self/fd") == before);
 }
 
 TEST_CASE("an end sent away takes along what it had read but not taken, and what it had not yet written") {

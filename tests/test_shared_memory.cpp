@@ -52,13 +52,6 @@ void write_named(caf::blocking_actor*, std::string name, std::int32_t value) {
 // Expects a shared_value<double>; sent an int one, the spawn is refused.
 void takes_double(caf::blocking_actor*, mproc::shared_value<double>) {}
 
-std::size_t dev_shm_entries() {
-  std::size_t n = 0;
-  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator{"/dev/shm"})
-    ++n;
-  return n;
-}
-
 } // namespace
 
 MPROC_ACTOR(scale);
@@ -107,16 +100,16 @@ TEST_CASE("shared memory cannot go inside a queue item") {
 
 TEST_CASE("nothing is left in /dev/shm by shared objects, also when a child is killed") {
   test::scoped_node node;
-  auto before = dev_shm_entries();
+  auto before = test::entries("/dev/shm");
   {
     mproc::shared_memory m{1 << 20};
     mproc::shared_value<double> v{1};
     auto child = node->spawn_process("takes_double", {}, v);
     child.kill();
     child.join(10s);
-    CHECK(dev_shm_entries() == before);
+    CHECK(test::entries("/dev/shm") == before);
   }
-  CHECK(dev_shm_entries() == before);
+  CHECK(test::entries("/dev/shm") == before);
 }
 
 namespace {
