@@ -120,8 +120,10 @@ attempt try_take(guarded& g) {
   if (g.value() <= 0)
     return attempt::none_free;
   auto* slot = g.mine(true);
-  if (slot == nullptr && g.reclaim_dead())
+  if (slot == nullptr) {
+    g.reclaim_dead();  // frees dead processes' slots, holding tokens or not
     slot = g.mine(true);
+  }
   if (slot == nullptr)
     return attempt::no_slot;
   return slot->held.fetch_add(1) == 0 ? attempt::got_first : attempt::got;
@@ -129,12 +131,9 @@ attempt try_take(guarded& g) {
 
 // Takes one token from `slot`; a slot left with none is freed for other processes (held
 // first, then who, so a death in between leaves an empty slot of a dead process).
-// True when it was this process's last.
-bool give_one(holder_slot& slot) {
-  if (slot.held.fetch_sub(1) != 1)
-    return false;
-  slot.who.store(0);
-  return true;
+void give_one(holder_slot& slot) {
+  if (slot.held.fetch_sub(1) == 1)
+    slot.who.store(0);
 }
 
 // The semaphores this process holds tokens of. Tokens a process still holds when it ends
@@ -148,18 +147,22 @@ public:
     return *h;
   }
 
+  // Called outside every semaphore's guard (the order is always this mutex, then a guard).
+  // Entries whose tokens are all given back (by this process or, in the counter pattern,
+  // for it by another) are dropped here, so the list holds what this process holds.
   void add(std::shared_ptr<segment> seg, semaphore_state* s) {
     std::lock_guard guard{mtx_};
     hook_exit();
+    std::erase_if(held_, [s](const auto& e) {
+      if (e.second == s)
+        return false;
+      guarded g{*e.second};
+      return g.mine(false) == nullptr;
+    });
     for (auto& e : held_)
       if (e.second == s)
         return;
     held_.emplace_back(std::move(seg), s);
-  }
-
-  void remove(semaphore_state* s) {
-    std::lock_guard guard{mtx_};
-    std::erase_if(held_, [s](const auto& e) { return e.second == s; });
   }
 
   // What this process still holds is used up: base goes down first, so a death halfway
@@ -247,7 +250,8 @@ acquired semaphore::acquire(bool block, std::optional<millis> timeout) const {
         detail::throw_misuse("more than " + std::to_string(max_holders)
                        + " processes hold tokens of one semaphore");
       bool last_chance = until.passed() && !std::exchange(checked_at_end, true);
-      if ((last_chance || check.due()) && g.reclaim_dead()) {
+      if (a == detail::attempt::none_free && (last_chance || check.due())
+          && g.reclaim_dead()) {
         reclaimed = true;
         continue;
       }
@@ -269,7 +273,6 @@ acquired semaphore::acquire(bool block, std::optional<millis> timeout) const {
 
 void semaphore::release() const {
   auto& s = state();
-  bool my_last = false;
   {
     detail::guarded g{s};
     auto bound = s.bound.load();
@@ -281,11 +284,9 @@ void semaphore::release() const {
       slot = g.any_holder();
     if (slot == nullptr)
       s.base.fetch_add(1);
-    else if (detail::give_one(*slot))
-      my_last = mine;
+    else
+      detail::give_one(*slot);
   }
-  if (my_last)
-    detail::holdings::of_this_process().remove(&s);
   detail::wake_one(s);
 }
 

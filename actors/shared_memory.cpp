@@ -1,5 +1,8 @@
 #include "actors/shared_memory.hpp"
 
+#include <algorithm>
+
+#include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/atom.hpp>
 #include <caf/event_based_actor.hpp>
@@ -47,24 +50,28 @@ shared_memory shared_memory::create(node& n, const std::string& name, std::size_
     caf::anon_send_exit(holder, caf::exit_reason::user_shutdown);
     throw;
   }
+  n.keep_alive(holder);  // until unlink, or the node's shutdown ends it
   block.name_ = name;
-  block.holder_ = std::move(holder);
+  block.holder_ = holder.address();
   return block;
 }
 
 shared_memory shared_memory::attach(node& n, const std::string& name,
                                     std::chrono::milliseconds timeout) {
+  timeout = std::min(timeout, std::chrono::milliseconds{forever_beyond});
   auto holder = n.lookup(registered_name(name), timeout);
   auto block = n.request<shared_memory>(holder, timeout, caf::get_atom::value);
   block.name_ = name;
-  block.holder_ = std::move(holder);
+  block.holder_ = holder.address();
   return block;
 }
 
 void shared_memory::unlink() {
   if (!holder_)
     detail::throw_misuse("unlink: this shared_memory handle has no name");
-  caf::anon_send_exit(holder_, caf::exit_reason::user_shutdown);
+  mproc::this_node().unregister_name(registered_name(name_), holder_);
+  if (auto holder = caf::actor_cast<caf::actor>(holder_))
+    caf::anon_send_exit(holder, caf::exit_reason::user_shutdown);
 }
 
 } // namespace mproc

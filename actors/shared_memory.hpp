@@ -24,7 +24,7 @@
 #include <span>
 #include <string>
 
-#include <caf/actor.hpp>
+#include <caf/actor_addr.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 
 #include "serialization/codec.hpp"
@@ -57,8 +57,9 @@ public:
                               std::chrono::milliseconds timeout = std::chrono::seconds{5});
   // The name, for a handle made by create or attach ("" otherwise: a name does not travel).
   const std::string& name() const { return name_; }
-  // The name goes (attach fails from now on); the memory stays for every holder. Throws
-  // mproc::error bad_arguments for a handle without a name.
+  // The name goes (attach fails from now on: at once in the creating process, as soon as
+  // the name's actor ends elsewhere); the memory stays for every holder. Throws mproc::error
+  // bad_arguments for a handle without a name.
   void unlink();
 
 private:
@@ -67,7 +68,9 @@ private:
 
   std::shared_ptr<detail::segment> seg_;
   std::string name_;
-  caf::actor holder_;  // the actor answering attach, for a named handle
+  // The actor answering attach, for a named handle; weak, so that a handle outliving the
+  // node keeps nothing of it alive (the node ends the actor at its shutdown).
+  caf::actor_addr holder_;
 };
 
 } // namespace mproc

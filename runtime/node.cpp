@@ -116,6 +116,10 @@ void node::throw_unexpected_reply(const caf::message& reply) {
   throw error(err, impl_->system().render(err));
 }
 
+bool node::unregister_name(const std::string& name, const caf::actor_addr& actor) {
+  return impl_->unregister_name(name, actor);
+}
+
 void node::register_name(const std::string& name, const caf::actor& actor) {
   if (auto err = impl_->register_name(name, actor))
     throw error(err, impl_->system().render(err));

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include <caf/actor.hpp>
+#include <caf/actor_addr.hpp>
 #include <caf/fwd.hpp>
 #include <caf/make_message.hpp>
 #include <caf/message.hpp>
@@ -125,6 +126,8 @@ public:
   // Makes `actor` findable by `name` from this process and its descendants, until it ends.
   // Throws mproc::error: bad_arguments when the name is taken here.
   void register_name(const std::string& name, const caf::actor& actor);
+  // Removes `name` at once if it names `actor` in this process; false otherwise.
+  bool unregister_name(const std::string& name, const caf::actor_addr& actor);
   // The actor registered as `name` here or in an ancestor process. Throws mproc::error:
   // no_such_actor, timeout.
   caf::actor lookup(const std::string& name,

@@ -1,6 +1,7 @@
 // Event across processes: set, clear, wait with and without a timeout.
 #include "actors/event.hpp"
 
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -54,12 +55,18 @@ TEST_CASE("an event set in one process wakes a waiter in another") {
 
 namespace {
 
-// True once thread `tid` of this process sleeps in a futex wait (its wchan names it).
+// True once thread `tid` of this process sleeps in futex(2): the system call it is in
+// (/proc/.../syscall, which needs no kernel symbols, unlike wchan) and its state.
 bool sleeping_on_futex(pid_t tid) {
-  std::ifstream in{"/proc/self/task/" + std::to_string(tid) + "/wchan"};
-  std::string wchan;
-  in >> wchan;
-  return wchan.find("futex") != std::string::npos;
+  std::string task = "/proc/self/task/" + std::to_string(tid);
+  long nr = -1;
+  std::ifstream{task + "/syscall"} >> nr;
+  std::ifstream stat{task + "/stat"};
+  std::string line;
+  std::getline(stat, line);
+  auto close = line.rfind(')');
+  return nr == SYS_futex && close != std::string::npos && line.size() > close + 2
+         && line[close + 2] == 'S';
 }
 
 // Starts `n` threads that each record whether wait(30s) returned true, and returns once all

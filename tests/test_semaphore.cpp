@@ -187,3 +187,41 @@ TEST_CASE("a moved-from semaphore handle throws rather than touching freed memor
   CHECK(code_of([&] { s.acquire(); }) == errc::bad_arguments);
   CHECK(code_of([&] { s.release(); }) == errc::bad_arguments);
 }
+
+TEST_CASE("a process taking tokens that others give back keeps no descriptor for them") {
+  test::scoped_node node;
+  auto round = [&] {
+    mproc::semaphore items{0};
+    auto p = node->spawn_process("give_tokens", {}, items, std::int32_t{1});
+    REQUIRE(items.acquire(true, 10s));
+    REQUIRE(p.join(10s));
+    items.release();  // this process gives its token back itself
+    REQUIRE(items.acquire(true, 10s));
+    auto q = node->spawn_process("give_tokens", {}, items, std::int32_t{1});
+    REQUIRE(q.join(10s));  // here another process gives it back for this one
+  };
+  round();
+  auto fds = test::entries("/proc/self/fd");
+  for (int i = 0; i < 20; ++i)
+    round();
+  CHECK(test::entries("/proc/self/fd") <= fds + 1);  // the last round's entry at most
+}
+
+TEST_CASE("an acquire that finds a dead holder's tokens takes one, not two") {
+  test::scoped_node node;
+  mproc::semaphore s{2};
+  mproc::event held, go;
+  auto p = node->spawn_process("take_tokens", {}, s, std::int32_t{1}, held, go);
+  REQUIRE(held.wait(10s));
+  p.kill();
+  REQUIRE(p.join(10s));
+  auto first = s.acquire(false);  // the free token
+  CHECK(first);
+  CHECK_FALSE(first.owner_died);
+  auto second = s.acquire(false);  // none free: a try gives the dead holder's back, once
+  CHECK(second);
+  CHECK(second.owner_died);
+  s.release();
+  s.release();
+  CHECK(s.value() == 2);
+}

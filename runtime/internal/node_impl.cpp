@@ -295,6 +295,15 @@ caf::error node_impl::register_name(const std::string& name, const caf::actor& a
   return {};
 }
 
+bool node_impl::unregister_name(const std::string& name, const caf::actor_addr& actor) {
+  std::lock_guard guard{mtx_};
+  auto i = names_.find(name);
+  if (i == names_.end() || i->second.address() != actor)
+    return false;
+  names_.erase(i);
+  return true;
+}
+
 void node_impl::lookup(const std::string& name, peer::lookup_callback done) {
   std::shared_ptr<peer> parent;
   caf::actor found;

@@ -73,6 +73,7 @@ public:
 
   // Named actors. A registered actor stays alive (and registered) until it ends.
   caf::error register_name(const std::string& name, const caf::actor& actor);
+  bool unregister_name(const std::string& name, const caf::actor_addr& actor);
   // Resolves `name` here, else asks the parent (which asks its own); `done` runs on the
   // loop thread, or at once in the caller's when the name is local.
   void lookup(const std::string& name, peer::lookup_callback done);
