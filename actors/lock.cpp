@@ -32,7 +32,8 @@ namespace {
 // dead holder's value stays in the word until the next holder writes its own. Mixed with the
 // process key (splitmix64's finaliser), a stale value cannot match a thread of the new owner.
 std::uint64_t this_thread_key() {
-  auto x = this_process_key() ^ (static_cast<std::uint64_t>(::pthread_self()) * 0x9e3779b97f4a7c15u);
+  auto self = static_cast<std::uint64_t>(::pthread_self());
+  auto x = this_process_key() ^ (self * 0x9e3779b97f4a7c15u);
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;
   return (x ^ (x >> 31)) | 1;  // never 0, the value of "no thread"

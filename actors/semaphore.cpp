@@ -217,7 +217,8 @@ semaphore::semaphore(std::int64_t value) : semaphore{value, -1} {}
 
 semaphore::semaphore(std::int64_t value, std::int64_t bound) {
   if (value < 0)
-    detail::throw_misuse("a semaphore's initial value must be 0 or more, not " + std::to_string(value));
+    detail::throw_misuse("a semaphore's initial value must be 0 or more, not "
+                         + std::to_string(value));
   seg_ = detail::segment::create(detail::segment_kind::semaphore, sizeof(detail::semaphore_state));
   s_ = new (seg_->payload()) detail::semaphore_state{};
   s_->base.store(value);

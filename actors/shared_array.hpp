@@ -91,7 +91,9 @@ private:
 template <class T>
 struct mproc::wire::codec<mproc::shared_array<T>> {
   static std::string name() { return mproc::detail::shared_tag("shared_array", typeid(T).name()); }
-  static mproc::shared_array<T> blank() { return mproc::shared_array<T>{mproc::detail::shared_block{}}; }
+  static mproc::shared_array<T> blank() {
+    return mproc::shared_array<T>{mproc::detail::shared_block{}};
+  }
   static void encode(packer& pk, const mproc::shared_array<T>& a, codec_state& st) {
     a.block().encode(pk, st, "shared_array");
   }

@@ -27,7 +27,8 @@ segment_kind segment_kind_of(shared_block::kind k) {
 } // namespace
 
 shared_block::shared_block(kind k, const char* type, std::size_t bytes, bool synchronized) {
-  seg_ = segment::create(segment_kind_of(k), data_offset + bytes, type_tag_of(wire::demangle(type)));
+  seg_ = segment::create(segment_kind_of(k), data_offset + bytes,
+                         type_tag_of(wire::demangle(type)));
   auto* base = static_cast<char*>(seg_->payload());
   new (base) layout{synchronized ? 1u : 0u, 0, bytes};
   if (synchronized)

@@ -4,9 +4,9 @@
 //   mproc::shared_memory block{1 << 20};        // 1 MiB, zeroed
 //   node.spawn_process("fill", {}, block);      // the child writes into block.buf()
 //
-//   auto named = mproc::shared_memory::create(node, "frames", 4096);   // SharedMemory(name=, create=True)
-//   auto same = mproc::shared_memory::attach(node, "frames");          // SharedMemory(name=), elsewhere
-//   named.unlink();                                                    // the name goes, the memory stays
+//   auto named = mproc::shared_memory::create(node, "frames", 4096);  // create=True
+//   auto same = mproc::shared_memory::attach(node, "frames");         // elsewhere, by name
+//   named.unlink();                                     // the name goes, the memory stays
 //
 // It lives in a memfd passed to other processes as a descriptor (actors/segment.hpp), so it
 // leaves nothing in /dev/shm, whoever dies: the memory goes with the last process holding

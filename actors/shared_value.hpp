@@ -70,7 +70,9 @@ private:
 template <class T>
 struct mproc::wire::codec<mproc::shared_value<T>> {
   static std::string name() { return mproc::detail::shared_tag("shared_value", typeid(T).name()); }
-  static mproc::shared_value<T> blank() { return mproc::shared_value<T>{mproc::detail::shared_block{}}; }
+  static mproc::shared_value<T> blank() {
+    return mproc::shared_value<T>{mproc::detail::shared_block{}};
+  }
   static void encode(packer& pk, const mproc::shared_value<T>& v, codec_state& st) {
     v.block().encode(pk, st, "shared_value");
   }
