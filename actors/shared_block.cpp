@@ -18,7 +18,7 @@ struct layout {
   std::uint64_t data_size;
 };
 constexpr std::size_t lock_offset = 64;
-constexpr std::size_t data_offset = 128;
+constexpr std::size_t data_offset = lock_offset + rlock_size;
 
 segment_kind segment_kind_of(shared_block::kind k) {
   return k == shared_block::kind::value ? segment_kind::value : segment_kind::array;
