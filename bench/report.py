@@ -19,8 +19,11 @@ import tempfile
 SYSTEMS = ("mproc", "python", "raw", "shm")
 
 # Where a workload's baseline is another workload's figure, because it is the same program:
-# Python's Pipe and the raw socket are the baseline of mproc's actor messages and of its Pipe.
-BASELINE_OF = {"pipe_pingpong": "pingpong", "pipe_oneway": "oneway_single"}
+# Python's Pipe and the raw socket are the baseline of mproc's actor messages and of its Pipe;
+# Python's bytes over a Pipe that of both mproc's blob (bandwidth_*) and bytes (*_bytes) rows.
+BASELINE_OF = {"pipe_pingpong": "pingpong", "pipe_oneway": "oneway_single",
+               "bandwidth_1MiB_bytes": "bandwidth_1MiB",
+               "bandwidth_64MiB_bytes": "bandwidth_64MiB"}
 
 # (workload, metric) -> [(against, op, bound)]: against is "python", "raw", "shm" or "abs".
 # The local fast path's targets (issue "Local fast path"), then spawn, pool and memory.

@@ -43,6 +43,9 @@ def workloads(build):
     for name in ["pingpong", "oneway_single", "oneway_batched", "bandwidth_1MiB",
                  "bandwidth_64MiB"]:
         table[name]["shm"] = shm(name)
+    # The same payloads as mproc::bytes (a std::vector the receiver gets a copy of).
+    for name in ["bandwidth_1MiB_bytes", "bandwidth_64MiB_bytes"]:
+        table[name] = {"mproc": mproc("bench_transport", name)}
     # Nodes over loopback TCP (Python's multiprocessing has no remote nodes here); the raw
     # baseline is the same ping-pong over a loopback TCP socket.
     table["tcp_pingpong"] = {"mproc": mproc("bench_transport", "tcp_pingpong"),
