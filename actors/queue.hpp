@@ -31,6 +31,7 @@
 
 #include "runtime/errors.hpp"
 #include "runtime/message_types.hpp"
+#include "actors/queue_batch.hpp"
 #include "serialization/bytes.hpp"
 #include "serialization/codec.hpp"
 
@@ -75,10 +76,12 @@ public:
   // The queue registered as `name` here or in an ancestor process.
   static queue_core lookup(node& owner, const std::string& name, millis timeout);
 
-  void put(bytes item, std::optional<millis> timeout);
-  void put_nowait(bytes item);
-  std::vector<bytes> get_many(std::size_t max, std::optional<millis> timeout);
-  bytes get_nowait();
+  // An item's encoding, copied into this process's next batch.
+  void put(std::string_view item, std::optional<millis> timeout);
+  void put_nowait(std::string_view item);
+  // Between 1 and `max` items, shared with the batch they came in.
+  item_run get_many(std::size_t max, std::optional<millis> timeout);
+  item_run get_nowait();
   // True when get() would not wait: an item is here, or the queue ended (get then throws).
   bool poll(std::optional<millis> timeout);
   std::size_t qsize() const;
@@ -106,23 +109,22 @@ private:
   std::shared_ptr<queue_client> client_;
 };
 
-// This thread's encode buffer for items, emptied: a put allocates only the item's bytes.
+// This thread's encode buffer for items, emptied: a put allocates nothing of its own.
 wire::buffer& item_buffer();
 // Frees the buffer after an unusually large item.
 void trim_item_buffer();
 
-// Encodes and decodes queue items with T's codec.
+// Encodes and decodes queue items with T's codec. The encoding lives in this thread's
+// buffer until its next encode_item; `put` calls trim_item_buffer once it is copied.
 template <class T>
-bytes encode_item(const T& x) {
+std::string_view encode_item(const T& x) {
   auto& buf = item_buffer();
   wire::packer pk{buf};
   wire::codec_state st;
   wire::codec<T>::encode(pk, x, st);
   if (!st.ok())
     throw error(make_error(errc::bad_message, st.error), "cannot encode a queue item: " + st.error);
-  bytes out(buf.data(), buf.data() + buf.size());
-  trim_item_buffer();
-  return out;
+  return {buf.data(), buf.size()};
 }
 
 [[noreturn]] void throw_bad_item(const std::string& why);
@@ -132,7 +134,7 @@ bytes encode_item(const T& x) {
 // mproc::error bad_message.
 class item_view {
 public:
-  explicit item_view(const bytes& b);
+  explicit item_view(std::string_view b);
   ~item_view();
   item_view(const item_view&) = delete;
   item_view& operator=(const item_view&) = delete;
@@ -147,7 +149,7 @@ private:
 };
 
 template <class T>
-T decode_item(const bytes& b) {
+T decode_item(std::string_view b) {
   item_view view{b};
   T out{};
   wire::codec_state st;
@@ -174,13 +176,20 @@ public:
   }
 
   // Waits while a bounded queue is full; throws mproc::error: full after `timeout`, closed.
-  void put(const T& item) { core_.put(detail::encode_item(item), std::nullopt); }
+  void put(const T& item) {
+    core_.put(detail::encode_item(item), std::nullopt);
+    detail::trim_item_buffer();
+  }
   template <class Rep, class Period>
   void put(const T& item, std::chrono::duration<Rep, Period> timeout) {
     core_.put(detail::encode_item(item), to_millis(timeout));
+    detail::trim_item_buffer();
   }
   // Throws mproc::error: full when the queue has no room right now.
-  void put_nowait(const T& item) { core_.put_nowait(detail::encode_item(item)); }
+  void put_nowait(const T& item) {
+    core_.put_nowait(detail::encode_item(item));
+    detail::trim_item_buffer();
+  }
   void put_many(const std::vector<T>& items) {
     for (const auto& x : items)
       put(x);
@@ -188,13 +197,13 @@ public:
 
   // Waits while empty; throws mproc::error: empty after `timeout`, closed once closed and
   // drained.
-  T get() { return detail::decode_item<T>(core_.get_many(1, std::nullopt).front()); }
+  T get() { return detail::decode_item<T>(core_.get_many(1, std::nullopt)[0]); }
   template <class Rep, class Period>
   T get(std::chrono::duration<Rep, Period> timeout) {
-    return detail::decode_item<T>(core_.get_many(1, to_millis(timeout)).front());
+    return detail::decode_item<T>(core_.get_many(1, to_millis(timeout))[0]);
   }
   // Throws mproc::error: empty when nothing is there right now.
-  T get_nowait() { return detail::decode_item<T>(core_.get_nowait()); }
+  T get_nowait() { return detail::decode_item<T>(core_.get_nowait()[0]); }
   // Between 1 and `max` items, waiting only for the first: the fast path for consumers.
   std::vector<T> get_many(std::size_t max) { return decode_all(core_.get_many(max, std::nullopt)); }
   template <class Rep, class Period>
@@ -226,11 +235,11 @@ protected:
   static std::chrono::milliseconds to_millis(std::chrono::duration<Rep, Period> d) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(d);
   }
-  static std::vector<T> decode_all(const std::vector<bytes>& items) {
+  static std::vector<T> decode_all(const detail::item_run& items) {
     std::vector<T> out;
     out.reserve(items.size());
-    for (const auto& b : items)
-      out.push_back(detail::decode_item<T>(b));
+    for (std::size_t i = 0; i < items.size(); ++i)
+      out.push_back(detail::decode_item<T>(items[i]));
     return out;
   }
 

@@ -14,12 +14,12 @@ namespace mproc::detail {
 namespace {
 
 void send_next(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf::actor q) {
-  std::vector<bytes> batch;
+  item_batch batch;
   {
     std::lock_guard guard{ch->m};
     if (ch->sending && ch->in_flight > 0)
       ++ch->accepted;
-    batch.swap(ch->outbox);
+    std::swap(batch, ch->outbox);
     ch->in_flight = batch.size();
     if (batch.empty())
       ch->sending = false;
@@ -62,13 +62,17 @@ void fetch(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf:
   auto request = wait ? self->request(q, caf::infinite, q_get_atom::value, max, done)
                       : self->request(q, caf::infinite, q_getnow_atom::value, max, done);
   std::move(request).then(
-      [=](std::vector<bytes>& items) {
+      [=](item_batch& items) {
+        auto n = items.size();
+        auto shared = n == 0 ? nullptr : std::make_shared<const item_batch>(std::move(items));
         {
           std::lock_guard guard{ch->m};
           if (ch->generation != gen)
             return;  // sent before a leave: the queue has taken these back already
-          for (auto& item : items)
-            ch->inbox.push_back(std::move(item));
+          if (shared) {
+            ch->inbox.push_back({std::move(shared), 0, n});
+            ch->inbox_count += n;
+          }
           ch->fetching = false;
         }
         ch->cv.notify_all();
@@ -120,14 +124,14 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
     // Asked by get_nowait(). The agent asks the queue itself (a delegate would keep the
     // caller as sender), so the item is held by this agent and acknowledged with the rest.
     [=](q_getnow_atom) {
-      auto rp = self->make_response_promise<std::vector<bytes>>();
+      auto rp = self->make_response_promise<item_batch>();
       auto done = claim_done(*ch, gen);
       if (!done) {
         rp.deliver(make_error(errc::empty, "this process left the queue meanwhile"));
         return rp;
       }
       self->request(q, caf::infinite, q_getnow_atom::value, std::uint32_t{1}, *done)
-        .then([=](std::vector<bytes>& items) mutable { rp.deliver(std::move(items)); },
+        .then([=](item_batch& items) mutable { rp.deliver(std::move(items)); },
               [=](caf::error& e) mutable { rp.deliver(std::move(e)); });
       return rp;
     },

@@ -16,7 +16,7 @@
 #include <caf/error.hpp>
 #include <caf/fwd.hpp>
 
-#include "serialization/bytes.hpp"
+#include "actors/queue_batch.hpp"
 
 namespace mproc::detail {
 
@@ -33,14 +33,15 @@ struct queue_channel {
   std::mutex m;
   std::condition_variable cv;
   // put side
-  std::vector<bytes> outbox;  // put() but not yet sent
+  item_batch outbox;          // put() but not yet sent
   std::size_t in_flight = 0;  // items of the batch the queue has not accepted yet
   std::size_t outbox_limit = max_batch;  // on outbox + in_flight: how far a process runs ahead
   bool sending = false;       // a batch is with the queue; the agent sends the next after it
   std::uint64_t accepted = 0; // batches the queue took: progress, for a stalled flush
   caf::error put_error;       // the queue refused (closed) or is gone
   // get side
-  std::deque<bytes> inbox;    // fetched, not yet taken
+  std::deque<item_run> inbox; // fetched, not yet taken
+  std::size_t inbox_count = 0;  // items in inbox
   bool fetching = false;
   std::uint64_t done = 0;     // taken and finished, not yet acknowledged
   std::size_t taken_last = 0; // handed out by the last get: finished at the next one

@@ -46,7 +46,7 @@ public:
     }
   }
 
-  void put(bytes item, std::optional<millis> timeout) {
+  void put(std::string_view item, std::optional<millis> timeout) {
     std::unique_lock lock{ch_->m};
     auto room = [&] {
       return ch_->outbox.size() + ch_->in_flight < ch_->outbox_limit || ch_->put_error;
@@ -56,21 +56,22 @@ public:
                   "put: the queue stayed full for " + std::to_string(timeout->count()) + " ms");
     if (ch_->put_error)
       throw error(ch_->put_error, "put: " + render(ch_->put_error));
-    ch_->outbox.push_back(std::move(item));
+    ch_->outbox.append(item);
     if (!ch_->sending) {
       ch_->sending = true;
       caf::anon_send(agent_locked(), q_flush_atom::value);
     }
   }
 
-  void put_nowait(bytes item) {
+  void put_nowait(std::string_view item) {
     flush(std::nullopt);  // keeps this process's items in order
-    std::vector<bytes> one;
-    one.push_back(std::move(item));
+    item_batch one;
+    one.append(item);
     this_node().request(queue_, std::chrono::seconds{30}, q_putnow_atom::value, std::move(one));
   }
 
-  std::vector<bytes> get_many(std::size_t max, std::optional<millis> timeout) {
+  // Up to `max` items of the oldest fetched batch (get_many's "between 1 and max").
+  item_run get_many(std::size_t max, std::optional<millis> timeout) {
     std::unique_lock lock{ch_->m};
     finish_taken_locked();
     if (!wait_for_items(lock, timeout))
@@ -78,36 +79,26 @@ public:
                   "get: no item within " + std::to_string(timeout->count()) + " ms");
     if (ch_->inbox.empty())
       throw error(ch_->get_error, "get: " + render(ch_->get_error));
-    auto n = std::min(std::max<std::size_t>(max, 1), ch_->inbox.size());
-    std::vector<bytes> items;
-    items.reserve(n);
-    for (std::size_t i = 0; i < n; ++i) {
-      items.push_back(std::move(ch_->inbox.front()));
-      ch_->inbox.pop_front();
-    }
-    ch_->taken_last = n;
-    if (ch_->inbox.size() < max_batch / 2)  // prefetch while the consumer works
+    auto items = take_locked(max);
+    if (ch_->inbox_count < max_batch / 2)  // prefetch while the consumer works
       fetch_locked(false);
     return items;
   }
 
-  bytes get_nowait() {
+  item_run get_nowait() {
     {
       std::unique_lock lock{ch_->m};
       finish_taken_locked();
-      if (!ch_->inbox.empty()) {
-        auto item = std::move(ch_->inbox.front());
-        ch_->inbox.pop_front();
-        ch_->taken_last = 1;
-        return item;
-      }
+      if (!ch_->inbox.empty())
+        return take_locked(1);
     }
     // Through the agent: the queue must know who holds the item.
-    auto items = this_node().request<std::vector<bytes>>(agent(), std::chrono::seconds{30},
-                                                         q_getnow_atom::value);
+    auto items = this_node().request<item_batch>(agent(), std::chrono::seconds{30},
+                                                 q_getnow_atom::value);
+    auto n = items.size();
     std::lock_guard guard{ch_->m};
-    ch_->taken_last = items.size();
-    return std::move(items.front());
+    ch_->taken_last = n;
+    return {std::make_shared<const item_batch>(std::move(items)), 0, n};
   }
 
   bool poll(std::optional<millis> timeout) {
@@ -139,6 +130,7 @@ public:
     wait_for_flush(lock);
     std::uint64_t done = std::exchange(ch_->done, 0) + std::exchange(ch_->taken_last, 0);
     ch_->inbox.clear();
+    ch_->inbox_count = 0;
     ++ch_->generation;        // what the old agent still receives is not ours any more
     ch_->fetching = false;    // a get still waiting fetches again, through a new agent
     ++ch_->leaves_pending;
@@ -152,6 +144,19 @@ public:
   const std::shared_ptr<queue_channel>& channel() const { return ch_; }
 
 private:
+  // Hands out up to `max` items of the oldest fetched batch (there is one).
+  item_run take_locked(std::size_t max) {
+    auto& front = ch_->inbox.front();
+    auto n = std::min(std::max<std::size_t>(max, 1), front.size());
+    item_run out{front.batch, front.next, front.next + n};
+    front.next += n;
+    if (front.next == front.end)
+      ch_->inbox.pop_front();
+    ch_->inbox_count -= n;
+    ch_->taken_last = n;
+    return out;
+  }
+
   // Waits while the queue keeps accepting; gives up after stalled_flush_limit without any
   // progress, logging what is dropped.
   void wait_for_flush(std::unique_lock<std::mutex>& lock) {
@@ -333,19 +338,19 @@ queue_client& queue_core::client() const {
   return *client_;
 }
 
-void queue_core::put(bytes item, std::optional<millis> timeout) {
-  client().put(std::move(item), timeout);
+void queue_core::put(std::string_view item, std::optional<millis> timeout) {
+  client().put(item, timeout);
 }
 
-void queue_core::put_nowait(bytes item) {
-  client().put_nowait(std::move(item));
+void queue_core::put_nowait(std::string_view item) {
+  client().put_nowait(item);
 }
 
-std::vector<bytes> queue_core::get_many(std::size_t max, std::optional<millis> timeout) {
+item_run queue_core::get_many(std::size_t max, std::optional<millis> timeout) {
   return client().get_many(max, timeout);
 }
 
-bytes queue_core::get_nowait() {
+item_run queue_core::get_nowait() {
   return client().get_nowait();
 }
 

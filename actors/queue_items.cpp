@@ -40,7 +40,7 @@ void trim_item_buffer() {
     item_encode_buffer = wire::buffer{};
 }
 
-item_view::item_view(const bytes& b) {
+item_view::item_view(std::string_view b) {
   auto& mine = this_thread_zone();
   own_zone_ = mine.in_use;
   zone_ = own_zone_ ? new msgpack::zone : &mine.zone;

@@ -11,6 +11,7 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include "actors/queue_batch.hpp"
 #include "actors/queue_protocol.hpp"
 #include "runtime/errors.hpp"
 
@@ -25,28 +26,36 @@ struct waiting_get {
 };
 
 struct waiting_put {
-  std::vector<bytes> items;
+  item_batch items;
   caf::response_promise rp;
+};
+
+const item_batch& items_of(const caf::message& batch) {
+  return batch.get_as<item_batch>(0);
+}
+
+// Items [next, end) of a batch message: the queue stores the batches as they came, so an
+// item costs no allocation of its own here.
+struct stored_run {
+  caf::message batch;  // one item_batch
+  std::size_t next;
+  std::size_t end;
 };
 
 // What a consumer was handed and has not acknowledged, oldest first: the batches as they
 // were sent. A batch's message is shared with the reply (CAF messages are reference-counted,
-// copied only when written), so holding items costs no copy of them: a copy per item was a
-// malloc and a free per item in the queue's process, its busiest.
+// copied only when written), so holding items costs no copy of them.
 struct held_items {
-  std::deque<caf::message> batches;  // each one std::vector<bytes>
+  std::deque<caf::message> batches;  // each one item_batch
   std::size_t acknowledged = 0;      // of the oldest batch
   std::size_t count = 0;             // items held in all
-
-  static const std::vector<bytes>& items_of(const caf::message& batch) {
-    return batch.get_as<std::vector<bytes>>(0);
-  }
 };
 
 struct queue_state {
   queue_config config;
   bool closed = false;
-  std::deque<bytes> items;
+  std::deque<stored_run> items;
+  std::size_t count = 0;  // items in `items`
   std::unordered_map<caf::actor_addr, held_items> held;
   std::deque<waiting_get> getters;
   std::deque<waiting_put> putters;  // FIFO, so a large batch is not starved by small ones
@@ -67,23 +76,51 @@ caf::error closed_error() {
 
 bool has_room(const queue_state& s, std::size_t n) {
   // A batch never exceeds maxsize (the client caps it), so it fits once enough is taken.
-  return s.config.maxsize == 0 || s.items.size() + n <= s.config.maxsize || s.items.empty();
+  return s.config.maxsize == 0 || s.count + n <= s.config.maxsize || s.count == 0;
+}
+
+// `n` stored items (there are as many) as one batch message: a stored batch of exactly `n`
+// goes out as it came, others are copied together, one copy per stored batch.
+caf::message take_batch(queue_state& s, std::size_t n) {
+  auto& front = s.items.front();
+  auto whole = items_of(front.batch).size();
+  if (front.next == 0 && front.end == whole && whole == n) {
+    auto reply = std::move(front.batch);
+    s.items.pop_front();
+    s.count -= whole;
+    return reply;
+  }
+  item_batch out;
+  std::size_t bytes = 0;
+  std::size_t want = n;
+  for (auto i = s.items.begin(); want > 0 && i != s.items.end(); ++i) {
+    const auto& b = items_of(i->batch);
+    auto k = std::min(want, i->end - i->next);
+    bytes += b.ends()[i->next + k - 1] - (i->next == 0 ? 0 : b.ends()[i->next - 1]);
+    want -= k;
+  }
+  out.reserve(n - want, bytes);
+  while (n > 0 && !s.items.empty()) {
+    auto& run = s.items.front();
+    auto k = std::min(n, run.end - run.next);
+    out.append(items_of(run.batch), run.next, run.next + k);
+    run.next += k;
+    n -= k;
+    s.count -= k;
+    if (run.next == run.end)
+      s.items.pop_front();
+  }
+  return caf::make_message(std::move(out));
 }
 
 // The reply to a get: up to `max` items, held for `who` until it acknowledges them.
 caf::message take(queue_actor* self, const caf::actor_addr& who, std::uint32_t max) {
   auto& s = self->state;
-  auto n = std::min<std::size_t>(std::max<std::uint32_t>(max, 1), s.items.size());
-  std::vector<bytes> batch;
-  batch.reserve(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    batch.push_back(std::move(s.items.front()));
-    s.items.pop_front();
-  }
-  auto reply = caf::make_message(std::move(batch));
+  auto n = std::min<std::size_t>(std::max<std::uint32_t>(max, 1), s.count);
+  auto reply = take_batch(s, n);
   auto& held = s.held[who];
   held.batches.push_back(reply);
-  held.count += n;
+  held.count += items_of(reply).size();
   return reply;
 }
 
@@ -94,7 +131,7 @@ void rebalance(queue_actor* self) {
   auto& s = self->state;
   for (;;) {
     bool moved = false;
-    while (!s.getters.empty() && !s.items.empty()) {
+    while (!s.getters.empty() && s.count != 0) {
       auto g = std::move(s.getters.front());
       s.getters.pop_front();
       g.rp.deliver(take(self, g.who, g.max));
@@ -105,19 +142,22 @@ void rebalance(queue_actor* self) {
     if (!moved && s.putters.size() == before)
       break;
   }
-  if (s.closed && s.items.empty()) {
+  if (s.closed && s.count == 0) {
     for (auto& g : s.getters)
       g.rp.deliver(closed_error());
     s.getters.clear();
   }
 }
 
-void accept(queue_actor* self, std::vector<bytes>& batch) {
+void accept(queue_actor* self, item_batch& batch) {
   auto& s = self->state;
-  s.unfinished += batch.size();
-  s.accepted += batch.size();
-  for (auto& item : batch)
-    s.items.push_back(std::move(item));
+  auto n = batch.size();
+  if (n == 0)
+    return;
+  s.unfinished += n;
+  s.accepted += n;
+  s.count += n;
+  s.items.push_back({caf::make_message(std::move(batch)), 0, n});
 }
 
 void admit_putters(queue_actor* self) {
@@ -139,7 +179,7 @@ void acknowledge(queue_actor* self, const caf::actor_addr& who, std::uint64_t do
   done = std::min<std::uint64_t>(done, held.count);
   held.count -= done;
   while (done > 0) {
-    auto left = held_items::items_of(held.batches.front()).size() - held.acknowledged;
+    auto left = items_of(held.batches.front()).size() - held.acknowledged;
     if (done < left) {
       held.acknowledged += done;
       return;
@@ -161,19 +201,18 @@ void watch(queue_actor* self, const caf::actor_addr& who) {
   monitor_once(self, who);
 }
 
-// Puts what `held` holds back at the front: older than everything still queued. Copied: a
-// batch may still be on its way to the consumer that left.
+// Puts what `held` holds back at the front: older than everything still queued. The
+// batches are shared, not copied: one may still be on its way to the consumer that left,
+// and nobody writes a batch once it is stored.
 void give_back(queue_actor* self, held_items& held) {
-  std::vector<bytes> back;
-  back.reserve(held.count);
-  auto skip = held.acknowledged;
-  for (const auto& batch : held.batches) {
-    const auto& items = held_items::items_of(batch);
-    back.insert(back.end(), items.begin() + static_cast<std::ptrdiff_t>(skip), items.end());
-    skip = 0;
+  auto& s = self->state;
+  for (auto i = held.batches.size(); i-- > 0;) {
+    auto from = i == 0 ? held.acknowledged : 0;
+    auto end = items_of(held.batches[i]).size();
+    if (from < end)
+      s.items.push_front({held.batches[i], from, end});
   }
-  auto& q = self->state.items;
-  q.insert(q.begin(), std::make_move_iterator(back.begin()), std::make_move_iterator(back.end()));
+  s.count += held.count;
   held = held_items{};
 }
 
@@ -241,7 +280,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
   self->set_exit_handler([=](caf::exit_msg& m) { on_exit(self, m); });
   auto sender = [=] { return caf::actor_cast<caf::actor_addr>(self->current_sender()); };
   return {
-    [=](q_put_atom, std::vector<bytes>& batch) -> caf::result<void> {
+    [=](q_put_atom, item_batch& batch) -> caf::result<void> {
       auto& s = self->state;
       if (s.closed)
         return closed_error();
@@ -254,7 +293,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       rebalance(self);
       return caf::unit;
     },
-    [=](q_putnow_atom, std::vector<bytes>& batch) -> caf::result<void> {
+    [=](q_putnow_atom, item_batch& batch) -> caf::result<void> {
       auto& s = self->state;
       if (s.closed)
         return closed_error();
@@ -269,7 +308,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       watch(self, who);
       acknowledge(self, who, done);
       auto& s = self->state;
-      if (!s.items.empty()) {
+      if (s.count != 0) {
         auto batch = take(self, who, max);
         admit_putters(self);
         return batch;
@@ -285,7 +324,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       watch(self, who);
       acknowledge(self, who, done);
       auto& s = self->state;
-      if (s.items.empty())
+      if (s.count == 0)
         return s.closed ? closed_error() : make_error(errc::empty, "the queue is empty");
       auto batch = take(self, who, max);
       admit_putters(self);
@@ -308,7 +347,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
     },
     [=](q_size_atom) {
       auto& s = self->state;
-      return caf::make_message(static_cast<std::uint64_t>(s.items.size()),
+      return caf::make_message(static_cast<std::uint64_t>(s.count),
                                static_cast<std::uint64_t>(s.config.maxsize), s.closed);
     },
     [=](q_stats_atom) {
@@ -316,7 +355,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       std::uint64_t unacknowledged = 0;
       for (const auto& [who, held] : s.held)
         unacknowledged += held.count;
-      return caf::make_message(static_cast<std::uint64_t>(s.items.size()), s.accepted,
+      return caf::make_message(static_cast<std::uint64_t>(s.count), s.accepted,
                                s.redelivered, unacknowledged);
     },
     [=](q_close_atom) { close_queue(self); },

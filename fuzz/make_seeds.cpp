@@ -183,6 +183,12 @@ void messages() {
           pk.pack_array(2); pk.pack("str"); pk.pack("why");
         }, 1));
   write("message_bytes", "nested_errors", packed([&](packer& pk) { error_ctx(pk, 20); }));
+  write("message_bytes", "blob_items", message([](packer& pk) {
+          pk.pack("blob"); pk.pack_bin(3); pk.pack_bin_body("abc", 3);
+          pk.pack("items"); pk.pack_array(2);
+          pk.pack_bin(3); pk.pack_bin_body("\x01\x02\x03", 3);
+          pk.pack_bin(8); pk.pack_bin_body("\x01\x00\x00\x00\x03\x00\x00\x00", 8);
+        }, 2));
   write("message_bytes", "unknown_tag", message([](packer& pk) { pk.pack("no_such"); pk.pack(1); }, 1));
 }
 

@@ -167,11 +167,15 @@ void codec<blob>::encode(packer& pk, const blob& b, codec_state& st) {
 
 bool codec<blob>::decode(const msgpack::object& o, blob& out, codec_state& st) {
   if (o.type == msgpack::type::BIN) {
-    auto m = mproc::detail::make_memory(o.via.bin.size);
-    if (o.via.bin.size != 0)
-      std::memcpy(m->data(), o.via.bin.ptr, o.via.bin.size);
-    m->seal();
-    out = blob{std::shared_ptr<const mproc::detail::blob_memory>{std::move(m)}};
+    try {  // a copy: from shared_min on into a memfd, so it can be sent on without one
+      auto m = mproc::detail::make_memory(o.via.bin.size);
+      if (o.via.bin.size != 0)
+        std::memcpy(m->data(), o.via.bin.ptr, o.via.bin.size);
+      m->seal();
+      out = blob{std::shared_ptr<const mproc::detail::blob_memory>{std::move(m)}};
+    } catch (const mproc::error& e) {
+      return st.fail(std::string{"blob: "} + e.what());
+    }
     return true;
   }
   std::uint32_t index = 0;

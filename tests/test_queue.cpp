@@ -243,7 +243,9 @@ TEST_CASE("an item nested too deep is refused with bad_message, and the queue go
   mproc::queue<std::vector<std::int32_t>> q{*node};
   mproc::bytes deep(50'000, static_cast<char>(0x91));  // [[[[...]]]], 50,000 levels
   deep.push_back(0);
-  std::vector<mproc::bytes> batch{deep, mproc::detail::encode_item(std::vector<std::int32_t>{7})};
+  mproc::detail::item_batch batch;
+  batch.append({deep.data(), deep.size()});
+  batch.append(mproc::detail::encode_item(std::vector<std::int32_t>{7}));
   node->request(q.actor(), 10s, mproc::detail::q_put_atom::value, batch);
   CHECK(code_of([&] { q.get(10s); }) == errc::bad_message);
   CHECK(q.get(10s) == std::vector<std::int32_t>{7});
