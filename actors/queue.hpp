@@ -82,6 +82,8 @@ public:
   // Between 1 and `max` items, shared with the batch they came in.
   item_run get_many(std::size_t max, std::optional<millis> timeout);
   item_run get_nowait();
+  // The tail of the last get's items, not taken after all: back to the front, uncounted.
+  void untake(const item_run& rest);
   // True when get() would not wait: an item is here, or the queue ended (get then throws).
   bool poll(std::optional<millis> timeout);
   std::size_t qsize() const;
@@ -114,17 +116,30 @@ wire::buffer& item_buffer();
 // Frees the buffer after an unusually large item.
 void trim_item_buffer();
 
-// Encodes and decodes queue items with T's codec. The encoding lives in this thread's
-// buffer until its next encode_item; `put` calls trim_item_buffer once it is copied.
+// An item's encoding, in this thread's buffer: valid while this object lives, and only one
+// lives per thread at a time (a second encode_item reuses the buffer).
+class encoded_item {
+public:
+  explicit encoded_item(std::string_view bytes) : bytes_{bytes} {}
+  ~encoded_item() { trim_item_buffer(); }
+  encoded_item(const encoded_item&) = delete;
+  encoded_item& operator=(const encoded_item&) = delete;
+  std::string_view bytes() const { return bytes_; }
+
+private:
+  std::string_view bytes_;
+};
+
+// Encodes and decodes queue items with T's codec.
 template <class T>
-std::string_view encode_item(const T& x) {
+encoded_item encode_item(const T& x) {
   auto& buf = item_buffer();
   wire::packer pk{buf};
   wire::codec_state st;
   wire::codec<T>::encode(pk, x, st);
   if (!st.ok())
     throw error(make_error(errc::bad_message, st.error), "cannot encode a queue item: " + st.error);
-  return {buf.data(), buf.size()};
+  return encoded_item{{buf.data(), buf.size()}};
 }
 
 [[noreturn]] void throw_bad_item(const std::string& why);
@@ -176,20 +191,13 @@ public:
   }
 
   // Waits while a bounded queue is full; throws mproc::error: full after `timeout`, closed.
-  void put(const T& item) {
-    core_.put(detail::encode_item(item), std::nullopt);
-    detail::trim_item_buffer();
-  }
+  void put(const T& item) { core_.put(detail::encode_item(item).bytes(), std::nullopt); }
   template <class Rep, class Period>
   void put(const T& item, std::chrono::duration<Rep, Period> timeout) {
-    core_.put(detail::encode_item(item), to_millis(timeout));
-    detail::trim_item_buffer();
+    core_.put(detail::encode_item(item).bytes(), to_millis(timeout));
   }
   // Throws mproc::error: full when the queue has no room right now.
-  void put_nowait(const T& item) {
-    core_.put_nowait(detail::encode_item(item));
-    detail::trim_item_buffer();
-  }
+  void put_nowait(const T& item) { core_.put_nowait(detail::encode_item(item).bytes()); }
   void put_many(const std::vector<T>& items) {
     for (const auto& x : items)
       put(x);
@@ -205,6 +213,8 @@ public:
   // Throws mproc::error: empty when nothing is there right now.
   T get_nowait() { return detail::decode_item<T>(core_.get_nowait()[0]); }
   // Between 1 and `max` items, waiting only for the first: the fast path for consumers.
+  // An item that cannot be decoded ends the batch before it; the next call throws for it
+  // (bad_message), and the items after it stay for the calls after that.
   std::vector<T> get_many(std::size_t max) { return decode_all(core_.get_many(max, std::nullopt)); }
   template <class Rep, class Period>
   std::vector<T> get_many(std::size_t max, std::chrono::duration<Rep, Period> timeout) {
@@ -235,11 +245,21 @@ protected:
   static std::chrono::milliseconds to_millis(std::chrono::duration<Rep, Period> d) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(d);
   }
-  static std::vector<T> decode_all(const detail::item_run& items) {
+  std::vector<T> decode_all(const detail::item_run& items) {
     std::vector<T> out;
     out.reserve(items.size());
-    for (std::size_t i = 0; i < items.size(); ++i)
-      out.push_back(detail::decode_item<T>(items[i]));
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      try {
+        out.push_back(detail::decode_item<T>(items[i]));
+      } catch (const error&) {
+        if (i == 0) {  // the bad one is taken, with the error; the rest stay
+          core_.untake({items.batch, items.next + 1, items.end});
+          throw;
+        }
+        core_.untake({items.batch, items.next + i, items.end});  // it throws next time
+        break;
+      }
+    }
     return out;
   }
 

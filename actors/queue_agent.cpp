@@ -20,6 +20,7 @@ void send_next(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, 
     if (ch->sending && ch->in_flight > 0)
       ++ch->accepted;
     std::swap(batch, ch->outbox);
+    ch->outbox.reserve(batch.size(), batch.byte_size());  // the next one, sized as this one
     ch->in_flight = batch.size();
     if (batch.empty())
       ch->sending = false;
@@ -48,6 +49,11 @@ std::optional<std::uint64_t> claim_done(queue_channel& ch, std::uint64_t gen) {
   if (ch.generation != gen)
     return std::nullopt;
   return std::exchange(ch.done, 0);
+}
+
+bool left_since(queue_channel& ch, std::uint64_t gen) {
+  std::lock_guard guard{ch.m};
+  return ch.generation != gen;
 }
 
 // `wait`: the consumer has nothing left and waits at the queue. Otherwise a prefetch, which
@@ -131,8 +137,14 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
         return rp;
       }
       self->request(q, caf::infinite, q_getnow_atom::value, std::uint32_t{1}, *done)
-        .then([=](item_batch& items) mutable { rp.deliver(std::move(items)); },
-              [=](caf::error& e) mutable { rp.deliver(std::move(e)); });
+        .then(
+          [=](item_batch& items) mutable {
+            if (left_since(*ch, gen))  // the leave gave this item back already
+              rp.deliver(make_error(errc::empty, "this process left the queue meanwhile"));
+            else
+              rp.deliver(std::move(items));
+          },
+          [=](caf::error& e) mutable { rp.deliver(std::move(e)); });
       return rp;
     },
     [=](q_leave_atom, std::uint64_t done) {

@@ -23,10 +23,16 @@ std::uint32_t byteswap_if_big(std::uint32_t x) {
 
 } // namespace
 
-void item_batch::append(std::string_view item) {
-  if (item.size() > max_bytes - data_.size())
+void item_batch::check_room(std::size_t more) const {
+  if (more > max_bytes - data_.size())
     throw error(make_error(errc::bad_message, "queue items of more than 4 GiB in one batch"),
                 "a queue batch cannot hold more than 4 GiB");
+}
+
+// The offset's room first: once the bytes are in, nothing may fail before their end is.
+void item_batch::append(std::string_view item) {
+  check_room(item.size());
+  ends_.reserve(ends_.size() + 1);
   data_.insert(data_.end(), item.begin(), item.end());
   ends_.push_back(static_cast<std::uint32_t>(data_.size()));
 }
@@ -34,11 +40,10 @@ void item_batch::append(std::string_view item) {
 void item_batch::append(const item_batch& other, std::size_t from, std::size_t to) {
   if (from >= to)
     return;
-  std::size_t begin = from == 0 ? 0 : other.ends_[from - 1];
+  std::size_t begin = other.start_of(from);
   std::size_t end = other.ends_[to - 1];
-  if (end - begin > max_bytes - data_.size())
-    throw error(make_error(errc::bad_message, "queue items of more than 4 GiB in one batch"),
-                "a queue batch cannot hold more than 4 GiB");
+  check_room(end - begin);
+  ends_.reserve(ends_.size() + (to - from));
   auto shift = static_cast<std::int64_t>(data_.size()) - static_cast<std::int64_t>(begin);
   data_.insert(data_.end(), other.data_.begin() + static_cast<std::ptrdiff_t>(begin),
                other.data_.begin() + static_cast<std::ptrdiff_t>(end));
@@ -60,7 +65,7 @@ bool item_batch::assign(bytes data, std::vector<std::uint32_t> ends, std::string
     }
     last = e;
   }
-  if (last != data.size() || (ends.empty() && !data.empty())) {
+  if (last != data.size()) {
     why = "item offsets end at " + std::to_string(last) + ", the data at "
           + std::to_string(data.size());
     return false;
@@ -83,6 +88,8 @@ void codec<item_batch>::encode(packer& pk, const item_batch& b, codec_state& st)
   if constexpr (std::endian::native == std::endian::little) {
     pack_raw(pk, st, reinterpret_cast<const char*>(ends.data()), ends.size() * 4, true);
   } else {
+    if (ends.size() > mproc::detail::max_bytes / 4)
+      return void(st.fail("items: too many offsets"));
     std::vector<std::uint32_t> little(ends.size());
     for (std::size_t i = 0; i < ends.size(); ++i)
       little[i] = mproc::detail::byteswap_if_big(ends[i]);

@@ -1,6 +1,6 @@
 // Queue items travelling together: their encodings back to back in one buffer and where each
-// one ends. A batch of 512 items is two allocations wherever it goes (a vector of bytes was
-// one per item at every hop: a third of a producer-consumer profile went to malloc and free).
+// one ends. A batch costs two allocations per hop, not one per item (a vector of bytes did:
+// a third of a producer-consumer profile went to malloc and free).
 #pragma once
 
 #include <cstddef>
@@ -22,8 +22,12 @@ public:
   bool empty() const { return ends_.empty(); }
   std::size_t byte_size() const { return data_.size(); }
   std::string_view operator[](std::size_t i) const {
-    std::size_t from = i == 0 ? 0 : ends_[i - 1];
+    std::size_t from = start_of(i);
     return {data_.data() + from, ends_[i] - from};
+  }
+  // Bytes of items [from, to).
+  std::size_t bytes_between(std::size_t from, std::size_t to) const {
+    return from >= to ? 0 : ends_[to - 1] - start_of(from);
   }
 
   // Throws mproc::error bad_message above 4 GiB (offsets are 32 bits).
@@ -42,9 +46,17 @@ public:
   bool assign(bytes data, std::vector<std::uint32_t> ends, std::string& why);
 
 private:
+  std::size_t start_of(std::size_t i) const { return i == 0 ? 0 : ends_[i - 1]; }
+  void check_room(std::size_t more) const;
+
   bytes data_;
   std::vector<std::uint32_t> ends_;
 };
+
+// A batch stops growing at this many bytes (at least one item goes in every batch): so that
+// a batch of large items stays under a link's max_frame whenever each item does, and never
+// nears the 4 GiB its 32-bit offsets can address.
+inline constexpr std::size_t max_batch_bytes = std::size_t{16} << 20;
 
 // Items [next, end) of a batch shared by whoever holds it: what a consumer's process has
 // fetched and not taken yet, or what get_many hands out.

@@ -49,7 +49,9 @@ public:
   void put(std::string_view item, std::optional<millis> timeout) {
     std::unique_lock lock{ch_->m};
     auto room = [&] {
-      return ch_->outbox.size() + ch_->in_flight < ch_->outbox_limit || ch_->put_error;
+      return (ch_->outbox.size() + ch_->in_flight < ch_->outbox_limit
+              && (ch_->outbox.empty() || ch_->outbox.byte_size() < max_batch_bytes))
+             || ch_->put_error;
     };
     if (!wait(lock, timeout, room))
       throw error(make_error(errc::full, "the queue is full"),
@@ -92,13 +94,32 @@ public:
       if (!ch_->inbox.empty())
         return take_locked(1);
     }
-    // Through the agent: the queue must know who holds the item.
+    // Through the agent: the queue must know who holds the item. A prefetch the queue
+    // answered before this (held for us first) is in the inbox by now, as the agent gets
+    // replies in order: the item joins the inbox behind it, and the oldest is taken, so
+    // that acknowledging "the oldest n" stays true.
     auto items = this_node().request<item_batch>(agent(), std::chrono::seconds{30},
                                                  q_getnow_atom::value);
+    if (items.empty())
+      throw error(make_error(errc::bad_message, "the queue answered a get with no item"),
+                  "get_nowait: the queue answered with no item");
     auto n = items.size();
     std::lock_guard guard{ch_->m};
-    ch_->taken_last = n;
-    return {std::make_shared<const item_batch>(std::move(items)), 0, n};
+    finish_taken_locked();
+    ch_->inbox.push_back({std::make_shared<const item_batch>(std::move(items)), 0, n});
+    ch_->inbox_count += n;
+    return take_locked(1);
+  }
+
+  // Items handed out by the last get that the caller did not take after all (it could not
+  // decode one): they go back to the front of the inbox, and are not counted as taken.
+  void untake(const item_run& rest) {
+    if (rest.size() == 0)
+      return;
+    std::lock_guard guard{ch_->m};
+    ch_->inbox.push_front(rest);
+    ch_->inbox_count += rest.size();
+    ch_->taken_last -= std::min(ch_->taken_last, rest.size());
   }
 
   bool poll(std::optional<millis> timeout) {
@@ -352,6 +373,10 @@ item_run queue_core::get_many(std::size_t max, std::optional<millis> timeout) {
 
 item_run queue_core::get_nowait() {
   return client().get_nowait();
+}
+
+void queue_core::untake(const item_run& rest) {
+  client().untake(rest);
 }
 
 bool queue_core::poll(std::optional<millis> timeout) {

@@ -46,7 +46,7 @@ struct stored_run {
 // were sent. A batch's message is shared with the reply (CAF messages are reference-counted,
 // copied only when written), so holding items costs no copy of them.
 struct held_items {
-  std::deque<caf::message> batches;  // each one item_batch
+  std::deque<caf::message> batches;  // each one item_batch, as sent
   std::size_t acknowledged = 0;      // of the oldest batch
   std::size_t count = 0;             // items held in all
 };
@@ -55,7 +55,7 @@ struct queue_state {
   queue_config config;
   bool closed = false;
   std::deque<stored_run> items;
-  std::size_t count = 0;  // items in `items`
+  std::size_t count = 0;  // the runs' items: kept so that has_room and gets need not walk them
   std::unordered_map<caf::actor_addr, held_items> held;
   std::deque<waiting_get> getters;
   std::deque<waiting_put> putters;  // FIFO, so a large batch is not starved by small ones
@@ -79,37 +79,48 @@ bool has_room(const queue_state& s, std::size_t n) {
   return s.config.maxsize == 0 || s.count + n <= s.config.maxsize || s.count == 0;
 }
 
-// `n` stored items (there are as many) as one batch message: a stored batch of exactly `n`
-// goes out as it came, others are copied together, one copy per stored batch.
+// How many of the first `n` stored items (there are as many) fit in one batch of
+// max_batch_bytes, at least one, and their bytes.
+std::pair<std::size_t, std::size_t> fitting(const queue_state& s, std::size_t n) {
+  std::size_t items = 0;
+  std::size_t bytes = 0;
+  for (auto i = s.items.begin(); items < n && i != s.items.end(); ++i) {
+    const auto& b = items_of(i->batch);
+    for (auto k = i->next; k < i->end && items < n; ++k) {
+      auto size = b.bytes_between(k, k + 1);
+      if (items > 0 && bytes + size > max_batch_bytes)
+        return {items, bytes};
+      bytes += size;
+      ++items;
+    }
+  }
+  return {items, bytes};
+}
+
+// Up to `n` stored items (at least one is there) as one batch message: a stored batch of
+// exactly the items taken goes out as it came; others are copied together, one copy per
+// stored batch.
 caf::message take_batch(queue_state& s, std::size_t n) {
+  auto [count, bytes] = fitting(s, n);
   auto& front = s.items.front();
-  auto whole = items_of(front.batch).size();
-  if (front.next == 0 && front.end == whole && whole == n) {
+  if (front.next == 0 && front.end == count && items_of(front.batch).size() == count) {
     auto reply = std::move(front.batch);
     s.items.pop_front();
-    s.count -= whole;
+    s.count -= count;
     return reply;
   }
   item_batch out;
-  std::size_t bytes = 0;
-  std::size_t want = n;
-  for (auto i = s.items.begin(); want > 0 && i != s.items.end(); ++i) {
-    const auto& b = items_of(i->batch);
-    auto k = std::min(want, i->end - i->next);
-    bytes += b.ends()[i->next + k - 1] - (i->next == 0 ? 0 : b.ends()[i->next - 1]);
-    want -= k;
-  }
-  out.reserve(n - want, bytes);
-  while (n > 0 && !s.items.empty()) {
+  out.reserve(count, bytes);
+  for (auto left = count; left > 0;) {
     auto& run = s.items.front();
-    auto k = std::min(n, run.end - run.next);
+    auto k = std::min(left, run.end - run.next);
     out.append(items_of(run.batch), run.next, run.next + k);
     run.next += k;
-    n -= k;
-    s.count -= k;
+    left -= k;
     if (run.next == run.end)
       s.items.pop_front();
   }
+  s.count -= count;
   return caf::make_message(std::move(out));
 }
 

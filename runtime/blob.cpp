@@ -32,7 +32,7 @@ public:
     std::unique_ptr<blob_memory> m{new blob_memory};
     m->fd_ = ::memfd_create("mproc-blob", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (m->fd_ < 0 || ::ftruncate(m->fd_, static_cast<off_t>(size)) != 0
-        || !m->map(PROT_READ | PROT_WRITE, MAP_POPULATE, size))
+        || !m->map(PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, size))
       fail("cannot make a blob of " + std::to_string(size) + " bytes: " + std::strerror(errno));
     return m;
   }
@@ -50,7 +50,7 @@ public:
       why = "the descriptor is not a sealed blob of " + std::to_string(size) + " bytes";
       return nullptr;
     }
-    if (!m->map(PROT_READ, 0, size)) {
+    if (!m->map_read_only(size)) {
       why = std::string{"cannot map the blob: "} + std::strerror(errno);
       return nullptr;
     }
@@ -73,7 +73,9 @@ public:
       return;
     ::munmap(data_, size_);
     mapped_ = false;
-    if (::fcntl(fd_, F_ADD_SEALS, frozen | F_SEAL_SEAL) != 0 || !map(PROT_READ, 0, size_))
+    auto size = std::exchange(size_, 0);
+    data_ = nullptr;
+    if (::fcntl(fd_, F_ADD_SEALS, frozen | F_SEAL_SEAL) != 0 || !map_read_only(size))
       fail(std::string{"cannot seal a blob: "} + std::strerror(errno));
   }
 
@@ -90,8 +92,13 @@ private:
     throw mproc::error{make_error(errc::bad_arguments, what), what};
   }
 
+  // Private, not shared: before Linux 6.7 a shared mapping of a write-sealed memfd is
+  // refused even read-only (it could be mprotect'ed writable). Nothing ever writes to this
+  // one, so it maps the memfd's own pages and copies none.
+  bool map_read_only(std::size_t size) { return map(PROT_READ, MAP_PRIVATE, size); }
+
   bool map(int prot, int flags, std::size_t size) {
-    void* p = ::mmap(nullptr, size, prot, MAP_SHARED | flags, fd_, 0);
+    void* p = ::mmap(nullptr, size, prot, flags, fd_, 0);
     if (p == MAP_FAILED)
       return false;
     data_ = static_cast<char*>(p);

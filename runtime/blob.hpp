@@ -10,11 +10,13 @@
 // crossing to a local process passes its descriptor beside the frame (SCM_RIGHTS) and the
 // receiver maps it read-only: nothing is copied, whatever the size (node_options::max_frame
 // does not apply). A smaller blob lives on the heap and travels inside the frame, as bytes.
-// To another machine, or inside a queue item, every blob travels inside the frame (and
-// counts against max_frame). Copying a blob copies a reference.
+// To another machine, inside a queue item, or beyond the 16th descriptor of one message, a
+// blob travels inside the frame (and counts against max_frame). Copying a blob copies a
+// reference.
 //
 // A shared blob keeps its descriptor open while any copy of it lives, so that it can be sent
-// on; a process holding many blobs at once needs a descriptor limit to match.
+// on. The node raises the soft descriptor limit to the hard one; a process out of
+// descriptors all the same loses the message naming a blob (bad_message), not its link.
 // Use mproc::bytes (std::vector<char>) for bytes a receiver wants to change.
 #pragma once
 

@@ -78,7 +78,25 @@ void blob_reverser(caf::blocking_actor*, mproc::queue<mproc::blob> in,
   }
 }
 
+// Puts `count` strings of `size` bytes on `q`.
+void big_producer(caf::blocking_actor*, mproc::queue<std::string> q, std::int32_t count,
+                  std::int32_t size) {
+  for (std::int32_t i = 0; i < count; ++i)
+    q.put(std::string(static_cast<std::size_t>(size), static_cast<char>('a' + i)));
+}
+
+// Gets `count` strings from `q` and reports each one's size and first byte on `out`.
+void big_consumer(caf::blocking_actor*, mproc::queue<std::string> q, std::int32_t count,
+                  int_queue out) {
+  for (std::int32_t i = 0; i < count; ++i) {
+    auto s = q.get(std::chrono::seconds{30});
+    out.put(static_cast<std::int32_t>(s.size()) + s.front());
+  }
+}
+
 MPROC_ACTOR(producer);
+MPROC_ACTOR(big_producer);
+MPROC_ACTOR(big_consumer);
 MPROC_ACTOR(blob_reverser);
 MPROC_ACTOR(taker);
 MPROC_ACTOR(hoarder);
@@ -245,7 +263,7 @@ TEST_CASE("an item nested too deep is refused with bad_message, and the queue go
   deep.push_back(0);
   mproc::detail::item_batch batch;
   batch.append({deep.data(), deep.size()});
-  batch.append(mproc::detail::encode_item(std::vector<std::int32_t>{7}));
+  batch.append(mproc::detail::encode_item(std::vector<std::int32_t>{7}).bytes());
   node->request(q.actor(), 10s, mproc::detail::q_put_atom::value, batch);
   CHECK(code_of([&] { q.get(10s); }) == errc::bad_message);
   CHECK(q.get(10s) == std::vector<std::int32_t>{7});
@@ -267,6 +285,38 @@ TEST_CASE("blobs, small and shared, cross a queue between processes whole") {
   CHECK(back.view().back() == 'a');
   REQUIRE(c.join(10s));
   CHECK(c.exitcode() == 0);
+}
+
+TEST_CASE("large items, each under the frame limit, cross in batches that stay under it") {
+  // Three 30 MiB items, all in the queue before the consumer asks for 512: one batch of
+  // them would be 90 MiB, above the 80 MiB max_frame.
+  test::scoped_node node;
+  mproc::queue<std::string> q{*node};
+  int_queue out{*node};
+  constexpr std::int32_t size = 30 << 20;
+  auto p = node->spawn_process("big_producer", {}, q, std::int32_t{3}, size);
+  REQUIRE(p.join(60s));
+  CHECK(p.exitcode() == 0);
+  CHECK(q.qsize() == 3);
+  auto c = node->spawn_process("big_consumer", {}, q, std::int32_t{3}, out);
+  for (char first : {'a', 'b', 'c'})
+    CHECK(out.get(60s) == size + first);
+  REQUIRE(c.join(30s));
+  CHECK(c.exitcode() == 0);
+}
+
+TEST_CASE("an item that cannot be decoded ends get_many's batch; the items after it stay") {
+  test::scoped_node node;
+  mproc::queue<std::int32_t> q{*node};
+  mproc::detail::item_batch batch;
+  batch.append(mproc::detail::encode_item(std::int32_t{7}).bytes());
+  batch.append(std::string_view{"\xc1"});  // never used in msgpack
+  batch.append(mproc::detail::encode_item(std::int32_t{8}).bytes());
+  node->request(q.actor(), 10s, mproc::detail::q_put_atom::value, batch);
+  CHECK(q.get_many(10, 10s) == std::vector<std::int32_t>{7});
+  CHECK(code_of([&] { q.get_many(10, 10s); }) == errc::bad_message);
+  CHECK(q.get_many(10, 10s) == std::vector<std::int32_t>{8});
+  CHECK(code_of([&] { q.get_nowait(); }) == errc::empty);
 }
 
 TEST_CASE("items held by a consumer that is killed go to another consumer") {

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "runtime/log.hpp"
 
@@ -291,8 +292,14 @@ long link::receive(char* buf, std::size_t size) {
     return n;
   for (int fd : received_fds(msg))
     fds_in_.push_back(fd);
-  if ((msg.msg_flags & MSG_CTRUNC) != 0 || fds_in_.size() > max_unclaimed_fds) {
-    // More descriptors than a frame may carry: the peer broke the protocol.
+  if ((msg.msg_flags & MSG_CTRUNC) != 0) {
+    fds_lost_ = true;
+    log::warn("descriptors sent to this process were lost (",
+              "none free under RLIMIT_NOFILE, or more than a frame may carry): ",
+              "the message naming them is dropped");
+  }
+  if (fds_in_.size() > max_unclaimed_fds) {
+    // Descriptors piling up that no frame claims: the peer broke the protocol.
     errno = EPROTO;
     return -1;
   }
@@ -300,6 +307,8 @@ long link::receive(char* buf, std::size_t size) {
 }
 
 std::optional<std::vector<int>> link::take_fds(std::size_t n) {
+  if (fds_in_.size() < n && std::exchange(fds_lost_, false))
+    fds_in_.insert(fds_in_.end(), n - fds_in_.size(), -1);
   if (fds_in_.size() < n)
     return std::nullopt;
   std::vector<int> out(fds_in_.begin(), fds_in_.begin() + static_cast<std::ptrdiff_t>(n));

@@ -137,6 +137,10 @@ private:
   // within burst_gap is left to the loop thread, which batches.
   std::chrono::steady_clock::time_point last_direct_{};
   std::deque<int> fds_in_;  // received descriptors not yet taken (loop thread)
+  // Descriptors the kernel could not hand over (MSG_CTRUNC: this process was out of them,
+  // or the peer sent more than a frame may carry): the next fds frame gets -1 in their
+  // place, so the message naming them fails alone instead of the whole link.
+  bool fds_lost_ = false;
   static constexpr std::chrono::microseconds burst_gap{5};
   bool closed_ = false;
   bool broken_ = false;  // a write failed; a close is posted to the loop
