@@ -82,8 +82,9 @@ public:
   // Between 1 and `max` items, shared with the batch they came in.
   item_run get_many(std::size_t max, std::optional<millis> timeout);
   item_run get_nowait();
-  // The tail of the last get's items, not taken after all: back to the front, uncounted.
-  void untake(const item_run& rest);
+  // The tail of the last get's items, not taken after all: back to the front, uncounted;
+  // false when another get or a leave came in between (see queue_client).
+  bool untake(const item_run& rest);
   // True when get() would not wait: an item is here, or the queue ended (get then throws).
   bool poll(std::optional<millis> timeout);
   std::size_t qsize() const;
@@ -251,12 +252,24 @@ protected:
     for (std::size_t i = 0; i < items.size(); ++i) {
       try {
         out.push_back(detail::decode_item<T>(items[i]));
-      } catch (const error&) {
-        if (i == 0) {  // the bad one is taken, with the error; the rest stay
-          core_.untake({items.batch, items.next + 1, items.end});
-          throw;
+      } catch (...) {
+        // The bad item is taken, with the error, when it is the first; the ones after it
+        // stay for the next calls. Another thread's get in between keeps them all taken:
+        // the others are returned, the bad one skipped.
+        auto tail = items;
+        tail.next += i == 0 ? 1 : i;
+        if (!core_.untake(tail)) {
+          for (auto k = i + 1; k < items.size(); ++k)
+            try {
+              out.push_back(detail::decode_item<T>(items[k]));
+            } catch (...) {
+            }
+          if (out.empty())
+            throw;
+          return out;
         }
-        core_.untake({items.batch, items.next + i, items.end});  // it throws next time
+        if (i == 0)
+          throw;
         break;
       }
     }

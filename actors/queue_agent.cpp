@@ -42,6 +42,24 @@ void send_next(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, 
           });
 }
 
+// Items the queue handed to agent `gen`, into the inbox in the order they came; false, and
+// dropped, when the process left since (the queue took them back then). `fetched`: the
+// answer to a fetch, which may come again.
+bool into_inbox(queue_channel& ch, std::uint64_t gen, item_batch items, bool fetched = false) {
+  auto n = items.size();
+  auto shared = n == 0 ? nullptr : std::make_shared<const item_batch>(std::move(items));
+  std::lock_guard guard{ch.m};
+  if (ch.generation != gen)
+    return false;
+  if (shared) {
+    ch.inbox.push_back({std::move(shared), 0, n});
+    ch.inbox_count += n;
+  }
+  if (fetched)
+    ch.fetching = false;
+  return true;
+}
+
 // The items taken since the last acknowledgement, now sent along by agent `gen`; nothing
 // for a retired agent: its successor sends the counts taken since the leave.
 std::optional<std::uint64_t> claim_done(queue_channel& ch, std::uint64_t gen) {
@@ -51,10 +69,6 @@ std::optional<std::uint64_t> claim_done(queue_channel& ch, std::uint64_t gen) {
   return std::exchange(ch.done, 0);
 }
 
-bool left_since(queue_channel& ch, std::uint64_t gen) {
-  std::lock_guard guard{ch.m};
-  return ch.generation != gen;
-}
 
 // `wait`: the consumer has nothing left and waits at the queue. Otherwise a prefetch, which
 // never waits there: a consumer with work in hand must not take new items from others.
@@ -69,19 +83,8 @@ void fetch(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf:
                       : self->request(q, caf::infinite, q_getnow_atom::value, max, done);
   std::move(request).then(
       [=](item_batch& items) {
-        auto n = items.size();
-        auto shared = n == 0 ? nullptr : std::make_shared<const item_batch>(std::move(items));
-        {
-          std::lock_guard guard{ch->m};
-          if (ch->generation != gen)
-            return;  // sent before a leave: the queue has taken these back already
-          if (shared) {
-            ch->inbox.push_back({std::move(shared), 0, n});
-            ch->inbox_count += n;
-          }
-          ch->fetching = false;
-        }
-        ch->cv.notify_all();
+        if (into_inbox(*ch, gen, std::move(items), true))
+          ch->cv.notify_all();
       },
       [=](caf::error& e) {
         {
@@ -130,7 +133,7 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
     // Asked by get_nowait(). The agent asks the queue itself (a delegate would keep the
     // caller as sender), so the item is held by this agent and acknowledged with the rest.
     [=](q_getnow_atom) {
-      auto rp = self->make_response_promise<item_batch>();
+      auto rp = self->make_response_promise();
       auto done = claim_done(*ch, gen);
       if (!done) {
         rp.deliver(make_error(errc::empty, "this process left the queue meanwhile"));
@@ -139,10 +142,10 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
       self->request(q, caf::infinite, q_getnow_atom::value, std::uint32_t{1}, *done)
         .then(
           [=](item_batch& items) mutable {
-            if (left_since(*ch, gen))  // the leave gave this item back already
+            if (into_inbox(*ch, gen, std::move(items)))
+              rp.deliver(caf::unit);  // the empty reply of a void request
+            else  // a leave gave this item back already
               rp.deliver(make_error(errc::empty, "this process left the queue meanwhile"));
-            else
-              rp.deliver(std::move(items));
           },
           [=](caf::error& e) mutable { rp.deliver(std::move(e)); });
       return rp;

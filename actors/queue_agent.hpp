@@ -41,7 +41,8 @@ struct queue_channel {
   caf::error put_error;       // the queue refused (closed) or is gone
   // get side
   std::deque<item_run> inbox; // fetched, not yet taken
-  std::size_t inbox_count = 0;  // items in inbox
+  std::size_t inbox_count = 0;  // the runs' items: the prefetch threshold without a walk
+  std::uint64_t takes = 0;      // gets that handed items out, and leaves (untake's check)
   bool fetching = false;
   std::uint64_t done = 0;     // taken and finished, not yet acknowledged
   std::size_t taken_last = 0; // handed out by the last get: finished at the next one

@@ -1,5 +1,6 @@
 #include "actors/queue_batch.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <limits>
@@ -29,10 +30,15 @@ void item_batch::check_room(std::size_t more) const {
                 "a queue batch cannot hold more than 4 GiB");
 }
 
+void item_batch::room_for_ends(std::size_t more) {
+  if (ends_.capacity() - ends_.size() < more)
+    ends_.reserve(std::max({std::size_t{16}, 2 * ends_.capacity(), ends_.size() + more}));
+}
+
 // The offset's room first: once the bytes are in, nothing may fail before their end is.
 void item_batch::append(std::string_view item) {
   check_room(item.size());
-  ends_.reserve(ends_.size() + 1);
+  room_for_ends(1);
   data_.insert(data_.end(), item.begin(), item.end());
   ends_.push_back(static_cast<std::uint32_t>(data_.size()));
 }
@@ -43,7 +49,7 @@ void item_batch::append(const item_batch& other, std::size_t from, std::size_t t
   std::size_t begin = other.start_of(from);
   std::size_t end = other.ends_[to - 1];
   check_room(end - begin);
-  ends_.reserve(ends_.size() + (to - from));
+  room_for_ends(to - from);
   auto shift = static_cast<std::int64_t>(data_.size()) - static_cast<std::int64_t>(begin);
   data_.insert(data_.end(), other.data_.begin() + static_cast<std::ptrdiff_t>(begin),
                other.data_.begin() + static_cast<std::ptrdiff_t>(end));

@@ -48,15 +48,17 @@ public:
 private:
   std::size_t start_of(std::size_t i) const { return i == 0 ? 0 : ends_[i - 1]; }
   void check_room(std::size_t more) const;
+  void room_for_ends(std::size_t more);  // grows geometrically: no allocation per item
 
   bytes data_;
   std::vector<std::uint32_t> ends_;
 };
 
-// A batch stops growing at this many bytes (at least one item goes in every batch): so that
-// a batch of large items stays under a link's max_frame whenever each item does, and never
-// nears the 4 GiB its 32-bit offsets can address.
-inline constexpr std::size_t max_batch_bytes = std::size_t{16} << 20;
+// A batch stops growing at this many bytes (at least one item goes in every batch): below
+// the smallest max_frame a node may set (1 MiB), so that a batch of large items crosses any
+// link whenever each item does, and far from the 4 GiB its 32-bit offsets can address.
+// Small items fill 512 of them long before.
+inline constexpr std::size_t max_batch_bytes = std::size_t{512} << 10;
 
 // Items [next, end) of a batch shared by whoever holds it: what a consumer's process has
 // fetched and not taken yet, or what get_many hands out.
@@ -64,6 +66,7 @@ struct item_run {
   std::shared_ptr<const item_batch> batch;
   std::size_t next = 0;
   std::size_t end = 0;
+  std::uint64_t take = 0;  // which get handed it out (queue_client's count), for untake
 
   std::size_t size() const { return end - next; }
   std::string_view operator[](std::size_t i) const { return (*batch)[next + i]; }

@@ -50,7 +50,8 @@ public:
     std::unique_lock lock{ch_->m};
     auto room = [&] {
       return (ch_->outbox.size() + ch_->in_flight < ch_->outbox_limit
-              && (ch_->outbox.empty() || ch_->outbox.byte_size() < max_batch_bytes))
+              && (ch_->outbox.empty()
+                  || ch_->outbox.byte_size() + item.size() <= max_batch_bytes))
              || ch_->put_error;
     };
     if (!wait(lock, timeout, room))
@@ -94,32 +95,30 @@ public:
       if (!ch_->inbox.empty())
         return take_locked(1);
     }
-    // Through the agent: the queue must know who holds the item. A prefetch the queue
-    // answered before this (held for us first) is in the inbox by now, as the agent gets
-    // replies in order: the item joins the inbox behind it, and the oldest is taken, so
-    // that acknowledging "the oldest n" stays true.
-    auto items = this_node().request<item_batch>(agent(), std::chrono::seconds{30},
-                                                 q_getnow_atom::value);
-    if (items.empty())
-      throw error(make_error(errc::bad_message, "the queue answered a get with no item"),
-                  "get_nowait: the queue answered with no item");
-    auto n = items.size();
+    // Through the agent: the queue must know who holds the item. The agent puts it in the
+    // inbox itself, in the order the queue handed out batches (so that acknowledging "the
+    // oldest n" stays true), and the oldest item there is taken.
+    this_node().request(agent(), std::chrono::seconds{30}, q_getnow_atom::value);
     std::lock_guard guard{ch_->m};
     finish_taken_locked();
-    ch_->inbox.push_back({std::make_shared<const item_batch>(std::move(items)), 0, n});
-    ch_->inbox_count += n;
+    if (ch_->inbox.empty())  // another thread was quicker
+      throw error(make_error(errc::empty, "the queue is empty"), "get_nowait: the queue is empty");
     return take_locked(1);
   }
 
-  // Items handed out by the last get that the caller did not take after all (it could not
-  // decode one): they go back to the front of the inbox, and are not counted as taken.
-  void untake(const item_run& rest) {
-    if (rest.size() == 0)
-      return;
+  // The tail of the last get's items, which the caller did not take after all (it could not
+  // decode one): back to the front of the inbox, not counted as taken. Only while no other
+  // get or leave came in between (else the counts would name other items); false then.
+  bool untake(const item_run& rest) {
     std::lock_guard guard{ch_->m};
-    ch_->inbox.push_front(rest);
-    ch_->inbox_count += rest.size();
-    ch_->taken_last -= std::min(ch_->taken_last, rest.size());
+    if (rest.take != ch_->takes)
+      return false;
+    if (rest.size() != 0) {
+      ch_->inbox.push_front(rest);
+      ch_->inbox_count += rest.size();
+      ch_->taken_last -= std::min(ch_->taken_last, rest.size());
+    }
+    return true;
   }
 
   bool poll(std::optional<millis> timeout) {
@@ -152,6 +151,7 @@ public:
     std::uint64_t done = std::exchange(ch_->done, 0) + std::exchange(ch_->taken_last, 0);
     ch_->inbox.clear();
     ch_->inbox_count = 0;
+    ++ch_->takes;             // an untake of what was handed out before would count twice
     ++ch_->generation;        // what the old agent still receives is not ours any more
     ch_->fetching = false;    // a get still waiting fetches again, through a new agent
     ++ch_->leaves_pending;
@@ -169,7 +169,7 @@ private:
   item_run take_locked(std::size_t max) {
     auto& front = ch_->inbox.front();
     auto n = std::min(std::max<std::size_t>(max, 1), front.size());
-    item_run out{front.batch, front.next, front.next + n};
+    item_run out{front.batch, front.next, front.next + n, ++ch_->takes};
     front.next += n;
     if (front.next == front.end)
       ch_->inbox.pop_front();
@@ -375,8 +375,8 @@ item_run queue_core::get_nowait() {
   return client().get_nowait();
 }
 
-void queue_core::untake(const item_run& rest) {
-  client().untake(rest);
+bool queue_core::untake(const item_run& rest) {
+  return client().untake(rest);
 }
 
 bool queue_core::poll(std::optional<millis> timeout) {

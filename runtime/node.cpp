@@ -1,13 +1,13 @@
 #include "runtime/node.hpp"
 
 #include <sys/prctl.h>
-#include <sys/resource.h>
 
 #include <atomic>
 #include <future>
 #include <stdexcept>
 
 #include "runtime/actor_registry.hpp"
+#include "runtime/internal/commands.hpp"
 #include "runtime/internal/fork_server.hpp"
 #include "runtime/internal/message_codec.hpp"
 #include "runtime/internal/node_impl.hpp"
@@ -22,24 +22,11 @@ namespace {
 std::atomic<node*> current_node{nullptr};
 } // namespace
 
-namespace {
-
-// Descriptors are how local processes share things here (pipe ends, locks, blobs, links),
-// and 1024, the usual soft limit, runs out long before memory does: the soft limit goes up
-// to the hard one, as Go's runtime does. A command started by mproc::subprocess gets the
-// limit back as it was (select() cannot handle descriptors above 1023).
-void raise_descriptor_limit() {
-  rlimit lim{};
-  if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
-    lim.rlim_cur = lim.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &lim);
-  }
-}
-
-} // namespace
-
 void init(int argc, char** argv, node_options options) {
-  raise_descriptor_limit();
+  // Descriptors are how local processes share things here (pipe ends, locks, blobs, links),
+  // and 1024, the usual soft limit, runs out long before memory does: it goes up to the hard
+  // limit, as Go's runtime does. A command (runtime/command.hpp) gets it back as it was.
+  detail::raise_descriptor_limit();
   if (auto mode = detail::parse_node_mode(argc, argv))
     detail::run_node_mode(*mode, std::move(options));
   if (auto child = detail::parse_child_args(argc, argv))
@@ -173,6 +160,10 @@ void node::keep_alive(const caf::actor& actor) {
 
 void node::at_exit(std::function<void()> fn) {
   impl_->at_exit(std::move(fn));
+}
+
+command node::start_command(const command_spec& spec) {
+  return command{impl_->commands().start(spec)};
 }
 
 std::vector<process> node::active_children() {

@@ -31,6 +31,7 @@
 #include <caf/message.hpp>
 
 #include "runtime/authkey.hpp"
+#include "runtime/command.hpp"
 #include "runtime/errors.hpp"
 #include "runtime/process.hpp"
 #include "runtime/remote_node.hpp"
@@ -154,6 +155,10 @@ public:
 
   // Child processes of this node that have not ended yet (Python's active_children()).
   std::vector<process> active_children();
+
+  // Starts a program that is not an mproc node; the node reaps it (runtime/command.hpp).
+  // Throws mproc::error spawn_failed naming the program or directory and the errno.
+  command start_command(const command_spec& spec);
 
   // The non-template cores of the calls above.
   caf::actor spawn_message(std::string_view actor, const caf::message& args);

@@ -55,8 +55,9 @@ link::~link() {
     ::close(fd_);
   for (auto& f : out_)
     close_fds(f.fds);
-  for (int fd : fds_in_)
-    ::close(fd);
+  for (auto& set : fds_in_)
+    for (int fd : set.fds)
+      ::close(fd);
 }
 
 void link::open(frame_handler on_frame, close_handler on_close) {
@@ -290,15 +291,17 @@ long link::receive(char* buf, std::size_t size) {
   auto n = ::recvmsg(fd_, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
   if (n < 0)
     return n;
-  for (int fd : received_fds(msg))
-    fds_in_.push_back(fd);
-  if ((msg.msg_flags & MSG_CTRUNC) != 0) {
-    fds_lost_ = true;
+  auto fds = received_fds(msg);
+  bool lost = (msg.msg_flags & MSG_CTRUNC) != 0;
+  if (lost)
     log::warn("descriptors sent to this process were lost (",
               "none free under RLIMIT_NOFILE, or more than a frame may carry): ",
               "the message naming them is dropped");
+  if (!fds.empty() || lost) {
+    fds_in_count_ += fds.size();
+    fds_in_.push_back({std::move(fds), lost});
   }
-  if (fds_in_.size() > max_unclaimed_fds) {
+  if (fds_in_count_ > max_unclaimed_fds || fds_in_.size() > max_unclaimed_fds) {
     // Descriptors piling up that no frame claims: the peer broke the protocol.
     errno = EPROTO;
     return -1;
@@ -307,13 +310,20 @@ long link::receive(char* buf, std::size_t size) {
 }
 
 std::optional<std::vector<int>> link::take_fds(std::size_t n) {
-  if (fds_in_.size() < n && std::exchange(fds_lost_, false))
-    fds_in_.insert(fds_in_.end(), n - fds_in_.size(), -1);
-  if (fds_in_.size() < n)
+  if (fds_in_.empty())
     return std::nullopt;
-  std::vector<int> out(fds_in_.begin(), fds_in_.begin() + static_cast<std::ptrdiff_t>(n));
-  fds_in_.erase(fds_in_.begin(), fds_in_.begin() + static_cast<std::ptrdiff_t>(n));
-  return out;
+  auto set = std::move(fds_in_.front());
+  fds_in_.pop_front();
+  fds_in_count_ -= set.fds.size();
+  if (set.lost && set.fds.size() < n)
+    set.fds.resize(n, -1);
+  if (set.fds.size() != n) {  // the announced count and the set differ: a broken peer
+    for (int fd : set.fds)
+      if (fd >= 0)
+        ::close(fd);
+    return std::nullopt;
+  }
+  return std::move(set.fds);
 }
 
 void link::drain_and_close(const std::string& reason) {

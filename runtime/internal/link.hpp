@@ -136,11 +136,17 @@ private:
   // When the last frame sent straight from a caller's thread went out; a frame following
   // within burst_gap is left to the loop thread, which batches.
   std::chrono::steady_clock::time_point last_direct_{};
-  std::deque<int> fds_in_;  // received descriptors not yet taken (loop thread)
-  // Descriptors the kernel could not hand over (MSG_CTRUNC: this process was out of them,
-  // or the peer sent more than a frame may carry): the next fds frame gets -1 in their
-  // place, so the message naming them fails alone instead of the whole link.
-  bool fds_lost_ = false;
+  // Descriptors received and not yet taken (loop thread), one set per recvmsg that brought
+  // some: the kernel hands over one sendmsg's set at a time, with the first byte of the fds
+  // frame that announces it. A set the kernel could not hand over whole (MSG_CTRUNC: this
+  // process was out of descriptors, or the peer sent too many) is `lost`: its fds frame
+  // gets -1 in the missing places, so the message naming them fails alone, not the link.
+  struct fd_set_in {
+    std::vector<int> fds;
+    bool lost = false;
+  };
+  std::deque<fd_set_in> fds_in_;
+  std::size_t fds_in_count_ = 0;
   static constexpr std::chrono::microseconds burst_gap{5};
   bool closed_ = false;
   bool broken_ = false;  // a write failed; a close is posted to the loop

@@ -118,6 +118,7 @@ void node_impl::shutdown() {
   }
   run_exit_hooks();
   finish_children();
+  commands_.finish();
   close_peers();
   loop_.post([this] { listeners_.clear(); });  // stop() runs it before the loop ends
   // What the node kept alive on its own (actors spawned for peers, named actors) would keep
@@ -369,6 +370,7 @@ void node_impl::run_child() {
   }
   run_exit_hooks();
   finish_children();
+  commands_.finish();
   parent_->link().flush(std::chrono::seconds{2});
   std::fflush(nullptr);
   // Like Python's children (os._exit after the target): no static destructors, no waiting

@@ -20,6 +20,7 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/expected.hpp>
 
+#include "runtime/internal/commands.hpp"
 #include "runtime/internal/fork_server.hpp"
 #include "runtime/internal/io_loop.hpp"
 #include "runtime/internal/listener.hpp"
@@ -97,6 +98,8 @@ public:
   void wait_for_roots(bool forever);
   void stop_waiting();
 
+  command_table& commands() { return commands_; }
+
   // Child mode: serve the parent until the main actor ends or the parent goes; then exit.
   [[noreturn]] void run_child();
 
@@ -168,6 +171,7 @@ private:
   requester* requester_ = nullptr;  // node::request's sender; set in the constructor
   std::unique_ptr<caf::actor_system> system_;
   io_loop loop_;
+  command_table commands_{loop_};
 
   std::mutex exports_mtx_;
   std::unordered_map<std::uint64_t, caf::weak_actor_ptr> exports_;
