@@ -37,6 +37,7 @@ std::string to_string(errc x) {
     case errc::unreachable: return "unreachable";
     case errc::owner_died: return "owner_died";
     case errc::broken_barrier: return "broken_barrier";
+    case errc::command_failed: return "command_failed";
   }
   return "errc(" + std::to_string(static_cast<int>(x)) + ")";
 }

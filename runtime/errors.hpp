@@ -36,6 +36,8 @@ enum class errc : std::uint8_t {
   owner_died,            // a lock's holder died holding it; the data it guarded may be torn
   broken_barrier,        // a barrier was aborted, reset, timed out or lost a party (Python's
                          // BrokenBarrierError)
+  command_failed,        // a program run by subprocess ended with a non-zero returncode
+                         // (Python's CalledProcessError)
 };
 
 std::string to_string(errc x);

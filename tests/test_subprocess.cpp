@@ -1,0 +1,202 @@
+// subprocess: run/call/check_call/check_output and popen with communicate; returncodes,
+// timeouts, bad input named in the caller; the node reaps every program, gives it none of
+// its descriptors, and takes it along when its process dies (unless in a session of its own).
+#include "actors/subprocess.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+#include <set>
+
+#include <caf/blocking_actor.hpp>
+
+#include <catch2/catch.hpp>
+
+#include "actors/queue.hpp"
+#include "runtime/actor_registry.hpp"
+#include "runtime/node.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+namespace sp = mproc::subprocess;
+using mproc::errc;
+using test::code_of;
+
+namespace {
+
+std::string what_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::set<std::string> descriptors_of(pid_t pid) {
+  std::set<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd"))
+    out.insert(e.path().filename().string());
+  return out;
+}
+
+// Starts two sleeps, one in a session of its own, tells their pids, and waits to be killed.
+void sleeps_and_waits(caf::blocking_actor*, mproc::queue<std::int32_t> pids) {
+  sp::popen with_us{{"sleep", "300"}};
+  sp::popen own_session{{"sleep", "300"}, {.start_new_session = true}};
+  pids.put(with_us.pid());
+  pids.put(own_session.pid());
+  pids.flush(10s);
+  std::this_thread::sleep_for(300s);
+}
+
+} // namespace
+
+MPROC_ACTOR(sleeps_and_waits);
+
+TEST_CASE("run captures stdout and stderr and gives the returncode") {
+  test::scoped_node node;
+  auto r = sp::run({"sh", "-c", "echo out; echo err >&2; exit 3"}, {.capture_output = true});
+  CHECK(r.returncode == 3);
+  CHECK(r.stdout_ == "out\n");
+  CHECK(r.stderr_ == "err\n");
+  CHECK(r.args == std::vector<std::string>{"sh", "-c", "echo out; echo err >&2; exit 3"});
+  CHECK(code_of([&] { r.check_returncode(); }) == errc::command_failed);
+  auto merged = sp::run({"sh", "-c", "echo a; echo b >&2"},
+                        {.stdout_ = sp::pipe, .stderr_ = sp::stdout_stream});
+  CHECK(merged.stdout_ == "a\nb\n");
+}
+
+TEST_CASE("check_output feeds input to sort and returns its output") {
+  test::scoped_node node;
+  CHECK(sp::check_output({"sort"}, {.input = "pear\napple\nfig\n"}) == "apple\nfig\npear\n");
+  CHECK(sp::check_output({"sh", "-c", "echo $GREETING"}, {.env = {{{"GREETING", "hi"}}}})
+        == "hi\n");
+  CHECK(sp::check_output({"pwd"}, {.cwd = "/"}) == "/\n");
+}
+
+TEST_CASE("call gives the code; check_call and check_output throw called_process_error") {
+  test::scoped_node node;
+  CHECK(sp::call({"false"}) == 1);
+  CHECK(sp::call({"true"}) == 0);
+  try {
+    sp::check_call({"sh", "-c", "exit 4"});
+    FAIL("no exception");
+  } catch (const sp::called_process_error& e) {
+    CHECK(e.code() == errc::command_failed);
+    CHECK(e.returncode == 4);
+    CHECK(e.cmd == std::vector<std::string>{"sh", "-c", "exit 4"});
+    CHECK(std::string{e.what()}.find("exit status 4") != std::string::npos);
+  }
+  try {
+    sp::check_output({"sh", "-c", "echo partial; exit 2"});
+    FAIL("no exception");
+  } catch (const sp::called_process_error& e) {
+    CHECK(e.output == "partial\n");
+  }
+}
+
+TEST_CASE("communicate moves more than a pipe holds, both ways at once, without stalling") {
+  test::scoped_node node;
+  std::string input(8 << 20, 'x');
+  for (std::size_t i = 0; i < input.size(); i += 4096)
+    input[i] = static_cast<char>('a' + i / 4096 % 26);
+  sp::popen p{{"sh", "-c", "cat; head -c 3000000 /dev/zero >&2"},
+              {.stdin_ = sp::pipe, .stdout_ = sp::pipe, .stderr_ = sp::pipe}};
+  auto [out, err] = p.communicate(input, 60s);
+  CHECK(out == input);
+  CHECK(err.size() == 3000000);
+  CHECK(p.returncode() == 0);
+}
+
+TEST_CASE("a timeout leaves popen's program running; run kills and reaps it") {
+  test::scoped_node node;
+  sp::popen p{{"sleep", "30"}, {.stdout_ = sp::pipe}};
+  CHECK(code_of([&] { p.communicate({}, 200ms); }) == errc::timeout);
+  CHECK_FALSE(p.poll().has_value());
+  CHECK(code_of([&] { p.wait(100ms); }) == errc::timeout);
+  p.kill();
+  CHECK(p.wait() == -SIGKILL);
+  CHECK(code_of([&] { sp::run({"sleep", "30"}, {.timeout = 200ms}); }) == errc::timeout);
+  CHECK(test::eventually(5s, [] { return test::zombie_children() == 0; }));
+  sp::popen t{{"sleep", "30"}};
+  t.terminate();
+  CHECK(t.wait() == -SIGTERM);
+}
+
+TEST_CASE("a missing program, a file that is not executable, a bad cwd: errors naming them") {
+  test::scoped_node node;
+  auto missing = what_of([] { sp::call({"no-such-program-here"}); });
+  CHECK(missing.find("no-such-program-here") != std::string::npos);
+  CHECK(missing.find("No such file") != std::string::npos);
+  CHECK(code_of([] { sp::call({"no-such-program-here"}); }) == errc::spawn_failed);
+  auto relative = what_of([] { sp::call({"./no/such/program"}); });
+  CHECK(relative.find("./no/such/program") != std::string::npos);
+  CHECK(relative.find("No such file") != std::string::npos);
+
+  auto path = std::filesystem::temp_directory_path() / ("mproc-not-exec-" + std::to_string(::getpid()));
+  { std::ofstream{path} << "#!/bin/sh\necho hi\n"; }
+  ::chmod(path.c_str(), 0644);
+  auto denied = what_of([&] { sp::call({path.string()}); });
+  std::filesystem::remove(path);
+  CHECK(denied.find(path.string()) != std::string::npos);
+  CHECK(denied.find("Permission denied") != std::string::npos);
+
+  auto bad_cwd = what_of([] { sp::call({"true"}, {.cwd = "/no/such/directory"}); });
+  CHECK(bad_cwd.find("/no/such/directory") != std::string::npos);
+  CHECK(bad_cwd.find("No such file") != std::string::npos);
+  CHECK(code_of([] { sp::call({}); }) == errc::bad_arguments);
+  CHECK(code_of([] { sp::popen({"true"}, {.input = "x"}); }) == errc::bad_arguments);
+  CHECK(test::eventually(5s, [] { return test::zombie_children() == 0; }));
+}
+
+TEST_CASE("a program gets descriptors 0-2 and none of this process's others") {
+  test::scoped_node node;
+  int leaky = ::open("/dev/null", O_RDONLY);  // not close-on-exec, as careless code does
+  REQUIRE(leaky >= 3);
+  sp::popen p{{"sleep", "30"}, {.stdout_ = sp::pipe}};
+  // exec closes the close-on-exec descriptors one by one after the report pipe (which tells
+  // the caller that the exec happened): the list settles an instant later.
+  CHECK(test::eventually(5s, [&] {
+    return descriptors_of(p.pid()) == std::set<std::string>{"0", "1", "2"};
+  }));
+  ::close(leaky);
+  p.kill();
+  p.wait();
+}
+
+TEST_CASE("dropped handles leave no zombie; the node's end takes its programs along") {
+  pid_t sleeper = 0;
+  {
+    test::scoped_node node;
+    for (int i = 0; i < 5; ++i)
+      sp::popen{{"true"}};  // dropped at once, never waited for
+    CHECK(test::eventually(5s, [] { return test::zombie_children() == 0; }));
+    sp::popen p{{"sleep", "300"}};
+    sleeper = p.pid();
+    CHECK(test::running(sleeper));
+  }
+  CHECK_FALSE(test::running(sleeper));
+  CHECK(test::zombie_children() == 0);
+}
+
+TEST_CASE("a program dies with its process killed from outside; its own session outlives it") {
+  test::scoped_node node;
+  mproc::queue<std::int32_t> pids{*node};
+  auto child = node->spawn_process("sleeps_and_waits", {}, pids);
+  auto with_us = pids.get(10s);
+  auto own_session = pids.get(10s);
+  REQUIRE(test::running(with_us));
+  REQUIRE(test::running(own_session));
+  ::kill(child.pid(), SIGKILL);
+  REQUIRE(child.join(10s));
+  CHECK(test::eventually(10s, [&] { return !test::running(with_us); }));
+  CHECK(test::running(own_session));
+  ::kill(own_session, SIGKILL);
+  CHECK(test::eventually(10s, [&] { return !test::running(own_session); }));
+}
