@@ -125,19 +125,22 @@ ssize_t write_quietly(int fd, const char* data, std::size_t size) {
   return n;
 }
 
-// Reads what `fd` has into `out`; false at EOF (or an error).
-bool drain(int fd, std::string& out) {
+// One read of what `fd` has into `out` (one per wake-up, so that a program writing without
+// end cannot keep communicate from its timeout); false at EOF or an error.
+bool read_some(int fd, std::string& out) {
   char buf[65536];
-  for (;;) {
-    auto n = ::read(fd, buf, sizeof buf);
-    if (n > 0) {
-      out.append(buf, static_cast<std::size_t>(n));
-      continue;
-    }
-    if (n < 0 && (errno == EINTR))
-      continue;
-    return n < 0 && errno == EAGAIN;
-  }
+  auto n = ::read(fd, buf, sizeof buf);
+  if (n > 0)
+    out.append(buf, static_cast<std::size_t>(n));
+  return n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR));
+}
+
+using clock_point = std::chrono::steady_clock::time_point;
+
+clock_point deadline_of(std::optional<millis> timeout) {
+  if (!timeout || *timeout > std::chrono::hours{24 * 365 * 100})
+    return clock_point::max();  // a century is forever, and now() + it would overflow
+  return std::chrono::steady_clock::now() + *timeout;
 }
 
 } // namespace
@@ -166,19 +169,20 @@ void completed_process::check_returncode() const {
 // ---- popen -----------------------------------------------------------------------------
 
 popen::popen(std::vector<std::string> argv, options opts)
-    : popen{launch(argv, opts), argv} {}
+    : popen{launch(std::move(argv), opts)} {}
 
-popen::popen(launched l, std::vector<std::string> argv)
-    : args_{std::move(argv)}, cmd_{std::move(l.cmd)}, in_{l.fds[0]}, out_{l.fds[1]},
+popen::popen(launched l)
+    : args_{std::move(l.argv)}, cmd_{std::move(l.cmd)}, in_{l.fds[0]}, out_{l.fds[1]},
       err_{l.fds[2]} {}
 
-popen::launched popen::launch(const std::vector<std::string>& argv, const options& opts) {
+popen::launched popen::launch(std::vector<std::string> argv, const options& opts) {
   if (opts.input || opts.timeout || opts.capture_output || opts.check)
     fail(errc::bad_arguments,
          "popen: input, timeout, capture_output and check belong to run(); use "
          "stdin_/stdout_/stderr_ = pipe and communicate(input, timeout)");
   plumbing p;
-  launched l{this_node().start_command(spec_of(argv, opts, p)), {}};
+  auto cmd = this_node().start_command(spec_of(argv, opts, p));
+  launched l{std::move(argv), std::move(cmd), {}};  // nothing throws from here on
   for (int i = 0; i < 3; ++i)
     l.fds[i] = std::exchange(p.mine[i], -1);
   return l;
@@ -191,7 +195,8 @@ popen::~popen() {
 popen::popen(popen&& other) noexcept
     : args_{std::move(other.args_)}, cmd_{other.cmd_}, in_{std::exchange(other.in_, -1)},
       out_{std::exchange(other.out_, -1)}, err_{std::exchange(other.err_, -1)},
-      input_sent_{other.input_sent_}, stdout_{std::move(other.stdout_)},
+      input_{std::move(other.input_)}, input_sent_{other.input_sent_},
+      stdout_{std::move(other.stdout_)},
       stderr_{std::move(other.stderr_)} {}
 
 popen& popen::operator=(popen&& other) noexcept {
@@ -202,6 +207,7 @@ popen& popen::operator=(popen&& other) noexcept {
     in_ = std::exchange(other.in_, -1);
     out_ = std::exchange(other.out_, -1);
     err_ = std::exchange(other.err_, -1);
+    input_ = std::move(other.input_);
     input_sent_ = other.input_sent_;
     stdout_ = std::move(other.stdout_);
     stderr_ = std::move(other.stderr_);
@@ -238,11 +244,15 @@ void popen::kill() const {
   cmd_.send_signal(SIGKILL);
 }
 
-std::pair<std::string, std::string> popen::communicate(std::string_view input,
+std::pair<std::string, std::string> popen::communicate(std::string_view given,
                                                        std::optional<millis> timeout) {
-  auto deadline = timeout ? clock_type::now() + *timeout : clock_type::time_point::max();
-  if (in_ < 0 && input.size() > input_sent_)
-    fail(errc::bad_arguments, "communicate: input given, but stdin is not a pipe");
+  auto deadline = deadline_of(timeout);
+  if (!input_) {  // a call after a timeout goes on with the first call's input, as Python
+    if (in_ < 0 && !given.empty())
+      fail(errc::bad_arguments, "communicate: input given, but stdin is not a pipe");
+    input_ = std::string{given};
+  }
+  std::string_view input = *input_;
   if (in_ >= 0 && input.size() == input_sent_)
     close_stdin();
   set_nonblocking(in_);
@@ -251,7 +261,7 @@ std::pair<std::string, std::string> popen::communicate(std::string_view input,
   while (in_ >= 0 || out_ >= 0 || err_ >= 0) {
     pollfd fds[3] = {{in_, POLLOUT, 0}, {out_, POLLIN, 0}, {err_, POLLIN, 0}};
     int wait_ms = -1;
-    if (timeout) {
+    if (deadline != clock_point::max()) {
       auto left = std::chrono::duration_cast<millis>(deadline - clock_type::now()).count();
       if (left <= 0)
         throw timeout_expired{args_, *timeout, stdout_, stderr_};
@@ -266,17 +276,20 @@ std::pair<std::string, std::string> popen::communicate(std::string_view input,
       if ((n < 0 && errno != EAGAIN && errno != EINTR) || input_sent_ == input.size())
         close_stdin();  // all written, or the program stopped reading (EPIPE): as Python
     }
-    if (fds[1].revents != 0 && !drain(out_, stdout_))
+    if (fds[1].revents != 0 && !read_some(out_, stdout_))
       close_fd(out_);
-    if (fds[2].revents != 0 && !drain(err_, stderr_))
+    if (fds[2].revents != 0 && !read_some(err_, stderr_))
       close_fd(err_);
   }
-  auto code = cmd_.wait(timeout ? std::optional<millis>{std::chrono::duration_cast<millis>(
-                                    std::max(deadline - clock_type::now(),
-                                             clock_type::duration::zero()))}
-                                : std::nullopt);
+  std::optional<millis> left;
+  if (deadline != clock_point::max())
+    left = std::chrono::duration_cast<millis>(
+      std::max(deadline - clock_type::now(), clock_type::duration::zero()));
+  auto code = cmd_.wait(left);
   if (!code)
     throw timeout_expired{args_, *timeout, stdout_, stderr_};
+  input_.reset();
+  input_sent_ = 0;
   return {std::exchange(stdout_, {}), std::exchange(stderr_, {})};
 }
 

@@ -99,7 +99,7 @@ public:
   // Writes `input` to stdin (a pipe) and closes it, reads stdout and stderr (where they are
   // pipes) until both end, then waits: all at once, so no pipe fills up and stalls the
   // program. Throws timeout_expired past `timeout` (the program keeps running, as in Python;
-  // calling communicate again goes on where this one stopped).
+  // calling communicate again goes on where this one stopped, with the first call's input).
   std::pair<std::string, std::string> communicate(std::string_view input = {},
                                                   std::optional<millis> timeout = {});
   void send_signal(int sig) const { cmd_.send_signal(sig); }
@@ -114,11 +114,12 @@ public:
 
 private:
   struct launched {
+    std::vector<std::string> argv;
     command cmd;
     int fds[3];  // this side's pipe ends
   };
-  static launched launch(const std::vector<std::string>& argv, const options& opts);
-  popen(launched l, std::vector<std::string> argv);
+  static launched launch(std::vector<std::string> argv, const options& opts);
+  explicit popen(launched l);
   void close_pipes();
 
   std::vector<std::string> args_;
@@ -127,6 +128,7 @@ private:
   int out_ = -1;
   int err_ = -1;
   // communicate's progress, kept across a timeout
+  std::optional<std::string> input_;
   std::size_t input_sent_ = 0;
   std::string stdout_;
   std::string stderr_;

@@ -35,10 +35,7 @@ bool command_state::reap_locked(bool block) {
   } else {
     returncode = info.si_code == CLD_EXITED ? info.si_status : -info.si_status;
   }
-  if (pidfd >= 0) {
-    ::close(pidfd);
-    pidfd = -1;
-  }
+  // The pidfd stays open until the state goes: a detached waiter may be polling it.
   cv.notify_all();
   return true;
 }
@@ -58,6 +55,8 @@ std::optional<int> command::returncode() const {
 
 std::optional<int> command::wait(std::optional<millis> timeout) const {
   using clock = std::chrono::steady_clock;
+  if (timeout && *timeout > std::chrono::hours{24 * 365 * 100})
+    timeout.reset();  // a century is forever, and now() + it would overflow
   auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
   std::unique_lock lock{s_->m};
   while (!s_->returncode) {

@@ -14,6 +14,7 @@
 #include <set>
 
 #include <caf/blocking_actor.hpp>
+#include <caf/event_based_actor.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -55,9 +56,15 @@ void sleeps_and_waits(caf::blocking_actor*, mproc::queue<std::int32_t> pids) {
   std::this_thread::sleep_for(300s);
 }
 
+// Answers what `ulimit -n` says in a program this child starts.
+caf::behavior child_ulimit(caf::event_based_actor*) {
+  return {[](caf::get_atom) { return sp::check_output({"sh", "-c", "ulimit -n"}); }};
+}
+
 } // namespace
 
 MPROC_ACTOR(sleeps_and_waits);
+MPROC_ACTOR(child_ulimit);
 
 TEST_CASE("run captures stdout and stderr and gives the returncode") {
   test::scoped_node node;
@@ -127,6 +134,28 @@ TEST_CASE("a timeout leaves popen's program running; run kills and reaps it") {
   sp::popen t{{"sleep", "30"}};
   t.terminate();
   CHECK(t.wait() == -SIGTERM);
+}
+
+TEST_CASE("communicate after a timeout goes on with the first input; a flood still times out") {
+  test::scoped_node node;
+  sp::popen p{{"sh", "-c", "sleep 1; cat"}, {.stdin_ = sp::pipe, .stdout_ = sp::pipe}};
+  CHECK(code_of([&] { p.communicate("abc", 100ms); }) == errc::timeout);
+  CHECK(p.communicate({}, 30s).first == "abc");
+  sp::popen flood{{"yes"}, {.stdout_ = sp::pipe}};
+  CHECK(code_of([&] { flood.communicate({}, 300ms); }) == errc::timeout);
+  flood.kill();
+  CHECK(flood.wait() == -SIGKILL);
+}
+
+TEST_CASE("a program gets the descriptor limit the root started with, not the raised one") {
+  test::scoped_node node;
+  const char* original = std::getenv("MPROC_NOFILE");
+  REQUIRE(original != nullptr);
+  auto want = std::string{original} + "\n";
+  CHECK(sp::check_output({"sh", "-c", "ulimit -n"}) == want);
+  CHECK(sp::check_output({"sh", "-c", "echo ${MPROC_NOFILE:-unset}"}) == "unset\n");
+  auto child = node->spawn_process("child_ulimit", {});
+  CHECK(node->request<std::string>(child.actor(), 10s, caf::get_atom::value) == want);
 }
 
 TEST_CASE("a missing program, a file that is not executable, a bad cwd: errors naming them") {

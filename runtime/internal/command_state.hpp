@@ -12,7 +12,7 @@ namespace mproc::detail {
 
 struct command_state {
   pid_t pid = 0;
-  int pidfd = -1;            // until reaped: signals go through it, never to a reused pid
+  int pidfd = -1;            // signals go through it, never to a reused pid; closed with this
   bool new_session = false;
   std::uint64_t token = 0;   // the pidfd in the node's loop (loop thread)
   std::mutex m;              // guards the members below, and reaping

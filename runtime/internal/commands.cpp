@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <future>
+#include <mutex>
 
 #include "runtime/errors.hpp"
 
@@ -86,7 +87,8 @@ std::vector<char*> c_strings(const std::vector<std::string>& v) {
 std::vector<std::string> this_environment() {
   std::vector<std::string> out;
   for (char** e = environ; e != nullptr && *e != nullptr; ++e)
-    out.emplace_back(*e);
+    if (std::strncmp(*e, "MPROC_NOFILE=", 13) != 0)
+      out.emplace_back(*e);
   return out;
 }
 
@@ -103,7 +105,7 @@ struct child_plan {
   int error_pipe;
 };
 
-enum stage : int { stage_cwd = 1, stage_exec = 2 };
+enum stage : int { stage_cwd = 1, stage_exec = 2, stage_fds = 3 };
 
 [[noreturn]] void report(int pipe, int which, int err) {
   int msg[2] = {which, err};
@@ -111,10 +113,24 @@ enum stage : int { stage_cwd = 1, stage_exec = 2 };
   ::_exit(127);
 }
 
+// The program's 0-2 as the plan says; false (errno set) when a descriptor is bad.
+bool set_up_stdio(const child_plan& p) {
+  int fds[3] = {p.fds[0], p.fds[1], p.fds[2]};
+  for (int i = 0; i < 3; ++i)  // a source among 0-2 would be overwritten by another's dup2
+    if (fds[i] >= 0 && fds[i] < 3 && fds[i] != i
+        && (fds[i] = ::fcntl(fds[i], F_DUPFD_CLOEXEC, 3)) < 0)
+      return false;
+  for (int i = 0; i < 3; ++i) {
+    if (fds[i] == i ? ::fcntl(i, F_SETFD, 0) < 0 : fds[i] >= 0 && ::dup2(fds[i], i) < 0)
+      return false;
+  }
+  // Nothing of this process crosses the exec but 0-2, whatever its code forgot to mark.
+  return ::syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) == 0;
+}
+
+// The forked child (every signal blocked by the parent around the fork, so that none of
+// this process's handlers runs here): default dispositions first, the empty mask last.
 [[noreturn]] void become_program(const child_plan& p) {
-  sigset_t none;
-  ::sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
   for (int sig = 1; sig < NSIG; ++sig) {  // an ignored signal would stay ignored across exec
     struct sigaction dfl{};
     dfl.sa_handler = SIG_DFL;
@@ -127,19 +143,12 @@ enum stage : int { stage_cwd = 1, stage_exec = 2 };
     if (::getppid() != p.parent)  // the forking thread ended before the prctl
       ::_exit(127);
   }
-  int fds[3] = {p.fds[0], p.fds[1], p.fds[2]};
-  for (int i = 0; i < 3; ++i)  // a source among 0-2 would be overwritten by another's dup2
-    if (fds[i] >= 0 && fds[i] < 3 && fds[i] != i)
-      fds[i] = ::fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
-  for (int i = 0; i < 3; ++i) {
-    if (fds[i] == i)
-      ::fcntl(i, F_SETFD, 0);
-    else if (fds[i] >= 0)
-      ::dup2(fds[i], i);
-  }
-  // Nothing of this process crosses the exec but 0-2, whatever its code forgot to mark.
-  ::syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC);
+  if (!set_up_stdio(p))
+    report(p.error_pipe, stage_fds, errno);
   ::setrlimit(RLIMIT_NOFILE, &original_limit);
+  sigset_t none;
+  ::sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
   if (p.cwd != nullptr && ::chdir(p.cwd) != 0)
     report(p.error_pipe, stage_cwd, errno);
   ::execve(p.path, p.argv, p.envp);
@@ -161,53 +170,91 @@ const rlimit& original_descriptor_limit() {
   return original_limit;
 }
 
+// The environment carries the limit the root started with to its children, which start
+// with the raised one; commands do not see the variable (this_environment skips it).
+constexpr const char* limit_variable = "MPROC_NOFILE";
+
 void raise_descriptor_limit() {
+  static bool done = false;  // init() runs again from the node's constructor
   rlimit lim{};
-  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0)
+  if (done || ::getrlimit(RLIMIT_NOFILE, &lim) != 0)
     return;
+  done = true;
   original_limit = lim;
+  if (const char* v = std::getenv(limit_variable)) {
+    char* end = nullptr;
+    auto soft = std::strtoull(v, &end, 10);
+    if (end != v && *end == '\0' && soft <= lim.rlim_max)
+      original_limit.rlim_cur = static_cast<rlim_t>(soft);
+  } else {
+    ::setenv(limit_variable, std::to_string(lim.rlim_cur).c_str(), 0);
+  }
   if (lim.rlim_cur < lim.rlim_max) {
     lim.rlim_cur = lim.rlim_max;
     ::setrlimit(RLIMIT_NOFILE, &lim);
   }
 }
 
+// Kills and reaps a child that was forked but cannot be handed out, closing `fds`.
+struct abandon_on_failure {
+  pid_t pid;
+  std::vector<int> fds;
+  bool armed = true;
+  ~abandon_on_failure() {
+    if (!armed)
+      return;
+    ::kill(pid, SIGKILL);
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    for (int fd : fds)
+      if (fd >= 0)
+        ::close(fd);
+  }
+};
+
 command_table::launched command_table::launch(const command_spec& spec, const std::string& path) {
   if (finished_)
     fail(errc::node_shutdown, "the node is shutting down");
+  auto args = c_strings(spec.argv);  // before any descriptor: these may throw
+  auto env_strings = spec.env ? *spec.env : this_environment();
+  auto env = c_strings(env_strings);
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0)
     fail_errno(errno, "cannot start '" + path + "'");
   int report_in = above_stdio(pipe_fds[0]);
   int report_out = above_stdio(pipe_fds[1]);
-  auto args = c_strings(spec.argv);
-  auto env_strings = spec.env ? *spec.env : this_environment();
-  auto env = c_strings(env_strings);
+  if (report_in < 0 || report_out < 0) {
+    int err = errno;
+    ::close(report_in);
+    ::close(report_out);
+    fail_errno(err, "cannot start '" + path + "'");
+  }
   child_plan plan{path.c_str(), args.data(), env.data(), spec.cwd ? spec.cwd->c_str() : nullptr,
                   {spec.stdin_fd, spec.stdout_fd, spec.stderr_fd}, spec.new_session,
                   ::getpid(), report_out};
+  sigset_t all;
+  sigset_t before;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &before);
   pid_t pid = ::fork();
   if (pid == 0)
     become_program(plan);
   int err = errno;
+  ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
   ::close(report_out);
   if (pid < 0) {
     ::close(report_in);
     fail_errno(err, "cannot start '" + path + "'");
   }
+  abandon_on_failure guard{pid, {report_in}};
   auto s = std::make_shared<command_state>();
   s->pid = pid;
   s->new_session = spec.new_session;
   s->pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (s->pidfd < 0) {
-    err = errno;
-    ::kill(pid, SIGKILL);
-    std::lock_guard guard{s->m};
-    s->reap_locked(true);
-    ::close(report_in);
-    fail_errno(err, "cannot watch '" + path + "' (pidfd_open)");
-  }
+  if (s->pidfd < 0)
+    fail_errno(errno, "cannot watch '" + path + "' (pidfd_open)");
   watch(s);
+  guard.armed = false;
   return {s, report_in};
 }
 
@@ -225,8 +272,7 @@ void command_table::watch(const std::shared_ptr<command_state>& s) {
 }
 
 void command_table::forget(const std::shared_ptr<command_state>& s) {
-  // The pidfd is closed by now: EPOLL_CTL_DEL of it fails harmlessly, as closing removed it.
-  loop_.remove(s->token, -1);
+  loop_.remove(s->token, s->pidfd);  // a reaped program's pidfd stays readable
   live_.erase(s->token);
 }
 
@@ -240,10 +286,16 @@ std::shared_ptr<command_state> command_table::start(const command_spec& spec) {
       started.set_exception(std::current_exception());
     }
   };
-  if (loop_.in_loop())
+  if (loop_.in_loop()) {
     run();
-  else
+  } else {
+    // Under the lock that finish() takes first: a task posted after the loop stopped
+    // would never run, and this call would wait for it forever.
+    std::lock_guard guard{finish_mtx_};
+    if (closing_)
+      fail(errc::node_shutdown, "the node is shutting down");
     loop_.post(run);
+  }
   auto l = started.get_future().get();
   int msg[2] = {0, 0};
   ssize_t n;
@@ -253,25 +305,37 @@ std::shared_ptr<command_state> command_table::start(const command_spec& spec) {
   if (n == static_cast<ssize_t>(sizeof msg)) {  // it exited 127; the loop reaps it
     if (msg[0] == stage_cwd)
       fail_errno(msg[1], "cannot change to directory '" + *spec.cwd + "' to run '" + path + "'");
+    if (msg[0] == stage_fds)
+      fail_errno(msg[1], "cannot give '" + path + "' its standard streams");
     fail_errno(msg[1], "cannot execute '" + path + "'");
   }
   return l.state;
 }
 
 void command_table::finish() {
+  {
+    std::lock_guard guard{finish_mtx_};
+    if (closing_)
+      return;
+    closing_ = true;
+  }
   std::promise<void> done;
   loop_.post([this, &done] {
     finished_ = true;
-    for (auto& [token, s] : live_) {
+    for (auto& [token, s] : live_) {  // every SIGKILL first, then the reaping
       loop_.remove(token, s->pidfd);
+      std::lock_guard guard{s->m};
+      if (!s->new_session && !s->returncode)
+        ::syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, nullptr, 0);
+    }
+    for (auto& [token, s] : live_) {
       std::lock_guard guard{s->m};
       if (s->new_session) {
         s->detached = true;  // it outlives the node: its handle reaps it
-        continue;
+        s->cv.notify_all();  // a waiter goes on by itself
+      } else {
+        s->reap_locked(true);
       }
-      if (!s->returncode)
-        ::syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, nullptr, 0);
-      s->reap_locked(true);
     }
     live_.clear();
     done.set_value();

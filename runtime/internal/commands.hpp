@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 
 #include <memory>
+#include <mutex>
 #include <unordered_map>
 
 #include "runtime/command.hpp"
@@ -40,6 +41,8 @@ private:
   io_loop& loop_;
   std::unordered_map<std::uint64_t, std::shared_ptr<command_state>> live_;  // loop thread
   bool finished_ = false;                                                  // loop thread
+  std::mutex finish_mtx_;
+  bool closing_ = false;  // finish() began: no start may post to the loop any more
 };
 
 // The descriptor limit this process started with, before the node raised it (a program
