@@ -15,12 +15,10 @@
 #include <string>
 #include <utility>
 
+#include "runtime/deadline.hpp"
 #include "runtime/errors.hpp"
 
 namespace mproc {
-
-// A timeout this long is a wait for ever (and `now + milliseconds::max()` would overflow).
-inline constexpr std::chrono::milliseconds forever_beyond = std::chrono::hours{24 * 365 * 100};
 
 struct acquired {
   bool ok = false;

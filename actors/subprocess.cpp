@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "runtime/deadline.hpp"
 #include "runtime/node.hpp"
 
 namespace mproc::subprocess {
@@ -137,12 +138,6 @@ bool read_some(int fd, std::string& out) {
 
 using clock_point = std::chrono::steady_clock::time_point;
 
-clock_point deadline_of(std::optional<millis> timeout) {
-  if (!timeout || *timeout > std::chrono::hours{24 * 365 * 100})
-    return clock_point::max();  // a century is forever, and now() + it would overflow
-  return std::chrono::steady_clock::now() + *timeout;
-}
-
 } // namespace
 
 // ---- errors ----------------------------------------------------------------------------
@@ -246,7 +241,7 @@ void popen::kill() const {
 
 std::pair<std::string, std::string> popen::communicate(std::string_view given,
                                                        std::optional<millis> timeout) {
-  auto deadline = deadline_of(timeout);
+  auto deadline = deadline_after(timeout);
   if (!input_) {  // a call after a timeout goes on with the first call's input, as Python
     if (in_ < 0 && !given.empty())
       fail(errc::bad_arguments, "communicate: input given, but stdin is not a pipe");

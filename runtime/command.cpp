@@ -7,6 +7,7 @@
 
 #include <cerrno>
 
+#include "runtime/deadline.hpp"
 #include "runtime/internal/command_state.hpp"
 
 namespace mproc {
@@ -55,9 +56,9 @@ std::optional<int> command::returncode() const {
 
 std::optional<int> command::wait(std::optional<millis> timeout) const {
   using clock = std::chrono::steady_clock;
-  if (timeout && *timeout > std::chrono::hours{24 * 365 * 100})
-    timeout.reset();  // a century is forever, and now() + it would overflow
-  auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+  auto deadline = deadline_after(timeout);
+  if (deadline == clock::time_point::max())
+    timeout.reset();
   std::unique_lock lock{s_->m};
   while (!s_->returncode) {
     if (!s_->detached) {  // the node's loop reaps it and wakes us

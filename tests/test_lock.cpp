@@ -26,7 +26,8 @@ namespace {
 
 // Takes the lock, says so, and keeps it until `go` is set (or for ever).
 void hold_lock(caf::blocking_actor*, mproc::lock l, mproc::event held, mproc::event go) {
-  auto got = l.acquire();
+  if (!l.acquire())
+    return;
   held.set();
   go.wait();
   l.release();
