@@ -5,8 +5,9 @@
 //   MPROC_MESSAGE(std::vector<job>);           // containers of it, when sent on their own
 //
 // Built-ins need nothing: bool, fixed-width integers, float, double, std::string,
-// mproc::bytes, caf::atom_value, caf::actor, caf::error, and vectors of the scalars, strings
-// and actors, and map<string, scalar or string>. Other containers (vector, set, map,
+// mproc::bytes, mproc::blob, mproc::value (any msgpack value), caf::atom_value, caf::actor,
+// caf::error, and vectors of the scalars, strings and actors, and map<string, scalar or
+// string>. Other containers (vector, set, map,
 // unordered_map, optional, pair, tuple) of sendable types travel fine *inside* a struct; as a
 // message element of their own they need one MPROC_MESSAGE line each.
 //
@@ -20,6 +21,10 @@
 #include <caf/message_builder.hpp>
 
 #include "serialization/type_registry.hpp"
+#include "serialization/value.hpp"
+
+template <>
+struct caf::allowed_unsafe_message_type<mproc::value> : std::true_type {};
 
 namespace mproc {
 

@@ -157,7 +157,7 @@ void register_builtin_types() {
     return;
   using str = std::string;
   add_builtins<bool, std::int8_t, std::int16_t, std::int32_t, std::int64_t, std::uint8_t,
-               std::uint16_t, std::uint32_t, std::uint64_t, float, double, str, bytes, blob,
+               std::uint16_t, std::uint32_t, std::uint64_t, float, double, str, bytes, blob, value,
                caf::atom_value, caf::actor, caf::strong_actor_ptr, caf::error, caf::exit_msg>();
   add_builtins<std::vector<bool>, std::vector<std::int8_t>, std::vector<std::int16_t>,
                std::vector<std::int32_t>, std::vector<std::int64_t>, std::vector<std::uint8_t>,
