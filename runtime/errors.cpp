@@ -38,6 +38,9 @@ std::string to_string(errc x) {
     case errc::owner_died: return "owner_died";
     case errc::broken_barrier: return "broken_barrier";
     case errc::command_failed: return "command_failed";
+    case errc::no_such_key: return "no_such_key";
+    case errc::out_of_range: return "out_of_range";
+    case errc::not_found: return "not_found";
   }
   return "errc(" + std::to_string(static_cast<int>(x)) + ")";
 }

@@ -38,6 +38,10 @@ enum class errc : std::uint8_t {
                          // BrokenBarrierError)
   command_failed,        // a program run by subprocess ended with a non-zero returncode
                          // (Python's CalledProcessError)
+  no_such_key,           // a Manager dict has no such key, a Namespace no such attribute
+                         // (Python's KeyError, AttributeError)
+  out_of_range,          // an index outside a Manager list (Python's IndexError)
+  not_found,             // a Manager list does not hold the value (Python's ValueError)
 };
 
 std::string to_string(errc x);

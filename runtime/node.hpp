@@ -112,7 +112,8 @@ public:
 
   // Blocking request for code outside actors. Returns the reply's single value (nothing for
   // R = void). Throws mproc::error: errc::timeout, the actor's error, process_exited when
-  // its process died, bad_message when the reply has another type.
+  // its process died, no_such_actor when it ended, bad_message when the reply has another
+  // type.
   template <class R = void, class Rep, class Period, class... Ts>
   R request(const caf::actor& dest, std::chrono::duration<Rep, Period> timeout, Ts&&... args) {
     auto reply = request_message(dest, caf::make_message(std::forward<Ts>(args)...),

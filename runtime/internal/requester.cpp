@@ -7,6 +7,7 @@
 #include <caf/error.hpp>
 #include <caf/mailbox_element.hpp>
 #include <caf/message_id.hpp>
+#include <caf/sec.hpp>
 
 #include "runtime/errors.hpp"
 #include "runtime/internal/link.hpp"
@@ -86,8 +87,12 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
   }
   observe(c.replied - sent);  // how long the answer took, whether this thread slept or not
   auto& reply = *c.reply;
-  if (reply.match_elements<caf::error>())
-    return reply.get_as<caf::error>(0);
+  if (reply.match_elements<caf::error>()) {
+    auto& e = reply.get_as<caf::error>(0);
+    if (e == caf::sec::request_receiver_down)  // CAF's word for an ended local actor
+      return make_error(errc::no_such_actor, "the actor has ended");
+    return e;
+  }
   return std::move(reply);
 }
 

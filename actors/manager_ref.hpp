@@ -1,0 +1,78 @@
+// What every Manager proxy holds: the manager actor, the object's id there, and the timeout
+// of each call. One call is one request (actors/manager_protocol.hpp).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/atom.hpp>
+
+#include "actors/manager_protocol.hpp"
+#include "actors/manager_values.hpp"
+#include "serialization/value.hpp"
+
+namespace mproc::detail {
+
+class manager_ref {
+public:
+  using millis = std::chrono::milliseconds;
+
+  manager_ref() = default;
+  manager_ref(caf::actor server, std::uint64_t id, millis timeout)
+    : server_{std::move(server)}, id_{id}, timeout_{timeout} {}
+
+  // Runs `op` on the object. Throws mproc::error: the manager's answer (no_such_key,
+  // out_of_range, ...), timeout, or — the manager gone — process_exited, link_lost,
+  // no_such_actor, with a text that says so.
+  manager_reply call(caf::atom_value op, manager_args args) const;
+  // The same for a call whose answer is one value.
+  bytes call_one(caf::atom_value op, manager_args args) const;
+
+  bool valid() const { return static_cast<bool>(server_); }
+  const caf::actor& server() const { return server_; }
+  std::uint64_t id() const { return id_; }
+  millis timeout() const { return timeout_; }
+  void timeout(millis t) { timeout_ = t; }
+
+private:
+  caf::actor server_;
+  std::uint64_t id_ = 0;
+  millis timeout_{10'000};
+};
+
+// A proxy on the wire: [actor, object id, timeout in ms].
+void encode_manager_ref(wire::packer& pk, const manager_ref& ref, wire::codec_state& st);
+bool decode_manager_ref(const msgpack::object& o, manager_ref& out, wire::codec_state& st);
+
+template <class... Ts>
+manager_args pack_values(const Ts&... xs) {
+  return manager_args{pack_value<stored_t<Ts>>(xs)...};
+}
+
+template <class T>
+std::vector<T> unpack_values(const manager_reply& reply) {
+  std::vector<T> out;
+  out.reserve(reply.size());
+  for (auto& b : reply)
+    out.push_back(unpack_value<T>(b));
+  return out;
+}
+
+// [k0, v0, k1, v1, ...] as pairs.
+template <class K, class V>
+std::vector<std::pair<K, V>> unpack_pairs(const manager_reply& reply) {
+  std::vector<std::pair<K, V>> out;
+  out.reserve(reply.size() / 2);
+  for (std::size_t i = 0; i + 1 < reply.size(); i += 2)
+    out.emplace_back(unpack_value<K>(reply[i]), unpack_value<V>(reply[i + 1]));
+  return out;
+}
+
+// The reply's values as a map_t / array_t, for printing what a proxy refers to.
+value reply_as_map(const manager_reply& reply);
+value reply_as_array(const manager_reply& reply);
+
+} // namespace mproc::detail

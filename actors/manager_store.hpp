@@ -1,0 +1,60 @@
+// The manager's side of one shared object: a store of msgpack-encoded bytes that runs the
+// operations its proxies send (actors/manager_protocol.hpp). Stores run on the manager
+// actor only, one operation at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include <caf/atom.hpp>
+
+#include "actors/manager_protocol.hpp"
+#include "runtime/errors.hpp"
+#include "serialization/value.hpp"
+
+namespace mproc::detail {
+
+// An operation that fails as Python's would raise: KeyError, IndexError, ValueError ...
+// The manager answers it with make_error(code, text).
+struct op_error : std::runtime_error {
+  op_error(errc c, const std::string& text) : std::runtime_error{text}, code{c} {}
+  errc code;
+};
+
+class manager_store {
+public:
+  virtual ~manager_store() = default;
+  // "dict", "list", "namespace", or a registered type's name.
+  virtual std::string_view kind() const = 0;
+  // Runs `op` on `args`. Throws op_error.
+  virtual manager_reply call(caf::atom_value op, manager_args& args) = 0;
+};
+
+std::unique_ptr<manager_store> make_dict_store(std::string_view kind);
+std::unique_ptr<manager_store> make_list_store();
+// A store holding a new object of the type registered as `kind`; null when none is.
+std::unique_ptr<manager_store> make_object_store(std::string_view kind);
+
+// ---- reading arguments and writing results ---------------------------------------------
+
+// Throws op_error bad_arguments unless `args` has `n` entries (or `n` to `max`).
+void expect_args(const manager_args& args, std::size_t n, std::size_t max, const char* op);
+inline void expect_args(const manager_args& args, std::size_t n, const char* op) {
+  expect_args(args, n, n, op);
+}
+// One argument decoded. Throws op_error bad_arguments naming what it holds instead.
+std::int64_t int_arg(const bytes& arg);
+std::optional<std::int64_t> optional_int_arg(const bytes& arg);  // nil is nullopt
+bool bool_arg(const bytes& arg);
+std::string string_arg(const bytes& arg);
+value value_arg(const bytes& arg);
+// One result encoded.
+bytes encoded(std::uint64_t x);
+bytes encoded(bool x);
+bytes encoded(const value& x);
+
+} // namespace mproc::detail

@@ -1,0 +1,57 @@
+#include "actors/namespace_proxy.hpp"
+
+#include <algorithm>
+
+#include "runtime/message_types.hpp"
+
+namespace mproc {
+
+namespace {
+[[maybe_unused]] const bool registered = detail::register_message_type<namespace_proxy>();
+}
+
+bool namespace_proxy::has(std::string_view name) const {
+  return detail::unpack_value<bool>(ref_.call_one(caf::atom("has"), {key(name)}));
+}
+
+bool namespace_proxy::erase(std::string_view name) const {
+  return detail::unpack_value<bool>(ref_.call_one(caf::atom("del"), {key(name)}));
+}
+
+std::vector<std::string> namespace_proxy::names() const {
+  return detail::unpack_values<std::string>(ref_.call(caf::atom("keys"), {}));
+}
+
+std::string namespace_proxy::repr() const {
+  auto items = detail::unpack_pairs<std::string, value>(ref_.call(caf::atom("items"), {}));
+  std::sort(items.begin(), items.end(),
+            [](auto& a, auto& b) { return a.first < b.first; });
+  std::string out = "Namespace(";
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i > 0)
+      out += ", ";
+    out += items[i].first + "=" + items[i].second.repr();
+  }
+  return out + ")";
+}
+
+std::ostream& operator<<(std::ostream& os, const namespace_proxy& ns) { return os << ns.repr(); }
+
+} // namespace mproc
+
+namespace mproc::wire {
+
+void codec<namespace_proxy>::encode(packer& pk, const namespace_proxy& x, codec_state& st) {
+  mproc::detail::encode_manager_ref(pk, x.ref_, st);
+}
+
+bool codec<namespace_proxy>::decode(const msgpack::object& o, namespace_proxy& out,
+                                    codec_state& st) {
+  mproc::detail::manager_ref ref;
+  if (!mproc::detail::decode_manager_ref(o, ref, st))
+    return false;
+  out = namespace_proxy{std::move(ref)};
+  return true;
+}
+
+} // namespace mproc::wire
