@@ -39,6 +39,9 @@ TARGETS = {
     ("tcp_pingpong", "p50"): [("raw", "<=", 1.3)],
     ("pool_map_auto", "throughput"): [("python", ">=", 6)],
     ("pool_map_chunk1", "throughput"): [("python", ">=", 50)],
+    # Manager (issue "Manager and subprocess"): the same dict operations as Python's.
+    ("manager_dict_1proc", "throughput"): [("python", ">=", 5)],
+    ("manager_dict_4proc", "throughput"): [("python", ">=", 5)],
     # Start methods (issue "Start methods: a fork server"), with the default, forkserver.
     ("spawn_first_reply", "median"): [("abs", "<=", 1.0), ("raw", "<=", 8)],
     ("pool_ready", "median"): [("python", "<=", 0.1)],

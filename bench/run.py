@@ -66,6 +66,9 @@ def workloads(build):
                        "python": python("patterns.py", name)}
     for name in ["pool_ready", "pool_map_auto", "pool_map_chunk1"]:
         table[name] = {"mproc": mproc("bench_pool", name), "python": python("pool.py", name)}
+    for name in ["manager_dict_1proc", "manager_dict_4proc"]:
+        table[name] = {"mproc": mproc("bench_manager", name),
+                       "python": python("manager.py", name)}
     return table
 
 
