@@ -17,6 +17,7 @@
 
 #include "serialization/codec.hpp"
 #include "serialization/unpack.hpp"
+#include "serialization/value.hpp"
 
 namespace {
 
@@ -100,7 +101,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             std::map<std::int64_t, std::optional<float>>, std::optional<std::string>,
             std::vector<std::optional<std::vector<std::uint8_t>>>>(o);
   try_types<std::tuple<std::int32_t, std::string, double>, std::pair<std::string, std::uint64_t>,
-            std::tuple<>, reading, batch, std::vector<batch>>(o);
+            std::tuple<>, reading, batch, std::vector<batch>, mproc::value>(o);
+  // Whatever a value holds, it prints, compares with itself, and orders or says why not.
+  mproc::value v;
+  codec_state vs;
+  if (decode_value(o, v, vs)) {
+    (void)v.repr();
+    (void)(v == v);
+    try {
+      (void)compare(v, v);
+    } catch (const std::invalid_argument&) {
+    }
+  }
   // Order of an unordered_map is not stable across instances: decoding is all it can check.
   std::unordered_map<std::int32_t, std::string> h;
   codec_state st;

@@ -192,6 +192,32 @@ void messages() {
   write("message_bytes", "unknown_tag", message([](packer& pk) { pk.pack("no_such"); pk.pack(1); }, 1));
 }
 
+// A store kind, then operations [op, args...], back to back (fuzz_manager_store).
+void manager_stores() {
+  write("manager_store", "dict_ops", packed([](packer& pk) {
+    pk.pack(0);
+    pk.pack(std::make_tuple(std::string{"set"}, std::string{"a"}, 1));
+    pk.pack(std::make_tuple(std::string{"set"}, 0.25, msgpack::type::nil_t{}));
+    pk.pack(std::make_tuple(std::string{"update"}, 1, std::string{"1"}, std::string{"2"}, 2));
+    pk.pack(std::make_tuple(std::string{"pop"}, std::string{"a"}));
+    pk.pack(std::make_tuple(std::string{"setdefault"}, 7, 8));
+    pk.pack(std::make_tuple(std::string{"popitem"}));
+    pk.pack(std::make_tuple(std::string{"items"}));
+  }));
+  write("manager_store", "list_ops", packed([](packer& pk) {
+    pk.pack(1);
+    pk.pack(std::make_tuple(std::string{"extend"}, 3, 1, std::string{"x"}, 2.5));
+    pk.pack(std::make_tuple(std::string{"insert"}, -2, 9));
+    pk.pack(std::make_tuple(std::string{"slice"}, msgpack::type::nil_t{}, -1));
+    pk.pack(std::make_tuple(std::string{"sort"}, true));
+    pk.pack(std::make_tuple(std::string{"remove"}, std::string{"x"}));
+    pk.pack(std::make_tuple(std::string{"sort"}));
+    pk.pack(std::make_tuple(std::string{"index"}, 9, 0, msgpack::type::nil_t{}));
+    pk.pack(std::make_tuple(std::string{"pop"}, -1));
+    pk.pack(std::make_tuple(std::string{"del"}, 0));
+  }));
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -204,5 +230,6 @@ int main(int argc, char** argv) {
   envelopes();
   values();
   messages();
+  manager_stores();
   return 0;
 }

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUILD=build-fuzz
-HARNESSES=(frame envelope codec message_bytes)
+HARNESSES=(frame envelope codec message_bytes manager_store)
 seconds=60
 only=()
 while [ $# -gt 0 ]; do
