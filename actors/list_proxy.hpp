@@ -61,6 +61,12 @@ public:
   std::size_t index(const T& x) const {
     return detail::unpack_value<std::uint64_t>(ref_.call_one(caf::atom("index"), pack(x)));
   }
+  // index(x, start, stop): the first within l[start:stop].
+  std::size_t index(const T& x, std::optional<index_t> start, std::optional<index_t> stop = {}) const {
+    return detail::unpack_value<std::uint64_t>(ref_.call_one(
+      caf::atom("index"),
+      {detail::pack_value<T>(x), detail::pack_value(start), detail::pack_value(stop)}));
+  }
   std::size_t count(const T& x) const {
     return detail::unpack_value<std::uint64_t>(ref_.call_one(caf::atom("count"), pack(x)));
   }

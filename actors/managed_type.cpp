@@ -57,7 +57,8 @@ managed_type_entry& managed_type_of(const std::type_info& type, const char* name
 
 void add_managed_method(managed_type_entry& entry, const char* method, managed_method fn) {
   std::lock_guard guard{registry().m};
-  if (!entry.methods.emplace(method, fn).second)
+  auto [at, added] = entry.methods.emplace(method, fn);
+  if (!added && at->second != fn)  // the same line seen twice (a header) is fine
     throw std::logic_error("MPROC_MANAGED: " + entry.name + "::" + method + " registered twice");
 }
 

@@ -64,6 +64,10 @@ struct method_traits<R (T::*)(A...)> {
 };
 template <class R, class T, class... A>
 struct method_traits<R (T::*)(A...) const> : method_traits<R (T::*)(A...)> {};
+template <class R, class T, class... A>
+struct method_traits<R (T::*)(A...) noexcept> : method_traits<R (T::*)(A...)> {};
+template <class R, class T, class... A>
+struct method_traits<R (T::*)(A...) const noexcept> : method_traits<R (T::*)(A...)> {};
 
 [[noreturn]] void throw_managed_arity(const char* method, std::size_t wanted, std::size_t got);
 

@@ -13,7 +13,7 @@ constexpr std::chrono::seconds stop_grace{5};
 manager::manager(node& owner, manager_options options)
     : owner_{true}, timeout_{options.timeout} {
   if (options.in_process) {
-    server_ = owner.spawn(detail::manager_actor_name());
+    server_ = detail::spawn_local_manager(owner.system());
   } else {
     // A daemon: a manager handle that is never destroyed still ends with the node.
     process_ = owner.spawn_process(detail::manager_actor_name(),
@@ -108,8 +108,12 @@ object_proxy<> manager::object(const std::string& type, const std::string& name)
   return object_proxy<>{create(type, name)};
 }
 
-bool manager::release_id(std::uint64_t id) const {
-  return detail::unpack_value<bool>(self_ref().call_one(caf::atom("release"), {detail::pack_value(id)}));
+bool manager::release_id(const detail::manager_ref& ref) const {
+  if (ref.server() != server_)
+    throw error(make_error(errc::bad_arguments, "a proxy of another manager"),
+                "manager::release: a proxy of another manager");
+  return detail::unpack_value<bool>(
+    self_ref().call_one(caf::atom("release"), {detail::pack_value(ref.id())}));
 }
 
 std::vector<std::pair<std::string, std::string>> manager::names() const {

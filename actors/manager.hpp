@@ -12,6 +12,9 @@
 // another that attaches to the manager: from a descendant with manager::lookup(name), from
 // another machine with manager::connect(remote_node, name) when the manager was given
 // manager_options::name. Objects live until released or until the manager ends.
+//
+// Destroy a manager before its node. A registered class's method must not call its own
+// manager: the manager runs one operation at a time, so the call waits for its timeout.
 #pragma once
 
 #include <chrono>
@@ -85,9 +88,10 @@ public:
 
   // Forgets the object: its memory goes, and every proxy of it then fails with
   // no_such_actor. False when it was already released.
+  // Throws bad_arguments for a proxy of another manager.
   template <class Proxy>
   bool release(const Proxy& proxy) const {
-    return release_id(proxy.ref().id());
+    return release_id(proxy.ref());
   }
   // The named objects and their kinds ("dict", "list", "namespace", a class name).
   std::vector<std::pair<std::string, std::string>> names() const;
@@ -99,7 +103,7 @@ public:
 private:
   manager() = default;
   detail::manager_ref create(const std::string& kind, const std::string& name) const;
-  bool release_id(std::uint64_t id) const;
+  bool release_id(const detail::manager_ref& ref) const;
   detail::manager_ref self_ref() const;
 
   caf::actor server_;

@@ -12,6 +12,8 @@ namespace {
 class dict_store final : public manager_store {
 public:
   explicit dict_store(std::string_view kind) : kind_{kind} {}
+  dict_store(const dict_store&) = delete;  // index_ views the keys in order_
+  dict_store& operator=(const dict_store&) = delete;
 
   std::string_view kind() const override { return kind_; }
 

@@ -112,21 +112,15 @@ private:
     return {std::move(out)};
   }
 
-  [[noreturn]] static void not_in_list(const bytes& x, const char* what) {
-    std::string shown;
-    try {
-      shown = value_arg(x).repr();
-    } catch (const op_error&) {
-      shown = "x";
-    }
-    throw op_error(errc::not_found, std::string{"ValueError: "} + what + shown + " not in list");
+  [[noreturn]] static void not_in_list(const bytes& x) {
+    throw op_error(errc::not_found, "ValueError: " + value_arg(x).repr() + " is not in list");
   }
 
   manager_reply remove(const manager_args& args) {
     expect_args(args, 1, "remove");
     auto i = std::find(items_.begin(), items_.end(), args[0]);
     if (i == items_.end())
-      not_in_list(args[0], "list.remove(x): ");
+      throw op_error(errc::not_found, "ValueError: list.remove(x): x not in list");
     items_.erase(i);
     return {};
   }
@@ -139,7 +133,7 @@ private:
     for (auto i = from; i < to; ++i)
       if (items_[i] == args[0])
         return {encoded(static_cast<std::uint64_t>(i))};
-    not_in_list(args[0], "");
+    not_in_list(args[0]);
   }
 
   // Items compared as Python compares them (mproc::value); the list is left as it was when

@@ -35,6 +35,8 @@ public:
       throw;  // bad arguments: already an mproc error
     } catch (const std::exception& e) {
       throw op_error(errc::task_failed, type_.name + "." + name + " raised: " + e.what());
+    } catch (...) {
+      throw op_error(errc::task_failed, type_.name + "." + name + " raised a non-std::exception");
     }
   }
 

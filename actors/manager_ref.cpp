@@ -1,5 +1,7 @@
 #include "actors/manager_ref.hpp"
 
+#include <algorithm>
+
 #include <caf/make_message.hpp>
 
 #include "actors/guard.hpp"
@@ -18,6 +20,10 @@ bool manager_gone(const caf::error& e) {
 }
 
 } // namespace
+
+manager_ref::millis manager_ref::clamped(millis t) {
+  return std::clamp(t, millis{0}, millis{forever_beyond});
+}
 
 manager_reply manager_ref::call(caf::atom_value op, manager_args args) const {
   if (!server_)
@@ -64,8 +70,6 @@ bool decode_manager_ref(const msgpack::object& o, manager_ref& out, wire::codec_
     return false;
   if (!server)
     return st.fail("a manager proxy names no actor");
-  if (timeout < 0)
-    return st.fail("a manager proxy's timeout is negative");
   out = manager_ref{std::move(server), id, manager_ref::millis{timeout}};
   return true;
 }

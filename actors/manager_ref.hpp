@@ -22,7 +22,7 @@ public:
 
   manager_ref() = default;
   manager_ref(caf::actor server, std::uint64_t id, millis timeout)
-    : server_{std::move(server)}, id_{id}, timeout_{timeout} {}
+    : server_{std::move(server)}, id_{id}, timeout_{clamped(timeout)} {}
 
   // Runs `op` on the object. Throws mproc::error: the manager's answer (no_such_key,
   // out_of_range, ...), timeout, or — the manager gone — process_exited, link_lost,
@@ -35,9 +35,12 @@ public:
   const caf::actor& server() const { return server_; }
   std::uint64_t id() const { return id_; }
   millis timeout() const { return timeout_; }
-  void timeout(millis t) { timeout_ = t; }
+  void timeout(millis t) { timeout_ = clamped(t); }
 
 private:
+  // Never negative; a century or more is for ever (and would overflow in nanoseconds).
+  static millis clamped(millis t);
+
   caf::actor server_;
   std::uint64_t id_ = 0;
   millis timeout_{10'000};

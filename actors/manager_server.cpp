@@ -20,6 +20,8 @@ struct manager_state {
   bool stopping = false;
 
   manager_reply run(std::uint64_t object, caf::atom_value op, manager_args& args) {
+    for (auto& arg : args)
+      canonicalize(arg);
     if (object == manager_object)
       return own(op, args);
     auto i = objects.find(object);
@@ -106,6 +108,8 @@ caf::behavior mproc_manager(caf::stateful_actor<manager_state>* self) {
       } catch (const std::exception& e) {  // bad_alloc, mostly: the manager goes on
         log::warn("manager: ", e.what());
         return make_error(errc::bad_arguments, e.what());
+      } catch (...) {  // a registered method threw something else: the manager goes on
+        return make_error(errc::task_failed, "an operation threw a non-std::exception");
       }
     },
   };
@@ -114,6 +118,12 @@ caf::behavior mproc_manager(caf::stateful_actor<manager_state>* self) {
 const bool registered = register_actor(make_actor_entry<&mproc_manager>("mproc_manager"));
 
 } // namespace
+
+caf::actor spawn_local_manager(caf::actor_system& sys) {
+  // Its own thread: in a node whose few scheduler threads all wait in blocking calls to it,
+  // a scheduled manager would never run.
+  return sys.spawn<caf::detached>(mproc_manager);
+}
 
 const char* manager_actor_name() {
   (void)registered;

@@ -54,6 +54,10 @@ std::string string_arg(const bytes& arg) { return decoded<std::string>(arg, "a s
 
 value value_arg(const bytes& arg) { return decoded<value>(arg, "a msgpack value"); }
 
+void canonicalize(bytes& arg) {
+  arg = encode_one(decoded<value>(arg, "a msgpack value"));
+}
+
 bytes encoded(std::uint64_t x) { return encode_one(x); }
 bytes encoded(bool x) { return encode_one(x); }
 bytes encoded(const value& x) { return encode_one(x); }

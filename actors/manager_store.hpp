@@ -52,6 +52,10 @@ std::optional<std::int64_t> optional_int_arg(const bytes& arg);  // nil is nullo
 bool bool_arg(const bytes& arg);
 std::string string_arg(const bytes& arg);
 value value_arg(const bytes& arg);
+// Re-encodes `arg` the one way mproc encodes its value (smallest integer and string headers,
+// floats as float64), so that keys and items compare by bytes whoever encoded them. Throws
+// op_error bad_arguments when it is not one msgpack value mproc::value can hold.
+void canonicalize(bytes& arg);
 // One result encoded.
 bytes encoded(std::uint64_t x);
 bytes encoded(bool x);

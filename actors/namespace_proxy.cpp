@@ -6,9 +6,7 @@
 
 namespace mproc {
 
-namespace {
-[[maybe_unused]] const bool registered = detail::register_message_type<namespace_proxy>();
-}
+const bool namespace_proxy::registered_ = detail::register_message_type<namespace_proxy>();
 
 bool namespace_proxy::has(std::string_view name) const {
   return detail::unpack_value<bool>(ref_.call_one(caf::atom("has"), {key(name)}));
@@ -22,16 +20,16 @@ std::vector<std::string> namespace_proxy::names() const {
   return detail::unpack_values<std::string>(ref_.call(caf::atom("keys"), {}));
 }
 
+// As Python's: "name=repr" texts sorted as texts, names starting with _ left out.
 std::string namespace_proxy::repr() const {
-  auto items = detail::unpack_pairs<std::string, value>(ref_.call(caf::atom("items"), {}));
-  std::sort(items.begin(), items.end(),
-            [](auto& a, auto& b) { return a.first < b.first; });
+  std::vector<std::string> shown;
+  for (auto& [name, x] : detail::unpack_pairs<std::string, value>(ref_.call(caf::atom("items"), {})))
+    if (!name.starts_with('_'))
+      shown.push_back(name + "=" + x.repr());
+  std::sort(shown.begin(), shown.end());
   std::string out = "Namespace(";
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    if (i > 0)
-      out += ", ";
-    out += items[i].first + "=" + items[i].second.repr();
-  }
+  for (std::size_t i = 0; i < shown.size(); ++i)
+    out += (i > 0 ? ", " : "") + shown[i];
   return out + ")";
 }
 

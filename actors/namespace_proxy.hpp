@@ -22,11 +22,11 @@ class manager;
 class namespace_proxy {
 public:
   // An invalid proxy (for containers and decoding); every call on it throws.
-  namespace_proxy() = default;
+  namespace_proxy() { (void)registered_; }
 
   template <class T>
   void set(std::string_view name, const T& x) const {
-    ref_.call(caf::atom("set"), {key(name), detail::pack_value(x)});
+    ref_.call(caf::atom("set"), {key(name), detail::pack_value<detail::stored_t<T>>(x)});
   }
   template <class T>
   T get(std::string_view name) const {
@@ -53,10 +53,12 @@ public:
 private:
   friend class manager;
   friend struct wire::codec<namespace_proxy>;
-  explicit namespace_proxy(detail::manager_ref ref) : ref_{std::move(ref)} {}
+  explicit namespace_proxy(detail::manager_ref ref) : ref_{std::move(ref)} { (void)registered_; }
   static bytes key(std::string_view name) { return detail::pack_value(std::string{name}); }
 
   detail::manager_ref ref_;
+  // In the class, so that a program using only its inline calls still registers the type.
+  static const bool registered_;
 };
 
 std::ostream& operator<<(std::ostream& os, const namespace_proxy& ns);

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <ostream>
 #include <stdexcept>
 
@@ -71,15 +72,42 @@ void append_float(std::string& out, double x) {
   out.append(digits, 0, whole).append(".").append(digits, whole);
 }
 
-// The body of a str or bytes repr, in quotes chosen as Python chooses them.
+// Length of the UTF-8 sequence starting at s[i] and its code point; 0 when it is not valid.
+std::size_t utf8_at(std::string_view s, std::size_t i, char32_t& cp) {
+  auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  auto n = b(0) >= 0xf0 ? 4 : b(0) >= 0xe0 ? 3 : b(0) >= 0xc0 ? 2 : 0;
+  if (n == 0 || b(0) > 0xf4 || i + static_cast<std::size_t>(n) > s.size())
+    return 0;
+  cp = b(0) & (0x7f >> n);
+  for (int k = 1; k < n; ++k) {
+    if ((b(static_cast<std::size_t>(k)) & 0xc0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (b(static_cast<std::size_t>(k)) & 0x3f);
+  }
+  static constexpr char32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < least[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+    return 0;
+  return static_cast<std::size_t>(n);
+}
+
+void append_hex_escape(std::string& out, unsigned x) {
+  static constexpr char hex[] = "0123456789abcdef";
+  out += "\\x";
+  out += hex[(x >> 4) & 15];
+  out += hex[x & 15];
+}
+
+// The body of a str or bytes repr, in quotes chosen as Python chooses them. A str's text
+// passes through except what Python escapes below U+00AE (controls, NBSP, soft hyphen);
+// bytes that are not UTF-8 show as \xNN.
 void append_quoted(std::string& out, std::string_view s, bool is_bytes) {
   bool has_single = s.find('\'') != s.npos;
   char quote = has_single && s.find('"') == s.npos ? '"' : '\'';
   if (is_bytes)
     out += 'b';
   out += quote;
-  static constexpr char hex[] = "0123456789abcdef";
-  for (char c : s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
     auto u = static_cast<unsigned char>(c);
     if (c == quote || c == '\\') {
       out += '\\';
@@ -90,12 +118,23 @@ void append_quoted(std::string& out, std::string_view s, bool is_bytes) {
       out += "\\r";
     } else if (c == '\t') {
       out += "\\t";
-    } else if (u < 0x20 || u == 0x7f || (is_bytes && u >= 0x80)) {
-      out += "\\x";
-      out += hex[u >> 4];
-      out += hex[u & 15];
+    } else if (u < 0x20 || u == 0x7f) {
+      append_hex_escape(out, u);
+    } else if (u < 0x80) {
+      out += c;
+    } else if (char32_t cp = 0; !is_bytes) {
+      auto n = utf8_at(s, i, cp);
+      if (n == 0) {
+        append_hex_escape(out, u);
+      } else if (cp <= 0xa0 || cp == 0xad) {
+        append_hex_escape(out, static_cast<unsigned>(cp));
+        i += n - 1;
+      } else {
+        out.append(s.substr(i, n));
+        i += n - 1;
+      }
     } else {
-      out += c;  // UTF-8 of a str passes through, as Python prints printable text
+      append_hex_escape(out, u);
     }
   }
   out += quote;
@@ -145,6 +184,9 @@ bool is_number(const value& v) {
 
 // Numbers as Python orders them; NaN sorts after every number and equal to itself, so that
 // a sort stays well-defined (Python's own result with NaNs is arbitrary).
+static_assert(std::numeric_limits<long double>::digits >= 64,
+              "comparing int64 with double exactly needs a 64-bit mantissa");
+
 std::strong_ordering compare_numbers(const value& a, const value& b) {
   auto widen = [](const value& v) -> long double {  // 64 mantissa bits: every int64 exactly
     return std::visit(
@@ -268,14 +310,22 @@ std::strong_ordering compare(const value& a, const value& b) {
   if (k == b.type()) {
     if (k == value::kind::string)
       return std::get<std::string>(a.v_) <=> std::get<std::string>(b.v_);
-    if (k == value::kind::bytes)
-      return std::get<mproc::bytes>(a.v_) <=> std::get<mproc::bytes>(b.v_);
-    if (k == value::kind::array) {
+    if (k == value::kind::bytes) {  // as unsigned bytes, as Python (char is signed on x86)
+      auto& xa = std::get<mproc::bytes>(a.v_);
+      auto& xb = std::get<mproc::bytes>(b.v_);
+      auto c = std::memcmp(xa.data(), xb.data(), std::min(xa.size(), xb.size()));
+      return c != 0 ? (c < 0 ? std::strong_ordering::less : std::strong_ordering::greater)
+                    : xa.size() <=> xb.size();
+    }
+    if (k == value::kind::array) {  // Python: the first pair that is not == decides
       auto& xa = std::get<value::array_t>(a.v_);
       auto& xb = std::get<value::array_t>(b.v_);
-      for (std::size_t i = 0; i < xa.size() && i < xb.size(); ++i)
+      for (std::size_t i = 0; i < xa.size() && i < xb.size(); ++i) {
+        if (xa[i] == xb[i])
+          continue;
         if (auto c = compare(xa[i], xb[i]); c != 0)
           return c;
+      }
       return xa.size() <=> xb.size();
     }
   }

@@ -35,6 +35,9 @@ TEST_CASE("a value prints as Python's repr prints the same data") {
   CHECK(value{"say \"hi\" it's"}.repr() == "'say \"hi\" it\\'s'");
   CHECK(value{"tab\tnew\nline\\ \x01"}.repr() == "'tab\\tnew\\nline\\\\ \\x01'");
   CHECK(value{"été"}.repr() == "'été'");
+  CHECK(value{"nbsp\u00a0 c1\u0085 shy\u00ad ok\u00ae"}.repr()
+        == "'nbsp\\xa0 c1\\x85 shy\\xad ok\u00ae'");
+  CHECK(value{std::string{"bad\xff"}}.repr() == "'bad\\xff'");
   CHECK(value{mproc::bytes{'a', '\0', '\xff', '\''}}.repr() == "b\"a\\x00\\xff'\"");
 }
 
@@ -46,6 +49,7 @@ TEST_CASE("floats print with Python's shortest repr and its switch to exponents"
   CHECK(r(100000.0) == "100000.0");
   CHECK(r(1e15) == "1000000000000000.0");
   CHECK(r(1e16) == "1e+16");
+  CHECK(r(9999999999999998.0) == "9999999999999998.0");
   CHECK(r(1.5e300) == "1.5e+300");
   CHECK(r(0.0001) == "0.0001");
   CHECK(r(1e-05) == "1e-05");
@@ -66,6 +70,12 @@ TEST_CASE("values compare as Python's do") {
   CHECK(std::is_gt(compare(value{std::uint64_t{18446744073709551615u}}, value{-1})));
   CHECK(std::is_lt(compare(value{"abc"}, value{"abd"})));
   CHECK(std::is_lt(compare(value{value::array_t{1, 2}}, value{value::array_t{1, 2, 0}})));
+  CHECK(std::is_lt(compare(value{mproc::bytes{'\x01'}}, value{mproc::bytes{'\xff'}})));
+  // The first pair that is not == decides, so equal unorderable items are fine.
+  CHECK(std::is_eq(compare(value{value::array_t{nullptr}}, value{value::array_t{nullptr}})));
+  CHECK(std::is_gt(compare(value{value::array_t{nullptr, 3}}, value{value::array_t{nullptr, 1}})));
+  CHECK(std::is_eq(compare(value{std::nan("")}, value{std::nan("")})));  // NaN sorts last, together
+  CHECK(std::is_gt(compare(value{std::nan("")}, value{1e300})));
   CHECK_THROWS_WITH(compare(value{"a"}, value{1}),
                     "'<' not supported between instances of 'str' and 'int'");
   CHECK_THROWS_AS(compare(value{}, value{}), std::invalid_argument);
