@@ -89,7 +89,7 @@ public:
 
 private:
   friend class manager;
-  friend struct wire::codec<dict_proxy>;
+  friend struct detail::proxy_codec<dict_proxy>;
   explicit dict_proxy(detail::manager_ref ref) : ref_{std::move(ref)} { (void)registered_; }
 
   static detail::manager_args pack(const K& key) { return {detail::pack_value<K>(key)}; }
@@ -113,18 +113,9 @@ std::ostream& operator<<(std::ostream& os, const dict_proxy<K, V>& d) {
 } // namespace mproc
 
 template <class K, class V>
-struct mproc::wire::codec<mproc::dict_proxy<K, V>> {
+struct mproc::wire::codec<mproc::dict_proxy<K, V>>
+    : mproc::detail::proxy_codec<mproc::dict_proxy<K, V>> {
   static std::string name() { return "dict_proxy<" + codec<K>::name() + "," + codec<V>::name() + ">"; }
-  static void encode(packer& pk, const mproc::dict_proxy<K, V>& x, codec_state& st) {
-    mproc::detail::encode_manager_ref(pk, x.ref_, st);
-  }
-  static bool decode(const msgpack::object& o, mproc::dict_proxy<K, V>& out, codec_state& st) {
-    mproc::detail::manager_ref ref;
-    if (!mproc::detail::decode_manager_ref(o, ref, st))
-      return false;
-    out = mproc::dict_proxy<K, V>{std::move(ref)};
-    return true;
-  }
 };
 
 template <class K, class V>

@@ -93,7 +93,7 @@ public:
 
 private:
   friend class manager;
-  friend struct wire::codec<list_proxy>;
+  friend struct detail::proxy_codec<list_proxy>;
   explicit list_proxy(detail::manager_ref ref) : ref_{std::move(ref)} { (void)registered_; }
 
   static detail::manager_args pack(const T& x) { return {detail::pack_value<T>(x)}; }
@@ -111,18 +111,8 @@ std::ostream& operator<<(std::ostream& os, const list_proxy<T>& l) {
 } // namespace mproc
 
 template <class T>
-struct mproc::wire::codec<mproc::list_proxy<T>> {
+struct mproc::wire::codec<mproc::list_proxy<T>> : mproc::detail::proxy_codec<mproc::list_proxy<T>> {
   static std::string name() { return "list_proxy<" + codec<T>::name() + ">"; }
-  static void encode(packer& pk, const mproc::list_proxy<T>& x, codec_state& st) {
-    mproc::detail::encode_manager_ref(pk, x.ref_, st);
-  }
-  static bool decode(const msgpack::object& o, mproc::list_proxy<T>& out, codec_state& st) {
-    mproc::detail::manager_ref ref;
-    if (!mproc::detail::decode_manager_ref(o, ref, st))
-      return false;
-    out = mproc::list_proxy<T>{std::move(ref)};
-    return true;
-  }
 };
 
 template <class T>

@@ -93,11 +93,22 @@ detail::manager_ref manager::self_ref() const {
   return detail::manager_ref{server_, detail::manager_object, timeout_};
 }
 
-detail::manager_ref manager::create(const std::string& kind, const std::string& name) const {
-  auto args = name.empty() ? detail::pack_values(kind, value{})
-                           : detail::pack_values(kind, value{name});
+detail::manager_ref manager::create(const std::string& kind, const std::string& name,
+                                    std::optional<bytes> parameter) const {
+  auto args = name.empty() ? detail::pack_values(kind, ::mproc::value{})
+                           : detail::pack_values(kind, ::mproc::value{name});
+  if (parameter)
+    args.push_back(std::move(*parameter));
   auto id = detail::unpack_value<std::uint64_t>(self_ref().call_one(caf::atom("create"), args));
   return detail::manager_ref{server_, id, timeout_};
+}
+
+event_proxy manager::event(const std::string& name) const {
+  return event_proxy{create("event", name)};
+}
+
+lock_proxy manager::lock(const std::string& name) const {
+  return lock_proxy{create("lock", name)};
 }
 
 namespace_proxy manager::namespace_(const std::string& name) const {

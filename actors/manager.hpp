@@ -28,6 +28,8 @@
 #include "actors/list_proxy.hpp"
 #include "actors/namespace_proxy.hpp"
 #include "actors/object_proxy.hpp"
+#include "actors/queue_proxy.hpp"
+#include "actors/sync_proxy.hpp"
 #include "runtime/node.hpp"
 
 namespace mproc {
@@ -78,6 +80,18 @@ public:
     return list_proxy<T>{create("list", name)};
   }
   namespace_proxy namespace_(const std::string& name = {}) const;
+  // Python's SyncManager types (actors/sync_proxy.hpp, actors/queue_proxy.hpp).
+  event_proxy event(const std::string& name = {}) const;
+  lock_proxy lock(const std::string& name = {}) const;
+  template <class T>
+  value_proxy<T> value(const T& initial, const std::string& name = {}) const {
+    return value_proxy<T>{create("value", name, detail::pack_value<T>(initial))};
+  }
+  // maxsize 0: unbounded.
+  template <class T>
+  queue_proxy<T> queue(std::size_t maxsize = 0, const std::string& name = {}) const {
+    return queue_proxy<T>{create("queue", name, detail::pack_value<std::uint64_t>(maxsize))};
+  }
   // An object of a class registered with MPROC_MANAGED, default-constructed in the manager.
   template <class T>
   object_proxy<T> object(const std::string& name = {}) const {
@@ -102,7 +116,8 @@ public:
 
 private:
   manager() = default;
-  detail::manager_ref create(const std::string& kind, const std::string& name) const;
+  detail::manager_ref create(const std::string& kind, const std::string& name,
+                             std::optional<bytes> parameter = {}) const;
   bool release_id(const detail::manager_ref& ref) const;
   detail::manager_ref self_ref() const;
 

@@ -26,12 +26,22 @@ manager_ref::millis manager_ref::clamped(millis t) {
 }
 
 manager_reply manager_ref::call(caf::atom_value op, manager_args args) const {
+  return request(op, std::move(args), timeout_);
+}
+
+manager_reply manager_ref::call_waiting(caf::atom_value op, manager_args args,
+                                        std::optional<millis> wait) const {
+  auto total = wait ? clamped(std::min<millis>(*wait, forever_beyond) + timeout_) : millis{forever_beyond};
+  return request(op, std::move(args), total);
+}
+
+manager_reply manager_ref::request(caf::atom_value op, manager_args args, millis timeout) const {
   if (!server_)
     throw_misuse("an empty manager proxy (default-made, or moved from)");
   caf::message reply;
   try {
     reply = this_node().request_message(
-      server_, caf::make_message(m_call_atom::value, id_, op, std::move(args)), timeout_);
+      server_, caf::make_message(m_call_atom::value, id_, op, std::move(args)), timeout);
   } catch (const error& e) {
     if (!manager_gone(e.reason()))
       throw;

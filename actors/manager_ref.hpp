@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,10 @@ public:
   manager_reply call(caf::atom_value op, manager_args args) const;
   // The same for a call whose answer is one value.
   bytes call_one(caf::atom_value op, manager_args args) const;
+  // A call that may wait in the manager up to `wait` (nullopt: for ever): it is given that
+  // long on top of the proxy's timeout.
+  manager_reply call_waiting(caf::atom_value op, manager_args args,
+                             std::optional<millis> wait) const;
 
   bool valid() const { return static_cast<bool>(server_); }
   const caf::actor& server() const { return server_; }
@@ -38,6 +43,7 @@ public:
   void timeout(millis t) { timeout_ = clamped(t); }
 
 private:
+  manager_reply request(caf::atom_value op, manager_args args, millis timeout) const;
   // Never negative; a century or more is for ever (and would overflow in nanoseconds).
   static millis clamped(millis t);
 
@@ -49,6 +55,21 @@ private:
 // A proxy on the wire: [actor, object id, timeout in ms].
 void encode_manager_ref(wire::packer& pk, const manager_ref& ref, wire::codec_state& st);
 bool decode_manager_ref(const msgpack::object& o, manager_ref& out, wire::codec_state& st);
+
+// The codec of every proxy (a friend of each, for its private constructor from a ref).
+template <class Proxy>
+struct proxy_codec {
+  static void encode(wire::packer& pk, const Proxy& x, wire::codec_state& st) {
+    encode_manager_ref(pk, x.ref(), st);
+  }
+  static bool decode(const msgpack::object& o, Proxy& out, wire::codec_state& st) {
+    manager_ref ref;
+    if (!decode_manager_ref(o, ref, st))
+      return false;
+    out = Proxy{std::move(ref)};
+    return true;
+  }
+};
 
 template <class... Ts>
 manager_args pack_values(const Ts&... xs) {

@@ -1,6 +1,7 @@
 #include "actors/manager_server.hpp"
 
 #include <map>
+#include <set>
 #include <unordered_map>
 
 #include <caf/all.hpp>
@@ -13,13 +14,18 @@ namespace mproc::detail {
 
 namespace {
 
+// A waiter's timeout, from the manager to itself: (object, token).
+using m_expire_atom = caf::atom_constant<caf::atom("m_expire")>;
+
 struct manager_state {
   std::unordered_map<std::uint64_t, std::unique_ptr<manager_store>> objects;
   std::map<std::string, std::uint64_t, std::less<>> names;
+  std::set<caf::actor_addr> watched;  // senders whose end the manager hears of
   std::uint64_t next_id = 1;
   bool stopping = false;
 
-  manager_reply run(std::uint64_t object, caf::atom_value op, manager_args& args) {
+  std::optional<manager_reply> run(std::uint64_t object, caf::atom_value op,
+                                   manager_args& args, manager_context& ctx) {
     for (auto& arg : args)
       canonicalize(arg);
     if (object == manager_object)
@@ -28,7 +34,7 @@ struct manager_state {
     if (i == objects.end())
       throw op_error(errc::no_such_actor, "the manager holds no object " + std::to_string(object)
                                             + " (released, or from another manager)");
-    return i->second->call(op, args);
+    return i->second->call_waiting(op, args, ctx);
   }
 
   manager_reply own(caf::atom_value op, manager_args& args) {
@@ -48,17 +54,22 @@ struct manager_state {
         }
         return out;
       }
-      case caf::atom("stop"): stopping = true; return {};
+      case caf::atom("stop"):
+        stopping = true;
+        for (auto& [id, store] : objects)  // nobody waits for an answer that cannot come
+          store->stop_waiters();
+        return {};
       default:
         throw op_error(errc::bad_arguments,
                        "a manager has no operation '" + caf::to_string(op) + "'");
     }
   }
 
-  // ("create", [kind, name or nil]) -> [id]: a new object, or the one already under `name`
-  // when it is of the same kind.
+  // ("create", [kind, name or nil[, parameter]]) -> [id]: a new object, or the one already
+  // under `name` when it is of the same kind. The parameter: a queue's maxsize, a value's
+  // initial value.
   manager_reply create(const manager_args& args) {
-    expect_args(args, 2, "create");
+    expect_args(args, 2, 3, "create");
     auto kind = string_arg(args[0]);
     auto name = value_arg(args[1]);
     if (!name.is_nil() && name.type() != value::kind::string)
@@ -72,7 +83,7 @@ struct manager_state {
         return {encoded(i->second)};
       }
     }
-    auto store = make(kind);
+    auto store = make(kind, args.size() > 2 ? &args[2] : nullptr);
     auto id = next_id++;
     objects.emplace(id, std::move(store));
     if (!name.is_nil())
@@ -80,27 +91,81 @@ struct manager_state {
     return {encoded(id)};
   }
 
-  static std::unique_ptr<manager_store> make(const std::string& kind) {
+  static std::unique_ptr<manager_store> make(const std::string& kind, const bytes* parameter) {
     if (kind == "dict" || kind == "namespace")
       return make_dict_store(kind);
     if (kind == "list")
       return make_list_store();
+    if (kind == "event")
+      return make_event_store();
+    if (kind == "lock")
+      return make_lock_store();
+    if (kind == "value") {
+      if (parameter == nullptr)
+        throw op_error(errc::bad_arguments, "a value is created with its initial value");
+      return make_value_store(*parameter);
+    }
+    if (kind == "queue") {
+      auto maxsize = parameter ? int_arg(*parameter) : 0;
+      if (maxsize < 0)
+        throw op_error(errc::bad_arguments, "a queue's maxsize is not negative");
+      return make_queue_store(static_cast<std::uint64_t>(maxsize));
+    }
     if (auto store = make_object_store(kind))
       return store;
     throw op_error(errc::unknown_actor_name,
-                   "no managed type '" + kind + "' (dict, list, namespace, or MPROC_MANAGED)");
+                   "no managed type '" + kind
+                     + "' (dict, list, namespace, event, lock, value, queue, or MPROC_MANAGED)");
   }
 };
 
-caf::behavior mproc_manager(caf::stateful_actor<manager_state>* self) {
+using manager_actor = caf::stateful_actor<manager_state>;
+
+// The manager as one operation sees it.
+class call_context final : public manager_context {
+public:
+  call_context(manager_actor* self, std::uint64_t object) : self_{self}, object_{object} {}
+
+  caf::response_promise defer() override {
+    promise_ = self_->make_response_promise();
+    return *promise_;
+  }
+  void expire_after(std::chrono::milliseconds delay, std::uint64_t token) override {
+    self_->delayed_send(self_, delay, m_expire_atom::value, object_, token);
+  }
+  caf::actor_addr sender() override {
+    auto& who = self_->current_sender();
+    auto addr = caf::actor_cast<caf::actor_addr>(who);
+    if (who && self_->state.watched.insert(addr).second)
+      self_->monitor(who);
+    return addr;
+  }
+  const std::optional<caf::response_promise>& promise() const { return promise_; }
+
+private:
+  manager_actor* self_;
+  std::uint64_t object_;
+  std::optional<caf::response_promise> promise_;
+};
+
+caf::behavior mproc_manager(manager_actor* self) {
+  // A sender ended: its waiters go, what it held (a lock) is given back.
+  self->set_down_handler([self](caf::down_msg& down) {
+    self->state.watched.erase(down.source);
+    for (auto& [id, store] : self->state.objects)
+      store->sender_down(down.source);
+  });
   return {
     [self](m_call_atom, std::uint64_t object, caf::atom_value op,
            manager_args& args) -> caf::result<manager_reply> {
       try {
-        auto reply = self->state.run(object, op, args);
+        call_context ctx{self, object};
+        auto reply = self->state.run(object, op, args, ctx);
         if (self->state.stopping)
           self->quit();
-        return reply;
+        if (!reply)
+          return *ctx.promise();
+        return std::move(*reply);
       } catch (const op_error& e) {
         return make_error(e.code, e.what());
       } catch (const error& e) {
@@ -111,6 +176,10 @@ caf::behavior mproc_manager(caf::stateful_actor<manager_state>* self) {
       } catch (...) {  // a registered method threw something else: the manager goes on
         return make_error(errc::task_failed, "an operation threw a non-std::exception");
       }
+    },
+    [self](m_expire_atom, std::uint64_t object, std::uint64_t token) {
+      if (auto i = self->state.objects.find(object); i != self->state.objects.end())
+        i->second->expire(token);
     },
   };
 }

@@ -3,6 +3,7 @@
 // actor only, one operation at a time.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -10,7 +11,9 @@
 #include <string>
 #include <string_view>
 
+#include <caf/actor_addr.hpp>
 #include <caf/atom.hpp>
+#include <caf/response_promise.hpp>
 
 #include "actors/manager_protocol.hpp"
 #include "runtime/errors.hpp"
@@ -25,6 +28,19 @@ struct op_error : std::runtime_error {
   errc code;
 };
 
+// What an operation that waits (an event's wait, a lock's acquire, a queue's get) may ask of
+// the manager while it runs.
+class manager_context {
+public:
+  virtual ~manager_context() = default;
+  // The caller's answer, to deliver later; the operation then returns std::nullopt.
+  virtual caf::response_promise defer() = 0;
+  // Calls expire(token) on this object after `delay` (a waiter's timeout).
+  virtual void expire_after(std::chrono::milliseconds delay, std::uint64_t token) = 0;
+  // The process that sent the operation. Once it ends, every object's sender_down(it) runs.
+  virtual caf::actor_addr sender() = 0;
+};
+
 class manager_store {
 public:
   virtual ~manager_store() = default;
@@ -32,10 +48,26 @@ public:
   virtual std::string_view kind() const = 0;
   // Runs `op` on `args`. Throws op_error.
   virtual manager_reply call(caf::atom_value op, manager_args& args) = 0;
+  // The same for an operation that may wait: nullopt when it deferred its answer.
+  virtual std::optional<manager_reply> call_waiting(caf::atom_value op, manager_args& args,
+                                                    manager_context&) {
+    return call(op, args);
+  }
+  // A waiter's timeout passed (manager_context::expire_after).
+  virtual void expire(std::uint64_t) {}
+  // A process that sent operations ended: its waiters go, what it held is given back.
+  virtual void sender_down(const caf::actor_addr&) {}
+  // The manager stops: every waiter is answered with an error now.
+  virtual void stop_waiters() {}
 };
 
 std::unique_ptr<manager_store> make_dict_store(std::string_view kind);
 std::unique_ptr<manager_store> make_list_store();
+// Python's SyncManager types: Event, Lock, Value (holding `initial`) and Queue.
+std::unique_ptr<manager_store> make_event_store();
+std::unique_ptr<manager_store> make_lock_store();
+std::unique_ptr<manager_store> make_value_store(bytes initial);
+std::unique_ptr<manager_store> make_queue_store(std::uint64_t maxsize);
 // A store holding a new object of the type registered as `kind`; null when none is.
 std::unique_ptr<manager_store> make_object_store(std::string_view kind);
 

@@ -36,20 +36,3 @@ std::string namespace_proxy::repr() const {
 std::ostream& operator<<(std::ostream& os, const namespace_proxy& ns) { return os << ns.repr(); }
 
 } // namespace mproc
-
-namespace mproc::wire {
-
-void codec<namespace_proxy>::encode(packer& pk, const namespace_proxy& x, codec_state& st) {
-  mproc::detail::encode_manager_ref(pk, x.ref_, st);
-}
-
-bool codec<namespace_proxy>::decode(const msgpack::object& o, namespace_proxy& out,
-                                    codec_state& st) {
-  mproc::detail::manager_ref ref;
-  if (!mproc::detail::decode_manager_ref(o, ref, st))
-    return false;
-  out = namespace_proxy{std::move(ref)};
-  return true;
-}
-
-} // namespace mproc::wire

@@ -52,7 +52,7 @@ public:
 
 private:
   friend class manager;
-  friend struct wire::codec<namespace_proxy>;
+  friend struct detail::proxy_codec<namespace_proxy>;
   explicit namespace_proxy(detail::manager_ref ref) : ref_{std::move(ref)} { (void)registered_; }
   static bytes key(std::string_view name) { return detail::pack_value(std::string{name}); }
 
@@ -66,10 +66,9 @@ std::ostream& operator<<(std::ostream& os, const namespace_proxy& ns);
 } // namespace mproc
 
 template <>
-struct mproc::wire::codec<mproc::namespace_proxy> {
+struct mproc::wire::codec<mproc::namespace_proxy>
+    : mproc::detail::proxy_codec<mproc::namespace_proxy> {
   static std::string name() { return "namespace_proxy"; }
-  static void encode(packer& pk, const mproc::namespace_proxy& x, codec_state& st);
-  static bool decode(const msgpack::object& o, mproc::namespace_proxy& out, codec_state& st);
 };
 
 template <>

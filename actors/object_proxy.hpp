@@ -58,7 +58,7 @@ public:
 
 private:
   friend class manager;
-  friend struct wire::codec<object_proxy>;
+  friend struct detail::proxy_codec<object_proxy>;
   explicit object_proxy(detail::manager_ref ref) : ref_{std::move(ref)} { (void)registered_; }
 
   // Converts each argument to the method's parameter type before packing it.
@@ -75,22 +75,13 @@ private:
 } // namespace mproc
 
 template <class T>
-struct mproc::wire::codec<mproc::object_proxy<T>> {
+struct mproc::wire::codec<mproc::object_proxy<T>>
+    : mproc::detail::proxy_codec<mproc::object_proxy<T>> {
   static std::string name() {
     if constexpr (std::is_void_v<T>)
       return "object_proxy";
     else
       return "object_proxy<" + demangle(typeid(T).name()) + ">";
-  }
-  static void encode(packer& pk, const mproc::object_proxy<T>& x, codec_state& st) {
-    mproc::detail::encode_manager_ref(pk, x.ref_, st);
-  }
-  static bool decode(const msgpack::object& o, mproc::object_proxy<T>& out, codec_state& st) {
-    mproc::detail::manager_ref ref;
-    if (!mproc::detail::decode_manager_ref(o, ref, st))
-      return false;
-    out = mproc::object_proxy<T>{std::move(ref)};
-    return true;
   }
 };
 

@@ -382,3 +382,108 @@ TEST_CASE("a proxy's timeout may be as long as it likes; release refuses another
   CHECK(code_of([&] { m.release(o); }) == errc::bad_arguments);
   CHECK(d.at("a") == 1);
 }
+
+namespace {
+
+// Takes the manager's lock and dies holding it.
+void die_holding(caf::blocking_actor*, mproc::lock_proxy l, mproc::event_proxy held) {
+  if (l.acquire())
+    held.set();
+  ::kill(::getpid(), SIGKILL);
+}
+
+// Gets `n` items from the queue and puts their sum back.
+void summer(caf::blocking_actor*, mproc::queue_proxy<int> in, mproc::queue_proxy<int> out,
+            std::int32_t n) {
+  int sum = 0;
+  for (std::int32_t i = 0; i < n; ++i)
+    sum += in.get(true, 10s);
+  out.put(sum);
+}
+
+} // namespace
+
+MPROC_ACTOR(die_holding);
+MPROC_ACTOR(summer);
+
+TEST_CASE("a manager's Event wakes waiters in other processes and times out without a set") {
+  test::scoped_node node;
+  mproc::manager m{*node};
+  auto e = m.event();
+  CHECK_FALSE(e.is_set());
+  CHECK_FALSE(e.wait(200ms));
+  CHECK_FALSE(e.wait(0ms));
+  e.set();
+  CHECK(e.wait());
+  CHECK(e.is_set());
+  e.clear();
+  CHECK_FALSE(e.is_set());
+}
+
+TEST_CASE("a manager's Lock passes on when its holder's process dies, and says so") {
+  test::scoped_node node;
+  mproc::manager m{*node};
+  auto l = m.lock();
+  auto held = m.event();
+  auto p = node->spawn_process("die_holding", {}, l, held);
+  REQUIRE(held.wait(10s));
+  REQUIRE(p.join(10s));
+  auto got = l.acquire(true, 10s);  // waits in the manager until it hears of the death
+  CHECK(got.ok);
+  CHECK(got.owner_died);
+  CHECK(l.locked());
+  CHECK_FALSE(l.acquire(false).ok);
+  CHECK_FALSE(l.acquire(true, 100ms).ok);
+  l.release();
+  CHECK_FALSE(l.locked());
+  CHECK(code_of([&] { l.release(); }) == errc::bad_arguments);
+  auto again = l.acquire();
+  CHECK((again.ok && !again.owner_died));
+}
+
+TEST_CASE("a manager's Value and Queue are shared with children; full and empty are Python's") {
+  test::scoped_node node;
+  mproc::manager m{*node};
+  auto v = m.value<std::int64_t>(41);
+  v.set(v.get() + 1);
+  CHECK(v.get() == 42);
+  CHECK(m.value<std::int64_t>(0, "answer").get() == 0);
+  CHECK(m.value<std::int64_t>(7, "answer").get() == 0);  // found by name, not created again
+
+  auto in = m.queue<int>(4);
+  auto out = m.queue<int>();
+  auto p = node->spawn_process("summer", {}, in, out, std::int32_t{100});
+  for (int i = 1; i <= 100; ++i)
+    in.put(i, true, 10s);  // waits whenever the summer is 4 behind
+  CHECK(out.get(true, 10s) == 5050);
+  REQUIRE(p.join(10s));
+  CHECK(in.empty());
+  CHECK(code_of([&] { in.get_nowait(); }) == errc::empty);
+  CHECK(code_of([&] { in.get(true, 100ms); }) == errc::empty);
+  for (int i = 0; i < 4; ++i)
+    in.put_nowait(i);
+  CHECK(in.full());
+  CHECK(in.qsize() == 4);
+  CHECK(code_of([&] { in.put_nowait(9); }) == errc::full);
+  CHECK(code_of([&] { in.put(9, true, 100ms); }) == errc::full);
+  CHECK(in.get() == 0);
+}
+
+TEST_CASE("waiters in a manager are answered when it shuts down, not left to their timeout") {
+  test::scoped_node node;
+  mproc::manager m{*node, {.in_process = true}};
+  auto e = m.event();
+  auto q = m.queue<int>();
+  std::atomic<int> failed{0};
+  std::thread waiter{[&] {
+    if (code_of([&] { e.wait(); }) == errc::no_such_actor)
+      ++failed;
+    if (code_of([&] { q.get(); }) != errc::none)
+      ++failed;
+  }};
+  // The waiter may not have reached the manager yet: shutdown answers whoever waits, and a
+  // later call finds the manager gone.
+  m.shutdown();
+  waiter.join();
+  CHECK(failed == 2);
+}

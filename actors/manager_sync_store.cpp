@@ -1,0 +1,208 @@
+// The manager's Event, Lock and Value (Python's SyncManager types): an event's waiters and a
+// lock's queue of acquirers wait as deferred answers, so the manager never blocks on them.
+#include <algorithm>
+#include <deque>
+#include <map>
+
+#include "actors/manager_store.hpp"
+
+namespace mproc::detail {
+
+namespace {
+
+using millis = std::chrono::milliseconds;
+
+caf::error stopped() { return make_error(errc::no_such_actor, "the manager stopped"); }
+
+// A waiter's timeout argument: nil is for ever; the answer when it is already up.
+std::optional<millis> wait_arg(const bytes& arg) {
+  auto t = optional_int_arg(arg);
+  if (!t)
+    return std::nullopt;
+  return millis{std::max<std::int64_t>(*t, 0)};
+}
+
+class event_store final : public manager_store {
+public:
+  std::string_view kind() const override { return "event"; }
+
+  manager_reply call(caf::atom_value op, manager_args&) override {
+    throw op_error(errc::bad_arguments, "an event has no operation '" + caf::to_string(op) + "'");
+  }
+
+  std::optional<manager_reply> call_waiting(caf::atom_value op, manager_args& args,
+                                            manager_context& ctx) override {
+    switch (op) {
+      case caf::atom("set"):
+        flag_ = true;
+        for (auto& [token, w] : waiters_)
+          w.promise.deliver(manager_reply{encoded(true)});
+        waiters_.clear();
+        return manager_reply{};
+      case caf::atom("clear"): flag_ = false; return manager_reply{};
+      case caf::atom("is_set"): return manager_reply{encoded(flag_)};
+      case caf::atom("wait"): {
+        expect_args(args, 1, "wait");
+        auto timeout = wait_arg(args[0]);
+        if (flag_ || (timeout && timeout->count() == 0))
+          return manager_reply{encoded(flag_)};
+        auto token = ++last_token_;
+        waiters_.emplace(token, waiter{ctx.defer(), ctx.sender()});
+        if (timeout)
+          ctx.expire_after(*timeout, token);
+        return std::nullopt;
+      }
+      default: return call(op, args);
+    }
+  }
+
+  void expire(std::uint64_t token) override {
+    if (auto i = waiters_.find(token); i != waiters_.end()) {
+      i->second.promise.deliver(manager_reply{encoded(false)});
+      waiters_.erase(i);
+    }
+  }
+
+  void sender_down(const caf::actor_addr& who) override {
+    std::erase_if(waiters_, [&](auto& entry) { return entry.second.who == who; });
+  }
+
+  void stop_waiters() override {
+    for (auto& [token, w] : waiters_)
+      w.promise.deliver(stopped());
+    waiters_.clear();
+  }
+
+private:
+  struct waiter {
+    caf::response_promise promise;
+    caf::actor_addr who;
+  };
+  bool flag_ = false;
+  std::map<std::uint64_t, waiter> waiters_;
+  std::uint64_t last_token_ = 0;
+};
+
+// Python's Lock: anyone may release it. What the manager adds: when the process holding it
+// ends, the lock passes on and the next holder is told (owner_died), as mproc::lock does.
+class lock_store final : public manager_store {
+public:
+  std::string_view kind() const override { return "lock"; }
+
+  manager_reply call(caf::atom_value op, manager_args&) override {
+    throw op_error(errc::bad_arguments, "a lock has no operation '" + caf::to_string(op) + "'");
+  }
+
+  // ("acquire", [blocking, timeout ms or nil]) -> [acquired, owner_died]; ("release", []).
+  std::optional<manager_reply> call_waiting(caf::atom_value op, manager_args& args,
+                                            manager_context& ctx) override {
+    if (op == caf::atom("release")) {
+      expect_args(args, 0, "release");
+      if (!locked_)
+        throw op_error(errc::bad_arguments, "release of an unlocked lock");
+      hand_over();
+      return manager_reply{};
+    }
+    if (op == caf::atom("locked"))
+      return manager_reply{encoded(locked_)};
+    if (op != caf::atom("acquire"))
+      return call(op, args);
+    expect_args(args, 2, "acquire");
+    auto blocking = bool_arg(args[0]);
+    auto timeout = wait_arg(args[1]);
+    if (!locked_)
+      return grant(ctx.sender());
+    if (!blocking || (timeout && timeout->count() == 0))
+      return manager_reply{encoded(false), encoded(false)};
+    auto token = ++last_token_;
+    waiting_.push_back({token, ctx.defer(), ctx.sender()});
+    if (timeout)
+      ctx.expire_after(*timeout, token);
+    return std::nullopt;
+  }
+
+  void expire(std::uint64_t token) override {
+    auto i = std::find_if(waiting_.begin(), waiting_.end(), [&](auto& w) { return w.token == token; });
+    if (i == waiting_.end())
+      return;
+    i->promise.deliver(manager_reply{encoded(false), encoded(false)});
+    waiting_.erase(i);
+  }
+
+  void sender_down(const caf::actor_addr& who) override {
+    std::erase_if(waiting_, [&](auto& w) { return w.who == who; });
+    if (locked_ && holder_ == who) {
+      owner_died_ = true;
+      hand_over();
+    }
+  }
+
+  void stop_waiters() override {
+    for (auto& w : waiting_)
+      w.promise.deliver(stopped());
+    waiting_.clear();
+  }
+
+private:
+  struct waiter {
+    std::uint64_t token;
+    caf::response_promise promise;
+    caf::actor_addr who;
+  };
+
+  manager_reply grant(caf::actor_addr who) {
+    locked_ = true;
+    holder_ = std::move(who);
+    return {encoded(true), encoded(std::exchange(owner_died_, false))};
+  }
+
+  // The oldest waiter gets the lock, or it is free.
+  void hand_over() {
+    if (waiting_.empty()) {
+      locked_ = false;
+      holder_ = {};
+      return;
+    }
+    auto next = std::move(waiting_.front());
+    waiting_.pop_front();
+    next.promise.deliver(grant(std::move(next.who)));
+  }
+
+  bool locked_ = false;
+  bool owner_died_ = false;  // the last holder ended holding it; told to the next one
+  caf::actor_addr holder_;
+  std::deque<waiter> waiting_;
+  std::uint64_t last_token_ = 0;
+};
+
+class value_store final : public manager_store {
+public:
+  explicit value_store(bytes initial) : value_{std::move(initial)} {}
+
+  std::string_view kind() const override { return "value"; }
+
+  manager_reply call(caf::atom_value op, manager_args& args) override {
+    switch (op) {
+      case caf::atom("get"): expect_args(args, 0, "get"); return {value_};
+      case caf::atom("set"):
+        expect_args(args, 1, "set");
+        value_ = std::move(args[0]);
+        return {};
+      default:
+        throw op_error(errc::bad_arguments, "a value has no operation '" + caf::to_string(op) + "'");
+    }
+  }
+
+private:
+  bytes value_;
+};
+
+} // namespace
+
+std::unique_ptr<manager_store> make_event_store() { return std::make_unique<event_store>(); }
+std::unique_ptr<manager_store> make_lock_store() { return std::make_unique<lock_store>(); }
+std::unique_ptr<manager_store> make_value_store(bytes initial) {
+  return std::make_unique<value_store>(std::move(initial));
+}
+
+} // namespace mproc::detail
