@@ -110,6 +110,8 @@ public:
   int stdin_fd() const { return in_; }
   int stdout_fd() const { return out_; }
   int stderr_fd() const { return err_; }
+  // Polls readable once the program has ended (command::exit_fd).
+  int exit_fd() const { return cmd_.exit_fd(); }
   void close_stdin();
 
 private:

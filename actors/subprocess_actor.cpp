@@ -6,12 +6,14 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <thread>
 
 #include <caf/all.hpp>
 
 #include "actors/subprocess.hpp"
 #include "runtime/actor_registry.hpp"
+#include "runtime/log.hpp"
 #include "runtime/node.hpp"
 
 namespace mproc::subprocess {
@@ -21,39 +23,71 @@ namespace {
 // From the reader thread to the actor: the program ended with this returncode.
 using cmd_exit_atom = caf::atom_constant<caf::atom("cmd_exit")>;
 
-// The program and the thread that reads its pipes and waits for its end. The thread holds
-// only a weak reference to the actor: the actor's end must not wait for it.
-class runner {
+// What the reader thread shares with the actor: the program, the way to wake the thread,
+// a weak reference to the actor (its end must not wait for the thread). Owned by both, so
+// that whichever lets go last frees it.
+struct runner_core {
+  runner_core(popen p, caf::actor_addr a)
+    : program{std::move(p)}, actor{caf::actor_cast<caf::weak_actor_ptr>(a)} {
+    wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake < 0) {
+      program.kill();  // nobody would watch it
+      throw error(make_error(errc::spawn_failed, std::string{"eventfd: "} + std::strerror(errno)),
+                  "cannot watch a program: no descriptor left");
+    }
+  }
+  ~runner_core() { ::close(wake); }
+
+  popen program;
+  caf::weak_actor_ptr actor;
+  int wake = -1;
+  std::atomic<bool> stopping{false};
+};
+
+// Reads the program's pipes until it has ended, then sends what is left and its returncode.
+// The end is seen on the program's exit descriptor, not on the pipes: a child of the
+// program may hold them open long after.
+class reader {
 public:
-  runner(popen program, caf::actor_addr actor)
-    : program_{std::move(program)},
-      actor_{caf::actor_cast<caf::weak_actor_ptr>(actor)},
-      wake_{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)} {
-    thread_ = std::thread{[this] { run(); }};
-  }
+  explicit reader(std::shared_ptr<runner_core> core) : core_{std::move(core)} {}
 
-  // Kills the program (a no-op once it ended) and stops the thread.
-  ~runner() {
-    program_.kill();
-    stopping_ = true;
-    std::uint64_t one = 1;
-    (void)!::write(wake_, &one, sizeof one);
-    thread_.join();
-    ::close(wake_);
+  void run() {
+    auto& p = core_->program;
+    if (p.stdout_fd() >= 0)
+      streams_.push_back({p.stdout_fd(), true, {}});
+    if (p.stderr_fd() >= 0)
+      streams_.push_back({p.stderr_fd(), false, {}});
+    for (auto& s : streams_)
+      ::fcntl(s.fd, F_SETFL, ::fcntl(s.fd, F_GETFL) | O_NONBLOCK);
+    while (!core_->stopping) {
+      std::vector<pollfd> fds{{core_->wake, POLLIN, 0}, {p.exit_fd(), POLLIN, 0}};
+      for (auto& s : streams_)
+        fds.push_back({s.fd, POLLIN, 0});
+      if (::poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR)
+        break;  // cannot watch any more: report the end once it comes
+      if (core_->stopping)
+        return;
+      read_ready(fds);
+      if (fds[1].revents != 0)
+        break;
+    }
+    if (core_->stopping)
+      return;
+    drain();
+    tell(cmd_exit_atom::value, static_cast<std::int32_t>(p.wait()));
   }
-
-  void terminate() { program_.terminate(); }
 
 private:
   struct stream {
     int fd;
     bool out;  // stdout, else stderr
     std::string partial;
+    bool ended = false;
   };
 
   template <class... Ts>
   void tell(Ts&&... xs) {
-    if (auto a = caf::actor_cast<caf::actor>(caf::actor_cast<caf::strong_actor_ptr>(actor_)))
+    if (auto a = caf::actor_cast<caf::actor>(caf::actor_cast<caf::strong_actor_ptr>(core_->actor)))
       caf::anon_send(a, std::forward<Ts>(xs)...);
   }
 
@@ -67,15 +101,12 @@ private:
   // Sends the complete lines read so far (and, at the end, what is left).
   void flush_lines(stream& s, bool at_end) {
     std::size_t from = 0;
-    for (;;) {
-      auto nl = s.partial.find('\n', from);
-      if (nl == std::string::npos)
-        break;
+    for (auto nl = s.partial.find('\n'); nl != std::string::npos; nl = s.partial.find('\n', from)) {
       send_line(s, s.partial.substr(from, nl - from));
       from = nl + 1;
     }
     s.partial.erase(0, from);
-    while (s.partial.size() >= max_line_bytes) {
+    while (s.partial.size() > max_line_bytes) {
       send_line(s, s.partial.substr(0, max_line_bytes));
       s.partial.erase(0, max_line_bytes);
     }
@@ -83,55 +114,81 @@ private:
       send_line(s, std::exchange(s.partial, {}));
   }
 
-  // Reads until both pipes end; false when stopped first.
-  bool read_pipes() {
-    std::vector<stream> open;
-    if (program_.stdout_fd() >= 0)
-      open.push_back({program_.stdout_fd(), true, {}});
-    if (program_.stderr_fd() >= 0)
-      open.push_back({program_.stderr_fd(), false, {}});
+  // One read from each stream poll found ready; false once it has ended.
+  bool read_some(stream& s) {
     char buf[65536];
-    while (!open.empty()) {
-      std::vector<pollfd> fds{{wake_, POLLIN, 0}};
-      for (auto& s : open)
-        fds.push_back({s.fd, POLLIN, 0});
-      if (::poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR)
-        return false;
-      if (stopping_)
-        return false;
-      for (std::size_t i = open.size(); i-- > 0;) {
-        if (fds[i + 1].revents == 0)
-          continue;
-        auto n = ::read(open[i].fd, buf, sizeof buf);
-        if (n > 0) {
-          open[i].partial.append(buf, static_cast<std::size_t>(n));
-          flush_lines(open[i], false);
-        } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-          flush_lines(open[i], true);
-          open.erase(open.begin() + static_cast<std::ptrdiff_t>(i));
+    auto n = ::read(s.fd, buf, sizeof buf);
+    if (n > 0) {
+      s.partial.append(buf, static_cast<std::size_t>(n));
+      flush_lines(s, false);
+      return true;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+      return false;
+    flush_lines(s, true);
+    s.ended = true;
+    return false;
+  }
+
+  void read_ready(const std::vector<pollfd>& fds) {
+    for (std::size_t i = 0; i < streams_.size(); ++i)
+      if (fds[i + 2].revents != 0)
+        read_some(streams_[i]);
+    std::erase_if(streams_, [](const stream& s) { return s.ended; });
+  }
+
+  // The program ended: what it wrote is in the pipes, whoever else still holds them.
+  void drain() {
+    for (auto& s : streams_) {
+      while (read_some(s)) {
+      }
+      if (!s.ended)
+        flush_lines(s, true);
+    }
+  }
+
+  std::shared_ptr<runner_core> core_;
+  std::vector<stream> streams_;
+};
+
+// The actor's handle on the program and its reader thread.
+class runner {
+public:
+  runner(popen program, caf::actor_addr actor)
+    : core_{std::make_shared<runner_core>(std::move(program), std::move(actor))} {
+    try {
+      thread_ = std::thread{[core = core_] {
+        try {
+          reader{core}.run();
+        } catch (const std::exception& e) {  // the actor must not wait for an end never told
+          log::warn("subprocess actor: ", e.what());
+          if (auto a = caf::actor_cast<caf::actor>(caf::actor_cast<caf::strong_actor_ptr>(core->actor)))
+            caf::anon_send(a, cmd_exit_atom::value, make_error(errc::link_lost, e.what()));
         }
-      }
-    }
-    return true;
-  }
-
-  void run() {
-    if (!read_pipes())
-      return;
-    while (!stopping_) {
-      try {
-        tell(cmd_exit_atom::value, static_cast<std::int32_t>(program_.wait(std::chrono::milliseconds{200})));
-        return;
-      } catch (const timeout_expired&) {
-        // still running: look at stopping_ again
-      }
+      }};
+    } catch (...) {
+      core_->program.kill();
+      throw;
     }
   }
 
-  popen program_;
-  caf::weak_actor_ptr actor_;
-  int wake_;
-  std::atomic<bool> stopping_{false};
+  // Kills the program (a no-op once it ended) and stops the thread. When the last reference
+  // to the actor was the thread's own, this runs on that thread: it lets it finish alone.
+  ~runner() {
+    core_->program.kill();
+    core_->stopping = true;
+    std::uint64_t one = 1;
+    (void)!::write(core_->wake, &one, sizeof one);
+    if (thread_.get_id() == std::this_thread::get_id())
+      thread_.detach();
+    else
+      thread_.join();
+  }
+
+  void terminate() { core_->program.terminate(); }
+
+private:
+  std::shared_ptr<runner_core> core_;
   std::thread thread_;
 };
 
@@ -149,17 +206,25 @@ popen start(std::vector<std::string> argv, bool piped) {
 using command_actor = caf::stateful_actor<command_state>;
 
 caf::behavior command_behavior(command_actor* self, popen program, caf::actor listener) {
-  self->state.program = std::make_unique<runner>(std::move(program), self->address());
+  try {
+    self->state.program = std::make_unique<runner>(std::move(program), self->address());
+  } catch (const std::exception& e) {  // no descriptor or thread left: the program was killed
+    self->quit(make_error(errc::spawn_failed, e.what()));
+    return {};
+  }
   // Asked to stop: SIGTERM, and end once the program has (a kill ends the actor at once,
   // and the runner's destructor kills the program).
   self->set_exit_handler([self](caf::exit_msg& msg) {
-    self->state.asked_to_stop = true;
-    self->state.stop_reason = std::move(msg.reason);
+    if (!msg.reason)
+      return;  // a linked actor ended normally: no request to stop
+    if (!std::exchange(self->state.asked_to_stop, true))
+      self->state.stop_reason = std::move(msg.reason);
     self->state.program->terminate();
   });
   return {
     [self, listener](stdout_atom a, std::string& line) { self->send(listener, a, std::move(line)); },
     [self, listener](stderr_atom a, std::string& line) { self->send(listener, a, std::move(line)); },
+    [self](cmd_exit_atom, caf::error& why) { self->quit(std::move(why)); },
     [self](cmd_exit_atom, std::int32_t code) {
       if (self->state.asked_to_stop)
         self->quit(std::move(self->state.stop_reason));
@@ -178,6 +243,9 @@ caf::behavior mproc_command(command_actor* self, std::vector<std::string> argv,
     return command_behavior(self, std::move(program), std::move(listener));
   } catch (const error& e) {
     self->quit(e.reason());
+    return {};
+  } catch (const std::exception& e) {
+    self->quit(make_error(errc::spawn_failed, e.what()));
     return {};
   }
 }

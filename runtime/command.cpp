@@ -43,6 +43,8 @@ bool command_state::reap_locked(bool block) {
 
 } // namespace detail
 
+int command::exit_fd() const { return s_->pidfd; }
+
 pid_t command::pid() const {
   return s_->pid;
 }

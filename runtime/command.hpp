@@ -53,6 +53,9 @@ public:
   std::optional<int> wait(std::optional<millis> timeout) const;
   // Nothing once it ended and was reaped (a pidfd: never a recycled pid).
   void send_signal(int sig) const;
+  // A descriptor that polls readable (POLLIN) once the program has ended, for an event loop
+  // of the caller's (its pidfd). Valid while a handle to this command lives; never close it.
+  int exit_fd() const;
 
 private:
   friend class node;

@@ -46,12 +46,20 @@ seen collect(caf::scoped_actor& self, const caf::actor& cmd) {
   return s;
 }
 
+// The next stdout line sent to `self` as a pid, or 0 after 10 s.
+pid_t next_pid(caf::scoped_actor& self);
+
 // The next stdout line sent to `self`, or "" after 10 s.
 std::string next_line(caf::scoped_actor& self) {
   std::string got;
   self->receive([&](sp::stdout_atom, std::string& line) { got = std::move(line); },
                 caf::after(std::chrono::seconds{10}) >> [] {});
   return got;
+}
+
+pid_t next_pid(caf::scoped_actor& self) {
+  auto line = next_line(self);
+  return line.empty() ? 0 : static_cast<pid_t>(std::stol(line));
 }
 
 } // namespace
@@ -119,15 +127,101 @@ TEST_CASE("a supervisor restarts a program killed from outside, and stops it at 
   {
     mproc::supervisor sup{*node, {.intensity = 3, .period = 10s},
                           {sp::supervised("daemon", {"sh", "-c", "echo $$; exec sleep 100"}, self)}};
-    auto first = std::stoi(next_line(self));
+    auto first = next_pid(self);
     REQUIRE(first > 0);
     REQUIRE(::kill(first, SIGKILL) == 0);
-    auto second = std::stoi(next_line(self));
+    auto second = next_pid(self);
+    CHECK(second > 0);
     CHECK(second != first);
     CHECK(sup.tree().children.at(0).restarts == 1);
     last = second;
     CHECK(test::running(last));
+    CHECK(sup.stop(30s).empty());  // it ended on SIGTERM, within its shutdown time
   }
   CHECK(test::eventually(10s, [&] { return !test::running(last); }));
   CHECK(test::zombie_children() == 0);
+}
+
+TEST_CASE("the program's end is seen although a child of it holds the pipes") {
+  test::scoped_node node;
+  caf::scoped_actor self{node->system()};
+  auto cmd = sp::spawn_actor(*node, {"sh", "-c", "sleep 60 & echo $!; exit 4"}, self);
+  self->monitor(cmd);
+  auto s = collect(self, cmd);
+  REQUIRE(s.out.size() == 1);
+  REQUIRE(s.down);
+  CHECK(mproc::exit_code_of(*s.down) == 4);
+  ::kill(static_cast<pid_t>(std::stol(s.out[0])), SIGKILL);  // the grandchild: not ours to reap
+}
+
+TEST_CASE("a normal exit message is no request to stop; a kill ends the program at once") {
+  test::scoped_node node;
+  caf::scoped_actor self{node->system()};
+  auto cmd = sp::spawn_actor(*node, {"sh", "-c", "echo $$; exec sleep 60"}, self);
+  self->monitor(cmd);
+  auto pid = next_pid(self);
+  REQUIRE(pid > 0);
+  self->send_exit(cmd, caf::exit_reason::normal);  // what a linked actor's normal end sends
+  self->send_exit(cmd, caf::exit_reason::kill);
+  auto s = collect(self, cmd);
+  REQUIRE(s.down);
+  CHECK(*s.down == caf::exit_reason::kill);
+  CHECK(test::eventually(10s, [&] { return !test::running(pid); }));
+}
+
+TEST_CASE("the first request to stop gives the actor's exit reason") {
+  test::scoped_node node;
+  caf::scoped_actor self{node->system()};
+  auto cmd = sp::spawn_actor(*node, {"sh", "-c", "echo $$; exec sleep 60"}, self);
+  self->monitor(cmd);
+  REQUIRE(next_pid(self) > 0);
+  self->send_exit(cmd, caf::exit_reason::normal);
+  self->send_exit(cmd, caf::exit_reason::user_shutdown);
+  self->send_exit(cmd, caf::exit_reason::unknown);
+  auto s = collect(self, cmd);
+  REQUIRE(s.down);
+  CHECK(*s.down == caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("dropping every handle to the actor kills its program") {
+  test::scoped_node node;
+  caf::scoped_actor self{node->system()};
+  auto cmd = sp::spawn_actor(*node, {"sh", "-c", "echo $$; exec sleep 60"}, self);
+  auto pid = next_pid(self);
+  REQUIRE(pid > 0);
+  cmd = {};
+  CHECK(test::eventually(10s, [&] { return !test::running(pid); }));
+}
+
+TEST_CASE("without a listener the program writes where this process does") {
+  test::scoped_node node;
+  caf::scoped_actor self{node->system()};
+  auto cmd = sp::spawn_actor(*node, {"sh", "-c", "exit 5"});
+  self->monitor(cmd);
+  auto s = collect(self, cmd);
+  REQUIRE(s.down);
+  CHECK(mproc::exit_code_of(*s.down) == 5);
+}
+
+TEST_CASE("a line of exactly max_line_bytes arrives whole, and no empty line after it") {
+  test::scoped_node node;
+  caf::scoped_actor self{node->system()};
+  auto cmd = sp::spawn_actor(
+    *node, {"sh", "-c", "head -c 1048576 /dev/zero | tr '\\0' x; echo; echo after"}, self);
+  self->monitor(cmd);
+  auto s = collect(self, cmd);
+  REQUIRE(s.out.size() == 2);
+  CHECK(s.out[0].size() == sp::max_line_bytes);
+  CHECK(s.out[1] == "after");
+}
+
+TEST_CASE("the registered actor with a program that cannot start ends with spawn_failed") {
+  test::scoped_node node;
+  caf::scoped_actor self{node->system()};
+  auto cmd = node->spawn(sp::actor_name(), std::vector<std::string>{"/no/such/program"},
+                         caf::actor{self});
+  self->monitor(cmd);
+  auto s = collect(self, cmd);
+  REQUIRE(s.down);
+  CHECK(mproc::code_of(*s.down) == errc::spawn_failed);
 }
