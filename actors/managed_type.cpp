@@ -6,7 +6,6 @@
 #include <unordered_map>
 
 #include "serialization/type_registry.hpp"
-#include "serialization/unpack.hpp"
 
 namespace mproc::detail {
 
@@ -25,18 +24,6 @@ managed_registry& registry() {
 }
 
 } // namespace
-
-void throw_manager_codec(const std::string& what, const std::string& why) {
-  throw error(make_error(errc::bad_message, what + ": " + why), what + ": " + why);
-}
-
-msgpack::object_handle unpack_manager_value(const bytes& b) {
-  try {
-    return wire::unpack_bounded(b.data(), b.size());
-  } catch (const wire::unpack_error& e) {
-    throw_manager_codec("a manager value is not msgpack", e.what());
-  }
-}
 
 managed_type_entry& managed_type_of(const std::type_info& type, const char* name,
                                     std::shared_ptr<void> (*make)()) {

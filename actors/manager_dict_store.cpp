@@ -42,8 +42,7 @@ public:
         order_.clear();
         return {};
       default:
-        throw op_error(errc::bad_arguments,
-                       "a " + kind_ + " has no operation '" + caf::to_string(op) + "'");
+        no_such_op(kind_, op);
     }
   }
 

@@ -59,8 +59,7 @@ public:
         expect_args(args, 0, "all");
         return items_;
       default:
-        throw op_error(errc::bad_arguments,
-                       "a list has no operation '" + caf::to_string(op) + "'");
+        no_such_op("list", op);
     }
   }
 

@@ -17,14 +17,13 @@ public:
 
   std::string_view kind() const override { return "queue"; }
 
-  manager_reply call(caf::atom_value op, manager_args& args) override {
+  manager_reply call(caf::atom_value op, manager_args&) override {
     switch (op) {
       case caf::atom("qsize"): return {encoded(static_cast<std::uint64_t>(items_.size()))};
       case caf::atom("empty"): return {encoded(items_.empty())};
       case caf::atom("full"): return {encoded(full())};
       default:
-        (void)args;
-        throw op_error(errc::bad_arguments, "a queue has no operation '" + caf::to_string(op) + "'");
+        no_such_op("queue", op);
     }
   }
 
@@ -80,17 +79,15 @@ private:
 
   bool full() const { return maxsize_ > 0 && items_.size() >= maxsize_; }
 
-  static std::optional<millis> wait_arg(const manager_args& args, std::size_t blocking_at) {
+  // [blocking, timeout]: no wait at all unless blocking.
+  static std::optional<millis> wait_of(const manager_args& args, std::size_t blocking_at) {
     if (!bool_arg(args[blocking_at]))
       return millis{0};
-    auto t = optional_int_arg(args[blocking_at + 1]);
-    if (!t)
-      return std::nullopt;
-    return millis{std::max<std::int64_t>(*t, 0)};
+    return wait_arg(args[blocking_at + 1]);
   }
 
   std::optional<manager_reply> put(manager_args& args, manager_context& ctx) {
-    auto timeout = wait_arg(args, 1);
+    auto timeout = wait_of(args, 1);
     if (!getters_.empty()) {  // someone waits: the item goes straight to them
       auto g = std::move(getters_.front());
       getters_.pop_front();
@@ -107,7 +104,7 @@ private:
   }
 
   std::optional<manager_reply> get(manager_args& args, manager_context& ctx) {
-    auto timeout = wait_arg(args, 0);
+    auto timeout = wait_of(args, 0);
     if (!items_.empty()) {
       auto item = std::move(items_.front());
       items_.pop_front();

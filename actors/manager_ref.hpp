@@ -85,6 +85,11 @@ std::vector<T> unpack_values(const manager_reply& reply) {
   return out;
 }
 
+// A wait's timeout as the manager reads it: milliseconds, or nil for ever.
+inline bytes pack_wait(std::optional<std::chrono::milliseconds> timeout) {
+  return pack_value(timeout ? std::optional<std::int64_t>{timeout->count()} : std::nullopt);
+}
+
 // [k0, v0, k1, v1, ...] as pairs.
 template <class K, class V>
 std::vector<std::pair<K, V>> unpack_pairs(const manager_reply& reply) {

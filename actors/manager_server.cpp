@@ -60,8 +60,7 @@ struct manager_state {
           store->stop_waiters();
         return {};
       default:
-        throw op_error(errc::bad_arguments,
-                       "a manager has no operation '" + caf::to_string(op) + "'");
+        no_such_op("manager", op);
     }
   }
 

@@ -1,5 +1,8 @@
 #include "actors/manager_store.hpp"
 
+#include <algorithm>
+
+#include "actors/manager_values.hpp"
 #include "serialization/unpack.hpp"
 
 namespace mproc::detail {
@@ -24,16 +27,13 @@ T decoded(const bytes& arg, const char* what) {
   return out;
 }
 
-template <class T>
-bytes encode_one(const T& x) {
-  wire::buffer buf;
-  wire::packer pk{buf};
-  wire::codec_state st;
-  wire::codec<T>::encode(pk, x, st);
-  return bytes(buf.data(), buf.data() + buf.size());
-}
-
 } // namespace
+
+void no_such_op(std::string_view kind, caf::atom_value op) {
+  auto article = std::string_view{"aeiou"}.find(kind.front()) != std::string_view::npos ? "an " : "a ";
+  throw op_error(errc::bad_arguments,
+                 article + std::string{kind} + " has no operation '" + caf::to_string(op) + "'");
+}
 
 void expect_args(const manager_args& args, std::size_t n, std::size_t max, const char* op) {
   if (args.size() < n || args.size() > max)
@@ -52,14 +52,21 @@ bool bool_arg(const bytes& arg) { return decoded<bool>(arg, "a bool"); }
 
 std::string string_arg(const bytes& arg) { return decoded<std::string>(arg, "a string"); }
 
+std::optional<std::chrono::milliseconds> wait_arg(const bytes& arg) {
+  auto t = optional_int_arg(arg);
+  if (!t)
+    return std::nullopt;
+  return std::chrono::milliseconds{std::max<std::int64_t>(*t, 0)};
+}
+
 value value_arg(const bytes& arg) { return decoded<value>(arg, "a msgpack value"); }
 
 void canonicalize(bytes& arg) {
-  arg = encode_one(decoded<value>(arg, "a msgpack value"));
+  arg = pack_value(decoded<value>(arg, "a msgpack value"));
 }
 
-bytes encoded(std::uint64_t x) { return encode_one(x); }
-bytes encoded(bool x) { return encode_one(x); }
-bytes encoded(const value& x) { return encode_one(x); }
+bytes encoded(std::uint64_t x) { return pack_value(x); }
+bytes encoded(bool x) { return pack_value(x); }
+bytes encoded(const value& x) { return pack_value(x); }
 
 } // namespace mproc::detail

@@ -73,6 +73,9 @@ std::unique_ptr<manager_store> make_object_store(std::string_view kind);
 
 // ---- reading arguments and writing results ---------------------------------------------
 
+// Throws op_error bad_arguments: "a list has no operation 'x'".
+[[noreturn]] void no_such_op(std::string_view kind, caf::atom_value op);
+
 // Throws op_error bad_arguments unless `args` has `n` entries (or `n` to `max`).
 void expect_args(const manager_args& args, std::size_t n, std::size_t max, const char* op);
 inline void expect_args(const manager_args& args, std::size_t n, const char* op) {
@@ -83,6 +86,8 @@ std::int64_t int_arg(const bytes& arg);
 std::optional<std::int64_t> optional_int_arg(const bytes& arg);  // nil is nullopt
 bool bool_arg(const bytes& arg);
 std::string string_arg(const bytes& arg);
+// A wait's timeout: milliseconds (negative is 0), or nil for ever.
+std::optional<std::chrono::milliseconds> wait_arg(const bytes& arg);
 value value_arg(const bytes& arg);
 // Re-encodes `arg` the one way mproc encodes its value (smallest integer and string headers,
 // floats as float64), so that keys and items compare by bytes whoever encoded them. Throws

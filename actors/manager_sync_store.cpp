@@ -14,20 +14,12 @@ using millis = std::chrono::milliseconds;
 
 caf::error stopped() { return make_error(errc::no_such_actor, "the manager stopped"); }
 
-// A waiter's timeout argument: nil is for ever; the answer when it is already up.
-std::optional<millis> wait_arg(const bytes& arg) {
-  auto t = optional_int_arg(arg);
-  if (!t)
-    return std::nullopt;
-  return millis{std::max<std::int64_t>(*t, 0)};
-}
-
 class event_store final : public manager_store {
 public:
   std::string_view kind() const override { return "event"; }
 
   manager_reply call(caf::atom_value op, manager_args&) override {
-    throw op_error(errc::bad_arguments, "an event has no operation '" + caf::to_string(op) + "'");
+    no_such_op("event", op);
   }
 
   std::optional<manager_reply> call_waiting(caf::atom_value op, manager_args& args,
@@ -90,7 +82,7 @@ public:
   std::string_view kind() const override { return "lock"; }
 
   manager_reply call(caf::atom_value op, manager_args&) override {
-    throw op_error(errc::bad_arguments, "a lock has no operation '" + caf::to_string(op) + "'");
+    no_such_op("lock", op);
   }
 
   // ("acquire", [blocking, timeout ms or nil]) -> [acquired, owner_died]; ("release", []).
@@ -189,7 +181,7 @@ public:
         value_ = std::move(args[0]);
         return {};
       default:
-        throw op_error(errc::bad_arguments, "a value has no operation '" + caf::to_string(op) + "'");
+        no_such_op("value", op);
     }
   }
 

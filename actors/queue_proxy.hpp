@@ -29,13 +29,13 @@ public:
 
   // Throws mproc::error full when there is no room (at once when !block, else after timeout).
   void put(const T& x, bool block = true, std::optional<millis> timeout = {}) const {
-    ref_.call_waiting(caf::atom("put"), {detail::pack_value<T>(x), detail::pack_value(block), wait(timeout)},
+    ref_.call_waiting(caf::atom("put"), {detail::pack_value<T>(x), detail::pack_value(block), detail::pack_wait(timeout)},
                       block ? timeout : std::optional<millis>{millis{0}});
   }
   void put_nowait(const T& x) const { put(x, false); }
   // Throws mproc::error empty when there is none (at once when !block, else after timeout).
   T get(bool block = true, std::optional<millis> timeout = {}) const {
-    auto reply = ref_.call_waiting(caf::atom("get"), {detail::pack_value(block), wait(timeout)},
+    auto reply = ref_.call_waiting(caf::atom("get"), {detail::pack_value(block), detail::pack_wait(timeout)},
                                    block ? timeout : std::optional<millis>{millis{0}});
     if (reply.size() != 1)
       detail::throw_manager_codec("a queue's answer", "no item");
@@ -55,9 +55,6 @@ private:
   friend class manager;
   friend struct detail::proxy_codec<queue_proxy>;
   explicit queue_proxy(detail::manager_ref ref) : ref_{std::move(ref)} { (void)registered_; }
-  static bytes wait(std::optional<millis> timeout) {
-    return detail::pack_value(timeout ? std::optional<std::int64_t>{timeout->count()} : std::nullopt);
-  }
 
   detail::manager_ref ref_;
   inline static const bool registered_ = detail::register_message_type<queue_proxy>();

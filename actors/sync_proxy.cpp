@@ -5,13 +5,6 @@ namespace mproc {
 const bool event_proxy::registered_ = detail::register_message_type<event_proxy>();
 const bool lock_proxy::registered_ = detail::register_message_type<lock_proxy>();
 
-namespace {
-// A wait's timeout on the wire: milliseconds, or nil for ever.
-bytes wait_arg(std::optional<std::chrono::milliseconds> timeout) {
-  return detail::pack_value(timeout ? std::optional<std::int64_t>{timeout->count()} : std::nullopt);
-}
-} // namespace
-
 void event_proxy::set() const { ref_.call_waiting(caf::atom("set"), {}, std::nullopt); }
 
 void event_proxy::clear() const { ref_.call_waiting(caf::atom("clear"), {}, std::nullopt); }
@@ -21,14 +14,14 @@ bool event_proxy::is_set() const {
 }
 
 bool event_proxy::wait(std::optional<millis> timeout) const {
-  auto reply = ref_.call_waiting(caf::atom("wait"), {wait_arg(timeout)}, timeout);
+  auto reply = ref_.call_waiting(caf::atom("wait"), {detail::pack_wait(timeout)}, timeout);
   return reply.size() == 1 && detail::unpack_value<bool>(reply[0]);
 }
 
 acquired lock_proxy::acquire(bool blocking, std::optional<millis> timeout) const {
   auto wait = blocking ? timeout : std::optional<millis>{millis{0}};
   auto reply = ref_.call_waiting(caf::atom("acquire"),
-                                 {detail::pack_value(blocking), wait_arg(timeout)}, wait);
+                                 {detail::pack_value(blocking), detail::pack_wait(timeout)}, wait);
   if (reply.size() != 2)
     detail::throw_manager_codec("a lock's answer", "not [acquired, owner_died]");
   return {detail::unpack_value<bool>(reply[0]), detail::unpack_value<bool>(reply[1])};

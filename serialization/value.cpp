@@ -313,7 +313,8 @@ std::strong_ordering compare(const value& a, const value& b) {
     if (k == value::kind::bytes) {  // as unsigned bytes, as Python (char is signed on x86)
       auto& xa = std::get<mproc::bytes>(a.v_);
       auto& xb = std::get<mproc::bytes>(b.v_);
-      auto c = std::memcmp(xa.data(), xb.data(), std::min(xa.size(), xb.size()));
+      auto n = std::min(xa.size(), xb.size());
+      auto c = n == 0 ? 0 : std::memcmp(xa.data(), xb.data(), n);  // empty: data() may be null
       return c != 0 ? (c < 0 ? std::strong_ordering::less : std::strong_ordering::greater)
                     : xa.size() <=> xb.size();
     }

@@ -71,6 +71,8 @@ TEST_CASE("values compare as Python's do") {
   CHECK(std::is_lt(compare(value{"abc"}, value{"abd"})));
   CHECK(std::is_lt(compare(value{value::array_t{1, 2}}, value{value::array_t{1, 2, 0}})));
   CHECK(std::is_lt(compare(value{mproc::bytes{'\x01'}}, value{mproc::bytes{'\xff'}})));
+  CHECK(std::is_eq(compare(value{mproc::bytes{}}, value{mproc::bytes{}})));
+  CHECK(std::is_lt(compare(value{mproc::bytes{}}, value{mproc::bytes{'\0'}})));
   // The first pair that is not == decides, so equal unorderable items are fine.
   CHECK(std::is_eq(compare(value{value::array_t{nullptr}}, value{value::array_t{nullptr}})));
   CHECK(std::is_gt(compare(value{value::array_t{nullptr, 3}}, value{value::array_t{nullptr, 1}})));
