@@ -61,13 +61,14 @@ public:
     admit_putters();
   }
 
-  void stop_waiters() override {
+  void stop_waiters(const caf::error& why) override {
     for (auto* line : {&getters_, &putters_}) {
       for (auto& w : *line)
-        w.promise.deliver(make_error(errc::no_such_actor, "the manager stopped"));
+        w.promise.deliver(why);
       line->clear();
     }
   }
+  std::size_t waiting() const override { return getters_.size() + putters_.size(); }
 
 private:
   struct waiter {
@@ -118,8 +119,10 @@ private:
 
   std::optional<manager_reply> wait(std::deque<waiter>& line, manager_context& ctx,
                                     std::optional<millis> timeout, bytes item) {
+    auto who = ctx.sender();  // may throw: before anything is promised
     auto token = ++last_token_;
-    line.push_back({token, ctx.defer(), ctx.sender(), std::move(item)});
+    line.push_back({token, {}, std::move(who), std::move(item)});
+    line.back().promise = ctx.defer();
     if (timeout)
       ctx.expire_after(*timeout, token);
     return std::nullopt;

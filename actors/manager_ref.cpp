@@ -29,9 +29,16 @@ manager_reply manager_ref::call(caf::atom_value op, manager_args args) const {
   return request(op, std::move(args), timeout_);
 }
 
+std::size_t manager_ref::waiting() const {
+  return unpack_value<std::uint64_t>(call_one(caf::atom("waiting"), {}));
+}
+
 manager_reply manager_ref::call_waiting(caf::atom_value op, manager_args args,
                                         std::optional<millis> wait) const {
-  auto total = wait ? clamped(std::min<millis>(*wait, forever_beyond) + timeout_) : millis{forever_beyond};
+  // The manager answers at the wait's end: the margin covers the way there and back, and is
+  // never short, so that a grant or an item does not reach a caller that gave up.
+  auto margin = std::max<millis>(timeout_, std::chrono::seconds{1});
+  auto total = wait ? clamped(std::min<millis>(*wait, forever_beyond) + margin) : millis{forever_beyond};
   return request(op, std::move(args), total);
 }
 

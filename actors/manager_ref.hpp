@@ -36,6 +36,10 @@ public:
   manager_reply call_waiting(caf::atom_value op, manager_args args,
                              std::optional<millis> wait) const;
 
+  // How many calls wait on the object in the manager (an event's waiters, a lock's or a
+  // queue's line), for introspection and tests.
+  std::size_t waiting() const;
+
   bool valid() const { return static_cast<bool>(server_); }
   const caf::actor& server() const { return server_; }
   std::uint64_t id() const { return id_; }

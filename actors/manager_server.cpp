@@ -24,6 +24,13 @@ struct manager_state {
   std::uint64_t next_id = 1;
   bool stopping = false;
 
+  // Nobody waits for an answer that cannot come: on stop, and however else the actor ends.
+  void stop_all_waiters() {
+    for (auto& [id, store] : objects)
+      store->stop_waiters(make_error(errc::no_such_actor, "the manager stopped"));
+  }
+  ~manager_state() { stop_all_waiters(); }
+
   std::optional<manager_reply> run(std::uint64_t object, caf::atom_value op,
                                    manager_args& args, manager_context& ctx) {
     for (auto& arg : args)
@@ -34,6 +41,8 @@ struct manager_state {
     if (i == objects.end())
       throw op_error(errc::no_such_actor, "the manager holds no object " + std::to_string(object)
                                             + " (released, or from another manager)");
+    if (op == caf::atom("waiting"))  // any object: how many calls wait on it
+      return manager_reply{encoded(static_cast<std::uint64_t>(i->second->waiting()))};
     return i->second->call_waiting(op, args, ctx);
   }
 
@@ -44,7 +53,12 @@ struct manager_state {
         expect_args(args, 1, "release");
         auto id = static_cast<std::uint64_t>(int_arg(args[0]));
         std::erase_if(names, [id](auto& entry) { return entry.second == id; });
-        return {encoded(objects.erase(id) > 0)};
+        auto i = objects.find(id);
+        if (i == objects.end())
+          return {encoded(false)};
+        i->second->stop_waiters(make_error(errc::no_such_actor, "the object was released"));
+        objects.erase(i);
+        return {encoded(true)};
       }
       case caf::atom("names"): {
         manager_reply out;
@@ -56,8 +70,7 @@ struct manager_state {
       }
       case caf::atom("stop"):
         stopping = true;
-        for (auto& [id, store] : objects)  // nobody waits for an answer that cannot come
-          store->stop_waiters();
+        stop_all_waiters();
         return {};
       default:
         no_such_op("manager", op);
@@ -123,7 +136,9 @@ using manager_actor = caf::stateful_actor<manager_state>;
 // The manager as one operation sees it.
 class call_context final : public manager_context {
 public:
-  call_context(manager_actor* self, std::uint64_t object) : self_{self}, object_{object} {}
+  // The sender is read first: making a promise moves it out of the current message.
+  call_context(manager_actor* self, std::uint64_t object)
+    : self_{self}, object_{object}, sender_{self->current_sender()} {}
 
   caf::response_promise defer() override {
     promise_ = self_->make_response_promise();
@@ -133,10 +148,11 @@ public:
     self_->delayed_send(self_, delay, m_expire_atom::value, object_, token);
   }
   caf::actor_addr sender() override {
-    auto& who = self_->current_sender();
-    auto addr = caf::actor_cast<caf::actor_addr>(who);
-    if (who && self_->state.watched.insert(addr).second)
-      self_->monitor(who);
+    if (!sender_)
+      throw op_error(errc::bad_arguments, "a waiting operation needs a sender to answer");
+    auto addr = caf::actor_cast<caf::actor_addr>(sender_);
+    if (self_->state.watched.insert(addr).second)
+      self_->monitor(sender_);
     return addr;
   }
   const std::optional<caf::response_promise>& promise() const { return promise_; }
@@ -144,6 +160,7 @@ public:
 private:
   manager_actor* self_;
   std::uint64_t object_;
+  caf::strong_actor_ptr sender_;
   std::optional<caf::response_promise> promise_;
 };
 
@@ -162,8 +179,11 @@ caf::behavior mproc_manager(manager_actor* self) {
         auto reply = self->state.run(object, op, args, ctx);
         if (self->state.stopping)
           self->quit();
-        if (!reply)
+        if (!reply) {
+          if (!ctx.promise())  // a store that deferred nothing: a bug, answered as one
+            return make_error(errc::bad_arguments, "the operation left no answer");
           return *ctx.promise();
+        }
         return std::move(*reply);
       } catch (const op_error& e) {
         return make_error(e.code, e.what());

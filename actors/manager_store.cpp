@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "actors/manager_values.hpp"
+#include "runtime/deadline.hpp"
 #include "serialization/unpack.hpp"
 
 namespace mproc::detail {
@@ -54,8 +55,8 @@ std::string string_arg(const bytes& arg) { return decoded<std::string>(arg, "a s
 
 std::optional<std::chrono::milliseconds> wait_arg(const bytes& arg) {
   auto t = optional_int_arg(arg);
-  if (!t)
-    return std::nullopt;
+  if (!t || *t >= forever_beyond.count())
+    return std::nullopt;  // a century or more is for ever: no timer that would overflow
   return std::chrono::milliseconds{std::max<std::int64_t>(*t, 0)};
 }
 

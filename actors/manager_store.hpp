@@ -37,7 +37,9 @@ public:
   virtual caf::response_promise defer() = 0;
   // Calls expire(token) on this object after `delay` (a waiter's timeout).
   virtual void expire_after(std::chrono::milliseconds delay, std::uint64_t token) = 0;
-  // The process that sent the operation. Once it ends, every object's sender_down(it) runs.
+  // The process that sent the operation, watched: once it ends, every object's
+  // sender_down(it) runs. Throws op_error bad_arguments when the operation has no sender
+  // to answer (a wait from nobody could never be answered).
   virtual caf::actor_addr sender() = 0;
 };
 
@@ -57,8 +59,10 @@ public:
   virtual void expire(std::uint64_t) {}
   // A process that sent operations ended: its waiters go, what it held is given back.
   virtual void sender_down(const caf::actor_addr&) {}
-  // The manager stops: every waiter is answered with an error now.
-  virtual void stop_waiters() {}
+  // The object goes (released, or the manager stops): every waiter is answered with `why`.
+  virtual void stop_waiters(const caf::error& why) { (void)why; }
+  // How many calls wait on it (introspection, tests).
+  virtual std::size_t waiting() const { return 0; }
 };
 
 std::unique_ptr<manager_store> make_dict_store(std::string_view kind);

@@ -12,8 +12,6 @@ namespace {
 
 using millis = std::chrono::milliseconds;
 
-caf::error stopped() { return make_error(errc::no_such_actor, "the manager stopped"); }
-
 class event_store final : public manager_store {
 public:
   std::string_view kind() const override { return "event"; }
@@ -38,8 +36,11 @@ public:
         auto timeout = wait_arg(args[0]);
         if (flag_ || (timeout && timeout->count() == 0))
           return manager_reply{encoded(flag_)};
+        auto who = ctx.sender();  // may throw: before anything is promised
         auto token = ++last_token_;
-        waiters_.emplace(token, waiter{ctx.defer(), ctx.sender()});
+        auto& w = waiters_[token];
+        w.who = std::move(who);
+        w.promise = ctx.defer();
         if (timeout)
           ctx.expire_after(*timeout, token);
         return std::nullopt;
@@ -59,11 +60,12 @@ public:
     std::erase_if(waiters_, [&](auto& entry) { return entry.second.who == who; });
   }
 
-  void stop_waiters() override {
+  void stop_waiters(const caf::error& why) override {
     for (auto& [token, w] : waiters_)
-      w.promise.deliver(stopped());
+      w.promise.deliver(why);
     waiters_.clear();
   }
+  std::size_t waiting() const override { return waiters_.size(); }
 
 private:
   struct waiter {
@@ -102,12 +104,14 @@ public:
     expect_args(args, 2, "acquire");
     auto blocking = bool_arg(args[0]);
     auto timeout = wait_arg(args[1]);
+    auto who = ctx.sender();  // the holder or waiter, watched; read before any promise
     if (!locked_)
-      return grant(ctx.sender());
+      return grant(std::move(who));
     if (!blocking || (timeout && timeout->count() == 0))
       return manager_reply{encoded(false), encoded(false)};
     auto token = ++last_token_;
-    waiting_.push_back({token, ctx.defer(), ctx.sender()});
+    waiting_.push_back({token, {}, std::move(who)});
+    waiting_.back().promise = ctx.defer();
     if (timeout)
       ctx.expire_after(*timeout, token);
     return std::nullopt;
@@ -129,11 +133,12 @@ public:
     }
   }
 
-  void stop_waiters() override {
+  void stop_waiters(const caf::error& why) override {
     for (auto& w : waiting_)
-      w.promise.deliver(stopped());
+      w.promise.deliver(why);
     waiting_.clear();
   }
+  std::size_t waiting() const override { return waiting_.size(); }
 
 private:
   struct waiter {

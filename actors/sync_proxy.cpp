@@ -5,9 +5,9 @@ namespace mproc {
 const bool event_proxy::registered_ = detail::register_message_type<event_proxy>();
 const bool lock_proxy::registered_ = detail::register_message_type<lock_proxy>();
 
-void event_proxy::set() const { ref_.call_waiting(caf::atom("set"), {}, std::nullopt); }
+void event_proxy::set() const { ref_.call(caf::atom("set"), {}); }
 
-void event_proxy::clear() const { ref_.call_waiting(caf::atom("clear"), {}, std::nullopt); }
+void event_proxy::clear() const { ref_.call(caf::atom("clear"), {}); }
 
 bool event_proxy::is_set() const {
   return detail::unpack_value<bool>(ref_.call_one(caf::atom("is_set"), {}));
