@@ -40,7 +40,6 @@ public:
   // queue's line), for introspection and tests.
   std::size_t waiting() const;
 
-  bool valid() const { return static_cast<bool>(server_); }
   const caf::actor& server() const { return server_; }
   std::uint64_t id() const { return id_; }
   millis timeout() const { return timeout_; }

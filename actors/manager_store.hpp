@@ -60,7 +60,7 @@ public:
   // A process that sent operations ended: its waiters go, what it held is given back.
   virtual void sender_down(const caf::actor_addr&) {}
   // The object goes (released, or the manager stops): every waiter is answered with `why`.
-  virtual void stop_waiters(const caf::error& why) { (void)why; }
+  virtual void stop_waiters(const caf::error& /*why*/) {}
   // How many calls wait on it (introspection, tests).
   virtual std::size_t waiting() const { return 0; }
 };

@@ -38,6 +38,13 @@ struct runner_core {
   }
   ~runner_core() { ::close(wake); }
 
+  // To the actor, if it still lives.
+  template <class... Ts>
+  void tell(Ts&&... xs) {
+    if (auto a = caf::actor_cast<caf::actor>(caf::actor_cast<caf::strong_actor_ptr>(actor)))
+      caf::anon_send(a, std::forward<Ts>(xs)...);
+  }
+
   popen program;
   caf::weak_actor_ptr actor;
   int wake = -1;
@@ -74,7 +81,7 @@ public:
     if (core_->stopping)
       return;
     drain();
-    tell(cmd_exit_atom::value, static_cast<std::int32_t>(p.wait()));
+    core_->tell(cmd_exit_atom::value, static_cast<std::int32_t>(p.wait()));
   }
 
 private:
@@ -85,17 +92,11 @@ private:
     bool ended = false;
   };
 
-  template <class... Ts>
-  void tell(Ts&&... xs) {
-    if (auto a = caf::actor_cast<caf::actor>(caf::actor_cast<caf::strong_actor_ptr>(core_->actor)))
-      caf::anon_send(a, std::forward<Ts>(xs)...);
-  }
-
   void send_line(const stream& s, std::string line) {
     if (s.out)
-      tell(stdout_atom::value, std::move(line));
+      core_->tell(stdout_atom::value, std::move(line));
     else
-      tell(stderr_atom::value, std::move(line));
+      core_->tell(stderr_atom::value, std::move(line));
   }
 
   // Sends the complete lines read so far (and, at the end, what is left).
@@ -162,8 +163,7 @@ public:
           reader{core}.run();
         } catch (const std::exception& e) {  // the actor must not wait for an end never told
           log::warn("subprocess actor: ", e.what());
-          if (auto a = caf::actor_cast<caf::actor>(caf::actor_cast<caf::strong_actor_ptr>(core->actor)))
-            caf::anon_send(a, cmd_exit_atom::value, make_error(errc::link_lost, e.what()));
+          core->tell(cmd_exit_atom::value, make_error(errc::link_lost, e.what()));
         }
       }};
     } catch (...) {
@@ -194,8 +194,7 @@ private:
 
 struct command_state {
   std::unique_ptr<runner> program;
-  caf::error stop_reason;  // set by an exit message: the program was asked to end
-  bool asked_to_stop = false;
+  caf::error stop_reason;  // the first exit message's: the program was asked to end
 };
 
 popen start(std::vector<std::string> argv, bool piped) {
@@ -217,7 +216,7 @@ caf::behavior command_behavior(command_actor* self, popen program, caf::actor li
   self->set_exit_handler([self](caf::exit_msg& msg) {
     if (!msg.reason)
       return;  // a linked actor ended normally: no request to stop
-    if (!std::exchange(self->state.asked_to_stop, true))
+    if (!self->state.stop_reason)
       self->state.stop_reason = std::move(msg.reason);
     self->state.program->terminate();
   });
@@ -226,7 +225,7 @@ caf::behavior command_behavior(command_actor* self, popen program, caf::actor li
     [self, listener](stderr_atom a, std::string& line) { self->send(listener, a, std::move(line)); },
     [self](cmd_exit_atom, caf::error& why) { self->quit(std::move(why)); },
     [self](cmd_exit_atom, std::int32_t code) {
-      if (self->state.asked_to_stop)
+      if (self->state.stop_reason)
         self->quit(std::move(self->state.stop_reason));
       else
         self->quit(code == 0 ? caf::error{} : make_exit_error(code));
