@@ -335,8 +335,10 @@ TEST_CASE("a manager on another node is found by name and shared over TCP") {
   CHECK(mproc::manager::connect(remote, "shared").dict<std::string, value>("config").repr()
         == "{'workers': 4}");
   CHECK(code_of([&] { mproc::manager::connect(remote, "unknown", 2s); }) == errc::no_such_actor);
-  remote.disconnect();
+  remote.disconnect();  // asynchronous: the link closes on the node's loop
+  REQUIRE(test::eventually(10s, [&] { return !remote.connected(); }));
   auto gone = code_of([&] { d.size(); });
+  INFO("the call failed with " << mproc::to_string(gone));
   CHECK((gone == errc::link_lost || gone == errc::no_such_actor));
   machine.terminate();
   machine.join(10s);
