@@ -12,10 +12,10 @@
 
 #include <caf/blocking_actor.hpp>
 
-#include "actors/manager.hpp"
+#include "mproc/actors/manager.hpp"
 #include "harness.hpp"
-#include "runtime/actor_registry.hpp"
-#include "runtime/node.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
 
 using clock_type = std::chrono::steady_clock;
 using dict = mproc::dict_proxy<std::string, std::int64_t>;

@@ -24,14 +24,14 @@
 #include <caf/blocking_actor.hpp>
 #include <caf/event_based_actor.hpp>
 
-#include "actors/lock.hpp"
-#include "actors/pipe.hpp"
-#include "actors/queue.hpp"
-#include "actors/shared_value.hpp"
-#include "runtime/actor_registry.hpp"
-#include "runtime/supervisor.hpp"
+#include "mproc/actors/lock.hpp"
+#include "mproc/actors/pipe.hpp"
+#include "mproc/actors/queue.hpp"
+#include "mproc/actors/shared_value.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/supervisor.hpp"
 #include "harness.hpp"
-#include "runtime/node.hpp"
+#include "mproc/runtime/node.hpp"
 
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;

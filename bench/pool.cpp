@@ -10,9 +10,9 @@
 #include <thread>
 #include <vector>
 
-#include "actors/pool.hpp"
+#include "mproc/actors/pool.hpp"
 #include "harness.hpp"
-#include "runtime/node.hpp"
+#include "mproc/runtime/node.hpp"
 
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;

@@ -32,10 +32,10 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
-#include "runtime/actor_registry.hpp"
-#include "runtime/blob.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/blob.hpp"
 #include "harness.hpp"
-#include "runtime/node.hpp"
+#include "mproc/runtime/node.hpp"
 
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;

@@ -11,9 +11,9 @@
 
 #include <caf/blocking_actor.hpp>
 
-#include "actors/lock.hpp"
-#include "runtime/actor_registry.hpp"
-#include "runtime/node.hpp"
+#include <mproc/actors/lock.hpp>
+#include <mproc/runtime/actor_registry.hpp>
+#include <mproc/runtime/node.hpp>
 
 // Writes its word one letter at a time: without the lock, the four words would interleave.
 void printer(caf::blocking_actor*, std::string item, mproc::lock lock) {

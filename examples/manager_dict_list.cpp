@@ -13,8 +13,8 @@
 
 #include <caf/blocking_actor.hpp>
 
-#include "actors/manager.hpp"
-#include "runtime/actor_registry.hpp"
+#include <mproc/actors/manager.hpp>
+#include <mproc/runtime/actor_registry.hpp>
 
 using mproc::value;
 

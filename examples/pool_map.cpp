@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "actors/pool.hpp"
-#include "runtime/node.hpp"
+#include <mproc/actors/pool.hpp>
+#include <mproc/runtime/node.hpp>
 
 using namespace std::chrono_literals;
 

@@ -43,11 +43,11 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
-#include "actors/queue.hpp"
-#include "runtime/actor_registry.hpp"
-#include "runtime/message_types.hpp"
-#include "runtime/node.hpp"
-#include "runtime/supervisor.hpp"
+#include <mproc/actors/queue.hpp>
+#include <mproc/runtime/actor_registry.hpp>
+#include <mproc/runtime/message_types.hpp>
+#include <mproc/runtime/node.hpp>
+#include <mproc/runtime/supervisor.hpp>
 
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;

@@ -7,8 +7,8 @@
 //            print(output.decode("utf-8"), end=""); print("Exit code", p.returncode)
 #include <cstdio>
 
-#include "actors/subprocess.hpp"
-#include "runtime/node.hpp"
+#include <mproc/actors/subprocess.hpp>
+#include <mproc/runtime/node.hpp>
 
 namespace sp = mproc::subprocess;
 

@@ -21,9 +21,9 @@
 
 #include <caf/event_based_actor.hpp>
 
-#include "runtime/actor_registry.hpp"
-#include "runtime/node.hpp"
-#include "runtime/supervisor.hpp"
+#include <mproc/runtime/actor_registry.hpp>
+#include <mproc/runtime/node.hpp>
+#include <mproc/runtime/supervisor.hpp>
 
 using namespace std::chrono_literals;
 using fail_atom = caf::atom_constant<caf::atom("fail")>;

@@ -13,10 +13,10 @@
 
 #include <caf/blocking_actor.hpp>
 
-#include "actors/shared_array.hpp"
-#include "actors/shared_value.hpp"
-#include "runtime/actor_registry.hpp"
-#include "runtime/node.hpp"
+#include <mproc/actors/shared_array.hpp>
+#include <mproc/actors/shared_value.hpp>
+#include <mproc/runtime/actor_registry.hpp>
+#include <mproc/runtime/node.hpp>
 
 void f(caf::blocking_actor*, mproc::shared_value<double> n, mproc::shared_array<std::int32_t> a) {
   n.set(3.1415927);

@@ -15,9 +15,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "serialization/codec.hpp"
-#include "serialization/unpack.hpp"
-#include "serialization/value.hpp"
+#include "mproc/serialization/codec.hpp"
+#include "mproc/serialization/unpack.hpp"
+#include "mproc/serialization/value.hpp"
 
 namespace {
 

@@ -8,9 +8,9 @@
 #include <string>
 #include <variant>
 
-#include "serialization/envelope.hpp"
-#include "serialization/frame.hpp"
-#include "serialization/unpack.hpp"
+#include "mproc/serialization/envelope.hpp"
+#include "mproc/serialization/frame.hpp"
+#include "mproc/serialization/unpack.hpp"
 
 using namespace mproc::wire;
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "serialization/frame.hpp"
+#include "mproc/serialization/frame.hpp"
 
 namespace {
 

@@ -11,8 +11,8 @@
 
 #include <caf/string_view.hpp>
 
-#include "actors/manager_store.hpp"
-#include "serialization/unpack.hpp"
+#include "mproc/actors/manager_store.hpp"
+#include "mproc/serialization/unpack.hpp"
 
 namespace {
 

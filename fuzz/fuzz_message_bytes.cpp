@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "runtime/errors.hpp"
-#include "runtime/internal/message_codec.hpp"
-#include "runtime/message_bytes.hpp"
-#include "runtime/message_types.hpp"
+#include "mproc/runtime/errors.hpp"
+#include "mproc/runtime/internal/message_codec.hpp"
+#include "mproc/runtime/message_bytes.hpp"
+#include "mproc/runtime/message_types.hpp"
 
 namespace {
 

@@ -9,10 +9,10 @@
 #include <limits>
 #include <string>
 
-#include "serialization/codec.hpp"
-#include "serialization/envelope.hpp"
-#include "serialization/frame.hpp"
-#include "serialization/protocol.hpp"
+#include "mproc/serialization/codec.hpp"
+#include "mproc/serialization/envelope.hpp"
+#include "mproc/serialization/frame.hpp"
+#include "mproc/serialization/protocol.hpp"
 
 using namespace mproc::wire;
 namespace fs = std::filesystem;

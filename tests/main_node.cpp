@@ -1,12 +1,12 @@
 // Linked (whole) into test binaries that start processes: see catch_impl.cpp.
-#include "runtime/node.hpp"
+#include "mproc/runtime/node.hpp"
 
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
 
-#include "runtime/internal/spawner.hpp"
+#include "mproc/runtime/internal/spawner.hpp"
 
 namespace {
 

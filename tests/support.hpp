@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "runtime/node.hpp"
+#include "mproc/runtime/node.hpp"
 
 namespace test {
 

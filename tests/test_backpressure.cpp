@@ -15,9 +15,9 @@
 
 #include <catch2/catch.hpp>
 
-#include "runtime/actor_registry.hpp"
-#include "runtime/node.hpp"
-#include "serialization/bytes.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
+#include "mproc/serialization/bytes.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;

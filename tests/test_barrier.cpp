@@ -1,6 +1,6 @@
 // Barrier across processes: parties pass together; abort, reset, a timeout and a party
 // killed with SIGKILL break it for the others.
-#include "actors/barrier.hpp"
+#include "mproc/actors/barrier.hpp"
 
 #include <signal.h>
 
@@ -10,9 +10,9 @@
 
 #include <catch2/catch.hpp>
 
-#include "actors/shared_array.hpp"
-#include "runtime/actor_registry.hpp"
-#include "runtime/node.hpp"
+#include "mproc/actors/shared_array.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;

@@ -1,7 +1,7 @@
 // mproc::blob: a large one reaches a local process as a descriptor (beyond any frame limit),
 // a small one inside the frame; both arrive equal; what the receiver maps cannot change;
 // a descriptor that is not a sealed blob is refused; nothing is left open.
-#include "runtime/blob.hpp"
+#include "mproc/runtime/blob.hpp"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -14,8 +14,8 @@
 
 #include <catch2/catch.hpp>
 
-#include "runtime/actor_registry.hpp"
-#include "runtime/node.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;

@@ -1,4 +1,4 @@
-#include "serialization/codec.hpp"
+#include "mproc/serialization/codec.hpp"
 
 #include <cmath>
 

@@ -1,5 +1,5 @@
 // Condition across processes: wait and notify, wait_for a predicate, timeouts, misuse.
-#include "actors/condition.hpp"
+#include "mproc/actors/condition.hpp"
 
 #include <signal.h>
 
@@ -7,9 +7,9 @@
 
 #include <catch2/catch.hpp>
 
-#include "actors/shared_value.hpp"
-#include "runtime/actor_registry.hpp"
-#include "runtime/node.hpp"
+#include "mproc/actors/shared_value.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;

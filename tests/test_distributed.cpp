@@ -22,11 +22,11 @@
 
 #include <catch2/catch.hpp>
 
-#include "runtime/actor_registry.hpp"
-#include "runtime/internal/handshake.hpp"
-#include "runtime/internal/supervisor_protocol.hpp"
-#include "runtime/supervisor.hpp"
-#include "runtime/node.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/internal/handshake.hpp"
+#include "mproc/runtime/internal/supervisor_protocol.hpp"
+#include "mproc/runtime/supervisor.hpp"
+#include "mproc/runtime/node.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;

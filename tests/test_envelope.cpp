@@ -1,10 +1,10 @@
-#include "serialization/envelope.hpp"
+#include "mproc/serialization/envelope.hpp"
 
 #include <random>
 
 #include <catch2/catch.hpp>
 
-#include "serialization/frame.hpp"
+#include "mproc/serialization/frame.hpp"
 
 using namespace mproc::wire;
 

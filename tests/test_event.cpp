@@ -1,5 +1,5 @@
 // Event across processes: set, clear, wait with and without a timeout.
-#include "actors/event.hpp"
+#include "mproc/actors/event.hpp"
 
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -12,8 +12,8 @@
 
 #include <catch2/catch.hpp>
 
-#include "runtime/actor_registry.hpp"
-#include "runtime/node.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;

@@ -1,4 +1,4 @@
-#include "serialization/frame.hpp"
+#include "mproc/serialization/frame.hpp"
 
 #include <atomic>
 #include <cstdlib>

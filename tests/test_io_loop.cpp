@@ -1,6 +1,6 @@
 // The I/O loop's two threads: work a loop thread runs itself (actors a frame was for) never
 // holds up the loop, since the other thread takes it over.
-#include "runtime/internal/io_loop.hpp"
+#include "mproc/runtime/internal/io_loop.hpp"
 
 #include <unistd.h>
 
@@ -15,8 +15,8 @@
 
 #include <catch2/catch.hpp>
 
-#include "runtime/actor_registry.hpp"
-#include "runtime/node.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;

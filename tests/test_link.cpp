@@ -1,5 +1,5 @@
 // Links: frames over a real socketpair, driven by a real I/O loop.
-#include "runtime/internal/link.hpp"
+#include "mproc/runtime/internal/link.hpp"
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -10,7 +10,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "serialization/envelope.hpp"
+#include "mproc/serialization/envelope.hpp"
 
 using namespace std::chrono_literals;
 using mproc::detail::io_loop;

@@ -1,6 +1,6 @@
 // Lock and RLock across processes: exclusion, timeouts, misuse, and a holder or waiter
 // killed with SIGKILL from this process at each point of its protocol.
-#include "actors/lock.hpp"
+#include "mproc/actors/lock.hpp"
 
 #include <signal.h>
 
@@ -11,11 +11,11 @@
 
 #include <catch2/catch.hpp>
 
-#include "actors/event.hpp"
-#include "actors/queue.hpp"
-#include "actors/shared_value.hpp"
-#include "runtime/actor_registry.hpp"
-#include "runtime/node.hpp"
+#include "mproc/actors/event.hpp"
+#include "mproc/actors/queue.hpp"
+#include "mproc/actors/shared_value.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;

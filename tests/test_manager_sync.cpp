@@ -11,8 +11,8 @@
 
 #include <caf/all.hpp>
 
-#include "actors/manager.hpp"
-#include "runtime/actor_registry.hpp"
+#include "mproc/actors/manager.hpp"
+#include "mproc/runtime/actor_registry.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;

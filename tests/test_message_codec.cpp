@@ -1,5 +1,5 @@
 // caf::message <-> wire messages, without processes.
-#include "runtime/internal/message_codec.hpp"
+#include "mproc/runtime/internal/message_codec.hpp"
 
 #include <cmath>
 #include <random>
@@ -11,9 +11,9 @@
 
 #include <catch2/catch.hpp>
 
-#include "runtime/errors.hpp"
-#include "runtime/message_bytes.hpp"
-#include "runtime/message_types.hpp"
+#include "mproc/runtime/errors.hpp"
+#include "mproc/runtime/message_bytes.hpp"
+#include "mproc/runtime/message_types.hpp"
 
 using namespace mproc;
 

@@ -1,11 +1,11 @@
 // The node: in-process spawning by name, the blocking face, one node per process.
-#include "runtime/node.hpp"
+#include "mproc/runtime/node.hpp"
 
 #include <caf/event_based_actor.hpp>
 
 #include <catch2/catch.hpp>
 
-#include "runtime/actor_registry.hpp"
+#include "mproc/runtime/actor_registry.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;

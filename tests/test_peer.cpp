@@ -1,7 +1,7 @@
 // Messages between processes: every built-in type, user structs, actor references handed
 // from process to process, errors, size limits, and a peer that breaks the protocol.
-#include "runtime/internal/peer.hpp"
-#include "runtime/internal/proxy.hpp"
+#include "mproc/runtime/internal/peer.hpp"
+#include "mproc/runtime/internal/proxy.hpp"
 
 #include <unistd.h>
 
@@ -14,9 +14,9 @@
 
 #include <catch2/catch.hpp>
 
-#include "runtime/actor_registry.hpp"
-#include "runtime/message_types.hpp"
-#include "runtime/node.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/message_types.hpp"
+#include "mproc/runtime/node.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;

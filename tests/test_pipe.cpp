@@ -1,6 +1,6 @@
 // Pipe: both directions, one-way pipes, bytes and messages, and EOF when the other end
 // closes or its process dies.
-#include "actors/pipe.hpp"
+#include "mproc/actors/pipe.hpp"
 
 #include <unistd.h>
 
@@ -12,9 +12,9 @@
 
 #include <catch2/catch.hpp>
 
-#include "actors/queue.hpp"
-#include "runtime/actor_registry.hpp"
-#include "runtime/node.hpp"
+#include "mproc/actors/queue.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;

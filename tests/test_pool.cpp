@@ -1,6 +1,6 @@
 // Pool: every call kind of Python's Pool, task errors, and the promise Python breaks — a worker
 // that dies mid-task never leaves a call waiting forever.
-#include "actors/pool.hpp"
+#include "mproc/actors/pool.hpp"
 
 #include <signal.h>
 #include <unistd.h>
@@ -15,7 +15,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "runtime/node.hpp"
+#include "mproc/runtime/node.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;

@@ -1,5 +1,5 @@
 // The process handle: Python's Process API on real child processes.
-#include "runtime/process.hpp"
+#include "mproc/runtime/process.hpp"
 
 #include <unistd.h>
 
@@ -12,8 +12,8 @@
 
 #include <catch2/catch.hpp>
 
-#include "runtime/actor_registry.hpp"
-#include "runtime/node.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;

@@ -1,7 +1,7 @@
 // Queue and JoinableQueue: Python's API, its error paths, and the delivery guarantee with
 // real producer and consumer processes.
-#include "actors/queue.hpp"
-#include "actors/queue_protocol.hpp"
+#include "mproc/actors/queue.hpp"
+#include "mproc/actors/queue_protocol.hpp"
 
 #include <algorithm>
 #include <numeric>
@@ -12,9 +12,9 @@
 
 #include <catch2/catch.hpp>
 
-#include "runtime/actor_registry.hpp"
-#include "runtime/blob.hpp"
-#include "runtime/node.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/blob.hpp"
+#include "mproc/runtime/node.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;

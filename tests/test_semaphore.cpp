@@ -1,6 +1,6 @@
 // Semaphore and BoundedSemaphore across processes: counting, the counter pattern, misuse,
 // and tokens given back when their holder is killed with SIGKILL.
-#include "actors/semaphore.hpp"
+#include "mproc/actors/semaphore.hpp"
 
 #include <signal.h>
 
@@ -8,10 +8,10 @@
 
 #include <catch2/catch.hpp>
 
-#include "actors/event.hpp"
-#include "actors/shared_array.hpp"
-#include "runtime/actor_registry.hpp"
-#include "runtime/node.hpp"
+#include "mproc/actors/event.hpp"
+#include "mproc/actors/shared_array.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;

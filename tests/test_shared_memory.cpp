@@ -1,6 +1,6 @@
 // shared_value, shared_array and shared_memory seen and changed by other processes; what
 // refuses to travel, and what is left behind (nothing).
-#include "actors/shared_memory.hpp"
+#include "mproc/actors/shared_memory.hpp"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -12,13 +12,13 @@
 
 #include <catch2/catch.hpp>
 
-#include "actors/event.hpp"
-#include "actors/lock.hpp"
-#include "actors/queue.hpp"
-#include "actors/shared_array.hpp"
-#include "actors/shared_value.hpp"
-#include "runtime/actor_registry.hpp"
-#include "runtime/node.hpp"
+#include "mproc/actors/event.hpp"
+#include "mproc/actors/lock.hpp"
+#include "mproc/actors/queue.hpp"
+#include "mproc/actors/shared_array.hpp"
+#include "mproc/actors/shared_value.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;

@@ -1,7 +1,7 @@
 // subprocess: run/call/check_call/check_output and popen with communicate; returncodes,
 // timeouts, bad input named in the caller; the node reaps every program, gives it none of
 // its descriptors, and takes it along when its process dies (unless in a session of its own).
-#include "actors/subprocess.hpp"
+#include "mproc/actors/subprocess.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -18,9 +18,9 @@
 
 #include <catch2/catch.hpp>
 
-#include "actors/queue.hpp"
-#include "runtime/actor_registry.hpp"
-#include "runtime/node.hpp"
+#include "mproc/actors/queue.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;

@@ -1,7 +1,7 @@
 // A program as an actor: its lines arrive as messages in order, its end as a down message
 // with its exit code; an exit message asks it to stop (SIGTERM); a supervisor restarts it
 // when it is killed from outside.
-#include "actors/subprocess_actor.hpp"
+#include "mproc/actors/subprocess_actor.hpp"
 
 #include <signal.h>
 
@@ -12,8 +12,8 @@
 
 #include <catch2/catch.hpp>
 
-#include "runtime/node.hpp"
-#include "runtime/supervisor.hpp"
+#include "mproc/runtime/node.hpp"
+#include "mproc/runtime/supervisor.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;

@@ -1,6 +1,6 @@
 // Supervision with real processes: strategies, restart types, the intensity window,
 // shutdown order and escalation, nesting across processes.
-#include "runtime/supervisor.hpp"
+#include "mproc/runtime/supervisor.hpp"
 
 #include <unistd.h>
 
@@ -13,8 +13,8 @@
 
 #include <catch2/catch.hpp>
 
-#include "runtime/actor_registry.hpp"
-#include "runtime/node.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;

@@ -1,4 +1,4 @@
-#include "serialization/type_registry.hpp"
+#include "mproc/serialization/type_registry.hpp"
 
 #include <any>
 

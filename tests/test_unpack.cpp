@@ -1,8 +1,8 @@
-#include "serialization/unpack.hpp"
+#include "mproc/serialization/unpack.hpp"
 
 #include <catch2/catch.hpp>
 
-#include "serialization/protocol.hpp"
+#include "mproc/serialization/protocol.hpp"
 
 using namespace mproc::wire;
 

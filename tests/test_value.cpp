@@ -4,8 +4,8 @@
 #include <cmath>
 #include <limits>
 
-#include "serialization/unpack.hpp"
-#include "serialization/value.hpp"
+#include "mproc/serialization/unpack.hpp"
+#include "mproc/serialization/value.hpp"
 
 using mproc::value;
 

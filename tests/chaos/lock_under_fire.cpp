@@ -16,11 +16,11 @@
 
 #include <caf/blocking_actor.hpp>
 
-#include "actors/lock.hpp"
-#include "actors/semaphore.hpp"
-#include "actors/shared_array.hpp"
-#include "runtime/actor_registry.hpp"
-#include "runtime/node.hpp"
+#include "mproc/actors/lock.hpp"
+#include "mproc/actors/semaphore.hpp"
+#include "mproc/actors/shared_array.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
 
 using namespace std::chrono_literals;
 

@@ -22,9 +22,9 @@
 
 #include <caf/blocking_actor.hpp>
 
-#include "actors/manager.hpp"
-#include "runtime/actor_registry.hpp"
-#include "runtime/node.hpp"
+#include "mproc/actors/manager.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
 
 using namespace std::chrono_literals;
 

@@ -10,9 +10,9 @@
 
 #include <caf/blocking_actor.hpp>
 
-#include "actors/pipe.hpp"
-#include "runtime/actor_registry.hpp"
-#include "runtime/node.hpp"
+#include "mproc/actors/pipe.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
 
 using namespace std::chrono_literals;
 

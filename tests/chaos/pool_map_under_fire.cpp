@@ -11,8 +11,8 @@
 #include <thread>
 #include <vector>
 
-#include "actors/pool.hpp"
-#include "runtime/node.hpp"
+#include "mproc/actors/pool.hpp"
+#include "mproc/runtime/node.hpp"
 
 std::int64_t slow_square(std::int64_t x) {
   std::this_thread::sleep_for(std::chrono::microseconds{20});

@@ -6,9 +6,9 @@
 
 #include <caf/blocking_actor.hpp>
 
-#include "actors/pipe.hpp"
-#include "runtime/actor_registry.hpp"
-#include "runtime/node.hpp"
+#include "mproc/actors/pipe.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
 
 void foo(caf::blocking_actor*, mproc::connection conn) {
   conn.send(std::string{"hi father"});

@@ -9,9 +9,9 @@
 
 #include <caf/blocking_actor.hpp>
 
-#include "actors/queue.hpp"
-#include "runtime/actor_registry.hpp"
-#include "runtime/node.hpp"
+#include "mproc/actors/queue.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
 
 using namespace std::chrono_literals;
 using int_queue = mproc::queue<std::int32_t>;

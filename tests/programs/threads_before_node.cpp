@@ -15,8 +15,8 @@
 
 #include <caf/event_based_actor.hpp>
 
-#include "runtime/actor_registry.hpp"
-#include "runtime/node.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
 
 using namespace std::chrono_literals;
 

@@ -1,0 +1,144 @@
+#include "mproc/actors/pipe_flusher.hpp"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "mproc/actors/pipe_socket.hpp"
+#include "mproc/runtime/node.hpp"
+
+namespace mproc::detail::pipe_flusher {
+
+namespace {
+
+class flusher {
+public:
+  // Also wakes the thread for an end it has: the end may have changed (sent away).
+  void watch(std::shared_ptr<pipe_socket> end) {
+    std::lock_guard guard{mtx_};
+    if (std::find(ends_.begin(), ends_.end(), end) == ends_.end())
+      ends_.push_back(std::move(end));
+    hook_locked();
+    if (!thread_.joinable() && !draining_)
+      start_locked();
+    if (wake_ >= 0)
+      wake_locked();
+  }
+
+  // Node exit: writes what is left (bounded), then ends the thread. Ends that a late send
+  // adds meanwhile are dropped with the process.
+  void drain() {
+    std::thread thread;
+    int wake = -1;
+    {
+      std::unique_lock lock{mtx_};
+      if (!thread_.joinable())
+        return;
+      idle_.wait_for(lock, drain_timeout, [&] { return ends_.empty(); });
+      stop_ = true;
+      draining_ = true;
+      wake_locked();
+      thread = std::move(thread_);
+      wake = std::exchange(wake_, -1);
+    }
+    thread.join();
+    ::close(wake);
+    std::lock_guard guard{mtx_};
+    for (const auto& e : ends_)  // left unsent: their readers did not read for drain_timeout
+      e->unwatched();
+    ends_.clear();
+    stop_ = false;
+    draining_ = false;
+  }
+
+private:
+  // The node of this process drains the writer when it ends; a later node (tests make
+  // several, one after another) gets its own hook.
+  void hook_locked() {
+    try {
+      auto& current = this_node();
+      if (current.id() == hooked_)  // ids are random per node; addresses repeat
+        return;
+      current.at_exit([this] { drain(); });
+      hooked_ = current.id();
+    } catch (const std::exception&) {
+      // No node (pipes are made with one, so not expected): nothing drains at exit.
+    }
+  }
+
+  void start_locked() {
+    wake_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    thread_ = std::thread{[this, wake = wake_] { run(wake); }};
+  }
+
+  void wake_locked() {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake_, &one, sizeof one);
+  }
+
+  void run(int wake) {
+    std::vector<pollfd> fds;
+    for (;;) {
+      std::vector<std::shared_ptr<pipe_socket>> ends;
+      {
+        std::lock_guard guard{mtx_};
+        if (stop_)
+          return;
+        ends = ends_;
+      }
+      fds.assign(1, pollfd{wake, POLLIN, 0});
+      for (const auto& e : ends)
+        fds.push_back({e->fd(), POLLOUT, 0});
+      if (::poll(fds.data(), fds.size(), -1) < 0)
+        continue;
+      if (fds[0].revents != 0) {
+        std::uint64_t count;
+        [[maybe_unused]] auto n = ::read(wake, &count, sizeof count);
+      }
+      for (std::size_t i = 0; i < ends.size(); ++i)
+        if (fds[i + 1].revents != 0 && ends[i]->flush())
+          forget(ends[i]);
+    }
+  }
+
+  void forget(const std::shared_ptr<pipe_socket>& end) {
+    std::lock_guard guard{mtx_};
+    // Checked again under both locks: a send may have queued more since flush() returned,
+    // seen the end still here and not asked again.
+    if (!end->unwatch_if_idle())
+      return;
+    std::erase(ends_, end);
+    if (ends_.empty())
+      idle_.notify_all();
+  }
+
+  std::mutex mtx_;
+  std::condition_variable idle_;
+  std::vector<std::shared_ptr<pipe_socket>> ends_;
+  std::thread thread_;
+  int wake_ = -1;
+  bool stop_ = false;
+  bool draining_ = false;
+  std::uint64_t hooked_ = 0;  // the node whose exit hook drains this writer
+};
+
+// Never destroyed: a joinable thread member must not meet static destruction, and the
+// at_exit hook has joined it by then.
+flusher& instance() {
+  static auto* f = new flusher;
+  return *f;
+}
+
+} // namespace
+
+void watch(std::shared_ptr<pipe_socket> end) {
+  instance().watch(std::move(end));
+}
+
+} // namespace mproc::detail::pipe_flusher

@@ -1,0 +1,328 @@
+#include "mproc/actors/pipe_socket.hpp"
+
+#include "mproc/actors/pipe_flusher.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "mproc/runtime/errors.hpp"
+#include "mproc/serialization/frame.hpp"
+
+namespace mproc::detail {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+using deadline_t = std::optional<clock_type::time_point>;
+
+constexpr std::size_t read_chunk = 64 * 1024;
+constexpr std::size_t grow_step = std::size_t{16} << 20;
+
+deadline_t deadline_after(std::optional<pipe_socket::millis> timeout) {
+  if (!timeout)
+    return std::nullopt;
+  return clock_type::now() + *timeout;
+}
+
+// Waits for `events` on `fd` until `deadline`; false on timeout. POLLHUP/POLLERR count as
+// ready: the read or write that follows reports them.
+bool wait_for(int fd, short events, deadline_t deadline) {
+  for (;;) {
+    int ms = -1;
+    if (deadline) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - clock_type::now());
+      ms = static_cast<int>(std::max<std::int64_t>(0, left.count()));
+    }
+    pollfd p{fd, events, 0};
+    int n = ::poll(&p, 1, ms);
+    if (n > 0)
+      return true;
+    if (n == 0)
+      return false;
+    if (errno != EINTR)
+      return true;  // the I/O call reports the error
+  }
+}
+
+[[noreturn]] void fail(errc code, const std::string& what) {
+  throw error(make_error(code, what), what);
+}
+
+} // namespace
+
+pipe_socket::pipe_socket(int fd) : fd_(fd) {}
+
+pipe_socket::pipe_socket(handoff&& from)
+  : fd_(from.fd), out_(std::move(from.unsent)), in_(std::move(from.unread)), in_end_(in_.size()) {}
+
+void pipe_socket::resume() {
+  std::unique_lock lock{send_mtx_};
+  if (out_.empty() || watched_)
+    return;
+  watched_ = true;
+  lock.unlock();
+  pipe_flusher::watch(shared_from_this());
+}
+
+bool pipe_socket::unwatch_if_idle() {
+  std::lock_guard guard{send_mtx_};
+  if (out_.empty())
+    watched_ = false;
+  return out_.empty();
+}
+
+pipe_socket::~pipe_socket() {
+  if (!given_away_)
+    ::close(fd_);
+}
+
+void pipe_socket::throw_closed(const char* what) const {
+  fail(errc::closed, std::string{what} + (given_away_ ? ": this end was sent to another process"
+                                          : lent_     ? ": this end is being sent to another process"
+                                                      : ": the pipe is closed"));
+}
+
+void pipe_socket::send(const char* data, std::size_t size, std::optional<millis> timeout) {
+  if (size > max_frame)
+    fail(errc::frame_too_large, "send: " + std::to_string(size) + " bytes exceed a pipe's "
+                                  + std::to_string(max_frame) + "-byte limit");
+  std::unique_lock lock{send_mtx_};
+  auto room = [&] {
+    return (out_.size() - out_begin_ < max_pending && !lent_) || closed_ || broken_;
+  };
+  if (timeout) {
+    if (!sent_.wait_for(lock, *timeout, room))
+      fail(errc::timeout, "send: the other end did not take the earlier messages in time");
+  } else {
+    sent_.wait(lock, room);
+  }
+  if (closed_ || broken_)
+    throw_closed("send");
+  char header[wire::frame_header_size];
+  wire::put_frame_length(header, static_cast<std::uint32_t>(size));
+  std::size_t done = 0;
+  if (out_begin_ == out_.size()) {
+    // Nothing waits before this frame: write it straight from the caller's memory.
+    iovec iov[2] = {{header, sizeof header}, {const_cast<char*>(data), size}};
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 2;
+    auto n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      broken_ = true;
+      throw_closed("send");
+    }
+    done = static_cast<std::size_t>(std::max<ssize_t>(n, 0));
+    if (done == sizeof header + size)
+      return;
+    out_.clear();
+    out_begin_ = 0;
+  }
+  // The rest waits in out_, in order, for the background writer.
+  using piece_t = std::pair<const char*, std::size_t>;
+  for (auto [piece, length] : {piece_t{header, sizeof header}, piece_t{data, size}}) {
+    auto skip = std::min(done, length);
+    out_.insert(out_.end(), piece + skip, piece + length);
+    done -= skip;
+  }
+  if (std::exchange(watched_, true))
+    return;
+  lock.unlock();
+  pipe_flusher::watch(shared_from_this());
+}
+
+void pipe_socket::write_pending_locked() {
+  while (out_begin_ < out_.size() && !broken_) {
+    auto n = ::send(fd_, out_.data() + out_begin_, out_.size() - out_begin_,
+                    MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        broken_ = true;  // the other end is gone: what waits can never arrive
+      break;
+    }
+    out_begin_ += static_cast<std::size_t>(n);
+  }
+  if (broken_ || out_begin_ == out_.size()) {
+    out_.clear();
+    out_begin_ = 0;
+  } else if (out_begin_ > out_.size() / 2) {
+    out_.erase(out_.begin(), out_.begin() + static_cast<std::ptrdiff_t>(out_begin_));
+    out_begin_ = 0;
+  }
+  sent_.notify_all();
+}
+
+bool pipe_socket::flush() {
+  std::lock_guard guard{send_mtx_};
+  if (lent_)
+    return false;  // its unsent bytes travel with it: they must not go out from here too
+  write_pending_locked();
+  bool done = out_.empty();
+  if (done && closed_ && !given_away_)
+    ::shutdown(fd_, SHUT_WR);  // a close() that waited for its last messages to go out
+  return done;
+}
+
+bool pipe_socket::wait_flushed(millis timeout) {
+  std::unique_lock lock{send_mtx_};
+  return sent_.wait_for(lock, timeout, [&] { return out_.empty(); });
+}
+
+bool pipe_socket::frame_buffered() const {
+  auto have = in_end_ - in_begin_;
+  if (have < wire::frame_header_size)
+    return false;
+  return have - wire::frame_header_size >= wire::get_frame_length(in_.data() + in_begin_);
+}
+
+bool pipe_socket::wait_readable(deadline_t deadline) {
+  return wait_for(fd_, POLLIN, deadline);
+}
+
+bool pipe_socket::fill(deadline_t deadline) {
+  if (in_begin_ == in_end_) {
+    in_begin_ = in_end_ = 0;
+  } else if (in_begin_ > 0) {  // a partial frame: moved to the front, to read behind it
+    std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);
+    in_end_ -= in_begin_;
+    in_begin_ = 0;
+  }
+  if (in_.size() < in_end_ + read_chunk)
+    in_.resize(in_end_ + read_chunk);  // zeroed once, when the buffer grows
+  auto* at = in_.data() + in_end_;
+  auto room = in_.size() - in_end_;
+  ssize_t n;
+  if (!deadline) {
+    n = ::recv(fd_, at, room, 0);  // one blocking read, as a raw socket would
+  } else {
+    n = ::recv(fd_, at, room, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!wait_readable(deadline))
+        fail(errc::empty, "recv: nothing arrived in time");
+      n = ::recv(fd_, at, room, MSG_DONTWAIT);
+    }
+  }
+  if (n > 0) {
+    in_end_ += static_cast<std::size_t>(n);
+    return true;
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return true;  // woken for nothing: wait again
+  return false;   // EOF, reset, or shut down by close()
+}
+
+bytes pipe_socket::recv(std::optional<millis> timeout) {
+  std::lock_guard guard{recv_mtx_};
+  if (closed_ || lent_)
+    throw_closed("recv");
+  auto deadline = deadline_after(timeout);
+  while (in_end_ - in_begin_ < wire::frame_header_size)
+    if (eof_ || !fill(deadline)) {
+      eof_ = true;
+      throw_closed("recv");
+    }
+  auto length = wire::get_frame_length(in_.data() + in_begin_);
+  if (length > max_frame) {
+    close();
+    fail(errc::bad_message, "recv: the other end announced a frame of " + std::to_string(length)
+                              + " bytes, above the limit of " + std::to_string(max_frame));
+  }
+  in_begin_ += wire::frame_header_size;
+  auto buffered = std::min<std::size_t>(length, in_end_ - in_begin_);
+  bytes out;
+  out.reserve(length);  // address space only: pages are touched as the data comes
+  wire::advise_huge_pages(out.data(), length);
+  out.insert(out.end(), in_.data() + in_begin_, in_.data() + in_begin_ + buffered);
+  in_begin_ += buffered;
+  // The rest is received straight into the message, grown as it comes (an announced length
+  // commits no memory by itself). A slow sender does not time this out: its frame is under
+  // way. close() from another thread ends the wait (shutdown wakes the recv).
+  std::size_t at = out.size();
+  while (at < length) {
+    if (out.size() == at)
+      out.resize(std::min<std::size_t>(length, at + grow_step));
+    auto n = ::recv(fd_, out.data() + at, out.size() - at, 0);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      eof_ = true;
+      throw_closed("recv");  // the writer died mid-frame: what it sent is incomplete
+    }
+    at += static_cast<std::size_t>(n);
+  }
+  return out;
+}
+
+bool pipe_socket::poll(millis timeout) {
+  std::lock_guard guard{recv_mtx_};
+  if (closed_ || lent_)
+    throw_closed("poll");
+  return frame_buffered() || eof_ || wait_readable(deadline_after(timeout));
+}
+
+void pipe_socket::close() {
+  std::lock_guard guard{send_mtx_};
+  if (closed_.exchange(true) || given_away_)
+    return;
+  // Reading ends now: a thread of this process waiting in recv wakes. Writing ends once the
+  // unsent bytes are out (the background writer shuts it down then). The descriptor stays
+  // open until the end is destroyed, so no waiting call sees it reused.
+  ::shutdown(fd_, out_.empty() ? SHUT_RDWR : SHUT_RD);
+  sent_.notify_all();
+}
+
+pipe_socket::handoff pipe_socket::lend() {
+  // Never waits: it runs where waiting is not allowed (the I/O thread encoding a spawn's
+  // arguments, an actor). What is buffered either way travels with the end.
+  std::unique_lock recv_lock{recv_mtx_, std::try_to_lock};
+  if (!recv_lock)
+    fail(errc::bad_arguments, "send the pipe end: another thread is receiving on it");
+  std::lock_guard guard{send_mtx_};
+  if (closed_ || lent_)
+    throw_closed("send the pipe end");
+  handoff out;
+  out.fd = ::fcntl(fd_, F_DUPFD_CLOEXEC, 0);
+  if (out.fd < 0)
+    fail(errc::closed, std::string{"send the pipe end: "} + std::strerror(errno));
+  out.unread.assign(in_.begin() + static_cast<std::ptrdiff_t>(in_begin_),
+                    in_.begin() + static_cast<std::ptrdiff_t>(in_end_));
+  out.unsent.assign(out_.begin() + static_cast<std::ptrdiff_t>(out_begin_), out_.end());
+  lent_ = true;  // nothing is read, written or flushed here until settled
+  return out;
+}
+
+void pipe_socket::settle_lend(bool sent) {
+  bool wake_writer = false;
+  {
+    std::scoped_lock guard{recv_mtx_, send_mtx_};
+    lent_ = false;
+    if (sent) {
+      in_.clear();
+      in_begin_ = in_end_ = 0;
+      out_.clear();
+      out_begin_ = 0;
+      given_away_ = true;
+      closed_ = true;
+      ::close(fd_);
+      wake_writer = watched_;  // it may be waiting on this socket: let it forget the end
+    }
+    sent_.notify_all();
+  }
+  if (wake_writer)
+    pipe_flusher::watch(shared_from_this());
+}
+
+void pipe_socket::unwatched() {
+  std::lock_guard guard{send_mtx_};
+  watched_ = false;
+}
+
+} // namespace mproc::detail

@@ -1,0 +1,98 @@
+// The pool's handle: its engine (the dispatcher actor and the workers' status) and the
+// calls that submit jobs to it. Jobs are in pool_job.*, the dispatcher in pool_dispatcher.*.
+#include "mproc/actors/pool.hpp"
+
+#include <atomic>
+#include <mutex>
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+
+#include "mproc/actors/pool_dispatcher.hpp"
+#include "mproc/actors/pool_job.hpp"
+#include "mproc/actors/pool_protocol.hpp"
+#include "mproc/runtime/node.hpp"
+
+namespace mproc {
+
+namespace detail {
+
+class pool_engine {
+public:
+  pool_engine(node& owner, pool_options options)
+    : status_(std::make_shared<pool_status>()), count_(options.processes) {
+    dispatcher_ = owner.system().spawn(pool_dispatcher, std::move(options), status_);
+  }
+  caf::actor dispatcher_;
+  std::shared_ptr<pool_status> status_;
+  std::size_t count_;
+  std::atomic<bool> closed_{false};  // no more calls: close() or terminate() was called
+};
+
+pool_core::pool_core(node& owner, pool_options options) {
+  if (options.processes == 0)
+    options.processes = cpu_count();
+  if (options.initializer && find_task(options.initializer->task) == nullptr)
+    throw error(make_error(errc::unknown_actor_name, "no task '" + options.initializer->task + "'"),
+                "pool initializer '" + options.initializer->task + "' is not a registered task");
+  (void)pool_worker_name();
+  engine_ = std::make_shared<pool_engine>(owner, std::move(options));
+}
+
+pool_core::~pool_core() {
+  terminate();
+}
+
+std::shared_ptr<pool_job> pool_core::submit(std::string task, std::size_t chunks,
+                                            chunk_source next) {
+  if (engine_->closed_)
+    throw error(make_error(errc::closed, "the pool is closed"), "the pool is closed");
+  auto job = std::make_shared<pool_job>();
+  job->task = std::move(task);
+  job->chunks = chunks;
+  job->next = std::move(next);
+  job->results.resize(chunks);
+  if (chunks > 0)
+    caf::anon_send(engine_->dispatcher_, pool_submit_atom::value, job_ref{job});
+  return job;
+}
+
+void pool_core::close() {
+  engine_->closed_ = true;
+  caf::anon_send(engine_->dispatcher_, pool_close_atom::value);
+}
+
+void pool_core::terminate() {
+  if (!engine_)
+    return;
+  engine_->closed_ = true;
+  caf::anon_send(engine_->dispatcher_, pool_terminate_atom::value);
+  join(std::chrono::seconds{10});
+  caf::anon_send_exit(engine_->dispatcher_, caf::exit_reason::user_shutdown);
+}
+
+bool pool_core::join(std::optional<std::chrono::milliseconds> timeout) {
+  if (!engine_->closed_)
+    throw std::logic_error("pool::join() before close() or terminate(): it would wait forever");
+  auto& status = *engine_->status_;
+  std::unique_lock lock{status.m};
+  auto over = [&] { return status.over; };
+  if (!timeout) {
+    status.cv.wait(lock, over);
+    return true;
+  }
+  return status.cv.wait_for(lock, *timeout, over);
+}
+
+std::size_t pool_core::processes() const {
+  return engine_->count_;
+}
+
+} // namespace detail
+
+pool::pool(node& owner, pool_options options) : core_(owner, std::move(options)) {}
+
+pool::~pool() = default;
+
+} // namespace mproc

@@ -1,0 +1,422 @@
+// Pool: Python's multiprocessing.Pool over worker processes — and it never hangs.
+//
+//   std::int64_t square(std::int64_t x) { return x * x; }
+//   MPROC_TASK(square);
+//
+//   mproc::pool pool{node, {.processes = 4}};
+//   auto squares = pool.map(square, std::vector<std::int64_t>{1, 2, 3});   // {1, 4, 9}
+//   auto r = pool.apply_async(square, std::int64_t{7});
+//   r.get(1s);                                                              // 49
+//
+// Workers pull work when idle. A task that throws fails its item with "<type>: <what()>" and
+// the worker lives on. A worker that dies mid-task is replaced and its unfinished work is
+// retried on another worker up to options.max_retries times, then fails with an error naming
+// the worker's exit reason. docs/pool.md describes the failure semantics.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <variant>
+#include <vector>
+
+#include "mproc/actors/task.hpp"
+#include "mproc/runtime/errors.hpp"
+#include "mproc/serialization/bytes.hpp"
+
+namespace mproc {
+
+class node;
+
+// A task and its arguments, for options.initializer: mproc::bind_task(init, "config.ini").
+struct task_call {
+  std::string task;
+  bytes chunk;  // a chunk of one item, as a worker runs it: [task, true, [arguments]]
+};
+
+
+struct pool_options {
+  std::size_t processes = 0;         // 0: cpu_count(), as Python
+  std::optional<task_call> initializer;  // run once in each worker before its first task
+  std::size_t maxtasksperchild = 0;  // 0: workers live as long as the pool; else recycled
+  std::size_t max_retries = 2;       // a chunk whose worker died is tried this many more times
+  std::string name = "PoolWorker";   // worker processes are <name>-1, <name>-2, ...
+};
+
+namespace detail {
+
+struct pool_job;
+class pool_engine;
+
+// Encodes the items of one chunk: [task, star, [item, item, ...]].
+struct chunk_encoder {
+  wire::buffer buf;
+  wire::packer pk{buf};
+  wire::codec_state st;
+  void begin(const std::string& task, bool star, std::size_t items) {
+    pk.pack_array(3);
+    pk.pack(task);
+    pk.pack(star);
+    pk.pack_array(static_cast<std::uint32_t>(items));
+  }
+  bytes finish() { return bytes(buf.data(), buf.data() + buf.size()); }
+};
+
+// A chunk that has run: what its worker sent, or why it never finished.
+struct settled_chunk {
+  std::uint32_t items = 0;
+  bytes encoded;        // [values, {index: "error"}], as a worker sends it
+  std::string failure;  // when set, every item failed with it (its worker kept dying)
+};
+
+// The results of one chunk, checked: a malformed answer fails every item.
+class chunk_results {
+public:
+  explicit chunk_results(const settled_chunk& chunk);
+  std::size_t size() const { return items_; }
+  bool ok(std::size_t i) const;
+  const msgpack::object& value(std::size_t i) const;
+  std::string error(std::size_t i) const;
+
+private:
+  std::size_t items_;
+  std::string failure_;
+  msgpack::object_handle handle_;
+  const msgpack::object* values_ = nullptr;
+  const msgpack::object_map* failures_ = nullptr;  // empty in the common case
+};
+
+using chunk_source = std::function<std::optional<std::pair<bytes, std::uint32_t>>()>;
+
+// What the typed calls share: a job per call.
+class pool_core {
+public:
+  pool_core(node& owner, pool_options options);
+  ~pool_core();
+  std::shared_ptr<pool_job> submit(std::string task, std::size_t chunks, chunk_source next);
+  void close();
+  void terminate();
+  bool join(std::optional<std::chrono::milliseconds> timeout);
+  std::size_t processes() const;
+
+private:
+  std::shared_ptr<pool_engine> engine_;
+};
+
+// Waits for chunk `i`; nullptr past the last chunk. Throws timeout, or the job's failure as a
+// whole (terminated, workers that cannot start). The chunk lives as long as the job.
+const settled_chunk* chunk_result(pool_job& job, std::size_t i,
+                                  std::optional<std::chrono::milliseconds> timeout);
+// The index of the next chunk to finish, in finishing order; nullopt when none is left.
+std::optional<std::size_t> next_finished(pool_job& job);
+// Frees chunk `i`'s encoded results once they were decoded (imap: memory stays bounded).
+void release_chunk(pool_job& job, std::size_t i);
+bool job_ready(pool_job& job);
+bool job_wait(pool_job& job, std::optional<std::chrono::milliseconds> timeout);
+void job_on_done(pool_job& job, std::function<void()> fn);
+const std::string& job_task(const pool_job& job);
+[[noreturn]] void throw_task_error(const std::string& task, std::size_t item,
+                                   const std::string& why);
+[[noreturn]] void throw_timeout(const char* call);
+
+// The result of item `i` as a value: a void task's results are std::monostate.
+template <class V>
+V decode_result(const chunk_results& res, std::size_t i, const std::string& task,
+                std::size_t item) {
+  if (!res.ok(i))
+    throw_task_error(task, item, res.error(i));
+  V out{};
+  if constexpr (!std::is_same_v<V, std::monostate>) {
+    wire::codec_state st;
+    if (!wire::codec<V>::decode(res.value(i), out, st))
+      throw_task_error(task, item, "the result cannot be decoded: " + st.error);
+  }
+  return out;
+}
+
+// What a task of type F yields to the caller: its result, std::monostate for void.
+template <class F>
+using result_of_t = std::conditional_t<std::is_void_v<typename task_signature<F>::result>,
+                                       std::monostate, typename task_signature<F>::result>;
+
+template <class F>
+using arguments_of_t = typename task_signature<F>::args;
+
+// A chunk_source over a copy of `inputs`, `chunksize` items at a time.
+template <class Arg, class Container>
+chunk_source chunks_of(std::string task, bool star, Container inputs, std::size_t chunksize) {
+  auto data = std::make_shared<Container>(std::move(inputs));
+  auto pos = std::make_shared<std::size_t>(0);
+  return [=]() -> std::optional<std::pair<bytes, std::uint32_t>> {
+    if (*pos >= data->size())
+      return std::nullopt;
+    auto n = std::min(chunksize, data->size() - *pos);
+    chunk_encoder enc;
+    enc.begin(task, star, n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const Arg& x = (*data)[*pos + i];
+      wire::codec<Arg>::encode(enc.pk, x, enc.st);
+    }
+    *pos += n;
+    return std::make_pair(enc.finish(), static_cast<std::uint32_t>(n));
+  };
+}
+
+} // namespace detail
+
+template <class R, class... P, class... A>
+task_call bind_task(R (*fn)(P...), A&&... args) {
+  std::tuple<std::decay_t<P>...> values{std::forward<A>(args)...};
+  auto name = task_name(reinterpret_cast<const void*>(fn));
+  detail::chunk_encoder enc;
+  enc.begin(name, true, 1);
+  wire::codec<decltype(values)>::encode(enc.pk, values, enc.st);
+  return {name, enc.finish()};
+}
+
+// The result of apply_async (R) or map_async (std::vector<R>).
+template <class R>
+class async_result {
+public:
+  using decoder = std::function<R(detail::pool_job&)>;
+  async_result(std::shared_ptr<detail::pool_job> job, decoder decode)
+    : job_(std::move(job)), decode_(std::move(decode)) {}
+
+  // Throws mproc::error: task_failed (the task's error), timeout.
+  R get() { return decode_(*job_); }
+  template <class Rep, class Period>
+  R get(std::chrono::duration<Rep, Period> timeout) {
+    if (!detail::job_wait(*job_, std::chrono::duration_cast<std::chrono::milliseconds>(timeout)))
+      detail::throw_timeout("get");
+    return decode_(*job_);
+  }
+  bool ready() const { return detail::job_ready(*job_); }
+  // Whether get() returns rather than throws; std::logic_error before ready(), as Python.
+  bool successful() const {
+    if (!ready())
+      throw std::logic_error("async_result::successful() before the result is ready");
+    try {
+      decode_(*job_);
+      return true;
+    } catch (const error&) {
+      return false;
+    }
+  }
+  void wait() { detail::job_wait(*job_, std::nullopt); }
+  template <class Rep, class Period>
+  bool wait(std::chrono::duration<Rep, Period> timeout) {
+    return detail::job_wait(*job_, std::chrono::duration_cast<std::chrono::milliseconds>(timeout));
+  }
+  // Python's callback / error_callback: called once ready, from the pool's own thread, or at
+  // once if already ready. Keep them short, and never wait on the pool from one: the pool's
+  // thread is the one that would answer.
+  void then(std::function<void(const R&)> callback,
+            std::function<void(const error&)> error_callback = {}) {
+    auto job = job_;
+    auto decode = decode_;
+    detail::job_on_done(*job_, [job, decode, callback, error_callback] {
+      try {
+        auto value = decode(*job);
+        if (callback)
+          callback(value);
+      } catch (const error& e) {
+        if (error_callback)
+          error_callback(e);
+      }
+    });
+  }
+
+private:
+  std::shared_ptr<detail::pool_job> job_;
+  decoder decode_;
+};
+
+// imap / imap_unordered: results as they come (in input order, or in finishing order).
+template <class R>
+class result_stream {
+public:
+  result_stream(std::shared_ptr<detail::pool_job> job, bool ordered)
+    : job_(std::move(job)), ordered_(ordered) {}
+
+  // The next result; nullopt at the end. Throws the task's error for a failed item.
+  std::optional<R> next() { return next_impl(std::nullopt); }
+  template <class Rep, class Period>
+  std::optional<R> next(std::chrono::duration<Rep, Period> timeout) {
+    return next_impl(std::chrono::duration_cast<std::chrono::milliseconds>(timeout));
+  }
+
+  // Range-for over the results.
+  class iterator {
+  public:
+    iterator(result_stream* s) : s_(s) { advance(); }
+    const R& operator*() const { return *value_; }
+    iterator& operator++() {
+      advance();
+      return *this;
+    }
+    bool operator!=(std::nullptr_t) const { return value_.has_value(); }
+
+  private:
+    void advance() { value_ = s_ ? s_->next() : std::nullopt; }
+    result_stream* s_;
+    std::optional<R> value_;
+  };
+  iterator begin() { return iterator{this}; }
+  std::nullptr_t end() { return nullptr; }
+
+private:
+  std::optional<R> next_impl(std::optional<std::chrono::milliseconds> timeout) {
+    while (!current_ || pos_ >= current_->size()) {
+      if (ordered_) {
+        const auto* c = detail::chunk_result(*job_, chunk_, timeout);
+        if (c == nullptr)
+          return std::nullopt;
+        current_.emplace(*c);
+        detail::release_chunk(*job_, chunk_);  // decoded: the bytes are not needed again
+        base_ = item_;
+        ++chunk_;
+      } else {
+        auto i = detail::next_finished(*job_);
+        if (!i)
+          return std::nullopt;
+        current_.emplace(*detail::chunk_result(*job_, *i, std::nullopt));
+        detail::release_chunk(*job_, *i);
+        base_ = 0;  // unordered: item numbers are within the chunk only
+      }
+      pos_ = 0;
+    }
+    ++item_;
+    auto i = pos_++;
+    return detail::decode_result<R>(*current_, i, detail::job_task(*job_), base_ + i);
+  }
+
+  std::shared_ptr<detail::pool_job> job_;
+  bool ordered_;
+  std::optional<detail::chunk_results> current_;
+  std::size_t chunk_ = 0;
+  std::size_t pos_ = 0;
+  std::size_t item_ = 0;
+  std::size_t base_ = 0;
+};
+
+class pool {
+public:
+  pool(node& owner, pool_options options = {});
+  ~pool();  // terminate(), as Python's context manager does
+  pool(const pool&) = delete;
+  pool& operator=(const pool&) = delete;
+
+  // fn(x) for every x; chunksize 0 chooses ceil(n / (4 * processes)) as Python. Throws the
+  // first failed item's error (errc::task_failed).
+  template <class F, class In>
+  auto map(F* fn, const In& inputs, std::size_t chunksize = 0) {
+    return map_async(fn, inputs, chunksize).get();
+  }
+  // fn(args...) for every tuple of arguments.
+  template <class F, class In>
+  auto starmap(F* fn, const In& inputs, std::size_t chunksize = 0) {
+    return map_async_impl(fn, inputs, chunksize, true).get();
+  }
+  template <class F, class In>
+  auto map_async(F* fn, const In& inputs, std::size_t chunksize = 0) {
+    return map_async_impl(fn, inputs, chunksize, false);
+  }
+  template <class F, class In>
+  auto starmap_async(F* fn, const In& inputs, std::size_t chunksize = 0) {
+    return map_async_impl(fn, inputs, chunksize, true);
+  }
+  // Results one at a time, in input order, as soon as each is known.
+  template <class F, class In>
+  auto imap(F* fn, const In& inputs, std::size_t chunksize = 1) {
+    return stream(fn, inputs, chunksize, true);
+  }
+  // Results one at a time, in the order they finish.
+  template <class F, class In>
+  auto imap_unordered(F* fn, const In& inputs, std::size_t chunksize = 1) {
+    return stream(fn, inputs, chunksize, false);
+  }
+
+  template <class F, class... A>
+  auto apply(F* fn, A&&... args) {
+    return apply_async(fn, std::forward<A>(args)...).get();
+  }
+  template <class F, class... A>
+  auto apply_async(F* fn, A&&... args) {
+    using R = detail::result_of_t<F*>;
+    using Args = detail::arguments_of_t<F*>;
+    auto job = submit(fn, std::vector<Args>{Args{std::forward<A>(args)...}}, 1, true);
+    return async_result<R>{job, [](detail::pool_job& j) {
+                             detail::chunk_results res{*detail::chunk_result(j, 0, std::nullopt)};
+                             return detail::decode_result<R>(res, 0, detail::job_task(j), 0);
+                           }};
+  }
+
+  // No more calls; workers end once the work submitted is done.
+  void close() { core_.close(); }
+  // Stops the workers at once; unfinished calls fail with errc::closed.
+  void terminate() { core_.terminate(); }
+  // Waits for the workers to end. Only after close() or terminate() (else std::logic_error:
+  // a running pool's workers never end).
+  void join() { core_.join(std::nullopt); }
+  template <class Rep, class Period>
+  bool join(std::chrono::duration<Rep, Period> timeout) {
+    return core_.join(std::chrono::duration_cast<std::chrono::milliseconds>(timeout));
+  }
+  std::size_t processes() const { return core_.processes(); }
+
+private:
+  std::size_t default_chunksize(std::size_t n) const {
+    auto groups = 4 * processes();
+    return std::max<std::size_t>(1, (n + groups - 1) / groups);
+  }
+
+  // A job over the items of `inputs`, `chunksize` per chunk.
+  template <class F, class In>
+  std::shared_ptr<detail::pool_job> submit(F* fn, const In& inputs, std::size_t chunksize,
+                                           bool star) {
+    using Item = typename In::value_type;
+    auto name = task_name(reinterpret_cast<const void*>(fn));
+    auto chunks = (inputs.size() + chunksize - 1) / chunksize;
+    return core_.submit(name, chunks,
+                        detail::chunks_of<Item>(name, star,
+                                                std::vector<Item>(inputs.begin(), inputs.end()),
+                                                chunksize));
+  }
+
+  template <class F, class In>
+  auto map_async_impl(F* fn, const In& inputs, std::size_t chunksize, bool star) {
+    using R = detail::result_of_t<F*>;
+    auto n = inputs.size();
+    auto size = chunksize != 0 ? chunksize : default_chunksize(n);
+    auto chunks = (n + size - 1) / size;
+    auto job = submit(fn, inputs, size, star);
+    return async_result<std::vector<R>>{job, [chunks, n](detail::pool_job& j) {
+                                          std::vector<R> out;
+                                          out.reserve(n);
+                                          for (std::size_t c = 0; c < chunks; ++c) {
+                                            detail::chunk_results res{
+                                              *detail::chunk_result(j, c, std::nullopt)};
+                                            for (std::size_t i = 0; i < res.size(); ++i)
+                                              out.push_back(detail::decode_result<R>(
+                                                res, i, detail::job_task(j), out.size()));
+                                          }
+                                          return out;
+                                        }};
+  }
+
+  template <class F, class In>
+  auto stream(F* fn, const In& inputs, std::size_t chunksize, bool ordered) {
+    auto job = submit(fn, inputs, std::max<std::size_t>(chunksize, 1), false);
+    return result_stream<detail::result_of_t<F*>>{job, ordered};
+  }
+
+  detail::pool_core core_;
+};
+
+} // namespace mproc

@@ -1,0 +1,311 @@
+#include "mproc/actors/pool_dispatcher.hpp"
+
+#include <deque>
+#include <map>
+#include <unordered_map>
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+
+#include "mproc/actors/pool_job.hpp"
+#include "mproc/actors/pool_protocol.hpp"
+#include "mproc/runtime/log.hpp"
+#include "mproc/runtime/node.hpp"
+#include "mproc/runtime/process.hpp"
+
+namespace mproc::detail {
+
+namespace {
+
+struct chunk_task {
+  std::shared_ptr<pool_job> job;
+  std::uint32_t index;
+  std::uint32_t items;
+  bytes payload;
+  std::uint32_t attempts = 0;  // deaths of a worker that held it alone
+  // Its worker died while holding it with others, so any of them may have killed it: it is
+  // handed out alone from now on, and only a death then counts against it.
+  bool suspect = false;
+};
+
+struct worker_slot {
+  std::deque<chunk_task> in_flight;  // in the order handed out
+};
+
+struct pull_request {
+  caf::response_promise rp;
+  caf::actor_addr who;
+  std::uint32_t allowance;
+};
+
+// Chunks ready to hand out are kept to this many items (but at least 2 per worker), so a
+// huge map is encoded as it is consumed, not all at once.
+constexpr std::size_t ready_item_limit = 32 * 1024;
+// A pull takes at most this many items: the rest stays for other workers.
+constexpr std::size_t batch_item_limit = 4 * 1024;
+// terminate() sends SIGTERM, and SIGKILL to workers still running this much later.
+constexpr auto terminate_grace = std::chrono::seconds{1};
+
+struct dispatch_state {
+  pool_options options;
+  std::shared_ptr<pool_status> status;
+  std::deque<std::shared_ptr<pool_job>> feeding;  // jobs with chunks left to encode
+  std::deque<chunk_task> ready;
+  std::size_t ready_items = 0;
+  std::unordered_map<caf::actor_addr, worker_slot> workers;
+  std::deque<pull_request> pulls;
+  bool closed = false;
+  bool terminated = false;
+  std::size_t next_seq = 1;
+  std::map<std::size_t, process> live;  // worker processes by number, until they end
+  std::size_t barren_deaths = 0; // workers that ended before finishing any chunk, in a row
+  std::string last_death;
+};
+
+using dispatcher = caf::event_based_actor;
+using state_ptr = std::shared_ptr<dispatch_state>;
+
+void serve(dispatcher* self, const state_ptr& st);
+
+bool work_left(const dispatch_state& st) {
+  if (!st.feeding.empty() || !st.ready.empty())
+    return true;
+  for (const auto& [who, w] : st.workers)
+    if (!w.in_flight.empty())
+      return true;
+  return false;
+}
+
+void start_worker(dispatcher* self, const state_ptr& st) {
+  auto seq = st->next_seq++;
+  auto& o = st->options;
+  process p{this_node(), pool_worker_name(),
+            {.name = o.name + "-" + std::to_string(seq), .daemon = true},
+            caf::actor_cast<caf::actor>(self),
+            o.initializer ? o.initializer->chunk : bytes{},
+            static_cast<std::uint32_t>(o.maxtasksperchild)};
+  caf::actor me = caf::actor_cast<caf::actor>(self);
+  p.on_exit([me, seq](int code) { caf::anon_send(me, pool_exited_atom::value, seq, code); });
+  st->live.emplace(seq, p);
+  p.start([me, seq](caf::error err) {
+    if (err)
+      caf::anon_send(me, pool_started_atom::value, seq, std::move(err));
+  });
+}
+
+void fail_everything(const state_ptr& st, const caf::error& why) {
+  for (auto& job : st->feeding)
+    job->fail(why);
+  for (auto& c : st->ready)
+    c.job->fail(why);
+  for (auto& [who, w] : st->workers)
+    for (auto& c : w.in_flight)
+      c.job->fail(why);
+  st->feeding.clear();
+  st->ready.clear();
+  st->ready_items = 0;
+  for (auto& [who, w] : st->workers)
+    w.in_flight.clear();
+}
+
+// Encodes chunks of waiting jobs while there is room.
+void fill(const state_ptr& st) {
+  auto min_ready = 2 * std::max<std::size_t>(st->options.processes, 1);
+  while (!st->feeding.empty()
+         && (st->ready.size() < min_ready || st->ready_items < ready_item_limit)) {
+    auto& job = st->feeding.front();
+    auto chunk = job->fed < job->chunks ? job->next() : std::nullopt;
+    if (!chunk) {
+      job->next = nullptr;  // releases the inputs
+      st->feeding.pop_front();
+      continue;
+    }
+    st->ready.push_back({job, static_cast<std::uint32_t>(job->fed++), chunk->second,
+                         std::move(chunk->first)});
+    st->ready_items += chunk->second;
+  }
+}
+
+// Guided self-scheduling: a share of what is ready, so the tail stays balanced.
+std::vector<bytes> take_batch(const state_ptr& st, worker_slot& w, std::uint32_t allowance) {
+  auto workers = std::max<std::size_t>(st->options.processes, 1);
+  auto share = std::max<std::size_t>(1, (st->ready.size() + 2 * workers - 1) / (2 * workers));
+  share = std::min<std::size_t>(share, allowance);
+  if (!st->ready.empty() && st->ready.front().suspect)
+    share = 1;
+  std::vector<bytes> batch;
+  std::size_t items = 0;
+  while (!st->ready.empty() && batch.size() < share
+         && (batch.empty() || items + st->ready.front().items <= batch_item_limit)) {
+    auto c = std::move(st->ready.front());
+    st->ready.pop_front();
+    st->ready_items -= c.items;
+    items += c.items;
+    batch.push_back(c.payload);
+    w.in_flight.push_back(std::move(c));
+  }
+  return batch;
+}
+
+void serve(dispatcher* self, const state_ptr& st) {
+  fill(st);
+  while (!st->pulls.empty()) {
+    auto& p = st->pulls.front();
+    auto slot = st->workers.find(p.who);
+    if (st->terminated || slot == st->workers.end()) {
+      p.rp.deliver(std::vector<bytes>{});  // quit
+    } else if (!st->ready.empty()) {
+      p.rp.deliver(take_batch(st, slot->second, p.allowance));
+      fill(st);
+    } else if (st->closed && !work_left(*st)) {
+      p.rp.deliver(std::vector<bytes>{});  // quit
+    } else {
+      break;  // nothing to give yet: the first waiting worker gets the next chunk
+    }
+    st->pulls.pop_front();
+  }
+}
+
+void on_pull(dispatcher* self, const state_ptr& st, std::vector<bytes>& results,
+             std::uint32_t allowance) {
+  auto who = caf::actor_cast<caf::actor_addr>(self->current_sender());
+  auto [slot, fresh] = st->workers.try_emplace(who);
+  if (fresh)
+    self->monitor(who);
+  auto& w = slot->second;
+  for (auto& r : results) {
+    if (w.in_flight.empty())
+      break;
+    auto c = std::move(w.in_flight.front());
+    w.in_flight.pop_front();
+    c.job->settle(c.index, {c.items, std::move(r), {}});  // checked by the caller
+    st->barren_deaths = 0;
+  }
+  auto rp = self->make_response_promise();
+  if (allowance == 0) {  // maxtasksperchild reached: it ends, a new one takes its place
+    rp.deliver(std::vector<bytes>{});  // quit
+    return;
+  }
+  st->pulls.push_back({rp, who, allowance});
+  serve(self, st);
+}
+
+void on_worker_down(dispatcher* self, const state_ptr& st, const caf::down_msg& down) {
+  auto slot = st->workers.find(down.source);
+  if (slot == st->workers.end())
+    return;
+  auto why = down.reason ? self->system().render(down.reason) : std::string{"ended"};
+  st->last_death = why;
+  auto& retry = st->options.max_retries;
+  // A worker killed from outside is no chunk's fault: only a chunk it held alone is charged
+  // with its death (so a chunk that kills its worker fails after max_retries, and random
+  // deaths do not fail innocent chunks that shared a batch with others).
+  bool alone = slot->second.in_flight.size() == 1;
+  // Back to the front, oldest first: they were handed out before everything still ready.
+  for (auto it = slot->second.in_flight.rbegin(); it != slot->second.in_flight.rend(); ++it) {
+    auto c = std::move(*it);
+    c.suspect = true;
+    if (alone && ++c.attempts > retry) {
+      c.job->settle(c.index, {c.items, {}, "its worker died (" + why + ") "
+                                             + std::to_string(c.attempts) + " times running it"});
+      continue;
+    }
+    st->ready_items += c.items;
+    st->ready.push_front(std::move(c));
+  }
+  st->workers.erase(slot);
+  std::erase_if(st->pulls, [&](const pull_request& p) { return p.who == down.source; });
+  serve(self, st);
+}
+
+// After close() once the work is done, or after terminate(): the last worker to end
+// releases join().
+void check_over(const state_ptr& st) {
+  if (!st->live.empty() || !(st->terminated || (st->closed && !work_left(*st))))
+    return;
+  {
+    std::lock_guard guard{st->status->m};
+    st->status->over = true;
+  }
+  st->status->cv.notify_all();
+}
+
+void on_worker_exit(dispatcher* self, const state_ptr& st, std::size_t seq, int code) {
+  if (st->live.erase(seq) == 0)
+    return;
+  if (st->terminated) {
+    check_over(st);
+    return;
+  }
+  if (code != 0)
+    ++st->barren_deaths;
+  // Workers that keep dying before finishing anything cannot be helped by more workers.
+  if (st->barren_deaths > 3 * std::max<std::size_t>(st->options.processes, 1)) {
+    fail_everything(st, make_error(errc::task_failed,
+                                   "pool workers keep dying before finishing a task (last: "
+                                     + st->last_death + ")"));
+    st->barren_deaths = 0;
+  }
+  if (!st->closed || work_left(*st))
+    start_worker(self, st);
+  serve(self, st);
+  check_over(st);
+}
+
+} // namespace
+
+caf::behavior pool_dispatcher(dispatcher* self, pool_options options,
+                              std::shared_ptr<pool_status> status) {
+  auto st = std::make_shared<dispatch_state>();
+  st->options = std::move(options);
+  st->status = std::move(status);
+  self->set_down_handler([=](caf::down_msg& down) { on_worker_down(self, st, down); });
+  for (std::size_t i = 0; i < st->options.processes; ++i)
+    start_worker(self, st);
+  return {
+    [=](pool_pull_atom, std::vector<bytes>& results, std::uint32_t allowance) {
+      on_pull(self, st, results, allowance);
+    },
+    [=](pool_submit_atom, job_ref& ref) {
+      if (st->closed || st->terminated) {
+        ref.job->fail(make_error(errc::closed, "the pool is closed"));
+        return;
+      }
+      st->feeding.push_back(std::move(ref.job));
+      serve(self, st);
+    },
+    [=](pool_started_atom, std::size_t seq, caf::error& err) {
+      auto p = st->live.find(seq);
+      if (p == st->live.end())
+        return;
+      if (!st->terminated) {
+        st->last_death = self->system().render(err);
+        log::warn("a pool worker could not start: ", st->last_death);
+      }
+      if (p->second.pid() == 0)  // never ran; else it ends (is killed) and on_exit reports
+        on_worker_exit(self, st, seq, 1);
+    },
+    [=](pool_exited_atom, std::size_t seq, int code) { on_worker_exit(self, st, seq, code); },
+    [=](pool_close_atom) {
+      st->closed = true;
+      serve(self, st);
+      check_over(st);
+    },
+    [=](pool_terminate_atom) {
+      st->terminated = true;
+      fail_everything(st, make_error(errc::closed, "the pool was terminated"));
+      serve(self, st);
+      for (auto& [seq, p] : st->live)
+        p.terminate();
+      check_over(st);
+      self->delayed_send(self, terminate_grace, pool_kill_atom::value);
+    },
+    [=](pool_kill_atom) {  // workers that ignore SIGTERM
+      for (auto& [seq, p] : st->live)
+        p.kill();
+    },
+  };
+}
+
+} // namespace mproc::detail

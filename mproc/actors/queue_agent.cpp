@@ -1,0 +1,168 @@
+#include "mproc/actors/queue_agent.hpp"
+
+#include <optional>
+#include <utility>
+
+#include <caf/event_based_actor.hpp>
+
+#include "mproc/actors/queue_protocol.hpp"
+#include "mproc/runtime/caf_types.hpp"
+#include "mproc/runtime/errors.hpp"
+
+namespace mproc::detail {
+
+namespace {
+
+void send_next(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf::actor q) {
+  item_batch batch;
+  {
+    std::lock_guard guard{ch->m};
+    if (ch->sending && ch->in_flight > 0)
+      ++ch->accepted;
+    std::swap(batch, ch->outbox);
+    ch->outbox.reserve(batch.size(), batch.byte_size());  // the next one, sized as this one
+    ch->in_flight = batch.size();
+    if (batch.empty())
+      ch->sending = false;
+  }
+  ch->cv.notify_all();  // the previous batch was accepted: room again, or all went out
+  if (batch.empty())
+    return;
+  self->request(q, caf::infinite, q_put_atom::value, std::move(batch))
+    .then([=] { send_next(self, ch, q); },
+          [=](caf::error& e) {
+            {
+              std::lock_guard guard{ch->m};
+              ch->put_error = e;
+              ch->sending = false;
+              ch->in_flight = 0;
+              ch->outbox.clear();
+            }
+            ch->cv.notify_all();
+          });
+}
+
+// Items the queue handed to agent `gen`, into the inbox in the order they came; false, and
+// dropped, when the process left since (the queue took them back then). `fetched`: the
+// answer to a fetch, which may come again.
+bool into_inbox(queue_channel& ch, std::uint64_t gen, item_batch items, bool fetched = false) {
+  auto n = items.size();
+  auto shared = n == 0 ? nullptr : std::make_shared<const item_batch>(std::move(items));
+  std::lock_guard guard{ch.m};
+  if (ch.generation != gen)
+    return false;
+  if (shared) {
+    ch.inbox.push_back({std::move(shared), 0, n});
+    ch.inbox_count += n;
+  }
+  if (fetched)
+    ch.fetching = false;
+  return true;
+}
+
+// The items taken since the last acknowledgement, now sent along by agent `gen`; nothing
+// for a retired agent: its successor sends the counts taken since the leave.
+std::optional<std::uint64_t> claim_done(queue_channel& ch, std::uint64_t gen) {
+  std::lock_guard guard{ch.m};
+  if (ch.generation != gen)
+    return std::nullopt;
+  return std::exchange(ch.done, 0);
+}
+
+
+// `wait`: the consumer has nothing left and waits at the queue. Otherwise a prefetch, which
+// never waits there: a consumer with work in hand must not take new items from others.
+void fetch(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf::actor q,
+           bool wait, std::uint64_t gen) {
+  auto claimed = claim_done(*ch, gen);
+  if (!claimed)
+    return;
+  auto done = *claimed;
+  auto max = static_cast<std::uint32_t>(max_batch);
+  auto request = wait ? self->request(q, caf::infinite, q_get_atom::value, max, done)
+                      : self->request(q, caf::infinite, q_getnow_atom::value, max, done);
+  std::move(request).then(
+      [=](item_batch& items) {
+        if (into_inbox(*ch, gen, std::move(items), true))
+          ch->cv.notify_all();
+      },
+      [=](caf::error& e) {
+        {
+          std::lock_guard guard{ch->m};
+          if (ch->generation != gen)
+            return;
+          if (code_of(e) != errc::empty)  // an empty queue only ends a prefetch
+            ch->get_error = e;
+          ch->fetching = false;
+        }
+        ch->cv.notify_all();
+      });
+}
+
+// The queue ended (its node ended, its process died): nothing will answer any more, so
+// every call fails at once and the agent ends with it rather than outlive it.
+void on_queue_gone(caf::event_based_actor* self, const std::shared_ptr<queue_channel>& ch) {
+  {
+    std::lock_guard guard{ch->m};
+    auto gone = make_error(errc::closed, "the queue has ended");
+    ch->queue_gone = true;
+    if (!ch->get_error)
+      ch->get_error = gone;
+    if (!ch->put_error)
+      ch->put_error = gone;
+    ch->fetching = false;
+    ch->sending = false;
+    ch->in_flight = 0;
+    ch->outbox.clear();
+    ch->leaves_pending = 0;
+  }
+  ch->cv.notify_all();
+  self->quit();
+}
+
+} // namespace
+
+caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch,
+                          caf::actor q, std::uint64_t gen) {
+  self->monitor(q);
+  self->set_down_handler([=](caf::down_msg&) { on_queue_gone(self, ch); });
+  return {
+    [=](q_flush_atom) { send_next(self, ch, q); },
+    [=](q_fetch_atom, bool wait) { fetch(self, ch, q, wait, gen); },
+    [=](q_cancel_atom) { self->send(q, q_cancel_atom::value); },
+    // Asked by get_nowait(). The agent asks the queue itself (a delegate would keep the
+    // caller as sender), so the item is held by this agent and acknowledged with the rest.
+    [=](q_getnow_atom) {
+      auto rp = self->make_response_promise();
+      auto done = claim_done(*ch, gen);
+      if (!done) {
+        rp.deliver(make_error(errc::empty, "this process left the queue meanwhile"));
+        return rp;
+      }
+      self->request(q, caf::infinite, q_getnow_atom::value, std::uint32_t{1}, *done)
+        .then(
+          [=](item_batch& items) mutable {
+            if (into_inbox(*ch, gen, std::move(items)))
+              rp.deliver(caf::unit);  // the empty reply of a void request
+            else  // a leave gave this item back already
+              rp.deliver(make_error(errc::empty, "this process left the queue meanwhile"));
+          },
+          [=](caf::error& e) mutable { rp.deliver(std::move(e)); });
+      return rp;
+    },
+    [=](q_leave_atom, std::uint64_t done) {
+      auto finish = [=] {
+        {
+          std::lock_guard guard{ch->m};
+          --ch->leaves_pending;
+        }
+        ch->cv.notify_all();
+        self->quit();
+      };
+      self->request(q, leave_timeout, q_leave_atom::value, done)
+        .then([=] { finish(); }, [=](caf::error&) { finish(); });
+    },
+  };
+}
+
+} // namespace mproc::detail

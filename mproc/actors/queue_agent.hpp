@@ -1,0 +1,61 @@
+// The process-local agent of a queue: one actor per process and queue handle that talks to
+// the queue actor in batches both ways (Python's feeder thread), and the state it shares
+// with the handle's threads (queue_client.cpp).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/behavior.hpp>
+#include <caf/error.hpp>
+#include <caf/fwd.hpp>
+
+#include "mproc/actors/queue_batch.hpp"
+
+namespace mproc::detail {
+
+// Items per batch, either way. Large enough that a batch costs far more than a frame's
+// overhead; small enough that a consumer that dies returns little (docs/queue.md).
+constexpr std::size_t max_batch = 512;
+
+// How long a leaving process waits for the queue to confirm that it took back what the
+// process held. Only a queue whose process is alive but stuck takes this long.
+constexpr auto leave_timeout = std::chrono::seconds{10};
+
+// What the handle's threads and the agent share. Guarded by `m`.
+struct queue_channel {
+  std::mutex m;
+  std::condition_variable cv;
+  // put side
+  item_batch outbox;          // put() but not yet sent
+  std::size_t in_flight = 0;  // items of the batch the queue has not accepted yet
+  std::size_t outbox_limit = max_batch;  // on outbox + in_flight: how far a process runs ahead
+  bool sending = false;       // a batch is with the queue; the agent sends the next after it
+  std::uint64_t accepted = 0; // batches the queue took: progress, for a stalled flush
+  caf::error put_error;       // the queue refused (closed) or is gone
+  // get side
+  std::deque<item_run> inbox; // fetched, not yet taken
+  std::size_t inbox_count = 0;  // the runs' items: the prefetch threshold without a walk
+  std::uint64_t takes = 0;      // gets that handed items out, and leaves (untake's check)
+  bool fetching = false;
+  std::uint64_t done = 0;     // taken and finished, not yet acknowledged
+  std::size_t taken_last = 0; // handed out by the last get: finished at the next one
+  caf::error get_error;       // closed (after draining) or gone
+  // leaving: the queue takes back what this process did not take; the handle stays usable
+  // (a new agent takes over), so leaving at exit does not stop a consumer still running.
+  std::uint64_t generation = 0;  // of the current agent; a leave retires it
+  std::size_t leaves_pending = 0;  // leaves the queue has not answered yet
+  bool queue_gone = false;       // the queue actor ended: every call fails from now on
+};
+
+// The agent `gen` of `ch`: the queue `q` knows a consumer by this actor, and watches it.
+caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch,
+                          caf::actor q, std::uint64_t gen);
+
+} // namespace mproc::detail

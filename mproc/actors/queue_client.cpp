@@ -1,0 +1,436 @@
+// A process's side of a queue: the handle's blocking calls (queue_client, behind
+// queue_core), and its leaving at process exit. The agent actor it talks through is in
+// queue_agent.cpp, items on the wire in queue_items.cpp.
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <optional>
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+
+#include "mproc/actors/queue.hpp"
+#include "mproc/actors/queue_agent.hpp"
+#include "mproc/actors/queue_protocol.hpp"
+#include "mproc/actors/queue_server.hpp"
+#include "mproc/runtime/caf_types.hpp"
+#include "mproc/runtime/node.hpp"
+
+namespace mproc::detail {
+
+namespace {
+
+// How long a leaving process waits for a queue that accepts none of its remaining items
+// (full, and nobody taking) before it gives them up. Python would wait forever here.
+constexpr auto stalled_flush_limit = std::chrono::seconds{10};
+
+using millis = std::chrono::milliseconds;
+using clock_type = std::chrono::steady_clock;
+
+} // namespace
+
+class queue_client {
+public:
+  queue_client(caf::actor q, std::size_t maxsize)
+    : queue_(std::move(q)), ch_(std::make_shared<queue_channel>()) {
+    if (maxsize != 0)  // a process never holds more unsent items than the queue may
+      ch_->outbox_limit = std::min(max_batch, maxsize);
+  }
+
+  ~queue_client() {
+    try {
+      leave();
+    } catch (...) {
+      // A destructor must not throw; leave() only throws if the node is gone.
+    }
+  }
+
+  void put(std::string_view item, std::optional<millis> timeout) {
+    std::unique_lock lock{ch_->m};
+    auto room = [&] {
+      return (ch_->outbox.size() + ch_->in_flight < ch_->outbox_limit
+              && (ch_->outbox.empty()
+                  || ch_->outbox.byte_size() + item.size() <= max_batch_bytes))
+             || ch_->put_error;
+    };
+    if (!wait(lock, timeout, room))
+      throw error(make_error(errc::full, "the queue is full"),
+                  "put: the queue stayed full for " + std::to_string(timeout->count()) + " ms");
+    if (ch_->put_error)
+      throw error(ch_->put_error, "put: " + render(ch_->put_error));
+    ch_->outbox.append(item);
+    if (!ch_->sending) {
+      ch_->sending = true;
+      caf::anon_send(agent_locked(), q_flush_atom::value);
+    }
+  }
+
+  void put_nowait(std::string_view item) {
+    flush(std::nullopt);  // keeps this process's items in order
+    item_batch one;
+    one.append(item);
+    this_node().request(queue_, std::chrono::seconds{30}, q_putnow_atom::value, std::move(one));
+  }
+
+  // Up to `max` items of the oldest fetched batch (get_many's "between 1 and max").
+  item_run get_many(std::size_t max, std::optional<millis> timeout) {
+    std::unique_lock lock{ch_->m};
+    finish_taken_locked();
+    if (!wait_for_items(lock, timeout))
+      throw error(make_error(errc::empty, "the queue is empty"),
+                  "get: no item within " + std::to_string(timeout->count()) + " ms");
+    if (ch_->inbox.empty())
+      throw error(ch_->get_error, "get: " + render(ch_->get_error));
+    auto items = take_locked(max);
+    if (ch_->inbox_count < max_batch / 2)  // prefetch while the consumer works
+      fetch_locked(false);
+    return items;
+  }
+
+  item_run get_nowait() {
+    {
+      std::unique_lock lock{ch_->m};
+      finish_taken_locked();
+      if (!ch_->inbox.empty())
+        return take_locked(1);
+    }
+    // Through the agent: the queue must know who holds the item. The agent puts it in the
+    // inbox itself, in the order the queue handed out batches (so that acknowledging "the
+    // oldest n" stays true), and the oldest item there is taken.
+    this_node().request(agent(), std::chrono::seconds{30}, q_getnow_atom::value);
+    std::lock_guard guard{ch_->m};
+    finish_taken_locked();
+    if (ch_->inbox.empty())  // another thread was quicker
+      throw error(make_error(errc::empty, "the queue is empty"), "get_nowait: the queue is empty");
+    return take_locked(1);
+  }
+
+  // The tail of the last get's items, which the caller did not take after all (it could not
+  // decode one): back to the front of the inbox, not counted as taken. Only while no other
+  // get or leave came in between (else the counts would name other items); false then.
+  bool untake(const item_run& rest) {
+    std::lock_guard guard{ch_->m};
+    if (rest.take != ch_->takes)
+      return false;
+    if (rest.size() != 0) {
+      ch_->inbox.push_front(rest);
+      ch_->inbox_count += rest.size();
+      ch_->taken_last -= std::min(ch_->taken_last, rest.size());
+    }
+    return true;
+  }
+
+  bool poll(std::optional<millis> timeout) {
+    std::unique_lock lock{ch_->m};
+    return wait_for_items(lock, timeout);
+  }
+
+  bool flush(std::optional<millis> timeout) {
+    std::unique_lock lock{ch_->m};
+    auto flushed = [&] { return (ch_->outbox.empty() && !ch_->sending) || ch_->put_error; };
+    return wait(lock, timeout, flushed) && !ch_->put_error;
+  }
+
+  // This process closed the queue: its own later puts fail at once (others' fail when the
+  // queue refuses their next batch).
+  void closed_here() {
+    std::lock_guard guard{ch_->m};
+    if (!ch_->put_error)
+      ch_->put_error = make_error(errc::closed, "the queue is closed");
+  }
+
+  // Flushes puts (waiting, as Python's queue does at process exit), then tells the queue
+  // how many of the items it handed this process were taken: those are finished, the queue
+  // takes back the rest. Asynchronous: at exit, leave_all() waits for the queue's answer.
+  void leave() {
+    std::unique_lock lock{ch_->m};
+    if (!agent_ || ch_->queue_gone)
+      return;  // nothing handed out to this process since it last left (or ever), or gone
+    wait_for_flush(lock);
+    std::uint64_t done = std::exchange(ch_->done, 0) + std::exchange(ch_->taken_last, 0);
+    ch_->inbox.clear();
+    ch_->inbox_count = 0;
+    ++ch_->takes;             // an untake of what was handed out before would count twice
+    ++ch_->generation;        // what the old agent still receives is not ours any more
+    ch_->fetching = false;    // a get still waiting fetches again, through a new agent
+    ++ch_->leaves_pending;
+    auto agent = std::move(agent_);
+    lock.unlock();
+    ch_->cv.notify_all();
+    caf::anon_send(agent, q_leave_atom::value, done);
+  }
+
+  const caf::actor& actor() const { return queue_; }
+  const std::shared_ptr<queue_channel>& channel() const { return ch_; }
+
+private:
+  // Hands out up to `max` items of the oldest fetched batch (there is one).
+  item_run take_locked(std::size_t max) {
+    auto& front = ch_->inbox.front();
+    auto n = std::min(std::max<std::size_t>(max, 1), front.size());
+    item_run out{front.batch, front.next, front.next + n, ++ch_->takes};
+    front.next += n;
+    if (front.next == front.end)
+      ch_->inbox.pop_front();
+    ch_->inbox_count -= n;
+    ch_->taken_last = n;
+    return out;
+  }
+
+  // Waits while the queue keeps accepting; gives up after stalled_flush_limit without any
+  // progress, logging what is dropped.
+  void wait_for_flush(std::unique_lock<std::mutex>& lock) {
+    auto flushed = [&] { return (ch_->outbox.empty() && !ch_->sending) || ch_->put_error; };
+    auto seen = ch_->accepted;
+    while (!ch_->cv.wait_for(lock, stalled_flush_limit, flushed)) {
+      if (ch_->accepted != seen) {
+        seen = ch_->accepted;
+        continue;
+      }
+      auto dropped = ch_->outbox.size() + ch_->in_flight;
+      ch_->put_error = make_error(errc::full, "the queue accepted nothing for 10 s");
+      ch_->outbox.clear();
+      lock.unlock();
+      std::fprintf(stderr,
+                   "mproc: a queue accepted nothing for 10 s while this process was leaving; "
+                   "%zu item(s) it put were not delivered\n",
+                   dropped);
+      lock.lock();
+      return;
+    }
+  }
+
+  template <class Pred>
+  bool wait(std::unique_lock<std::mutex>& lock, std::optional<millis> timeout, Pred pred) {
+    if (!timeout) {
+      ch_->cv.wait(lock, pred);
+      return true;
+    }
+    return ch_->cv.wait_until(lock, clock_type::now() + *timeout, pred);
+  }
+
+  // Until an item (or the queue's end) is here. A fetch in flight may be a prefetch that
+  // comes back empty, so each time none is in flight a waiting one is sent. On timeout the
+  // queue is told to stop holding items for us (a batch already on its way still lands).
+  bool wait_for_items(std::unique_lock<std::mutex>& lock, std::optional<millis> timeout) {
+    auto ready = [&] { return !ch_->inbox.empty() || ch_->get_error; };
+    auto deadline = clock_type::now() + timeout.value_or(millis{0});
+    while (!ready()) {
+      fetch_locked(true);
+      auto progressed = [&] { return ready() || !ch_->fetching; };
+      if (!timeout) {
+        ch_->cv.wait(lock, progressed);
+      } else if (!ch_->cv.wait_until(lock, deadline, progressed)) {
+        caf::anon_send(agent_locked(), q_cancel_atom::value);
+        return false;
+      }
+    }
+    return true;
+  }
+
+  void finish_taken_locked() {
+    ch_->done += std::exchange(ch_->taken_last, 0);
+  }
+
+  void fetch_locked(bool wait) {
+    if (ch_->fetching || ch_->get_error)
+      return;
+    ch_->fetching = true;
+    caf::anon_send(agent_locked(), q_fetch_atom::value, wait);
+  }
+
+  caf::actor agent() {
+    std::lock_guard guard{ch_->m};
+    return agent_locked();
+  }
+
+  caf::actor& agent_locked() {
+    if (!agent_)
+      agent_ = this_node().system().spawn(queue_agent, ch_, queue_, ch_->generation);
+    return agent_;
+  }
+
+  static std::string render(const caf::error& e) { return this_node().system().render(e); }
+
+  caf::actor queue_;
+  std::shared_ptr<queue_channel> ch_;
+  caf::actor agent_;  // spawned on first use; its behaviour shares ch_, never this object
+};
+
+// ---- leaving at process exit -----------------------------------------------------------
+
+namespace {
+
+// How long a process exiting waits, in all, for its queues to confirm that it left.
+constexpr auto exit_leave_limit = std::chrono::seconds{10};
+
+// The queue clients of this process. A process can end while handles are still alive (an
+// actor's arguments, a handle in a static): its node's exit hook makes each of them leave,
+// so that what the process took is acknowledged and what it prefetched goes back before the
+// process is gone — otherwise the queue would deliver all of it again.
+struct client_registry {
+  struct entry {
+    std::weak_ptr<queue_client> client;
+    // Outlives the client while its agent waits for the queue's answer to a leave.
+    std::weak_ptr<queue_channel> channel;
+  };
+  std::mutex m;
+  std::vector<entry> entries;
+  std::uint64_t hooked_node = 0;  // the node whose exit hook is installed
+};
+
+client_registry& registry() {
+  static auto* r = new client_registry;  // never destroyed: used until _exit
+  return *r;
+}
+
+bool has_left(queue_channel& ch, clock_type::time_point deadline) {
+  std::unique_lock lock{ch.m};
+  return ch.cv.wait_until(lock, deadline, [&] { return ch.leaves_pending == 0; });
+}
+
+// Makes every client still here leave, then waits until the queues have answered every
+// leave, including those of clients destroyed meanwhile (a destroyed client has left or is
+// leaving: its destructor leaves).
+void leave_all() {
+  std::vector<std::shared_ptr<queue_client>> clients;
+  std::vector<std::shared_ptr<queue_channel>> channels;
+  {
+    auto& r = registry();
+    std::lock_guard guard{r.m};
+    for (auto& e : r.entries) {
+      if (auto c = e.client.lock())
+        clients.push_back(std::move(c));
+      if (auto ch = e.channel.lock())
+        channels.push_back(std::move(ch));
+    }
+    r.entries.clear();
+  }
+  for (auto& c : clients)
+    c->leave();
+  clients.clear();
+  auto deadline = clock_type::now() + exit_leave_limit;
+  for (auto& ch : channels)
+    has_left(*ch, deadline);
+}
+
+void track(const std::shared_ptr<queue_client>& client) {
+  auto& n = this_node();
+  auto& r = registry();
+  std::lock_guard guard{r.m};
+  std::erase_if(r.entries, [](const auto& e) { return e.channel.expired(); });
+  r.entries.push_back({client, client->channel()});
+  if (r.hooked_node != n.id()) {
+    r.hooked_node = n.id();
+    n.at_exit(leave_all);
+  }
+}
+
+} // namespace
+
+// ---- queue_core ------------------------------------------------------------------------
+
+queue_core::queue_core(node& owner, queue_options options)
+  : queue_core(spawn_queue_server(owner.system(), {options.maxsize}), options.maxsize) {
+  if (!options.name.empty())
+    owner.register_name(options.name, queue_);
+}
+
+queue_core queue_core::lookup(node& owner, const std::string& name, millis timeout) {
+  auto q = owner.lookup(name, timeout);
+  auto reply = owner.request_message(q, caf::make_message(q_size_atom::value), timeout);
+  if (!reply.match_elements<std::uint64_t, std::uint64_t, bool>()) {
+    auto err = make_error(errc::bad_message, "'" + name + "' is not a queue");
+    throw error(err, "lookup: '" + name + "' is not a queue");
+  }
+  return queue_core{std::move(q), static_cast<std::size_t>(reply.get_as<std::uint64_t>(1))};
+}
+
+queue_core::queue_core(caf::actor queue, std::size_t maxsize)
+  : queue_(std::move(queue)), maxsize_(maxsize),
+    client_(std::make_shared<queue_client>(queue_, maxsize)) {
+  track(client_);
+}
+
+queue_client& queue_core::client() const {
+  if (!client_)
+    throw std::logic_error("operation on an invalid (default-constructed) mproc::queue");
+  return *client_;
+}
+
+void queue_core::put(std::string_view item, std::optional<millis> timeout) {
+  client().put(item, timeout);
+}
+
+void queue_core::put_nowait(std::string_view item) {
+  client().put_nowait(item);
+}
+
+item_run queue_core::get_many(std::size_t max, std::optional<millis> timeout) {
+  return client().get_many(max, timeout);
+}
+
+item_run queue_core::get_nowait() {
+  return client().get_nowait();
+}
+
+bool queue_core::untake(const item_run& rest) {
+  return client().untake(rest);
+}
+
+bool queue_core::poll(std::optional<millis> timeout) {
+  return client().poll(timeout);
+}
+
+caf::message queue_core::ask(const caf::message& question) const {
+  return this_node().request_message(client().actor(), question, std::chrono::seconds{30});
+}
+
+std::size_t queue_core::qsize() const {
+  auto reply = ask(caf::make_message(q_size_atom::value));
+  return static_cast<std::size_t>(reply.get_as<std::uint64_t>(0));
+}
+
+queue_stats queue_core::stats() const {
+  auto reply = ask(caf::make_message(q_stats_atom::value));
+  auto at = [&](std::size_t i) { return reply.get_as<std::uint64_t>(i); };
+  return {static_cast<std::size_t>(at(0)), at(1), at(2), at(3)};
+}
+
+bool queue_core::closed() const {
+  return ask(caf::make_message(q_size_atom::value)).get_as<bool>(2);
+}
+
+void queue_core::close() {
+  client().flush(std::nullopt);
+  this_node().request(client().actor(), std::chrono::seconds{30}, q_close_atom::value);
+  client().closed_here();
+}
+
+bool queue_core::flush(std::optional<millis> timeout) {
+  return client().flush(timeout);
+}
+
+void queue_core::task_done(std::uint64_t n) {
+  this_node().request(client().actor(), std::chrono::seconds{30}, q_done_atom::value, n);
+}
+
+bool queue_core::join(std::optional<millis> timeout) {
+  client().flush(std::nullopt);  // items this process put are part of what join waits for
+  try {
+    this_node().request(client().actor(), timeout.value_or(millis{std::chrono::hours{24 * 365}}),
+                        q_join_atom::value);
+    return true;
+  } catch (const error& e) {
+    if (e.code() == errc::timeout)
+      return false;
+    throw;
+  }
+}
+
+void queue_core::leave() {
+  client().leave();
+}
+
+} // namespace mproc::detail

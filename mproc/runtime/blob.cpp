@@ -1,0 +1,206 @@
+#include "mproc/runtime/blob.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "mproc/runtime/errors.hpp"
+#include "mproc/serialization/protocol.hpp"
+
+namespace mproc::detail {
+
+// A blob's bytes: on the heap, or a memfd mapped into this process (fd >= 0).
+class blob_memory {
+public:
+  static std::unique_ptr<blob_memory> heap(std::size_t size) {
+    std::unique_ptr<blob_memory> m{new blob_memory};
+    m->heap_.reset(new char[size == 0 ? 1 : size]);
+    m->data_ = m->heap_.get();
+    m->size_ = size;
+    wire::advise_huge_pages(m->data_, size);
+    return m;
+  }
+
+  // Writable until seal(); every page is allocated here at once (MAP_POPULATE), since the
+  // writer fills them all: one call instead of a fault per page.
+  static std::unique_ptr<blob_memory> shared(std::size_t size) {
+    std::unique_ptr<blob_memory> m{new blob_memory};
+    m->fd_ = ::memfd_create("mproc-blob", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (m->fd_ < 0 || ::ftruncate(m->fd_, static_cast<off_t>(size)) != 0
+        || !m->map(PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, size))
+      fail("cannot make a blob of " + std::to_string(size) + " bytes: " + std::strerror(errno));
+    return m;
+  }
+
+  // A shared blob that arrived as `fd` (taken: closed on failure). Null, with `why` set,
+  // unless it is a memfd of `size` bytes sealed against writing and resizing: nobody can
+  // change the bytes under the receiver, nor make its reads fault (SIGBUS) by shrinking it.
+  static std::shared_ptr<const blob_memory> adopt(int fd, std::size_t size, std::string& why) {
+    std::shared_ptr<blob_memory> m{new blob_memory};
+    m->fd_ = fd;
+    struct stat st{};
+    int seals = ::fcntl(fd, F_GET_SEALS);
+    if (seals < 0 || (static_cast<unsigned>(seals) & frozen) != frozen || ::fstat(fd, &st) != 0
+        || static_cast<std::size_t>(st.st_size) != size || size == 0) {
+      why = "the descriptor is not a sealed blob of " + std::to_string(size) + " bytes";
+      return nullptr;
+    }
+    if (!m->map_read_only(size)) {
+      why = std::string{"cannot map the blob: "} + std::strerror(errno);
+      return nullptr;
+    }
+    return m;
+  }
+
+  ~blob_memory() {
+    if (mapped_)
+      ::munmap(data_, size_);
+    if (fd_ >= 0)
+      ::close(fd_);
+  }
+  blob_memory(const blob_memory&) = delete;
+  blob_memory& operator=(const blob_memory&) = delete;
+
+  // Read-only from now on, for this process and every receiver: the writable mapping goes
+  // (F_SEAL_WRITE refuses while one exists) and a read-only one takes its place.
+  void seal() {
+    if (fd_ < 0)
+      return;
+    ::munmap(data_, size_);
+    mapped_ = false;
+    auto size = std::exchange(size_, 0);
+    data_ = nullptr;
+    if (::fcntl(fd_, F_ADD_SEALS, frozen | F_SEAL_SEAL) != 0 || !map_read_only(size))
+      fail(std::string{"cannot seal a blob: "} + std::strerror(errno));
+  }
+
+  char* data() const { return data_; }
+  std::size_t size() const { return size_; }
+  int fd() const { return fd_; }
+
+private:
+  static constexpr unsigned frozen = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
+
+  blob_memory() = default;
+
+  [[noreturn]] static void fail(const std::string& what) {
+    throw mproc::error{make_error(errc::bad_arguments, what), what};
+  }
+
+  // Private, not shared: before Linux 6.7 a shared mapping of a write-sealed memfd is
+  // refused even read-only (it could be mprotect'ed writable). Nothing ever writes to this
+  // one, so it maps the memfd's own pages and copies none.
+  bool map_read_only(std::size_t size) { return map(PROT_READ, MAP_PRIVATE, size); }
+
+  bool map(int prot, int flags, std::size_t size) {
+    void* p = ::mmap(nullptr, size, prot, flags, fd_, 0);
+    if (p == MAP_FAILED)
+      return false;
+    data_ = static_cast<char*>(p);
+    size_ = size;
+    mapped_ = true;
+    return true;
+  }
+
+  int fd_ = -1;
+  bool mapped_ = false;
+  std::unique_ptr<char[]> heap_;
+  char* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+namespace {
+
+std::unique_ptr<blob_memory> make_memory(std::size_t size) {
+  return size >= blob::shared_min ? blob_memory::shared(size) : blob_memory::heap(size);
+}
+
+} // namespace
+} // namespace mproc::detail
+
+namespace mproc {
+
+blob::blob(const char* data, std::size_t size) {
+  blob_writer w{size};
+  if (size != 0)
+    std::memcpy(w.data(), data, size);
+  *this = std::move(w).finish();
+}
+
+const char* blob::data() const { return mem_ ? mem_->data() : ""; }
+std::size_t blob::size() const { return mem_ ? mem_->size() : 0; }
+bool blob::shared() const { return mem_ && mem_->fd() >= 0; }
+
+blob_writer::blob_writer(std::size_t size) : mem_{detail::make_memory(size)} {}
+blob_writer::~blob_writer() = default;
+blob_writer::blob_writer(blob_writer&&) noexcept = default;
+blob_writer& blob_writer::operator=(blob_writer&&) noexcept = default;
+
+char* blob_writer::data() { return mem_ ? mem_->data() : nullptr; }
+std::size_t blob_writer::size() const { return mem_ ? mem_->size() : 0; }
+
+blob blob_writer::finish() && {
+  if (!mem_)
+    return blob{};
+  mem_->seal();
+  return blob{std::shared_ptr<const detail::blob_memory>{std::move(mem_)}};
+}
+
+} // namespace mproc
+
+namespace mproc::wire {
+
+void codec<blob>::encode(packer& pk, const blob& b, codec_state& st) {
+  const auto* m = b.mem_.get();
+  if (m != nullptr && m->fd() >= 0 && st.descriptors != nullptr
+      && st.descriptors->size() < max_fds_per_frame) {
+    int copy = ::fcntl(m->fd(), F_DUPFD_CLOEXEC, 0);
+    if (copy >= 0) {
+      auto index = static_cast<std::uint32_t>(st.descriptors->size());
+      st.descriptors->push_back(copy);  // the frame owns it now, and closes it if unsent
+      pk.pack_array(2);
+      pk.pack(index);
+      pk.pack(static_cast<std::uint64_t>(m->size()));
+      return;
+    }
+  }
+  pack_raw(pk, st, b.data(), b.size(), true);  // the bytes inside the frame instead
+}
+
+bool codec<blob>::decode(const msgpack::object& o, blob& out, codec_state& st) {
+  if (o.type == msgpack::type::BIN) {
+    try {  // a copy: from shared_min on into a memfd, so it can be sent on without one
+      auto m = mproc::detail::make_memory(o.via.bin.size);
+      if (o.via.bin.size != 0)
+        std::memcpy(m->data(), o.via.bin.ptr, o.via.bin.size);
+      m->seal();
+      out = blob{std::shared_ptr<const mproc::detail::blob_memory>{std::move(m)}};
+    } catch (const mproc::error& e) {
+      return st.fail(std::string{"blob: "} + e.what());
+    }
+    return true;
+  }
+  std::uint32_t index = 0;
+  std::uint64_t size = 0;
+  if (o.type != msgpack::type::ARRAY || o.via.array.size != 2)
+    return type_mismatch(st, "blob (bin or [descriptor, size])", o);
+  if (!codec<std::uint32_t>::decode(o.via.array.ptr[0], index, st)
+      || !codec<std::uint64_t>::decode(o.via.array.ptr[1], size, st))
+    return false;
+  auto* fds = st.descriptors;
+  if (fds == nullptr || index >= fds->size() || (*fds)[index] < 0)
+    return st.fail("blob: descriptor " + std::to_string(index) + " did not come with the frame");
+  std::string why;
+  auto m = mproc::detail::blob_memory::adopt(std::exchange((*fds)[index], -1), size, why);
+  if (!m)
+    return st.fail("blob: " + why);
+  out = blob{std::move(m)};
+  return true;
+}
+
+} // namespace mproc::wire

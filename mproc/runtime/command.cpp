@@ -1,0 +1,94 @@
+#include "mproc/runtime/command.hpp"
+
+#include <poll.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "mproc/runtime/deadline.hpp"
+#include "mproc/runtime/internal/command_state.hpp"
+
+namespace mproc {
+
+namespace detail {
+
+command_state::~command_state() {
+  if (pidfd >= 0)
+    ::close(pidfd);
+}
+
+bool command_state::reap_locked(bool block) {
+  if (returncode)
+    return true;
+  siginfo_t info{};
+  int r;
+  while ((r = ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | (block ? 0 : WNOHANG))) < 0
+         && errno == EINTR) {
+  }
+  if (r < 0) {
+    // ECHILD: someone else reaped it (a waitpid(-1) of the program's own); its status is
+    // lost, and 0 is what Python's subprocess reports then too.
+    returncode = 0;
+  } else if (info.si_pid == 0) {
+    return false;  // still running
+  } else {
+    returncode = info.si_code == CLD_EXITED ? info.si_status : -info.si_status;
+  }
+  // The pidfd stays open until the state goes: a detached waiter may be polling it.
+  cv.notify_all();
+  return true;
+}
+
+} // namespace detail
+
+int command::exit_fd() const { return s_->pidfd; }
+
+pid_t command::pid() const {
+  return s_->pid;
+}
+
+std::optional<int> command::returncode() const {
+  std::lock_guard guard{s_->m};
+  if (s_->detached)
+    s_->reap_locked(false);
+  return s_->returncode;
+}
+
+std::optional<int> command::wait(std::optional<millis> timeout) const {
+  using clock = std::chrono::steady_clock;
+  auto deadline = deadline_after(timeout);
+  if (deadline == clock::time_point::max())
+    timeout.reset();
+  std::unique_lock lock{s_->m};
+  while (!s_->returncode) {
+    if (!s_->detached) {  // the node's loop reaps it and wakes us
+      if (!timeout) {
+        s_->cv.wait(lock);
+        continue;
+      }
+      if (s_->cv.wait_until(lock, deadline) == std::cv_status::timeout && !s_->returncode)
+        return std::nullopt;
+      continue;
+    }
+    if (s_->reap_locked(false))
+      break;
+    auto left = std::chrono::duration_cast<millis>(deadline - clock::now());
+    if (timeout && left.count() <= 0)
+      return std::nullopt;
+    pollfd p{s_->pidfd, POLLIN, 0};
+    lock.unlock();
+    ::poll(&p, 1, timeout ? static_cast<int>(std::min<long long>(left.count() + 1, 1 << 30)) : -1);
+    lock.lock();
+  }
+  return s_->returncode;
+}
+
+void command::send_signal(int sig) const {
+  std::lock_guard guard{s_->m};
+  if (!s_->returncode && s_->pidfd >= 0)
+    ::syscall(SYS_pidfd_send_signal, s_->pidfd, sig, nullptr, 0);
+}
+
+} // namespace mproc

@@ -1,0 +1,362 @@
+#include "mproc/runtime/internal/link.hpp"
+
+#include "mproc/runtime/internal/fd_passing.hpp"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "mproc/runtime/log.hpp"
+
+namespace mproc::detail {
+
+namespace {
+
+constexpr std::uint32_t read_events = EPOLLIN | EPOLLRDHUP;
+constexpr std::size_t max_iov = 64;
+// An honest peer leaves at most two frames' descriptors unclaimed (one fds frame read ahead
+// of the frame that takes them); more is a peer piling them up.
+constexpr std::size_t max_unclaimed_fds = 4 * wire::max_fds_per_frame;
+
+bool would_block(int err) {
+  return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
+}
+
+void close_fds(std::vector<int>& fds) {
+  for (int fd : fds)
+    ::close(fd);
+  fds.clear();
+}
+
+thread_local std::optional<std::chrono::steady_clock::time_point> this_thread_deadline;
+
+} // namespace
+
+link::write_deadline::write_deadline(std::chrono::steady_clock::time_point deadline)
+  : previous_(this_thread_deadline) {
+  this_thread_deadline = deadline;
+}
+
+link::write_deadline::~write_deadline() {
+  this_thread_deadline = previous_;
+}
+
+link::link(io_loop& loop, int fd, std::uint32_t max_frame, std::size_t max_queued)
+  : loop_(loop), fd_(fd), decoder_(max_frame), max_queued_(max_queued) {}
+
+link::~link() {
+  std::lock_guard guard{out_mtx_};
+  if (!closed_)
+    ::close(fd_);
+  for (auto& f : out_)
+    close_fds(f.fds);
+  for (auto& set : fds_in_)
+    for (int fd : set.fds)
+      ::close(fd);
+}
+
+void link::open(frame_handler on_frame, close_handler on_close) {
+  on_frame_ = std::move(on_frame);
+  on_close_ = std::move(on_close);
+  std::lock_guard guard{out_mtx_};
+  token_ = loop_.add(fd_, read_events, [self = weak_from_this()](std::uint32_t events) {
+    if (auto l = self.lock())
+      l->on_event(events);
+  });
+  if (!out_.empty())
+    loop_.modify(token_, fd_, read_events | EPOLLOUT);
+}
+
+bool link::closed() const {
+  std::lock_guard guard{out_mtx_};
+  return closed_;
+}
+
+bool link::closed_by_peer() const {
+  std::lock_guard guard{out_mtx_};
+  return by_peer_;
+}
+
+bool link::write(wire::buffer&& frame, flow kind) {
+  auto size = frame.size();
+  return enqueue({std::move(frame), {}, {}, size}, kind);
+}
+
+bool link::write(wire::frame_out&& frame, flow kind) {
+  // The whole buffer (frames before the ended one included) and every borrowed span.
+  auto total = frame.start + wire::frame_header_size + frame.payload_size();
+  return enqueue({std::move(frame.buf), std::move(frame.borrowed), std::move(frame.keep), total,
+                  std::exchange(frame.fds, {})},
+                 kind);
+}
+
+bool link::enqueue(pending&& frame, flow kind) {
+  released done;  // declared first: released after the lock (see `released`)
+  std::unique_lock guard{out_mtx_};
+  if (kind == flow::data && !loop_.in_loop()) {
+    auto room = [&] { return out_bytes_ < max_queued_ || closed_ || broken_; };
+    if (this_thread_deadline)
+      drained_.wait_until(guard, *this_thread_deadline, room);
+    else
+      drained_.wait(guard, room);
+  }
+  if (closed_ || broken_) {
+    close_fds(frame.fds);
+    return false;
+  }
+  bool was_idle = out_.empty();
+  out_bytes_ += frame.size;
+  out_.push_back(std::move(frame));
+  if (!was_idle)
+    return true;  // the loop is flushing; it takes this frame along
+  auto now = std::chrono::steady_clock::now();
+  if (token_ != 0 && now - last_direct_ < burst_gap) {
+    // A burst: one syscall per frame would cap it at the syscall rate. The loop thread
+    // flushes what gathers meanwhile in one sendmsg. A lone frame (a request, a reply) still
+    // goes out at once.
+    loop_.modify(token_, fd_, read_events | EPOLLOUT);
+    return true;
+  }
+  if (!drain_locked(done))
+    return false;
+  last_direct_ = std::chrono::steady_clock::now();
+  if (!out_.empty() && token_ != 0)
+    loop_.modify(token_, fd_, read_events | EPOLLOUT);
+  return true;
+}
+
+bool link::drain_locked(released& done) {
+  while (!out_.empty()) {
+    iovec iov[max_iov];
+    std::size_t n = 0;
+    for (auto i = out_.begin(); i != out_.end() && n < max_iov; ++i) {
+      // Descriptors go with a write's first byte: a frame carrying some starts a write.
+      if (i != out_.begin() && !i->fds.empty())
+        break;
+      if (!pieces(*i, i == out_.begin() ? out_offset_ : 0, iov, n, max_iov))
+        break;  // the rest of this frame goes in the next sendmsg, before the next frame
+    }
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = n;
+    auto& fds = out_.front().fds;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * wire::max_fds_per_frame)];
+    attach_fds(msg, control, fds);
+    auto sent = ::sendmsg(fd_, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent > 0)
+      close_fds(fds);  // in flight now: the receiver gets its own copies
+    if (sent < 0) {
+      if (would_block(errno)) {
+        drained_.notify_all();  // what did go out made room
+        return true;
+      }
+      if (!fds.empty() && (errno == EMFILE || errno == ENFILE || errno == ETOOMANYREFS)) {
+        // The descriptors cannot go (too many in flight or open): only this frame is lost,
+        // nothing of it was written, so the link goes on. Its pipe ends close here.
+        log::warn("a message carrying descriptors was dropped: ", std::strerror(errno));
+        pop_front_locked(done);
+        continue;
+      }
+      // EPIPE, ECONNRESET, ENOBUFS...: nothing more goes out. The loop closes the link, which
+      // settles everything pending on it; the reader may well have seen the end first.
+      broken_ = true;
+      for (auto& f : out_) {
+        done.push_back(std::move(f.keep));
+        close_fds(f.fds);
+      }
+      out_.clear();
+      out_bytes_ = 0;
+      out_offset_ = 0;
+      drained_.notify_all();
+      loop_.post([self = weak_from_this(), why = std::string{std::strerror(errno)}] {
+        if (auto l = self.lock())
+          l->close("write failed: " + why);
+      });
+      return false;
+    }
+    auto left = static_cast<std::size_t>(sent);
+    while (left > 0) {
+      auto rest = out_.front().size - out_offset_;
+      if (left < rest) {
+        out_offset_ += left;
+        break;
+      }
+      left -= rest;
+      pop_front_locked(done);
+    }
+  }
+  drained_.notify_all();
+  return true;
+}
+
+bool link::pieces(const pending& frame, std::size_t skip, iovec* iov, std::size_t& n,
+                  std::size_t max) {
+  auto add = [&](const char* data, std::size_t size) {
+    if (skip >= size) {
+      skip -= size;
+      return true;
+    }
+    if (n == max)
+      return false;
+    iov[n].iov_base = const_cast<char*>(data + skip);
+    iov[n].iov_len = size - skip;
+    skip = 0;
+    ++n;
+    return true;
+  };
+  std::size_t at = 0;
+  for (const auto& span : frame.borrowed) {
+    if (!add(frame.buf.data() + at, span.at - at) || !add(span.data, span.size))
+      return false;
+    at = span.at;
+  }
+  return add(frame.buf.data() + at, frame.buf.size() - at);
+}
+
+void link::pop_front_locked(released& done) {
+  close_fds(out_.front().fds);  // only a dropped frame still has them
+  out_bytes_ -= out_.front().size;
+  done.push_back(std::move(out_.front().keep));
+  out_.pop_front();
+  out_offset_ = 0;
+}
+
+void link::on_event(std::uint32_t events) {
+  if (events & EPOLLOUT)
+    on_writable();
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+    on_readable();
+}
+
+void link::on_writable() {
+  released done;
+  std::lock_guard guard{out_mtx_};
+  if (closed_)
+    return;
+  drain_locked(done);
+  if (out_.empty())
+    loop_.modify(token_, fd_, read_events);
+}
+
+void link::on_readable() {
+  read_some();
+}
+
+bool link::read_some() {
+  // The rest of a large frame goes straight into the decoder's buffer: one copy fewer.
+  auto direct = decoder_.pending_payload() >= io_loop::read_buffer_size;
+  auto* buf = direct ? decoder_.payload_room() : loop_.read_buffer();
+  auto size = direct ? decoder_.pending_payload() : io_loop::read_buffer_size;
+  auto n = receive(buf, size);
+  if (n < 0 && would_block(errno))
+    return false;
+  if (n <= 0) {
+    {
+      std::lock_guard guard{out_mtx_};
+      by_peer_ = true;
+    }
+    close(n == 0 ? std::string{"connection closed by peer"}
+                 : std::string{"connection error: "} + std::strerror(errno));
+    return false;
+  }
+  auto self = shared_from_this();  // a frame handler may drop the last other reference
+  auto deliver = [&](std::string_view payload) {
+    if (!closed())
+      on_frame_(payload);
+  };
+  if (direct)
+    decoder_.commit(static_cast<std::size_t>(n), deliver);
+  else
+    decoder_.feed(buf, static_cast<std::size_t>(n), deliver);
+  if (decoder_.failed() && !closed()) {
+    close("protocol error: " + decoder_.error());
+    return false;
+  }
+  return !closed();
+}
+
+long link::receive(char* buf, std::size_t size) {
+  iovec iov{buf, size};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * wire::max_fds_per_frame)];
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  auto n = ::recvmsg(fd_, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  if (n < 0)
+    return n;
+  auto fds = received_fds(msg);
+  bool lost = (msg.msg_flags & MSG_CTRUNC) != 0;
+  if (lost)
+    log::warn("descriptors sent to this process were lost (",
+              "none free under RLIMIT_NOFILE, or more than a frame may carry): ",
+              "the message naming them is dropped");
+  if (!fds.empty() || lost) {
+    fds_in_count_ += fds.size();
+    fds_in_.push_back({std::move(fds), lost});
+  }
+  if (fds_in_count_ > max_unclaimed_fds || fds_in_.size() > max_unclaimed_fds) {
+    // Descriptors piling up that no frame claims: the peer broke the protocol.
+    errno = EPROTO;
+    return -1;
+  }
+  return n;
+}
+
+std::optional<std::vector<int>> link::take_fds(std::size_t n) {
+  if (fds_in_.empty())
+    return std::nullopt;
+  auto set = std::move(fds_in_.front());
+  fds_in_.pop_front();
+  fds_in_count_ -= set.fds.size();
+  if (set.lost && set.fds.size() < n)
+    set.fds.resize(n, -1);
+  if (set.fds.size() != n) {  // the announced count and the set differ: a broken peer
+    for (int fd : set.fds)
+      if (fd >= 0)
+        ::close(fd);
+    return std::nullopt;
+  }
+  return std::move(set.fds);
+}
+
+void link::drain_and_close(const std::string& reason) {
+  while (!closed() && read_some()) {
+  }
+  // Would-block without EOF: someone else still holds the peer's end (a fork of it).
+  close(reason);
+}
+
+void link::close(const std::string& reason) {
+  std::deque<pending> dropped;  // released after the lock, as in drain_locked
+  {
+    std::lock_guard guard{out_mtx_};
+    if (closed_)
+      return;
+    closed_ = true;
+    if (token_ != 0)
+      loop_.remove(token_, fd_);
+    ::close(fd_);
+    dropped.swap(out_);
+    for (auto& f : dropped)
+      close_fds(f.fds);
+    out_bytes_ = 0;
+    drained_.notify_all();
+  }
+  if (auto handler = std::move(on_close_))
+    handler(reason);
+}
+
+bool link::flush(std::chrono::milliseconds timeout) {
+  std::unique_lock lock{out_mtx_};
+  drained_.wait_for(lock, timeout, [this] { return out_.empty() || closed_ || broken_; });
+  return out_.empty() && !closed_ && !broken_;
+}
+
+} // namespace mproc::detail

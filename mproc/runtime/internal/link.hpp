@@ -1,0 +1,156 @@
+// A link: one connected stream socket (socketpair end or TCP) carrying frames.
+//
+// Writing: any thread. A frame is sent straight from the caller's thread when nothing is
+// queued and the previous direct send is not a few microseconds old, which keeps request
+// latency at one syscall; frames of a burst, and what the socket does not take, are queued
+// and flushed by the loop thread, many frames per sendmsg. Frames never interleave.
+// Backpressure: a writer of data frames on any thread but the loop's waits while the link
+// has `max_queued` bytes or more unsent (a reader that stopped reading bounds the writer's
+// memory to that plus one frame per writing thread). Control frames and the loop's own
+// frames are always queued: they are small, and the loop must never wait for itself.
+// Reading: the loop thread reads in bulk and hands out whole frames.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mproc/runtime/internal/io_loop.hpp"
+#include "mproc/serialization/codec.hpp"
+#include "mproc/serialization/envelope.hpp"
+#include "mproc/serialization/frame.hpp"
+
+struct iovec;  // <sys/uio.h>, for the private pieces(): kept out of this header's includes
+
+namespace mproc::detail {
+
+class link : public std::enable_shared_from_this<link> {
+public:
+  using frame_handler = std::function<void(std::string_view payload)>;
+  using close_handler = std::function<void(const std::string& reason)>;
+
+  // Takes ownership of `fd`, a connected stream socket.
+  link(io_loop& loop, int fd, std::uint32_t max_frame,
+       std::size_t max_queued = std::size_t{16} << 20);
+  ~link();
+  link(const link&) = delete;
+  link& operator=(const link&) = delete;
+
+  // Loop thread: starts reading. on_close runs once, on the loop thread.
+  void open(frame_handler on_frame, close_handler on_close);
+
+  enum class flow { control, data };
+
+  // While one is alive, data frames written by this thread wait for room only until
+  // `deadline`, then are queued anyway: a blocking call with a timeout (node::request) keeps
+  // its timeout under backpressure, and overshoots the bound by at most its one frame.
+  class write_deadline {
+  public:
+    explicit write_deadline(std::chrono::steady_clock::time_point deadline);
+    ~write_deadline();
+    write_deadline(const write_deadline&) = delete;
+    write_deadline& operator=(const write_deadline&) = delete;
+
+  private:
+    std::optional<std::chrono::steady_clock::time_point> previous_;
+  };
+
+  // Any thread. `frame` holds one or more complete frames; a data frame written outside the
+  // loop thread first waits for room (see above). False when the link is closed or broken:
+  // the frame was not sent.
+  bool write(wire::buffer&& frame, flow kind = flow::control);
+  // The same for a frame whose large payloads are borrowed (wire::frame_out, ended): they
+  // are written from where they lie, and `frame.keep` is held until they are. Its
+  // descriptors (`frame.fds`, a local link only) go with the write's first byte.
+  bool write(wire::frame_out&& frame, flow kind);
+
+  // Loop thread: takes `n` of the descriptors received so far, oldest first (the caller
+  // owns them); nothing when fewer than `n` arrived.
+  std::optional<std::vector<int>> take_fds(std::size_t n);
+
+  // Loop thread: closes the socket now; queued output is dropped.
+  void close(const std::string& reason);
+  // Loop thread, once the peer process is known dead: delivers the frames it left in the
+  // socket, then closes with `reason`.
+  void drain_and_close(const std::string& reason);
+
+  // Any thread but the loop's: waits until the output queue is empty, the link closed, or
+  // the timeout passed. True when everything queued was written.
+  bool flush(std::chrono::milliseconds timeout);
+
+  bool closed() const;
+  io_loop& loop() { return loop_; }
+  // The other end closed or reset the connection (rather than this side closing it).
+  bool closed_by_peer() const;
+
+private:
+  void on_event(std::uint32_t events);
+  void on_readable();
+  // Reads once; false when nothing more can be read now (would block, or closed).
+  bool read_some();
+  // recvmsg into [buf, buf + size), keeping the descriptors that came along.
+  long receive(char* buf, std::size_t size);
+  void on_writable();
+  // What a written frame kept alive (a message): released only after out_mtx_ is, since
+  // dropping the last reference to a message may drop actors, whose cleanup may write here.
+  using released = std::vector<std::shared_ptr<const void>>;
+  // out_mtx_ held. Writes queued frames until the socket is full; false when broken.
+  bool drain_locked(released& done);
+  void pop_front_locked(released& done);
+
+  io_loop& loop_;
+  int fd_;
+  std::uint64_t token_ = 0;
+  wire::frame_decoder decoder_;
+  frame_handler on_frame_;
+  close_handler on_close_;
+
+  mutable std::mutex out_mtx_;
+  std::condition_variable drained_;  // also: room below max_queued_, closed, broken
+  // Queued output: a buffer, and the borrowed spans that go out between its bytes.
+  struct pending {
+    wire::buffer buf;
+    std::vector<wire::borrowed_span> borrowed;
+    std::shared_ptr<const void> keep;
+    std::size_t size = 0;  // buf plus every span
+    std::vector<int> fds;  // owned until they are sent with the frame's first byte
+  };
+  bool enqueue(pending&& frame, flow kind);
+  // Appends the pieces of `frame` from byte `skip` on to iov[n..max); false when they did
+  // not all fit.
+  static bool pieces(const pending& frame, std::size_t skip, iovec* iov, std::size_t& n,
+                     std::size_t max);
+
+  std::deque<pending> out_;
+  std::size_t out_bytes_ = 0;  // unsent bytes in out_
+  const std::size_t max_queued_;
+  std::size_t out_offset_ = 0;  // bytes of out_.front() already written
+  // When the last frame sent straight from a caller's thread went out; a frame following
+  // within burst_gap is left to the loop thread, which batches.
+  std::chrono::steady_clock::time_point last_direct_{};
+  // Descriptors received and not yet taken (loop thread), one set per recvmsg that brought
+  // some: the kernel hands over one sendmsg's set at a time, with the first byte of the fds
+  // frame that announces it. A set the kernel could not hand over whole (MSG_CTRUNC: this
+  // process was out of descriptors, or the peer sent too many) is `lost`: its fds frame
+  // gets -1 in the missing places, so the message naming them fails alone, not the link.
+  struct fd_set_in {
+    std::vector<int> fds;
+    bool lost = false;
+  };
+  std::deque<fd_set_in> fds_in_;
+  std::size_t fds_in_count_ = 0;
+  static constexpr std::chrono::microseconds burst_gap{5};
+  bool closed_ = false;
+  bool broken_ = false;  // a write failed; a close is posted to the loop
+  bool by_peer_ = false;
+};
+
+} // namespace mproc::detail

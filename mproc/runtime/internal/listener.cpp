@@ -1,0 +1,196 @@
+#include "mproc/runtime/internal/listener.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+
+#include "mproc/runtime/internal/handshake.hpp"
+#include "mproc/runtime/log.hpp"
+
+namespace mproc::detail {
+
+namespace hs = handshake;
+
+struct listener::pending {
+  std::string from;
+  std::uint64_t token = 0;
+  std::uint64_t timer = 0;
+  bool challenged = false;  // hello read, challenge sent: the proof comes next
+  hs::nonce client{};
+  hs::nonce server{};
+  std::array<std::uint8_t, hs::hello_size> in{};
+  std::size_t have = 0;
+  std::size_t want() const { return challenged ? hs::proof_size : hs::hello_size; }
+};
+
+namespace {
+
+std::string address_of(const sockaddr_storage& a) {
+  char text[INET6_ADDRSTRLEN] = "?";
+  endpoint e;
+  if (a.ss_family == AF_INET) {
+    const auto& v4 = reinterpret_cast<const sockaddr_in&>(a);
+    ::inet_ntop(AF_INET, &v4.sin_addr, text, sizeof text);
+    e.port = ntohs(v4.sin_port);
+  } else {
+    const auto& v6 = reinterpret_cast<const sockaddr_in6&>(a);
+    ::inet_ntop(AF_INET6, &v6.sin6_addr, text, sizeof text);
+    e.port = ntohs(v6.sin6_port);
+  }
+  e.host = text;
+  return e.text();
+}
+
+// The handshake's small messages fit a fresh socket's send buffer: all or nothing.
+bool send_small(int fd, const std::uint8_t* p, std::size_t n) {
+  return ::send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT) == static_cast<ssize_t>(n);
+}
+
+} // namespace
+
+listener::listener(io_loop& loop, const endpoint& at, std::string key,
+                   accepted_handler on_accepted)
+  : loop_(loop), at_(at), key_(std::move(key)), on_accepted_(std::move(on_accepted)) {
+  fd_ = listen_tcp(at_, port_);
+  at_.port = port_;
+}
+
+listener::~listener() {
+  loop_.cancel(resume_timer_);
+  for (auto& [fd, p] : pending_) {
+    loop_.cancel(p->timer);
+    loop_.remove(p->token, fd);
+    ::close(fd);
+  }
+  if (token_ != 0)
+    loop_.remove(token_, fd_);
+  ::close(fd_);
+}
+
+void listener::start() {
+  token_ = loop_.add(fd_, EPOLLIN, [this](std::uint32_t) { on_acceptable(); });
+}
+
+void listener::on_acceptable() {
+  for (;;) {
+    sockaddr_storage from{};
+    socklen_t len = sizeof from;
+    int fd = ::accept4(fd_, reinterpret_cast<sockaddr*>(&from), &len,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      // EAGAIN, or a connection that went away before it was accepted. Out of descriptors
+      // or memory the connection stays queued, and level-triggered epoll would spin.
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+        pause_accepting(std::strerror(errno));
+      return;
+    }
+    if (pending_.size() >= max_pending) {
+      refuse(fd, "too many connections still authenticating");
+      continue;
+    }
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    auto p = std::make_unique<pending>();
+    p->from = address_of(from);
+    p->token = loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, fd](std::uint32_t) { on_readable(fd); });
+    p->timer = loop_.after(handshake_timeout, [this, fd] {
+      if (auto i = pending_.find(fd); i != pending_.end()) {
+        i->second->timer = 0;
+        refuse(fd, "no handshake within " + std::to_string(handshake_timeout.count()) + " s");
+      }
+    });
+    pending_.emplace(fd, std::move(p));
+  }
+}
+
+void listener::pause_accepting(const std::string& why) {
+  log::warn("not accepting on ", at_.text(), " for 100 ms: ", why);
+  loop_.modify(token_, fd_, 0);
+  resume_timer_ = loop_.after(std::chrono::milliseconds{100}, [this] {
+    resume_timer_ = 0;
+    loop_.modify(token_, fd_, EPOLLIN);
+  });
+}
+
+void listener::on_readable(int fd) {
+  auto i = pending_.find(fd);
+  if (i == pending_.end())
+    return;
+  auto& p = *i->second;
+  auto r = ::recv(fd, p.in.data() + p.have, p.want() - p.have, MSG_DONTWAIT);
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return;
+  if (r <= 0) {
+    refuse(fd, "closed during the handshake");
+    return;
+  }
+  p.have += static_cast<std::size_t>(r);
+  if (p.have < p.want())
+    return;
+  std::span<const std::uint8_t> got{p.in.data(), p.have};
+  p.have = 0;
+  if (!p.challenged) {
+    if (!hs::read_hello(got, p.client)) {
+      refuse(fd, "not an mproc handshake");
+      return;
+    }
+    p.server = hs::fresh_nonce();
+    auto challenge = hs::make_challenge(key_, p.client, p.server);
+    if (!send_small(fd, challenge.data(), challenge.size())) {
+      refuse(fd, "the challenge could not be sent");
+      return;
+    }
+    p.challenged = true;
+    return;
+  }
+  if (!hs::same(hs::client_mac(key_, p.server, p.client), got)) {
+    refuse(fd, "wrong authkey");
+    return;
+  }
+  std::uint8_t verdict = hs::accepted;
+  if (!send_small(fd, &verdict, 1)) {
+    refuse(fd, "the verdict could not be sent");
+    return;
+  }
+  finish(fd);
+}
+
+void listener::refuse(int fd, const std::string& why) {
+  std::string from = "?";
+  if (auto i = pending_.find(fd); i != pending_.end()) {
+    from = i->second->from;
+    loop_.cancel(i->second->timer);
+    loop_.remove(i->second->token, fd);
+    pending_.erase(i);
+  }
+  ::close(fd);
+  ++refused_;
+  ++unlogged_;
+  auto now = io_loop::clock::now();
+  if (now - last_log_ >= std::chrono::seconds{1}) {  // a flood must not flood the log too
+    log::warn("refused a connection from ", from, " on ", at_.text(), ": ", why,
+              unlogged_ > 1 ? " (" + std::to_string(unlogged_ - 1) + " more since the last report)"
+                            : std::string{});
+    unlogged_ = 0;
+    last_log_ = now;
+  }
+}
+
+void listener::finish(int fd) {
+  auto i = pending_.find(fd);
+  auto from = i->second->from;
+  loop_.cancel(i->second->timer);
+  loop_.remove(i->second->token, fd);
+  pending_.erase(i);
+  log::info("authenticated node connection from ", from, " on ", at_.text());
+  on_accepted_(fd, from);
+}
+
+} // namespace mproc::detail

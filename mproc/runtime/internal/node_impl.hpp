@@ -1,0 +1,207 @@
+// The node behind mproc::node: the CAF actor system, the I/O loop, the table of actors
+// reachable from other processes, the peers, and the child processes.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/expected.hpp>
+
+#include "mproc/runtime/internal/commands.hpp"
+#include "mproc/runtime/internal/fork_server.hpp"
+#include "mproc/runtime/internal/io_loop.hpp"
+#include "mproc/runtime/internal/listener.hpp"
+#include "mproc/runtime/internal/peer.hpp"
+#include "mproc/runtime/internal/process_state.hpp"
+#include "mproc/runtime/internal/requester.hpp"
+#include "mproc/runtime/internal/spawner.hpp"
+#include "mproc/runtime/internal/weak_ref.hpp"
+#include "mproc/runtime/node.hpp"
+
+namespace mproc::detail {
+
+class node_impl {
+public:
+  // A root node, or with `child` set, a child node (run_child() then takes over).
+  node_impl(node_options options, std::optional<child_args> child);
+  ~node_impl();
+
+  // Ends the node while it is still reachable (this_node() works throughout): joins
+  // non-daemon children, stops daemon ones, closes links, stops the loop, waits for actors.
+  // New processes are refused from its start on. Idempotent.
+  void shutdown();
+
+  caf::actor_system& system() { return *system_; }
+  std::uint64_t id() const { return id_; }
+  const std::string& name() const { return name_; }
+  const node_options& options() const { return options_; }
+  io_loop& loop() { return loop_; }
+  // True when `sender` is node::request's requester and its call for `mid` no longer waits.
+  bool gave_up(const caf::weak_actor_ptr& sender, caf::message_id mid);
+
+  // Actors other processes may address: every local actor (or proxy) whose reference was
+  // sent out. Weak: a reference held only by another process does not keep an actor alive;
+  // actors spawned on a peer's behalf are kept alive by the node until they end.
+  wire::actor_ref export_actor(const caf::strong_actor_ptr& actor);
+  caf::strong_actor_ptr local_actor(std::uint64_t id);
+
+  // node::keep_alive: idempotent, ignores proxies.
+  void keep_alive(const caf::actor& a);
+  void at_exit(std::function<void()> fn);
+
+  // Loop thread, for a peer's spawn envelope.
+  caf::expected<caf::actor> spawn_for(peer& from, const std::string& actor,
+                                      const caf::message& args, bool main);
+  // Loop thread: a peer closed (or was closed); decides the reason and fails it.
+  void on_peer_closed(const std::shared_ptr<peer>& p, const std::string& why);
+  void on_shutdown_requested(peer& from, const std::string& why);
+
+  caf::expected<caf::message> request(const caf::actor& dest, caf::message msg,
+                                      std::chrono::nanoseconds timeout);
+
+  // Named actors. A registered actor stays alive (and registered) until it ends.
+  caf::error register_name(const std::string& name, const caf::actor& actor);
+  bool unregister_name(const std::string& name, const caf::actor_addr& actor);
+  // Resolves `name` here, else asks the parent (which asks its own); `done` runs on the
+  // loop thread, or at once in the caller's when the name is local.
+  void lookup(const std::string& name, peer::lookup_callback done);
+
+  // Blocks until the child's actor runs or start fails (state->start_error).
+  void start_process(const std::shared_ptr<process_state>& state);
+  // Returns at once; state->on_started runs when the start settled.
+  void start_process_async(const std::shared_ptr<process_state>& state);
+  std::vector<std::shared_ptr<process_state>> live_children();
+  std::string next_process_name();
+
+  // TCP between nodes. listen: any thread but the loop's; the port bound.
+  std::uint16_t listen(const endpoint& at, std::string key);
+  // Connects, authenticates and waits for the remote node's hello. Throws mproc::error
+  // (unreachable, timeout, auth_failed).
+  std::shared_ptr<peer> connect(const endpoint& to, std::string_view key,
+                                std::chrono::milliseconds timeout);
+
+  // Node mode: blocks until stop_waiting(), or (unless `forever`) until a node has connected
+  // and every connected node is gone.
+  void wait_for_roots(bool forever);
+  void stop_waiting();
+
+  command_table& commands() { return commands_; }
+
+  // Child mode: serve the parent until the main actor ends or the parent goes; then exit.
+  [[noreturn]] void run_child();
+
+private:
+  // Loop thread: starts the child by its start method (or the node's).
+  void launch(const std::shared_ptr<process_state>& state);
+  void launch_by_exec(const std::shared_ptr<process_state>& state);
+  // A child whose start was given up, or a daemon arriving while the node shuts down.
+  bool unwanted(const process_state& state);
+  // Loop thread: the child process exists; connects it and asks it to run its actor.
+  void attach(const std::shared_ptr<process_state>& state, const spawned_child& c);
+
+  // The fork server (node_forks.cpp), loop thread only.
+  struct fork_start {
+    std::shared_ptr<process_state> state;
+    int link_fd = -1;
+    std::uint64_t seq = 0;
+  };
+  // The node's children fork from a server unless their executable is another program.
+  bool uses_fork_server() const;
+  // (Re)starts the server; false, logged, when it cannot start.
+  bool start_fork_server();
+  // Hands the start to the server; false when there is none (the caller execs).
+  bool fork_later(const std::shared_ptr<process_state>& state);
+  void send_fork_requests();
+  // A timer per request: a server silent past it is declared hung.
+  void watch_fork_answer(std::uint64_t seq);
+  void take_fork_answers();   // the answers there now: children attached
+  void after_fork_answers();  // then more requests, or the server's end
+  void on_fork_answers();
+  // The server ended or hung: buried, and the starts it had go to exec.
+  void fork_server_ended();
+  void drop_fork_starts();  // shutdown, after the loop stopped
+  // Checks a start may proceed and records the child; false (start_error set) otherwise.
+  bool admit(const std::shared_ptr<process_state>& state);
+  void start_settled(const std::shared_ptr<process_state>& state);
+  void on_child_started(const std::shared_ptr<process_state>& state, caf::expected<caf::actor> r);
+  void on_child_exited(const std::shared_ptr<process_state>& state);
+  void on_child_link_closed(const std::shared_ptr<process_state>& child,
+                            const std::shared_ptr<peer>& p, const std::string& why);
+  void settle_child_link(const std::shared_ptr<process_state>& state, const std::string& why);
+  void fail_start(const std::shared_ptr<process_state>& state, caf::error why);
+  void finish_children();
+  void run_exit_hooks();
+  void request_exit(int code);
+  void close_peers();
+  // Loop thread: a peer node on an authenticated socket.
+  std::shared_ptr<peer> adopt_remote(int fd, const std::string& from);
+  // Loop thread: heartbeats to a remote peer, and its closing when it falls silent.
+  void keep_heartbeat(const std::weak_ptr<peer>& p);
+
+  node_options options_;
+  std::optional<child_args> child_;
+  std::string name_;
+  std::uint64_t id_;
+  std::string executable_;
+  std::string argv0_;
+  start_method method_ = start_method::exec;  // the node's default for its children
+  // Loop thread (and shutdown, after the loop); null until started, or when it cannot be.
+  std::unique_ptr<fork_server> fork_server_;
+  std::uint64_t fork_token_ = 0;                // its control socket in the loop
+  std::deque<fork_start> forks_sent_;           // answered in this order
+  std::deque<std::shared_ptr<process_state>> forks_waiting_;  // beyond the in-flight bound
+  std::uint64_t fork_seq_ = 0;
+  std::chrono::steady_clock::time_point fork_server_started_;
+  caf::actor_system_config config_;
+  // Before system_: destroyed after it (the requester outlives every actor that might ask).
+  caf::actor requester_handle_;  // keeps requester_ alive
+  requester* requester_ = nullptr;  // node::request's sender; set in the constructor
+  std::unique_ptr<caf::actor_system> system_;
+  io_loop loop_;
+  command_table commands_{loop_};
+
+  std::mutex exports_mtx_;
+  std::unordered_map<std::uint64_t, caf::weak_actor_ptr> exports_;
+  std::size_t exports_swept_at_ = 64;
+
+  std::mutex mtx_;  // guards the members below
+  std::set<std::shared_ptr<peer>> peers_;
+  std::vector<std::shared_ptr<process_state>> children_;
+  std::unordered_map<std::uint64_t, caf::actor> kept_alive_;
+  bool keeping_ = true;  // false once shutdown ended what was kept
+  std::vector<std::function<void()>> exit_hooks_;
+  std::unordered_map<std::string, caf::actor> names_;
+  std::shared_ptr<peer> parent_;
+  std::unordered_map<const peer*, std::shared_ptr<process_state>> child_of_peer_;
+  int process_counter_ = 0;
+  std::vector<std::unique_ptr<listener>> listeners_;  // created anywhere, destroyed on the loop
+  std::size_t remote_peers_ = 0;       // TCP peers connected now
+  std::size_t remote_peers_ever_ = 0;
+  bool stop_waiting_ = false;
+  std::condition_variable remote_changed_;
+
+  std::condition_variable exit_requested_;
+  std::optional<int> exit_code_;
+  bool shutting_down_ = false;
+};
+
+// In a new child process: becomes the child node, serves its parent, then exits. (node.cpp)
+[[noreturn]] void run_child_node(const child_args& child, node_options options);
+
+// Set by the node constructor; read by current_process_name().
+void set_current_process_name(const std::string& name);
+
+} // namespace mproc::detail

@@ -1,0 +1,116 @@
+// Nodes over TCP: listening, connecting, adopting an authenticated socket as a peer,
+// heartbeats, and node mode's wait for roots. Part of node_impl.
+#include <future>
+
+#include "mproc/runtime/internal/node_impl.hpp"
+#include "mproc/runtime/log.hpp"
+
+namespace mproc::detail {
+
+// ---- TCP between nodes -----------------------------------------------------------------
+
+std::uint16_t node_impl::listen(const endpoint& at, std::string key) {
+  auto l = std::make_unique<listener>(loop_, at, std::move(key), [this](int fd, const std::string& from) {
+    adopt_remote(fd, from);
+  });
+  auto port = l->port();
+  auto* raw = l.get();
+  {
+    std::lock_guard guard{mtx_};
+    if (shutting_down_)
+      throw error(make_error(errc::node_shutdown, "the node is shutting down"),
+                  "the node is shutting down");
+    listeners_.push_back(std::move(l));
+  }
+  loop_.post([raw] { raw->start(); });
+  log::info("listening for nodes on ", raw->address().text());
+  return port;
+}
+
+std::shared_ptr<peer> node_impl::adopt_remote(int fd, const std::string& from) {
+  auto l = std::make_shared<link>(loop_, fd, options_.max_frame, options_.max_link_queue);
+  auto p = std::make_shared<peer>(*this, l, peer::role::remote, 0);
+  {
+    std::lock_guard guard{mtx_};
+    peers_.insert(p);
+    ++remote_peers_;
+    ++remote_peers_ever_;
+  }
+  p->open([this, from](peer& closed, const std::string& why) {
+    log::info("node connection with ", from, " closed: ", why);
+    on_peer_closed(closed.shared_from_this(), why);
+  });
+  keep_heartbeat(p);
+  return p;
+}
+
+void node_impl::wait_for_roots(bool forever) {
+  std::unique_lock lock{mtx_};
+  remote_changed_.wait(lock, [&] {
+    return stop_waiting_ || (!forever && remote_peers_ever_ > 0 && remote_peers_ == 0);
+  });
+}
+
+void node_impl::stop_waiting() {
+  std::lock_guard guard{mtx_};
+  stop_waiting_ = true;
+  remote_changed_.notify_all();
+}
+
+void node_impl::keep_heartbeat(const std::weak_ptr<peer>& w) {
+  loop_.after(options_.heartbeat_interval, [this, w] {
+    auto p = w.lock();
+    if (!p || p->link().closed())
+      return;
+    auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(io_loop::clock::now()
+                                                                        - p->last_heard());
+    if (silent > options_.heartbeat_timeout) {
+      p->close("node " + std::to_string(p->who().pid) + " gave no sign of life for "
+               + std::to_string(silent.count()) + " ms");
+      return;
+    }
+    p->send_heartbeat();
+    keep_heartbeat(w);
+  });
+}
+
+std::shared_ptr<peer> node_impl::connect(const endpoint& to, std::string_view key,
+                                         std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  int fd = connect_authenticated(to, key, timeout);
+  // Settled once: by the remote hello, or by the link failing first.
+  struct pending {
+    std::promise<caf::expected<std::shared_ptr<peer>>> answer;
+    std::atomic<bool> settled{false};
+    std::weak_ptr<peer> p;  // loop thread
+    void settle(caf::expected<std::shared_ptr<peer>> r) {
+      if (!settled.exchange(true))
+        answer.set_value(std::move(r));
+    }
+  };
+  auto state = std::make_shared<pending>();
+  loop_.post([this, fd, to, state] {
+    auto p = adopt_remote(fd, to.text());
+    state->p = p;
+    p->on_failed([state](const caf::error& why) { state->settle(why); });
+    p->when_introduced([state, w = std::weak_ptr<peer>{p}] {
+      if (auto p = w.lock())
+        state->settle(p);
+    });
+  });
+  auto answer = state->answer.get_future();
+  if (answer.wait_until(deadline) != std::future_status::ready) {
+    loop_.post([state] {  // no half-open peer left behind, heartbeating and counted
+      if (auto p = state->p.lock())
+        p->close("no hello within the connect timeout");
+    });
+    auto why = to.text() + " authenticated but sent no hello within the timeout";
+    throw error(make_error(errc::timeout, why), why);
+  }
+  auto r = answer.get();
+  if (!r)
+    throw error(r.error(), system_->render(r.error()));
+  return *r;
+}
+
+} // namespace mproc::detail

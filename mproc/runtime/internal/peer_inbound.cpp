@@ -1,0 +1,295 @@
+// A peer's incoming side: one handler per envelope kind, decoding what arrives and
+// delivering it to local actors. Part of peer.
+#include "mproc/runtime/internal/peer.hpp"
+
+#include <unistd.h>
+
+#include <caf/actor_cast.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/make_actor.hpp>
+
+#include "mproc/runtime/errors.hpp"
+#include "mproc/runtime/log.hpp"
+#include "mproc/runtime/internal/inline_runner.hpp"
+#include "mproc/runtime/internal/node_impl.hpp"
+#include "mproc/runtime/internal/proxy.hpp"
+
+namespace mproc::detail {
+
+namespace {
+
+template <class... Fs>
+struct overloaded : Fs... {
+  using Fs::operator()...;
+};
+template <class... Fs>
+overloaded(Fs...) -> overloaded<Fs...>;
+
+} // namespace
+
+// ---- incoming --------------------------------------------------------------------------
+
+void peer::on_frame(std::string_view payload) {
+  // A handler may close the link, whose close handler may drop the last other reference.
+  auto self = shared_from_this();
+  last_heard_ = std::chrono::steady_clock::now();
+  wire::envelope env;
+  std::string why;
+  if (!wire::decode_envelope(payload, zone_, env, why)) {
+    log::warn("closing the link to process ", who().pid, ": ", why);
+    close("protocol error: " + why);
+    return;
+  }
+  if (!hello_seen_ && !std::holds_alternative<wire::hello_env>(env)) {
+    close("protocol error: the first frame must be hello");
+    return;
+  }
+  if (auto* fds = std::get_if<wire::fds_env>(&env)) {
+    on_fds(*fds);
+    return;
+  }
+  std::visit(overloaded{[this](wire::hello_env& e) { on_hello(e); },
+                        [this](wire::spawn_env& e) { on_spawn(e); },
+                        [this](wire::spawned_env& e) { on_spawned(e); },
+                        [this](wire::send_env& e) { on_send(e); },
+                        [this](wire::request_env& e) { on_request(e); },
+                        [this](wire::response_env& e) { on_response(e); },
+                        [this](wire::monitor_env& e) { on_monitor(e); },
+                        [this](wire::down_env& e) { on_down(e); },
+                        [](wire::heartbeat_env&) {},
+                        [this](wire::shutdown_env& e) { on_shutdown(e); },
+                        [this](wire::lookup_env& e) { on_lookup(e); },
+                        [this](wire::found_env& e) { on_found(e); },
+                        [](wire::fds_env&) {}},
+             env);
+  // Descriptors the frame brought and no value took (a message that was dropped).
+  for (int fd : std::exchange(frame_fds_, {}))
+    if (fd >= 0)
+      ::close(fd);
+}
+
+void peer::on_fds(wire::fds_env& e) {
+  if (!carries_fds()) {
+    close("protocol error: descriptors cannot cross this link");
+    return;
+  }
+  if (!frame_fds_.empty()) {
+    close("protocol error: two fds frames in a row");
+    return;
+  }
+  auto fds = link_->take_fds(e.count);
+  if (!fds) {
+    close("protocol error: the descriptors an fds frame announced did not come with it");
+    return;
+  }
+  frame_fds_ = std::move(*fds);
+}
+
+wire::codec_state peer::decoding() {
+  wire::codec_state st{this, {}};
+  st.descriptors = &frame_fds_;
+  return st;
+}
+
+void peer::on_hello(wire::hello_env& e) {
+  if (hello_seen_) {
+    close("protocol error: a second hello");
+    return;
+  }
+  if (e.version != wire::protocol_version) {
+    close("protocol version " + std::to_string(e.version) + " is not "
+          + std::to_string(wire::protocol_version));
+    return;
+  }
+  {
+    std::lock_guard guard{mtx_};
+    who_ = {e.node, e.pid, std::move(e.name), e.max_frame};
+    hello_seen_ = true;
+  }
+  if (auto fn = std::exchange(introduced_, nullptr))
+    fn();
+}
+
+void peer::when_introduced(std::function<void()> fn) {
+  bool seen = false;
+  {
+    std::lock_guard guard{mtx_};
+    seen = hello_seen_;
+  }
+  if (seen)
+    fn();
+  else
+    introduced_ = std::move(fn);
+}
+
+bool peer::decode_or_answer(const msgpack::object& body, caf::message& out, wire::actor_ref from,
+                            wire::actor_ref to, std::uint64_t request) {
+  auto st = decoding();
+  auto status = decode_message(body, out, st);
+  if (status == decode_status::ok)
+    return true;
+  auto code = status == decode_status::unknown_type ? errc::unknown_message_type
+                                                     : errc::bad_message;
+  if (request != 0)
+    respond_error(from, to, request, make_error(code, st.error));
+  else
+    log::warn("message from process ", who().pid, " dropped: ", st.error);
+  return false;
+}
+
+void peer::on_spawn(wire::spawn_env& e) {
+  caf::message args;
+  auto st = decoding();
+  caf::expected<caf::actor> result{caf::actor{}};
+  if (decode_message(e.args, args, st) != decode_status::ok)
+    result = make_error(errc::bad_arguments, "spawn '" + e.actor + "': " + st.error);
+  else
+    result = node_.spawn_for(*this, e.actor, args, e.main);
+  wire::frame_out out;
+  if (result) {
+    wire::pack_spawned(out.buf, e.request, export_actor(caf::actor_cast<caf::strong_actor_ptr>(*result)));
+  } else {
+    wire::pack_spawn_failed_head(out.buf, e.request);
+    wire::packer pk{out.buf};
+    encode_error(pk, result.error(), st);
+  }
+  send_frame(std::move(out));
+}
+
+void peer::on_spawned(wire::spawned_env& e) {
+  answer(e.request, e.ok, e.actor, e.error);
+}
+
+void peer::on_found(wire::found_env& e) {
+  answer(e.request, e.ok, e.actor, e.error);
+}
+
+void peer::answer(std::uint64_t request, bool ok, wire::actor_ref ref,
+                  const wire::error_view& error) {
+  auto cb = take_answer(request);
+  if (!cb)
+    return;
+  if (ok) {
+    auto actor = caf::actor_cast<caf::actor>(import_actor(ref));
+    if (actor)
+      cb(std::move(actor));
+    else  // a reference this node cannot resolve: the peer broke the protocol
+      cb(caf::expected<caf::actor>{make_error(errc::protocol_error,
+                                              "the answer names an unknown actor")});
+    return;
+  }
+  wire::codec_state st{this, {}};
+  cb(caf::expected<caf::actor>{decode_error(error, st)});
+}
+
+void peer::on_lookup(wire::lookup_env& e) {
+  node_.lookup(e.name, [self = shared_from_this(), request = e.request](
+                         caf::expected<caf::actor> result) {
+    wire::frame_out out;
+    if (result) {
+      wire::pack_found(out.buf, request,
+                       self->export_actor(caf::actor_cast<caf::strong_actor_ptr>(*result)));
+    } else {
+      wire::pack_not_found_head(out.buf, request);
+      wire::packer pk{out.buf};
+      wire::codec_state st{self.get(), {}};
+      encode_error(pk, result.error(), st);
+    }
+    self->send_frame(std::move(out));
+  });
+}
+
+void peer::on_send(wire::send_env& e) {
+  caf::message msg;
+  if (!decode_or_answer(e.message, msg, e.from, e.to, 0))
+    return;
+  if (auto dest = local_target(e.to))
+    dest->enqueue(caf::make_mailbox_element(import_actor(e.from), caf::make_message_id(), {},
+                                            std::move(msg)),
+                  inline_runner::current());
+}
+
+void peer::on_request(wire::request_env& e) {
+  if (e.request == 0 || e.request > caf::message_id::request_id_mask) {
+    close("protocol error: request id " + std::to_string(e.request) + " outside 1..2^60-1");
+    return;
+  }
+  caf::message msg;
+  if (!decode_or_answer(e.message, msg, e.from, e.to, e.request))
+    return;
+  auto dest = local_target(e.to);
+  if (!dest) {
+    respond_error(e.from, e.to, e.request,
+                  make_error(errc::no_such_actor, "actor " + std::to_string(e.to.actor)
+                                                    + " does not exist (any more) in process "
+                                                    + std::to_string(::getpid())));
+    return;
+  }
+  dest->enqueue(caf::make_mailbox_element(import_actor(e.from), caf::make_message_id(e.request),
+                                          {}, std::move(msg)),
+                inline_runner::current());
+}
+
+void peer::on_response(wire::response_env& e) {
+  pending_request pending;
+  {
+    std::lock_guard guard{mtx_};
+    auto i = requests_.find({e.to.actor, e.request});
+    if (i == requests_.end())
+      return;  // the requester gave up long ago; CAF would drop the late reply too
+    pending = std::move(i->second);
+    requests_.erase(i);
+  }
+  auto st = decoding();
+  caf::message reply;
+  if (!e.ok) {
+    reply = caf::make_message(decode_error(e.error, st));
+  } else if (auto status = decode_message(e.message, reply, st); status != decode_status::ok) {
+    auto code = status == decode_status::unknown_type ? errc::unknown_message_type
+                                                       : errc::bad_message;
+    reply = caf::make_message(make_error(code, "the reply cannot be read: " + st.error));
+  }
+  answer_locally(pending, std::move(reply));
+}
+
+void peer::on_monitor(wire::monitor_env& e) {
+  auto target = local_target(e.actor);
+  if (!target) {
+    send_down(e.actor, make_error(errc::no_such_actor, "no such actor"));
+    return;
+  }
+  // Runs at once if the actor already ended.
+  target->get()->attach_functor([w = weak_from_this(), ref = e.actor](const caf::error& reason) {
+    if (auto self = w.lock())
+      self->send_down(ref, reason);
+  });
+}
+
+void peer::on_down(wire::down_env& e) {
+  caf::strong_actor_ptr p;
+  caf::strong_actor_ptr watched;  // released after the kill, outside the lock
+  {
+    std::lock_guard guard{mtx_};
+    if (auto w = watched_.find(e.actor.actor); w != watched_.end()) {
+      watched = std::move(w->second);
+      watched_.erase(w);
+    }
+    auto i = proxies_.find(e.actor.actor);
+    if (i == proxies_.end())
+      return;
+    p = i->second.lock();
+    proxies_.erase(i);
+  }
+  if (!p)
+    return;
+  wire::codec_state st{this, {}};
+  caf::error reason = e.reason ? decode_error(*e.reason, st) : caf::error{caf::exit_reason::normal};
+  static_cast<proxy*>(p->get())->kill_proxy(nullptr, std::move(reason));
+}
+
+void peer::on_shutdown(wire::shutdown_env& e) {
+  node_.on_shutdown_requested(*this, e.reason);
+}
+
+} // namespace mproc::detail

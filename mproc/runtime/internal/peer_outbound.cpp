@@ -1,0 +1,287 @@
+// A peer's outgoing side: messages forwarded from proxies (sends, requests with their
+// pending table, responses), spawns, lookups, monitors, downs, shutdown. Part of peer.
+#include "mproc/runtime/internal/peer.hpp"
+
+#include <unistd.h>
+
+#include <memory>
+#include <optional>
+
+#include <caf/actor_cast.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/make_actor.hpp>
+
+#include "mproc/runtime/errors.hpp"
+#include "mproc/runtime/log.hpp"
+#include "mproc/runtime/internal/inline_runner.hpp"
+#include "mproc/runtime/internal/node_impl.hpp"
+#include "mproc/runtime/internal/proxy.hpp"
+
+namespace mproc::detail {
+
+namespace {
+
+bool is_error_reply(const caf::message& msg) {
+  return msg.size() == 1 && msg.match_element<caf::error>(0);
+}
+
+// Packs `msg` into `out`; its large payloads go out from where they lie, so the frame keeps
+// the message (shared, copy-on-write: nobody changes it meanwhile) until it is written.
+bool pack_message(wire::frame_out& out, const caf::message& msg, wire::codec_state& st) {
+  wire::packer pk{out.buf};
+  if (!encode_message(pk, msg, st))
+    return false;
+  if (!out.borrowed.empty())
+    out.keep = std::make_shared<const caf::message>(msg);
+  if (out.fds.size() > wire::max_fds_per_frame)
+    return st.fail("a message carries at most " + std::to_string(wire::max_fds_per_frame)
+                   + " pipe ends");
+  return true;
+}
+
+} // namespace
+
+// ---- outgoing --------------------------------------------------------------------------
+
+caf::error peer::send_frame(wire::frame_out&& frame, link::flow kind) {
+  auto size = frame.payload_size();
+  std::uint32_t limit;
+  {
+    std::lock_guard guard{mtx_};
+    limit = hello_seen_ ? who_.max_frame : wire::min_max_frame;
+  }
+  if (size > limit)
+    return make_error(errc::frame_too_large, "a message of " + std::to_string(size)
+                                               + " bytes exceeds the receiver's maximum frame of "
+                                               + std::to_string(limit)
+                                               + " bytes (node_options::max_frame)");
+  wire::end_frame(frame);
+  if (!frame.fds.empty())
+    wire::prepend_fds_frame(frame);
+  auto sent = link_->write(std::move(frame), kind);  // takes the bytes; the settle steps stay
+  frame.settled(sent);
+  if (!sent)
+    return make_error(errc::link_lost, "the connection to process " + std::to_string(who().pid)
+                                         + " is closed");
+  return {};
+}
+
+void peer::forward(proxy& via, caf::mailbox_element_ptr what, caf::execution_unit* host) {
+  // Sent by an actor (it runs on a scheduler thread: `host` is set): never held back by a
+  // full link, since a blocked scheduler thread can stall every actor of this node — the one
+  // that would end the stall among them. Plain threads (node::request, anon_send) wait.
+  std::optional<link::write_deadline> from_actor;
+  if (host != nullptr)
+    from_actor.emplace(std::chrono::steady_clock::time_point::min());
+  auto mid = what->mid;
+  auto sender = std::move(what->sender);
+  auto msg = what->move_content_to_message();
+  wire::actor_ref to{who().node, via.remote_id()};
+  wire::actor_ref from = sender ? export_actor(sender) : wire::actor_ref{};
+  if (mid.is_response())
+    forward_response(to, from, mid, msg);
+  else if (mid.is_request() && sender && from.node != to.node)
+    forward_request(via, to, from, std::move(sender), mid, msg);
+  else  // async, or relayed between two actors of the peer: the reply bypasses this node
+    forward_send_or_relay(to, from, mid, msg);
+}
+
+void peer::forward_send_or_relay(wire::actor_ref to, wire::actor_ref from, caf::message_id mid,
+                                 const caf::message& msg) {
+  wire::frame_out out;
+  if (mid.is_request())
+    wire::pack_request_head(out.buf, to, from, mid.request_id().integer_value());
+  else
+    wire::pack_send_head(out.buf, to, from);
+  auto st = out.state(this, carries_fds());
+  if (!pack_message(out, msg, st)) {
+    log::warn("message to process ", who().pid, " dropped: ", st.error);
+    return;
+  }
+  if (auto err = send_frame(std::move(out), link::flow::data))
+    log::warn("message to process ", who().pid, " dropped: ", system().render(err));
+}
+
+void peer::forward_request(proxy& via, wire::actor_ref to, wire::actor_ref from,
+                           caf::strong_actor_ptr sender, caf::message_id mid,
+                           const caf::message& msg) {
+  auto request = mid.request_id().integer_value();
+  auto sender_id = sender->id();
+  pending_request pending{caf::weak_actor_ptr{sender.get()}, mid, caf::strong_actor_ptr{via.ctrl()}};
+  wire::frame_out out;
+  wire::pack_request_head(out.buf, to, from, request);
+  auto st = out.state(this, carries_fds());
+  if (!pack_message(out, msg, st)) {
+    answer_locally(pending, caf::make_message(make_error(errc::unknown_message_type, st.error)));
+    return;
+  }
+  request_key key{sender_id, request};
+  caf::error dead;
+  std::vector<pending_request> swept;  // destroyed after the lock: it may hold the last
+                                       // reference to a proxy, whose end locks mtx_
+  {
+    std::lock_guard guard{mtx_};
+    if (failed_) {
+      dead = fail_reason_;
+    } else {
+      requests_.insert_or_assign(key, pending);  // before writing: the reply may beat us back
+      sweep_requests_locked(swept);
+    }
+  }
+  if (dead) {
+    answer_locally(pending, caf::make_message(std::move(dead)));
+    return;
+  }
+  auto err = send_frame(std::move(out), link::flow::data);
+  // A dead link answers the request when it is settled, with the peer's exit status.
+  if (!err || code_of(err) == errc::link_lost)
+    return;
+  std::unique_lock guard{mtx_};
+  if (requests_.erase(key) == 1) {
+    guard.unlock();
+    answer_locally(pending, caf::make_message(std::move(err)));
+  }
+}
+
+void peer::forward_response(wire::actor_ref to, wire::actor_ref from, caf::message_id mid,
+                            const caf::message& msg) {
+  auto request = mid.request_id().integer_value();
+  bool ok = !is_error_reply(msg);
+  wire::frame_out out;
+  wire::pack_response_head(out.buf, to, from, request, ok);
+  auto st = out.state(this, carries_fds());
+  if (ok) {
+    pack_message(out, msg, st);
+  } else {
+    st.borrowed = nullptr;  // an error is small, and nothing would keep its context alive
+    wire::packer pk{out.buf};
+    encode_error(pk, msg.get_as<caf::error>(0), st);
+  }
+  // The requester waits for an answer: if the real one cannot cross, it learns why.
+  auto err = st.ok() ? send_frame(std::move(out), link::flow::data)
+                     : make_error(errc::unknown_message_type, "the reply cannot be sent: " + st.error);
+  if (err && code_of(err) != errc::link_lost)
+    respond_error(to, from, request, err);
+}
+
+void peer::respond_error(wire::actor_ref to, wire::actor_ref from, std::uint64_t request,
+                         const caf::error& reason) {
+  wire::frame_out out;
+  wire::pack_response_head(out.buf, to, from, request, false);
+  wire::packer pk{out.buf};
+  wire::codec_state st{this, {}};
+  encode_error(pk, reason, st);
+  send_frame(std::move(out));
+}
+
+void peer::watch(proxy& p) {
+  {
+    std::lock_guard guard{mtx_};
+    if (failed_)
+      return;  // fail() has killed it, or will find it in proxies_
+    watched_.emplace(p.remote_id(), caf::strong_actor_ptr{p.ctrl()});
+  }
+  wire::frame_out out;
+  wire::pack_monitor(out.buf, {who().node, p.remote_id()});
+  send_frame(std::move(out));
+}
+
+void peer::send_down(wire::actor_ref actor, const caf::error& reason) {
+  wire::frame_out out;
+  wire::pack_down_head(out.buf, actor);
+  wire::packer pk{out.buf};
+  wire::codec_state st{this, {}};
+  wire::codec<caf::error>::encode(pk, reason, st);
+  send_frame(std::move(out));
+}
+
+std::optional<std::uint64_t> peer::expect_answer(spawn_callback done) {
+  caf::error dead;
+  {
+    std::lock_guard guard{mtx_};
+    if (!failed_) {
+      auto request = next_answer_++;
+      answers_.emplace(request, std::move(done));
+      return request;
+    }
+    dead = fail_reason_;
+  }
+  done(caf::expected<caf::actor>{dead});
+  return std::nullopt;
+}
+
+peer::spawn_callback peer::take_answer(std::uint64_t request) {
+  std::lock_guard guard{mtx_};
+  auto i = answers_.find(request);
+  if (i == answers_.end())
+    return {};
+  auto cb = std::move(i->second);
+  answers_.erase(i);
+  return cb;
+}
+
+void peer::spawn(std::string_view actor, const caf::message& args, bool main,
+                 spawn_callback done) {
+  auto request = expect_answer(std::move(done));
+  if (!request)
+    return;
+  wire::frame_out out;
+  wire::pack_spawn_head(out.buf, *request, actor, main);
+  auto st = out.state(this, carries_fds());
+  caf::error err;
+  if (!pack_message(out, args, st))
+    err = make_error(errc::unknown_message_type, "spawn arguments: " + st.error);
+  else
+    err = send_frame(std::move(out));
+  // A dead link answers the spawn when it is settled, with the peer's exit status.
+  if (!err || code_of(err) == errc::link_lost)
+    return;
+  if (auto cb = take_answer(*request))
+    cb(caf::expected<caf::actor>{err});
+}
+
+void peer::lookup(std::string_view name, lookup_callback done) {
+  auto request = expect_answer(std::move(done));
+  if (!request)
+    return;
+  wire::frame_out out;
+  wire::pack_lookup(out.buf, *request, name);
+  auto err = send_frame(std::move(out));
+  if (!err || code_of(err) == errc::link_lost)
+    return;
+  if (auto cb = take_answer(*request))
+    cb(caf::expected<caf::actor>{err});
+}
+
+void peer::send_shutdown(std::string_view why) {
+  wire::frame_out out;
+  wire::pack_shutdown(out.buf, why);
+  send_frame(std::move(out));
+}
+
+void peer::answer_locally(const pending_request& p, caf::message reply) {
+  if (auto requester = p.requester.lock())
+    requester->enqueue(caf::make_mailbox_element(p.proxy, p.mid.response_id(), {},
+                                                 std::move(reply)),
+                       inline_runner::current());
+}
+
+void peer::sweep_requests_locked(std::vector<pending_request>& swept) {
+  // Requesters that ended, and node::request calls that timed out (the node's requester
+  // lives on), leave entries no reply will claim.
+  if (requests_.size() < requests_swept_at_)
+    return;
+  for (auto i = requests_.begin(); i != requests_.end();) {
+    const auto& p = i->second;
+    if (expired(p.requester) || node_.gave_up(p.requester, p.mid)) {
+      swept.push_back(std::move(i->second));
+      i = requests_.erase(i);
+    } else {
+      ++i;
+    }
+  }
+  requests_swept_at_ = std::max<std::size_t>(64, 2 * requests_.size());
+}
+
+} // namespace mproc::detail

@@ -1,0 +1,62 @@
+// What a process handle and the node's I/O thread share about one child process.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <vector>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include <sys/types.h>
+
+#include <caf/actor.hpp>
+#include <caf/error.hpp>
+#include <caf/message.hpp>
+
+#include "mproc/runtime/process.hpp"
+
+namespace mproc::detail {
+
+class node_impl;
+class peer;
+
+struct process_state {
+  enum class phase { created, starting, running, ended };
+
+  node_impl* owner = nullptr;
+  std::string actor_name;
+  caf::message args;
+  std::string name;
+  bool daemon = false;
+  std::optional<start_method> method;  // empty: the node's
+
+  mutable std::mutex mtx;
+  std::condition_variable changed;
+  phase state = phase::created;
+  pid_t pid = 0;
+  int pidfd = -1;                    // open from spawn until reaped; signals go through it
+  std::optional<int> exitcode;       // Python's convention: < 0 is the killing signal
+  caf::actor actor;                  // the proxy of the child's main actor
+  caf::error start_error;            // why start() failed
+  std::shared_ptr<peer> link;        // to the child node, until it closes
+  // Called once on the I/O thread: when start() settled, and when the process was reaped.
+  std::function<void(caf::error)> on_started;
+  std::vector<std::function<void(int)>> on_exit;
+  // Loop thread only:
+  std::uint64_t pidfd_token = 0;     // the pidfd's registration in the loop
+  std::uint64_t start_timer = 0;     // fails a start that hangs
+  std::uint64_t settle_timer = 0;    // gives up waiting for the exit status of a closed link
+  std::string link_closed_why;       // the link closed before the process was reaped
+
+  bool alive() const { return state == phase::starting || state == phase::running; }
+  // start() is answered: the actor runs, or it never will. Not the same as the OS process
+  // phase: a child may be reaped before its link's failure reaches the start callback.
+  bool start_settled() const { return actor || start_error; }
+  // mtx held. Sends `sig` through the pidfd, so never to a recycled pid; no effect once
+  // the process was reaped.
+  void signal_locked(int sig);
+};
+
+} // namespace mproc::detail

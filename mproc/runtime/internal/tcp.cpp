@@ -1,0 +1,224 @@
+#include "mproc/runtime/internal/tcp.hpp"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "mproc/runtime/errors.hpp"
+#include "mproc/runtime/internal/handshake.hpp"
+
+namespace mproc::detail {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+[[noreturn]] void fail(errc code, const std::string& why) {
+  throw error(make_error(code, why), why);
+}
+
+struct addrinfo_deleter {
+  void operator()(addrinfo* a) const { ::freeaddrinfo(a); }
+};
+
+std::unique_ptr<addrinfo, addrinfo_deleter> resolve(const endpoint& at, bool passive) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = passive ? AI_PASSIVE : 0;
+  addrinfo* found = nullptr;
+  auto port = std::to_string(at.port);
+  if (int rc = ::getaddrinfo(at.host.c_str(), port.c_str(), &hints, &found); rc != 0)
+    fail(errc::bad_arguments, "cannot resolve '" + at.host + "': " + ::gai_strerror(rc));
+  return std::unique_ptr<addrinfo, addrinfo_deleter>{found};
+}
+
+// Closes the socket unless released.
+struct socket_guard {
+  int fd;
+  ~socket_guard() {
+    if (fd >= 0)
+      ::close(fd);
+  }
+  int release() { return std::exchange(fd, -1); }
+};
+
+int ms_left(clock_type::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now());
+  return left.count() > 0 ? static_cast<int>(left.count()) : 0;
+}
+
+void wait_for(int fd, short events, clock_type::time_point deadline, const endpoint& to) {
+  pollfd p{fd, events, 0};
+  for (;;) {
+    int rc = ::poll(&p, 1, ms_left(deadline));
+    if (rc > 0)
+      return;
+    if (rc == 0)
+      fail(errc::timeout, "connecting to " + to.text() + ": no answer within the timeout");
+    if (errno != EINTR)
+      fail(errc::unreachable, "connecting to " + to.text() + ": " + std::strerror(errno));
+  }
+}
+
+void send_all(int fd, const std::uint8_t* p, std::size_t n, clock_type::time_point deadline,
+              const endpoint& to) {
+  while (n > 0) {
+    auto w = ::send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w > 0) {
+      p += w;
+      n -= static_cast<std::size_t>(w);
+    } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      wait_for(fd, POLLOUT, deadline, to);
+    } else {
+      fail(errc::unreachable, "connecting to " + to.text() + ": " + std::strerror(errno));
+    }
+  }
+}
+
+// Exactly n bytes; false at EOF (the server closed: it refused us).
+bool recv_all(int fd, std::uint8_t* p, std::size_t n, clock_type::time_point deadline,
+              const endpoint& to) {
+  while (n > 0) {
+    auto r = ::recv(fd, p, n, MSG_DONTWAIT);
+    if (r > 0) {
+      p += r;
+      n -= static_cast<std::size_t>(r);
+    } else if (r == 0 || (r < 0 && errno == ECONNRESET)) {
+      return false;
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+      wait_for(fd, POLLIN, deadline, to);
+    } else {
+      fail(errc::unreachable, "connecting to " + to.text() + ": " + std::strerror(errno));
+    }
+  }
+  return true;
+}
+
+// Tries each address `at` resolves to with a fresh non-blocking socket; `use(fd, address)`
+// returns "" when the socket is ready, else why not. The first ready socket, or throws
+// unreachable naming `what` and the last reason.
+template <class F>
+int first_usable_socket(const endpoint& at, bool passive, const std::string& what, F use) {
+  auto found = resolve(at, passive);
+  std::string last = "no address";
+  for (auto* a = found.get(); a != nullptr; a = a->ai_next) {
+    socket_guard s{::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                            a->ai_protocol)};
+    if (s.fd < 0)
+      continue;
+    last = use(s.fd, *a);
+    if (last.empty())
+      return s.release();
+  }
+  fail(errc::unreachable, what + " " + at.text() + ": " + last);
+}
+
+int connect_any(const endpoint& to, clock_type::time_point deadline) {
+  return first_usable_socket(to, false, "cannot connect to", [&](int fd, const addrinfo& a) {
+    if (::connect(fd, a.ai_addr, a.ai_addrlen) != 0 && errno != EINPROGRESS)
+      return std::string{std::strerror(errno)};
+    wait_for(fd, POLLOUT, deadline, to);
+    int err = 0;
+    socklen_t len = sizeof err;
+    ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0)
+      return std::string{std::strerror(err)};
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return std::string{};
+  });
+}
+
+} // namespace
+
+std::string endpoint::text() const {
+  return host.find(':') != std::string::npos ? "[" + host + "]:" + std::to_string(port)
+                                             : host + ":" + std::to_string(port);
+}
+
+endpoint parse_endpoint(std::string_view text) {
+  auto bad = [&] {
+    fail(errc::bad_arguments,
+         "'" + std::string{text} + "' is not HOST:PORT (IPv6: [ADDRESS]:PORT)");
+  };
+  endpoint e;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      bad();
+    e.host = std::string{text.substr(1, close - 1)};
+    port = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || text.find(':') != colon)
+      bad();
+    e.host = std::string{text.substr(0, colon)};
+    port = text.substr(colon + 1);
+  }
+  if (e.host.empty() || port.empty() || port.size() > 5)
+    bad();
+  unsigned value = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9')
+      bad();
+    value = value * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (value > 65535)
+    bad();
+  e.port = static_cast<std::uint16_t>(value);
+  return e;
+}
+
+int listen_tcp(const endpoint& at, std::uint16_t& bound_port) {
+  return first_usable_socket(at, true, "cannot listen on", [&](int fd, const addrinfo& a) {
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd, a.ai_addr, a.ai_addrlen) != 0 || ::listen(fd, 128) != 0)
+      return std::string{std::strerror(errno)};
+    sockaddr_storage local{};
+    socklen_t len = sizeof local;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len);
+    bound_port = ntohs(local.ss_family == AF_INET6
+                         ? reinterpret_cast<sockaddr_in6*>(&local)->sin6_port
+                         : reinterpret_cast<sockaddr_in*>(&local)->sin_port);
+    return std::string{};
+  });
+}
+
+int connect_authenticated(const endpoint& to, std::string_view key,
+                          std::chrono::milliseconds timeout) {
+  namespace hs = handshake;
+  auto deadline = clock_type::now() + timeout;
+  socket_guard s{connect_any(to, deadline)};
+  auto mine = hs::fresh_nonce();
+  auto hello = hs::make_hello(mine);
+  send_all(s.fd, hello.data(), hello.size(), deadline, to);
+  std::array<std::uint8_t, hs::challenge_size> challenge{};
+  if (!recv_all(s.fd, challenge.data(), challenge.size(), deadline, to))
+    fail(errc::auth_failed, to.text() + " closed the connection during the handshake");
+  hs::nonce theirs{};
+  hs::mac their_proof{};
+  if (!hs::read_challenge(challenge, theirs, their_proof))
+    fail(errc::auth_failed, to.text() + " is not an mproc node of this protocol version");
+  // Mutual: the server proves it holds the key before this side reveals anything.
+  if (!hs::same(hs::server_mac(key, mine, theirs), their_proof))
+    fail(errc::auth_failed, to.text() + " does not know the authkey");
+  auto proof = hs::client_mac(key, theirs, mine);
+  send_all(s.fd, proof.data(), proof.size(), deadline, to);
+  std::uint8_t verdict = 0;
+  if (!recv_all(s.fd, &verdict, 1, deadline, to) || verdict != hs::accepted)
+    fail(errc::auth_failed, to.text() + " rejected the authkey");
+  return s.release();
+}
+
+} // namespace mproc::detail

@@ -1,0 +1,123 @@
+#include "mproc/runtime/remote_node.hpp"
+
+#include <future>
+
+#include <caf/event_based_actor.hpp>
+
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/errors.hpp"
+#include "mproc/runtime/message_bytes.hpp"
+#include "mproc/runtime/node.hpp"
+#include "mproc/runtime/internal/node_impl.hpp"
+#include "mproc/runtime/internal/peer.hpp"
+
+namespace mproc {
+
+namespace {
+
+using answer = std::promise<caf::expected<caf::actor>>;
+
+caf::actor wait_for(std::future<caf::expected<caf::actor>> f, std::chrono::milliseconds timeout,
+                    const std::string& what) {
+  if (f.wait_for(timeout) != std::future_status::ready) {
+    auto why = what + ": no answer within the timeout";
+    throw error(make_error(errc::timeout, why), why);
+  }
+  auto r = f.get();
+  if (!r)
+    throw error(r.error(), this_node().system().render(r.error()));
+  return std::move(*r);
+}
+
+// Runs on the remote node: starts one child process there and answers its actor.
+caf::behavior mproc_process_starter(caf::event_based_actor* self) {
+  return {[=](const std::string& actor, const std::string& name,
+              const bytes& args) -> caf::result<caf::actor> {
+    auto rp = self->make_response_promise<caf::actor>();
+    try {
+      // Daemon: stopped when this node ends, so a node that loses its root leaves no orphans.
+      process p{this_node(), actor, {.name = name, .daemon = true}, from_bytes(args)};
+      p.start([rp, p](caf::error err) mutable {
+        if (err)
+          rp.deliver(std::move(err));
+        else
+          rp.deliver(p.actor());
+      });
+    } catch (const error& e) {
+      rp.deliver(e.reason());
+    }
+    self->quit();
+    return rp;
+  }};
+}
+
+const bool starter_registered =
+  detail::register_actor(detail::make_actor_entry<&mproc_process_starter>("mproc_process_starter"));
+
+} // namespace
+
+remote_node::remote_node(std::shared_ptr<detail::peer> peer, std::string address)
+  : peer_(std::move(peer)), address_(std::move(address)), name_(peer_->who().name) {}
+
+std::uint64_t remote_node::id() const {
+  return peer_->who().node;
+}
+
+std::int64_t remote_node::pid() const {
+  return peer_->who().pid;
+}
+
+bool remote_node::connected() const {
+  return !peer_->link().closed();
+}
+
+caf::actor remote_node::spawn_message(std::string_view actor, const caf::message& args,
+                                      std::chrono::milliseconds timeout) {
+  auto result = std::make_shared<answer>();
+  auto name = std::string{actor};
+  auto p = peer_;
+  auto& loop = p->link().loop();
+  loop.post([p, name, args, result] {
+    p->spawn(name, args, false, [result](caf::expected<caf::actor> r) {
+      result->set_value(std::move(r));
+    });
+  });
+  return wait_for(result->get_future(), timeout, "spawn '" + name + "' on " + address_);
+}
+
+caf::actor remote_node::spawn_process_message(std::string_view actor, std::string process_name,
+                                              const caf::message& args,
+                                              std::chrono::milliseconds timeout) {
+  (void)starter_registered;
+  auto starter = spawn_message("mproc_process_starter", {}, timeout);
+  auto reply = this_node().request_message(
+    starter, caf::make_message(std::string{actor}, std::move(process_name), to_bytes(args)),
+    timeout);
+  if (!reply.match_elements<caf::actor>()) {
+    auto why = "spawn_process '" + std::string{actor} + "' on " + address_ + ": unexpected reply";
+    throw error(make_error(errc::protocol_error, why), why);
+  }
+  return reply.get_as<caf::actor>(0);
+}
+
+caf::actor remote_node::lookup(const std::string& name, std::chrono::milliseconds timeout) {
+  auto result = std::make_shared<answer>();
+  auto p = peer_;
+  p->link().loop().post([p, name, result] {
+    p->lookup(name, [result](caf::expected<caf::actor> r) { result->set_value(std::move(r)); });
+  });
+  return wait_for(result->get_future(), timeout, "lookup of '" + name + "' on " + address_);
+}
+
+void remote_node::on_down(std::function<void(const std::string&)> fn) {
+  peer_->on_failed([fn = std::move(fn)](const caf::error& e) {
+    fn(this_node().system().render(e));
+  });
+}
+
+void remote_node::disconnect() {
+  auto p = peer_;
+  p->link().loop().post([p] { p->close("disconnected"); });
+}
+
+} // namespace mproc

@@ -1,0 +1,73 @@
+#include "mproc/serialization/unpack.hpp"
+
+#include "mproc/serialization/protocol.hpp"
+
+namespace mproc::wire {
+
+namespace {
+
+// msgpack-c's own texts ("depth size overflow") do not say what the limit is or why.
+[[noreturn]] void rethrow(std::size_t size) {
+  try {
+    throw;
+  } catch (const msgpack::depth_size_overflow&) {
+    throw unpack_error("malformed msgpack: nested deeper than " + std::to_string(max_nesting)
+                       + " levels");
+  } catch (const msgpack::size_overflow&) {
+    throw unpack_error("malformed msgpack: a header claims more than the " + std::to_string(size)
+                       + " bytes hold");
+  } catch (const msgpack::insufficient_bytes&) {
+    throw unpack_error("malformed msgpack: truncated value");
+  } catch (const std::bad_alloc&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw unpack_error(std::string{"malformed msgpack: "} + e.what());
+  }
+}
+
+// Every element takes at least one byte, so no count can honestly exceed the input size;
+// the limit stops a five-byte header from reserving gigabytes of msgpack objects.
+msgpack::unpack_limit limit_for(std::size_t size) {
+  return {size, size, size, size, size, max_nesting};
+}
+
+void expect_end(std::size_t offset, std::size_t size) {
+  if (offset != size)
+    throw unpack_error("malformed msgpack: " + std::to_string(size - offset)
+                       + " trailing bytes after the value");
+}
+
+} // namespace
+
+msgpack::object_handle unpack_bounded(const char* data, std::size_t size, std::size_t& offset,
+                                      msgpack::unpack_reference_func reference) {
+  try {
+    return msgpack::unpack(data, size, offset, reference, nullptr, limit_for(size));
+  } catch (...) {
+    rethrow(size);
+  }
+}
+
+msgpack::object_handle unpack_bounded(const char* data, std::size_t size) {
+  std::size_t offset = 0;
+  auto handle = unpack_bounded(data, size, offset);
+  expect_end(offset, size);
+  return handle;
+}
+
+msgpack::object unpack_bounded(msgpack::zone& zone, const char* data, std::size_t size) {
+  std::size_t offset = 0;
+  bool referenced = false;
+  auto in_place = [](msgpack::type::object_type, std::size_t, void*) { return true; };
+  msgpack::object obj;
+  try {
+    obj = msgpack::unpack(zone, data, size, offset, referenced, in_place, nullptr,
+                          limit_for(size));
+  } catch (...) {
+    rethrow(size);
+  }
+  expect_end(offset, size);
+  return obj;
+}
+
+} // namespace mproc::wire
