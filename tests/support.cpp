@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -114,6 +115,28 @@ bool eventually(std::chrono::milliseconds timeout, const std::function<bool()>& 
     std::this_thread::sleep_for(std::chrono::milliseconds{5});
   }
   return true;
+}
+
+stderr_capture::stderr_capture() {
+  char path[] = "/tmp/mproc-stderr-XXXXXX";
+  fd_ = ::mkstemp(path);
+  path_ = path;
+  saved_ = ::dup(STDERR_FILENO);
+  ::dup2(fd_, STDERR_FILENO);
+}
+
+stderr_capture::~stderr_capture() {
+  ::dup2(saved_, STDERR_FILENO);
+  ::close(saved_);
+  ::close(fd_);
+  ::unlink(path_.c_str());
+}
+
+std::string stderr_capture::text() const {
+  std::ifstream in{path_};
+  std::stringstream all;
+  all << in.rdbuf();
+  return all.str();
 }
 
 } // namespace test

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -49,5 +50,21 @@ mproc::errc code_of(const std::function<void()>& f);
 
 // Polls `done` until it holds or `timeout` passes.
 bool eventually(std::chrono::milliseconds timeout, const std::function<bool()>& done);
+
+// Stderr of this process and of every process started while it lives, kept in a file. Make
+// it before the node: the fork server started with the node keeps the stderr it was given.
+class stderr_capture {
+public:
+  stderr_capture();
+  ~stderr_capture();
+  stderr_capture(const stderr_capture&) = delete;
+  stderr_capture& operator=(const stderr_capture&) = delete;
+  std::string text() const;
+
+private:
+  int fd_ = -1;
+  int saved_ = -1;
+  std::string path_;
+};
 
 } // namespace test

@@ -1,13 +1,6 @@
 // Errors a user can act on: an actor's uncaught exception says what it was and where, in
 // the process's stderr and in the exit reason; a message an actor cannot handle is answered
 // with the actor's name and the message's types.
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -47,43 +40,13 @@ void blocking_thrower(caf::blocking_actor* self) {
   self->receive([](std::int32_t) { throw disk_full("no space left for the results"); });
 }
 
-// Stderr of this process and of every process started while it lives (the fork server
-// included: it must be started after this), kept in a file.
-class stderr_capture {
-public:
-  stderr_capture() {
-    char path[] = "/tmp/mproc-stderr-XXXXXX";
-    fd_ = ::mkstemp(path);
-    path_ = path;
-    saved_ = ::dup(STDERR_FILENO);
-    ::dup2(fd_, STDERR_FILENO);
-  }
-  ~stderr_capture() {
-    ::dup2(saved_, STDERR_FILENO);
-    ::close(saved_);
-    ::close(fd_);
-    ::unlink(path_.c_str());
-  }
-  std::string text() const {
-    std::ifstream in{path_};
-    std::stringstream all;
-    all << in.rdbuf();
-    return all.str();
-  }
-
-private:
-  int fd_ = -1;
-  int saved_ = -1;
-  std::string path_;
-};
-
 } // namespace
 
 MPROC_ACTOR(thrower);
 MPROC_ACTOR(blocking_thrower);
 
 TEST_CASE("an exception escaping a child's actor is printed with the process, type and text") {
-  stderr_capture err;
+  test::stderr_capture err;
   test::scoped_node node{};
   auto p = node->spawn_process("thrower", {.name = "worker-7"});
   CHECK(node->request<std::int32_t>(p.actor(), 10s, std::int32_t{5}) == 5);
@@ -95,7 +58,7 @@ TEST_CASE("an exception escaping a child's actor is printed with the process, ty
 }
 
 TEST_CASE("a blocking actor's exception of the program's own type is printed by its name") {
-  stderr_capture err;
+  test::stderr_capture err;
   test::scoped_node node{};
   auto p = node->spawn_process("blocking_thrower", {.name = "saver"});
   caf::anon_send(p.actor(), std::int32_t{0});
@@ -107,7 +70,7 @@ TEST_CASE("a blocking actor's exception of the program's own type is printed by 
 }
 
 TEST_CASE("a monitor of an actor that threw gets actor_failed with the type and text") {
-  stderr_capture err;
+  test::stderr_capture err;
   test::scoped_node node{};
   caf::scoped_actor self{node->system()};
   SECTION("a std::exception") {
@@ -133,7 +96,7 @@ TEST_CASE("a monitor of an actor that threw gets actor_failed with the type and 
 }
 
 TEST_CASE("a monitor of a child's actor that threw gets actor_failed, not only the exit code") {
-  stderr_capture err;
+  test::stderr_capture err;
   test::scoped_node node{};
   auto p = node->spawn_process("thrower", {});
   caf::scoped_actor self{node->system()};

@@ -26,7 +26,7 @@
 #include <variant>
 #include <vector>
 
-#include "mproc/actors/task.hpp"
+#include "mproc/runtime/task.hpp"
 #include "mproc/runtime/errors.hpp"
 #include "mproc/serialization/bytes.hpp"
 

@@ -5,7 +5,7 @@
 #include <caf/event_based_actor.hpp>
 
 #include "mproc/actors/pool_protocol.hpp"
-#include "mproc/actors/task.hpp"
+#include "mproc/runtime/task.hpp"
 #include "mproc/runtime/actor_registry.hpp"
 #include "mproc/runtime/log.hpp"
 #include "mproc/serialization/bytes.hpp"

@@ -13,8 +13,27 @@ namespace mproc::detail {
 
 namespace {
 
+// Tells the queue how many of the items it handed this process were taken (it takes back
+// the rest), then ends the agent.
+void send_leave(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf::actor q,
+                std::uint64_t done) {
+  auto finish = [=] {
+    {
+      std::lock_guard guard{ch->m};
+      --ch->leaves_pending;
+    }
+    ch->cv.notify_all();
+    self->quit();
+  };
+  self->request(q, leave_timeout, q_leave_atom::value, done)
+    .then([=] { finish(); }, [=](caf::error&) { finish(); });
+}
+
+// Sends the next batch of puts once the previous one was accepted; when none is left, the
+// leave that waited for the flush, if any.
 void send_next(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf::actor q) {
   item_batch batch;
+  std::optional<std::uint64_t> leave;
   {
     std::lock_guard guard{ch->m};
     if (ch->sending && ch->in_flight > 0)
@@ -22,23 +41,31 @@ void send_next(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, 
     std::swap(batch, ch->outbox);
     ch->outbox.reserve(batch.size(), batch.byte_size());  // the next one, sized as this one
     ch->in_flight = batch.size();
-    if (batch.empty())
+    if (batch.empty()) {
       ch->sending = false;
+      leave = std::exchange(ch->leave_after_flush, std::nullopt);
+    }
   }
   ch->cv.notify_all();  // the previous batch was accepted: room again, or all went out
+  if (leave)
+    send_leave(self, ch, q, *leave);
   if (batch.empty())
     return;
   self->request(q, caf::infinite, q_put_atom::value, std::move(batch))
     .then([=] { send_next(self, ch, q); },
           [=](caf::error& e) {
+            std::optional<std::uint64_t> leave;
             {
               std::lock_guard guard{ch->m};
               ch->put_error = e;
               ch->sending = false;
               ch->in_flight = 0;
               ch->outbox.clear();
+              leave = std::exchange(ch->leave_after_flush, std::nullopt);
             }
             ch->cv.notify_all();
+            if (leave)
+              send_leave(self, ch, q, *leave);
           });
 }
 
@@ -126,6 +153,11 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
                           caf::actor q, std::uint64_t gen) {
   self->monitor(q);
   self->set_down_handler([=](caf::down_msg&) { on_queue_gone(self, ch); });
+  // The agent keeps itself alive until it quits (after its leave, or with its queue): a
+  // leave drops the client's handle while puts and the leave itself still wait for their
+  // answers, and nothing else need hold it (a node's exports are weak). Unreachable, CAF
+  // would end it, and those answers, hence the items still to send, would be lost.
+  auto alive = caf::actor_cast<caf::actor>(self);
   return {
     [=](q_flush_atom) { send_next(self, ch, q); },
     [=](q_fetch_atom, bool wait) { fetch(self, ch, q, wait, gen); },
@@ -150,17 +182,16 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
           [=](caf::error& e) mutable { rp.deliver(std::move(e)); });
       return rp;
     },
-    [=](q_leave_atom, std::uint64_t done) {
-      auto finish = [=] {
-        {
-          std::lock_guard guard{ch->m};
-          --ch->leaves_pending;
+    [=, alive = std::move(alive)](q_leave_atom, std::uint64_t done) {
+      (void)alive;  // held, not used (see above)
+      {
+        std::lock_guard guard{ch->m};
+        if (ch->sending) {  // puts still going out: they go first (send_next leaves)
+          ch->leave_after_flush = done;
+          return;
         }
-        ch->cv.notify_all();
-        self->quit();
-      };
-      self->request(q, leave_timeout, q_leave_atom::value, done)
-        .then([=] { finish(); }, [=](caf::error&) { finish(); });
+      }
+      send_leave(self, ch, q, done);
     },
   };
 }

@@ -9,6 +9,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include <caf/actor.hpp>
@@ -51,6 +52,9 @@ struct queue_channel {
   // (a new agent takes over), so leaving at exit does not stop a consumer still running.
   std::uint64_t generation = 0;  // of the current agent; a leave retires it
   std::size_t leaves_pending = 0;  // leaves the queue has not answered yet
+  // A leave that came while items were still going out (a dropped handle does not wait for
+  // its flush): the agent sends it after the last batch, with this count of taken items.
+  std::optional<std::uint64_t> leave_after_flush;
   bool queue_gone = false;       // the queue actor ended: every call fails from now on
 };
 

@@ -40,7 +40,10 @@ public:
 
   ~queue_client() {
     try {
-      leave();
+      // Without waiting for the flush: the last handle can go on any thread, the node's I/O
+      // thread too (a message holding it), where waiting would hold up the very answers
+      // it waits for. The agent sends the rest, then the leave; the exit hook waits.
+      leave(false);
     } catch (...) {
       // A destructor must not throw; leave() only throws if the node is gone.
     }
@@ -140,14 +143,16 @@ public:
       ch_->put_error = make_error(errc::closed, "the queue is closed");
   }
 
-  // Flushes puts (waiting, as Python's queue does at process exit), then tells the queue
-  // how many of the items it handed this process were taken: those are finished, the queue
-  // takes back the rest. Asynchronous: at exit, leave_all() waits for the queue's answer.
-  void leave() {
+  // Flushes puts (waiting, as Python's queue does at process exit, when `wait_flush`), then
+  // tells the queue how many of the items it handed this process were taken: those are
+  // finished, the queue takes back the rest. Asynchronous: at exit, leave_all() waits for
+  // the queue's answer.
+  void leave(bool wait_flush = true) {
     std::unique_lock lock{ch_->m};
     if (!agent_ || ch_->queue_gone)
       return;  // nothing handed out to this process since it last left (or ever), or gone
-    wait_for_flush(lock);
+    if (wait_flush)
+      wait_for_flush(lock);
     std::uint64_t done = std::exchange(ch_->done, 0) + std::exchange(ch_->taken_last, 0);
     ch_->inbox.clear();
     ch_->inbox_count = 0;
@@ -287,7 +292,15 @@ client_registry& registry() {
 
 bool has_left(queue_channel& ch, clock_type::time_point deadline) {
   std::unique_lock lock{ch.m};
-  return ch.cv.wait_until(lock, deadline, [&] { return ch.leaves_pending == 0; });
+  if (ch.cv.wait_until(lock, deadline, [&] { return ch.leaves_pending == 0; }))
+    return true;
+  // A dropped handle's items still going out (its leave waits for them): say what is lost.
+  if (auto dropped = ch.outbox.size() + ch.in_flight; dropped > 0)
+    std::fprintf(stderr,
+                 "mproc: a queue accepted nothing for 10 s while this process was leaving; "
+                 "%zu item(s) it put were not delivered\n",
+                 dropped);
+  return false;
 }
 
 // Makes every client still here leave, then waits until the queues have answered every

@@ -109,6 +109,10 @@ public:
     p.start();
     return p;
   }
+  // A started child process running `target(args...)`, a plain function registered with
+  // MPROC_TASK (defined in runtime/task.hpp).
+  template <class R, class... Params, class... Ts>
+  process spawn_process(R (*target)(Params...), process_options options, Ts&&... args);
 
   // Blocking request for code outside actors. Returns the reply's single value (nothing for
   // R = void). Throws mproc::error: errc::timeout, the actor's error, process_exited when

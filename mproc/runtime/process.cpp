@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdio>
 #include <mutex>
 #include <stdexcept>
 
@@ -44,6 +45,17 @@ process::process(node& owner, std::string actor, process_options options, caf::m
 
 process::process(std::shared_ptr<detail::process_state> state) : state_(std::move(state)) {}
 
+namespace {
+
+// What this process printed so far goes out before the child can print, as Python's start()
+// does: a program's lines keep their order even when its stdout is a pipe or a file
+// (buffered), and a child forked from a copy never repeats them.
+void flush_output() {
+  std::fflush(nullptr);
+}
+
+} // namespace
+
 void process::start() {
   using phase = detail::process_state::phase;
   {
@@ -57,6 +69,7 @@ void process::start() {
   // typo costs no fork.
   auto problem = detail::check_spawn(state_->actor_name, state_->args);
   if (!problem) {
+    flush_output();
     owner.start_process(state_);
     std::lock_guard guard{state_->mtx};
     problem = state_->start_error;
@@ -90,6 +103,7 @@ void process::start(std::function<void(caf::error)> done) {
     callback(std::move(problem));
     return;
   }
+  flush_output();
   state_->owner->start_process_async(state_);
 }
 

@@ -62,6 +62,10 @@ public:
     : process(owner, std::move(actor), std::move(options),
               caf::make_message(std::forward<Ts>(args)...)) {}
   process(node& owner, std::string actor, process_options options, caf::message args);
+  // A plain function registered with MPROC_TASK as the target, as Python's
+  // Process(target=f, args=(...)); defined in runtime/task.hpp, which MPROC_TASK needs.
+  template <class R, class... Params, class... Ts>
+  process(node& owner, R (*target)(Params...), process_options options, Ts&&... args);
 
   // Starts the child and waits until its actor runs. Throws mproc::error (unknown_actor_name,
   // bad_arguments, spawn_failed) and std::logic_error when called twice.

@@ -1,9 +1,13 @@
-#include "mproc/actors/task.hpp"
+#include "mproc/runtime/task.hpp"
 
 #include <map>
 #include <stdexcept>
 #include <typeinfo>
 
+#include <caf/actor_system.hpp>
+#include <caf/blocking_actor.hpp>
+
+#include "mproc/runtime/actor_registry.hpp"
 #include "mproc/runtime/errors.hpp"
 #include "mproc/serialization/type_registry.hpp"
 
@@ -23,6 +27,26 @@ task_registry& tasks() {
   static task_registry instance;
   return instance;
 }
+
+// A process whose target is a task runs this actor: arguments (task name, its arguments...).
+bool task_target_accepts(const caf::message& m) {
+  if (m.size() == 0 || !m.match_element<std::string>(0))
+    return false;
+  const auto* task = find_task(m.get_as<std::string>(0));
+  return task && task->accepts(m);
+}
+
+void run_task_target(caf::blocking_actor*, caf::message m) {
+  find_task(m.get_as<std::string>(0))->call(m);
+}
+
+caf::actor spawn_task_target(caf::actor_system& sys, const char* name, const caf::message& m) {
+  // guarded: an exception from the task is printed and ends the actor, hence the process
+  return caf::actor{sys.spawn(guarded<&run_task_target, caf::blocking_actor, caf::message>, name, m)};
+}
+
+[[maybe_unused]] const bool task_target_registered =
+  register_actor({task_actor, {}, &task_target_accepts, &spawn_task_target});
 
 } // namespace
 
