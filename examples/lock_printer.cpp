@@ -9,25 +9,23 @@
 #include <string>
 #include <thread>
 
-#include <caf/blocking_actor.hpp>
-
 #include <mproc/actors/lock.hpp>
-#include <mproc/runtime/actor_registry.hpp>
 #include <mproc/runtime/node.hpp>
+#include <mproc/runtime/task.hpp>
 
 // Writes its word one letter at a time: without the lock, the four words would interleave.
-void printer(caf::blocking_actor*, std::string item, mproc::lock lock) {
+void printer(std::string item, mproc::lock lock) {
   auto held = lock.hold();  // Python's lock.acquire() ... finally: lock.release()
   for (char c : item + "\n") {
     [[maybe_unused]] auto n = ::write(STDOUT_FILENO, &c, 1);
     std::this_thread::yield();
   }
 }
-MPROC_ACTOR(printer);
+MPROC_TASK(printer);
 
 int main(int argc, char** argv) {
   mproc::node node{argc, argv};
   mproc::lock lock;
   for (std::string item : {"chinese", "english", "spanish", "japanese"})
-    node.spawn_process("printer", {}, item, lock);
+    node.spawn_process(printer, {}, item, lock);
 }

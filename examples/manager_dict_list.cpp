@@ -11,20 +11,18 @@
 #include <numeric>
 #include <vector>
 
-#include <caf/blocking_actor.hpp>
-
 #include <mproc/actors/manager.hpp>
-#include <mproc/runtime/actor_registry.hpp>
+#include <mproc/runtime/task.hpp>
 
 using mproc::value;
 
-void f(caf::blocking_actor*, mproc::dict_proxy<value, value> d, mproc::list_proxy<int> l) {
+void f(mproc::dict_proxy<value, value> d, mproc::list_proxy<int> l) {
   d.set(1, "1");
   d.set("2", 2);
   d.set(0.25, nullptr);
   l.reverse();
 }
-MPROC_ACTOR(f);
+MPROC_TASK(f);
 
 int main(int argc, char** argv) {
   mproc::node node{argc, argv};
@@ -35,7 +33,7 @@ int main(int argc, char** argv) {
   std::iota(range.begin(), range.end(), 0);
   l.extend(range);
 
-  auto p = node.spawn_process("f", {}, d, l);
+  auto p = node.spawn_process(f, {}, d, l);
   p.join();
   std::cout << d << "\n" << l << "\n";
 }

@@ -11,19 +11,17 @@
 #include <numeric>
 #include <vector>
 
-#include <caf/blocking_actor.hpp>
-
 #include <mproc/actors/shared_array.hpp>
 #include <mproc/actors/shared_value.hpp>
-#include <mproc/runtime/actor_registry.hpp>
 #include <mproc/runtime/node.hpp>
+#include <mproc/runtime/task.hpp>
 
-void f(caf::blocking_actor*, mproc::shared_value<double> n, mproc::shared_array<std::int32_t> a) {
+void f(mproc::shared_value<double> n, mproc::shared_array<std::int32_t> a) {
   n.set(3.1415927);
   for (std::size_t i = 0; i < a.size(); ++i)
     a.set(i, -a.get(i));
 }
-MPROC_ACTOR(f);
+MPROC_TASK(f);
 
 int main(int argc, char** argv) {
   mproc::node node{argc, argv};
@@ -32,7 +30,7 @@ int main(int argc, char** argv) {
   std::iota(range.begin(), range.end(), 0);
   mproc::shared_array<std::int32_t> arr{range};
 
-  auto p = node.spawn_process("f", {}, num, arr);
+  auto p = node.spawn_process(f, {}, num, arr);
   p.join();
 
   std::printf("%.7f\n[", num.get());

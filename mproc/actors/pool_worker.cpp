@@ -38,8 +38,12 @@ bytes run_chunk(const bytes& payload) {
     auto name = o.via.array.ptr[0].as<std::string>();
     bool star = o.via.array.ptr[1].as<bool>();
     const auto& items = o.via.array.ptr[2];
-    if (const auto* task = find_task(name))
+    const auto* task = find_task(name);
+    if (task && task->run)
       task->run(items, star, pk);
+    else if (task)
+      fail_all(items.via.array.size, "task '" + name + "' takes or returns values that "
+                                       "cannot travel in a pool's chunks (handles)");
     else
       fail_all(items.via.array.size, "no task '" + name + "' in the worker: add MPROC_TASK");
   } catch (const std::exception& e) {

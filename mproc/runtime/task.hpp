@@ -43,8 +43,9 @@ struct task_entry {
   const void* function = nullptr;  // to find the name from the caller's function pointer
   // Runs the task on every item of `items` (an array: single arguments, or argument arrays
   // when `star`) and packs [values, failures]: one value per item (nil where it failed) and
-  // a map from the failed items' indexes to their errors, usually empty.
-  void (*run)(const msgpack::object& items, bool star, wire::packer& out);
+  // a map from the failed items' indexes to their errors, usually empty. Null for a task a
+  // pool cannot run (runs_in_pool).
+  void (*run)(const msgpack::object& items, bool star, wire::packer& out) = nullptr;
   std::size_t arity = 0;
   // As a process's target: whether `args` holds the task's name and then its arguments, and
   // the call with them (exceptions propagate).
@@ -90,11 +91,27 @@ decltype(auto) invoke_task(Tuple& values) {
   return invoke_task<Fn>(values, std::make_index_sequence<std::tuple_size_v<Tuple>>{});
 }
 
+// Whether a pool can run the task: its arguments and result travel in a chunk's msgpack,
+// so each needs a codec and a value to decode into. A process target needs neither (its
+// arguments travel as an actor's do: handles such as shared values among them).
+template <class T>
+concept chunk_value = requires { sizeof(wire::codec<T>); }
+                      && (std::is_default_constructible_v<T> || requires { wire::codec<T>::blank(); });
+template <class Tuple>
+struct chunk_arguments;
+template <class... Ts>
+struct chunk_arguments<std::tuple<Ts...>> : std::bool_constant<(chunk_value<Ts> && ...)> {};
+template <class F>
+constexpr bool runs_in_pool =
+  chunk_arguments<typename task_signature<F>::args>::value
+  && (std::is_void_v<typename task_signature<F>::result>
+      || chunk_value<std::decay_t<typename task_signature<F>::result>>);
+
 // Packs the result of one item, or nil and returns the error.
 template <auto Fn>
 std::optional<std::string> run_one(const msgpack::object& item, bool star, wire::packer& out) {
   using sig = task_signature<decltype(Fn)>;
-  typename sig::args args{};
+  auto args = wire::blank_value<typename sig::args>();
   wire::codec_state st;
   bool decoded = false;
   if constexpr (sig::arity == 1)  // map passes single arguments bare, starmap as arrays
@@ -148,15 +165,16 @@ task_entry make_task_entry(const char* name) {
   e.name = name;
   e.function = reinterpret_cast<const void*>(Fn);
   e.arity = task_signature<decltype(Fn)>::arity;
-  e.run = [](const msgpack::object& items, bool star, wire::packer& out) {
-    std::vector<std::pair<std::uint32_t, std::string>> failures;
-    out.pack_array(2);
-    out.pack_array(items.via.array.size);
-    for (std::uint32_t i = 0; i < items.via.array.size; ++i)
-      if (auto why = run_one<Fn>(items.via.array.ptr[i], star, out))
-        failures.emplace_back(i, std::move(*why));
-    pack_failures(out, failures);
-  };
+  if constexpr (runs_in_pool<decltype(Fn)>)
+    e.run = [](const msgpack::object& items, bool star, wire::packer& out) {
+      std::vector<std::pair<std::uint32_t, std::string>> failures;
+      out.pack_array(2);
+      out.pack_array(items.via.array.size);
+      for (std::uint32_t i = 0; i < items.via.array.size; ++i)
+        if (auto why = run_one<Fn>(items.via.array.ptr[i], star, out))
+          failures.emplace_back(i, std::move(*why));
+      pack_failures(out, failures);
+    };
   using call = task_call<typename task_signature<decltype(Fn)>::args>;
   e.accepts = &call::accepts;
   e.call = [](const caf::message& m) {
