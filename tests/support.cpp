@@ -1,6 +1,7 @@
 #include "support.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -119,9 +120,9 @@ bool eventually(std::chrono::milliseconds timeout, const std::function<bool()>& 
 
 stderr_capture::stderr_capture() {
   char path[] = "/tmp/mproc-stderr-XXXXXX";
-  fd_ = ::mkstemp(path);
+  fd_ = ::mkostemp(path, O_CLOEXEC);  // children get stderr, not these
   path_ = path;
-  saved_ = ::dup(STDERR_FILENO);
+  saved_ = ::fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);
   ::dup2(fd_, STDERR_FILENO);
 }
 

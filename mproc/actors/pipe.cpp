@@ -77,6 +77,12 @@ bool connection::poll(millis timeout) {
   return usable("poll", true).poll(timeout);
 }
 
+int connection::fileno() const {
+  if (!socket_)
+    no_end("fileno: not a pipe end");
+  return socket_->fd();
+}
+
 void connection::close() {
   if (socket_)
     socket_->close();

@@ -74,6 +74,10 @@ public:
   // Both directions end: the other end sees EOF.
   void close();
 
+  // Python's fileno(): the socket, readable when data or the other end's close waits in it
+  // (a message already read into this process is not there: poll() sees both). Throws
+  // closed for an invalid or closed end.
+  int fileno() const;
   bool readable() const { return socket_ && readable_; }
   bool writable() const { return socket_ && writable_; }
 

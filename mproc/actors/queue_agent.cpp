@@ -1,5 +1,6 @@
 #include "mproc/actors/queue_agent.hpp"
 
+#include <algorithm>
 #include <optional>
 #include <utility>
 
@@ -13,27 +14,34 @@ namespace mproc::detail {
 
 namespace {
 
-// Tells the queue how many of the items it handed this process were taken (it takes back
-// the rest), then ends the agent.
-void send_leave(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf::actor q,
-                std::uint64_t done) {
-  auto finish = [=] {
-    {
-      std::lock_guard guard{ch->m};
-      --ch->leaves_pending;
+// One agent's own progress, against the channel it shares with its successors.
+struct agent_life {
+  bool sending = false;  // its chain of put batches runs (send_next)
+  bool left = false;     // the queue answered its leave
+};
+
+// A retired agent ends once its leave was answered and its batches went out.
+void end_if_done(caf::event_based_actor* self, queue_channel& ch, const agent_life& life) {
+  if (!life.left || life.sending)
+    return;
+  caf::actor held;  // released after the lock; the running actor keeps itself meanwhile
+  {
+    std::lock_guard guard{ch.m};
+    auto me = self->address();
+    auto i = std::find_if(ch.retiring.begin(), ch.retiring.end(),
+                          [&](const caf::actor& a) { return a.address() == me; });
+    if (i != ch.retiring.end()) {
+      held = std::move(*i);
+      ch.retiring.erase(i);
     }
-    ch->cv.notify_all();
-    self->quit();
-  };
-  self->request(q, leave_timeout, q_leave_atom::value, done)
-    .then([=] { finish(); }, [=](caf::error&) { finish(); });
+  }
+  self->quit();
 }
 
-// Sends the next batch of puts once the previous one was accepted; when none is left, the
-// leave that waited for the flush, if any.
-void send_next(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf::actor q) {
+// Sends the next batch of puts once the previous one was accepted.
+void send_next(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf::actor q,
+               std::shared_ptr<agent_life> life) {
   item_batch batch;
-  std::optional<std::uint64_t> leave;
   {
     std::lock_guard guard{ch->m};
     if (ch->sending && ch->in_flight > 0)
@@ -41,32 +49,46 @@ void send_next(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, 
     std::swap(batch, ch->outbox);
     ch->outbox.reserve(batch.size(), batch.byte_size());  // the next one, sized as this one
     ch->in_flight = batch.size();
-    if (batch.empty()) {
+    if (batch.empty())
       ch->sending = false;
-      leave = std::exchange(ch->leave_after_flush, std::nullopt);
-    }
   }
   ch->cv.notify_all();  // the previous batch was accepted: room again, or all went out
-  if (leave)
-    send_leave(self, ch, q, *leave);
-  if (batch.empty())
+  life->sending = !batch.empty();
+  if (batch.empty()) {
+    end_if_done(self, *ch, *life);
     return;
+  }
   self->request(q, caf::infinite, q_put_atom::value, std::move(batch))
-    .then([=] { send_next(self, ch, q); },
+    .then([=] { send_next(self, ch, q, life); },
           [=](caf::error& e) {
-            std::optional<std::uint64_t> leave;
             {
               std::lock_guard guard{ch->m};
               ch->put_error = e;
               ch->sending = false;
               ch->in_flight = 0;
               ch->outbox.clear();
-              leave = std::exchange(ch->leave_after_flush, std::nullopt);
             }
             ch->cv.notify_all();
-            if (leave)
-              send_leave(self, ch, q, *leave);
+            life->sending = false;
+            end_if_done(self, *ch, *life);
           });
+}
+
+// Tells the queue how many of the items it handed this process were taken (it takes back
+// the rest, prefetched ones included), at once: puts still going out do not depend on it.
+void send_leave(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf::actor q,
+                std::shared_ptr<agent_life> life, std::uint64_t done) {
+  auto answered = [=] {
+    {
+      std::lock_guard guard{ch->m};
+      --ch->leaves_pending;
+    }
+    ch->cv.notify_all();
+    life->left = true;
+    end_if_done(self, *ch, *life);
+  };
+  self->request(q, leave_timeout, q_leave_atom::value, done)
+    .then([=] { answered(); }, [=](caf::error&) { answered(); });
 }
 
 // Items the queue handed to agent `gen`, into the inbox in the order they came; false, and
@@ -144,7 +166,8 @@ void on_queue_gone(caf::event_based_actor* self, const std::shared_ptr<queue_cha
     ch->leaves_pending = 0;
   }
   ch->cv.notify_all();
-  self->quit();
+  auto life = agent_life{false, true};
+  end_if_done(self, *ch, life);  // out of `retiring` too
 }
 
 } // namespace
@@ -153,13 +176,9 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
                           caf::actor q, std::uint64_t gen) {
   self->monitor(q);
   self->set_down_handler([=](caf::down_msg&) { on_queue_gone(self, ch); });
-  // The agent keeps itself alive until it quits (after its leave, or with its queue): a
-  // leave drops the client's handle while puts and the leave itself still wait for their
-  // answers, and nothing else need hold it (a node's exports are weak). Unreachable, CAF
-  // would end it, and those answers, hence the items still to send, would be lost.
-  auto alive = caf::actor_cast<caf::actor>(self);
+  auto life = std::make_shared<agent_life>();
   return {
-    [=](q_flush_atom) { send_next(self, ch, q); },
+    [=](q_flush_atom) { send_next(self, ch, q, life); },
     [=](q_fetch_atom, bool wait) { fetch(self, ch, q, wait, gen); },
     [=](q_cancel_atom) { self->send(q, q_cancel_atom::value); },
     // Asked by get_nowait(). The agent asks the queue itself (a delegate would keep the
@@ -182,17 +201,7 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
           [=](caf::error& e) mutable { rp.deliver(std::move(e)); });
       return rp;
     },
-    [=, alive = std::move(alive)](q_leave_atom, std::uint64_t done) {
-      (void)alive;  // held, not used (see above)
-      {
-        std::lock_guard guard{ch->m};
-        if (ch->sending) {  // puts still going out: they go first (send_next leaves)
-          ch->leave_after_flush = done;
-          return;
-        }
-      }
-      send_leave(self, ch, q, done);
-    },
+    [=](q_leave_atom, std::uint64_t done) { send_leave(self, ch, q, life, done); },
   };
 }
 

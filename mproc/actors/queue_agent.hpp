@@ -9,7 +9,6 @@
 #include <deque>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <vector>
 
 #include <caf/actor.hpp>
@@ -52,9 +51,11 @@ struct queue_channel {
   // (a new agent takes over), so leaving at exit does not stop a consumer still running.
   std::uint64_t generation = 0;  // of the current agent; a leave retires it
   std::size_t leaves_pending = 0;  // leaves the queue has not answered yet
-  // A leave that came while items were still going out (a dropped handle does not wait for
-  // its flush): the agent sends it after the last batch, with this count of taken items.
-  std::optional<std::uint64_t> leave_after_flush;
+  // Agents a leave retired that still have puts going out or their leave unanswered. The
+  // channel holds them: nothing else need (a dropped handle does not wait for its flush, a
+  // node's exports are weak), and an agent nobody holds ends with its answers still due.
+  // Each takes itself out when it is done; the exit hook ends those still here.
+  std::vector<caf::actor> retiring;
   bool queue_gone = false;       // the queue actor ended: every call fails from now on
 };
 

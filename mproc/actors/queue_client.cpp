@@ -143,10 +143,10 @@ public:
       ch_->put_error = make_error(errc::closed, "the queue is closed");
   }
 
-  // Flushes puts (waiting, as Python's queue does at process exit, when `wait_flush`), then
-  // tells the queue how many of the items it handed this process were taken: those are
-  // finished, the queue takes back the rest. Asynchronous: at exit, leave_all() waits for
-  // the queue's answer.
+  // Tells the queue how many of the items it handed this process were taken: those are
+  // finished, the queue takes back the rest. With `wait_flush`, first waits for the puts to
+  // be accepted, as Python's queue does at process exit; without, they go out after the
+  // leave, from the retired agent. Asynchronous: at exit, leave_all() waits for both.
   void leave(bool wait_flush = true) {
     std::unique_lock lock{ch_->m};
     if (!agent_ || ch_->queue_gone)
@@ -161,6 +161,7 @@ public:
     ch_->fetching = false;    // a get still waiting fetches again, through a new agent
     ++ch_->leaves_pending;
     auto agent = std::move(agent_);
+    ch_->retiring.push_back(agent);  // until its leave is answered and its puts went out
     lock.unlock();
     ch_->cv.notify_all();
     caf::anon_send(agent, q_leave_atom::value, done);
@@ -267,9 +268,6 @@ private:
 
 namespace {
 
-// How long a process exiting waits, in all, for its queues to confirm that it left.
-constexpr auto exit_leave_limit = std::chrono::seconds{10};
-
 // The queue clients of this process. A process can end while handles are still alive (an
 // actor's arguments, a handle in a static): its node's exit hook makes each of them leave,
 // so that what the process took is acknowledged and what it prefetched goes back before the
@@ -290,22 +288,35 @@ client_registry& registry() {
   return *r;
 }
 
-bool has_left(queue_channel& ch, clock_type::time_point deadline) {
+// Waits until the channel's leaves were answered and what was put went out, for as long as
+// the queue keeps accepting; then ends the retired agents still there (a stalled queue's),
+// saying what that loses.
+void settle_at_exit(queue_channel& ch) {
   std::unique_lock lock{ch.m};
-  if (ch.cv.wait_until(lock, deadline, [&] { return ch.leaves_pending == 0; }))
-    return true;
-  // A dropped handle's items still going out (its leave waits for them): say what is lost.
-  if (auto dropped = ch.outbox.size() + ch.in_flight; dropped > 0)
-    std::fprintf(stderr,
-                 "mproc: a queue accepted nothing for 10 s while this process was leaving; "
-                 "%zu item(s) it put were not delivered\n",
-                 dropped);
-  return false;
+  auto settled = [&] { return ch.leaves_pending == 0 && (!ch.sending || ch.put_error); };
+  auto seen = ch.accepted;
+  while (!ch.cv.wait_for(lock, stalled_flush_limit, settled)) {
+    if (ch.accepted != seen) {
+      seen = ch.accepted;
+      continue;
+    }
+    if (auto dropped = ch.outbox.size() + ch.in_flight; dropped > 0 && !ch.put_error)
+      std::fprintf(stderr,
+                   "mproc: a queue accepted nothing for 10 s while this process was leaving; "
+                   "%zu item(s) it put were not delivered\n",
+                   dropped);
+    break;
+  }
+  auto stragglers = std::move(ch.retiring);
+  ch.retiring.clear();
+  lock.unlock();
+  for (auto& agent : stragglers)  // done ones are ending anyway; stalled ones must
+    caf::anon_send_exit(agent, caf::exit_reason::kill);
 }
 
 // Makes every client still here leave, then waits until the queues have answered every
-// leave, including those of clients destroyed meanwhile (a destroyed client has left or is
-// leaving: its destructor leaves).
+// leave and taken every put, including those of clients destroyed meanwhile (a destroyed
+// client has left or is leaving: its destructor leaves).
 void leave_all() {
   std::vector<std::shared_ptr<queue_client>> clients;
   std::vector<std::shared_ptr<queue_channel>> channels;
@@ -323,9 +334,8 @@ void leave_all() {
   for (auto& c : clients)
     c->leave();
   clients.clear();
-  auto deadline = clock_type::now() + exit_leave_limit;
   for (auto& ch : channels)
-    has_left(*ch, deadline);
+    settle_at_exit(*ch);
 }
 
 void track(const std::shared_ptr<queue_client>& client) {

@@ -28,6 +28,7 @@ struct waiting_get {
 struct waiting_put {
   item_batch items;
   caf::response_promise rp;
+  caf::actor_addr who;  // the agent: if it ends, its batch is dropped (see on_down)
 };
 
 const item_batch& items_of(const caf::message& batch) {
@@ -273,6 +274,13 @@ void on_down(queue_actor* self, const caf::down_msg& down) {
     s.held.erase(i);
   }
   forget_getter(self, down.source);
+  // A batch its putter will never hear about: never accepted, it goes with its process, as
+  // Python's unflushed items do. Its promise also holds this queue: kept, a queue nobody
+  // else holds any more would never end, nor the node that waits for it.
+  auto before = s.putters.size();
+  std::erase_if(s.putters, [&](const waiting_put& p) { return p.who == down.source; });
+  if (s.putters.size() != before)
+    admit_putters(self);
   rebalance(self);
 }
 
@@ -296,8 +304,10 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       if (s.closed)
         return closed_error();
       if (!s.putters.empty() || !has_room(s, batch.size())) {
+        auto who = sender();
+        monitor_once(self, who);
         auto rp = self->make_response_promise();
-        s.putters.push_back({std::move(batch), rp});
+        s.putters.push_back({std::move(batch), rp, who});
         return rp;
       }
       accept(self, batch);

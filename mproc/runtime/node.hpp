@@ -99,7 +99,7 @@ public:
   // Throws mproc::error (unknown_actor_name, bad_arguments).
   template <class... Ts>
   caf::actor spawn(std::string_view actor, Ts&&... args) {
-    return spawn_message(actor, caf::make_message(std::forward<Ts>(args)...));
+    return spawn_message(actor, detail::message_of(std::forward<Ts>(args)...));
   }
 
   // A started child process running `actor`. Throws mproc::error when it cannot start.
@@ -110,9 +110,14 @@ public:
     return p;
   }
   // A started child process running `target(args...)`, a plain function registered with
-  // MPROC_TASK (defined in runtime/task.hpp).
+  // MPROC_TASK (runtime/task.hpp), as Python's Process(target=f, args=(...)).start().
   template <class R, class... Params, class... Ts>
-  process spawn_process(R (*target)(Params...), process_options options, Ts&&... args);
+    requires(sizeof...(Params) == sizeof...(Ts))
+  process spawn_process(R (*target)(Params...), process_options options, Ts&&... args) {
+    process p{*this, target, std::move(options), std::forward<Ts>(args)...};
+    p.start();
+    return p;
+  }
 
   // Blocking request for code outside actors. Returns the reply's single value (nothing for
   // R = void). Throws mproc::error: errc::timeout, the actor's error, process_exited when
@@ -120,7 +125,7 @@ public:
   // type.
   template <class R = void, class Rep, class Period, class... Ts>
   R request(const caf::actor& dest, std::chrono::duration<Rep, Period> timeout, Ts&&... args) {
-    auto reply = request_message(dest, caf::make_message(std::forward<Ts>(args)...),
+    auto reply = request_message(dest, detail::message_of(std::forward<Ts>(args)...),
                                  std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
     if constexpr (!std::is_void_v<R>) {
       if (!reply.template match_elements<R>())

@@ -1,16 +1,24 @@
 #include "mproc/runtime/process.hpp"
 
+#include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
+#include <iostream>
 #include <mutex>
+#include <ostream>
 #include <stdexcept>
+#include <system_error>
 
 #include "mproc/runtime/actor_registry.hpp"
 #include "mproc/runtime/internal/node_impl.hpp"
 #include "mproc/runtime/node.hpp"
+#include "mproc/serialization/value.hpp"
 
 namespace mproc {
 
@@ -19,6 +27,11 @@ namespace detail {
 void process_state::signal_locked(int sig) {
   if (pidfd >= 0)
     ::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0);
+}
+
+process_state::~process_state() {
+  if (sentinel >= 0)
+    ::close(sentinel);
 }
 
 namespace {
@@ -51,7 +64,9 @@ namespace {
 // does: a program's lines keep their order even when its stdout is a pipe or a file
 // (buffered), and a child forked from a copy never repeats them.
 void flush_output() {
-  std::fflush(nullptr);
+  std::cout.flush();  // its own buffer without sync_with_stdio
+  std::fflush(stdout);
+  std::fflush(stderr);  // not fflush(nullptr): it locks every stream, stdin too (a reader)
 }
 
 } // namespace
@@ -175,6 +190,61 @@ std::optional<int> process::exitcode() const {
 caf::actor process::actor() const {
   std::lock_guard guard{state_->mtx};
   return state_->actor;
+}
+
+int process::sentinel() const {
+  std::lock_guard guard{state_->mtx};
+  if (state_->sentinel >= 0)
+    return state_->sentinel;
+  if (state_->closed)
+    throw std::logic_error("process '" + state_->name + "' is closed");
+  if (state_->pidfd >= 0)  // a pidfd is readable once its process ended, reaped or not
+    state_->sentinel = ::fcntl(state_->pidfd, F_DUPFD_CLOEXEC, 0);
+  else if (state_->state == detail::process_state::phase::ended)
+    state_->sentinel = ::eventfd(1, EFD_CLOEXEC);  // ended and reaped: readable at once
+  else
+    throw std::logic_error("process '" + state_->name + "' has no sentinel before it runs");
+  if (state_->sentinel < 0)
+    throw std::system_error(errno, std::generic_category(), "sentinel");
+  return state_->sentinel;
+}
+
+void process::close() {
+  std::lock_guard guard{state_->mtx};
+  if (state_->alive())
+    throw std::logic_error("process '" + state_->name
+                           + "' is still running: join() or terminate() it before close()");
+  if (state_->sentinel >= 0)
+    ::close(state_->sentinel);
+  state_->sentinel = -1;
+  state_->closed = true;
+}
+
+std::string process::repr() const {
+  std::lock_guard guard{state_->mtx};
+  using phase = detail::process_state::phase;
+  std::string out = "<Process name=" + value{state_->name}.repr();
+  if (state_->pid != 0)
+    out += " pid=" + std::to_string(state_->pid);
+  out += " parent=" + std::to_string(::getpid());  // handles live in the parent
+  bool stopped = state_->state == phase::ended && state_->pid != 0;
+  out += state_->closed                      ? " closed"
+         : state_->state == phase::created   ? " initial"
+         : stopped                           ? " stopped"
+         : state_->state == phase::ended     ? " initial"  // never ran: start() failed
+                                             : " started";
+  if (stopped && state_->exitcode) {
+    auto code = *state_->exitcode;
+    const char* sig = code < 0 ? sigabbrev_np(-code) : nullptr;
+    out += " exitcode=" + (sig ? std::string{"-SIG"} + sig : std::to_string(code));
+  }
+  if (state_->daemon)
+    out += " daemon";
+  return out + ">";
+}
+
+std::ostream& operator<<(std::ostream& os, const process& p) {
+  return os << p.repr();
 }
 
 std::size_t cpu_count() {

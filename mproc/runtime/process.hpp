@@ -13,9 +13,11 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <iosfwd>
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <sys/types.h>
@@ -55,17 +57,62 @@ struct process_options {
   std::optional<mproc::start_method> start_method;
 };
 
+// The registered name of a task function (MPROC_TASK); throws mproc::error
+// unknown_actor_name.
+std::string task_name(const void* function);
+
+namespace detail {
+
+// The name of the built-in actor that runs a task as a process's target (runtime/task.cpp).
+inline constexpr const char* task_actor = "mproc_task";
+
+// Whether a value of type T can cross processes as a message element: a built-in, or a
+// type with MPROC_MESSAGE (what caf::make_message stores: a string literal as std::string).
+template <class T>
+inline constexpr bool sendable = caf::is_serializable_or_whitelisted<
+  typename caf::unbox_message_element<
+    typename caf::detail::strip_and_convert<T>::type>::type>::value;
+
+// caf::make_message for mproc's calls, refusing a type that cannot cross in mproc's words
+// (CAF's own assertion recommends CAF_ALLOW_UNSAFE_MESSAGE_TYPE, which would compile and
+// then fail at run time: no codec).
+template <class... Ts>
+caf::message message_of(Ts&&... xs) {
+  static_assert((sendable<Ts> && ...),
+                "mproc: an argument's type cannot cross processes. Give your struct "
+                "MSGPACK_DEFINE(its fields...) and add MPROC_MESSAGE(its type); at global "
+                "scope (#include <mproc/runtime/message_types.hpp>); a container of it sent "
+                "on its own needs its own MPROC_MESSAGE line");
+  if constexpr (sizeof...(Ts) == 0)
+    return caf::message{};
+  else
+    return caf::make_message(std::forward<Ts>(xs)...);
+}
+
+// An argument converted to its parameter's type where it is written (implicitly, so a
+// conversion the function call itself would refuse does not compile either).
+template <class T>
+T converted(T value) {
+  return value;
+}
+
+} // namespace detail
+
 class process {
 public:
   template <class... Ts>
   process(node& owner, std::string actor, process_options options, Ts&&... args)
     : process(owner, std::move(actor), std::move(options),
-              caf::make_message(std::forward<Ts>(args)...)) {}
+              detail::message_of(std::forward<Ts>(args)...)) {}
   process(node& owner, std::string actor, process_options options, caf::message args);
-  // A plain function registered with MPROC_TASK as the target, as Python's
-  // Process(target=f, args=(...)); defined in runtime/task.hpp, which MPROC_TASK needs.
+  // A plain function registered with MPROC_TASK (runtime/task.hpp) as the target, as
+  // Python's Process(target=f, args=(...)), `args` converted to its parameters here.
   template <class R, class... Params, class... Ts>
-  process(node& owner, R (*target)(Params...), process_options options, Ts&&... args);
+    requires(sizeof...(Params) == sizeof...(Ts))
+  process(node& owner, R (*target)(Params...), process_options options, Ts&&... args)
+    : process(owner, detail::task_actor, std::move(options),
+              detail::message_of(task_name(reinterpret_cast<const void*>(target)),
+                                 detail::converted<std::decay_t<Params>>(std::forward<Ts>(args))...)) {}
 
   // Starts the child and waits until its actor runs. Throws mproc::error (unknown_actor_name,
   // bad_arguments, spawn_failed) and std::logic_error when called twice.
@@ -94,12 +141,23 @@ public:
   // The actor running in the process (a proxy); invalid before start().
   caf::actor actor() const;
 
+  // Python's sentinel: a descriptor that becomes readable when the process ends, for poll()
+  // or mproc::wait() (actors/wait.hpp). Owned by the process (all its handles share it).
+  // Throws std::logic_error before the process runs.
+  int sentinel() const;
+  // Python's close(): releases the sentinel. Throws std::logic_error while the process runs.
+  void close();
+  // Python's repr(): <Process name='worker' pid=4242 parent=4241 stopped exitcode=-SIGTERM>.
+  std::string repr() const;
+
 private:
   friend class node;
   explicit process(std::shared_ptr<detail::process_state> state);
 
   std::shared_ptr<detail::process_state> state_;
 };
+
+std::ostream& operator<<(std::ostream& os, const process& p);
 
 // Python's os.cpu_count(): processors online.
 std::size_t cpu_count();

@@ -30,7 +30,6 @@
 #include <caf/message.hpp>
 
 #include "mproc/runtime/errors.hpp"
-#include "mproc/runtime/node.hpp"
 #include "mproc/runtime/process.hpp"
 #include "mproc/serialization/codec.hpp"
 
@@ -152,13 +151,6 @@ struct task_call<std::tuple<Ts...>> {
   }
 };
 
-// An argument converted to its parameter's type where it is written (implicitly, so a
-// conversion the function call itself would refuse does not compile either).
-template <class T>
-T converted(T value) {
-  return value;
-}
-
 template <auto Fn>
 task_entry make_task_entry(const char* name) {
   task_entry e;
@@ -183,28 +175,9 @@ task_entry make_task_entry(const char* name) {
   return e;
 }
 
-// The name of the built-in actor that runs a task as a process's target.
-inline constexpr const char* task_actor = "mproc_task";
 
 } // namespace detail
 
-// The registered name of a task function; throws mproc::error unknown_actor_name.
-std::string task_name(const void* function);
-
-template <class R, class... Params, class... Ts>
-process::process(node& owner, R (*target)(Params...), process_options options, Ts&&... args)
-  : process(owner, detail::task_actor, std::move(options),
-            caf::make_message(task_name(reinterpret_cast<const void*>(target)),
-                              detail::converted<std::decay_t<Params>>(std::forward<Ts>(args))...)) {
-  static_assert(sizeof...(Params) == sizeof...(Ts), "the target takes another number of arguments");
-}
-
-template <class R, class... Params, class... Ts>
-process node::spawn_process(R (*target)(Params...), process_options options, Ts&&... args) {
-  process p{*this, target, std::move(options), std::forward<Ts>(args)...};
-  p.start();
-  return p;
-}
 
 } // namespace mproc
 

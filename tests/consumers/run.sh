@@ -2,7 +2,8 @@
 # mproc as other projects use it (meson test 'consumers'; tests/meson.build). Installs the
 # build into a temporary directory, then:
 #   1. every installed header compiles on its own flags from mproc.pc, and no private header
-#      (runtime/internal) was installed;
+#      (runtime/internal) was installed; an argument of a type without MPROC_MESSAGE fails
+#      to compile with an error that names MPROC_MESSAGE;
 #   2. a meson project finds mproc through pkg-config, builds main.cpp and runs it;
 #   3. a CMake project does the same through find_package(mproc);
 #   4. a meson project with mproc as a subproject resolves dependency('mproc') to it and gets none
@@ -36,6 +37,25 @@ done >"$work/all_headers.cpp"
 echo "$(wc -l <"$work/all_headers.cpp") headers"
 # shellcheck disable=SC2046
 c++ -std=c++20 $(pkg-config --cflags mproc) -fsyntax-only "$work/all_headers.cpp"
+
+echo "== a type without MPROC_MESSAGE is refused at compile time, in mproc's words"
+cat >"$work/unregistered.cpp" <<'PROGRAM'
+#include <mproc/runtime/node.hpp>
+struct job { int id; };
+int main(int argc, char** argv) {
+  mproc::node node{argc, argv};
+  node.spawn_process("worker", {}, job{1});
+}
+PROGRAM
+# shellcheck disable=SC2046
+if c++ -std=c++20 $(pkg-config --cflags mproc) -fsyntax-only "$work/unregistered.cpp" \
+     2>"$work/unregistered.log"; then
+  echo "a struct without MPROC_MESSAGE compiled as an argument"
+  exit 1
+fi
+grep -q "add MPROC_MESSAGE" "$work/unregistered.log" ||
+  { echo "the error does not name MPROC_MESSAGE:"; head -20 "$work/unregistered.log"; exit 1; }
+echo "refused, naming MPROC_MESSAGE"
 
 check_run() {  # program: runs it, its output must be the expected line
   local out

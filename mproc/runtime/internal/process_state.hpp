@@ -57,6 +57,14 @@ struct process_state {
   // mtx held. Sends `sig` through the pidfd, so never to a recycled pid; no effect once
   // the process was reaped.
   void signal_locked(int sig);
+
+  int sentinel = -1;    // process::sentinel()'s descriptor, made on first use
+  bool closed = false;  // process::close() was called
+
+  process_state() = default;
+  process_state(const process_state&) = delete;
+  process_state& operator=(const process_state&) = delete;
+  ~process_state();
 };
 
 } // namespace mproc::detail
