@@ -1,8 +1,11 @@
 // A plain function as a process's target, as Python's Process(target=f, args=(...)):
-// registered with MPROC_TASK, arguments converted at compile time, handles among them.
+// registered with MPROC_TASK, arguments converted at compile time, handles among them; and
+// an object whose run() is the target, as a Process subclass (MPROC_PROCESS_CLASS).
 #include <unistd.h>
 
 #include <cstdint>
+#include <fstream>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 
@@ -41,7 +44,22 @@ MPROC_TASK(refuse);
 
 void not_registered(std::int32_t) {}
 
+// A Process subclass in Python: its fields are the arguments, run() the body.
+struct line_writer {
+  std::string path;
+  std::int64_t lines = 0;
+  MSGPACK_DEFINE(path, lines);
+
+  void run() const {
+    std::ofstream out{path};
+    for (std::int64_t i = 0; i < lines; ++i)
+      out << mproc::current_process_name() << " " << i << "\n";
+  }
+};
+
 } // namespace
+
+MPROC_PROCESS_CLASS(line_writer);
 
 TEST_CASE("a plain function runs in a child with arguments converted to its parameters") {
   test::stderr_capture err;
@@ -93,4 +111,16 @@ TEST_CASE("a function nobody registered is refused before a process starts") {
     CHECK_THAT(e.what(), Catch::Contains("MPROC_TASK"));
   }
   CHECK(node->active_children().empty());
+}
+
+TEST_CASE("an object whose run() is the target runs in a child, as a Process subclass") {
+  test::scoped_node node{};
+  auto path = "/tmp/mproc-line-writer-" + std::to_string(::getpid());
+  auto p = node->spawn_process(line_writer{path, 3}, {.name = "writer"});
+  REQUIRE(p.join(10s));
+  CHECK(p.exitcode() == 0);
+  std::ifstream in{path};
+  std::string all{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+  ::unlink(path.c_str());
+  CHECK(all == "writer 0\nwriter 1\nwriter 2\n");
 }

@@ -81,7 +81,8 @@ void send_leave(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch,
   auto answered = [=] {
     {
       std::lock_guard guard{ch->m};
-      --ch->leaves_pending;
+      if (ch->leaves_pending > 0)  // the queue's end may have reset it (on_queue_gone)
+        --ch->leaves_pending;
     }
     ch->cv.notify_all();
     life->left = true;

@@ -30,6 +30,9 @@ using clock_type = std::chrono::steady_clock;
 
 } // namespace
 
+// Whether this process's node ran its exit hook for queues (leave_all) already.
+bool exit_settled();
+
 class queue_client {
 public:
   queue_client(caf::actor q, std::size_t maxsize)
@@ -151,8 +154,11 @@ public:
     std::unique_lock lock{ch_->m};
     if (!agent_ || ch_->queue_gone)
       return;  // nothing handed out to this process since it last left (or ever), or gone
-    if (wait_flush)
-      wait_for_flush(lock);
+    if (wait_flush) {
+      wait_for_flush(lock);  // releases the lock: another thread may have left meanwhile
+      if (!agent_ || ch_->queue_gone)
+        return;
+    }
     std::uint64_t done = std::exchange(ch_->done, 0) + std::exchange(ch_->taken_last, 0);
     ch_->inbox.clear();
     ch_->inbox_count = 0;
@@ -161,7 +167,14 @@ public:
     ch_->fetching = false;    // a get still waiting fetches again, through a new agent
     ++ch_->leaves_pending;
     auto agent = std::move(agent_);
-    ch_->retiring.push_back(agent);  // until its leave is answered and its puts went out
+    if (!exit_settled())
+      ch_->retiring.push_back(agent);  // until its leave is answered and its puts went out
+    else if (auto unsent = ch_->outbox.size() + ch_->in_flight; unsent > 0)
+      // After the exit hook nothing waits for it: the node is ending its actors.
+      std::fprintf(stderr,
+                   "mproc: a queue handle was dropped after this process settled its queues "
+                   "for exit; %zu item(s) it put may not be delivered\n",
+                   unsent);
     lock.unlock();
     ch_->cv.notify_all();
     caf::anon_send(agent, q_leave_atom::value, done);
@@ -280,7 +293,8 @@ struct client_registry {
   };
   std::mutex m;
   std::vector<entry> entries;
-  std::uint64_t hooked_node = 0;  // the node whose exit hook is installed
+  std::uint64_t hooked_node = 0;   // the node whose exit hook is installed
+  std::uint64_t settled_node = 0;  // the node whose exit hook ran
 };
 
 client_registry& registry() {
@@ -293,7 +307,9 @@ client_registry& registry() {
 // saying what that loses.
 void settle_at_exit(queue_channel& ch) {
   std::unique_lock lock{ch.m};
-  auto settled = [&] { return ch.leaves_pending == 0 && (!ch.sending || ch.put_error); };
+  auto settled = [&] {
+    return ch.queue_gone || (ch.leaves_pending == 0 && (!ch.sending || ch.put_error));
+  };
   auto seen = ch.accepted;
   while (!ch.cv.wait_for(lock, stalled_flush_limit, settled)) {
     if (ch.accepted != seen) {
@@ -305,6 +321,13 @@ void settle_at_exit(queue_channel& ch) {
                    "mproc: a queue accepted nothing for 10 s while this process was leaving; "
                    "%zu item(s) it put were not delivered\n",
                    dropped);
+    // The agents are ended below: the handle, if still used, must not wait for them.
+    if (!ch.put_error)
+      ch.put_error = make_error(errc::full, "the queue accepted nothing for 10 s");
+    ch.outbox.clear();
+    ch.sending = false;
+    ch.in_flight = 0;
+    ch.cv.notify_all();
     break;
   }
   auto stragglers = std::move(ch.retiring);
@@ -323,6 +346,7 @@ void leave_all() {
   {
     auto& r = registry();
     std::lock_guard guard{r.m};
+    r.settled_node = r.hooked_node;
     for (auto& e : r.entries) {
       if (auto c = e.client.lock())
         clients.push_back(std::move(c));
@@ -337,6 +361,16 @@ void leave_all() {
   for (auto& ch : channels)
     settle_at_exit(*ch);
 }
+
+} // namespace
+
+bool exit_settled() {
+  auto& r = registry();
+  std::lock_guard guard{r.m};
+  return r.settled_node != 0 && r.settled_node == r.hooked_node;
+}
+
+namespace {
 
 void track(const std::shared_ptr<queue_client>& client) {
   auto& n = this_node();

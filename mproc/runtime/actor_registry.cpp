@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <map>
 #include <stdexcept>
 
 #include <caf/message_view.hpp>
@@ -15,6 +14,7 @@
 #include "mproc/runtime/process.hpp"
 
 #include "mproc/runtime/internal/message_codec.hpp"
+#include "mproc/runtime/internal/name_registry.hpp"
 
 namespace mproc {
 
@@ -23,8 +23,8 @@ namespace detail {
 namespace {
 
 // Filled by MPROC_ACTOR during static initialisation; read-only afterwards.
-std::map<std::string, actor_entry, std::less<>>& actors() {
-  static std::map<std::string, actor_entry, std::less<>> instance;
+name_registry<actor_entry>& actors() {
+  static name_registry<actor_entry> instance{"actor"};
   return instance;
 }
 
@@ -44,20 +44,20 @@ std::string types_of(const caf::message& m) {
 
 // The entry for `name` if it exists and takes `args`, else the error saying why not.
 caf::expected<const actor_entry*> lookup(std::string_view name, const caf::message& args) {
-  auto i = actors().find(name);
-  if (i == actors().end()) {
+  const auto* entry = actors().find(name);
+  if (!entry) {
     std::string known;
-    for (const auto& [n, e] : actors())
+    for (const auto& n : actors().names())
       known += (known.empty() ? "" : ", ") + n;
     return make_error(errc::unknown_actor_name,
                       "no actor is registered as '" + std::string{name} + "' (registered: "
                         + (known.empty() ? "none" : known) + "); add MPROC_ACTOR(" + std::string{name}
                         + ")");
   }
-  if (!i->second.accepts(args))
-    return make_error(errc::bad_arguments, "'" + i->second.name + "' takes "
-                                             + signature(i->second) + ", got " + types_of(args));
-  return &i->second;
+  if (!entry->accepts(args))
+    return make_error(errc::bad_arguments, "'" + entry->name + "' takes " + signature(*entry)
+                                             + ", got " + types_of(args));
+  return entry;
 }
 
 } // namespace
@@ -87,9 +87,7 @@ caf::result<caf::message> unexpected_message(const char* name, caf::scheduled_ac
 }
 
 bool register_actor(actor_entry entry) {
-  auto name = entry.name;
-  if (!actors().emplace(name, std::move(entry)).second)
-    throw std::logic_error("two actors are registered as '" + name + "'");
+  actors().add(std::move(entry));
   return true;
 }
 
@@ -109,10 +107,7 @@ caf::error check_spawn(std::string_view name, const caf::message& args) {
 } // namespace detail
 
 std::vector<std::string> registered_actors() {
-  std::vector<std::string> out;
-  for (const auto& [name, e] : detail::actors())
-    out.push_back(name);
-  return out;
+  return detail::actors().names();
 }
 
 } // namespace mproc

@@ -118,6 +118,15 @@ public:
     p.start();
     return p;
   }
+  // A started child process running `target.run()`, an object of a class registered with
+  // MPROC_PROCESS_CLASS, as an instance of a Python Process subclass.
+  template <class T>
+    requires requires(T& t) { t.run(); }
+  process spawn_process(T target, process_options options = {}) {
+    process p{*this, std::move(target), std::move(options)};
+    p.start();
+    return p;
+  }
 
   // Blocking request for code outside actors. Returns the reply's single value (nothing for
   // R = void). Throws mproc::error: errc::timeout, the actor's error, process_exited when

@@ -89,6 +89,12 @@ caf::message message_of(Ts&&... xs) {
     return caf::make_message(std::forward<Ts>(xs)...);
 }
 
+// The target of a process made from an object (MPROC_PROCESS_CLASS): its run().
+template <class T>
+void run_object(T object) {
+  object.run();
+}
+
 // An argument converted to its parameter's type where it is written (implicitly, so a
 // conversion the function call itself would refuse does not compile either).
 template <class T>
@@ -105,6 +111,13 @@ public:
     : process(owner, std::move(actor), std::move(options),
               detail::message_of(std::forward<Ts>(args)...)) {}
   process(node& owner, std::string actor, process_options options, caf::message args);
+  // An object whose run() is the target, as an instance of a Python Process subclass: its
+  // class registered with MPROC_PROCESS_CLASS (runtime/task.hpp); the object travels to the
+  // child as a message (MSGPACK_DEFINE).
+  template <class T>
+    requires requires(T& t) { t.run(); }
+  process(node& owner, T target, process_options options)
+    : process(owner, &detail::run_object<T>, std::move(options), std::move(target)) {}
   // A plain function registered with MPROC_TASK (runtime/task.hpp) as the target, as
   // Python's Process(target=f, args=(...)), `args` converted to its parameters here.
   template <class R, class... Params, class... Ts>

@@ -9,6 +9,7 @@
 
 #include "mproc/runtime/actor_registry.hpp"
 #include "mproc/runtime/errors.hpp"
+#include "mproc/runtime/internal/name_registry.hpp"
 #include "mproc/serialization/type_registry.hpp"
 
 namespace mproc {
@@ -19,8 +20,8 @@ namespace {
 
 // Filled by MPROC_TASK during static initialisation; read-only afterwards.
 struct task_registry {
-  std::map<std::string, task_entry, std::less<>> by_name;
-  std::map<const void*, std::string> by_function;
+  name_registry<task_entry> by_name{"task"};
+  std::map<const void*, std::string> by_function;  // what pool.map(f, ...) is given
 };
 
 task_registry& tasks() {
@@ -52,17 +53,13 @@ caf::actor spawn_task_target(caf::actor_system& sys, const char* name, const caf
 
 bool register_task(task_entry entry) {
   auto& r = tasks();
-  auto name = entry.name;
-  auto fn = entry.function;
-  if (!r.by_name.emplace(name, std::move(entry)).second)
-    throw std::logic_error("two tasks are registered as '" + name + "'");
-  r.by_function.emplace(fn, name);
+  const auto& added = r.by_name.add(std::move(entry));
+  r.by_function.emplace(added.function, added.name);
   return true;
 }
 
 const task_entry* find_task(const std::string& name) {
-  auto i = tasks().by_name.find(name);
-  return i == tasks().by_name.end() ? nullptr : &i->second;
+  return tasks().by_name.find(name);
 }
 
 const task_entry* find_task(const void* function) {

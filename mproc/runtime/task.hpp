@@ -30,6 +30,7 @@
 #include <caf/message.hpp>
 
 #include "mproc/runtime/errors.hpp"
+#include "mproc/runtime/message_types.hpp"
 #include "mproc/runtime/process.hpp"
 #include "mproc/serialization/codec.hpp"
 
@@ -184,5 +185,16 @@ task_entry make_task_entry(const char* name) {
 #define MPROC_TASK(fn)                                                                     \
   [[maybe_unused]] static const bool MPROC_TASK_CONCAT(mproc_task_, __COUNTER__) =         \
     ::mproc::detail::register_task(::mproc::detail::make_task_entry<&fn>(#fn))
+// A class whose objects are processes' targets, as a Python Process subclass: the object
+// is the argument, its run() the body. The class needs MSGPACK_DEFINE(its fields...); this
+// line also makes it a message (MPROC_MESSAGE: do not add that line too).
+//   struct downloader { std::string url; MSGPACK_DEFINE(url); void run(); };
+//   MPROC_PROCESS_CLASS(downloader);
+//   auto p = node.spawn_process(downloader{"https://..."}, {.name = "dl"});
+#define MPROC_PROCESS_CLASS(...)                                                           \
+  MPROC_MESSAGE(__VA_ARGS__);                                                              \
+  [[maybe_unused]] static const bool MPROC_TASK_CONCAT(mproc_task_, __COUNTER__) =         \
+    ::mproc::detail::register_task(                                                        \
+      ::mproc::detail::make_task_entry<&::mproc::detail::run_object<__VA_ARGS__>>(#__VA_ARGS__))
 #define MPROC_TASK_CONCAT_IMPL(a, b) a##b
 #define MPROC_TASK_CONCAT(a, b) MPROC_TASK_CONCAT_IMPL(a, b)
