@@ -40,6 +40,16 @@ void blocking_thrower(caf::blocking_actor* self) {
   self->receive([](std::int32_t) { throw disk_full("no space left for the results"); });
 }
 
+// Sends `what` to `a` and returns the reason of its end, as a monitor sees it.
+caf::error reason_after(caf::scoped_actor& self, const caf::actor& a, std::int32_t what) {
+  self->monitor(a);
+  self->send(a, what);
+  caf::error reason;
+  self->receive([&](caf::down_msg& down) { reason = down.reason; },
+                caf::after(10s) >> [] { FAIL("no down message"); });
+  return reason;
+}
+
 } // namespace
 
 MPROC_ACTOR(thrower);
@@ -74,22 +84,12 @@ TEST_CASE("a monitor of an actor that threw gets actor_failed with the type and 
   test::scoped_node node{};
   caf::scoped_actor self{node->system()};
   SECTION("a std::exception") {
-    auto a = node->spawn("thrower");
-    self->monitor(a);
-    self->send(a, std::int32_t{1});
-    caf::error reason;
-    self->receive([&](caf::down_msg& down) { reason = down.reason; },
-                  caf::after(10s) >> [] { FAIL("no down message"); });
+    auto reason = reason_after(self, node->spawn("thrower"), 1);
     CHECK(mproc::code_of(reason) == errc::actor_failed);
     CHECK(node->system().render(reason).find("std::runtime_error: boom") != std::string::npos);
   }
   SECTION("anything else thrown") {
-    auto a = node->spawn("thrower");
-    self->monitor(a);
-    self->send(a, std::int32_t{2});
-    caf::error reason;
-    self->receive([&](caf::down_msg& down) { reason = down.reason; },
-                  caf::after(10s) >> [] { FAIL("no down message"); });
+    auto reason = reason_after(self, node->spawn("thrower"), 2);
     CHECK(mproc::code_of(reason) == errc::actor_failed);
     CHECK_THAT(err.text(), Catch::Contains("): int: (not a std::exception)\n"));
   }
@@ -100,11 +100,7 @@ TEST_CASE("a monitor of a child's actor that threw gets actor_failed, not only t
   test::scoped_node node{};
   auto p = node->spawn_process("thrower", {});
   caf::scoped_actor self{node->system()};
-  self->monitor(p.actor());
-  self->send(p.actor(), std::int32_t{1});
-  caf::error reason;
-  self->receive([&](caf::down_msg& down) { reason = down.reason; },
-                caf::after(10s) >> [] { FAIL("no down message"); });
+  auto reason = reason_after(self, p.actor(), 1);
   CHECK(mproc::code_of(reason) == errc::actor_failed);
   CHECK(node->system().render(reason).find("std::runtime_error: boom") != std::string::npos);
   REQUIRE(p.join(10s));
