@@ -18,25 +18,25 @@ public:
   std::string_view kind() const override { return kind_; }
 
   manager_reply call(caf::atom_value op, manager_args& args) override {
-    switch (op) {
-      case caf::atom("get"): return get(args);
-      case caf::atom("getitem"): return getitem(args);
-      case caf::atom("set"): return set(args);
-      case caf::atom("del"): return del(args);
-      case caf::atom("has"):
+    switch (op_id(op)) {
+      case op_id("get"): return get(args);
+      case op_id("getitem"): return getitem(args);
+      case op_id("set"): return set(args);
+      case op_id("del"): return del(args);
+      case op_id("has"):
         expect_args(args, 1, "has");
         return {encoded(find(args[0]) != nullptr)};
-      case caf::atom("len"):
+      case op_id("len"):
         expect_args(args, 0, "len");
         return {encoded(static_cast<std::uint64_t>(order_.size()))};
-      case caf::atom("keys"): return listing(args, true, false);
-      case caf::atom("values"): return listing(args, false, true);
-      case caf::atom("items"): return listing(args, true, true);
-      case caf::atom("update"): return update(args);
-      case caf::atom("pop"): return pop(args);
-      case caf::atom("popitem"): return popitem(args);
-      case caf::atom("setdefault"): return setdefault(args);
-      case caf::atom("clear"):
+      case op_id("keys"): return listing(args, true, false);
+      case op_id("values"): return listing(args, false, true);
+      case op_id("items"): return listing(args, true, true);
+      case op_id("update"): return update(args);
+      case op_id("pop"): return pop(args);
+      case op_id("popitem"): return popitem(args);
+      case op_id("setdefault"): return setdefault(args);
+      case op_id("clear"):
         expect_args(args, 0, "clear");
         index_.clear();
         order_.clear();

@@ -13,49 +13,49 @@ public:
   std::string_view kind() const override { return "list"; }
 
   manager_reply call(caf::atom_value op, manager_args& args) override {
-    switch (op) {
-      case caf::atom("append"):
+    switch (op_id(op)) {
+      case op_id("append"):
         expect_args(args, 1, "append");
         items_.push_back(std::move(args[0]));
         return {};
-      case caf::atom("extend"):
+      case op_id("extend"):
         std::move(args.begin(), args.end(), std::back_inserter(items_));
         return {};
-      case caf::atom("insert"): return insert(args);
-      case caf::atom("get"):
+      case op_id("insert"): return insert(args);
+      case op_id("get"):
         expect_args(args, 1, "get");
         return {items_[index_of(args[0])]};
-      case caf::atom("set"):
+      case op_id("set"):
         expect_args(args, 2, "set");
         items_[index_of(args[0])] = std::move(args[1]);
         return {};
-      case caf::atom("del"):
+      case op_id("del"):
         expect_args(args, 1, "del");
         items_.erase(items_.begin() + static_cast<std::ptrdiff_t>(index_of(args[0])));
         return {};
-      case caf::atom("slice"): return slice(args);
-      case caf::atom("pop"): return pop(args);
-      case caf::atom("remove"): return remove(args);
-      case caf::atom("index"): return index(args);
-      case caf::atom("count"):
+      case op_id("slice"): return slice(args);
+      case op_id("pop"): return pop(args);
+      case op_id("remove"): return remove(args);
+      case op_id("index"): return index(args);
+      case op_id("count"):
         expect_args(args, 1, "count");
         return {encoded(static_cast<std::uint64_t>(std::count(items_.begin(), items_.end(), args[0])))};
-      case caf::atom("has"):
+      case op_id("has"):
         expect_args(args, 1, "has");
         return {encoded(std::find(items_.begin(), items_.end(), args[0]) != items_.end())};
-      case caf::atom("len"):
+      case op_id("len"):
         expect_args(args, 0, "len");
         return {encoded(static_cast<std::uint64_t>(items_.size()))};
-      case caf::atom("sort"): return sort(args);
-      case caf::atom("reverse"):
+      case op_id("sort"): return sort(args);
+      case op_id("reverse"):
         expect_args(args, 0, "reverse");
         std::reverse(items_.begin(), items_.end());
         return {};
-      case caf::atom("clear"):
+      case op_id("clear"):
         expect_args(args, 0, "clear");
         items_.clear();
         return {};
-      case caf::atom("all"):
+      case op_id("all"):
         expect_args(args, 0, "all");
         return items_;
       default:

@@ -18,10 +18,10 @@ public:
   std::string_view kind() const override { return "queue"; }
 
   manager_reply call(caf::atom_value op, manager_args&) override {
-    switch (op) {
-      case caf::atom("qsize"): return {encoded(static_cast<std::uint64_t>(items_.size()))};
-      case caf::atom("empty"): return {encoded(items_.empty())};
-      case caf::atom("full"): return {encoded(full())};
+    switch (op_id(op)) {
+      case op_id("qsize"): return {encoded(static_cast<std::uint64_t>(items_.size()))};
+      case op_id("empty"): return {encoded(items_.empty())};
+      case op_id("full"): return {encoded(full())};
       default:
         no_such_op("queue", op);
     }

@@ -47,9 +47,9 @@ struct manager_state {
   }
 
   manager_reply own(caf::atom_value op, manager_args& args) {
-    switch (op) {
-      case caf::atom("create"): return create(args);
-      case caf::atom("release"): {
+    switch (op_id(op)) {
+      case op_id("create"): return create(args);
+      case op_id("release"): {
         expect_args(args, 1, "release");
         auto id = static_cast<std::uint64_t>(int_arg(args[0]));
         std::erase_if(names, [id](auto& entry) { return entry.second == id; });
@@ -60,7 +60,7 @@ struct manager_state {
         objects.erase(i);
         return {encoded(true)};
       }
-      case caf::atom("names"): {
+      case op_id("names"): {
         manager_reply out;
         for (auto& [name, id] : names) {
           out.push_back(encoded(value{name}));
@@ -68,7 +68,7 @@ struct manager_state {
         }
         return out;
       }
-      case caf::atom("stop"):
+      case op_id("stop"):
         stopping = true;
         stop_all_waiters();
         return {};

@@ -21,6 +21,16 @@
 
 namespace mproc::detail {
 
+// An operation's atom as a number to switch on: caf::atom_value is an enum with no
+// enumerators, so `case caf::atom("get")` warns (-Wswitch) in every store.
+constexpr std::uint64_t op_id(caf::atom_value op) {
+  return static_cast<std::uint64_t>(op);
+}
+template <std::size_t N>
+constexpr std::uint64_t op_id(const char (&name)[N]) {
+  return static_cast<std::uint64_t>(caf::atom(name));
+}
+
 // An operation that fails as Python's would raise: KeyError, IndexError, ValueError ...
 // The manager answers it with make_error(code, text).
 struct op_error : std::runtime_error {

@@ -22,16 +22,16 @@ public:
 
   std::optional<manager_reply> call_waiting(caf::atom_value op, manager_args& args,
                                             manager_context& ctx) override {
-    switch (op) {
-      case caf::atom("set"):
+    switch (op_id(op)) {
+      case op_id("set"):
         flag_ = true;
         for (auto& [token, w] : waiters_)
           w.promise.deliver(manager_reply{encoded(true)});
         waiters_.clear();
         return manager_reply{};
-      case caf::atom("clear"): flag_ = false; return manager_reply{};
-      case caf::atom("is_set"): return manager_reply{encoded(flag_)};
-      case caf::atom("wait"): {
+      case op_id("clear"): flag_ = false; return manager_reply{};
+      case op_id("is_set"): return manager_reply{encoded(flag_)};
+      case op_id("wait"): {
         expect_args(args, 1, "wait");
         auto timeout = wait_arg(args[0]);
         if (flag_ || (timeout && timeout->count() == 0))
@@ -179,9 +179,9 @@ public:
   std::string_view kind() const override { return "value"; }
 
   manager_reply call(caf::atom_value op, manager_args& args) override {
-    switch (op) {
-      case caf::atom("get"): expect_args(args, 0, "get"); return {value_};
-      case caf::atom("set"):
+    switch (op_id(op)) {
+      case op_id("get"): expect_args(args, 0, "get"); return {value_};
+      case op_id("set"):
         expect_args(args, 1, "set");
         value_ = std::move(args[0]);
         return {};

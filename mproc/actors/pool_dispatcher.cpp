@@ -66,7 +66,7 @@ struct dispatch_state {
 using dispatcher = caf::event_based_actor;
 using state_ptr = std::shared_ptr<dispatch_state>;
 
-void serve(dispatcher* self, const state_ptr& st);
+void serve(const state_ptr& st);
 
 bool work_left(const dispatch_state& st) {
   if (!st.feeding.empty() || !st.ready.empty())
@@ -148,7 +148,7 @@ std::vector<bytes> take_batch(const state_ptr& st, worker_slot& w, std::uint32_t
   return batch;
 }
 
-void serve(dispatcher* self, const state_ptr& st) {
+void serve(const state_ptr& st) {
   fill(st);
   while (!st->pulls.empty()) {
     auto& p = st->pulls.front();
@@ -188,7 +188,7 @@ void on_pull(dispatcher* self, const state_ptr& st, std::vector<bytes>& results,
     return;
   }
   st->pulls.push_back({rp, who, allowance});
-  serve(self, st);
+  serve(st);
 }
 
 void on_worker_down(dispatcher* self, const state_ptr& st, const caf::down_msg& down) {
@@ -216,7 +216,7 @@ void on_worker_down(dispatcher* self, const state_ptr& st, const caf::down_msg& 
   }
   st->workers.erase(slot);
   std::erase_if(st->pulls, [&](const pull_request& p) { return p.who == down.source; });
-  serve(self, st);
+  serve(st);
 }
 
 // After close() once the work is done, or after terminate(): the last worker to end
@@ -249,7 +249,7 @@ void on_worker_exit(dispatcher* self, const state_ptr& st, std::size_t seq, int 
   }
   if (!st->closed || work_left(*st))
     start_worker(self, st);
-  serve(self, st);
+  serve(st);
   check_over(st);
 }
 
@@ -273,7 +273,7 @@ caf::behavior pool_dispatcher(dispatcher* self, pool_options options,
         return;
       }
       st->feeding.push_back(std::move(ref.job));
-      serve(self, st);
+      serve(st);
     },
     [=](pool_started_atom, std::size_t seq, caf::error& err) {
       auto p = st->live.find(seq);
@@ -289,13 +289,13 @@ caf::behavior pool_dispatcher(dispatcher* self, pool_options options,
     [=](pool_exited_atom, std::size_t seq, int code) { on_worker_exit(self, st, seq, code); },
     [=](pool_close_atom) {
       st->closed = true;
-      serve(self, st);
+      serve(st);
       check_over(st);
     },
     [=](pool_terminate_atom) {
       st->terminated = true;
       fail_everything(st, make_error(errc::closed, "the pool was terminated"));
-      serve(self, st);
+      serve(st);
       for (auto& [seq, p] : st->live)
         p.terminate();
       check_over(st);
