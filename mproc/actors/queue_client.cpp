@@ -1,6 +1,6 @@
 // A process's side of a queue: the handle's blocking calls (queue_client, behind
-// queue_core), and its leaving at process exit. The agent actor it talks through is in
-// queue_agent.cpp, items on the wire in queue_items.cpp.
+// queue_core) and its leaving; what happens at process exit is in queue_exit.cpp, the agent
+// actor it talks through in queue_agent.cpp, items on the wire in queue_items.cpp.
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
@@ -12,6 +12,7 @@
 
 #include "mproc/actors/queue.hpp"
 #include "mproc/actors/queue_agent.hpp"
+#include "mproc/actors/queue_exit.hpp"
 #include "mproc/actors/queue_protocol.hpp"
 #include "mproc/actors/queue_server.hpp"
 #include "mproc/runtime/caf_types.hpp"
@@ -21,19 +22,12 @@ namespace mproc::detail {
 
 namespace {
 
-// How long a leaving process waits for a queue that accepts none of its remaining items
-// (full, and nobody taking) before it gives them up. Python would wait forever here.
-constexpr auto stalled_flush_limit = std::chrono::seconds{10};
-
 using millis = std::chrono::milliseconds;
 using clock_type = std::chrono::steady_clock;
 
 } // namespace
 
-// Whether this process's node ran its exit hook for queues (leave_all) already.
-bool exit_settled();
-
-class queue_client {
+class queue_client final : public queue_leaver {
 public:
   queue_client(caf::actor q, std::size_t maxsize)
     : queue_(std::move(q)), ch_(std::make_shared<queue_channel>()) {
@@ -150,7 +144,7 @@ public:
   // finished, the queue takes back the rest. With `wait_flush`, first waits for the puts to
   // be accepted, as Python's queue does at process exit; without, they go out after the
   // leave, from the retired agent. Asynchronous: at exit, leave_all() waits for both.
-  void leave(bool wait_flush = true) {
+  void leave(bool wait_flush = true) override {
     std::unique_lock lock{ch_->m};
     if (!agent_ || ch_->queue_gone)
       return;  // nothing handed out to this process since it last left (or ever), or gone
@@ -181,7 +175,7 @@ public:
   }
 
   const caf::actor& actor() const { return queue_; }
-  const std::shared_ptr<queue_channel>& channel() const { return ch_; }
+  const std::shared_ptr<queue_channel>& channel() const override { return ch_; }
 
 private:
   // Hands out up to `max` items of the oldest fetched batch (there is one).
@@ -277,115 +271,6 @@ private:
   caf::actor agent_;  // spawned on first use; its behaviour shares ch_, never this object
 };
 
-// ---- leaving at process exit -----------------------------------------------------------
-
-namespace {
-
-// The queue clients of this process. A process can end while handles are still alive (an
-// actor's arguments, a handle in a static): its node's exit hook makes each of them leave,
-// so that what the process took is acknowledged and what it prefetched goes back before the
-// process is gone — otherwise the queue would deliver all of it again.
-struct client_registry {
-  struct entry {
-    std::weak_ptr<queue_client> client;
-    // Outlives the client while its agent waits for the queue's answer to a leave.
-    std::weak_ptr<queue_channel> channel;
-  };
-  std::mutex m;
-  std::vector<entry> entries;
-  std::uint64_t hooked_node = 0;   // the node whose exit hook is installed
-  std::uint64_t settled_node = 0;  // the node whose exit hook ran
-};
-
-client_registry& registry() {
-  static auto* r = new client_registry;  // never destroyed: used until _exit
-  return *r;
-}
-
-// Waits until the channel's leaves were answered and what was put went out, for as long as
-// the queue keeps accepting; then ends the retired agents still there (a stalled queue's),
-// saying what that loses.
-void settle_at_exit(queue_channel& ch) {
-  std::unique_lock lock{ch.m};
-  auto settled = [&] {
-    return ch.queue_gone || (ch.leaves_pending == 0 && (!ch.sending || ch.put_error));
-  };
-  auto seen = ch.accepted;
-  while (!ch.cv.wait_for(lock, stalled_flush_limit, settled)) {
-    if (ch.accepted != seen) {
-      seen = ch.accepted;
-      continue;
-    }
-    if (auto dropped = ch.outbox.size() + ch.in_flight; dropped > 0 && !ch.put_error)
-      std::fprintf(stderr,
-                   "mproc: a queue accepted nothing for 10 s while this process was leaving; "
-                   "%zu item(s) it put were not delivered\n",
-                   dropped);
-    // The agents are ended below: the handle, if still used, must not wait for them.
-    if (!ch.put_error)
-      ch.put_error = make_error(errc::full, "the queue accepted nothing for 10 s");
-    ch.outbox.clear();
-    ch.sending = false;
-    ch.in_flight = 0;
-    ch.cv.notify_all();
-    break;
-  }
-  auto stragglers = std::move(ch.retiring);
-  ch.retiring.clear();
-  lock.unlock();
-  for (auto& agent : stragglers)  // done ones are ending anyway; stalled ones must
-    caf::anon_send_exit(agent, caf::exit_reason::kill);
-}
-
-// Makes every client still here leave, then waits until the queues have answered every
-// leave and taken every put, including those of clients destroyed meanwhile (a destroyed
-// client has left or is leaving: its destructor leaves).
-void leave_all() {
-  std::vector<std::shared_ptr<queue_client>> clients;
-  std::vector<std::shared_ptr<queue_channel>> channels;
-  {
-    auto& r = registry();
-    std::lock_guard guard{r.m};
-    r.settled_node = r.hooked_node;
-    for (auto& e : r.entries) {
-      if (auto c = e.client.lock())
-        clients.push_back(std::move(c));
-      if (auto ch = e.channel.lock())
-        channels.push_back(std::move(ch));
-    }
-    r.entries.clear();
-  }
-  for (auto& c : clients)
-    c->leave();
-  clients.clear();
-  for (auto& ch : channels)
-    settle_at_exit(*ch);
-}
-
-} // namespace
-
-bool exit_settled() {
-  auto& r = registry();
-  std::lock_guard guard{r.m};
-  return r.settled_node != 0 && r.settled_node == r.hooked_node;
-}
-
-namespace {
-
-void track(const std::shared_ptr<queue_client>& client) {
-  auto& n = this_node();
-  auto& r = registry();
-  std::lock_guard guard{r.m};
-  std::erase_if(r.entries, [](const auto& e) { return e.channel.expired(); });
-  r.entries.push_back({client, client->channel()});
-  if (r.hooked_node != n.id()) {
-    r.hooked_node = n.id();
-    n.at_exit(leave_all);
-  }
-}
-
-} // namespace
-
 // ---- queue_core ------------------------------------------------------------------------
 
 queue_core::queue_core(node& owner, queue_options options)
@@ -407,7 +292,7 @@ queue_core queue_core::lookup(node& owner, const std::string& name, millis timeo
 queue_core::queue_core(caf::actor queue, std::size_t maxsize)
   : queue_(std::move(queue)), maxsize_(maxsize),
     client_(std::make_shared<queue_client>(queue_, maxsize)) {
-  track(client_);
+  track_for_exit(client_);
 }
 
 queue_client& queue_core::client() const {

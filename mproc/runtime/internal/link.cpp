@@ -164,7 +164,12 @@ bool link::drain_locked(released& done) {
       }
       // EPIPE, ECONNRESET, ENOBUFS...: nothing more goes out. The loop closes the link, which
       // settles everything pending on it; the reader may well have seen the end first.
+      int err = errno;  // before close_fds below can change it
       broken_ = true;
+      // The other end is gone (a child killed while this node wrote to it): its exit status
+      // is the story, as when the reader sees the end first, not a protocol violation.
+      if (err == EPIPE || err == ECONNRESET)
+        by_peer_ = true;
       for (auto& f : out_) {
         done.push_back(std::move(f.keep));
         close_fds(f.fds);
@@ -173,7 +178,7 @@ bool link::drain_locked(released& done) {
       out_bytes_ = 0;
       out_offset_ = 0;
       drained_.notify_all();
-      loop_.post([self = weak_from_this(), why = std::string{std::strerror(errno)}] {
+      loop_.post([self = weak_from_this(), why = std::string{std::strerror(err)}] {
         if (auto l = self.lock())
           l->close("write failed: " + why);
       });
