@@ -29,6 +29,7 @@
 #include <caf/message.hpp>
 
 #include "mproc/runtime/message_types.hpp"
+#include "mproc/runtime/sendable.hpp"
 #include "mproc/serialization/bytes.hpp"
 
 namespace mproc {
@@ -48,7 +49,7 @@ public:
   // Sends one message made of `xs` (sendable types, no actor references).
   template <class... Ts>
   void send(Ts&&... xs) {
-    send_message(caf::make_message(std::forward<Ts>(xs)...));
+    send_message(detail::message_of(std::forward<Ts>(xs)...));
   }
   void send_message(const caf::message& msg);
   // The same, giving up with mproc::error timeout (nothing sent) when the other end's

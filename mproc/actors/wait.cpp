@@ -21,8 +21,7 @@ std::vector<std::size_t> ready_now(const std::vector<waitable>& objects) {
     bool is_ready = std::visit(
       [](const auto& o) {
         if constexpr (std::is_same_v<std::decay_t<decltype(o)>, process>) {
-          o.sentinel();  // throws for a process that never ran, as Python's wait would
-          return !o.is_alive();
+          return !o.is_alive();  // descriptors() refused one that never ran
         } else {
           auto end = o;  // a handle: the copy polls the same end
           return end.poll(std::chrono::milliseconds{0});

@@ -48,32 +48,25 @@ struct actor_function;
 
 template <class R, class Self, class... Args>
 struct actor_function<R (*)(Self*, Args...)> {
+  using self = Self;
   using args = std::tuple<std::decay_t<Args>...>;
 };
-
-template <class F>
-struct actor_self;
-template <class R, class Self, class... Args>
-struct actor_self<R (*)(Self*, Args...)> {
-  using type = Self;
-};
-template <class F>
-using actor_self_t = typename actor_self<F>::type;
 
 // An exception that escaped an actor function, as its exit reason: errc::actor_failed with
 // "<type>: <what>", also printed on stderr as "Process <name> (pid N): <type>: <what>" (CAF
 // alone would end the actor with a bare runtime_error, its text lost at the process's end).
 caf::error actor_failed(std::exception_ptr& e);
 
-// Runs the actor function registered as `name` with its uncaught exceptions turned into
-// actor_failed: an event-based actor through its exception handler (set before the function
-// runs, so it also covers the function itself), a blocking one through its exit reason.
 // The answer to a message the actor registered as `name` has no handler for:
 // errc::unexpected_message naming the actor and the message's types (CAF's own answer names
 // neither), also logged (level warn), since a message sent without a request gets no answer.
 caf::result<caf::message> unexpected_message(const char* name, caf::scheduled_actor* self,
                                              caf::message_view& msg);
 
+// Runs the actor function registered as `name` with its uncaught exceptions turned into
+// actor_failed: an event-based actor through its exception handler (set before the function
+// runs, so it also covers the function itself), a blocking one through its exit reason; an
+// event-based one also answers what it has no handler for with unexpected_message.
 template <auto Fn, class Self, class... Ts>
 auto guarded(Self* self, const char* name, Ts... args) {
   if constexpr (requires { self->set_exception_handler(&actor_failed); }) {
@@ -105,7 +98,8 @@ struct arguments_of<std::tuple<Ts...>> {
   static caf::actor spawn(caf::actor_system& sys, const char* name, const caf::message& m,
                           std::index_sequence<Is...>) {
     return caf::actor{
-      sys.spawn(guarded<Fn, actor_self_t<decltype(Fn)>, Ts...>, name, m.get_as<Ts>(Is)...)};
+      sys.spawn(guarded<Fn, typename actor_function<decltype(Fn)>::self, Ts...>, name,
+                m.get_as<Ts>(Is)...)};
   }
 };
 

@@ -105,27 +105,21 @@ public:
   // A started child process running `actor`. Throws mproc::error when it cannot start.
   template <class... Ts>
   process spawn_process(std::string actor, process_options options, Ts&&... args) {
-    process p{*this, std::move(actor), std::move(options), std::forward<Ts>(args)...};
-    p.start();
-    return p;
+    return started({*this, std::move(actor), std::move(options), std::forward<Ts>(args)...});
   }
   // A started child process running `target(args...)`, a plain function registered with
   // MPROC_TASK (runtime/task.hpp), as Python's Process(target=f, args=(...)).start().
   template <class R, class... Params, class... Ts>
     requires(sizeof...(Params) == sizeof...(Ts))
   process spawn_process(R (*target)(Params...), process_options options, Ts&&... args) {
-    process p{*this, target, std::move(options), std::forward<Ts>(args)...};
-    p.start();
-    return p;
+    return started({*this, target, std::move(options), std::forward<Ts>(args)...});
   }
   // A started child process running `target.run()`, an object of a class registered with
   // MPROC_PROCESS_CLASS, as an instance of a Python Process subclass.
   template <class T>
     requires requires(T& t) { t.run(); }
   process spawn_process(T target, process_options options = {}) {
-    process p{*this, std::move(target), std::move(options)};
-    p.start();
-    return p;
+    return started({*this, std::move(target), std::move(options)});
   }
 
   // Blocking request for code outside actors. Returns the reply's single value (nothing for
@@ -185,6 +179,11 @@ public:
                                std::chrono::nanoseconds timeout);
 
 private:
+  static process started(process p) {
+    p.start();
+    return p;
+  }
+
   friend class process;
   friend struct detail::node_mode_access;
   friend void detail::run_child_node(const detail::child_args&, node_options);

@@ -227,12 +227,10 @@ std::string process::repr() const {
   if (state_->pid != 0)
     out += " pid=" + std::to_string(state_->pid);
   out += " parent=" + std::to_string(::getpid());  // handles live in the parent
-  bool stopped = state_->state == phase::ended && state_->pid != 0;
-  out += state_->closed                      ? " closed"
-         : state_->state == phase::created   ? " initial"
-         : stopped                           ? " stopped"
-         : state_->state == phase::ended     ? " initial"  // never ran: start() failed
-                                             : " started";
+  bool ran = state_->pid != 0;  // a start() that failed before the fork never ran
+  bool stopped = ran && state_->state == phase::ended;
+  bool initial = state_->state == phase::created || (!ran && state_->state == phase::ended);
+  out += state_->closed ? " closed" : initial ? " initial" : stopped ? " stopped" : " started";
   if (stopped && state_->exitcode) {
     auto code = *state_->exitcode;
     const char* sig = code < 0 ? sigabbrev_np(-code) : nullptr;

@@ -23,8 +23,9 @@
 #include <sys/types.h>
 
 #include <caf/actor.hpp>
-#include <caf/make_message.hpp>
 #include <caf/message.hpp>
+
+#include "mproc/runtime/sendable.hpp"
 
 namespace mproc {
 
@@ -65,29 +66,6 @@ namespace detail {
 
 // The name of the built-in actor that runs a task as a process's target (runtime/task.cpp).
 inline constexpr const char* task_actor = "mproc_task";
-
-// Whether a value of type T can cross processes as a message element: a built-in, or a
-// type with MPROC_MESSAGE (what caf::make_message stores: a string literal as std::string).
-template <class T>
-inline constexpr bool sendable = caf::is_serializable_or_whitelisted<
-  typename caf::unbox_message_element<
-    typename caf::detail::strip_and_convert<T>::type>::type>::value;
-
-// caf::make_message for mproc's calls, refusing a type that cannot cross in mproc's words
-// (CAF's own assertion recommends CAF_ALLOW_UNSAFE_MESSAGE_TYPE, which would compile and
-// then fail at run time: no codec).
-template <class... Ts>
-caf::message message_of(Ts&&... xs) {
-  static_assert((sendable<Ts> && ...),
-                "mproc: an argument's type cannot cross processes. Give your struct "
-                "MSGPACK_DEFINE(its fields...) and add MPROC_MESSAGE(its type); at global "
-                "scope (#include <mproc/runtime/message_types.hpp>); a container of it sent "
-                "on its own needs its own MPROC_MESSAGE line");
-  if constexpr (sizeof...(Ts) == 0)
-    return caf::message{};
-  else
-    return caf::make_message(std::forward<Ts>(xs)...);
-}
 
 // The target of a process made from an object (MPROC_PROCESS_CLASS): its run().
 template <class T>

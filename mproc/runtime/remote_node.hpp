@@ -17,6 +17,8 @@
 #include <caf/actor.hpp>
 #include <caf/message.hpp>
 
+#include "mproc/runtime/sendable.hpp"
+
 namespace mproc {
 
 namespace detail {
@@ -38,7 +40,7 @@ public:
   // (unknown_actor_name, bad_arguments, link_lost, timeout).
   template <class... Ts>
   caf::actor spawn(std::string_view actor, Ts&&... args) {
-    return spawn_message(actor, caf::make_message(std::forward<Ts>(args)...),
+    return spawn_message(actor, detail::message_of(std::forward<Ts>(args)...),
                          std::chrono::seconds{10});
   }
   caf::actor spawn_message(std::string_view actor, const caf::message& args,
@@ -49,7 +51,7 @@ public:
   template <class... Ts>
   caf::actor spawn_process(std::string_view actor, std::string process_name, Ts&&... args) {
     return spawn_process_message(actor, std::move(process_name),
-                                 caf::make_message(std::forward<Ts>(args)...),
+                                 detail::message_of(std::forward<Ts>(args)...),
                                  std::chrono::seconds{15});
   }
   caf::actor spawn_process_message(std::string_view actor, std::string process_name,

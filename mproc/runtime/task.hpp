@@ -46,7 +46,6 @@ struct task_entry {
   // a map from the failed items' indexes to their errors, usually empty. Null for a task a
   // pool cannot run (runs_in_pool).
   void (*run)(const msgpack::object& items, bool star, wire::packer& out) = nullptr;
-  std::size_t arity = 0;
   // As a process's target: whether `args` holds the task's name and then its arguments, and
   // the call with them (exceptions propagate).
   bool (*accepts)(const caf::message& args) = nullptr;
@@ -157,7 +156,6 @@ task_entry make_task_entry(const char* name) {
   task_entry e;
   e.name = name;
   e.function = reinterpret_cast<const void*>(Fn);
-  e.arity = task_signature<decltype(Fn)>::arity;
   if constexpr (runs_in_pool<decltype(Fn)>)
     e.run = [](const msgpack::object& items, bool star, wire::packer& out) {
       std::vector<std::pair<std::uint32_t, std::string>> failures;
