@@ -23,6 +23,7 @@
 #include <catch2/catch.hpp>
 
 #include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/inspect.hpp"
 #include "mproc/runtime/internal/handshake.hpp"
 #include "mproc/runtime/internal/supervisor_protocol.hpp"
 #include "mproc/runtime/supervisor.hpp"
@@ -353,4 +354,31 @@ TEST_CASE("a supervisor started on another node restarts its worker there") {
   other.kill();
   other.join(5s);
   CHECK(test::eventually(5s, [&] { return !test::running(second); }));
+}
+
+TEST_CASE("a snapshot shows a connected node: its address, pid, and when it was last heard") {
+  test::scoped_node node;
+  auto key = mproc::authkey::generate();
+  auto other = node->spawn_process("listening_node", {}, std::string{key.secret()});
+  auto port = node->request<std::int32_t>(other.actor(), 5s, caf::get_atom::value);
+  auto remote = node->connect("127.0.0.1:" + std::to_string(port), key);
+  auto is = [](const mproc::value& map, const char* key, const mproc::value& x) {
+    const auto* v = map.find(key);
+    return v && *v == x;
+  };
+  auto snap = mproc::inspect_node(::getpid());
+  const auto& remotes = snap.find("remotes")->as<mproc::value::array_t>();
+  REQUIRE(remotes.size() == 1);
+  const auto& r = remotes.front();
+  CHECK(is(r, "pid", other.pid()));
+  CHECK(is(r, "address", "127.0.0.1:" + std::to_string(port)));
+  CHECK(r.find("last_heard")->as<double>() < 60);
+  CHECK(r.find("link")->find("frames_in")->as<std::int64_t>() > 0);
+  // The other side sees this node among its own remotes, in its child's place of the tree.
+  bool seen_from_there = false;
+  for (const auto& c : snap.find("children")->as<mproc::value::array_t>())
+    if (is(c, "pid", other.pid()))
+      for (const auto& back : c.find("node")->find("remotes")->as<mproc::value::array_t>())
+        seen_from_there = seen_from_there || is(back, "pid", ::getpid());
+  CHECK(seen_from_there);
 }

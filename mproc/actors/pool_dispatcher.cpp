@@ -10,6 +10,8 @@
 
 #include "mproc/actors/pool_job.hpp"
 #include "mproc/actors/pool_protocol.hpp"
+#include "mproc/runtime/inspect.hpp"
+#include "mproc/runtime/message_types.hpp"
 #include "mproc/runtime/log.hpp"
 #include "mproc/runtime/node.hpp"
 #include "mproc/runtime/process.hpp"
@@ -61,6 +63,9 @@ struct dispatch_state {
   std::map<std::size_t, process> live;  // worker processes by number, until they end
   std::size_t barren_deaths = 0; // workers that ended before finishing any chunk, in a row
   std::string last_death;
+  std::uint64_t chunks_done = 0;
+  std::uint64_t items_done = 0;
+  inspect_source source;  // what `mproc ps` shows of this pool, while it lives
 };
 
 using dispatcher = caf::event_based_actor;
@@ -181,6 +186,8 @@ void on_pull(dispatcher* self, const state_ptr& st, std::vector<bytes>& results,
     w.in_flight.pop_front();
     c.job->settle(c.index, {c.items, std::move(r), {}});  // checked by the caller
     st->barren_deaths = 0;
+    ++st->chunks_done;
+    st->items_done += c.items;
   }
   auto rp = self->make_response_promise();
   if (allowance == 0) {  // maxtasksperchild reached: it ends, a new one takes its place
@@ -253,6 +260,40 @@ void on_worker_exit(dispatcher* self, const state_ptr& st, std::size_t seq, int 
   check_over(st);
 }
 
+value inspect_pool(const dispatch_state& st) {
+  std::size_t in_flight = 0;
+  for (const auto& [who, w] : st.workers)
+    in_flight += w.in_flight.size();
+  value::array_t pids;
+  for (const auto& [seq, p] : st.live)
+    pids.emplace_back(static_cast<std::int64_t>(p.pid()));
+  return value::map_t{{"name", st.options.name},
+                      {"processes", st.options.processes},
+                      {"workers", std::move(pids)},
+                      {"started", st.next_seq - 1},
+                      {"chunks_in_flight", in_flight},
+                      {"chunks_ready", st.ready.size()},
+                      {"jobs_feeding", st.feeding.size()},
+                      {"idle_pulls", st.pulls.size()},
+                      {"chunks_done", st.chunks_done},
+                      {"items_done", st.items_done},
+                      {"closed", st.closed || st.terminated}};
+}
+
+inspect_source make_source(dispatcher* self) {
+  auto addr = caf::actor_cast<caf::actor_addr>(self);
+  return inspect_source{"pool", [addr]() -> value {
+    auto pool = caf::actor_cast<caf::actor>(addr);
+    if (!pool)
+      return nullptr;
+    auto report = this_node().request<value>(pool, std::chrono::milliseconds{500},
+                                             pool_inspect_atom::value);
+    auto fields = report.as<value::map_t>();
+    fields.insert(fields.begin(), {"id", pool.id()});
+    return fields;
+  }};
+}
+
 } // namespace
 
 caf::behavior pool_dispatcher(dispatcher* self, pool_options options,
@@ -260,6 +301,7 @@ caf::behavior pool_dispatcher(dispatcher* self, pool_options options,
   auto st = std::make_shared<dispatch_state>();
   st->options = std::move(options);
   st->status = std::move(status);
+  st->source = make_source(self);
   self->set_down_handler([=](caf::down_msg& down) { on_worker_down(self, st, down); });
   for (std::size_t i = 0; i < st->options.processes; ++i)
     start_worker(self, st);
@@ -301,6 +343,7 @@ caf::behavior pool_dispatcher(dispatcher* self, pool_options options,
       check_over(st);
       self->delayed_send(self, terminate_grace, pool_kill_atom::value);
     },
+    [=](pool_inspect_atom) { return inspect_pool(*st); },
     [=](pool_kill_atom) {  // workers that ignore SIGTERM
       for (auto& [seq, p] : st->live)
         p.kill();

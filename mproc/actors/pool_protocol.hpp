@@ -20,6 +20,7 @@ using pool_submit_atom = caf::atom_constant<caf::atom("pool_sub")>;
 using pool_close_atom = caf::atom_constant<caf::atom("pool_close")>;
 using pool_terminate_atom = caf::atom_constant<caf::atom("pool_term")>;
 using pool_kill_atom = caf::atom_constant<caf::atom("pool_kill")>;
+using pool_inspect_atom = caf::atom_constant<caf::atom("pool_insp")>;  // -> value (inspect_pool)
 using pool_started_atom = caf::atom_constant<caf::atom("pool_up")>;    // (seq, error)
 using pool_exited_atom = caf::atom_constant<caf::atom("pool_exit")>;   // (seq, exitcode)
 

@@ -21,6 +21,8 @@ using q_cancel_atom = caf::atom_constant<caf::atom("q_cancel")>;
 using q_leave_atom = caf::atom_constant<caf::atom("q_leave")>;
 // ("q_stats") -> (u64 size, u64 accepted, u64 redelivered, u64 unacknowledged)
 using q_stats_atom = caf::atom_constant<caf::atom("q_stats")>;
+// ("q_inspect") -> value: a map of the queue's figures, for `mproc ps` (inspect_queue)
+using q_inspect_atom = caf::atom_constant<caf::atom("q_inspect")>;
 // ("q_size") -> (u64 size, u64 maxsize, bool closed)
 using q_size_atom = caf::atom_constant<caf::atom("q_size")>;
 // ("q_close") -> ()

@@ -14,6 +14,9 @@
 #include "mproc/actors/queue_batch.hpp"
 #include "mproc/actors/queue_protocol.hpp"
 #include "mproc/runtime/errors.hpp"
+#include "mproc/runtime/inspect.hpp"
+#include "mproc/runtime/message_types.hpp"
+#include "mproc/runtime/node.hpp"
 
 namespace mproc::detail {
 
@@ -63,8 +66,11 @@ struct queue_state {
   std::uint64_t unfinished = 0;     // put but not task_done (JoinableQueue)
   std::vector<caf::response_promise> joiners;
   std::unordered_set<caf::actor_addr> monitored;    // one monitor, so one down, per agent
+  std::unordered_set<caf::actor_addr> producers;    // agents that put, until they leave or end
   std::uint64_t accepted = 0;     // items ever accepted from producers
   std::uint64_t redelivered = 0;  // items given back because their consumer died holding them
+  std::uint64_t taken = 0;        // items ever handed to consumers (redelivered ones again)
+  inspect_source source;          // what `mproc ps` shows of this queue, while it lives
 
   static inline const char* name = "mproc.queue";
 };
@@ -108,6 +114,7 @@ caf::message take_batch(queue_state& s, std::size_t n) {
     auto reply = std::move(front.batch);
     s.items.pop_front();
     s.count -= count;
+    s.taken += count;
     return reply;
   }
   item_batch out;
@@ -122,6 +129,7 @@ caf::message take_batch(queue_state& s, std::size_t n) {
       s.items.pop_front();
   }
   s.count -= count;
+  s.taken += count;
   return caf::make_message(std::move(out));
 }
 
@@ -268,6 +276,7 @@ void on_exit(queue_actor* self, caf::exit_msg& m) {
 void on_down(queue_actor* self, const caf::down_msg& down) {
   auto& s = self->state;
   s.monitored.erase(down.source);
+  s.producers.erase(down.source);
   if (auto i = s.held.find(down.source); i != s.held.end()) {
     s.redelivered += i->second.count;
     give_back(self, i->second);
@@ -293,16 +302,56 @@ void close_queue(queue_actor* self) {
   rebalance(self);
 }
 
+// What `mproc ps` shows of a queue; the report asks the actor, so it reads nothing shared.
+value inspect_queue(const queue_state& s) {
+  std::uint64_t held = 0;
+  for (const auto& [who, h] : s.held)
+    held += h.count;
+  return value::map_t{{"size", s.count},
+                      {"maxsize", s.config.maxsize},
+                      {"held", held},
+                      {"producers", s.producers.size()},
+                      {"consumers", s.held.size()},
+                      {"waiting_gets", s.getters.size()},
+                      {"waiting_puts", s.putters.size()},
+                      {"accepted", s.accepted},
+                      {"taken", s.taken},
+                      {"redelivered", s.redelivered},
+                      {"closed", s.closed}};
+}
+
+inspect_source make_source(queue_actor* self) {
+  auto addr = caf::actor_cast<caf::actor_addr>(self);
+  return inspect_source{"queue", [addr]() -> value {
+    auto queue = caf::actor_cast<caf::actor>(addr);
+    if (!queue)
+      return nullptr;
+    auto report = this_node().request<value>(queue, std::chrono::milliseconds{500},
+                                             q_inspect_atom::value);
+    auto fields = report.as<value::map_t>();
+    fields.insert(fields.begin(), {"id", queue.id()});
+    return fields;
+  }};
+}
+
 caf::behavior queue_server(queue_actor* self, queue_config config) {
   self->state.config = config;
+  self->state.source = make_source(self);
   self->set_down_handler([=](caf::down_msg& down) { on_down(self, down); });
   self->set_exit_handler([=](caf::exit_msg& m) { on_exit(self, m); });
   auto sender = [=] { return caf::actor_cast<caf::actor_addr>(self->current_sender()); };
+  // A producer is watched from its first put, for `mproc ps` to count the live ones.
+  auto producer = [=] {
+    auto who = sender();
+    if (self->state.producers.insert(who).second)
+      monitor_once(self, who);
+  };
   return {
     [=](q_put_atom, item_batch& batch) -> caf::result<void> {
       auto& s = self->state;
       if (s.closed)
         return closed_error();
+      producer();
       if (!s.putters.empty() || !has_room(s, batch.size())) {
         auto who = sender();
         monitor_once(self, who);
@@ -318,6 +367,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       auto& s = self->state;
       if (s.closed)
         return closed_error();
+      producer();
       if (!s.putters.empty() || !has_room(s, batch.size()))
         return make_error(errc::full, "the queue is full");
       accept(self, batch);
@@ -357,6 +407,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
     // so nothing depends on what the consumer had received when it left).
     [=](q_leave_atom, std::uint64_t done) {
       auto who = sender();
+      self->state.producers.erase(who);
       acknowledge(self, who, done);
       forget_getter(self, who);
       if (auto i = self->state.held.find(who); i != self->state.held.end()) {
@@ -379,6 +430,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       return caf::make_message(static_cast<std::uint64_t>(s.count), s.accepted,
                                s.redelivered, unacknowledged);
     },
+    [=](q_inspect_atom) { return inspect_queue(self->state); },
     [=](q_close_atom) { close_queue(self); },
     [=](q_done_atom, std::uint64_t n) -> caf::result<void> {
       auto& s = self->state;

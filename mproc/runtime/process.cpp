@@ -51,6 +51,10 @@ process::process(node& owner, std::string actor, process_options options, caf::m
   state_->owner = owner.impl_.get();
   state_->actor_name = std::move(actor);
   state_->args = std::move(args);
+  // A function target runs the task actor: what it runs is its first argument, the task.
+  state_->target = state_->actor_name;
+  if (state_->actor_name == detail::task_actor && state_->args.match_element<std::string>(0))
+    state_->target = state_->args.get_as<std::string>(0);
   state_->name = options.name.empty() ? owner.impl_->next_process_name() : std::move(options.name);
   state_->daemon = options.daemon;
   state_->method = options.start_method;

@@ -266,6 +266,16 @@ std::uint64_t value::as_uint64() const {
   throw_not("a non-negative int");
 }
 
+const value* value::find(const value& key) const {
+  const auto* m = std::get_if<map_t>(&v_);
+  if (!m)
+    return nullptr;
+  for (const auto& [k, v] : *m)
+    if (k == key)
+      return &v;
+  return nullptr;
+}
+
 std::string value::repr() const {
   std::string out;
   append_repr(out, *this);

@@ -58,6 +58,10 @@ public:
   template <class T>
   T as() const;
 
+  // Python's dict.get(key): the value of the first entry whose key == `key`, or null when
+  // there is none or this is not a map.
+  const value* find(const value& key) const;
+
   // Python's repr(): None, True, 3, 0.25, 'text', b'\x00', [1, 2], {'a': 1}.
   std::string repr() const;
 

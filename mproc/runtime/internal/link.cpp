@@ -2,6 +2,8 @@
 
 #include "mproc/runtime/internal/fd_passing.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -77,6 +79,39 @@ bool link::closed() const {
   return closed_;
 }
 
+link::counters link::count() const {
+  counters c;
+  c.frames_in = frames_in_.load(std::memory_order_relaxed);
+  c.bytes_in = bytes_in_.load(std::memory_order_relaxed);
+  std::lock_guard guard{out_mtx_};
+  c.writes_out = writes_out_;
+  c.bytes_out = bytes_out_;
+  c.backlog = out_bytes_;
+  return c;
+}
+
+std::string link::remote_address() const {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  {
+    std::lock_guard guard{out_mtx_};
+    if (closed_ || ::getpeername(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+      return {};
+  }
+  char host[INET6_ADDRSTRLEN] = {};
+  if (addr.ss_family == AF_INET) {
+    const auto& a = reinterpret_cast<const sockaddr_in&>(addr);
+    ::inet_ntop(AF_INET, &a.sin_addr, host, sizeof host);
+    return std::string{host} + ":" + std::to_string(ntohs(a.sin_port));
+  }
+  if (addr.ss_family == AF_INET6) {
+    const auto& a = reinterpret_cast<const sockaddr_in6&>(addr);
+    ::inet_ntop(AF_INET6, &a.sin6_addr, host, sizeof host);
+    return "[" + std::string{host} + "]:" + std::to_string(ntohs(a.sin6_port));
+  }
+  return {};
+}
+
 bool link::closed_by_peer() const {
   std::lock_guard guard{out_mtx_};
   return by_peer_;
@@ -111,6 +146,8 @@ bool link::enqueue(pending&& frame, flow kind) {
   }
   bool was_idle = out_.empty();
   out_bytes_ += frame.size;
+  ++writes_out_;
+  bytes_out_ += frame.size;
   out_.push_back(std::move(frame));
   if (!was_idle)
     return true;  // the loop is flushing; it takes this frame along
@@ -271,6 +308,10 @@ bool link::read_some() {
   }
   auto self = shared_from_this();  // a frame handler may drop the last other reference
   auto deliver = [&](std::string_view payload) {
+    frames_in_.store(frames_in_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    bytes_in_.store(bytes_in_.load(std::memory_order_relaxed) + wire::frame_header_size
+                      + payload.size(),
+                    std::memory_order_relaxed);
     if (!closed())
       on_frame_(payload);
   };

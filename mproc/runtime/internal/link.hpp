@@ -11,6 +11,7 @@
 // Reading: the loop thread reads in bulk and hands out whole frames.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -88,6 +89,17 @@ public:
 
   bool closed() const;
   io_loop& loop() { return loop_; }
+
+  // What crossed the link so far, for introspection (any thread). A write may hold more
+  // than one frame; it counts as one.
+  struct counters {
+    std::uint64_t frames_in = 0, bytes_in = 0;
+    std::uint64_t writes_out = 0, bytes_out = 0;
+    std::uint64_t backlog = 0;  // bytes queued, not yet taken by the socket
+  };
+  counters count() const;
+  // The other end's address ("127.0.0.1:4242"), or "" for a Unix socket.
+  std::string remote_address() const;
   // The other end closed or reset the connection (rather than this side closing it).
   bool closed_by_peer() const;
 
@@ -131,6 +143,9 @@ private:
 
   std::deque<pending> out_;
   std::size_t out_bytes_ = 0;  // unsent bytes in out_
+  std::uint64_t writes_out_ = 0, bytes_out_ = 0;  // out_mtx_ held
+  // Written by the loop thread only; atomic for count().
+  std::atomic<std::uint64_t> frames_in_{0}, bytes_in_{0};
   const std::size_t max_queued_;
   std::size_t out_offset_ = 0;  // bytes of out_.front() already written
   // When the last frame sent straight from a caller's thread went out; a frame following

@@ -103,10 +103,14 @@ node_impl::node_impl(node_options options, std::optional<child_args> child)
   // node only when it starts children of its own (most never do).
   if (!child_ && uses_fork_server())
     loop_.post([this] { start_fork_server(); });
+  track_for_inspection(true);
+  if (!child_)
+    inspector_ = std::make_unique<inspector>([this](auto deadline) { return inspect(deadline); });
 }
 
 node_impl::~node_impl() {
   shutdown();
+  track_for_inspection(false);
 }
 
 void node_impl::shutdown() {
@@ -119,6 +123,7 @@ void node_impl::shutdown() {
   run_exit_hooks();
   finish_children();
   commands_.finish();
+  inspector_.reset();  // answers until here: a root waiting for its children can be looked at
   close_peers();
   loop_.post([this] { listeners_.clear(); });  // stop() runs it before the loop ends
   // What the node kept alive on its own (actors spawned for peers, named actors) would keep

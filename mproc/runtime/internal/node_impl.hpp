@@ -22,6 +22,7 @@
 
 #include "mproc/runtime/internal/commands.hpp"
 #include "mproc/runtime/internal/fork_server.hpp"
+#include "mproc/runtime/internal/inspector.hpp"
 #include "mproc/runtime/internal/io_loop.hpp"
 #include "mproc/runtime/internal/listener.hpp"
 #include "mproc/runtime/internal/peer.hpp"
@@ -100,6 +101,10 @@ public:
 
   command_table& commands() { return commands_; }
 
+  // This node's snapshot for introspection, its children's nodes asked within `deadline`
+  // (node_inspect.cpp; docs/introspection.md lists the fields). Not on a loop thread.
+  value inspect(inspect_clock::time_point deadline);
+
   // Child mode: serve the parent until the main actor ends or the parent goes; then exit.
   [[noreturn]] void run_child();
 
@@ -144,6 +149,11 @@ private:
   void fail_start(const std::shared_ptr<process_state>& state, caf::error why);
   void finish_children();
   void run_exit_hooks();
+  // Introspection (node_inspect.cpp): the node inspect_in_child() asks, and the parts of a
+  // snapshot.
+  void track_for_inspection(bool on);
+  value inspect_child(process_state& child, inspect_clock::time_point deadline);
+  value ask_child(peer& child, inspect_clock::time_point deadline);
   void request_exit(int code);
   void close_peers();
   // Loop thread: a peer node on an authenticated socket.
@@ -172,6 +182,7 @@ private:
   std::unique_ptr<caf::actor_system> system_;
   io_loop loop_;
   command_table commands_{loop_};
+  std::unique_ptr<inspector> inspector_;  // a root's introspection socket, until shutdown
 
   std::mutex exports_mtx_;
   std::unordered_map<std::uint64_t, caf::weak_actor_ptr> exports_;

@@ -3,6 +3,7 @@
 // awaiting their answer. When the link goes, fail() answers every one of them with the reason.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -64,8 +65,11 @@ public:
   void when_introduced(std::function<void()> fn);
   // Any thread: `fn` runs once with the reason when the peer fails (at once if it has).
   void on_failed(std::function<void(const caf::error&)> fn);
-  // Loop thread: when the last frame arrived (or the peer was created).
-  std::chrono::steady_clock::time_point last_heard() const { return last_heard_; }
+  // When the last frame arrived (or the peer was created). Any thread.
+  std::chrono::steady_clock::time_point last_heard() const {
+    return std::chrono::steady_clock::time_point{
+      std::chrono::steady_clock::duration{last_heard_.load(std::memory_order_relaxed)}};
+  }
   void send_heartbeat();
   identity who() const;
   detail::link& link() { return *link_; }
@@ -152,7 +156,9 @@ private:
   const role role_;
   closed_callback on_closed_;
   std::function<void()> introduced_;  // loop thread only
-  std::chrono::steady_clock::time_point last_heard_ = std::chrono::steady_clock::now();  // loop
+  // Written by the loop thread only; atomic for introspection.
+  std::atomic<std::chrono::steady_clock::rep> last_heard_{
+    std::chrono::steady_clock::now().time_since_epoch().count()};
   std::vector<int> frame_fds_;  // loop thread: descriptors for the frame being handled
   msgpack::zone zone_;          // loop thread: the frame being handled is unpacked into it
 

@@ -33,7 +33,8 @@ overloaded(Fs...) -> overloaded<Fs...>;
 void peer::on_frame(std::string_view payload) {
   // A handler may close the link, whose close handler may drop the last other reference.
   auto self = shared_from_this();
-  last_heard_ = std::chrono::steady_clock::now();
+  last_heard_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                    std::memory_order_relaxed);
   wire::envelope env;
   std::string why;
   if (!wire::decode_envelope(payload, zone_, env, why)) {

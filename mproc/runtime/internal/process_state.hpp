@@ -27,6 +27,7 @@ struct process_state {
 
   node_impl* owner = nullptr;
   std::string actor_name;
+  std::string target;  // what it runs, for introspection: the actor, or a function's task
   caf::message args;
   std::string name;
   bool daemon = false;

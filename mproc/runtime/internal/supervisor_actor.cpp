@@ -18,6 +18,7 @@
 
 #include "mproc/runtime/actor_registry.hpp"
 #include "mproc/runtime/errors.hpp"
+#include "mproc/runtime/inspect.hpp"
 #include "mproc/runtime/internal/child_ref.hpp"
 #include "mproc/runtime/log.hpp"
 #include "mproc/runtime/internal/restart_window.hpp"
@@ -96,6 +97,7 @@ struct sup_state {
   caf::error quit_reason;
   std::vector<std::string> needed_kill;  // during the shutdown, in stop order
   std::vector<caf::response_promise> stop_waiters;
+  inspect_source source;  // what `mproc ps` shows of this supervisor, while it lives
 };
 
 using sup_actor = caf::event_based_actor;
@@ -413,6 +415,31 @@ child_status status_of(const child& c) {
   return s;
 }
 
+// What `mproc ps` shows: this supervisor's own children (a nested supervisor reports its own).
+value inspect_supervisor(const sup_state& st) {
+  value::array_t children;
+  for (const auto& c : st.children) {
+    auto s = status_of(c);
+    children.emplace_back(value::map_t{{"id", s.id},
+                                       {"type", s.type},
+                                       {"state", s.state},
+                                       {"pid", s.pid},
+                                       {"restarts", s.restarts}});
+  }
+  return value::map_t{{"name", st.flags.name}, {"children", std::move(children)}};
+}
+
+inspect_source make_source(sup_actor* self) {
+  auto addr = caf::actor_cast<caf::actor_addr>(self);
+  return inspect_source{"supervisor", [addr]() -> value {
+    auto sup = caf::actor_cast<caf::actor>(addr);
+    if (!sup)
+      return nullptr;
+    return this_node().request<value>(sup, std::chrono::milliseconds{500},
+                                      sup_inspect_atom::value);
+  }};
+}
+
 // Answers with this supervisor's tree, asking supervisor children for theirs.
 caf::result<child_status> tree(sup_actor* self, const state_ptr& st) {
   auto me = std::make_shared<child_status>();
@@ -491,6 +518,7 @@ caf::behavior supervise(caf::event_based_actor* self, supervisor_flags flags,
   auto st = std::make_shared<sup_state>();
   st->window = restart_window{flags.intensity, flags.period};
   st->flags = std::move(flags);
+  st->source = make_source(self);
   if (st->flags.strategy == strategy::simple_one_for_one) {
     if (!children.empty())
       st->templ = std::move(children.front());  // the template; children start on request
@@ -575,6 +603,7 @@ caf::behavior supervise(caf::event_based_actor* self, supervisor_flags flags,
       return make_error(errc::no_such_actor, who(*st) + " has no child '" + id + "'");
     },
     [=](sup_tree_atom) { return tree(self, st); },
+    [=](sup_inspect_atom) { return inspect_supervisor(*st); },
     [=](sup_add_atom, child_spec& spec) { return add_child(self, st, std::move(spec), false); },
     [=](sup_add_atom, caf::message& args) -> caf::result<caf::message> {
       if (!st->templ)

@@ -12,6 +12,7 @@ namespace mproc::detail {
 using sup_ready_atom = caf::atom_constant<caf::atom("sup_ready")>;      // -> () after start
 using sup_child_atom = caf::atom_constant<caf::atom("sup_child")>;      // (id) -> actor
 using sup_tree_atom = caf::atom_constant<caf::atom("sup_tree")>;        // -> child_status
+using sup_inspect_atom = caf::atom_constant<caf::atom("sup_insp")>;     // -> value, for mproc ps
 using sup_add_atom = caf::atom_constant<caf::atom("sup_add")>;          // (spec | args)
 using sup_terminate_atom = caf::atom_constant<caf::atom("sup_term")>;   // (id) -> ()
 using sup_restart_atom = caf::atom_constant<caf::atom("sup_rest")>;     // (id) -> ()

@@ -1,0 +1,102 @@
+#include "mproc/runtime/internal/inspect_wire.hpp"
+
+#include <cerrno>
+#include <cstring>
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include "mproc/runtime/errors.hpp"
+#include "mproc/serialization/codec.hpp"
+#include "mproc/serialization/frame.hpp"
+#include "mproc/serialization/unpack.hpp"
+
+namespace mproc::detail {
+
+namespace {
+
+[[noreturn]] void fail(errc code, const std::string& what) {
+  throw mproc::error{make_error(code, what), what};
+}
+
+// Waits until `fd` is ready for `events` or the deadline passes (errc::timeout).
+void await(int fd, short events, inspect_clock::time_point deadline) {
+  for (;;) {
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - inspect_clock::now());
+    if (left.count() <= 0)
+      fail(errc::timeout, "the introspection socket did not answer in time");
+    pollfd p{fd, events, 0};
+    int n = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (n > 0)
+      return;
+    if (n < 0 && errno != EINTR)
+      fail(errc::link_lost, std::string{"poll: "} + std::strerror(errno));
+  }
+}
+
+void read_exactly(int fd, char* out, std::size_t n, inspect_clock::time_point deadline) {
+  while (n > 0) {
+    await(fd, POLLIN, deadline);
+    auto got = ::recv(fd, out, n, MSG_DONTWAIT);
+    if (got == 0)
+      fail(errc::closed, "the introspection socket closed before a whole frame");
+    if (got < 0) {
+      if (errno == EAGAIN || errno == EINTR)
+        continue;
+      fail(errc::link_lost, std::string{"recv: "} + std::strerror(errno));
+    }
+    out += got;
+    n -= static_cast<std::size_t>(got);
+  }
+}
+
+} // namespace
+
+std::string inspect_frame(const value& v) {
+  wire::buffer buf;
+  wire::packer pk{buf};
+  wire::codec_state st;
+  wire::codec<value>::encode(pk, v, st);
+  std::string out(wire::frame_header_size, '\0');
+  wire::put_frame_length(out.data(), static_cast<std::uint32_t>(buf.size()));
+  out.append(buf.data(), buf.size());
+  return out;
+}
+
+void write_inspect_frame(int fd, const value& v, inspect_clock::time_point deadline) {
+  auto bytes = inspect_frame(v);
+  std::string_view left{bytes};
+  while (!left.empty()) {
+    await(fd, POLLOUT, deadline);
+    auto sent = ::send(fd, left.data(), left.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent < 0) {
+      if (errno == EAGAIN || errno == EINTR)
+        continue;
+      fail(errc::link_lost, std::string{"send: "} + std::strerror(errno));
+    }
+    left.remove_prefix(static_cast<std::size_t>(sent));
+  }
+}
+
+value read_inspect_frame(int fd, std::uint32_t max, inspect_clock::time_point deadline) {
+  char header[wire::frame_header_size];
+  read_exactly(fd, header, sizeof header, deadline);
+  auto length = wire::get_frame_length(header);
+  if (length > max)
+    fail(errc::bad_message, "an introspection frame of " + std::to_string(length)
+                              + " bytes (at most " + std::to_string(max) + ")");
+  std::string payload(length, '\0');
+  read_exactly(fd, payload.data(), length, deadline);
+  try {
+    auto h = wire::unpack_bounded(payload.data(), payload.size());
+    value out;
+    wire::codec_state st;
+    if (!wire::codec<value>::decode(h.get(), out, st))
+      fail(errc::bad_message, "an introspection frame that is not a value: " + st.error);
+    return out;
+  } catch (const wire::unpack_error& e) {
+    fail(errc::bad_message, e.what());
+  }
+}
+
+} // namespace mproc::detail
