@@ -186,6 +186,25 @@ TEST_CASE("a root's snapshot shows its processes, their children, and what each 
   CHECK(middle.exitcode() == 0);
 }
 
+TEST_CASE("a stopped child is shown as not answering; its siblings are answered within the time") {
+  test::scoped_node node;
+  mproc::event done;
+  mproc::queue<std::int64_t> pids{*node};
+  auto stopped = node->spawn_process(wait_for, {.name = "stopped"}, done);
+  auto awake = node->spawn_process(wait_for, {.name = "awake"}, done);
+  ::kill(stopped.pid(), SIGSTOP);
+  REQUIRE(test::eventually(10s, [&] { return test::all_threads_stopped(stopped.pid()); }));
+  auto snap = mproc::inspect_node(::getpid());
+  auto s = entry(snap, "children", "pid", stopped.pid());
+  CHECK_THAT(text(*s.find("node"), "error"), Catch::Contains("in time"));
+  auto a = entry(snap, "children", "pid", awake.pid());
+  CHECK(number(*a.find("node"), "pid") == awake.pid());
+  ::kill(stopped.pid(), SIGCONT);
+  done.set();
+  CHECK(stopped.join(20s));
+  CHECK(awake.join(20s));
+}
+
 TEST_CASE("a root's socket is its user's alone and goes with it; a dead root's goes at the next start") {
   auto dir = std::filesystem::temp_directory_path() / ("mproc-inspect-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);

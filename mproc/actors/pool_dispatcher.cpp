@@ -281,17 +281,8 @@ value inspect_pool(const dispatch_state& st) {
 }
 
 inspect_source make_source(dispatcher* self) {
-  auto addr = caf::actor_cast<caf::actor_addr>(self);
-  return inspect_source{"pool", [addr]() -> value {
-    auto pool = caf::actor_cast<caf::actor>(addr);
-    if (!pool)
-      return nullptr;
-    auto report = this_node().request<value>(pool, std::chrono::milliseconds{500},
-                                             pool_inspect_atom::value);
-    auto fields = report.as<value::map_t>();
-    fields.insert(fields.begin(), {"id", pool.id()});
-    return fields;
-  }};
+  return inspect_source::of_actor("pool", caf::actor_cast<caf::actor_addr>(self),
+                                  caf::make_message(pool_inspect_atom::value));
 }
 
 } // namespace

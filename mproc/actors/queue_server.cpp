@@ -321,17 +321,8 @@ value inspect_queue(const queue_state& s) {
 }
 
 inspect_source make_source(queue_actor* self) {
-  auto addr = caf::actor_cast<caf::actor_addr>(self);
-  return inspect_source{"queue", [addr]() -> value {
-    auto queue = caf::actor_cast<caf::actor>(addr);
-    if (!queue)
-      return nullptr;
-    auto report = this_node().request<value>(queue, std::chrono::milliseconds{500},
-                                             q_inspect_atom::value);
-    auto fields = report.as<value::map_t>();
-    fields.insert(fields.begin(), {"id", queue.id()});
-    return fields;
-  }};
+  return inspect_source::of_actor("queue", caf::actor_cast<caf::actor_addr>(self),
+                                  caf::make_message(q_inspect_atom::value));
 }
 
 caf::behavior queue_server(queue_actor* self, queue_config config) {
@@ -343,7 +334,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
   // A producer is watched from its first put, for `mproc ps` to count the live ones.
   auto producer = [=] {
     auto who = sender();
-    if (self->state.producers.insert(who).second)
+    if (who && self->state.producers.insert(who).second)
       monitor_once(self, who);
   };
   return {

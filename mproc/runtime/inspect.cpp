@@ -1,3 +1,4 @@
+// The registry of inspect_sources, and where introspection sockets live.
 #include "mproc/runtime/inspect.hpp"
 
 #include <cstdlib>
@@ -6,18 +7,14 @@
 #include <mutex>
 #include <utility>
 
-#include <algorithm>
-#include <cerrno>
-#include <cstring>
-
-#include <dirent.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#include "mproc/runtime/errors.hpp"
+#include <caf/actor.hpp>
+#include <caf/actor_cast.hpp>
+
 #include "mproc/runtime/internal/inspect_sources.hpp"
-#include "mproc/runtime/internal/inspect_wire.hpp"
+#include "mproc/runtime/message_types.hpp"
+#include "mproc/runtime/node.hpp"
 
 namespace mproc {
 
@@ -67,90 +64,30 @@ inspect_source& inspect_source::operator=(inspect_source&& other) noexcept {
   return *this;
 }
 
+inspect_source inspect_source::of_actor(std::string kind, const caf::actor_addr& who,
+                                        caf::message question) {
+  return {std::move(kind), [who, question](std::chrono::milliseconds timeout) -> value {
+            auto actor = caf::actor_cast<caf::actor>(who);
+            if (!actor)
+              return nullptr;
+            auto reply = this_node().request_message(actor, question, timeout);
+            if (reply.size() != 1 || !reply.match_element<value>(0))
+              return value::map_t{{"error", "answered with something else"}};
+            auto fields = reply.get_as<value>(0).as<value::map_t>();
+            fields.insert(fields.begin(), {"id", actor.id()});
+            return fields;
+          }};
+}
+
 std::string inspect_directory() {
   if (const char* run = std::getenv("XDG_RUNTIME_DIR"); run && *run == '/')
     return std::string{run} + "/mproc";
   return "/tmp/mproc-" + std::to_string(::getuid());
 }
 
-namespace {
-
-// A connected socket to root `pid`'s introspection socket, or -1 (errno set).
-int connect_to(pid_t pid) {
-  auto path = inspect_directory() + "/" + std::to_string(pid) + ".sock";
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) {
-    errno = ENAMETOOLONG;
-    return -1;
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    int saved = errno;
-    ::close(fd);
-    errno = saved;
-    return -1;
-  }
-  return fd;
-}
-
-struct closer {
-  int fd;
-  ~closer() { ::close(fd); }
-};
-
-} // namespace
-
-std::vector<pid_t> inspect_roots() {
-  std::vector<pid_t> out;
-  DIR* d = ::opendir(inspect_directory().c_str());
-  if (!d)
-    return out;
-  while (const dirent* e = ::readdir(d)) {
-    char* end = nullptr;
-    long pid = std::strtol(e->d_name, &end, 10);
-    if (pid > 0 && end != e->d_name && std::strcmp(end, ".sock") == 0)
-      out.push_back(static_cast<pid_t>(pid));
-  }
-  ::closedir(d);
-  // A socket nobody listens on any more (its root was SIGKILLed) refuses the connection.
-  std::erase_if(out, [](pid_t pid) {
-    int fd = connect_to(pid);
-    if (fd < 0)
-      return true;
-    ::close(fd);
-    return false;
-  });
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-value inspect_node(pid_t pid, std::chrono::milliseconds timeout) {
-  auto deadline = detail::inspect_clock::now() + timeout;
-  int fd = connect_to(pid);
-  if (fd < 0) {
-    auto what = "no mproc root with pid " + std::to_string(pid) + " answers in "
-                + inspect_directory() + " (" + std::strerror(errno) + ")";
-    throw error{make_error(errc::unreachable, what), what};
-  }
-  closer guard{fd};
-  detail::write_inspect_frame(fd, value::map_t{{"op", "ps"}}, deadline);
-  auto reply = detail::read_inspect_frame(fd, detail::max_inspect_reply, deadline);
-  const value* ok = reply.find("ok");
-  const value* node = reply.find("node");
-  if (!ok || ok->type() != value::kind::boolean || !ok->as<bool>() || !node) {
-    const value* why = reply.find("error");
-    auto what = "root " + std::to_string(pid) + " refused: "
-                + (why ? why->repr() : std::string{"no snapshot in its answer"});
-    throw error{make_error(errc::bad_message, what), what};
-  }
-  return *node;
-}
-
 namespace detail {
 
-value::array_t inspect_reports() {
+value::array_t inspect_reports(std::chrono::steady_clock::time_point deadline) {
   std::vector<registry::entry> now;
   {
     auto& r = sources();
@@ -161,11 +98,17 @@ value::array_t inspect_reports() {
   // Outside the lock: a report may wait for its actor, which may be ending and unregistering.
   value::array_t out;
   for (const auto& e : now) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
     value report;
-    try {
-      report = (*e.report)();
-    } catch (const std::exception& ex) {
-      report = value::map_t{{"error", ex.what()}};
+    if (left.count() <= 0) {
+      report = value::map_t{{"error", "not asked: no time left"}};
+    } else {
+      try {
+        report = (*e.report)(std::min(left, report_time));
+      } catch (const std::exception& ex) {
+        report = value::map_t{{"error", ex.what()}};
+      }
     }
     if (report.is_nil())
       continue;

@@ -109,8 +109,12 @@ try:
 
     dot = mproc("ps", str(root), "--dot")
     check(dot.stdout.startswith("digraph mproc {"), "--dot prints a graph")
+    boxes = {int(m[2]): m[1] for m in re.finditer(r'^  (n\d+) \[shape=box.*label="[^"]*\\npid (\d+) ',
+                                                  dot.stdout, re.M)}
+    check(set(boxes) == shown | {root}, f"the graph has a box per process: {sorted(boxes)}")
     for pid in shown:
-        check(f"p{root} -> p{pid};" in dot.stdout, f"the graph has the edge root -> {pid}")
+        check(f"{boxes.get(root)} -> {boxes.get(pid)};" in dot.stdout,
+              f"the graph has the edge root -> {pid}")
 
     png = os.path.join(run_dir, "tree.png")
     r = mproc("ps", str(root), "--png", png)
@@ -124,6 +128,17 @@ try:
     check(top.returncode == 0 and screens == 3, f"mproc top refreshed 3 times ({screens})")
     last = top.stdout.split("mproc top: ")[-1]
     check(re.search(r"put +\d+/s", last) is not None, f"top shows the queue's rate: {last!r}")
+
+    # A stopped root makes the command time out, not hang; it is still a root (not stale).
+    os.kill(root, signal.SIGSTOP)
+    try:
+        r = mproc("ps", str(root), "--timeout", "1")
+        check(r.returncode == 1 and "in time" in r.stderr, f"a stopped root times out: {r.stderr.strip()!r}")
+        r = mproc("ps", "--timeout", "1")
+        check(r.returncode == 0 and "in time" in r.stderr, f"the listing goes on: {r.stderr.strip()!r}")
+    finally:
+        os.kill(root, signal.SIGCONT)
+    check(mproc("ps", str(root)).returncode == 0, "resumed, it answers again")
 
     st = os.stat(f"{sock_dir}/{root}.sock")
     check(stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600, "the socket is 0600")

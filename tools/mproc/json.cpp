@@ -8,9 +8,38 @@ namespace mproc::cli {
 
 namespace {
 
+// The length of the valid UTF-8 sequence at s[i], or 0 (JSON text must be UTF-8).
+std::size_t utf8_length(const std::string& s, std::size_t i) {
+  auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  auto c = b(i);
+  std::size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+  if (n == 0 || i + n > s.size() || (n == 2 && c < 0xc2) || (n == 4 && c > 0xf4))
+    return 0;
+  for (std::size_t k = 1; k < n; ++k)
+    if ((b(i + k) >> 6) != 2)
+      return 0;
+  if (n == 3 && ((c == 0xe0 && b(i + 1) < 0xa0) || (c == 0xed && b(i + 1) > 0x9f)))
+    return 0;  // overlong, or a surrogate
+  if (n == 4 && ((c == 0xf0 && b(i + 1) < 0x90) || (c == 0xf4 && b(i + 1) > 0x8f)))
+    return 0;  // overlong, or beyond U+10FFFF
+  return n;
+}
+
 void write_string(std::ostream& out, const std::string& s) {
   out << '"';
-  for (unsigned char c : s) {
+  for (std::size_t i = 0; i < s.size();) {
+    auto n = utf8_length(s, i);
+    if (n == 0) {
+      out << "\\ufffd";  // not UTF-8: the replacement character
+      ++i;
+      continue;
+    }
+    if (n > 1) {
+      out.write(s.data() + i, static_cast<std::streamsize>(n));
+      i += n;
+      continue;
+    }
+    auto c = static_cast<unsigned char>(s[i++]);
     switch (c) {
       case '"': out << "\\\""; break;
       case '\\': out << "\\\\"; break;
@@ -23,7 +52,7 @@ void write_string(std::ostream& out, const std::string& s) {
           std::snprintf(buf, sizeof buf, "\\u%04x", c);
           out << buf;
         } else {
-          out << c;  // UTF-8 passes through as it is
+          out << static_cast<char>(c);
         }
     }
   }

@@ -32,7 +32,7 @@ struct ps_options {
 
 // The roots asked for: the one named, or every root of this user.
 std::vector<value> snapshots(const ps_options& o) {
-  auto timeout = std::chrono::milliseconds{static_cast<std::int64_t>(o.timeout * 1000)};
+  auto timeout = std::chrono::milliseconds{static_cast<std::int64_t>(o.timeout * 1000) + 1};
   std::vector<value> out;
   if (o.pid != 0) {
     out.push_back(inspect_node(o.pid, timeout));
@@ -107,10 +107,11 @@ int main(int argc, char** argv) {
   ps_cmd->add_option("pid", ps.pid, "Process id of a root node");
   auto* json = ps_cmd->add_flag("--json", ps.json, "Print the snapshot as JSON");
   auto* dot = ps_cmd->add_flag("--dot", ps.dot, "Print the tree as a Graphviz graph");
-  ps_cmd->add_option("--png", ps.png, "Draw the tree into this PNG file (needs graphviz)");
+  auto* png = ps_cmd->add_option("--png", ps.png, "Draw the tree into this PNG file (needs graphviz)");
   ps_cmd->add_option("--timeout", ps.timeout, "Seconds to wait for an answer")
-    ->check(CLI::PositiveNumber);
+    ->check(CLI::Range(0.001, 3600.0));
   json->excludes(dot);
+  json->excludes(png);
 
   pid_t top_pid = 0;
   cli::top_options top;

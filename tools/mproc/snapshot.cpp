@@ -24,7 +24,14 @@ const value& field(const value& map, const char* key) {
 
 std::string text(const value& map, const char* key) {
   const auto& v = field(map, key);
-  return v.type() == value::kind::string ? v.as<std::string>() : std::string{};
+  if (v.type() != value::kind::string)
+    return {};
+  // What a process names itself reaches the terminal: no control characters (escapes).
+  auto s = v.as<std::string>();
+  for (auto& c : s)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      c = '?';
+  return s;
 }
 
 std::int64_t integer(const value& map, const char* key) {

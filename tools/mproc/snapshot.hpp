@@ -10,7 +10,8 @@
 namespace mproc::cli {
 
 const value& field(const value& map, const char* key);  // nil when absent
-std::string text(const value& map, const char* key);    // "" when absent or not a string
+// "" when absent or not a string; control characters become '?'.
+std::string text(const value& map, const char* key);
 std::int64_t integer(const value& map, const char* key);  // 0 when absent or not a number
 double real(const value& map, const char* key);         // 0 when absent or not a number
 const value::array_t& list(const value& map, const char* key);  // empty when absent

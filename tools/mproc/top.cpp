@@ -76,7 +76,7 @@ void print(std::ostream& out, const value& root, const screen& now, const screen
       << human_seconds(real(root, "uptime")) << "  rss " << human_bytes(real(root, "rss"))
       << "  " << now.rows.size() << " processes\n";
   std::snprintf(line, sizeof line, "%-8s %-28s %-8s %10s %10s %12s\n", "PID", "NAME", "STATE",
-                "RSS", "MSG/S", "BYTES/S");
+                "RSS", "FRAMES/S", "BYTES/S");
   out << line;
   for (const auto& r : now.rows) {
     auto pid_of = [](const row& x) { return x.pid; };
@@ -123,7 +123,7 @@ int run_top(pid_t root, const top_options& options, std::ostream& out) {
     }
     value snapshot;
     try {
-      snapshot = inspect_node(root);
+      snapshot = inspect_node(root, std::chrono::seconds{5});
     } catch (const mproc::error& e) {
       std::cerr << "mproc top: " << e.what() << '\n';
       return 1;

@@ -44,8 +44,10 @@ const char* fill_for(const value& c) {
 
 struct drawer {
   std::ostream& out;
+  int boxes = 0;
 
-  std::string id_of(const value& process) { return "p" + std::to_string(integer(process, "pid")); }
+  // Not the pid: processes not started yet all have pid 0.
+  std::string next_id() { return "n" + std::to_string(boxes++); }
 
   void node_box(const std::string& id, const std::string& label, const char* fill) {
     out << "  " << id << " [shape=box, style=\"rounded,filled\", fillcolor=\"" << fill
@@ -64,7 +66,7 @@ struct drawer {
 
   void children(const value& node, const std::string& owner) {
     for (const auto& c : list(node, "children")) {
-      auto id = id_of(c);
+      auto id = next_id();
       std::string label = text(c, "name") + "\npid " + std::to_string(integer(c, "pid")) + "  "
                           + text(c, "target") + "\n" + text(c, "state");
       if (!field(c, "exitcode").is_nil())
@@ -82,7 +84,7 @@ struct drawer {
   }
 
   void root(const value& r) {
-    auto id = id_of(r);
+    auto id = next_id();
     std::string label = text(r, "name") + "\npid " + std::to_string(integer(r, "pid"))
                         + "  root\nrss " + human_bytes(real(r, "rss"));
     node_box(id, label, "#cfe2f3");

@@ -1,10 +1,16 @@
 #include "mproc/runtime/internal/inspect_wire.hpp"
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+
+#include <thread>
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "mproc/runtime/errors.hpp"
 #include "mproc/serialization/codec.hpp"
@@ -50,7 +56,70 @@ void read_exactly(int fd, char* out, std::size_t n, inspect_clock::time_point de
   }
 }
 
+// A socket connected to `path`, or -1 with errno set.
+int try_connect(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    int saved = errno;
+    ::close(fd);
+    errno = saved;
+    return -1;
+  }
+  return fd;
+}
+
 } // namespace
+
+bool private_directory(const std::string& dir) {
+  struct stat st {};
+  return ::lstat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == ::getuid()
+         && (st.st_mode & 077) == 0;
+}
+
+pid_t socket_pid(const char* name) {
+  char* end = nullptr;
+  errno = 0;
+  long pid = std::strtol(name, &end, 10);
+  if (errno != 0 || end == name || pid <= 0 || std::strcmp(end, ".sock") != 0)
+    return 0;
+  return static_cast<pid_t>(pid);
+}
+
+bool stale_socket(const std::string& path) {
+  int fd = try_connect(path);
+  if (fd >= 0) {
+    ::close(fd);
+    return false;
+  }
+  return errno == ECONNREFUSED;
+}
+
+int connect_inspect_socket(const std::string& path, inspect_clock::time_point deadline) {
+  for (;;) {
+    int fd = try_connect(path);
+    if (fd >= 0) {
+      ucred cred{};
+      socklen_t len = sizeof cred;
+      if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != ::getuid()) {
+        ::close(fd);
+        fail(errc::unreachable, path + " is served by another user");
+      }
+      return fd;
+    }
+    if (errno != EAGAIN)  // refused, missing: no root there
+      fail(errc::unreachable, "no mproc root answers at " + path + " (" + std::strerror(errno) + ")");
+    if (inspect_clock::now() >= deadline)
+      fail(errc::timeout, path + ": its root accepts no connection (stopped?)");
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});  // the backlog is full
+  }
+}
 
 std::string inspect_frame(const value& v) {
   wire::buffer buf;

@@ -1,8 +1,8 @@
 #include "mproc/runtime/internal/inspector.hpp"
 
 #include <cerrno>
-#include <csignal>
 #include <cstring>
+#include <system_error>
 
 #include <dirent.h>
 #include <poll.h>
@@ -27,42 +27,28 @@ constexpr auto reply_time = std::chrono::seconds{2};
 
 // The directory must be ours alone: another user who could create it first (in /tmp) could
 // otherwise read what the sockets say, or replace them.
-bool private_directory(const std::string& dir) {
+bool make_private_directory(const std::string& dir) {
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
     log::warn("introspection off: cannot create ", dir, ": ", std::strerror(errno));
     return false;
   }
-  struct stat st {};
-  if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::getuid()
-      || (st.st_mode & 077) != 0) {
+  if (!private_directory(dir)) {
     log::warn("introspection off: ", dir, " is not a directory of this user's alone (0700)");
     return false;
   }
   return true;
 }
 
-// A "<pid>.sock" name, else 0.
-pid_t socket_pid(const char* name) {
-  char* end = nullptr;
-  errno = 0;
-  long pid = std::strtol(name, &end, 10);
-  if (errno != 0 || end == name || pid <= 0 || std::strcmp(end, ".sock") != 0)
-    return 0;
-  return static_cast<pid_t>(pid);
-}
-
-// Sockets left by roots that ended without removing them (SIGKILL), and one of an earlier
-// process that had this pid.
+// Sockets left by roots that ended without removing them (SIGKILL): nobody listens there.
+// (Not judged by their pid: roots in other pid namespaces may share the directory.)
 void remove_stale(const std::string& dir) {
   DIR* d = ::opendir(dir.c_str());
   if (!d)
     return;
   while (const dirent* e = ::readdir(d)) {
-    pid_t pid = socket_pid(e->d_name);
-    if (pid == 0)
-      continue;
-    if (pid == ::getpid() || (::kill(pid, 0) != 0 && errno == ESRCH))
-      ::unlink((dir + "/" + e->d_name).c_str());
+    auto path = dir + "/" + e->d_name;
+    if (socket_pid(e->d_name) != 0 && stale_socket(path))
+      ::unlink(path.c_str());
   }
   ::closedir(d);
 }
@@ -77,21 +63,33 @@ bool same_user(int fd) {
 
 inspector::inspector(snapshot_fn snapshot) : snapshot_{std::move(snapshot)} {
   auto dir = inspect_directory();
-  if (!private_directory(dir))
+  if (!make_private_directory(dir))
     return;
   remove_stale(dir);
   if (!listen_at(dir))
     return;
-  stop_fd_ = ::eventfd(0, EFD_CLOEXEC);
-  if (stop_fd_ < 0) {
-    log::warn("introspection off: eventfd: ", std::strerror(errno));
+  try {
+    stop_fd_ = ::eventfd(0, EFD_CLOEXEC);
+    if (stop_fd_ < 0)
+      throw std::system_error{errno, std::generic_category(), "eventfd"};
+    thread_ = std::thread{[this] { serve(); }};
+  } catch (const std::exception& e) {
+    log::warn("introspection off: ", e.what());
+    stop();
+  }
+}
+
+void inspector::stop() {
+  if (listen_fd_ >= 0) {
     ::close(listen_fd_);
     ::unlink(path_.c_str());
     listen_fd_ = -1;
-    path_.clear();
-    return;
   }
-  thread_ = std::thread{[this] { serve(); }};
+  if (stop_fd_ >= 0) {
+    ::close(stop_fd_);
+    stop_fd_ = -1;
+  }
+  path_.clear();
 }
 
 inspector::~inspector() {
@@ -100,12 +98,7 @@ inspector::~inspector() {
     [[maybe_unused]] auto n = ::write(stop_fd_, &one, sizeof one);
     thread_.join();
   }
-  if (listen_fd_ >= 0) {
-    ::close(listen_fd_);
-    ::unlink(path_.c_str());
-  }
-  if (stop_fd_ >= 0)
-    ::close(stop_fd_);
+  stop();
 }
 
 bool inspector::listen_at(const std::string& dir) {
@@ -145,8 +138,16 @@ void inspector::serve() {
     if (fds[1].revents != 0)
       return;
     int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0)
-      continue;  // the client gave up already, or descriptors ran out: the next poll says
+    if (fd < 0) {
+      // Out of descriptors or memory the connection stays queued and poll() would return at
+      // once: wait a little (for the stop too) before trying again.
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        pollfd stop{stop_fd_, POLLIN, 0};
+        if (::poll(&stop, 1, 100) > 0)
+          return;
+      }
+      continue;
+    }
     if (same_user(fd))
       answer(fd);
     ::close(fd);

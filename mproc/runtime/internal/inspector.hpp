@@ -29,6 +29,7 @@ public:
 
 private:
   bool listen_at(const std::string& dir);
+  void stop();  // closes and removes the socket
   void serve();
   void answer(int fd);
   value reply_to(const value& request);

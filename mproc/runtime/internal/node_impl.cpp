@@ -103,9 +103,9 @@ node_impl::node_impl(node_options options, std::optional<child_args> child)
   // node only when it starts children of its own (most never do).
   if (!child_ && uses_fork_server())
     loop_.post([this] { start_fork_server(); });
-  track_for_inspection(true);
   if (!child_)
     inspector_ = std::make_unique<inspector>([this](auto deadline) { return inspect(deadline); });
+  track_for_inspection(true);  // last: nothing after it can throw and leave it dangling
 }
 
 node_impl::~node_impl() {

@@ -152,8 +152,7 @@ private:
   // Introspection (node_inspect.cpp): the node inspect_in_child() asks, and the parts of a
   // snapshot.
   void track_for_inspection(bool on);
-  value inspect_child(process_state& child, inspect_clock::time_point deadline);
-  value ask_child(peer& child, inspect_clock::time_point deadline);
+  value::array_t inspect_children(inspect_clock::time_point deadline);
   void request_exit(int code);
   void close_peers();
   // Loop thread: a peer node on an authenticated socket.

@@ -1,12 +1,16 @@
 // Part of the node: its snapshot for introspection (`mproc ps`), and the built-in actor
 // through which a parent asks a child node for the child's own.
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
 #include <cmath>
 #include <fstream>
-#include <future>
 #include <sstream>
 
 #include <caf/blocking_actor.hpp>
+#include <caf/event_based_actor.hpp>
 
 #include <unistd.h>
 
@@ -19,8 +23,10 @@ namespace mproc::detail {
 
 namespace {
 
-// What a parent spawns in a child to ask for its snapshot (one request: the time left, ms).
+// What a parent spawns in a child to ask for its snapshot: it gathers the snapshot within its
+// argument's milliseconds, then answers one request with it.
 constexpr const char* inspect_actor = "mproc_inspect";
+constexpr std::int64_t max_budget_ms = 60'000;
 
 std::atomic<node_impl*> inspected_node{nullptr};
 
@@ -78,17 +84,14 @@ value error_facts(const caf::actor_system& sys, const caf::error& e) {
   return value::map_t{{"error", sys.render(e)}};
 }
 
-// The blocking actor a parent spawns here: answers one request with this node's snapshot.
-// A parent that gave up before its request came leaves it to end on its own.
-void inspect_in_child(caf::blocking_actor* self) {
-  self->receive(
-    [](std::int64_t budget_ms) -> value {
-      auto* node = inspected_node.load();
-      if (!node)
-        return nullptr;
-      return node->inspect(clock::now() + std::chrono::milliseconds{budget_ms});
-    },
-    caf::after(std::chrono::seconds{10}) >> [] {});
+// The blocking actor a parent spawns here. A parent that gave up before its request came
+// leaves it to end on its own.
+void inspect_in_child(caf::blocking_actor* self, std::int64_t budget_ms) {
+  auto* node = inspected_node.load();
+  auto budget = std::chrono::milliseconds{std::clamp<std::int64_t>(budget_ms, 1, max_budget_ms)};
+  value snapshot = node ? node->inspect(clock::now() + budget) : value{};
+  self->receive([&](std::int64_t) { return snapshot; },
+                caf::after(std::chrono::seconds{10}) >> [] {});
 }
 
 [[maybe_unused]] const bool inspect_actor_registered = register_actor(
@@ -107,21 +110,16 @@ value node_impl::inspect(clock::time_point deadline) {
                   {"role", child_ ? "child" : "root"},
                   {"program", executable_}};
   add_proc_facts(me, ::getpid());
-  std::vector<std::shared_ptr<process_state>> children;
   std::vector<std::shared_ptr<peer>> peers;
   value::array_t names;
   {
     std::lock_guard guard{mtx_};
-    children = children_;
     peers.assign(peers_.begin(), peers_.end());
     for (const auto& [name, actor] : names_)
       names.emplace_back(name);
   }
   me.emplace_back("names", std::move(names));
-  value::array_t kids;
-  for (const auto& c : children)
-    kids.emplace_back(inspect_child(*c, deadline));
-  me.emplace_back("children", std::move(kids));
+  me.emplace_back("children", inspect_children(deadline));
   value::array_t remotes;
   for (const auto& p : peers) {
     if (p->kind() == peer::role::parent)
@@ -138,58 +136,125 @@ value node_impl::inspect(clock::time_point deadline) {
                                       {"link", link_facts(p->link())}});
   }
   me.emplace_back("remotes", std::move(remotes));
-  me.emplace_back("objects", inspect_reports());
+  me.emplace_back("objects", inspect_reports(deadline));
   return me;
 }
 
-value node_impl::inspect_child(process_state& c, clock::time_point deadline) {
-  value::map_t m;
-  std::shared_ptr<peer> link;
-  bool running = false;
-  {
-    std::lock_guard guard{c.mtx};
-    m.emplace_back("name", c.name);
-    m.emplace_back("pid", static_cast<std::int64_t>(c.pid));
-    m.emplace_back("target", c.target);
-    m.emplace_back("state", phase_name(c.state));
-    m.emplace_back("method", method_name(c.method.value_or(method_)));
-    m.emplace_back("daemon", c.daemon);
-    m.emplace_back("exitcode", c.exitcode ? value{*c.exitcode} : value{});
-    link = c.link;
-    running = c.state == process_state::phase::running && c.pid > 0;
-  }
-  if (running)
-    add_proc_facts(m, c.pid);
-  if (link)
-    m.emplace_back("link", link_facts(link->link()));
-  if (running && link)
-    m.emplace_back("node", ask_child(*link, deadline));
-  return m;
-}
+namespace {
 
-// Spawns the inspect actor in the child and asks it, all within `deadline`; a child that
-// does not answer in time is shown with the reason instead of its snapshot.
-value node_impl::ask_child(peer& child, clock::time_point deadline) {
-  auto spawned = std::make_shared<std::promise<caf::expected<caf::actor>>>();
-  auto answer = spawned->get_future();
-  child.spawn(inspect_actor, caf::message{}, false,
-              [spawned](caf::expected<caf::actor> a) { spawned->set_value(std::move(a)); });
-  if (answer.wait_until(deadline) != std::future_status::ready)
-    return value::map_t{{"error", "no answer in time"}};
-  auto actor = answer.get();
-  if (!actor)
-    return error_facts(*system_, actor.error());
-  // The child gets a little less time than is left here, so that its answer can still come.
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
-  auto budget = std::max<std::int64_t>(left.count() * 3 / 4, 1);
-  auto reply = request(*actor, caf::make_message(budget), left);
-  if (!reply) {
-    caf::anon_send_exit(*actor, caf::exit_reason::user_shutdown);
-    return error_facts(*system_, reply.error());
+// One child's snapshot being asked for, side by side with its siblings: the inspect actor is
+// spawned in it at once (it starts gathering then), and as soon as it runs a local actor asks
+// it for what it gathered. answer() only waits for the result.
+class child_question {
+public:
+  child_question(caf::actor_system& sys, peer& child, clock::time_point deadline)
+    : s_{std::make_shared<shared>()} {
+    // The child gets a little less time than is left here, so that its answer can still come.
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+    auto budget = std::max<std::int64_t>(left.count() * 3 / 4, 1);
+    child.spawn(inspect_actor, caf::make_message(budget), false,
+                [s = s_, &sys, deadline](caf::expected<caf::actor> a) {
+                  if (!a)
+                    return s->settle(error_facts(sys, a.error()));
+                  if (s->given_up()) {  // answered too late: nobody will ask it
+                    caf::anon_send_exit(*a, caf::exit_reason::user_shutdown);
+                    return;
+                  }
+                  ask(sys, s, std::move(*a), deadline);
+                });
   }
-  if (reply->size() != 1 || !reply->match_element<value>(0))
-    return value::map_t{{"error", "the child answered with something else"}};
-  return reply->get_as<value>(0);
+  ~child_question() { s_->give_up(); }
+  child_question(const child_question&) = delete;
+  child_question& operator=(const child_question&) = delete;
+
+  value answer(clock::time_point deadline) {
+    std::unique_lock guard{s_->mtx};
+    if (!s_->changed.wait_until(guard, deadline, [&] { return s_->result.has_value(); }))
+      return value::map_t{{"error", "no answer in time"}};
+    return *s_->result;
+  }
+
+private:
+  struct shared {
+    std::mutex mtx;
+    std::condition_variable changed;
+    std::optional<value> result;
+    bool abandoned = false;
+
+    void settle(value v) {
+      std::lock_guard guard{mtx};
+      result = std::move(v);
+      changed.notify_all();
+    }
+    bool given_up() {
+      std::lock_guard guard{mtx};
+      return abandoned;
+    }
+    void give_up() {
+      std::lock_guard guard{mtx};
+      abandoned = true;
+    }
+  };
+
+  static void ask(caf::actor_system& sys, std::shared_ptr<shared> s, caf::actor child,
+                  clock::time_point deadline) {
+    auto left = std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()),
+                         std::chrono::milliseconds{1});
+    sys.spawn([s, child, left, &sys](caf::event_based_actor* self) {
+      self->request(child, left, std::int64_t{0})
+        .then([s](value& v) { s->settle(std::move(v)); },
+              [s, child, &sys](caf::error& e) {
+                caf::anon_send_exit(child, caf::exit_reason::user_shutdown);
+                s->settle(error_facts(sys, e));
+              });
+    });
+  }
+
+  std::shared_ptr<shared> s_;
+};
+
+} // namespace
+
+value::array_t node_impl::inspect_children(clock::time_point deadline) {
+  std::vector<std::shared_ptr<process_state>> children;
+  {
+    std::lock_guard guard{mtx_};
+    children = children_;
+  }
+  std::vector<value::map_t> facts;
+  std::vector<std::unique_ptr<child_question>> questions;
+  for (const auto& c : children) {
+    value::map_t m;
+    std::shared_ptr<peer> link;
+    bool running = false;
+    {
+      std::lock_guard guard{c->mtx};
+      m.emplace_back("name", c->name);
+      m.emplace_back("pid", static_cast<std::int64_t>(c->pid));
+      m.emplace_back("target", c->target);
+      m.emplace_back("state", phase_name(c->state));
+      m.emplace_back("method", method_name(c->method.value_or(method_)));
+      m.emplace_back("daemon", c->daemon);
+      m.emplace_back("exitcode", c->exitcode ? value{*c->exitcode} : value{});
+      link = c->link;
+      running = c->state == process_state::phase::running && c->pid > 0;
+    }
+    if (running)
+      add_proc_facts(m, c->pid);
+    if (link)
+      m.emplace_back("link", link_facts(link->link()));
+    questions.push_back(running && link
+                          ? std::make_unique<child_question>(*system_, *link, deadline)
+                          : nullptr);
+    facts.push_back(std::move(m));
+  }
+  value::array_t out;
+  for (std::size_t i = 0; i < facts.size(); ++i) {
+    if (questions[i])
+      facts[i].emplace_back("node", questions[i]->answer(deadline));
+    out.emplace_back(std::move(facts[i]));
+  }
+  return out;
 }
 
 } // namespace mproc::detail

@@ -430,14 +430,8 @@ value inspect_supervisor(const sup_state& st) {
 }
 
 inspect_source make_source(sup_actor* self) {
-  auto addr = caf::actor_cast<caf::actor_addr>(self);
-  return inspect_source{"supervisor", [addr]() -> value {
-    auto sup = caf::actor_cast<caf::actor>(addr);
-    if (!sup)
-      return nullptr;
-    return this_node().request<value>(sup, std::chrono::milliseconds{500},
-                                      sup_inspect_atom::value);
-  }};
+  return inspect_source::of_actor("supervisor", caf::actor_cast<caf::actor_addr>(self),
+                                  caf::make_message(sup_inspect_atom::value));
 }
 
 // Answers with this supervisor's tree, asking supervisor children for theirs.

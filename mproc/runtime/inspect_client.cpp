@@ -1,0 +1,76 @@
+// inspect_roots() and inspect_node(): the client side of the roots' introspection sockets.
+#include <algorithm>
+#include <set>
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include "mproc/runtime/errors.hpp"
+#include "mproc/runtime/inspect.hpp"
+#include "mproc/runtime/internal/inspect_wire.hpp"
+
+namespace mproc {
+
+namespace {
+
+// The directories a root of this user may have used that are this user's alone.
+std::vector<std::string> trusted_directories() {
+  std::vector<std::string> out;
+  for (auto dir : {inspect_directory(), "/tmp/mproc-" + std::to_string(::getuid())})
+    if (detail::private_directory(dir) && std::find(out.begin(), out.end(), dir) == out.end())
+      out.push_back(dir);
+  return out;
+}
+
+struct closer {
+  int fd;
+  ~closer() { ::close(fd); }
+};
+
+[[noreturn]] void fail(errc code, const std::string& what) {
+  throw error{make_error(code, what), what};
+}
+
+} // namespace
+
+std::vector<pid_t> inspect_roots() {
+  std::set<pid_t> out;
+  for (const auto& dir : trusted_directories()) {
+    DIR* d = ::opendir(dir.c_str());
+    if (!d)
+      continue;
+    while (const dirent* e = ::readdir(d))
+      if (pid_t pid = detail::socket_pid(e->d_name);
+          pid != 0 && !detail::stale_socket(dir + "/" + e->d_name))
+        out.insert(pid);
+    ::closedir(d);
+  }
+  return {out.begin(), out.end()};
+}
+
+value inspect_node(pid_t pid, std::chrono::milliseconds timeout) {
+  auto deadline = detail::inspect_clock::now() + timeout;
+  std::string path;
+  for (const auto& dir : trusted_directories())
+    if (auto p = dir + "/" + std::to_string(pid) + ".sock"; ::access(p.c_str(), F_OK) == 0) {
+      path = p;
+      break;
+    }
+  if (path.empty())
+    fail(errc::unreachable, "no mproc root with pid " + std::to_string(pid) + " has a socket in "
+                              + inspect_directory() + " (or /tmp/mproc-" + std::to_string(::getuid())
+                              + ")");
+  closer guard{detail::connect_inspect_socket(path, deadline)};
+  detail::write_inspect_frame(guard.fd, value::map_t{{"op", "ps"}}, deadline);
+  auto reply = detail::read_inspect_frame(guard.fd, detail::max_inspect_reply, deadline);
+  const value* ok = reply.find("ok");
+  const value* node = reply.find("node");
+  if (!ok || ok->type() != value::kind::boolean || !ok->as<bool>() || !node) {
+    const value* why = reply.find("error");
+    fail(errc::bad_message, "root " + std::to_string(pid) + " refused: "
+                              + (why ? why->repr() : std::string{"no snapshot in its answer"}));
+  }
+  return *node;
+}
+
+} // namespace mproc
