@@ -16,6 +16,7 @@
 #include <fstream>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include <caf/event_based_actor.hpp>
 #include <caf/scoped_actor.hpp>
@@ -41,6 +42,23 @@ caf::behavior echo_pid(caf::event_based_actor*) {
   return {[](std::int32_t x) { return std::vector<std::int32_t>{x, ::getpid()}; }};
 }
 
+// Actors of the listening node's process that count themselves while they live; a named one
+// registers itself, as an actor meant to outlive the root that spawned it.
+std::atomic<std::int32_t> counted_alive{0};
+
+caf::behavior counted(caf::event_based_actor* self, bool named) {
+  ++counted_alive;
+  self->attach_functor([] { --counted_alive; });
+  if (named)
+    mproc::this_node().register_name("kept-" + std::to_string(self->id()),
+                                     caf::actor_cast<caf::actor>(self));
+  return {[](std::int32_t x) { return x; }};
+}
+
+caf::behavior count_alive(caf::event_based_actor*) {
+  return {[](caf::get_atom) -> std::int32_t { return counted_alive.load(); }};
+}
+
 // A node standing in for another machine: listens with `key`, answers its port, serves.
 caf::behavior listening_node(caf::event_based_actor* self, std::string key) {
   return {[=](caf::get_atom) -> std::int32_t {
@@ -63,8 +81,16 @@ std::string temp_file(const std::string& content, mode_t mode) {
   return path;
 }
 
-int raw_connect(std::uint16_t port) {
+// A TCP connection to the loopback port, from `from` (another loopback address stands in
+// for another machine: all of 127/8 is this host's).
+int raw_connect(std::uint16_t port, const char* from = nullptr) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (from) {
+    sockaddr_in source{};
+    source.sin_family = AF_INET;
+    ::inet_pton(AF_INET, from, &source.sin_addr);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&source), sizeof source) == 0);
+  }
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(port);
@@ -111,6 +137,8 @@ int authenticated_raw(std::uint16_t port, std::string_view key) {
 
 MPROC_ACTOR(echo_pid);
 MPROC_ACTOR(listening_node);
+MPROC_ACTOR(counted);
+MPROC_ACTOR(count_alive);
 
 TEST_CASE("the handshake's proofs depend on the key, both nonces and the direction") {
   auto a = hs::fresh_nonce();
@@ -129,7 +157,7 @@ TEST_CASE("the handshake's proofs depend on the key, both nonces and the directi
   CHECK_FALSE(hs::read_hello(hello, n));
 }
 
-TEST_CASE("an authkey comes from a private file or the environment, and must be long enough") {
+TEST_CASE("an authkey comes from a private file or the environment, long and varied enough") {
   auto good = temp_file("0123456789abcdef-secret\n", 0600);
   CHECK(mproc::authkey::from_file(good).secret() == "0123456789abcdef-secret");
   auto shared = temp_file("0123456789abcdef-secret\n", 0644);
@@ -145,6 +173,10 @@ TEST_CASE("an authkey comes from a private file or the environment, and must be 
   ::unsetenv("MPROC_TEST_AUTHKEY");
   CHECK(code_of([] { mproc::authkey::from_env("MPROC_TEST_AUTHKEY"); }) == errc::bad_arguments);
   CHECK(mproc::authkey::generate().secret().size() == 32);
+  // Long but uniform keys are the first an attacker tries.
+  CHECK(code_of([] { mproc::authkey::from_string("aaaaaaaaaaaaaaaaaaaaaaaa"); }) == errc::bad_arguments);
+  CHECK(code_of([] { mproc::authkey::from_string("abcdabcdabcdabcdabcd"); }) == errc::bad_arguments);
+  CHECK(mproc::authkey::from_string("abcdefghabcdefgh").secret() == "abcdefghabcdefgh");
 }
 
 TEST_CASE("a node spawns an actor on another node over TCP and talks to it") {
@@ -381,4 +413,131 @@ TEST_CASE("a snapshot shows a connected node: its address, pid, and when it was 
       for (const auto& back : c.find("node")->find("remotes")->as<mproc::value::array_t>())
         seen_from_there = seen_from_there || is(back, "pid", ::getpid());
   CHECK(seen_from_there);
+}
+
+TEST_CASE("a stranger holding handshakes open from one address does not keep out a root from another") {
+  test::stderr_capture err;
+  test::scoped_node node;
+  auto key = mproc::authkey::generate();
+  auto other = node->spawn_process("listening_node", {}, std::string{key.secret()});
+  auto port = static_cast<std::uint16_t>(
+    node->request<std::int32_t>(other.actor(), 5s, caf::get_atom::value));
+  // The stranger keeps 100 silent connections from 127.0.0.2, opening a new one for each the
+  // node closes, until the root has connected.
+  std::atomic<bool> stop{false};
+  std::atomic<int> opened{0};
+  // No Catch assertions on this thread: they are not thread-safe.
+  auto connect_from_elsewhere = [port] {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    ::inet_pton(AF_INET, "127.0.0.2", &a.sin_addr);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    a.sin_port = htons(port);
+    ::inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    return fd;
+  };
+  std::thread stranger{[&] {
+    std::vector<int> held;
+    while (!stop) {
+      while (held.size() < 100) {
+        held.push_back(connect_from_elsewhere());
+        ++opened;
+      }
+      std::erase_if(held, [](int fd) {
+        char c;
+        if (::recv(fd, &c, 1, MSG_DONTWAIT) < 0 && errno == EAGAIN)
+          return false;
+        ::close(fd);  // closed by the node
+        return true;
+      });
+      std::this_thread::sleep_for(5ms);  // the stranger's pace, not an ordering
+    }
+    for (int fd : held)
+      ::close(fd);
+  }};
+  REQUIRE(test::eventually(10s, [&] { return opened >= 200; }));  // the node closes some
+  auto remote = node->connect("127.0.0.1:" + std::to_string(port), key, 5s);
+  CHECK(remote.connected());
+  stop = true;
+  stranger.join();
+  other.terminate();
+  other.join(10s);
+  CHECK_THAT(err.text(), Catch::Contains("refused a connection from 127.0.0.2:"));
+  CHECK_THAT(err.text(), Catch::Contains("too many handshakes in progress from this address"));
+}
+
+TEST_CASE("wrong keys from one address make it wait longer each time; other addresses do not wait") {
+  test::stderr_capture err;
+  test::scoped_node node;
+  auto key = mproc::authkey::generate();
+  auto port = node->listen(key);
+  auto wrong = mproc::authkey::generate();
+  // Wrong keys from 127.0.0.2 until a connection is refused before its challenge: the
+  // address waits 100 ms after the first, doubling, so a few tries in a row meet the wait.
+  bool made_to_wait = false;
+  for (int attempt = 0; attempt < 20 && !made_to_wait; ++attempt) {
+    int fd = raw_connect(port, "127.0.0.2");
+    auto mine = hs::fresh_nonce();
+    auto hello = hs::make_hello(mine);
+    ::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL);
+    std::array<std::uint8_t, hs::challenge_size> challenge{};
+    if (::recv(fd, challenge.data(), challenge.size(), MSG_WAITALL) != hs::challenge_size) {
+      made_to_wait = true;
+    } else {
+      hs::nonce theirs{};
+      hs::mac ignored{};
+      REQUIRE(hs::read_challenge(challenge, theirs, ignored));
+      auto forged = hs::client_mac(wrong.secret(), theirs, mine);
+      ::send(fd, forged.data(), forged.size(), MSG_NOSIGNAL);
+      CHECK(closed_by_other_side(fd));
+    }
+    ::close(fd);
+  }
+  CHECK(made_to_wait);
+  // A root from another address (127.0.0.1) proves the key at once.
+  int fd = authenticated_raw(port, key.secret());
+  ::close(fd);
+  CHECK_THAT(err.text(), Catch::Contains("from 127.0.0.2:"));
+  CHECK_THAT(err.text(), Catch::Contains("wrong authkey"));
+  CHECK_THAT(err.text(), Catch::Contains("wrong key(s) from this address"));
+}
+
+TEST_CASE("a connection that says nothing is closed long before the handshake's deadline") {
+  test::scoped_node node;
+  auto key = mproc::authkey::generate();
+  auto port = node->listen(key);
+  int fd = raw_connect(port, "127.0.0.3");
+  auto start = std::chrono::steady_clock::now();
+  CHECK(closed_by_other_side(fd));
+  // The silent deadline is 1 s, the handshake's 5 s: whole seconds apart.
+  CHECK(std::chrono::steady_clock::now() - start < 4s);
+  ::close(fd);
+}
+
+TEST_CASE("what a root spawned on a node ends when that root disconnects, unless it took a name") {
+  test::scoped_node node;
+  auto key = mproc::authkey::generate();
+  auto other = node->spawn_process("listening_node", {}, std::string{key.secret()});
+  auto port = node->request<std::int32_t>(other.actor(), 5s, caf::get_atom::value);
+  auto address = "127.0.0.1:" + std::to_string(port);
+  auto first = node->connect(address, key);
+  first.spawn("counted", false);
+  first.spawn("counted", false);
+  first.spawn("counted", true);
+  auto worker = first.spawn_process("echo_pid", "worker");
+  auto worker_pid = node->request<std::vector<std::int32_t>>(worker, 5s, std::int32_t{1}).at(1);
+  CHECK(test::running(worker_pid));
+
+  auto second = node->connect(address, key);
+  auto counter = second.spawn("count_alive");
+  auto alive = [&] { return node->request<std::int32_t>(counter, 5s, caf::get_atom::value); };
+  CHECK(alive() == 3);
+  first.disconnect();
+  CHECK(test::eventually(10s, [&] { return alive() == 1; }));  // the named one stays
+  CHECK(test::eventually(10s, [&] { return !test::running(worker_pid); }));
+  second.disconnect();
+  other.terminate();
+  CHECK(other.join(10s));
 }

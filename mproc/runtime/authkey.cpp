@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <set>
 
 #include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/internal/crypto.hpp"
@@ -24,6 +25,11 @@ std::string checked(std::string secret, const std::string& source) {
   if (secret.size() < authkey::min_size)
     refuse("the authkey from " + source + " has " + std::to_string(secret.size())
            + " bytes; at least " + std::to_string(authkey::min_size) + " are needed");
+  auto variety = std::set<char>(secret.begin(), secret.end()).size();
+  if (variety < authkey::min_variety)
+    refuse("the authkey from " + source + " has only " + std::to_string(variety)
+           + " different bytes; at least " + std::to_string(authkey::min_variety)
+           + " are needed (make one: head -c 32 /dev/urandom | base64)");
   return secret;
 }
 

@@ -13,18 +13,21 @@ namespace mproc {
 
 class authkey {
 public:
-  // Throws mproc::error bad_arguments: unreadable file, readable by group or others, shorter
-  // than min_size. A trailing newline is not part of the key.
+  // Every source refuses a key shorter than min_size bytes or with fewer than min_variety
+  // different bytes ("aaaaaaaaaaaaaaaaaaaa", "abcabcabcabcabcabc": guessed first).
+  // Throws mproc::error bad_arguments: unreadable file, readable by group or others, too
+  // short or too uniform. A trailing newline is not part of the key.
   static authkey from_file(const std::string& path);
-  // Throws mproc::error bad_arguments when unset or shorter than min_size.
+  // Throws mproc::error bad_arguments when unset, too short or too uniform.
   static authkey from_env(const char* variable = "MPROC_AUTHKEY");
   // From the program's own hands (e.g. a key it generated, passed to a child actor).
-  // Throws mproc::error bad_arguments when shorter than min_size.
+  // Throws mproc::error bad_arguments when too short or too uniform.
   static authkey from_string(std::string secret);
   // Random printable key of 32 bytes, e.g. to write into a file for other nodes.
   static authkey generate();
 
   static constexpr std::size_t min_size = 16;
+  static constexpr std::size_t min_variety = 8;
 
   std::string_view secret() const { return secret_; }
 

@@ -1,8 +1,10 @@
 #include "mproc/runtime/remote_node.hpp"
 
 #include <future>
+#include <optional>
 
 #include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
 
 #include "mproc/runtime/actor_registry.hpp"
 #include "mproc/runtime/errors.hpp"
@@ -29,26 +31,44 @@ caf::actor wait_for(std::future<caf::expected<caf::actor>> f, std::chrono::milli
   return std::move(*r);
 }
 
-// Runs on the remote node: starts one child process there and answers its actor.
+using starter_done_atom = caf::atom_constant<caf::atom("st_done")>;
+
+// Runs on the remote node: starts one child process there, answers its actor, and lives as
+// long as it. Spawned for a root, it is ended when that root goes (node_impl's
+// end_spawned_for), and takes its process along.
 caf::behavior mproc_process_starter(caf::event_based_actor* self) {
-  return {[=](const std::string& actor, const std::string& name,
-              const bytes& args) -> caf::result<caf::actor> {
-    auto rp = self->make_response_promise<caf::actor>();
-    try {
-      // Daemon: stopped when this node ends, so a node that loses its root leaves no orphans.
-      process p{this_node(), actor, {.name = name, .daemon = true}, from_bytes(args)};
-      p.start([rp, p](caf::error err) mutable {
-        if (err)
+  auto child = std::make_shared<std::optional<process>>();
+  self->set_exit_handler([=](caf::exit_msg& m) {
+    if (*child)
+      (*child)->terminate();  // SIGTERM: a process is asked to end as Python's terminate()
+    self->quit(m.reason);
+  });
+  return {
+    [=](const std::string& actor, const std::string& name,
+        const bytes& args) -> caf::result<caf::actor> {
+      auto rp = self->make_response_promise<caf::actor>();
+      try {
+        // Daemon: stopped when this node ends, so a node that loses its root leaves no orphans.
+        child->emplace(this_node(), actor, process_options{.name = name, .daemon = true},
+                       from_bytes(args));
+        caf::actor me = caf::actor_cast<caf::actor>(self);
+        (*child)->on_exit([me](int) { caf::anon_send(me, starter_done_atom::value); });
+        (*child)->start([rp, me, p = **child](caf::error err) mutable {
+          if (!err) {
+            rp.deliver(p.actor());
+            return;
+          }
           rp.deliver(std::move(err));
-        else
-          rp.deliver(p.actor());
-      });
-    } catch (const error& e) {
-      rp.deliver(e.reason());
-    }
-    self->quit();
-    return rp;
-  }};
+          caf::anon_send(me, starter_done_atom::value);  // it never ran: nothing to wait for
+        });
+      } catch (const error& e) {
+        rp.deliver(e.reason());
+        self->quit();
+      }
+      return rp;
+    },
+    [=](starter_done_atom) { self->quit(); },
+  };
 }
 
 const bool starter_registered =

@@ -29,7 +29,7 @@ CLIENT_ACTOR = 1
 
 class Client:
     """A connection to the node at `address` (host, port), authenticated with `authkey`
-    (bytes or str, at least 16 bytes; trailing newlines are dropped, as mproc drops them, so
+    (bytes or str, at least 16 bytes of which 8 differ; trailing newlines are dropped, as mproc drops them, so
     a key file's content can be passed as it is)."""
 
     def __init__(self, address, authkey, name="python", timeout=5.0):
@@ -38,6 +38,9 @@ class Client:
         authkey = authkey.rstrip(b"\r\n")  # as mproc does: a key file's newline is not the key
         if len(authkey) < 16:
             raise ValueError("an authkey has at least 16 bytes; this one has %d" % len(authkey))
+        if len(set(authkey)) < 8:
+            raise ValueError("an authkey has at least 8 different bytes; this one has %d"
+                             % len(set(authkey)))
         self.node = int.from_bytes(os.urandom(8), "big") or 1
         self.name = name
         self._sock = socket.create_connection(address, timeout=timeout)

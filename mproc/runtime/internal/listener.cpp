@@ -19,7 +19,9 @@ namespace mproc::detail {
 namespace hs = handshake;
 
 struct listener::pending {
-  std::string from;
+  std::string from;  // host:port
+  std::string host;  // the source address, which admission counts by
+  bool spoke = false;  // a byte arrived
   std::uint64_t token = 0;
   std::uint64_t timer = 0;
   bool challenged = false;  // hello read, challenge sent: the proof comes next
@@ -32,7 +34,7 @@ struct listener::pending {
 
 namespace {
 
-std::string address_of(const sockaddr_storage& a) {
+endpoint address_of(const sockaddr_storage& a) {
   char text[INET6_ADDRSTRLEN] = "?";
   endpoint e;
   if (a.ss_family == AF_INET) {
@@ -45,7 +47,7 @@ std::string address_of(const sockaddr_storage& a) {
     e.port = ntohs(v6.sin6_port);
   }
   e.host = text;
-  return e.text();
+  return e;
 }
 
 // The handshake's small messages fit a fresh socket's send buffer: all or nothing.
@@ -91,23 +93,43 @@ void listener::on_acceptable() {
         pause_accepting(std::strerror(errno));
       return;
     }
-    if (pending_.size() >= max_pending) {
-      refuse(fd, "too many connections still authenticating");
+    auto source = address_of(from);
+    auto now = io_loop::clock::now();
+    if (auto no = admission_.admit(source.host, now)) {
+      ::close(fd);
+      ++refused_;
+      admission_.log_refusal(source.text(), source.host, *no, at_.text(), now);
       continue;
     }
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     auto p = std::make_unique<pending>();
-    p->from = address_of(from);
+    p->from = source.text();
+    p->host = source.host;
     p->token = loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, fd](std::uint32_t) { on_readable(fd); });
-    p->timer = loop_.after(handshake_timeout, [this, fd] {
-      if (auto i = pending_.find(fd); i != pending_.end()) {
-        i->second->timer = 0;
-        refuse(fd, "no handshake within " + std::to_string(handshake_timeout.count()) + " s");
-      }
-    });
+    p->timer = loop_.after(silent_timeout, [this, fd] { on_deadline(fd); });
     pending_.emplace(fd, std::move(p));
   }
+}
+
+// A connection silent for silent_timeout is refused; one that spoke gets the rest of
+// handshake_timeout.
+void listener::on_deadline(int fd) {
+  auto i = pending_.find(fd);
+  if (i == pending_.end())
+    return;
+  auto& p = *i->second;
+  p.timer = 0;
+  if (!p.spoke) {
+    refuse(fd, "said nothing within " + std::to_string(silent_timeout.count()) + " s");
+    return;
+  }
+  p.timer = loop_.after(handshake_timeout - silent_timeout, [this, fd] {
+    if (auto j = pending_.find(fd); j != pending_.end()) {
+      j->second->timer = 0;
+      refuse(fd, "no handshake within " + std::to_string(handshake_timeout.count()) + " s");
+    }
+  });
 }
 
 void listener::pause_accepting(const std::string& why) {
@@ -131,6 +153,7 @@ void listener::on_readable(int fd) {
     refuse(fd, "closed during the handshake");
     return;
   }
+  p.spoke = true;
   p.have += static_cast<std::size_t>(r);
   if (p.have < p.want())
     return;
@@ -151,7 +174,7 @@ void listener::on_readable(int fd) {
     return;
   }
   if (!hs::same(hs::client_mac(key_, p.server, p.client), got)) {
-    refuse(fd, "wrong authkey");
+    refuse(fd, "wrong authkey", admission::outcome::wrong_key);
     return;
   }
   std::uint8_t verdict = hs::accepted;
@@ -162,30 +185,24 @@ void listener::on_readable(int fd) {
   finish(fd);
 }
 
-void listener::refuse(int fd, const std::string& why) {
-  std::string from = "?";
-  if (auto i = pending_.find(fd); i != pending_.end()) {
-    from = i->second->from;
-    loop_.cancel(i->second->timer);
-    loop_.remove(i->second->token, fd);
-    pending_.erase(i);
-  }
+void listener::refuse(int fd, const std::string& why, admission::outcome how) {
+  auto i = pending_.find(fd);
+  auto from = i->second->from;
+  auto host = i->second->host;
+  loop_.cancel(i->second->timer);
+  loop_.remove(i->second->token, fd);
+  pending_.erase(i);
   ::close(fd);
   ++refused_;
-  ++unlogged_;
   auto now = io_loop::clock::now();
-  if (now - last_log_ >= std::chrono::seconds{1}) {  // a flood must not flood the log too
-    log::warn("refused a connection from ", from, " on ", at_.text(), ": ", why,
-              unlogged_ > 1 ? " (" + std::to_string(unlogged_ - 1) + " more since the last report)"
-                            : std::string{});
-    unlogged_ = 0;
-    last_log_ = now;
-  }
+  admission_.done(host, how, now);
+  admission_.log_refusal(from, host, why, at_.text(), now);
 }
 
 void listener::finish(int fd) {
   auto i = pending_.find(fd);
   auto from = i->second->from;
+  admission_.done(i->second->host, admission::outcome::proven, io_loop::clock::now());
   loop_.cancel(i->second->timer);
   loop_.remove(i->second->token, fd);
   pending_.erase(i);

@@ -1,8 +1,9 @@
 // A node's TCP listening socket and the server side of the handshake, on the loop thread.
 //
 // Before a connection has proven the authkey it is only a fixed-size byte buffer: nothing is
-// decoded, at most max_pending such connections exist at once, and each gets handshake_timeout
-// to finish. Failures are logged at most once a second, with a count of the rest.
+// decoded, `admission` decides which connections may try (no source can fill the cap, wrong
+// keys make their address wait) and logs refusals. A connection must say something within
+// silent_timeout and finish within handshake_timeout.
 #pragma once
 
 #include <chrono>
@@ -12,6 +13,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "mproc/runtime/internal/admission.hpp"
 #include "mproc/runtime/internal/io_loop.hpp"
 #include "mproc/runtime/internal/tcp.hpp"
 
@@ -22,7 +24,7 @@ public:
   // Loop thread: `fd` is the authenticated socket, ready for frames; `from` the peer's address.
   using accepted_handler = std::function<void(int fd, const std::string& from)>;
 
-  static constexpr std::size_t max_pending = 64;
+  static constexpr std::chrono::seconds silent_timeout{1};
   static constexpr std::chrono::seconds handshake_timeout{5};
 
   // Any thread: binds now (so errors reach the caller); starts accepting on the loop.
@@ -43,8 +45,11 @@ private:
   void on_acceptable();
   void pause_accepting(const std::string& why);
   void on_readable(int fd);
-  void refuse(int fd, const std::string& why);
+  // Closes a pending connection; `how` tells admission how its try ended.
+  void refuse(int fd, const std::string& why,
+              admission::outcome how = admission::outcome::other);
   void finish(int fd);
+  void on_deadline(int fd);
 
   io_loop& loop_;
   endpoint at_;
@@ -56,8 +61,7 @@ private:
   std::uint64_t resume_timer_ = 0;
   std::unordered_map<int, std::unique_ptr<pending>> pending_;
   std::uint64_t refused_ = 0;
-  std::uint64_t unlogged_ = 0;
-  io_loop::clock::time_point last_log_{};
+  admission admission_;
 };
 
 } // namespace mproc::detail

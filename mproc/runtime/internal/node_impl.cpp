@@ -5,6 +5,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -227,7 +228,7 @@ void node_impl::run_exit_hooks() {
 
 // ---- serving peers ---------------------------------------------------------------------
 
-caf::expected<caf::actor> node_impl::spawn_for(peer&, const std::string& actor,
+caf::expected<caf::actor> node_impl::spawn_for(peer& from, const std::string& actor,
                                                const caf::message& args, bool main) {
   auto result = spawn_registered(*system_, actor, args);
   if (!result) {
@@ -236,6 +237,10 @@ caf::expected<caf::actor> node_impl::spawn_for(peer&, const std::string& actor,
     return result;
   }
   keep_alive(*result);
+  if (from.kind() == peer::role::remote) {
+    std::lock_guard guard{mtx_};
+    spawned_for_[&from].push_back(caf::actor_cast<caf::weak_actor_ptr>(*result));
+  }
   if (main && child_) {
     (*result)->attach_functor([this](const caf::error& reason) {
       // Through the loop, so that frames it is writing (the spawned answer, down messages)
@@ -263,6 +268,7 @@ void node_impl::on_peer_closed(const std::shared_ptr<peer>& p, const std::string
   if (!child) {
     p->fail(make_error(errc::link_lost, why));
     if (p->kind() == peer::role::remote) {
+      end_spawned_for(*p);
       std::lock_guard guard{mtx_};
       --remote_peers_;
       remote_changed_.notify_all();

@@ -155,6 +155,7 @@ private:
   value::array_t inspect_children(inspect_clock::time_point deadline);
   void request_exit(int code);
   void close_peers();
+  void end_spawned_for(const peer& gone);
   // Loop thread: a peer node on an authenticated socket.
   std::shared_ptr<peer> adopt_remote(int fd, const std::string& from);
   // Loop thread: heartbeats to a remote peer, and its closing when it falls silent.
@@ -191,6 +192,8 @@ private:
   std::set<std::shared_ptr<peer>> peers_;
   std::vector<std::shared_ptr<process_state>> children_;
   std::unordered_map<std::uint64_t, caf::actor> kept_alive_;
+  // What remote peers spawned here, ended when their peer goes (end_spawned_for).
+  std::unordered_map<const peer*, std::vector<caf::weak_actor_ptr>> spawned_for_;
   bool keeping_ = true;  // false once shutdown ended what was kept
   std::vector<std::function<void()>> exit_hooks_;
   std::unordered_map<std::string, caf::actor> names_;

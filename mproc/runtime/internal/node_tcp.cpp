@@ -1,6 +1,10 @@
 // Nodes over TCP: listening, connecting, adopting an authenticated socket as a peer,
-// heartbeats, and node mode's wait for roots. Part of node_impl.
+// heartbeats, node mode's wait for roots, and ending what a gone root spawned. Part of
+// node_impl.
+#include <algorithm>
 #include <future>
+
+#include <caf/send.hpp>
 
 #include "mproc/runtime/internal/node_impl.hpp"
 #include "mproc/runtime/log.hpp"
@@ -111,6 +115,28 @@ std::shared_ptr<peer> node_impl::connect(const endpoint& to, std::string_view ke
   if (!r)
     throw error(r.error(), system_->render(r.error()));
   return *r;
+}
+
+// A remote root is gone: what it spawned here ends with it (a process through its starter),
+// so a node serving forever does not keep what nobody can use. An actor that registered a
+// name stays: it made itself findable by others (docs/distributed.md).
+void node_impl::end_spawned_for(const peer& gone) {
+  std::vector<caf::weak_actor_ptr> spawned;
+  std::vector<caf::actor_id> named;
+  {
+    std::lock_guard guard{mtx_};
+    if (auto i = spawned_for_.find(&gone); i != spawned_for_.end()) {
+      spawned.swap(i->second);
+      spawned_for_.erase(i);
+    }
+    for (const auto& [name, actor] : names_)
+      named.push_back(actor.id());
+  }
+  for (const auto& weak : spawned) {
+    auto actor = caf::actor_cast<caf::actor>(weak);
+    if (actor && std::find(named.begin(), named.end(), actor.id()) == named.end())
+      caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
+  }
 }
 
 } // namespace mproc::detail
