@@ -39,9 +39,12 @@ std::vector<pid_t> inspect_roots() {
     DIR* d = ::opendir(dir.c_str());
     if (!d)
       continue;
+    // A live pid's socket is listed without connecting to it (asking it is the caller's
+    // business); one whose pid is gone is listed only if somebody listens there (a root in
+    // another pid namespace).
     while (const dirent* e = ::readdir(d))
       if (pid_t pid = detail::socket_pid(e->d_name);
-          pid != 0 && !detail::stale_socket(dir + "/" + e->d_name))
+          pid != 0 && (detail::process_exists(pid) || !detail::stale_socket(dir + "/" + e->d_name)))
         out.insert(pid);
     ::closedir(d);
   }

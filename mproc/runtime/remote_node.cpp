@@ -1,5 +1,6 @@
 #include "mproc/runtime/remote_node.hpp"
 
+#include <atomic>
 #include <future>
 #include <optional>
 
@@ -38,7 +39,11 @@ using starter_done_atom = caf::atom_constant<caf::atom("st_done")>;
 // end_spawned_for), and takes its process along.
 caf::behavior mproc_process_starter(caf::event_based_actor* self) {
   auto child = std::make_shared<std::optional<process>>();
+  // Set when the starter is told to end: a process still starting then is ended once it has
+  // started (terminate() before that has no process to signal).
+  auto ending = std::make_shared<std::atomic<bool>>(false);
   self->set_exit_handler([=](caf::exit_msg& m) {
+    *ending = true;
     if (*child)
       (*child)->terminate();  // SIGTERM: a process is asked to end as Python's terminate()
     self->quit(m.reason);
@@ -46,6 +51,8 @@ caf::behavior mproc_process_starter(caf::event_based_actor* self) {
   return {
     [=](const std::string& actor, const std::string& name,
         const bytes& args) -> caf::result<caf::actor> {
+      if (*child)
+        return make_error(errc::bad_arguments, "a process starter starts one process");
       auto rp = self->make_response_promise<caf::actor>();
       try {
         // Daemon: stopped when this node ends, so a node that loses its root leaves no orphans.
@@ -53,9 +60,11 @@ caf::behavior mproc_process_starter(caf::event_based_actor* self) {
                        from_bytes(args));
         caf::actor me = caf::actor_cast<caf::actor>(self);
         (*child)->on_exit([me](int) { caf::anon_send(me, starter_done_atom::value); });
-        (*child)->start([rp, me, p = **child](caf::error err) mutable {
+        (*child)->start([rp, me, ending, p = **child](caf::error err) mutable {
           if (!err) {
             rp.deliver(p.actor());
+            if (*ending)
+              p.terminate();  // its root left while it started
             return;
           }
           rp.deliver(std::move(err));

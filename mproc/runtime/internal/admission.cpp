@@ -6,23 +6,19 @@
 
 namespace mproc::detail {
 
-namespace {
-
-constexpr std::size_t sweep_above = 1024;  // table entries before a sweep
-
-} // namespace
-
 std::optional<std::string> admission::admit(const std::string& host, clock::time_point now) {
-  if (sources_.size() > sweep_above || logged_.size() > sweep_above)
-    sweep(now);
-  auto& s = sources_[host];
-  if (now < s.wait_until)
-    return "waiting after " + std::to_string(s.wrong_keys) + " wrong key(s) from this address";
-  if (s.pending >= max_pending_per_source)
-    return "too many handshakes in progress from this address";
+  sweep_if_grown(now);
+  auto i = sources_.find(host);  // refusals add no entry: a scan must not grow the table
+  if (i != sources_.end()) {
+    if (now < i->second.wait_until)
+      return "waiting after " + std::to_string(i->second.wrong_keys)
+             + " wrong key(s) from this address";
+    if (i->second.pending >= max_pending_per_source)
+      return "too many handshakes in progress from this address";
+  }
   if (pending_ >= max_pending)
     return "too many handshakes in progress";
-  ++s.pending;
+  ++sources_[host].pending;
   ++pending_;
   return std::nullopt;
 }
@@ -42,8 +38,7 @@ void admission::done(const std::string& host, outcome how, clock::time_point now
   } else if (how == outcome::wrong_key) {
     ++s.wrong_keys;
     auto shift = std::min<std::uint32_t>(s.wrong_keys - 1, 20);
-    auto wait = std::min(max_backoff, first_backoff * (std::int64_t{1} << shift));
-    s.wait_until = now + wait;
+    s.wait_until = now + std::min(max_backoff, first_backoff * (std::int64_t{1} << shift));
   }
   if (s.pending == 0 && s.wrong_keys == 0)
     sources_.erase(i);
@@ -53,8 +48,10 @@ void admission::log_refusal(const std::string& from, const std::string& host,
                             const std::string& why, const std::string& listening,
                             clock::time_point now) {
   auto& slot = logged_[host + '\n' + why];
-  if (slot.last != clock::time_point{} && now - slot.last < std::chrono::seconds{1}) {
-    ++slot.unlogged;  // a flood must not flood the log too
+  // At most once a second per address and reason, and max_lines_per_second in all: many
+  // addresses must not flood the log either.
+  if (now - slot.last < std::chrono::seconds{1} || !take_line(now)) {
+    ++slot.unlogged;
     return;
   }
   log::warn("refused a connection from ", from, " on ", listening, ": ", why,
@@ -66,13 +63,40 @@ void admission::log_refusal(const std::string& from, const std::string& host,
   slot.last = now;
 }
 
-void admission::sweep(clock::time_point now) {
+bool admission::take_line(clock::time_point now) {
+  if (now - second_start_ >= std::chrono::seconds{1}) {
+    if (lines_dropped_ > 0)
+      log::warn("refused connections: ", lines_dropped_,
+                " report(s) left out in the last second (too many addresses)");
+    second_start_ = now;
+    lines_ = 0;
+    lines_dropped_ = 0;
+  }
+  if (lines_ >= max_lines_per_second) {
+    ++lines_dropped_;
+    return false;
+  }
+  ++lines_;
+  return true;
+}
+
+void admission::sweep_if_grown(clock::time_point now) {
+  if (sources_.size() + logged_.size() < sweep_at_)
+    return;
   std::erase_if(sources_, [&](const auto& e) {
     return e.second.pending == 0 && e.second.wait_until + max_backoff < now;
   });
+  // A slot quiet for a second says what it left unsaid, then goes.
   std::erase_if(logged_, [&](const auto& e) {
-    return e.second.unlogged == 0 && now - e.second.last > std::chrono::seconds{10};
+    if (now - e.second.last < std::chrono::seconds{1})
+      return false;
+    if (e.second.unlogged > 0 && take_line(now))
+      log::warn("refused ", e.second.unlogged, " more connection(s) from ",
+                e.first.substr(0, e.first.find('\n')), ": ", e.first.substr(e.first.find('\n') + 1));
+    return true;
   });
+  // Amortised: the next sweep when the tables have doubled.
+  sweep_at_ = std::max(min_sweep_at, 2 * (sources_.size() + logged_.size()));
 }
 
 } // namespace mproc::detail

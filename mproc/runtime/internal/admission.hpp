@@ -7,7 +7,9 @@
 //   wrong key in a row up to max_backoff; a proven key clears it. Connections that arrive
 //   while it waits are refused at once, before anything is sent to them.
 // - Each refusal is logged with its address and reason, at most once a second per address
-//   and reason, with the count of those not logged since.
+//   and reason, with the count of those not logged since, and max_lines_per_second lines in
+//   all.
+// An address is an IPv4 address, or an IPv6 /64 (one host may hold a whole /64).
 // Loop thread only.
 #pragma once
 
@@ -28,6 +30,7 @@ public:
   static constexpr std::size_t max_pending_per_source = 8;
   static constexpr std::chrono::milliseconds first_backoff{100};
   static constexpr std::chrono::milliseconds max_backoff{30'000};
+  static constexpr std::size_t max_lines_per_second = 20;
 
   // Nothing when a handshake from `host` may start now (it then counts as pending until
   // done()); else the reason to refuse it.
@@ -53,13 +56,20 @@ private:
     std::uint64_t unlogged = 0;
     clock::time_point last{};
   };
-  // Forgets sources with nothing pending and no wait left, and old log slots, once the
-  // tables grow: a scan of many addresses must not grow them without bound.
-  void sweep(clock::time_point now);
+  // Forgets sources with nothing pending and no wait left, and log slots quiet for a second
+  // (logging what they counted), once the tables have doubled since the last sweep.
+  void sweep_if_grown(clock::time_point now);
+  // One more log line this second, within max_lines_per_second.
+  bool take_line(clock::time_point now);
 
+  static constexpr std::size_t min_sweep_at = 1024;
   std::size_t pending_ = 0;
   std::unordered_map<std::string, source> sources_;
   std::unordered_map<std::string, log_slot> logged_;  // by address and reason
+  std::size_t sweep_at_ = min_sweep_at;
+  clock::time_point second_start_{};
+  std::size_t lines_ = 0;
+  std::uint64_t lines_dropped_ = 0;
 };
 
 } // namespace mproc::detail

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -90,6 +91,10 @@ pid_t socket_pid(const char* name) {
   if (errno != 0 || end == name || pid <= 0 || std::strcmp(end, ".sock") != 0)
     return 0;
   return static_cast<pid_t>(pid);
+}
+
+bool process_exists(pid_t pid) {
+  return ::kill(pid, 0) == 0 || errno != ESRCH;
 }
 
 bool stale_socket(const std::string& path) {

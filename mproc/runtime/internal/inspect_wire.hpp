@@ -27,6 +27,9 @@ bool private_directory(const std::string& dir);
 // The pid of a "<pid>.sock" name, else 0.
 pid_t socket_pid(const char* name);
 
+// A process with this pid exists in this pid namespace (kill(pid, 0) does not say ESRCH).
+bool process_exists(pid_t pid);
+
 // Nobody listens at `path` (its root ended without removing it): a connection is refused.
 // A socket whose listener is busy (its backlog full, as a stopped root's) is not stale.
 bool stale_socket(const std::string& path);

@@ -39,16 +39,19 @@ bool make_private_directory(const std::string& dir) {
   return true;
 }
 
-// Sockets left by roots that ended without removing them (SIGKILL): nobody listens there.
-// (Not judged by their pid: roots in other pid namespaces may share the directory.)
+// Sockets left by roots that ended without removing them (SIGKILL). The sockets of live
+// roots are not even connected to (each connection is work, and a descriptor, in that
+// root); one whose pid is gone here, or is ours, is removed once nobody listens on it (a
+// root in another pid namespace sharing the directory may).
 void remove_stale(const std::string& dir) {
   DIR* d = ::opendir(dir.c_str());
   if (!d)
     return;
   while (const dirent* e = ::readdir(d)) {
     auto path = dir + "/" + e->d_name;
-    if (socket_pid(e->d_name) != 0 && stale_socket(path))
-      ::unlink(path.c_str());
+    if (pid_t pid = socket_pid(e->d_name); pid != 0 && (!process_exists(pid) || pid == ::getpid()))
+      if (stale_socket(path))
+        ::unlink(path.c_str());
   }
   ::closedir(d);
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -20,7 +21,7 @@ namespace hs = handshake;
 
 struct listener::pending {
   std::string from;  // host:port
-  std::string host;  // the source address, which admission counts by
+  std::string host;  // the source admission counts it under (source_of)
   bool spoke = false;  // a byte arrived
   std::uint64_t token = 0;
   std::uint64_t timer = 0;
@@ -48,6 +49,20 @@ endpoint address_of(const sockaddr_storage& a) {
   }
   e.host = text;
   return e;
+}
+
+// What admission counts a connection under: its IPv4 address, or its IPv6 /64 (a host is
+// commonly given a whole /64, so one address per connection would be no limit).
+std::string source_of(const sockaddr_storage& a, const endpoint& e) {
+  if (a.ss_family != AF_INET6)
+    return e.host;
+  auto v6 = reinterpret_cast<const sockaddr_in6&>(a).sin6_addr;
+  if (IN6_IS_ADDR_V4MAPPED(&v6))
+    return e.host;
+  std::fill(v6.s6_addr + 8, v6.s6_addr + 16, std::uint8_t{0});
+  char text[INET6_ADDRSTRLEN] = "?";
+  ::inet_ntop(AF_INET6, &v6, text, sizeof text);
+  return std::string{text} + "/64";
 }
 
 // The handshake's small messages fit a fresh socket's send buffer: all or nothing.
@@ -93,19 +108,20 @@ void listener::on_acceptable() {
         pause_accepting(std::strerror(errno));
       return;
     }
-    auto source = address_of(from);
+    auto address = address_of(from);
+    auto source = source_of(from, address);
     auto now = io_loop::clock::now();
-    if (auto no = admission_.admit(source.host, now)) {
+    if (auto no = admission_.admit(source, now)) {
       ::close(fd);
       ++refused_;
-      admission_.log_refusal(source.text(), source.host, *no, at_.text(), now);
+      admission_.log_refusal(address.text(), source, *no, at_.text(), now);
       continue;
     }
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     auto p = std::make_unique<pending>();
-    p->from = source.text();
-    p->host = source.host;
+    p->from = address.text();
+    p->host = source;
     p->token = loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, fd](std::uint32_t) { on_readable(fd); });
     p->timer = loop_.after(silent_timeout, [this, fd] { on_deadline(fd); });
     pending_.emplace(fd, std::move(p));

@@ -239,7 +239,12 @@ caf::expected<caf::actor> node_impl::spawn_for(peer& from, const std::string& ac
   keep_alive(*result);
   if (from.kind() == peer::role::remote) {
     std::lock_guard guard{mtx_};
-    spawned_for_[&from].push_back(caf::actor_cast<caf::weak_actor_ptr>(*result));
+    auto& spawned = spawned_for_[&from];
+    // A root that stays connected and spawns per task: forget the ended ones now and then
+    // (at each power of two), so the list follows what lives.
+    if (spawned.size() >= 64 && (spawned.size() & (spawned.size() - 1)) == 0)
+      std::erase_if(spawned, [](const caf::weak_actor_ptr& w) { return !w.lock(); });
+    spawned.push_back(caf::actor_cast<caf::weak_actor_ptr>(*result));
   }
   if (main && child_) {
     (*result)->attach_functor([this](const caf::error& reason) {

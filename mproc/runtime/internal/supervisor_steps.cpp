@@ -1,0 +1,230 @@
+// The supervisor's plans, step by step: start a child (a process, or an actor in this node),
+// stop one (asked, then killed after its shutdown time), and what finishes each step. Part
+// of the supervisor actor (supervisor_state.hpp).
+#include <unistd.h>
+
+#include <cstdio>
+
+#include <caf/actor_system.hpp>
+#include <caf/send.hpp>
+
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/errors.hpp"
+#include "mproc/runtime/internal/child_ref.hpp"
+#include "mproc/runtime/internal/supervisor_protocol.hpp"
+#include "mproc/runtime/internal/supervisor_state.hpp"
+#include "mproc/runtime/log.hpp"
+#include "mproc/runtime/node.hpp"
+
+namespace mproc::detail::sup {
+
+// OTP's default for workers; for supervisors, long enough to stop their own children.
+constexpr std::chrono::milliseconds worker_shutdown{5000};
+constexpr std::chrono::milliseconds supervisor_shutdown{30000};
+
+const char* to_string(child_state s) {
+  switch (s) {
+    case child_state::starting: return "starting";
+    case child_state::running: return "running";
+    case child_state::restarting: return "restarting";
+    case child_state::stopping: return "stopping";
+    case child_state::stopped: return "stopped";
+  }
+  return "?";
+}
+std::string who(const sup_state& st) {
+  char node_id[17];
+  std::snprintf(node_id, sizeof node_id, "%016llx",
+                static_cast<unsigned long long>(this_node().id()));
+  return "supervisor '" + st.flags.name + "' (node " + node_id + ", pid "
+         + std::to_string(::getpid()) + ")";
+}
+
+child* find(sup_state& st, const std::string& id) {
+  for (auto& c : st.children)
+    if (c.spec.id == id)
+      return &c;
+  return nullptr;
+}
+
+std::size_t index_of(const sup_state& st, const std::string& id) {
+  for (std::size_t i = 0; i < st.children.size(); ++i)
+    if (st.children[i].spec.id == id)
+      return i;
+  return st.children.size();
+}
+
+bool is_live(child_state s) {
+  return s == child_state::starting || s == child_state::running || s == child_state::stopping;
+}
+
+std::chrono::milliseconds shutdown_timeout(const child_spec& spec) {
+  if (spec.shutdown.count() > 0)
+    return spec.shutdown;
+  return spec.type == child_type::supervisor ? supervisor_shutdown : worker_shutdown;
+}
+
+// ---- steps -----------------------------------------------------------------------------
+
+void finish_step(sup_actor* self, const state_ptr& st, caf::error err) {
+  if (st->current_step && st->current_step->done) {
+    auto& s = *st->current_step;
+    if (err)
+      s.done->deliver(err);
+    else if (s.answer_with_id)
+      s.done->deliver(s.id);
+    else
+      s.done->deliver(caf::unit);
+  }
+  st->current_step.reset();
+  run_next(self, st);
+}
+
+void point_ref(child& c, caf::actor current) {
+  caf::anon_send(c.ref, sup_current_atom::value, std::move(current));
+}
+
+void started(sup_actor* self, const state_ptr& st, child& c, caf::actor actor) {
+  c.current = std::move(actor);
+  c.state = child_state::running;
+  c.started_at = clock_type::now();
+  point_ref(c, c.current);
+  log::info(who(*st), ": started child '", c.spec.id, "' (",
+            c.proc ? "pid " + std::to_string(c.proc->pid()) : std::string{"in-process"}, ")");
+  finish_step(self, st);
+}
+
+void start_failed(sup_actor* self, const state_ptr& st, child& c, const caf::error& err) {
+  c.state = child_state::stopped;
+  c.proc.reset();
+  auto text = self->system().render(err);
+  log::warn(who(*st), ": child '", c.spec.id, "' failed to start: ", text);
+  if (st->initializing && !st->init_error)
+    st->init_error = err;
+  else if (!st->shutting_down)  // counts as a failure: restart policy and intensity decide
+    st->deferred.push_back({c.spec.id, c.incarnation, true, "failed to start: " + text});
+  finish_step(self, st, err);
+}
+
+void start_process_child(sup_actor* self, const state_ptr& st, child& c) {
+  c.proc.emplace(this_node(), c.spec.actor,
+                 process_options{.name = st->flags.name + "/" + c.spec.id, .daemon = true},
+                 c.spec.args);
+  caf::actor me = caf::actor_cast<caf::actor>(self);
+  auto id = c.spec.id;
+  auto inc = c.incarnation;
+  c.proc->on_exit([me, id, inc](int code) {
+    caf::anon_send(me, sup_exited_atom::value, id, inc, code);
+  });
+  c.proc->start([me, id, inc](caf::error err) {
+    caf::anon_send(me, sup_started_atom::value, id, inc, std::move(err));
+  });
+}
+
+void start_in_process_child(sup_actor* self, const state_ptr& st, child& c) {
+  auto actor = spawn_registered(self->system(), c.spec.actor, c.spec.args);
+  if (!actor) {
+    start_failed(self, st, c, actor.error());
+    return;
+  }
+  self->monitor(*actor);
+  started(self, st, c, std::move(*actor));
+}
+
+void do_start(sup_actor* self, const state_ptr& st, child& c) {
+  ++c.incarnation;
+  c.state = child_state::starting;
+  c.needed_kill = false;
+  if (c.spec.in_process)
+    start_in_process_child(self, st, c);
+  else
+    start_process_child(self, st, c);
+}
+
+void kill_now(child& c) {
+  c.needed_kill = true;
+  if (c.proc)
+    c.proc->kill();
+  else if (c.current)
+    caf::anon_send_exit(c.current, caf::exit_reason::kill);
+}
+
+void do_stop(sup_actor* self, child& c) {
+  if (!is_live(c.state)) {  // already down: nothing to wait for
+    c.state = child_state::stopped;
+    return;
+  }
+  c.state = child_state::stopping;
+  point_ref(c, {});
+  if (c.spec.brutal_kill) {
+    kill_now(c);
+    return;
+  }
+  // Supervisors get an exit message, so that they stop their own children in order;
+  // process workers get SIGTERM, as Python's terminate().
+  if (c.spec.type == child_type::supervisor || !c.proc) {
+    if (c.current)
+      caf::anon_send_exit(c.current, caf::exit_reason::user_shutdown);
+  } else {
+    c.proc->terminate();
+  }
+  self->delayed_send(self, shutdown_timeout(c.spec), sup_kill_atom::value, c.spec.id,
+                     c.incarnation);
+}
+
+void run_next(sup_actor* self, const state_ptr& st) {
+  while (!st->current_step && !st->plan.empty()) {
+    st->current_step = std::move(st->plan.front());
+    st->plan.pop_front();
+    auto* c = find(*st, st->current_step->id);
+    if (c == nullptr) {
+      finish_step(self, st, make_error(errc::no_such_actor, "no child '" + st->current_step->id + "'"));
+      return;
+    }
+    if (st->current_step->kind == step::start) {
+      do_start(self, st, *c);
+      return;  // finished by started / start_failed
+    }
+    do_stop(self, *c);
+    if (c->state == child_state::stopping)
+      return;  // finished by the child's end
+    // It had ended on its own while another step ran: that end was put off, and is settled
+    // by this stop now (terminate_child must not see it restarted afterwards).
+    std::erase_if(st->deferred, [&](const ending& e) {
+      return e.id == c->spec.id && e.incarnation == c->incarnation;
+    });
+    st->current_step.reset();
+  }
+  if (st->current_step)
+    return;
+  // The plan is done.
+  if (st->initializing) {
+    st->initializing = false;
+    if (st->init_error) {  // OTP: a child that cannot start fails the supervisor's start
+      for (auto it = st->children.rbegin(); it != st->children.rend(); ++it)
+        st->plan.push_back({step::stop, it->spec.id, std::nullopt});
+      st->shutting_down = true;
+      st->quit_reason = st->init_error;
+      run_next(self, st);
+      return;
+    }
+    for (auto& rp : st->ready_waiters)
+      rp.deliver(caf::unit);
+    st->ready_waiters.clear();
+  }
+  if (st->shutting_down) {
+    for (auto& rp : st->stop_waiters)
+      rp.deliver(st->needed_kill);
+    for (auto& rp : st->ready_waiters)
+      rp.deliver(st->quit_reason);
+    self->quit(st->quit_reason);
+    return;
+  }
+  while (!st->deferred.empty() && !st->current_step && st->plan.empty()) {
+    auto e = std::move(st->deferred.front());
+    st->deferred.pop_front();
+    handle_ending(self, st, std::move(e));
+  }
+}
+
+} // namespace mproc::detail::sup
