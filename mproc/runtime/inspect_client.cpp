@@ -13,12 +13,19 @@ namespace mproc {
 
 namespace {
 
-// The directories a root of this user may have used that are this user's alone.
+// The directories a root of this user may have used: inspect_directory(), and
+// /tmp/mproc-<uid> for roots started without XDG_RUNTIME_DIR.
+std::vector<std::string> candidate_directories() {
+  std::vector<std::string> out{inspect_directory()};
+  if (auto tmp = "/tmp/mproc-" + std::to_string(::getuid()); tmp != out.front())
+    out.push_back(tmp);
+  return out;
+}
+
+// Those of them that are this user's alone: the only ones read.
 std::vector<std::string> trusted_directories() {
-  std::vector<std::string> out;
-  for (auto dir : {inspect_directory(), "/tmp/mproc-" + std::to_string(::getuid())})
-    if (detail::private_directory(dir) && std::find(out.begin(), out.end(), dir) == out.end())
-      out.push_back(dir);
+  auto out = candidate_directories();
+  std::erase_if(out, [](const std::string& dir) { return !detail::private_directory(dir); });
   return out;
 }
 
@@ -59,10 +66,13 @@ value inspect_node(pid_t pid, std::chrono::milliseconds timeout) {
       path = p;
       break;
     }
-  if (path.empty())
+  if (path.empty()) {
+    std::string dirs;
+    for (const auto& dir : candidate_directories())
+      dirs += (dirs.empty() ? "" : " or ") + dir;
     fail(errc::unreachable, "no mproc root with pid " + std::to_string(pid) + " has a socket in "
-                              + inspect_directory() + " (or /tmp/mproc-" + std::to_string(::getuid())
-                              + ")");
+                              + dirs);
+  }
   closer guard{detail::connect_inspect_socket(path, deadline)};
   detail::write_inspect_frame(guard.fd, value::map_t{{"op", "ps"}}, deadline);
   auto reply = detail::read_inspect_frame(guard.fd, detail::max_inspect_reply, deadline);

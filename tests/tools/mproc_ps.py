@@ -156,6 +156,24 @@ try:
     hello = subprocess.run([HELLO], capture_output=True, text=True, timeout=60)
     check(hello.returncode == 0, "another root runs")
     check(not os.path.exists(f"{sock_dir}/{root}.sock"), "and removed the dead root's socket")
+
+    # Asked again and again while its consumers are SIGKILLed every 30 ms: every answer
+    # comes, the demo loses nothing, and asking never gets in the way of its end.
+    killed = subprocess.Popen([DEMO, "--items", "300000", "--kill-every", "30"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    wait_until("the killed demo's socket",
+               lambda: os.path.exists(f"{sock_dir}/{killed.pid}.sock") or killed.poll() is not None)
+    asked = answered = 0
+    while killed.poll() is None:
+        r = mproc("ps", str(killed.pid), "--json")
+        asked += 1
+        if r.returncode == 0 and json.loads(r.stdout)["pid"] == killed.pid:
+            answered += 1
+        elif killed.poll() is None and "no mproc root" not in r.stderr:
+            check(False, f"an ask during the kills failed: {r.stderr.strip()!r}")
+    out = killed.communicate()[0]
+    check(killed.returncode == 0 and "lost=0" in out, f"the killed demo lost nothing: {out.strip()[-120:]!r}")
+    check(answered >= 1, f"{answered} of {asked} asks during the kills answered")
     check(os.listdir(sock_dir) == [], f"nothing is left: {os.listdir(sock_dir)}")
 finally:
     if demo.poll() is None:
