@@ -251,6 +251,25 @@ TEST_CASE("a root's socket is its user's alone and goes with it; a dead root's g
   CHECK_FALSE(std::filesystem::exists(socket_path(::getpid())));
   CHECK_THROWS_AS(mproc::inspect_node(::getpid(), 2s), mproc::error);
 
+  // A socket at this pid's path that somebody listens on (a root of another pid namespace
+  // sharing the directory) is neither taken over nor removed: introspection is off.
+  {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strcpy(addr.sun_path, socket_path(::getpid()).c_str());
+    int other = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(::bind(other, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(other, 1) == 0);
+    {
+      test::stderr_capture err;
+      test::scoped_node node;
+      CHECK_THAT(err.text(), Catch::Contains("introspection off"));
+    }
+    CHECK(std::filesystem::exists(socket_path(::getpid())));
+    ::close(other);
+    ::unlink(socket_path(::getpid()).c_str());
+  }
+
   // A directory others may enter is not used: the node runs, without a socket.
   ::chmod(mproc::inspect_directory().c_str(), 0755);
   {

@@ -114,14 +114,14 @@ bool inspector::listen_at(const std::string& dir) {
   }
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  bool bound = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   // The directory is 0700, so nobody else can reach the socket between bind and chmod.
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0
-      || ::chmod(path.c_str(), 0600) != 0 || ::listen(fd, 8) != 0) {
+  if (!bound || ::chmod(path.c_str(), 0600) != 0 || ::listen(fd, 8) != 0) {
     log::warn("introspection off: cannot listen at ", path, ": ", std::strerror(errno));
-    if (fd >= 0) {
+    if (bound)
+      ::unlink(path.c_str());  // ours; a socket that was there already (bind failed) is not
+    if (fd >= 0)
       ::close(fd);
-      ::unlink(path.c_str());
-    }
     return false;
   }
   listen_fd_ = fd;
