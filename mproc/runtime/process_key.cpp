@@ -109,7 +109,17 @@ bool process_running(process_key key) {
 }
 
 namespace detail {
+
 void forget_process_key() { forget_in_child(); }
+
+bool process_start_ticks(pid_t pid, std::uint64_t& ticks) {
+  stat_fields f;
+  if (!read_stat(pid, f))
+    return false;
+  ticks = f.start_time;
+  return true;
+}
+
 } // namespace detail
 
 } // namespace mproc

@@ -29,6 +29,9 @@ inline pid_t pid_of(process_key key) { return static_cast<pid_t>(key >> 32); }
 namespace detail {
 // A child made by cloning (the fork server) computes its key afresh.
 void forget_process_key();
+// When `pid` started, in clock ticks since boot (field 22 of /proc/<pid>/stat); false when
+// it is gone.
+bool process_start_ticks(pid_t pid, std::uint64_t& ticks);
 }
 
 } // namespace mproc

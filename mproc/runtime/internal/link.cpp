@@ -1,9 +1,8 @@
 #include "mproc/runtime/internal/link.hpp"
 
 #include "mproc/runtime/internal/fd_passing.hpp"
+#include "mproc/runtime/internal/tcp.hpp"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -98,18 +97,9 @@ std::string link::remote_address() const {
     if (closed_ || ::getpeername(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
       return {};
   }
-  char host[INET6_ADDRSTRLEN] = {};
-  if (addr.ss_family == AF_INET) {
-    const auto& a = reinterpret_cast<const sockaddr_in&>(addr);
-    ::inet_ntop(AF_INET, &a.sin_addr, host, sizeof host);
-    return std::string{host} + ":" + std::to_string(ntohs(a.sin_port));
-  }
-  if (addr.ss_family == AF_INET6) {
-    const auto& a = reinterpret_cast<const sockaddr_in6&>(addr);
-    ::inet_ntop(AF_INET6, &a.sin6_addr, host, sizeof host);
-    return "[" + std::string{host} + "]:" + std::to_string(ntohs(a.sin6_port));
-  }
-  return {};
+  if (addr.ss_family != AF_INET && addr.ss_family != AF_INET6)
+    return {};
+  return endpoint_of(addr).text();
 }
 
 bool link::closed_by_peer() const {

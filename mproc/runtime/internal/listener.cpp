@@ -35,22 +35,6 @@ struct listener::pending {
 
 namespace {
 
-endpoint address_of(const sockaddr_storage& a) {
-  char text[INET6_ADDRSTRLEN] = "?";
-  endpoint e;
-  if (a.ss_family == AF_INET) {
-    const auto& v4 = reinterpret_cast<const sockaddr_in&>(a);
-    ::inet_ntop(AF_INET, &v4.sin_addr, text, sizeof text);
-    e.port = ntohs(v4.sin_port);
-  } else {
-    const auto& v6 = reinterpret_cast<const sockaddr_in6&>(a);
-    ::inet_ntop(AF_INET6, &v6.sin6_addr, text, sizeof text);
-    e.port = ntohs(v6.sin6_port);
-  }
-  e.host = text;
-  return e;
-}
-
 // What admission counts a connection under: its IPv4 address, or its IPv6 /64 (a host is
 // commonly given a whole /64, so one address per connection would be no limit).
 std::string source_of(const sockaddr_storage& a, const endpoint& e) {
@@ -108,7 +92,7 @@ void listener::on_acceptable() {
         pause_accepting(std::strerror(errno));
       return;
     }
-    auto address = address_of(from);
+    auto address = endpoint_of(from);
     auto source = source_of(from, address);
     auto now = io_loop::clock::now();
     if (auto no = admission_.admit(source, now)) {

@@ -7,7 +7,6 @@
 #include <optional>
 #include <cmath>
 #include <fstream>
-#include <sstream>
 
 #include <caf/blocking_actor.hpp>
 #include <caf/event_based_actor.hpp>
@@ -18,6 +17,7 @@
 #include "mproc/runtime/internal/inspect_sources.hpp"
 #include "mproc/runtime/internal/node_impl.hpp"
 #include "mproc/runtime/message_types.hpp"
+#include "mproc/runtime/process_key.hpp"
 
 namespace mproc::detail {
 
@@ -49,27 +49,16 @@ const char* method_name(start_method m) {
 // Seconds since `pid` started and its resident set in bytes, from /proc (nothing when the
 // process is gone or not ours to read).
 void add_proc_facts(value::map_t& m, pid_t pid) {
-  auto dir = "/proc/" + std::to_string(pid);
-  std::ifstream stat{dir + "/stat"};
-  std::string line;
-  if (!std::getline(stat, line))
+  std::uint64_t start_ticks = 0;
+  if (!process_start_ticks(pid, start_ticks))
     return;
-  auto close = line.rfind(')');  // the command name may hold spaces and parentheses
-  if (close == std::string::npos)
-    return;
-  std::istringstream fields{line.substr(close + 2)};
-  std::string field;
-  unsigned long long start_ticks = 0;
-  for (int i = 3; i <= 22 && fields >> field; ++i)  // field 22: starttime, in clock ticks
-    if (i == 22)
-      start_ticks = std::stoull(field);
   double since_boot = 0;
   std::ifstream{"/proc/uptime"} >> since_boot;
   auto ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
   auto up = std::max(0.0, since_boot - static_cast<double>(start_ticks) / ticks);
   m.emplace_back("uptime", std::round(up * 100) / 100);  // /proc counts in ticks of 10 ms
   unsigned long long size = 0, resident = 0;
-  if (std::ifstream{dir + "/statm"} >> size >> resident)
+  if (std::ifstream{"/proc/" + std::to_string(pid) + "/statm"} >> size >> resident)
     m.emplace_back("rss", static_cast<std::uint64_t>(resident * ::sysconf(_SC_PAGESIZE)));
 }
 

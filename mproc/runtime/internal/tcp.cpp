@@ -1,5 +1,6 @@
 #include "mproc/runtime/internal/tcp.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -139,6 +140,22 @@ int connect_any(const endpoint& to, clock_type::time_point deadline) {
 }
 
 } // namespace
+
+endpoint endpoint_of(const sockaddr_storage& a) {
+  char text[INET6_ADDRSTRLEN] = "?";
+  endpoint e;
+  if (a.ss_family == AF_INET) {
+    const auto& v4 = reinterpret_cast<const sockaddr_in&>(a);
+    ::inet_ntop(AF_INET, &v4.sin_addr, text, sizeof text);
+    e.port = ntohs(v4.sin_port);
+  } else {
+    const auto& v6 = reinterpret_cast<const sockaddr_in6&>(a);
+    ::inet_ntop(AF_INET6, &v6.sin6_addr, text, sizeof text);
+    e.port = ntohs(v6.sin6_port);
+  }
+  e.host = text;
+  return e;
+}
 
 std::string endpoint::text() const {
   return host.find(':') != std::string::npos ? "[" + host + "]:" + std::to_string(port)

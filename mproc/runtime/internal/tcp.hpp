@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+struct sockaddr_storage;  // <sys/socket.h>
+
 namespace mproc::detail {
 
 struct endpoint {
@@ -14,6 +16,9 @@ struct endpoint {
   std::uint16_t port = 0;
   std::string text() const;
 };
+
+// The numeric address and port of an IPv4 or IPv6 socket address ("?" as host otherwise).
+endpoint endpoint_of(const sockaddr_storage& a);
 
 // "127.0.0.1:7000", "[::1]:7000", "localhost:7000". Throws mproc::error bad_arguments.
 endpoint parse_endpoint(std::string_view text);
