@@ -51,6 +51,10 @@ def workloads(build):
     table["tcp_pingpong"] = {"mproc": mproc("bench_transport", "tcp_pingpong"),
                              "raw": raw("tcp_pingpong")}
     table["tcp_oneway"] = {"mproc": mproc("bench_transport", "tcp_oneway")}
+    # The same in clear, and bulk transfers both ways: what TLS costs.
+    for name in ["tcp_pingpong_plaintext", "tcp_oneway_plaintext", "tcp_bandwidth_64MiB",
+                 "tcp_bandwidth_64MiB_plaintext"]:
+        table[name] = {"mproc": mproc("bench_transport", name)}
     # Cross-vCPU wake-ups cost ~60 us here: round trips also run with both ends on one CPU.
     table["pingpong_pinned"] = {s: PIN + argv + ["--label", "pinned"]
                                 for s, argv in table["pingpong"].items()}

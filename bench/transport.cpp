@@ -13,8 +13,11 @@
 //   spawn_200         200 children started, each answering once, all joined (seconds)
 //   spawn_1000        the same with 1,000 children; fails when it leaves a zombie or a
 //                     descriptor behind
-//   tcp_pingpong      pingpong with an actor on another node over loopback TCP (p50, p99)
+//   tcp_pingpong      pingpong with an actor on another node over loopback TCP (p50, p99),
+//                     TLS 1.3 keyed by the authkey (the default)
 //   tcp_oneway        oneway_single to a node over loopback TCP (throughput)
+//   tcp_bandwidth_64MiB  64 MiB mproc::bytes messages to a node, each acknowledged
+//   tcp_*_plaintext   the same three in clear (link_security::plaintext): the cost of TLS
 // Prints "RESULT mproc <workload> <metric> <value> <unit>" lines; options in harness.hpp.
 #include <algorithm>
 #include <condition_variable>
@@ -160,17 +163,24 @@ void spawn_first_reply(mproc::node& node, const options& o) {
   result(o, "spawn_first_reply", "median", percentile(ms, 0.5), "ms");
 }
 
+// `mib` MiB messages to `measure`, each acknowledged.
+template <class Payload>
+void transfers_to(mproc::node& node, const options& o, const char* workload,
+                  const caf::actor& measure, std::size_t mib, int n) {
+  Payload data{mproc::bytes(mib << 20, 'b')};
+  node.request<std::int64_t>(measure, 60s, mproc::bytes(1024, 'w'));
+  bench::transfers(o, workload, mib, n, [&] {
+    auto size = node.request<std::int64_t>(measure, 60s, data);
+    if (size != static_cast<std::int64_t>(data.size()))
+      std::fprintf(stderr, "%s: child saw %lld bytes\n", workload, static_cast<long long>(size));
+  });
+}
+
 template <class Payload>
 void bandwidth(mproc::node& node, const options& o, const char* workload, std::size_t mib,
                int n) {
   auto p = node.spawn_process("measure", {});
-  Payload data{mproc::bytes(mib << 20, 'b')};
-  node.request<std::int64_t>(p.actor(), 60s, mproc::bytes(1024, 'w'));
-  bench::transfers(o, workload, mib, n, [&] {
-    auto size = node.request<std::int64_t>(p.actor(), 60s, data);
-    if (size != static_cast<std::int64_t>(data.size()))
-      std::fprintf(stderr, "%s: child saw %lld bytes\n", workload, static_cast<long long>(size));
-  });
+  transfers_to<Payload>(node, o, workload, p.actor(), mib, n);
   p.terminate();
   p.join(5s);
 }
@@ -265,36 +275,57 @@ void spawn_1000(mproc::node& node, const options& o) {
 }
 
 // Another node, as a child process that listens on loopback TCP; answers its port.
-caf::behavior tcp_node(caf::event_based_actor*, std::string key) {
+caf::behavior tcp_node(caf::event_based_actor*, std::string key, bool plaintext) {
   return {[=](caf::get_atom) -> std::int32_t {
-    return mproc::this_node().listen(mproc::authkey::from_string(key));
+    return mproc::this_node().listen(mproc::authkey::from_string(key), "127.0.0.1:0",
+                                     plaintext ? mproc::node::link_security::plaintext
+                                               : mproc::node::link_security::tls);
   }};
 }
 
-struct tcp_peer {
-  mproc::process host;
+// A node in a child process, connected over TLS or in clear; ended when it goes.
+class tcp_peer {
+  mproc::authkey key_ = mproc::authkey::generate();  // first: the others are made with it
+  mproc::process host_;
+
+public:
   mproc::remote_node remote;
+
+  tcp_peer(mproc::node& node, bool plaintext)
+    : host_(node.spawn_process("tcp_node", {}, std::string{key_.secret()}, plaintext)),
+      remote(node.connect(address(node), key_, 5s,
+                          plaintext ? mproc::node::link_security::plaintext
+                                    : mproc::node::link_security::tls)) {}
+  ~tcp_peer() {
+    remote.disconnect();
+    host_.terminate();
+    host_.join(5s);
+  }
+
+private:
+  std::string address(mproc::node& node) {
+    auto port = node.request<std::int32_t>(host_.actor(), 5s, caf::get_atom::value);
+    return "127.0.0.1:" + std::to_string(port);
+  }
 };
 
-tcp_peer connect_tcp_node(mproc::node& node) {
-  auto key = mproc::authkey::generate();
-  auto host = node.spawn_process("tcp_node", {}, std::string{key.secret()});
-  auto port = node.request<std::int32_t>(host.actor(), 5s, caf::get_atom::value);
-  return {host, node.connect("127.0.0.1:" + std::to_string(port), key)};
+void tcp_pingpong(mproc::node& node, const options& o, bool plaintext) {
+  tcp_peer peer{node, plaintext};
+  measure_pingpong(node, o, plaintext ? "tcp_pingpong_plaintext" : "tcp_pingpong",
+                   peer.remote.spawn("pong"));
 }
 
-void tcp_pingpong(mproc::node& node, const options& o) {
-  auto peer = connect_tcp_node(node);
-  measure_pingpong(node, o, "tcp_pingpong", peer.remote.spawn("pong"));
-  peer.host.terminate();
-  peer.host.join(5s);
+void tcp_oneway(mproc::node& node, const options& o, bool plaintext) {
+  tcp_peer peer{node, plaintext};
+  measure_oneway(node, o, plaintext ? "tcp_oneway_plaintext" : "tcp_oneway",
+                 peer.remote.spawn("sink"), 1);
 }
 
-void tcp_oneway(mproc::node& node, const options& o) {
-  auto peer = connect_tcp_node(node);
-  measure_oneway(node, o, "tcp_oneway", peer.remote.spawn("sink"), 1);
-  peer.host.terminate();
-  peer.host.join(5s);
+void tcp_bandwidth(mproc::node& node, const options& o, bool plaintext) {
+  tcp_peer peer{node, plaintext};
+  transfers_to<mproc::bytes>(node, o,
+                             plaintext ? "tcp_bandwidth_64MiB_plaintext" : "tcp_bandwidth_64MiB",
+                             peer.remote.spawn("measure"), 64, o.quick ? 2 : 5);
 }
 
 } // namespace
@@ -319,7 +350,11 @@ int main(int argc, char** argv) {
     {"idle_rss", idle_rss},
     {"spawn_200", spawn_200},
     {"spawn_1000", spawn_1000},
-    {"tcp_pingpong", tcp_pingpong},
-    {"tcp_oneway", tcp_oneway},
+    {"tcp_pingpong", [](mproc::node& n, const options& o) { tcp_pingpong(n, o, false); }},
+    {"tcp_pingpong_plaintext", [](mproc::node& n, const options& o) { tcp_pingpong(n, o, true); }},
+    {"tcp_oneway", [](mproc::node& n, const options& o) { tcp_oneway(n, o, false); }},
+    {"tcp_oneway_plaintext", [](mproc::node& n, const options& o) { tcp_oneway(n, o, true); }},
+    {"tcp_bandwidth_64MiB", [](mproc::node& n, const options& o) { tcp_bandwidth(n, o, false); }},
+    {"tcp_bandwidth_64MiB_plaintext", [](mproc::node& n, const options& o) { tcp_bandwidth(n, o, true); }},
   });
 }

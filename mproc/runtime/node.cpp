@@ -144,14 +144,16 @@ caf::actor node::lookup(const std::string& name, std::chrono::milliseconds timeo
   return std::move(*found);
 }
 
-std::uint16_t node::listen(const authkey& key, std::string_view address) {
-  return impl_->listen(detail::parse_endpoint(address), std::string{key.secret()});
+std::uint16_t node::listen(const authkey& key, std::string_view address, link_security accept) {
+  return impl_->listen(detail::parse_endpoint(address), std::string{key.secret()},
+                       accept == link_security::plaintext);
 }
 
 remote_node node::connect(std::string_view address, const authkey& key,
-                          std::chrono::milliseconds timeout) {
+                          std::chrono::milliseconds timeout, link_security security) {
   auto to = detail::parse_endpoint(address);
-  return remote_node{impl_->connect(to, key.secret(), timeout), to.text()};
+  return remote_node{
+    impl_->connect(to, key.secret(), timeout, security == link_security::plaintext), to.text()};
 }
 
 void node::keep_alive(const caf::actor& actor) {

@@ -147,14 +147,24 @@ public:
   caf::actor lookup(const std::string& name,
                     std::chrono::milliseconds timeout = std::chrono::seconds{10});
 
+  // How frames between nodes travel (docs/distributed.md, "Encryption").
+  enum class link_security {
+    tls,  // TLS 1.3 keyed by the authkey: encrypted and authenticated (the default)
+    // In clear after the authkey handshake, for clients whose TLS has no pre-shared keys
+    // (Python's before 3.13), on a network you trust. A listener given it accepts both.
+    plaintext,
+  };
+
   // Accepts other nodes on TCP at `address` ("HOST:PORT"; port 0 picks one) once they prove
   // `key`; returns the port. Loopback unless another address is asked for. Throws
   // mproc::error (bad_arguments, unreachable).
-  std::uint16_t listen(const authkey& key, std::string_view address = "127.0.0.1:0");
+  std::uint16_t listen(const authkey& key, std::string_view address = "127.0.0.1:0",
+                       link_security accept = link_security::tls);
   // Connects to a node listening at `address`, both sides proving `key`. Throws mproc::error
   // (unreachable, timeout, auth_failed).
   remote_node connect(std::string_view address, const authkey& key,
-                      std::chrono::milliseconds timeout = std::chrono::seconds{5});
+                      std::chrono::milliseconds timeout = std::chrono::seconds{5},
+                      link_security security = link_security::tls);
 
   // Keeps a local actor alive until it ends or this node ends (it is then sent an exit with
   // user_shutdown), for actors that other processes may use after this process dropped its

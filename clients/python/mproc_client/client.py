@@ -18,7 +18,7 @@ from .values import Actor, Typed, decode_message, encode_message, f32, f64, i8, 
 HELLO, SPAWN, SPAWNED, SEND, REQUEST, RESPONSE, MONITOR, DOWN, HEARTBEAT, SHUTDOWN, LOOKUP, \
     FOUND, FDS = range(13)
 PROTOCOL_VERSION = 1
-MAGIC = b"MPROC\x00\x01\x00"
+MAGIC = b"MPROC\x00\x02\x00"  # the plaintext handshake, version 2: the client proves first
 MIN_FRAME = 1 << 20  # what every node accepts before its hello says more
 HEARTBEAT_INTERVAL = 0.5  # a node drops a link silent for 2 s
 SILENCE_LIMIT = 2.0  # and so does this client
@@ -32,7 +32,7 @@ class Client:
     (bytes or str, at least 16 bytes of which 8 differ; trailing newlines are dropped, as mproc drops them, so
     a key file's content can be passed as it is)."""
 
-    def __init__(self, address, authkey, name="python", timeout=5.0):
+    def __init__(self, address, authkey, name="python", timeout=5.0, source_address=None):
         if isinstance(authkey, str):
             authkey = authkey.encode()
         authkey = authkey.rstrip(b"\r\n")  # as mproc does: a key file's newline is not the key
@@ -43,7 +43,8 @@ class Client:
                              % len(set(authkey)))
         self.node = int.from_bytes(os.urandom(8), "big") or 1
         self.name = name
-        self._sock = socket.create_connection(address, timeout=timeout)
+        self._sock = socket.create_connection(address, timeout=timeout,
+                                              source_address=source_address)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._write_lock = threading.Lock()
         self._state = threading.Condition()
@@ -77,22 +78,26 @@ class Client:
     # -- handshake (section 8) ----------------------------------------------------------
 
     def _handshake(self, key):
+        # The plaintext handshake (section 8): Python's ssl module has no external pre-shared
+        # keys before 3.13, so the node must listen with --plaintext and frames go in clear.
         nc = os.urandom(32)
         self._sock.sendall(MAGIC + nc)
-        challenge = self._recv_exact(72)
+        try:
+            challenge = self._recv_exact(40)
+        except ConnectionError:
+            raise AuthError("the node closed the connection: it may accept TLS only "
+                            "(start it with --plaintext)") from None
         if challenge[:8] != MAGIC:
-            raise AuthError("the server does not speak mproc's handshake")
-        ns, ms = challenge[8:40], challenge[40:72]
-        expected = hmac.new(key, b"mproc server" + nc + ns, hashlib.sha256).digest()
-        if not hmac.compare_digest(ms, expected):
-            raise AuthError("the node's proof does not match this authkey (the keys differ)")
+            raise AuthError("the server does not speak mproc's plaintext handshake")
+        ns = challenge[8:40]
         self._sock.sendall(hmac.new(key, b"mproc client" + ns + nc, hashlib.sha256).digest())
         try:
-            verdict = self._recv_exact(1)
+            verdict = self._recv_exact(32)
         except ConnectionError:
-            verdict = b""
-        if verdict != b"\x01":
-            raise AuthError("the node refused this client's proof of the authkey")
+            raise AuthError("the node refused this client's proof of the authkey") from None
+        expected = hmac.new(key, b"mproc server" + nc + ns, hashlib.sha256).digest()
+        if not hmac.compare_digest(verdict, expected):
+            raise AuthError("the node's proof does not match this authkey (the keys differ)")
 
     def _recv_exact(self, n):
         data = bytearray(n)

@@ -28,7 +28,7 @@ RUNNING = []  # nodes to stop at exit, however the run ends
 class Node:
     """The peer program in node mode, on a loopback port of its own choice."""
 
-    def __init__(self):
+    def __init__(self, plaintext=True):
         self.stopped = False
         self.keyfile = tempfile.NamedTemporaryFile(prefix="mproc-key-", delete=False)
         self.keyfile.write(KEY)
@@ -37,7 +37,7 @@ class Node:
         try:
             self.proc = subprocess.Popen(
                 [PEER, "--mproc-node", "--listen", "127.0.0.1:0", "--authkey-file",
-                 self.keyfile.name, "--serve-forever"],
+                 self.keyfile.name, "--serve-forever"] + (["--plaintext"] if plaintext else []),
                 stdout=subprocess.PIPE, text=True)
         except BaseException:
             os.unlink(self.keyfile.name)
@@ -146,14 +146,16 @@ class ClientTest(unittest.TestCase):
             self.assertEqual(c.request(square, i32(4)), 16)
 
     def test_a_wrong_key_is_refused(self):
+        # From another loopback address: after a wrong key, the node makes that address wait.
         with self.assertRaises(AuthError):
-            self.connect(b"this is not the key, at all")
+            Client(self.node.address, b"this is not the key, at all",
+                   source_address=("127.0.0.5", 0))
         with self.connect() as c:  # the node serves on
             self.assertEqual(c.request(c.spawn("squarer"), i32(2)), 4)
 
 
 class HandshakeTest(unittest.TestCase):
-    def test_the_client_proves_nothing_to_a_server_without_the_key(self):
+    def test_a_server_without_the_key_is_refused_after_its_verdict(self):
         listener = socket.create_server(("127.0.0.1", 0))
         received = []
 
@@ -161,19 +163,28 @@ class HandshakeTest(unittest.TestCase):
             conn, _ = listener.accept()
             with conn:
                 conn.recv(40)
-                conn.sendall(b"MPROC\x00\x01\x00" + os.urandom(64))  # a made-up proof
+                conn.sendall(b"MPROC\x00\x02\x00" + os.urandom(32))
                 conn.settimeout(10)
-                received.append(conn.recv(32))  # b"": it closed without its own proof
+                received.append(len(conn.recv(32)))  # the client's proof comes first
+                conn.sendall(os.urandom(32))  # a made-up verdict
 
         t = threading.Thread(target=fake_server)
         t.start()
         try:
-            with self.assertRaises(AuthError):
+            with self.assertRaisesRegex(AuthError, "does not match this authkey"):
                 Client(listener.getsockname(), KEY)
         finally:
             t.join(timeout=15)
             listener.close()
-        self.assertEqual(received, [b""])
+        self.assertEqual(received, [32])
+
+    def test_a_node_that_accepts_tls_only_refuses_the_plaintext_client(self):
+        node = Node(plaintext=False)
+        try:
+            with self.assertRaisesRegex(AuthError, "TLS only"):
+                Client(node.address, KEY)
+        finally:
+            node.stop()
 
 
 def main():

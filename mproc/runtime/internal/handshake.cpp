@@ -7,7 +7,7 @@
 
 namespace mproc::detail::handshake {
 
-const std::array<std::uint8_t, magic_size> magic = {'M', 'P', 'R', 'O', 'C', 0, 1, 0};
+const std::array<std::uint8_t, magic_size> magic = {'M', 'P', 'R', 'O', 'C', 0, 2, 0};
 
 namespace {
 
@@ -53,13 +53,10 @@ std::array<std::uint8_t, hello_size> make_hello(const nonce& client) {
   return out;
 }
 
-std::array<std::uint8_t, challenge_size> make_challenge(std::string_view key, const nonce& client,
-                                                        const nonce& server) {
+std::array<std::uint8_t, challenge_size> make_challenge(const nonce& server) {
   std::array<std::uint8_t, challenge_size> out{};
   auto end = std::copy(magic.begin(), magic.end(), out.begin());
-  end = std::copy(server.begin(), server.end(), end);
-  auto m = server_mac(key, client, server);
-  std::copy(m.begin(), m.end(), end);
+  std::copy(server.begin(), server.end(), end);
   return out;
 }
 
@@ -70,11 +67,10 @@ bool read_hello(bytes_view in, nonce& client) {
   return true;
 }
 
-bool read_challenge(bytes_view in, nonce& server, mac& proof_of_key) {
+bool read_challenge(bytes_view in, nonce& server) {
   if (in.size() != challenge_size || !has_magic(in))
     return false;
   std::copy_n(in.begin() + magic_size, nonce_size, server.begin());
-  std::copy_n(in.begin() + magic_size + nonce_size, mac_size, proof_of_key.begin());
   return true;
 }
 

@@ -2,6 +2,7 @@
 
 #include "mproc/runtime/internal/fd_passing.hpp"
 #include "mproc/runtime/internal/tcp.hpp"
+#include "mproc/runtime/internal/tls.hpp"  // link destroys its session
 
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -19,15 +20,9 @@ namespace mproc::detail {
 namespace {
 
 constexpr std::uint32_t read_events = EPOLLIN | EPOLLRDHUP;
-constexpr std::size_t max_iov = 64;
 // An honest peer leaves at most two frames' descriptors unclaimed (one fds frame read ahead
 // of the frame that takes them); more is a peer piling them up.
 constexpr std::size_t max_unclaimed_fds = 4 * wire::max_fds_per_frame;
-
-bool would_block(int err) {
-  return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
-}
-
 void close_fds(std::vector<int>& fds) {
   for (int fd : fds)
     ::close(fd);
@@ -37,6 +32,14 @@ void close_fds(std::vector<int>& fds) {
 thread_local std::optional<std::chrono::steady_clock::time_point> this_thread_deadline;
 
 } // namespace
+
+bool link::would_block(int err) {
+  return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
+}
+
+void link::want_write() {
+  loop_.modify(token_, fd_, read_events | EPOLLOUT);
+}
 
 link::write_deadline::write_deadline(std::chrono::steady_clock::time_point deadline)
   : previous_(this_thread_deadline) {
@@ -48,7 +51,11 @@ link::write_deadline::~write_deadline() {
 }
 
 link::link(io_loop& loop, int fd, std::uint32_t max_frame, std::size_t max_queued)
-  : loop_(loop), fd_(fd), decoder_(max_frame), max_queued_(max_queued) {}
+  : link(loop, fd, max_frame, max_queued, nullptr) {}
+
+link::link(io_loop& loop, int fd, std::uint32_t max_frame, std::size_t max_queued,
+           std::unique_ptr<tls::session> tls)
+  : loop_(loop), fd_(fd), decoder_(max_frame), max_queued_(max_queued), tls_(std::move(tls)) {}
 
 link::~link() {
   std::lock_guard guard{out_mtx_};
@@ -69,8 +76,13 @@ void link::open(frame_handler on_frame, close_handler on_close) {
     if (auto l = self.lock())
       l->on_event(events);
   });
-  if (!out_.empty())
-    loop_.modify(token_, fd_, read_events | EPOLLOUT);
+  if (unsent_locked())
+    want_write();
+  if (tls_ && tls_->has_input())  // records that came with the handshake's last bytes
+    loop_.post([self = weak_from_this()] {
+      if (auto l = self.lock())
+        l->open_tls();
+    });
 }
 
 bool link::closed() const {
@@ -134,7 +146,7 @@ bool link::enqueue(pending&& frame, flow kind) {
     close_fds(frame.fds);
     return false;
   }
-  bool was_idle = out_.empty();
+  bool was_idle = !unsent_locked();
   out_bytes_ += frame.size;
   ++writes_out_;
   bytes_out_ += frame.size;
@@ -146,18 +158,20 @@ bool link::enqueue(pending&& frame, flow kind) {
     // A burst: one syscall per frame would cap it at the syscall rate. The loop thread
     // flushes what gathers meanwhile in one sendmsg. A lone frame (a request, a reply) still
     // goes out at once.
-    loop_.modify(token_, fd_, read_events | EPOLLOUT);
+    want_write();
     return true;
   }
   if (!drain_locked(done))
     return false;
   last_direct_ = std::chrono::steady_clock::now();
-  if (!out_.empty() && token_ != 0)
-    loop_.modify(token_, fd_, read_events | EPOLLOUT);
+  if (unsent_locked() && token_ != 0)
+    want_write();
   return true;
 }
 
 bool link::drain_locked(released& done) {
+  if (tls_)
+    return drain_tls_locked(done);
   while (!out_.empty()) {
     iovec iov[max_iov];
     std::size_t n = 0;
@@ -189,27 +203,7 @@ bool link::drain_locked(released& done) {
         pop_front_locked(done);
         continue;
       }
-      // EPIPE, ECONNRESET, ENOBUFS...: nothing more goes out. The loop closes the link, which
-      // settles everything pending on it; the reader may well have seen the end first.
-      int err = errno;  // before close_fds below can change it
-      broken_ = true;
-      // The other end is gone (a child killed while this node wrote to it): its exit status
-      // is the story, as when the reader sees the end first, not a protocol violation.
-      if (err == EPIPE || err == ECONNRESET)
-        by_peer_ = true;
-      for (auto& f : out_) {
-        done.push_back(std::move(f.keep));
-        close_fds(f.fds);
-      }
-      out_.clear();
-      out_bytes_ = 0;
-      out_offset_ = 0;
-      drained_.notify_all();
-      loop_.post([self = weak_from_this(), why = std::string{std::strerror(err)}] {
-        if (auto l = self.lock())
-          l->close("write failed: " + why);
-      });
-      return false;
+      return break_locked(errno, done);
     }
     auto left = static_cast<std::size_t>(sent);
     while (left > 0) {
@@ -224,6 +218,31 @@ bool link::drain_locked(released& done) {
   }
   drained_.notify_all();
   return true;
+}
+
+// EPIPE, ECONNRESET, ENOBUFS...: nothing more goes out. The loop closes the link, which
+// settles everything pending on it; the reader may well have seen the end first.
+bool link::break_locked(int err, released& done) {
+  broken_ = true;
+  // The other end is gone (a child killed while this node wrote to it): its exit status
+  // is the story, as when the reader sees the end first, not a protocol violation.
+  if (err == EPIPE || err == ECONNRESET)
+    by_peer_ = true;
+  for (auto& f : out_) {
+    done.push_back(std::move(f.keep));
+    close_fds(f.fds);
+  }
+  out_.clear();
+  out_bytes_ = 0;
+  out_offset_ = 0;
+  tls_out_.clear();
+  tls_sent_ = 0;
+  drained_.notify_all();
+  loop_.post([self = weak_from_this(), why = std::string{std::strerror(err)}] {
+    if (auto l = self.lock())
+      l->close("write failed: " + why);
+  });
+  return false;
 }
 
 bool link::pieces(const pending& frame, std::size_t skip, iovec* iov, std::size_t& n,
@@ -271,7 +290,7 @@ void link::on_writable() {
   if (closed_)
     return;
   drain_locked(done);
-  if (out_.empty())
+  if (!unsent_locked())
     loop_.modify(token_, fd_, read_events);
 }
 
@@ -280,6 +299,8 @@ void link::on_readable() {
 }
 
 bool link::read_some() {
+  if (tls_)
+    return read_some_tls();
   // The rest of a large frame goes straight into the decoder's buffer: one copy fewer.
   auto direct = decoder_.pending_payload() >= io_loop::read_buffer_size;
   auto* buf = direct ? decoder_.payload_room() : loop_.read_buffer();
@@ -288,16 +309,25 @@ bool link::read_some() {
   if (n < 0 && would_block(errno))
     return false;
   if (n <= 0) {
-    {
-      std::lock_guard guard{out_mtx_};
-      by_peer_ = true;
-    }
-    close(n == 0 ? std::string{"connection closed by peer"}
-                 : std::string{"connection error: "} + std::strerror(errno));
+    on_read_end(n);
     return false;
   }
+  return deliver(buf, static_cast<std::size_t>(n), direct);
+}
+
+void link::on_read_end(long n) {
+  int err = errno;
+  {
+    std::lock_guard guard{out_mtx_};
+    by_peer_ = true;
+  }
+  close(n == 0 ? std::string{"connection closed by peer"}
+               : std::string{"connection error: "} + std::strerror(err));
+}
+
+bool link::deliver(char* buf, std::size_t n, bool direct) {
   auto self = shared_from_this();  // a frame handler may drop the last other reference
-  auto deliver = [&](std::string_view payload) {
+  auto hand_out = [&](std::string_view payload) {
     frames_in_.store(frames_in_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     bytes_in_.store(bytes_in_.load(std::memory_order_relaxed) + wire::frame_header_size
                       + payload.size(),
@@ -306,9 +336,9 @@ bool link::read_some() {
       on_frame_(payload);
   };
   if (direct)
-    decoder_.commit(static_cast<std::size_t>(n), deliver);
+    decoder_.commit(n, hand_out);
   else
-    decoder_.feed(buf, static_cast<std::size_t>(n), deliver);
+    decoder_.feed(buf, n, hand_out);
   if (decoder_.failed() && !closed()) {
     close("protocol error: " + decoder_.error());
     return false;
@@ -391,8 +421,8 @@ void link::close(const std::string& reason) {
 
 bool link::flush(std::chrono::milliseconds timeout) {
   std::unique_lock lock{out_mtx_};
-  drained_.wait_for(lock, timeout, [this] { return out_.empty() || closed_ || broken_; });
-  return out_.empty() && !closed_ && !broken_;
+  drained_.wait_for(lock, timeout, [this] { return !unsent_locked() || closed_ || broken_; });
+  return !unsent_locked() && !closed_ && !broken_;
 }
 
 } // namespace mproc::detail

@@ -9,6 +9,9 @@
 // memory to that plus one frame per writing thread). Control frames and the loop's own
 // frames are always queued: they are small, and the loop must never wait for itself.
 // Reading: the loop thread reads in bulk and hands out whole frames.
+// Encrypted (a TCP link, tls.hpp): frames are sealed into TLS records a batch at a time as
+// they leave the queue, and records are opened as they arrive; the session is used under
+// out_mtx_ from both sides, since OpenSSL's state is shared between them.
 #pragma once
 
 #include <atomic>
@@ -33,14 +36,21 @@ struct iovec;  // <sys/uio.h>, for the private pieces(): kept out of this header
 
 namespace mproc::detail {
 
+namespace tls {
+class session;
+}
+
 class link : public std::enable_shared_from_this<link> {
 public:
   using frame_handler = std::function<void(std::string_view payload)>;
   using close_handler = std::function<void(const std::string& reason)>;
 
-  // Takes ownership of `fd`, a connected stream socket.
+  // Takes ownership of `fd`, a connected stream socket, and of `tls`, a session whose
+  // handshake is done (nothing: the link is in clear).
   link(io_loop& loop, int fd, std::uint32_t max_frame,
        std::size_t max_queued = std::size_t{16} << 20);
+  link(io_loop& loop, int fd, std::uint32_t max_frame, std::size_t max_queued,
+       std::unique_ptr<tls::session> tls);
   ~link();
   link(const link&) = delete;
   link& operator=(const link&) = delete;
@@ -108,6 +118,14 @@ private:
   void on_readable();
   // Reads once; false when nothing more can be read now (would block, or closed).
   bool read_some();
+  // The socket said end of stream (n == 0) or failed: closes.
+  void on_read_end(long n);
+  // Hands out the frames in [buf, buf + n), read into the loop's buffer or (direct) into the
+  // decoder's; false when the link closed.
+  bool deliver(char* buf, std::size_t n, bool direct);
+  // An encrypted link: reads records, then opens what was fed.
+  bool read_some_tls();
+  bool open_tls();
   // recvmsg into [buf, buf + size), keeping the descriptors that came along.
   long receive(char* buf, std::size_t size);
   void on_writable();
@@ -116,7 +134,18 @@ private:
   using released = std::vector<std::shared_ptr<const void>>;
   // out_mtx_ held. Writes queued frames until the socket is full; false when broken.
   bool drain_locked(released& done);
+  bool drain_tls_locked(released& done);
+  // Seals up to a batch of queued frames into tls_out_; false when the session broke.
+  bool seal_some_locked(released& done);
+  bool seal_staged_locked();
+  // A write failed with `err`: drops the queue and posts the close; always false.
+  bool break_locked(int err, released& done);
   void pop_front_locked(released& done);
+  bool unsent_locked() const { return !out_.empty() || tls_sent_ < tls_out_.size(); }
+  // The loop also waits until the socket takes more.
+  void want_write();
+  static bool would_block(int err);
+  static constexpr std::size_t max_iov = 64;
 
   io_loop& loop_;
   int fd_;
@@ -163,6 +192,12 @@ private:
   std::deque<fd_set_in> fds_in_;
   std::size_t fds_in_count_ = 0;
   static constexpr std::chrono::microseconds burst_gap{5};
+  // Encryption (out_mtx_ held): records sealed and not yet sent, and small frames gathered
+  // into one record.
+  std::unique_ptr<tls::session> tls_;
+  std::string tls_out_;
+  std::size_t tls_sent_ = 0;
+  std::string tls_stage_;
   bool closed_ = false;
   bool broken_ = false;  // a write failed; a close is posted to the loop
   bool by_peer_ = false;

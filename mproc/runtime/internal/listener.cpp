@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "mproc/runtime/internal/handshake.hpp"
+#include "mproc/runtime/internal/tls.hpp"
 #include "mproc/runtime/log.hpp"
 
 namespace mproc::detail {
@@ -23,6 +24,7 @@ struct listener::pending {
   std::string from;  // host:port
   std::string host;  // the source admission counts it under (source_of)
   bool spoke = false;  // a byte arrived
+  std::unique_ptr<tls::session> tls;  // a TLS handshake in progress
   std::uint64_t token = 0;
   std::uint64_t timer = 0;
   bool challenged = false;  // hello read, challenge sent: the proof comes next
@@ -50,15 +52,16 @@ std::string source_of(const sockaddr_storage& a, const endpoint& e) {
 }
 
 // The handshake's small messages fit a fresh socket's send buffer: all or nothing.
-bool send_small(int fd, const std::uint8_t* p, std::size_t n) {
+bool send_small(int fd, const void* p, std::size_t n) {
   return ::send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT) == static_cast<ssize_t>(n);
 }
 
 } // namespace
 
-listener::listener(io_loop& loop, const endpoint& at, std::string key,
+listener::listener(io_loop& loop, const endpoint& at, std::string key, bool plaintext,
                    accepted_handler on_accepted)
-  : loop_(loop), at_(at), key_(std::move(key)), on_accepted_(std::move(on_accepted)) {
+  : loop_(loop), at_(at), key_(std::move(key)), plaintext_(plaintext),
+    on_accepted_(std::move(on_accepted)) {
   fd_ = listen_tcp(at_, port_);
   at_.port = port_;
 }
@@ -146,6 +149,65 @@ void listener::on_readable(int fd) {
   if (i == pending_.end())
     return;
   auto& p = *i->second;
+  if (!p.spoke && !p.tls && !choose_handshake(fd, p))
+    return;
+  if (p.tls)
+    on_tls_bytes(fd, p);
+  else
+    on_clear_bytes(fd, p);
+}
+
+bool listener::choose_handshake(int fd, pending& p) {
+  std::uint8_t first = 0;
+  auto r = ::recv(fd, &first, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return false;
+  if (r <= 0) {
+    refuse(fd, "closed during the handshake");
+    return false;
+  }
+  constexpr std::uint8_t tls_handshake_record = 0x16;
+  if (first == tls_handshake_record) {
+    try {
+      p.tls = std::make_unique<tls::session>(tls::session::role::server, key_);
+    } catch (const std::exception& e) {
+      refuse(fd, e.what());
+      return false;
+    }
+    return true;
+  }
+  if (!plaintext_) {
+    refuse(fd, first == hs::magic[0] ? "the plaintext handshake, which this node does not accept"
+                                     : "not a TLS handshake");
+    return false;
+  }
+  return true;
+}
+
+void listener::on_tls_bytes(int fd, pending& p) {
+  char in[4096];
+  auto r = ::recv(fd, in, sizeof in, MSG_DONTWAIT);
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return;
+  if (r <= 0) {
+    refuse(fd, "closed during the handshake");
+    return;
+  }
+  p.spoke = true;
+  std::string out;
+  auto step = p.tls->handshake(in, static_cast<std::size_t>(r), out);
+  // A failure's alert goes out too: it tells a client with another key why, nothing more.
+  bool sent = out.empty() || send_small(fd, out.data(), out.size());
+  if (step == tls::session::progress::failed)
+    refuse(fd, p.tls->wrong_key() ? "wrong authkey (" + p.tls->failure() + ")" : p.tls->failure(),
+           p.tls->wrong_key() ? admission::outcome::wrong_key : admission::outcome::other);
+  else if (!sent)
+    refuse(fd, "the handshake's answer could not be sent");
+  else if (step == tls::session::progress::done)
+    finish(fd);
+}
+
+void listener::on_clear_bytes(int fd, pending& p) {
   auto r = ::recv(fd, p.in.data() + p.have, p.want() - p.have, MSG_DONTWAIT);
   if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
     return;
@@ -165,7 +227,7 @@ void listener::on_readable(int fd) {
       return;
     }
     p.server = hs::fresh_nonce();
-    auto challenge = hs::make_challenge(key_, p.client, p.server);
+    auto challenge = hs::make_challenge(p.server);
     if (!send_small(fd, challenge.data(), challenge.size())) {
       refuse(fd, "the challenge could not be sent");
       return;
@@ -177,8 +239,8 @@ void listener::on_readable(int fd) {
     refuse(fd, "wrong authkey", admission::outcome::wrong_key);
     return;
   }
-  std::uint8_t verdict = hs::accepted;
-  if (!send_small(fd, &verdict, 1)) {
+  auto verdict = hs::server_mac(key_, p.client, p.server);
+  if (!send_small(fd, verdict.data(), verdict.size())) {
     refuse(fd, "the verdict could not be sent");
     return;
   }
@@ -202,12 +264,14 @@ void listener::refuse(int fd, const std::string& why, admission::outcome how) {
 void listener::finish(int fd) {
   auto i = pending_.find(fd);
   auto from = i->second->from;
+  auto tls = std::move(i->second->tls);
   admission_.done(i->second->host, admission::outcome::proven, io_loop::clock::now());
   loop_.cancel(i->second->timer);
   loop_.remove(i->second->token, fd);
   pending_.erase(i);
-  log::info("authenticated node connection from ", from, " on ", at_.text());
-  on_accepted_(fd, from);
+  log::info("authenticated node connection from ", from, " on ", at_.text(), " (",
+            tls ? tls->description() : std::string{"in clear"}, ")");
+  on_accepted_({fd, std::move(tls)}, from);
 }
 
 } // namespace mproc::detail

@@ -1,7 +1,8 @@
 // A node's TCP listening socket and the server side of the handshake, on the loop thread.
 //
-// Before a connection has proven the authkey it is only a fixed-size byte buffer: nothing is
-// decoded, `admission` decides which connections may try (no source can fill the cap, wrong
+// A connection's first byte picks the handshake: a TLS record (tls.hpp), or, only where the
+// node allows it, the plaintext handshake (handshake.hpp). Before a connection has proven
+// the authkey nothing of it is decoded but the handshake itself; `admission` decides which connections may try (no source can fill the cap, wrong
 // keys make their address wait) and logs refusals. A connection must say something within
 // silent_timeout and finish within handshake_timeout.
 #pragma once
@@ -21,14 +22,16 @@ namespace mproc::detail {
 
 class listener {
 public:
-  // Loop thread: `fd` is the authenticated socket, ready for frames; `from` the peer's address.
-  using accepted_handler = std::function<void(int fd, const std::string& from)>;
+  // Loop thread: the authenticated socket, ready for frames; `from` the peer's address.
+  using accepted_handler = std::function<void(authenticated_socket s, const std::string& from)>;
 
   static constexpr std::chrono::seconds silent_timeout{1};
   static constexpr std::chrono::seconds handshake_timeout{5};
 
   // Any thread: binds now (so errors reach the caller); starts accepting on the loop.
-  listener(io_loop& loop, const endpoint& at, std::string key, accepted_handler on_accepted);
+  // `plaintext`: also accept clients that do not speak TLS.
+  listener(io_loop& loop, const endpoint& at, std::string key, bool plaintext,
+           accepted_handler on_accepted);
   // Loop thread.
   ~listener();
   listener(const listener&) = delete;
@@ -45,6 +48,10 @@ private:
   void on_acceptable();
   void pause_accepting(const std::string& why);
   void on_readable(int fd);
+  // The first byte arrived: picks the handshake; false when the connection was refused.
+  bool choose_handshake(int fd, pending& p);
+  void on_tls_bytes(int fd, pending& p);
+  void on_clear_bytes(int fd, pending& p);
   // Closes a pending connection; `how` tells admission how its try ended.
   void refuse(int fd, const std::string& why,
               admission::outcome how = admission::outcome::other);
@@ -54,6 +61,7 @@ private:
   io_loop& loop_;
   endpoint at_;
   std::string key_;
+  bool plaintext_;
   accepted_handler on_accepted_;
   int fd_ = -1;
   std::uint16_t port_ = 0;

@@ -88,11 +88,12 @@ public:
   std::string next_process_name();
 
   // TCP between nodes. listen: any thread but the loop's; the port bound.
-  std::uint16_t listen(const endpoint& at, std::string key);
+  // `plaintext`: clients without TLS are accepted too.
+  std::uint16_t listen(const endpoint& at, std::string key, bool plaintext);
   // Connects, authenticates and waits for the remote node's hello. Throws mproc::error
   // (unreachable, timeout, auth_failed).
   std::shared_ptr<peer> connect(const endpoint& to, std::string_view key,
-                                std::chrono::milliseconds timeout);
+                                std::chrono::milliseconds timeout, bool plaintext);
 
   // Node mode: blocks until stop_waiting(), or (unless `forever`) until a node has connected
   // and every connected node is gone.
@@ -157,7 +158,7 @@ private:
   void close_peers();
   void end_spawned_for(const peer& gone);
   // Loop thread: a peer node on an authenticated socket.
-  std::shared_ptr<peer> adopt_remote(int fd, const std::string& from);
+  std::shared_ptr<peer> adopt_remote(authenticated_socket s, const std::string& from);
   // Loop thread: heartbeats to a remote peer, and its closing when it falls silent.
   void keep_heartbeat(const std::weak_ptr<peer>& p);
 

@@ -26,10 +26,11 @@ namespace {
   std::fprintf(stderr,
                "mproc node mode: %s\n"
                "usage: PROGRAM --mproc-node [--listen HOST:PORT] [--authkey-file FILE]\n"
-               "                [--name NAME] [--serve-forever]\n"
+               "                [--name NAME] [--serve-forever] [--plaintext]\n"
                "  --listen         address to accept nodes on (default 127.0.0.1:0)\n"
                "  --authkey-file   the shared key, mode 0600 (default: $MPROC_AUTHKEY)\n"
-               "  --serve-forever  keep serving after the roots that connected are gone\n",
+               "  --serve-forever  keep serving after the roots that connected are gone\n"
+               "  --plaintext      also accept clients without TLS (frames in clear)\n",
                why.c_str());
   std::exit(2);
 }
@@ -60,6 +61,8 @@ std::optional<node_mode_args> parse_node_mode(int argc, char** argv) {
       a.name = value();
     else if (arg == "--serve-forever")
       a.serve_forever = true;
+    else if (arg == "--plaintext")
+      a.plaintext = true;
     else if (arg == "--authkey")
       usage("a key on the command line is readable by every user: use --authkey-file");
     else
@@ -81,7 +84,9 @@ void run_node_mode(const node_mode_args& args, node_options options) {
   try {
     auto key = args.authkey_file.empty() ? authkey::from_env() : authkey::from_file(args.authkey_file);
     self = std::make_unique<node>(0, nullptr, options);
-    auto port = self->listen(key, args.listen);
+    auto port = self->listen(key, args.listen,
+                             args.plaintext ? node::link_security::plaintext
+                                            : node::link_security::tls);
     auto shown = parse_endpoint(args.listen);
     shown.port = port;
     // The launcher (a root, ssh, a job script) reads this line to learn the port.

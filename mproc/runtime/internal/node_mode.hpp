@@ -15,6 +15,7 @@ struct node_mode_args {
   std::string authkey_file;  // empty: $MPROC_AUTHKEY
   std::string name = "Node";
   bool serve_forever = false;  // else: end once every root that connected is gone
+  bool plaintext = false;  // also accept clients that do not speak TLS
 };
 
 // Set when argv holds --mproc-node; exits with a usage message on malformed options.

@@ -7,16 +7,18 @@
 #include <caf/send.hpp>
 
 #include "mproc/runtime/internal/node_impl.hpp"
+#include "mproc/runtime/internal/tls.hpp"
 #include "mproc/runtime/log.hpp"
 
 namespace mproc::detail {
 
 // ---- TCP between nodes -----------------------------------------------------------------
 
-std::uint16_t node_impl::listen(const endpoint& at, std::string key) {
-  auto l = std::make_unique<listener>(loop_, at, std::move(key), [this](int fd, const std::string& from) {
-    adopt_remote(fd, from);
-  });
+std::uint16_t node_impl::listen(const endpoint& at, std::string key, bool plaintext) {
+  auto l = std::make_unique<listener>(loop_, at, std::move(key), plaintext,
+                                      [this](authenticated_socket s, const std::string& from) {
+                                        adopt_remote(std::move(s), from);
+                                      });
   auto port = l->port();
   auto* raw = l.get();
   {
@@ -31,8 +33,9 @@ std::uint16_t node_impl::listen(const endpoint& at, std::string key) {
   return port;
 }
 
-std::shared_ptr<peer> node_impl::adopt_remote(int fd, const std::string& from) {
-  auto l = std::make_shared<link>(loop_, fd, options_.max_frame, options_.max_link_queue);
+std::shared_ptr<peer> node_impl::adopt_remote(authenticated_socket s, const std::string& from) {
+  auto l = std::make_shared<link>(loop_, s.fd, options_.max_frame, options_.max_link_queue,
+                                  std::move(s.tls));
   auto p = std::make_shared<peer>(*this, l, peer::role::remote, 0);
   {
     std::lock_guard guard{mtx_};
@@ -79,9 +82,10 @@ void node_impl::keep_heartbeat(const std::weak_ptr<peer>& w) {
 }
 
 std::shared_ptr<peer> node_impl::connect(const endpoint& to, std::string_view key,
-                                         std::chrono::milliseconds timeout) {
+                                         std::chrono::milliseconds timeout, bool plaintext) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  int fd = connect_authenticated(to, key, timeout);
+  auto socket = std::make_shared<authenticated_socket>(
+    connect_authenticated(to, key, timeout, plaintext));
   // Settled once: by the remote hello, or by the link failing first.
   struct pending {
     std::promise<caf::expected<std::shared_ptr<peer>>> answer;
@@ -93,8 +97,8 @@ std::shared_ptr<peer> node_impl::connect(const endpoint& to, std::string_view ke
     }
   };
   auto state = std::make_shared<pending>();
-  loop_.post([this, fd, to, state] {
-    auto p = adopt_remote(fd, to.text());
+  loop_.post([this, socket, to, state] {
+    auto p = adopt_remote(std::move(*socket), to.text());
     state->p = p;
     p->on_failed([state](const caf::error& why) { state->settle(why); });
     p->when_introduced([state, w = std::weak_ptr<peer>{p}] {

@@ -15,6 +15,7 @@
 
 #include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/internal/handshake.hpp"
+#include "mproc/runtime/internal/tls.hpp"
 
 namespace mproc::detail {
 
@@ -212,30 +213,84 @@ int listen_tcp(const endpoint& at, std::uint16_t& bound_port) {
   });
 }
 
-int connect_authenticated(const endpoint& to, std::string_view key,
-                          std::chrono::milliseconds timeout) {
+namespace {
+
+// The plaintext handshake of handshake.hpp, client side.
+void prove_in_clear(int fd, const endpoint& to, std::string_view key,
+                    clock_type::time_point deadline) {
   namespace hs = handshake;
-  auto deadline = clock_type::now() + timeout;
-  socket_guard s{connect_any(to, deadline)};
   auto mine = hs::fresh_nonce();
   auto hello = hs::make_hello(mine);
-  send_all(s.fd, hello.data(), hello.size(), deadline, to);
+  send_all(fd, hello.data(), hello.size(), deadline, to);
   std::array<std::uint8_t, hs::challenge_size> challenge{};
-  if (!recv_all(s.fd, challenge.data(), challenge.size(), deadline, to))
-    fail(errc::auth_failed, to.text() + " closed the connection during the handshake");
+  if (!recv_all(fd, challenge.data(), challenge.size(), deadline, to))
+    fail(errc::auth_failed, to.text() + " closed the connection during the handshake"
+                              + " (it may accept TLS only)");
   hs::nonce theirs{};
-  hs::mac their_proof{};
-  if (!hs::read_challenge(challenge, theirs, their_proof))
+  if (!hs::read_challenge(challenge, theirs))
     fail(errc::auth_failed, to.text() + " is not an mproc node of this protocol version");
-  // Mutual: the server proves it holds the key before this side reveals anything.
-  if (!hs::same(hs::server_mac(key, mine, theirs), their_proof))
-    fail(errc::auth_failed, to.text() + " does not know the authkey");
   auto proof = hs::client_mac(key, theirs, mine);
-  send_all(s.fd, proof.data(), proof.size(), deadline, to);
-  std::uint8_t verdict = 0;
-  if (!recv_all(s.fd, &verdict, 1, deadline, to) || verdict != hs::accepted)
+  send_all(fd, proof.data(), proof.size(), deadline, to);
+  hs::mac verdict{};
+  if (!recv_all(fd, verdict.data(), verdict.size(), deadline, to))
     fail(errc::auth_failed, to.text() + " rejected the authkey");
-  return s.release();
+  // Mutual: the server proves the key too, after this side did.
+  if (!hs::same(hs::server_mac(key, mine, theirs), verdict))
+    fail(errc::auth_failed, to.text() + " does not know the authkey");
+}
+
+// What arrived, at least one byte; 0 when the server closed.
+std::size_t recv_some(int fd, char* p, std::size_t n, clock_type::time_point deadline,
+                      const endpoint& to) {
+  for (;;) {
+    auto r = ::recv(fd, p, n, MSG_DONTWAIT);
+    if (r >= 0)
+      return static_cast<std::size_t>(r);
+    if (errno == ECONNRESET)
+      return 0;
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+      fail(errc::unreachable, "connecting to " + to.text() + ": " + std::strerror(errno));
+    wait_for(fd, POLLIN, deadline, to);
+  }
+}
+
+std::unique_ptr<tls::session> handshake_tls(int fd, const endpoint& to, std::string_view key,
+                                            clock_type::time_point deadline) {
+  auto tls = std::make_unique<tls::session>(tls::session::role::client, key);
+  std::string out;
+  char in[4096];
+  std::size_t got = 0;
+  for (;;) {
+    auto step = tls->handshake(in, got, out);
+    if (step == tls::session::progress::failed) {
+      ::send(fd, out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);  // the alert, if any
+      fail(errc::auth_failed,
+           to.text()
+             + (tls->wrong_key() ? " holds another authkey (" : " refused the TLS handshake (")
+             + tls->failure() + ")");
+    }
+    send_all(fd, reinterpret_cast<const std::uint8_t*>(out.data()), out.size(), deadline, to);
+    out.clear();
+    if (step == tls::session::progress::done)
+      return tls;
+    got = recv_some(fd, in, sizeof in, deadline, to);
+    if (got == 0)
+      fail(errc::auth_failed, to.text() + " closed the connection during the handshake");
+  }
+}
+
+} // namespace
+
+authenticated_socket connect_authenticated(const endpoint& to, std::string_view key,
+                                           std::chrono::milliseconds timeout, bool plaintext) {
+  auto deadline = clock_type::now() + timeout;
+  socket_guard s{connect_any(to, deadline)};
+  if (plaintext) {
+    prove_in_clear(s.fd, to, key, deadline);
+    return {s.release(), nullptr};
+  }
+  auto tls = handshake_tls(s.fd, to, key, deadline);
+  return {s.release(), std::move(tls)};
 }
 
 } // namespace mproc::detail

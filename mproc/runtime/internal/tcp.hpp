@@ -4,12 +4,17 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
 struct sockaddr_storage;  // <sys/socket.h>
 
 namespace mproc::detail {
+
+namespace tls {
+class session;
+}
 
 struct endpoint {
   std::string host;  // numeric IPv4 or IPv6 address, or a name to resolve
@@ -27,9 +32,17 @@ endpoint parse_endpoint(std::string_view text);
 // Throws mproc::error bad_arguments (unusable address) or unreachable (bind failed).
 int listen_tcp(const endpoint& at, std::uint16_t& bound_port);
 
-// Connects and authenticates as the client within `timeout`; the socket, ready for frames.
+// A socket whose peer proved the authkey, and the TLS session its frames go through (none:
+// in clear, after the plaintext handshake of handshake.hpp). Whoever destroys one includes
+// tls.hpp.
+struct authenticated_socket {
+  int fd = -1;
+  std::unique_ptr<tls::session> tls;
+};
+
+// Connects and authenticates as the client within `timeout`, over TLS unless `plaintext`.
 // Throws mproc::error unreachable, timeout or auth_failed.
-int connect_authenticated(const endpoint& to, std::string_view key,
-                          std::chrono::milliseconds timeout);
+authenticated_socket connect_authenticated(const endpoint& to, std::string_view key,
+                                           std::chrono::milliseconds timeout, bool plaintext);
 
 } // namespace mproc::detail

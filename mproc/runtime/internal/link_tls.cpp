@@ -1,0 +1,146 @@
+// A link's encryption (link.hpp, tls.hpp): queued frames are sealed into records a batch at
+// a time and the records sent; records read are opened and their frames handed out.
+#include "mproc/runtime/internal/link.hpp"
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "mproc/runtime/internal/tls.hpp"
+
+namespace mproc::detail {
+
+namespace {
+
+// An encrypted link seals at most this much per pass, so its records in memory stay small
+// whatever the size of the frames.
+constexpr std::size_t seal_batch = std::size_t{256} << 10;
+// TLS's largest record: smaller pieces are gathered into one, larger ones sealed in place.
+constexpr std::size_t record_size = std::size_t{16} << 10;
+
+} // namespace
+
+bool link::drain_tls_locked(released& done) {
+  for (;;) {
+    if (tls_sent_ == tls_out_.size()) {
+      tls_out_.clear();
+      tls_sent_ = 0;
+      if (out_.empty())
+        break;
+      if (!seal_some_locked(done))
+        return break_locked(EPROTO, done);
+    }
+    auto sent = ::send(fd_, tls_out_.data() + tls_sent_, tls_out_.size() - tls_sent_,
+                       MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent < 0) {
+      if (!would_block(errno))
+        return break_locked(errno, done);
+      drained_.notify_all();  // what did go out made room
+      return true;
+    }
+    tls_sent_ += static_cast<std::size_t>(sent);
+    out_bytes_ -= static_cast<std::size_t>(sent);
+  }
+  drained_.notify_all();
+  return true;
+}
+
+// Small pieces (most frames) are gathered into one record: a record per frame would cost an
+// AEAD call and 22 bytes each. Every piece taken is sealed before returning, so a frame
+// leaves out_ only once its bytes are in tls_out_.
+bool link::seal_some_locked(released& done) {
+  auto before = tls_out_.size();
+  std::size_t taken = 0;
+  while (!out_.empty() && taken < seal_batch) {
+    auto& front = out_.front();
+    iovec iov[max_iov];
+    std::size_t n = 0;
+    bool whole = pieces(front, out_offset_, iov, n, max_iov);
+    std::size_t used = 0;
+    for (std::size_t i = 0; i < n && taken < seal_batch; ++i) {
+      auto take = std::min(iov[i].iov_len, seal_batch - taken);
+      const auto* p = static_cast<const char*>(iov[i].iov_base);
+      if (take >= record_size) {
+        if (!seal_staged_locked() || !tls_->seal(p, take, tls_out_))
+          return false;
+      } else {
+        tls_stage_.append(p, take);
+        if (tls_stage_.size() >= record_size && !seal_staged_locked())
+          return false;
+      }
+      used += take;
+      taken += take;
+    }
+    if (whole && out_offset_ + used == front.size)
+      pop_front_locked(done);
+    else
+      out_offset_ += used;
+  }
+  if (!seal_staged_locked())
+    return false;
+  out_bytes_ += tls_out_.size() - before;
+  return true;
+}
+
+bool link::seal_staged_locked() {
+  if (tls_stage_.empty())
+    return true;
+  bool ok = tls_->seal(tls_stage_.data(), tls_stage_.size(), tls_out_);
+  tls_stage_.clear();
+  return ok;
+}
+
+bool link::read_some_tls() {
+  auto* buf = loop_.read_buffer();
+  auto n = ::recv(fd_, buf, io_loop::read_buffer_size, MSG_DONTWAIT);
+  if (n < 0 && would_block(errno))
+    return false;
+  if (n <= 0) {
+    on_read_end(n);
+    return false;
+  }
+  {
+    std::lock_guard guard{out_mtx_};
+    if (closed_)
+      return false;
+    tls_->feed(buf, static_cast<std::size_t>(n));
+  }
+  return open_tls();
+}
+
+bool link::open_tls() {
+  for (;;) {
+    // The records were copied into the session: the loop's buffer is free for plaintext.
+    auto direct = decoder_.pending_payload() >= io_loop::read_buffer_size;
+    auto* buf = direct ? decoder_.payload_room() : loop_.read_buffer();
+    auto size = direct ? decoder_.pending_payload() : io_loop::read_buffer_size;
+    long n = 0;
+    bool answer = false;  // the session has records to send back (a key update)
+    std::string why;
+    {
+      std::lock_guard guard{out_mtx_};
+      if (closed_)
+        return false;
+      auto before = tls_out_.size();
+      n = tls_->open(buf, size, tls_out_);
+      answer = tls_out_.size() != before;
+      out_bytes_ += tls_out_.size() - before;
+      if (n < 0)
+        why = tls_->failure();
+    }
+    if (answer)
+      want_write();
+    if (n == 0)
+      return true;
+    if (n < 0) {
+      close("protocol error: " + why);
+      return false;
+    }
+    if (!deliver(buf, static_cast<std::size_t>(n), direct))
+      return false;
+  }
+}
+
+} // namespace mproc::detail

@@ -1,0 +1,245 @@
+#include "mproc/runtime/internal/tls.hpp"
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <mutex>
+
+#include "mproc/runtime/errors.hpp"
+#include "mproc/runtime/internal/crypto.hpp"
+#include "mproc/runtime/internal/libssl.hpp"
+
+namespace mproc::detail::tls {
+
+namespace {
+
+// Sent in clear in the ClientHello, so it names the protocol and nothing about the node.
+constexpr unsigned char psk_identity[] = "mproc tls-psk 1";
+constexpr std::size_t psk_identity_size = sizeof psk_identity - 1;
+constexpr unsigned char aes128gcm_sha256[] = {0x13, 0x01};
+constexpr const char* cipher_suites = "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256";
+
+[[noreturn]] void unusable(const std::string& why) {
+  throw error(make_error(errc::unreachable, why), why);
+}
+
+// The external PSK as OpenSSL wants it: a TLS 1.3 session whose master key is the PSK.
+SSL_SESSION* psk_session(SSL* ssl, const unsigned char* psk) {
+  const auto& f = openssl();
+  const SSL_CIPHER* cipher = f.SSL_CIPHER_find(ssl, aes128gcm_sha256);
+  SSL_SESSION* s = cipher ? f.SSL_SESSION_new() : nullptr;
+  if (s == nullptr)
+    return nullptr;
+  if (f.SSL_SESSION_set1_master_key(s, psk, 32) != 1 || f.SSL_SESSION_set_cipher(s, cipher) != 1
+      || f.SSL_SESSION_set_protocol_version(s, TLS1_3_VERSION) != 1) {
+    f.SSL_SESSION_free(s);
+    return nullptr;
+  }
+  return s;
+}
+
+} // namespace
+
+struct callbacks {
+  static session& of(SSL* ssl) { return *static_cast<session*>(openssl().SSL_get_ex_data(ssl, 0)); }
+
+  // Client: offer the PSK (OpenSSL owns the session it is given).
+  static int use(SSL* ssl, const EVP_MD*, const unsigned char** id, std::size_t* id_size,
+                 SSL_SESSION** out) {
+    *out = psk_session(ssl, of(ssl).psk_);
+    *id = psk_identity;
+    *id_size = psk_identity_size;
+    return *out != nullptr ? 1 : 0;
+  }
+
+  // Server: the PSK for our identity; for any other, none, and with no certificate to fall
+  // back on, the handshake fails.
+  static int find(SSL* ssl, const unsigned char* id, std::size_t id_size, SSL_SESSION** out) {
+    *out = nullptr;
+    if (id_size != psk_identity_size || std::memcmp(id, psk_identity, id_size) != 0)
+      return 1;
+    *out = psk_session(ssl, of(ssl).psk_);
+    return *out != nullptr ? 1 : 0;
+  }
+};
+
+namespace {
+
+SSL_CTX* make_context(session::role r) {
+  const auto& f = openssl();
+  SSL_CTX* c = f.SSL_CTX_new(f.TLS_method());
+  if (c == nullptr)
+    return nullptr;
+  bool ok = f.SSL_CTX_ctrl(c, SSL_CTRL_SET_MIN_PROTO_VERSION, TLS1_3_VERSION, nullptr) == 1
+            && f.SSL_CTX_ctrl(c, SSL_CTRL_SET_MAX_PROTO_VERSION, TLS1_3_VERSION, nullptr) == 1
+            && f.SSL_CTX_set_ciphersuites(c, cipher_suites) == 1
+            && f.SSL_CTX_ctrl(c, SSL_CTRL_SET_GROUPS_LIST, 0, const_cast<char*>("X25519")) == 1
+            && f.SSL_CTX_set_num_tickets(c, 0) == 1;
+  if (!ok) {
+    f.SSL_CTX_free(c);
+    return nullptr;
+  }
+  // Never SSL_OP_ALLOW_NO_DHE_KEX: every handshake does X25519 besides the PSK, so a key
+  // that leaks later does not decrypt what was recorded before.
+  f.SSL_CTX_set_options(c, SSL_OP_NO_TICKET);
+  if (r == session::role::client) {
+    // No trust store: a server offering a certificate instead of the PSK is refused.
+    f.SSL_CTX_set_verify(c, SSL_VERIFY_PEER, nullptr);
+    f.SSL_CTX_set_psk_use_session_callback(c, &callbacks::use);
+  } else {
+    f.SSL_CTX_set_psk_find_session_callback(c, &callbacks::find);
+  }
+  return c;
+}
+
+// One context per role and process, made on first use, never freed: sessions share it.
+SSL_CTX* context(session::role r) {
+  static SSL_CTX* made[2] = {};
+  static std::once_flag once;
+  std::call_once(once, [] {
+    made[0] = make_context(session::role::client);
+    made[1] = make_context(session::role::server);
+  });
+  auto* c = made[r == session::role::client ? 0 : 1];
+  if (c == nullptr)
+    unusable("OpenSSL cannot set up TLS 1.3 with a pre-shared key here");
+  return c;
+}
+
+} // namespace
+
+void derive_psk(std::string_view authkey, unsigned char out[32]) {
+  constexpr std::string_view salt = "mproc link psk salt";
+  unsigned char prk[32];
+  crypto::hmac_sha256(salt, reinterpret_cast<const std::uint8_t*>(authkey.data()),
+                      authkey.size(), prk);
+  constexpr unsigned char info[] = "mproc link psk\x01";  // info | counter 1: one block
+  crypto::hmac_sha256({reinterpret_cast<const char*>(prk), sizeof prk}, info, sizeof info - 1,
+                      out);
+}
+
+session::session(role r, std::string_view authkey) {
+  const auto& f = openssl();
+  derive_psk(authkey, psk_);
+  ssl_ = f.SSL_new(context(r));
+  in_ = f.BIO_new(f.BIO_s_mem());
+  out_ = f.BIO_new(f.BIO_s_mem());
+  if (ssl_ == nullptr || in_ == nullptr || out_ == nullptr) {
+    if (in_ != nullptr)
+      f.BIO_free(in_);
+    if (out_ != nullptr)
+      f.BIO_free(out_);
+    if (ssl_ != nullptr)
+      f.SSL_free(ssl_);
+    unusable("OpenSSL cannot make a TLS session (out of memory)");
+  }
+  f.SSL_set_bio(ssl_, in_, out_);
+  f.SSL_set_ex_data(ssl_, 0, this);
+  if (r == role::client)
+    f.SSL_set_connect_state(ssl_);
+  else
+    f.SSL_set_accept_state(ssl_);
+}
+
+session::~session() {
+  std::memset(psk_, 0, sizeof psk_);
+  openssl().SSL_free(ssl_);  // and both BIOs
+}
+
+session::progress session::handshake(const char* in, std::size_t n, std::string& out) {
+  const auto& f = openssl();
+  f.ERR_clear_error();
+  if (n > 0)
+    f.BIO_write(in_, in, static_cast<int>(n));
+  int rc = f.SSL_do_handshake(ssl_);
+  take_output(out);
+  if (rc == 1) {
+    if (f.SSL_session_reused(ssl_) == 1)
+      return progress::done;
+    failure_ = "the handshake did not use the authkey";
+    return progress::failed;
+  }
+  if (f.SSL_get_error(ssl_, rc) == SSL_ERROR_WANT_READ)
+    return progress::more;
+  fail("handshake");
+  return progress::failed;
+}
+
+bool session::seal(const char* p, std::size_t n, std::string& out) {
+  const auto& f = openssl();
+  f.ERR_clear_error();
+  while (n > 0) {
+    int w = f.SSL_write(ssl_, p, static_cast<int>(std::min<std::size_t>(n, INT_MAX / 2)));
+    if (w <= 0) {
+      fail("sending");
+      return false;
+    }
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+  take_output(out);
+  return true;
+}
+
+void session::feed(const char* p, std::size_t n) {
+  openssl().BIO_write(in_, p, static_cast<int>(n));
+}
+
+long session::open(char* buf, std::size_t size, std::string& out) {
+  const auto& f = openssl();
+  f.ERR_clear_error();
+  int r = f.SSL_read(ssl_, buf, static_cast<int>(std::min<std::size_t>(size, INT_MAX / 2)));
+  take_output(out);
+  if (r > 0)
+    return r;
+  switch (f.SSL_get_error(ssl_, r)) {
+  case SSL_ERROR_WANT_READ:
+    return 0;
+  case SSL_ERROR_ZERO_RETURN:
+    failure_ = "the peer ended the TLS session";
+    return -1;
+  default:
+    fail("receiving");
+    return -1;
+  }
+}
+
+bool session::has_input() const {
+  const auto& f = openssl();
+  return f.SSL_pending(ssl_) > 0 || f.BIO_ctrl_pending(in_) > 0;
+}
+
+std::string session::description() const {
+  const auto& f = openssl();
+  const SSL_CIPHER* c = f.SSL_get_current_cipher(ssl_);
+  return std::string{"TLSv1.3 "} + (c != nullptr ? f.SSL_CIPHER_get_name(c) : "(none)");
+}
+
+void session::take_output(std::string& out) {
+  const auto& f = openssl();
+  auto n = f.BIO_ctrl_pending(out_);
+  if (n == 0)
+    return;
+  auto at = out.size();
+  out.resize(at + n);
+  f.BIO_read(out_, out.data() + at, static_cast<int>(n));
+}
+
+void session::fail(const char* during) {
+  const auto& f = openssl();
+  unsigned long first = f.ERR_peek_error();
+  auto reason = ERR_GET_REASON(first);
+  // The server sees the client's binder fail to verify; the client sees the server's alert.
+  wrong_key_ = reason == SSL_R_BINDER_DOES_NOT_VERIFY
+               || reason == SSL_R_TLSV1_ALERT_DECRYPT_ERROR;
+  char text[256] = "no detail from OpenSSL";
+  if (first != 0)
+    f.ERR_error_string_n(first, text, sizeof text);
+  std::string_view detail{text};
+  if (auto at = detail.find("::"); at != std::string_view::npos)
+    detail.remove_prefix(at + 2);  // "error:0A000126:SSL routines::unexpected eof..."
+  failure_ = std::string{"TLS "} + during + ": " + std::string{detail};
+  f.ERR_clear_error();
+}
+
+} // namespace mproc::detail::tls

@@ -1,0 +1,73 @@
+// TLS 1.3 on a link between nodes, keyed by the authkey as an external pre-shared key
+// (RFC 8446 §2.2, RFC 9257): no certificates; a handshake completes only between two holders
+// of the key, and each frame after it is encrypted and authenticated.
+//
+// The session moves no bytes itself: the caller hands it what arrived and sends what it
+// appends to `out`, so it fits both a blocking connect and the loop's non-blocking sockets.
+// Not thread-safe: one caller at a time (a link holds its lock around every call).
+//
+// What is fixed (docs/distributed.md, "Encryption"): TLS 1.3 only; TLS_AES_128_GCM_SHA256 or
+// TLS_CHACHA20_POLY1305_SHA256; X25519 key exchange with the PSK (forward secrecy: psk_dhe_ke
+// only); no session tickets; the PSK is HKDF-SHA256 of the authkey. A client accepts only a
+// handshake that used the PSK, so a server without the key cannot finish one with a
+// certificate instead.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+
+struct ssl_st;  // OpenSSL's SSL and BIO, kept out of this header's includes
+struct bio_st;
+
+namespace mproc::detail::tls {
+
+class session {
+public:
+  enum class role { client, server };
+  // Throws mproc::error unreachable when libssl cannot be loaded or set up.
+  session(role r, std::string_view authkey);
+  ~session();
+  session(const session&) = delete;
+  session& operator=(const session&) = delete;
+
+  enum class progress { done, more, failed };
+  // Feeds the bytes received (none, for a client's first call) and appends what to send to
+  // `out`; `done` may still leave bytes in `out` that must go before any record.
+  progress handshake(const char* in, std::size_t n, std::string& out);
+  // After `failed`: why, and whether it was the peer's key (rather than not speaking TLS).
+  const std::string& failure() const { return failure_; }
+  bool wrong_key() const { return wrong_key_; }
+
+  // After the handshake. Appends [p, p + n) encrypted to `out`; false when broken.
+  bool seal(const char* p, std::size_t n, std::string& out);
+  // Received records; `open` then takes out their plaintext.
+  void feed(const char* p, std::size_t n);
+  // Plaintext into [buf, buf + size): the count; 0 when more must be fed first; -1 when the
+  // peer closed or sent what does not decrypt (failure() says which). A record that needs an
+  // answer (a key update) appends it to `out`.
+  long open(char* buf, std::size_t size, std::string& out);
+  // Fed bytes not yet opened: worth an open() before waiting for the socket.
+  bool has_input() const;
+  // "TLSv1.3 TLS_AES_128_GCM_SHA256", for logs and tests.
+  std::string description() const;
+
+private:
+  friend struct callbacks;
+  void take_output(std::string& out);
+  void fail(const char* during);
+
+  ssl_st* ssl_ = nullptr;
+  bio_st* in_ = nullptr;   // owned by ssl_
+  bio_st* out_ = nullptr;  // owned by ssl_
+  unsigned char psk_[32] = {};
+  std::string failure_;
+  bool wrong_key_ = false;
+};
+
+// What the PSK is made of: HKDF-SHA256 (RFC 5869) with a fixed salt and label, so the
+// authkey itself never keys anything but this derivation.
+void derive_psk(std::string_view authkey, unsigned char out[32]);
+
+} // namespace mproc::detail::tls
