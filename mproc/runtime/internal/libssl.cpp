@@ -14,10 +14,7 @@ const libssl& openssl() {
   static std::string problem;
   static std::once_flag once;
   std::call_once(once, [] {
-    void* h = nullptr;
-    for (const char* so : {"libssl.so.3", "libssl.so"})
-      if ((h = ::dlopen(so, RTLD_NOW | RTLD_LOCAL)) != nullptr)
-        break;
+    void* h = ::dlopen("libssl.so.3", RTLD_NOW | RTLD_LOCAL);
     if (h == nullptr) {
       problem = "OpenSSL's libssl (libssl.so.3) cannot be loaded; nodes need it for TCP: "
                 "apt-get install libssl3";
@@ -26,7 +23,7 @@ const libssl& openssl() {
 #define MPROC_LIBSSL_FIND(name)                                                                \
   fns.name = reinterpret_cast<decltype(fns.name)>(::dlsym(h, #name));                          \
   if (fns.name == nullptr && problem.empty())                                                  \
-    problem = "the libssl found lacks " #name " (OpenSSL 3 is needed)";
+    problem = "the libssl.so.3 found lacks " #name;
     MPROC_LIBSSL_FUNCTIONS(MPROC_LIBSSL_FIND)
 #undef MPROC_LIBSSL_FIND
   });

@@ -15,11 +15,9 @@ namespace mproc::detail {
   X(TLS_method) X(SSL_CTX_new) X(SSL_CTX_free) X(SSL_CTX_ctrl) X(SSL_CTX_set_options)         \
   X(SSL_CTX_set_ciphersuites) X(SSL_CTX_set_num_tickets) X(SSL_CTX_set_verify)                 \
   X(SSL_CTX_set_psk_use_session_callback) X(SSL_CTX_set_psk_find_session_callback)             \
-  X(SSL_CTX_use_certificate_chain_file) X(SSL_CTX_use_PrivateKey_file)                         \
-  X(SSL_CTX_check_private_key) X(SSL_CTX_load_verify_locations)                                \
   X(SSL_new) X(SSL_free) X(SSL_set_bio) X(SSL_set_connect_state) X(SSL_set_accept_state)      \
   X(SSL_set_ex_data) X(SSL_get_ex_data) X(SSL_do_handshake) X(SSL_read) X(SSL_write)         \
-  X(SSL_get_error) X(SSL_session_reused) X(SSL_pending) X(SSL_get_current_cipher)             \
+  X(SSL_get_error) X(SSL_session_reused) X(SSL_has_pending) X(SSL_get_current_cipher)             \
   X(SSL_CIPHER_find) X(SSL_CIPHER_get_name) X(SSL_SESSION_new) X(SSL_SESSION_free)            \
   X(SSL_SESSION_set1_master_key) X(SSL_SESSION_set_cipher) X(SSL_SESSION_set_protocol_version) \
   X(BIO_new) X(BIO_s_mem) X(BIO_read) X(BIO_write) X(BIO_ctrl_pending) X(BIO_free)           \
@@ -31,8 +29,9 @@ struct libssl {
 #undef MPROC_LIBSSL_MEMBER
 };
 
-// Loads libssl.so.3 once. Throws mproc::error unreachable when it cannot be loaded or lacks
-// a function.
+// Loads libssl.so.3 once: OpenSSL 3 only, since the error codes tls.cpp reads are packed
+// differently in 1.1. Throws mproc::error unreachable when it cannot be loaded or lacks a
+// function.
 const libssl& openssl();
 
 } // namespace mproc::detail

@@ -222,7 +222,7 @@ bool link::drain_locked(released& done) {
 
 // EPIPE, ECONNRESET, ENOBUFS...: nothing more goes out. The loop closes the link, which
 // settles everything pending on it; the reader may well have seen the end first.
-bool link::break_locked(int err, released& done) {
+bool link::break_locked(int err, released& done, std::string why) {
   broken_ = true;
   // The other end is gone (a child killed while this node wrote to it): its exit status
   // is the story, as when the reader sees the end first, not a protocol violation.
@@ -238,9 +238,11 @@ bool link::break_locked(int err, released& done) {
   tls_out_.clear();
   tls_sent_ = 0;
   drained_.notify_all();
-  loop_.post([self = weak_from_this(), why = std::string{std::strerror(err)}] {
+  if (why.empty())
+    why = std::string{"write failed: "} + std::strerror(err);
+  loop_.post([self = weak_from_this(), why = std::move(why)] {
     if (auto l = self.lock())
-      l->close("write failed: " + why);
+      l->close(why);
   });
   return false;
 }

@@ -138,8 +138,9 @@ private:
   // Seals up to a batch of queued frames into tls_out_; false when the session broke.
   bool seal_some_locked(released& done);
   bool seal_staged_locked();
-  // A write failed with `err`: drops the queue and posts the close; always false.
-  bool break_locked(int err, released& done);
+  // A write failed with `err` (`why`, if given, says more): drops the queue and posts the
+  // close; always false.
+  bool break_locked(int err, released& done, std::string why = {});
   void pop_front_locked(released& done);
   bool unsent_locked() const { return !out_.empty() || tls_sent_ < tls_out_.size(); }
   // The loop also waits until the socket takes more.

@@ -19,18 +19,23 @@ namespace {
 constexpr std::size_t seal_batch = std::size_t{256} << 10;
 // TLS's largest record: smaller pieces are gathered into one, larger ones sealed in place.
 constexpr std::size_t record_size = std::size_t{16} << 10;
+// Batches sealed per drain: AES over a 64 MiB frame takes tens of milliseconds, which must
+// neither hold the link's lock that long nor keep the loop from its other links. A writer
+// thread seals one batch and leaves the rest to the loop, which seals a few per wake-up.
+constexpr int batches_per_drain_on_loop = 4;
 
 } // namespace
 
 bool link::drain_tls_locked(released& done) {
+  int batches = loop_.in_loop() ? batches_per_drain_on_loop : 1;
   for (;;) {
     if (tls_sent_ == tls_out_.size()) {
       tls_out_.clear();
       tls_sent_ = 0;
-      if (out_.empty())
-        break;
+      if (out_.empty() || batches-- == 0)
+        break;  // the loop goes on while unsent_locked(): callers leave EPOLLOUT set
       if (!seal_some_locked(done))
-        return break_locked(EPROTO, done);
+        return break_locked(EPROTO, done, "protocol error: " + tls_->failure());
     }
     auto sent = ::send(fd_, tls_out_.data() + tls_sent_, tls_out_.size() - tls_sent_,
                        MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -127,17 +132,24 @@ bool link::open_tls() {
       n = tls_->open(buf, size, tls_out_);
       answer = tls_out_.size() != before;
       out_bytes_ += tls_out_.size() - before;
-      if (n < 0)
-        why = tls_->failure();
+      if (n < 0 && !tls_->peer_closed())
+        why = "protocol error: " + tls_->failure();
+      // Replies a peer asks for (key updates) and never reads must not grow without bound.
+      if (n >= 0 && tls_out_.size() - tls_sent_ > max_queued_)
+        why = "protocol error: the peer asks for more key updates than it reads";
+    }
+    if (n < 0 && why.empty()) {  // a TLS close_notify: as the end of the stream
+      on_read_end(0);
+      return false;
+    }
+    if (!why.empty()) {
+      close(why);
+      return false;
     }
     if (answer)
       want_write();
     if (n == 0)
       return true;
-    if (n < 0) {
-      close("protocol error: " + why);
-      return false;
-    }
     if (!deliver(buf, static_cast<std::size_t>(n), direct))
       return false;
   }

@@ -62,6 +62,7 @@ listener::listener(io_loop& loop, const endpoint& at, std::string key, bool plai
                    accepted_handler on_accepted)
   : loop_(loop), at_(at), key_(std::move(key)), plaintext_(plaintext),
     on_accepted_(std::move(on_accepted)) {
+  tls::check_available(tls::session::role::server);
   fd_ = listen_tcp(at_, port_);
   at_.port = port_;
 }

@@ -103,6 +103,12 @@ void peer::on_hello(wire::hello_env& e) {
           + std::to_string(wire::protocol_version));
     return;
   }
+  // Every node holds the same key, so the network can turn a connection back to its own
+  // listener (a reflection, RFC 9257 §4): the hello gives it away.
+  if (role_ == role::remote && e.node == node_.id()) {
+    close("connected to itself (this node's own hello came back)");
+    return;
+  }
   {
     std::lock_guard guard{mtx_};
     who_ = {e.node, e.pid, std::move(e.name), e.max_frame};

@@ -108,6 +108,10 @@ SSL_CTX* context(session::role r) {
 
 } // namespace
 
+void check_available(session::role r) {
+  context(r);
+}
+
 void derive_psk(std::string_view authkey, unsigned char out[32]) {
   constexpr std::string_view salt = "mproc link psk salt";
   unsigned char prk[32];
@@ -197,6 +201,7 @@ long session::open(char* buf, std::size_t size, std::string& out) {
     return 0;
   case SSL_ERROR_ZERO_RETURN:
     failure_ = "the peer ended the TLS session";
+    peer_closed_ = true;
     return -1;
   default:
     fail("receiving");
@@ -206,7 +211,7 @@ long session::open(char* buf, std::size_t size, std::string& out) {
 
 bool session::has_input() const {
   const auto& f = openssl();
-  return f.SSL_pending(ssl_) > 0 || f.BIO_ctrl_pending(in_) > 0;
+  return f.SSL_has_pending(ssl_) == 1 || f.BIO_ctrl_pending(in_) > 0;
 }
 
 std::string session::description() const {

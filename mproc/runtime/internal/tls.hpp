@@ -45,9 +45,10 @@ public:
   // Received records; `open` then takes out their plaintext.
   void feed(const char* p, std::size_t n);
   // Plaintext into [buf, buf + size): the count; 0 when more must be fed first; -1 when the
-  // peer closed or sent what does not decrypt (failure() says which). A record that needs an
-  // answer (a key update) appends it to `out`.
+  // peer ended the session (peer_closed()) or sent what does not decrypt (failure()). A
+  // record that needs an answer (a key update) appends it to `out`.
   long open(char* buf, std::size_t size, std::string& out);
+  bool peer_closed() const { return peer_closed_; }
   // Fed bytes not yet opened: worth an open() before waiting for the socket.
   bool has_input() const;
   // "TLSv1.3 TLS_AES_128_GCM_SHA256", for logs and tests.
@@ -64,7 +65,12 @@ private:
   unsigned char psk_[32] = {};
   std::string failure_;
   bool wrong_key_ = false;
+  bool peer_closed_ = false;
 };
+
+// Loads libssl and sets up TLS for `r` now, so a listener fails at start rather than at
+// every connection. Throws mproc::error unreachable.
+void check_available(session::role r);
 
 // What the PSK is made of: HKDF-SHA256 (RFC 5869) with a fixed salt and label, so the
 // authkey itself never keys anything but this derivation.

@@ -1,0 +1,123 @@
+#include "tcp_peers.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+
+#include <caf/event_based_actor.hpp>
+
+#include <catch2/catch.hpp>
+
+#include "mproc/runtime/actor_registry.hpp"
+
+using namespace std::chrono_literals;
+namespace tls = mproc::detail::tls;
+
+namespace {
+
+caf::behavior echo_text(caf::event_based_actor*) {
+  return {[](const std::string& s) { return s; }};
+}
+
+caf::behavior listening_node(caf::event_based_actor* self, std::string key, bool plaintext) {
+  return {[=](caf::get_atom) -> std::int32_t {
+    try {
+      return mproc::this_node().listen(mproc::authkey::from_string(key), "127.0.0.1:0",
+                                       plaintext ? mproc::node::link_security::plaintext
+                                                 : mproc::node::link_security::tls);
+    } catch (const mproc::error&) {
+      self->quit();
+      return -1;
+    }
+  }};
+}
+
+} // namespace
+
+MPROC_ACTOR(echo_text);
+MPROC_ACTOR(listening_node);
+
+namespace test {
+
+other_node start_other_node(mproc::node& node, const mproc::authkey& key, bool plaintext) {
+  auto p = node.spawn_process("listening_node", {}, std::string{key.secret()}, plaintext);
+  auto port = node.request<std::int32_t>(p.actor(), 5s, caf::get_atom::value);
+  REQUIRE(port > 0);
+  return {std::move(p), static_cast<std::uint16_t>(port)};
+}
+
+int raw_connect(std::uint16_t port, const char* from) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (from) {
+    sockaddr_in source{};
+    source.sin_family = AF_INET;
+    ::inet_pton(AF_INET, from, &source.sin_addr);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&source), sizeof source) == 0);
+  }
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+bool closed_by_other_side(int fd) {
+  // Within 5 s in all: a node sends heartbeats, so each read alone would not time out.
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  char buf[256];
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto r = ::recv(fd, buf, sizeof buf, 0);
+    if (r == 0 || (r < 0 && errno == ECONNRESET))
+      return true;
+    if (r < 0)
+      return false;  // timed out: still open
+  }
+  return false;
+}
+
+by_hand tls_by_hand(int fd, std::string_view key, std::string_view then) {
+  by_hand out{std::make_unique<tls::session>(tls::session::role::client, key)};
+  std::string to_send;
+  char in[4096];
+  std::size_t got = 0;
+  for (;;) {
+    auto step = out.session->handshake(in, got, to_send);
+    if (step == tls::session::progress::done && !then.empty())
+      REQUIRE(out.session->seal(then.data(), then.size(), to_send));
+    ::send(fd, to_send.data(), to_send.size(), MSG_NOSIGNAL);
+    to_send.clear();
+    if (step == tls::session::progress::done)
+      return out;
+    if (step == tls::session::progress::failed)
+      break;
+    auto r = ::recv(fd, in, sizeof in, 0);
+    if (r <= 0)
+      break;
+    out.answered = true;
+    got = static_cast<std::size_t>(r);
+  }
+  out.session.reset();
+  return out;
+}
+
+void send_sealed(int fd, tls::session& s, std::string_view bytes) {
+  std::string records;
+  REQUIRE(s.seal(bytes.data(), bytes.size(), records));
+  REQUIRE(::send(fd, records.data(), records.size(), MSG_NOSIGNAL)
+          == static_cast<ssize_t>(records.size()));
+}
+
+bool closed_without_a_byte(int fd) {
+  char c;
+  auto r = ::recv(fd, &c, 1, 0);
+  return r == 0 || (r < 0 && errno == ECONNRESET);
+}
+
+} // namespace test
