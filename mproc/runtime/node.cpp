@@ -14,6 +14,7 @@
 #include "mproc/runtime/internal/node_mode.hpp"
 #include "mproc/runtime/internal/spawner.hpp"
 #include "mproc/runtime/internal/tcp.hpp"
+#include "mproc/runtime/internal/tls.hpp"
 #include "mproc/serialization/type_registry.hpp"
 
 namespace mproc {
@@ -145,15 +146,38 @@ caf::actor node::lookup(const std::string& name, std::chrono::milliseconds timeo
 }
 
 std::uint16_t node::listen(const authkey& key, std::string_view address, link_security accept) {
-  return impl_->listen(detail::parse_endpoint(address), std::string{key.secret()},
-                       accept == link_security::plaintext);
+  return impl_->listen(detail::parse_endpoint(address),
+                       {std::string{key.secret()}, accept == link_security::plaintext, nullptr});
 }
 
 remote_node node::connect(std::string_view address, const authkey& key,
                           std::chrono::milliseconds timeout, link_security security) {
   auto to = detail::parse_endpoint(address);
-  return remote_node{
-    impl_->connect(to, key.secret(), timeout, security == link_security::plaintext), to.text()};
+  detail::link_credentials as{std::string{key.secret()}, security == link_security::plaintext,
+                              nullptr};
+  return remote_node{impl_->connect(to, as, timeout), to.text()};
+}
+
+namespace {
+
+std::shared_ptr<const detail::tls::certificates> load(detail::tls::role r,
+                                                       const node::certificates& files) {
+  return std::make_shared<const detail::tls::certificates>(r, files.ca_file, files.cert_file,
+                                                           files.key_file);
+}
+
+} // namespace
+
+std::uint16_t node::listen(const certificates& files, std::string_view address) {
+  auto at = detail::parse_endpoint(address);
+  return impl_->listen(at, {{}, false, load(detail::tls::role::server, files)});
+}
+
+remote_node node::connect(std::string_view address, const certificates& files,
+                          std::chrono::milliseconds timeout) {
+  auto to = detail::parse_endpoint(address);
+  detail::link_credentials as{{}, false, load(detail::tls::role::client, files)};
+  return remote_node{impl_->connect(to, as, timeout), to.text()};
 }
 
 void node::keep_alive(const caf::actor& actor) {

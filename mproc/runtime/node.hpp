@@ -166,6 +166,20 @@ public:
                       std::chrono::milliseconds timeout = std::chrono::seconds{5},
                       link_security security = link_security::tls);
 
+  // Certificate files (PEM) instead of an authkey, for a site with a PKI
+  // (docs/distributed.md, "Certificates"): each side presents its certificate and accepts
+  // only a peer whose certificate `ca_file` signed. The key file must be mode 0600.
+  struct certificates {
+    std::string ca_file;
+    std::string cert_file;  // this node's certificate, or its chain
+    std::string key_file;
+  };
+  // listen and connect with certificates; the same errors, and bad_arguments for a file
+  // that cannot be used.
+  std::uint16_t listen(const certificates& files, std::string_view address = "127.0.0.1:0");
+  remote_node connect(std::string_view address, const certificates& files,
+                      std::chrono::milliseconds timeout = std::chrono::seconds{5});
+
   // Keeps a local actor alive until it ends or this node ends (it is then sent an exit with
   // user_shutdown), for actors that other processes may use after this process dropped its
   // own handles — a queue whose handle was sent to a child. No effect on a reference to an

@@ -15,8 +15,10 @@ namespace mproc::detail {
   X(TLS_method) X(SSL_CTX_new) X(SSL_CTX_free) X(SSL_CTX_ctrl) X(SSL_CTX_set_options)         \
   X(SSL_CTX_set_ciphersuites) X(SSL_CTX_set_num_tickets) X(SSL_CTX_set_verify)                 \
   X(SSL_CTX_set_psk_use_session_callback) X(SSL_CTX_set_psk_find_session_callback)             \
+  X(SSL_CTX_use_certificate_chain_file) X(SSL_CTX_use_PrivateKey_file)                         \
+  X(SSL_CTX_check_private_key) X(SSL_CTX_load_verify_locations)                                \
   X(SSL_new) X(SSL_free) X(SSL_set_bio) X(SSL_set_connect_state) X(SSL_set_accept_state)      \
-  X(SSL_set_ex_data) X(SSL_get_ex_data) X(SSL_do_handshake) X(SSL_read) X(SSL_write)         \
+  X(SSL_set_ex_data) X(SSL_get_ex_data) X(SSL_do_handshake) X(SSL_read) X(SSL_peek) X(SSL_write)         \
   X(SSL_get_error) X(SSL_session_reused) X(SSL_has_pending) X(SSL_get_current_cipher)             \
   X(SSL_CIPHER_find) X(SSL_CIPHER_get_name) X(SSL_SESSION_new) X(SSL_SESSION_free)            \
   X(SSL_SESSION_set1_master_key) X(SSL_SESSION_set_cipher) X(SSL_SESSION_set_protocol_version) \

@@ -123,6 +123,7 @@ bool link::open_tls() {
     auto size = direct ? decoder_.pending_payload() : io_loop::read_buffer_size;
     long n = 0;
     bool answer = false;  // the session has records to send back (a key update)
+    bool more = false;    // fed bytes not yet opened: one more open is worth its cost
     std::string why;
     {
       std::lock_guard guard{out_mtx_};
@@ -137,6 +138,7 @@ bool link::open_tls() {
       // Replies a peer asks for (key updates) and never reads must not grow without bound.
       if (n >= 0 && tls_out_.size() - tls_sent_ > max_queued_)
         why = "protocol error: the peer asks for more key updates than it reads";
+      more = n > 0 && tls_->has_input();
     }
     if (n < 0 && why.empty()) {  // a TLS close_notify: as the end of the stream
       on_read_end(0);
@@ -150,8 +152,8 @@ bool link::open_tls() {
       want_write();
     if (n == 0)
       return true;
-    if (!deliver(buf, static_cast<std::size_t>(n), direct))
-      return false;
+    if (!deliver(buf, static_cast<std::size_t>(n), direct) || !more)
+      return !closed();
   }
 }
 

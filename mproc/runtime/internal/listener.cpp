@@ -58,11 +58,11 @@ bool send_small(int fd, const void* p, std::size_t n) {
 
 } // namespace
 
-listener::listener(io_loop& loop, const endpoint& at, std::string key, bool plaintext,
+listener::listener(io_loop& loop, const endpoint& at, link_credentials as,
                    accepted_handler on_accepted)
-  : loop_(loop), at_(at), key_(std::move(key)), plaintext_(plaintext),
-    on_accepted_(std::move(on_accepted)) {
-  tls::check_available(tls::session::role::server);
+  : loop_(loop), at_(at), as_(std::move(as)), on_accepted_(std::move(on_accepted)) {
+  if (!as_.certificates)
+    tls::check_available(tls::role::server);
   fd_ = listen_tcp(at_, port_);
   at_.port = port_;
 }
@@ -170,14 +170,16 @@ bool listener::choose_handshake(int fd, pending& p) {
   constexpr std::uint8_t tls_handshake_record = 0x16;
   if (first == tls_handshake_record) {
     try {
-      p.tls = std::make_unique<tls::session>(tls::session::role::server, key_);
+      p.tls = as_.certificates
+                ? std::make_unique<tls::session>(tls::role::server, *as_.certificates)
+                : std::make_unique<tls::session>(tls::role::server, as_.key);
     } catch (const std::exception& e) {
       refuse(fd, e.what());
       return false;
     }
     return true;
   }
-  if (!plaintext_) {
+  if (!as_.plaintext || as_.certificates) {
     refuse(fd, first == hs::magic[0] ? "the plaintext handshake, which this node does not accept"
                                      : "not a TLS handshake");
     return false;
@@ -200,7 +202,10 @@ void listener::on_tls_bytes(int fd, pending& p) {
   // A failure's alert goes out too: it tells a client with another key why, nothing more.
   bool sent = out.empty() || send_small(fd, out.data(), out.size());
   if (step == tls::session::progress::failed)
-    refuse(fd, p.tls->wrong_key() ? "wrong authkey (" + p.tls->failure() + ")" : p.tls->failure(),
+    refuse(fd,
+           p.tls->wrong_key() ? (as_.certificates ? "wrong certificate (" : "wrong authkey (")
+                                  + p.tls->failure() + ")"
+                              : p.tls->failure(),
            p.tls->wrong_key() ? admission::outcome::wrong_key : admission::outcome::other);
   else if (!sent)
     refuse(fd, "the handshake's answer could not be sent");
@@ -236,11 +241,11 @@ void listener::on_clear_bytes(int fd, pending& p) {
     p.challenged = true;
     return;
   }
-  if (!hs::same(hs::client_mac(key_, p.server, p.client), got)) {
+  if (!hs::same(hs::client_mac(as_.key, p.server, p.client), got)) {
     refuse(fd, "wrong authkey", admission::outcome::wrong_key);
     return;
   }
-  auto verdict = hs::server_mac(key_, p.client, p.server);
+  auto verdict = hs::server_mac(as_.key, p.client, p.server);
   if (!send_small(fd, verdict.data(), verdict.size())) {
     refuse(fd, "the verdict could not be sent");
     return;

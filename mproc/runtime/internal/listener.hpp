@@ -29,9 +29,7 @@ public:
   static constexpr std::chrono::seconds handshake_timeout{5};
 
   // Any thread: binds now (so errors reach the caller); starts accepting on the loop.
-  // `plaintext`: also accept clients that do not speak TLS.
-  listener(io_loop& loop, const endpoint& at, std::string key, bool plaintext,
-           accepted_handler on_accepted);
+  listener(io_loop& loop, const endpoint& at, link_credentials as, accepted_handler on_accepted);
   // Loop thread.
   ~listener();
   listener(const listener&) = delete;
@@ -60,8 +58,7 @@ private:
 
   io_loop& loop_;
   endpoint at_;
-  std::string key_;
-  bool plaintext_;
+  link_credentials as_;
   accepted_handler on_accepted_;
   int fd_ = -1;
   std::uint16_t port_ = 0;

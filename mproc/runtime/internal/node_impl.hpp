@@ -88,12 +88,11 @@ public:
   std::string next_process_name();
 
   // TCP between nodes. listen: any thread but the loop's; the port bound.
-  // `plaintext`: clients without TLS are accepted too.
-  std::uint16_t listen(const endpoint& at, std::string key, bool plaintext);
+  std::uint16_t listen(const endpoint& at, link_credentials as);
   // Connects, authenticates and waits for the remote node's hello. Throws mproc::error
   // (unreachable, timeout, auth_failed).
-  std::shared_ptr<peer> connect(const endpoint& to, std::string_view key,
-                                std::chrono::milliseconds timeout, bool plaintext);
+  std::shared_ptr<peer> connect(const endpoint& to, const link_credentials& as,
+                                std::chrono::milliseconds timeout);
 
   // Node mode: blocks until stop_waiting(), or (unless `forever`) until a node has connected
   // and every connected node is gone.

@@ -27,10 +27,14 @@ namespace {
                "mproc node mode: %s\n"
                "usage: PROGRAM --mproc-node [--listen HOST:PORT] [--authkey-file FILE]\n"
                "                [--name NAME] [--serve-forever] [--plaintext]\n"
+               "                [--tls-ca FILE --tls-cert FILE --tls-key FILE]\n"
                "  --listen         address to accept nodes on (default 127.0.0.1:0)\n"
                "  --authkey-file   the shared key, mode 0600 (default: $MPROC_AUTHKEY)\n"
                "  --serve-forever  keep serving after the roots that connected are gone\n"
-               "  --plaintext      also accept clients without TLS (frames in clear)\n",
+               "  --plaintext      also accept clients without TLS (frames in clear)\n"
+               "  --tls-ca, --tls-cert, --tls-key\n"
+               "                   certificates (PEM) instead of the authkey: peers must\n"
+               "                   present one the CA signed\n",
                why.c_str());
   std::exit(2);
 }
@@ -63,13 +67,37 @@ std::optional<node_mode_args> parse_node_mode(int argc, char** argv) {
       a.serve_forever = true;
     else if (arg == "--plaintext")
       a.plaintext = true;
+    else if (arg == "--tls-ca")
+      a.certificates.ca_file = value();
+    else if (arg == "--tls-cert")
+      a.certificates.cert_file = value();
+    else if (arg == "--tls-key")
+      a.certificates.key_file = value();
     else if (arg == "--authkey")
       usage("a key on the command line is readable by every user: use --authkey-file");
     else
       usage("unknown option " + arg);
   }
+  const auto& c = a.certificates;
+  int given = !c.ca_file.empty() + !c.cert_file.empty() + !c.key_file.empty();
+  if (given != 0 && given != 3)
+    usage("--tls-ca, --tls-cert and --tls-key go together");
+  if (given == 3 && (a.plaintext || !a.authkey_file.empty()))
+    usage("certificates replace the authkey: no --authkey-file or --plaintext with them");
   return a;
 }
+
+namespace {
+
+std::uint16_t listen(node& self, const node_mode_args& args) {
+  if (!args.certificates.ca_file.empty())
+    return self.listen(args.certificates, args.listen);
+  auto key = args.authkey_file.empty() ? authkey::from_env() : authkey::from_file(args.authkey_file);
+  return self.listen(key, args.listen,
+                     args.plaintext ? node::link_security::plaintext : node::link_security::tls);
+}
+
+} // namespace
 
 void run_node_mode(const node_mode_args& args, node_options options) {
   // Blocked before any thread exists, so only the waiter below takes them. Children are
@@ -82,11 +110,8 @@ void run_node_mode(const node_mode_args& args, node_options options) {
   options.name = args.name;
   std::unique_ptr<node> self;
   try {
-    auto key = args.authkey_file.empty() ? authkey::from_env() : authkey::from_file(args.authkey_file);
     self = std::make_unique<node>(0, nullptr, options);
-    auto port = self->listen(key, args.listen,
-                             args.plaintext ? node::link_security::plaintext
-                                            : node::link_security::tls);
+    auto port = listen(*self, args);
     auto shown = parse_endpoint(args.listen);
     shown.port = port;
     // The launcher (a root, ssh, a job script) reads this line to learn the port.

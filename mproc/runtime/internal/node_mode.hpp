@@ -16,6 +16,7 @@ struct node_mode_args {
   std::string name = "Node";
   bool serve_forever = false;  // else: end once every root that connected is gone
   bool plaintext = false;  // also accept clients that do not speak TLS
+  node::certificates certificates;  // all three set: these instead of the authkey
 };
 
 // Set when argv holds --mproc-node; exits with a usage message on malformed options.

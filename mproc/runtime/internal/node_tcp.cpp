@@ -14,8 +14,8 @@ namespace mproc::detail {
 
 // ---- TCP between nodes -----------------------------------------------------------------
 
-std::uint16_t node_impl::listen(const endpoint& at, std::string key, bool plaintext) {
-  auto l = std::make_unique<listener>(loop_, at, std::move(key), plaintext,
+std::uint16_t node_impl::listen(const endpoint& at, link_credentials as) {
+  auto l = std::make_unique<listener>(loop_, at, std::move(as),
                                       [this](authenticated_socket s, const std::string& from) {
                                         adopt_remote(std::move(s), from);
                                       });
@@ -81,11 +81,10 @@ void node_impl::keep_heartbeat(const std::weak_ptr<peer>& w) {
   });
 }
 
-std::shared_ptr<peer> node_impl::connect(const endpoint& to, std::string_view key,
-                                         std::chrono::milliseconds timeout, bool plaintext) {
+std::shared_ptr<peer> node_impl::connect(const endpoint& to, const link_credentials& as,
+                                         std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  auto socket = std::make_shared<authenticated_socket>(
-    connect_authenticated(to, key, timeout, plaintext));
+  auto socket = std::make_shared<authenticated_socket>(connect_authenticated(to, as, timeout));
   // Settled once: by the remote hello, or by the link failing first.
   struct pending {
     std::promise<caf::expected<std::shared_ptr<peer>>> answer;

@@ -254,9 +254,12 @@ std::size_t recv_some(int fd, char* p, std::size_t n, clock_type::time_point dea
   }
 }
 
-std::unique_ptr<tls::session> handshake_tls(int fd, const endpoint& to, std::string_view key,
+std::unique_ptr<tls::session> handshake_tls(int fd, const endpoint& to,
+                                            const link_credentials& as,
                                             clock_type::time_point deadline) {
-  auto tls = std::make_unique<tls::session>(tls::session::role::client, key);
+  auto tls = as.certificates
+               ? std::make_unique<tls::session>(tls::role::client, *as.certificates)
+               : std::make_unique<tls::session>(tls::role::client, as.key);
   std::string out;
   char in[4096];
   std::size_t got = 0;
@@ -266,30 +269,43 @@ std::unique_ptr<tls::session> handshake_tls(int fd, const endpoint& to, std::str
       ::send(fd, out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);  // the alert, if any
       fail(errc::auth_failed,
            to.text()
-             + (tls->wrong_key() ? " holds another authkey (" : " refused the TLS handshake (")
+             + (tls->wrong_key() ? " does not hold this authkey or certificate authority ("
+                                 : " refused the TLS handshake (")
              + tls->failure() + ")");
     }
     send_all(fd, reinterpret_cast<const std::uint8_t*>(out.data()), out.size(), deadline, to);
     out.clear();
     if (step == tls::session::progress::done)
-      return tls;
+      break;
     got = recv_some(fd, in, sizeof in, deadline, to);
     if (got == 0)
       fail(errc::auth_failed, to.text() + " closed the connection during the handshake");
   }
+  // The server's verdict on this side's certificate comes after: its hello, or an alert.
+  for (auto step = tls::session::progress::more; step == tls::session::progress::more;) {
+    got = recv_some(fd, in, sizeof in, deadline, to);
+    if (got == 0)
+      fail(errc::auth_failed, to.text() + " closed the connection after the handshake");
+    step = tls->await_data(in, got, out);
+    if (step == tls::session::progress::failed)
+      fail(errc::auth_failed, to.text() + " refused this node (" + tls->failure() + ")");
+    send_all(fd, reinterpret_cast<const std::uint8_t*>(out.data()), out.size(), deadline, to);
+    out.clear();
+  }
+  return tls;
 }
 
 } // namespace
 
-authenticated_socket connect_authenticated(const endpoint& to, std::string_view key,
-                                           std::chrono::milliseconds timeout, bool plaintext) {
+authenticated_socket connect_authenticated(const endpoint& to, const link_credentials& as,
+                                           std::chrono::milliseconds timeout) {
   auto deadline = clock_type::now() + timeout;
   socket_guard s{connect_any(to, deadline)};
-  if (plaintext) {
-    prove_in_clear(s.fd, to, key, deadline);
+  if (as.plaintext && !as.certificates) {
+    prove_in_clear(s.fd, to, as.key, deadline);
     return {s.release(), nullptr};
   }
-  auto tls = handshake_tls(s.fd, to, key, deadline);
+  auto tls = handshake_tls(s.fd, to, as, deadline);
   return {s.release(), std::move(tls)};
 }
 

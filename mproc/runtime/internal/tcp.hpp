@@ -14,6 +14,7 @@ namespace mproc::detail {
 
 namespace tls {
 class session;
+class certificates;
 }
 
 struct endpoint {
@@ -40,9 +41,17 @@ struct authenticated_socket {
   std::unique_ptr<tls::session> tls;
 };
 
-// Connects and authenticates as the client within `timeout`, over TLS unless `plaintext`.
-// Throws mproc::error unreachable, timeout or auth_failed.
-authenticated_socket connect_authenticated(const endpoint& to, std::string_view key,
-                                           std::chrono::milliseconds timeout, bool plaintext);
+// What a TCP link proves itself with: the authkey (TLS with it as the PSK, or where asked
+// the plaintext handshake), or certificates.
+struct link_credentials {
+  std::string key;
+  bool plaintext = false;  // a listener also accepts the plaintext handshake; a client uses it
+  std::shared_ptr<const tls::certificates> certificates;  // set: these instead of the key
+};
+
+// Connects and authenticates as the client within `timeout`. Throws mproc::error
+// unreachable, timeout or auth_failed.
+authenticated_socket connect_authenticated(const endpoint& to, const link_credentials& as,
+                                           std::chrono::milliseconds timeout);
 
 } // namespace mproc::detail

@@ -1,5 +1,7 @@
 #include "mproc/runtime/internal/tls.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <climits>
 #include <cstring>
@@ -65,7 +67,8 @@ struct callbacks {
 
 namespace {
 
-SSL_CTX* make_context(session::role r) {
+// What every context of a link fixes, PSK or certificates.
+SSL_CTX* new_context() {
   const auto& f = openssl();
   SSL_CTX* c = f.SSL_CTX_new(f.TLS_method());
   if (c == nullptr)
@@ -82,7 +85,15 @@ SSL_CTX* make_context(session::role r) {
   // Never SSL_OP_ALLOW_NO_DHE_KEX: every handshake does X25519 besides the PSK, so a key
   // that leaks later does not decrypt what was recorded before.
   f.SSL_CTX_set_options(c, SSL_OP_NO_TICKET);
-  if (r == session::role::client) {
+  return c;
+}
+
+SSL_CTX* make_context(role r) {
+  const auto& f = openssl();
+  SSL_CTX* c = new_context();
+  if (c == nullptr)
+    return nullptr;
+  if (r == role::client) {
     // No trust store: a server offering a certificate instead of the PSK is refused.
     f.SSL_CTX_set_verify(c, SSL_VERIFY_PEER, nullptr);
     f.SSL_CTX_set_psk_use_session_callback(c, &callbacks::use);
@@ -93,23 +104,72 @@ SSL_CTX* make_context(session::role r) {
 }
 
 // One context per role and process, made on first use, never freed: sessions share it.
-SSL_CTX* context(session::role r) {
+SSL_CTX* context(role r) {
   static SSL_CTX* made[2] = {};
   static std::once_flag once;
   std::call_once(once, [] {
-    made[0] = make_context(session::role::client);
-    made[1] = make_context(session::role::server);
+    made[0] = make_context(role::client);
+    made[1] = make_context(role::server);
   });
-  auto* c = made[r == session::role::client ? 0 : 1];
+  auto* c = made[r == role::client ? 0 : 1];
   if (c == nullptr)
     unusable("OpenSSL cannot set up TLS 1.3 with a pre-shared key here");
   return c;
 }
 
+[[noreturn]] void unusable_file(const std::string& what, const std::string& path) {
+  auto why = "cannot use " + what + " '" + path + "'";
+  if (auto e = openssl().ERR_get_error(); e != 0) {
+    char text[256];
+    openssl().ERR_error_string_n(e, text, sizeof text);
+    std::string_view detail{text};
+    if (auto at = detail.find("::"); at != std::string_view::npos)
+      detail.remove_prefix(at + 2);
+    why += ": " + std::string{detail};
+  }
+  openssl().ERR_clear_error();
+  throw error(make_error(errc::bad_arguments, why), why);
+}
+
+// A private key others can read is no longer private: refused, as authkey files are.
+void check_private(const std::string& key_file) {
+  struct stat st{};
+  if (::stat(key_file.c_str(), &st) != 0)
+    unusable_file("the private key", key_file);
+  if ((st.st_mode & 077) != 0) {
+    auto why = "the private key '" + key_file + "' may be read by group or others: chmod 600 it";
+    throw error(make_error(errc::bad_arguments, why), why);
+  }
+}
+
 } // namespace
 
-void check_available(session::role r) {
+void check_available(role r) {
   context(r);
+}
+
+certificates::certificates(role r, const std::string& ca_file, const std::string& cert_file,
+                           const std::string& key_file) {
+  const auto& f = openssl();
+  check_private(key_file);
+  f.ERR_clear_error();
+  ctx_.reset(new_context(), [](SSL_CTX* c) { openssl().SSL_CTX_free(c); });
+  if (!ctx_)
+    unusable("OpenSSL cannot set up TLS 1.3 here");
+  auto* c = ctx_.get();
+  if (f.SSL_CTX_load_verify_locations(c, ca_file.c_str(), nullptr) != 1)
+    unusable_file("the CA file", ca_file);
+  if (f.SSL_CTX_use_certificate_chain_file(c, cert_file.c_str()) != 1)
+    unusable_file("the certificate", cert_file);
+  if (f.SSL_CTX_use_PrivateKey_file(c, key_file.c_str(), SSL_FILETYPE_PEM) != 1)
+    unusable_file("the private key", key_file);
+  if (f.SSL_CTX_check_private_key(c) != 1)
+    unusable_file("the private key (it does not match the certificate)", key_file);
+  // Both ways: a server asks for the client's certificate and refuses a client without one.
+  f.SSL_CTX_set_verify(c,
+                       r == role::server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+                                         : SSL_VERIFY_PEER,
+                       nullptr);
 }
 
 void derive_psk(std::string_view authkey, unsigned char out[32]) {
@@ -122,10 +182,16 @@ void derive_psk(std::string_view authkey, unsigned char out[32]) {
                       out);
 }
 
-session::session(role r, std::string_view authkey) {
-  const auto& f = openssl();
+session::session(role r, std::string_view authkey) : session(context(r), r) {
   derive_psk(authkey, psk_);
-  ssl_ = f.SSL_new(context(r));
+  psk_mode_ = true;
+}
+
+session::session(role r, const certificates& c) : session(c.context(), r) {}
+
+session::session(ssl_ctx_st* context, role r) : role_(r) {
+  const auto& f = openssl();
+  ssl_ = f.SSL_new(context);
   in_ = f.BIO_new(f.BIO_s_mem());
   out_ = f.BIO_new(f.BIO_s_mem());
   if (ssl_ == nullptr || in_ == nullptr || out_ == nullptr) {
@@ -158,12 +224,28 @@ session::progress session::handshake(const char* in, std::size_t n, std::string&
   int rc = f.SSL_do_handshake(ssl_);
   take_output(out);
   if (rc == 1) {
-    if (f.SSL_session_reused(ssl_) == 1)
+    if (!psk_mode_ || f.SSL_session_reused(ssl_) == 1)
       return progress::done;
     failure_ = "the handshake did not use the authkey";
     return progress::failed;
   }
   if (f.SSL_get_error(ssl_, rc) == SSL_ERROR_WANT_READ)
+    return progress::more;
+  fail("handshake");
+  return progress::failed;
+}
+
+session::progress session::await_data(const char* in, std::size_t n, std::string& out) {
+  const auto& f = openssl();
+  f.ERR_clear_error();
+  if (n > 0)
+    f.BIO_write(in_, in, static_cast<int>(n));
+  char first = 0;
+  int r = f.SSL_peek(ssl_, &first, 1);
+  take_output(out);
+  if (r > 0)
+    return progress::done;
+  if (f.SSL_get_error(ssl_, r) == SSL_ERROR_WANT_READ)
     return progress::more;
   fail("handshake");
   return progress::failed;
@@ -234,9 +316,17 @@ void session::fail(const char* during) {
   const auto& f = openssl();
   unsigned long first = f.ERR_peek_error();
   auto reason = ERR_GET_REASON(first);
-  // The server sees the client's binder fail to verify; the client sees the server's alert.
-  wrong_key_ = reason == SSL_R_BINDER_DOES_NOT_VERIFY
-               || reason == SSL_R_TLSV1_ALERT_DECRYPT_ERROR;
+  // The server refuses the client's binder or certificate (a client that refuses the
+  // server's certificate is not guessing anything); the client sees the server's alert
+  // about its own, or refuses the server's.
+  bool refused_theirs = reason == SSL_R_BINDER_DOES_NOT_VERIFY
+                        || reason == SSL_R_CERTIFICATE_VERIFY_FAILED
+                        || reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE;
+  bool mine_refused = reason == SSL_R_TLSV1_ALERT_DECRYPT_ERROR
+                      || reason == SSL_R_TLSV1_ALERT_UNKNOWN_CA
+                      || reason == SSL_R_SSLV3_ALERT_BAD_CERTIFICATE
+                      || reason == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED;
+  wrong_key_ = refused_theirs || (role_ == role::client && mine_refused);
   char text[256] = "no detail from OpenSSL";
   if (first != 0)
     f.ERR_error_string_n(first, text, sizeof text);

@@ -10,7 +10,8 @@
 // TLS_CHACHA20_POLY1305_SHA256; X25519 key exchange with the PSK (forward secrecy: psk_dhe_ke
 // only); no session tickets; the PSK is HKDF-SHA256 of the authkey. A client accepts only a
 // handshake that used the PSK, so a server without the key cannot finish one with a
-// certificate instead.
+// certificate instead. With `certificates` instead of the authkey (a site with a PKI), both
+// sides present a certificate and accept only one their CA signed; the rest is the same.
 #pragma once
 
 #include <cstddef>
@@ -18,16 +19,34 @@
 #include <string>
 #include <string_view>
 
-struct ssl_st;  // OpenSSL's SSL and BIO, kept out of this header's includes
+struct ssl_st;  // OpenSSL's SSL, SSL_CTX and BIO, kept out of this header's includes
+struct ssl_ctx_st;
 struct bio_st;
 
 namespace mproc::detail::tls {
 
+enum class role { client, server };
+
+// Certificate files (PEM), loaded once into a context the sessions made from it share.
+class certificates {
+public:
+  // Throws mproc::error bad_arguments naming what cannot be used (a missing or unreadable
+  // file, not PEM, a key that does not match the certificate, a key file that group or
+  // others may read), unreachable without libssl.
+  certificates(role r, const std::string& ca_file, const std::string& cert_file,
+               const std::string& key_file);
+  ssl_ctx_st* context() const { return ctx_.get(); }
+
+private:
+  std::shared_ptr<ssl_ctx_st> ctx_;
+};
+
 class session {
 public:
-  enum class role { client, server };
+  using role = tls::role;
   // Throws mproc::error unreachable when libssl cannot be loaded or set up.
   session(role r, std::string_view authkey);
+  session(role r, const certificates& c);
   ~session();
   session(const session&) = delete;
   session& operator=(const session&) = delete;
@@ -36,7 +55,12 @@ public:
   // Feeds the bytes received (none, for a client's first call) and appends what to send to
   // `out`; `done` may still leave bytes in `out` that must go before any record.
   progress handshake(const char* in, std::size_t n, std::string& out);
-  // After `failed`: why, and whether it was the peer's key (rather than not speaking TLS).
+  // Client, after `done`: feeds what arrived until the server's first application data, which
+  // stays for open(). A TLS 1.3 server checks a client's certificate after the client has
+  // finished, so only this says that it was accepted.
+  progress await_data(const char* in, std::size_t n, std::string& out);
+  // After `failed`: why, and whether the peer's key or certificate was refused (rather than
+  // the peer not speaking TLS, or refusing ours).
   const std::string& failure() const { return failure_; }
   bool wrong_key() const { return wrong_key_; }
 
@@ -56,6 +80,7 @@ public:
 
 private:
   friend struct callbacks;
+  explicit session(ssl_ctx_st* context, role r);
   void take_output(std::string& out);
   void fail(const char* during);
 
@@ -63,6 +88,8 @@ private:
   bio_st* in_ = nullptr;   // owned by ssl_
   bio_st* out_ = nullptr;  // owned by ssl_
   unsigned char psk_[32] = {};
+  bool psk_mode_ = false;  // a handshake must have used the PSK
+  role role_;
   std::string failure_;
   bool wrong_key_ = false;
   bool peer_closed_ = false;
