@@ -2,7 +2,7 @@
 """Runs every workload for mproc, Python multiprocessing and the raw baseline, interleaved
 (mproc, python, raw, mproc, ...), then prints the table (bench/report.py).
 
-  bench/run.py <release-build-dir> [--quick] [--reps N] [--only WORKLOAD] [--plot] [--out DIR]
+  bench/run.py <release-build-dir> [--quick] [--reps N] [--only W1,W2,...] [--plot] [--out DIR]
 
 RESULT lines go to stdout and to <out>/results.txt (default bench/out); the table to
 <out>/table.md. Exits 1 when a system printed nothing for a workload it has.
@@ -98,7 +98,7 @@ def main():
     ap.add_argument("build")
     ap.add_argument("--quick", action="store_true", help="small sizes, one repetition")
     ap.add_argument("--reps", type=int, default=None, help="repetitions (default 3)")
-    ap.add_argument("--only", help="one workload")
+    ap.add_argument("--only", help="workloads, comma-separated")
     ap.add_argument("--plot", action="store_true", help="also write <out>/bench.png")
     ap.add_argument("--out", default=os.path.join(HERE, "out"), help="where results go")
     args = ap.parse_args()
@@ -110,9 +110,10 @@ def main():
     results = os.path.join(outdir, "results.txt")
     t0 = time.monotonic()
     with open(results, "w") as out:
+        only = set(args.only.split(",")) if args.only else None
         for rep in range(reps):
             for name, systems in workloads(args.build).items():
-                if args.only and args.only != name:
+                if only and name not in only:
                     continue
                 for system in report.SYSTEMS:
                     if system in systems and not run_one(systems[system], extra, out):

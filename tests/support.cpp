@@ -86,6 +86,15 @@ mproc::errc code_of(const std::function<void()>& f) {
   return mproc::errc::none;
 }
 
+std::string failure_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return {};
+}
+
 bool all_threads_stopped(pid_t pid) {
   auto dir = "/proc/" + std::to_string(pid) + "/task";
   DIR* tasks = ::opendir(dir.c_str());

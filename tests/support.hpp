@@ -47,6 +47,8 @@ std::size_t entries(const char* dir);
 
 // The mproc::errc that `f` throws, or errc::none.
 mproc::errc code_of(const std::function<void()>& f);
+// What f threw (its what()), or "" when it returned.
+std::string failure_of(const std::function<void()>& f);
 
 // Polls `done` until it holds or `timeout` passes.
 bool eventually(std::chrono::milliseconds timeout, const std::function<bool()>& done);

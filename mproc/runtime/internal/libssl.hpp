@@ -17,6 +17,7 @@ namespace mproc::detail {
   X(SSL_CTX_set_psk_use_session_callback) X(SSL_CTX_set_psk_find_session_callback)             \
   X(SSL_CTX_use_certificate_chain_file) X(SSL_CTX_use_PrivateKey_file)                         \
   X(SSL_CTX_check_private_key) X(SSL_CTX_load_verify_locations)                                \
+  X(SSL_CTX_set_default_passwd_cb) X(SSL_CTX_get0_param) X(X509_VERIFY_PARAM_set_flags)       \
   X(SSL_new) X(SSL_free) X(SSL_set_bio) X(SSL_set_connect_state) X(SSL_set_accept_state)      \
   X(SSL_set_ex_data) X(SSL_get_ex_data) X(SSL_do_handshake) X(SSL_read) X(SSL_peek) X(SSL_write)         \
   X(SSL_get_error) X(SSL_session_reused) X(SSL_has_pending) X(SSL_get_current_cipher)             \
@@ -31,7 +32,8 @@ struct libssl {
 #undef MPROC_LIBSSL_MEMBER
 };
 
-// Loads libssl.so.3 once: OpenSSL 3 only, since the error codes tls.cpp reads are packed
+// Loads libssl.so.3 once (X509_VERIFY_PARAM_set_flags comes from its libcrypto, which
+// dlsym finds through it): OpenSSL 3 only, since the error codes tls.cpp reads are packed
 // differently in 1.1. Throws mproc::error unreachable when it cannot be loaded or lacks a
 // function.
 const libssl& openssl();

@@ -135,8 +135,9 @@ bool link::open_tls() {
       out_bytes_ += tls_out_.size() - before;
       if (n < 0 && !tls_->peer_closed())
         why = "protocol error: " + tls_->failure();
-      // Replies a peer asks for (key updates) and never reads must not grow without bound.
-      if (n >= 0 && tls_out_.size() - tls_sent_ > max_queued_)
+      // Replies a peer asks for (key updates) and never reads must not grow without bound
+      // (beyond the one sealed batch tls_out_ may hold besides them).
+      if (n >= 0 && tls_out_.size() - tls_sent_ > max_queued_ + 2 * seal_batch)
         why = "protocol error: the peer asks for more key updates than it reads";
       more = n > 0 && tls_->has_input();
     }

@@ -254,6 +254,27 @@ std::size_t recv_some(int fd, char* p, std::size_t n, clock_type::time_point dea
   }
 }
 
+// The server's verdict on this side's certificate comes after the handshake: its hello,
+// which stays in the session for the link, or an alert (either may have come with its
+// Finished already).
+void await_verdict(int fd, const endpoint& to, tls::session& tls,
+                   clock_type::time_point deadline) {
+  std::string out;
+  char in[4096];
+  auto verdict = tls.await_data(nullptr, 0, out);
+  while (verdict == tls::session::progress::more) {
+    send_all(fd, reinterpret_cast<const std::uint8_t*>(out.data()), out.size(), deadline, to);
+    out.clear();
+    auto got = recv_some(fd, in, sizeof in, deadline, to);
+    if (got == 0)
+      fail(errc::auth_failed, to.text() + " closed the connection after the handshake");
+    verdict = tls.await_data(in, got, out);
+  }
+  if (verdict == tls::session::progress::failed)
+    fail(errc::auth_failed, to.text() + " refused this node (" + tls.failure() + ")");
+  send_all(fd, reinterpret_cast<const std::uint8_t*>(out.data()), out.size(), deadline, to);
+}
+
 std::unique_ptr<tls::session> handshake_tls(int fd, const endpoint& to,
                                             const link_credentials& as,
                                             clock_type::time_point deadline) {
@@ -281,17 +302,7 @@ std::unique_ptr<tls::session> handshake_tls(int fd, const endpoint& to,
     if (got == 0)
       fail(errc::auth_failed, to.text() + " closed the connection during the handshake");
   }
-  // The server's verdict on this side's certificate comes after: its hello, or an alert.
-  for (auto step = tls::session::progress::more; step == tls::session::progress::more;) {
-    got = recv_some(fd, in, sizeof in, deadline, to);
-    if (got == 0)
-      fail(errc::auth_failed, to.text() + " closed the connection after the handshake");
-    step = tls->await_data(in, got, out);
-    if (step == tls::session::progress::failed)
-      fail(errc::auth_failed, to.text() + " refused this node (" + tls->failure() + ")");
-    send_all(fd, reinterpret_cast<const std::uint8_t*>(out.data()), out.size(), deadline, to);
-    out.clear();
-  }
+  await_verdict(fd, to, *tls, deadline);
   return tls;
 }
 

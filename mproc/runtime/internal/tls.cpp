@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cerrno>
 #include <cstring>
 #include <mutex>
 
@@ -134,8 +135,10 @@ SSL_CTX* context(role r) {
 // A private key others can read is no longer private: refused, as authkey files are.
 void check_private(const std::string& key_file) {
   struct stat st{};
-  if (::stat(key_file.c_str(), &st) != 0)
-    unusable_file("the private key", key_file);
+  if (::stat(key_file.c_str(), &st) != 0) {
+    auto why = "cannot use the private key '" + key_file + "': " + std::strerror(errno);
+    throw error(make_error(errc::bad_arguments, why), why);
+  }
   if ((st.st_mode & 077) != 0) {
     auto why = "the private key '" + key_file + "' may be read by group or others: chmod 600 it";
     throw error(make_error(errc::bad_arguments, why), why);
@@ -149,7 +152,8 @@ void check_available(role r) {
 }
 
 certificates::certificates(role r, const std::string& ca_file, const std::string& cert_file,
-                           const std::string& key_file) {
+                           const std::string& key_file)
+  : role_(r) {
   const auto& f = openssl();
   check_private(key_file);
   f.ERR_clear_error();
@@ -157,12 +161,18 @@ certificates::certificates(role r, const std::string& ca_file, const std::string
   if (!ctx_)
     unusable("OpenSSL cannot set up TLS 1.3 here");
   auto* c = ctx_.get();
+  // An encrypted key would make OpenSSL ask for a passphrase on the terminal: refused.
+  f.SSL_CTX_set_default_passwd_cb(c, [](char*, int, int, void*) { return 0; });
+  // The CA file may hold an intermediate alone, so one application's CA can sit under a
+  // site's root without trusting everything else under it.
+  f.X509_VERIFY_PARAM_set_flags(f.SSL_CTX_get0_param(c), X509_V_FLAG_PARTIAL_CHAIN);
   if (f.SSL_CTX_load_verify_locations(c, ca_file.c_str(), nullptr) != 1)
     unusable_file("the CA file", ca_file);
   if (f.SSL_CTX_use_certificate_chain_file(c, cert_file.c_str()) != 1)
     unusable_file("the certificate", cert_file);
   if (f.SSL_CTX_use_PrivateKey_file(c, key_file.c_str(), SSL_FILETYPE_PEM) != 1)
-    unusable_file("the private key", key_file);
+    unusable_file("the private key (not PEM, or encrypted: give it unencrypted, mode 0600)",
+                  key_file);
   if (f.SSL_CTX_check_private_key(c) != 1)
     unusable_file("the private key (it does not match the certificate)", key_file);
   // Both ways: a server asks for the client's certificate and refuses a client without one.
@@ -187,7 +197,10 @@ session::session(role r, std::string_view authkey) : session(context(r), r) {
   psk_mode_ = true;
 }
 
-session::session(role r, const certificates& c) : session(c.context(), r) {}
+session::session(role r, const certificates& c) : session(c.context(), r) {
+  if (c.side() != r)
+    unusable("certificates loaded for the other side of a connection");
+}
 
 session::session(ssl_ctx_st* context, role r) : role_(r) {
   const auto& f = openssl();
@@ -316,9 +329,9 @@ void session::fail(const char* during) {
   const auto& f = openssl();
   unsigned long first = f.ERR_peek_error();
   auto reason = ERR_GET_REASON(first);
-  // The server refuses the client's binder or certificate (a client that refuses the
-  // server's certificate is not guessing anything); the client sees the server's alert
-  // about its own, or refuses the server's.
+  // For a server: it refused the client's binder or certificate (a client that refuses the
+  // server's certificate, by alert, is not guessing anything). For a client: it refused the
+  // server's certificate, or the server's alert refused its key or certificate.
   bool refused_theirs = reason == SSL_R_BINDER_DOES_NOT_VERIFY
                         || reason == SSL_R_CERTIFICATE_VERIFY_FAILED
                         || reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE;

@@ -36,9 +36,11 @@ public:
   certificates(role r, const std::string& ca_file, const std::string& cert_file,
                const std::string& key_file);
   ssl_ctx_st* context() const { return ctx_.get(); }
+  role side() const { return role_; }
 
 private:
   std::shared_ptr<ssl_ctx_st> ctx_;
+  role role_;
 };
 
 class session {
@@ -46,6 +48,7 @@ public:
   using role = tls::role;
   // Throws mproc::error unreachable when libssl cannot be loaded or set up.
   session(role r, std::string_view authkey);
+  // `c` must have been loaded for `r` (a server's context also demands the client's).
   session(role r, const certificates& c);
   ~session();
   session(const session&) = delete;
