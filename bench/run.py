@@ -53,7 +53,7 @@ def workloads(build):
     table["tcp_oneway"] = {"mproc": mproc("bench_transport", "tcp_oneway")}
     # The same in clear, and bulk transfers both ways: what TLS costs.
     for name in ["tcp_pingpong_plaintext", "tcp_oneway_plaintext", "tcp_bandwidth_64MiB",
-                 "tcp_bandwidth_64MiB_plaintext"]:
+                 "tcp_bandwidth_64MiB_plaintext", "tls_records"]:
         table[name] = {"mproc": mproc("bench_transport", name)}
     # Cross-vCPU wake-ups cost ~60 us here: round trips also run with both ends on one CPU.
     table["pingpong_pinned"] = {s: PIN + argv + ["--label", "pinned"]

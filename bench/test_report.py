@@ -51,14 +51,14 @@ class ReportTest(unittest.TestCase):
     def test_encryption_is_judged_against_the_same_workload_in_clear(self):
         lines = ["RESULT mproc tcp_pingpong p50 40 us", "RESULT raw tcp_pingpong p50 20 us",
                  "RESULT mproc tcp_pingpong_plaintext p50 36 us",
-                 "RESULT mproc tcp_bandwidth_64MiB median 900 MiB/s"]
+                 "RESULT mproc tls_records median 900 MiB/s"]
         data, _ = report.parse(lines)
         self.assertAlmostEqual(report.ratio(data, ("tcp_pingpong", "p50"),
                                             "row:tcp_pingpong_plaintext"), 40 / 36)
         # 2x raw > 1.3x; 1.11x in clear <= 1.15x; 900 MiB/s < 1 GiB/s
         self.assertEqual(report.verdict(data, ("tcp_pingpong", "p50")),
                          ("<= 1.3× raw, <= 1.15× tcp_pingpong_plaintext", "**missed**, met"))
-        self.assertEqual(report.verdict(data, ("tcp_bandwidth_64MiB", "median"))[1],
+        self.assertEqual(report.verdict(data, ("tls_records", "median"))[1],
                          "**missed**")
 
     def test_pipe_rows_use_the_pingpong_baselines(self):

@@ -18,6 +18,8 @@
 //   tcp_oneway        oneway_single to a node over loopback TCP (throughput)
 //   tcp_bandwidth_64MiB  64 MiB mproc::bytes messages to a node, each acknowledged
 //   tcp_*_plaintext   the same three in clear (link_security::plaintext): the cost of TLS
+//   tls_records       one thread seals 64 MiB into TLS records and opens them again, as
+//                     the two ends of a link do (MiB/s): encryption's own ceiling on a link
 // Prints "RESULT mproc <workload> <metric> <value> <unit>" lines; options in harness.hpp.
 #include <algorithm>
 #include <condition_variable>
@@ -37,6 +39,7 @@
 
 #include "mproc/runtime/actor_registry.hpp"
 #include "mproc/runtime/blob.hpp"
+#include "mproc/runtime/internal/tls.hpp"
 #include "harness.hpp"
 #include "mproc/runtime/node.hpp"
 
@@ -328,6 +331,51 @@ void tcp_bandwidth(mproc::node& node, const options& o, bool plaintext) {
                              peer.remote.spawn("measure"), 64, o.quick ? 2 : 5);
 }
 
+// Two sessions keyed alike, handshaken in memory.
+struct session_pair {
+  using session = mproc::detail::tls::session;
+  session client{session::role::client, "bench key, sixteen bytes or more"};
+  session server{session::role::server, "bench key, sixteen bytes or more"};
+  session_pair() {
+    std::string to_server, to_client;
+    auto c = client.handshake(nullptr, 0, to_server);
+    auto s = session::progress::more;
+    while (c != session::progress::failed && s != session::progress::failed
+           && (c != session::progress::done || s != session::progress::done)) {
+      s = server.handshake(to_server.data(), to_server.size(), to_client);
+      to_server.clear();
+      c = client.handshake(to_client.data(), to_client.size(), to_server);
+      to_client.clear();
+    }
+    if (c != session::progress::done || s != session::progress::done)
+      std::fprintf(stderr, "tls_records: no handshake: %s\n", client.failure().c_str());
+  }
+};
+
+// 1 MiB per seal, as a link seals a batch: records of 16 KiB.
+void tls_records(mproc::node& node, const options& o) {
+  (void)node;
+  session_pair pair;
+  std::string plain(1 << 20, 'p'), sealed, answers;
+  std::vector<char> opened(1 << 20);
+  bench::transfers(o, "tls_records", 64, o.quick ? 2 : 5, [&] {
+    for (int mib = 0; mib < 64; ++mib) {
+      sealed.clear();
+      pair.client.seal(plain.data(), plain.size(), sealed);
+      pair.server.feed(sealed.data(), sealed.size());
+      std::size_t got = 0;
+      while (got < plain.size()) {
+        auto n = pair.server.open(opened.data() + got, opened.size() - got, answers);
+        if (n <= 0) {
+          std::fprintf(stderr, "tls_records: open failed\n");
+          return;
+        }
+        got += static_cast<std::size_t>(n);
+      }
+    }
+  });
+}
+
 } // namespace
 
 MPROC_ACTOR(tcp_node);
@@ -356,5 +404,6 @@ int main(int argc, char** argv) {
     {"tcp_oneway_plaintext", [](mproc::node& n, const options& o) { tcp_oneway(n, o, true); }},
     {"tcp_bandwidth_64MiB", [](mproc::node& n, const options& o) { tcp_bandwidth(n, o, false); }},
     {"tcp_bandwidth_64MiB_plaintext", [](mproc::node& n, const options& o) { tcp_bandwidth(n, o, true); }},
+    {"tls_records", tls_records},
   });
 }
