@@ -25,6 +25,9 @@ struct other_node {
 };
 other_node start_other_node(mproc::node& node, const mproc::authkey& key, bool plaintext);
 
+// A socket listening on a free loopback port, and the port.
+int loopback_listener(std::uint16_t& port);
+
 // A TCP connection to the loopback port, from `from` (another loopback address stands in
 // for another machine: all of 127/8 is this host's). Reads time out after 5 s.
 int raw_connect(std::uint16_t port, const char* from = nullptr);

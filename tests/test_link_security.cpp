@@ -52,15 +52,7 @@ namespace {
 class tap {
 public:
   explicit tap(std::uint16_t to) : to_(to) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(::listen(listen_fd_, 1) == 0);
-    socklen_t len = sizeof a;
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    listen_fd_ = test::loopback_listener(port_);
     thread_ = std::thread{[this] { run(); }};
   }
   ~tap() {
@@ -169,15 +161,7 @@ public:
     SSL_CTX_set_min_proto_version(ctx_, TLS1_3_VERSION);
     REQUIRE(SSL_CTX_use_certificate(ctx_, id_.cert.get()) == 1);
     REQUIRE(SSL_CTX_use_PrivateKey(ctx_, id_.key.get()) == 1);
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(::listen(fd_, 1) == 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    fd_ = test::loopback_listener(port_);
     thread_ = std::thread{[this] { serve_one(); }};
   }
   ~certificate_server() {

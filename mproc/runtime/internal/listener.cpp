@@ -187,16 +187,23 @@ bool listener::choose_handshake(int fd, pending& p) {
   return true;
 }
 
-void listener::on_tls_bytes(int fd, pending& p) {
-  char in[4096];
-  auto r = ::recv(fd, in, sizeof in, MSG_DONTWAIT);
+long listener::read_handshake(int fd, pending& p, void* buf, std::size_t n) {
+  auto r = ::recv(fd, buf, n, MSG_DONTWAIT);
   if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-    return;
+    return 0;
   if (r <= 0) {
     refuse(fd, "closed during the handshake");
-    return;
+    return -1;
   }
   p.spoke = true;
+  return r;
+}
+
+void listener::on_tls_bytes(int fd, pending& p) {
+  char in[4096];
+  auto r = read_handshake(fd, p, in, sizeof in);
+  if (r <= 0)
+    return;
   std::string out;
   auto step = p.tls->handshake(in, static_cast<std::size_t>(r), out);
   // A failure's alert goes out too: it tells a client with another key why, nothing more.
@@ -214,14 +221,9 @@ void listener::on_tls_bytes(int fd, pending& p) {
 }
 
 void listener::on_clear_bytes(int fd, pending& p) {
-  auto r = ::recv(fd, p.in.data() + p.have, p.want() - p.have, MSG_DONTWAIT);
-  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+  auto r = read_handshake(fd, p, p.in.data() + p.have, p.want() - p.have);
+  if (r <= 0)
     return;
-  if (r <= 0) {
-    refuse(fd, "closed during the handshake");
-    return;
-  }
-  p.spoke = true;
   p.have += static_cast<std::size_t>(r);
   if (p.have < p.want())
     return;
