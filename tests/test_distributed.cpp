@@ -270,6 +270,7 @@ TEST_CASE("a snapshot shows a connected node: its address, pid, and when it was 
   const auto& r = remotes.front();
   CHECK(is(r, "pid", other.pid()));
   CHECK(is(r, "address", "127.0.0.1:" + std::to_string(port)));
+  CHECK(is(r, "encryption", std::string{"TLSv1.3 TLS_AES_128_GCM_SHA256"}));
   CHECK(r.find("last_heard")->as<double>() < 60);
   CHECK(r.find("link")->find("frames_in")->as<std::int64_t>() > 0);
   // The other side sees this node among its own remotes, in its child's place of the tree.

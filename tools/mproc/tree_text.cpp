@@ -68,7 +68,9 @@ void write_below(std::ostream& out, const value& node, const std::string& prefix
         << object_summary(o, "  ") << '\n';
   for (const auto& r : list(node, "remotes"))
     out << prefix << (children.empty() ? "  " : "│ ") << "↔ node " << text(r, "name")
-        << " (pid " << integer(r, "pid") << ") at " << text(r, "address") << ", heard "
+        << " (pid " << integer(r, "pid") << ") at " << text(r, "address") << " ("
+        << (text(r, "encryption").empty() ? std::string{"in clear"} : text(r, "encryption"))
+        << "), heard "
         << human_seconds(real(r, "last_heard")) << " ago" << link_figures(field(r, "link"))
         << '\n';
   auto restarts = restarts_of(node);

@@ -110,6 +110,8 @@ public:
   counters count() const;
   // The other end's address ("127.0.0.1:4242"), or "" for a Unix socket.
   std::string remote_address() const;
+  // "TLSv1.3 TLS_AES_128_GCM_SHA256", or "" for a link in clear.
+  std::string encryption() const;
   // The other end closed or reset the connection (rather than this side closing it).
   bool closed_by_peer() const;
 

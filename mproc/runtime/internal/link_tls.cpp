@@ -26,6 +26,11 @@ constexpr int batches_per_drain_on_loop = 4;
 
 } // namespace
 
+std::string link::encryption() const {
+  std::lock_guard guard{out_mtx_};
+  return tls_ ? tls_->description() : std::string{};
+}
+
 bool link::drain_tls_locked(released& done) {
   int batches = loop_.in_loop() ? batches_per_drain_on_loop : 1;
   for (;;) {

@@ -121,6 +121,7 @@ value node_impl::inspect(clock::time_point deadline) {
                                       {"pid", who.pid},
                                       {"node", who.node},
                                       {"address", p->link().remote_address()},
+                                      {"encryption", p->link().encryption()},
                                       {"last_heard", silent.count()},
                                       {"link", link_facts(p->link())}});
   }
