@@ -75,10 +75,10 @@ class Client:
             self.close()
             raise MprocError("mproc", 11, why)
 
-    # -- handshake (section 8) ----------------------------------------------------------
+    # -- handshake (section 8.2) --------------------------------------------------------
 
     def _handshake(self, key):
-        # The plaintext handshake (section 8): Python's ssl module has no external pre-shared
+        # The plaintext handshake (section 8.2): Python's ssl module has no external pre-shared
         # keys before 3.13, so the node must listen with --plaintext and frames go in clear.
         nc = os.urandom(32)
         self._sock.sendall(MAGIC + nc)
