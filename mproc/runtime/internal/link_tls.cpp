@@ -129,6 +129,7 @@ bool link::open_tls() {
     long n = 0;
     bool answer = false;  // the session has records to send back (a key update)
     bool more = false;    // fed bytes not yet opened: one more open is worth its cost
+    bool ended = false;   // the peer's close_notify: as the end of the stream
     std::string why;
     {
       std::lock_guard guard{out_mtx_};
@@ -138,7 +139,8 @@ bool link::open_tls() {
       n = tls_->open(buf, size, tls_out_);
       answer = tls_out_.size() != before;
       out_bytes_ += tls_out_.size() - before;
-      if (n < 0 && !tls_->peer_closed())
+      ended = n < 0 && tls_->peer_closed();
+      if (n < 0 && !ended)
         why = "protocol error: " + tls_->failure();
       // Replies a peer asks for (key updates) and never reads must not grow without bound
       // (beyond the one sealed batch tls_out_ may hold besides them).
@@ -146,7 +148,7 @@ bool link::open_tls() {
         why = "protocol error: the peer asks for more key updates than it reads";
       more = n > 0 && tls_->has_input();
     }
-    if (n < 0 && why.empty()) {  // a TLS close_notify: as the end of the stream
+    if (ended) {
       on_read_end(0);
       return false;
     }

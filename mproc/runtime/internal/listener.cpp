@@ -150,7 +150,7 @@ void listener::on_readable(int fd) {
   if (i == pending_.end())
     return;
   auto& p = *i->second;
-  if (!p.spoke && !p.tls && !choose_handshake(fd, p))
+  if (!p.spoke && !choose_handshake(fd, p))  // the first byte picks the handshake
     return;
   if (p.tls)
     on_tls_bytes(fd, p);
@@ -160,13 +160,8 @@ void listener::on_readable(int fd) {
 
 bool listener::choose_handshake(int fd, pending& p) {
   std::uint8_t first = 0;
-  auto r = ::recv(fd, &first, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+  if (read_handshake(fd, p, &first, 1, MSG_PEEK) <= 0)
     return false;
-  if (r <= 0) {
-    refuse(fd, "closed during the handshake");
-    return false;
-  }
   constexpr std::uint8_t tls_handshake_record = 0x16;
   if (first == tls_handshake_record) {
     try {
@@ -187,8 +182,8 @@ bool listener::choose_handshake(int fd, pending& p) {
   return true;
 }
 
-long listener::read_handshake(int fd, pending& p, void* buf, std::size_t n) {
-  auto r = ::recv(fd, buf, n, MSG_DONTWAIT);
+long listener::read_handshake(int fd, pending& p, void* buf, std::size_t n, int flags) {
+  auto r = ::recv(fd, buf, n, MSG_DONTWAIT | flags);
   if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
     return 0;
   if (r <= 0) {

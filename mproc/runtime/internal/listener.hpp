@@ -48,9 +48,9 @@ private:
   void on_readable(int fd);
   // The first byte arrived: picks the handshake; false when the connection was refused.
   bool choose_handshake(int fd, pending& p);
-  // What the handshake sent so far into `buf`: 0 when nothing yet, -1 when the connection
-  // closed (it is refused, and `p` gone).
-  long read_handshake(int fd, pending& p, void* buf, std::size_t n);
+  // What the handshake sent so far into `buf` (`flags`: MSG_PEEK to leave it there): 0 when
+  // nothing yet, -1 when the connection closed (it is refused, and `p` gone).
+  long read_handshake(int fd, pending& p, void* buf, std::size_t n, int flags = 0);
   void on_tls_bytes(int fd, pending& p);
   void on_clear_bytes(int fd, pending& p);
   // Closes a pending connection; `how` tells admission how its try ended.

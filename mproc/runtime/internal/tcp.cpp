@@ -86,21 +86,30 @@ void send_all(int fd, const std::uint8_t* p, std::size_t n, clock_type::time_poi
   }
 }
 
+// What arrived, at least one byte; 0 when the server closed (or reset).
+std::size_t recv_some(int fd, char* p, std::size_t n, clock_type::time_point deadline,
+                      const endpoint& to) {
+  for (;;) {
+    auto r = ::recv(fd, p, n, MSG_DONTWAIT);
+    if (r >= 0)
+      return static_cast<std::size_t>(r);
+    if (errno == ECONNRESET)
+      return 0;
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+      fail(errc::unreachable, "connecting to " + to.text() + ": " + std::strerror(errno));
+    wait_for(fd, POLLIN, deadline, to);
+  }
+}
+
 // Exactly n bytes; false at EOF (the server closed: it refused us).
 bool recv_all(int fd, std::uint8_t* p, std::size_t n, clock_type::time_point deadline,
               const endpoint& to) {
   while (n > 0) {
-    auto r = ::recv(fd, p, n, MSG_DONTWAIT);
-    if (r > 0) {
-      p += r;
-      n -= static_cast<std::size_t>(r);
-    } else if (r == 0 || (r < 0 && errno == ECONNRESET)) {
+    auto got = recv_some(fd, reinterpret_cast<char*>(p), n, deadline, to);
+    if (got == 0)
       return false;
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-      wait_for(fd, POLLIN, deadline, to);
-    } else {
-      fail(errc::unreachable, "connecting to " + to.text() + ": " + std::strerror(errno));
-    }
+    p += got;
+    n -= got;
   }
   return true;
 }
@@ -237,21 +246,6 @@ void prove_in_clear(int fd, const endpoint& to, std::string_view key,
   // Mutual: the server proves the key too, after this side did.
   if (!hs::same(hs::server_mac(key, mine, theirs), verdict))
     fail(errc::auth_failed, to.text() + " does not know the authkey");
-}
-
-// What arrived, at least one byte; 0 when the server closed.
-std::size_t recv_some(int fd, char* p, std::size_t n, clock_type::time_point deadline,
-                      const endpoint& to) {
-  for (;;) {
-    auto r = ::recv(fd, p, n, MSG_DONTWAIT);
-    if (r >= 0)
-      return static_cast<std::size_t>(r);
-    if (errno == ECONNRESET)
-      return 0;
-    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-      fail(errc::unreachable, "connecting to " + to.text() + ": " + std::strerror(errno));
-    wait_for(fd, POLLIN, deadline, to);
-  }
 }
 
 // The server's verdict on this side's certificate comes after the handshake: its hello,

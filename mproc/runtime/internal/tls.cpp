@@ -26,6 +26,16 @@ constexpr const char* cipher_suites = "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1
   throw error(make_error(errc::unreachable, why), why);
 }
 
+// OpenSSL's reason for error `e`, without its "error:0A000126:SSL routines::" prefix.
+std::string reason_text(unsigned long e) {
+  char text[256];
+  openssl().ERR_error_string_n(e, text, sizeof text);
+  std::string_view detail{text};
+  if (auto at = detail.find("::"); at != std::string_view::npos)
+    detail.remove_prefix(at + 2);
+  return std::string{detail};
+}
+
 // The external PSK as OpenSSL wants it: a TLS 1.3 session whose master key is the PSK.
 SSL_SESSION* psk_session(SSL* ssl, const unsigned char* psk) {
   const auto& f = openssl();
@@ -120,14 +130,8 @@ SSL_CTX* context(role r) {
 
 [[noreturn]] void unusable_file(const std::string& what, const std::string& path) {
   auto why = "cannot use " + what + " '" + path + "'";
-  if (auto e = openssl().ERR_get_error(); e != 0) {
-    char text[256];
-    openssl().ERR_error_string_n(e, text, sizeof text);
-    std::string_view detail{text};
-    if (auto at = detail.find("::"); at != std::string_view::npos)
-      detail.remove_prefix(at + 2);
-    why += ": " + std::string{detail};
-  }
+  if (auto e = openssl().ERR_get_error(); e != 0)
+    why += ": " + reason_text(e);
   openssl().ERR_clear_error();
   throw error(make_error(errc::bad_arguments, why), why);
 }
@@ -232,8 +236,7 @@ session::~session() {
 session::progress session::handshake(const char* in, std::size_t n, std::string& out) {
   const auto& f = openssl();
   f.ERR_clear_error();
-  if (n > 0)
-    f.BIO_write(in_, in, static_cast<int>(n));
+  feed(in, n);
   int rc = f.SSL_do_handshake(ssl_);
   take_output(out);
   if (rc == 1) {
@@ -251,8 +254,7 @@ session::progress session::handshake(const char* in, std::size_t n, std::string&
 session::progress session::await_data(const char* in, std::size_t n, std::string& out) {
   const auto& f = openssl();
   f.ERR_clear_error();
-  if (n > 0)
-    f.BIO_write(in_, in, static_cast<int>(n));
+  feed(in, n);
   char first = 0;
   int r = f.SSL_peek(ssl_, &first, 1);
   take_output(out);
@@ -281,7 +283,8 @@ bool session::seal(const char* p, std::size_t n, std::string& out) {
 }
 
 void session::feed(const char* p, std::size_t n) {
-  openssl().BIO_write(in_, p, static_cast<int>(n));
+  if (n > 0)
+    openssl().BIO_write(in_, p, static_cast<int>(n));
 }
 
 long session::open(char* buf, std::size_t size, std::string& out) {
@@ -340,13 +343,8 @@ void session::fail(const char* during) {
                       || reason == SSL_R_SSLV3_ALERT_BAD_CERTIFICATE
                       || reason == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED;
   wrong_key_ = refused_theirs || (role_ == role::client && mine_refused);
-  char text[256] = "no detail from OpenSSL";
-  if (first != 0)
-    f.ERR_error_string_n(first, text, sizeof text);
-  std::string_view detail{text};
-  if (auto at = detail.find("::"); at != std::string_view::npos)
-    detail.remove_prefix(at + 2);  // "error:0A000126:SSL routines::unexpected eof..."
-  failure_ = std::string{"TLS "} + during + ": " + std::string{detail};
+  failure_ = std::string{"TLS "} + during + ": "
+             + (first != 0 ? reason_text(first) : std::string{"no detail from OpenSSL"});
   f.ERR_clear_error();
 }
 
