@@ -105,6 +105,44 @@ TEST_CASE("a frame larger than the socket buffer is sent in parts and arrives wh
   CHECK(p.got_b[1] == "after");
 }
 
+TEST_CASE("small frames queued behind a blocked write share its buffers and still arrive whole, in order, each counted") {
+  using namespace mproc::wire;
+  pair_of_links p;
+  // A frame larger than the socket takes: what follows queues behind it, and small frames
+  // join one another's buffers (link::join_tail_locked).
+  REQUIRE(p.a->write(frame_of(std::string(8u << 20, 'b'))));
+  constexpr int small = 5000;
+  for (int i = 0; i < small; ++i)
+    REQUIRE(p.a->write(frame_of("s" + std::to_string(i))));
+  // A frame that borrows its payload, and one with a payload of 5 KiB, do not join: their
+  // neighbours keep their order around them.
+  auto payload = std::make_shared<mproc::bytes>(borrow_min, 'z');
+  frame_out borrowed;
+  auto st = borrowed.state(nullptr);
+  packer pk{borrowed.buf};
+  codec<mproc::bytes>::encode(pk, *payload, st);
+  REQUIRE(borrowed.borrowed.size() == 1);
+  borrowed.keep = payload;
+  end_frame(borrowed);
+  REQUIRE(p.a->write(std::move(borrowed), mproc::detail::link::flow::data));
+  REQUIRE(p.a->write(frame_of(std::string(5 * 1024, 'm'))));
+  for (int i = 0; i < small; ++i)
+    REQUIRE(p.a->write(frame_of("t" + std::to_string(i))));
+  CHECK(p.a->flush(10s));
+  CHECK(p.a->count().backlog == 0);
+  CHECK(p.a->count().writes_out == 2 * small + 3);
+  REQUIRE(p.wait_for_b(2 * small + 3));
+  std::lock_guard g{p.mtx};
+  REQUIRE(p.got_b.size() == 2 * small + 3);
+  CHECK(p.got_b[0] == std::string(8u << 20, 'b'));
+  for (int i = 0; i < small; ++i)
+    REQUIRE(p.got_b[1 + i] == "s" + std::to_string(i));
+  CHECK(p.got_b[1 + small].size() > borrow_min);
+  CHECK(p.got_b[2 + small] == std::string(5 * 1024, 'm'));
+  for (int i = 0; i < small; ++i)
+    REQUIRE(p.got_b[3 + small + i] == "t" + std::to_string(i));
+}
+
 TEST_CASE("a frame with more borrowed payloads than one write takes arrives as if copied, and lets them go") {
   using namespace mproc::wire;
   std::vector<mproc::bytes> items;

@@ -150,6 +150,8 @@ bool link::enqueue(pending&& frame, flow kind) {
   out_bytes_ += frame.size;
   ++writes_out_;
   bytes_out_ += frame.size;
+  if (!was_idle && join_tail_locked(frame))
+    return true;  // the loop is flushing; it takes these bytes along
   out_.push_back(std::move(frame));
   if (!was_idle)
     return true;  // the loop is flushing; it takes this frame along
@@ -166,6 +168,24 @@ bool link::enqueue(pending&& frame, flow kind) {
   last_direct_ = std::chrono::steady_clock::now();
   if (unsent_locked() && token_ != 0)
     want_write();
+  return true;
+}
+
+// A small frame queued behind others joins the last queued buffer instead of being a piece
+// of its own: a flush then writes thousands of small frames per sendmsg instead of max_iov,
+// and the frame's buffer is freed by the thread that made it, not by the loop thread.
+// Only frames that are bytes alone join (no borrowed payload, nothing kept, no descriptors),
+// and only bytes alone are joined, so a frame's order, its descriptors' first byte and what
+// a borrowed payload keeps alive are as before.
+bool link::join_tail_locked(pending& frame) {
+  auto plain = [](const pending& f) { return f.borrowed.empty() && !f.keep && f.fds.empty(); };
+  if (out_.empty() || !plain(frame) || frame.size > join_max_frame)
+    return false;
+  auto& tail = out_.back();
+  if (!plain(tail) || tail.size + frame.size > join_max_buffer)
+    return false;
+  tail.buf.write(frame.buf.data(), frame.buf.size());
+  tail.size += frame.size;
   return true;
 }
 

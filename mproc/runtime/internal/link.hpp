@@ -168,6 +168,9 @@ private:
     std::vector<int> fds;  // owned until they are sent with the frame's first byte
   };
   bool enqueue(pending&& frame, flow kind);
+  bool join_tail_locked(pending& frame);
+  static constexpr std::size_t join_max_frame = 4 * 1024;
+  static constexpr std::size_t join_max_buffer = 64 * 1024;
   // Appends the pieces of `frame` from byte `skip` on to iov[n..max); false when they did
   // not all fit.
   static bool pieces(const pending& frame, std::size_t skip, iovec* iov, std::size_t& n,
