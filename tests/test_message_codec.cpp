@@ -115,6 +115,31 @@ TEST_CASE("an unknown tag is reported as such, a bad value as a bad value") {
   decode(packed(7, 7), detail::decode_status::bad_value);   // tag not a string
 }
 
+TEST_CASE("a message decoded for a mailbox holds the same elements, one or several, and fails as a message does") {
+  auto element_of = [](const std::string& bytes, detail::decode_status expected) {
+    auto h = msgpack::unpack(bytes.data(), bytes.size());
+    caf::mailbox_element_ptr out;
+    wire::codec_state st;
+    CHECK(detail::decode_element(h.get(), out, st) == expected);
+    return out;
+  };
+  auto one = element_of(packed("reading", std::make_tuple("t1", std::vector<double>{1.5})),
+                        detail::decode_status::ok);
+  REQUIRE(one);
+  CHECK(one->sender == nullptr);
+  CHECK(one->mid == caf::make_message_id());
+  REQUIRE(one->content().match_elements<reading>());
+  CHECK(one->content().get_as<reading>(0).sensor == "t1");
+  auto two = element_of(packed("i32", 7, "str", "x"), detail::decode_status::ok);
+  REQUIRE(two);
+  auto msg = two->move_content_to_message();
+  REQUIRE(msg.match_elements<std::int32_t, std::string>());
+  CHECK(msg.get_as<std::string>(1) == "x");
+  CHECK_FALSE(element_of(packed("no_such_type", 1), detail::decode_status::unknown_type));
+  CHECK_FALSE(element_of(packed("i8", 300), detail::decode_status::bad_value));
+  CHECK_FALSE(element_of(packed("i32"), detail::decode_status::bad_value));
+}
+
 TEST_CASE("actor references need a node to cross") {
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};

@@ -199,13 +199,17 @@ bool encode_message(wire::packer& pk, const caf::message& msg, wire::codec_state
   return true;
 }
 
-decode_status decode_message(const msgpack::object& o, caf::message& out, wire::codec_state& st) {
-  if (o.type != msgpack::type::ARRAY || o.via.array.size % 2 != 0) {
-    st.fail(std::string{"a message is an array of tag, value pairs, got "} + wire::object_kind(o)
-            + (o.type == msgpack::type::ARRAY ? " of odd length" : ""));
-    return decode_status::bad_value;
-  }
-  message_sink sink{o.via.array.size == 2};
+namespace {
+
+bool pairs_array(const msgpack::object& o, wire::codec_state& st) {
+  if (o.type == msgpack::type::ARRAY && o.via.array.size % 2 == 0)
+    return true;
+  st.fail(std::string{"a message is an array of tag, value pairs, got "} + wire::object_kind(o)
+          + (o.type == msgpack::type::ARRAY ? " of odd length" : ""));
+  return false;
+}
+
+decode_status decode_into(const msgpack::object& o, message_sink& sink, wire::codec_state& st) {
   const auto* items = o.via.array.ptr;
   for (std::uint32_t i = 0; i < o.via.array.size; i += 2) {
     if (items[i].type != msgpack::type::STR) {
@@ -225,8 +229,30 @@ decode_status decode_message(const msgpack::object& o, caf::message& out, wire::
       return decode_status::bad_value;
     }
   }
-  out = sink.take();
   return decode_status::ok;
+}
+
+} // namespace
+
+decode_status decode_message(const msgpack::object& o, caf::message& out, wire::codec_state& st) {
+  if (!pairs_array(o, st))
+    return decode_status::bad_value;
+  message_sink sink{o.via.array.size == 2};
+  auto status = decode_into(o, sink, st);
+  if (status == decode_status::ok)
+    out = sink.take();
+  return status;
+}
+
+decode_status decode_element(const msgpack::object& o, caf::mailbox_element_ptr& out,
+                             wire::codec_state& st) {
+  if (!pairs_array(o, st))
+    return decode_status::bad_value;
+  message_sink sink{o.via.array.size == 2, true};
+  auto status = decode_into(o, sink, st);
+  if (status == decode_status::ok)
+    out = sink.take_element();
+  return status;
 }
 
 void encode_error(wire::packer& pk, const caf::error& e, wire::codec_state& st) {

@@ -26,6 +26,10 @@ void register_builtin_types();
 // registration; what was packed is then garbage and the frame must be discarded.
 bool encode_message(wire::packer& pk, const caf::message& msg, wire::codec_state& st);
 decode_status decode_message(const msgpack::object& o, caf::message& out, wire::codec_state& st);
+// The same into a mailbox element (no sender, an asynchronous id: the caller sets both),
+// a single element stored in it without a message of its own.
+decode_status decode_element(const msgpack::object& o, caf::mailbox_element_ptr& out,
+                             wire::codec_state& st);
 
 // An error object as the protocol defines it: [category, code, text, context].
 void encode_error(wire::packer& pk, const caf::error& e, wire::codec_state& st);

@@ -145,8 +145,10 @@ private:
   void send_down(wire::actor_ref actor, const caf::error& reason);
   void respond_error(wire::actor_ref to, wire::actor_ref from, std::uint64_t request,
                      const caf::error& reason);
-  bool decode_or_answer(const msgpack::object& body, caf::message& out, wire::actor_ref from,
-                        wire::actor_ref to, std::uint64_t request);
+  // Decodes a send's or request's message into a mailbox element, or answers (a request)
+  // or logs (a send) why it cannot be read.
+  bool decode_or_answer(const msgpack::object& body, caf::mailbox_element_ptr& out,
+                        wire::actor_ref from, wire::actor_ref to, std::uint64_t request);
   void answer_locally(const pending_request& p, caf::message reply);
   caf::strong_actor_ptr proxy_for(std::uint64_t remote_actor);
   caf::strong_actor_ptr local_target(wire::actor_ref to);

@@ -130,10 +130,10 @@ void peer::when_introduced(std::function<void()> fn) {
     introduced_ = std::move(fn);
 }
 
-bool peer::decode_or_answer(const msgpack::object& body, caf::message& out, wire::actor_ref from,
-                            wire::actor_ref to, std::uint64_t request) {
+bool peer::decode_or_answer(const msgpack::object& body, caf::mailbox_element_ptr& out,
+                            wire::actor_ref from, wire::actor_ref to, std::uint64_t request) {
   auto st = decoding();
-  auto status = decode_message(body, out, st);
+  auto status = decode_element(body, out, st);
   if (status == decode_status::ok)
     return true;
   auto code = status == decode_status::unknown_type ? errc::unknown_message_type
@@ -208,13 +208,13 @@ void peer::on_lookup(wire::lookup_env& e) {
 }
 
 void peer::on_send(wire::send_env& e) {
-  caf::message msg;
-  if (!decode_or_answer(e.message, msg, e.from, e.to, 0))
+  caf::mailbox_element_ptr element;
+  if (!decode_or_answer(e.message, element, e.from, e.to, 0))
     return;
-  if (auto dest = local_target(e.to))
-    dest->enqueue(caf::make_mailbox_element(import_actor(e.from), caf::make_message_id(), {},
-                                            std::move(msg)),
-                  inline_runner::current());
+  if (auto dest = local_target(e.to)) {
+    element->sender = import_actor(e.from);
+    dest->enqueue(std::move(element), inline_runner::current());
+  }
 }
 
 void peer::on_request(wire::request_env& e) {
@@ -222,8 +222,8 @@ void peer::on_request(wire::request_env& e) {
     close("protocol error: request id " + std::to_string(e.request) + " outside 1..2^60-1");
     return;
   }
-  caf::message msg;
-  if (!decode_or_answer(e.message, msg, e.from, e.to, e.request))
+  caf::mailbox_element_ptr element;
+  if (!decode_or_answer(e.message, element, e.from, e.to, e.request))
     return;
   auto dest = local_target(e.to);
   if (!dest) {
@@ -233,9 +233,9 @@ void peer::on_request(wire::request_env& e) {
                                                     + std::to_string(::getpid())));
     return;
   }
-  dest->enqueue(caf::make_mailbox_element(import_actor(e.from), caf::make_message_id(e.request),
-                                          {}, std::move(msg)),
-                inline_runner::current());
+  element->sender = import_actor(e.from);
+  element->mid = caf::make_message_id(e.request);
+  dest->enqueue(std::move(element), inline_runner::current());
 }
 
 void peer::on_response(wire::response_env& e) {
