@@ -24,6 +24,14 @@ namespace mproc::detail {
 // overhead; small enough that a consumer that dies returns little (docs/queue.md).
 constexpr std::size_t max_batch = 512;
 
+// How many items a process's puts may run ahead of the queue's acceptance: its outbox plus
+// the batch in flight. Four batches' worth: while one batch is on its way, puts fill the
+// next one instead of waiting for the acknowledgment (producer-consumer, 5 producers and 5
+// consumers: 1.34-1.56 M items/s with 512, 1.84-1.98 M with 2,048, alternating runs).
+// Items not yet accepted are lost if their process is killed (docs/queue.md): at most this
+// many per process.
+constexpr std::size_t put_window = 4 * max_batch;
+
 // How long a leaving process waits for the queue to confirm that it took back what the
 // process held. Only a queue whose process is alive but stuck takes this long.
 constexpr auto leave_timeout = std::chrono::seconds{10};
@@ -35,7 +43,7 @@ struct queue_channel {
   // put side
   item_batch outbox;          // put() but not yet sent
   std::size_t in_flight = 0;  // items of the batch the queue has not accepted yet
-  std::size_t outbox_limit = max_batch;  // on outbox + in_flight: how far a process runs ahead
+  std::size_t outbox_limit = put_window;  // on outbox + in_flight: how far a process runs ahead
   bool sending = false;       // a batch is with the queue; the agent sends the next after it
   std::uint64_t accepted = 0; // batches the queue took: progress, for a stalled flush
   caf::error put_error;       // the queue refused (closed) or is gone

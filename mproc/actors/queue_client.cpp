@@ -32,7 +32,7 @@ public:
   queue_client(caf::actor q, std::size_t maxsize)
     : queue_(std::move(q)), ch_(std::make_shared<queue_channel>()) {
     if (maxsize != 0)  // a process never holds more unsent items than the queue may
-      ch_->outbox_limit = std::min(max_batch, maxsize);
+      ch_->outbox_limit = std::min(put_window, maxsize);
   }
 
   ~queue_client() {
