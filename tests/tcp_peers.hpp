@@ -1,6 +1,6 @@
-// What the tests of TCP links share (test_link_security.cpp, test_strangers.cpp): another
-// node in a child process, raw connections from chosen loopback addresses, and a TLS client
-// by hand, to play both the proper peer and the stranger.
+// What the tests of TCP links share (test_distributed, test_link_security, test_strangers):
+// another node in a child process, raw connections from chosen loopback addresses, and a
+// TLS client by hand, to play both the proper peer and the stranger.
 #pragma once
 
 #include <cstdint>

@@ -2,8 +2,6 @@
 // when it goes (test_link_security.cpp: keys, encryption and strangers). A process hosts one
 // node, so the other nodes here are child processes that listen or connect themselves,
 // standing in for other machines.
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,6 +26,7 @@
 #include "mproc/runtime/supervisor.hpp"
 #include "mproc/runtime/node.hpp"
 #include "support.hpp"
+#include "tcp_peers.hpp"
 
 using namespace std::chrono_literals;
 using mproc::errc;
@@ -56,18 +55,6 @@ caf::behavior count_alive(caf::event_based_actor*) {
   return {[](caf::get_atom) -> std::int32_t { return counted_alive.load(); }};
 }
 
-// A node standing in for another machine: listens with `key`, answers its port, serves.
-caf::behavior listening_node(caf::event_based_actor* self, std::string key) {
-  return {[=](caf::get_atom) -> std::int32_t {
-    try {
-      return mproc::this_node().listen(mproc::authkey::from_string(key));
-    } catch (const mproc::error&) {
-      self->quit();
-      return -1;
-    }
-  }};
-}
-
 std::string temp_file(const std::string& content, mode_t mode) {
   char path[] = "/tmp/mproc-authkey-XXXXXX";
   int fd = ::mkstemp(path);
@@ -81,7 +68,6 @@ std::string temp_file(const std::string& content, mode_t mode) {
 } // namespace
 
 MPROC_ACTOR(echo_pid);
-MPROC_ACTOR(listening_node);
 MPROC_ACTOR(counted);
 MPROC_ACTOR(count_alive);
 
@@ -110,23 +96,21 @@ TEST_CASE("an authkey comes from a private file or the environment, long and var
 TEST_CASE("a node spawns an actor on another node over TCP and talks to it") {
   test::scoped_node node;
   auto key = mproc::authkey::generate();
-  auto other = node->spawn_process("listening_node", {}, std::string{key.secret()});
-  auto port = node->request<std::int32_t>(other.actor(), 5s, caf::get_atom::value);
-  REQUIRE(port > 0);
+  auto other = test::start_other_node(*node, key, false);
 
-  auto remote = node->connect("127.0.0.1:" + std::to_string(port), key);
+  auto remote = node->connect(other.address(), key);
   CHECK(remote.connected());
-  CHECK(remote.pid() == other.pid());
+  CHECK(remote.pid() == other.process.pid());
   CHECK(remote.id() != node->id());
   auto worker = remote.spawn("echo_pid");
   auto reply = node->request<std::vector<std::int32_t>>(worker, 5s, std::int32_t{7});
-  CHECK(reply == std::vector<std::int32_t>{7, other.pid()});
+  CHECK(reply == std::vector<std::int32_t>{7, other.process.pid()});
   CHECK(code_of([&] { remote.spawn("no_such_actor"); }) == errc::unknown_actor_name);
 
   caf::scoped_actor watcher{node->system()};
   watcher->monitor(worker);
-  other.kill();  // the other machine dies: monitors fire, its actors' proxies fail
-  other.join(5s);
+  other.process.kill();  // the other machine dies: monitors fire, its actors' proxies fail
+  other.process.join(5s);
   bool down = false;
   watcher->receive([&](caf::down_msg& d) { down = d.source == worker.address(); },
                    caf::after(std::chrono::seconds{5}) >> [] {});
@@ -139,15 +123,9 @@ TEST_CASE("a node spawns an actor on another node over TCP and talks to it") {
 TEST_CASE("connecting to nothing, or to a silent port, fails within the timeout") {
   test::scoped_node node;
   auto key = mproc::authkey::generate();
-  int silent = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(silent, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  REQUIRE(::listen(silent, 4) == 0);
-  socklen_t len = sizeof a;
-  ::getsockname(silent, reinterpret_cast<sockaddr*>(&a), &len);
-  auto address = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  std::uint16_t port = 0;
+  int silent = test::loopback_listener(port);
+  auto address = "127.0.0.1:" + std::to_string(port);
 
   auto t0 = std::chrono::steady_clock::now();
   CHECK(code_of([&] { node->connect(address, key, 300ms); }) == errc::timeout);
@@ -160,9 +138,8 @@ TEST_CASE("connecting to nothing, or to a silent port, fails within the timeout"
 TEST_CASE("a stopped node is declared down within the heartbeat bound; its actors fail") {
   test::scoped_node node;  // defaults: heartbeat every 500 ms, down after 2 s of silence
   auto key = mproc::authkey::generate();
-  auto other = node->spawn_process("listening_node", {}, std::string{key.secret()});
-  auto port = node->request<std::int32_t>(other.actor(), 5s, caf::get_atom::value);
-  auto remote = node->connect("127.0.0.1:" + std::to_string(port), key);
+  auto other = test::start_other_node(*node, key, false);
+  auto remote = node->connect(other.address(), key);
   auto worker = remote.spawn("echo_pid");
   std::this_thread::sleep_for(1500ms);  // heartbeats keep an idle connection up
   REQUIRE(remote.connected());
@@ -176,8 +153,8 @@ TEST_CASE("a stopped node is declared down within the heartbeat bound; its actor
     down = true;
   });
   auto stopped = std::chrono::steady_clock::now();
-  REQUIRE(::kill(other.pid(), SIGSTOP) == 0);
-  REQUIRE(test::eventually(5s, [&] { return test::all_threads_stopped(other.pid()); }));
+  REQUIRE(::kill(other.process.pid(), SIGSTOP) == 0);
+  REQUIRE(test::eventually(5s, [&] { return test::all_threads_stopped(other.process.pid()); }));
   // A request in flight fails when the node is declared down, not at its own 30 s timeout.
   CHECK(code_of([&] { node->request<std::vector<std::int32_t>>(worker, 30s, std::int32_t{1}); })
         == errc::link_lost);
@@ -188,28 +165,27 @@ TEST_CASE("a stopped node is declared down within the heartbeat bound; its actor
     std::lock_guard guard{m};
     CHECK_THAT(reason, Catch::Contains("no sign of life"));
   }
-  other.kill();
+  other.process.kill();
 }
 
 TEST_CASE("a node starts a process on another node; it dies with that node, no orphan") {
   test::scoped_node node;
   auto key = mproc::authkey::generate();
-  auto other = node->spawn_process("listening_node", {}, std::string{key.secret()});
-  auto port = node->request<std::int32_t>(other.actor(), 5s, caf::get_atom::value);
-  auto remote = node->connect("127.0.0.1:" + std::to_string(port), key);
+  auto other = test::start_other_node(*node, key, false);
+  auto remote = node->connect(other.address(), key);
 
   auto worker = remote.spawn_process("echo_pid", "remote-worker");
   auto reply = node->request<std::vector<std::int32_t>>(worker, 5s, std::int32_t{5});
   REQUIRE(reply.size() == 2);
   auto worker_pid = reply[1];
-  CHECK(worker_pid != other.pid());
+  CHECK(worker_pid != other.process.pid());
   CHECK(worker_pid != ::getpid());
   CHECK(test::running(worker_pid));
   CHECK(code_of([&] { remote.spawn_process("no_such_actor", "x"); })
         == errc::unknown_actor_name);
 
-  other.kill();
-  other.join(5s);
+  other.process.kill();
+  other.process.join(5s);
   CHECK(test::eventually(5s, [&] { return !test::running(worker_pid); }));
 }
 
@@ -228,16 +204,15 @@ MPROC_ACTOR(remote_supervisor);
 TEST_CASE("a supervisor started on another node restarts its worker there") {
   test::scoped_node node;
   auto key = mproc::authkey::generate();
-  auto other = node->spawn_process("listening_node", {}, std::string{key.secret()});
-  auto port = node->request<std::int32_t>(other.actor(), 5s, caf::get_atom::value);
-  auto remote = node->connect("127.0.0.1:" + std::to_string(port), key);
+  auto other = test::start_other_node(*node, key, false);
+  auto remote = node->connect(other.address(), key);
 
   auto sup = remote.spawn("remote_supervisor");
   node->request(sup, 10s, mproc::detail::sup_ready_atom::value);  // its children started
   auto worker = node->request<caf::actor>(sup, 10s, mproc::detail::sup_child_atom::value,
                                           std::string{"w"});
   auto first = node->request<std::vector<std::int32_t>>(worker, 5s, std::int32_t{1})[1];
-  CHECK(first != other.pid());
+  CHECK(first != other.process.pid());
   REQUIRE(::kill(first, SIGKILL) == 0);
   std::int32_t second = 0;
   CHECK(test::eventually(10s, [&] {
@@ -249,17 +224,16 @@ TEST_CASE("a supervisor started on another node restarts its worker there") {
     return second != first;
   }));
   CHECK(test::running(second));
-  other.kill();
-  other.join(5s);
+  other.process.kill();
+  other.process.join(5s);
   CHECK(test::eventually(5s, [&] { return !test::running(second); }));
 }
 
 TEST_CASE("a snapshot shows a connected node: its address, pid, and when it was last heard") {
   test::scoped_node node;
   auto key = mproc::authkey::generate();
-  auto other = node->spawn_process("listening_node", {}, std::string{key.secret()});
-  auto port = node->request<std::int32_t>(other.actor(), 5s, caf::get_atom::value);
-  auto remote = node->connect("127.0.0.1:" + std::to_string(port), key);
+  auto other = test::start_other_node(*node, key, false);
+  auto remote = node->connect(other.address(), key);
   auto is = [](const mproc::value& map, const char* key, const mproc::value& x) {
     const auto* v = map.find(key);
     return v && *v == x;
@@ -268,15 +242,15 @@ TEST_CASE("a snapshot shows a connected node: its address, pid, and when it was 
   const auto& remotes = snap.find("remotes")->as<mproc::value::array_t>();
   REQUIRE(remotes.size() == 1);
   const auto& r = remotes.front();
-  CHECK(is(r, "pid", other.pid()));
-  CHECK(is(r, "address", "127.0.0.1:" + std::to_string(port)));
+  CHECK(is(r, "pid", other.process.pid()));
+  CHECK(is(r, "address", other.address()));
   CHECK(is(r, "encryption", std::string{"TLSv1.3 TLS_AES_128_GCM_SHA256"}));
   CHECK(r.find("last_heard")->as<double>() < 60);
   CHECK(r.find("link")->find("frames_in")->as<std::int64_t>() > 0);
   // The other side sees this node among its own remotes, in its child's place of the tree.
   bool seen_from_there = false;
   for (const auto& c : snap.find("children")->as<mproc::value::array_t>())
-    if (is(c, "pid", other.pid()))
+    if (is(c, "pid", other.process.pid()))
       for (const auto& back : c.find("node")->find("remotes")->as<mproc::value::array_t>())
         seen_from_there = seen_from_there || is(back, "pid", ::getpid());
   CHECK(seen_from_there);
@@ -285,9 +259,8 @@ TEST_CASE("a snapshot shows a connected node: its address, pid, and when it was 
 TEST_CASE("what a root spawned on a node ends when that root disconnects, unless it took a name") {
   test::scoped_node node;
   auto key = mproc::authkey::generate();
-  auto other = node->spawn_process("listening_node", {}, std::string{key.secret()});
-  auto port = node->request<std::int32_t>(other.actor(), 5s, caf::get_atom::value);
-  auto address = "127.0.0.1:" + std::to_string(port);
+  auto other = test::start_other_node(*node, key, false);
+  auto address = other.address();
   auto first = node->connect(address, key);
   first.spawn("counted", false);
   first.spawn("counted", false);
@@ -305,6 +278,6 @@ TEST_CASE("what a root spawned on a node ends when that root disconnects, unless
   CHECK(test::eventually(10s, [&] { return alive() == 1; }));  // the named one stays
   CHECK(test::eventually(10s, [&] { return !test::running(worker_pid); }));
   second.disconnect();
-  other.terminate();
-  CHECK(other.join(10s));
+  other.process.terminate();
+  CHECK(other.process.join(10s));
 }

@@ -66,13 +66,14 @@ void write_below(std::ostream& out, const value& node, const std::string& prefix
   for (const auto& o : list(node, "objects"))
     out << prefix << (children.empty() ? "  " : "│ ") << "· " << text(o, "kind") << ' '
         << object_summary(o, "  ") << '\n';
-  for (const auto& r : list(node, "remotes"))
+  for (const auto& r : list(node, "remotes")) {
+    auto encryption = text(r, "encryption");
     out << prefix << (children.empty() ? "  " : "│ ") << "↔ node " << text(r, "name")
         << " (pid " << integer(r, "pid") << ") at " << text(r, "address") << " ("
-        << (text(r, "encryption").empty() ? std::string{"in clear"} : text(r, "encryption"))
-        << "), heard "
+        << (encryption.empty() ? "in clear" : encryption) << "), heard "
         << human_seconds(real(r, "last_heard")) << " ago" << link_figures(field(r, "link"))
         << '\n';
+  }
   auto restarts = restarts_of(node);
   for (std::size_t i = 0; i < children.size(); ++i) {
     bool last = i + 1 == children.size();

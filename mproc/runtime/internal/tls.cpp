@@ -128,25 +128,25 @@ SSL_CTX* context(role r) {
   return c;
 }
 
+[[noreturn]] void bad_file(const std::string& why) {
+  throw error(make_error(errc::bad_arguments, why), why);
+}
+
 [[noreturn]] void unusable_file(const std::string& what, const std::string& path) {
   auto why = "cannot use " + what + " '" + path + "'";
   if (auto e = openssl().ERR_get_error(); e != 0)
     why += ": " + reason_text(e);
   openssl().ERR_clear_error();
-  throw error(make_error(errc::bad_arguments, why), why);
+  bad_file(why);
 }
 
 // A private key others can read is no longer private: refused, as authkey files are.
 void check_private(const std::string& key_file) {
   struct stat st{};
-  if (::stat(key_file.c_str(), &st) != 0) {
-    auto why = "cannot use the private key '" + key_file + "': " + std::strerror(errno);
-    throw error(make_error(errc::bad_arguments, why), why);
-  }
-  if ((st.st_mode & 077) != 0) {
-    auto why = "the private key '" + key_file + "' may be read by group or others: chmod 600 it";
-    throw error(make_error(errc::bad_arguments, why), why);
-  }
+  if (::stat(key_file.c_str(), &st) != 0)
+    bad_file("cannot use the private key '" + key_file + "': " + std::strerror(errno));
+  if ((st.st_mode & 077) != 0)
+    bad_file("the private key '" + key_file + "' may be read by group or others: chmod 600 it");
 }
 
 } // namespace
