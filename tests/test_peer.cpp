@@ -5,8 +5,10 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <future>
+#include <thread>
 
 #include <caf/event_based_actor.hpp>
 #include <caf/scoped_actor.hpp>
@@ -101,6 +103,14 @@ caf::behavior silent(caf::event_based_actor* self) {
   return {[=](std::int32_t) { return self->make_response_promise<std::int32_t>(); }};
 }
 
+// Replies with what it got, 2 ms later.
+caf::behavior napper(caf::event_based_actor*) {
+  return {[](std::int32_t x) {
+    std::this_thread::sleep_for(2ms);
+    return x;
+  }};
+}
+
 caf::behavior adder(caf::event_based_actor*) {
   return {[](std::int32_t x) { return x + 100; }};
 }
@@ -128,6 +138,7 @@ MPROC_ACTOR(echo);
 MPROC_ACTOR(caller);
 MPROC_ACTOR(refuser);
 MPROC_ACTOR(silent);
+MPROC_ACTOR(napper);
 MPROC_ACTOR(adder);
 MPROC_ACTOR(introducer);
 MPROC_ACTOR(late_caller);
@@ -321,6 +332,52 @@ TEST_CASE("node::request calls that time out leave no pending entry behind on th
           == errc::timeout);
   // Swept whenever the table doubles past 64: bounded, not one entry per timeout.
   CHECK(via->via()->pending_requests() <= 64);
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("replies racing their requests' timeouts reach each caller once or not at all") {
+  // Timeouts around a round trip's length, from two threads at once: each reply lands in its
+  // own call or is dropped once that call has given up, never in another call (the next call
+  // of a thread sits at the same stack address) nor in one that has returned.
+  test::scoped_node node;
+  auto p = node->spawn_process("echo", {});
+  std::atomic<int> answered{0};
+  std::atomic<int> timed_out{0};
+  std::atomic<int> wrong{0};
+  auto ask = [&](std::int32_t base) {
+    for (std::int32_t i = 0; i < 2'000; ++i) {
+      try {
+        auto timeout = std::chrono::microseconds{(i % 8) * 10};
+        if (node->request<std::int32_t>(p.actor(), timeout, base + i) == base + i)
+          ++answered;
+        else
+          ++wrong;
+      } catch (const mproc::error& e) {
+        ++(e.code() == errc::timeout ? timed_out : wrong);
+      }
+    }
+  };
+  std::thread other{ask, 1'000'000};
+  ask(0);
+  other.join();
+  CHECK(wrong == 0);
+  CHECK(answered + timed_out == 4'000);
+  CHECK(node->request<std::int32_t>(p.actor(), 5s, std::int32_t{7}) == 7);
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("a caller asleep for its reply is woken by it, not by its timeout") {
+  // Replies that take milliseconds: the caller stops spinning and sleeps for each one. Were
+  // the reply not to wake it, each call would last its whole 10 s timeout.
+  test::scoped_node node;
+  auto p = node->spawn_process("napper", {});
+  auto start = std::chrono::steady_clock::now();
+  std::int32_t done = 0;
+  for (; done < 50 && std::chrono::steady_clock::now() - start < 5s; ++done)
+    REQUIRE(node->request<std::int32_t>(p.actor(), 10s, done) == done);
+  CHECK(done == 50);
   p.terminate();
   CHECK(p.join(5s));
 }

@@ -1,6 +1,14 @@
 #include "mproc/runtime/internal/requester.hpp"
 
+#include <linux/futex.h>
 #include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <ctime>
+#include <thread>
 
 #include <caf/actor.hpp>
 #include <caf/actor_cast.hpp>
@@ -44,15 +52,52 @@ requester::requester(caf::actor_config& cfg)
 void requester::enqueue(caf::mailbox_element_ptr what, caf::execution_unit*) {
   if (!what || !what->mid.is_response())
     return;  // nothing but replies is meant for it
-  std::lock_guard guard{mtx_};
-  auto i = calls_.find(what->mid.request_id().integer_value());
-  if (i == calls_.end())
-    return;  // the caller gave up waiting
-  i->second->reply = what->move_content_to_message();
-  i->second->replied = std::chrono::steady_clock::now();
-  i->second->ready.store(true, std::memory_order_release);
-  i->second->cv.notify_one();
-  calls_.erase(i);
+  auto reply = what->move_content_to_message();  // may throw: before the call is ours
+  call* c;
+  {
+    std::lock_guard guard{mtx_};
+    auto i = calls_.find(what->mid.request_id().integer_value());
+    if (i == calls_.end())
+      return;  // the caller gave up waiting
+    c = i->second;
+    calls_.erase(i);  // from here on the call is ours to answer: its caller waits for it
+  }
+  answer(*c, std::move(reply));
+}
+
+// Outside the lock: a caller woken while the waker still held it would only go to sleep
+// again on the lock (two wake-ups per reply instead of one; perf sched showed both).
+void requester::answer(call& c, caf::message reply) noexcept {
+  c.reply = std::move(reply);
+  c.replied = std::chrono::steady_clock::now();
+  // `c` may be gone once `ready` is set (its caller saw it while spinning): the wake needs
+  // only the address, and a stray wake-up of whatever sleeps there later is harmless, as
+  // every futex sleeper checks its word again.
+  auto* word = reinterpret_cast<std::uint32_t*>(&c.ready);
+  c.ready.store(1, std::memory_order_release);
+  ::syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+}
+
+// Sleeps until the reply is there or `deadline` passes; false at the deadline.
+bool requester::sleep_for(const call& c, std::chrono::steady_clock::time_point deadline) {
+  auto* word = reinterpret_cast<const std::uint32_t*>(&c.ready);
+  while (c.ready.load(std::memory_order_acquire) == 0) {
+    timespec ts{};
+    timespec* timeout = nullptr;  // no deadline
+    if (deadline != std::chrono::steady_clock::time_point::max()) {
+      auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0)
+        return false;
+      ts.tv_sec = static_cast<time_t>(left.count() / 1'000'000'000);
+      ts.tv_nsec = static_cast<long>(left.count() % 1'000'000'000);
+      timeout = &ts;
+    }
+    if (::syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, 0, timeout, nullptr, 0) == -1
+        && errno != EAGAIN && errno != EINTR && errno != ETIMEDOUT)
+      std::this_thread::sleep_for(std::chrono::microseconds{100});  // no futex: no busy wait
+  }
+  return true;
 }
 
 caf::expected<caf::message> requester::request(const caf::actor& dest, caf::message msg,
@@ -73,18 +118,17 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
     link::write_deadline bounded{deadline};  // a link to a process that stopped reading
     dest->enqueue(caf::make_mailbox_element(ctrl(), mid, {}, std::move(msg)), nullptr);
   } catch (...) {
-    std::lock_guard guard{mtx_};
-    calls_.erase(id);  // `c` is about to go: no reply may reach it
+    if (!gave_up(id))  // `c` is about to go: a reply being handed over must be done with it
+      sleep_for(c, std::chrono::steady_clock::time_point::max());
     throw;
   }
-  spin_for(c);
-  std::unique_lock lock{mtx_};
-  if (!c.cv.wait_until(lock, deadline, [&] { return c.reply.has_value(); })) {
+  spin_for(c, deadline);
+  if (!sleep_for(c, deadline) && gave_up(id)) {
     observe(std::chrono::steady_clock::now() - sent);
-    calls_.erase(id);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
     return make_error(errc::timeout, "no reply within " + std::to_string(ms) + " ms");
   }
+  sleep_for(c, std::chrono::steady_clock::time_point::max());  // answered as the time ran out
   observe(c.replied - sent);  // how long the answer took, whether this thread slept or not
   auto& reply = *c.reply;
   if (reply.match_elements<caf::error>()) {
@@ -97,11 +141,11 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
 }
 
 // Returns when the reply came or spinning no longer pays; the caller then sleeps if need be.
-void requester::spin_for(const call& c) {
+void requester::spin_for(const call& c, std::chrono::steady_clock::time_point deadline) {
   auto typical = std::chrono::nanoseconds{typical_latency_ns_.load(std::memory_order_relaxed)};
   if (!may_spin_ || typical > spin_limit)
     return;
-  auto until = std::chrono::steady_clock::now() + spin_limit;
+  auto until = std::min(deadline, std::chrono::steady_clock::now() + spin_limit);
   for (unsigned i = 1; !c.ready.load(std::memory_order_acquire); ++i) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();  // lets the other hyperthread run; also eases the exit from the spin
@@ -118,23 +162,27 @@ void requester::observe(std::chrono::nanoseconds latency) {
   typical_latency_ns_.store(old + (latency.count() - old) / 8, std::memory_order_relaxed);
 }
 
+// False when the call was already taken to be answered: its reply is on the way.
+bool requester::gave_up(std::uint64_t request_id) {
+  std::lock_guard guard{mtx_};
+  return calls_.erase(request_id) != 0;
+}
+
 bool requester::waiting(std::uint64_t request_id) {
   std::lock_guard guard{mtx_};
   return calls_.count(request_id) != 0;
 }
 
 void requester::stop(caf::error why) {
+  auto failure = caf::make_message(why);  // may throw: before the calls are ours
+  std::unordered_map<std::uint64_t, call*> calls;
   {
     std::lock_guard guard{mtx_};
     stopped_ = why;
-    for (auto& [id, c] : calls_) {
-      c->reply = caf::make_message(why);
-      c->replied = std::chrono::steady_clock::now();
-      c->ready.store(true, std::memory_order_release);
-      c->cv.notify_one();
-    }
-    calls_.clear();
+    calls.swap(calls_);
   }
+  for (auto& [id, c] : calls)
+    answer(*c, failure);
   cleanup(std::move(why), nullptr);
 }
 

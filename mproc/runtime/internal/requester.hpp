@@ -12,12 +12,13 @@
 // (2 vCPUs) a local round trip takes 20-40 µs and waking a sleeping caller adds ~15 µs to it
 // (pingpong p50 41 -> 24 µs). It never spins with one CPU to run on (the spin would hold up
 // the reply), nor while the recent replies took longer than the limit (an actor that works
-// for a while before it answers).
+// for a while before it answers). It sleeps on a futex word in its call, which the thread
+// bringing the reply sets and wakes outside the requester's lock: woken under the lock, the
+// caller went straight back to sleep on it (two wake-ups per reply).
 #pragma once
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -51,15 +52,21 @@ public:
 
 private:
   struct call {
-    std::condition_variable cv;
     std::optional<caf::message> reply;
-    std::atomic<bool> ready{false};
+    std::atomic<std::uint32_t> ready{0};  // a futex word: 1 once `reply` is set
     std::chrono::steady_clock::time_point replied;  // when the reply came (not when seen)
   };
 
   static constexpr std::chrono::microseconds spin_limit{50};
 
-  void spin_for(const call& c);
+  static_assert(std::atomic<std::uint32_t>::is_always_lock_free
+                  && sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t),
+                "a futex word must be a plain 32-bit word");
+
+  static void answer(call& c, caf::message reply) noexcept;
+  void spin_for(const call& c, std::chrono::steady_clock::time_point deadline);
+  static bool sleep_for(const call& c, std::chrono::steady_clock::time_point deadline);
+  bool gave_up(std::uint64_t request_id);
   void observe(std::chrono::nanoseconds latency);
 
   std::mutex mtx_;
