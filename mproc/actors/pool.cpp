@@ -48,11 +48,9 @@ std::shared_ptr<pool_job> pool_core::submit(std::string task, std::size_t chunks
                                             chunk_source next) {
   if (engine_->closed_)
     throw error(make_error(errc::closed, "the pool is closed"), "the pool is closed");
-  auto job = std::make_shared<pool_job>();
+  auto job = std::make_shared<pool_job>(chunks);
   job->task = std::move(task);
-  job->chunks = chunks;
   job->next = std::move(next);
-  job->results.resize(chunks);
   if (chunks > 0)
     caf::anon_send(engine_->dispatcher_, pool_submit_atom::value, job_ref{job});
   return job;

@@ -68,11 +68,13 @@ struct chunk_encoder {
   bytes finish() { return bytes(buf.data(), buf.data() + buf.size()); }
 };
 
-// A chunk that has run: what its worker sent, or why it never finished.
+// A chunk that has run: what its worker sent, or why it never finished. A view into its
+// job, valid while the job lives.
 struct settled_chunk {
   std::uint32_t items = 0;
-  bytes encoded;        // [values, {index: "error"}], as a worker sends it
-  std::string failure;  // when set, every item failed with it (its worker kept dying)
+  const bytes* encoded = nullptr;         // [values, {index: "error"}], as a worker sends it
+  const std::string* failure = nullptr;   // set when every item failed with it (its worker
+                                          // kept dying)
 };
 
 // The results of one chunk, checked: a malformed answer fails every item.
@@ -109,10 +111,10 @@ private:
   std::shared_ptr<pool_engine> engine_;
 };
 
-// Waits for chunk `i`; nullptr past the last chunk. Throws timeout, or the job's failure as a
-// whole (terminated, workers that cannot start). The chunk lives as long as the job.
-const settled_chunk* chunk_result(pool_job& job, std::size_t i,
-                                  std::optional<std::chrono::milliseconds> timeout);
+// Waits for chunk `i`; nothing past the last chunk. Throws timeout, or the job's failure as
+// a whole (terminated, workers that cannot start).
+std::optional<settled_chunk> chunk_result(pool_job& job, std::size_t i,
+                                          std::optional<std::chrono::milliseconds> timeout);
 // The index of the next chunk to finish, in finishing order; nullopt when none is left.
 std::optional<std::size_t> next_finished(pool_job& job);
 // Frees chunk `i`'s encoded results once they were decoded (imap: memory stays bounded).
@@ -274,8 +276,8 @@ private:
   std::optional<R> next_impl(std::optional<std::chrono::milliseconds> timeout) {
     while (!current_ || pos_ >= current_->size()) {
       if (ordered_) {
-        const auto* c = detail::chunk_result(*job_, chunk_, timeout);
-        if (c == nullptr)
+        auto c = detail::chunk_result(*job_, chunk_, timeout);
+        if (!c)
           return std::nullopt;
         current_.emplace(*c);
         detail::release_chunk(*job_, chunk_);  // decoded: the bytes are not needed again

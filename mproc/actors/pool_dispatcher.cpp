@@ -179,12 +179,13 @@ void on_pull(dispatcher* self, const state_ptr& st, std::vector<bytes>& results,
   if (fresh)
     self->monitor(who);
   auto& w = slot->second;
-  for (auto& r : results) {
+  auto batch = std::make_shared<std::vector<bytes>>(std::move(results));
+  for (std::size_t k = 0; k < batch->size(); ++k) {
     if (w.in_flight.empty())
       break;
     auto c = std::move(w.in_flight.front());
     w.in_flight.pop_front();
-    c.job->settle(c.index, {c.items, std::move(r), {}});  // checked by the caller
+    c.job->settle(c.index, c.items, batch, k);  // checked by the caller
     st->barren_deaths = 0;
     ++st->chunks_done;
     st->items_done += c.items;
@@ -214,8 +215,9 @@ void on_worker_down(dispatcher* self, const state_ptr& st, const caf::down_msg& 
     auto c = std::move(*it);
     c.suspect = true;
     if (alone && ++c.attempts > retry) {
-      c.job->settle(c.index, {c.items, {}, "its worker died (" + why + ") "
-                                             + std::to_string(c.attempts) + " times running it"});
+      c.job->settle_failed(c.index, c.items, "its worker died (" + why + ") "
+                                                 + std::to_string(c.attempts)
+                                                 + " times running it");
       continue;
     }
     st->ready_items += c.items;

@@ -1,6 +1,9 @@
-// Reading a job's results on the caller's thread: chunk by chunk, in order or as they
-// finish, with the errors a task raised.
+// A job's results: settled by the dispatcher as workers send them, read on the caller's
+// thread chunk by chunk, in order or as they finish, with the errors a task raised.
 #include "mproc/actors/pool_job.hpp"
+
+#include <algorithm>
+#include <new>
 
 #include <caf/actor_system.hpp>
 
@@ -37,12 +40,78 @@ void throw_failure(const caf::error& e) {
 
 } // namespace
 
+pool_job::pool_job(std::size_t n)
+  : chunks(n), slots_(static_cast<slot*>(std::calloc(std::max<std::size_t>(n, 1), sizeof(slot)))) {
+  if (!slots_)
+    throw std::bad_alloc{};
+}
+
+void pool_job::settle(std::size_t index, std::uint32_t items, const result_batch& batch,
+                      std::size_t pos) {
+  std::unique_lock lock{m};
+  if (slots_[index].encoded || failure)
+    return;
+  if (batches_.empty() || batches_.back() != batch)
+    batches_.push_back(batch);
+  slots_[index] = {&(*batch)[pos], items};
+  finish_settling(index, std::move(lock));
+}
+
+void pool_job::settle_failed(std::size_t index, std::uint32_t items, std::string why) {
+  std::unique_lock lock{m};
+  if (slots_[index].encoded || failure)
+    return;
+  auto& entry = failed_[index];
+  entry.first = std::move(why);
+  slots_[index] = {&entry.second, items};
+  finish_settling(index, std::move(lock));
+}
+
+void pool_job::finish_settling(std::size_t index, std::unique_lock<std::mutex> lock) {
+  finished.push_back(index);
+  ++done;
+  std::vector<std::function<void()>> callbacks;
+  if (complete_locked())
+    callbacks.swap(on_done);
+  lock.unlock();
+  cv.notify_all();
+  for (auto& fn : callbacks)
+    fn();
+}
+
+void pool_job::fail(caf::error why) {
+  std::vector<std::function<void()>> callbacks;
+  {
+    std::lock_guard guard{m};
+    if (complete_locked())
+      return;
+    failure = std::move(why);
+    callbacks.swap(on_done);
+  }
+  cv.notify_all();
+  for (auto& fn : callbacks)
+    fn();
+}
+
+std::optional<settled_chunk> pool_job::settled_locked(std::size_t index) const {
+  const auto& s = slots_[index];
+  if (!s.encoded)
+    return std::nullopt;
+  auto f = failed_.find(index);
+  return settled_chunk{s.items, s.encoded, f == failed_.end() ? nullptr : &f->second.first};
+}
+
+void pool_job::release_locked(std::size_t index) {
+  if (slots_[index].encoded)
+    bytes{}.swap(*slots_[index].encoded);
+}
+
 chunk_results::chunk_results(const settled_chunk& chunk)
-  : items_(chunk.items), failure_(chunk.failure) {
+  : items_(chunk.items), failure_(chunk.failure ? *chunk.failure : std::string{}) {
   if (!failure_.empty())
     return;
   try {
-    handle_ = wire::unpack_bounded(chunk.encoded.data(), chunk.encoded.size());
+    handle_ = wire::unpack_bounded(chunk.encoded->data(), chunk.encoded->size());
   } catch (const std::exception&) {
     failure_ = malformed;
     return;
@@ -78,19 +147,20 @@ std::string chunk_results::error(std::size_t i) const {
   return {};
 }
 
-const settled_chunk* chunk_result(pool_job& job, std::size_t i,
-                                  std::optional<std::chrono::milliseconds> timeout) {
+std::optional<settled_chunk> chunk_result(pool_job& job, std::size_t i,
+                                          std::optional<std::chrono::milliseconds> timeout) {
   std::unique_lock lock{job.m};
   if (i >= job.chunks)
-    return nullptr;
-  auto ready = [&] { return job.results[i].has_value() || job.failure; };
+    return std::nullopt;
+  std::optional<settled_chunk> chunk;
+  auto ready = [&] { return (chunk = job.settled_locked(i)) || job.failure; };
   if (!timeout)
     job.cv.wait(lock, ready);
   else if (!job.cv.wait_for(lock, *timeout, ready))
     throw_timeout("next");
   if (job.failure)
     throw_failure(job.failure);
-  return &*job.results[i];
+  return chunk;
 }
 
 std::optional<std::size_t> next_finished(pool_job& job) {
@@ -108,8 +178,8 @@ std::optional<std::size_t> next_finished(pool_job& job) {
 
 void release_chunk(pool_job& job, std::size_t i) {
   std::lock_guard guard{job.m};
-  if (i < job.chunks && job.results[i])
-    bytes{}.swap(job.results[i]->encoded);
+  if (i < job.chunks)
+    job.release_locked(i);
 }
 
 bool job_ready(pool_job& job) {
