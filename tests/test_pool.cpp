@@ -1,6 +1,7 @@
 // Pool: every call kind of Python's Pool, task errors, and the promise Python breaks — a worker
 // that dies mid-task never leaves a call waiting forever.
 #include "mproc/actors/pool.hpp"
+#include "mproc/actors/pool_job.hpp"
 
 #include <signal.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -389,6 +391,43 @@ TEST_CASE("a function that is not a registered task is refused with a clear erro
   }
   CHECK_THAT(what, Catch::Contains("MPROC_TASK"));
   CHECK(pool.apply(square, std::int64_t{3}) == 9);
+}
+
+TEST_CASE("a job hands out each chunk's results as first settled, until released or failed") {
+  // The dispatcher's side of a job (settle, settle_failed, fail) against the caller's
+  // (chunk_result, release_chunk, next_finished), without workers.
+  using mproc::detail::chunk_result;
+  test::scoped_node node;  // a job's failure is rendered by the node's actor system
+  mproc::detail::pool_job job{3};
+  auto bytes_of = [](const char* s) { return mproc::bytes(s, s + std::strlen(s)); };
+  CHECK_THROWS(chunk_result(job, 0, 0ms));  // nothing yet: timeout
+  job.settle(1, 2, bytes_of("one"));
+  job.settle(1, 2, bytes_of("again"));  // a chunk is settled once: the first answer stays
+  auto one = chunk_result(job, 1, 0ms);
+  REQUIRE(one);
+  CHECK(one->items == 2);
+  CHECK(*one->encoded == bytes_of("one"));
+  CHECK(one->failure == nullptr);
+  job.settle_failed(0, 4, "its worker died");
+  auto zero = chunk_result(job, 0, 0ms);
+  REQUIRE(zero);
+  CHECK(zero->items == 4);
+  REQUIRE(zero->failure != nullptr);
+  CHECK(*zero->failure == "its worker died");
+  CHECK(*mproc::detail::next_finished(job) == 1);  // in the order they finished
+  CHECK(*mproc::detail::next_finished(job) == 0);
+  mproc::detail::release_chunk(job, 1);
+  CHECK(chunk_result(job, 1, 0ms)->encoded->empty());
+  CHECK_FALSE(chunk_result(job, 3, 0ms));  // past the last chunk
+  CHECK_FALSE(mproc::detail::job_ready(job));
+  job.fail(mproc::make_error(errc::closed, "terminated"));
+  job.settle(2, 1, bytes_of("late"));  // after the job failed: dropped
+  CHECK(test::code_of([&] { chunk_result(job, 2, 0ms); }) == errc::closed);
+  CHECK(mproc::detail::job_ready(job));
+
+  mproc::detail::pool_job empty{0};
+  CHECK(mproc::detail::job_ready(empty));
+  CHECK_FALSE(chunk_result(empty, 0, 0ms));
 }
 
 TEST_CASE("a malformed answer from a worker fails the items of its chunk, nothing else") {

@@ -179,13 +179,12 @@ void on_pull(dispatcher* self, const state_ptr& st, std::vector<bytes>& results,
   if (fresh)
     self->monitor(who);
   auto& w = slot->second;
-  auto batch = std::make_shared<std::vector<bytes>>(std::move(results));
-  for (std::size_t k = 0; k < batch->size(); ++k) {
+  for (auto& r : results) {
     if (w.in_flight.empty())
       break;
     auto c = std::move(w.in_flight.front());
     w.in_flight.pop_front();
-    c.job->settle(c.index, c.items, batch, k);  // checked by the caller
+    c.job->settle(c.index, c.items, std::move(r));  // checked by the caller
     st->barren_deaths = 0;
     ++st->chunks_done;
     st->items_done += c.items;

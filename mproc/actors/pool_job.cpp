@@ -46,14 +46,12 @@ pool_job::pool_job(std::size_t n)
     throw std::bad_alloc{};
 }
 
-void pool_job::settle(std::size_t index, std::uint32_t items, const result_batch& batch,
-                      std::size_t pos) {
+void pool_job::settle(std::size_t index, std::uint32_t items, bytes&& results) {
   std::unique_lock lock{m};
   if (slots_[index].encoded || failure)
     return;
-  if (batches_.empty() || batches_.back() != batch)
-    batches_.push_back(batch);
-  slots_[index] = {&(*batch)[pos], items};
+  results_.push_back(std::move(results));
+  slots_[index] = {&results_.back(), items, false};
   finish_settling(index, std::move(lock));
 }
 
@@ -61,9 +59,8 @@ void pool_job::settle_failed(std::size_t index, std::uint32_t items, std::string
   std::unique_lock lock{m};
   if (slots_[index].encoded || failure)
     return;
-  auto& entry = failed_[index];
-  entry.first = std::move(why);
-  slots_[index] = {&entry.second, items};
+  failures_[index] = std::move(why);
+  slots_[index] = {&no_results_, items, true};
   finish_settling(index, std::move(lock));
 }
 
@@ -97,8 +94,7 @@ std::optional<settled_chunk> pool_job::settled_locked(std::size_t index) const {
   const auto& s = slots_[index];
   if (!s.encoded)
     return std::nullopt;
-  auto f = failed_.find(index);
-  return settled_chunk{s.items, s.encoded, f == failed_.end() ? nullptr : &f->second.first};
+  return settled_chunk{s.items, s.encoded, s.failed ? &failures_.at(index) : nullptr};
 }
 
 void pool_job::release_locked(std::size_t index) {

@@ -3,8 +3,8 @@
 #pragma once
 
 #include <condition_variable>
-#include <cstdlib>
 #include <cstddef>
+#include <cstdlib>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -20,10 +20,6 @@
 #include "mproc/actors/pool.hpp"
 
 namespace mproc::detail {
-
-// What workers sent back for some chunks, in one pull: kept as it came, without a copy, by
-// every job it has results of.
-using result_batch = std::shared_ptr<std::vector<bytes>>;
 
 struct pool_job {
   explicit pool_job(std::size_t chunks);
@@ -42,9 +38,8 @@ struct pool_job {
 
   bool complete_locked() const { return done == chunks || failure; }
 
-  // Chunk `index` ran: its results are `(*batch)[pos]`.
-  void settle(std::size_t index, std::uint32_t items, const result_batch& batch,
-              std::size_t pos);
+  // Chunk `index` ran: `results` is what its worker sent.
+  void settle(std::size_t index, std::uint32_t items, bytes&& results);
   // Chunk `index` never finished: every item fails with `why`.
   void settle_failed(std::size_t index, std::uint32_t items, std::string why);
   void fail(caf::error why);
@@ -58,6 +53,7 @@ private:
   struct slot {
     bytes* encoded;  // null until settled
     std::uint32_t items;
+    bool failed;     // its workers kept dying: the reason is in failures_
   };
   struct free_slots {
     void operator()(slot* p) const { std::free(p); }
@@ -67,9 +63,11 @@ private:
   // million chunks does not fault in its slots before it starts, the dispatcher does as
   // results come (a vector of the results themselves zeroed 72 MB first: 300 ms here).
   std::unique_ptr<slot[], free_slots> slots_;
-  std::vector<result_batch> batches_;  // what the slots point into
-  // Chunks whose workers kept dying, and the empty results their slots point to.
-  std::unordered_map<std::size_t, std::pair<std::string, bytes>> failed_;
+  // What workers sent, moved out of their messages; a deque, so the slots' pointers stay
+  // valid as it grows.
+  std::deque<bytes> results_;
+  std::unordered_map<std::size_t, std::string> failures_;
+  bytes no_results_;  // what a failed chunk's slot points to
 
   // After a slot was set: the rest of settling, the lock released before waking anyone.
   void finish_settling(std::size_t index, std::unique_lock<std::mutex> lock);
