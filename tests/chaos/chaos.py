@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs a program and SIGKILLs random descendants of it from outside, every N ms.
 
-    chaos.py [--every MS] [--match REGEX] [--timeout S] [--expect REGEX] [--exit CODES]
+    chaos.py [--every MS] [--max-kills N] [--match REGEX] [--timeout S] [--expect REGEX] [--exit CODES]
              [--seed N] -- PROGRAM ARGS...
 
 A kill comes from this process, at a moment the program does not choose, as `kill -9` from a
@@ -102,6 +102,10 @@ def main():
     ap.add_argument("--min-kills", type=int, default=0,
                     help="fail unless at least this many kills landed (a run that killed "
                          "nothing proved nothing)")
+    ap.add_argument("--max-kills", type=int, default=0,
+                    help="stop killing after this many (0: never), for a program whose work "
+                         "must get done between two kills: on a slow or shared CPU it could "
+                         "otherwise never finish one piece, a livelock of the test's making")
     ap.add_argument("--expect", default=None, help="regex the program's output must match")
     ap.add_argument("--exit", default="0", help="accepted exit codes, comma-separated")
     ap.add_argument("--seed", type=int, default=None)
@@ -138,6 +142,8 @@ def main():
         if stale and not any("zombie" in f for f in failures):
             failures.append(f"zombie(s) not reaped for {ZOMBIE_GRACE_S:g} s: {stale}")
         targets = [pid for pid, (_, st, cmd) in tree if st != "Z" and match.search(cmd)]
+        if a.max_kills and kills >= a.max_kills:
+            continue
         if targets and prog.poll() is None:
             try:
                 os.kill(rng.choice(targets), signal.SIGKILL)
