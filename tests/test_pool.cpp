@@ -401,8 +401,12 @@ TEST_CASE("a job hands out each chunk's results as first settled, until released
   mproc::detail::pool_job job{3};
   auto bytes_of = [](const char* s) { return mproc::bytes(s, s + std::strlen(s)); };
   CHECK_THROWS(chunk_result(job, 0, 0ms));  // nothing yet: timeout
-  job.settle(1, 2, bytes_of("one"));
-  job.settle(1, 2, bytes_of("again"));  // a chunk is settled once: the first answer stays
+  auto settle = [&](std::size_t index, std::uint32_t items, const char* results) {
+    std::vector<mproc::detail::pool_job::ran_chunk> ran{{index, items, bytes_of(results)}};
+    job.settle(ran);
+  };
+  settle(1, 2, "one");
+  settle(1, 2, "again");  // a chunk is settled once: the first answer stays
   auto one = chunk_result(job, 1, 0ms);
   REQUIRE(one);
   CHECK(one->items == 2);
@@ -421,9 +425,17 @@ TEST_CASE("a job hands out each chunk's results as first settled, until released
   CHECK_FALSE(chunk_result(job, 3, 0ms));  // past the last chunk
   CHECK_FALSE(mproc::detail::job_ready(job));
   job.fail(mproc::make_error(errc::closed, "terminated"));
-  job.settle(2, 1, bytes_of("late"));  // after the job failed: dropped
+  settle(2, 1, "late");  // after the job failed: dropped
   CHECK(test::code_of([&] { chunk_result(job, 2, 0ms); }) == errc::closed);
   CHECK(mproc::detail::job_ready(job));
+
+  mproc::detail::pool_job pair{2};  // a run of chunks settled at once, as a pull brings them
+  std::vector<mproc::detail::pool_job::ran_chunk> ran{{1, 1, bytes_of("b")}, {0, 1, bytes_of("a")}};
+  pair.settle(ran);
+  CHECK(mproc::detail::job_ready(pair));
+  CHECK(*chunk_result(pair, 0, 0ms)->encoded == bytes_of("a"));
+  CHECK(*chunk_result(pair, 1, 0ms)->encoded == bytes_of("b"));
+  CHECK(*mproc::detail::next_finished(pair) == 1);
 
   mproc::detail::pool_job empty{0};
   CHECK(mproc::detail::job_ready(empty));

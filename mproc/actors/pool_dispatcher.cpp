@@ -172,23 +172,37 @@ void serve(const state_ptr& st) {
   }
 }
 
+// The results of the chunks worker `w` held, in the order it got them; the caller checks
+// them. Each run of chunks of one job is settled at once.
+void settle_results(const state_ptr& st, worker_slot& w, std::vector<bytes>& results) {
+  std::shared_ptr<pool_job> job;
+  std::vector<pool_job::ran_chunk> run;
+  for (auto& r : results) {
+    if (w.in_flight.empty())
+      break;
+    auto c = std::move(w.in_flight.front());
+    w.in_flight.pop_front();
+    if (job && c.job != job) {
+      job->settle(run);
+      run.clear();
+    }
+    job = std::move(c.job);
+    run.push_back({c.index, c.items, std::move(r)});
+    st->barren_deaths = 0;
+    ++st->chunks_done;
+    st->items_done += c.items;
+  }
+  if (job)
+    job->settle(run);
+}
+
 void on_pull(dispatcher* self, const state_ptr& st, std::vector<bytes>& results,
              std::uint32_t allowance) {
   auto who = caf::actor_cast<caf::actor_addr>(self->current_sender());
   auto [slot, fresh] = st->workers.try_emplace(who);
   if (fresh)
     self->monitor(who);
-  auto& w = slot->second;
-  for (auto& r : results) {
-    if (w.in_flight.empty())
-      break;
-    auto c = std::move(w.in_flight.front());
-    w.in_flight.pop_front();
-    c.job->settle(c.index, c.items, std::move(r));  // checked by the caller
-    st->barren_deaths = 0;
-    ++st->chunks_done;
-    st->items_done += c.items;
-  }
+  settle_results(st, slot->second, results);
   auto rp = self->make_response_promise();
   if (allowance == 0) {  // maxtasksperchild reached: it ends, a new one takes its place
     rp.deliver(std::vector<bytes>{});  // quit

@@ -46,13 +46,20 @@ pool_job::pool_job(std::size_t n)
     throw std::bad_alloc{};
 }
 
-void pool_job::settle(std::size_t index, std::uint32_t items, bytes&& results) {
+void pool_job::settle(std::vector<ran_chunk>& ran) {
   std::unique_lock lock{m};
-  if (slots_[index].encoded || failure)
+  if (failure)
     return;
-  results_.push_back(std::move(results));
-  slots_[index] = {&results_.back(), items, false};
-  finish_settling(index, std::move(lock));
+  std::size_t n = 0;
+  for (auto& c : ran) {
+    if (slots_[c.index].encoded)
+      continue;  // settled before: the first answer stays
+    results_.push_back(std::move(c.results));
+    slots_[c.index] = {&results_.back(), c.items, false};
+    finished.push_back(c.index);
+    ++n;
+  }
+  finish_settling(n, std::move(lock));
 }
 
 void pool_job::settle_failed(std::size_t index, std::uint32_t items, std::string why) {
@@ -61,12 +68,14 @@ void pool_job::settle_failed(std::size_t index, std::uint32_t items, std::string
     return;
   failures_[index] = std::move(why);
   slots_[index] = {&no_results_, items, true};
-  finish_settling(index, std::move(lock));
+  finished.push_back(index);
+  finish_settling(1, std::move(lock));
 }
 
-void pool_job::finish_settling(std::size_t index, std::unique_lock<std::mutex> lock) {
-  finished.push_back(index);
-  ++done;
+void pool_job::finish_settling(std::size_t n, std::unique_lock<std::mutex> lock) {
+  if (n == 0)
+    return;
+  done += n;
   std::vector<std::function<void()>> callbacks;
   if (complete_locked())
     callbacks.swap(on_done);

@@ -38,8 +38,14 @@ struct pool_job {
 
   bool complete_locked() const { return done == chunks || failure; }
 
-  // Chunk `index` ran: `results` is what its worker sent.
-  void settle(std::size_t index, std::uint32_t items, bytes&& results);
+  // Chunks that ran, each with what its worker sent: settled under one lock and announced
+  // with one wake-up (a pull brings up to 4,096 chunks of one job).
+  struct ran_chunk {
+    std::size_t index;
+    std::uint32_t items;
+    bytes results;
+  };
+  void settle(std::vector<ran_chunk>& ran);
   // Chunk `index` never finished: every item fails with `why`.
   void settle_failed(std::size_t index, std::uint32_t items, std::string why);
   void fail(caf::error why);
@@ -69,8 +75,8 @@ private:
   std::unordered_map<std::size_t, std::string> failures_;
   bytes no_results_;  // what a failed chunk's slot points to
 
-  // After a slot was set: the rest of settling, the lock released before waking anyone.
-  void finish_settling(std::size_t index, std::unique_lock<std::mutex> lock);
+  // After `n` slots were set: the rest of settling, the lock released before waking anyone.
+  void finish_settling(std::size_t n, std::unique_lock<std::mutex> lock);
 };
 
 } // namespace mproc::detail
