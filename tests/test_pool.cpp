@@ -402,8 +402,7 @@ TEST_CASE("a job hands out each chunk's results as first settled, until released
   auto bytes_of = [](const char* s) { return mproc::bytes(s, s + std::strlen(s)); };
   CHECK_THROWS(chunk_result(job, 0, 0ms));  // nothing yet: timeout
   auto settle = [&](std::size_t index, std::uint32_t items, const char* results) {
-    std::vector<mproc::detail::pool_job::ran_chunk> ran{{index, items, bytes_of(results)}};
-    job.settle(ran);
+    job.settle({{index, items, bytes_of(results)}});
   };
   settle(1, 2, "one");
   settle(1, 2, "again");  // a chunk is settled once: the first answer stays
@@ -427,15 +426,27 @@ TEST_CASE("a job hands out each chunk's results as first settled, until released
   job.fail(mproc::make_error(errc::closed, "terminated"));
   settle(2, 1, "late");  // after the job failed: dropped
   CHECK(test::code_of([&] { chunk_result(job, 2, 0ms); }) == errc::closed);
+  CHECK(test::code_of([&] { mproc::detail::next_finished(job); }) == errc::closed);  // not 2
   CHECK(mproc::detail::job_ready(job));
 
   mproc::detail::pool_job pair{2};  // a run of chunks settled at once, as a pull brings them
-  std::vector<mproc::detail::pool_job::ran_chunk> ran{{1, 1, bytes_of("b")}, {0, 1, bytes_of("a")}};
-  pair.settle(ran);
+  int done_calls = 0;
+  mproc::detail::job_on_done(pair, [&] { ++done_calls; });
+  pair.settle({{1, 1, bytes_of("b")}, {1, 1, bytes_of("b again")}, {0, 1, bytes_of("a")}});
   CHECK(mproc::detail::job_ready(pair));
+  CHECK(done_calls == 1);
+  auto a = chunk_result(pair, 0, 0ms);
+  auto b = chunk_result(pair, 1, 0ms);
+  REQUIRE(a);
+  REQUIRE(b);
+  CHECK(*a->encoded == bytes_of("a"));
+  CHECK(*b->encoded == bytes_of("b"));
+  CHECK(mproc::detail::next_finished(pair) == std::optional<std::size_t>{1});
+  CHECK(mproc::detail::next_finished(pair) == std::optional<std::size_t>{0});
+  CHECK_FALSE(mproc::detail::next_finished(pair));  // each chunk counted once: none left
+  pair.settle({{0, 1, bytes_of("late")}});          // settled before: changes nothing
+  CHECK(done_calls == 1);
   CHECK(*chunk_result(pair, 0, 0ms)->encoded == bytes_of("a"));
-  CHECK(*chunk_result(pair, 1, 0ms)->encoded == bytes_of("b"));
-  CHECK(*mproc::detail::next_finished(pair) == 1);
 
   mproc::detail::pool_job empty{0};
   CHECK(mproc::detail::job_ready(empty));

@@ -182,10 +182,8 @@ void settle_results(const state_ptr& st, worker_slot& w, std::vector<bytes>& res
       break;
     auto c = std::move(w.in_flight.front());
     w.in_flight.pop_front();
-    if (job && c.job != job) {
-      job->settle(run);
-      run.clear();
-    }
+    if (job && c.job != job)
+      job->settle(std::exchange(run, {}));
     job = std::move(c.job);
     run.push_back({c.index, c.items, std::move(r)});
     st->barren_deaths = 0;
@@ -193,7 +191,7 @@ void settle_results(const state_ptr& st, worker_slot& w, std::vector<bytes>& res
     st->items_done += c.items;
   }
   if (job)
-    job->settle(run);
+    job->settle(std::move(run));
 }
 
 void on_pull(dispatcher* self, const state_ptr& st, std::vector<bytes>& results,

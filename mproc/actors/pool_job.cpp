@@ -46,18 +46,24 @@ pool_job::pool_job(std::size_t n)
     throw std::bad_alloc{};
 }
 
-void pool_job::settle(std::vector<ran_chunk>& ran) {
+void pool_job::settle(std::vector<ran_chunk>&& ran) {
   std::unique_lock lock{m};
   if (failure)
     return;
   std::size_t n = 0;
-  for (auto& c : ran) {
-    if (slots_[c.index].encoded)
-      continue;  // settled before: the first answer stays
-    results_.push_back(std::move(c.results));
-    slots_[c.index] = {&results_.back(), c.items, false};
-    finished.push_back(c.index);
-    ++n;
+  try {
+    for (auto& c : ran) {
+      if (slots_[c.index].encoded)
+        continue;  // settled before: the first answer stays
+      // What may throw first; the slot, set last, counts the chunk as settled.
+      results_.push_back(std::move(c.results));
+      finished.push_back(c.index);
+      slots_[c.index] = {&results_.back(), c.items, false};
+      ++n;
+    }
+  } catch (...) {
+    finish_settling(n, std::move(lock));  // what was settled counts, and is announced
+    throw;
   }
   finish_settling(n, std::move(lock));
 }
@@ -67,8 +73,8 @@ void pool_job::settle_failed(std::size_t index, std::uint32_t items, std::string
   if (slots_[index].encoded || failure)
     return;
   failures_[index] = std::move(why);
-  slots_[index] = {&no_results_, items, true};
   finished.push_back(index);
+  slots_[index] = {&no_results_, items, true};
   finish_settling(1, std::move(lock));
 }
 

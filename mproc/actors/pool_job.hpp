@@ -45,7 +45,7 @@ struct pool_job {
     std::uint32_t items;
     bytes results;
   };
-  void settle(std::vector<ran_chunk>& ran);
+  void settle(std::vector<ran_chunk>&& ran);
   // Chunk `index` never finished: every item fails with `why`.
   void settle_failed(std::size_t index, std::uint32_t items, std::string why);
   void fail(caf::error why);
