@@ -72,9 +72,9 @@ struct chunk_encoder {
 // job, valid while the job lives.
 struct settled_chunk {
   std::uint32_t items = 0;
-  const bytes* encoded = nullptr;         // [values, {index: "error"}], as a worker sends it
-  const std::string* failure = nullptr;   // set when every item failed with it (its worker
-                                          // kept dying)
+  const bytes* encoded = nullptr;        // [values, {index: "error"}], as a worker sends it
+  // Set when every item failed with it (its worker kept dying).
+  const std::string* failure = nullptr;
 };
 
 // The results of one chunk, checked: a malformed answer fails every item.

@@ -58,7 +58,7 @@ void pool_job::settle(std::vector<ran_chunk>&& ran) {
       // What may throw first; the slot, set last, counts the chunk as settled.
       results_.push_back(std::move(c.results));
       finished.push_back(c.index);
-      slots_[c.index] = {&results_.back(), c.items, false};
+      slots_[c.index] = {&results_.back(), c.items};
       ++n;
     }
   } catch (...) {
@@ -74,7 +74,7 @@ void pool_job::settle_failed(std::size_t index, std::uint32_t items, std::string
     return;
   failures_[index] = std::move(why);
   finished.push_back(index);
-  slots_[index] = {&no_results_, items, true};
+  slots_[index] = {&no_results_, items};
   finish_settling(1, std::move(lock));
 }
 
@@ -82,6 +82,18 @@ void pool_job::finish_settling(std::size_t n, std::unique_lock<std::mutex> lock)
   if (n == 0)
     return;
   done += n;
+  announce(std::move(lock));
+}
+
+void pool_job::fail(caf::error why) {
+  std::unique_lock lock{m};
+  if (complete_locked())
+    return;
+  failure = std::move(why);
+  announce(std::move(lock));
+}
+
+void pool_job::announce(std::unique_lock<std::mutex> lock) {
   std::vector<std::function<void()>> callbacks;
   if (complete_locked())
     callbacks.swap(on_done);
@@ -91,25 +103,12 @@ void pool_job::finish_settling(std::size_t n, std::unique_lock<std::mutex> lock)
     fn();
 }
 
-void pool_job::fail(caf::error why) {
-  std::vector<std::function<void()>> callbacks;
-  {
-    std::lock_guard guard{m};
-    if (complete_locked())
-      return;
-    failure = std::move(why);
-    callbacks.swap(on_done);
-  }
-  cv.notify_all();
-  for (auto& fn : callbacks)
-    fn();
-}
-
 std::optional<settled_chunk> pool_job::settled_locked(std::size_t index) const {
   const auto& s = slots_[index];
   if (!s.encoded)
     return std::nullopt;
-  return settled_chunk{s.items, s.encoded, s.failed ? &failures_.at(index) : nullptr};
+  auto failed = s.encoded == &no_results_;
+  return settled_chunk{s.items, s.encoded, failed ? &failures_.at(index) : nullptr};
 }
 
 void pool_job::release_locked(std::size_t index) {

@@ -57,9 +57,8 @@ struct pool_job {
 
 private:
   struct slot {
-    bytes* encoded;  // null until settled
+    bytes* encoded;  // null until settled; &no_results_ when its workers kept dying
     std::uint32_t items;
-    bool failed;     // its workers kept dying: the reason is in failures_
   };
   struct free_slots {
     void operator()(slot* p) const { std::free(p); }
@@ -72,11 +71,14 @@ private:
   // What workers sent, moved out of their messages; a deque, so the slots' pointers stay
   // valid as it grows.
   std::deque<bytes> results_;
-  std::unordered_map<std::size_t, std::string> failures_;
-  bytes no_results_;  // what a failed chunk's slot points to
+  std::unordered_map<std::size_t, std::string> failures_;  // why, for those slots
+  bytes no_results_;
 
-  // After `n` slots were set: the rest of settling, the lock released before waking anyone.
+  // After `n` slots were set: the rest of settling, then announce().
   void finish_settling(std::size_t n, std::unique_lock<std::mutex> lock);
+  // Wakes the waiting callers, the lock released first, and runs the on_done callbacks if
+  // the job is complete.
+  void announce(std::unique_lock<std::mutex> lock);
 };
 
 } // namespace mproc::detail
