@@ -127,6 +127,19 @@ TEST_CASE("map returns every result in input order, whatever the chunk size") {
   CHECK(pool.map(square, std::vector<std::int64_t>{1, 2, 3}) == std::vector<std::int64_t>{1, 4, 9});
 }
 
+TEST_CASE("the default chunk size is Python's quarter share per worker, capped") {
+  using mproc::detail::default_chunksize;
+  CHECK(default_chunksize(0, 2) == 1);
+  CHECK(default_chunksize(100, 2) == 13);       // ceil(100 / 8)
+  CHECK(default_chunksize(100, 0) == 25);       // no processes counts as one
+  CHECK(default_chunksize(1'000'000, 2) == mproc::detail::default_chunk_cap);
+  // A map with the default size still covers an input of several capped chunks whole.
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2}};
+  auto xs = iota(3 * mproc::detail::default_chunk_cap + 5);
+  CHECK(pool.map(square, xs) == squares_of(xs));
+}
+
 TEST_CASE("a large map streams through the pool and comes back whole") {
   test::scoped_node node;
   mproc::pool pool{*node, {.processes = 2}};
