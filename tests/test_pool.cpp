@@ -12,6 +12,7 @@
 #include <cstring>
 #include <map>
 #include <set>
+#include <span>
 #include <stdexcept>
 #include <thread>
 
@@ -123,6 +124,8 @@ TEST_CASE("map returns every result in input order, whatever the chunk size") {
   CHECK(pool.map(square, xs) == squares_of(xs));
   CHECK(pool.map(square, xs, 1) == squares_of(xs));
   CHECK(pool.map(square, xs, 333) == squares_of(xs));
+  CHECK(pool.map(square, std::span<const std::int64_t>{xs}, 7) == squares_of(xs));
+  CHECK(pool.map_async(square, std::span<const std::int64_t>{xs}).get() == squares_of(xs));
   CHECK(pool.map(square, std::vector<std::int64_t>{}).empty());
   CHECK(pool.map(square, std::vector<std::int64_t>{1, 2, 3}) == std::vector<std::int64_t>{1, 4, 9});
 }
@@ -254,6 +257,52 @@ TEST_CASE("a task that throws fails with its exception's type and message; the w
   std::set<std::int32_t> old_pids(before.begin(), before.end());
   for (auto pid : after)
     CHECK(old_pids.count(pid) == 1);
+}
+
+// A container that counts the items read from it after its owner said it is gone.
+class watched_inputs {
+public:
+  using value_type = std::int64_t;
+  class const_iterator {
+  public:
+    const_iterator(const watched_inputs* of, std::size_t at) : of_(of), at_(at) {}
+    const std::int64_t& operator*() const {
+      if (!of_->alive)
+        ++of_->read_after_death;
+      return of_->items[at_];
+    }
+    const_iterator& operator++() {
+      ++at_;
+      return *this;
+    }
+    bool operator==(const const_iterator&) const = default;
+
+  private:
+    const watched_inputs* of_;
+    std::size_t at_;
+  };
+  explicit watched_inputs(std::vector<std::int64_t> xs) : items(std::move(xs)) {}
+  const_iterator begin() const { return {this, 0}; }
+  const_iterator end() const { return {this, items.size()}; }
+  std::size_t size() const { return items.size(); }
+
+  std::vector<std::int64_t> items;
+  std::atomic<bool> alive{true};
+  mutable std::atomic<int> read_after_death{0};
+};
+
+TEST_CASE("a blocking map that throws has stopped reading the caller's inputs") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2}};
+  // map() reads its inputs in place as workers take them: item 1 fails long before the
+  // last of 200,000 one-item chunks is encoded.
+  watched_inputs xs{iota(200'000)};
+  CHECK(code_of([&] { pool.map(fails_on_odd, xs, 1); }) == errc::task_failed);
+  xs.alive = false;
+  // The dispatcher feeds jobs in order: once a later map is done, it has moved past the
+  // first one.
+  CHECK(pool.map(square, iota(100)) == squares_of(iota(100)));
+  CHECK(xs.read_after_death == 0);
 }
 
 TEST_CASE("a worker killed mid-map is replaced and the map still completes correctly") {

@@ -50,7 +50,7 @@ std::shared_ptr<pool_job> pool_core::submit(std::string task, std::size_t chunks
     throw error(make_error(errc::closed, "the pool is closed"), "the pool is closed");
   auto job = std::make_shared<pool_job>(chunks);
   job->task = std::move(task);
-  job->next = std::move(next);
+  job->set_source(std::move(next));
   if (chunks > 0)
     caf::anon_send(engine_->dispatcher_, pool_submit_atom::value, job_ref{job});
   return job;

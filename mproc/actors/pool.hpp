@@ -24,6 +24,7 @@
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -160,24 +161,55 @@ constexpr std::size_t default_chunksize(std::size_t items, std::size_t processes
   return std::clamp<std::size_t>((items + groups - 1) / groups, 1, default_chunk_cap);
 }
 
-// A chunk_source over a copy of `inputs`, `chunksize` items at a time.
+// A chunk_source over `data`, `chunksize` items at a time. A pointer that owns nothing
+// borrows the caller's container (pool::map, which waits and drops the source on leaving).
 template <class Arg, class Container>
-chunk_source chunks_of(std::string task, bool star, Container inputs, std::size_t chunksize) {
-  auto data = std::make_shared<Container>(std::move(inputs));
-  auto pos = std::make_shared<std::size_t>(0);
+chunk_source chunks_of(std::string task, bool star, std::shared_ptr<const Container> data,
+                       std::size_t chunksize) {
+  struct cursor {
+    std::shared_ptr<const Container> data;  // keeps a copy alive
+    decltype(std::declval<const Container&>().begin()) at;
+    std::size_t left;
+  };
+  auto cur = std::make_shared<cursor>(cursor{data, data->begin(), data->size()});
   return [=]() -> std::optional<std::pair<bytes, std::uint32_t>> {
-    if (*pos >= data->size())
+    if (cur->left == 0)
       return std::nullopt;
-    auto n = std::min(chunksize, data->size() - *pos);
+    auto n = std::min(chunksize, cur->left);
     chunk_encoder enc;
     enc.begin(task, star, n);
-    for (std::size_t i = 0; i < n; ++i) {
-      const Arg& x = (*data)[*pos + i];
+    for (std::size_t i = 0; i < n; ++i, ++cur->at) {
+      const Arg& x = *cur->at;
       wire::codec<Arg>::encode(enc.pk, x, enc.st);
     }
-    *pos += n;
+    cur->left -= n;
     return std::make_pair(enc.finish(), static_cast<std::uint32_t>(n));
   };
+}
+
+// Stops the dispatcher reading a blocking map's borrowed inputs, however the map ends.
+void drop_source(pool_job& job);
+struct source_guard {
+  pool_job& job;
+  ~source_guard() { drop_source(job); }
+};
+
+// Every result of a map, decoded in input order; throws the first failed item's error.
+// `release`: each chunk's encoded results are freed once decoded (only a single reader may).
+template <class R>
+std::vector<R> collect_results(pool_job& job, std::size_t items, bool release) {
+  std::vector<R> out;
+  out.reserve(items);
+  for (std::size_t c = 0; auto settled = chunk_result(job, c, std::nullopt); ++c) {
+    {
+      chunk_results res{*settled};
+      for (std::size_t i = 0; i < res.size(); ++i)
+        out.push_back(decode_result<R>(res, i, job_task(job), out.size()));
+    }
+    if (release)
+      release_chunk(job, c);
+  }
+  return out;
 }
 
 } // namespace detail
@@ -328,12 +360,12 @@ public:
   // detail::default_chunk_cap items. Throws the first failed item's error (errc::task_failed).
   template <class F, class In>
   auto map(F* fn, const In& inputs, std::size_t chunksize = 0) {
-    return map_async(fn, inputs, chunksize).get();
+    return map_in_place(fn, inputs, chunksize, false);
   }
   // fn(args...) for every tuple of arguments.
   template <class F, class In>
   auto starmap(F* fn, const In& inputs, std::size_t chunksize = 0) {
-    return map_async_impl(fn, inputs, chunksize, true).get();
+    return map_in_place(fn, inputs, chunksize, true);
   }
   template <class F, class In>
   auto map_async(F* fn, const In& inputs, std::size_t chunksize = 0) {
@@ -383,37 +415,49 @@ public:
   std::size_t processes() const { return core_.processes(); }
 
 private:
-  // A job over the items of `inputs`, `chunksize` per chunk.
+  std::size_t chunk_size_for(std::size_t items, std::size_t chunksize) const {
+    return chunksize != 0 ? chunksize : detail::default_chunksize(items, processes());
+  }
+
+  // A job over a copy of `inputs`, `chunksize` items per chunk: the call returns at once.
   template <class F, class In>
   std::shared_ptr<detail::pool_job> submit(F* fn, const In& inputs, std::size_t chunksize,
                                            bool star) {
     using Item = typename In::value_type;
+    return submit_over<Item>(
+      fn, std::make_shared<const std::vector<Item>>(inputs.begin(), inputs.end()), chunksize,
+      star);
+  }
+
+  template <class Item, class F, class Container>
+  std::shared_ptr<detail::pool_job> submit_over(F* fn, std::shared_ptr<const Container> data,
+                                                std::size_t chunksize, bool star) {
     auto name = task_name(reinterpret_cast<const void*>(fn));
-    auto chunks = (inputs.size() + chunksize - 1) / chunksize;
+    auto chunks = (data->size() + chunksize - 1) / chunksize;
     return core_.submit(name, chunks,
-                        detail::chunks_of<Item>(name, star,
-                                                std::vector<Item>(inputs.begin(), inputs.end()),
-                                                chunksize));
+                        detail::chunks_of<Item>(name, star, std::move(data), chunksize));
+  }
+
+  // The blocking map reads `inputs` where they are instead of copying them (the caller
+  // waits, and the guard stops the reading before it returns or throws), and frees each
+  // chunk's results once decoded: both copies faulted in fresh pages (docs/pool.md).
+  template <class F, class In>
+  auto map_in_place(F* fn, const In& inputs, std::size_t chunksize, bool star) {
+    using R = detail::result_of_t<F*>;
+    std::shared_ptr<const In> borrowed{std::shared_ptr<const void>{}, &inputs};
+    auto job = submit_over<typename In::value_type>(
+      fn, borrowed, chunk_size_for(inputs.size(), chunksize), star);
+    detail::source_guard guard{*job};
+    return detail::collect_results<R>(*job, inputs.size(), true);
   }
 
   template <class F, class In>
   auto map_async_impl(F* fn, const In& inputs, std::size_t chunksize, bool star) {
     using R = detail::result_of_t<F*>;
     auto n = inputs.size();
-    auto size = chunksize != 0 ? chunksize : detail::default_chunksize(n, processes());
-    auto chunks = (n + size - 1) / size;
-    auto job = submit(fn, inputs, size, star);
-    return async_result<std::vector<R>>{job, [chunks, n](detail::pool_job& j) {
-                                          std::vector<R> out;
-                                          out.reserve(n);
-                                          for (std::size_t c = 0; c < chunks; ++c) {
-                                            detail::chunk_results res{
-                                              *detail::chunk_result(j, c, std::nullopt)};
-                                            for (std::size_t i = 0; i < res.size(); ++i)
-                                              out.push_back(detail::decode_result<R>(
-                                                res, i, detail::job_task(j), out.size()));
-                                          }
-                                          return out;
+    auto job = submit(fn, inputs, chunk_size_for(n, chunksize), star);
+    return async_result<std::vector<R>>{job, [n](detail::pool_job& j) {
+                                          return detail::collect_results<R>(j, n, false);
                                         }};
   }
 

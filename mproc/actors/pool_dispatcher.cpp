@@ -120,9 +120,9 @@ void fill(const state_ptr& st) {
   while (!st->feeding.empty()
          && (st->ready.size() < min_ready || st->ready_items < ready_item_limit)) {
     auto& job = st->feeding.front();
-    auto chunk = job->fed < job->chunks ? job->next() : std::nullopt;
+    auto chunk = job->feed();
     if (!chunk) {
-      job->next = nullptr;  // releases the inputs
+      job->drop_source();  // releases the inputs
       st->feeding.pop_front();
       continue;
     }

@@ -111,6 +111,28 @@ std::optional<settled_chunk> pool_job::settled_locked(std::size_t index) const {
   return settled_chunk{s.items, s.encoded, failed ? &failures_.at(index) : nullptr};
 }
 
+void pool_job::set_source(chunk_source next) {
+  std::lock_guard guard{source_m_};
+  source_ = std::move(next);
+}
+
+std::optional<std::pair<bytes, std::uint32_t>> pool_job::feed() {
+  std::lock_guard guard{source_m_};
+  if (fed >= chunks || !source_)
+    return std::nullopt;
+  return source_();
+}
+
+void pool_job::drop_source() {
+  chunk_source gone;
+  std::lock_guard guard{source_m_};
+  gone.swap(source_);
+}
+
+void drop_source(pool_job& job) {
+  job.drop_source();
+}
+
 void pool_job::release_locked(std::size_t index) {
   if (slots_[index].encoded)
     bytes{}.swap(*slots_[index].encoded);

@@ -26,8 +26,15 @@ struct pool_job {
 
   std::string task;
   std::size_t chunks = 0;
-  chunk_source next;  // dispatcher thread only
-  std::size_t fed = 0;
+  std::size_t fed = 0;  // dispatcher thread only
+
+  void set_source(chunk_source next);
+  // The next chunk to send; nothing once all were, or once the source was dropped.
+  // Dispatcher thread only.
+  std::optional<std::pair<bytes, std::uint32_t>> feed();
+  // Releases the source (and the inputs it holds or borrows): once this returns, it is not
+  // called again. Any thread.
+  void drop_source();
 
   std::mutex m;
   std::condition_variable cv;
@@ -56,6 +63,9 @@ struct pool_job {
   void release_locked(std::size_t index);
 
 private:
+  std::mutex source_m_;  // a blocking map's caller drops the source it lent while feed runs
+  chunk_source source_;
+
   struct slot {
     bytes* encoded;  // null until settled; &no_results_ when its workers kept dying
     std::uint32_t items;
