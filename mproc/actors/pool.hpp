@@ -58,6 +58,10 @@ class pool_engine;
 
 // Encodes the items of one chunk: [task, star, [item, item, ...]].
 struct chunk_encoder {
+  // The buffer starts near the chunk's size, not at msgpack-c's 8 KiB: a map with chunksize
+  // 1 allocated and freed 8 KiB per item. It grows as needed past the guess.
+  explicit chunk_encoder(std::size_t items)
+    : buf{std::clamp<std::size_t>(32 + 10 * items, 64, 1 << 20)} {}
   wire::buffer buf;
   wire::packer pk{buf};
   wire::codec_state st;
@@ -176,7 +180,7 @@ chunk_source chunks_of(std::string task, bool star, std::shared_ptr<const Contai
     if (cur->left == 0)
       return std::nullopt;
     auto n = std::min(chunksize, cur->left);
-    chunk_encoder enc;
+    chunk_encoder enc{n};
     enc.begin(task, star, n);
     for (std::size_t i = 0; i < n; ++i, ++cur->at) {
       const Arg& x = *cur->at;
@@ -218,7 +222,7 @@ template <class R, class... P, class... A>
 task_call bind_task(R (*fn)(P...), A&&... args) {
   std::tuple<std::decay_t<P>...> values{std::forward<A>(args)...};
   auto name = task_name(reinterpret_cast<const void*>(fn));
-  detail::chunk_encoder enc;
+  detail::chunk_encoder enc{1};
   enc.begin(name, true, 1);
   wire::codec<decltype(values)>::encode(enc.pk, values, enc.st);
   return {name, enc.finish()};

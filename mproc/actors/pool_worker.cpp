@@ -1,5 +1,6 @@
 // The actor each pool worker process runs: pull a batch of chunks, run them, pull again with
 // the results; quit when the dispatcher says so or is gone.
+#include <algorithm>
 #include <limits>
 
 #include <caf/event_based_actor.hpp>
@@ -17,7 +18,8 @@ namespace {
 
 // One chunk ([task, star, items]) in, its results out.
 bytes run_chunk(const bytes& payload) {
-  wire::buffer buf;
+  // Results take about as much room as their inputs; msgpack-c's default is 8 KiB.
+  wire::buffer buf{std::clamp<std::size_t>(2 * payload.size(), 64, 1 << 20)};
   wire::packer pk{buf};
   auto fail_all = [&](std::uint32_t n, const std::string& why) {
     std::vector<std::pair<std::uint32_t, std::string>> failures;
