@@ -125,7 +125,9 @@ TEST_CASE("map returns every result in input order, whatever the chunk size") {
   CHECK(pool.map(square, xs, 1) == squares_of(xs));
   CHECK(pool.map(square, xs, 333) == squares_of(xs));
   CHECK(pool.map(square, std::span<const std::int64_t>{xs}, 7) == squares_of(xs));
-  CHECK(pool.map_async(square, std::span<const std::int64_t>{xs}).get() == squares_of(xs));
+  auto async = pool.map_async(square, std::span<const std::int64_t>{xs});
+  CHECK(async.get() == squares_of(xs));
+  CHECK(async.get() == squares_of(xs));  // an async result can be read again
   CHECK(pool.map(square, std::vector<std::int64_t>{}).empty());
   CHECK(pool.map(square, std::vector<std::int64_t>{1, 2, 3}) == std::vector<std::int64_t>{1, 4, 9});
 }
@@ -139,7 +141,7 @@ TEST_CASE("the default chunk size is Python's quarter share per worker, capped")
   // A map with the default size still covers an input of several capped chunks whole.
   test::scoped_node node;
   mproc::pool pool{*node, {.processes = 2}};
-  auto xs = iota(3 * mproc::detail::default_chunk_cap + 5);
+  auto xs = iota(9 * mproc::detail::default_chunk_cap + 5);  // past 8 groups of the cap
   CHECK(pool.map(square, xs) == squares_of(xs));
 }
 
@@ -269,6 +271,8 @@ public:
     const std::int64_t& operator*() const {
       if (!of_->alive)
         ++of_->read_after_death;
+      if (at_ == of_->unreadable)
+        throw std::runtime_error("item " + std::to_string(at_) + " is unreadable");
       return of_->items[at_];
     }
     const_iterator& operator++() {
@@ -287,6 +291,7 @@ public:
   std::size_t size() const { return items.size(); }
 
   std::vector<std::int64_t> items;
+  std::size_t unreadable = SIZE_MAX;  // reading it throws
   std::atomic<bool> alive{true};
   mutable std::atomic<int> read_after_death{0};
 };
@@ -303,6 +308,22 @@ TEST_CASE("a blocking map that throws has stopped reading the caller's inputs") 
   // first one.
   CHECK(pool.map(square, iota(100)) == squares_of(iota(100)));
   CHECK(xs.read_after_death == 0);
+}
+
+TEST_CASE("a map whose input throws while read fails with task_failed; the pool serves on") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2}};
+  watched_inputs xs{iota(100)};
+  xs.unreadable = 55;  // read by the dispatcher, in chunk 5
+  std::string what;
+  try {
+    pool.map(square, xs, 10);
+  } catch (const mproc::error& e) {
+    CHECK(e.code() == errc::task_failed);
+    what = e.what();
+  }
+  CHECK_THAT(what, Catch::Contains("item 55 is unreadable"));
+  CHECK(pool.map(square, iota(10)) == squares_of(iota(10)));
 }
 
 TEST_CASE("a worker killed mid-map is replaced and the map still completes correctly") {

@@ -120,7 +120,13 @@ void fill(const state_ptr& st) {
   while (!st->feeding.empty()
          && (st->ready.size() < min_ready || st->ready_items < ready_item_limit)) {
     auto& job = st->feeding.front();
-    auto chunk = job->feed();
+    std::optional<std::pair<bytes, std::uint32_t>> chunk;
+    try {
+      chunk = job->feed();
+    } catch (const std::exception& e) {  // the caller's container or an item's encoder threw
+      job->fail(make_error(errc::task_failed,
+                           std::string{"the inputs could not be encoded: "} + e.what()));
+    }
     if (!chunk) {
       job->drop_source();  // releases the inputs
       st->feeding.pop_front();
