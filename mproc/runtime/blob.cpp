@@ -50,7 +50,9 @@ public:
       why = "the descriptor is not a sealed blob of " + std::to_string(size) + " bytes";
       return nullptr;
     }
-    if (!m->map_read_only(size)) {
+    // Populated at once: a receiver maps a blob to read it, and a fault per page cost more
+    // than the copy it saves (bandwidth_1MiB 1.77-1.88 -> 2.59-2.64 GB/s).
+    if (!m->map_read_only(size, MAP_POPULATE)) {
       why = std::string{"cannot map the blob: "} + std::strerror(errno);
       return nullptr;
     }
@@ -95,7 +97,9 @@ private:
   // Private, not shared: before Linux 6.7 a shared mapping of a write-sealed memfd is
   // refused even read-only (it could be mprotect'ed writable). Nothing ever writes to this
   // one, so it maps the memfd's own pages and copies none.
-  bool map_read_only(std::size_t size) { return map(PROT_READ, MAP_PRIVATE, size); }
+  bool map_read_only(std::size_t size, int flags = 0) {
+    return map(PROT_READ, MAP_PRIVATE | flags, size);
+  }
 
   bool map(int prot, int flags, std::size_t size) {
     void* p = ::mmap(nullptr, size, prot, flags, fd_, 0);
