@@ -126,6 +126,8 @@ void fill(const state_ptr& st) {
     } catch (const std::exception& e) {  // the caller's container or an item's encoder threw
       job->fail(make_error(errc::task_failed,
                            std::string{"the inputs could not be encoded: "} + e.what()));
+    } catch (...) {
+      job->fail(make_error(errc::task_failed, "the inputs could not be encoded"));
     }
     if (!chunk) {
       job->drop_source();  // releases the inputs
