@@ -232,6 +232,20 @@ TEST_CASE("callbacks run once the result is ready, the error callback on failure
   CHECK(late == 9);
 }
 
+TEST_CASE("a callback that throws on the pool's thread is reported; the pool serves on") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2}};
+  std::atomic<int> ran{0};
+  auto slow = pool.apply_async(slow_pid, 300);  // not ready when then() registers
+  slow.then([&](const std::int32_t&) {
+    ++ran;
+    throw std::runtime_error("callback failed");
+  });
+  slow.then([&](const std::int32_t&) { ++ran; });  // the next callback still runs
+  CHECK(test::eventually(10s, [&] { return ran == 2; }));
+  CHECK(pool.map(square, iota(100)) == squares_of(iota(100)));
+}
+
 TEST_CASE("a task that throws fails with its exception's type and message; the worker lives on") {
   test::scoped_node node;
   mproc::pool pool{*node, {.processes = 2}};

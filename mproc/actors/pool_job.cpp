@@ -7,6 +7,7 @@
 
 #include <caf/actor_system.hpp>
 
+#include "mproc/runtime/log.hpp"
 #include "mproc/runtime/node.hpp"
 #include "mproc/serialization/unpack.hpp"
 
@@ -99,8 +100,17 @@ void pool_job::announce(std::unique_lock<std::mutex> lock) {
     callbacks.swap(on_done);
   lock.unlock();
   cv.notify_all();
-  for (auto& fn : callbacks)
-    fn();
+  // On the dispatcher's thread: a callback's exception must not end the dispatcher (every
+  // later call would wait for it forever), so it is reported and dropped.
+  for (auto& fn : callbacks) {
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      log::error("a pool callback threw (", e.what(), "); the pool goes on");
+    } catch (...) {
+      log::error("a pool callback threw; the pool goes on");
+    }
+  }
 }
 
 std::optional<settled_chunk> pool_job::settled_locked(std::size_t index) const {
