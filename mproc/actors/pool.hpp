@@ -77,8 +77,7 @@ template <class R, class... P, class... A>
 task_call bind_task(R (*fn)(P...), A&&... args) {
   std::tuple<std::decay_t<P>...> values{std::forward<A>(args)...};
   auto name = task_name(reinterpret_cast<const void*>(fn));
-  detail::chunk_encoder enc{1};
-  enc.begin(name, true, 1);
+  detail::chunk_encoder enc{name, true, 1};
   wire::codec<decltype(values)>::encode(enc.pk, values, enc.st);
   return {name, enc.finish()};
 }

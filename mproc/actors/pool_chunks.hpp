@@ -22,21 +22,21 @@ namespace mproc::detail {
 
 struct pool_job;
 
-// Encodes the items of one chunk: [task, star, [item, item, ...]].
+// Encodes the items of one chunk: [task, star, [item, item, ...]]; the header is written
+// here, the `items` items follow through pk.
 struct chunk_encoder {
   // The buffer starts near the chunk's size, not at msgpack-c's 8 KiB: a map with chunksize
   // 1 allocated and freed 8 KiB per item. It grows as needed past the guess.
-  explicit chunk_encoder(std::size_t items)
-    : buf{std::clamp<std::size_t>(32 + 10 * items, 64, 1 << 20)} {}
-  wire::buffer buf;
-  wire::packer pk{buf};
-  wire::codec_state st;
-  void begin(const std::string& task, bool star, std::size_t items) {
+  chunk_encoder(const std::string& task, bool star, std::size_t items)
+    : buf{std::clamp<std::size_t>(32 + 10 * items, 64, 1 << 20)} {
     pk.pack_array(3);
     pk.pack(task);
     pk.pack(star);
     pk.pack_array(static_cast<std::uint32_t>(items));
   }
+  wire::buffer buf;
+  wire::packer pk{buf};
+  wire::codec_state st;
   bytes finish() { return bytes(buf.data(), buf.data() + buf.size()); }
 };
 
@@ -131,8 +131,7 @@ chunk_source chunks_of(std::string task, bool star, std::shared_ptr<const Contai
     if (cur->left == 0)
       return std::nullopt;
     auto n = std::min(chunksize, cur->left);
-    chunk_encoder enc{n};
-    enc.begin(task, star, n);
+    chunk_encoder enc{task, star, n};
     for (std::size_t i = 0; i < n; ++i, ++cur->at) {
       const Arg& x = *cur->at;
       wire::codec<Arg>::encode(enc.pk, x, enc.st);

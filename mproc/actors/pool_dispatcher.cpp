@@ -10,6 +10,7 @@
 
 #include "mproc/actors/pool_job.hpp"
 #include "mproc/actors/pool_protocol.hpp"
+#include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/inspect.hpp"
 #include "mproc/runtime/message_types.hpp"
 #include "mproc/runtime/log.hpp"
@@ -123,11 +124,9 @@ void fill(const state_ptr& st) {
     std::optional<std::pair<bytes, std::uint32_t>> chunk;
     try {
       chunk = job->feed();
-    } catch (const std::exception& e) {  // the caller's container or an item's encoder threw
+    } catch (...) {  // the caller's container or an item's encoder threw
       job->fail(make_error(errc::task_failed,
-                           std::string{"the inputs could not be encoded: "} + e.what()));
-    } catch (...) {
-      job->fail(make_error(errc::task_failed, "the inputs could not be encoded"));
+                           "the inputs could not be encoded: " + describe_current_exception()));
     }
     if (!chunk) {
       job->drop_source();  // releases the inputs

@@ -7,6 +7,7 @@
 
 #include <caf/actor_system.hpp>
 
+#include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/log.hpp"
 #include "mproc/runtime/node.hpp"
 #include "mproc/serialization/unpack.hpp"
@@ -105,10 +106,8 @@ void pool_job::announce(std::unique_lock<std::mutex> lock) {
   for (auto& fn : callbacks) {
     try {
       fn();
-    } catch (const std::exception& e) {
-      log::error("a pool callback threw (", e.what(), "); the pool goes on");
     } catch (...) {
-      log::error("a pool callback threw; the pool goes on");
+      log::error("a pool callback threw (", describe_current_exception(), "); the pool goes on");
     }
   }
 }
