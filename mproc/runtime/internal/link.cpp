@@ -86,8 +86,7 @@ void link::open(frame_handler on_frame, close_handler on_close) {
 }
 
 bool link::closed() const {
-  std::lock_guard guard{out_mtx_};
-  return closed_;
+  return closed_.load();
 }
 
 link::counters link::count() const {

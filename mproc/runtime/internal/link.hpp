@@ -204,7 +204,8 @@ private:
   std::string tls_out_;
   std::size_t tls_sent_ = 0;
   std::string tls_stage_;
-  bool closed_ = false;
+  // Written under out_mtx_; atomic because closed() reads it for every frame delivered.
+  std::atomic<bool> closed_{false};
   bool broken_ = false;  // a write failed; a close is posted to the loop
   bool by_peer_ = false;
 };

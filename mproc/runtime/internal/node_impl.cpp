@@ -151,6 +151,7 @@ void node_impl::shutdown() {
   {
     std::lock_guard guard{exports_mtx_};
     exports_.clear();
+    last_export_.store(0);
   }
   // Waits for the remaining actors while the system is still whole: they may use it
   // (this_node().system()) until they end; reset() alone would null it first.
@@ -162,10 +163,13 @@ void node_impl::shutdown() {
 // ---- exported actors -------------------------------------------------------------------
 
 wire::actor_ref node_impl::export_actor(const caf::strong_actor_ptr& actor) {
+  if (last_export_.load(std::memory_order_acquire) == actor->id())
+    return {id_, actor->id()};
   std::lock_guard guard{exports_mtx_};
   auto& slot = exports_[actor->id()];
   if (slot.get() != actor.get())
     slot = caf::weak_actor_ptr{actor.get()};
+  last_export_.store(actor->id(), std::memory_order_release);
   // Dead entries go in sweeps, amortised over the exports that grow the table.
   if (exports_.size() >= exports_swept_at_) {
     std::erase_if(exports_, [](const auto& kv) { return expired(kv.second); });

@@ -2,6 +2,7 @@
 // reachable from other processes, the peers, and the child processes.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -187,6 +188,10 @@ private:
   std::mutex exports_mtx_;
   std::unordered_map<std::uint64_t, caf::weak_actor_ptr> exports_;
   std::size_t exports_swept_at_ = 64;
+  // The id exported last: its entry stays in the table while the actor lives, and actor ids
+  // are never reused, so the same sender's next message needs neither the lock nor the
+  // lookup (a stream of sends from one actor took them for every message).
+  std::atomic<std::uint64_t> last_export_{0};
 
   std::mutex mtx_;  // guards the members below
   std::set<std::shared_ptr<peer>> peers_;

@@ -114,10 +114,13 @@ void peer::send_heartbeat() {
 // ---- references ------------------------------------------------------------------------
 
 wire::actor_ref peer::export_actor(const caf::strong_actor_ptr& actor) {
-  if (auto* p = dynamic_cast<proxy*>(actor->get())) {
+  // typeid before the cast: a dynamic_cast walks the whole class tree of every actor that
+  // sends (a scoped_actor's is deep), and this runs for every message a local actor sends.
+  if (typeid(*actor->get()) == typeid(proxy)) {
+    auto* p = static_cast<proxy*>(actor->get());
     // A proxy for one of the peer's own actors travels back as the original reference.
     if (p->via().get() == this)
-      return {who().node, p->remote_id()};
+      return {peer_node(), p->remote_id()};
     // A proxy for a third process's actor: only this peer will hold it, by its local id.
     std::lock_guard guard{mtx_};
     if (!failed_)
@@ -131,7 +134,7 @@ caf::strong_actor_ptr peer::import_actor(wire::actor_ref ref) {
     return nullptr;
   if (ref.node == node_.id())
     return node_.local_actor(ref.actor);
-  if (ref.node == who().node)
+  if (ref.node == peer_node())
     return proxy_for(ref.actor);
   // Never encoded by mproc: references to third nodes travel as proxies of the sender.
   log::warn("process ", who().pid, " sent a reference to unknown node ", ref.node);
@@ -168,8 +171,34 @@ void peer::forget(std::uint64_t remote_actor, const proxy* p) {
     proxies_.erase(i);
 }
 
+namespace {
+
+// The cached actor if it is `id`'s and still alive, else `find(id)`, then cached.
+template <class Recent, class Find>
+caf::strong_actor_ptr cached(std::uint64_t id, Recent& recent, Find find) {
+  if (recent.id == id)
+    if (auto actor = recent.actor.lock())
+      return actor;
+  auto actor = find(id);
+  recent.id = actor ? id : 0;
+  recent.actor = caf::weak_actor_ptr{actor.get()};
+  return actor;
+}
+
+} // namespace
+
 caf::strong_actor_ptr peer::local_target(wire::actor_ref to) {
-  return to.node == node_.id() ? node_.local_actor(to.actor) : nullptr;
+  if (to.node != node_.id())
+    return nullptr;
+  // Actor ids are never reused, and an export leaves the table only once its actor is gone.
+  return cached(to.actor, recent_target_, [&](std::uint64_t id) { return node_.local_actor(id); });
+}
+
+caf::strong_actor_ptr peer::sender_of(wire::actor_ref from) {
+  if (from.empty() || from.node != peer_node())
+    return import_actor(from);
+  // The table's proxy for an id changes only once the previous one is gone.
+  return cached(from.actor, recent_sender_, [&](std::uint64_t id) { return proxy_for(id); });
 }
 
 } // namespace mproc::detail

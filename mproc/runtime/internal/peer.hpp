@@ -72,6 +72,8 @@ public:
   }
   void send_heartbeat();
   identity who() const;
+  // who().node without the lock and the copy: read for every message. 0 before the hello.
+  std::uint64_t peer_node() const { return peer_node_.load(std::memory_order_acquire); }
   detail::link& link() { return *link_; }
 
   // Any thread.
@@ -151,7 +153,10 @@ private:
                         wire::actor_ref from, wire::actor_ref to, std::uint64_t request);
   void answer_locally(const pending_request& p, caf::message reply);
   caf::strong_actor_ptr proxy_for(std::uint64_t remote_actor);
+  // Loop thread: the local actor a send or request is for (nullptr: none).
   caf::strong_actor_ptr local_target(wire::actor_ref to);
+  // Loop thread: import_actor for the sender of a send or request.
+  caf::strong_actor_ptr sender_of(wire::actor_ref from);
 
   node_impl& node_;
   std::shared_ptr<detail::link> link_;
@@ -161,6 +166,19 @@ private:
   // Written by the loop thread only; atomic for introspection.
   std::atomic<std::chrono::steady_clock::rep> last_heard_{
     std::chrono::steady_clock::now().time_since_epoch().count()};
+  std::atomic<std::uint64_t> peer_node_{0};  // who_.node, set once by the hello
+  // who_.max_frame once the hello came, read for every frame sent.
+  std::atomic<std::uint32_t> max_frame_{wire::min_max_frame};
+  // Loop thread: the last target and sender of a send or request. A stream of messages
+  // has the same two, and the node's export table and the proxy table each take a lock
+  // (12% of a child's loop thread in one-way sends). Weak: the cache keeps nothing alive,
+  // and an entry that no longer locks is looked up again.
+  struct recent_actor {
+    std::uint64_t id = 0;
+    caf::weak_actor_ptr actor;
+  };
+  recent_actor recent_target_;
+  recent_actor recent_sender_;
   std::vector<int> frame_fds_;  // loop thread: descriptors for the frame being handled
   msgpack::zone zone_;          // loop thread: the frame being handled is unpacked into it
 

@@ -46,11 +46,7 @@ bool pack_message(wire::frame_out& out, const caf::message& msg, wire::codec_sta
 
 caf::error peer::send_frame(wire::frame_out&& frame, link::flow kind) {
   auto size = frame.payload_size();
-  std::uint32_t limit;
-  {
-    std::lock_guard guard{mtx_};
-    limit = hello_seen_ ? who_.max_frame : wire::min_max_frame;
-  }
+  std::uint32_t limit = max_frame_.load(std::memory_order_acquire);
   if (size > limit)
     return make_error(errc::frame_too_large, "a message of " + std::to_string(size)
                                                + " bytes exceeds the receiver's maximum frame of "
@@ -77,7 +73,7 @@ void peer::forward(proxy& via, caf::mailbox_element_ptr what, caf::execution_uni
   auto mid = what->mid;
   auto sender = std::move(what->sender);
   auto msg = what->move_content_to_message();
-  wire::actor_ref to{who().node, via.remote_id()};
+  wire::actor_ref to{peer_node(), via.remote_id()};
   wire::actor_ref from = sender ? export_actor(sender) : wire::actor_ref{};
   if (mid.is_response())
     forward_response(to, from, mid, msg);
@@ -183,7 +179,7 @@ void peer::watch(proxy& p) {
     watched_.emplace(p.remote_id(), caf::strong_actor_ptr{p.ctrl()});
   }
   wire::frame_out out;
-  wire::pack_monitor(out.buf, {who().node, p.remote_id()});
+  wire::pack_monitor(out.buf, {peer_node(), p.remote_id()});
   send_frame(std::move(out));
 }
 
