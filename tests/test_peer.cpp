@@ -279,6 +279,28 @@ TEST_CASE("a blocking call on the I/O thread is refused instead of deadlocking t
   CHECK(p.join(5s));
 }
 
+// Both ends remember the last sender and target of a stream of messages (to skip a lookup
+// per message): senders and targets that change at every message must each still be found.
+TEST_CASE("messages whose sender and target change every time each reach their own") {
+  test::scoped_node node;
+  auto p = node->spawn_process("introducer", {});
+  auto helper = node->request<caf::actor>(p.actor(), 5s, caf::get_atom::value);
+  caf::scoped_actor a{node->system()};
+  caf::scoped_actor b{node->system()};
+  auto fail = [](caf::error& e) { FAIL("no reply: " << caf::to_string(e)); };
+  for (std::int32_t i = 0; i < 50; ++i) {
+    a->request(helper, 5s, i).receive([&](std::int32_t y) { CHECK(y == i + 100); }, fail);
+    b->request(p.actor(), 5s, caf::get_atom::value)
+      .receive([&](const caf::actor& h) { CHECK(h == helper); }, fail);
+    CHECK(node->request<std::int32_t>(helper, 5s, -i) == 100 - i);
+    b->request(helper, 5s, 2 * i).receive([&](std::int32_t y) { CHECK(y == 2 * i + 100); }, fail);
+    a->request(p.actor(), 5s, caf::get_atom::value)
+      .receive([&](const caf::actor& h) { CHECK(h == helper); }, fail);
+  }
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
 TEST_CASE("an error reply keeps its category, code and text") {
   test::scoped_node node;
   auto p = node->spawn_process("refuser", {});

@@ -73,7 +73,8 @@ struct node_options {
   std::chrono::milliseconds daemon_grace{1'000};
   // Nodes over TCP: each side sends a heartbeat every heartbeat_interval, and declares the
   // other down when it heard nothing for heartbeat_timeout (a killed, stopped or cut-off
-  // node): monitors of its actors fire and requests to them fail.
+  // node): monitors of its actors fire and requests to them fail. The silence is measured
+  // to the kernel's tick (1–4 ms), so leave the timeout more than that above the interval.
   std::chrono::milliseconds heartbeat_interval{500};
   std::chrono::milliseconds heartbeat_timeout{2'000};
 };

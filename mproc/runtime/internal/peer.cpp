@@ -5,6 +5,8 @@
 
 #include <unistd.h>
 
+#include <typeinfo>
+
 #include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/exit_reason.hpp>
@@ -197,7 +199,8 @@ caf::strong_actor_ptr peer::local_target(wire::actor_ref to) {
 caf::strong_actor_ptr peer::sender_of(wire::actor_ref from) {
   if (from.empty() || from.node != peer_node())
     return import_actor(from);
-  // The table's proxy for an id changes only once the previous one is gone.
+  // The table's proxy for an id changes only once the previous one is gone, or at the
+  // actor's down, which forgets the cached one too.
   return cached(from.actor, recent_sender_, [&](std::uint64_t id) { return proxy_for(id); });
 }
 

@@ -301,6 +301,9 @@ void peer::on_down(wire::down_env& e) {
     p = i->second.lock();
     proxies_.erase(i);
   }
+  // A frame naming the actor as its sender from now on gets a new proxy, as proxy_for gives.
+  if (recent_sender_.id == e.actor.actor)
+    recent_sender_ = {};
   if (!p)
     return;
   wire::codec_state st{this, {}};
