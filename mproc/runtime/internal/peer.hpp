@@ -39,7 +39,6 @@ public:
     std::uint64_t node = 0;
     std::int64_t pid = 0;
     std::string name;
-    std::uint32_t max_frame = 0;
   };
 
   using spawn_callback = std::function<void(caf::expected<caf::actor>)>;
@@ -167,7 +166,8 @@ private:
   std::atomic<std::chrono::steady_clock::rep> last_heard_{
     std::chrono::steady_clock::now().time_since_epoch().count()};
   std::atomic<std::uint64_t> peer_node_{0};  // who_.node, set once by the hello
-  // who_.max_frame once the hello came, read for every frame sent.
+  // The peer's max_frame once its hello came (the protocol's minimum before), read for
+  // every frame sent.
   std::atomic<std::uint32_t> max_frame_{wire::min_max_frame};
   // Loop thread: the last target and sender of a send or request. A stream of messages
   // has the same two, and the node's export table and the proxy table each take a lock

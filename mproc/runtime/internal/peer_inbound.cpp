@@ -122,7 +122,7 @@ void peer::on_hello(wire::hello_env& e) {
   }
   {
     std::lock_guard guard{mtx_};
-    who_ = {e.node, e.pid, std::move(e.name), e.max_frame};
+    who_ = {e.node, e.pid, std::move(e.name)};
     peer_node_.store(e.node, std::memory_order_release);
     max_frame_.store(e.max_frame, std::memory_order_release);
     hello_seen_ = true;
