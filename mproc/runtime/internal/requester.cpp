@@ -67,21 +67,32 @@ void requester::enqueue(caf::mailbox_element_ptr what, caf::execution_unit*) {
 
 // Outside the lock: a caller woken while the waker still held it would only go to sleep
 // again on the lock (two wake-ups per reply instead of one; perf sched showed both).
+// The futex wake is made only for a caller that said it sleeps: one still spinning sees the
+// word change by itself, and the system call (a world switch on this VM) is one of the
+// round trip's eight.
 void requester::answer(call& c, caf::message reply) noexcept {
   c.reply = std::move(reply);
   c.replied = std::chrono::steady_clock::now();
-  // `c` may be gone once `ready` is set (its caller saw it while spinning): the wake needs
-  // only the address, and a stray wake-up of whatever sleeps there later is harmless, as
-  // every futex sleeper checks its word again.
+  // `c` may be gone once the word says answered (its caller saw it while spinning): the
+  // wake needs only the address, and a stray wake-up of whatever sleeps there later is
+  // harmless, as every futex sleeper checks its word again.
   auto* word = reinterpret_cast<std::uint32_t*>(&c.ready);
-  c.ready.store(1, std::memory_order_release);
-  ::syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  if (c.ready.exchange(call::answered, std::memory_order_acq_rel) == call::sleeping)
+    ::syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
 }
 
 // Sleeps until the reply is there or `deadline` passes; false at the deadline.
-bool requester::sleep_for(const call& c, std::chrono::steady_clock::time_point deadline) {
+bool requester::sleep_for(call& c, std::chrono::steady_clock::time_point deadline) {
   auto* word = reinterpret_cast<const std::uint32_t*>(&c.ready);
-  while (c.ready.load(std::memory_order_acquire) == 0) {
+  for (;;) {
+    auto state = c.ready.load(std::memory_order_acquire);
+    if (state == call::answered)
+      return true;
+    // Told before the sleep, so that the answer knows to wake it; a failed exchange means
+    // the answer came meanwhile.
+    if (state == call::pending
+        && !c.ready.compare_exchange_strong(state, call::sleeping, std::memory_order_acq_rel))
+      continue;
     timespec ts{};
     timespec* timeout = nullptr;  // no deadline
     if (deadline != std::chrono::steady_clock::time_point::max()) {
@@ -93,11 +104,10 @@ bool requester::sleep_for(const call& c, std::chrono::steady_clock::time_point d
       ts.tv_nsec = static_cast<long>(left.count() % 1'000'000'000);
       timeout = &ts;
     }
-    if (::syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, 0, timeout, nullptr, 0) == -1
+    if (::syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, call::sleeping, timeout, nullptr, 0) == -1
         && errno != EAGAIN && errno != EINTR && errno != ETIMEDOUT)
       std::this_thread::sleep_for(std::chrono::microseconds{100});  // no futex: no busy wait
   }
-  return true;
 }
 
 caf::expected<caf::message> requester::request(const caf::actor& dest, caf::message msg,
@@ -146,7 +156,7 @@ void requester::spin_for(const call& c, std::chrono::steady_clock::time_point de
   if (!may_spin_ || typical > spin_limit)
     return;
   auto until = std::min(deadline, std::chrono::steady_clock::now() + spin_limit);
-  for (unsigned i = 1; !c.ready.load(std::memory_order_acquire); ++i) {
+  for (unsigned i = 1; c.ready.load(std::memory_order_acquire) != call::answered; ++i) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();  // lets the other hyperthread run; also eases the exit from the spin
 #endif

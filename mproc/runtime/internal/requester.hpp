@@ -14,7 +14,8 @@
 // the reply), nor while the recent replies took longer than the limit (an actor that works
 // for a while before it answers). It sleeps on a futex word in its call, which the thread
 // bringing the reply sets and wakes outside the requester's lock: woken under the lock, the
-// caller went straight back to sleep on it (two wake-ups per reply).
+// caller went straight back to sleep on it (two wake-ups per reply). The word says whether
+// the caller sleeps: a reply that finds it still spinning makes no wake-up call.
 #pragma once
 
 #include <atomic>
@@ -53,7 +54,10 @@ public:
 private:
   struct call {
     std::optional<caf::message> reply;
-    std::atomic<std::uint32_t> ready{0};  // a futex word: 1 once `reply` is set
+    // A futex word: pending, then answered once `reply` is set; sleeping while the caller
+    // sleeps on it (or is about to), so that only then the answer makes the wake-up call.
+    static constexpr std::uint32_t pending = 0, answered = 1, sleeping = 2;
+    std::atomic<std::uint32_t> ready{pending};
     std::chrono::steady_clock::time_point replied;  // when the reply came (not when seen)
   };
 
@@ -65,7 +69,7 @@ private:
 
   static void answer(call& c, caf::message reply) noexcept;
   void spin_for(const call& c, std::chrono::steady_clock::time_point deadline);
-  static bool sleep_for(const call& c, std::chrono::steady_clock::time_point deadline);
+  static bool sleep_for(call& c, std::chrono::steady_clock::time_point deadline);
   bool gave_up(std::uint64_t request_id);
   void observe(std::chrono::nanoseconds latency);
 
