@@ -449,6 +449,8 @@ TEST_CASE("large payloads, sent from where they lie, cross both ways intact") {
   CHECK(reply.get_as<std::string>(1) == text);
   CHECK(reply.get_as<std::vector<mproc::bytes>>(2) == many);
   CHECK(reply.get_as<std::int32_t>(3) == 7);
+  // As an argument the caller keeps: the message's own copy (made in huge pages) crosses.
+  CHECK(node->request<mproc::bytes>(p.actor(), 10s, big) == big);
   CHECK(round_trip(*node, p.actor(), std::int32_t{5}) == 5);
   p.terminate();
   CHECK(p.join(5s));
