@@ -103,7 +103,8 @@ public:
   process(node& owner, R (*target)(Params...), process_options options, Ts&&... args)
     : process(owner, detail::task_actor, std::move(options),
               detail::message_of(task_name(reinterpret_cast<const void*>(target)),
-                                 detail::converted<std::decay_t<Params>>(std::forward<Ts>(args))...)) {}
+                                 detail::converted<std::decay_t<Params>>(
+                                   detail::element_of(std::forward<Ts>(args)))...)) {}
 
   // Starts the child and waits until its actor runs. Throws mproc::error (unknown_actor_name,
   // bad_arguments, spawn_failed) and std::logic_error when called twice.

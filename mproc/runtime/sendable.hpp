@@ -47,7 +47,7 @@ caf::message message_of(Ts&&... xs) {
   if constexpr (sizeof...(Ts) == 0)
     return caf::message{};
   else
-    return caf::make_message(element_of(std::forward<Ts>(xs))...);
+    return caf::make_message(detail::element_of(std::forward<Ts>(xs))...);
 }
 
 } // namespace mproc::detail
