@@ -68,8 +68,7 @@ void requester::enqueue(caf::mailbox_element_ptr what, caf::execution_unit*) {
 // Outside the lock: a caller woken while the waker still held it would only go to sleep
 // again on the lock (two wake-ups per reply instead of one; perf sched showed both).
 // The futex wake is made only for a caller that said it sleeps: one still spinning sees the
-// word change by itself, and the system call (a world switch on this VM) is one of the
-// round trip's eight.
+// word change by itself, and a system call costs a world switch on this VM.
 void requester::answer(call& c, caf::message reply) noexcept {
   c.reply = std::move(reply);
   c.replied = std::chrono::steady_clock::now();
