@@ -35,6 +35,8 @@ public:
   void run() override {
     armed_ = false;
     ran_on = std::this_thread::get_id();
+    if (says_it_blocks)
+      io_loop::will_block();
     release_.wait_for(10s);  // bounded: a loop that never takes over fails the test instead
   }
   void hand_over() override { armed_ = false; }
@@ -45,6 +47,7 @@ public:
   static thread_local blocking_work* current;
   static inline std::atomic<std::thread::id> ran_on{};
   static inline std::atomic<bool> abandoned{false};
+  static inline std::atomic<bool> says_it_blocks{false};  // as mproc's blocking calls do
 
 private:
   std::shared_future<void> release_;
@@ -127,6 +130,33 @@ TEST_CASE("work that blocks a loop thread leaves the loop to the other thread") 
   loop.stop();
 }
 
+TEST_CASE("work that says it will block leaves the loop at once, not at the timer's tick") {
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  io_loop loop{std::chrono::hours{1}};  // a tick would never come within the test
+  loop.start([&] { return std::make_unique<blocking_work>(released); });
+  blocking_work::ran_on = std::thread::id{};
+  blocking_work::abandoned = false;
+  blocking_work::says_it_blocks = true;
+  io_loop::will_block();  // from a thread that runs no turn: nothing happens
+  for (int i = 0; i < 1000 && blocking_work::ran_on.load() == std::thread::id{}; ++i) {
+    loop.post([] { blocking_work::current->arm(); });
+    std::this_thread::sleep_for(1ms);  // polling for a state change, not ordering
+  }
+  REQUIRE(blocking_work::ran_on.load() != std::thread::id{});
+  auto blocked = blocking_work::ran_on.load();
+  std::promise<std::thread::id> ran;
+  loop.post([&] { ran.set_value(std::this_thread::get_id()); });
+  auto task = ran.get_future();
+  CHECK(task.wait_for(5s) == std::future_status::ready);
+  CHECK(blocking_work::abandoned);  // what waited behind the blocked work went elsewhere
+  release.set_value();
+  loop.stop();
+  blocking_work::says_it_blocks = false;
+  if (task.wait_for(0s) == std::future_status::ready)
+    CHECK(task.get() != blocked);
+}
+
 TEST_CASE("a loop with blocked work still stops, once the work ends") {
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
@@ -157,8 +187,8 @@ TEST_CASE("an idle loop stops its takeover timer: no thread wakes while nothing 
     });
     done.get_future().wait();
   }
-  // A ticking timer wakes the standby every millisecond: 300 sleeps in 300 ms. Stopped, the
-  // process sleeps a handful of times (this thread's own sleeps among them).
+  // A ticking timer wakes the standby every period (4 ms): 75 sleeps in 300 ms. Stopped,
+  // the process sleeps a handful of times (this thread's own sleeps among them).
   std::this_thread::sleep_for(50ms);  // the ticks run out: idle for a whole period
   auto before = sleeps_of_this_process();
   std::this_thread::sleep_for(300ms);

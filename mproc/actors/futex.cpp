@@ -1,6 +1,7 @@
 #include "mproc/actors/futex.hpp"
 
 #include "mproc/actors/guard.hpp"
+#include "mproc/runtime/blocking.hpp"
 
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -42,6 +43,7 @@ void futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
                 std::chrono::nanoseconds for_at_most) {
   if (for_at_most <= for_at_most.zero())
     return;
+  will_block();
   timespec ts{};
   ts.tv_sec = static_cast<time_t>(for_at_most.count() / 1'000'000'000);
   ts.tv_nsec = static_cast<long>(for_at_most.count() % 1'000'000'000);

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "mproc/runtime/blocking.hpp"
 #include "mproc/runtime/errors.hpp"
 #include "mproc/serialization/frame.hpp"
 
@@ -33,12 +34,14 @@ deadline_t deadline_after(std::optional<pipe_socket::millis> timeout) {
 // Waits for `events` on `fd` until `deadline`; false on timeout. POLLHUP/POLLERR count as
 // ready: the read or write that follows reports them.
 bool wait_for(int fd, short events, deadline_t deadline) {
-  for (;;) {
+  for (bool first = true;; first = false) {
     int ms = -1;
     if (deadline) {
       auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - clock_type::now());
       ms = static_cast<int>(std::max<std::int64_t>(0, left.count()));
     }
+    if (first && ms != 0)
+      will_block();
     pollfd p{fd, events, 0};
     int n = ::poll(&p, 1, ms);
     if (n > 0)
@@ -96,6 +99,8 @@ void pipe_socket::send(const char* data, std::size_t size, std::optional<millis>
   auto room = [&] {
     return (out_.size() - out_begin_ < max_pending && !lent_) || closed_ || broken_;
   };
+  if (!room())
+    will_block();
   if (timeout) {
     if (!sent_.wait_for(lock, *timeout, room))
       fail(errc::timeout, "send: the other end did not take the earlier messages in time");

@@ -11,6 +11,7 @@
 
 #include "mproc/actors/pool_dispatcher.hpp"
 #include "mproc/actors/pool_job.hpp"
+#include "mproc/runtime/blocking.hpp"
 #include "mproc/actors/pool_protocol.hpp"
 #include "mproc/runtime/node.hpp"
 
@@ -76,6 +77,8 @@ bool pool_core::join(std::optional<std::chrono::milliseconds> timeout) {
   auto& status = *engine_->status_;
   std::unique_lock lock{status.m};
   auto over = [&] { return status.over; };
+  if (!over())
+    will_block();
   if (!timeout) {
     status.cv.wait(lock, over);
     return true;

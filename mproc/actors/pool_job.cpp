@@ -7,6 +7,7 @@
 
 #include <caf/actor_system.hpp>
 
+#include "mproc/runtime/blocking.hpp"
 #include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/log.hpp"
 #include "mproc/runtime/node.hpp"
@@ -195,6 +196,8 @@ std::optional<settled_chunk> chunk_result(pool_job& job, std::size_t i,
     return std::nullopt;
   std::optional<settled_chunk> chunk;
   auto ready = [&] { return (chunk = job.settled_locked(i)) || job.failure; };
+  if (!ready())
+    will_block();
   if (!timeout)
     job.cv.wait(lock, ready);
   else if (!job.cv.wait_for(lock, *timeout, ready))
@@ -206,7 +209,10 @@ std::optional<settled_chunk> chunk_result(pool_job& job, std::size_t i,
 
 std::optional<std::size_t> next_finished(pool_job& job) {
   std::unique_lock lock{job.m};
-  job.cv.wait(lock, [&] { return !job.finished.empty() || job.complete_locked(); });
+  auto ready = [&] { return !job.finished.empty() || job.complete_locked(); };
+  if (!ready())
+    will_block();
+  job.cv.wait(lock, ready);
   if (job.finished.empty()) {
     if (job.failure)
       throw_failure(job.failure);
@@ -231,6 +237,8 @@ bool job_ready(pool_job& job) {
 bool job_wait(pool_job& job, std::optional<std::chrono::milliseconds> timeout) {
   std::unique_lock lock{job.m};
   auto ready = [&] { return job.complete_locked(); };
+  if (!ready())
+    will_block();
   if (!timeout) {
     job.cv.wait(lock, ready);
     return true;

@@ -15,6 +15,7 @@
 #include "mproc/actors/queue_exit.hpp"
 #include "mproc/actors/queue_protocol.hpp"
 #include "mproc/actors/queue_server.hpp"
+#include "mproc/runtime/blocking.hpp"
 #include "mproc/runtime/caf_types.hpp"
 #include "mproc/runtime/node.hpp"
 
@@ -196,6 +197,8 @@ private:
   void wait_for_flush(std::unique_lock<std::mutex>& lock) {
     auto flushed = [&] { return (ch_->outbox.empty() && !ch_->sending) || ch_->put_error; };
     auto seen = ch_->accepted;
+    if (!flushed())
+      will_block();
     while (!ch_->cv.wait_for(lock, stalled_flush_limit, flushed)) {
       if (ch_->accepted != seen) {
         seen = ch_->accepted;
@@ -216,6 +219,8 @@ private:
 
   template <class Pred>
   bool wait(std::unique_lock<std::mutex>& lock, std::optional<millis> timeout, Pred pred) {
+    if (!pred() && (!timeout || timeout->count() > 0))
+      will_block();
     if (!timeout) {
       ch_->cv.wait(lock, pred);
       return true;
@@ -232,6 +237,8 @@ private:
     while (!ready()) {
       fetch_locked(true);
       auto progressed = [&] { return ready() || !ch_->fetching; };
+      if (!progressed() && (!timeout || timeout->count() > 0))
+        will_block();
       if (!timeout) {
         ch_->cv.wait(lock, progressed);
       } else if (!ch_->cv.wait_until(lock, deadline, progressed)) {

@@ -7,6 +7,8 @@
 #include <type_traits>
 #include <system_error>
 
+#include "mproc/runtime/blocking.hpp"
+
 namespace mproc {
 
 namespace {
@@ -67,6 +69,7 @@ std::vector<std::size_t> wait(const std::vector<waitable>& objects,
         return {};
       ms = static_cast<int>(std::min<long long>(left.count(), 60'000));
     }
+    will_block();
     // Something happened: ready_now says what (a connection whose socket holds data counts).
     if (::poll(fds.data(), fds.size(), ms) < 0 && errno != EINTR)
       throw std::system_error(errno, std::generic_category(), "wait: poll");

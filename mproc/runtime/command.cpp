@@ -7,6 +7,7 @@
 
 #include <cerrno>
 
+#include "mproc/runtime/blocking.hpp"
 #include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/internal/command_state.hpp"
 
@@ -62,6 +63,8 @@ std::optional<int> command::wait(std::optional<millis> timeout) const {
   if (deadline == clock::time_point::max())
     timeout.reset();
   std::unique_lock lock{s_->m};
+  if (!s_->returncode && (!timeout || timeout->count() > 0))
+    will_block();
   while (!s_->returncode) {
     if (!s_->detached) {  // the node's loop reaps it and wakes us
       if (!timeout) {

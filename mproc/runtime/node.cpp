@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/blocking.hpp"
 #include "mproc/runtime/internal/commands.hpp"
 #include "mproc/runtime/internal/fork_server.hpp"
 #include "mproc/runtime/internal/message_codec.hpp"
@@ -135,6 +136,8 @@ caf::actor node::lookup(const std::string& name, std::chrono::milliseconds timeo
   auto result = std::make_shared<std::promise<caf::expected<caf::actor>>>();
   impl_->lookup(name, [result](caf::expected<caf::actor> r) { result->set_value(std::move(r)); });
   auto answer = result->get_future();
+  if (answer.wait_for(std::chrono::seconds{0}) != std::future_status::ready)
+    will_block();  // a child's answer comes through its loop
   if (answer.wait_for(timeout) != std::future_status::ready) {
     auto err = make_error(errc::timeout, "no answer to the lookup of '" + name + "'");
     throw error(err, impl_->system().render(err));

@@ -16,6 +16,7 @@
 #include <system_error>
 
 #include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/blocking.hpp"
 #include "mproc/runtime/internal/node_impl.hpp"
 #include "mproc/runtime/node.hpp"
 #include "mproc/serialization/value.hpp"
@@ -141,12 +142,16 @@ void process::on_exit(std::function<void(int)> fn) {
 
 bool process::join() {
   std::unique_lock lock{state_->mtx};
+  if (state_->alive())
+    will_block();  // the node's loop settles its end
   state_->changed.wait(lock, [&] { return !state_->alive(); });
   return true;
 }
 
 bool process::join(std::chrono::milliseconds timeout) {
   std::unique_lock lock{state_->mtx};
+  if (state_->alive() && timeout.count() > 0)
+    will_block();
   return state_->changed.wait_for(lock, timeout, [&] { return !state_->alive(); });
 }
 

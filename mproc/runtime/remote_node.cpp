@@ -8,6 +8,7 @@
 #include <caf/send.hpp>
 
 #include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/blocking.hpp"
 #include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/message_bytes.hpp"
 #include "mproc/runtime/node.hpp"
@@ -22,6 +23,8 @@ using answer = std::promise<caf::expected<caf::actor>>;
 
 caf::actor wait_for(std::future<caf::expected<caf::actor>> f, std::chrono::milliseconds timeout,
                     const std::string& what) {
+  if (f.wait_for(std::chrono::seconds{0}) != std::future_status::ready)
+    will_block();  // the answer comes through this node's loop
   if (f.wait_for(timeout) != std::future_status::ready) {
     auto why = what + ": no answer within the timeout";
     throw error(make_error(errc::timeout, why), why);

@@ -8,6 +8,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 
+#include "mproc/runtime/blocking.hpp"
 #include "mproc/runtime/internal/supervisor_protocol.hpp"
 #include "mproc/runtime/node.hpp"
 
@@ -79,6 +80,8 @@ child_status supervisor::tree(millis timeout) {
 
 bool supervisor::wait(millis timeout) {
   std::unique_lock lock{end_->m};
+  if (!end_->ended && timeout.count() > 0)
+    will_block();
   return end_->cv.wait_for(lock, timeout, [&] { return end_->ended; });
 }
 

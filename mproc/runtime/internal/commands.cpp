@@ -295,6 +295,7 @@ std::shared_ptr<command_state> command_table::start(const command_spec& spec) {
     if (closing_)
       fail(errc::node_shutdown, "the node is shutting down");
     loop_.post(run);
+    io_loop::will_block();
   }
   auto l = started.get_future().get();
   int msg[2] = {0, 0};

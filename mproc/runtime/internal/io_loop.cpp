@@ -10,6 +10,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace mproc::detail {
 
@@ -17,13 +18,18 @@ namespace {
 
 constexpr std::uint64_t wake_token = 0;
 
+// The loop whose released turn this thread runs, if any.
+thread_local io_loop* turn_of = nullptr;
+
 [[noreturn]] void fail(const char* what) {
   throw std::runtime_error(std::string{"mproc I/O loop: "} + what + ": " + std::strerror(errno));
 }
 
 } // namespace
 
-io_loop::io_loop() : read_buffer_(new char[read_buffer_size]) {
+io_loop::io_loop(std::chrono::milliseconds takeover_period)
+  : takeover_period_(std::max(takeover_period, std::chrono::milliseconds{1})),
+    read_buffer_(new char[read_buffer_size]) {
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd_ < 0)
     fail("epoll_create1");
@@ -172,7 +178,7 @@ void io_loop::serve(bool leading) {
     }
     if (!released)
       break;
-    work->run();
+    run_turn(*work);
     auto expected = phase::released;
     // Lost to the standby (it took the loop over meanwhile): this thread stands by now.
     leading = phase_.compare_exchange_strong(expected, phase::leading);
@@ -181,6 +187,14 @@ void io_loop::serve(bool leading) {
     work->hand_over();
     work->retire();
   }
+}
+
+void io_loop::run_turn(batch_work& work) {
+  struct turn_scope {
+    explicit turn_scope(io_loop* loop) { turn_of = loop; }
+    ~turn_scope() { turn_of = nullptr; }
+  } scope{this};
+  work.run();
 }
 
 // Runs the loop until this thread has work to do with the loop released (true) or the loop
@@ -211,8 +225,8 @@ bool io_loop::lead(batch_work* work) {
   return false;
 }
 
-// Waits until a turn of the leader's work outlasts takeover_after (true: this thread leads
-// now) or the loop ends (false).
+// Waits until a turn of the leader's work outlasts the takeover period or says it will block
+// (true: this thread leads now) or the loop ends (false).
 bool io_loop::wait_for_takeover() {
   ++standing_by_;
   bool took_over = false;
@@ -224,7 +238,8 @@ bool io_loop::wait_for_takeover() {
     if (::read(takeover_fd_, &expirations, sizeof expirations) < 0 && errno != EINTR)
       fail("read(takeover timer)");
     auto turn = turns_.load();
-    if (phase_ == phase::released && turn == running_at_last_tick) {
+    bool handed = handed_turn_.load() == turn;
+    if (phase_ == phase::released && (turn == running_at_last_tick || handed)) {
       auto expected = phase::released;
       if (phase_.compare_exchange_strong(expected, phase::leading)) {
         // Actors queued behind the one that blocks the other thread must not wait for it.
@@ -245,6 +260,9 @@ bool io_loop::wait_for_takeover() {
       watching_ = false;
       if (phase_ == phase::released)
         watch_turn();
+      // A turn that said it will block just before the disarm lost its tick: it gets it now.
+      if (phase_ == phase::released && handed_turn_ == turns_)
+        arm_takeover(std::chrono::nanoseconds{1}, takeover_period_);
     }
     turns_at_last_tick = turn;
   }
@@ -255,7 +273,27 @@ bool io_loop::wait_for_takeover() {
 // The leader released a turn: the timer must tick.
 void io_loop::watch_turn() {
   if (!watching_.exchange(true))
-    arm_takeover(takeover_after, takeover_after);
+    arm_takeover(takeover_period_, takeover_period_);
+}
+
+void io_loop::will_block() noexcept {
+  // Once a turn: after the first call the loop belongs, or is about to, to the other thread.
+  if (auto* loop = std::exchange(turn_of, nullptr))
+    loop->hand_over_turn();
+}
+
+// The tick comes now. (Should the standby's idle disarm come between, it sees the turn
+// handed over and arms the tick again.) While this thread runs its turn the other one cannot
+// release a turn of its own (nobody would stand by), so turns_ is this turn's number.
+void io_loop::hand_over_turn() noexcept {
+  if (phase_ != phase::released)
+    return;
+  handed_turn_ = turns_.load();
+  arm_takeover(std::chrono::nanoseconds{1}, takeover_period_);
+  // A tick took the turn over meanwhile and disarmed the timer: nobody stands by to read it
+  // now, and ticks piling up would take the next turn over too early.
+  if (phase_ != phase::released)
+    arm_takeover({});
 }
 
 // Zero `after` disarms.

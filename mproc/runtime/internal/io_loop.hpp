@@ -7,12 +7,14 @@
 // Two threads take turns as the loop thread (leader/follower). What a batch of events made
 // runnable (actors a frame was for) the leader runs itself, with the loop released, instead
 // of waking another thread for it: a thread wake-up is most of a local round trip. While it
-// does, the other thread stands by; if the work lasts longer than `takeover_after` (an actor
-// that computes, or blocks), the standby takes the loop over, so no frame, timer or
-// heartbeat waits behind user code. The standby learns it from a periodic timer that runs
+// does, the other thread stands by; if the work lasts longer than the takeover period (an
+// actor that computes), the standby takes the loop over, so no frame, timer or heartbeat
+// waits behind user code for long. The standby learns it from a periodic timer that runs
 // while the loop is busy (a tick finding the same turn running as the tick before), not
-// from a timer set per turn: arming and disarming one cost 2 µs per turn here. With nobody standing by, the work goes to the actor
-// system's own threads as before.
+// from a timer set per turn: arming and disarming one cost 2 µs per turn here. Work that is
+// about to wait (a request, a lock, a queue) says so (will_block()) and the standby takes
+// over at once. With nobody standing by, the work goes to the actor system's own threads as
+// before.
 #pragma once
 
 #include <atomic>
@@ -52,10 +54,13 @@ public:
   };
   using work_factory = std::function<std::unique_ptr<batch_work>()>;
 
-  // A turn is taken over after between one and two of these.
-  static constexpr auto takeover_after = std::chrono::milliseconds{1};
+  // A turn is taken over after between one and two of these. Each tick wakes the standby,
+  // which costs 50-80 µs of CPU on a VM where a wake-up is a world switch: at 1 ms, 5
+  // producer and 5 consumer processes, whose queue agents have short turns all the time,
+  // were 10-15% slower than at 4-5 ms (docs/architecture.md, "Two loop threads").
+  static constexpr auto default_takeover_period = std::chrono::milliseconds{4};
 
-  io_loop();
+  explicit io_loop(std::chrono::milliseconds takeover_period = default_takeover_period);
   ~io_loop();
   io_loop(const io_loop&) = delete;
   io_loop& operator=(const io_loop&) = delete;
@@ -79,6 +84,11 @@ public:
 
   bool in_loop() const { return std::this_thread::get_id() == loop_thread_id_.load(); }
 
+  // Called by a thread about to wait (for a reply, a lock, an item): if it runs a turn of
+  // work its loop released, the standby takes the loop over now instead of at a tick, so
+  // what the thread waits for is not held up behind it. Anywhere else it does nothing.
+  static void will_block() noexcept;
+
   // One read buffer for every link: only the loop thread reads.
   char* read_buffer() { return read_buffer_.get(); }
   static constexpr std::size_t read_buffer_size = 256 * 1024;
@@ -87,10 +97,12 @@ private:
   enum class phase { leading, released, ended };
 
   void serve(bool leading);
+  void run_turn(batch_work& work);
   bool lead(batch_work* work);
   bool wait_for_takeover();
   void arm_takeover(std::chrono::nanoseconds after, std::chrono::nanoseconds period = {});
   void watch_turn();
+  void hand_over_turn() noexcept;
   void step();
   void dispatch(std::uint64_t token, std::uint32_t events);
   int next_timeout_ms();
@@ -128,6 +140,8 @@ private:
   int takeover_fd_ = -1;  // a periodic timerfd, armed while the loop is busy
   std::atomic<bool> watching_{false};    // it is armed
   std::atomic<std::uint64_t> turns_{0};  // turns begun: the standby compares at each tick
+  std::atomic<std::uint64_t> handed_turn_{0};  // a turn whose work will block: take it over
+  const std::chrono::milliseconds takeover_period_;
   std::uint64_t next_token_ = 1;  // 0 is the wake-up eventfd
 
   std::mutex tasks_mtx_;

@@ -136,6 +136,8 @@ bool link::enqueue(pending&& frame, flow kind) {
   std::unique_lock guard{out_mtx_};
   if (kind == flow::data && !loop_.in_loop()) {
     auto room = [&] { return out_bytes_ < max_queued_ || closed_ || broken_; };
+    if (!room())
+      io_loop::will_block();  // the loop drains the link
     if (this_thread_deadline)
       drained_.wait_until(guard, *this_thread_deadline, room);
     else
@@ -442,7 +444,10 @@ void link::close(const std::string& reason) {
 
 bool link::flush(std::chrono::milliseconds timeout) {
   std::unique_lock lock{out_mtx_};
-  drained_.wait_for(lock, timeout, [this] { return !unsent_locked() || closed_ || broken_; });
+  auto drained = [this] { return !unsent_locked() || closed_ || broken_; };
+  if (!drained() && !loop_.in_loop())
+    io_loop::will_block();
+  drained_.wait_for(lock, timeout, drained);
   return !unsent_locked() && !closed_ && !broken_;
 }
 

@@ -89,6 +89,7 @@ void node_impl::start_process(const std::shared_ptr<process_state>& state) {
   if (!admit(state))
     return;
   loop_.post([this, state] { launch(state); });
+  io_loop::will_block();
   std::unique_lock lock{state->mtx};
   // The loop's start timer settles every start; this bound only guards against a loop that
   // stopped (a bug) so that start() cannot hang.

@@ -106,6 +106,7 @@ std::shared_ptr<peer> node_impl::connect(const endpoint& to, const link_credenti
     });
   });
   auto answer = state->answer.get_future();
+  io_loop::will_block();
   if (answer.wait_until(deadline) != std::future_status::ready) {
     loop_.post([state] {  // no half-open peer left behind, heartbeating and counted
       if (auto p = state->p.lock())

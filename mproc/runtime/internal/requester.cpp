@@ -18,6 +18,7 @@
 #include <caf/sec.hpp>
 
 #include "mproc/runtime/errors.hpp"
+#include "mproc/runtime/internal/io_loop.hpp"
 #include "mproc/runtime/internal/link.hpp"
 
 namespace mproc::detail {
@@ -131,6 +132,9 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
       sleep_for(c, std::chrono::steady_clock::time_point::max());
     throw;
   }
+  // The reply may come through this node's loop, or from an actor waiting behind this
+  // thread's own turn of it: either way the loop must not wait for this thread.
+  io_loop::will_block();
   spin_for(c, deadline);
   if (!sleep_for(c, deadline) && gave_up(id)) {
     observe(std::chrono::steady_clock::now() - sent);
