@@ -56,6 +56,19 @@ private:
 
 thread_local blocking_work* blocking_work::current = nullptr;
 
+// Arms the blocking work until a loop thread runs it, and returns that thread. The leader
+// releases the loop only once the standby waits (its count is what lets it), so a turn is
+// asked for again until one comes.
+std::thread::id block_a_loop_thread(io_loop& loop) {
+  blocking_work::ran_on = std::thread::id{};
+  for (int i = 0; i < 1000 && blocking_work::ran_on.load() == std::thread::id{}; ++i) {
+    loop.post([] { blocking_work::current->arm(); });
+    std::this_thread::sleep_for(1ms);  // polling for a state change, not ordering
+  }
+  REQUIRE(blocking_work::ran_on.load() != std::thread::id{});
+  return blocking_work::ran_on.load();
+}
+
 // Work that is done at once: a loop that runs it has turns, and ticks while it does.
 class quick_work final : public io_loop::batch_work {
 public:
@@ -111,14 +124,7 @@ TEST_CASE("work that blocks a loop thread leaves the loop to the other thread") 
   std::shared_future<void> released = release.get_future().share();
   io_loop loop;
   loop.start([&] { return std::make_unique<blocking_work>(released); });
-  // Let the standby thread get to its wait (its count is what lets the leader release).
-  std::promise<std::thread::id> first_leader;
-  for (int i = 0; i < 1000 && blocking_work::ran_on.load() == std::thread::id{}; ++i) {
-    loop.post([] { blocking_work::current->arm(); });
-    std::this_thread::sleep_for(1ms);  // polling for a state change, not ordering
-  }
-  REQUIRE(blocking_work::ran_on.load() != std::thread::id{});
-  auto blocked = blocking_work::ran_on.load();
+  auto blocked = block_a_loop_thread(loop);
   // The work now blocks `blocked`; a task posted meanwhile still runs, on the other thread.
   std::promise<std::thread::id> ran;
   loop.post([&] { ran.set_value(std::this_thread::get_id()); });
@@ -135,16 +141,10 @@ TEST_CASE("work that says it will block leaves the loop at once, not at the time
   std::shared_future<void> released = release.get_future().share();
   io_loop loop{std::chrono::hours{1}};  // a tick would never come within the test
   loop.start([&] { return std::make_unique<blocking_work>(released); });
-  blocking_work::ran_on = std::thread::id{};
   blocking_work::abandoned = false;
   blocking_work::says_it_blocks = true;
   io_loop::will_block();  // from a thread that runs no turn: nothing happens
-  for (int i = 0; i < 1000 && blocking_work::ran_on.load() == std::thread::id{}; ++i) {
-    loop.post([] { blocking_work::current->arm(); });
-    std::this_thread::sleep_for(1ms);  // polling for a state change, not ordering
-  }
-  REQUIRE(blocking_work::ran_on.load() != std::thread::id{});
-  auto blocked = blocking_work::ran_on.load();
+  auto blocked = block_a_loop_thread(loop);
   std::promise<std::thread::id> ran;
   loop.post([&] { ran.set_value(std::this_thread::get_id()); });
   auto task = ran.get_future();
@@ -162,12 +162,7 @@ TEST_CASE("a loop with blocked work still stops, once the work ends") {
   std::shared_future<void> released = release.get_future().share();
   io_loop loop;
   loop.start([&] { return std::make_unique<blocking_work>(released); });
-  blocking_work::ran_on = std::thread::id{};
-  for (int i = 0; i < 1000 && blocking_work::ran_on.load() == std::thread::id{}; ++i) {
-    loop.post([] { blocking_work::current->arm(); });
-    std::this_thread::sleep_for(1ms);
-  }
-  REQUIRE(blocking_work::ran_on.load() != std::thread::id{});
+  block_a_loop_thread(loop);
   std::thread releaser{[&] {
     std::this_thread::sleep_for(100ms);
     release.set_value();
