@@ -7,17 +7,28 @@
 #include <cstring>
 
 #include "mproc/runtime/internal/spawner.hpp"
+#include "mproc/serialization/envelope.hpp"
 
 namespace {
 
 // A child that breaks the protocol, for the tests of how a node survives one: a length
-// header announcing a frame, then bytes that are not msgpack.
+// header announcing a frame, then bytes that are not msgpack; or a well-formed hello that
+// announces a maximum frame below the protocol's minimum.
 void misbehave_if_asked(int argc, char** argv) {
-  if (std::getenv("MPROC_TEST_CHILD_WRITES_GARBAGE") == nullptr || argc < 2
-      || std::strcmp(argv[1], mproc::detail::child_flag) != 0)
+  if (argc < 2 || std::strcmp(argv[1], mproc::detail::child_flag) != 0)
     return;
-  const char garbage[] = "\x00\x00\x00\x05\xc1\xc1\xc1\xc1\xc1";
-  [[maybe_unused]] auto n = ::write(mproc::detail::child_link_fd, garbage, sizeof garbage - 1);
+  if (std::getenv("MPROC_TEST_CHILD_WRITES_GARBAGE") != nullptr) {
+    const char garbage[] = "\x00\x00\x00\x05\xc1\xc1\xc1\xc1\xc1";
+    [[maybe_unused]] auto n = ::write(mproc::detail::child_link_fd, garbage, sizeof garbage - 1);
+  } else if (std::getenv("MPROC_TEST_CHILD_TINY_MAX_FRAME") != nullptr) {
+    mproc::wire::buffer buf;
+    auto start = mproc::wire::begin_frame(buf);
+    mproc::wire::pack_hello(buf, 77, ::getpid(), "tiny", 16);
+    mproc::wire::end_frame(buf, start);
+    [[maybe_unused]] auto n = ::write(mproc::detail::child_link_fd, buf.data(), buf.size());
+  } else {
+    return;
+  }
   ::sleep(10);  // the parent must cut us off, not wait for us
   ::_exit(3);
 }

@@ -456,6 +456,19 @@ TEST_CASE("large payloads, sent from where they lie, cross both ways intact") {
   CHECK(p.join(5s));
 }
 
+TEST_CASE("a child whose hello announces a maximum frame below 1 MiB is cut off, saying so") {
+  test::scoped_node node;
+  ::setenv("MPROC_TEST_CHILD_TINY_MAX_FRAME", "1", 1);
+  mproc::process evil{*node, "echo", {.start_method = mproc::start_method::exec}};
+  CHECK_THROWS_WITH(evil.start(), Catch::Contains("maximum frame of 16 bytes"));
+  ::unsetenv("MPROC_TEST_CHILD_TINY_MAX_FRAME");
+  CHECK(evil.join(5s));
+  auto good = node->spawn_process("echo", {});
+  CHECK(round_trip(*node, good.actor(), std::int32_t{9}) == 9);
+  good.terminate();
+  CHECK(good.join(5s));
+}
+
 TEST_CASE("a child that writes garbage is cut off; the node keeps working") {
   test::scoped_node node;
   ::setenv("MPROC_TEST_CHILD_WRITES_GARBAGE", "1", 1);
