@@ -456,29 +456,32 @@ TEST_CASE("large payloads, sent from where they lie, cross both ways intact") {
   CHECK(p.join(5s));
 }
 
-TEST_CASE("a child whose hello announces a maximum frame below 1 MiB is cut off, saying so") {
-  test::scoped_node node;
-  ::setenv("MPROC_TEST_CHILD_TINY_MAX_FRAME", "1", 1);
-  mproc::process evil{*node, "echo", {.start_method = mproc::start_method::exec}};
-  CHECK_THROWS_WITH(evil.start(), Catch::Contains("maximum frame of 16 bytes"));
-  ::unsetenv("MPROC_TEST_CHILD_TINY_MAX_FRAME");
+namespace {
+
+// Starts a child that breaks the protocol as `mode` asks (tests/main_node.cpp): its start
+// must fail with an error saying `why`; then a well-behaved child still starts and answers.
+void misbehaving_child_is_cut_off(mproc::node& node, const char* mode, const char* why) {
+  ::setenv(mode, "1", 1);
+  // Exec: the misbehaving happens in the test binary's main(), which a fork skips.
+  mproc::process evil{node, "echo", {.start_method = mproc::start_method::exec}};
+  CHECK_THROWS_WITH(evil.start(), Catch::Contains(why));
+  ::unsetenv(mode);
   CHECK(evil.join(5s));
-  auto good = node->spawn_process("echo", {});
-  CHECK(round_trip(*node, good.actor(), std::int32_t{9}) == 9);
+  auto good = node.spawn_process("echo", {});
+  CHECK(round_trip(node, good.actor(), std::int32_t{9}) == 9);
   good.terminate();
   CHECK(good.join(5s));
 }
 
+} // namespace
+
+TEST_CASE("a child whose hello announces a maximum frame below 1 MiB is cut off, saying so") {
+  test::scoped_node node;
+  misbehaving_child_is_cut_off(*node, "MPROC_TEST_CHILD_TINY_MAX_FRAME",
+                               "maximum frame of 16 bytes");
+}
+
 TEST_CASE("a child that writes garbage is cut off; the node keeps working") {
   test::scoped_node node;
-  ::setenv("MPROC_TEST_CHILD_WRITES_GARBAGE", "1", 1);
-  // Exec: the misbehaving happens in the test binary's main(), which a fork skips.
-  mproc::process evil{*node, "echo", {.start_method = mproc::start_method::exec}};
-  CHECK_THROWS_AS(evil.start(), mproc::error);
-  ::unsetenv("MPROC_TEST_CHILD_WRITES_GARBAGE");
-  CHECK(evil.join(5s));
-  auto good = node->spawn_process("echo", {});
-  CHECK(round_trip(*node, good.actor(), std::int32_t{9}) == 9);
-  good.terminate();
-  CHECK(good.join(5s));
+  misbehaving_child_is_cut_off(*node, "MPROC_TEST_CHILD_WRITES_GARBAGE", "cannot start process");
 }
