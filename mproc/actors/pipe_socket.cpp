@@ -34,14 +34,14 @@ deadline_t deadline_after(std::optional<pipe_socket::millis> timeout) {
 // Waits for `events` on `fd` until `deadline`; false on timeout. POLLHUP/POLLERR count as
 // ready: the read or write that follows reports them.
 bool wait_for(int fd, short events, deadline_t deadline) {
-  for (bool first = true;; first = false) {
+  for (;;) {
     int ms = -1;
     if (deadline) {
       auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - clock_type::now());
       ms = static_cast<int>(std::max<std::int64_t>(0, left.count()));
     }
-    if (first && ms != 0)
-      will_block();
+    if (ms != 0)
+      will_block();  // once a turn: later calls cost a thread-local read
     pollfd p{fd, events, 0};
     int n = ::poll(&p, 1, ms);
     if (n > 0)

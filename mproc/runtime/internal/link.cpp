@@ -445,7 +445,7 @@ void link::close(const std::string& reason) {
 bool link::flush(std::chrono::milliseconds timeout) {
   std::unique_lock lock{out_mtx_};
   auto drained = [this] { return !unsent_locked() || closed_ || broken_; };
-  if (!drained() && !loop_.in_loop())
+  if (!drained())
     io_loop::will_block();
   drained_.wait_for(lock, timeout, drained);
   return !unsent_locked() && !closed_ && !broken_;
