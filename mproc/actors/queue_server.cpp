@@ -1,18 +1,19 @@
-// The queue actor: stores items, hands them to consumers in batches, and takes back what a
+// The queue actor: stores items (queue_store.hpp), hands them to consumers in batches, makes
+// producers and consumers wait while the queue is full or empty, and takes back what a
 // consumer held when its process died. Delivery guarantee (docs/queue.md): at least once;
 // an item is delivered again only if the consumer holding it ended without acknowledging it.
 #include "mproc/actors/queue_server.hpp"
 
 #include <deque>
-#include <map>
-#include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
 #include "mproc/actors/queue_batch.hpp"
 #include "mproc/actors/queue_protocol.hpp"
+#include "mproc/actors/queue_store.hpp"
 #include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/inspect.hpp"
 #include "mproc/runtime/message_types.hpp"
@@ -34,42 +35,16 @@ struct waiting_put {
   caf::actor_addr who;  // the agent: if it ends, its batch is dropped (see on_down)
 };
 
-const item_batch& items_of(const caf::message& batch) {
-  return batch.get_as<item_batch>(0);
-}
-
-// Items [next, end) of a batch message: the queue stores the batches as they came, so an
-// item costs no allocation of its own here.
-struct stored_run {
-  caf::message batch;  // one item_batch
-  std::size_t next;
-  std::size_t end;
-};
-
-// What a consumer was handed and has not acknowledged, oldest first: the batches as they
-// were sent. A batch's message is shared with the reply (CAF messages are reference-counted,
-// copied only when written), so holding items costs no copy of them.
-struct held_items {
-  std::deque<caf::message> batches;  // each one item_batch, as sent
-  std::size_t acknowledged = 0;      // of the oldest batch
-  std::size_t count = 0;             // items held in all
-};
-
 struct queue_state {
-  queue_config config;
+  queue_store store{0};  // the configured one replaces it at spawn
   bool closed = false;
-  std::deque<stored_run> items;
-  std::size_t count = 0;  // the runs' items: kept so that has_room and gets need not walk them
-  std::unordered_map<caf::actor_addr, held_items> held;
   std::deque<waiting_get> getters;
   std::deque<waiting_put> putters;  // FIFO, so a large batch is not starved by small ones
   std::uint64_t unfinished = 0;     // put but not task_done (JoinableQueue)
   std::vector<caf::response_promise> joiners;
   std::unordered_set<caf::actor_addr> monitored;    // one monitor, so one down, per agent
   std::unordered_set<caf::actor_addr> producers;    // agents that put, until they leave or end
-  std::uint64_t accepted = 0;     // items ever accepted from producers
   std::uint64_t redelivered = 0;  // items given back because their consumer died holding them
-  std::uint64_t taken = 0;        // items ever handed to consumers (redelivered ones again)
   inspect_source source;          // what `mproc ps` shows of this queue, while it lives
 
   static inline const char* name = "mproc.queue";
@@ -81,77 +56,19 @@ caf::error closed_error() {
   return make_error(errc::closed, "the queue is closed");
 }
 
-bool has_room(const queue_state& s, std::size_t n) {
-  // A batch never exceeds maxsize (the client caps it), so it fits once enough is taken.
-  return s.config.maxsize == 0 || s.count + n <= s.config.maxsize || s.count == 0;
-}
-
-// How many of the first `n` stored items (there are as many) fit in one batch of
-// max_batch_bytes, at least one, and their bytes.
-std::pair<std::size_t, std::size_t> fitting(const queue_state& s, std::size_t n) {
-  std::size_t items = 0;
-  std::size_t bytes = 0;
-  for (auto i = s.items.begin(); items < n && i != s.items.end(); ++i) {
-    const auto& b = items_of(i->batch);
-    for (auto k = i->next; k < i->end && items < n; ++k) {
-      auto size = b.bytes_between(k, k + 1);
-      if (items > 0 && bytes + size > max_batch_bytes)
-        return {items, bytes};
-      bytes += size;
-      ++items;
-    }
-  }
-  return {items, bytes};
-}
-
-// Up to `n` stored items (at least one is there) as one batch message: a stored batch of
-// exactly the items taken goes out as it came; others are copied together, one copy per
-// stored batch.
-caf::message take_batch(queue_state& s, std::size_t n) {
-  auto [count, bytes] = fitting(s, n);
-  auto& front = s.items.front();
-  if (front.next == 0 && front.end == count && items_of(front.batch).size() == count) {
-    auto reply = std::move(front.batch);
-    s.items.pop_front();
-    s.count -= count;
-    s.taken += count;
-    return reply;
-  }
-  item_batch out;
-  out.reserve(count, bytes);
-  for (auto left = count; left > 0;) {
-    auto& run = s.items.front();
-    auto k = std::min(left, run.end - run.next);
-    out.append(items_of(run.batch), run.next, run.next + k);
-    run.next += k;
-    left -= k;
-    if (run.next == run.end)
-      s.items.pop_front();
-  }
-  s.count -= count;
-  s.taken += count;
-  return caf::make_message(std::move(out));
-}
+void admit_putters(queue_actor* self);
 
 // The reply to a get: up to `max` items, held for `who` until it acknowledges them.
 caf::message take(queue_actor* self, const caf::actor_addr& who, std::uint32_t max) {
-  auto& s = self->state;
-  auto n = std::min<std::size_t>(std::max<std::uint32_t>(max, 1), s.count);
-  auto reply = take_batch(s, n);
-  auto& held = s.held[who];
-  held.batches.push_back(reply);
-  held.count += items_of(reply).size();
-  return reply;
+  return self->state.store.take(who, max);
 }
-
-void admit_putters(queue_actor* self);
 
 // Serves waiting consumers, then lets blocked producers in, until neither can move.
 void rebalance(queue_actor* self) {
   auto& s = self->state;
   for (;;) {
     bool moved = false;
-    while (!s.getters.empty() && s.count != 0) {
+    while (!s.getters.empty() && s.store.size() != 0) {
       auto g = std::move(s.getters.front());
       s.getters.pop_front();
       g.rp.deliver(take(self, g.who, g.max));
@@ -162,7 +79,7 @@ void rebalance(queue_actor* self) {
     if (!moved && s.putters.size() == before)
       break;
   }
-  if (s.closed && s.count == 0) {
+  if (s.closed && s.store.size() == 0) {
     for (auto& g : s.getters)
       g.rp.deliver(closed_error());
     s.getters.clear();
@@ -170,43 +87,17 @@ void rebalance(queue_actor* self) {
 }
 
 void accept(queue_actor* self, item_batch& batch) {
-  auto& s = self->state;
-  auto n = batch.size();
-  if (n == 0)
-    return;
-  s.unfinished += n;
-  s.accepted += n;
-  s.count += n;
-  s.items.push_back({caf::make_message(std::move(batch)), 0, n});
+  self->state.unfinished += batch.size();
+  self->state.store.put(std::move(batch));
 }
 
 void admit_putters(queue_actor* self) {
   auto& s = self->state;
-  while (!s.putters.empty() && has_room(s, s.putters.front().items.size())) {
+  while (!s.putters.empty() && s.store.has_room(s.putters.front().items.size())) {
     auto p = std::move(s.putters.front());
     s.putters.pop_front();
     accept(self, p.items);
     p.rp.deliver(caf::unit);
-  }
-}
-
-// `done` items of `who`'s oldest held ones are finished.
-void acknowledge(queue_actor* self, const caf::actor_addr& who, std::uint64_t done) {
-  auto i = self->state.held.find(who);
-  if (i == self->state.held.end())
-    return;
-  auto& held = i->second;
-  done = std::min<std::uint64_t>(done, held.count);
-  held.count -= done;
-  while (done > 0) {
-    auto left = items_of(held.batches.front()).size() - held.acknowledged;
-    if (done < left) {
-      held.acknowledged += done;
-      return;
-    }
-    done -= left;
-    held.batches.pop_front();
-    held.acknowledged = 0;
   }
 }
 
@@ -217,23 +108,8 @@ void monitor_once(queue_actor* self, const caf::actor_addr& who) {
 
 // First contact with a consumer: watch it, so what it holds comes back if it dies.
 void watch(queue_actor* self, const caf::actor_addr& who) {
-  self->state.held.try_emplace(who);
+  self->state.store.add_consumer(who);
   monitor_once(self, who);
-}
-
-// Puts what `held` holds back at the front: older than everything still queued. The
-// batches are shared, not copied: one may still be on its way to the consumer that left,
-// and nobody writes a batch once it is stored.
-void give_back(queue_actor* self, held_items& held) {
-  auto& s = self->state;
-  for (auto i = held.batches.size(); i-- > 0;) {
-    auto from = i == 0 ? held.acknowledged : 0;
-    auto end = items_of(held.batches[i]).size();
-    if (from < end)
-      s.items.push_front({held.batches[i], from, end});
-  }
-  s.count += held.count;
-  held = held_items{};
 }
 
 void forget_getter(queue_actor* self, const caf::actor_addr& who) {
@@ -277,11 +153,7 @@ void on_down(queue_actor* self, const caf::down_msg& down) {
   auto& s = self->state;
   s.monitored.erase(down.source);
   s.producers.erase(down.source);
-  if (auto i = s.held.find(down.source); i != s.held.end()) {
-    s.redelivered += i->second.count;
-    give_back(self, i->second);
-    s.held.erase(i);
-  }
+  s.redelivered += s.store.give_back(down.source);
   forget_getter(self, down.source);
   // A batch its putter will never hear about: never accepted, it goes with its process, as
   // Python's unflushed items do. Its promise also holds this queue: kept, a queue nobody
@@ -304,18 +176,15 @@ void close_queue(queue_actor* self) {
 
 // What `mproc ps` shows of a queue; the report asks the actor, so it reads nothing shared.
 value inspect_queue(const queue_state& s) {
-  std::uint64_t held = 0;
-  for (const auto& [who, h] : s.held)
-    held += h.count;
-  return value::map_t{{"size", s.count},
-                      {"maxsize", s.config.maxsize},
-                      {"held", held},
+  return value::map_t{{"size", s.store.size()},
+                      {"maxsize", s.store.maxsize()},
+                      {"held", s.store.held()},
                       {"producers", s.producers.size()},
-                      {"consumers", s.held.size()},
+                      {"consumers", s.store.consumers()},
                       {"waiting_gets", s.getters.size()},
                       {"waiting_puts", s.putters.size()},
-                      {"accepted", s.accepted},
-                      {"taken", s.taken},
+                      {"accepted", s.store.accepted()},
+                      {"taken", s.store.taken()},
                       {"redelivered", s.redelivered},
                       {"closed", s.closed}};
 }
@@ -326,7 +195,7 @@ inspect_source make_source(queue_actor* self) {
 }
 
 caf::behavior queue_server(queue_actor* self, queue_config config) {
-  self->state.config = config;
+  self->state.store = queue_store{config.maxsize};
   self->state.source = make_source(self);
   self->set_down_handler([=](caf::down_msg& down) { on_down(self, down); });
   self->set_exit_handler([=](caf::exit_msg& m) { on_exit(self, m); });
@@ -343,7 +212,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       if (s.closed)
         return closed_error();
       producer();
-      if (!s.putters.empty() || !has_room(s, batch.size())) {
+      if (!s.putters.empty() || !s.store.has_room(batch.size())) {
         auto who = sender();
         monitor_once(self, who);
         auto rp = self->make_response_promise();
@@ -359,7 +228,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       if (s.closed)
         return closed_error();
       producer();
-      if (!s.putters.empty() || !has_room(s, batch.size()))
+      if (!s.putters.empty() || !s.store.has_room(batch.size()))
         return make_error(errc::full, "the queue is full");
       accept(self, batch);
       rebalance(self);
@@ -368,9 +237,9 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
     [=](q_get_atom, std::uint32_t max, std::uint64_t done) -> caf::result<caf::message> {
       auto who = sender();
       watch(self, who);
-      acknowledge(self, who, done);
+      self->state.store.acknowledge(who, done);
       auto& s = self->state;
-      if (s.count != 0) {
+      if (s.store.size() != 0) {
         auto batch = take(self, who, max);
         admit_putters(self);
         return batch;
@@ -384,9 +253,9 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
     [=](q_getnow_atom, std::uint32_t max, std::uint64_t done) -> caf::result<caf::message> {
       auto who = sender();
       watch(self, who);
-      acknowledge(self, who, done);
+      self->state.store.acknowledge(who, done);
       auto& s = self->state;
-      if (s.count == 0)
+      if (s.store.size() == 0)
         return s.closed ? closed_error() : make_error(errc::empty, "the queue is empty");
       auto batch = take(self, who, max);
       admit_putters(self);
@@ -399,27 +268,21 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
     [=](q_leave_atom, std::uint64_t done) {
       auto who = sender();
       self->state.producers.erase(who);
-      acknowledge(self, who, done);
+      self->state.store.acknowledge(who, done);
       forget_getter(self, who);
-      if (auto i = self->state.held.find(who); i != self->state.held.end()) {
-        give_back(self, i->second);
-        self->state.held.erase(i);
-      }
+      self->state.store.give_back(who);
       rebalance(self);
       return caf::unit;
     },
     [=](q_size_atom) {
       auto& s = self->state;
-      return caf::make_message(static_cast<std::uint64_t>(s.count),
-                               static_cast<std::uint64_t>(s.config.maxsize), s.closed);
+      return caf::make_message(static_cast<std::uint64_t>(s.store.size()),
+                               static_cast<std::uint64_t>(s.store.maxsize()), s.closed);
     },
     [=](q_stats_atom) {
       auto& s = self->state;
-      std::uint64_t unacknowledged = 0;
-      for (const auto& [who, held] : s.held)
-        unacknowledged += held.count;
-      return caf::make_message(static_cast<std::uint64_t>(s.count), s.accepted,
-                               s.redelivered, unacknowledged);
+      return caf::make_message(static_cast<std::uint64_t>(s.store.size()), s.store.accepted(),
+                               s.redelivered, s.store.held());
     },
     [=](q_inspect_atom) { return inspect_queue(self->state); },
     [=](q_close_atom) { close_queue(self); },
