@@ -66,7 +66,7 @@ TEST_CASE("items come out in the order they were put, across batches, at most ma
 TEST_CASE("a take stops at the batch size limit in bytes, but hands out at least one item") {
   consumers c;
   queue_store s{0};
-  std::string big(mproc::detail::max_batch_bytes, 'x');
+  std::string big(mproc::detail::max_batch_bytes + 1, 'x');  // over the limit by itself
   s.put(batch_of({"small", big, "after"}));
   CHECK(items_in(s.take(c.first, 10)) == std::vector<std::string>{"small"});
   auto alone = items_in(s.take(c.first, 10));
@@ -91,6 +91,8 @@ TEST_CASE("what a consumer holds unacknowledged goes back in front, in order, an
   CHECK(s.size() == 5);
   CHECK(items_in(s.take(c.second, 10)) == std::vector<std::string>{"2", "4", "5", "6", "7"});
   CHECK(s.give_back(c.first) == 0);  // nothing twice
+  CHECK(s.accepted() == 7);          // given back is not put again
+  CHECK(s.taken() == 10);            // but handed out again
 }
 
 TEST_CASE("acknowledging more than a consumer holds finishes what it holds and no more") {
@@ -113,4 +115,5 @@ TEST_CASE("a bounded store has room up to maxsize, and for any batch once it is 
   CHECK_FALSE(s.has_room(2));
   s.take(c.first, 2);
   CHECK(s.has_room(3));  // what consumers hold does not count against maxsize
+  CHECK(s.has_room(5));  // a batch larger than maxsize gets in once the queue is empty
 }
