@@ -10,7 +10,10 @@
 //
 // A caller spins for up to `spin_limit` before it sleeps, while replies come that fast: here
 // (2 vCPUs) a local round trip takes 20-40 µs and waking a sleeping caller adds ~15 µs to it
-// (pingpong p50 41 -> 24 µs). It never spins with one CPU to run on (the spin would hold up
+// (pingpong p50 41 -> 24 µs). The limit, 100 µs, also covers a round trip over TCP with TLS
+// on this host (45-65 µs; with 50 µs such callers slept on every call: tcp_pingpong p50
+// 63-64 -> 52 µs, context switches 64 K -> 44 K per 22 K calls, under perf stat), and a
+// sleep and wake-up cost the VM about as much CPU (50-80 µs) as the longest spin. It never spins with one CPU to run on (the spin would hold up
 // the reply), nor while the recent replies took longer than the limit (an actor that works
 // for a while before it answers). It sleeps on a futex word in its call, which the thread
 // bringing the reply sets and wakes outside the requester's lock: woken under the lock, the
@@ -61,7 +64,7 @@ private:
     std::chrono::steady_clock::time_point replied;  // when the reply came (not when seen)
   };
 
-  static constexpr std::chrono::microseconds spin_limit{50};
+  static constexpr std::chrono::microseconds spin_limit{100};
 
   static_assert(std::atomic<std::uint32_t>::is_always_lock_free
                   && sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t),
