@@ -58,11 +58,6 @@ caf::error closed_error() {
 
 void admit_putters(queue_actor* self);
 
-// The reply to a get: up to `max` items, held for `who` until it acknowledges them.
-caf::message take(queue_actor* self, const caf::actor_addr& who, std::uint32_t max) {
-  return self->state.store.take(who, max);
-}
-
 // Serves waiting consumers, then lets blocked producers in, until neither can move.
 void rebalance(queue_actor* self) {
   auto& s = self->state;
@@ -71,7 +66,7 @@ void rebalance(queue_actor* self) {
     while (!s.getters.empty() && s.store.size() != 0) {
       auto g = std::move(s.getters.front());
       s.getters.pop_front();
-      g.rp.deliver(take(self, g.who, g.max));
+      g.rp.deliver(s.store.take(g.who, g.max));
       moved = true;
     }
     auto before = s.putters.size();
@@ -240,7 +235,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       self->state.store.acknowledge(who, done);
       auto& s = self->state;
       if (s.store.size() != 0) {
-        auto batch = take(self, who, max);
+        auto batch = s.store.take(who, max);
         admit_putters(self);
         return batch;
       }
@@ -257,7 +252,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       auto& s = self->state;
       if (s.store.size() == 0)
         return s.closed ? closed_error() : make_error(errc::empty, "the queue is empty");
-      auto batch = take(self, who, max);
+      auto batch = s.store.take(who, max);
       admit_putters(self);
       return batch;
     },
