@@ -2,9 +2,10 @@
 // was handed and has not acknowledged yet. No actor here: queue_server.cpp decides who
 // waits and who is answered; this says what there is.
 //
-// Batches are stored as the messages they came in and handed out as messages: CAF messages
-// are reference-counted and copied only when written, so an item costs no allocation of its
-// own here, and what a consumer holds is shared with the reply that carried it.
+// Each batch put is moved (not copied) into a message of its own, and handed out as a
+// message: CAF messages are reference-counted and copied only when written, so an item costs
+// no allocation of its own here, and what a consumer holds is shared with the reply that
+// carried it.
 #pragma once
 
 #include <cstddef>

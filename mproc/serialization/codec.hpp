@@ -7,7 +7,8 @@
 // Decoding never throws and never trusts the input: wrong types, out-of-range integers and
 // wrong shapes become an error text naming the path to the bad value.
 //
-// Built-ins live here. User structs become sendable through MSGPACK_DEFINE plus a name
+// Built-ins live in codec_scalars.hpp, codec_containers.hpp and codec_struct.hpp, all
+// included here. User structs become sendable through MSGPACK_DEFINE plus a name
 // (see runtime/message_types.hpp). Actor references are a runtime concern: the runtime
 // specialises codec<caf::actor> using the opaque `context` (codec_scalars.hpp).
 #pragma once

@@ -1,5 +1,6 @@
-// The codec's concept (codec.hpp says what a codec is), the state of one encode or decode
-// pass, and the codecs of scalars and strings.
+// The codec's concept (codec.hpp says what a codec is): the state of one encode or decode
+// pass, payloads a frame borrows (borrowed_span), the codecs of scalars, strings and bytes,
+// and encode_value/decode_value.
 #pragma once
 
 #include <bit>

@@ -1,5 +1,6 @@
 // Envelopes read from a frame's payload (envelope.hpp): each kind's positional fields,
-// checked one by one, with an error that names the field.
+// checked one by one, with an error that names the field; and the error objects that
+// answers carry (decode_error).
 #include "mproc/serialization/envelope.hpp"
 
 #include "mproc/serialization/unpack.hpp"
