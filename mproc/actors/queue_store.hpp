@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <deque>
 #include <unordered_map>
+#include <utility>
 
 #include <caf/actor_addr.hpp>
 #include <caf/message.hpp>

@@ -114,14 +114,14 @@ void peer::on_hello(wire::hello_env& e) {
           + std::to_string(wire::protocol_version));
     return;
   }
-  // Every node holds the same key, so the network can turn a connection back to its own
-  // listener (a reflection, RFC 9257 §4): the hello gives it away.
   // Smaller would leave no room for a message's own envelope (docs/protocol.md, "Frames").
   if (e.max_frame < wire::min_max_frame) {
     close("its hello announces a maximum frame of " + std::to_string(e.max_frame)
           + " bytes, below the protocol's minimum of " + std::to_string(wire::min_max_frame));
     return;
   }
+  // Every node holds the same key, so the network can turn a connection back to its own
+  // listener (a reflection, RFC 9257 §4): the hello gives it away.
   if (role_ == role::remote && e.node == node_.id()) {
     close("connected to itself (this node's own hello came back)");
     return;

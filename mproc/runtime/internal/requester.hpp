@@ -14,11 +14,12 @@
 // on this host (45-65 µs; with 50 µs such callers slept on every call: tcp_pingpong p50
 // 63-64 -> 52 µs, context switches 64 K -> 44 K per 22 K calls, under perf stat), and a
 // sleep and wake-up cost the VM about as much CPU (50-80 µs) as the longest spin. It never
-// spins with one CPU to run on (the spin would hold up the reply), nor while the recent replies took longer than the limit (an actor that works
-// for a while before it answers). It sleeps on a futex word in its call, which the thread
-// bringing the reply sets and wakes outside the requester's lock: woken under the lock, the
-// caller went straight back to sleep on it (two wake-ups per reply). The word says whether
-// the caller sleeps: a reply that finds it still spinning makes no wake-up call.
+// spins with one CPU to run on (the spin would hold up the reply), nor while the recent
+// replies took longer than the limit (an actor that works for a while before it answers).
+// It sleeps on a futex word in its call, which the thread bringing the reply sets and wakes
+// outside the requester's lock: woken under the lock, the caller went straight back to
+// sleep on it (two wake-ups per reply). The word says whether the caller sleeps: a reply
+// that finds it still spinning makes no wake-up call.
 #pragma once
 
 #include <atomic>
