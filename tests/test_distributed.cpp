@@ -247,13 +247,18 @@ TEST_CASE("a snapshot shows a connected node: its address, pid, and when it was 
   CHECK(is(r, "encryption", std::string{"TLSv1.3 TLS_AES_128_GCM_SHA256"}));
   CHECK(r.find("last_heard")->as<double>() < 60);
   CHECK(r.find("link")->find("frames_in")->as<std::int64_t>() > 0);
-  // The other side sees this node among its own remotes, in its child's place of the tree.
-  bool seen_from_there = false;
-  for (const auto& c : snap.find("children")->as<mproc::value::array_t>())
-    if (is(c, "pid", other.process.pid()))
-      for (const auto& back : c.find("node")->find("remotes")->as<mproc::value::array_t>())
-        seen_from_there = seen_from_there || is(back, "pid", ::getpid());
-  CHECK(seen_from_there);
+  // The other side sees this node among its own remotes, in its child's place of the tree:
+  // once its side of the handshake is done too, which may come just after connect() returns.
+  auto seen_from_there = [&] {
+    auto now = mproc::inspect_node(::getpid());
+    for (const auto& c : now.find("children")->as<mproc::value::array_t>())
+      if (is(c, "pid", other.process.pid()))
+        for (const auto& back : c.find("node")->find("remotes")->as<mproc::value::array_t>())
+          if (is(back, "pid", ::getpid()))
+            return true;
+    return false;
+  };
+  CHECK(test::eventually(5s, seen_from_there));
 }
 
 TEST_CASE("what a root spawned on a node ends when that root disconnects, unless it took a name") {
