@@ -1,7 +1,6 @@
 // Pool: every call kind of Python's Pool, task errors, and the promise Python breaks — a worker
 // that dies mid-task never leaves a call waiting forever.
 #include "mproc/actors/pool.hpp"
-#include "mproc/actors/pool_job.hpp"
 
 #include <signal.h>
 #include <unistd.h>
@@ -9,7 +8,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
-#include <cstring>
 #include <map>
 #include <set>
 #include <span>
@@ -488,117 +486,6 @@ TEST_CASE("a function that is not a registered task is refused with a clear erro
   }
   CHECK_THAT(what, Catch::Contains("MPROC_TASK"));
   CHECK(pool.apply(square, std::int64_t{3}) == 9);
-}
-
-TEST_CASE("a job hands out each chunk's results as first settled, until released or failed") {
-  // The dispatcher's side of a job (settle, settle_failed, fail) against the caller's
-  // (chunk_result, release_chunk, next_finished), without workers.
-  using mproc::detail::chunk_result;
-  test::scoped_node node;  // a job's failure is rendered by the node's actor system
-  mproc::detail::pool_job job{3};
-  auto bytes_of = [](const char* s) { return mproc::bytes(s, s + std::strlen(s)); };
-  CHECK_THROWS(chunk_result(job, 0, 0ms));  // nothing yet: timeout
-  auto settle = [&](std::size_t index, std::uint32_t items, const char* results) {
-    job.settle({{index, items, bytes_of(results)}});
-  };
-  settle(1, 2, "one");
-  settle(1, 2, "again");  // a chunk is settled once: the first answer stays
-  auto one = chunk_result(job, 1, 0ms);
-  REQUIRE(one);
-  CHECK(one->items == 2);
-  CHECK(*one->encoded == bytes_of("one"));
-  CHECK(one->failure == nullptr);
-  job.settle_failed(0, 4, "its worker died");
-  auto zero = chunk_result(job, 0, 0ms);
-  REQUIRE(zero);
-  CHECK(zero->items == 4);
-  REQUIRE(zero->failure != nullptr);
-  CHECK(*zero->failure == "its worker died");
-  CHECK(*mproc::detail::next_finished(job) == 1);  // in the order they finished
-  CHECK(*mproc::detail::next_finished(job) == 0);
-  mproc::detail::release_chunk(job, 1);
-  CHECK(chunk_result(job, 1, 0ms)->encoded->empty());
-  CHECK_FALSE(chunk_result(job, 3, 0ms));  // past the last chunk
-  CHECK_FALSE(mproc::detail::job_ready(job));
-  job.fail(mproc::make_error(errc::closed, "terminated"));
-  settle(2, 1, "late");  // after the job failed: dropped
-  CHECK(test::code_of([&] { chunk_result(job, 2, 0ms); }) == errc::closed);
-  CHECK(test::code_of([&] { mproc::detail::next_finished(job); }) == errc::closed);  // not 2
-  CHECK(mproc::detail::job_ready(job));
-
-  mproc::detail::pool_job pair{2};  // a run of chunks settled at once, as a pull brings them
-  int done_calls = 0;
-  mproc::detail::job_on_done(pair, [&] { ++done_calls; });
-  pair.settle({{1, 1, bytes_of("b")}, {1, 1, bytes_of("b again")}, {0, 1, bytes_of("a")}});
-  CHECK(mproc::detail::job_ready(pair));
-  CHECK(done_calls == 1);
-  auto a = chunk_result(pair, 0, 0ms);
-  auto b = chunk_result(pair, 1, 0ms);
-  REQUIRE(a);
-  REQUIRE(b);
-  CHECK(*a->encoded == bytes_of("a"));
-  CHECK(*b->encoded == bytes_of("b"));
-  CHECK(mproc::detail::next_finished(pair) == std::optional<std::size_t>{1});
-  CHECK(mproc::detail::next_finished(pair) == std::optional<std::size_t>{0});
-  CHECK_FALSE(mproc::detail::next_finished(pair));  // each chunk counted once: none left
-  pair.settle({{0, 1, bytes_of("late")}});          // settled before: changes nothing
-  CHECK(done_calls == 1);
-  CHECK(*chunk_result(pair, 0, 0ms)->encoded == bytes_of("a"));
-
-  mproc::detail::pool_job empty{0};
-  CHECK(mproc::detail::job_ready(empty));
-  CHECK_FALSE(chunk_result(empty, 0, 0ms));
-}
-
-TEST_CASE("a malformed answer from a worker fails the items of its chunk, nothing else") {
-  auto encode = [](auto&& pack) {
-    mproc::wire::buffer buf;
-    mproc::wire::packer pk{buf};
-    pack(pk);
-    return mproc::bytes(buf.data(), buf.data() + buf.size());
-  };
-  auto good = encode([](auto& pk) {
-    pk.pack_array(2);
-    pk.pack_array(2);
-    pk.pack(std::int64_t{4});
-    pk.pack_nil();
-    pk.pack_map(1);
-    pk.pack(1);
-    pk.pack(std::string{"boom"});
-  });
-  mproc::detail::chunk_results ok{{2, &good}};
-  CHECK(ok.ok(0));
-  CHECK(ok.value(0).as<std::int64_t>() == 4);
-  CHECK_FALSE(ok.ok(1));
-  CHECK(ok.error(1) == "boom");
-
-  auto wrong_count = mproc::detail::chunk_results{{3, &good}};
-  auto cut = mproc::bytes(good.begin(), good.end() - 3);
-  auto truncated = mproc::detail::chunk_results{{2, &cut}};
-  auto out_of_range = encode([](auto& pk) {
-    pk.pack_array(2);
-    pk.pack_array(2);
-    pk.pack_nil();
-    pk.pack_nil();
-    pk.pack_map(1);
-    pk.pack(7);
-    pk.pack(std::string{"x"});
-  });
-  auto index_out_of_range = mproc::detail::chunk_results{{2, &out_of_range}};
-  // [[[[...]]], {}]: a result value 50,000 arrays deep is refused at unpack time.
-  mproc::bytes deep{'\x92'};
-  deep.insert(deep.end(), 50000, '\x91');
-  deep.insert(deep.end(), {'\xc0', '\x80'});
-  auto too_deep = mproc::detail::chunk_results{{1, &deep}};
-  for (auto* bad : {&wrong_count, &truncated, &index_out_of_range, &too_deep}) {
-    CHECK_FALSE(bad->ok(0));
-    CHECK(bad->error(0) == "the worker sent a malformed result");
-  }
-  mproc::bytes none;
-  std::string why = "its worker died";
-  mproc::detail::chunk_results died{{2, &none, &why}};
-  CHECK(died.size() == 2);
-  CHECK(died.error(1) == "its worker died");
 }
 
 namespace {

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -44,7 +45,7 @@ struct chunk_encoder {
 // job, valid while the job lives.
 struct settled_chunk {
   std::uint32_t items = 0;
-  const bytes* encoded = nullptr;        // [values, {index: "error"}], as a worker sends it
+  std::string_view encoded;              // [values, {index: "error"}], as a worker sends it
   // Set when every item failed with it (its worker kept dying).
   const std::string* failure = nullptr;
 };

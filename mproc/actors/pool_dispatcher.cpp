@@ -10,6 +10,7 @@
 
 #include "mproc/actors/pool_job.hpp"
 #include "mproc/actors/pool_protocol.hpp"
+#include "mproc/actors/queue_batch.hpp"
 #include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/inspect.hpp"
 #include "mproc/runtime/message_types.hpp"
@@ -140,13 +141,13 @@ void fill(const state_ptr& st) {
 }
 
 // Guided self-scheduling: a share of what is ready, so the tail stays balanced.
-std::vector<bytes> take_batch(const state_ptr& st, worker_slot& w, std::uint32_t allowance) {
+item_batch take_batch(const state_ptr& st, worker_slot& w, std::uint32_t allowance) {
   auto workers = std::max<std::size_t>(st->options.processes, 1);
   auto share = std::max<std::size_t>(1, (st->ready.size() + 2 * workers - 1) / (2 * workers));
   share = std::min<std::size_t>(share, allowance);
   if (!st->ready.empty() && st->ready.front().suspect)
     share = 1;
-  std::vector<bytes> batch;
+  item_batch batch;
   std::size_t items = 0;
   while (!st->ready.empty() && batch.size() < share
          && (batch.empty() || items + st->ready.front().items <= batch_item_limit)) {
@@ -154,7 +155,7 @@ std::vector<bytes> take_batch(const state_ptr& st, worker_slot& w, std::uint32_t
     st->ready.pop_front();
     st->ready_items -= c.items;
     items += c.items;
-    batch.push_back(c.payload);
+    batch.append({c.payload.data(), c.payload.size()});  // kept in flight for a retry
     w.in_flight.push_back(std::move(c));
   }
   return batch;
@@ -166,12 +167,12 @@ void serve(const state_ptr& st) {
     auto& p = st->pulls.front();
     auto slot = st->workers.find(p.who);
     if (st->terminated || slot == st->workers.end()) {
-      p.rp.deliver(std::vector<bytes>{});  // quit
+      p.rp.deliver(item_batch{});  // quit
     } else if (!st->ready.empty()) {
       p.rp.deliver(take_batch(st, slot->second, p.allowance));
       fill(st);
     } else if (st->closed && !work_left(*st)) {
-      p.rp.deliver(std::vector<bytes>{});  // quit
+      p.rp.deliver(item_batch{});  // quit
     } else {
       break;  // nothing to give yet: the first waiting worker gets the next chunk
     }
@@ -180,28 +181,29 @@ void serve(const state_ptr& st) {
 }
 
 // The results of the chunks worker `w` held, in the order it got them; the caller checks
-// them. Each run of chunks of one job is settled at once.
-void settle_results(const state_ptr& st, worker_slot& w, std::vector<bytes>& results) {
+// them. Each run of chunks of one job is settled at once; the jobs share the batch.
+void settle_results(const state_ptr& st, worker_slot& w, item_batch& results) {
+  if (results.empty())
+    return;
+  auto batch = std::make_shared<const item_batch>(std::move(results));
   std::shared_ptr<pool_job> job;
   std::vector<pool_job::ran_chunk> run;
-  for (auto& r : results) {
-    if (w.in_flight.empty())
-      break;
+  for (std::uint32_t at = 0; at < batch->size() && !w.in_flight.empty(); ++at) {
     auto c = std::move(w.in_flight.front());
     w.in_flight.pop_front();
     if (job && c.job != job)
-      job->settle(std::exchange(run, {}));
+      job->settle(batch, std::exchange(run, {}));
     job = std::move(c.job);
-    run.push_back({c.index, c.items, std::move(r)});
+    run.push_back({c.index, c.items, at});
     st->barren_deaths = 0;
     ++st->chunks_done;
     st->items_done += c.items;
   }
   if (job)
-    job->settle(std::move(run));
+    job->settle(batch, std::move(run));
 }
 
-void on_pull(dispatcher* self, const state_ptr& st, std::vector<bytes>& results,
+void on_pull(dispatcher* self, const state_ptr& st, item_batch& results,
              std::uint32_t allowance) {
   auto who = caf::actor_cast<caf::actor_addr>(self->current_sender());
   auto [slot, fresh] = st->workers.try_emplace(who);
@@ -210,7 +212,7 @@ void on_pull(dispatcher* self, const state_ptr& st, std::vector<bytes>& results,
   settle_results(st, slot->second, results);
   auto rp = self->make_response_promise();
   if (allowance == 0) {  // maxtasksperchild reached: it ends, a new one takes its place
-    rp.deliver(std::vector<bytes>{});  // quit
+    rp.deliver(item_batch{});  // quit
     return;
   }
   st->pulls.push_back({rp, who, allowance});
@@ -317,7 +319,7 @@ caf::behavior pool_dispatcher(dispatcher* self, pool_options options,
   for (std::size_t i = 0; i < st->options.processes; ++i)
     start_worker(self, st);
   return {
-    [=](pool_pull_atom, std::vector<bytes>& results, std::uint32_t allowance) {
+    [=](pool_pull_atom, item_batch& results, std::uint32_t allowance) {
       on_pull(self, st, results, allowance);
     },
     [=](pool_submit_atom, job_ref& ref) {

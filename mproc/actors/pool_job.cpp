@@ -49,21 +49,24 @@ pool_job::pool_job(std::size_t n)
     throw std::bad_alloc{};
 }
 
-void pool_job::settle(std::vector<ran_chunk>&& ran) {
+void pool_job::settle(std::shared_ptr<const item_batch> results, std::vector<ran_chunk>&& ran) {
   std::unique_lock lock{m};
   if (failure)
     return;
   std::size_t n = 0;
   try {
+    auto& held = batches_.emplace_back(held_batch{std::move(results), 0});
     for (auto& c : ran) {
-      if (slots_[c.index].encoded)
+      if (slots_[c.index].from)
         continue;  // settled before: the first answer stays
       // What may throw first; the slot, set last, counts the chunk as settled.
-      results_.push_back(std::move(c.results));
       finished.push_back(c.index);
-      slots_[c.index] = {&results_.back(), c.items};
+      slots_[c.index] = {&held, c.at, c.items};
+      ++held.unreleased;
       ++n;
     }
+    if (held.unreleased == 0)
+      held.results.reset();  // every chunk in it was settled before
   } catch (...) {
     finish_settling(n, std::move(lock));  // what was settled counts, and is announced
     throw;
@@ -73,11 +76,11 @@ void pool_job::settle(std::vector<ran_chunk>&& ran) {
 
 void pool_job::settle_failed(std::size_t index, std::uint32_t items, std::string why) {
   std::unique_lock lock{m};
-  if (slots_[index].encoded || failure)
+  if (slots_[index].from || failure)
     return;
   failures_[index] = std::move(why);
   finished.push_back(index);
-  slots_[index] = {&no_results_, items};
+  slots_[index] = {&no_results_, released, items};
   finish_settling(1, std::move(lock));
 }
 
@@ -115,10 +118,12 @@ void pool_job::announce(std::unique_lock<std::mutex> lock) {
 
 std::optional<settled_chunk> pool_job::settled_locked(std::size_t index) const {
   const auto& s = slots_[index];
-  if (!s.encoded)
+  if (!s.from)
     return std::nullopt;
-  auto failed = s.encoded == &no_results_;
-  return settled_chunk{s.items, s.encoded, failed ? &failures_.at(index) : nullptr};
+  if (s.from == &no_results_)
+    return settled_chunk{s.items, {}, &failures_.at(index)};
+  auto encoded = s.at == released ? std::string_view{} : (*s.from->results)[s.at];
+  return settled_chunk{s.items, encoded, nullptr};
 }
 
 void pool_job::set_source(chunk_source next) {
@@ -144,8 +149,12 @@ void drop_source(pool_job& job) {
 }
 
 void pool_job::release_locked(std::size_t index) {
-  if (slots_[index].encoded)
-    bytes{}.swap(*slots_[index].encoded);
+  auto& s = slots_[index];
+  if (!s.from || s.from == &no_results_ || s.at == released)
+    return;
+  s.at = released;
+  if (--s.from->unreleased == 0)
+    s.from->results.reset();
 }
 
 chunk_results::chunk_results(const settled_chunk& chunk)
@@ -153,7 +162,7 @@ chunk_results::chunk_results(const settled_chunk& chunk)
   if (!failure_.empty())
     return;
   try {
-    handle_ = wire::unpack_bounded(chunk.encoded->data(), chunk.encoded->size());
+    handle_ = wire::unpack_bounded(chunk.encoded.data(), chunk.encoded.size());
   } catch (const std::exception&) {
     failure_ = malformed;
     return;

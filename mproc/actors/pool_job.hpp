@@ -18,6 +18,7 @@
 #include <caf/error.hpp>
 
 #include "mproc/actors/pool.hpp"
+#include "mproc/actors/queue_batch.hpp"
 
 namespace mproc::detail {
 
@@ -45,29 +46,37 @@ struct pool_job {
 
   bool complete_locked() const { return done == chunks || failure; }
 
-  // Chunks that ran, each with what its worker sent: settled under one lock and announced
-  // with one wake-up (a pull brings up to 4,096 chunks of one job).
+  // Chunks that ran, each with where its worker's answer lies in `results`: settled under
+  // one lock and announced with one wake-up (a pull brings up to 4,096 chunks of one job).
   struct ran_chunk {
     std::size_t index;
     std::uint32_t items;
-    bytes results;
+    std::uint32_t at;  // results[at]
   };
-  void settle(std::vector<ran_chunk>&& ran);
+  void settle(std::shared_ptr<const item_batch> results, std::vector<ran_chunk>&& ran);
   // Chunk `index` never finished: every item fails with `why`.
   void settle_failed(std::size_t index, std::uint32_t items, std::string why);
   void fail(caf::error why);
 
   // Chunk `index` as settled, or nothing yet. With the lock held.
   std::optional<settled_chunk> settled_locked(std::size_t index) const;
-  // Frees the results of chunk `index` (they were decoded). With the lock held.
+  // Chunk `index`'s results were decoded: its batch is freed once every chunk of this job
+  // in it was. With the lock held.
   void release_locked(std::size_t index);
 
 private:
   std::mutex source_m_;  // a blocking map's caller drops the source it lent while feed runs
   chunk_source source_;
 
+  // A batch of workers' answers, as long as a chunk of this job in it was not released.
+  struct held_batch {
+    std::shared_ptr<const item_batch> results;
+    std::size_t unreleased = 0;
+  };
+  static constexpr std::uint32_t released = ~std::uint32_t{0};
   struct slot {
-    bytes* encoded;  // null until settled; &no_results_ when its workers kept dying
+    held_batch* from;  // null until settled; &no_results_ when its workers kept dying
+    std::uint32_t at;  // its answer in from->results; `released` once decoded
     std::uint32_t items;
   };
   struct free_slots {
@@ -78,11 +87,10 @@ private:
   // million chunks does not fault in its slots before it starts, the dispatcher does as
   // results come (a vector of the results themselves zeroed 72 MB first: 300 ms here).
   std::unique_ptr<slot[], free_slots> slots_;
-  // What workers sent, moved out of their messages; a deque, so the slots' pointers stay
-  // valid as it grows.
-  std::deque<bytes> results_;
+  // What workers sent, as it came; a deque, so the slots' pointers stay valid as it grows.
+  std::deque<held_batch> batches_;
   std::unordered_map<std::size_t, std::string> failures_;  // why, for those slots
-  bytes no_results_;
+  held_batch no_results_;
 
   // After `n` slots were set: the rest of settling, then announce().
   void finish_settling(std::size_t n, std::unique_lock<std::mutex> lock);

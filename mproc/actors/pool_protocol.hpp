@@ -10,9 +10,10 @@ namespace mproc::detail {
 
 struct pool_job;
 
-// Worker -> dispatcher: ("pool_pull", vec<bytes> results, u32 allowance) -> vec<bytes> chunks.
-// `results` answers the chunks of the previous answer, in order; at most `allowance` chunks
-// come back (maxtasksperchild). No chunks at all means: quit.
+// Worker -> dispatcher: ("pool_pull", items results, u32 allowance) -> items chunks, both
+// batches as the queue's (item_batch: one buffer, not one allocation per chunk). `results`
+// answers the chunks of the previous answer, in order; at most `allowance` chunks come back
+// (maxtasksperchild). No chunks at all means: quit.
 using pool_pull_atom = caf::atom_constant<caf::atom("pool_pull")>;
 
 // Local, to the dispatcher.
