@@ -33,6 +33,10 @@ std::int64_t add(std::int64_t a, std::int64_t b) {
   return a + b;
 }
 
+std::int64_t add_one(std::int64_t x) {
+  return x + 1;
+}
+
 std::int32_t pid_of(std::int32_t) {
   return ::getpid();
 }
@@ -105,6 +109,7 @@ std::vector<pid_t> worker_pids(mproc::node& node) {
 
 MPROC_TASK(square);
 MPROC_TASK(add);
+MPROC_TASK(add_one);
 MPROC_TASK(pid_of);
 MPROC_TASK(slow_pid);
 MPROC_TASK(slow_double);
@@ -148,6 +153,22 @@ TEST_CASE("a large map streams through the pool and comes back whole") {
   mproc::pool pool{*node, {.processes = 2}};
   auto xs = iota(300'000);
   CHECK(pool.map(square, xs, 7) == squares_of(xs));
+}
+
+TEST_CASE("jobs whose chunks come back in one pull each get their own results") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 1}};
+  // While the one worker sleeps, two maps queue up: its next pull takes a share of both
+  // (3 chunks of the first, the rest of its share from the second).
+  auto busy = pool.apply_async(slow_pid, 200);
+  auto few = pool.map_async(square, iota(3), 1);
+  auto many = pool.map_async(add_one, iota(100), 1);
+  CHECK(few.get(10s) == squares_of(iota(3)));
+  auto plus_one = iota(100);
+  for (auto& x : plus_one)
+    ++x;
+  CHECK(many.get(10s) == plus_one);
+  busy.get(10s);
 }
 
 TEST_CASE("starmap unpacks argument tuples") {

@@ -42,7 +42,7 @@ struct chunk_encoder {
 };
 
 // A chunk that has run: what its worker sent, or why it never finished. A view into its
-// job, valid while the job lives.
+// job, valid until the chunk is released (release_chunk) or the job ends.
 struct settled_chunk {
   std::uint32_t items = 0;
   std::string_view encoded;              // [values, {index: "error"}], as a worker sends it
@@ -75,7 +75,8 @@ std::optional<settled_chunk> chunk_result(pool_job& job, std::size_t i,
                                           std::optional<std::chrono::milliseconds> timeout);
 // The index of the next chunk to finish, in finishing order; nullopt when none is left.
 std::optional<std::size_t> next_finished(pool_job& job);
-// Frees chunk `i`'s encoded results once they were decoded (imap: memory stays bounded).
+// Chunk `i`'s encoded results were decoded: they go once every chunk of the job that came
+// back in the same pull was released (imap: memory stays bounded, a pull at a time).
 void release_chunk(pool_job& job, std::size_t i);
 bool job_ready(pool_job& job);
 bool job_wait(pool_job& job, std::optional<std::chrono::milliseconds> timeout);

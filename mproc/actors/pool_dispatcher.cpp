@@ -151,11 +151,14 @@ item_batch take_batch(const state_ptr& st, worker_slot& w, std::uint32_t allowan
   std::size_t items = 0;
   while (!st->ready.empty() && batch.size() < share
          && (batch.empty() || items + st->ready.front().items <= batch_item_limit)) {
+    // Copied (the payload stays for a retry) before it leaves `ready`: if that throws, no
+    // chunk is lost between the two lists.
+    const auto& payload = st->ready.front().payload;
+    batch.append({payload.data(), payload.size()});
     auto c = std::move(st->ready.front());
     st->ready.pop_front();
     st->ready_items -= c.items;
     items += c.items;
-    batch.append({c.payload.data(), c.payload.size()});  // kept in flight for a retry
     w.in_flight.push_back(std::move(c));
   }
   return batch;
@@ -181,26 +184,33 @@ void serve(const state_ptr& st) {
 }
 
 // The results of the chunks worker `w` held, in the order it got them; the caller checks
-// them. Each run of chunks of one job is settled at once; the jobs share the batch.
+// them. Each run of chunks of one job is settled at once. A pull's results that are all one
+// job's (the common case) go to it whole; otherwise each job gets a copy of its own run,
+// so a job that keeps its results (map_async) keeps no other job's.
 void settle_results(const state_ptr& st, worker_slot& w, item_batch& results) {
-  if (results.empty())
+  auto n = std::min(results.size(), w.in_flight.size());
+  if (n == 0)
     return;
-  auto batch = std::make_shared<const item_batch>(std::move(results));
-  std::shared_ptr<pool_job> job;
-  std::vector<pool_job::ran_chunk> run;
-  for (std::uint32_t at = 0; at < batch->size() && !w.in_flight.empty(); ++at) {
-    auto c = std::move(w.in_flight.front());
-    w.in_flight.pop_front();
-    if (job && c.job != job)
-      job->settle(batch, std::exchange(run, {}));
-    job = std::move(c.job);
-    run.push_back({c.index, c.items, at});
-    st->barren_deaths = 0;
-    ++st->chunks_done;
-    st->items_done += c.items;
+  auto whole = std::make_shared<const item_batch>(std::move(results));
+  for (std::size_t from = 0, to = 0; from < n; from = to) {
+    auto job = w.in_flight.front().job;
+    std::vector<pool_job::ran_chunk> run;
+    for (; to < n && w.in_flight.front().job == job; ++to) {
+      auto c = std::move(w.in_flight.front());
+      w.in_flight.pop_front();
+      run.push_back({c.index, c.items, static_cast<std::uint32_t>(to - from)});
+      st->barren_deaths = 0;
+      ++st->chunks_done;
+      st->items_done += c.items;
+    }
+    std::shared_ptr<const item_batch> batch = whole;
+    if (from > 0 || to < n) {
+      auto own = std::make_shared<item_batch>();
+      own->append(*whole, from, to);
+      batch = std::move(own);
+    }
+    job->settle(std::move(batch), std::move(run));
   }
-  if (job)
-    job->settle(batch, std::move(run));
 }
 
 void on_pull(dispatcher* self, const state_ptr& st, item_batch& results,

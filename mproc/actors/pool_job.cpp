@@ -54,23 +54,28 @@ void pool_job::settle(std::shared_ptr<const item_batch> results, std::vector<ran
   if (failure)
     return;
   std::size_t n = 0;
+  held_batch* held = nullptr;
+  auto keep_if_used = [&] {  // every chunk in it settled before: nothing reads it
+    if (held && held->unreleased == 0)
+      held->results.reset();
+  };
   try {
-    auto& held = batches_.emplace_back(held_batch{std::move(results), 0});
+    held = &batches_.emplace_back(held_batch{std::move(results), 0});
     for (auto& c : ran) {
       if (slots_[c.index].from)
         continue;  // settled before: the first answer stays
       // What may throw first; the slot, set last, counts the chunk as settled.
       finished.push_back(c.index);
-      slots_[c.index] = {&held, c.at, c.items};
-      ++held.unreleased;
+      slots_[c.index] = {held, c.at, c.items};
+      ++held->unreleased;
       ++n;
     }
-    if (held.unreleased == 0)
-      held.results.reset();  // every chunk in it was settled before
   } catch (...) {
+    keep_if_used();
     finish_settling(n, std::move(lock));  // what was settled counts, and is announced
     throw;
   }
+  keep_if_used();
   finish_settling(n, std::move(lock));
 }
 

@@ -35,6 +35,7 @@ private:
   static constexpr std::size_t keep_bytes = std::size_t{1} << 20;
 
   void fail_all(std::uint32_t items, const std::string& why);
+  void clear_buffer();
 
   wire::buffer buf_;
   msgpack::zone zone_;  // clear() keeps its first block, frees what a large chunk added
@@ -52,10 +53,15 @@ void chunk_runner::fail_all(std::uint32_t items, const std::string& why) {
   pack_failures(pk, failures);
 }
 
-std::string_view chunk_runner::run(std::string_view chunk) {
+// The buffer's size is all sbuffer tells; a buffer holds at most twice what it last held.
+void chunk_runner::clear_buffer() {
   if (buf_.size() > keep_bytes)
     buf_ = wire::buffer{};
   buf_.clear();
+}
+
+std::string_view chunk_runner::run(std::string_view chunk) {
+  clear_buffer();
   zone_.clear();
   try {
     const auto o = wire::unpack_bounded(zone_, chunk.data(), chunk.size());
@@ -75,7 +81,7 @@ std::string_view chunk_runner::run(std::string_view chunk) {
     else
       fail_all(items.via.array.size, "no task '" + name + "' in the worker: add MPROC_TASK");
   } catch (const std::exception& e) {
-    buf_.clear();
+    clear_buffer();
     fail_all(0, e.what());  // the item count is unknown: the pool reports a malformed result
   }
   return {buf_.data(), buf_.size()};
@@ -114,9 +120,9 @@ void pull(caf::event_based_actor* self, std::shared_ptr<worker_state> st, item_b
           self->quit();
           return;
         }
-        // Results take about as much room as their inputs.
+        // Results take about as much room as their inputs (more grows the batch).
         item_batch out;
-        out.reserve(chunks.size(), 2 * chunks.byte_size());
+        out.reserve(chunks.size(), std::min(2 * chunks.byte_size(), std::size_t{1} << 20));
         for (std::size_t i = 0; i < chunks.size(); ++i)
           out.append(st->runner.run(chunks[i]));
         st->allowance -= std::min<std::uint32_t>(st->allowance,
