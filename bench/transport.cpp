@@ -39,8 +39,8 @@
 
 #include "mproc/runtime/actor_registry.hpp"
 #include "mproc/runtime/blob.hpp"
-#include "mproc/runtime/internal/tls.hpp"
 #include "harness.hpp"
+#include "transport.hpp"
 #include "mproc/runtime/node.hpp"
 
 using namespace std::chrono_literals;
@@ -95,6 +95,10 @@ double micros(clock_type::duration d) {
   return std::chrono::duration<double, std::micro>(d).count();
 }
 
+} // namespace
+
+namespace bench {
+
 // Request/reply round trips to `a` (a pong), one at a time.
 void measure_pingpong(mproc::node& node, const options& o, const char* workload,
                       const caf::actor& a) {
@@ -107,13 +111,6 @@ void measure_pingpong(mproc::node& node, const options& o, const char* workload,
     }
   };
   bench::round_trips(o, workload, once);
-}
-
-void pingpong(mproc::node& node, const options& o) {
-  auto p = node.spawn_process("pong", {});
-  measure_pingpong(node, o, "pingpong", p.actor());
-  p.terminate();
-  p.join(5s);
 }
 
 // n items to `a` (a sink), `batch` per message (1: one send per item), until it counted all.
@@ -135,6 +132,17 @@ void measure_oneway(mproc::node& node, const options& o, const char* workload,
                                                         [&](caf::error&) { got = n; });
   auto secs = std::chrono::duration<double>(clock_type::now() - t0).count();
   result(o, workload, "throughput", static_cast<double>(n) / secs, "msg/s");
+}
+
+} // namespace bench
+
+namespace {
+
+void pingpong(mproc::node& node, const options& o) {
+  auto p = node.spawn_process("pong", {});
+  measure_pingpong(node, o, "pingpong", p.actor());
+  p.terminate();
+  p.join(5s);
 }
 
 void oneway(mproc::node& node, const options& o, const char* workload, std::int64_t batch) {
@@ -166,24 +174,11 @@ void spawn_first_reply(mproc::node& node, const options& o) {
   result(o, "spawn_first_reply", "median", percentile(ms, 0.5), "ms");
 }
 
-// `mib` MiB messages to `measure`, each acknowledged.
-template <class Payload>
-void transfers_to(mproc::node& node, const options& o, const char* workload,
-                  const caf::actor& measure, std::size_t mib, int n) {
-  Payload data{mproc::bytes(mib << 20, 'b')};
-  node.request<std::int64_t>(measure, 60s, mproc::bytes(1024, 'w'));
-  bench::transfers(o, workload, mib, n, [&] {
-    auto size = node.request<std::int64_t>(measure, 60s, data);
-    if (size != static_cast<std::int64_t>(data.size()))
-      std::fprintf(stderr, "%s: child saw %lld bytes\n", workload, static_cast<long long>(size));
-  });
-}
-
 template <class Payload>
 void bandwidth(mproc::node& node, const options& o, const char* workload, std::size_t mib,
                int n) {
   auto p = node.spawn_process("measure", {});
-  transfers_to<Payload>(node, o, workload, p.actor(), mib, n);
+  bench::transfers_to<Payload>(node, o, workload, p.actor(), mib, n);
   p.terminate();
   p.join(5s);
 }
@@ -277,108 +272,8 @@ void spawn_1000(mproc::node& node, const options& o) {
   spawn_n(node, o, "spawn_1000", o.quick ? 50 : 1000);
 }
 
-// Another node, as a child process that listens on loopback TCP; answers its port.
-caf::behavior tcp_node(caf::event_based_actor*, std::string key, bool plaintext) {
-  return {[=](caf::get_atom) -> std::int32_t {
-    return mproc::this_node().listen(mproc::authkey::from_string(key), "127.0.0.1:0",
-                                     plaintext ? mproc::node::link_security::plaintext
-                                               : mproc::node::link_security::tls);
-  }};
-}
-
-// A node in a child process, connected over TLS or in clear; ended when it goes.
-class tcp_peer {
-  mproc::authkey key_ = mproc::authkey::generate();  // first: the others are made with it
-  mproc::process host_;
-
-public:
-  mproc::remote_node remote;
-
-  tcp_peer(mproc::node& node, bool plaintext)
-    : host_(node.spawn_process("tcp_node", {}, std::string{key_.secret()}, plaintext)),
-      remote(node.connect(address(node), key_, 5s,
-                          plaintext ? mproc::node::link_security::plaintext
-                                    : mproc::node::link_security::tls)) {}
-  ~tcp_peer() {
-    remote.disconnect();
-    host_.terminate();
-    host_.join(5s);
-  }
-
-private:
-  std::string address(mproc::node& node) {
-    auto port = node.request<std::int32_t>(host_.actor(), 5s, caf::get_atom::value);
-    return "127.0.0.1:" + std::to_string(port);
-  }
-};
-
-void tcp_pingpong(mproc::node& node, const options& o, bool plaintext) {
-  tcp_peer peer{node, plaintext};
-  measure_pingpong(node, o, plaintext ? "tcp_pingpong_plaintext" : "tcp_pingpong",
-                   peer.remote.spawn("pong"));
-}
-
-void tcp_oneway(mproc::node& node, const options& o, bool plaintext) {
-  tcp_peer peer{node, plaintext};
-  measure_oneway(node, o, plaintext ? "tcp_oneway_plaintext" : "tcp_oneway",
-                 peer.remote.spawn("sink"), 1);
-}
-
-void tcp_bandwidth(mproc::node& node, const options& o, bool plaintext) {
-  tcp_peer peer{node, plaintext};
-  transfers_to<mproc::bytes>(node, o,
-                             plaintext ? "tcp_bandwidth_64MiB_plaintext" : "tcp_bandwidth_64MiB",
-                             peer.remote.spawn("measure"), 64, o.quick ? 2 : 5);
-}
-
-// Two sessions keyed alike, handshaken in memory.
-struct session_pair {
-  using session = mproc::detail::tls::session;
-  session client{session::role::client, "bench key, sixteen bytes or more"};
-  session server{session::role::server, "bench key, sixteen bytes or more"};
-  session_pair() {
-    std::string to_server, to_client;
-    auto c = client.handshake(nullptr, 0, to_server);
-    auto s = session::progress::more;
-    while (c != session::progress::failed && s != session::progress::failed
-           && (c != session::progress::done || s != session::progress::done)) {
-      s = server.handshake(to_server.data(), to_server.size(), to_client);
-      to_server.clear();
-      c = client.handshake(to_client.data(), to_client.size(), to_server);
-      to_client.clear();
-    }
-    if (c != session::progress::done || s != session::progress::done)
-      std::fprintf(stderr, "tls_records: no handshake: %s\n", client.failure().c_str());
-  }
-};
-
-// 1 MiB per seal, as a link seals a batch: records of 16 KiB.
-void tls_records(mproc::node& node, const options& o) {
-  (void)node;
-  session_pair pair;
-  std::string plain(1 << 20, 'p'), sealed, answers;
-  std::vector<char> opened(1 << 20);
-  bench::transfers(o, "tls_records", 64, o.quick ? 2 : 5, [&] {
-    for (int mib = 0; mib < 64; ++mib) {
-      sealed.clear();
-      pair.client.seal(plain.data(), plain.size(), sealed);
-      pair.server.feed(sealed.data(), sealed.size());
-      std::size_t got = 0;
-      while (got < plain.size()) {
-        auto n = pair.server.open(opened.data() + got, opened.size() - got, answers);
-        if (n <= 0) {
-          std::fprintf(stderr, "tls_records: open failed\n");
-          return;
-        }
-        got += static_cast<std::size_t>(n);
-      }
-    }
-  });
-}
-
 } // namespace
 
-MPROC_ACTOR(tcp_node);
 MPROC_ACTOR(pong);
 MPROC_ACTOR(sink);
 MPROC_ACTOR(measure);
@@ -398,12 +293,12 @@ int main(int argc, char** argv) {
     {"idle_rss", idle_rss},
     {"spawn_200", spawn_200},
     {"spawn_1000", spawn_1000},
-    {"tcp_pingpong", [](mproc::node& n, const options& o) { tcp_pingpong(n, o, false); }},
-    {"tcp_pingpong_plaintext", [](mproc::node& n, const options& o) { tcp_pingpong(n, o, true); }},
-    {"tcp_oneway", [](mproc::node& n, const options& o) { tcp_oneway(n, o, false); }},
-    {"tcp_oneway_plaintext", [](mproc::node& n, const options& o) { tcp_oneway(n, o, true); }},
-    {"tcp_bandwidth_64MiB", [](mproc::node& n, const options& o) { tcp_bandwidth(n, o, false); }},
-    {"tcp_bandwidth_64MiB_plaintext", [](mproc::node& n, const options& o) { tcp_bandwidth(n, o, true); }},
-    {"tls_records", tls_records},
+    {"tcp_pingpong", [](mproc::node& n, const options& o) { bench::tcp_pingpong(n, o, false); }},
+    {"tcp_pingpong_plaintext", [](mproc::node& n, const options& o) { bench::tcp_pingpong(n, o, true); }},
+    {"tcp_oneway", [](mproc::node& n, const options& o) { bench::tcp_oneway(n, o, false); }},
+    {"tcp_oneway_plaintext", [](mproc::node& n, const options& o) { bench::tcp_oneway(n, o, true); }},
+    {"tcp_bandwidth_64MiB", [](mproc::node& n, const options& o) { bench::tcp_bandwidth(n, o, false); }},
+    {"tcp_bandwidth_64MiB_plaintext", [](mproc::node& n, const options& o) { bench::tcp_bandwidth(n, o, true); }},
+    {"tls_records", bench::tls_records},
   });
 }
