@@ -2,7 +2,7 @@
 // the workloads asked for.
 //   --quick      small sizes, for a smoke run
 //   --only NAME  one workload
-//   --label X    "_X" appended to workload names (run_all.sh labels the pinned runs)
+//   --label X    "_X" appended to workload names (run.py labels the pinned runs)
 #pragma once
 
 #include <cstddef>

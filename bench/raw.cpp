@@ -1,6 +1,7 @@
 // The raw baseline: what fork + socketpair with blocking read/write of 4-byte-length frames
 // can do on this machine — the transport's practical limit. No actors, no msgpack, no exec.
-// The same workloads and parameters as bench/transport.cpp (and restart as in patterns.cpp):
+// The same workloads and parameters as bench/transport.cpp and transport_tcp.cpp (and restart
+// as in patterns.cpp):
 //   pingpong, oneway_single (one write per frame), oneway_batched (100 frames per write),
 //   spawn_first_reply (fork), bandwidth_1MiB, bandwidth_64MiB, idle_rss, spawn_200, spawn_1000,
 //   restart,

@@ -21,18 +21,14 @@
 //   tls_records       one thread seals 64 MiB into TLS records and opens them again, as
 //                     the two ends of a link do (MiB/s): encryption's own ceiling on a link
 // Prints "RESULT mproc <workload> <metric> <value> <unit>" lines; options in harness.hpp.
-#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <chrono>
-#include <fstream>
 #include <cstdio>
-#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <caf/blocking_actor.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/stateful_actor.hpp>

@@ -19,8 +19,8 @@ namespace bench {
 void measure_pingpong(mproc::node& node, const options& o, const char* workload,
                       const caf::actor& a);
 
-// A million items to `a` (a sink), `batch` per message (1: one send per item), until it
-// counted all (throughput).
+// n items to `a` (a sink; a million, 100,000 with --quick), `batch` per message (1: one
+// send per item), until it counted all (throughput).
 void measure_oneway(mproc::node& node, const options& o, const char* workload,
                     const caf::actor& a, std::int64_t batch);
 
