@@ -1,14 +1,12 @@
 // Messages between processes: every built-in type, user structs, actor references handed
-// from process to process, errors, size limits, and a peer that breaks the protocol.
+// from process to process, size limits, and a peer that breaks the protocol (blocking
+// requests and how they end: test_requests.cpp).
 #include "mproc/runtime/internal/peer.hpp"
 #include "mproc/runtime/internal/proxy.hpp"
 
 #include <unistd.h>
 
-#include <atomic>
 #include <cstdlib>
-#include <future>
-#include <thread>
 
 #include <caf/event_based_actor.hpp>
 #include <caf/scoped_actor.hpp>
@@ -91,26 +89,6 @@ caf::behavior late_caller(caf::stateful_actor<late_caller_state>* self) {
   };
 }
 
-// Answers with an mproc error.
-caf::behavior refuser(caf::event_based_actor*) {
-  return {[](std::int32_t) -> caf::result<std::int32_t> {
-    return mproc::make_error(errc::bad_arguments, "no thanks");
-  }};
-}
-
-// Never answers.
-caf::behavior silent(caf::event_based_actor* self) {
-  return {[=](std::int32_t) { return self->make_response_promise<std::int32_t>(); }};
-}
-
-// Replies with what it got, 2 ms later.
-caf::behavior napper(caf::event_based_actor*) {
-  return {[](std::int32_t x) {
-    std::this_thread::sleep_for(2ms);
-    return x;
-  }};
-}
-
 caf::behavior adder(caf::event_based_actor*) {
   return {[](std::int32_t x) { return x + 100; }};
 }
@@ -136,9 +114,6 @@ T round_trip(mproc::node& node, const caf::actor& echo_actor, const T& value) {
 
 MPROC_ACTOR(echo);
 MPROC_ACTOR(caller);
-MPROC_ACTOR(refuser);
-MPROC_ACTOR(silent);
-MPROC_ACTOR(napper);
 MPROC_ACTOR(adder);
 MPROC_ACTOR(introducer);
 MPROC_ACTOR(late_caller);
@@ -259,26 +234,6 @@ TEST_CASE("a monitored remote actor reports its end even after every local handl
   CHECK(a.join(5s));
 }
 
-TEST_CASE("a blocking call on the I/O thread is refused instead of deadlocking the node") {
-  test::scoped_node node;
-  auto p = node->spawn_process("silent", {});
-  std::promise<mproc::errc> refused;
-  // A functor attached to a proxy runs where the proxy dies: on the node's I/O thread.
-  p.actor()->attach_functor([&](const caf::error&) {
-    try {
-      mproc::this_node().spawn_process("silent", {});
-      refused.set_value(errc::none);
-    } catch (const mproc::error& e) {
-      refused.set_value(e.code());
-    }
-  });
-  p.kill();
-  auto result = refused.get_future();
-  REQUIRE(result.wait_for(5s) == std::future_status::ready);
-  CHECK(result.get() == errc::spawn_failed);
-  CHECK(p.join(5s));
-}
-
 // Both ends remember the last sender and target of a stream of messages (to skip a lookup
 // per message): senders and targets that change at every message must each still be found.
 TEST_CASE("messages whose sender and target change every time each reach their own") {
@@ -296,123 +251,6 @@ TEST_CASE("messages whose sender and target change every time each reach their o
     b->request(helper, 5s, 2 * i).receive([&](std::int32_t y) { CHECK(y == 2 * i + 100); }, fail);
     a->request(p.actor(), 5s, caf::get_atom::value)
       .receive([&](const caf::actor& h) { CHECK(h == helper); }, fail);
-  }
-  p.terminate();
-  CHECK(p.join(5s));
-}
-
-TEST_CASE("an error reply keeps its category, code and text") {
-  test::scoped_node node;
-  auto p = node->spawn_process("refuser", {});
-  try {
-    node->request<std::int32_t>(p.actor(), 5s, std::int32_t{1});
-    FAIL("answered");
-  } catch (const mproc::error& e) {
-    CHECK(e.code() == errc::bad_arguments);
-    CHECK_THAT(e.what(), Catch::Contains("no thanks"));
-  }
-  p.terminate();
-  CHECK(p.join(5s));
-}
-
-TEST_CASE("a request to a process that has ended fails at once with its exit status") {
-  test::scoped_node node;
-  auto p = node->spawn_process("silent", {});
-  p.kill();
-  REQUIRE(p.join(5s));
-  auto start = std::chrono::steady_clock::now();
-  try {
-    node->request<std::int32_t>(p.actor(), 5s, std::int32_t{1});
-    FAIL("answered");
-  } catch (const mproc::error& e) {
-    CHECK(mproc::exit_code_of(e.reason()) == -9);
-  }
-  CHECK(std::chrono::steady_clock::now() - start < 1s);
-}
-
-TEST_CASE("a blocking request times out with errc::timeout, and the link stays usable") {
-  test::scoped_node node;
-  auto p = node->spawn_process("silent", {});
-  try {
-    node->request<std::int32_t>(p.actor(), 100ms, std::int32_t{1});
-    FAIL("answered");
-  } catch (const mproc::error& e) {
-    CHECK(e.code() == errc::timeout);
-  }
-  CHECK(p.is_alive());
-  p.terminate();
-  CHECK(p.join(5s));
-}
-
-TEST_CASE("node::request calls that time out leave no pending entry behind on the link") {
-  test::scoped_node node;
-  auto p = node->spawn_process("silent", {});
-  auto* via = dynamic_cast<mproc::detail::proxy*>(caf::actor_cast<caf::abstract_actor*>(p.actor()));
-  REQUIRE(via != nullptr);
-  for (int i = 0; i < 300; ++i)
-    CHECK(test::code_of([&] { node->request<std::int32_t>(p.actor(), 1ms, std::int32_t{1}); })
-          == errc::timeout);
-  // Swept whenever the table doubles past 64: bounded, not one entry per timeout.
-  CHECK(via->via()->pending_requests() <= 64);
-  p.terminate();
-  CHECK(p.join(5s));
-}
-
-TEST_CASE("replies racing their requests' timeouts reach each caller once or not at all") {
-  // Timeouts around a round trip's length, from two threads at once: each reply lands in its
-  // own call or is dropped once that call has given up, never in another call (the next call
-  // of a thread sits at the same stack address) nor in one that has returned.
-  test::scoped_node node;
-  auto p = node->spawn_process("echo", {});
-  std::atomic<int> answered{0};
-  std::atomic<int> timed_out{0};
-  std::atomic<int> wrong{0};
-  auto ask = [&](std::int32_t base) {
-    for (std::int32_t i = 0; i < 2'000; ++i) {
-      try {
-        auto timeout = std::chrono::microseconds{(i % 8) * 10};
-        if (node->request<std::int32_t>(p.actor(), timeout, base + i) == base + i)
-          ++answered;
-        else
-          ++wrong;
-      } catch (const mproc::error& e) {
-        ++(e.code() == errc::timeout ? timed_out : wrong);
-      }
-    }
-  };
-  std::thread other{ask, 1'000'000};
-  ask(0);
-  other.join();
-  CHECK(wrong == 0);
-  CHECK(answered + timed_out == 4'000);
-  CHECK(node->request<std::int32_t>(p.actor(), 5s, std::int32_t{7}) == 7);
-  p.terminate();
-  CHECK(p.join(5s));
-}
-
-TEST_CASE("a caller asleep for its reply is woken by it, not by its timeout") {
-  // Replies that take milliseconds: the caller stops spinning and sleeps for each one. Were
-  // the reply not to wake it, each call would last its whole 10 s timeout.
-  test::scoped_node node;
-  auto p = node->spawn_process("napper", {});
-  auto start = std::chrono::steady_clock::now();
-  std::int32_t done = 0;
-  for (; done < 50 && std::chrono::steady_clock::now() - start < 5s; ++done)
-    REQUIRE(node->request<std::int32_t>(p.actor(), 10s, done) == done);
-  CHECK(done == 50);
-  p.terminate();
-  CHECK(p.join(5s));
-}
-
-TEST_CASE("request<R> with a reply of another type is bad_message") {
-  test::scoped_node node;
-  auto p = node->spawn_process("echo", {});
-  try {
-    node->request<std::string>(p.actor(), 5s, std::int32_t{1});
-    FAIL("answered");
-  } catch (const mproc::error& e) {
-    CHECK(e.code() == errc::bad_message);
-    CHECK_THAT(e.what(), Catch::Contains("(i32)"));
   }
   p.terminate();
   CHECK(p.join(5s));

@@ -1,0 +1,193 @@
+// Blocking requests to another process, and how each can end: an error reply, a process
+// that has ended, a timeout (and replies racing it), a reply of another type, and a
+// blocking call made where it would deadlock the node.
+#include "mproc/runtime/internal/peer.hpp"
+#include "mproc/runtime/internal/proxy.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <string>
+#include <thread>
+
+#include <caf/event_based_actor.hpp>
+
+#include <catch2/catch.hpp>
+
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using mproc::errc;
+
+namespace {
+
+// Replies with the number it got.
+caf::behavior echo(caf::event_based_actor*) {
+  return {[](std::int32_t x) { return x; }};
+}
+
+// Answers with an mproc error.
+caf::behavior refuser(caf::event_based_actor*) {
+  return {[](std::int32_t) -> caf::result<std::int32_t> {
+    return mproc::make_error(errc::bad_arguments, "no thanks");
+  }};
+}
+
+// Never answers.
+caf::behavior silent(caf::event_based_actor* self) {
+  return {[=](std::int32_t) { return self->make_response_promise<std::int32_t>(); }};
+}
+
+// Replies with what it got, 2 ms later.
+caf::behavior napper(caf::event_based_actor*) {
+  return {[](std::int32_t x) {
+    std::this_thread::sleep_for(2ms);
+    return x;
+  }};
+}
+
+} // namespace
+
+MPROC_ACTOR(echo);
+MPROC_ACTOR(refuser);
+MPROC_ACTOR(silent);
+MPROC_ACTOR(napper);
+
+TEST_CASE("a blocking call on the I/O thread is refused instead of deadlocking the node") {
+  test::scoped_node node;
+  auto p = node->spawn_process("silent", {});
+  std::promise<mproc::errc> refused;
+  // A functor attached to a proxy runs where the proxy dies: on the node's I/O thread.
+  p.actor()->attach_functor([&](const caf::error&) {
+    try {
+      mproc::this_node().spawn_process("silent", {});
+      refused.set_value(errc::none);
+    } catch (const mproc::error& e) {
+      refused.set_value(e.code());
+    }
+  });
+  p.kill();
+  auto result = refused.get_future();
+  REQUIRE(result.wait_for(5s) == std::future_status::ready);
+  CHECK(result.get() == errc::spawn_failed);
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("an error reply keeps its category, code and text") {
+  test::scoped_node node;
+  auto p = node->spawn_process("refuser", {});
+  try {
+    node->request<std::int32_t>(p.actor(), 5s, std::int32_t{1});
+    FAIL("answered");
+  } catch (const mproc::error& e) {
+    CHECK(e.code() == errc::bad_arguments);
+    CHECK_THAT(e.what(), Catch::Contains("no thanks"));
+  }
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("a request to a process that has ended fails at once with its exit status") {
+  test::scoped_node node;
+  auto p = node->spawn_process("silent", {});
+  p.kill();
+  REQUIRE(p.join(5s));
+  auto start = std::chrono::steady_clock::now();
+  try {
+    node->request<std::int32_t>(p.actor(), 5s, std::int32_t{1});
+    FAIL("answered");
+  } catch (const mproc::error& e) {
+    CHECK(mproc::exit_code_of(e.reason()) == -9);
+  }
+  CHECK(std::chrono::steady_clock::now() - start < 1s);
+}
+
+TEST_CASE("a blocking request times out with errc::timeout, and the link stays usable") {
+  test::scoped_node node;
+  auto p = node->spawn_process("silent", {});
+  try {
+    node->request<std::int32_t>(p.actor(), 100ms, std::int32_t{1});
+    FAIL("answered");
+  } catch (const mproc::error& e) {
+    CHECK(e.code() == errc::timeout);
+  }
+  CHECK(p.is_alive());
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("node::request calls that time out leave no pending entry behind on the link") {
+  test::scoped_node node;
+  auto p = node->spawn_process("silent", {});
+  auto* via = dynamic_cast<mproc::detail::proxy*>(caf::actor_cast<caf::abstract_actor*>(p.actor()));
+  REQUIRE(via != nullptr);
+  for (int i = 0; i < 300; ++i)
+    CHECK(test::code_of([&] { node->request<std::int32_t>(p.actor(), 1ms, std::int32_t{1}); })
+          == errc::timeout);
+  // Swept whenever the table doubles past 64: bounded, not one entry per timeout.
+  CHECK(via->via()->pending_requests() <= 64);
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("replies racing their requests' timeouts reach each caller once or not at all") {
+  // Timeouts around a round trip's length, from two threads at once: each reply lands in its
+  // own call or is dropped once that call has given up, never in another call (the next call
+  // of a thread sits at the same stack address) nor in one that has returned.
+  test::scoped_node node;
+  auto p = node->spawn_process("echo", {});
+  std::atomic<int> answered{0};
+  std::atomic<int> timed_out{0};
+  std::atomic<int> wrong{0};
+  auto ask = [&](std::int32_t base) {
+    for (std::int32_t i = 0; i < 2'000; ++i) {
+      try {
+        auto timeout = std::chrono::microseconds{(i % 8) * 10};
+        if (node->request<std::int32_t>(p.actor(), timeout, base + i) == base + i)
+          ++answered;
+        else
+          ++wrong;
+      } catch (const mproc::error& e) {
+        ++(e.code() == errc::timeout ? timed_out : wrong);
+      }
+    }
+  };
+  std::thread other{ask, 1'000'000};
+  ask(0);
+  other.join();
+  CHECK(wrong == 0);
+  CHECK(answered + timed_out == 4'000);
+  CHECK(node->request<std::int32_t>(p.actor(), 5s, std::int32_t{7}) == 7);
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("a caller asleep for its reply is woken by it, not by its timeout") {
+  // Replies that take milliseconds: the caller stops spinning and sleeps for each one. Were
+  // the reply not to wake it, each call would last its whole 10 s timeout.
+  test::scoped_node node;
+  auto p = node->spawn_process("napper", {});
+  auto start = std::chrono::steady_clock::now();
+  std::int32_t done = 0;
+  for (; done < 50 && std::chrono::steady_clock::now() - start < 5s; ++done)
+    REQUIRE(node->request<std::int32_t>(p.actor(), 10s, done) == done);
+  CHECK(done == 50);
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("request<R> with a reply of another type is bad_message") {
+  test::scoped_node node;
+  auto p = node->spawn_process("echo", {});
+  try {
+    node->request<std::string>(p.actor(), 5s, std::int32_t{1});
+    FAIL("answered");
+  } catch (const mproc::error& e) {
+    CHECK(e.code() == errc::bad_message);
+    CHECK_THAT(e.what(), Catch::Contains("(i32)"));
+  }
+  p.terminate();
+  CHECK(p.join(5s));
+}
