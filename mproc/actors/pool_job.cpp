@@ -55,7 +55,7 @@ void pool_job::settle(std::shared_ptr<const item_batch> results, std::vector<ran
     return;
   std::size_t n = 0;
   held_batch* held = nullptr;
-  auto keep_if_used = [&] {  // every chunk in it settled before: nothing reads it
+  auto drop_if_unused = [&] {  // every chunk in it settled before: nothing reads it
     if (held && held->unreleased == 0)
       held->results.reset();
   };
@@ -71,11 +71,11 @@ void pool_job::settle(std::shared_ptr<const item_batch> results, std::vector<ran
       ++n;
     }
   } catch (...) {
-    keep_if_used();
+    drop_if_unused();
     finish_settling(n, std::move(lock));  // what was settled counts, and is announced
     throw;
   }
-  keep_if_used();
+  drop_if_unused();
   finish_settling(n, std::move(lock));
 }
 

@@ -54,7 +54,8 @@ void chunk_runner::fail_all(std::uint32_t items, const std::string& why) {
   pack_failures(pk, failures);
 }
 
-// The buffer's size is all sbuffer tells; a buffer holds at most twice what it last held.
+// sbuffer tells its size, not its capacity. A run only grows the buffer, so checked before
+// every run, a kept buffer never held more than keep_bytes and has at most about twice that.
 void chunk_runner::clear_buffer() {
   if (buf_.size() > keep_bytes)
     buf_ = wire::buffer{};
