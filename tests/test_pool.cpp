@@ -3,12 +3,10 @@
 #include "mproc/actors/pool.hpp"
 
 #include <signal.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
-#include <map>
 #include <set>
 #include <span>
 #include <stdexcept>
@@ -17,6 +15,7 @@
 #include <catch2/catch.hpp>
 
 #include "mproc/runtime/node.hpp"
+#include "pool_tasks.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -25,30 +24,12 @@ using test::code_of;
 
 namespace {
 
-std::int64_t square(std::int64_t x) {
-  return x * x;
-}
-
 std::int64_t add(std::int64_t a, std::int64_t b) {
   return a + b;
 }
 
 std::int64_t add_one(std::int64_t x) {
   return x + 1;
-}
-
-std::int32_t pid_of(std::int32_t) {
-  return ::getpid();
-}
-
-std::int32_t slow_pid(std::int32_t ms) {
-  std::this_thread::sleep_for(std::chrono::milliseconds{ms});
-  return ::getpid();
-}
-
-std::int64_t slow_double(std::int64_t x) {
-  std::this_thread::sleep_for(20ms);
-  return 2 * x;
 }
 
 std::int64_t fails_on_odd(std::int64_t x) {
@@ -65,60 +46,17 @@ std::int64_t aborts_on_13(std::int64_t x) {
 
 void nothing(std::int32_t) {}
 
-std::string greeting;  // set by the initializer, in each worker
-
-void set_greeting(std::string text) {
-  greeting = text;
-}
-
-void failing_init() {
-  throw std::runtime_error("no config");
-}
-
-std::string read_greeting(std::int32_t) {
-  return greeting;
-}
-
 std::int32_t unregistered(std::int32_t x) {
   return x;
 }
 
-std::vector<std::int64_t> iota(std::int64_t n) {
-  std::vector<std::int64_t> xs(static_cast<std::size_t>(n));
-  for (std::int64_t i = 0; i < n; ++i)
-    xs[static_cast<std::size_t>(i)] = i;
-  return xs;
-}
-
-std::vector<std::int64_t> squares_of(const std::vector<std::int64_t>& xs) {
-  std::vector<std::int64_t> out;
-  for (auto x : xs)
-    out.push_back(x * x);
-  return out;
-}
-
-std::vector<pid_t> worker_pids(mproc::node& node) {
-  std::vector<pid_t> pids;
-  for (auto& p : node.active_children())
-    if (p.pid() > 0)  // not one still starting: kill(0) would hit this whole process group
-      pids.push_back(p.pid());
-  return pids;
-}
-
 } // namespace
 
-MPROC_TASK(square);
 MPROC_TASK(add);
 MPROC_TASK(add_one);
-MPROC_TASK(pid_of);
-MPROC_TASK(slow_pid);
-MPROC_TASK(slow_double);
 MPROC_TASK(fails_on_odd);
 MPROC_TASK(aborts_on_13);
 MPROC_TASK(nothing);
-MPROC_TASK(set_greeting);
-MPROC_TASK(failing_init);
-MPROC_TASK(read_greeting);
 
 TEST_CASE("map returns every result in input order, whatever the chunk size") {
   test::scoped_node node;
@@ -397,41 +335,6 @@ TEST_CASE("a task that keeps killing its worker fails after the retries, naming 
   CHECK(pool.apply(square, std::int64_t{5}) == 25);  // the pool still works
 }
 
-TEST_CASE("maxtasksperchild recycles workers without losing work") {
-  test::scoped_node node;
-  mproc::pool pool{*node, {.processes = 2, .maxtasksperchild = 2}};
-  auto pids = pool.map(pid_of, std::vector<std::int32_t>(20, 0), 1);
-  REQUIRE(pids.size() == 20);
-  std::map<std::int32_t, int> tasks_per_pid;
-  for (auto pid : pids)
-    ++tasks_per_pid[pid];
-  CHECK(tasks_per_pid.size() >= 10);
-  for (auto [pid, n] : tasks_per_pid)
-    CHECK(n <= 2);
-  CHECK(pool.map(square, iota(100), 3) == squares_of(iota(100)));
-}
-
-TEST_CASE("an initializer runs in every worker before its first task") {
-  test::scoped_node node;
-  mproc::pool pool{*node, {.processes = 2,
-                           .initializer = mproc::bind_task(set_greeting, std::string{"hi"})}};
-  for (const auto& g : pool.map(read_greeting, std::vector<std::int32_t>(10, 0), 1))
-    CHECK(g == "hi");
-}
-
-TEST_CASE("an initializer that always fails makes calls fail instead of hang") {
-  test::scoped_node node;
-  mproc::pool pool{*node, {.processes = 2, .initializer = mproc::bind_task(failing_init)}};
-  auto r = pool.apply_async(square, std::int64_t{2});
-  std::string what;
-  try {
-    r.get(60s);
-  } catch (const mproc::error& e) {
-    what = e.what();
-  }
-  CHECK_THAT(what, Catch::Contains("keep dying"));
-}
-
 TEST_CASE("results that are not ready in time throw timeout and stay available") {
   test::scoped_node node;
   mproc::pool pool{*node, {.processes = 2}};
@@ -442,57 +345,6 @@ TEST_CASE("results that are not ready in time throw timeout and stay available")
 
   auto stream = pool.imap(slow_pid, std::vector<std::int32_t>{500});
   CHECK(code_of([&] { stream.next(50ms); }) == errc::timeout);
-}
-
-TEST_CASE("close lets submitted work finish; join then returns and new work is refused") {
-  test::scoped_node node;
-  mproc::pool pool{*node, {.processes = 2}};
-  auto r = pool.map_async(slow_double, iota(20), 1);
-  pool.close();
-  REQUIRE(pool.join(30s));
-  auto doubles = r.get(1s);
-  REQUIRE(doubles.size() == 20);
-  CHECK(doubles[19] == 38);
-  CHECK(code_of([&] { pool.apply(square, std::int64_t{1}); }) == errc::closed);
-  CHECK(node->active_children().empty());
-  CHECK(test::zombie_children() == 0);
-}
-
-TEST_CASE("join on a running pool is refused rather than waiting forever") {
-  test::scoped_node node;
-  mproc::pool pool{*node, {.processes = 1}};
-  CHECK_THROWS_AS(pool.join(1s), std::logic_error);
-}
-
-TEST_CASE("terminate fails the calls in flight at once and ends every worker") {
-  test::scoped_node node;
-  mproc::pool pool{*node, {.processes = 2}};
-  auto r = pool.map_async(slow_pid, std::vector<std::int32_t>(10, 5000), 1);
-  REQUIRE(test::eventually(10s, [&] { return worker_pids(*node).size() == 2; }));
-  auto pids = worker_pids(*node);
-  auto started = std::chrono::steady_clock::now();
-  pool.terminate();
-  CHECK(code_of([&] { r.get(5s); }) == errc::closed);
-  CHECK(std::chrono::steady_clock::now() - started < 4s);
-  REQUIRE(pool.join(10s));
-  for (auto pid : pids)
-    CHECK_FALSE(test::running(pid));
-  CHECK(test::zombie_children() == 0);
-}
-
-TEST_CASE("destroying a pool terminates its workers (RAII)") {
-  test::scoped_node node;
-  std::vector<pid_t> pids;
-  {
-    mproc::pool pool{*node, {.processes = 2}};
-    pool.map_async(slow_pid, std::vector<std::int32_t>(4, 5000), 1);
-    REQUIRE(test::eventually(10s, [&] { return worker_pids(*node).size() == 2; }));
-    pids = worker_pids(*node);
-  }
-  for (auto pid : pids)
-    CHECK_FALSE(test::running(pid));
-  CHECK(node->active_children().empty());
-  CHECK(test::zombie_children() == 0);
 }
 
 TEST_CASE("a function that is not a registered task is refused with a clear error") {
@@ -509,27 +361,3 @@ TEST_CASE("a function that is not a registered task is refused with a clear erro
   CHECK(pool.apply(square, std::int64_t{3}) == 9);
 }
 
-namespace {
-
-std::int32_t deaf_sleeper(std::int32_t ms) {
-  ::signal(SIGTERM, SIG_IGN);
-  std::this_thread::sleep_for(std::chrono::milliseconds{ms});
-  return 0;
-}
-
-} // namespace
-
-MPROC_TASK(deaf_sleeper);
-
-TEST_CASE("terminate kills workers that ignore SIGTERM") {
-  test::scoped_node node;
-  mproc::pool pool{*node, {.processes = 1}};
-  auto r = pool.apply_async(deaf_sleeper, 60'000);
-  REQUIRE(test::eventually(10s, [&] { return worker_pids(*node).size() == 1; }));
-  auto pid = worker_pids(*node).front();
-  std::this_thread::sleep_for(200ms);  // the task has ignored SIGTERM by now
-  pool.terminate();
-  CHECK(pool.join(5s));
-  CHECK_FALSE(test::running(pid));
-  CHECK(code_of([&] { r.get(1s); }) == errc::closed);
-}

@@ -1,0 +1,152 @@
+// A pool's workers: recycled after maxtasksperchild, prepared by an initializer, and ended
+// by close/join, terminate or the pool's destructor, even when they ignore SIGTERM.
+#include "mproc/actors/pool.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "mproc/runtime/node.hpp"
+#include "pool_tasks.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using mproc::errc;
+using test::code_of;
+
+namespace {
+
+std::int32_t pid_of(std::int32_t) {
+  return ::getpid();
+}
+
+std::string greeting;  // set by the initializer, in each worker
+
+void set_greeting(std::string text) {
+  greeting = text;
+}
+
+void failing_init() {
+  throw std::runtime_error("no config");
+}
+
+std::string read_greeting(std::int32_t) {
+  return greeting;
+}
+
+std::int32_t deaf_sleeper(std::int32_t ms) {
+  ::signal(SIGTERM, SIG_IGN);
+  std::this_thread::sleep_for(std::chrono::milliseconds{ms});
+  return 0;
+}
+
+} // namespace
+
+MPROC_TASK(pid_of);
+MPROC_TASK(set_greeting);
+MPROC_TASK(failing_init);
+MPROC_TASK(read_greeting);
+MPROC_TASK(deaf_sleeper);
+
+TEST_CASE("maxtasksperchild recycles workers without losing work") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2, .maxtasksperchild = 2}};
+  auto pids = pool.map(pid_of, std::vector<std::int32_t>(20, 0), 1);
+  REQUIRE(pids.size() == 20);
+  std::map<std::int32_t, int> tasks_per_pid;
+  for (auto pid : pids)
+    ++tasks_per_pid[pid];
+  CHECK(tasks_per_pid.size() >= 10);
+  for (auto [pid, n] : tasks_per_pid)
+    CHECK(n <= 2);
+  CHECK(pool.map(square, iota(100), 3) == squares_of(iota(100)));
+}
+
+TEST_CASE("an initializer runs in every worker before its first task") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2,
+                           .initializer = mproc::bind_task(set_greeting, std::string{"hi"})}};
+  for (const auto& g : pool.map(read_greeting, std::vector<std::int32_t>(10, 0), 1))
+    CHECK(g == "hi");
+}
+
+TEST_CASE("an initializer that always fails makes calls fail instead of hang") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2, .initializer = mproc::bind_task(failing_init)}};
+  auto r = pool.apply_async(square, std::int64_t{2});
+  std::string what;
+  try {
+    r.get(60s);
+  } catch (const mproc::error& e) {
+    what = e.what();
+  }
+  CHECK_THAT(what, Catch::Contains("keep dying"));
+}
+TEST_CASE("close lets submitted work finish; join then returns and new work is refused") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2}};
+  auto r = pool.map_async(slow_double, iota(20), 1);
+  pool.close();
+  REQUIRE(pool.join(30s));
+  auto doubles = r.get(1s);
+  REQUIRE(doubles.size() == 20);
+  CHECK(doubles[19] == 38);
+  CHECK(code_of([&] { pool.apply(square, std::int64_t{1}); }) == errc::closed);
+  CHECK(node->active_children().empty());
+  CHECK(test::zombie_children() == 0);
+}
+
+TEST_CASE("join on a running pool is refused rather than waiting forever") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 1}};
+  CHECK_THROWS_AS(pool.join(1s), std::logic_error);
+}
+
+TEST_CASE("terminate fails the calls in flight at once and ends every worker") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2}};
+  auto r = pool.map_async(slow_pid, std::vector<std::int32_t>(10, 5000), 1);
+  REQUIRE(test::eventually(10s, [&] { return worker_pids(*node).size() == 2; }));
+  auto pids = worker_pids(*node);
+  auto started = std::chrono::steady_clock::now();
+  pool.terminate();
+  CHECK(code_of([&] { r.get(5s); }) == errc::closed);
+  CHECK(std::chrono::steady_clock::now() - started < 4s);
+  REQUIRE(pool.join(10s));
+  for (auto pid : pids)
+    CHECK_FALSE(test::running(pid));
+  CHECK(test::zombie_children() == 0);
+}
+
+TEST_CASE("destroying a pool terminates its workers (RAII)") {
+  test::scoped_node node;
+  std::vector<pid_t> pids;
+  {
+    mproc::pool pool{*node, {.processes = 2}};
+    pool.map_async(slow_pid, std::vector<std::int32_t>(4, 5000), 1);
+    REQUIRE(test::eventually(10s, [&] { return worker_pids(*node).size() == 2; }));
+    pids = worker_pids(*node);
+  }
+  for (auto pid : pids)
+    CHECK_FALSE(test::running(pid));
+  CHECK(node->active_children().empty());
+  CHECK(test::zombie_children() == 0);
+}
+TEST_CASE("terminate kills workers that ignore SIGTERM") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 1}};
+  auto r = pool.apply_async(deaf_sleeper, 60'000);
+  REQUIRE(test::eventually(10s, [&] { return worker_pids(*node).size() == 1; }));
+  auto pid = worker_pids(*node).front();
+  std::this_thread::sleep_for(200ms);  // the task has ignored SIGTERM by now
+  pool.terminate();
+  CHECK(pool.join(5s));
+  CHECK_FALSE(test::running(pid));
+  CHECK(code_of([&] { r.get(1s); }) == errc::closed);
+}
