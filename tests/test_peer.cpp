@@ -6,7 +6,9 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
+#include <string>
 
 #include <caf/event_based_actor.hpp>
 #include <caf/scoped_actor.hpp>
@@ -103,6 +105,51 @@ caf::behavior introducer(caf::stateful_actor<introducer_state>* self) {
   return {[=](caf::get_atom) { return self->state.helper; }};
 }
 
+// Instances of `mortal` alive in this process.
+std::atomic<int> mortals_alive{0};
+
+// Asks its keeper to let it go at its first message.
+class mortal : public caf::event_based_actor {
+public:
+  mortal(caf::actor_config& cfg, caf::actor keeper)
+    : caf::event_based_actor(cfg), keeper_(std::move(keeper)) {
+    ++mortals_alive;
+  }
+  ~mortal() override { --mortals_alive; }
+  caf::behavior make_behavior() override {
+    return {[this](std::int32_t) { send(keeper_, std::string{"forget me"}); }};
+  }
+
+private:
+  caf::actor keeper_;
+};
+
+struct keeper_state {
+  caf::actor kept;
+  caf::actor watcher;
+  int polls = 0;
+};
+
+// Keeps a mortal alive until it asks to be let go, then tells the watcher whether every
+// mortal of this process is gone (within 10 s).
+caf::behavior keeper(caf::stateful_actor<keeper_state>* self) {
+  return {
+    [=](caf::get_atom, caf::actor watcher) {
+      self->state.watcher = std::move(watcher);
+      self->state.kept = self->spawn<mortal>(caf::actor_cast<caf::actor>(self));
+      return self->state.kept;
+    },
+    [=](const std::string&) {  // "forget me", then "poll": nobody here keeps it any more
+      self->state.kept = nullptr;
+      if (mortals_alive == 0 || ++self->state.polls == 1000) {
+        self->send(self->state.watcher, std::string{mortals_alive == 0 ? "gone" : "alive"});
+        return;
+      }
+      self->delayed_send(self, 10ms, std::string{"poll"});
+    },
+  };
+}
+
 template <class T>
 T round_trip(mproc::node& node, const caf::actor& echo_actor, const T& value) {
   auto reply = node.request_message(echo_actor, caf::make_message(value), 5s);
@@ -117,6 +164,7 @@ MPROC_ACTOR(caller);
 MPROC_ACTOR(adder);
 MPROC_ACTOR(introducer);
 MPROC_ACTOR(late_caller);
+MPROC_ACTOR(keeper);
 
 TEST_CASE("every built-in type crosses to a child and back unchanged") {
   test::scoped_node node;
@@ -252,6 +300,23 @@ TEST_CASE("messages whose sender and target change every time each reach their o
     a->request(p.actor(), 5s, caf::get_atom::value)
       .receive([&](const caf::actor& h) { CHECK(h == helper); }, fail);
   }
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
+// The same memory must not keep an actor alive: a target that the last frames named is let go
+// once they are handled, not when the next frame names another.
+TEST_CASE("an actor that the last frames reached is destroyed once nobody else keeps it") {
+  test::scoped_node node;
+  auto p = node->spawn_process("keeper", {});
+  caf::scoped_actor watcher{node->system()};
+  auto mortal = node->request<caf::actor>(p.actor(), 5s, caf::get_atom::value,
+                                          caf::actor_cast<caf::actor>(watcher));
+  caf::anon_send(mortal, std::int32_t{1});  // the last frame to this process for a while
+  std::string word;
+  watcher->receive([&](const std::string& w) { word = w; },
+                   caf::after(15s) >> [] { FAIL("no word from the keeper"); });
+  CHECK(word == "gone");
   p.terminate();
   CHECK(p.join(5s));
 }

@@ -68,9 +68,10 @@ link::~link() {
       ::close(fd);
 }
 
-void link::open(frame_handler on_frame, close_handler on_close) {
+void link::open(frame_handler on_frame, close_handler on_close, batch_handler on_batch) {
   on_frame_ = std::move(on_frame);
   on_close_ = std::move(on_close);
+  on_batch_ = std::move(on_batch);
   std::lock_guard guard{out_mtx_};
   token_ = loop_.add(fd_, read_events, [self = weak_from_this()](std::uint32_t events) {
     if (auto l = self.lock())

@@ -44,6 +44,7 @@ class link : public std::enable_shared_from_this<link> {
 public:
   using frame_handler = std::function<void(std::string_view payload)>;
   using close_handler = std::function<void(const std::string& reason)>;
+  using batch_handler = std::function<void()>;
 
   // Takes ownership of `fd`, a connected stream socket, and of `tls`, a session whose
   // handshake is done (nothing: the link is in clear).
@@ -55,8 +56,9 @@ public:
   link(const link&) = delete;
   link& operator=(const link&) = delete;
 
-  // Loop thread: starts reading. on_close runs once, on the loop thread.
-  void open(frame_handler on_frame, close_handler on_close);
+  // Loop thread: starts reading. on_close runs once, on the loop thread; on_batch, if set,
+  // after the frames of each read were handed out.
+  void open(frame_handler on_frame, close_handler on_close, batch_handler on_batch = {});
 
   enum class flow { control, data };
 
@@ -156,6 +158,7 @@ private:
   wire::frame_decoder decoder_;
   frame_handler on_frame_;
   close_handler on_close_;
+  batch_handler on_batch_;
 
   mutable std::mutex out_mtx_;
   std::condition_variable drained_;  // also: room below max_queued_, closed, broken

@@ -69,6 +69,8 @@ bool link::deliver(char* buf, std::size_t n, bool direct) {
     decoder_.commit(n, hand_out);
   else
     decoder_.feed(buf, n, hand_out);
+  if (on_batch_)
+    on_batch_();
   if (decoder_.failed() && !closed()) {
     close("protocol error: " + decoder_.error());
     return false;

@@ -40,6 +40,10 @@ void peer::open(closed_callback on_closed) {
                 if (auto self = w.lock())
                   if (auto cb = std::move(self->on_closed_))
                     cb(*self, why);
+              },
+              [w = weak_from_this()] {
+                if (auto self = w.lock())
+                  self->release_recent();
               });
 }
 
@@ -175,25 +179,33 @@ void peer::forget(std::uint64_t remote_actor, const proxy* p) {
 
 namespace {
 
-// The cached actor if it is `id`'s and still alive, else `find(id)`, then cached.
+// The cached actor if it is `id`'s and still alive, else `find(id)`, then cached. Held
+// until the frames of the current read are handled; the reference stays valid until then
+// or the next call for the same `recent`.
 template <class Recent, class Find>
-caf::strong_actor_ptr cached(std::uint64_t id, Recent& recent, Find find) {
-  if (recent.id == id)
-    if (auto actor = recent.actor.lock())
-      return actor;
-  auto actor = find(id);
-  recent.id = actor ? id : 0;
-  recent.actor = caf::weak_actor_ptr{actor.get()};
-  return actor;
+const caf::strong_actor_ptr& cached(std::uint64_t id, Recent& recent, Find find) {
+  if (recent.id == id && (recent.held || (recent.held = recent.actor.lock())))
+    return recent.held;
+  recent.held = find(id);
+  recent.id = recent.held ? id : 0;
+  recent.actor = caf::weak_actor_ptr{recent.held.get()};
+  return recent.held;
 }
+
+const caf::strong_actor_ptr no_actor;
 
 } // namespace
 
-caf::strong_actor_ptr peer::local_target(wire::actor_ref to) {
+const caf::strong_actor_ptr& peer::local_target(wire::actor_ref to) {
   if (to.node != node_.id())
-    return nullptr;
+    return no_actor;
   // Actor ids are never reused, and an export leaves the table only once its actor is gone.
   return cached(to.actor, recent_target_, [&](std::uint64_t id) { return node_.local_actor(id); });
+}
+
+void peer::release_recent() {
+  recent_target_.held = nullptr;
+  recent_sender_.held = nullptr;
 }
 
 caf::strong_actor_ptr peer::sender_of(wire::actor_ref from) {

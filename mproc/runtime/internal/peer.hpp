@@ -153,9 +153,12 @@ private:
   void answer_locally(const pending_request& p, caf::message reply);
   caf::strong_actor_ptr proxy_for(std::uint64_t remote_actor);
   // Loop thread: the local actor a send or request is for (nullptr: none).
-  caf::strong_actor_ptr local_target(wire::actor_ref to);
+  // Valid while the frame is handled; a copy to keep it longer.
+  const caf::strong_actor_ptr& local_target(wire::actor_ref to);
   // Loop thread: import_actor for the sender of a send or request.
   caf::strong_actor_ptr sender_of(wire::actor_ref from);
+  // Loop thread, after the frames of a read: the recent actors are held weakly again.
+  void release_recent();
 
   node_impl& node_;
   std::shared_ptr<detail::link> link_;
@@ -171,11 +174,15 @@ private:
   std::atomic<std::uint32_t> max_frame_{wire::min_max_frame};
   // Loop thread: the last target and sender of a send or request. A stream of messages
   // has the same two, and the node's export table and the proxy table each take a lock
-  // (12% of a child's loop thread in one-way sends). Weak: the cache keeps nothing alive,
-  // and an entry that no longer locks is looked up again.
+  // (12% of a child's loop thread in one-way sends). Weak between reads: the cache keeps
+  // nothing alive, and an entry that no longer locks is looked up again. Held strongly
+  // (`held`) while the frames of one read are handled: locking a weak reference is a
+  // compare-and-swap on a count that the thread running the actor changes too (10% of that
+  // loop thread), and a stream of frames then pays it once per read.
   struct recent_actor {
     std::uint64_t id = 0;
     caf::weak_actor_ptr actor;
+    caf::strong_actor_ptr held;
   };
   recent_actor recent_target_;
   recent_actor recent_sender_;

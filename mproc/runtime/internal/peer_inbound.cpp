@@ -230,7 +230,7 @@ void peer::on_send(wire::send_env& e) {
   caf::mailbox_element_ptr element;
   if (!decode_or_answer(e.message, element, e.from, e.to, 0))
     return;
-  if (auto dest = local_target(e.to)) {
+  if (const auto& dest = local_target(e.to)) {
     element->sender = sender_of(e.from);
     dest->enqueue(std::move(element), inline_runner::current());
   }
@@ -244,7 +244,7 @@ void peer::on_request(wire::request_env& e) {
   caf::mailbox_element_ptr element;
   if (!decode_or_answer(e.message, element, e.from, e.to, e.request))
     return;
-  auto dest = local_target(e.to);
+  const auto& dest = local_target(e.to);
   if (!dest) {
     respond_error(e.from, e.to, e.request,
                   make_error(errc::no_such_actor, "actor " + std::to_string(e.to.actor)
