@@ -6,7 +6,6 @@
 
 #include <unistd.h>
 
-#include <atomic>
 #include <cstdlib>
 #include <string>
 
@@ -105,48 +104,30 @@ caf::behavior introducer(caf::stateful_actor<introducer_state>* self) {
   return {[=](caf::get_atom) { return self->state.helper; }};
 }
 
-// Instances of `mortal` alive in this process.
-std::atomic<int> mortals_alive{0};
-
 // Asks its keeper to let it go at its first message.
-class mortal : public caf::event_based_actor {
-public:
-  mortal(caf::actor_config& cfg, caf::actor keeper)
-    : caf::event_based_actor(cfg), keeper_(std::move(keeper)) {
-    ++mortals_alive;
-  }
-  ~mortal() override { --mortals_alive; }
-  caf::behavior make_behavior() override {
-    return {[this](std::int32_t) { send(keeper_, std::string{"forget me"}); }};
-  }
-
-private:
-  caf::actor keeper_;
-};
+caf::behavior mortal(caf::event_based_actor* self, caf::actor keeper) {
+  return {[=](std::int32_t) { self->send(keeper, std::string{"forget me"}); }};
+}
 
 struct keeper_state {
   caf::actor kept;
   caf::actor watcher;
-  int polls = 0;
 };
 
-// Keeps a mortal alive until it asks to be let go, then tells the watcher whether every
-// mortal of this process is gone (within 10 s).
+// Keeps a mortal alive until it asks to be let go, and tells the watcher when it ends: an
+// actor nobody references any more ends as unreachable.
 caf::behavior keeper(caf::stateful_actor<keeper_state>* self) {
+  self->set_down_handler([=](caf::down_msg& down) {
+    self->send(self->state.watcher, caf::to_string(down.reason));
+  });
   return {
     [=](caf::get_atom, caf::actor watcher) {
       self->state.watcher = std::move(watcher);
-      self->state.kept = self->spawn<mortal>(caf::actor_cast<caf::actor>(self));
+      self->state.kept = self->spawn(mortal, caf::actor_cast<caf::actor>(self));
+      self->monitor(self->state.kept);
       return self->state.kept;
     },
-    [=](const std::string&) {  // "forget me", then "poll": nobody here keeps it any more
-      self->state.kept = nullptr;
-      if (mortals_alive == 0 || ++self->state.polls == 1000) {
-        self->send(self->state.watcher, std::string{mortals_alive == 0 ? "gone" : "alive"});
-        return;
-      }
-      self->delayed_send(self, 10ms, std::string{"poll"});
-    },
+    [=](const std::string&) { self->state.kept = nullptr; },  // "forget me"
   };
 }
 
@@ -313,10 +294,10 @@ TEST_CASE("an actor that the last frames reached is destroyed once nobody else k
   auto mortal = node->request<caf::actor>(p.actor(), 5s, caf::get_atom::value,
                                           caf::actor_cast<caf::actor>(watcher));
   caf::anon_send(mortal, std::int32_t{1});  // the last frame to this process for a while
-  std::string word;
-  watcher->receive([&](const std::string& w) { word = w; },
-                   caf::after(15s) >> [] { FAIL("no word from the keeper"); });
-  CHECK(word == "gone");
+  std::string reason;
+  watcher->receive([&](const std::string& r) { reason = r; },
+                   caf::after(10s) >> [] { FAIL("the mortal is still alive"); });
+  CHECK_THAT(reason, Catch::Contains("unreachable"));
   p.terminate();
   CHECK(p.join(5s));
 }
