@@ -285,8 +285,8 @@ TEST_CASE("messages whose sender and target change every time each reach their o
   CHECK(p.join(5s));
 }
 
-// The same memory must not keep an actor alive: a target that the last frames named is let go
-// once they are handled, not when the next frame names another.
+// A peer remembers the last target of its frames; that memory must not keep the actor alive:
+// it lets go once the frames of a read are handled, not when a later frame names another.
 TEST_CASE("an actor that the last frames reached is destroyed once nobody else keeps it") {
   test::scoped_node node;
   auto p = node->spawn_process("keeper", {});
