@@ -153,6 +153,31 @@ TEST_CASE("a fork server killed from outside is started again; its children live
   CHECK(test::zombie_children() == 0);
 }
 
+TEST_CASE("a child whose fork server died before answering is found by its first frame, "
+          "runs, and is reaped") {
+  // Each server kills itself between forking a child and answering: the node learns the
+  // child's pid from nobody but the child.
+  struct fault {
+    fault() { ::setenv("MPROC_FORK_SERVER_FAULT", "die-after-fork", 1); }
+    ~fault() { ::unsetenv("MPROC_FORK_SERVER_FAULT"); }
+  } servers_die_after_fork;
+  {
+    test::scoped_node node{{.start_method = forkserver}};
+    auto first = node->spawn_process("birth_facts", {});
+    auto second = node->spawn_process("birth_facts", {});
+    CHECK(forked(first.pid()));
+    CHECK(forked(second.pid()));
+    CHECK(ppid_of(*node, first) == ::getpid());
+    CHECK(ppid_of(*node, second) == ::getpid());
+    first.kill();
+    second.kill();
+    CHECK(first.join(5s));
+    CHECK(second.join(5s));
+    CHECK(first.exitcode() == -SIGKILL);
+    CHECK(test::zombie_children() == 0);
+  }
+}
+
 TEST_CASE("a stopped fork server holds up neither the node nor a start") {
   test::scoped_node node{{.start_method = forkserver}};
   auto first = node->spawn_process("birth_facts", {});

@@ -77,6 +77,8 @@ public:
   bool buried() const { return dead_; }
   // Answered with a child at least once: worth starting again if it dies.
   bool served() const { return served_; }
+  // A child it forked was found without its answer (it died before answering).
+  void forked_unanswered() { served_ = true; }
   pid_t pid() const { return pid_; }
   // Once buried: why it ended, for the node's log.
   std::string epitaph() const;

@@ -174,9 +174,15 @@ pid_t clone_as_sibling(pid_t* tid_slot) {
 #endif
 }
 
+bool fault_die_after_fork() {
+  const char* fault = std::getenv(proto::fault_env_var);
+  return fault != nullptr && std::strcmp(fault, "die-after-fork") == 0;
+}
+
 [[noreturn]] void serve_requests(pid_t node, pid_t* tid_slot,
                                  const fork_server::child_main& run) noexcept {
   const int control = child_link_fd;
+  const bool die_after_fork = fault_die_after_fork();
   // The kernel forgets a robust-futex list on clone; the child registers the server's
   // (its copy of it is at the same address).
   void* robust = nullptr;
@@ -196,6 +202,8 @@ pid_t clone_as_sibling(pid_t* tid_slot) {
         ::close(control);
         become_child(r, node, run);
       }
+      if (pid > 0 && die_after_fork)
+        ::raise(SIGKILL);
       std::int32_t answer = pid > 0 ? pid : -errno;
       if (!proto::write_all(control, &answer, sizeof answer))
         break;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -136,8 +137,12 @@ private:
   void take_fork_answers();   // the answers there now: children attached
   void after_fork_answers();  // then more requests, or the server's end
   void on_fork_answers();
-  // The server ended or hung: buried, and the starts it had go to exec.
+  // The server ended or hung: buried; the starts it had not taken start again.
   void fork_server_ended();
+  // A start whose answer died with its server: its child, if it was forked, is found by the
+  // pid in its first frame (else it would be a zombie nobody reaps); started again if not.
+  void find_lost_fork(fork_start start);
+  void look_for_lost_fork(std::uint64_t seq, bool timed_out);
   void drop_fork_starts();  // shutdown, after the loop stopped
   // Checks a start may proceed and records the child; false (start_error set) otherwise.
   bool admit(const std::shared_ptr<process_state>& state);
@@ -175,6 +180,14 @@ private:
   std::deque<fork_start> forks_sent_;           // answered in this order
   std::deque<std::shared_ptr<process_state>> forks_waiting_;  // beyond the in-flight bound
   std::uint64_t fork_seq_ = 0;
+  struct lost_fork {
+    fork_start start;
+    pid_t server = 0;         // the one that died
+    std::uint64_t token = 0;  // its link in the loop
+    std::uint64_t timer = 0;
+    bool relaunched = false;  // silent past the answer delay: its start went again
+  };
+  std::map<std::uint64_t, lost_fork> lost_forks_;  // by seq
   std::chrono::steady_clock::time_point fork_server_started_;
   caf::actor_system_config config_;
   // Before system_: destroyed after it (the requester outlives every actor that might ask).
