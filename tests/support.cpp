@@ -10,6 +10,8 @@
 #include <sstream>
 #include <string>
 
+#include <catch2/catch.hpp>
+
 namespace test {
 
 mproc::node make_node(mproc::node_options options) {
@@ -84,6 +86,17 @@ mproc::errc code_of(const std::function<void()>& f) {
     return e.code();
   }
   return mproc::errc::none;
+}
+
+mproc::error error_of(const std::function<void()>& f, std::source_location where) {
+  try {
+    f();
+  } catch (const mproc::error& e) {
+    return e;
+  }
+  FAIL("no mproc::error was thrown by the call at " << where.file_name() << ":"
+                                                     << where.line());
+  return mproc::error{{}, ""};  // not reached: FAIL throws
 }
 
 std::string failure_of(const std::function<void()>& f) {

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <source_location>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,6 +48,11 @@ std::size_t entries(const char* dir);
 
 // The mproc::errc that `f` throws, or errc::none.
 mproc::errc code_of(const std::function<void()>& f);
+// The mproc::error that f throws (a subclass sliced to it); fails the test (Catch FAIL),
+// naming the caller's line, when f returns. Anything else f throws propagates: Catch fails
+// the test with it.
+mproc::error error_of(const std::function<void()>& f,
+                      std::source_location where = std::source_location::current());
 // What f threw (its what()), or "" when it returned.
 std::string failure_of(const std::function<void()>& f);
 

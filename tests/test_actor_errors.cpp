@@ -110,13 +110,9 @@ TEST_CASE("a monitor of a child's actor that threw gets actor_failed, not only t
 TEST_CASE("a message an actor has no handler for is answered with its name and the types") {
   test::scoped_node node{};
   auto p = node->spawn_process("thrower", {});
-  mproc::error failure{{}, ""};
-  try {
+  auto failure = test::error_of([&] {
     node->request<std::int32_t>(p.actor(), 10s, std::string{"seven"});
-    FAIL("the request was answered");
-  } catch (const mproc::error& e) {
-    failure = e;
-  }
+  });
   CHECK(failure.code() == errc::unexpected_message);
   CHECK_THAT(failure.what(), Catch::Contains("actor 'thrower'"));
   CHECK_THAT(failure.what(), Catch::Contains("pid " + std::to_string(p.pid())));

@@ -43,30 +43,18 @@ TEST_CASE("a request to an actor that replies with nothing works as request<void
 
 TEST_CASE("spawning an unknown name or with wrong arguments is an error naming the problem") {
   test::scoped_node node;
-  try {
-    node->spawn("multiplyer", std::int32_t{3});
-    FAIL("spawned");
-  } catch (const mproc::error& e) {
-    CHECK(e.code() == errc::unknown_actor_name);
-    CHECK_THAT(e.what(), Catch::Contains("'multiplyer'") && Catch::Contains("multiplier"));
-  }
-  try {
-    node->spawn("multiplier", std::int64_t{3});
-    FAIL("spawned");
-  } catch (const mproc::error& e) {
-    CHECK(e.code() == errc::bad_arguments);
-    CHECK_THAT(e.what(), Catch::Contains("takes (i32), got (i64)"));
-  }
+  auto unknown = test::error_of([&] { node->spawn("multiplyer", std::int32_t{3}); });
+  CHECK(unknown.code() == errc::unknown_actor_name);
+  CHECK_THAT(unknown.what(), Catch::Contains("'multiplyer'") && Catch::Contains("multiplier"));
+  auto mismatch = test::error_of([&] { node->spawn("multiplier", std::int64_t{3}); });
+  CHECK(mismatch.code() == errc::bad_arguments);
+  CHECK_THAT(mismatch.what(), Catch::Contains("takes (i32), got (i64)"));
 }
 
 TEST_CASE("a request to an invalid handle fails instead of waiting") {
   test::scoped_node node;
-  try {
-    node->request<std::int32_t>(caf::actor{}, 10s, std::int32_t{1});
-    FAIL("answered");
-  } catch (const mproc::error& e) {
-    CHECK(e.code() == errc::no_such_actor);
-  }
+  CHECK(test::code_of([&] { node->request<std::int32_t>(caf::actor{}, 10s, std::int32_t{1}); })
+        == errc::no_such_actor);
 }
 
 TEST_CASE("a process hosts one node at a time, reachable as this_node()") {

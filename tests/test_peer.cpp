@@ -192,13 +192,11 @@ TEST_CASE("a nested user struct crosses to a child and back") {
 TEST_CASE("a message with an unregistered type fails the request, saying how to fix it") {
   test::scoped_node node;
   auto p = node->spawn_process("echo", {});
-  try {
+  auto e = test::error_of([&] {
     node->request_message(p.actor(), caf::make_message(secret{7}), 5s);
-    FAIL("sent");
-  } catch (const mproc::error& e) {
-    CHECK(e.code() == errc::unknown_message_type);
-    CHECK_THAT(e.what(), Catch::Contains("secret") && Catch::Contains("MPROC_MESSAGE"));
-  }
+  });
+  CHECK(e.code() == errc::unknown_message_type);
+  CHECK_THAT(e.what(), Catch::Contains("secret") && Catch::Contains("MPROC_MESSAGE"));
   CHECK(round_trip(*node, p.actor(), std::int32_t{1}) == 1);  // the link is fine
   p.terminate();
   CHECK(p.join(5s));
@@ -222,12 +220,8 @@ TEST_CASE("an actor handed from one child to another is reached through the pare
   a.kill();
   REQUIRE(a.join(5s));
   // b's proxy chain to a is broken now; b's request fails with a's exit status.
-  try {
-    node->request<std::int32_t>(b.actor(), 5s, std::int32_t{1});
-    FAIL("answered");
-  } catch (const mproc::error& e) {
-    CHECK(mproc::exit_code_of(e.reason()) == -9);
-  }
+  auto e = test::error_of([&] { node->request<std::int32_t>(b.actor(), 5s, std::int32_t{1}); });
+  CHECK(mproc::exit_code_of(e.reason()) == -9);
   b.terminate();
   CHECK(b.join(5s));
 }
@@ -306,13 +300,9 @@ TEST_CASE("a reply larger than the receiver's maximum frame comes back as an err
   test::scoped_node node{{.max_frame = 1u << 20}};
   auto p = node->spawn_process("echo", {});
   mproc::bytes big(2u << 20, 'x');
-  try {
-    node->request_message(p.actor(), caf::make_message(big), 5s);
-    FAIL("answered");
-  } catch (const mproc::error& e) {
-    CHECK(e.code() == errc::frame_too_large);
-    CHECK_THAT(e.what(), Catch::Contains("node_options::max_frame"));
-  }
+  auto e = test::error_of([&] { node->request_message(p.actor(), caf::make_message(big), 5s); });
+  CHECK(e.code() == errc::frame_too_large);
+  CHECK_THAT(e.what(), Catch::Contains("node_options::max_frame"));
   CHECK(round_trip(*node, p.actor(), std::int32_t{5}) == 5);
   p.terminate();
   CHECK(p.join(5s));

@@ -238,48 +238,32 @@ TEST_CASE("active_children lists the children still running") {
 TEST_CASE("an unknown actor name fails start, naming the registered ones") {
   test::scoped_node node{};
   mproc::process p{*node, "no_such_actor", {}};
-  try {
-    p.start();
-    FAIL("started");
-  } catch (const mproc::error& e) {
-    CHECK(e.code() == errc::unknown_actor_name);
-    CHECK_THAT(e.what(), Catch::Contains("no_such_actor") && Catch::Contains("who_am_i"));
-  }
+  auto e = test::error_of([&] { p.start(); });
+  CHECK(e.code() == errc::unknown_actor_name);
+  CHECK_THAT(e.what(), Catch::Contains("no_such_actor") && Catch::Contains("who_am_i"));
   CHECK(p.pid() == 0);
   CHECK_THROWS_AS(p.start(), std::logic_error);
 }
 
 TEST_CASE("arguments of the wrong type fail start with the expected signature") {
   test::scoped_node node{};
-  try {
-    node->spawn_process("finisher", {}, std::string{"yes"});
-    FAIL("started");
-  } catch (const mproc::error& e) {
-    CHECK(e.code() == errc::bad_arguments);
-    CHECK_THAT(e.what(), Catch::Contains("takes (bool), got (str)"));
-  }
+  auto e = test::error_of([&] { node->spawn_process("finisher", {}, std::string{"yes"}); });
+  CHECK(e.code() == errc::bad_arguments);
+  CHECK_THAT(e.what(), Catch::Contains("takes (bool), got (str)"));
 }
 
 TEST_CASE("a child that cannot be executed fails start with the reason") {
   test::scoped_node node{{.executable = "/nonexistent/program"}};
-  try {
-    node->spawn_process("who_am_i", {});
-    FAIL("started");
-  } catch (const mproc::error& e) {
-    CHECK(e.code() == errc::spawn_failed);
-    CHECK_THAT(e.what(), Catch::Contains("No such file"));
-  }
+  auto e = test::error_of([&] { node->spawn_process("who_am_i", {}); });
+  CHECK(e.code() == errc::spawn_failed);
+  CHECK_THAT(e.what(), Catch::Contains("No such file"));
 }
 
 TEST_CASE("a program that is not an mproc node fails start instead of hanging") {
   test::scoped_node node{{.executable = "/bin/true"}};
-  try {
-    node->spawn_process("who_am_i", {});
-    FAIL("started");
-  } catch (const mproc::error& e) {
-    CHECK(e.code() == errc::process_exited);
-    CHECK(mproc::exit_code_of(e.reason()) == 0);
-  }
+  auto e = test::error_of([&] { node->spawn_process("who_am_i", {}); });
+  CHECK(e.code() == errc::process_exited);
+  CHECK(mproc::exit_code_of(e.reason()) == 0);
   CHECK(test::zombie_children() == 0);
 }
 

@@ -103,13 +103,9 @@ TEST_CASE("a function that throws ends its process with 1 and says what it threw
 
 TEST_CASE("a function nobody registered is refused before a process starts") {
   test::scoped_node node{};
-  try {
-    node->spawn_process(not_registered, {}, 1);
-    FAIL("started");
-  } catch (const mproc::error& e) {
-    CHECK(e.code() == errc::unknown_actor_name);
-    CHECK_THAT(e.what(), Catch::Contains("MPROC_TASK"));
-  }
+  auto e = test::error_of([&] { node->spawn_process(not_registered, {}, 1); });
+  CHECK(e.code() == errc::unknown_actor_name);
+  CHECK_THAT(e.what(), Catch::Contains("MPROC_TASK"));
   CHECK(node->active_children().empty());
 }
 

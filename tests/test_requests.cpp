@@ -78,13 +78,9 @@ TEST_CASE("a blocking call on the I/O thread is refused instead of deadlocking t
 TEST_CASE("an error reply keeps its category, code and text") {
   test::scoped_node node;
   auto p = node->spawn_process("refuser", {});
-  try {
-    node->request<std::int32_t>(p.actor(), 5s, std::int32_t{1});
-    FAIL("answered");
-  } catch (const mproc::error& e) {
-    CHECK(e.code() == errc::bad_arguments);
-    CHECK_THAT(e.what(), Catch::Contains("no thanks"));
-  }
+  auto e = test::error_of([&] { node->request<std::int32_t>(p.actor(), 5s, std::int32_t{1}); });
+  CHECK(e.code() == errc::bad_arguments);
+  CHECK_THAT(e.what(), Catch::Contains("no thanks"));
   p.terminate();
   CHECK(p.join(5s));
 }
@@ -95,24 +91,16 @@ TEST_CASE("a request to a process that has ended fails at once with its exit sta
   p.kill();
   REQUIRE(p.join(5s));
   auto start = std::chrono::steady_clock::now();
-  try {
-    node->request<std::int32_t>(p.actor(), 5s, std::int32_t{1});
-    FAIL("answered");
-  } catch (const mproc::error& e) {
-    CHECK(mproc::exit_code_of(e.reason()) == -9);
-  }
+  auto e = test::error_of([&] { node->request<std::int32_t>(p.actor(), 5s, std::int32_t{1}); });
+  CHECK(mproc::exit_code_of(e.reason()) == -9);
   CHECK(std::chrono::steady_clock::now() - start < 1s);
 }
 
 TEST_CASE("a blocking request times out with errc::timeout, and the link stays usable") {
   test::scoped_node node;
   auto p = node->spawn_process("silent", {});
-  try {
-    node->request<std::int32_t>(p.actor(), 100ms, std::int32_t{1});
-    FAIL("answered");
-  } catch (const mproc::error& e) {
-    CHECK(e.code() == errc::timeout);
-  }
+  CHECK(test::code_of([&] { node->request<std::int32_t>(p.actor(), 100ms, std::int32_t{1}); })
+        == errc::timeout);
   CHECK(p.is_alive());
   p.terminate();
   CHECK(p.join(5s));
@@ -181,13 +169,9 @@ TEST_CASE("a caller asleep for its reply is woken by it, not by its timeout") {
 TEST_CASE("request<R> with a reply of another type is bad_message") {
   test::scoped_node node;
   auto p = node->spawn_process("echo", {});
-  try {
-    node->request<std::string>(p.actor(), 5s, std::int32_t{1});
-    FAIL("answered");
-  } catch (const mproc::error& e) {
-    CHECK(e.code() == errc::bad_message);
-    CHECK_THAT(e.what(), Catch::Contains("(i32)"));
-  }
+  auto e = test::error_of([&] { node->request<std::string>(p.actor(), 5s, std::int32_t{1}); });
+  CHECK(e.code() == errc::bad_message);
+  CHECK_THAT(e.what(), Catch::Contains("(i32)"));
   p.terminate();
   CHECK(p.join(5s));
 }

@@ -205,12 +205,8 @@ TEST_CASE("a reference by id follows restarts; while down, requests fail with no
   auto ref = sup.child("w");
   auto pid = node->request<std::int32_t>(ref, 5s, caf::get_atom::value);
   sup.terminate_child("w");
-  try {
-    node->request<std::int32_t>(ref, 5s, caf::get_atom::value);
-    FAIL("answered while stopped");
-  } catch (const mproc::error& e) {
-    CHECK(e.code() == errc::not_running);
-  }
+  CHECK(test::code_of([&] { node->request<std::int32_t>(ref, 5s, caf::get_atom::value); })
+        == errc::not_running);
   CHECK(states(sup)["w"] == "stopped");
   sup.restart_child("w");
   auto again = node->request<std::int32_t>(ref, 5s, caf::get_atom::value);
@@ -267,13 +263,11 @@ TEST_CASE("an in-process child is restarted like a process child") {
 
 TEST_CASE("a child that cannot start fails the supervisor's start, stopping the others") {
   test::scoped_node node;
-  try {
+  auto start = [&] {
     mproc::supervisor sup{*node, {},
                           {{.id = "ok", .actor = "sworker"}, {.id = "bad", .actor = "nobody"}}};
-    FAIL("started");
-  } catch (const mproc::error& e) {
-    CHECK(e.code() == errc::unknown_actor_name);
-  }
+  };
+  CHECK(test::code_of(start) == errc::unknown_actor_name);
   CHECK(test::eventually(2000ms, [&] { return node->active_children().empty(); }));
   CHECK(test::zombie_children() == 0);
 }
