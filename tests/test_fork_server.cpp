@@ -87,6 +87,15 @@ pid_t other_child(std::initializer_list<pid_t> known) {
   return 0;
 }
 
+// For its lifetime, the fork servers the nodes start fail as `fault` says
+// (fork_server_protocol.hpp).
+struct server_fault {
+  explicit server_fault(const char* fault) { ::setenv("MPROC_FORK_SERVER_FAULT", fault, 1); }
+  ~server_fault() { ::unsetenv("MPROC_FORK_SERVER_FAULT"); }
+  server_fault(const server_fault&) = delete;
+  server_fault& operator=(const server_fault&) = delete;
+};
+
 } // namespace
 
 MPROC_ACTOR(birth_facts);
@@ -153,14 +162,37 @@ TEST_CASE("a fork server killed from outside is started again; its children live
   CHECK(test::zombie_children() == 0);
 }
 
+TEST_CASE("a fork server killed before its first child is started again") {
+  test::scoped_node node{{.start_method = forkserver}};
+  pid_t server = 0;
+  REQUIRE(test::eventually(5000ms, [&] { return (server = other_child({})) != 0; }));
+  REQUIRE(::kill(server, SIGKILL) == 0);
+  auto p = node->spawn_process("birth_facts", {});
+  CHECK(forked(p.pid()));
+  CHECK(ppid_of(*node, p) == ::getpid());
+  CHECK_FALSE(test::running(server));
+  p.kill();
+  CHECK(p.join(5s));
+  CHECK(test::zombie_children() == 0);
+}
+
+TEST_CASE("fork servers that die before every fork do not hold a start up: after three, "
+          "children start by exec") {
+  server_fault servers_die{"die-before-fork"};
+  test::scoped_node node{{.start_method = forkserver}};
+  auto p = node->spawn_process("birth_facts", {});
+  CHECK_FALSE(forked(p.pid()));
+  CHECK(ppid_of(*node, p) == ::getpid());
+  p.kill();
+  CHECK(p.join(5s));
+  CHECK(test::zombie_children() == 0);
+}
+
 TEST_CASE("a child whose fork server died before answering is found by its first frame, "
           "runs, and is reaped") {
   // Each server kills itself between forking a child and answering: the node learns the
   // child's pid from nobody but the child.
-  struct fault {
-    fault() { ::setenv("MPROC_FORK_SERVER_FAULT", "die-after-fork", 1); }
-    ~fault() { ::unsetenv("MPROC_FORK_SERVER_FAULT"); }
-  } servers_die_after_fork;
+  server_fault servers_die{"die-after-fork"};
   {
     test::scoped_node node{{.start_method = forkserver}};
     auto first = node->spawn_process("birth_facts", {});

@@ -200,10 +200,14 @@ std::optional<int> fork_server::answer() {
   return value;
 }
 
+bool fork_server::refused() const {
+  return dead_ && !hung_ && WIFEXITED(status_) && WEXITSTATUS(status_) == refused_exit_code;
+}
+
 std::string fork_server::epitaph() const {
   if (hung_)
     return "it stopped answering and was killed";
-  if (WIFEXITED(status_) && WEXITSTATUS(status_) == refused_exit_code)
+  if (refused())
     return "it refused to serve: the program runs threads before it creates its node";
   if (WIFSIGNALED(status_))
     return std::string{"killed by SIG"} + sigabbrev_np(WTERMSIG(status_));

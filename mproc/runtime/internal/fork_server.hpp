@@ -80,6 +80,8 @@ public:
   // A child it forked was found without its answer (it died before answering).
   void forked_unanswered() { served_ = true; }
   pid_t pid() const { return pid_; }
+  // Once buried: it exited because it cannot serve in this program (refused_exit_code).
+  bool refused() const;
   // Once buried: why it ended, for the node's log.
   std::string epitaph() const;
 

@@ -174,15 +174,16 @@ pid_t clone_as_sibling(pid_t* tid_slot) {
 #endif
 }
 
-bool fault_die_after_fork() {
+bool fault_is(const char* name) {
   const char* fault = std::getenv(proto::fault_env_var);
-  return fault != nullptr && std::strcmp(fault, "die-after-fork") == 0;
+  return fault != nullptr && std::strcmp(fault, name) == 0;
 }
 
 [[noreturn]] void serve_requests(pid_t node, pid_t* tid_slot,
                                  const fork_server::child_main& run) noexcept {
   const int control = child_link_fd;
-  const bool die_after_fork = fault_die_after_fork();
+  const bool die_before_fork = fault_is("die-before-fork");
+  const bool die_after_fork = fault_is("die-after-fork");
   // The kernel forgets a robust-futex list on clone; the child registers the server's
   // (its copy of it is at the same address).
   void* robust = nullptr;
@@ -196,6 +197,8 @@ bool fault_die_after_fork() {
       request r;
       if (!receive(control, r))
         break;  // the node closed the control socket (it ended) or broke the protocol
+      if (die_before_fork)
+        ::raise(SIGKILL);
       pid_t pid = clone_as_sibling(tid_slot);
       if (pid == 0) {
         ::syscall(SYS_set_robust_list, robust, robust_size);

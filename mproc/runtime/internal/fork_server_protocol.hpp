@@ -17,9 +17,10 @@ inline constexpr const char* flag = "--mproc-forkserver";
 // Also in the server's environment (the node's pid): a program that constructs its node with
 // an argv of its own still becomes the server.
 inline constexpr const char* env_var = "MPROC_FORK_SERVER_OF";
-// A fault for tests, read by the server when it starts: "die-after-fork" makes it kill itself
+// Faults for tests, read by the server when it starts: "die-after-fork" makes it kill itself
 // between forking a child and answering, the moment the node cannot learn the child's pid
-// from it (node_forks.cpp finds such a child by its first frame).
+// from it (node_forks.cpp finds such a child by its first frame); "die-before-fork" as soon
+// as a request comes (a server that can never serve).
 inline constexpr const char* fault_env_var = "MPROC_FORK_SERVER_FAULT";
 inline constexpr std::uint32_t max_request = 16u << 20;
 inline constexpr std::size_t max_fds = 4;  // the link and descriptors 0, 1, 2

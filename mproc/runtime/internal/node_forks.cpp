@@ -95,13 +95,22 @@ bool node_impl::start_fork_server() {
   return true;
 }
 
+bool node_impl::fork_server_worth_restarting() const {
+  if (fork_server_->served())
+    return true;
+  // Killed before its first child, from outside as any process may be: worth another one.
+  // One that refused (the program runs threads before its node), or one after another that
+  // died without forking anything, is not: children start by exec from then on.
+  return !fork_server_->refused() && unserved_fork_servers_ < max_unserved_fork_servers;
+}
+
 bool node_impl::fork_later(const std::shared_ptr<process_state>& state) {
   if (!uses_fork_server())
     return false;
-  // Started lazily in a child node, and again when it died after serving (killed from
-  // outside); left dead when it never served (it cannot, in this program).
+  // Started lazily in a child node, and again when it died (killed from outside) unless it
+  // cannot serve in this program.
   bool gone = fork_server_ && fork_server_->ended();
-  if ((!fork_server_ || (gone && fork_server_->served())) && !start_fork_server())
+  if ((!fork_server_ || (gone && fork_server_worth_restarting())) && !start_fork_server())
     return false;
   if (fork_server_->ended())
     return false;
@@ -193,13 +202,14 @@ void node_impl::fork_server_ended() {
   loop_.remove(fork_token_, fork_server_->control_fd());
   fork_token_ = 0;
   fork_server_->bury();
+  unserved_fork_servers_ = fork_server_->served() ? 0 : unserved_fork_servers_ + 1;
   auto unanswered = std::move(forks_sent_);
   forks_sent_.clear();
   log::warn("the fork server (pid ", fork_server_->pid(), ") is gone: ",
             fork_server_->epitaph(), "; ",
-            fork_server_->served() ? "it is started again for the next process"
-            : unanswered.empty()   ? "processes start by exec"
-                                   : "the children it may have forked are looked for");
+            fork_server_worth_restarting() ? "it is started again for the next process"
+            : unanswered.empty()           ? "processes start by exec"
+                                           : "the children it may have forked are looked for");
   auto waiting = std::move(forks_waiting_);
   forks_waiting_.clear();
   for (auto& start : unanswered)
@@ -248,8 +258,10 @@ void node_impl::look_for_lost_fork(std::uint64_t seq, bool timed_out) {
   loop_.cancel(done.timer);
   lost_forks_.erase(it);
   bool found = first.kind == first_frame::hello && is_our_child(first.pid);
-  if (found && fork_server_ && fork_server_->pid() == done.server)
+  if (found && fork_server_ && fork_server_->pid() == done.server) {
     fork_server_->forked_unanswered();  // so it is started again for the next process
+    unserved_fork_servers_ = 0;
+  }
   if (found && !done.relaunched) {
     log::warn("the fork server died before answering; ", done.start.state->name, " (pid ",
               first.pid, ") was found by its first frame");

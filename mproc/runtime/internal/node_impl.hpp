@@ -129,6 +129,8 @@ private:
   bool uses_fork_server() const;
   // (Re)starts the server; false, logged, when it cannot start.
   bool start_fork_server();
+  // A dead server: is another one worth starting?
+  bool fork_server_worth_restarting() const;
   // Hands the start to the server; false when there is none (the caller execs).
   bool fork_later(const std::shared_ptr<process_state>& state);
   void send_fork_requests();
@@ -180,6 +182,9 @@ private:
   std::deque<fork_start> forks_sent_;           // answered in this order
   std::deque<std::shared_ptr<process_state>> forks_waiting_;  // beyond the in-flight bound
   std::uint64_t fork_seq_ = 0;
+  // Servers in a row that died before forking a child; at this many, children start by exec.
+  static constexpr int max_unserved_fork_servers = 3;
+  int unserved_fork_servers_ = 0;
   struct lost_fork {
     fork_start start;
     pid_t server = 0;         // the one that died
