@@ -71,6 +71,7 @@ public:
   bool ended() const { return ended_ || dead_; }
   // Declares the server hung (it did not answer in time): bury() kills it.
   void hang() { ended_ = hung_ = true; }
+  bool hung() const { return hung_; }
   // Closes the control socket (remove it from the loop first), kills the server unless it
   // is ending by itself, and reaps it. Idempotent; the destructor does it.
   void bury();

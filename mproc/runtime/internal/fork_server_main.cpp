@@ -211,7 +211,7 @@ bool fault_is(const char* name) {
       if (!proto::write_all(control, &answer, sizeof answer))
         break;
     }
-  } catch (...) {  // out of memory: the node starts its children by exec from now on
+  } catch (...) {  // out of memory: the node starts another, or by exec (node_forks.cpp)
   }
   ::_exit(0);
 }

@@ -99,9 +99,12 @@ bool node_impl::fork_server_worth_restarting() const {
   if (fork_server_->served())
     return true;
   // Killed before its first child, from outside as any process may be: worth another one.
-  // One that refused (the program runs threads before its node), or one after another that
-  // died without forking anything, is not: children start by exec from then on.
-  return !fork_server_->refused() && unserved_fork_servers_ < max_unserved_fork_servers;
+  // Not one that refused (it cannot serve in this program), nor one still in the program's
+  // main() when it was declared hung (another would wait as long), nor one after a run of
+  // servers that died with requests in flight and forked nothing.
+  if (fork_server_->refused() || (fork_server_->hung() && !fork_server_->ready()))
+    return false;
+  return unserved_fork_servers_ < max_unserved_fork_servers;
 }
 
 bool node_impl::fork_later(const std::shared_ptr<process_state>& state) {
@@ -202,20 +205,25 @@ void node_impl::fork_server_ended() {
   loop_.remove(fork_token_, fork_server_->control_fd());
   fork_token_ = 0;
   fork_server_->bury();
-  unserved_fork_servers_ = fork_server_->served() ? 0 : unserved_fork_servers_ + 1;
   auto unanswered = std::move(forks_sent_);
   forks_sent_.clear();
+  // Counted only with requests in flight: one killed while idle says nothing of whether it
+  // can serve.
+  if (fork_server_->served())
+    unserved_fork_servers_ = 0;
+  else if (!unanswered.empty())
+    ++unserved_fork_servers_;
   log::warn("the fork server (pid ", fork_server_->pid(), ") is gone: ",
             fork_server_->epitaph(), "; ",
             fork_server_worth_restarting() ? "it is started again for the next process"
-            : unanswered.empty()           ? "processes start by exec"
-                                           : "the children it may have forked are looked for");
+                                           : "processes start by exec",
+            unanswered.empty() ? "" : "; the children it may have forked are looked for");
   auto waiting = std::move(forks_waiting_);
   forks_waiting_.clear();
   for (auto& start : unanswered)
     find_lost_fork(std::move(start));
   for (auto& state : waiting)
-    launch(state);  // a new server, if this one had served; else exec
+    launch(state);  // a new server if it is worth one; else exec
 }
 
 void node_impl::find_lost_fork(fork_start start) {
@@ -258,9 +266,10 @@ void node_impl::look_for_lost_fork(std::uint64_t seq, bool timed_out) {
   loop_.cancel(done.timer);
   lost_forks_.erase(it);
   bool found = first.kind == first_frame::hello && is_our_child(first.pid);
-  if (found && fork_server_ && fork_server_->pid() == done.server) {
-    fork_server_->forked_unanswered();  // so it is started again for the next process
+  if (found) {
     unserved_fork_servers_ = 0;
+    if (fork_server_ && fork_server_->pid() == done.server)
+      fork_server_->forked_unanswered();  // so it is started again for the next process
   }
   if (found && !done.relaunched) {
     log::warn("the fork server died before answering; ", done.start.state->name, " (pid ",

@@ -182,7 +182,8 @@ private:
   std::deque<fork_start> forks_sent_;           // answered in this order
   std::deque<std::shared_ptr<process_state>> forks_waiting_;  // beyond the in-flight bound
   std::uint64_t fork_seq_ = 0;
-  // Servers in a row that died before forking a child; at this many, children start by exec.
+  // Servers in a row that died with requests in flight and forked no child; at this many,
+  // children start by exec.
   static constexpr int max_unserved_fork_servers = 3;
   int unserved_fork_servers_ = 0;
   struct lost_fork {
