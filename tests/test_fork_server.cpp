@@ -87,6 +87,18 @@ pid_t other_child(std::initializer_list<pid_t> known) {
   return 0;
 }
 
+// Kills the children and checks each ended by SIGKILL and was reaped, and no child of this
+// process is left a zombie (the fork servers included).
+void kill_and_reap(std::initializer_list<mproc::process*> children) {
+  for (auto* p : children)
+    p->kill();
+  for (auto* p : children) {
+    CHECK(p->join(5s));
+    CHECK(p->exitcode() == -SIGKILL);
+  }
+  CHECK(test::zombie_children() == 0);
+}
+
 // For its lifetime, the fork servers the nodes start fail as `fault` says
 // (fork_server_protocol.hpp).
 struct server_fault {
@@ -155,11 +167,7 @@ TEST_CASE("a fork server killed from outside is started again; its children live
   CHECK(successor != 0);
   CHECK(successor != server);
   CHECK_FALSE(test::running(server));
-  first.kill();
-  second.kill();
-  CHECK(first.join(5s));
-  CHECK(second.join(5s));
-  CHECK(test::zombie_children() == 0);
+  kill_and_reap({&first, &second});
 }
 
 TEST_CASE("a fork server killed before its first child is started again") {
@@ -171,9 +179,7 @@ TEST_CASE("a fork server killed before its first child is started again") {
   CHECK(forked(p.pid()));
   CHECK(ppid_of(*node, p) == ::getpid());
   CHECK_FALSE(test::running(server));
-  p.kill();
-  CHECK(p.join(5s));
-  CHECK(test::zombie_children() == 0);
+  kill_and_reap({&p});
 }
 
 TEST_CASE("fork servers that die before every fork do not hold a start up: after three, "
@@ -183,9 +189,7 @@ TEST_CASE("fork servers that die before every fork do not hold a start up: after
   auto p = node->spawn_process("birth_facts", {});
   CHECK_FALSE(forked(p.pid()));
   CHECK(ppid_of(*node, p) == ::getpid());
-  p.kill();
-  CHECK(p.join(5s));
-  CHECK(test::zombie_children() == 0);
+  kill_and_reap({&p});
 }
 
 TEST_CASE("a child whose fork server died before answering is found by its first frame, "
@@ -193,21 +197,14 @@ TEST_CASE("a child whose fork server died before answering is found by its first
   // Each server kills itself between forking a child and answering: the node learns the
   // child's pid from nobody but the child.
   server_fault servers_die{"die-after-fork"};
-  {
-    test::scoped_node node{{.start_method = forkserver}};
-    auto first = node->spawn_process("birth_facts", {});
-    auto second = node->spawn_process("birth_facts", {});
-    CHECK(forked(first.pid()));
-    CHECK(forked(second.pid()));
-    CHECK(ppid_of(*node, first) == ::getpid());
-    CHECK(ppid_of(*node, second) == ::getpid());
-    first.kill();
-    second.kill();
-    CHECK(first.join(5s));
-    CHECK(second.join(5s));
-    CHECK(first.exitcode() == -SIGKILL);
-    CHECK(test::zombie_children() == 0);
-  }
+  test::scoped_node node{{.start_method = forkserver}};
+  auto first = node->spawn_process("birth_facts", {});
+  auto second = node->spawn_process("birth_facts", {});
+  CHECK(forked(first.pid()));
+  CHECK(forked(second.pid()));
+  CHECK(ppid_of(*node, first) == ::getpid());
+  CHECK(ppid_of(*node, second) == ::getpid());
+  kill_and_reap({&first, &second});
 }
 
 TEST_CASE("a stopped fork server holds up neither the node nor a start") {

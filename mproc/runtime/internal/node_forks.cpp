@@ -238,6 +238,7 @@ void node_impl::find_lost_fork(fork_start start) {
     lost.token = loop_.add(fd, EPOLLIN | EPOLLRDHUP | EPOLLET,
                            [this, seq](std::uint32_t) { look_for_lost_fork(seq, false); });
   } catch (const std::system_error& e) {
+    log::warn("cannot watch the link of ", lost.start.state->name, ": ", e.what());
     auto state = lost.start.state;
     lost_forks_.erase(seq);
     ::close(fd);
