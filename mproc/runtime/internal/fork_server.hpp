@@ -78,8 +78,6 @@ public:
   bool buried() const { return dead_; }
   // Answered with a child at least once: worth starting again if it dies.
   bool served() const { return served_; }
-  // A child it forked was found without its answer (it died before answering).
-  void forked_unanswered() { served_ = true; }
   pid_t pid() const { return pid_; }
   // Once buried: it exited because it cannot serve in this program (refused_exit_code).
   bool refused() const;

@@ -231,7 +231,6 @@ void node_impl::find_lost_fork(fork_start start) {
   int fd = start.link_fd;
   auto& lost = lost_forks_[seq];
   lost.start = std::move(start);
-  lost.server = fork_server_->pid();
   try {
     // Edge-triggered: a first frame that has only partly come is looked at again when more
     // comes, not at every turn.
@@ -267,11 +266,8 @@ void node_impl::look_for_lost_fork(std::uint64_t seq, bool timed_out) {
   loop_.cancel(done.timer);
   lost_forks_.erase(it);
   bool found = first.kind == first_frame::hello && is_our_child(first.pid);
-  if (found) {
-    unserved_fork_servers_ = 0;
-    if (fork_server_ && fork_server_->pid() == done.server)
-      fork_server_->forked_unanswered();  // so it is started again for the next process
-  }
+  if (found)
+    unserved_fork_servers_ = 0;  // servers can fork here: the next dead one is replaced
   if (found && !done.relaunched) {
     log::warn("the fork server died before answering; ", done.start.state->name, " (pid ",
               first.pid, ") was found by its first frame");

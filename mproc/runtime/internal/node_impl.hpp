@@ -188,7 +188,6 @@ private:
   int unserved_fork_servers_ = 0;
   struct lost_fork {
     fork_start start;
-    pid_t server = 0;         // the one that died
     std::uint64_t token = 0;  // its link in the loop
     std::uint64_t timer = 0;
     bool relaunched = false;  // silent past the answer delay: its start went again
