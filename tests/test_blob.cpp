@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include <caf/event_based_actor.hpp>
 
@@ -34,6 +36,22 @@ mproc::blob pattern(std::size_t size) {
   for (std::size_t i = 0; i < size; ++i)
     w.data()[i] = static_cast<char>(i * 7 + i / 4096);
   return std::move(w).finish();
+}
+
+// KiB of blob memory (memfd mappings) this process has mapped in: its page table entries.
+std::size_t blob_kib_mapped_in() {
+  std::ifstream smaps{"/proc/self/smaps"};
+  std::string line;
+  bool in_blob = false;
+  std::size_t kib = 0;
+  while (std::getline(smaps, line)) {
+    auto range = line.substr(0, line.find(' '));
+    if (range.find_first_not_of("0123456789abcdef-") == std::string::npos)
+      in_blob = line.find("mproc-blob") != std::string::npos;  // a mapping's first line
+    else if (in_blob && line.rfind("Rss:", 0) == 0)
+      kib += std::stoul(line.substr(4));
+  }
+  return kib;
 }
 
 // Answers a blob with [its digest, whether it arrived in shared memory]; "echo" sends it back.
@@ -152,6 +170,25 @@ TEST_CASE("a blob without descriptors travels inside the frame") {
   mproc::blob out;
   REQUIRE(mproc::wire::codec<mproc::blob>::decode(handle.get(), out, st));
   CHECK(out == b);
+}
+
+TEST_CASE("a blob received as a descriptor is mapped in at its first read, all at once") {
+  auto b = pattern(std::size_t{1} << 20);
+  std::vector<int> fds;
+  mproc::wire::codec_state st;
+  st.descriptors = &fds;
+  mproc::wire::buffer buf;
+  mproc::wire::packer pk{buf};
+  mproc::wire::codec<mproc::blob>::encode(pk, b, st);
+  REQUIRE(fds.size() == 1);
+  auto handle = msgpack::unpack(buf.data(), buf.size());
+  mproc::blob out;
+  REQUIRE(mproc::wire::codec<mproc::blob>::decode(handle.get(), out, st));
+  // Received (on the I/O loop) costs no page of it: a receiver may only send it on.
+  CHECK(blob_kib_mapped_in() == 0);
+  CHECK(out.data()[4096 * 100] == b.data()[4096 * 100]);
+  // One byte read, the whole blob mapped in (the sender's mapping, read above, too).
+  CHECK(blob_kib_mapped_in() == 2 * 1024);
 }
 
 TEST_CASE("a descriptor that is not a sealed blob is refused and closed") {
