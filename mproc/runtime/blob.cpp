@@ -87,12 +87,16 @@ public:
   // The bytes, their mapping populated at the first call: one system call instead of a
   // fault every few pages as the reader goes, which on a VM where faults are dear cost
   // more than the copy a blob saves (bench's child reading 1 MiB blobs: 1.77-1.88 ->
-  // 2.59-2.64 GB/s populated; 64 MiB: 2.0-2.2 -> 3.2-3.4 GB/s). Two first readers at once
-  // both populate, which is harmless. Beyond populate_max, a blob is more likely data of
-  // which each reader reads a part, and is faulted in as read.
+  // 2.59-2.64 GB/s populated as mapped; 64 MiB: 2.0-2.2 -> 3.2-3.4 GB/s populated at the
+  // first read). The call costs time in proportion to the size, even for a reader that reads
+  // little: beyond populate_max a blob is more likely data of which each reader reads a
+  // part, and is faulted in as read. Two first readers at once both populate, which is
+  // harmless.
   const char* readable() const {
     if (mapped_ && size_ <= populate_max && !populated_.load(std::memory_order_relaxed)) {
+#ifdef MADV_POPULATE_READ
       ::madvise(data_, size_, MADV_POPULATE_READ);  // if refused (before Linux 5.14): faults
+#endif
       populated_.store(true, std::memory_order_relaxed);
     }
     return data_;
