@@ -192,10 +192,10 @@ TEST_CASE("fork servers that die before every fork do not hold a start up: after
   kill_and_reap({&p});
 }
 
-TEST_CASE("a child whose fork server died before answering is found by its first frame, "
-          "runs, and is reaped") {
+TEST_CASE("a child whose fork server died before answering is taken on, runs, and is "
+          "reaped") {
   // Each server kills itself between forking a child and answering: the node learns the
-  // child's pid from nobody but the child.
+  // child's pid from what the kernel wrote as it forked.
   server_fault servers_die{"die-after-fork"};
   test::scoped_node node{{.start_method = forkserver}};
   auto first = node->spawn_process("birth_facts", {});
@@ -205,6 +205,17 @@ TEST_CASE("a child whose fork server died before answering is found by its first
   CHECK(ppid_of(*node, first) == ::getpid());
   CHECK(ppid_of(*node, second) == ::getpid());
   kill_and_reap({&first, &second});
+}
+
+TEST_CASE("a child killed with its fork server before either spoke is reaped, and its start "
+          "fails") {
+  // The server kills the child it forked, then itself: nobody says the child's pid, and the
+  // child never speaks. Started again instead, its zombie would stay until the node ends.
+  server_fault both_die{"kill-child-and-die-after-fork"};
+  test::scoped_node node{{.start_method = forkserver}};
+  auto e = test::error_of([&] { node->spawn_process("birth_facts", {}); });
+  CHECK(mproc::exit_code_of(e.reason()) == -SIGKILL);
+  CHECK(test::zombie_children() == 0);
 }
 
 TEST_CASE("a stopped fork server holds up neither the node nor a start") {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -83,14 +84,17 @@ bool is_open(int fd) {
 }
 
 // The request's fields (fork_server_protocol.hpp) and the descriptors that go with it.
-std::string encode_request(const std::string& name, std::vector<int>& fds) {
+std::string encode_request(const std::string& name, std::size_t slot, int births,
+                           std::vector<int>& fds) {
   std::string stdio;
   for (int fd = 0; fd <= 2; ++fd)
     if (is_open(fd)) {
       stdio += static_cast<char>('0' + fd);
       fds.push_back(fd);
     }
-  std::string blob = name + '\0' + stdio + '\0' + current_directory() + '\0';
+  fds.push_back(births);
+  std::string blob = name + '\0' + stdio + '\0' + current_directory() + '\0'
+                     + std::to_string(slot) + '\0';
   for (char** e = environ; *e != nullptr; ++e) {
     blob += *e;
     blob += '\0';
@@ -117,7 +121,28 @@ bool send_request(int control, const std::string& blob, const std::vector<int>& 
 
 } // namespace
 
+fork_server::birth_register::birth_register() {
+  constexpr auto size = proto::register_slots * sizeof(pid_t);
+  fd = ::memfd_create("mproc-births", MFD_CLOEXEC);
+  void* p = MAP_FAILED;
+  if (fd >= 0 && ::ftruncate(fd, size) == 0)
+    p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    int err = errno;
+    if (fd >= 0)
+      ::close(fd);
+    throw_errno(err, "cannot make the fork server's birth register");
+  }
+  slots = static_cast<pid_t*>(p);
+}
+
+fork_server::birth_register::~birth_register() {
+  ::munmap(slots, proto::register_slots * sizeof(pid_t));
+  ::close(fd);
+}
+
 std::unique_ptr<fork_server> fork_server::start(const std::string& executable) {
+  auto births = std::make_unique<birth_register>();
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
     throw_errno(errno, "socketpair");
@@ -146,7 +171,7 @@ std::unique_ptr<fork_server> fork_server::start(const std::string& executable) {
   // Our unreaped child, so its pid is ours until we reap it; the pidfd signals it all the
   // same should something else reap it first (SIGCHLD ignored).
   int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  return std::unique_ptr<fork_server>{new fork_server{pid, pidfd, fds[0]}};
+  return std::unique_ptr<fork_server>{new fork_server{pid, pidfd, fds[0], std::move(births)}};
 }
 
 fork_server::~fork_server() {
@@ -155,14 +180,16 @@ fork_server::~fork_server() {
     ::close(pidfd_);
 }
 
-int fork_server::request(const std::string& name) {
+fork_server::sent fork_server::request(const std::string& name) {
   if (ended())
     throw_errno(ESRCH, "the fork server (pid " + std::to_string(pid_) + ") is gone");
   int link[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, link) != 0)
     throw_errno(errno, "socketpair");
+  auto slot = next_slot_++ % proto::register_slots;
+  __atomic_store_n(&births_->slots[slot], 0, __ATOMIC_RELAXED);  // what an earlier one left
   std::vector<int> fds{link[1]};
-  auto blob = encode_request(name, fds);
+  auto blob = encode_request(name, slot, births_->fd, fds);
   bool sent = send_request(control_, blob, fds);
   int err = errno;
   ::close(link[1]);
@@ -172,7 +199,12 @@ int fork_server::request(const std::string& name) {
     hung_ = err == EAGAIN;  // it stopped reading for a second
     throw_errno(err, "the fork server (pid " + std::to_string(pid_) + ") took no request");
   }
-  return link[0];
+  return {link[0], slot};
+}
+
+std::optional<pid_t> fork_server::forked(std::size_t slot) const {
+  auto pid = __atomic_load_n(&births_->slots[slot], __ATOMIC_RELAXED);
+  return pid > 0 ? std::optional<pid_t>{pid} : std::nullopt;
 }
 
 std::optional<int> fork_server::answer() {

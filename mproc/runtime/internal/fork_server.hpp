@@ -20,6 +20,7 @@
 // and answers read when the I/O loop sees them.
 #pragma once
 
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -55,9 +56,14 @@ public:
   fork_server& operator=(const fork_server&) = delete;
 
   // Asks for a child named `name`, with this process's current environment, working
-  // directory and standard descriptors; returns the node's end of the child's link. The
-  // answer comes later (answer()). Throws std::system_error; then ended().
-  int request(const std::string& name);
+  // directory and standard descriptors; returns the node's end of the child's link and the
+  // request's slot in the birth register. The answer comes later (answer()). Throws
+  // std::system_error; then ended().
+  struct sent {
+    int link_fd;
+    std::size_t slot;
+  };
+  sent request(const std::string& name);
   // Readable when an answer (or the server's end) is there: watch it in the loop.
   int control_fd() const { return control_; }
   // The next answer: a child's pid, or -errno; nullopt when none is there yet, or when the
@@ -76,6 +82,10 @@ public:
   // is ending by itself, and reaps it. Idempotent; the destructor does it.
   void bury();
   bool buried() const { return dead_; }
+  // The child forked for the request in `slot`, once the server is buried: the kernel
+  // wrote its pid into the register as it forked, so a server that died before it could
+  // answer has told it all the same. Nullopt: it forked none.
+  std::optional<pid_t> forked(std::size_t slot) const;
   // Answered with a child at least once: worth starting again if it dies.
   bool served() const { return served_; }
   pid_t pid() const { return pid_; }
@@ -85,7 +95,18 @@ public:
   std::string epitaph() const;
 
 private:
-  fork_server(pid_t pid, int pidfd, int control) : pid_(pid), pidfd_(pidfd), control_(control) {}
+  // Pids shared with the server (fork_server_protocol.hpp), one slot per request in flight.
+  struct birth_register {
+    birth_register();  // throws std::system_error
+    ~birth_register();
+    birth_register(const birth_register&) = delete;
+    birth_register& operator=(const birth_register&) = delete;
+    int fd = -1;
+    pid_t* slots = nullptr;
+  };
+
+  fork_server(pid_t pid, int pidfd, int control, std::unique_ptr<birth_register> births)
+    : pid_(pid), pidfd_(pidfd), control_(control), births_(std::move(births)) {}
 
   pid_t pid_;
   int pidfd_;
@@ -96,6 +117,8 @@ private:
   bool served_ = false;
   bool hung_ = false;
   int status_ = 0;  // waitpid's, once dead
+  std::unique_ptr<birth_register> births_;
+  std::size_t next_slot_ = 0;
 };
 
 } // namespace mproc::detail

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -17,6 +18,7 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mproc/runtime/internal/fd_passing.hpp"
@@ -60,12 +62,16 @@ pid_t* thread_id_slot() {
 
 struct request {
   std::vector<int> fds;  // the link, then the standard descriptors named in the request
+  int births = -1;       // the birth register
+  std::size_t slot = 0;  // this request's slot in it
   std::string blob;
   std::vector<char*> fields;  // into blob
 
   ~request() {
     for (int fd : fds)
       ::close(fd);
+    if (births >= 0)
+      ::close(births);
   }
 };
 
@@ -94,8 +100,25 @@ bool receive(int control, request& r) {
     return false;
   for (std::size_t at = 0; at < r.blob.size(); at += std::strlen(&r.blob[at]) + 1)
     r.fields.push_back(&r.blob[at]);
-  return r.fields.size() >= proto::env_fields
-         && r.fds.size() == 1 + std::strlen(r.fields[proto::stdio_field]);
+  if (r.fields.size() < proto::env_fields
+      || r.fds.size() != 2 + std::strlen(r.fields[proto::stdio_field]))
+    return false;
+  r.births = r.fds.back();
+  r.fds.pop_back();
+  char* end = nullptr;
+  r.slot = std::strtoul(r.fields[proto::slot_field], &end, 10);
+  return *end == '\0' && r.slot < proto::register_slots;
+}
+
+// The node's birth register (fork_server_protocol.hpp), mapped at the first request; null
+// if it cannot be, and then children are forked without telling it.
+pid_t* map_births(int fd) {
+  static pid_t* births = [fd] {
+    void* p = ::mmap(nullptr, proto::register_slots * sizeof(pid_t), PROT_READ | PROT_WRITE,
+                     MAP_SHARED, fd, 0);
+    return p == MAP_FAILED ? nullptr : static_cast<pid_t*>(p);
+  }();
+  return births;
 }
 
 // The link on child_link_fd and the node's standard descriptors of the moment on 0, 1, 2
@@ -151,16 +174,18 @@ struct sigaction program_sigint, program_sigpipe;
 }
 
 // CLONE_PARENT: the node, not the server, is the parent. CLONE_CHILD_SETTID: the kernel
-// writes the child's id into its thread descriptor, as fork() does. The exit signal stays 0:
+// writes the child's id into its thread descriptor, as fork() does. CLONE_PARENT_SETTID: it
+// writes it into the birth register too, before the fork returns. The exit signal stays 0:
 // with CLONE_PARENT the child inherits the server's, SIGCHLD.
-constexpr unsigned long sibling_flags = CLONE_PARENT | CLONE_CHILD_SETTID;
-
-pid_t clone_as_sibling(pid_t* tid_slot) {
+pid_t clone_as_sibling(pid_t* tid_slot, pid_t* birth_slot) {
+  const unsigned long sibling_flags =
+    CLONE_PARENT | CLONE_CHILD_SETTID | (birth_slot != nullptr ? CLONE_PARENT_SETTID : 0);
   static bool have_clone3 = true;  // container seccomp profiles often refuse it (ENOSYS)
   if (have_clone3) {
     clone_args args{};
     args.flags = sibling_flags;
     args.child_tid = reinterpret_cast<std::uintptr_t>(tid_slot);
+    args.parent_tid = reinterpret_cast<std::uintptr_t>(birth_slot);
     auto pid = static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
     if (pid >= 0 || (errno != ENOSYS && errno != EPERM))
       return pid;
@@ -168,9 +193,11 @@ pid_t clone_as_sibling(pid_t* tid_slot) {
   }
   // clone(2): the order of its last arguments differs between architectures.
 #if defined(__x86_64__)
-  return static_cast<pid_t>(::syscall(SYS_clone, sibling_flags, nullptr, nullptr, tid_slot, 0));
+  return static_cast<pid_t>(
+    ::syscall(SYS_clone, sibling_flags, nullptr, birth_slot, tid_slot, 0));
 #else
-  return static_cast<pid_t>(::syscall(SYS_clone, sibling_flags, nullptr, nullptr, 0, tid_slot));
+  return static_cast<pid_t>(
+    ::syscall(SYS_clone, sibling_flags, nullptr, birth_slot, 0, tid_slot));
 #endif
 }
 
@@ -184,6 +211,7 @@ bool fault_is(const char* name) {
   const int control = child_link_fd;
   const bool die_before_fork = fault_is("die-before-fork");
   const bool die_after_fork = fault_is("die-after-fork");
+  const bool kill_child_and_die = fault_is("kill-child-and-die-after-fork");
   // The kernel forgets a robust-futex list on clone; the child registers the server's
   // (its copy of it is at the same address).
   void* robust = nullptr;
@@ -199,13 +227,19 @@ bool fault_is(const char* name) {
         break;  // the node closed the control socket (it ended) or broke the protocol
       if (die_before_fork)
         ::raise(SIGKILL);
-      pid_t pid = clone_as_sibling(tid_slot);
+      pid_t* births = map_births(r.births);
+      pid_t pid = clone_as_sibling(tid_slot, births != nullptr ? births + r.slot : nullptr);
       if (pid == 0) {
         ::syscall(SYS_set_robust_list, robust, robust_size);
         ::close(control);
+        if (births != nullptr)
+          ::munmap(births, proto::register_slots * sizeof(pid_t));
+        ::close(std::exchange(r.births, -1));
         become_child(r, node, run);
       }
-      if (pid > 0 && die_after_fork)
+      if (pid > 0 && kill_child_and_die)
+        ::kill(pid, SIGKILL);
+      if (pid > 0 && (die_after_fork || kill_child_and_die))
         ::raise(SIGKILL);
       std::int32_t answer = pid > 0 ? pid : -errno;
       if (!proto::write_all(control, &answer, sizeof answer))

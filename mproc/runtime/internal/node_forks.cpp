@@ -2,21 +2,16 @@
 // and taking its answers without ever blocking the I/O loop, and falling back to exec when
 // it is gone. Part of node_impl; loop thread only.
 #include <sys/epoll.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <chrono>
-#include <csignal>
 #include <cstring>
-#include <optional>
+#include <utility>
 #include <vector>
 
 #include "mproc/runtime/internal/node_impl.hpp"
 #include "mproc/runtime/log.hpp"
-#include "mproc/serialization/envelope.hpp"
-#include "mproc/serialization/frame.hpp"
 
 namespace mproc::detail {
 
@@ -28,45 +23,6 @@ constexpr std::size_t max_forks_in_flight = 8;
 // A server answers within a fork's time; this long without an answer is a hang. (Until the
 // server has reached serve(), its program's main() is given start_timeout.)
 constexpr std::chrono::milliseconds max_answer_delay{2'000};
-
-// What the first frame on a lost fork's link says, read without taking it from the link (the
-// child's peer reads it as usual once attached).
-struct first_frame {
-  enum { incomplete, none, hello } kind = none;
-  pid_t pid = 0;
-};
-
-// The link is non-blocking: nullopt when what is there is not all of `size` bytes yet.
-std::optional<std::size_t> peek(int fd, char* buf, std::size_t size) {
-  auto n = ::recv(fd, buf, size, MSG_PEEK | MSG_DONTWAIT);
-  if (n < 0 && (errno == EAGAIN || errno == EINTR))
-    return std::nullopt;
-  return n < 0 ? 0 : static_cast<std::size_t>(n);
-}
-
-first_frame peek_first_frame(int fd, std::size_t max_frame) {
-  char header[wire::frame_header_size];
-  auto got = peek(fd, header, sizeof header);
-  if (got && *got == 0)
-    return {};  // the link ended: no child holds its other end
-  if (!got || *got < sizeof header)
-    return {first_frame::incomplete};
-  std::size_t length = wire::get_frame_length(header);
-  if (length > max_frame)
-    return {};
-  std::vector<char> frame(wire::frame_header_size + length);
-  got = peek(fd, frame.data(), frame.size());
-  if (!got || *got < frame.size())
-    return {first_frame::incomplete};
-  wire::decoded_envelope env;
-  std::string error;
-  if (!wire::decode_envelope({frame.data() + wire::frame_header_size, length}, env, error))
-    return {};
-  auto* hello = std::get_if<wire::hello_env>(&env.env);
-  if (hello == nullptr || hello->pid <= 0)
-    return {};
-  return {first_frame::hello, static_cast<pid_t>(hello->pid)};
-}
 
 // Not yet reaped, so its pid cannot have been reused.
 bool is_our_child(pid_t pid) {
@@ -127,9 +83,9 @@ void node_impl::send_fork_requests() {
          && !fork_server_->ended()) {
     auto state = forks_waiting_.front();
     forks_waiting_.pop_front();
-    int link_fd;
+    fork_server::sent sent;
     try {
-      link_fd = fork_server_->request(state->name);
+      sent = fork_server_->request(state->name);
     } catch (const std::system_error& e) {
       if (!fork_server_->ended()) {  // nothing to do with the server (out of descriptors)
         launch_by_exec(state);
@@ -141,7 +97,7 @@ void node_impl::send_fork_requests() {
       return;
     }
     auto seq = ++fork_seq_;
-    forks_sent_.push_back({state, link_fd, seq});
+    forks_sent_.push_back({state, sent.link_fd, seq, sent.slot});
     watch_fork_answer(seq);
   }
 }
@@ -205,87 +161,45 @@ void node_impl::fork_server_ended() {
   loop_.remove(fork_token_, fork_server_->control_fd());
   fork_token_ = 0;
   fork_server_->bury();
-  auto unanswered = std::move(forks_sent_);
+  // Dead and reaped: its birth register says which of the starts it had not answered it
+  // forked. Read before any start below, which may replace the server.
+  std::vector<std::pair<fork_start, pid_t>> forked;
+  std::vector<std::shared_ptr<process_state>> unforked;
+  for (auto& start : forks_sent_) {
+    auto pid = fork_server_->forked(start.slot);
+    if (pid && is_our_child(*pid)) {
+      forked.emplace_back(std::move(start), *pid);
+    } else {
+      ::close(start.link_fd);
+      unforked.push_back(std::move(start.state));
+    }
+  }
   forks_sent_.clear();
   // Counted only with requests in flight: one killed while idle says nothing of whether it
   // can serve.
-  if (fork_server_->served())
+  if (fork_server_->served() || !forked.empty())
     unserved_fork_servers_ = 0;
-  else if (!unanswered.empty())
+  else if (!unforked.empty())
     ++unserved_fork_servers_;
   log::warn("the fork server (pid ", fork_server_->pid(), ") is gone: ",
             fork_server_->epitaph(), "; ",
             fork_server_worth_restarting() ? "it is started again for the next process"
-                                           : "processes start by exec",
-            unanswered.empty() ? "" : "; the children it may have forked are looked for");
+                                           : "processes start by exec");
   auto waiting = std::move(forks_waiting_);
   forks_waiting_.clear();
-  for (auto& start : unanswered)
-    find_lost_fork(std::move(start));
-  for (auto& state : waiting)
-    launch(state);  // a new server if it is worth one; else exec
-}
-
-void node_impl::find_lost_fork(fork_start start) {
-  auto seq = start.seq;
-  int fd = start.link_fd;
-  auto& lost = lost_forks_[seq];
-  lost.start = std::move(start);
-  try {
-    // Edge-triggered: a first frame that has only partly come is looked at again when more
-    // comes, not at every turn.
-    lost.token = loop_.add(fd, EPOLLIN | EPOLLRDHUP | EPOLLET,
-                           [this, seq](std::uint32_t) { look_for_lost_fork(seq, false); });
-  } catch (const std::system_error& e) {
-    log::warn("cannot watch the link of ", lost.start.state->name, ": ", e.what());
-    auto state = lost.start.state;
-    lost_forks_.erase(seq);
-    ::close(fd);
-    launch(state);
-    return;
-  }
-  lost.timer = loop_.after(max_answer_delay, [this, seq] { look_for_lost_fork(seq, true); });
-}
-
-void node_impl::look_for_lost_fork(std::uint64_t seq, bool timed_out) {
-  auto it = lost_forks_.find(seq);
-  if (it == lost_forks_.end())
-    return;
-  auto& lost = it->second;
-  auto first = peek_first_frame(lost.start.link_fd, options_.max_frame);
-  if (first.kind == first_frame::incomplete) {
-    if (timed_out) {  // the start goes again; the link stays watched, for a late child
-      lost.timer = 0;
-      lost.relaunched = true;
-      launch(lost.start.state);
-    }
-    return;
-  }
-  auto done = std::move(lost);
-  loop_.remove(done.token, done.start.link_fd);
-  loop_.cancel(done.timer);
-  lost_forks_.erase(it);
-  bool found = first.kind == first_frame::hello && is_our_child(first.pid);
-  if (found)
-    unserved_fork_servers_ = 0;  // servers can fork here: the next dead one is replaced
-  if (found && !done.relaunched) {
-    log::warn("the fork server died before answering; ", done.start.state->name, " (pid ",
-              first.pid, ") was found by its first frame");
+  for (auto& [start, pid] : forked) {
+    log::warn("the fork server died before answering; ", start.state->name, " (pid ", pid,
+              ") was forked and is taken on");
     try {
-      attach(done.start.state, adopt_child(first.pid, done.start.link_fd));
+      attach(start.state, adopt_child(pid, start.link_fd));
     } catch (const std::system_error& e) {
-      fail_start(done.start.state, make_error(errc::spawn_failed, e.what()));
+      fail_start(start.state, make_error(errc::spawn_failed, e.what()));
     }
-    return;
   }
-  ::close(done.start.link_fd);
-  if (found) {  // too late: its start went again
-    ::kill(first.pid, SIGKILL);
-    while (::waitpid(first.pid, nullptr, 0) < 0 && errno == EINTR) {
-    }
-  } else if (!done.relaunched) {
-    launch(done.start.state);  // never forked (or it spoke no hello, and ends now)
-  }
+  for (auto& state : unforked)
+    launch(state);  // a new server if it is worth one; else exec
+  for (auto& state : waiting)
+    launch(state);
 }
 
 void node_impl::drop_fork_starts() {
@@ -293,9 +207,6 @@ void node_impl::drop_fork_starts() {
     ::close(start.link_fd);
   forks_sent_.clear();
   forks_waiting_.clear();
-  for (auto& [seq, lost] : lost_forks_)
-    ::close(lost.start.link_fd);
-  lost_forks_.clear();
   fork_server_.reset();
 }
 

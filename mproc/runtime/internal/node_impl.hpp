@@ -8,7 +8,6 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -124,6 +123,7 @@ private:
     std::shared_ptr<process_state> state;
     int link_fd = -1;
     std::uint64_t seq = 0;
+    std::size_t slot = 0;  // in the server's birth register
   };
   // The node's children fork from a server unless their executable is another program.
   bool uses_fork_server() const;
@@ -139,12 +139,10 @@ private:
   void take_fork_answers();   // the answers there now: children attached
   void after_fork_answers();  // then more requests, or the server's end
   void on_fork_answers();
-  // The server ended or hung: buried; the starts it had not taken start again.
+  // The server ended or hung: buried; the children it forked without answering are
+  // attached (found in its birth register: else they would be zombies nobody reaps), the
+  // starts it had not forked start again.
   void fork_server_ended();
-  // A start whose answer died with its server: its child, if it was forked, is found by the
-  // pid in its first frame (else it would be a zombie nobody reaps); started again if not.
-  void find_lost_fork(fork_start start);
-  void look_for_lost_fork(std::uint64_t seq, bool timed_out);
   void drop_fork_starts();  // shutdown, after the loop stopped
   // Checks a start may proceed and records the child; false (start_error set) otherwise.
   bool admit(const std::shared_ptr<process_state>& state);
@@ -186,13 +184,6 @@ private:
   // children start by exec.
   static constexpr int max_unserved_fork_servers = 3;
   int unserved_fork_servers_ = 0;
-  struct lost_fork {
-    fork_start start;
-    std::uint64_t token = 0;  // its link in the loop
-    std::uint64_t timer = 0;
-    bool relaunched = false;  // silent past the answer delay: its start went again
-  };
-  std::map<std::uint64_t, lost_fork> lost_forks_;  // by seq
   std::chrono::steady_clock::time_point fork_server_started_;
   caf::actor_system_config config_;
   // Before system_: destroyed after it (the requester outlives every actor that might ask).
