@@ -107,11 +107,11 @@ bool receive(int control, request& r) {
   r.fds.pop_back();
   char* end = nullptr;
   r.slot = std::strtoul(r.fields[proto::slot_field], &end, 10);
-  return *end == '\0' && r.slot < proto::register_slots;
+  return end != r.fields[proto::slot_field] && *end == '\0' && r.slot < proto::register_slots;
 }
 
 // The node's birth register (fork_server_protocol.hpp), mapped at the first request; null
-// if it cannot be, and then children are forked without telling it.
+// if it cannot be, and then the server forks nothing.
 pid_t* map_births(int fd) {
   static pid_t* births = [fd] {
     void* p = ::mmap(nullptr, proto::register_slots * sizeof(pid_t), PROT_READ | PROT_WRITE,
@@ -177,9 +177,9 @@ struct sigaction program_sigint, program_sigpipe;
 // writes the child's id into its thread descriptor, as fork() does. CLONE_PARENT_SETTID: it
 // writes it into the birth register too, before the fork returns. The exit signal stays 0:
 // with CLONE_PARENT the child inherits the server's, SIGCHLD.
+constexpr unsigned long sibling_flags = CLONE_PARENT | CLONE_CHILD_SETTID | CLONE_PARENT_SETTID;
+
 pid_t clone_as_sibling(pid_t* tid_slot, pid_t* birth_slot) {
-  const unsigned long sibling_flags =
-    CLONE_PARENT | CLONE_CHILD_SETTID | (birth_slot != nullptr ? CLONE_PARENT_SETTID : 0);
   static bool have_clone3 = true;  // container seccomp profiles often refuse it (ENOSYS)
   if (have_clone3) {
     clone_args args{};
@@ -228,12 +228,20 @@ bool fault_is(const char* name) {
       if (die_before_fork)
         ::raise(SIGKILL);
       pid_t* births = map_births(r.births);
-      pid_t pid = clone_as_sibling(tid_slot, births != nullptr ? births + r.slot : nullptr);
+      if (births == nullptr) {  // a fork the node could not learn of: it execs instead
+        std::int32_t answer = -ENOMEM;
+        if (!proto::write_all(control, &answer, sizeof answer))
+          break;
+        continue;
+      }
+      // Written here first: the kernel's own write of the pid, which it does not check,
+      // then finds the page mapped in.
+      births[r.slot] = 0;
+      pid_t pid = clone_as_sibling(tid_slot, births + r.slot);
       if (pid == 0) {
         ::syscall(SYS_set_robust_list, robust, robust_size);
         ::close(control);
-        if (births != nullptr)
-          ::munmap(births, proto::register_slots * sizeof(pid_t));
+        ::munmap(births, proto::register_slots * sizeof(pid_t));
         ::close(std::exchange(r.births, -1));
         become_child(r, node, run);
       }
