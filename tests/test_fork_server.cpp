@@ -192,6 +192,27 @@ TEST_CASE("fork servers that die before every fork do not hold a start up: after
   kill_and_reap({&p});
 }
 
+TEST_CASE("fork servers killed before they serve are started again past the three that die "
+          "serving") {
+  // Killed while the program's main() still runs (as an outside kill at a program's start
+  // may): five in a row must not send every later start to exec.
+  struct removed_at_end {
+    std::string path = "/tmp/mproc-test-servers-" + std::to_string(::getpid());
+    ~removed_at_end() { ::unlink(path.c_str()); }
+  } file;
+  const auto& count = file.path;
+  std::string fault = "die-before-ready:5:" + count;
+  server_fault first_five_die{fault.c_str()};
+  test::scoped_node node{{.start_method = forkserver}};
+  auto p = node->spawn_process("birth_facts", {});
+  CHECK(forked(p.pid()));
+  CHECK(ppid_of(*node, p) == ::getpid());
+  kill_and_reap({&p});
+  std::ifstream servers{count};
+  std::string started{std::istreambuf_iterator<char>{servers}, {}};
+  CHECK(started.size() == 6);  // five killed, the sixth served
+}
+
 TEST_CASE("a child whose fork server died before answering is taken on, runs, and is "
           "reaped") {
   // Each server kills itself between forking a child and answering: the node learns the

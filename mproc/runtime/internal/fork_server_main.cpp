@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -206,6 +208,25 @@ bool fault_is(const char* name) {
   return fault != nullptr && std::strcmp(fault, name) == 0;
 }
 
+// "die-before-ready:N:PATH": whether this is one of the first N servers, counted as bytes
+// appended to the file PATH.
+bool among_first_servers() {
+  const char* fault = std::getenv(proto::fault_env_var);
+  constexpr std::string_view prefix = "die-before-ready:";
+  if (fault == nullptr || std::strncmp(fault, prefix.data(), prefix.size()) != 0)
+    return false;
+  char* path = nullptr;
+  auto n = std::strtol(fault + prefix.size(), &path, 10);
+  if (*path != ':')
+    return false;
+  int fd = ::open(path + 1, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  struct stat st{};
+  bool first = fd >= 0 && ::write(fd, "x", 1) == 1 && ::fstat(fd, &st) == 0 && st.st_size <= n;
+  if (fd >= 0)
+    ::close(fd);
+  return first;
+}
+
 [[noreturn]] void serve_requests(pid_t node, pid_t* tid_slot,
                                  const fork_server::child_main& run) noexcept {
   const int control = child_link_fd;
@@ -217,6 +238,8 @@ bool fault_is(const char* name) {
   void* robust = nullptr;
   std::size_t robust_size = 0;
   ::syscall(SYS_get_robust_list, 0, &robust, &robust_size);
+  if (among_first_servers())
+    ::raise(SIGKILL);
   try {
     std::int32_t ready = 0;
     if (!proto::write_all(control, &ready, sizeof ready))

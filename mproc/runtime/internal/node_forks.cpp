@@ -60,7 +60,8 @@ bool node_impl::fork_server_worth_restarting() const {
   // servers that died with requests in flight and forked nothing.
   if (fork_server_->refused() || (fork_server_->hung() && !fork_server_->ready()))
     return false;
-  return unserved_fork_servers_ < max_unserved_fork_servers;
+  return unserved_fork_servers_ < max_unserved_fork_servers
+         && unready_fork_servers_ < max_unready_fork_servers;
 }
 
 bool node_impl::fork_later(const std::shared_ptr<process_state>& state) {
@@ -178,9 +179,9 @@ void node_impl::fork_server_ended() {
   // Counted only with requests in flight: one killed while idle says nothing of whether it
   // can serve.
   if (fork_server_->served() || !forked.empty())
-    unserved_fork_servers_ = 0;
+    unserved_fork_servers_ = unready_fork_servers_ = 0;
   else if (!unforked.empty())
-    ++unserved_fork_servers_;
+    ++(fork_server_->ready() ? unserved_fork_servers_ : unready_fork_servers_);
   log::warn("the fork server (pid ", fork_server_->pid(), ") is gone: ",
             fork_server_->epitaph(), "; ",
             fork_server_worth_restarting() ? "it is started again for the next process"
