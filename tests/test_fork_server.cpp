@@ -108,6 +108,20 @@ struct server_fault {
   server_fault& operator=(const server_fault&) = delete;
 };
 
+// The servers "die-before-ready:N:PATH" counted in PATH (a byte each), a file of this test's
+// own: removed before and after.
+struct server_count {
+  std::string path = "/tmp/mproc-test-servers-" + std::to_string(::getpid());
+  server_count() { ::unlink(path.c_str()); }
+  ~server_count() { ::unlink(path.c_str()); }
+  server_count(const server_count&) = delete;
+  server_count& operator=(const server_count&) = delete;
+  std::size_t started() const {
+    std::ifstream in{path};
+    return std::string{std::istreambuf_iterator<char>{in}, {}}.size();
+  }
+};
+
 } // namespace
 
 MPROC_ACTOR(birth_facts);
@@ -196,21 +210,29 @@ TEST_CASE("fork servers killed before they serve are started again past the thre
           "serving") {
   // Killed while the program's main() still runs (as an outside kill at a program's start
   // may): five in a row must not send every later start to exec.
-  struct removed_at_end {
-    std::string path = "/tmp/mproc-test-servers-" + std::to_string(::getpid());
-    ~removed_at_end() { ::unlink(path.c_str()); }
-  } file;
-  const auto& count = file.path;
-  std::string fault = "die-before-ready:5:" + count;
+  server_count servers;
+  std::string fault = "die-before-ready:5:" + servers.path;
   server_fault first_five_die{fault.c_str()};
   test::scoped_node node{{.start_method = forkserver}};
   auto p = node->spawn_process("birth_facts", {});
   CHECK(forked(p.pid()));
   CHECK(ppid_of(*node, p) == ::getpid());
   kill_and_reap({&p});
-  std::ifstream servers{count};
-  std::string started{std::istreambuf_iterator<char>{servers}, {}};
-  CHECK(started.size() == 6);  // five killed, the sixth served
+  CHECK(servers.started() == 6);  // five killed, the sixth served
+}
+
+TEST_CASE("fork servers always killed before they serve do not hold a start up: after ten, "
+          "children start by exec") {
+  server_count servers;
+  std::string fault = "die-before-ready:1000:" + servers.path;
+  server_fault all_die{fault.c_str()};
+  test::scoped_node node{{.start_method = forkserver}};
+  auto p = node->spawn_process("birth_facts", {});
+  CHECK_FALSE(forked(p.pid()));
+  // Ten counted; the root's first may have died idle, before the start asked for it.
+  CHECK(servers.started() >= 10);
+  CHECK(servers.started() <= 11);
+  kill_and_reap({&p});
 }
 
 TEST_CASE("a child whose fork server died before answering is taken on, runs, and is "

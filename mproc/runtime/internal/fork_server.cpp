@@ -236,6 +236,10 @@ bool fork_server::refused() const {
   return dead_ && !hung_ && WIFEXITED(status_) && WEXITSTATUS(status_) == refused_exit_code;
 }
 
+bool fork_server::killed() const {
+  return dead_ && !hung_ && WIFSIGNALED(status_) && WTERMSIG(status_) == SIGKILL;
+}
+
 std::string fork_server::epitaph() const {
   if (hung_)
     return "it stopped answering and was killed";

@@ -91,6 +91,8 @@ public:
   pid_t pid() const { return pid_; }
   // Once buried: it exited because it cannot serve in this program (refused_exit_code).
   bool refused() const;
+  // Once buried: it was killed by SIGKILL from elsewhere (not declared hung and killed here).
+  bool killed() const;
   // Once buried: why it ended, for the node's log.
   std::string epitaph() const;
 

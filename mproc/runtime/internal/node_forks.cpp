@@ -57,7 +57,8 @@ bool node_impl::fork_server_worth_restarting() const {
   // Killed before its first child, from outside as any process may be: worth another one.
   // Not one that refused (it cannot serve in this program), nor one still in the program's
   // main() when it was declared hung (another would wait as long), nor one after a run of
-  // servers that died with requests in flight and forked nothing.
+  // servers that died with requests in flight and forked nothing (three; ten of those
+  // killed by SIGKILL before they served, node_impl.hpp).
   if (fork_server_->refused() || (fork_server_->hung() && !fork_server_->ready()))
     return false;
   return unserved_fork_servers_ < max_unserved_fork_servers
@@ -181,7 +182,8 @@ void node_impl::fork_server_ended() {
   if (fork_server_->served() || !forked.empty())
     unserved_fork_servers_ = unready_fork_servers_ = 0;
   else if (!unforked.empty())
-    ++(fork_server_->ready() ? unserved_fork_servers_ : unready_fork_servers_);
+    ++(fork_server_->ready() || !fork_server_->killed() ? unserved_fork_servers_
+                                                         : unready_fork_servers_);
   log::warn("the fork server (pid ", fork_server_->pid(), ") is gone: ",
             fork_server_->epitaph(), "; ",
             fork_server_worth_restarting() ? "it is started again for the next process"

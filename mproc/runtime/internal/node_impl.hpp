@@ -184,8 +184,9 @@ private:
   // children start by exec.
   static constexpr int max_unserved_fork_servers = 3;
   int unserved_fork_servers_ = 0;
-  // The same for servers that died before they served at all (killed from outside while
-  // the program's main() ran, say: that says less of whether a server can serve here).
+  // The same for servers killed by SIGKILL before they served at all (from outside while
+  // the program's main() ran, say: that says less of whether a server can serve here than
+  // a crash or an exit there, which count above).
   static constexpr int max_unready_fork_servers = 10;
   int unready_fork_servers_ = 0;
   std::chrono::steady_clock::time_point fork_server_started_;
