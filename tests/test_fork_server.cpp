@@ -99,13 +99,22 @@ void kill_and_reap(std::initializer_list<mproc::process*> children) {
   CHECK(test::zombie_children() == 0);
 }
 
+// An environment variable set for the guard's lifetime.
+class scoped_env {
+public:
+  scoped_env(const char* name, const char* value) : name_{name} { ::setenv(name, value, 1); }
+  ~scoped_env() { ::unsetenv(name_); }
+  scoped_env(const scoped_env&) = delete;
+  scoped_env& operator=(const scoped_env&) = delete;
+
+private:
+  const char* name_;
+};
+
 // For its lifetime, the fork servers the nodes start fail as `fault` says
 // (fork_server_protocol.hpp).
-struct server_fault {
-  explicit server_fault(const char* fault) { ::setenv("MPROC_FORK_SERVER_FAULT", fault, 1); }
-  ~server_fault() { ::unsetenv("MPROC_FORK_SERVER_FAULT"); }
-  server_fault(const server_fault&) = delete;
-  server_fault& operator=(const server_fault&) = delete;
+struct server_fault : scoped_env {
+  explicit server_fault(const char* fault) : scoped_env{"MPROC_FORK_SERVER_FAULT", fault} {}
 };
 
 // The servers "die-before-ready:N:PATH" counted in PATH (a byte each), a file of this test's
@@ -233,6 +242,29 @@ TEST_CASE("fork servers always killed before they serve do not hold a start up: 
   CHECK(servers.started() >= 10);
   CHECK(servers.started() <= 11);
   kill_and_reap({&p});
+}
+
+TEST_CASE("a node whose starts went by exec tries a fork server again after a while") {
+  // The first eleven servers die before they serve. After ten (eleven, when the root's first
+  // died idle) starts go by exec; a server tried again after the wait (50 ms here) dies
+  // too, or serves, and one tried after twice that serves.
+  server_count servers;
+  std::string fault = "die-before-ready:11:" + servers.path;
+  server_fault first_eleven_die{fault.c_str()};
+  scoped_env short_wait{"MPROC_FORK_SERVER_RETRY_MS", "50"};
+  test::scoped_node node{{.start_method = forkserver}};
+  auto execd = node->spawn_process("birth_facts", {});
+  CHECK_FALSE(forked(execd.pid()));
+  kill_and_reap({&execd});
+  bool forked_again = false;
+  for (auto deadline = std::chrono::steady_clock::now() + 10s;
+       !forked_again && std::chrono::steady_clock::now() < deadline;) {
+    auto p = node->spawn_process("birth_facts", {});
+    forked_again = forked(p.pid());
+    kill_and_reap({&p});
+  }
+  CHECK(forked_again);
+  CHECK(servers.started() == 12);
 }
 
 TEST_CASE("a child whose fork server died before answering is taken on, runs, and is "

@@ -5,8 +5,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -23,6 +27,33 @@ constexpr std::size_t max_forks_in_flight = 8;
 // A server answers within a fork's time; this long without an answer is a hang. (Until the
 // server has reached serve(), its program's main() is given start_timeout.)
 constexpr std::chrono::milliseconds max_answer_delay{2'000};
+
+// After a run of dying servers, exec for this long, doubled each time a server tried again
+// dies too; up to a minute.
+constexpr std::chrono::milliseconds first_fork_retry_wait{1'000};
+constexpr std::chrono::milliseconds max_fork_retry_wait{60'000};
+constexpr const char* fork_retry_wait_env = "MPROC_FORK_SERVER_RETRY_MS";  // tests: shorter
+
+std::chrono::milliseconds fork_retry_wait_to_begin() {
+  const char* v = std::getenv(fork_retry_wait_env);
+  if (!v)
+    return first_fork_retry_wait;
+  char* end = nullptr;
+  errno = 0;
+  long ms = std::strtol(v, &end, 10);
+  if (errno != 0 || end == v || *end != '\0' || ms < 0 || ms > max_fork_retry_wait.count()) {
+    log::warn("$", fork_retry_wait_env, " is not a number of milliseconds up to ",
+              max_fork_retry_wait.count(), ": ignored");
+    return first_fork_retry_wait;
+  }
+  return std::chrono::milliseconds{ms};
+}
+
+// A server that refused (it cannot serve in this program), or was still in the program's
+// main() when it was declared hung (another would wait as long): no other is tried, ever.
+bool another_would_fail_too(const fork_server& s) {
+  return s.refused() || (s.hung() && !s.ready());
+}
 
 // Not yet reaped, so its pid cannot have been reused.
 bool is_our_child(pid_t pid) {
@@ -55,14 +86,37 @@ bool node_impl::fork_server_worth_restarting() const {
   if (fork_server_->served())
     return true;
   // Killed before its first child, from outside as any process may be: worth another one.
-  // Not one that refused (it cannot serve in this program), nor one still in the program's
-  // main() when it was declared hung (another would wait as long), nor one after a run of
-  // servers that died with requests in flight and forked nothing (three; ten of those
-  // killed by SIGKILL before they served, node_impl.hpp).
-  if (fork_server_->refused() || (fork_server_->hung() && !fork_server_->ready()))
+  // Not after a run of servers that died with requests in flight and forked nothing (three;
+  // ten of those killed by SIGKILL before they served, node_impl.hpp): then only once
+  // fork_server_retry_due().
+  if (another_would_fail_too(*fork_server_))
     return false;
   return unserved_fork_servers_ < max_unserved_fork_servers
          && unready_fork_servers_ < max_unready_fork_servers;
+}
+
+bool node_impl::fork_server_retry_due() {
+  if (another_would_fail_too(*fork_server_))
+    return false;
+  if (std::chrono::steady_clock::now() < fork_retry_at_)
+    return false;
+  // One server: the next death of either kind ends the try.
+  unserved_fork_servers_ = max_unserved_fork_servers - 1;
+  unready_fork_servers_ = max_unready_fork_servers - 1;
+  log::debug("starts went by exec for a while: a fork server is tried again");
+  return true;
+}
+
+std::string node_impl::fork_server_retry_later() {
+  if (another_would_fail_too(*fork_server_))
+    return "processes start by exec";
+  if (fork_retry_wait_.count() < 0)
+    fork_retry_wait_ = fork_retry_wait_to_begin();
+  fork_retry_at_ = std::chrono::steady_clock::now() + fork_retry_wait_;
+  auto note = "processes start by exec; a server is tried again in "
+              + std::to_string(fork_retry_wait_.count()) + " ms";
+  fork_retry_wait_ = std::min(2 * fork_retry_wait_, max_fork_retry_wait);
+  return note;
 }
 
 bool node_impl::fork_later(const std::shared_ptr<process_state>& state) {
@@ -71,7 +125,8 @@ bool node_impl::fork_later(const std::shared_ptr<process_state>& state) {
   // Started lazily in a child node, and again when it died (killed from outside) unless it
   // cannot serve in this program.
   bool gone = fork_server_ && fork_server_->ended();
-  if ((!fork_server_ || (gone && fork_server_worth_restarting())) && !start_fork_server())
+  bool again = gone && (fork_server_worth_restarting() || fork_server_retry_due());
+  if ((!fork_server_ || again) && !start_fork_server())
     return false;
   if (fork_server_->ended())
     return false;
@@ -179,15 +234,17 @@ void node_impl::fork_server_ended() {
   forks_sent_.clear();
   // Counted only with requests in flight: one killed while idle says nothing of whether it
   // can serve.
-  if (fork_server_->served() || !forked.empty())
+  if (fork_server_->served() || !forked.empty()) {
     unserved_fork_servers_ = unready_fork_servers_ = 0;
-  else if (!unforked.empty())
+    fork_retry_wait_ = std::chrono::milliseconds{-1};
+  } else if (!unforked.empty()) {
     ++(fork_server_->ready() || !fork_server_->killed() ? unserved_fork_servers_
                                                          : unready_fork_servers_);
+  }
   log::warn("the fork server (pid ", fork_server_->pid(), ") is gone: ",
             fork_server_->epitaph(), "; ",
             fork_server_worth_restarting() ? "it is started again for the next process"
-                                           : "processes start by exec");
+                                           : fork_server_retry_later());
   auto waiting = std::move(forks_waiting_);
   forks_waiting_.clear();
   for (auto& [start, pid] : forked) {
