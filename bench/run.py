@@ -55,6 +55,10 @@ def workloads(build):
     for name in ["tcp_pingpong_plaintext", "tcp_oneway_plaintext", "tcp_bandwidth_64MiB",
                  "tcp_bandwidth_64MiB_plaintext", "tls_records"]:
         table[name] = {"mproc": mproc("bench_transport", name)}
+    # The raw ping-pong with a node's threads (bench/hops.cpp): where mproc's round trip
+    # would be without its own code.
+    for name in ["pingpong_child_epoll", "pingpong_via_loop", "pingpong_caller_polls"]:
+        table[name] = {"raw": [os.path.join(build, "bench", "bench_hops"), "--only", name]}
     # Cross-vCPU wake-ups cost ~60 us here: round trips also run with both ends on one CPU.
     table["pingpong_pinned"] = {s: PIN + argv + ["--label", "pinned"]
                                 for s, argv in table["pingpong"].items()}
