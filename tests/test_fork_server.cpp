@@ -16,6 +16,7 @@
 #include <iterator>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -99,16 +100,26 @@ void kill_and_reap(std::initializer_list<mproc::process*> children) {
   CHECK(test::zombie_children() == 0);
 }
 
-// An environment variable set for the guard's lifetime.
+// An environment variable set for the guard's lifetime, then as it was.
 class scoped_env {
 public:
-  scoped_env(const char* name, const char* value) : name_{name} { ::setenv(name, value, 1); }
-  ~scoped_env() { ::unsetenv(name_); }
+  scoped_env(const char* name, const char* value) : name_{name} {
+    if (const char* old = std::getenv(name))
+      old_ = old;
+    ::setenv(name, value, 1);
+  }
+  ~scoped_env() {
+    if (old_)
+      ::setenv(name_, old_->c_str(), 1);
+    else
+      ::unsetenv(name_);
+  }
   scoped_env(const scoped_env&) = delete;
   scoped_env& operator=(const scoped_env&) = delete;
 
 private:
   const char* name_;
+  std::optional<std::string> old_;
 };
 
 // For its lifetime, the fork servers the nodes start fail as `fault` says
@@ -244,14 +255,15 @@ TEST_CASE("fork servers always killed before they serve do not hold a start up: 
   kill_and_reap({&p});
 }
 
-TEST_CASE("a node whose starts went by exec tries a fork server again after a while") {
-  // The first eleven servers die before they serve. After ten (eleven, when the root's first
-  // died idle) starts go by exec; a server tried again after the wait (50 ms here) dies
-  // too, or serves, and one tried after twice that serves.
+TEST_CASE("a node whose starts went by exec after servers were killed tries a fork server "
+          "again after a while") {
+  // The first eleven servers are killed before they serve. After ten (eleven, when the
+  // root's first died idle) starts go by exec; a server tried again after the wait (500 ms
+  // here) dies too, or serves, and one tried after twice that serves.
   server_count servers;
   std::string fault = "die-before-ready:11:" + servers.path;
   server_fault first_eleven_die{fault.c_str()};
-  scoped_env short_wait{"MPROC_FORK_SERVER_RETRY_MS", "50"};
+  scoped_env short_wait{"MPROC_FORK_SERVER_RETRY_MS", "500"};
   test::scoped_node node{{.start_method = forkserver}};
   auto execd = node->spawn_process("birth_facts", {});
   CHECK_FALSE(forked(execd.pid()));
@@ -265,6 +277,25 @@ TEST_CASE("a node whose starts went by exec tries a fork server again after a wh
   }
   CHECK(forked_again);
   CHECK(servers.started() == 12);
+}
+
+TEST_CASE("a node whose fork servers exited at every start does not try another") {
+  // A program that ends where a server should serve would do so every time: the three are
+  // its chances, and after them starts go by exec for good, past any wait.
+  test::stderr_capture log;
+  server_fault servers_exit{"exit-before-fork"};
+  scoped_env short_wait{"MPROC_FORK_SERVER_RETRY_MS", "1"};
+  test::scoped_node node{{.start_method = forkserver}};
+  auto first = node->spawn_process("birth_facts", {});
+  CHECK_FALSE(forked(first.pid()));
+  kill_and_reap({&first});
+  auto seen = log.text().size();
+  CHECK(log.text().find("exited") != std::string::npos);  // the servers' ends, as logged
+  std::this_thread::sleep_for(20ms);  // past the wait, were there one
+  auto second = node->spawn_process("birth_facts", {});
+  CHECK_FALSE(forked(second.pid()));
+  kill_and_reap({&second});
+  CHECK(log.text().find("fork server", seen) == std::string::npos);  // none started, none gone
 }
 
 TEST_CASE("a child whose fork server died before answering is taken on, runs, and is "

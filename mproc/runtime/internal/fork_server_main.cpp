@@ -230,6 +230,7 @@ bool among_first_servers() {
                                  const fork_server::child_main& run) noexcept {
   const int control = child_link_fd;
   const bool die_before_fork = fault_is("die-before-fork");
+  const bool exit_before_fork = fault_is("exit-before-fork");
   const bool die_after_fork = fault_is("die-after-fork");
   const bool kill_child_and_die = fault_is("kill-child-and-die-after-fork");
   // The kernel forgets a robust-futex list on clone; the child registers the server's
@@ -249,6 +250,8 @@ bool among_first_servers() {
         break;  // the node closed the control socket (it ended) or broke the protocol
       if (die_before_fork)
         ::raise(SIGKILL);
+      if (exit_before_fork)
+        ::_exit(fork_server::refused_exit_code + 1);  // an end, not a refusal
       pid_t* births = map_births(r.births);
       if (births == nullptr) {  // a fork the node could not learn of: it execs instead
         std::int32_t answer = -ENOMEM;

@@ -26,7 +26,8 @@ inline constexpr const char* env_var = "MPROC_FORK_SERVER_OF";
 // between forking a child and answering (the node learns the child's pid from the birth
 // register only); "kill-child-and-die-after-fork" kills the child first (a child that dies
 // before its first frame, whose pid nothing else tells); "die-before-fork" as soon as a
-// request comes (a server that can never serve); "die-before-ready:N:PATH" makes the first
+// request comes (a server that can never serve), "exit-before-fork" the same by exiting
+// (a program that ends there, not a kill); "die-before-ready:N:PATH" makes the first
 // N servers (counted in the file PATH) die before they serve.
 inline constexpr const char* fault_env_var = "MPROC_FORK_SERVER_FAULT";
 inline constexpr std::uint32_t max_request = 16u << 20;

@@ -41,8 +41,8 @@ std::chrono::milliseconds fork_retry_wait_to_begin() {
   char* end = nullptr;
   errno = 0;
   long ms = std::strtol(v, &end, 10);
-  if (errno != 0 || end == v || *end != '\0' || ms < 0 || ms > max_fork_retry_wait.count()) {
-    log::warn("$", fork_retry_wait_env, " is not a number of milliseconds up to ",
+  if (errno != 0 || end == v || *end != '\0' || ms < 1 || ms > max_fork_retry_wait.count()) {
+    log::warn("$", fork_retry_wait_env, " is not a number of milliseconds from 1 to ",
               max_fork_retry_wait.count(), ": ignored");
     return first_fork_retry_wait;
   }
@@ -95,20 +95,15 @@ bool node_impl::fork_server_worth_restarting() const {
          && unready_fork_servers_ < max_unready_fork_servers;
 }
 
-bool node_impl::fork_server_retry_due() {
-  if (another_would_fail_too(*fork_server_))
-    return false;
-  if (std::chrono::steady_clock::now() < fork_retry_at_)
-    return false;
-  // One server: the next death of either kind ends the try.
-  unserved_fork_servers_ = max_unserved_fork_servers - 1;
-  unready_fork_servers_ = max_unready_fork_servers - 1;
-  log::debug("starts went by exec for a while: a fork server is tried again");
-  return true;
+// Only after servers killed from outside: the last one's end says why starts went to exec.
+// One that crashed or exited may do so every time (the three are its chances).
+bool node_impl::fork_server_retry_due() const {
+  return !fork_relaunching_ && fork_server_->killed() && !another_would_fail_too(*fork_server_)
+         && std::chrono::steady_clock::now() >= fork_retry_at_;
 }
 
 std::string node_impl::fork_server_retry_later() {
-  if (another_would_fail_too(*fork_server_))
+  if (!fork_server_->killed() || another_would_fail_too(*fork_server_))
     return "processes start by exec";
   if (fork_retry_wait_.count() < 0)
     fork_retry_wait_ = fork_retry_wait_to_begin();
@@ -123,11 +118,20 @@ bool node_impl::fork_later(const std::shared_ptr<process_state>& state) {
   if (!uses_fork_server())
     return false;
   // Started lazily in a child node, and again when it died (killed from outside) unless it
-  // cannot serve in this program.
-  bool gone = fork_server_ && fork_server_->ended();
-  bool again = gone && (fork_server_worth_restarting() || fork_server_retry_due());
-  if ((!fork_server_ || again) && !start_fork_server())
-    return false;
+  // cannot serve in this program; after a run of dead ones, once the wait is over.
+  if (!fork_server_ || (fork_server_->ended() && fork_server_worth_restarting())) {
+    if (!start_fork_server())
+      return false;
+  } else if (fork_server_->ended() && fork_server_retry_due()) {
+    if (!start_fork_server()) {
+      fork_server_retry_later();  // a longer wait before the next try
+      return false;
+    }
+    log::debug("starts went by exec for a while: a fork server is tried again");
+    // One server: the next death of either kind ends the try.
+    unserved_fork_servers_ = max_unserved_fork_servers - 1;
+    unready_fork_servers_ = max_unready_fork_servers - 1;
+  }
   if (fork_server_->ended())
     return false;
   forks_waiting_.push_back(state);
@@ -241,10 +245,10 @@ void node_impl::fork_server_ended() {
     ++(fork_server_->ready() || !fork_server_->killed() ? unserved_fork_servers_
                                                          : unready_fork_servers_);
   }
+  auto next = fork_server_worth_restarting() ? "it is started again for the next process"
+                                             : fork_server_retry_later();
   log::warn("the fork server (pid ", fork_server_->pid(), ") is gone: ",
-            fork_server_->epitaph(), "; ",
-            fork_server_worth_restarting() ? "it is started again for the next process"
-                                           : fork_server_retry_later());
+            fork_server_->epitaph(), "; ", next);
   auto waiting = std::move(forks_waiting_);
   forks_waiting_.clear();
   for (auto& [start, pid] : forked) {
@@ -256,10 +260,13 @@ void node_impl::fork_server_ended() {
       fail_start(start.state, make_error(errc::spawn_failed, e.what()));
     }
   }
+  // A new server if it is worth one; else exec (a retry's wait begins now, not within).
+  bool outer = std::exchange(fork_relaunching_, true);  // a server may die again within
   for (auto& state : unforked)
-    launch(state);  // a new server if it is worth one; else exec
+    launch(state);
   for (auto& state : waiting)
     launch(state);
+  fork_relaunching_ = outer;
 }
 
 void node_impl::drop_fork_starts() {

@@ -133,7 +133,7 @@ private:
   bool fork_server_worth_restarting() const;
   // Starts go by exec after a run of dying servers (the counts below): is it time to try
   // one server again?
-  bool fork_server_retry_due();
+  bool fork_server_retry_due() const;
   // When a dead server is not worth another: sets the time to try again (where the counts
   // were the reason), and says what starts do meanwhile (for the log).
   std::string fork_server_retry_later();
@@ -195,12 +195,14 @@ private:
   // a crash or an exit there, which count above).
   static constexpr int max_unready_fork_servers = 10;
   int unready_fork_servers_ = 0;
-  // Exec for those counts is not for good (kills come in bursts, and forking is the faster
-  // start): the first start after fork_retry_at_ tries one server again, and its death
-  // sends starts back to exec for twice as long (up to a minute). A server that serves
-  // resets both. The first wait is $MPROC_FORK_SERVER_RETRY_MS (tests), else a second.
+  // Exec for those counts is not for good when the last server was killed from outside
+  // (kills come in bursts, and forking is the faster start): the first start after
+  // fork_retry_at_ tries one server again, and its death sends starts back to exec for
+  // twice as long (up to a minute). A server that serves resets both. The first wait is
+  // $MPROC_FORK_SERVER_RETRY_MS (tests), else a second.
   std::chrono::milliseconds fork_retry_wait_{-1};  // -1: not read yet
   std::chrono::steady_clock::time_point fork_retry_at_;
+  bool fork_relaunching_ = false;  // fork_server_ended() starting its starts again
   std::chrono::steady_clock::time_point fork_server_started_;
   caf::actor_system_config config_;
   // Before system_: destroyed after it (the requester outlives every actor that might ask).
