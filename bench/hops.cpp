@@ -1,6 +1,7 @@
 // The raw ping-pong with a node's thread structure, nothing of mproc: how much of a round
 // trip the threads and their wake-ups cost, apart from mproc's own code (docs/architecture.md,
 // "Known limits"). Fork + socketpair, 16-byte messages echoed; the workloads:
+//   pingpong_blocking      both sides block in recv, as raw's pingpong (the reference here)
 //   pingpong_child_epoll   the child waits in epoll_wait, then reads (a node's loop thread);
 //                          the parent blocks in recv, as raw's pingpong does on both sides
 //   pingpong_via_loop      the same child; in the parent a loop thread waits in epoll_wait,
@@ -8,7 +9,8 @@
 //                          100 us (with more than one CPU), then sleeps on a futex word: what
 //                          node::request does (runtime/internal/requester.cpp)
 //   pingpong_caller_polls  the same child; the caller reads its own reply, waiting in poll()
-//                          (a caller that must also hear of replies arriving another way)
+//                          without a spin (a caller that must also hear of replies arriving
+//                          another way)
 // Prints "RESULT raw <workload> p50|p99 <us>" lines; options in harness.hpp.
 #include <linux/futex.h>
 #include <poll.h>
@@ -21,10 +23,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <thread>
 
 #include "harness.hpp"
@@ -34,14 +36,19 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 constexpr std::size_t message = 16;
 
+// _exit: the child must not flush the parent's stdio buffers it inherited.
 [[noreturn]] void die(const char* what) {
   std::perror(what);
-  std::exit(1);
+  ::_exit(1);
 }
 
+// Every message is sent and read whole (16 bytes on a local stream socket).
 void exactly(ssize_t got, const char* what) {
-  if (got != static_cast<ssize_t>(message))
+  if (got != static_cast<ssize_t>(message)) {
+    if (got >= 0)
+      errno = EPROTO;
     die(what);
+  }
 }
 
 // Waits in epoll_wait for each message, reads it without blocking and echoes it.
@@ -57,24 +64,40 @@ void exactly(ssize_t got, const char* what) {
     epoll_event ready[8];
     if (::epoll_wait(ep, ready, 8, -1) <= 0)
       continue;
-    auto got = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT | MSG_WAITALL);
+    auto got = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
     if (got == 0)
       ::_exit(0);
-    if (got > 0)
-      exactly(::send(fd, buf, static_cast<std::size_t>(got), 0), "send");
+    if (got < 0 && errno == EAGAIN)
+      continue;
+    exactly(got, "echo: recv");
+    exactly(::send(fd, buf, message, 0), "echo: send");
+  }
+}
+
+[[noreturn]] void echo_blocking(int fd) {
+  char buf[message];
+  for (;;) {
+    auto got = ::recv(fd, buf, sizeof buf, MSG_WAITALL);
+    if (got == 0)
+      ::_exit(0);
+    exactly(got, "echo: recv");
+    exactly(::send(fd, buf, message, 0), "echo: send");
   }
 }
 
 struct child {
   pid_t pid;
   int fd;
+  child(pid_t p, int f) : pid{p}, fd{f} {}
   ~child() {
     ::close(fd);
     ::waitpid(pid, nullptr, 0);
   }
+  child(const child&) = delete;
+  child& operator=(const child&) = delete;
 };
 
-child fork_echo() {
+child fork_echo(bool on_epoll = true) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
     die("socketpair");
@@ -83,10 +106,21 @@ child fork_echo() {
     die("fork");
   if (pid == 0) {
     ::close(sv[0]);
-    echo_on_epoll(sv[1]);
+    if (on_epoll)
+      echo_on_epoll(sv[1]);
+    echo_blocking(sv[1]);
   }
   ::close(sv[1]);
   return {pid, sv[0]};
+}
+
+void blocking(const bench::options& o) {
+  auto c = fork_echo(false);
+  char buf[message] = {};
+  bench::round_trips(o, "pingpong_blocking", [&] {
+    exactly(::send(c.fd, buf, message, 0), "send");
+    exactly(::recv(c.fd, buf, message, MSG_WAITALL), "recv");
+  });
 }
 
 void child_epoll(const bench::options& o) {
@@ -165,9 +199,13 @@ void via_loop(const bench::options& o) {
     char buf[message];
     while (!done.load(std::memory_order_relaxed)) {
       epoll_event ready[8];
-      if (::epoll_wait(ep, ready, 8, 50) > 0
-          && ::recv(c.fd, buf, sizeof buf, MSG_DONTWAIT | MSG_WAITALL) > 0)
-        reply.answer();
+      if (::epoll_wait(ep, ready, 8, 50) <= 0)
+        continue;
+      auto got = ::recv(c.fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (got < 0 && errno == EAGAIN)
+        continue;
+      exactly(got, "loop: recv");  // the child gone (0) ends the run, not a spin
+      reply.answer();
     }
     ::close(ep);
   }};
@@ -188,6 +226,7 @@ int main(int argc, char** argv) {
   o.system = "raw";
   ::signal(SIGPIPE, SIG_IGN);
   bench::run(o, {
+    {"pingpong_blocking", blocking},
     {"pingpong_child_epoll", child_epoll},
     {"pingpong_via_loop", via_loop},
     {"pingpong_caller_polls", caller_polls},

@@ -57,7 +57,8 @@ def workloads(build):
         table[name] = {"mproc": mproc("bench_transport", name)}
     # The raw ping-pong with a node's threads (bench/hops.cpp): where mproc's round trip
     # would be without its own code.
-    for name in ["pingpong_child_epoll", "pingpong_via_loop", "pingpong_caller_polls"]:
+    for name in ["pingpong_blocking", "pingpong_child_epoll", "pingpong_via_loop",
+                 "pingpong_caller_polls"]:
         table[name] = {"raw": [os.path.join(build, "bench", "bench_hops"), "--only", name]}
     # Cross-vCPU wake-ups cost ~60 us here: round trips also run with both ends on one CPU.
     table["pingpong_pinned"] = {s: PIN + argv + ["--label", "pinned"]
