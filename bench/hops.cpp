@@ -97,7 +97,7 @@ struct child {
   child& operator=(const child&) = delete;
 };
 
-child fork_echo(bool on_epoll = true) {
+child fork_echo(bool on_epoll) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
     die("socketpair");
@@ -114,26 +114,26 @@ child fork_echo(bool on_epoll = true) {
   return {pid, sv[0]};
 }
 
-void blocking(const bench::options& o) {
-  auto c = fork_echo(false);
+// The parent blocks in recv; the child as `child_on_epoll` says.
+void caller_blocks(const bench::options& o, const char* workload, bool child_on_epoll) {
+  auto c = fork_echo(child_on_epoll);
   char buf[message] = {};
-  bench::round_trips(o, "pingpong_blocking", [&] {
+  bench::round_trips(o, workload, [&] {
     exactly(::send(c.fd, buf, message, 0), "send");
     exactly(::recv(c.fd, buf, message, MSG_WAITALL), "recv");
   });
+}
+
+void blocking(const bench::options& o) {
+  caller_blocks(o, "pingpong_blocking", false);
 }
 
 void child_epoll(const bench::options& o) {
-  auto c = fork_echo();
-  char buf[message] = {};
-  bench::round_trips(o, "pingpong_child_epoll", [&] {
-    exactly(::send(c.fd, buf, message, 0), "send");
-    exactly(::recv(c.fd, buf, message, MSG_WAITALL), "recv");
-  });
+  caller_blocks(o, "pingpong_child_epoll", true);
 }
 
 void caller_polls(const bench::options& o) {
-  auto c = fork_echo();
+  auto c = fork_echo(true);
   char buf[message] = {};
   bench::round_trips(o, "pingpong_caller_polls", [&] {
     exactly(::send(c.fd, buf, message, 0), "send");
@@ -183,7 +183,7 @@ private:
 };
 
 void via_loop(const bench::options& o) {
-  auto c = fork_echo();
+  auto c = fork_echo(true);
   cpu_set_t set;
   CPU_ZERO(&set);
   bool spin = ::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 1;

@@ -63,6 +63,10 @@ def workloads(build):
     # Cross-vCPU wake-ups cost ~60 us here: round trips also run with both ends on one CPU.
     table["pingpong_pinned"] = {s: PIN + argv + ["--label", "pinned"]
                                 for s, argv in table["pingpong"].items()}
+    # The thread-structure models beside it (no spin on one CPU, as the requester does).
+    for name in ["pingpong_blocking", "pingpong_child_epoll", "pingpong_via_loop",
+                 "pingpong_caller_polls"]:
+        table[name + "_pinned"] = {"raw": PIN + table[name]["raw"] + ["--label", "pinned"]}
     # Python's Pipe is the baseline of both mproc's actor messages and mproc's Pipe.
     table["pipe_pingpong"] = {"mproc": mproc("bench_patterns", "pipe_pingpong")}
     table["pipe_oneway"] = {"mproc": mproc("bench_patterns", "pipe_oneway")}
