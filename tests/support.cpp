@@ -140,6 +140,19 @@ bool eventually(std::chrono::milliseconds timeout, const std::function<bool()>& 
   return true;
 }
 
+scoped_env::scoped_env(const char* name, const char* value) : name_{name} {
+  if (const char* old = std::getenv(name))
+    old_ = old;
+  ::setenv(name, value, 1);
+}
+
+scoped_env::~scoped_env() {
+  if (old_)
+    ::setenv(name_, old_->c_str(), 1);
+  else
+    ::unsetenv(name_);
+}
+
 stderr_capture::stderr_capture() {
   char path[] = "/tmp/mproc-stderr-XXXXXX";
   fd_ = ::mkostemp(path, O_CLOEXEC);  // children get stderr, not these

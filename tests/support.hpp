@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <source_location>
 #include <string>
 #include <thread>
@@ -58,6 +59,19 @@ std::string failure_of(const std::function<void()>& f);
 
 // Polls `done` until it holds or `timeout` passes.
 bool eventually(std::chrono::milliseconds timeout, const std::function<bool()>& done);
+
+// An environment variable set for the guard's lifetime, then as it was.
+class scoped_env {
+public:
+  scoped_env(const char* name, const char* value);
+  ~scoped_env();
+  scoped_env(const scoped_env&) = delete;
+  scoped_env& operator=(const scoped_env&) = delete;
+
+private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
 
 // Stderr of this process and of every process started while it lives, kept in a file. Make
 // it before the node: the fork server started with the node keeps the stderr it was given.

@@ -16,7 +16,6 @@
 #include <iterator>
 #include <future>
 #include <mutex>
-#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -100,32 +99,10 @@ void kill_and_reap(std::initializer_list<mproc::process*> children) {
   CHECK(test::zombie_children() == 0);
 }
 
-// An environment variable set for the guard's lifetime, then as it was.
-class scoped_env {
-public:
-  scoped_env(const char* name, const char* value) : name_{name} {
-    if (const char* old = std::getenv(name))
-      old_ = old;
-    ::setenv(name, value, 1);
-  }
-  ~scoped_env() {
-    if (old_)
-      ::setenv(name_, old_->c_str(), 1);
-    else
-      ::unsetenv(name_);
-  }
-  scoped_env(const scoped_env&) = delete;
-  scoped_env& operator=(const scoped_env&) = delete;
-
-private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
-
 // For its lifetime, the fork servers the nodes start fail as `fault` says
 // (fork_server_protocol.hpp).
-struct server_fault : scoped_env {
-  explicit server_fault(const char* fault) : scoped_env{"MPROC_FORK_SERVER_FAULT", fault} {}
+struct server_fault : test::scoped_env {
+  explicit server_fault(const char* fault) : test::scoped_env{"MPROC_FORK_SERVER_FAULT", fault} {}
 };
 
 // The servers "die-before-ready:N:PATH" counted in PATH (a byte each), a file of this test's
@@ -263,7 +240,7 @@ TEST_CASE("a node whose starts went by exec after servers were killed tries a fo
   server_count servers;
   std::string fault = "die-before-ready:11:" + servers.path;
   server_fault first_eleven_die{fault.c_str()};
-  scoped_env short_wait{"MPROC_FORK_SERVER_RETRY_MS", "500"};
+  test::scoped_env short_wait{"MPROC_FORK_SERVER_RETRY_MS", "500"};
   test::scoped_node node{{.start_method = forkserver}};
   auto execd = node->spawn_process("birth_facts", {});
   CHECK_FALSE(forked(execd.pid()));
@@ -284,7 +261,7 @@ TEST_CASE("a node whose fork servers exited at every start does not try another"
   // its chances, and after them starts go by exec for good, past any wait.
   test::stderr_capture log;
   server_fault servers_exit{"exit-before-fork"};
-  scoped_env short_wait{"MPROC_FORK_SERVER_RETRY_MS", "1"};
+  test::scoped_env short_wait{"MPROC_FORK_SERVER_RETRY_MS", "1"};
   test::scoped_node node{{.start_method = forkserver}};
   auto first = node->spawn_process("birth_facts", {});
   CHECK_FALSE(forked(first.pid()));

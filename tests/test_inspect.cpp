@@ -214,9 +214,7 @@ TEST_CASE("a root's socket is its user's alone and goes with it; a dead root's g
   auto dir = std::filesystem::temp_directory_path() / ("mproc-inspect-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   ::chmod(dir.c_str(), 0700);
-  const char* saved = std::getenv("XDG_RUNTIME_DIR");
-  std::string restore = saved ? saved : "";
-  ::setenv("XDG_RUNTIME_DIR", dir.c_str(), 1);
+  test::scoped_env runtime_dir{"XDG_RUNTIME_DIR", dir.c_str()};
 
   // What a root killed by SIGKILL leaves: a socket file of a pid that no longer exists.
   pid_t dead = ::fork();
@@ -282,10 +280,6 @@ TEST_CASE("a root's socket is its user's alone and goes with it; a dead root's g
     CHECK_FALSE(std::filesystem::exists(socket_path(::getpid())));
     CHECK_THAT(err.text(), Catch::Contains("introspection off"));
   }
-  if (saved)
-    ::setenv("XDG_RUNTIME_DIR", restore.c_str(), 1);
-  else
-    ::unsetenv("XDG_RUNTIME_DIR");
   std::filesystem::remove_all(dir);
 }
 

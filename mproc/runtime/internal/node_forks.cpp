@@ -55,6 +55,12 @@ bool another_would_fail_too(const fork_server& s) {
   return s.refused() || (s.hung() && !s.ready());
 }
 
+// Exec after a run of dead servers is for a while only when the last one was killed from
+// outside: one that crashed or exited may do so every time (the three are its chances).
+bool worth_a_later_try(const fork_server& s) {
+  return s.killed() && !another_would_fail_too(s);
+}
+
 // Not yet reaped, so its pid cannot have been reused.
 bool is_our_child(pid_t pid) {
   siginfo_t info{};
@@ -95,23 +101,19 @@ bool node_impl::fork_server_worth_restarting() const {
          && unready_fork_servers_ < max_unready_fork_servers;
 }
 
-// Only after servers killed from outside: the last one's end says why starts went to exec.
-// One that crashed or exited may do so every time (the three are its chances).
 bool node_impl::fork_server_retry_due() const {
-  return !fork_relaunching_ && fork_server_->killed() && !another_would_fail_too(*fork_server_)
+  return !fork_relaunching_ && worth_a_later_try(*fork_server_)
          && std::chrono::steady_clock::now() >= fork_retry_at_;
 }
 
 std::string node_impl::fork_server_retry_later() {
-  if (!fork_server_->killed() || another_would_fail_too(*fork_server_))
+  if (!worth_a_later_try(*fork_server_))
     return "processes start by exec";
-  if (fork_retry_wait_.count() < 0)
-    fork_retry_wait_ = fork_retry_wait_to_begin();
-  fork_retry_at_ = std::chrono::steady_clock::now() + fork_retry_wait_;
-  auto note = "processes start by exec; a server is tried again in "
-              + std::to_string(fork_retry_wait_.count()) + " ms";
-  fork_retry_wait_ = std::min(2 * fork_retry_wait_, max_fork_retry_wait);
-  return note;
+  auto wait = fork_retry_wait_ ? *fork_retry_wait_ : fork_retry_wait_to_begin();
+  fork_retry_at_ = std::chrono::steady_clock::now() + wait;
+  fork_retry_wait_ = std::min(2 * wait, max_fork_retry_wait);
+  return "processes start by exec; a server is tried again in " + std::to_string(wait.count())
+         + " ms";
 }
 
 bool node_impl::fork_later(const std::shared_ptr<process_state>& state) {
@@ -240,7 +242,7 @@ void node_impl::fork_server_ended() {
   // can serve.
   if (fork_server_->served() || !forked.empty()) {
     unserved_fork_servers_ = unready_fork_servers_ = 0;
-    fork_retry_wait_ = std::chrono::milliseconds{-1};
+    fork_retry_wait_.reset();
   } else if (!unforked.empty()) {
     ++(fork_server_->ready() || !fork_server_->killed() ? unserved_fork_servers_
                                                          : unready_fork_servers_);

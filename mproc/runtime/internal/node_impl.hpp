@@ -200,7 +200,7 @@ private:
   // fork_retry_at_ tries one server again, and its death sends starts back to exec for
   // twice as long (up to a minute). A server that serves resets both. The first wait is
   // $MPROC_FORK_SERVER_RETRY_MS (tests), else a second.
-  std::chrono::milliseconds fork_retry_wait_{-1};  // -1: not read yet
+  std::optional<std::chrono::milliseconds> fork_retry_wait_;  // none: the first wait next
   std::chrono::steady_clock::time_point fork_retry_at_;
   bool fork_relaunching_ = false;  // fork_server_ended() starting its starts again
   std::chrono::steady_clock::time_point fork_server_started_;
