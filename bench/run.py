@@ -43,8 +43,10 @@ def workloads(build):
     for name in ["pingpong", "oneway_single", "oneway_batched", "bandwidth_1MiB",
                  "bandwidth_64MiB"]:
         table[name]["shm"] = shm(name)
-    # The same payloads as mproc::bytes (a std::vector the receiver gets a copy of).
-    for name in ["bandwidth_1MiB_bytes", "bandwidth_64MiB_bytes"]:
+    # The same payloads as a new blob per message, and as mproc::bytes (a std::vector the
+    # receiver gets a copy of).
+    for name in ["bandwidth_1MiB_fresh", "bandwidth_64MiB_fresh", "bandwidth_1MiB_bytes",
+                 "bandwidth_64MiB_bytes"]:
         table[name] = {"mproc": mproc("bench_transport", name)}
     # Nodes over loopback TCP (Python's multiprocessing has no remote nodes here); the raw
     # baseline is the same ping-pong over a loopback TCP socket.

@@ -1,15 +1,20 @@
 // mproc::blob: a large one reaches a local process as a descriptor (beyond any frame limit),
-// a small one inside the frame; both arrive equal; what the receiver maps cannot change;
-// a descriptor that is not a sealed blob is refused; nothing is left open.
+// a small one inside the frame; both arrive equal; receivers cannot change what they map;
+// shared memory is reused only once nobody holds it, and a receiver maps it once; a
+// descriptor that is not a blob is refused; what is kept open is bounded.
 #include "mproc/runtime/blob.hpp"
 
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstring>
 #include <fstream>
+#include <functional>
+#include <set>
 #include <sstream>
 
 #include <caf/event_based_actor.hpp>
@@ -17,6 +22,7 @@
 #include <catch2/catch.hpp>
 
 #include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/internal/blob_segment.hpp"
 #include "mproc/runtime/node.hpp"
 #include "support.hpp"
 
@@ -38,20 +44,78 @@ mproc::blob pattern(std::size_t size) {
   return std::move(w).finish();
 }
 
-// KiB of blob memory (memfd mappings) this process has mapped in: its page table entries.
-std::size_t blob_kib_mapped_in() {
+mproc::blob pattern_b(std::size_t size) {
+  mproc::blob_writer w{size};
+  for (std::size_t i = 0; i < size; ++i)
+    w.data()[i] = static_cast<char>(i * 13 + 5);
+  return std::move(w).finish();
+}
+
+// Whether a new blob of `size` bytes is written where `where` was: the pool hands out the
+// segments nobody holds, smallest first, before it makes new ones, so one of these blobs
+// lands there if that segment is free and at most three others of its size are.
+bool written_again(const char* where, std::size_t size) {
+  std::vector<mproc::blob> held;
+  for (int i = 0; i < 4; ++i) {
+    held.push_back(pattern_b(size));
+    if (held.back().data() == where)
+      return true;
+  }
+  return false;
+}
+
+// KiB of blob memory (memfd mappings) this process has mapped in (its page table entries),
+// and how many such mappings it has.
+std::pair<std::uint64_t, std::uint64_t> blob_mappings() {
   std::ifstream smaps{"/proc/self/smaps"};
   std::string line;
   bool in_blob = false;
-  std::size_t kib = 0;
+  std::uint64_t kib = 0;
+  std::uint64_t count = 0;
   while (std::getline(smaps, line)) {
     auto range = line.substr(0, line.find(' '));
-    if (range.find_first_not_of("0123456789abcdef-") == std::string::npos)
+    if (range.find_first_not_of("0123456789abcdef-") == std::string::npos) {
       in_blob = line.find("mproc-blob") != std::string::npos;  // a mapping's first line
-    else if (in_blob && line.rfind("Rss:", 0) == 0)
+      count += in_blob ? 1 : 0;
+    } else if (in_blob && line.rfind("Rss:", 0) == 0) {
       kib += std::stoul(line.substr(4));
+    }
   }
-  return kib;
+  return {kib, count};
+}
+
+// Holds the blobs it gets until told "drop", and answers each with [its digest, this
+// process's blob mappings (KiB mapped in, count) before and after the digest is taken];
+// "digest" answers the digest of the held blob.
+caf::behavior blob_keeper(caf::event_based_actor*) {
+  static std::vector<mproc::blob> kept;
+  return {
+    [](const mproc::blob& b) {
+      auto before = blob_mappings();
+      auto d = digest(b.view());
+      auto after = blob_mappings();
+      kept.push_back(b);
+      return std::vector<std::uint64_t>{d, before.first, before.second, after.first,
+                                        after.second};
+    },
+    [](const std::string& what) {
+      std::uint64_t d = kept.empty() ? 0 : digest(kept.back().view());
+      if (what == "drop")
+        kept.clear();
+      return d;
+    },
+  };
+}
+
+// Writes into a blob it received, which it maps read-only: the process dies of SIGSEGV
+// (without a core file).
+caf::behavior blob_scribbler(caf::event_based_actor*) {
+  return {[](const mproc::blob& b) {
+    rlimit none{0, 0};
+    ::setrlimit(RLIMIT_CORE, &none);
+    const_cast<volatile char*>(b.data())[0] = 'x';
+    return true;
+  }};
 }
 
 // Answers a blob with [its digest, whether it arrived in shared memory]; "echo" sends it back.
@@ -98,6 +162,8 @@ caf::behavior fd_starved(caf::event_based_actor*) {
 
 MPROC_ACTOR(blob_reader);
 MPROC_ACTOR(fd_starved);
+MPROC_ACTOR(blob_keeper);
+MPROC_ACTOR(blob_scribbler);
 
 TEST_CASE("a blob larger than any frame reaches a child as shared memory, unchanged") {
   test::scoped_node node;
@@ -140,22 +206,25 @@ TEST_CASE("a process out of descriptors loses the blob message, not its link") {
   child.join(10s);
 }
 
-TEST_CASE("a finished blob is read-only, in its writer's process too") {
+TEST_CASE("a blob's shared memory cannot be resized, and a receiver maps it read-only") {
   auto b = pattern(mproc::blob::shared_min);
-  // The blob's memfd is sealed against writing: mapping it writable is refused, so no
-  // holder can change what receivers map.
+  // No holder can shrink it under a reader (who would fault, SIGBUS) or grow it.
   int found = 0;
   for (int fd = 0; fd < 1024; ++fd) {
     int seals = ::fcntl(fd, F_GET_SEALS);
-    if (seals < 0 || (seals & F_SEAL_WRITE) == 0)
+    if (seals < 0 || (seals & F_SEAL_SHRINK) == 0)
       continue;
     ++found;
-    void* p = ::mmap(nullptr, b.size(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    CHECK(p == MAP_FAILED);
-    if (p != MAP_FAILED)
-      ::munmap(p, b.size());
+    CHECK(::ftruncate(fd, 4096) != 0);
+    CHECK((seals & (F_SEAL_GROW | F_SEAL_SEAL)) == (F_SEAL_GROW | F_SEAL_SEAL));
   }
   CHECK(found >= 1);
+  test::scoped_node node;
+  auto child = node->spawn_process("blob_scribbler", {});
+  CHECK(test::code_of([&] { node->request<bool>(child.actor(), 10s, b); }) != mproc::errc::none);
+  REQUIRE(child.join(10s));
+  CHECK(child.exitcode() == -SIGSEGV);
+  CHECK(b == pattern(mproc::blob::shared_min));
 }
 
 TEST_CASE("a blob without descriptors travels inside the frame") {
@@ -192,7 +261,90 @@ TEST_CASE("a blob received as a descriptor is mapped in at its first read, all a
   }
   // Larger than what one fault maps in (fault-around, a huge page).
   constexpr std::size_t size = std::size_t{8} << 20;
-  auto before = blob_kib_mapped_in();
+  test::scoped_node node;
+  auto b = pattern(size);
+  auto child = node->spawn_process("blob_keeper", {});
+  auto seen = node->request<std::vector<std::uint64_t>>(child.actor(), 30s, b);
+  REQUIRE(seen.size() == 5);
+  CHECK(seen[0] == digest(b.view()));
+  // Received (on the I/O loop), it cost no page of its bytes: a receiver may only send it
+  // on. Read, it was mapped in whole (its first page, the segment's header, was before).
+  CHECK(seen[1] <= 4);
+  CHECK(seen[3] == seen[1] + size / 1024);
+  child.terminate();
+  child.join(10s);
+}
+
+TEST_CASE("shared memory nobody holds is written again, and a receiver reads it through the same mapping") {
+  constexpr std::size_t size = std::size_t{2} << 20;
+  test::scoped_node node;
+  auto child = node->spawn_process("blob_keeper", {});
+  // Reckoned before: a blob made inside a check would take a segment in the middle of it.
+  const auto digest_a = digest(pattern(size).view());
+  const auto digest_b = digest(pattern_b(size).view());
+  auto a = pattern(size);
+  const char* where = a.data();
+  auto first = node->request<std::vector<std::uint64_t>>(child.actor(), 30s, a);
+  REQUIRE(first.size() == 5);
+  CHECK(first[0] == digest_a);
+  // The child holds it: a new blob goes elsewhere, and the child's copy does not change.
+  a = mproc::blob{};
+  auto b = pattern_b(size);
+  CHECK(b.data() != where);
+  CHECK(node->request<std::uint64_t>(child.actor(), 10s, std::string{"digest"}) == digest_a);
+  // Nobody holds it any more: the next blob of its size is written into it.
+  REQUIRE(node->request<std::uint64_t>(child.actor(), 10s, std::string{"drop"}) != 0);
+  auto c = pattern_b(size);
+  CHECK(c.data() == where);
+  auto again = node->request<std::vector<std::uint64_t>>(child.actor(), 30s, c);
+  REQUIRE(again.size() == 5);
+  CHECK(again[0] == digest_b);
+  // The child already had that segment mapped: no new mapping, nothing new mapped in.
+  CHECK(again[2] == first[4]);
+  CHECK(again[4] == again[2]);
+  CHECK(again[3] == again[1]);
+  child.terminate();
+  child.join(10s);
+}
+
+// Decodes [0, size] or [0, size, true] with `fd` as the frame's one descriptor.
+std::string refusal_of(int fd, std::uint64_t size, bool segment) {
+  std::vector<int> fds{fd};
+  mproc::wire::codec_state st;
+  st.descriptors = &fds;
+  mproc::wire::buffer buf;
+  mproc::wire::packer pk{buf};
+  pk.pack_array(segment ? 3 : 2);
+  pk.pack(0);
+  pk.pack(size);
+  if (segment)
+    pk.pack(true);
+  auto handle = msgpack::unpack(buf.data(), buf.size());
+  mproc::blob out;
+  CHECK_FALSE(mproc::wire::codec<mproc::blob>::decode(handle.get(), out, st));
+  CHECK(fds[0] == -1);  // taken, and closed
+  return st.error;
+}
+
+TEST_CASE("a descriptor that is not a blob is refused and closed") {
+  auto before = test::entries("/proc/self/fd");
+  auto memfd = [](unsigned seals) {
+    int fd = ::memfd_create("not-a-blob", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    REQUIRE(fd >= 0);
+    REQUIRE(::ftruncate(fd, 8192) == 0);
+    REQUIRE(::fcntl(fd, F_ADD_SEALS, seals) == 0);
+    return fd;
+  };
+  CHECK_THAT(refusal_of(memfd(0), 8192, false), Catch::Contains("not a sealed blob"));
+  CHECK_THAT(refusal_of(memfd(0), 4096, true), Catch::Contains("not a blob segment sealed"));
+  // Sealed as a segment is, but without a segment's header.
+  CHECK_THAT(refusal_of(memfd(F_SEAL_SHRINK | F_SEAL_GROW), 4096, true),
+             Catch::Contains("not a blob segment"));
+  CHECK(test::entries("/proc/self/fd") == before);
+}
+
+TEST_CASE("a segment said to hold more than it can is refused") {
+  constexpr std::size_t size = mproc::blob::shared_min + 12345;  // a size no other test makes
   auto b = pattern(size);
   std::vector<int> fds;
   mproc::wire::codec_state st;
@@ -201,48 +353,103 @@ TEST_CASE("a blob received as a descriptor is mapped in at its first read, all a
   mproc::wire::packer pk{buf};
   mproc::wire::codec<mproc::blob>::encode(pk, b, st);
   REQUIRE(fds.size() == 1);
-  auto handle = msgpack::unpack(buf.data(), buf.size());
-  mproc::blob out;
-  REQUIRE(mproc::wire::codec<mproc::blob>::decode(handle.get(), out, st));
-  // Received (on the I/O loop) costs no page of it: a receiver may only send it on.
-  CHECK(blob_kib_mapped_in() == before);
-  CHECK(out.data()[4096 * 100] == b.data()[4096 * 100]);
-  // One byte read, the whole blob mapped in (the sender's mapping, read above, too).
-  CHECK(blob_kib_mapped_in() == before + 2 * size / 1024);
+  const char* where = b.data();
+  CHECK_THAT(refusal_of(fds[0], std::uint64_t{1} << 40, true), Catch::Contains("in a segment of"));
+  CHECK(b == pattern(size));
+  b = mproc::blob{};  // the refused frame's reference went back: nobody holds it now
+  CHECK(written_again(where, size));
 }
 
-TEST_CASE("a descriptor that is not a sealed blob is refused and closed") {
-  auto before = test::entries("/proc/self/fd");
-  int fd = ::memfd_create("not-a-blob", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  REQUIRE(fd >= 0);
-  REQUIRE(::ftruncate(fd, 4096) == 0);
-  std::vector<int> fds{fd};
-  mproc::wire::codec_state st;
-  st.descriptors = &fds;
-  mproc::wire::buffer buf;
-  mproc::wire::packer pk{buf};
-  pk.pack_array(2);
-  pk.pack(0);
-  pk.pack(4096);
-  auto handle = msgpack::unpack(buf.data(), buf.size());
-  mproc::blob out;
-  CHECK_FALSE(mproc::wire::codec<mproc::blob>::decode(handle.get(), out, st));
-  CHECK(st.error.find("not a sealed blob") != std::string::npos);
-  CHECK(fds[0] == -1);  // taken, and closed
-  CHECK(test::entries("/proc/self/fd") == before);
-}
-
-TEST_CASE("blobs close their descriptors when the last copy goes") {
-  auto before = test::entries("/proc/self/fd");
-  {
-    auto a = pattern(mproc::blob::shared_min);
-    auto copy = a;
-    auto b = pattern(std::size_t{2} << 20);
-    CHECK(test::entries("/proc/self/fd") == before + 2);
+// The inode numbers of the blob segments and memfds this process has open.
+std::set<ino_t> blob_files() {
+  std::set<ino_t> found;
+  for (int fd = 0; fd < 4096; ++fd) {
+    char target[256] = {};
+    auto path = "/proc/self/fd/" + std::to_string(fd);
+    struct stat st{};
+    if (::readlink(path.c_str(), target, sizeof target - 1) > 0
+        && std::string_view{target}.starts_with("/memfd:mproc-blob") && ::fstat(fd, &st) == 0)
+      found.insert(st.st_ino);
   }
-  CHECK(test::entries("/proc/self/fd") == before);
+  return found;
+}
+
+TEST_CASE("a process keeps a bounded number of descriptors for blobs nobody holds") {
+  {
+    std::vector<mproc::blob> held;
+    for (int i = 0; i < 100; ++i)
+      held.push_back(pattern(mproc::blob::shared_min));
+    CHECK(blob_files().size() >= 100);  // one segment each
+  }
+  auto kept = blob_files();
+  CHECK(kept.size() <= 64);  // the pool's segments, for blobs to come
+  for (int i = 0; i < 100; ++i)
+    CHECK(pattern(mproc::blob::shared_min).size() == mproc::blob::shared_min);
+  CHECK(blob_files() == kept);  // each blob went into a segment the pool had
   mproc::blob_writer w{mproc::blob::shared_min};
   auto done = std::move(w).finish();
   CHECK(w.data() == nullptr);
   CHECK(std::move(w).finish().empty());
+}
+
+// Encodes `b` as for a local link: the frame's descriptors and settle steps.
+struct encoded {
+  std::vector<int> fds;
+  std::vector<std::function<void(bool)>> settle;
+  mproc::wire::buffer buf;
+  explicit encoded(const mproc::blob& b) {
+    mproc::wire::codec_state st;
+    st.descriptors = &fds;
+    st.settle = &settle;
+    mproc::wire::packer pk{buf};
+    mproc::wire::codec<mproc::blob>::encode(pk, b, st);
+  }
+  ~encoded() {
+    for (int fd : fds)
+      if (fd >= 0)
+        ::close(fd);
+  }
+};
+
+TEST_CASE("a frame that never goes out gives its blob's memory back") {
+  constexpr std::size_t size = std::size_t{3} << 20;
+  auto b = pattern(size);
+  const char* where = b.data();
+  {
+    encoded frame{b};
+    REQUIRE(frame.fds.size() == 1);
+    b = mproc::blob{};
+    CHECK(pattern_b(size).data() != where);  // the frame counts as a holder
+    for (auto& step : frame.settle)
+      step(false);  // dropped before its link took it
+  }
+  CHECK(written_again(where, size));
+}
+
+TEST_CASE("a descriptor no value took gives its blob's memory back") {
+  constexpr std::size_t size = std::size_t{5} << 20;
+  auto b = pattern(size);
+  const char* where = b.data();
+  encoded frame{b};
+  REQUIRE(frame.fds.size() == 1);
+  b = mproc::blob{};
+  CHECK(pattern_b(size).data() != where);
+  mproc::detail::close_unclaimed(std::exchange(frame.fds[0], -1));  // a reply that came late
+  CHECK(written_again(where, size));
+}
+
+TEST_CASE("a blob echoed back to its writer's process is written again once dropped") {
+  constexpr std::size_t size = std::size_t{6} << 20;
+  test::scoped_node node;
+  auto child = node->spawn_process("blob_reader", {});
+  auto b = pattern(size);
+  const char* where = b.data();
+  auto back = node->request<mproc::blob>(child.actor(), 30s, std::string{"echo"}, b);
+  CHECK(back.data() == where);  // its own segment, through its own mapping
+  b = mproc::blob{};
+  CHECK(pattern_b(size).data() != where);  // the echo still holds it
+  back = mproc::blob{};
+  CHECK(written_again(where, size));
+  child.terminate();
+  child.join(10s);
 }

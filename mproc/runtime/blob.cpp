@@ -11,13 +11,25 @@
 #include <utility>
 
 #include "mproc/runtime/errors.hpp"
+#include "mproc/runtime/internal/blob_segment.hpp"
 #include "mproc/serialization/protocol.hpp"
 
 namespace mproc::detail {
 
-// A blob's bytes: on the heap, or a memfd mapped into this process (fd >= 0).
+// A blob's bytes: on the heap, in a reusable segment (blob_segment.hpp), or in a sealed memfd
+// of its own mapped into this process (fd >= 0).
 class blob_memory {
 public:
+  // `size` bytes of `segment`, whose reference this blob holds from now on.
+  static std::unique_ptr<blob_memory> in_segment(std::shared_ptr<blob_segment> segment,
+                                                 std::size_t size) {
+    std::unique_ptr<blob_memory> m{new blob_memory};
+    m->data_ = segment->data();
+    m->size_ = size;
+    m->segment_ = std::move(segment);
+    return m;
+  }
+
   static std::unique_ptr<blob_memory> heap(std::size_t size) {
     std::unique_ptr<blob_memory> m{new blob_memory};
     m->heap_.reset(new char[size == 0 ? 1 : size]);
@@ -61,6 +73,8 @@ public:
   }
 
   ~blob_memory() {
+    if (segment_)
+      segment_->release();
     if (mapped_)
       ::munmap(data_, size_);
     if (fd_ >= 0)
@@ -71,6 +85,7 @@ public:
 
   // Read-only from now on, for this process and every receiver: the writable mapping goes
   // (F_SEAL_WRITE refuses while one exists) and a read-only one takes its place.
+  // A segment stays writable for its owner, who writes it only once nobody holds it.
   void seal() {
     if (fd_ < 0)
       return;
@@ -93,6 +108,8 @@ public:
   // part, and is faulted in as read. Two first readers at once both populate, which is
   // harmless.
   const char* readable() const {
+    if (segment_)
+      return segment_->readable(size_);
     if (mapped_ && size_ <= populate_max && !populated_.load(std::memory_order_relaxed)) {
 #ifdef MADV_POPULATE_READ
       ::madvise(data_, size_, MADV_POPULATE_READ);  // if refused (before Linux 5.14): faults
@@ -102,7 +119,24 @@ public:
     return data_;
   }
   std::size_t size() const { return size_; }
-  int fd() const { return fd_; }
+  int fd() const { return segment_ ? segment_->fd() : fd_; }
+  bool in_segment() const { return segment_ != nullptr; }
+
+  // A descriptor for a frame (closed by it if unsent), or -1. A segment counts the frame's
+  // reference, which the receiver takes over, or which comes back if the frame is dropped
+  // before its link takes it.
+  int descriptor_to_send(wire::codec_state& st) const {
+    int copy = ::fcntl(fd(), F_DUPFD_CLOEXEC, 0);
+    if (copy >= 0 && segment_) {
+      segment_->retain();
+      if (st.settle != nullptr)
+        st.settle->push_back([segment = segment_](bool sent) {
+          if (!sent)
+            segment->release();
+        });
+    }
+    return copy;
+  }
 
 private:
   static constexpr unsigned frozen = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
@@ -134,6 +168,7 @@ private:
   int fd_ = -1;
   bool mapped_ = false;
   mutable std::atomic<bool> populated_ = false;
+  std::shared_ptr<blob_segment> segment_;
   std::unique_ptr<char[]> heap_;
   char* data_ = nullptr;
   std::size_t size_ = 0;
@@ -142,7 +177,11 @@ private:
 namespace {
 
 std::unique_ptr<blob_memory> make_memory(std::size_t size) {
-  return size >= blob::shared_min ? blob_memory::shared(size) : blob_memory::heap(size);
+  if (size < blob::shared_min)
+    return blob_memory::heap(size);
+  if (auto segment = take_segment(size))
+    return blob_memory::in_segment(std::move(segment), size);
+  return blob_memory::shared(size);  // too large for the pool: a sealed memfd of its own
 }
 
 } // namespace
@@ -184,13 +223,15 @@ void codec<blob>::encode(packer& pk, const blob& b, codec_state& st) {
   const auto* m = b.mem_.get();
   if (m != nullptr && m->fd() >= 0 && st.descriptors != nullptr
       && st.descriptors->size() < max_fds_per_frame) {
-    int copy = ::fcntl(m->fd(), F_DUPFD_CLOEXEC, 0);
+    int copy = m->descriptor_to_send(st);
     if (copy >= 0) {
       auto index = static_cast<std::uint32_t>(st.descriptors->size());
       st.descriptors->push_back(copy);  // the frame owns it now, and closes it if unsent
-      pk.pack_array(2);
+      pk.pack_array(m->in_segment() ? 3 : 2);
       pk.pack(index);
       pk.pack(static_cast<std::uint64_t>(m->size()));
+      if (m->in_segment())
+        pk.pack(true);
       return;
     }
   }
@@ -212,16 +253,35 @@ bool codec<blob>::decode(const msgpack::object& o, blob& out, codec_state& st) {
   }
   std::uint32_t index = 0;
   std::uint64_t size = 0;
-  if (o.type != msgpack::type::ARRAY || o.via.array.size != 2)
-    return type_mismatch(st, "blob (bin or [descriptor, size])", o);
+  bool segment = false;
+  auto n = o.type == msgpack::type::ARRAY ? o.via.array.size : 0;
+  if (n != 2 && n != 3)
+    return type_mismatch(st, "blob (bin or [descriptor, size, true?])", o);
   if (!codec<std::uint32_t>::decode(o.via.array.ptr[0], index, st)
-      || !codec<std::uint64_t>::decode(o.via.array.ptr[1], size, st))
+      || !codec<std::uint64_t>::decode(o.via.array.ptr[1], size, st)
+      || (n == 3 && !codec<bool>::decode(o.via.array.ptr[2], segment, st)))
     return false;
+  if (n == 3 && !segment)
+    return type_mismatch(st, "blob ([descriptor, size, true] for a segment)", o);
   auto* fds = st.descriptors;
   if (fds == nullptr || index >= fds->size() || (*fds)[index] < 0)
     return st.fail("blob: descriptor " + std::to_string(index) + " did not come with the frame");
+  int fd = std::exchange((*fds)[index], -1);
   std::string why;
-  auto m = mproc::detail::blob_memory::adopt(std::exchange((*fds)[index], -1), size, why);
+  if (segment) {
+    auto s = mproc::detail::received_segment(fd, why);
+    if (s && size != 0 && size <= s->capacity()) {
+      out = blob{mproc::detail::blob_memory::in_segment(std::move(s), size)};
+      return true;
+    }
+    if (s) {  // refused: the frame's reference goes back
+      why = "a blob of " + std::to_string(size) + " bytes in a segment of "
+            + std::to_string(s->capacity());
+      s->release();
+    }
+    return st.fail("blob: " + why);
+  }
+  auto m = mproc::detail::blob_memory::adopt(fd, size, why);
   if (!m)
     return st.fail("blob: " + why);
   out = blob{std::move(m)};

@@ -6,13 +6,22 @@
 //   mproc::blob data = std::move(w).finish();   // read-only from now on
 //   node.request<std::int64_t>(child, 10s, data);   // the child maps the same pages
 //
-// From `shared_min` bytes on, a blob lives in a memfd sealed against writing and resizing;
-// crossing to a local process passes its descriptor beside the frame (SCM_RIGHTS) and the
-// receiver maps it read-only: nothing is copied, whatever the size (node_options::max_frame
+// From `shared_min` bytes on, a blob lives in shared memory (a memfd) that no holder can
+// resize; crossing to a local process passes its descriptor beside the frame (SCM_RIGHTS) and
+// the receiver maps it read-only: nothing is copied, whatever the size (node_options::max_frame
 // does not apply). A smaller blob lives on the heap and travels inside the frame, as bytes.
 // To another machine, inside a queue item, or beyond the 16th descriptor of one message, a
 // blob travels inside the frame (and counts against max_frame). Copying a blob copies a
 // reference.
+//
+// The shared memory is reused: once no process holds a blob any more, its writer's process
+// writes a later blob of about its size into the same memory, and a receiver that mapped it
+// reads the new blob through the mapping it has (docs/architecture.md says why: a new mapping
+// costs more than a copy on a VM). A process keeps up to 64 such segments, 256 MiB, of its own
+// (needing room, it leaves out the least recently used) and as many received; a blob above
+// 256 MiB gets a memfd of its own, sealed against writing. A blob does not survive a plain
+// fork() (mproc's processes start from a fork server or exec): the forked copy is not counted
+// as a holder, and the memory may be written again under it.
 //
 // A shared blob keeps its descriptor open while any copy of it lives, so that it can be sent
 // on. The node raises the soft descriptor limit to the hard one; a process out of
@@ -63,7 +72,8 @@ private:
   std::shared_ptr<const detail::blob_memory> mem_;
 };
 
-// Builds a blob in place: the bytes are written once, where they will be sent from.
+// Builds a blob in place: the bytes are written once, where they will be sent from. What
+// data() holds before it is written is unspecified (an earlier blob's bytes, or zeros).
 class blob_writer {
 public:
   explicit blob_writer(std::size_t size);  // throws mproc::error when no memory can be had
@@ -82,8 +92,9 @@ private:
 
 } // namespace mproc
 
-// On the wire: bin (inside the frame), or [descriptor index, size] for a shared blob whose
-// memfd travels beside the frame (docs/protocol.md, "Descriptors").
+// On the wire: bin (inside the frame), or [descriptor index, size] for a blob in a sealed
+// memfd, or [descriptor index, size, true] for one in a reusable segment, whose memfd travels
+// beside the frame (docs/protocol.md, "Descriptors" and "Blob segments").
 template <>
 struct mproc::wire::codec<mproc::blob> {
   static std::string name() { return "blob"; }

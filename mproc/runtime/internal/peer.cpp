@@ -14,6 +14,7 @@
 
 #include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/log.hpp"
+#include "mproc/runtime/internal/blob_segment.hpp"
 #include "mproc/runtime/internal/node_impl.hpp"
 #include "mproc/runtime/internal/proxy.hpp"
 
@@ -30,7 +31,7 @@ peer::peer(node_impl& node, std::shared_ptr<detail::link> link, role r, std::int
 peer::~peer() {
   for (int fd : frame_fds_)  // after an fds frame whose frame never came
     if (fd >= 0)
-      ::close(fd);
+      detail::close_unclaimed(fd);
 }
 
 void peer::open(closed_callback on_closed) {

@@ -12,6 +12,7 @@
 
 #include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/log.hpp"
+#include "mproc/runtime/internal/blob_segment.hpp"
 #include "mproc/runtime/internal/inline_runner.hpp"
 #include "mproc/runtime/internal/node_impl.hpp"
 #include "mproc/runtime/internal/proxy.hpp"
@@ -75,10 +76,11 @@ void peer::on_frame(std::string_view payload) {
                         [this](wire::found_env& e) { on_found(e); },
                         [](wire::fds_env&) {}},
              env);
-  // Descriptors the frame brought and no value took (a message that was dropped).
+  // Descriptors the frame brought and no value took (a message that was dropped, a reply
+  // that came too late): a blob segment's reference goes back.
   for (int fd : std::exchange(frame_fds_, {}))
     if (fd >= 0)
-      ::close(fd);
+      detail::close_unclaimed(fd);
 }
 
 void peer::on_fds(wire::fds_env& e) {
