@@ -411,31 +411,30 @@ struct encoded {
   }
 };
 
-TEST_CASE("a frame that never goes out gives its blob's memory back") {
-  constexpr std::size_t size = std::size_t{3} << 20;
-  auto b = pattern(size);
-  const char* where = b.data();
-  {
-    encoded frame{b};
-    REQUIRE(frame.fds.size() == 1);
-    b = mproc::blob{};
-    CHECK(pattern_b(size).data() != where);  // the frame counts as a holder
-    for (auto& step : frame.settle)
-      step(false);  // dropped before its link took it
-  }
-  CHECK(written_again(where, size));
-}
-
-TEST_CASE("a descriptor no value took gives its blob's memory back") {
-  constexpr std::size_t size = std::size_t{5} << 20;
+// A blob of `size` bytes whose last holder is a frame encoded for a local link is not written
+// again until `end` ends the frame's hold, and is then.
+void check_frame_hold_ends(std::size_t size, const std::function<void(encoded&)>& end) {
   auto b = pattern(size);
   const char* where = b.data();
   encoded frame{b};
   REQUIRE(frame.fds.size() == 1);
   b = mproc::blob{};
-  CHECK(pattern_b(size).data() != where);
-  mproc::detail::close_unclaimed(std::exchange(frame.fds[0], -1));  // a reply that came late
+  CHECK(pattern_b(size).data() != where);  // the frame counts as a holder
+  end(frame);
   CHECK(written_again(where, size));
+}
+
+TEST_CASE("a frame that never goes out gives its blob's memory back") {
+  check_frame_hold_ends(std::size_t{3} << 20, [](encoded& frame) {
+    for (auto& step : frame.settle)
+      step(false);  // dropped before its link took it
+  });
+}
+
+TEST_CASE("a descriptor no value took gives its blob's memory back") {
+  check_frame_hold_ends(std::size_t{5} << 20, [](encoded& frame) {
+    mproc::detail::close_unclaimed(std::exchange(frame.fds[0], -1));  // a reply that came late
+  });
 }
 
 TEST_CASE("a blob echoed back to its writer's process is written again once dropped") {
