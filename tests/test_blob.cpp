@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -18,6 +19,7 @@
 #include <sstream>
 
 #include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -160,10 +162,50 @@ caf::behavior fd_starved(caf::event_based_actor*) {
 
 } // namespace
 
+// Answers an i32 N with a blob of N bytes only when told "reply"; "check" drops its own copy
+// and answers whether a new blob of that size is written where that one was.
+struct late_state {
+  caf::response_promise pending;
+  mproc::blob kept;
+  const char* where = nullptr;
+};
+
+caf::behavior late_replier(caf::stateful_actor<late_state>* self) {
+  return {
+    [=](std::int32_t size) {
+      self->state.kept = pattern(static_cast<std::size_t>(size));
+      self->state.where = self->state.kept.data();
+      self->state.pending = self->make_response_promise();
+      return self->state.pending;
+    },
+    [=](const std::string& what) {
+      if (what == "reply") {
+        self->state.pending.deliver(self->state.kept);
+        return true;
+      }
+      auto size = self->state.kept.size();
+      self->state.kept = mproc::blob{};
+      return written_again(self->state.where, size);
+    },
+  };
+}
+
 MPROC_ACTOR(blob_reader);
+MPROC_ACTOR(late_replier);
 MPROC_ACTOR(fd_starved);
 MPROC_ACTOR(blob_keeper);
 MPROC_ACTOR(blob_scribbler);
+
+// A node and one child running `actor`, which ends with the test.
+struct node_and_child {
+  test::scoped_node node;
+  mproc::process child;
+  explicit node_and_child(const char* actor) : child{node->spawn_process(actor, {})} {}
+  ~node_and_child() {
+    child.terminate();
+    child.join(10s);
+  }
+};
 
 TEST_CASE("a blob larger than any frame reaches a child as shared memory, unchanged") {
   test::scoped_node node;
@@ -261,9 +303,10 @@ TEST_CASE("a blob received as a descriptor is mapped in at its first read, all a
   }
   // Larger than what one fault maps in (fault-around, a huge page).
   constexpr std::size_t size = std::size_t{8} << 20;
-  test::scoped_node node;
+  node_and_child t{"blob_keeper"};
+  auto& node = t.node;
+  auto& child = t.child;
   auto b = pattern(size);
-  auto child = node->spawn_process("blob_keeper", {});
   auto seen = node->request<std::vector<std::uint64_t>>(child.actor(), 30s, b);
   REQUIRE(seen.size() == 5);
   CHECK(seen[0] == digest(b.view()));
@@ -271,14 +314,13 @@ TEST_CASE("a blob received as a descriptor is mapped in at its first read, all a
   // on. Read, it was mapped in whole (its first page, the segment's header, was before).
   CHECK(seen[1] <= 4);
   CHECK(seen[3] == seen[1] + size / 1024);
-  child.terminate();
-  child.join(10s);
 }
 
 TEST_CASE("shared memory nobody holds is written again, and a receiver reads it through the same mapping") {
   constexpr std::size_t size = std::size_t{2} << 20;
-  test::scoped_node node;
-  auto child = node->spawn_process("blob_keeper", {});
+  node_and_child t{"blob_keeper"};
+  auto& node = t.node;
+  auto& child = t.child;
   // Reckoned before: a blob made inside a check would take a segment in the middle of it.
   const auto digest_a = digest(pattern(size).view());
   const auto digest_b = digest(pattern_b(size).view());
@@ -303,8 +345,6 @@ TEST_CASE("shared memory nobody holds is written again, and a receiver reads it 
   CHECK(again[2] == first[4]);
   CHECK(again[4] == again[2]);
   CHECK(again[3] == again[1]);
-  child.terminate();
-  child.join(10s);
 }
 
 // Decodes [0, size] or [0, size, true] with `fd` as the frame's one descriptor.
@@ -341,6 +381,29 @@ TEST_CASE("a descriptor that is not a blob is refused and closed") {
   CHECK_THAT(refusal_of(memfd(F_SEAL_SHRINK | F_SEAL_GROW), 4096, true),
              Catch::Contains("not a blob segment"));
   CHECK(test::entries("/proc/self/fd") == before);
+}
+
+TEST_CASE("a memfd sealed against writing and resizing is taken as a blob") {
+  // What a blob above the pool's bound travels as, and what another implementation may send.
+  const std::string text(300000, 's');
+  int fd = ::memfd_create("sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  REQUIRE(fd >= 0);
+  REQUIRE(::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  REQUIRE(::fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW) == 0);
+  std::vector<int> fds{fd};
+  mproc::wire::codec_state st;
+  st.descriptors = &fds;
+  mproc::wire::buffer buf;
+  mproc::wire::packer pk{buf};
+  pk.pack_array(2);
+  pk.pack(0);
+  pk.pack(text.size());
+  auto handle = msgpack::unpack(buf.data(), buf.size());
+  mproc::blob out;
+  REQUIRE(mproc::wire::codec<mproc::blob>::decode(handle.get(), out, st));
+  CHECK(fds[0] == -1);
+  CHECK(out.shared());
+  CHECK(out.view() == text);
 }
 
 TEST_CASE("a segment said to hold more than it can is refused") {
@@ -412,8 +475,8 @@ struct encoded {
 };
 
 // A blob of `size` bytes whose last holder is a frame encoded for a local link is not written
-// again until `end` ends the frame's hold, and is then.
-void check_frame_hold_ends(std::size_t size, const std::function<void(encoded&)>& end) {
+// again before `end` ends the frame, and after it only if `freed`.
+void check_frame_hold(std::size_t size, const std::function<void(encoded&)>& end, bool freed) {
   auto b = pattern(size);
   const char* where = b.data();
   encoded frame{b};
@@ -421,34 +484,67 @@ void check_frame_hold_ends(std::size_t size, const std::function<void(encoded&)>
   b = mproc::blob{};
   CHECK(pattern_b(size).data() != where);  // the frame counts as a holder
   end(frame);
-  CHECK(written_again(where, size));
+  CHECK(written_again(where, size) == freed);
 }
 
-TEST_CASE("a frame that never goes out gives its blob's memory back") {
-  check_frame_hold_ends(std::size_t{3} << 20, [](encoded& frame) {
+TEST_CASE("a frame that failed to go out still counts as a holder of its blob's memory") {
+  // A write that fails part way may have handed the descriptor over with its first bytes:
+  // only a receiver gives the frame's reference back, never the sender.
+  check_frame_hold(std::size_t{3} << 20, [](encoded& frame) {
     for (auto& step : frame.settle)
-      step(false);  // dropped before its link took it
-  });
+      step(false);
+    ::close(std::exchange(frame.fds[0], -1));
+  }, false);
 }
 
 TEST_CASE("a descriptor no value took gives its blob's memory back") {
-  check_frame_hold_ends(std::size_t{5} << 20, [](encoded& frame) {
+  check_frame_hold(std::size_t{5} << 20, [](encoded& frame) {
     mproc::detail::close_unclaimed(std::exchange(frame.fds[0], -1));  // a reply that came late
-  });
+  }, true);
+}
+
+TEST_CASE("a descriptor no value took gives its blob's memory back from a process that never mapped it") {
+  check_frame_hold(std::size_t{9} << 20, [](encoded& frame) {
+    // A forked copy knows none of this process's segments: it goes through the header.
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      mproc::detail::close_unclaimed(frame.fds[0]);
+      ::_exit(0);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  }, true);
+}
+
+TEST_CASE("a blob in a reply that came too late is written again by its sender") {
+  constexpr std::int32_t size = 7 << 20;
+  node_and_child t{"late_replier"};
+  auto& node = t.node;
+  auto& child = t.child;
+  CHECK(test::code_of([&] { node->request<mproc::blob>(child.actor(), 200ms, size); })
+        == mproc::errc::timeout);
+  // The reply goes out before the answer to "reply", on the same link: the node has dropped
+  // it (nobody waits for it any more) by the time that answer arrives.
+  REQUIRE(node->request<bool>(child.actor(), 10s, std::string{"reply"}));
+  CHECK(node->request<bool>(child.actor(), 10s, std::string{"check"}));
 }
 
 TEST_CASE("a blob echoed back to its writer's process is written again once dropped") {
   constexpr std::size_t size = std::size_t{6} << 20;
-  test::scoped_node node;
-  auto child = node->spawn_process("blob_reader", {});
+  node_and_child t{"blob_reader"};
+  auto& node = t.node;
+  auto& child = t.child;
   auto b = pattern(size);
   const char* where = b.data();
   auto back = node->request<mproc::blob>(child.actor(), 30s, std::string{"echo"}, b);
   CHECK(back.data() == where);  // its own segment, through its own mapping
+  // One more message: the child handles it after it has let go of the first and its reply.
+  mproc::blob small{std::string_view{"after"}};
+  REQUIRE(node->request<mproc::blob>(child.actor(), 10s, std::string{"echo"}, small) == small);
   b = mproc::blob{};
   CHECK(pattern_b(size).data() != where);  // the echo still holds it
   back = mproc::blob{};
   CHECK(written_again(where, size));
-  child.terminate();
-  child.join(10s);
 }

@@ -123,18 +123,14 @@ public:
   bool in_segment() const { return segment_ != nullptr; }
 
   // A descriptor for a frame (closed by it if unsent), or -1. A segment counts the frame's
-  // reference, which the receiver takes over, or which comes back if the frame is dropped
-  // before its link takes it.
-  int descriptor_to_send(wire::codec_state& st) const {
+  // reference, which only the receiver gives back: a frame that failed part way may have
+  // handed its descriptors over with its first bytes, so a sender cannot know that it is
+  // the one to give it back; a frame that never went out leaves the count high, which only
+  // keeps the segment from being reused (blob_segment.hpp).
+  int descriptor_to_send() const {
     int copy = ::fcntl(fd(), F_DUPFD_CLOEXEC, 0);
-    if (copy >= 0 && segment_) {
+    if (copy >= 0 && segment_)
       segment_->retain();
-      if (st.settle != nullptr)
-        st.settle->push_back([segment = segment_](bool sent) {
-          if (!sent)
-            segment->release();
-        });
-    }
     return copy;
   }
 
@@ -223,7 +219,7 @@ void codec<blob>::encode(packer& pk, const blob& b, codec_state& st) {
   const auto* m = b.mem_.get();
   if (m != nullptr && m->fd() >= 0 && st.descriptors != nullptr
       && st.descriptors->size() < max_fds_per_frame) {
-    int copy = m->descriptor_to_send(st);
+    int copy = m->descriptor_to_send();
     if (copy >= 0) {
       auto index = static_cast<std::uint32_t>(st.descriptors->size());
       st.descriptors->push_back(copy);  // the frame owns it now, and closes it if unsent

@@ -21,7 +21,8 @@
 // (needing room, it leaves out the least recently used) and as many received; a blob above
 // 256 MiB gets a memfd of its own, sealed against writing. A blob does not survive a plain
 // fork() (mproc's processes start from a fork server or exec): the forked copy is not counted
-// as a holder, and the memory may be written again under it.
+// as a holder, and the memory may be written again under it; a child forked while another
+// thread was making or receiving a blob may hang at its own first blob.
 //
 // A shared blob keeps its descriptor open while any copy of it lives, so that it can be sent
 // on. The node raises the soft descriptor limit to the hard one; a process out of

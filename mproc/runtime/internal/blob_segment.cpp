@@ -101,6 +101,16 @@ const char* blob_segment::readable(std::size_t size) const {
   return data_;
 }
 
+void blob_segment::release_through(int fd, std::uint64_t id) {
+  void* h = ::mmap(nullptr, header_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (h == MAP_FAILED)
+    return;
+  auto* head = static_cast<header*>(h);
+  if (head->magic == header::expected_magic && head->id == id)
+    head->references.fetch_sub(1, std::memory_order_release);
+  ::munmap(h, header_size);
+}
+
 bool blob_segment::read_id(int fd, std::uint64_t& id) {
   return ::pread(fd, &id, sizeof id, offsetof(header, id)) == sizeof id;
 }
@@ -202,6 +212,8 @@ public:
     auto s = blob_segment::create(capacity);
     if (s) {
       std::lock_guard lock{mutex_};
+      // Other threads may have made segments meanwhile: the bound holds all the same.
+      make_room(owned_, capacity, dropped, [](const auto& o) { return o->unused(); });
       owned_.push_back(s);
     }
     return s;
@@ -247,11 +259,7 @@ public:
       s->release();
       return;
     }
-    int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    std::string why;
-    if (copy >= 0)
-      if (auto s = blob_segment::map_received(copy, why))  // its header, to count down
-        s->release();
+    blob_segment::release_through(fd, id);  // not mapped here: through its header alone
   }
 
 private:

@@ -9,11 +9,13 @@
 //
 //   made by the owner:  references = 1 (its writer), sealed against resizing, never writing
 //   sent (by anyone):   one more reference per frame that carries its descriptor; the frame's
-//                       receiver takes it over, and gives it back if it drops the frame
+//                       receiver takes it over, and gives it back if it drops the frame (the
+//                       sender never does: a frame that failed part way may have delivered
+//                       its descriptors)
 //   dropped anywhere:   one fewer; at zero the owner may claim it for another blob
 //   retired:            the owner left it out of its pool: receivers unmap it when idle
 //
-// A count too high (a frame lost in a closed socket, a holder killed) only keeps the segment
+// A count too high (a frame that never went out, a holder killed) only keeps the segment
 // from being reused; the owner's pool is bounded and leaves out its oldest segments to stay
 // within the bound. Only mproc's code handles the descriptors: a process that received one
 // could write the segment or its count, as it could any shared memory of the program.
@@ -63,6 +65,7 @@ private:
   static std::shared_ptr<blob_segment> create(std::size_t capacity);
   static std::shared_ptr<blob_segment> map_received(int fd, std::string& why);
   static bool read_id(int fd, std::uint64_t& id);
+  static void release_through(int fd, std::uint64_t id);  // one reference, header only
 
   header* header_ = nullptr;
   char* data_ = nullptr;

@@ -3,6 +3,7 @@
 // encryption in link_tls.cpp.
 #include "mproc/runtime/internal/link.hpp"
 
+#include "mproc/runtime/internal/blob_segment.hpp"
 #include "mproc/runtime/internal/fd_passing.hpp"
 #include "mproc/runtime/internal/tcp.hpp"
 #include "mproc/runtime/internal/tls.hpp"  // link destroys its session
@@ -65,7 +66,7 @@ link::~link() {
     close_fds(f.fds);
   for (auto& set : fds_in_)
     for (int fd : set.fds)
-      ::close(fd);
+      close_unclaimed(fd);  // a blob segment's reference goes back
 }
 
 void link::open(frame_handler on_frame, close_handler on_close, batch_handler on_batch) {

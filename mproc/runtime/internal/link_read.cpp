@@ -2,6 +2,7 @@
 // frames, with the descriptors that came along kept until a frame claims them.
 #include "mproc/runtime/internal/link.hpp"
 
+#include "mproc/runtime/internal/blob_segment.hpp"
 #include "mproc/runtime/internal/fd_passing.hpp"
 
 #include <sys/socket.h>
@@ -118,7 +119,7 @@ std::optional<std::vector<int>> link::take_fds(std::size_t n) {
   if (set.fds.size() != n) {  // the announced count and the set differ: a broken peer
     for (int fd : set.fds)
       if (fd >= 0)
-        ::close(fd);
+        close_unclaimed(fd);  // a blob segment's reference goes back
     return std::nullopt;
   }
   return std::move(set.fds);
