@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "mproc/runtime/errors.hpp"
+#include "mproc/runtime/internal/blob_pool.hpp"
 #include "mproc/runtime/internal/blob_segment.hpp"
 #include "mproc/serialization/protocol.hpp"
 

@@ -24,6 +24,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -64,6 +65,7 @@ private:
   blob_segment() = default;
   static std::shared_ptr<blob_segment> create(std::size_t capacity);
   static std::shared_ptr<blob_segment> map_received(int fd, std::string& why);
+  static bool sealed_as_one(int fd);  // against resizing, not writing: maybe a segment
   static bool read_id(int fd, std::uint64_t& id);
   static void release_through(int fd, std::uint64_t id);  // one reference, header only
 
@@ -76,24 +78,11 @@ private:
   dev_t dev_ = 0;
   ino_t ino_ = 0;
   std::uint64_t id_ = 0;
+  std::chrono::steady_clock::time_point idle_since_{};  // the pool's, under its lock
   mutable std::atomic<std::size_t> populated_ = 0;
 };
 
 // Whether blobs may use segments here: the header is one 4096-byte page (protocol.md).
 bool segments_available();
-
-// A segment of at least `size` bytes for a new blob, with its writer's reference; null when
-// `size` is above the pool's bound or the kernel refuses (the blob then takes a sealed memfd
-// of its own).
-std::shared_ptr<blob_segment> take_segment(std::size_t size);
-
-// The segment behind a received descriptor (taken: closed once its mapping is known or on
-// failure); null, with `why` set, unless it is one. A segment received before is not mapped
-// again.
-std::shared_ptr<blob_segment> received_segment(int fd, std::string& why);
-
-// Closes `fd`, a descriptor a frame brought and no value took; if it is a blob segment, gives
-// back the reference its sender counted for the frame.
-void close_unclaimed(int fd);
 
 } // namespace mproc::detail

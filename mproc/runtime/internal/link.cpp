@@ -3,7 +3,7 @@
 // encryption in link_tls.cpp.
 #include "mproc/runtime/internal/link.hpp"
 
-#include "mproc/runtime/internal/blob_segment.hpp"
+#include "mproc/runtime/internal/blob_pool.hpp"
 #include "mproc/runtime/internal/fd_passing.hpp"
 #include "mproc/runtime/internal/tcp.hpp"
 #include "mproc/runtime/internal/tls.hpp"  // link destroys its session

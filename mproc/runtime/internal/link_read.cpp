@@ -2,7 +2,7 @@
 // frames, with the descriptors that came along kept until a frame claims them.
 #include "mproc/runtime/internal/link.hpp"
 
-#include "mproc/runtime/internal/blob_segment.hpp"
+#include "mproc/runtime/internal/blob_pool.hpp"
 #include "mproc/runtime/internal/fd_passing.hpp"
 
 #include <sys/socket.h>

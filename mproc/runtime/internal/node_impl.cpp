@@ -19,6 +19,7 @@
 
 #include "mproc/runtime/actor_registry.hpp"
 #include "mproc/runtime/log.hpp"
+#include "mproc/runtime/internal/blob_pool.hpp"
 #include "mproc/runtime/internal/inline_runner.hpp"
 #include "mproc/runtime/internal/message_codec.hpp"
 #include "mproc/runtime/internal/proxy.hpp"
@@ -100,6 +101,7 @@ node_impl::node_impl(node_options options, std::optional<child_args> child)
     system_->next_actor_id(), system_->node(), system_.get(), requester_config);
   requester_ = static_cast<requester*>(caf::actor_cast<caf::abstract_actor*>(requester_handle_));
   loop_.start([this] { return std::make_unique<inline_runner>(*system_); });
+  allow_segment_trimming();  // a thread of its own, now that the process has threads anyway
   // A root starts its fork server at once, so that it is ready for the first child; a child
   // node only when it starts children of its own (most never do).
   if (!child_ && uses_fork_server())

@@ -14,7 +14,7 @@
 
 #include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/log.hpp"
-#include "mproc/runtime/internal/blob_segment.hpp"
+#include "mproc/runtime/internal/blob_pool.hpp"
 #include "mproc/runtime/internal/node_impl.hpp"
 #include "mproc/runtime/internal/proxy.hpp"
 
