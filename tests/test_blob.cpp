@@ -208,18 +208,36 @@ caf::behavior late_replier(caf::stateful_actor<late_state>* self) {
   };
 }
 
+// Whether this process lets go of all its blob memory within 10 s.
+bool all_blob_memory_goes() {
+  mproc::will_block();
+  auto until = std::chrono::steady_clock::now() + 10s;
+  while (!blob_files().empty() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(20ms);
+  return blob_files().empty();
+}
+
 // Takes a blob (and lets go of it once answered); "wait" then makes a blob of its own, drops
-// it, and answers whether this process let go of all its blob memory within 10 s.
+// it, and answers whether all blob memory goes; "lost" makes one whose count a lost frame
+// leaves too high, and answers the same.
 caf::behavior blob_idler(caf::event_based_actor*) {
   return {
     [](const mproc::blob& b) { return b.size() != 0 && !blob_files().empty(); },
-    [](const std::string&) {
-      mproc::will_block();
-      bool made = pattern(std::size_t{1} << 20).shared();
-      auto until = std::chrono::steady_clock::now() + 10s;
-      while (!blob_files().empty() && std::chrono::steady_clock::now() < until)
-        std::this_thread::sleep_for(20ms);
-      return made && blob_files().empty();
+    [](const std::string& what) {
+      auto b = pattern(std::size_t{1} << 20);
+      bool made = b.shared();
+      if (what == "lost") {
+        std::vector<int> fds;
+        mproc::wire::codec_state st;
+        st.descriptors = &fds;
+        mproc::wire::buffer buf;
+        mproc::wire::packer pk{buf};
+        mproc::wire::codec<mproc::blob>::encode(pk, b, st);  // counts the frame
+        for (int fd : fds)
+          ::close(fd);  // which never reaches anyone
+      }
+      b = mproc::blob{};
+      return made && all_blob_memory_goes();
     },
   };
 }
@@ -555,12 +573,16 @@ TEST_CASE("a blob in a reply that came too late is written again by its sender")
 }
 
 TEST_CASE("a process lets go of blob memory nobody used for a while") {
+  // This process reads the limit once, at its first blob: the default, whatever runs first.
+  REQUIRE(pattern(mproc::blob::shared_min).shared());
   test::scoped_env idle{"MPROC_BLOB_IDLE_MS", "100"};  // children read it; 10 s by default
   node_and_child t{"blob_idler"};
   auto b = pattern(std::size_t{3} << 20);
   REQUIRE(t.node->request<bool>(t.child.actor(), 10s, b));  // a segment received, then unheld
   // A segment it made and one it received (whose owner still holds it) both go.
   CHECK(t.node->request<bool>(t.child.actor(), 30s, std::string{"wait"}));
+  // So does one whose count stays too high (after six times the limit).
+  CHECK(t.node->request<bool>(t.child.actor(), 30s, std::string{"lost"}));
 }
 
 TEST_CASE("a blob echoed back to its writer's process is written again once dropped") {

@@ -18,12 +18,11 @@
 // writes a later blob of about its size into the same memory, and a receiver that mapped it
 // reads the new blob through the mapping it has (docs/architecture.md says why: a new mapping
 // costs more than a copy on a VM). A process keeps up to 64 such segments, 256 MiB, of its own
-// (needing room, it leaves out the least recently used) and as many received, and lets go of
-// those nobody used for 10 s (MPROC_BLOB_IDLE_MS); a blob above 256 MiB gets a memfd of its
-// own, sealed against writing. A blob does not survive a plain
+// (needing room, it leaves out the least recently used) and as many received; once the
+// process has a node, a thread of its lets go of those no blob of the process held for 10 s
+// (MPROC_BLOB_IDLE_MS). A blob above 256 MiB gets a memfd of its own, sealed against writing. A blob does not survive a plain
 // fork() (mproc's processes start from a fork server or exec): the forked copy is not counted
-// as a holder, and the memory may be written again under it; a child forked while another
-// thread was making or receiving a blob may hang at its own first blob.
+// as a holder, and the memory may be written again under it.
 //
 // A shared blob keeps its descriptor open while any copy of it lives, so that it can be sent
 // on. The node raises the soft descriptor limit to the hard one; a process out of

@@ -1,5 +1,6 @@
 #include "mproc/runtime/internal/blob_pool.hpp"
 
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -57,7 +58,7 @@ std::chrono::milliseconds idle_limit_to_use() {
 class segment_pool {
 public:
   static segment_pool& instance() {
-    static auto* pool = new segment_pool;  // never destroyed: blobs may outlive static objects
+    static auto* pool = make();  // never destroyed: blobs may outlive static objects
     return *pool;
   }
 
@@ -140,8 +141,18 @@ public:
 private:
   static constexpr std::size_t budget = std::size_t{256} << 20;  // per list
   static constexpr std::size_t max_segments = 64;                // per list
+  static constexpr int stuck_factor = 6;
 
   using list = std::vector<std::shared_ptr<blob_segment>>;
+
+  // A plain fork() must not copy the lock held by another thread (the trimmer takes it every
+  // half limit): fork waits for it, and both sides let it go.
+  static segment_pool* make() {
+    auto* pool = new segment_pool;
+    ::pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+                     [] { instance().mutex_.unlock(); });
+    return pool;
+  }
 
   // No blob of this process holds it (only its list does).
   static bool idle(const std::shared_ptr<blob_segment>& s) { return s.use_count() == 1; }
@@ -222,14 +233,15 @@ private:
     try {
       std::thread{[this] { trim_loop(); }}.detach();
       trimming_ = true;
-    } catch (const std::system_error&) {
+    } catch (...) {  // no thread to be had: the next segment tries again
     }
   }
 
   void trim_loop() {
+    ::pthread_setname_np(::pthread_self(), "mproc-blobs");
     std::unique_lock lock{mutex_};
     for (bool more = true; more;) {
-      tick_.wait_for(lock, idle_limit_ / 2);
+      tick_.wait_for(lock, std::max(idle_limit_ / 2, std::chrono::milliseconds{1}));
       list dropped;
       more = trim_locked(dropped);
       trimming_ = more;
@@ -239,20 +251,27 @@ private:
     }
   }
 
-  // Lets go of segments unused (made here) or unheld (received: retired ones at once) for the
-  // idle limit; true while any remain to watch.
+  // Lets go of the segments no blob of this process held for the idle limit: received ones
+  // (retired ones at once), and made ones nobody holds anywhere. A made one that another
+  // process still counts (held there, or a count left too high by a killed holder or a frame
+  // that never went out) goes after stuck_factor times the limit: retired, it is never
+  // written again, and its holders keep their own mappings.
   bool trim_locked(list& dropped) {
     auto now = std::chrono::steady_clock::now();
-    auto stale = [&](const std::shared_ptr<blob_segment>& s, bool free) {
-      if (!free)
+    auto idle_for = [&](const std::shared_ptr<blob_segment>& s) {
+      if (!idle(s))
         s->idle_since_ = {};
       else if (s->idle_since_ == std::chrono::steady_clock::time_point{})
         s->idle_since_ = now;
-      return free && now - s->idle_since_ >= idle_limit_;
+      return idle(s) ? now - s->idle_since_ : std::chrono::steady_clock::duration{};
     };
-    drop_if(owned_, dropped, [&](const auto& s) { return stale(s, s->unused()); });
-    drop_if(received_, dropped,
-            [&](const auto& s) { return stale(s, idle(s)) || (idle(s) && s->retired()); });
+    drop_if(owned_, dropped, [&](const auto& s) {
+      auto t = idle_for(s);
+      return t >= stuck_factor * idle_limit_ || (t >= idle_limit_ && s->unused());
+    });
+    drop_if(received_, dropped, [&](const auto& s) {
+      return idle_for(s) >= idle_limit_ || (idle(s) && s->retired());
+    });
     return !owned_.empty() || !received_.empty();
   }
 
