@@ -400,23 +400,54 @@ TEST_CASE("shared memory nobody holds is written again, and a receiver reads it 
   CHECK(again[3] == again[1]);
 }
 
-// Decodes [0, size] or [0, size, true] with `fd` as the frame's one descriptor.
-std::string refusal_of(int fd, std::uint64_t size, bool segment) {
-  std::vector<int> fds{fd};
-  mproc::wire::codec_state st;
-  st.descriptors = &fds;
+// Encodes `b` as for a local link: the frame's descriptors and settle steps.
+struct encoded {
+  std::vector<int> fds;
+  std::vector<std::function<void(bool)>> settle;
   mproc::wire::buffer buf;
-  mproc::wire::packer pk{buf};
-  pk.pack_array(segment ? 3 : 2);
-  pk.pack(0);
-  pk.pack(size);
-  if (segment)
-    pk.pack(true);
-  auto handle = msgpack::unpack(buf.data(), buf.size());
+  explicit encoded(const mproc::blob& b) {
+    mproc::wire::codec_state st;
+    st.descriptors = &fds;
+    st.settle = &settle;
+    mproc::wire::packer pk{buf};
+    mproc::wire::codec<mproc::blob>::encode(pk, b, st);
+  }
+  ~encoded() {
+    for (int fd : fds)
+      if (fd >= 0)
+        ::close(fd);
+  }
+};
+
+// [0, size] or [0, size, true] decoded with `fd` as the frame's one descriptor.
+struct decoded {
+  bool ok = false;
+  bool taken = false;  // the descriptor: kept by the blob, or closed
   mproc::blob out;
-  CHECK_FALSE(mproc::wire::codec<mproc::blob>::decode(handle.get(), out, st));
-  CHECK(fds[0] == -1);  // taken, and closed
-  return st.error;
+  std::string error;
+  decoded(int fd, std::uint64_t size, bool segment) {
+    std::vector<int> fds{fd};
+    mproc::wire::codec_state st;
+    st.descriptors = &fds;
+    mproc::wire::buffer buf;
+    mproc::wire::packer pk{buf};
+    pk.pack_array(segment ? 3 : 2);
+    pk.pack(0);
+    pk.pack(size);
+    if (segment)
+      pk.pack(true);
+    auto handle = msgpack::unpack(buf.data(), buf.size());
+    ok = mproc::wire::codec<mproc::blob>::decode(handle.get(), out, st);
+    taken = fds[0] == -1;
+    error = st.error;
+  }
+};
+
+std::string refusal_of(int fd, std::uint64_t size, bool segment) {
+  decoded d{fd, size, segment};
+  CHECK_FALSE(d.ok);
+  CHECK(d.taken);  // and closed
+  return d.error;
 }
 
 TEST_CASE("a descriptor that is not a blob is refused and closed") {
@@ -443,34 +474,21 @@ TEST_CASE("a memfd sealed against writing and resizing is taken as a blob") {
   REQUIRE(fd >= 0);
   REQUIRE(::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
   REQUIRE(::fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW) == 0);
-  std::vector<int> fds{fd};
-  mproc::wire::codec_state st;
-  st.descriptors = &fds;
-  mproc::wire::buffer buf;
-  mproc::wire::packer pk{buf};
-  pk.pack_array(2);
-  pk.pack(0);
-  pk.pack(text.size());
-  auto handle = msgpack::unpack(buf.data(), buf.size());
-  mproc::blob out;
-  REQUIRE(mproc::wire::codec<mproc::blob>::decode(handle.get(), out, st));
-  CHECK(fds[0] == -1);
-  CHECK(out.shared());
-  CHECK(out.view() == text);
+  decoded d{fd, text.size(), false};
+  REQUIRE(d.ok);
+  CHECK(d.taken);
+  CHECK(d.out.shared());
+  CHECK(d.out.view() == text);
 }
 
 TEST_CASE("a segment said to hold more than it can is refused") {
   constexpr std::size_t size = mproc::blob::shared_min + 12345;  // a size no other test makes
   auto b = pattern(size);
-  std::vector<int> fds;
-  mproc::wire::codec_state st;
-  st.descriptors = &fds;
-  mproc::wire::buffer buf;
-  mproc::wire::packer pk{buf};
-  mproc::wire::codec<mproc::blob>::encode(pk, b, st);
-  REQUIRE(fds.size() == 1);
+  encoded frame{b};
+  REQUIRE(frame.fds.size() == 1);
   const char* where = b.data();
-  CHECK_THAT(refusal_of(fds[0], std::uint64_t{1} << 40, true), Catch::Contains("in a segment of"));
+  CHECK_THAT(refusal_of(std::exchange(frame.fds[0], -1), std::uint64_t{1} << 40, true),
+             Catch::Contains("in a segment of"));
   CHECK(b == pattern(size));
   b = mproc::blob{};  // the refused frame's reference went back: nobody holds it now
   CHECK(written_again(where, size));
@@ -495,25 +513,6 @@ TEST_CASE("a process keeps a bounded number of descriptors for blobs nobody hold
   CHECK(w.data() == nullptr);
   CHECK(std::move(w).finish().empty());
 }
-
-// Encodes `b` as for a local link: the frame's descriptors and settle steps.
-struct encoded {
-  std::vector<int> fds;
-  std::vector<std::function<void(bool)>> settle;
-  mproc::wire::buffer buf;
-  explicit encoded(const mproc::blob& b) {
-    mproc::wire::codec_state st;
-    st.descriptors = &fds;
-    st.settle = &settle;
-    mproc::wire::packer pk{buf};
-    mproc::wire::codec<mproc::blob>::encode(pk, b, st);
-  }
-  ~encoded() {
-    for (int fd : fds)
-      if (fd >= 0)
-        ::close(fd);
-  }
-};
 
 // A blob of `size` bytes whose last holder is a frame encoded for a local link is not written
 // again before `end` ends the frame, and after it only if `freed`.

@@ -105,18 +105,14 @@ public:
   // more than the copy a blob saves (bench's child reading 1 MiB blobs: 1.77-1.88 ->
   // 2.59-2.64 GB/s populated as mapped; 64 MiB: 2.0-2.2 -> 3.2-3.4 GB/s populated at the
   // first read). The call costs time in proportion to the size, even for a reader that reads
-  // little: beyond populate_max a blob is more likely data of which each reader reads a
+  // little: beyond 128 MiB a blob is more likely data of which each reader reads a
   // part, and is faulted in as read. Two first readers at once both populate, which is
   // harmless.
   const char* readable() const {
     if (segment_)
       return segment_->readable(size_);
-    if (mapped_ && size_ <= populate_max && !populated_.load(std::memory_order_relaxed)) {
-#ifdef MADV_POPULATE_READ
-      ::madvise(data_, size_, MADV_POPULATE_READ);  // if refused (before Linux 5.14): faults
-#endif
-      populated_.store(true, std::memory_order_relaxed);
-    }
+    if (mapped_)
+      populate(data_, size_, populated_);
     return data_;
   }
   std::size_t size() const { return size_; }
@@ -137,7 +133,6 @@ public:
 
 private:
   static constexpr unsigned frozen = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
-  static constexpr std::size_t populate_max = std::size_t{128} << 20;
 
   blob_memory() = default;
 
@@ -164,7 +159,7 @@ private:
 
   int fd_ = -1;
   bool mapped_ = false;
-  mutable std::atomic<bool> populated_ = false;
+  mutable std::atomic<std::size_t> populated_ = 0;
   std::shared_ptr<blob_segment> segment_;
   std::unique_ptr<char[]> heap_;
   char* data_ = nullptr;

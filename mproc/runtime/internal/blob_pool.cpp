@@ -170,28 +170,28 @@ private:
     return nullptr;
   }
 
-  // Found segments move to the back: the lists run from least to most recently used.
-  static std::shared_ptr<blob_segment> find(list& l, dev_t dev, ino_t ino, std::uint64_t id) {
-    auto it = std::find_if(l.begin(), l.end(), [&](const auto& s) { return s->same(dev, ino, id); });
-    if (it == l.end())
-      return nullptr;
+  // A segment in use moves to the back: the lists run from least to most recently used.
+  static std::shared_ptr<blob_segment> used(list& l, list::iterator it) {
     std::rotate(it, it + 1, l.end());
     l.back()->idle_since_ = {};
     return l.back();
   }
 
+  static std::shared_ptr<blob_segment> find(list& l, dev_t dev, ino_t ino, std::uint64_t id) {
+    auto it = std::find_if(l.begin(), l.end(), [&](const auto& s) { return s->same(dev, ino, id); });
+    return it == l.end() ? nullptr : used(l, it);
+  }
+
   // The smallest unused segment that fits without wasting half of it, claimed.
   std::shared_ptr<blob_segment> reuse(std::size_t size) {
-    std::shared_ptr<blob_segment>* best = nullptr;
-    for (auto& s : owned_)
-      if (s->capacity() >= size && s->capacity() / 2 < size && s->unused()
-          && (best == nullptr || s->capacity() < (*best)->capacity()))
-        best = &s;
-    if (best == nullptr || !(*best)->claim())
+    auto best = owned_.end();
+    for (auto it = owned_.begin(); it != owned_.end(); ++it)
+      if ((*it)->capacity() >= size && (*it)->capacity() / 2 < size && (*it)->unused()
+          && (best == owned_.end() || (*it)->capacity() < (*best)->capacity()))
+        best = it;
+    if (best == owned_.end() || !(*best)->claim())
       return nullptr;
-    auto s = *best;
-    find(owned_, s->dev_, s->ino_, s->id_);
-    return s;
+    return used(owned_, best);
   }
 
   // Moves out, least recently used first, the segments `may_go` allows until `capacity` more

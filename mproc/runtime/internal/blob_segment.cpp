@@ -6,15 +6,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <ctime>
-#include <iterator>
-#include <mutex>
-#include <vector>
 
 namespace mproc::detail {
 
@@ -33,7 +29,8 @@ namespace {
 
 constexpr unsigned resizing = F_SEAL_SHRINK | F_SEAL_GROW;
 constexpr std::size_t page = blob_segment::header_size;
-constexpr std::size_t populate_max = std::size_t{128} << 20;  // as a sealed blob's (blob.cpp)
+// Beyond this a blob is more likely data of which each reader reads a part (blob.cpp).
+constexpr std::size_t populate_max = std::size_t{128} << 20;
 
 std::uint64_t random_id() {
   std::uint64_t id = 0;
@@ -85,17 +82,21 @@ bool blob_segment::retired() const {
   return header_->retired.load(std::memory_order_acquire) != 0;
 }
 
-const char* blob_segment::readable(std::size_t size) const {
-  auto done = populated_.load(std::memory_order_relaxed);
-  if (size > done && size <= populate_max) {
-    auto from = done / page * page;  // madvise wants a page-aligned start
+void populate(char* data, std::size_t size, std::atomic<std::size_t>& done_so_far) {
+  auto done = done_so_far.load(std::memory_order_relaxed);
+  if (size <= done || size > populate_max)
+    return;
+  auto from = done / page * page;  // madvise wants a page-aligned start
 #ifdef MADV_POPULATE_READ
-    ::madvise(data_ + from, size - from, MADV_POPULATE_READ);  // refused before Linux 5.14
+  ::madvise(data + from, size - from, MADV_POPULATE_READ);  // refused before Linux 5.14
 #endif
-    // Only ever up: a reader that populated more meanwhile keeps its figure.
-    while (done < size && !populated_.compare_exchange_weak(done, size, std::memory_order_relaxed))
-      ;
-  }
+  // Only ever up: a reader that populated more meanwhile keeps its figure.
+  while (done < size && !done_so_far.compare_exchange_weak(done, size, std::memory_order_relaxed))
+    ;
+}
+
+const char* blob_segment::readable(std::size_t size) const {
+  populate(data_, size, populated_);
   return data_;
 }
 
@@ -157,8 +158,7 @@ std::shared_ptr<blob_segment> blob_segment::map_received(int fd, std::string& wh
   s->fd_ = fd;
   s->pid_ = ::getpid();
   struct stat st{};
-  int seals = ::fcntl(fd, F_GET_SEALS);
-  if (seals < 0 || (static_cast<unsigned>(seals) & resizing) != resizing || ::fstat(fd, &st) != 0
+  if (!sealed_as_one(fd) || ::fstat(fd, &st) != 0
       || static_cast<std::size_t>(st.st_size) <= header_size) {
     why = "the descriptor is not a blob segment sealed against resizing";
     return nullptr;

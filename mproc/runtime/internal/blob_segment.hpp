@@ -82,6 +82,10 @@ private:
   mutable std::atomic<std::size_t> populated_ = 0;
 };
 
+// Populates [0, size) of a read-only mapping at `data` of which `done_so_far` bytes are
+// populated already, in one call (blob.cpp says why), unless size is above 128 MiB.
+void populate(char* data, std::size_t size, std::atomic<std::size_t>& done_so_far);
+
 // Whether blobs may use segments here: the header is one 4096-byte page (protocol.md).
 bool segments_available();
 
