@@ -36,6 +36,13 @@ void taker(caf::blocking_actor*, int_queue q, std::int32_t n, int_queue out) {
     out.put(q.get());
 }
 
+// Takes an item with get_nowait (asked of the queue: the inbox is empty), then one with get
+// (a batch arrives: one taken, the rest prefetched), hands both on to `out`, and ends.
+void nowait_taker(caf::blocking_actor*, int_queue q, int_queue out) {
+  out.put(q.get_nowait());
+  out.put(q.get(std::chrono::seconds{10}));
+}
+
 // Finds the queue by name and puts `count` numbers into it.
 void named_producer(caf::blocking_actor*, std::string name, std::int32_t count) {
   auto q = int_queue::lookup(mproc::this_node(), name);
@@ -99,6 +106,7 @@ MPROC_ACTOR(big_producer);
 MPROC_ACTOR(big_consumer);
 MPROC_ACTOR(blob_reverser);
 MPROC_ACTOR(taker);
+MPROC_ACTOR(nowait_taker);
 MPROC_ACTOR(hoarder);
 MPROC_ACTOR(named_producer);
 MPROC_ACTOR(grandparent_of_producer);
@@ -234,19 +242,16 @@ TEST_CASE("leaving gives back what was handed out and not taken, even a batch st
 
 TEST_CASE("an item taken by get_nowait is acknowledged with the others when the consumer leaves") {
   test::scoped_node node;
-  int_queue q{*node, {.name = "taken-by-get-nowait"}};
+  int_queue q{*node};
   int_queue out{*node};
   for (std::int32_t i = 0; i < 100; ++i)
     q.put(i);
   REQUIRE(q.flush(5s));
-  {
-    // A second client in this process, with an agent of its own, as a child's would have.
-    auto consumer = int_queue::lookup(*node, "taken-by-get-nowait");
-    out.put(consumer.get_nowait());    // asked of the queue: the inbox is empty
-    out.put(consumer.get(10s));        // a batch arrives; one taken, the rest prefetched
-  }                                    // leaves: 2 taken, the prefetched rest goes back
-  // Leaving is asynchronous here (a process that exits waits for it).
-  CHECK(test::eventually(10s, [&] { return q.stats().unacknowledged == 0; }));
+  // The child takes 2 and ends: it leaves, and the prefetched rest goes back.
+  auto c = node->spawn_process("nowait_taker", {}, q, out);
+  REQUIRE(c.join(10s));
+  CHECK(c.exitcode() == 0);
+  CHECK(q.stats().unacknowledged == 0);  // it waited for the queue to confirm its leave
   CHECK(q.stats().size == 98);
   std::set<std::int32_t> all;
   for (auto x : drain(out, 2))

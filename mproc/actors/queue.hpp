@@ -5,15 +5,15 @@
 //   q.put(job{...});                                       // waits while full
 //   job j = q.get();                                       // waits while empty
 //
-// Handles are cheap to copy; copies in one process share a local agent that sends puts in
+// Handles are cheap to copy; all handles of a queue in one process share a local agent that sends puts in
 // batches (one batch in flight per process) and prefetches gets, so an item costs no round
 // trip of its own. Items are encoded once with the type's codec and decoded once by the
 // consumer: T needs MSGPACK_DEFINE or a built-in codec, and may not hold actor references.
 //
 // Delivery (docs/queue.md): at least once. An item handed to a consumer counts as done
-// when that consumer next calls get()/get_many() (or leaves); if its process dies first,
-// the item goes to another consumer. So an item is delivered twice only when the consumer
-// holding it died, and never lost.
+// when that consumer next calls get()/get_many() or task_done() (or leaves); if its
+// process dies first, the item goes to another consumer. So an item is delivered twice
+// only when the consumer holding it died, and never lost.
 //
 // For actors, q.actor() answers the messages listed in docs/queue.md.
 #pragma once
@@ -229,7 +229,8 @@ public:
   bool full() const { return maxsize() != 0 && qsize() >= maxsize(); }
   std::size_t maxsize() const { return core_.maxsize(); }
   queue_stats stats() const { return core_.stats(); }
-  // Later puts fail with closed; gets drain what is left, then fail with closed.
+  // Later puts fail with closed; gets drain what is left, then fail with closed once no
+  // consumer in another process holds items that would come back if it died (they wait).
   void close() { core_.close(); }
   // Sends what this process's puts buffered; true when the queue took it all.
   template <class Rep, class Period>

@@ -18,12 +18,13 @@ namespace {
 struct agent_life {
   bool sending = false;  // its chain of put batches runs (send_next)
   bool left = false;     // the queue answered its leave
+  int tasks_done = 0;    // task_done() calls the queue has not answered yet
 };
 
 // A retired agent ends once its leave was answered and its batches went out.
 void end_if_done(caf::event_based_actor* self, queue_channel& ch, const agent_life& life) {
-  if (!life.left || life.sending)
-    return;
+  if (!life.left || life.sending || life.tasks_done > 0)
+    return;  // (an answer still due to a task_done() caller, who would wait for it in vain)
   caf::actor held;  // released after the lock; the running actor keeps itself meanwhile
   {
     std::lock_guard guard{ch.m};
@@ -119,6 +120,18 @@ std::optional<std::uint64_t> claim_done(queue_channel& ch, std::uint64_t gen) {
   return std::exchange(ch.done, 0);
 }
 
+// Up to `n` of the items taken and not yet acknowledged, oldest first, claimed by a
+// task_done() through agent `gen` (none for a retired agent: its leave acknowledged them).
+std::uint64_t claim_finished(queue_channel& ch, std::uint64_t gen, std::uint64_t n) {
+  std::lock_guard guard{ch.m};
+  if (ch.generation != gen)
+    return 0;
+  auto earlier = std::min(n, ch.done);
+  ch.done -= earlier;
+  auto last = std::min<std::uint64_t>(n - earlier, ch.taken_last);
+  ch.taken_last -= static_cast<std::size_t>(last);
+  return earlier + last;
+}
 
 // `wait`: the consumer has nothing left and waits at the queue. Otherwise a prefetch, which
 // never waits there: a consumer with work in hand must not take new items from others.
@@ -203,6 +216,24 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
       return rp;
     },
     [=](q_leave_atom, std::uint64_t done) { send_leave(self, ch, q, life, done); },
+    // Asked by task_done(): `n` tasks are finished, and as many of the items this process
+    // took are acknowledged with them, so a consumer killed after its task_done() does not
+    // get that item delivered again, to be done a second time.
+    [=](q_done_atom, std::uint64_t n) {
+      auto rp = self->make_response_promise();
+      ++life->tasks_done;
+      auto answered = [=](caf::error e) mutable {
+        --life->tasks_done;
+        if (e)
+          rp.deliver(std::move(e));
+        else
+          rp.deliver(caf::unit);
+        end_if_done(self, *ch, *life);
+      };
+      self->request(q, caf::infinite, q_done_atom::value, n, claim_finished(*ch, gen, n))
+        .then([=]() mutable { answered({}); }, [=](caf::error& e) mutable { answered(e); });
+      return rp;
+    },
   };
 }
 

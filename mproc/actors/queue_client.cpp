@@ -1,10 +1,12 @@
 // A process's side of a queue: the handle's blocking calls (queue_client, behind
 // queue_core) and its leaving; what happens at process exit is in queue_exit.cpp, the agent
 // actor it talks through in queue_agent.cpp, items on the wire in queue_items.cpp.
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
 #include <optional>
+#include <unordered_map>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -175,6 +177,17 @@ public:
     caf::anon_send(agent, q_leave_atom::value, done);
   }
 
+  // Through the agent when this process took items not yet acknowledged: the queue knows
+  // the consumer by its agent, and acknowledges them with the tasks done.
+  void task_done(std::uint64_t n) {
+    caf::actor via;
+    {
+      std::lock_guard guard{ch_->m};
+      via = agent_ && ch_->done + ch_->taken_last != 0 ? agent_ : queue_;
+    }
+    this_node().request(via, std::chrono::seconds{30}, q_done_atom::value, n);
+  }
+
   const caf::actor& actor() const { return queue_; }
   const std::shared_ptr<queue_channel>& channel() const override { return ch_; }
 
@@ -280,6 +293,30 @@ private:
 
 // ---- queue_core ------------------------------------------------------------------------
 
+namespace {
+
+// The one client of queue `q` in this process, however many times a handle to it arrived (a
+// spawn argument and a message, a lookup beside the original): the queue knows a consumer
+// by its client's agent, so two clients of one process would each wait, on a closed queue,
+// for what the other holds (docs/queue.md, point 6). `fresh` says whether it was made now.
+std::shared_ptr<queue_client> client_for(const caf::actor& q, std::size_t maxsize,
+                                         bool& fresh) {
+  static std::mutex m;
+  static std::unordered_map<caf::actor_addr, std::weak_ptr<queue_client>> clients;
+  std::lock_guard guard{m};
+  std::erase_if(clients, [](const auto& entry) { return entry.second.expired(); });
+  auto& slot = clients[q.address()];
+  auto client = slot.lock();
+  fresh = !client;
+  if (fresh) {
+    client = std::make_shared<queue_client>(q, maxsize);
+    slot = client;
+  }
+  return client;
+}
+
+} // namespace
+
 queue_core::queue_core(node& owner, queue_options options)
   : queue_core(spawn_queue_server(owner.system(), {options.maxsize}), options.maxsize) {
   if (!options.name.empty())
@@ -297,9 +334,11 @@ queue_core queue_core::lookup(node& owner, const std::string& name, millis timeo
 }
 
 queue_core::queue_core(caf::actor queue, std::size_t maxsize)
-  : queue_(std::move(queue)), maxsize_(maxsize),
-    client_(std::make_shared<queue_client>(queue_, maxsize)) {
-  track_for_exit(client_);
+  : queue_(std::move(queue)), maxsize_(maxsize) {
+  bool fresh = false;
+  client_ = client_for(queue_, maxsize, fresh);
+  if (fresh)
+    track_for_exit(client_);
 }
 
 queue_client& queue_core::client() const {
@@ -362,14 +401,17 @@ bool queue_core::flush(std::optional<millis> timeout) {
 }
 
 void queue_core::task_done(std::uint64_t n) {
-  this_node().request(client().actor(), std::chrono::seconds{30}, q_done_atom::value, n);
+  client().task_done(n);
 }
 
 bool queue_core::join(std::optional<millis> timeout) {
-  client().flush(std::nullopt);  // items this process put are part of what join waits for
+  // Items this process put are part of what join waits for; a full queue may hold them back.
+  auto until = clock_type::now() + timeout.value_or(millis{std::chrono::hours{24 * 365}});
+  if (!client().flush(timeout) && clock_type::now() >= until)
+    return false;  // (a refused flush, a closed queue, still waits for the tasks)
+  auto left = std::chrono::duration_cast<millis>(until - clock_type::now());
   try {
-    this_node().request(client().actor(), timeout.value_or(millis{std::chrono::hours{24 * 365}}),
-                        q_join_atom::value);
+    this_node().request(client().actor(), std::max(left, millis{1}), q_join_atom::value);
     return true;
   } catch (const error& e) {
     if (e.code() == errc::timeout)

@@ -11,6 +11,7 @@ using q_put_atom = caf::atom_constant<caf::atom("q_put")>;
 // ("q_putnow", vec<bytes>) -> ()         error full at once
 using q_putnow_atom = caf::atom_constant<caf::atom("q_putnow")>;
 // ("q_get", u32 max, u64 done) -> vec<bytes>   held while empty; error closed when drained
+//                                               and no other consumer holds items
 using q_get_atom = caf::atom_constant<caf::atom("q_get")>;
 // ("q_getnow", u32 max, u64 done) -> vec<bytes>   error empty at once
 using q_getnow_atom = caf::atom_constant<caf::atom("q_getnow")>;
@@ -28,6 +29,7 @@ using q_size_atom = caf::atom_constant<caf::atom("q_size")>;
 // ("q_close") -> ()
 using q_close_atom = caf::atom_constant<caf::atom("q_close")>;
 // ("q_done", u64 n) -> ()                JoinableQueue.task_done, n times
+// ("q_done", u64 n, u64 done) -> ()      the same, acknowledging `done` of the sender's oldest items
 using q_done_atom = caf::atom_constant<caf::atom("q_done")>;
 // ("q_join") -> ()                       held until every item put was task_done
 using q_join_atom = caf::atom_constant<caf::atom("q_join")>;

@@ -58,6 +58,23 @@ caf::error closed_error() {
 
 void admit_putters(queue_actor* self);
 
+// Whether a closed queue has nothing more for `who`: nothing waits, and no other consumer
+// holds items that would come back if it died (a consumer told `closed` stops asking, so
+// items given back after that would stay here for nobody).
+bool drained_for(const queue_state& s, const caf::actor_addr& who) {
+  return s.store.size() == 0 && s.store.held() == s.store.held_by(who);
+}
+
+void rebalance(queue_actor* self);
+
+// `who` acknowledged `done` of its oldest items; on a closed queue that may be the last
+// of them anyone held, which ends the gets still waiting.
+void acknowledge(queue_actor* self, const caf::actor_addr& who, std::uint64_t done) {
+  self->state.store.acknowledge(who, done);
+  if (self->state.closed && done != 0)
+    rebalance(self);
+}
+
 // Serves waiting consumers, then lets blocked producers in, until neither can move.
 void rebalance(queue_actor* self) {
   auto& s = self->state;
@@ -74,11 +91,13 @@ void rebalance(queue_actor* self) {
     if (!moved && s.putters.size() == before)
       break;
   }
-  if (s.closed && s.store.size() == 0) {
-    for (auto& g : s.getters)
+  if (s.closed && s.store.size() == 0)
+    std::erase_if(s.getters, [&](waiting_get& g) {
+      if (!drained_for(s, g.who))
+        return false;
       g.rp.deliver(closed_error());
-    s.getters.clear();
-  }
+      return true;
+    });
 }
 
 void accept(queue_actor* self, item_batch& batch) {
@@ -169,6 +188,20 @@ void close_queue(queue_actor* self) {
   rebalance(self);
 }
 
+// JoinableQueue.task_done, n times.
+caf::result<void> finish_tasks(queue_actor* self, std::uint64_t n) {
+  auto& s = self->state;
+  if (n > s.unfinished)
+    return make_error(errc::bad_arguments, "task_done() called more times than items were put");
+  s.unfinished -= n;
+  if (s.unfinished == 0) {
+    for (auto& rp : s.joiners)
+      rp.deliver(caf::unit);
+    s.joiners.clear();
+  }
+  return caf::unit;
+}
+
 // What `mproc ps` shows of a queue; the report asks the actor, so it reads nothing shared.
 value inspect_queue(const queue_state& s) {
   return value::map_t{{"size", s.store.size()},
@@ -232,14 +265,14 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
     [=](q_get_atom, std::uint32_t max, std::uint64_t done) -> caf::result<caf::message> {
       auto who = sender();
       watch(self, who);
-      self->state.store.acknowledge(who, done);
+      acknowledge(self, who, done);
       auto& s = self->state;
       if (s.store.size() != 0) {
         auto batch = s.store.take(who, max);
         admit_putters(self);
         return batch;
       }
-      if (s.closed)
+      if (s.closed && drained_for(s, who))
         return closed_error();
       auto rp = self->make_response_promise();
       s.getters.push_back({who, max, rp});
@@ -248,10 +281,11 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
     [=](q_getnow_atom, std::uint32_t max, std::uint64_t done) -> caf::result<caf::message> {
       auto who = sender();
       watch(self, who);
-      self->state.store.acknowledge(who, done);
+      acknowledge(self, who, done);
       auto& s = self->state;
       if (s.store.size() == 0)
-        return s.closed ? closed_error() : make_error(errc::empty, "the queue is empty");
+        return s.closed && drained_for(s, who) ? closed_error()
+                                               : make_error(errc::empty, "the queue is empty");
       auto batch = s.store.take(who, max);
       admit_putters(self);
       return batch;
@@ -281,17 +315,12 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
     },
     [=](q_inspect_atom) { return inspect_queue(self->state); },
     [=](q_close_atom) { close_queue(self); },
-    [=](q_done_atom, std::uint64_t n) -> caf::result<void> {
-      auto& s = self->state;
-      if (n > s.unfinished)
-        return make_error(errc::bad_arguments, "task_done() called more times than items were put");
-      s.unfinished -= n;
-      if (s.unfinished == 0) {
-        for (auto& rp : s.joiners)
-          rp.deliver(caf::unit);
-        s.joiners.clear();
-      }
-      return caf::unit;
+    [=](q_done_atom, std::uint64_t n) { return finish_tasks(self, n); },
+    // From a consumer's agent: its `done` oldest items are finished, so they are not
+    // delivered again if it dies before its next get (nor counted done twice).
+    [=](q_done_atom, std::uint64_t n, std::uint64_t done) {
+      acknowledge(self, sender(), done);
+      return finish_tasks(self, n);
     },
     [=](q_join_atom) -> caf::result<void> {
       auto& s = self->state;

@@ -119,4 +119,9 @@ std::uint64_t queue_store::held() const {
   return n;
 }
 
+std::uint64_t queue_store::held_by(const caf::actor_addr& who) const {
+  auto i = held_.find(who);
+  return i == held_.end() ? 0 : i->second.count;
+}
+
 } // namespace mproc::detail

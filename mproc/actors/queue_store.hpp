@@ -48,6 +48,7 @@ public:
   std::uint64_t give_back(const caf::actor_addr& who);
 
   std::uint64_t held() const;  // items handed out and not acknowledged, all consumers
+  std::uint64_t held_by(const caf::actor_addr& who) const;  // ... by `who`
   std::size_t consumers() const { return held_.size(); }
   std::uint64_t accepted() const { return accepted_; }  // items ever put
   std::uint64_t taken() const { return taken_; }  // items ever handed out (given back: again)

@@ -1,0 +1,130 @@
+// Items a killed consumer held go back to the queue (docs/queue.md, "Delivery guarantee"):
+// what it already reported done is not given back to be done twice, and what comes back
+// after the queue was closed still reaches a consumer.
+#include "mproc/actors/queue.hpp"
+#include "mproc/actors/queue_protocol.hpp"
+
+#include <thread>
+#include <vector>
+
+#include <caf/blocking_actor.hpp>
+#include <caf/send.hpp>
+
+#include <catch2/catch.hpp>
+
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
+#include "mproc/serialization/value.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using mproc::errc;
+using test::code_of;
+using int_queue = mproc::queue<std::int32_t>;
+using tasks = mproc::joinable_queue<std::int32_t>;
+
+// Takes one item, reports it done, says so on `told`, and waits to be killed.
+void finisher(caf::blocking_actor* self, tasks q, int_queue told) {
+  told.put(q.get());
+  q.task_done();
+  told.put(-1);
+  self->receive([](caf::get_atom) {});
+}
+
+// Takes `n` items without finishing them and says how many on `told`. Killed, or told to
+// go on: then its next get (on a closed queue) acknowledges them, it reports what that get
+// threw, and waits to be killed (its process, ending, would leave the queue).
+void holder(caf::blocking_actor* self, int_queue q, std::int32_t n, int_queue told) {
+  told.put(static_cast<std::int32_t>(q.get_many(static_cast<std::size_t>(n)).size()));
+  self->receive([](caf::get_atom) {});
+  told.put(static_cast<std::int32_t>(code_of([&] { q.get(10s); })));
+  self->receive([](caf::get_atom) {});
+}
+
+MPROC_ACTOR(finisher);
+MPROC_ACTOR(holder);
+
+TEST_CASE("an item a killed consumer reported done is not delivered again") {
+  test::scoped_node node;
+  tasks q{*node};
+  int_queue told{*node};
+  q.put(7);
+  auto c = node->spawn_process("finisher", {}, q, told);
+  CHECK(told.get(10s) == 7);
+  REQUIRE(told.get(10s) == -1);  // its task_done() was answered
+  CHECK(q.stats().unacknowledged == 0);  // and acknowledged the 7 with it
+  q.put(8);  // after: the consumer's prefetch came back empty, so it holds only the 7
+  c.kill();
+  REQUIRE(c.join(10s));
+  CHECK(q.get(10s) == 8);  // the 7 does not come back, to be done (and counted) again
+  CHECK(q.stats().redelivered == 0);
+  CHECK_FALSE(q.join(100ms));
+  q.task_done();
+  CHECK(q.join(10s));
+}
+
+TEST_CASE("a closed queue's get waits for what a consumer still holds, which comes back if it dies") {
+  test::scoped_node node;
+  int_queue q{*node};
+  int_queue told{*node};
+  for (std::int32_t i = 0; i < 3; ++i)
+    q.put(i);
+  REQUIRE(q.flush(10s));
+  auto c = node->spawn_process("holder", {}, q, std::int32_t{3}, told);
+  REQUIRE(told.get(10s) == 3);
+  q.close();
+  // Not closed yet: the holder may die, and its items would come back for nobody.
+  CHECK(code_of([&] { q.get(200ms); }) == errc::empty);
+  CHECK(code_of([&] { q.get_nowait(); }) == errc::empty);
+  c.kill();
+  REQUIRE(c.join(10s));
+  std::vector<std::int32_t> got;
+  for (int i = 0; i < 3; ++i)
+    got.push_back(q.get(10s));
+  CHECK(got == std::vector<std::int32_t>{0, 1, 2});
+  CHECK(code_of([&] { q.get(10s); }) == errc::closed);  // nothing is held any more
+}
+
+TEST_CASE("a get waiting on a closed queue ends with closed once the last holder acknowledges") {
+  test::scoped_node node;
+  int_queue q{*node};
+  int_queue told{*node};
+  q.put(1);
+  q.put(2);
+  REQUIRE(q.flush(10s));
+  auto c = node->spawn_process("holder", {}, q, std::int32_t{2}, told);
+  REQUIRE(told.get(10s) == 2);
+  q.close();
+  // Once this process's get waits at the queue, the holder acknowledges (its next get).
+  bool waited = false;
+  std::thread go{[&] {
+    auto waiting = [&] {
+      auto v = node->request<mproc::value>(q.actor(), 10s, mproc::detail::q_inspect_atom::value);
+      const auto* n = v.find("waiting_gets");
+      return n != nullptr && n->as<std::int64_t>() == 1;
+    };
+    waited = test::eventually(10s, waiting);
+    caf::anon_send(c.actor(), caf::get_atom::value);
+  }};
+  CHECK(code_of([&] { q.get(30s); }) == errc::closed);
+  go.join();
+  CHECK(waited);
+  CHECK(told.get(10s) == static_cast<std::int32_t>(errc::closed));  // the holder's own get
+  c.kill();
+  CHECK(c.join(10s));
+  CHECK(q.stats().redelivered == 0);  // it had acknowledged them
+}
+
+TEST_CASE("handles of one queue in one process share what they fetched") {
+  test::scoped_node node;
+  int_queue q{*node, {.name = "shared"}};
+  auto again = int_queue::lookup(*node, "shared", 10s);
+  q.put(1);
+  q.put(2);
+  REQUIRE(q.flush(10s));
+  CHECK(q.get(10s) == 1);  // its fetch brought both
+  q.close();
+  CHECK(again.get(10s) == 2);  // from the same inbox, not waiting for its own process
+  CHECK(code_of([&] { again.get(10s); }) == errc::closed);
+  CHECK(code_of([&] { q.get(10s); }) == errc::closed);
+}
