@@ -32,12 +32,16 @@ void finisher(caf::blocking_actor* self, tasks q, int_queue told) {
 }
 
 // Takes `n` items without finishing them and says how many on `told`. Killed, or told to
-// go on: then its next get (on a closed queue) acknowledges them, it reports what that get
-// threw, and waits to be killed (its process, ending, would leave the queue).
+// go on: then it gets until a get throws (on a closed queue), which acknowledges them,
+// reports what that get threw, and waits to be killed (its process, ending, would leave
+// the queue).
 void holder(caf::blocking_actor* self, int_queue q, std::int32_t n, int_queue told) {
   told.put(static_cast<std::int32_t>(q.get_many(static_cast<std::size_t>(n)).size()));
   self->receive([](caf::get_atom) {});
-  told.put(static_cast<std::int32_t>(code_of([&] { q.get(10s); })));
+  auto code = errc::none;
+  while (code == errc::none)
+    code = code_of([&] { q.get(10s); });
+  told.put(static_cast<std::int32_t>(code));
   self->receive([](caf::get_atom) {});
 }
 
@@ -85,17 +89,22 @@ TEST_CASE("a closed queue's get waits for what a consumer still holds, which com
   CHECK(code_of([&] { q.get(10s); }) == errc::closed);  // nothing is held any more
 }
 
-TEST_CASE("a get waiting on a closed queue ends with closed once the last holder acknowledges") {
+// A consumer in another process takes `take` of two items (with the queue closed before it
+// starts, or after it took them) and holds them while this process's get waits at the closed
+// queue; then it gets until a get throws. Its acknowledgment must end this process's wait.
+void check_waiting_get_ends(std::int32_t take, bool closed_first) {
   test::scoped_node node;
   int_queue q{*node};
   int_queue told{*node};
   q.put(1);
   q.put(2);
   REQUIRE(q.flush(10s));
-  auto c = node->spawn_process("holder", {}, q, std::int32_t{2}, told);
-  REQUIRE(told.get(10s) == 2);
-  q.close();
-  // Once this process's get waits at the queue, the holder acknowledges (its next get).
+  if (closed_first)
+    q.close();
+  auto c = node->spawn_process("holder", {}, q, take, told);
+  REQUIRE(told.get(10s) == take);
+  if (!closed_first)
+    q.close();
   bool waited = false;
   std::thread go{[&] {
     auto waiting = [&] {
@@ -109,10 +118,20 @@ TEST_CASE("a get waiting on a closed queue ends with closed once the last holder
   CHECK(code_of([&] { q.get(30s); }) == errc::closed);
   go.join();
   CHECK(waited);
-  CHECK(told.get(10s) == static_cast<std::int32_t>(errc::closed));  // the holder's own get
+  CHECK(told.get(10s) == static_cast<std::int32_t>(errc::closed));  // the holder's own end
   c.kill();
   CHECK(c.join(10s));
   CHECK(q.stats().redelivered == 0);  // it had acknowledged them
+}
+
+TEST_CASE("a get waiting on a closed queue ends with closed once the last holder acknowledges") {
+  check_waiting_get_ends(2, false);
+}
+
+TEST_CASE("a consumer told closed while it still had items acknowledges them at its end") {
+  // Its prefetch found the queue closed and drained but for what it held itself: its later
+  // gets ask the queue for nothing, yet the one that ends must send what it took.
+  check_waiting_get_ends(1, true);
 }
 
 TEST_CASE("handles of one queue in one process share what they fetched") {

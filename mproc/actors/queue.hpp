@@ -107,8 +107,8 @@ private:
 
   caf::actor queue_;
   std::size_t maxsize_ = 0;
-  // This process's side of the queue, shared by copies of the handle. Its end (the last
-  // copy gone) flushes puts and returns what was prefetched but not taken.
+  // This process's side of the queue, shared by all its handles here. Its end (the last
+  // handle gone) flushes puts and returns what was prefetched but not taken.
   std::shared_ptr<queue_client> client_;
 };
 

@@ -1,6 +1,7 @@
 #include "mproc/actors/queue_agent.hpp"
 
 #include <algorithm>
+#include <map>
 #include <optional>
 #include <utility>
 
@@ -18,12 +19,15 @@ namespace {
 struct agent_life {
   bool sending = false;  // its chain of put batches runs (send_next)
   bool left = false;     // the queue answered its leave
-  int tasks_done = 0;    // task_done() calls the queue has not answered yet
+  // task_done() calls the queue has not answered yet, by a number of the agent's own: the
+  // agent stays until each is answered (by the queue, or at its end by the agent).
+  std::map<std::uint64_t, caf::response_promise> tasks_done;
+  std::uint64_t last_task_done = 0;
 };
 
 // A retired agent ends once its leave was answered and its batches went out.
 void end_if_done(caf::event_based_actor* self, queue_channel& ch, const agent_life& life) {
-  if (!life.left || life.sending || life.tasks_done > 0)
+  if (!life.left || life.sending || !life.tasks_done.empty())
     return;  // (an answer still due to a task_done() caller, who would wait for it in vain)
   caf::actor held;  // released after the lock; the running actor keeps itself meanwhile
   {
@@ -164,7 +168,8 @@ void fetch(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf:
 
 // The queue ended (its node ended, its process died): nothing will answer any more, so
 // every call fails at once and the agent ends with it rather than outlive it.
-void on_queue_gone(caf::event_based_actor* self, const std::shared_ptr<queue_channel>& ch) {
+void on_queue_gone(caf::event_based_actor* self, const std::shared_ptr<queue_channel>& ch,
+                   agent_life& mine) {
   {
     std::lock_guard guard{ch->m};
     auto gone = make_error(errc::closed, "the queue has ended");
@@ -180,6 +185,9 @@ void on_queue_gone(caf::event_based_actor* self, const std::shared_ptr<queue_cha
     ch->leaves_pending = 0;
   }
   ch->cv.notify_all();
+  for (auto& [n, rp] : mine.tasks_done)
+    rp.deliver(make_error(errc::closed, "the queue has ended"));
+  mine.tasks_done.clear();
   auto life = agent_life{false, true};
   end_if_done(self, *ch, life);  // out of `retiring` too
 }
@@ -189,8 +197,8 @@ void on_queue_gone(caf::event_based_actor* self, const std::shared_ptr<queue_cha
 caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch,
                           caf::actor q, std::uint64_t gen) {
   self->monitor(q);
-  self->set_down_handler([=](caf::down_msg&) { on_queue_gone(self, ch); });
   auto life = std::make_shared<agent_life>();
+  self->set_down_handler([=](caf::down_msg&) { on_queue_gone(self, ch, *life); });
   return {
     [=](q_flush_atom) { send_next(self, ch, q, life); },
     [=](q_fetch_atom, bool wait) { fetch(self, ch, q, wait, gen); },
@@ -221,13 +229,17 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
     // get that item delivered again, to be done a second time.
     [=](q_done_atom, std::uint64_t n) {
       auto rp = self->make_response_promise();
-      ++life->tasks_done;
-      auto answered = [=](caf::error e) mutable {
-        --life->tasks_done;
+      auto id = ++life->last_task_done;
+      life->tasks_done.emplace(id, rp);
+      auto answered = [=](caf::error e) {
+        auto i = life->tasks_done.find(id);
+        if (i == life->tasks_done.end())
+          return;  // answered at the queue's end
         if (e)
-          rp.deliver(std::move(e));
+          i->second.deliver(std::move(e));
         else
-          rp.deliver(caf::unit);
+          i->second.deliver(caf::unit);
+        life->tasks_done.erase(i);
         end_if_done(self, *ch, *life);
       };
       self->request(q, caf::infinite, q_done_atom::value, n, claim_finished(*ch, gen, n))

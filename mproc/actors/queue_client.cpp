@@ -83,8 +83,10 @@ public:
     if (!wait_for_items(lock, timeout))
       throw error(make_error(errc::empty, "the queue is empty"),
                   "get: no item within " + std::to_string(timeout->count()) + " ms");
-    if (ch_->inbox.empty())
+    if (ch_->inbox.empty()) {
+      acknowledge_locked();
       throw error(ch_->get_error, "get: " + render(ch_->get_error));
+    }
     auto items = take_locked(max);
     if (ch_->inbox_count < max_batch / 2)  // prefetch while the consumer works
       fetch_locked(false);
@@ -266,6 +268,16 @@ private:
     ch_->done += std::exchange(ch_->taken_last, 0);
   }
 
+  // A consumer told `closed` (by a prefetch, while it still had items) asks the queue for
+  // nothing more, yet must acknowledge what it took: another process's get on the closed
+  // queue waits for that (docs/queue.md, point 6). A fetch carries the count.
+  void acknowledge_locked() {
+    if (ch_->done == 0 || ch_->fetching || !agent_ || ch_->queue_gone)
+      return;
+    ch_->fetching = true;
+    caf::anon_send(agent_, q_fetch_atom::value, false);
+  }
+
   void fetch_locked(bool wait) {
     if (ch_->fetching || ch_->get_error)
       return;
@@ -295,15 +307,17 @@ private:
 
 namespace {
 
-// The one client of queue `q` in this process, however many times a handle to it arrived (a
-// spawn argument and a message, a lookup beside the original): the queue knows a consumer
+// The one client of queue `q` in this process, however many times a handle to it arrived
+// through one link (a spawn argument and a message, a lookup beside the original): the queue knows a consumer
 // by its client's agent, so two clients of one process would each wait, on a closed queue,
 // for what the other holds (docs/queue.md, point 6). `fresh` says whether it was made now.
 std::shared_ptr<queue_client> client_for(const caf::actor& q, std::size_t maxsize,
                                          bool& fresh) {
-  static std::mutex m;
-  static std::unordered_map<caf::actor_addr, std::weak_ptr<queue_client>> clients;
-  std::lock_guard guard{m};
+  // Never destroyed: a handle may still arrive while the program's statics go.
+  static auto* m = new std::mutex;
+  static auto* all = new std::unordered_map<caf::actor_addr, std::weak_ptr<queue_client>>;
+  auto& clients = *all;
+  std::lock_guard guard{*m};
   std::erase_if(clients, [](const auto& entry) { return entry.second.expired(); });
   auto& slot = clients[q.address()];
   auto client = slot.lock();
