@@ -137,11 +137,18 @@ public:
     return wait(lock, timeout, flushed) && !ch_->put_error;
   }
 
-  // This process closed the queue: its own later puts fail at once (others' fail when the
-  // queue refuses their next batch).
-  void closed_here() {
+  // Closes the queue once this process's puts are in, waiting while the queue keeps
+  // accepting them (a full queue nobody drains would otherwise hold close() forever; what
+  // it holds back then is refused by the close). Its own later puts fail at once, others'
+  // when the queue refuses their next batch.
+  void close() {
+    {
+      std::unique_lock lock{ch_->m};
+      wait_for_flush(lock, "closing it");
+    }
+    this_node().request(queue_, std::chrono::seconds{30}, q_close_atom::value);
     std::lock_guard guard{ch_->m};
-    if (!ch_->put_error)
+    if (!ch_->put_error || code_of(ch_->put_error) != errc::closed)
       ch_->put_error = make_error(errc::closed, "the queue is closed");
   }
 
@@ -154,7 +161,7 @@ public:
     if (!agent_ || ch_->queue_gone)
       return;  // nothing handed out to this process since it last left (or ever), or gone
     if (wait_flush) {
-      wait_for_flush(lock);  // releases the lock: another thread may have left meanwhile
+      wait_for_flush(lock, "leaving");  // unlocks: another thread may have left meanwhile
       if (!agent_ || ch_->queue_gone)
         return;
     }
@@ -208,8 +215,8 @@ private:
   }
 
   // Waits while the queue keeps accepting; gives up after stalled_flush_limit without any
-  // progress, logging what is dropped.
-  void wait_for_flush(std::unique_lock<std::mutex>& lock) {
+  // progress, logging what is dropped (while this process is `doing` what).
+  void wait_for_flush(std::unique_lock<std::mutex>& lock, const char* doing) {
     auto flushed = [&] { return (ch_->outbox.empty() && !ch_->sending) || ch_->put_error; };
     auto seen = ch_->accepted;
     if (!flushed())
@@ -224,9 +231,9 @@ private:
       ch_->outbox.clear();
       lock.unlock();
       std::fprintf(stderr,
-                   "mproc: a queue accepted nothing for 10 s while this process was leaving; "
+                   "mproc: a queue accepted nothing for 10 s while this process was %s; "
                    "%zu item(s) it put were not delivered\n",
-                   dropped);
+                   doing, dropped);
       lock.lock();
       return;
     }
@@ -405,9 +412,7 @@ bool queue_core::closed() const {
 }
 
 void queue_core::close() {
-  client().flush(std::nullopt);
-  this_node().request(client().actor(), std::chrono::seconds{30}, q_close_atom::value);
-  client().closed_here();
+  client().close();
 }
 
 bool queue_core::flush(std::optional<millis> timeout) {
