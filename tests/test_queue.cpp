@@ -381,12 +381,13 @@ TEST_CASE("a queue handle of another item type is refused at spawn") {
   CHECK(code_of([&] { node->spawn_process("producer", {}, strings, 0, 1); }) == errc::bad_arguments);
 }
 
-TEST_CASE("close() on a full queue nobody drains gives up on the puts held back, and closes") {
+TEST_CASE("on a full queue nobody drains, put_nowait() fails at once and close() gives up") {
   test::scoped_node node;
   int_queue q{*node, {.maxsize = 1}};
   q.put(1);
   REQUIRE(q.flush(5s));
   q.put(2);  // held back by the full queue
+  CHECK(code_of([&] { q.put_nowait(3); }) == errc::full);  // not waiting behind the 2
   q.close();  // after 10 s without the queue accepting anything (it logs the loss)
   CHECK(code_of([&] { q.put(3); }) == errc::closed);
   CHECK(q.get(5s) == 1);

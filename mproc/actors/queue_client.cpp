@@ -70,7 +70,15 @@ public:
   }
 
   void put_nowait(std::string_view item) {
-    flush(std::nullopt);  // keeps this process's items in order
+    bool pending = false;
+    {
+      std::lock_guard guard{ch_->m};
+      pending = !ch_->outbox.empty() || ch_->sending;
+    }
+    // Behind this process's earlier puts, which keeps their order, if it may run that far
+    // ahead of the queue (as put() without waiting); else asked of the queue itself.
+    if (pending)
+      return put(item, millis{0});
     item_batch one;
     one.append(item);
     this_node().request(queue_, std::chrono::seconds{30}, q_putnow_atom::value, std::move(one));
