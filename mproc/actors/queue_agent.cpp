@@ -10,6 +10,8 @@
 #include "mproc/actors/queue_protocol.hpp"
 #include "mproc/runtime/caf_types.hpp"
 #include "mproc/runtime/errors.hpp"
+#include "mproc/runtime/log.hpp"
+#include "mproc/runtime/node.hpp"
 
 namespace mproc::detail {
 
@@ -63,9 +65,19 @@ void send_next(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, 
     end_if_done(self, *ch, *life);
     return;
   }
+  auto size = batch.byte_size();
   self->request(q, caf::infinite, q_put_atom::value, std::move(batch))
     .then([=] { send_next(self, ch, q, life); },
           [=](caf::error& e) {
+            if (code_of(e) == errc::frame_too_large) {
+              // One item above the link's largest frame (such an item travels alone in its
+              // batch) is lost alone, as Python's feeder thread drops an item it cannot
+              // send; the puts behind it go on.
+              log::warn("a queue item of ", size, " bytes was dropped: ",
+                        this_node().system().render(e));
+              send_next(self, ch, q, life);
+              return;
+            }
             {
               std::lock_guard guard{ch->m};
               ch->put_error = e;
