@@ -314,3 +314,17 @@ TEST_CASE("JoinableQueue: join waits until every item was task_done") {
   CHECK(q.join(1s));
   CHECK(code_of([&] { q.task_done(); }) == errc::bad_arguments);
 }
+
+TEST_CASE("JoinableQueue: join(timeout) returns in time while a full queue holds puts back") {
+  test::scoped_node node;
+  mproc::joinable_queue<std::int32_t> q{*node, {.maxsize = 1}};
+  q.put(1);
+  REQUIRE(q.flush(5s));
+  q.put(2);  // held back by the full queue: join waits for it to be accepted first
+  CHECK_FALSE(q.join(200ms));
+  CHECK(q.get(5s) == 1);
+  q.task_done();
+  CHECK(q.get(5s) == 2);
+  q.task_done();
+  CHECK(q.join(10s));
+}
