@@ -149,3 +149,19 @@ TEST_CASE("an item above the receiver's largest frame is lost alone; the puts be
   CHECK(got == std::vector<std::string>{"a", "c", "d"});
   CHECK(p.join(10s));
 }
+
+TEST_CASE("put_nowait() on an unbounded queue is never refused as full, large items included") {
+  test::scoped_node node;
+  mproc::queue<std::string> q{*node};
+  // Each round: when x's batch is still on its way, y waits behind it and fills most of the
+  // next batch, and z would go beyond that batch's 512 KiB: it waits its turn. (How often x
+  // is still on its way is up to the scheduler: a hundred rounds.)
+  for (int round = 0; round < 100; ++round) {
+    q.put("x");
+    q.put(std::string(400 << 10, 'y'));
+    CHECK(code_of([&] { q.put_nowait(std::string(200 << 10, 'z')); }) == errc::none);
+    CHECK(q.get(10s) == "x");
+    CHECK(q.get(10s).size() == 400u << 10);
+    CHECK(q.get(10s).size() == 200u << 10);
+  }
+}

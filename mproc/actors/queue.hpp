@@ -197,7 +197,9 @@ public:
   void put(const T& item, std::chrono::duration<Rep, Period> timeout) {
     core_.put(detail::encode_item(item).bytes(), to_millis(timeout));
   }
-  // Throws mproc::error: full when the queue has no room right now.
+  // Throws mproc::error: full when the queue has no room right now, or, behind this
+  // process's puts not yet accepted, when it may not run further ahead of a bounded queue
+  // (docs/queue.md, "Known limits").
   void put_nowait(const T& item) { core_.put_nowait(detail::encode_item(item).bytes()); }
   void put_many(const std::vector<T>& items) {
     for (const auto& x : items)
@@ -232,7 +234,8 @@ public:
   // Later puts fail with closed; gets drain what is left, then fail with closed once no
   // consumer in another process holds items that would come back if it died (they wait).
   void close() { core_.close(); }
-  // Sends what this process's puts buffered; true when the queue took it all.
+  // Sends what this process's puts buffered; true when the queue took it all (but for an
+  // item above the receiving node's max_frame, dropped with a warning).
   template <class Rep, class Period>
   bool flush(std::chrono::duration<Rep, Period> timeout) {
     return core_.flush(to_millis(timeout));

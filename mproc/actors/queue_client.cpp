@@ -33,7 +33,7 @@ using clock_type = std::chrono::steady_clock;
 class queue_client final : public queue_leaver {
 public:
   queue_client(caf::actor q, std::size_t maxsize)
-    : queue_(std::move(q)), ch_(std::make_shared<queue_channel>()) {
+    : queue_(std::move(q)), bounded_(maxsize != 0), ch_(std::make_shared<queue_channel>()) {
     if (maxsize != 0)  // a process never holds more unsent items than the queue may
       ch_->outbox_limit = std::min(put_window, maxsize);
   }
@@ -76,9 +76,11 @@ public:
       pending = !ch_->outbox.empty() || ch_->sending;
     }
     // Behind this process's earlier puts, which keeps their order, if it may run that far
-    // ahead of the queue (as put() without waiting); else asked of the queue itself.
+    // ahead of the queue (as put() without waiting); else asked of the queue itself. An
+    // unbounded queue is never full: what holds a put back there (the batch ahead of it
+    // still going out) passes without anyone getting, so it is waited for.
     if (pending)
-      return put(item, millis{0});
+      return bounded_ ? put(item, millis{0}) : put(item, std::nullopt);
     item_batch one;
     one.append(item);
     this_node().request(queue_, std::chrono::seconds{30}, q_putnow_atom::value, std::move(one));
@@ -155,9 +157,12 @@ public:
       wait_for_flush(lock, "closing it");
     }
     this_node().request(queue_, std::chrono::seconds{30}, q_close_atom::value);
-    std::lock_guard guard{ch_->m};
-    if (!ch_->put_error || code_of(ch_->put_error) != errc::closed)
-      ch_->put_error = make_error(errc::closed, "the queue is closed");
+    {
+      std::lock_guard guard{ch_->m};
+      if (!ch_->put_error || code_of(ch_->put_error) != errc::closed)
+        ch_->put_error = make_error(errc::closed, "the queue is closed");
+    }
+    ch_->cv.notify_all();
   }
 
   // Tells the queue how many of the items it handed this process were taken: those are
@@ -238,6 +243,7 @@ private:
       ch_->put_error = make_error(errc::full, "the queue accepted nothing for 10 s");
       ch_->outbox.clear();
       lock.unlock();
+      ch_->cv.notify_all();  // puts and flushes waiting meanwhile fail now
       std::fprintf(stderr,
                    "mproc: a queue accepted nothing for 10 s while this process was %s; "
                    "%zu item(s) it put were not delivered\n",
@@ -287,7 +293,11 @@ private:
   // nothing more, yet must acknowledge what it took: another process's get on the closed
   // queue waits for that (docs/queue.md, point 6). A fetch carries the count.
   void acknowledge_locked() {
-    if (ch_->done == 0 || ch_->fetching || !agent_ || ch_->queue_gone)
+    // Only for `closed`, which comes only with nothing left to fetch: after another error
+    // (an item above this process's max_frame, still counted as held here) the fetch would
+    // bring new items, and acknowledging "the oldest" would count that item as done.
+    if (ch_->done == 0 || ch_->fetching || !agent_ || ch_->queue_gone
+        || code_of(ch_->get_error) != errc::closed)
       return;
     ch_->fetching = true;
     caf::anon_send(agent_, q_fetch_atom::value, false);
@@ -314,6 +324,7 @@ private:
   static std::string render(const caf::error& e) { return this_node().system().render(e); }
 
   caf::actor queue_;
+  bool bounded_;
   std::shared_ptr<queue_channel> ch_;
   caf::actor agent_;  // spawned on first use; its behaviour shares ch_, never this object
 };
