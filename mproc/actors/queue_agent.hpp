@@ -1,6 +1,6 @@
 // The process-local agent of a queue: one actor per process and queue (all its handles
 // there share it) that talks to the queue actor in batches both ways (Python's feeder
-// thread), and the state it shares with the handles' threads (queue_client.cpp).
+// thread), and the state it shares with the handles' threads (queue_client.hpp).
 #pragma once
 
 #include <chrono>

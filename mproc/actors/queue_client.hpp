@@ -1,13 +1,20 @@
-// A process's side of a queue: the handle's blocking calls (queue_client, behind
-// queue_core) and its leaving; what happens at process exit is in queue_exit.cpp, the agent
-// actor it talks through in queue_agent.cpp, items on the wire in queue_items.cpp.
+// A process's side of a queue: the handles' blocking calls (behind queue_core) and its
+// leaving. One per queue and process (queue_core.cpp finds it); what happens at process exit
+// is in queue_exit.cpp, the agent actor it talks through in queue_agent.cpp, items on the
+// wire in queue_items.cpp. Internal to the actors layer.
+#pragma once
+
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <memory>
 #include <mutex>
 #include <optional>
-#include <unordered_map>
+#include <string>
+#include <string_view>
 
+#include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
@@ -16,22 +23,18 @@
 #include "mproc/actors/queue_agent.hpp"
 #include "mproc/actors/queue_exit.hpp"
 #include "mproc/actors/queue_protocol.hpp"
-#include "mproc/actors/queue_server.hpp"
 #include "mproc/runtime/blocking.hpp"
 #include "mproc/runtime/caf_types.hpp"
+#include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/node.hpp"
 
 namespace mproc::detail {
 
-namespace {
-
-using millis = std::chrono::milliseconds;
-using clock_type = std::chrono::steady_clock;
-
-} // namespace
-
 class queue_client final : public queue_leaver {
 public:
+  using millis = std::chrono::milliseconds;
+  using clock_type = std::chrono::steady_clock;
+
   queue_client(caf::actor q, std::size_t maxsize)
     : queue_(std::move(q)), bounded_(maxsize != 0), ch_(std::make_shared<queue_channel>()) {
     if (maxsize != 0)  // a process never holds more unsent items than the queue may
@@ -328,138 +331,5 @@ private:
   std::shared_ptr<queue_channel> ch_;
   caf::actor agent_;  // spawned on first use; its behaviour shares ch_, never this object
 };
-
-// ---- queue_core ------------------------------------------------------------------------
-
-namespace {
-
-// The one client of queue `q` in this process, however many times a handle to it arrived
-// through one link (a spawn argument and a message, a lookup beside the original): the queue knows a consumer
-// by its client's agent, so two clients of one process would each wait, on a closed queue,
-// for what the other holds (docs/queue.md, point 6). `fresh` says whether it was made now.
-std::shared_ptr<queue_client> client_for(const caf::actor& q, std::size_t maxsize,
-                                         bool& fresh) {
-  // Never destroyed: a handle may still arrive while the program's statics go.
-  static auto* m = new std::mutex;
-  static auto* all = new std::unordered_map<caf::actor_addr, std::weak_ptr<queue_client>>;
-  auto& clients = *all;
-  std::lock_guard guard{*m};
-  std::erase_if(clients, [](const auto& entry) { return entry.second.expired(); });
-  auto& slot = clients[q.address()];
-  auto client = slot.lock();
-  fresh = !client;
-  if (fresh) {
-    client = std::make_shared<queue_client>(q, maxsize);
-    slot = client;
-  }
-  return client;
-}
-
-} // namespace
-
-queue_core::queue_core(node& owner, queue_options options)
-  : queue_core(spawn_queue_server(owner.system(), {options.maxsize}), options.maxsize) {
-  if (!options.name.empty())
-    owner.register_name(options.name, queue_);
-}
-
-queue_core queue_core::lookup(node& owner, const std::string& name, millis timeout) {
-  auto q = owner.lookup(name, timeout);
-  auto reply = owner.request_message(q, caf::make_message(q_size_atom::value), timeout);
-  if (!reply.match_elements<std::uint64_t, std::uint64_t, bool>()) {
-    auto err = make_error(errc::bad_message, "'" + name + "' is not a queue");
-    throw error(err, "lookup: '" + name + "' is not a queue");
-  }
-  return queue_core{std::move(q), static_cast<std::size_t>(reply.get_as<std::uint64_t>(1))};
-}
-
-queue_core::queue_core(caf::actor queue, std::size_t maxsize)
-  : queue_(std::move(queue)), maxsize_(maxsize) {
-  bool fresh = false;
-  client_ = client_for(queue_, maxsize, fresh);
-  if (fresh)
-    track_for_exit(client_);
-}
-
-queue_client& queue_core::client() const {
-  if (!client_)
-    throw std::logic_error("operation on an invalid (default-constructed) mproc::queue");
-  return *client_;
-}
-
-void queue_core::put(std::string_view item, std::optional<millis> timeout) {
-  client().put(item, timeout);
-}
-
-void queue_core::put_nowait(std::string_view item) {
-  client().put_nowait(item);
-}
-
-item_run queue_core::get_many(std::size_t max, std::optional<millis> timeout) {
-  return client().get_many(max, timeout);
-}
-
-item_run queue_core::get_nowait() {
-  return client().get_nowait();
-}
-
-bool queue_core::untake(const item_run& rest) {
-  return client().untake(rest);
-}
-
-bool queue_core::poll(std::optional<millis> timeout) {
-  return client().poll(timeout);
-}
-
-caf::message queue_core::ask(const caf::message& question) const {
-  return this_node().request_message(client().actor(), question, std::chrono::seconds{30});
-}
-
-std::size_t queue_core::qsize() const {
-  auto reply = ask(caf::make_message(q_size_atom::value));
-  return static_cast<std::size_t>(reply.get_as<std::uint64_t>(0));
-}
-
-queue_stats queue_core::stats() const {
-  auto reply = ask(caf::make_message(q_stats_atom::value));
-  auto at = [&](std::size_t i) { return reply.get_as<std::uint64_t>(i); };
-  return {static_cast<std::size_t>(at(0)), at(1), at(2), at(3)};
-}
-
-bool queue_core::closed() const {
-  return ask(caf::make_message(q_size_atom::value)).get_as<bool>(2);
-}
-
-void queue_core::close() {
-  client().close();
-}
-
-bool queue_core::flush(std::optional<millis> timeout) {
-  return client().flush(timeout);
-}
-
-void queue_core::task_done(std::uint64_t n) {
-  client().task_done(n);
-}
-
-bool queue_core::join(std::optional<millis> timeout) {
-  // Items this process put are part of what join waits for; a full queue may hold them back.
-  auto until = clock_type::now() + timeout.value_or(millis{std::chrono::hours{24 * 365}});
-  if (!client().flush(timeout) && clock_type::now() >= until)
-    return false;  // (a refused flush, a closed queue, still waits for the tasks)
-  auto left = std::chrono::duration_cast<millis>(until - clock_type::now());
-  try {
-    this_node().request(client().actor(), std::max(left, millis{1}), q_join_atom::value);
-    return true;
-  } catch (const error& e) {
-    if (e.code() == errc::timeout)
-      return false;
-    throw;
-  }
-}
-
-void queue_core::leave() {
-  client().leave();
-}
 
 } // namespace mproc::detail
