@@ -182,9 +182,9 @@ void fetch(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf:
 // every call fails at once and the agent ends with it rather than outlive it.
 void on_queue_gone(caf::event_based_actor* self, const std::shared_ptr<queue_channel>& ch,
                    agent_life& mine) {
+  auto gone = make_error(errc::closed, "the queue has ended");
   {
     std::lock_guard guard{ch->m};
-    auto gone = make_error(errc::closed, "the queue has ended");
     ch->queue_gone = true;
     if (!ch->get_error)
       ch->get_error = gone;
@@ -198,7 +198,7 @@ void on_queue_gone(caf::event_based_actor* self, const std::shared_ptr<queue_cha
   }
   ch->cv.notify_all();
   for (auto& [n, rp] : mine.tasks_done)
-    rp.deliver(make_error(errc::closed, "the queue has ended"));
+    rp.deliver(gone);
   mine.tasks_done.clear();
   auto life = agent_life{false, true};
   end_if_done(self, *ch, life);  // out of `retiring` too
@@ -255,7 +255,7 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
         end_if_done(self, *ch, *life);
       };
       self->request(q, caf::infinite, q_done_atom::value, n, claim_finished(*ch, gen, n))
-        .then([=]() mutable { answered({}); }, [=](caf::error& e) mutable { answered(e); });
+        .then([=] { answered({}); }, [=](caf::error& e) { answered(e); });
       return rp;
     },
   };

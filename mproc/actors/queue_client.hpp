@@ -162,8 +162,7 @@ public:
     this_node().request(queue_, std::chrono::seconds{30}, q_close_atom::value);
     {
       std::lock_guard guard{ch_->m};
-      if (!ch_->put_error || code_of(ch_->put_error) != errc::closed)
-        ch_->put_error = make_error(errc::closed, "the queue is closed");
+      ch_->put_error = make_error(errc::closed, "the queue is closed");
     }
     ch_->cv.notify_all();
   }

@@ -21,24 +21,24 @@ using clock_type = std::chrono::steady_clock;
 // The one client of queue `q` in this process, however many times a handle to it arrived
 // through one link (a spawn argument and a message, a lookup beside the original): the
 // queue knows a consumer by its client's agent, so two clients of one process would each
-// wait, on a closed queue, for what the other holds (docs/queue.md, point 6). `fresh` says
-// whether it was made now.
-std::shared_ptr<queue_client> client_for(const caf::actor& q, std::size_t maxsize,
-                                         bool& fresh) {
+// wait, on a closed queue, for what the other holds (docs/queue.md, point 6). A new one is
+// tracked for the process's exit.
+std::shared_ptr<queue_client> client_for(const caf::actor& q, std::size_t maxsize) {
   // Never destroyed: a handle may still arrive while the program's statics go.
   static auto* m = new std::mutex;
-  static auto* all = new std::unordered_map<caf::actor_addr, std::weak_ptr<queue_client>>;
-  auto& clients = *all;
-  std::lock_guard guard{*m};
-  std::erase_if(clients, [](const auto& entry) { return entry.second.expired(); });
-  auto& slot = clients[q.address()];
-  auto client = slot.lock();
-  fresh = !client;
-  if (fresh) {
-    client = std::make_shared<queue_client>(q, maxsize);
-    slot = client;
+  static auto* clients = new std::unordered_map<caf::actor_addr, std::weak_ptr<queue_client>>;
+  std::shared_ptr<queue_client> made;
+  {
+    std::lock_guard guard{*m};
+    std::erase_if(*clients, [](const auto& entry) { return entry.second.expired(); });
+    auto& slot = (*clients)[q.address()];
+    if (auto known = slot.lock())
+      return known;
+    made = std::make_shared<queue_client>(q, maxsize);
+    slot = made;
   }
-  return client;
+  track_for_exit(made);
+  return made;
 }
 
 } // namespace
@@ -60,12 +60,7 @@ queue_core queue_core::lookup(node& owner, const std::string& name, millis timeo
 }
 
 queue_core::queue_core(caf::actor queue, std::size_t maxsize)
-  : queue_(std::move(queue)), maxsize_(maxsize) {
-  bool fresh = false;
-  client_ = client_for(queue_, maxsize, fresh);
-  if (fresh)
-    track_for_exit(client_);
-}
+  : queue_(std::move(queue)), maxsize_(maxsize), client_(client_for(queue_, maxsize)) {}
 
 queue_client& queue_core::client() const {
   if (!client_)
