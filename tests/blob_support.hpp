@@ -1,16 +1,10 @@
 // What the blob tests (test_blob, test_blob_segments) share: blobs of a known pattern,
-// what a process maps in and keeps open, the actors a child runs, a node with one child, and
-// a blob encoded and decoded as a local link does.
+// what a process maps in, the actors a child runs, a node with one child, and a blob
+// decoded as a local link does.
 #pragma once
-
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cstdint>
 #include <fstream>
-#include <functional>
-#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -41,26 +35,6 @@ inline mproc::blob pattern(std::size_t size) {
   return std::move(w).finish();
 }
 
-inline mproc::blob pattern_b(std::size_t size) {
-  mproc::blob_writer w{size};
-  for (std::size_t i = 0; i < size; ++i)
-    w.data()[i] = static_cast<char>(i * 13 + 5);
-  return std::move(w).finish();
-}
-
-// Whether a new blob of `size` bytes is written where `where` was: the pool hands out the
-// segments nobody holds, smallest first, before it makes new ones, so one of these blobs
-// lands there if that segment is free and at most three others of its size are.
-inline bool written_again(const char* where, std::size_t size) {
-  std::vector<mproc::blob> held;
-  for (int i = 0; i < 4; ++i) {
-    held.push_back(pattern_b(size));
-    if (held.back().data() == where)
-      return true;
-  }
-  return false;
-}
-
 // KiB of blob memory (memfd mappings) this process has mapped in (its page table entries),
 // and how many such mappings it has.
 inline std::pair<std::uint64_t, std::uint64_t> blob_mappings() {
@@ -79,20 +53,6 @@ inline std::pair<std::uint64_t, std::uint64_t> blob_mappings() {
     }
   }
   return {kib, count};
-}
-
-// The inode numbers of the blob segments and memfds this process has open.
-inline std::set<ino_t> blob_files() {
-  std::set<ino_t> found;
-  for (int fd = 0; fd < 4096; ++fd) {
-    char target[256] = {};
-    auto path = "/proc/self/fd/" + std::to_string(fd);
-    struct stat st{};
-    if (::readlink(path.c_str(), target, sizeof target - 1) > 0
-        && std::string_view{target}.starts_with("/memfd:mproc-blob") && ::fstat(fd, &st) == 0)
-      found.insert(st.st_ino);
-  }
-  return found;
 }
 
 // Holds the blobs it gets until told "drop", and answers each with [its digest, this
@@ -139,25 +99,6 @@ struct node_and_child {
   ~node_and_child() {
     child.terminate();
     child.join(10s);
-  }
-};
-
-// Encodes `b` as for a local link: the frame's descriptors and settle steps.
-struct encoded {
-  std::vector<int> fds;
-  std::vector<std::function<void(bool)>> settle;
-  mproc::wire::buffer buf;
-  explicit encoded(const mproc::blob& b) {
-    mproc::wire::codec_state st;
-    st.descriptors = &fds;
-    st.settle = &settle;
-    mproc::wire::packer pk{buf};
-    mproc::wire::codec<mproc::blob>::encode(pk, b, st);
-  }
-  ~encoded() {
-    for (int fd : fds)
-      if (fd >= 0)
-        ::close(fd);
   }
 };
 

@@ -4,11 +4,13 @@
 // after a while unused. The blob as a value: test_blob.cpp.
 #include "mproc/runtime/internal/blob_pool.hpp"
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <functional>
+#include <set>
 #include <thread>
 
 #include <caf/stateful_actor.hpp>
@@ -17,6 +19,63 @@
 
 #include "blob_support.hpp"
 #include "mproc/runtime/blocking.hpp"
+
+namespace {
+
+mproc::blob pattern_b(std::size_t size) {
+  mproc::blob_writer w{size};
+  for (std::size_t i = 0; i < size; ++i)
+    w.data()[i] = static_cast<char>(i * 13 + 5);
+  return std::move(w).finish();
+}
+
+// Whether a new blob of `size` bytes is written where `where` was: the pool hands out the
+// segments nobody holds, smallest first, before it makes new ones, so one of these blobs
+// lands there if that segment is free and at most three others of its size are.
+bool written_again(const char* where, std::size_t size) {
+  std::vector<mproc::blob> held;
+  for (int i = 0; i < 4; ++i) {
+    held.push_back(pattern_b(size));
+    if (held.back().data() == where)
+      return true;
+  }
+  return false;
+}
+
+// The inode numbers of the blob segments and memfds this process has open.
+std::set<ino_t> blob_files() {
+  std::set<ino_t> found;
+  for (int fd = 0; fd < 4096; ++fd) {
+    char target[256] = {};
+    auto path = "/proc/self/fd/" + std::to_string(fd);
+    struct stat st{};
+    if (::readlink(path.c_str(), target, sizeof target - 1) > 0
+        && std::string_view{target}.starts_with("/memfd:mproc-blob") && ::fstat(fd, &st) == 0)
+      found.insert(st.st_ino);
+  }
+  return found;
+}
+
+// Encodes `b` as for a local link: the frame's descriptors and settle steps.
+struct encoded {
+  std::vector<int> fds;
+  std::vector<std::function<void(bool)>> settle;
+  mproc::wire::buffer buf;
+  explicit encoded(const mproc::blob& b) {
+    mproc::wire::codec_state st;
+    st.descriptors = &fds;
+    st.settle = &settle;
+    mproc::wire::packer pk{buf};
+    mproc::wire::codec<mproc::blob>::encode(pk, b, st);
+  }
+  ~encoded() {
+    for (int fd : fds)
+      if (fd >= 0)
+        ::close(fd);
+  }
+};
+
+} // namespace
 
 // Answers an i32 N with a blob of N bytes only when told "reply"; "check" drops its own copy
 // and answers whether a new blob of that size is written where that one was.
