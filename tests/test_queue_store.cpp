@@ -95,6 +95,27 @@ TEST_CASE("what a consumer holds unacknowledged goes back in front, in order, an
   CHECK(s.taken() == 10);            // but handed out again
 }
 
+TEST_CASE("items a consumer gives back, named by their place in what it was handed, go in front") {
+  consumers c;
+  queue_store s{0};
+  s.put(batch_of({"1", "2", "3"}));
+  s.take(c.first, 3);  // handed 0..2: 1 2 3
+  s.put(batch_of({"4", "5"}));
+  s.take(c.first, 2);  // handed 3..4: 4 5
+  s.put(batch_of({"6"}));
+  s.acknowledge(c.first, 1);  // 1 is done
+  CHECK(s.take_back(c.first, 2, 2) == 2);  // 3 and 4: the end of one run, the start of another
+  CHECK(s.held_by(c.first) == 2);          // 2 and 5
+  CHECK(s.size() == 3);
+  CHECK(items_in(s.take(c.second, 10)) == std::vector<std::string>{"3", "4", "6"});
+  CHECK(s.take_back(c.first, 0, 2) == 1);  // 1 was acknowledged: only 2 comes back
+  s.acknowledge(c.first, 1);                // the oldest left, 5
+  CHECK(s.held_by(c.first) == 0);
+  CHECK(items_in(s.take(c.second, 10)) == std::vector<std::string>{"2"});
+  CHECK(s.take_back(c.first, 4, 9) == 0);  // nothing twice
+  CHECK(s.accepted() == 6);
+}
+
 TEST_CASE("acknowledging more than a consumer holds finishes what it holds and no more") {
   consumers c;
   queue_store s{0};

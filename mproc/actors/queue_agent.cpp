@@ -4,6 +4,7 @@
 #include <map>
 #include <optional>
 #include <utility>
+#include <vector>
 
 #include <caf/event_based_actor.hpp>
 
@@ -119,8 +120,9 @@ bool into_inbox(queue_channel& ch, std::uint64_t gen, item_batch items, bool fet
   if (ch.generation != gen)
     return false;
   if (shared) {
-    ch.inbox.push_back({std::move(shared), 0, n});
+    ch.inbox.push_back({std::move(shared), 0, n, 0, ch.received});
     ch.inbox_count += n;
+    ch.received += n;
   }
   if (fetched)
     ch.fetching = false;
@@ -149,6 +151,13 @@ std::uint64_t claim_finished(queue_channel& ch, std::uint64_t gen, std::uint64_t
   return earlier + last;
 }
 
+// A batch above this process's max_frame (one item: a batch grows past 512 KiB only with its
+// first) was handed to it but never came: it still counts among those received (`first`).
+void count_unreachable(queue_channel& ch, const caf::error& e) {
+  if (code_of(e) == errc::frame_too_large)
+    ++ch.received;
+}
+
 // `wait`: the consumer has nothing left and waits at the queue. Otherwise a prefetch, which
 // never waits there: a consumer with work in hand must not take new items from others.
 void fetch(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf::actor q,
@@ -170,12 +179,44 @@ void fetch(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf:
           std::lock_guard guard{ch->m};
           if (ch->generation != gen)
             return;
+          count_unreachable(*ch, e);
           if (code_of(e) != errc::empty)  // an empty queue only ends a prefetch
             ch->get_error = e;
           ch->fetching = false;
         }
         ch->cv.notify_all();
       });
+}
+
+// Asked by the queue while another consumer's get waits: the newer half of what this
+// process fetched and did not take goes back (all of it, asked again and again, from a
+// process that stopped getting; half from one still working through it, which keeps it
+// busy), with the acknowledgment of what it finished.
+void give_back_untaken(caf::event_based_actor* self, queue_channel& ch, const caf::actor& q,
+                       std::uint64_t gen) {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;  // (first, count), newest first
+  std::uint64_t done = 0;
+  {
+    std::lock_guard guard{ch.m};
+    if (ch.generation != gen)
+      return;  // this process left: the queue took everything back then
+    done = std::exchange(ch.done, 0);
+    auto n = (ch.inbox_count + 1) / 2;
+    ch.inbox_count -= n;
+    while (n > 0) {
+      auto& newest = ch.inbox.back();
+      auto k = std::min<std::uint64_t>(n, newest.size());
+      newest.end -= k;
+      ranges.emplace_back(newest.first + newest.end, k);
+      n -= k;
+      if (newest.size() == 0)
+        ch.inbox.pop_back();
+    }
+  }
+  if (ranges.empty() && done != 0)
+    ranges.emplace_back(0, 0);
+  for (auto [first, n] : ranges)
+    self->send(q, q_return_atom::value, first, n, std::exchange(done, 0));
 }
 
 // The queue ended (its node ended, its process died): nothing will answer any more, so
@@ -215,6 +256,7 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
     [=](q_flush_atom) { send_next(self, ch, q, life); },
     [=](q_fetch_atom, bool wait) { fetch(self, ch, q, wait, gen); },
     [=](q_cancel_atom) { self->send(q, q_cancel_atom::value); },
+    [=](q_recall_atom) { give_back_untaken(self, *ch, q, gen); },
     // Asked by get_nowait(). The agent asks the queue itself (a delegate would keep the
     // caller as sender), so the item is held by this agent and acknowledged with the rest.
     [=](q_getnow_atom) {
@@ -232,7 +274,14 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
             else  // a leave gave this item back already
               rp.deliver(make_error(errc::empty, "this process left the queue meanwhile"));
           },
-          [=](caf::error& e) mutable { rp.deliver(std::move(e)); });
+          [=](caf::error& e) mutable {
+            {
+              std::lock_guard guard{ch->m};
+              if (ch->generation == gen)
+                count_unreachable(*ch, e);
+            }
+            rp.deliver(std::move(e));
+          });
       return rp;
     },
     [=](q_leave_atom, std::uint64_t done) { send_leave(self, ch, q, life, done); },

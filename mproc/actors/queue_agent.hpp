@@ -51,6 +51,7 @@ struct queue_channel {
   std::deque<item_run> inbox; // fetched, not yet taken
   std::size_t inbox_count = 0;  // the runs' items: the prefetch threshold without a walk
   std::uint64_t takes = 0;      // gets that handed items out, and leaves (untake's check)
+  std::uint64_t received = 0;   // items the queue handed the current agent (item_run::first)
   bool fetching = false;
   std::uint64_t done = 0;     // taken and finished, not yet acknowledged
   std::size_t taken_last = 0; // handed out by the last get: finished at the next one

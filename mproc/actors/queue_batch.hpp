@@ -67,6 +67,8 @@ struct item_run {
   std::size_t next = 0;
   std::size_t end = 0;
   std::uint64_t take = 0;  // which get handed it out (queue_client's count), for untake
+  std::uint64_t first = 0; // in a process's inbox: the place of the batch's item 0 among all
+                           // the queue handed its agent (what a recall gives back is named so)
 
   std::size_t size() const { return end - next; }
   std::string_view operator[](std::size_t i) const { return (*batch)[next + i]; }

@@ -183,6 +183,7 @@ public:
     std::uint64_t done = std::exchange(ch_->done, 0) + std::exchange(ch_->taken_last, 0);
     ch_->inbox.clear();
     ch_->inbox_count = 0;
+    ch_->received = 0;        // the next agent is a new consumer to the queue
     ++ch_->takes;             // an untake of what was handed out before would count twice
     ++ch_->generation;        // what the old agent still receives is not ours any more
     ch_->fetching = false;    // a get still waiting fetches again, through a new agent
@@ -220,7 +221,7 @@ private:
   item_run take_locked(std::size_t max) {
     auto& front = ch_->inbox.front();
     auto n = std::min(std::max<std::size_t>(max, 1), front.size());
-    item_run out{front.batch, front.next, front.next + n, ++ch_->takes};
+    item_run out{front.batch, front.next, front.next + n, ++ch_->takes, front.first};
     front.next += n;
     if (front.next == front.end)
       ch_->inbox.pop_front();

@@ -20,6 +20,16 @@ using q_cancel_atom = caf::atom_constant<caf::atom("q_cancel")>;
 // ("q_leave", u64 done) -> ()   a consumer leaves: `done` of its oldest items are finished,
 //                               the rest of what it was handed goes back to the queue
 using q_leave_atom = caf::atom_constant<caf::atom("q_leave")>;
+// ("q_recall")                                  async, queue -> consumer: another consumer
+//                                               waits; give back what you fetched and did
+//                                               not take (or some of it) with q_return
+// ("q_recall", u64 get, u32 ms)                 the queue's own timer: the get `get` has
+//                                               waited; if it still does, recall
+using q_recall_atom = caf::atom_constant<caf::atom("q_recall")>;
+// ("q_return", u64 from, u64 n, u64 done)       async: items from..from+n of those handed to
+//                                               the sender (counted from 0) go back to the
+//                                               queue; `done` acknowledges as in q_get
+using q_return_atom = caf::atom_constant<caf::atom("q_return")>;
 // ("q_stats") -> (u64 size, u64 accepted, u64 redelivered, u64 unacknowledged)
 using q_stats_atom = caf::atom_constant<caf::atom("q_stats")>;
 // ("q_inspect") -> value: a map of the queue's figures, for `mproc ps` (inspect_queue)

@@ -4,6 +4,8 @@
 // an item is delivered again only if the consumer holding it ended without acknowledging it.
 #include "mproc/actors/queue_server.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <deque>
 #include <unordered_set>
 #include <vector>
@@ -27,7 +29,14 @@ struct waiting_get {
   caf::actor_addr who;
   std::uint32_t max;
   caf::response_promise rp;
+  std::uint64_t id;  // for the timer that recalls items for it (recall)
 };
+
+// A get that waits this long makes the queue ask the other consumers for what they fetched
+// and did not take; it asks again, twice as late each time, while the get waits. A consumer
+// taking what it fetched is never asked: in a flow of items no get waits that long.
+constexpr std::uint32_t first_recall_ms = 50;
+constexpr std::uint32_t last_recall_ms = 800;
 
 struct waiting_put {
   item_batch items;
@@ -45,6 +54,8 @@ struct queue_state {
   std::unordered_set<caf::actor_addr> monitored;    // one monitor, so one down, per agent
   std::unordered_set<caf::actor_addr> producers;    // agents that put, until they leave or end
   std::uint64_t redelivered = 0;  // items given back because their consumer died holding them
+  std::uint64_t last_get = 0;     // ids of waiting gets
+  std::uint64_t recalled = 0;     // items consumers gave back untaken when recalled
   inspect_source source;          // what `mproc ps` shows of this queue, while it lives
 
   static inline const char* name = "mproc.queue";
@@ -81,9 +92,13 @@ void rebalance(queue_actor* self) {
   for (;;) {
     bool moved = false;
     while (!s.getters.empty() && s.store.size() != 0) {
+      // Shared among the gets waiting (items put by one batch, sentinels among them, go to
+      // all of them), each at most what it asked for.
+      auto share = (s.store.size() + s.getters.size() - 1) / s.getters.size();
       auto g = std::move(s.getters.front());
       s.getters.pop_front();
-      g.rp.deliver(s.store.take(g.who, g.max));
+      auto max = static_cast<std::uint32_t>(std::min<std::size_t>(g.max, share));
+      g.rp.deliver(s.store.take(g.who, max));
       moved = true;
     }
     auto before = s.putters.size();
@@ -124,6 +139,32 @@ void monitor_once(queue_actor* self, const caf::actor_addr& who) {
 void watch(queue_actor* self, const caf::actor_addr& who) {
   self->state.store.add_consumer(who);
   monitor_once(self, who);
+}
+
+void recall_later(queue_actor* self, std::uint64_t get, std::uint32_t ms) {
+  self->delayed_send(self, std::chrono::milliseconds{ms}, q_recall_atom::value, get, ms);
+}
+
+// Items a consumer fetched ahead and has not taken (its process stopped getting, sentinels
+// among them) would wait for it while another consumer's get waits for items: each other
+// holder is asked to give back what it did not take (queue_agent.cpp).
+void recall(queue_actor* self, std::uint64_t get, std::uint32_t ms) {
+  auto& s = self->state;
+  auto g = std::find_if(s.getters.begin(), s.getters.end(),
+                        [&](const waiting_get& w) { return w.id == get; });
+  if (g == s.getters.end())
+    return;
+  for (const auto& who : s.store.holders_but(g->who))
+    if (auto holder = caf::actor_cast<caf::actor>(who))
+      self->send(holder, q_recall_atom::value);
+  recall_later(self, get, std::min(2 * ms, last_recall_ms));
+}
+
+void wait_for_items(queue_actor* self, const caf::actor_addr& who, std::uint32_t max,
+                    caf::response_promise rp) {
+  auto id = ++self->state.last_get;
+  self->state.getters.push_back({who, max, std::move(rp), id});
+  recall_later(self, id, first_recall_ms);
 }
 
 void forget_getter(queue_actor* self, const caf::actor_addr& who) {
@@ -214,6 +255,7 @@ value inspect_queue(const queue_state& s) {
                       {"accepted", s.store.accepted()},
                       {"taken", s.store.taken()},
                       {"redelivered", s.redelivered},
+                      {"recalled", s.recalled},
                       {"closed", s.closed}};
 }
 
@@ -275,7 +317,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       if (s.closed && drained_for(s, who))
         return closed_error();
       auto rp = self->make_response_promise();
-      s.getters.push_back({who, max, rp});
+      wait_for_items(self, who, max, rp);
       return rp;
     },
     [=](q_getnow_atom, std::uint32_t max, std::uint64_t done) -> caf::result<caf::message> {
@@ -303,6 +345,14 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       rebalance(self);
       return caf::unit;
     },
+    // A consumer gives back items it fetched and did not take, asked by recall().
+    [=](q_return_atom, std::uint64_t from, std::uint64_t n, std::uint64_t done) {
+      auto who = sender();
+      self->state.recalled += self->state.store.take_back(who, from, n);
+      acknowledge(self, who, done);
+      rebalance(self);
+    },
+    [=](q_recall_atom, std::uint64_t get, std::uint32_t ms) { recall(self, get, ms); },
     [=](q_size_atom) {
       auto& s = self->state;
       return caf::make_message(static_cast<std::uint64_t>(s.store.size()),

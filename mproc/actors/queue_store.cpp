@@ -25,8 +25,10 @@ caf::message queue_store::take(const caf::actor_addr& who, std::uint32_t max) {
   auto n = std::min<std::size_t>(std::max<std::uint32_t>(max, 1), count_);
   auto reply = take_batch(n);
   auto& held = held_[who];
-  held.batches.push_back(reply);
-  held.count += items_of(reply).size();
+  auto count = items_of(reply).size();
+  held.runs.push_back({reply, 0, count, held.handed});
+  held.count += count;
+  held.handed += count;
   return reply;
 }
 
@@ -82,14 +84,13 @@ void queue_store::acknowledge(const caf::actor_addr& who, std::uint64_t done) {
   done = std::min<std::uint64_t>(done, held.count);
   held.count -= done;
   while (done > 0) {
-    auto left = items_of(held.batches.front()).size() - held.acknowledged;
-    if (done < left) {
-      held.acknowledged += done;
-      return;
-    }
-    done -= left;
-    held.batches.pop_front();
-    held.acknowledged = 0;
+    auto& run = held.runs.front();
+    auto k = std::min<std::uint64_t>(done, run.end - run.next);
+    run.next += k;
+    run.at += k;
+    done -= k;
+    if (run.next == run.end)
+      held.runs.pop_front();
   }
 }
 
@@ -100,16 +101,48 @@ std::uint64_t queue_store::give_back(const caf::actor_addr& who) {
   if (i == held_.end())
     return 0;
   auto& held = i->second;
-  for (auto k = held.batches.size(); k-- > 0;) {
-    auto from = k == 0 ? held.acknowledged : 0;
-    auto end = items_of(held.batches[k]).size();
-    if (from < end)
-      items_.push_front({held.batches[k], from, end});
-  }
+  for (auto k = held.runs.size(); k-- > 0;)
+    items_.push_front({held.runs[k].batch, held.runs[k].next, held.runs[k].end});
   auto back = held.count;
   count_ += back;
   held_.erase(i);
   return back;
+}
+
+// Each held run is cut where it meets [from, to): the part inside goes back, the parts
+// before and after stay held.
+std::uint64_t queue_store::take_back(const caf::actor_addr& who, std::uint64_t from,
+                                     std::uint64_t n) {
+  auto i = held_.find(who);
+  if (i == held_.end() || n == 0)
+    return 0;
+  auto& held = i->second;
+  auto to = from + n;
+  std::deque<held_run> kept;
+  std::vector<stored_run> back;
+  std::uint64_t moved = 0;
+  for (auto& run : held.runs) {
+    auto first = run.at;
+    auto last = run.at + (run.end - run.next);
+    auto lo = std::max(first, from);
+    auto hi = std::min(last, to);
+    if (lo >= hi) {
+      kept.push_back(std::move(run));
+      continue;
+    }
+    if (first < lo)
+      kept.push_back({run.batch, run.next, run.next + (lo - first), first});
+    back.push_back({run.batch, run.next + (lo - first), run.next + (hi - first)});
+    moved += hi - lo;
+    if (hi < last)
+      kept.push_back({run.batch, run.next + (hi - first), run.end, hi});
+  }
+  held.runs = std::move(kept);
+  held.count -= moved;
+  count_ += moved;
+  for (auto k = back.size(); k-- > 0;)
+    items_.push_front(std::move(back[k]));
+  return moved;
 }
 
 std::uint64_t queue_store::held() const {
@@ -117,6 +150,14 @@ std::uint64_t queue_store::held() const {
   for (const auto& [who, h] : held_)
     n += h.count;
   return n;
+}
+
+std::vector<caf::actor_addr> queue_store::holders_but(const caf::actor_addr& but) const {
+  std::vector<caf::actor_addr> out;
+  for (const auto& [who, h] : held_)
+    if (h.count != 0 && who != but)
+      out.push_back(who);
+  return out;
 }
 
 std::uint64_t queue_store::held_by(const caf::actor_addr& who) const {

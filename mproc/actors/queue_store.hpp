@@ -13,6 +13,7 @@
 #include <deque>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include <caf/actor_addr.hpp>
 #include <caf/message.hpp>
@@ -46,10 +47,16 @@ public:
   // What `who` holds goes back in front of everything waiting, and `who` is a consumer no
   // more; returns how many items went back.
   std::uint64_t give_back(const caf::actor_addr& who);
+  // Items `from` .. `from + n` of those handed to `who` (counted from 0, in the order they
+  // were handed out), those of them it still holds, go back in front of everything waiting:
+  // a consumer returns what it fetched and did not take. Returns how many went back.
+  std::uint64_t take_back(const caf::actor_addr& who, std::uint64_t from, std::uint64_t n);
 
   std::uint64_t held() const;  // items handed out and not acknowledged, all consumers
   std::uint64_t held_by(const caf::actor_addr& who) const;  // ... by `who`
   std::size_t consumers() const { return held_.size(); }
+  // The consumers other than `but` that hold items.
+  std::vector<caf::actor_addr> holders_but(const caf::actor_addr& but) const;
   std::uint64_t accepted() const { return accepted_; }  // items ever put
   std::uint64_t taken() const { return taken_; }  // items ever handed out (given back: again)
 
@@ -60,11 +67,20 @@ private:
     std::size_t next;
     std::size_t end;
   };
-  // What a consumer was handed, oldest first: the batches as they were sent.
+  // Items [next, end) of a batch handed to a consumer; `at` counts, over everything handed
+  // to that consumer, the item `next` (what it gives back is named by these counts).
+  struct held_run {
+    caf::message batch;
+    std::size_t next;
+    std::size_t end;
+    std::uint64_t at;
+  };
+  // What a consumer was handed, oldest first: the batches as they were sent, less what it
+  // acknowledged (from the front) and what it gave back.
   struct held_items {
-    std::deque<caf::message> batches;
-    std::size_t acknowledged = 0;  // of the oldest batch
-    std::size_t count = 0;         // items held in all
+    std::deque<held_run> runs;
+    std::size_t count = 0;     // items held in all
+    std::uint64_t handed = 0;  // items ever handed to it
   };
 
   std::pair<std::size_t, std::size_t> fitting(std::size_t n) const;
