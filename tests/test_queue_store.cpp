@@ -1,6 +1,6 @@
 // What a queue holds (mproc/actors/queue_store.hpp), without the actor around it: the order
 // items come out in, how much one take hands out, and what comes back from a consumer that
-// leaves holding items.
+// leaves holding items; and when it recalls items (queue_recall.hpp).
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -10,9 +10,12 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/event_based_actor.hpp>
 
+#include "mproc/actors/queue_recall.hpp"
 #include "mproc/actors/queue_store.hpp"
 
+using namespace std::chrono_literals;
 using mproc::detail::item_batch;
+using mproc::detail::queue_recall;
 using mproc::detail::queue_store;
 
 namespace {
@@ -137,4 +140,40 @@ TEST_CASE("a bounded store has room up to maxsize, and for any batch once it is 
   s.take(c.first, 2);
   CHECK(s.has_room(3));  // what consumers hold does not count against maxsize
   CHECK(s.has_room(5));  // a batch larger than maxsize gets in once the queue is empty
+}
+
+TEST_CASE("a recall round comes once a consumer found nothing for 50 ms, then ever later") {
+  consumers c;
+  queue_recall r;
+  auto t0 = queue_recall::clock::now();
+  auto waiting = [](const caf::actor_addr&) { return true; };
+  auto token = r.hungry(c.first, t0);
+  REQUIRE(token);
+  CHECK_FALSE(r.hungry(c.second, t0));  // one timer at a time
+  CHECK_FALSE(r.fire(*token + 1, t0 + 60ms, waiting).recall);  // not its token: nothing
+  auto early = r.fire(*token, t0 + 20ms, waiting);             // too soon: again, later
+  CHECK_FALSE(early.recall);
+  REQUIRE(early.again);
+  CHECK(*early.again == 30ms);
+  auto first = r.fire(early.token, t0 + 50ms, waiting);
+  CHECK(first.recall);
+  CHECK(first.again == 100ms);
+  auto second = r.fire(first.token, t0 + 150ms, waiting);
+  CHECK(second.recall);
+  CHECK(second.again == 200ms);
+  r.fed(c.first);
+  r.fed(c.second);
+  CHECK_FALSE(r.fire(second.token, t0 + 350ms, waiting).again);  // nobody hungry: it stops
+}
+
+TEST_CASE("a consumer that only polled is hungry for one recall round") {
+  consumers c;
+  queue_recall r;
+  auto t0 = queue_recall::clock::now();
+  auto token = r.hungry(c.first, t0);
+  REQUIRE(token);
+  auto round = r.fire(*token, t0 + 50ms, [](const caf::actor_addr&) { return false; });
+  CHECK(round.recall);
+  CHECK_FALSE(round.again);
+  CHECK_FALSE(r.is_hungry(c.first));
 }

@@ -198,10 +198,14 @@ void give_back_untaken(caf::event_based_actor* self, queue_channel& ch, const ca
   std::uint64_t done = 0;
   {
     std::lock_guard guard{ch.m};
-    if (ch.generation != gen)
+    if (ch.generation != gen || ch.queue_gone)
       return;  // this process left: the queue took everything back then
     done = std::exchange(ch.done, 0);
     auto n = (ch.inbox_count + 1) / 2;
+    // A prefetch told `closed` while this process held these items: once they are back in
+    // the queue, that is not true any more, and the next get asks again.
+    if (n != 0 && code_of(ch.get_error) == errc::closed)
+      ch.get_error = {};
     ch.inbox_count -= n;
     while (n > 0) {
       auto& newest = ch.inbox.back();

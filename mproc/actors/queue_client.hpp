@@ -288,8 +288,13 @@ private:
     return true;
   }
 
+  // What the last get handed out is finished; a thread's untake of it now would count it
+  // twice, so that take is over.
   void finish_taken_locked() {
+    if (ch_->taken_last == 0)
+      return;
     ch_->done += std::exchange(ch_->taken_last, 0);
+    ++ch_->takes;
   }
 
   // A consumer told `closed` (by a prefetch, while it still had items) asks the queue for

@@ -23,8 +23,7 @@ using q_leave_atom = caf::atom_constant<caf::atom("q_leave")>;
 // ("q_recall")                                  async, queue -> consumer: another consumer
 //                                               waits; give back what you fetched and did
 //                                               not take (or some of it) with q_return
-// ("q_recall", u64 get, u32 ms)                 the queue's own timer: the get `get` has
-//                                               waited; if it still does, recall
+// ("q_recall", u64 token)                       the queue's own timer (queue_recall.hpp)
 using q_recall_atom = caf::atom_constant<caf::atom("q_recall")>;
 // ("q_return", u64 from, u64 n, u64 done)       async: items from..from+n of those handed to
 //                                               the sender (counted from 0) go back to the

@@ -15,6 +15,7 @@
 
 #include "mproc/actors/queue_batch.hpp"
 #include "mproc/actors/queue_protocol.hpp"
+#include "mproc/actors/queue_recall.hpp"
 #include "mproc/actors/queue_store.hpp"
 #include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/inspect.hpp"
@@ -29,14 +30,7 @@ struct waiting_get {
   caf::actor_addr who;
   std::uint32_t max;
   caf::response_promise rp;
-  std::uint64_t id;  // for the timer that recalls items for it (recall)
 };
-
-// A get that waits this long makes the queue ask the other consumers for what they fetched
-// and did not take; it asks again, twice as late each time, while the get waits. A consumer
-// taking what it fetched is never asked: in a flow of items no get waits that long.
-constexpr std::uint32_t first_recall_ms = 50;
-constexpr std::uint32_t last_recall_ms = 800;
 
 struct waiting_put {
   item_batch items;
@@ -54,7 +48,7 @@ struct queue_state {
   std::unordered_set<caf::actor_addr> monitored;    // one monitor, so one down, per agent
   std::unordered_set<caf::actor_addr> producers;    // agents that put, until they leave or end
   std::uint64_t redelivered = 0;  // items given back because their consumer died holding them
-  std::uint64_t last_get = 0;     // ids of waiting gets
+  queue_recall recall;            // who found nothing, and when to ask the holders
   std::uint64_t recalled = 0;     // items consumers gave back untaken when recalled
   inspect_source source;          // what `mproc ps` shows of this queue, while it lives
 
@@ -78,6 +72,12 @@ bool drained_for(const queue_state& s, const caf::actor_addr& who) {
 
 void rebalance(queue_actor* self);
 
+// Up to `max` waiting items for `who` (there is one).
+caf::message hand_out(queue_actor* self, const caf::actor_addr& who, std::uint32_t max) {
+  self->state.recall.fed(who);
+  return self->state.store.take(who, max);
+}
+
 // `who` acknowledged `done` of its oldest items; on a closed queue that may be the last
 // of them anyone held, which ends the gets still waiting.
 void acknowledge(queue_actor* self, const caf::actor_addr& who, std::uint64_t done) {
@@ -98,7 +98,7 @@ void rebalance(queue_actor* self) {
       auto g = std::move(s.getters.front());
       s.getters.pop_front();
       auto max = static_cast<std::uint32_t>(std::min<std::size_t>(g.max, share));
-      g.rp.deliver(s.store.take(g.who, max));
+      g.rp.deliver(hand_out(self, g.who, max));
       moved = true;
     }
     auto before = s.putters.size();
@@ -141,30 +141,33 @@ void watch(queue_actor* self, const caf::actor_addr& who) {
   monitor_once(self, who);
 }
 
-void recall_later(queue_actor* self, std::uint64_t get, std::uint32_t ms) {
-  self->delayed_send(self, std::chrono::milliseconds{ms}, q_recall_atom::value, get, ms);
+void arm_recall(queue_actor* self, std::chrono::milliseconds in, std::uint64_t token) {
+  self->delayed_send(self, in, q_recall_atom::value, token);
+}
+
+// `who` asked and found nothing: if it stays so, the holders are asked (recall_round).
+void hungry(queue_actor* self, const caf::actor_addr& who) {
+  if (auto token = self->state.recall.hungry(who, queue_recall::clock::now()))
+    arm_recall(self, queue_recall::first, *token);
 }
 
 // Items a consumer fetched ahead and has not taken (its process stopped getting, sentinels
-// among them) would wait for it while another consumer's get waits for items: each other
-// holder is asked to give back what it did not take (queue_agent.cpp).
-void recall(queue_actor* self, std::uint64_t get, std::uint32_t ms) {
+// among them) would wait for it while another consumer finds nothing: each holder that is
+// not hungry itself is asked to give back what it did not take (queue_agent.cpp).
+void recall_round(queue_actor* self, std::uint64_t token) {
   auto& s = self->state;
-  auto g = std::find_if(s.getters.begin(), s.getters.end(),
-                        [&](const waiting_get& w) { return w.id == get; });
-  if (g == s.getters.end())
-    return;
-  for (const auto& who : s.store.holders_but(g->who))
-    if (auto holder = caf::actor_cast<caf::actor>(who))
-      self->send(holder, q_recall_atom::value);
-  recall_later(self, get, std::min(2 * ms, last_recall_ms));
-}
-
-void wait_for_items(queue_actor* self, const caf::actor_addr& who, std::uint32_t max,
-                    caf::response_promise rp) {
-  auto id = ++self->state.last_get;
-  self->state.getters.push_back({who, max, std::move(rp), id});
-  recall_later(self, id, first_recall_ms);
+  auto waiting = [&](const caf::actor_addr& who) {
+    return std::any_of(s.getters.begin(), s.getters.end(),
+                       [&](const waiting_get& g) { return g.who == who; });
+  };
+  auto r = s.recall.fire(token, queue_recall::clock::now(), waiting);
+  if (r.recall)
+    for (const auto& who : s.store.holders())
+      if (!s.recall.is_hungry(who))
+        if (auto holder = caf::actor_cast<caf::actor>(who))
+          self->send(holder, q_recall_atom::value);
+  if (r.again)
+    arm_recall(self, *r.again, r.token);
 }
 
 void forget_getter(queue_actor* self, const caf::actor_addr& who) {
@@ -209,6 +212,7 @@ void on_down(queue_actor* self, const caf::down_msg& down) {
   s.monitored.erase(down.source);
   s.producers.erase(down.source);
   s.redelivered += s.store.give_back(down.source);
+  s.recall.fed(down.source);
   forget_getter(self, down.source);
   // A batch its putter will never hear about: never accepted, it goes with its process, as
   // Python's unflushed items do. Its promise also holds this queue: kept, a queue nobody
@@ -310,14 +314,15 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       acknowledge(self, who, done);
       auto& s = self->state;
       if (s.store.size() != 0) {
-        auto batch = s.store.take(who, max);
+        auto batch = hand_out(self, who, max);
         admit_putters(self);
         return batch;
       }
       if (s.closed && drained_for(s, who))
         return closed_error();
       auto rp = self->make_response_promise();
-      wait_for_items(self, who, max, rp);
+      s.getters.push_back({who, max, rp});
+      hungry(self, who);
       return rp;
     },
     [=](q_getnow_atom, std::uint32_t max, std::uint64_t done) -> caf::result<caf::message> {
@@ -325,10 +330,11 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       watch(self, who);
       acknowledge(self, who, done);
       auto& s = self->state;
+      // (Not hungry: a prefetch, from a consumer with work in hand, asks this way too.)
       if (s.store.size() == 0)
         return s.closed && drained_for(s, who) ? closed_error()
                                                : make_error(errc::empty, "the queue is empty");
-      auto batch = s.store.take(who, max);
+      auto batch = hand_out(self, who, max);
       admit_putters(self);
       return batch;
     },
@@ -342,6 +348,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       self->state.store.acknowledge(who, done);
       forget_getter(self, who);
       self->state.store.give_back(who);
+      self->state.recall.fed(who);
       rebalance(self);
       return caf::unit;
     },
@@ -352,7 +359,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       acknowledge(self, who, done);
       rebalance(self);
     },
-    [=](q_recall_atom, std::uint64_t get, std::uint32_t ms) { recall(self, get, ms); },
+    [=](q_recall_atom, std::uint64_t token) { recall_round(self, token); },
     [=](q_size_atom) {
       auto& s = self->state;
       return caf::make_message(static_cast<std::uint64_t>(s.store.size()),

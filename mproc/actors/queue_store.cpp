@@ -152,10 +152,10 @@ std::uint64_t queue_store::held() const {
   return n;
 }
 
-std::vector<caf::actor_addr> queue_store::holders_but(const caf::actor_addr& but) const {
+std::vector<caf::actor_addr> queue_store::holders() const {
   std::vector<caf::actor_addr> out;
   for (const auto& [who, h] : held_)
-    if (h.count != 0 && who != but)
+    if (h.count != 0)
       out.push_back(who);
   return out;
 }

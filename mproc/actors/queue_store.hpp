@@ -55,8 +55,8 @@ public:
   std::uint64_t held() const;  // items handed out and not acknowledged, all consumers
   std::uint64_t held_by(const caf::actor_addr& who) const;  // ... by `who`
   std::size_t consumers() const { return held_.size(); }
-  // The consumers other than `but` that hold items.
-  std::vector<caf::actor_addr> holders_but(const caf::actor_addr& but) const;
+  // The consumers that hold items.
+  std::vector<caf::actor_addr> holders() const;
   std::uint64_t accepted() const { return accepted_; }  // items ever put
   std::uint64_t taken() const { return taken_; }  // items ever handed out (given back: again)
 
