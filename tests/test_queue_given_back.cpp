@@ -4,6 +4,7 @@
 #include "mproc/actors/queue.hpp"
 #include "mproc/actors/queue_protocol.hpp"
 
+#include <future>
 #include <thread>
 #include <vector>
 
@@ -45,8 +46,28 @@ void holder(caf::blocking_actor* self, int_queue q, std::int32_t n, int_queue to
   self->receive([](caf::get_atom) {});
 }
 
+// One thread takes an item and works on it for ever; then this one takes two and asks once
+// more, which finishes them (and acknowledges them, the queue being empty); it says which
+// items each thread took, on `told`, and waits to be killed.
+void two_threads(caf::blocking_actor* self, int_queue q, int_queue told) {
+  std::promise<std::int32_t> took;
+  std::thread worker{[&] {
+    took.set_value(q.get(10s));
+    std::promise<void>{}.get_future().wait();  // still working when the process is killed
+  }};
+  told.put(took.get_future().get());
+  auto a = q.get(10s);
+  auto b = q.get(10s);
+  code_of([&] { q.get(100ms); });
+  told.put(a);
+  told.put(b);
+  self->receive([](caf::get_atom) {});
+  worker.join();
+}
+
 MPROC_ACTOR(finisher);
 MPROC_ACTOR(holder);
+MPROC_ACTOR(two_threads);
 
 TEST_CASE("an item a killed consumer reported done is not delivered again") {
   test::scoped_node node;
@@ -146,4 +167,25 @@ TEST_CASE("handles of one queue in one process share what they fetched") {
   CHECK(again.get(10s) == 2);  // from the same inbox, not waiting for its own process
   CHECK(code_of([&] { again.get(10s); }) == errc::closed);
   CHECK(code_of([&] { q.get(10s); }) == errc::closed);
+}
+
+TEST_CASE("an item one thread works on comes back when its process is killed, though another thread got since") {
+  test::scoped_node node;
+  int_queue q{*node};
+  int_queue told{*node};
+  q.put_many({1, 2, 3});
+  REQUIRE(q.flush(10s));
+  auto c = node->spawn_process("two_threads", {}, q, told);
+  auto working = told.get(10s);
+  CHECK(told.get(10s) != working);
+  CHECK(told.get(10s) != working);
+  // The other thread's two are acknowledged; the worker's item is not.
+  for (int i = 0; i < 1000 && q.stats().unacknowledged != 1; ++i)
+    std::this_thread::sleep_for(10ms);
+  CHECK(q.stats().unacknowledged == 1);
+  c.kill();
+  REQUIRE(c.join(10s));
+  CHECK(q.get(10s) == working);  // delivered again, to be done
+  CHECK(q.stats().redelivered == 1);
+  CHECK(code_of([&] { q.get_nowait(); }) == errc::empty);
 }

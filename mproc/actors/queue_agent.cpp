@@ -92,10 +92,16 @@ void send_next(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, 
           });
 }
 
-// Tells the queue how many of the items it handed this process were taken (it takes back
-// the rest, prefetched ones included), at once: puts still going out do not depend on it.
+// Finished items, named (queue_acks.hpp), ahead of the message that follows on the same way.
+void send_acks(caf::event_based_actor* self, const caf::actor& q, queue_acks::spans done) {
+  if (!done.empty())
+    self->send(q, q_ack_atom::value, std::move(done));
+}
+
+// Tells the queue which of the items it handed this process were taken (it takes back the
+// rest, prefetched ones included), at once: puts still going out do not depend on it.
 void send_leave(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf::actor q,
-                std::shared_ptr<agent_life> life, std::uint64_t done) {
+                std::shared_ptr<agent_life> life, queue_acks::spans done) {
   auto answered = [=] {
     {
       std::lock_guard guard{ch->m};
@@ -106,7 +112,8 @@ void send_leave(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch,
     life->left = true;
     end_if_done(self, *ch, *life);
   };
-  self->request(q, leave_timeout, q_leave_atom::value, done)
+  send_acks(self, q, std::move(done));
+  self->request(q, leave_timeout, q_leave_atom::value, std::uint64_t{0})
     .then([=] { answered(); }, [=](caf::error&) { answered(); });
 }
 
@@ -129,26 +136,23 @@ bool into_inbox(queue_channel& ch, std::uint64_t gen, item_batch items, bool fet
   return true;
 }
 
-// The items taken since the last acknowledgement, now sent along by agent `gen`; nothing
-// for a retired agent: its successor sends the counts taken since the leave.
-std::optional<std::uint64_t> claim_done(queue_channel& ch, std::uint64_t gen) {
+// The items finished since the last acknowledgement, now sent along by agent `gen`; nothing
+// for a retired agent: its successor sends what was finished since the leave.
+std::optional<queue_acks::spans> claim_done(queue_channel& ch, std::uint64_t gen) {
   std::lock_guard guard{ch.m};
   if (ch.generation != gen)
     return std::nullopt;
-  return std::exchange(ch.done, 0);
+  return ch.acks.claim_finished();
 }
 
-// Up to `n` of the items taken and not yet acknowledged, oldest first, claimed by a
-// task_done() through agent `gen` (none for a retired agent: its leave acknowledged them).
-std::uint64_t claim_finished(queue_channel& ch, std::uint64_t gen, std::uint64_t n) {
+// Up to `n` of the items taken and not yet acknowledged, claimed by task_done() in thread
+// `thread` through agent `gen` (none for a retired agent: its leave acknowledged them).
+queue_acks::spans claim_tasks(queue_channel& ch, std::uint64_t gen, std::uint64_t n,
+                              queue_acks::thread_key thread) {
   std::lock_guard guard{ch.m};
   if (ch.generation != gen)
-    return 0;
-  auto earlier = std::min(n, ch.done);
-  ch.done -= earlier;
-  auto last = std::min<std::uint64_t>(n - earlier, ch.taken_last);
-  ch.taken_last -= static_cast<std::size_t>(last);
-  return earlier + last;
+    return {};
+  return ch.acks.claim_tasks(thread, n);
 }
 
 // A batch above this process's max_frame (one item: a batch grows past 512 KiB only with its
@@ -165,10 +169,11 @@ void fetch(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf:
   auto claimed = claim_done(*ch, gen);
   if (!claimed)
     return;
-  auto done = *claimed;
+  send_acks(self, q, std::move(*claimed));
   auto max = static_cast<std::uint32_t>(max_batch);
-  auto request = wait ? self->request(q, caf::infinite, q_get_atom::value, max, done)
-                      : self->request(q, caf::infinite, q_getnow_atom::value, max, done);
+  auto none = std::uint64_t{0};  // acknowledged by name just before
+  auto request = wait ? self->request(q, caf::infinite, q_get_atom::value, max, none)
+                      : self->request(q, caf::infinite, q_getnow_atom::value, max, none);
   std::move(request).then(
       [=](item_batch& items) {
         if (into_inbox(*ch, gen, std::move(items), true))
@@ -195,12 +200,12 @@ void fetch(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf:
 void give_back_untaken(caf::event_based_actor* self, queue_channel& ch, const caf::actor& q,
                        std::uint64_t gen) {
   std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;  // (first, count), newest first
-  std::uint64_t done = 0;
+  queue_acks::spans done;
   {
     std::lock_guard guard{ch.m};
     if (ch.generation != gen || ch.queue_gone)
       return;  // this process left: the queue took everything back then
-    done = std::exchange(ch.done, 0);
+    done = ch.acks.claim_finished();
     auto n = (ch.inbox_count + 1) / 2;
     // A prefetch told `closed` while this process held these items: once they are back in
     // the queue, that is not true any more, and the next get asks again.
@@ -217,10 +222,9 @@ void give_back_untaken(caf::event_based_actor* self, queue_channel& ch, const ca
         ch.inbox.pop_back();
     }
   }
-  if (ranges.empty() && done != 0)
-    ranges.emplace_back(0, 0);
+  send_acks(self, q, std::move(done));
   for (auto [first, n] : ranges)
-    self->send(q, q_return_atom::value, first, n, std::exchange(done, 0));
+    self->send(q, q_return_atom::value, first, n, std::uint64_t{0});
 }
 
 // The queue ended (its node ended, its process died): nothing will answer any more, so
@@ -270,7 +274,8 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
         rp.deliver(make_error(errc::empty, "this process left the queue meanwhile"));
         return rp;
       }
-      self->request(q, caf::infinite, q_getnow_atom::value, std::uint32_t{1}, *done)
+      send_acks(self, q, std::move(*done));
+      self->request(q, caf::infinite, q_getnow_atom::value, std::uint32_t{1}, std::uint64_t{0})
         .then(
           [=](item_batch& items) mutable {
             if (into_inbox(*ch, gen, std::move(items)))
@@ -288,11 +293,11 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
           });
       return rp;
     },
-    [=](q_leave_atom, std::uint64_t done) { send_leave(self, ch, q, life, done); },
+    [=](q_leave_atom, queue_acks::spans& done) { send_leave(self, ch, q, life, std::move(done)); },
     // Asked by task_done(): `n` tasks are finished, and as many of the items this process
     // took are acknowledged with them, so a consumer killed after its task_done() does not
     // get that item delivered again, to be done a second time.
-    [=](q_done_atom, std::uint64_t n) {
+    [=](q_done_atom, std::uint64_t n, queue_acks::thread_key thread) {
       auto rp = self->make_response_promise();
       auto id = ++life->last_task_done;
       life->tasks_done.emplace(id, rp);
@@ -307,7 +312,8 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
         life->tasks_done.erase(i);
         end_if_done(self, *ch, *life);
       };
-      self->request(q, caf::infinite, q_done_atom::value, n, claim_finished(*ch, gen, n))
+      send_acks(self, q, claim_tasks(*ch, gen, n, thread));
+      self->request(q, caf::infinite, q_done_atom::value, n)
         .then([=] { answered({}); }, [=](caf::error& e) { answered(e); });
       return rp;
     },

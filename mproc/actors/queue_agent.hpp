@@ -16,6 +16,7 @@
 #include <caf/error.hpp>
 #include <caf/fwd.hpp>
 
+#include "mproc/actors/queue_acks.hpp"
 #include "mproc/actors/queue_batch.hpp"
 
 namespace mproc::detail {
@@ -53,8 +54,7 @@ struct queue_channel {
   std::uint64_t takes = 0;      // gets that handed items out, and leaves (untake's check)
   std::uint64_t received = 0;   // items the queue handed the current agent (item_run::first)
   bool fetching = false;
-  std::uint64_t done = 0;     // taken and finished, not yet acknowledged
-  std::size_t taken_last = 0; // handed out by the last get: finished at the next one
+  queue_acks acks;            // taken, not yet acknowledged: finished, and each thread's last get
   caf::error get_error;       // closed (after draining) or gone
   // leaving: the queue takes back what this process did not take; the handle stays usable
   // (a new agent takes over), so leaving at exit does not stop a consumer still running.

@@ -134,7 +134,7 @@ public:
     if (rest.size() != 0) {
       ch_->inbox.push_front(rest);
       ch_->inbox_count += rest.size();
-      ch_->taken_last -= std::min(ch_->taken_last, rest.size());
+      ch_->acks.untake(queue_acks::this_thread(), rest.size());
     }
     return true;
   }
@@ -180,7 +180,7 @@ public:
       if (!agent_ || ch_->queue_gone)
         return;
     }
-    std::uint64_t done = std::exchange(ch_->done, 0) + std::exchange(ch_->taken_last, 0);
+    auto done = ch_->acks.claim_all();
     ch_->inbox.clear();
     ch_->inbox_count = 0;
     ch_->received = 0;        // the next agent is a new consumer to the queue
@@ -199,18 +199,23 @@ public:
                    unsent);
     lock.unlock();
     ch_->cv.notify_all();
-    caf::anon_send(agent, q_leave_atom::value, done);
+    caf::anon_send(agent, q_leave_atom::value, std::move(done));
   }
 
   // Through the agent when this process took items not yet acknowledged: the queue knows
-  // the consumer by its agent, and acknowledges them with the tasks done.
+  // the consumer by its agent, and acknowledges them (this thread's first) with the tasks.
   void task_done(std::uint64_t n) {
     caf::actor via;
     {
       std::lock_guard guard{ch_->m};
-      via = agent_ && ch_->done + ch_->taken_last != 0 ? agent_ : queue_;
+      if (agent_ && ch_->acks.any())
+        via = agent_;
     }
-    this_node().request(via, std::chrono::seconds{30}, q_done_atom::value, n);
+    if (via)
+      this_node().request(via, std::chrono::seconds{30}, q_done_atom::value, n,
+                          queue_acks::this_thread());
+    else
+      this_node().request(queue_, std::chrono::seconds{30}, q_done_atom::value, n);
   }
 
   const caf::actor& actor() const { return queue_; }
@@ -222,11 +227,11 @@ private:
     auto& front = ch_->inbox.front();
     auto n = std::min(std::max<std::size_t>(max, 1), front.size());
     item_run out{front.batch, front.next, front.next + n, ++ch_->takes, front.first};
+    ch_->acks.took(queue_acks::this_thread(), {front.first + front.next, n});
     front.next += n;
     if (front.next == front.end)
       ch_->inbox.pop_front();
     ch_->inbox_count -= n;
-    ch_->taken_last = n;
     return out;
   }
 
@@ -288,13 +293,11 @@ private:
     return true;
   }
 
-  // What the last get handed out is finished; a thread's untake of it now would count it
+  // What this thread's last get handed out is finished; an untake of it now would count it
   // twice, so that take is over.
   void finish_taken_locked() {
-    if (ch_->taken_last == 0)
-      return;
-    ch_->done += std::exchange(ch_->taken_last, 0);
-    ++ch_->takes;
+    if (ch_->acks.finish(queue_acks::this_thread()))
+      ++ch_->takes;
   }
 
   // A consumer told `closed` (by a prefetch, while it still had items) asks the queue for
@@ -304,7 +307,7 @@ private:
     // Only for `closed`, which comes only with nothing left to fetch: after another error
     // (an item above this process's max_frame, still counted as held here) the fetch would
     // bring new items, and acknowledging "the oldest" would count that item as done.
-    if (ch_->done == 0 || ch_->fetching || !agent_ || ch_->queue_gone
+    if (!ch_->acks.any_finished() || ch_->fetching || !agent_ || ch_->queue_gone
         || code_of(ch_->get_error) != errc::closed)
       return;
     ch_->fetching = true;

@@ -29,6 +29,10 @@ using q_recall_atom = caf::atom_constant<caf::atom("q_recall")>;
 //                                               the sender (counted from 0) go back to the
 //                                               queue; `done` acknowledges as in q_get
 using q_return_atom = caf::atom_constant<caf::atom("q_return")>;
+// ("q_ack", vec<u64> spans)                     async: the sender finished these items:
+//                                               first and n of each span, places among those
+//                                               handed to it (counted from 0)
+using q_ack_atom = caf::atom_constant<caf::atom("q_ack")>;
 // ("q_stats") -> (u64 size, u64 accepted, u64 redelivered, u64 unacknowledged)
 using q_stats_atom = caf::atom_constant<caf::atom("q_stats")>;
 // ("q_inspect") -> value: a map of the queue's figures, for `mproc ps` (inspect_queue)

@@ -352,6 +352,15 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       rebalance(self);
       return caf::unit;
     },
+    // A consumer's agent names the items it finished (queue_acks.hpp).
+    [=](q_ack_atom, const std::vector<std::uint64_t>& spans) {
+      auto who = sender();
+      std::uint64_t done = 0;
+      for (std::size_t i = 0; i + 1 < spans.size(); i += 2)
+        done += self->state.store.acknowledge(who, spans[i], spans[i + 1]);
+      if (self->state.closed && done != 0)  // perhaps the last held: gets waiting end
+        rebalance(self);
+    },
     // A consumer gives back items it fetched and did not take, asked by recall().
     [=](q_return_atom, std::uint64_t from, std::uint64_t n, std::uint64_t done) {
       auto who = sender();

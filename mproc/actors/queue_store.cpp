@@ -109,18 +109,17 @@ std::uint64_t queue_store::give_back(const caf::actor_addr& who) {
   return back;
 }
 
-// Each held run is cut where it meets [from, to): the part inside goes back, the parts
-// before and after stay held.
-std::uint64_t queue_store::take_back(const caf::actor_addr& who, std::uint64_t from,
-                                     std::uint64_t n) {
+// Each held run is cut where it meets [from, from + n): the parts inside are returned, the
+// parts before and after stay held.
+std::vector<queue_store::stored_run> queue_store::cut(const caf::actor_addr& who,
+                                                      std::uint64_t from, std::uint64_t n) {
+  std::vector<stored_run> out;
   auto i = held_.find(who);
   if (i == held_.end() || n == 0)
-    return 0;
+    return out;
   auto& held = i->second;
   auto to = from + n;
   std::deque<held_run> kept;
-  std::vector<stored_run> back;
-  std::uint64_t moved = 0;
   for (auto& run : held.runs) {
     auto first = run.at;
     auto last = run.at + (run.end - run.next);
@@ -132,17 +131,33 @@ std::uint64_t queue_store::take_back(const caf::actor_addr& who, std::uint64_t f
     }
     if (first < lo)
       kept.push_back({run.batch, run.next, run.next + (lo - first), first});
-    back.push_back({run.batch, run.next + (lo - first), run.next + (hi - first)});
-    moved += hi - lo;
+    out.push_back({run.batch, run.next + (lo - first), run.next + (hi - first)});
+    held.count -= hi - lo;
     if (hi < last)
       kept.push_back({run.batch, run.next + (hi - first), run.end, hi});
   }
   held.runs = std::move(kept);
-  held.count -= moved;
-  count_ += moved;
-  for (auto k = back.size(); k-- > 0;)
+  return out;
+}
+
+std::uint64_t queue_store::take_back(const caf::actor_addr& who, std::uint64_t from,
+                                     std::uint64_t n) {
+  auto back = cut(who, from, n);
+  std::uint64_t moved = 0;
+  for (auto k = back.size(); k-- > 0;) {
+    moved += back[k].end - back[k].next;
     items_.push_front(std::move(back[k]));
+  }
+  count_ += moved;
   return moved;
+}
+
+std::uint64_t queue_store::acknowledge(const caf::actor_addr& who, std::uint64_t from,
+                                       std::uint64_t n) {
+  std::uint64_t done = 0;
+  for (const auto& run : cut(who, from, n))
+    done += run.end - run.next;
+  return done;
 }
 
 std::uint64_t queue_store::held() const {

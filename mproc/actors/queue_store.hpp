@@ -51,6 +51,8 @@ public:
   // were handed out), those of them it still holds, go back in front of everything waiting:
   // a consumer returns what it fetched and did not take. Returns how many went back.
   std::uint64_t take_back(const caf::actor_addr& who, std::uint64_t from, std::uint64_t n);
+  // The same items, those of them `who` still holds, are finished. Returns how many.
+  std::uint64_t acknowledge(const caf::actor_addr& who, std::uint64_t from, std::uint64_t n);
 
   std::uint64_t held() const;  // items handed out and not acknowledged, all consumers
   std::uint64_t held_by(const caf::actor_addr& who) const;  // ... by `who`
@@ -84,6 +86,7 @@ private:
   };
 
   std::pair<std::size_t, std::size_t> fitting(std::size_t n) const;
+  std::vector<stored_run> cut(const caf::actor_addr& who, std::uint64_t from, std::uint64_t n);
   caf::message take_batch(std::size_t n);
 
   std::size_t maxsize_;
