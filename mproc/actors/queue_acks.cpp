@@ -7,30 +7,49 @@
 namespace mproc::detail {
 
 queue_acks::thread_key queue_acks::this_thread() {
-  return std::hash<std::thread::id>{}(std::this_thread::get_id());
+  thread_local const thread_key key = std::hash<std::thread::id>{}(std::this_thread::get_id());
+  return key;
+}
+
+item_span* queue_acks::find_open(thread_key t) {
+  for (auto& [key, span] : open_)
+    if (key == t)
+      return &span;
+  return nullptr;
+}
+
+item_span& queue_acks::open_of(thread_key t) {
+  if (auto* span = find_open(t))
+    return *span;
+  return open_.emplace_back(t, item_span{}).second;
+}
+
+bool queue_acks::any() const {
+  return !finished_.empty()
+         || std::any_of(open_.begin(), open_.end(), [](const auto& o) { return o.second.n != 0; });
 }
 
 bool queue_acks::finish(thread_key t) {
-  auto i = open_.find(t);
-  if (i == open_.end())
+  auto* span = find_open(t);
+  if (!span || span->n == 0)
     return false;
-  add_finished(i->second);
-  open_.erase(i);
+  add_finished(std::exchange(*span, {}));
   return true;
 }
 
 void queue_acks::untake(thread_key t, std::uint64_t n) {
-  auto i = open_.find(t);
-  if (i == open_.end())
-    return;
-  i->second.n -= std::min(n, i->second.n);
-  if (i->second.n == 0)
-    open_.erase(i);
+  if (auto* span = find_open(t))
+    span->n -= std::min(n, span->n);
 }
 
 void queue_acks::add_finished(item_span s) {
   if (s.n == 0)
     return;
+  // A thread's items come in order: most often they continue the newest span.
+  if (!finished_.empty() && finished_.back().first + finished_.back().n == s.first) {
+    finished_.back().n += s.n;
+    return;
+  }
   auto at = std::lower_bound(finished_.begin(), finished_.end(), s.first,
                              [](const item_span& a, std::uint64_t first) { return a.first < first; });
   at = finished_.insert(at, s);
@@ -66,14 +85,12 @@ queue_acks::spans queue_acks::claim_finished() {
 
 queue_acks::spans queue_acks::claim_tasks(thread_key t, std::uint64_t n) {
   spans out;
-  if (auto i = open_.find(t); i != open_.end()) {
-    auto k = std::min(n, i->second.n);
-    append(out, {i->second.first, k});
-    i->second.first += k;
-    i->second.n -= k;
+  if (auto* span = find_open(t)) {
+    auto k = std::min(n, span->n);
+    append(out, {span->first, k});
+    span->first += k;
+    span->n -= k;
     n -= k;
-    if (i->second.n == 0)
-      open_.erase(i);
   }
   while (n > 0 && !finished_.empty()) {
     auto& oldest = finished_.front();
@@ -90,7 +107,7 @@ queue_acks::spans queue_acks::claim_tasks(thread_key t, std::uint64_t n) {
 
 queue_acks::spans queue_acks::claim_all() {
   for (auto& [t, s] : open_)
-    add_finished(s);
+    add_finished(s);  // (a thread's is empty once finished)
   open_.clear();
   return claim_finished();
 }

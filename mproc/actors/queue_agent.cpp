@@ -169,11 +169,10 @@ void fetch(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, caf:
   auto claimed = claim_done(*ch, gen);
   if (!claimed)
     return;
-  send_acks(self, q, std::move(*claimed));
+  auto done = std::move(*claimed);
   auto max = static_cast<std::uint32_t>(max_batch);
-  auto none = std::uint64_t{0};  // acknowledged by name just before
-  auto request = wait ? self->request(q, caf::infinite, q_get_atom::value, max, none)
-                      : self->request(q, caf::infinite, q_getnow_atom::value, max, none);
+  auto request = wait ? self->request(q, caf::infinite, q_get_atom::value, max, done)
+                      : self->request(q, caf::infinite, q_getnow_atom::value, max, done);
   std::move(request).then(
       [=](item_batch& items) {
         if (into_inbox(*ch, gen, std::move(items), true))
@@ -274,8 +273,7 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
         rp.deliver(make_error(errc::empty, "this process left the queue meanwhile"));
         return rp;
       }
-      send_acks(self, q, std::move(*done));
-      self->request(q, caf::infinite, q_getnow_atom::value, std::uint32_t{1}, std::uint64_t{0})
+      self->request(q, caf::infinite, q_getnow_atom::value, std::uint32_t{1}, std::move(*done))
         .then(
           [=](item_batch& items) mutable {
             if (into_inbox(*ch, gen, std::move(items)))

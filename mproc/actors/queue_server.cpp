@@ -86,6 +86,16 @@ void acknowledge(queue_actor* self, const caf::actor_addr& who, std::uint64_t do
     rebalance(self);
 }
 
+// The same for the items named by `spans` (first and n of each, queue_acks.hpp).
+void acknowledge_spans(queue_actor* self, const caf::actor_addr& who,
+                       const std::vector<std::uint64_t>& spans) {
+  std::uint64_t done = 0;
+  for (std::size_t i = 0; i + 1 < spans.size(); i += 2)
+    done += self->state.store.acknowledge(who, spans[i], spans[i + 1]);
+  if (self->state.closed && done != 0)
+    rebalance(self);
+}
+
 // Serves waiting consumers, then lets blocked producers in, until neither can move.
 void rebalance(queue_actor* self) {
   auto& s = self->state;
@@ -135,10 +145,13 @@ void monitor_once(queue_actor* self, const caf::actor_addr& who) {
     self->monitor(who);
 }
 
-// First contact with a consumer: watch it, so what it holds comes back if it dies.
-void watch(queue_actor* self, const caf::actor_addr& who) {
+// First contact with a consumer (the sender of a get): watch it, so what it holds comes back
+// if it dies.
+caf::actor_addr first_contact(queue_actor* self) {
+  auto who = caf::actor_cast<caf::actor_addr>(self->current_sender());
   self->state.store.add_consumer(who);
   monitor_once(self, who);
+  return who;
 }
 
 void arm_recall(queue_actor* self, std::chrono::milliseconds in, std::uint64_t token) {
@@ -168,6 +181,36 @@ void recall_round(queue_actor* self, std::uint64_t token) {
           self->send(holder, q_recall_atom::value);
   if (r.again)
     arm_recall(self, *r.again, r.token);
+}
+
+// A get: up to `max` items at once, else it waits (or `closed` once nothing can come).
+caf::result<caf::message> get_waiting(queue_actor* self, const caf::actor_addr& who,
+                                      std::uint32_t max) {
+  auto& s = self->state;
+  if (s.store.size() != 0) {
+    auto batch = hand_out(self, who, max);
+    admit_putters(self);
+    return batch;
+  }
+  if (s.closed && drained_for(s, who))
+    return closed_error();
+  auto rp = self->make_response_promise();
+  s.getters.push_back({who, max, rp});
+  hungry(self, who);
+  return rp;
+}
+
+// A get that does not wait, get_nowait()'s or a prefetch. (It does not make `who` hungry:
+// a prefetch comes from a consumer with work in hand.)
+caf::result<caf::message> get_now(queue_actor* self, const caf::actor_addr& who,
+                                  std::uint32_t max) {
+  auto& s = self->state;
+  if (s.store.size() == 0)
+    return s.closed && drained_for(s, who) ? closed_error()
+                                           : make_error(errc::empty, "the queue is empty");
+  auto batch = hand_out(self, who, max);
+  admit_putters(self);
+  return batch;
 }
 
 void forget_getter(queue_actor* self, const caf::actor_addr& who) {
@@ -308,35 +351,25 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       rebalance(self);
       return caf::unit;
     },
-    [=](q_get_atom, std::uint32_t max, std::uint64_t done) -> caf::result<caf::message> {
-      auto who = sender();
-      watch(self, who);
+    [=](q_get_atom, std::uint32_t max, std::uint64_t done) {
+      auto who = first_contact(self);
       acknowledge(self, who, done);
-      auto& s = self->state;
-      if (s.store.size() != 0) {
-        auto batch = hand_out(self, who, max);
-        admit_putters(self);
-        return batch;
-      }
-      if (s.closed && drained_for(s, who))
-        return closed_error();
-      auto rp = self->make_response_promise();
-      s.getters.push_back({who, max, rp});
-      hungry(self, who);
-      return rp;
+      return get_waiting(self, who, max);
     },
-    [=](q_getnow_atom, std::uint32_t max, std::uint64_t done) -> caf::result<caf::message> {
-      auto who = sender();
-      watch(self, who);
+    [=](q_get_atom, std::uint32_t max, const std::vector<std::uint64_t>& done) {
+      auto who = first_contact(self);
+      acknowledge_spans(self, who, done);
+      return get_waiting(self, who, max);
+    },
+    [=](q_getnow_atom, std::uint32_t max, std::uint64_t done) {
+      auto who = first_contact(self);
       acknowledge(self, who, done);
-      auto& s = self->state;
-      // (Not hungry: a prefetch, from a consumer with work in hand, asks this way too.)
-      if (s.store.size() == 0)
-        return s.closed && drained_for(s, who) ? closed_error()
-                                               : make_error(errc::empty, "the queue is empty");
-      auto batch = hand_out(self, who, max);
-      admit_putters(self);
-      return batch;
+      return get_now(self, who, max);
+    },
+    [=](q_getnow_atom, std::uint32_t max, const std::vector<std::uint64_t>& done) {
+      auto who = first_contact(self);
+      acknowledge_spans(self, who, done);
+      return get_now(self, who, max);
     },
     [=](q_cancel_atom) { forget_getter(self, sender()); },
     // A consumer leaves: `done` of its oldest items are finished, everything else it was
@@ -354,12 +387,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
     },
     // A consumer's agent names the items it finished (queue_acks.hpp).
     [=](q_ack_atom, const std::vector<std::uint64_t>& spans) {
-      auto who = sender();
-      std::uint64_t done = 0;
-      for (std::size_t i = 0; i + 1 < spans.size(); i += 2)
-        done += self->state.store.acknowledge(who, spans[i], spans[i + 1]);
-      if (self->state.closed && done != 0)  // perhaps the last held: gets waiting end
-        rebalance(self);
+      acknowledge_spans(self, sender(), spans);
     },
     // A consumer gives back items it fetched and did not take, asked by recall().
     [=](q_return_atom, std::uint64_t from, std::uint64_t n, std::uint64_t done) {
