@@ -4,6 +4,7 @@
 #include "mproc/actors/queue.hpp"
 #include "mproc/actors/queue_protocol.hpp"
 
+#include <algorithm>
 #include <future>
 #include <thread>
 #include <vector>
@@ -65,9 +66,21 @@ void two_threads(caf::blocking_actor* self, int_queue q, int_queue told) {
   worker.join();
 }
 
+// Takes two items, reports one task done (the first, processed meanwhile), says which it
+// took, and waits to be killed.
+void takes_two_reports_one(caf::blocking_actor* self, tasks q, int_queue told) {
+  auto a = q.get(10s);
+  auto b = q.get(10s);
+  q.task_done();
+  told.put(a);
+  told.put(b);
+  self->receive([](caf::get_atom) {});
+}
+
 MPROC_ACTOR(finisher);
 MPROC_ACTOR(holder);
 MPROC_ACTOR(two_threads);
+MPROC_ACTOR(takes_two_reports_one);
 
 TEST_CASE("an item a killed consumer reported done is not delivered again") {
   test::scoped_node node;
@@ -188,4 +201,23 @@ TEST_CASE("an item one thread works on comes back when its process is killed, th
   CHECK(q.get(10s) == working);  // delivered again, to be done
   CHECK(q.stats().redelivered == 1);
   CHECK(code_of([&] { q.get_nowait(); }) == errc::empty);
+}
+
+TEST_CASE("a task_done after a second get reports the first item, and the second comes back") {
+  test::scoped_node node;
+  tasks q{*node};
+  int_queue told{*node};
+  q.put_many({1, 2, 3});
+  REQUIRE(q.flush(10s));
+  auto c = node->spawn_process("takes_two_reports_one", {}, q, told);
+  auto a = told.get(10s);
+  auto b = told.get(10s);
+  c.kill();
+  REQUIRE(c.join(10s));
+  std::vector<std::int32_t> back{q.get(10s), q.get(10s)};
+  CHECK(std::count(back.begin(), back.end(), b) == 1);  // not reported: delivered again
+  CHECK(std::count(back.begin(), back.end(), a) == 0);  // reported done: not again
+  q.task_done();  // b's and 3's: with a's, every item was done once
+  q.task_done();
+  CHECK(q.join(10s));
 }

@@ -11,8 +11,8 @@
 // consumer: T needs MSGPACK_DEFINE or a built-in codec, and may not hold actor references.
 //
 // Delivery (docs/queue.md): at least once. An item handed to a consumer counts as done
-// when that consumer next calls get()/get_many() or task_done() (or leaves); if its
-// process dies first, the item goes to another consumer. So an item is delivered twice
+// when the same thread next calls get()/get_many() or task_done() (or the process leaves);
+// if its process dies first, the item goes to another consumer. So an item is delivered twice
 // only when the consumer holding it died, and never lost.
 //
 // For actors, q.actor() answers the messages listed in docs/queue.md.

@@ -1,71 +1,80 @@
 #include "mproc/actors/queue_acks.hpp"
 
 #include <algorithm>
-#include <functional>
-#include <thread>
+#include <atomic>
+#include <utility>
 
 namespace mproc::detail {
 
+namespace {
+
+// Entries beyond this many are dropped once they hold nothing but a count of unreported
+// items (threads that ended, in a process that starts many).
+constexpr std::size_t idle_threads_kept = 64;
+
+} // namespace
+
+// A counter, not the thread's id: ids of ended threads are reused, and a new thread must
+// not finish what an ended one had taken.
 queue_acks::thread_key queue_acks::this_thread() {
-  thread_local const thread_key key = std::hash<std::thread::id>{}(std::this_thread::get_id());
+  static std::atomic<thread_key> last{0};
+  thread_local const thread_key key = ++last;
   return key;
 }
 
-item_span* queue_acks::find_open(thread_key t) {
-  for (auto& [key, span] : open_)
-    if (key == t)
-      return &span;
+queue_acks::thread_items* queue_acks::find(thread_key t) {
+  for (auto& items : threads_)
+    if (items.key == t)
+      return &items;
   return nullptr;
 }
 
-item_span& queue_acks::open_of(thread_key t) {
-  if (auto* span = find_open(t))
-    return *span;
-  return open_.emplace_back(t, item_span{}).second;
+queue_acks::thread_items& queue_acks::of(thread_key t) {
+  if (auto* items = find(t))
+    return *items;
+  forget_idle();
+  auto& items = threads_.emplace_back();
+  items.key = t;
+  return items;
 }
 
-bool queue_acks::any() const {
-  return !finished_.empty()
-         || std::any_of(open_.begin(), open_.end(), [](const auto& o) { return o.second.n != 0; });
+void queue_acks::forget_idle() {
+  if (threads_.size() < idle_threads_kept)
+    return;
+  std::erase_if(threads_, [](const thread_items& i) { return i.open.n == 0 && i.finished.empty(); });
 }
 
 bool queue_acks::finish(thread_key t) {
-  auto* span = find_open(t);
-  if (!span || span->n == 0)
+  auto* items = find(t);
+  if (!items || items->open.n == 0)
     return false;
-  add_finished(std::exchange(*span, {}));
+  auto s = std::exchange(items->open, {});
+  auto& f = items->finished;
+  if (!f.empty() && f.back().first + f.back().n == s.first)
+    f.back().n += s.n;  // a thread's gets follow each other: one span for all of them
+  else
+    f.push_back(s);
   return true;
 }
 
-void queue_acks::untake(thread_key t, std::uint64_t n) {
-  if (auto* span = find_open(t))
-    span->n -= std::min(n, span->n);
+void queue_acks::took(thread_key t, item_span s) {
+  of(t).open = s;
 }
 
-void queue_acks::add_finished(item_span s) {
-  if (s.n == 0)
-    return;
-  // A thread's items come in order: most often they continue the newest span.
-  if (!finished_.empty() && finished_.back().first + finished_.back().n == s.first) {
-    finished_.back().n += s.n;
-    return;
-  }
-  auto at = std::lower_bound(finished_.begin(), finished_.end(), s.first,
-                             [](const item_span& a, std::uint64_t first) { return a.first < first; });
-  at = finished_.insert(at, s);
-  // Merged with its neighbours where they touch: a single thread's acknowledgment stays one
-  // span however many gets it covers.
-  if (auto next = at + 1; next != finished_.end() && at->first + at->n == next->first) {
-    at->n += next->n;
-    finished_.erase(next);
-  }
-  if (at != finished_.begin()) {
-    auto prev = at - 1;
-    if (prev->first + prev->n == at->first) {
-      prev->n += at->n;
-      finished_.erase(at);
-    }
-  }
+void queue_acks::untake(thread_key t, std::uint64_t n) {
+  if (auto* items = find(t))
+    items->open.n -= std::min(n, items->open.n);
+}
+
+bool queue_acks::any() const {
+  return std::any_of(threads_.begin(), threads_.end(), [](const thread_items& i) {
+    return i.open.n != 0 || !i.finished.empty();
+  });
+}
+
+bool queue_acks::any_finished() const {
+  return std::any_of(threads_.begin(), threads_.end(),
+                     [](const thread_items& i) { return !i.finished.empty(); });
 }
 
 void queue_acks::append(spans& out, item_span s) {
@@ -75,46 +84,63 @@ void queue_acks::append(spans& out, item_span s) {
   out.push_back(s.n);
 }
 
+// Up to `n` items from the front of `from` into `out`; returns how many.
+std::uint64_t queue_acks::claim_from(std::vector<item_span>& from, std::uint64_t n,
+                                     spans& out) {
+  std::uint64_t claimed = 0;
+  while (claimed < n && !from.empty()) {
+    auto& oldest = from.front();
+    auto k = std::min(n - claimed, oldest.n);
+    append(out, {oldest.first, k});
+    oldest.first += k;
+    oldest.n -= k;
+    claimed += k;
+    if (oldest.n == 0)
+      from.erase(from.begin());
+  }
+  return claimed;
+}
+
 queue_acks::spans queue_acks::claim_finished() {
   spans out;
-  for (auto s : finished_)
-    append(out, s);
-  finished_.clear();
+  for (auto& items : threads_) {
+    for (auto s : items.finished) {
+      append(out, s);
+      items.unreported += s.n;
+    }
+    items.finished.clear();
+  }
   return out;
 }
 
 queue_acks::spans queue_acks::claim_tasks(thread_key t, std::uint64_t n) {
   spans out;
-  if (auto* span = find_open(t)) {
-    auto k = std::min(n, span->n);
-    append(out, {span->first, k});
-    span->first += k;
-    span->n -= k;
+  if (auto* items = find(t)) {
+    auto k = std::min(n, items->unreported);
+    items->unreported -= k;
     n -= k;
+    n -= claim_from(items->finished, n, out);
+    auto last = std::min(n, items->open.n);
+    append(out, {items->open.first, last});
+    items->open.first += last;
+    items->open.n -= last;
+    n -= last;
   }
-  while (n > 0 && !finished_.empty()) {
-    auto& oldest = finished_.front();
-    auto k = std::min(n, oldest.n);
-    append(out, {oldest.first, k});
-    oldest.first += k;
-    oldest.n -= k;
-    n -= k;
-    if (oldest.n == 0)
-      finished_.erase(finished_.begin());
-  }
+  for (auto& other : threads_)
+    if (n > 0 && other.key != t)
+      n -= claim_from(other.finished, n, out);
   return out;
 }
 
 queue_acks::spans queue_acks::claim_all() {
-  for (auto& [t, s] : open_)
-    add_finished(s);  // (a thread's is empty once finished)
-  open_.clear();
-  return claim_finished();
-}
-
-void queue_acks::clear() {
-  finished_.clear();
-  open_.clear();
+  spans out;
+  for (auto& items : threads_) {
+    for (auto s : items.finished)
+      append(out, s);
+    append(out, items.open);
+  }
+  threads_.clear();
+  return out;
 }
 
 } // namespace mproc::detail

@@ -114,8 +114,8 @@ public:
         return take_locked(1);
     }
     // Through the agent: the queue must know who holds the item. The agent puts it in the
-    // inbox itself, in the order the queue handed out batches (so that acknowledging "the
-    // oldest n" stays true), and the oldest item there is taken.
+    // inbox itself, in the order the queue handed out batches (so that the places that
+    // name items stay true), and the oldest item there is taken.
     this_node().request(agent(), std::chrono::seconds{30}, q_getnow_atom::value);
     std::lock_guard guard{ch_->m};
     finish_taken_locked();
@@ -302,11 +302,10 @@ private:
 
   // A consumer told `closed` (by a prefetch, while it still had items) asks the queue for
   // nothing more, yet must acknowledge what it took: another process's get on the closed
-  // queue waits for that (docs/queue.md, point 6). A fetch carries the count.
+  // queue waits for that (docs/queue.md, point 6). A fetch carries the acknowledgment.
   void acknowledge_locked() {
     // Only for `closed`, which comes only with nothing left to fetch: after another error
-    // (an item above this process's max_frame, still counted as held here) the fetch would
-    // bring new items, and acknowledging "the oldest" would count that item as done.
+    // (an item above this process's max_frame) the fetch would bring items nobody asked for.
     if (!ch_->acks.any_finished() || ch_->fetching || !agent_ || ch_->queue_gone
         || code_of(ch_->get_error) != errc::closed)
       return;
