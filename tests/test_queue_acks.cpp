@@ -18,6 +18,10 @@ TEST_CASE("a get finishes the items of its own thread's last get, not another th
   CHECK(a.claim_finished().empty());
   CHECK(a.any());  // thread 1's items are still open
   CHECK(a.claim_all() == spans{0, 2});
+  // Acknowledged, all of it, yet still to be reported by each thread's task_done().
+  CHECK(a.any());
+  CHECK(a.claim_tasks(1, 2).empty());
+  CHECK(a.claim_tasks(2, 3).empty());
   CHECK_FALSE(a.any());
 }
 
@@ -68,5 +72,6 @@ TEST_CASE("items untaken after a get are not acknowledged with it") {
   CHECK(a.claim_finished() == spans{0, 2});
   a.took(1, {2, 1});
   a.untake(1, 1);
+  CHECK(a.claim_tasks(1, 5).empty());  // the two acknowledged ones; nothing open
   CHECK_FALSE(a.any());
 }

@@ -77,10 +77,25 @@ void takes_two_reports_one(caf::blocking_actor* self, tasks q, int_queue told) {
   self->receive([](caf::get_atom) {});
 }
 
+// Takes one item, asks once more in vain (which acknowledges the first), reports it done;
+// says so, then takes the next item put and reports it done too, says so, and waits to
+// be killed.
+void reports_after_a_failed_get(caf::blocking_actor* self, tasks q, int_queue told) {
+  q.get(10s);
+  code_of([&] { q.get(100ms); });
+  q.task_done();
+  told.put(1);
+  q.get(10s);
+  q.task_done();
+  told.put(2);
+  self->receive([](caf::get_atom) {});
+}
+
 MPROC_ACTOR(finisher);
 MPROC_ACTOR(holder);
 MPROC_ACTOR(two_threads);
 MPROC_ACTOR(takes_two_reports_one);
+MPROC_ACTOR(reports_after_a_failed_get);
 
 TEST_CASE("an item a killed consumer reported done is not delivered again") {
   test::scoped_node node;
@@ -219,5 +234,24 @@ TEST_CASE("a task_done after a second get reports the first item, and the second
   CHECK(std::count(back.begin(), back.end(), a) == 0);  // reported done: not again
   q.task_done();  // b's and 3's: with a's, every item was done once
   q.task_done();
+  CHECK(q.join(10s));
+}
+
+TEST_CASE("an item reported done after a get that found nothing is not delivered again") {
+  test::scoped_node node;
+  tasks q{*node};
+  int_queue told{*node};
+  q.put(1);
+  auto c = node->spawn_process("reports_after_a_failed_get", {}, q, told);
+  REQUIRE(told.get(10s) == 1);
+  q.put(2);
+  REQUIRE(told.get(10s) == 2);
+  // Both reported done, so both acknowledged: nothing held, before the kill or after it.
+  for (int i = 0; i < 1000 && q.stats().unacknowledged != 0; ++i)
+    std::this_thread::sleep_for(10ms);
+  CHECK(q.stats().unacknowledged == 0);
+  c.kill();
+  REQUIRE(c.join(10s));
+  CHECK(q.stats().redelivered == 0);
   CHECK(q.join(10s));
 }

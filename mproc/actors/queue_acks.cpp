@@ -8,9 +8,11 @@ namespace mproc::detail {
 
 namespace {
 
-// Entries beyond this many are dropped once they hold nothing but a count of unreported
-// items (threads that ended, in a process that starts many).
-constexpr std::size_t idle_threads_kept = 64;
+// Entries with nothing taken and unacknowledged are dropped once there are this many; past
+// four times as many, also those holding only a count of unreported items (threads that
+// ended, in a process that starts many: a live thread's count dropped makes its next
+// task_done() report its next item instead).
+constexpr std::size_t idle_threads_kept = 256;
 
 } // namespace
 
@@ -41,7 +43,10 @@ queue_acks::thread_items& queue_acks::of(thread_key t) {
 void queue_acks::forget_idle() {
   if (threads_.size() < idle_threads_kept)
     return;
-  std::erase_if(threads_, [](const thread_items& i) { return i.open.n == 0 && i.finished.empty(); });
+  auto idle = [](const thread_items& i) { return i.open.n == 0 && i.finished.empty(); };
+  std::erase_if(threads_, [&](const thread_items& i) { return idle(i) && i.unreported == 0; });
+  if (threads_.size() >= 4 * idle_threads_kept)
+    std::erase_if(threads_, idle);
 }
 
 bool queue_acks::finish(thread_key t) {
@@ -68,7 +73,7 @@ void queue_acks::untake(thread_key t, std::uint64_t n) {
 
 bool queue_acks::any() const {
   return std::any_of(threads_.begin(), threads_.end(), [](const thread_items& i) {
-    return i.open.n != 0 || !i.finished.empty();
+    return i.open.n != 0 || !i.finished.empty() || i.unreported != 0;
   });
 }
 
@@ -132,14 +137,19 @@ queue_acks::spans queue_acks::claim_tasks(thread_key t, std::uint64_t n) {
   return out;
 }
 
+// What each thread took stays to be reported: its task_done()s after the leave must not
+// report items it takes later, through the next agent.
 queue_acks::spans queue_acks::claim_all() {
   spans out;
   for (auto& items : threads_) {
-    for (auto s : items.finished)
+    for (auto s : items.finished) {
       append(out, s);
+      items.unreported += s.n;
+    }
+    items.finished.clear();
     append(out, items.open);
+    items.unreported += std::exchange(items.open, {}).n;
   }
-  threads_.clear();
   return out;
 }
 

@@ -30,7 +30,7 @@ public:
   // The last `n` items of `t`'s get were not taken after all (untake).
   void untake(thread_key t, std::uint64_t n);
 
-  bool any() const;           // anything taken and not acknowledged
+  bool any() const;           // anything taken and not acknowledged or not reported
   bool any_finished() const;  // ... of it finished
 
   // The wire form of what the claims return: first and n of each span, flat.
@@ -42,7 +42,8 @@ public:
   // then, for a thread that took fewer, finished items of other threads (never what another
   // thread may still work on).
   spans claim_tasks(thread_key t, std::uint64_t n);
-  // Everything taken, finished or not: the process leaves.
+  // Everything taken, finished or not: the process leaves (what was taken stays to be
+  // reported by task_done()).
   spans claim_all();
 
 private:

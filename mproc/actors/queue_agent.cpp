@@ -310,8 +310,9 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
         life->tasks_done.erase(i);
         end_if_done(self, *ch, *life);
       };
-      send_acks(self, q, claim_tasks(*ch, gen, n, thread));
-      self->request(q, caf::infinite, q_done_atom::value, n)
+      // One message: a process killed between an acknowledgment and its task would leave
+      // an item neither delivered again nor counted done, and join() waiting for ever.
+      self->request(q, caf::infinite, q_done_atom::value, n, claim_tasks(*ch, gen, n, thread))
         .then([=] { answered({}); }, [=](caf::error& e) { answered(e); });
       return rp;
     },

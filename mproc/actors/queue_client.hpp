@@ -202,14 +202,17 @@ public:
     caf::anon_send(agent, q_leave_atom::value, std::move(done));
   }
 
-  // Through the agent when this process took items not yet acknowledged: the queue knows
-  // the consumer by its agent, and acknowledges them (this thread's first) with the tasks.
+  // Through the agent when this process took items not yet acknowledged or reported: the
+  // queue knows the consumer by its agent, and acknowledges them (queue_acks::claim_tasks)
+  // with the tasks.
   void task_done(std::uint64_t n) {
     caf::actor via;
     {
       std::lock_guard guard{ch_->m};
       if (agent_ && ch_->acks.any())
         via = agent_;
+      else  // nothing to name (what was taken before a leave): the counts only
+        ch_->acks.claim_tasks(queue_acks::this_thread(), n);
     }
     if (via)
       this_node().request(via, std::chrono::seconds{30}, q_done_atom::value, n,

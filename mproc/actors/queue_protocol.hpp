@@ -43,6 +43,7 @@ using q_size_atom = caf::atom_constant<caf::atom("q_size")>;
 using q_close_atom = caf::atom_constant<caf::atom("q_close")>;
 // ("q_done", u64 n) -> ()                JoinableQueue.task_done, n times
 // ("q_done", u64 n, u64 done) -> ()      the same, acknowledging `done` of the sender's oldest items
+// ("q_done", u64 n, vec<u64> done) -> ()  the same, acknowledging the items named (q_ack)
 using q_done_atom = caf::atom_constant<caf::atom("q_done")>;
 // ("q_join") -> ()                       held until every item put was task_done
 using q_join_atom = caf::atom_constant<caf::atom("q_join")>;

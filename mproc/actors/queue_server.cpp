@@ -416,6 +416,10 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       acknowledge(self, sender(), done);
       return finish_tasks(self, n);
     },
+    [=](q_done_atom, std::uint64_t n, const std::vector<std::uint64_t>& done) {
+      acknowledge_spans(self, sender(), done);
+      return finish_tasks(self, n);
+    },
     [=](q_join_atom) -> caf::result<void> {
       auto& s = self->state;
       if (s.unfinished == 0)
