@@ -106,15 +106,19 @@ std::uint64_t queue_acks::claim_from(std::vector<item_span>& from, std::uint64_t
   return claimed;
 }
 
+// `items`' finished spans into `out`: acknowledged now, still to be reported.
+void queue_acks::acknowledge(thread_items& items, spans& out) {
+  for (auto s : items.finished) {
+    append(out, s);
+    items.unreported += s.n;
+  }
+  items.finished.clear();
+}
+
 queue_acks::spans queue_acks::claim_finished() {
   spans out;
-  for (auto& items : threads_) {
-    for (auto s : items.finished) {
-      append(out, s);
-      items.unreported += s.n;
-    }
-    items.finished.clear();
-  }
+  for (auto& items : threads_)
+    acknowledge(items, out);
   return out;
 }
 
@@ -142,11 +146,7 @@ queue_acks::spans queue_acks::claim_tasks(thread_key t, std::uint64_t n) {
 queue_acks::spans queue_acks::claim_all() {
   spans out;
   for (auto& items : threads_) {
-    for (auto s : items.finished) {
-      append(out, s);
-      items.unreported += s.n;
-    }
-    items.finished.clear();
+    acknowledge(items, out);
     append(out, items.open);
     items.unreported += std::exchange(items.open, {}).n;
   }

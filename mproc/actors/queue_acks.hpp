@@ -58,6 +58,7 @@ private:
   thread_items& of(thread_key t);
   static std::uint64_t claim_from(std::vector<item_span>& from, std::uint64_t n, spans& out);
   static void append(spans& out, item_span s);
+  static void acknowledge(thread_items& items, spans& out);
   void forget_idle();
 
   // One entry per thread that took items, found by a short scan (a get costs no
