@@ -223,7 +223,7 @@ void give_back_untaken(caf::event_based_actor* self, queue_channel& ch, const ca
   }
   send_acks(self, q, std::move(done));
   for (auto [first, n] : ranges)
-    self->send(q, q_return_atom::value, first, n, std::uint64_t{0});
+    self->send(q, q_return_atom::value, first, n);
 }
 
 // The queue ended (its node ended, its process died): nothing will answer any more, so

@@ -25,9 +25,9 @@ using q_leave_atom = caf::atom_constant<caf::atom("q_leave")>;
 //                                               not take (or some of it) with q_return
 // ("q_recall", u64 token)                       the queue's own timer (queue_recall.hpp)
 using q_recall_atom = caf::atom_constant<caf::atom("q_recall")>;
-// ("q_return", u64 from, u64 n, u64 done)       async: items from..from+n of those handed to
+// ("q_return", u64 from, u64 n)                 async: items from..from+n of those handed to
 //                                               the sender (counted from 0) go back to the
-//                                               queue; `done` acknowledges as in q_get
+//                                               queue
 using q_return_atom = caf::atom_constant<caf::atom("q_return")>;
 // ("q_ack", vec<u64> spans)                     async: the sender finished these items:
 //                                               first and n of each span, places among those

@@ -390,10 +390,8 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       acknowledge_spans(self, sender(), spans);
     },
     // A consumer gives back items it fetched and did not take, asked by recall().
-    [=](q_return_atom, std::uint64_t from, std::uint64_t n, std::uint64_t done) {
-      auto who = sender();
-      self->state.recalled += self->state.store.take_back(who, from, n);
-      acknowledge(self, who, done);
+    [=](q_return_atom, std::uint64_t from, std::uint64_t n) {
+      self->state.recalled += self->state.store.take_back(sender(), from, n);
       rebalance(self);
     },
     [=](q_recall_atom, std::uint64_t token) { recall_round(self, token); },
