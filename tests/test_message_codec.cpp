@@ -130,6 +130,12 @@ TEST_CASE("a message decoded for a mailbox holds the same elements, one or sever
   CHECK(one->mid == caf::make_message_id());
   REQUIRE(one->content().match_elements<reading>());
   CHECK(one->content().get_as<reading>(0).sensor == "t1");
+  auto copied = one->copy_content_to_message();  // what CAF does to stash or forward it
+  auto moved = one->move_content_to_message();
+  REQUIRE(copied.match_elements<reading>());
+  REQUIRE(moved.match_elements<reading>());
+  CHECK(copied.get_as<reading>(0).values == std::vector<double>{1.5});
+  CHECK(moved.get_as<reading>(0).sensor == "t1");
   auto two = element_of(packed("i32", 7, "str", "x"), detail::decode_status::ok);
   REQUIRE(two);
   auto msg = two->move_content_to_message();

@@ -21,6 +21,7 @@
 #include <caf/mailbox_element.hpp>
 #include <caf/message_builder.hpp>
 
+#include "mproc/runtime/element_pool.hpp"
 #include "mproc/serialization/type_registry.hpp"
 #include "mproc/serialization/value.hpp"
 
@@ -38,7 +39,8 @@ public:
   // `as_element`: the message is for a mailbox (take_element). One element then goes
   // straight into a mailbox element that stores it, one allocation instead of a message
   // plus the element wrapping it; on a receiving loop thread that was a sixth of a one-way
-  // flood's time (the allocations are freed by another thread, so none is cheap).
+  // flood's time (the allocations are freed by another thread, so none is cheap). That one
+  // allocation comes from element_pool.hpp.
   explicit message_sink(bool single, bool as_element = false) : as_element_(as_element) {
     if (!single)
       many_.emplace();
@@ -49,8 +51,7 @@ public:
     if (many_)
       many_->append(std::forward<T>(value));
     else if (as_element_)
-      element_ = caf::make_mailbox_element(nullptr, caf::make_message_id(), {},
-                                           std::forward<T>(value));
+      element_ = make_element(std::forward<T>(value));
     else
       one_ = caf::make_message(std::forward<T>(value));
   }
@@ -64,6 +65,16 @@ public:
   }
 
 private:
+  template <class T>
+  static caf::mailbox_element_ptr make_element(T&& value) {
+    using type = std::decay_t<T>;
+    if constexpr (poolable<type>)
+      return caf::mailbox_element_ptr{new pooled_element<type>(std::forward<T>(value))};
+    else
+      return caf::make_mailbox_element(nullptr, caf::make_message_id(), {},
+                                       std::forward<T>(value));
+  }
+
   bool as_element_;
   caf::message one_;
   caf::mailbox_element_ptr element_;
