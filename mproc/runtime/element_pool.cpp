@@ -10,11 +10,13 @@ namespace mproc::detail::element_pool {
 namespace {
 
 // Sizes in steps of 64 bytes up to 256: a decoded int, string or small struct with its
-// element header (about 130 bytes for an int). Larger elements go to operator new.
+// element header (96 bytes for an int, 120 for a string). Larger ones go to operator new.
 constexpr std::size_t step = 64;
 constexpr std::size_t classes = 4;
-// Freed blocks kept per size, beyond which they go back to operator delete: a burst of
-// queued messages does not pin its peak for ever.
+// About how many freed blocks wait per size, beyond which they go back to operator delete:
+// a burst of queued messages does not pin its peak for ever. Approximate: the count starts
+// again when a thread takes the stack, and each allocating thread may hold about as many
+// again until it allocates them.
 constexpr std::size_t kept = 4096;
 
 struct block {
@@ -65,18 +67,11 @@ std::size_t class_of(std::size_t size) {
   return (size + step - 1) / step - 1;
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-// AddressSanitizer must see each element freed, or a use after free goes unnoticed.
-constexpr bool enabled = false;
-#else
-constexpr bool enabled = true;
-#endif
-
 } // namespace
 
 void* allocate(std::size_t size) {
   auto c = class_of(size);
-  if (!enabled || c >= classes)
+  if (!element_pool_enabled || c >= classes)
     return ::operator new(size);
   if (cache_gone)  // the whole step: release() may keep this block for any size of its class
     return ::operator new((c + 1) * step);
@@ -92,7 +87,7 @@ void* allocate(std::size_t size) {
 
 void release(void* p, std::size_t size) noexcept {
   auto c = class_of(size);
-  if (!enabled || c >= classes
+  if (!element_pool_enabled || c >= classes
       || returned[c].count.fetch_add(1, std::memory_order_relaxed) >= kept) {
     ::operator delete(p);
     return;

@@ -52,6 +52,20 @@ public:
   }
 };
 
+// Whether the pool is in use: under AddressSanitizer it is plain new and delete, so that a
+// use of an element after its free is seen (GCC and clang say so differently).
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool element_pool_enabled = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool element_pool_enabled = false;
+#else
+inline constexpr bool element_pool_enabled = true;
+#endif
+#else
+inline constexpr bool element_pool_enabled = true;
+#endif
+
 // Whether T's element can come from the pool (its blocks have operator new's alignment).
 template <class T>
 inline constexpr bool poolable = alignof(pooled_element<T>) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__;
