@@ -208,8 +208,7 @@ TEST_CASE("an item one thread works on comes back when its process is killed, th
   CHECK(told.get(10s) != working);
   CHECK(told.get(10s) != working);
   // The other thread's two are acknowledged; the worker's item is not.
-  for (int i = 0; i < 1000 && q.stats().unacknowledged != 1; ++i)
-    std::this_thread::sleep_for(10ms);
+  test::eventually(10s, [&] { return q.stats().unacknowledged == 1; });
   CHECK(q.stats().unacknowledged == 1);
   c.kill();
   REQUIRE(c.join(10s));
@@ -247,8 +246,7 @@ TEST_CASE("an item reported done after a get that found nothing is not delivered
   q.put(2);
   REQUIRE(told.get(10s) == 2);
   // Both reported done, so both acknowledged: nothing held, before the kill or after it.
-  for (int i = 0; i < 1000 && q.stats().unacknowledged != 0; ++i)
-    std::this_thread::sleep_for(10ms);
+  test::eventually(10s, [&] { return q.stats().unacknowledged == 0; });
   CHECK(q.stats().unacknowledged == 0);
   c.kill();
   REQUIRE(c.join(10s));

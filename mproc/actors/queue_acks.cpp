@@ -89,18 +89,22 @@ void queue_acks::append(spans& out, item_span s) {
   out.push_back(s.n);
 }
 
-// Up to `n` items from the front of `from` into `out`; returns how many.
+// Up to `n` items from the front of `s` into `out`; returns how many.
+std::uint64_t queue_acks::claim_front(item_span& s, std::uint64_t n, spans& out) {
+  auto k = std::min(n, s.n);
+  append(out, {s.first, k});
+  s.first += k;
+  s.n -= k;
+  return k;
+}
+
+// The same from the oldest spans of `from` on.
 std::uint64_t queue_acks::claim_from(std::vector<item_span>& from, std::uint64_t n,
                                      spans& out) {
   std::uint64_t claimed = 0;
   while (claimed < n && !from.empty()) {
-    auto& oldest = from.front();
-    auto k = std::min(n - claimed, oldest.n);
-    append(out, {oldest.first, k});
-    oldest.first += k;
-    oldest.n -= k;
-    claimed += k;
-    if (oldest.n == 0)
+    claimed += claim_front(from.front(), n - claimed, out);
+    if (from.front().n == 0)
       from.erase(from.begin());
   }
   return claimed;
@@ -129,11 +133,7 @@ queue_acks::spans queue_acks::claim_tasks(thread_key t, std::uint64_t n) {
     items->unreported -= k;
     n -= k;
     n -= claim_from(items->finished, n, out);
-    auto last = std::min(n, items->open.n);
-    append(out, {items->open.first, last});
-    items->open.first += last;
-    items->open.n -= last;
-    n -= last;
+    n -= claim_front(items->open, n, out);
   }
   for (auto& other : threads_)
     if (n > 0 && other.key != t)

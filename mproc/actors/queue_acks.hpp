@@ -56,6 +56,7 @@ private:
 
   thread_items* find(thread_key t);
   thread_items& of(thread_key t);
+  static std::uint64_t claim_front(item_span& s, std::uint64_t n, spans& out);
   static std::uint64_t claim_from(std::vector<item_span>& from, std::uint64_t n, spans& out);
   static void append(spans& out, item_span s);
   static void acknowledge(thread_items& items, spans& out);

@@ -183,23 +183,6 @@ void recall_round(queue_actor* self, std::uint64_t token) {
     arm_recall(self, *r.again, r.token);
 }
 
-// A get: up to `max` items at once, else it waits (or `closed` once nothing can come).
-caf::result<caf::message> get_waiting(queue_actor* self, const caf::actor_addr& who,
-                                      std::uint32_t max) {
-  auto& s = self->state;
-  if (s.store.size() != 0) {
-    auto batch = hand_out(self, who, max);
-    admit_putters(self);
-    return batch;
-  }
-  if (s.closed && drained_for(s, who))
-    return closed_error();
-  auto rp = self->make_response_promise();
-  s.getters.push_back({who, max, rp});
-  hungry(self, who);
-  return rp;
-}
-
 // A get that does not wait, get_nowait()'s or a prefetch. (It does not make `who` hungry:
 // a prefetch comes from a consumer with work in hand.)
 caf::result<caf::message> get_now(queue_actor* self, const caf::actor_addr& who,
@@ -211,6 +194,18 @@ caf::result<caf::message> get_now(queue_actor* self, const caf::actor_addr& who,
   auto batch = hand_out(self, who, max);
   admit_putters(self);
   return batch;
+}
+
+// A get: up to `max` items at once, else it waits (or `closed` once nothing can come).
+caf::result<caf::message> get_waiting(queue_actor* self, const caf::actor_addr& who,
+                                      std::uint32_t max) {
+  auto& s = self->state;
+  if (s.store.size() != 0 || (s.closed && drained_for(s, who)))
+    return get_now(self, who, max);
+  auto rp = self->make_response_promise();
+  s.getters.push_back({who, max, rp});
+  hungry(self, who);
+  return rp;
 }
 
 void forget_getter(queue_actor* self, const caf::actor_addr& who) {
