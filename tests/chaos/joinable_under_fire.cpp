@@ -1,0 +1,126 @@
+// A JoinableQueue shot at (tests/chaos): the root puts numbered tasks into a joinable queue;
+// three worker children take them one at a time, report each number on a second queue
+// (waiting until that queue accepted it) and call task_done(). Chaos kills workers from
+// outside; the root starts a new worker for each one that ended, and join() must return
+// once every task was done: a task whose worker died before its task_done() goes back to
+// the queue (docs/queue.md, points 4 and 5). Ends with exit 0 and
+// "joinable ok: N tasks, N done, K workers"; join() never returning, a task reported done
+// that no worker finished, or a process left behind is a bug.
+//
+//   joinable_under_fire [--total N]
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <set>
+#include <vector>
+
+#include <caf/blocking_actor.hpp>
+
+#include "mproc/actors/queue.hpp"
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
+
+using namespace std::chrono_literals;
+
+using task_queue = mproc::joinable_queue<std::int64_t>;
+using done_queue = mproc::queue<std::int64_t>;
+
+void joinable_worker(caf::blocking_actor*, task_queue tasks, done_queue done) {
+  try {
+    for (;;) {
+      auto n = tasks.get();
+      done.put(n);
+      // Done means reported: killed before this returns, the task comes back and is done
+      // again (a duplicate, which the root counts once); never done without its report.
+      if (!done.flush(30s)) {
+        std::fprintf(stderr, "joinable_worker: the done queue accepted nothing for 30 s\n");
+        std::abort();
+      }
+      tasks.task_done();
+    }
+  } catch (const mproc::error&) {
+    // closed: every task was done and the root closed the queue
+  }
+}
+MPROC_ACTOR(joinable_worker);
+
+namespace {
+
+std::optional<mproc::process> start_worker(mproc::node& node, task_queue& tasks,
+                                           done_queue& done) {
+  try {
+    return node.spawn_process("joinable_worker", {.name = "JoinableWorker"}, tasks, done);
+  } catch (const mproc::error& e) {
+    if (e.code() != mproc::errc::process_exited)
+      throw;
+    return std::nullopt;  // killed while starting: the next round starts another
+  }
+}
+
+// What the workers reported, waiting up to `wait` for the first one.
+void collect(done_queue& done, std::set<std::int64_t>& seen, std::chrono::milliseconds wait) {
+  try {
+    for (auto n : done.get_many(4096, wait))
+      seen.insert(n);
+  } catch (const mproc::error& e) {
+    if (e.code() != mproc::errc::empty)
+      throw;
+  }
+}
+
+std::int64_t total_from(int argc, char** argv) {
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::strcmp(argv[i], "--total") == 0)
+      return std::atoll(argv[i + 1]);
+  return 5'000;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  mproc::node node{argc, argv};
+  auto total = total_from(argc, argv);
+  task_queue tasks{node};
+  done_queue done{node};
+  for (std::int64_t i = 0; i < total; ++i)
+    tasks.put(i);
+
+  constexpr int worker_count = 3;
+  std::vector<std::optional<mproc::process>> workers(worker_count);
+  int started = 0;
+  std::set<std::int64_t> seen;
+  while (!tasks.join(50ms)) {
+    for (auto& w : workers) {
+      if (w && w->is_alive())
+        continue;
+      if (w)
+        w->join();
+      w = start_worker(node, tasks, done);
+      started += w ? 1 : 0;
+    }
+    collect(done, seen, 0ms);
+  }
+
+  // Every task was done, so every number was reported before its task_done().
+  for (auto deadline = std::chrono::steady_clock::now() + 10s;
+       seen.size() < static_cast<std::size_t>(total)
+       && std::chrono::steady_clock::now() < deadline;)
+    collect(done, seen, 100ms);
+  tasks.close();
+  for (auto& w : workers)
+    if (w && !w->join(10s)) {
+      std::printf("joinable failed: a worker did not end after close()\n");
+      return 1;
+    }
+  if (seen.size() != static_cast<std::size_t>(total)) {
+    std::printf("joinable failed: join() returned with %zu of %lld tasks reported done\n",
+                seen.size(), static_cast<long long>(total));
+    return 1;
+  }
+  std::printf("joinable ok: %lld tasks, %zu done, %d workers\n", static_cast<long long>(total),
+              seen.size(), started);
+  return 0;
+}
