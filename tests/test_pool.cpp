@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <limits>
 #include <set>
 #include <span>
 #include <stdexcept>
@@ -71,6 +72,19 @@ TEST_CASE("map returns every result in input order, whatever the chunk size") {
   CHECK(async.get() == squares_of(xs));  // an async result can be read again
   CHECK(pool.map(square, std::vector<std::int64_t>{}).empty());
   CHECK(pool.map(square, std::vector<std::int64_t>{1, 2, 3}) == std::vector<std::int64_t>{1, 4, 9});
+}
+
+TEST_CASE("a chunk size larger than the inputs runs them as one chunk, up to SIZE_MAX") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 1}};
+  auto xs = iota(10);
+  auto huge = std::numeric_limits<std::size_t>::max();
+  CHECK(pool.map(square, xs, huge) == squares_of(xs));
+  CHECK(pool.map(square, xs, huge - 3) == squares_of(xs));
+  std::vector<std::int64_t> streamed;
+  for (auto x : pool.imap(square, xs, huge))
+    streamed.push_back(x);
+  CHECK(streamed == squares_of(xs));
 }
 
 TEST_CASE("the default chunk size is Python's quarter share per worker, capped") {
@@ -201,6 +215,25 @@ TEST_CASE("a callback that throws on the pool's thread is reported; the pool ser
   slow.then([&](const std::int32_t&) { ++ran; });  // the next callback still runs
   CHECK(test::eventually(10s, [&] { return ran == 2; }));
   CHECK(pool.map(square, iota(100)) == squares_of(iota(100)));
+}
+
+TEST_CASE("a callback's own mproc::error is not the task's: the error callback does not run") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2}};
+  std::atomic<int> callbacks{0}, error_callbacks{0};
+  auto throws_mproc_error = [&](const std::int32_t&) {
+    ++callbacks;
+    throw mproc::error(mproc::make_error(errc::timeout, "the callback's own"), "the callback's own");
+  };
+  auto count_error = [&](const mproc::error&) { ++error_callbacks; };
+  auto slow = pool.apply_async(slow_pid, 300);
+  slow.then(throws_mproc_error, count_error);  // runs on the pool's thread: logged
+  CHECK(test::eventually(10s, [&] { return callbacks == 1; }));
+  slow.wait();
+  // Already ready: both run at once on this thread, and the callback's error reaches it.
+  CHECK(code_of([&] { slow.then(throws_mproc_error, count_error); }) == errc::timeout);
+  CHECK(callbacks == 2);
+  CHECK(error_callbacks == 0);
 }
 
 TEST_CASE("a task that throws fails with its exception's type and message; the worker lives on") {
@@ -345,6 +378,10 @@ TEST_CASE("results that are not ready in time throw timeout and stay available")
 
   auto stream = pool.imap(slow_pid, std::vector<std::int32_t>{500});
   CHECK(code_of([&] { stream.next(50ms); }) == errc::timeout);
+  auto unordered = pool.imap_unordered(slow_pid, std::vector<std::int32_t>{500});
+  CHECK(code_of([&] { unordered.next(50ms); }) == errc::timeout);
+  CHECK(unordered.next(10s).value_or(0) > 0);  // still there once it comes
+  CHECK_FALSE(unordered.next(10s).has_value());
 }
 
 TEST_CASE("a function that is not a registered task is refused with a clear error") {

@@ -60,8 +60,8 @@ TEST_CASE("a job hands out each chunk's results as first settled, until released
   CHECK(zero->items == 4);
   REQUIRE(zero->failure != nullptr);
   CHECK(*zero->failure == "its worker died");
-  CHECK(*mproc::detail::next_finished(job) == 1);  // in the order they finished
-  CHECK(*mproc::detail::next_finished(job) == 0);
+  CHECK(*mproc::detail::next_finished(job, std::nullopt) == 1);  // in the order they finished
+  CHECK(*mproc::detail::next_finished(job, std::nullopt) == 0);
   mproc::detail::release_chunk(job, 1);
   CHECK(chunk_result(job, 1, 0ms)->encoded.empty());
   CHECK_FALSE(chunk_result(job, 3, 0ms));  // past the last chunk
@@ -69,7 +69,8 @@ TEST_CASE("a job hands out each chunk's results as first settled, until released
   job.fail(mproc::make_error(errc::closed, "terminated"));
   settle(2, 1, "late");  // after the job failed: dropped
   CHECK(test::code_of([&] { chunk_result(job, 2, 0ms); }) == errc::closed);
-  CHECK(test::code_of([&] { mproc::detail::next_finished(job); }) == errc::closed);  // not 2
+  CHECK(test::code_of([&] { mproc::detail::next_finished(job, std::nullopt); })
+        == errc::closed);  // not 2
   CHECK(mproc::detail::job_ready(job));
 
   mproc::detail::pool_job pair{2};  // a run of chunks settled at once, as a pull brings them
@@ -84,9 +85,9 @@ TEST_CASE("a job hands out each chunk's results as first settled, until released
   REQUIRE(b);
   CHECK(a->encoded == "a");
   CHECK(b->encoded == "b");
-  CHECK(mproc::detail::next_finished(pair) == std::optional<std::size_t>{1});
-  CHECK(mproc::detail::next_finished(pair) == std::optional<std::size_t>{0});
-  CHECK_FALSE(mproc::detail::next_finished(pair));  // each chunk counted once: none left
+  CHECK(mproc::detail::next_finished(pair, std::nullopt) == std::optional<std::size_t>{1});
+  CHECK(mproc::detail::next_finished(pair, std::nullopt) == std::optional<std::size_t>{0});
+  CHECK_FALSE(mproc::detail::next_finished(pair, std::nullopt));  // each chunk counted once: none left
   settle_batch(pair, {{0, 1, "late"}});  // settled before: changes nothing
   CHECK(done_calls == 1);
   CHECK(chunk_result(pair, 0, 0ms)->encoded == "a");

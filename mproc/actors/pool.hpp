@@ -123,14 +123,17 @@ public:
     auto job = job_;
     auto decode = decode_;
     detail::job_on_done(*job_, [job, decode, callback, error_callback] {
+      // Exactly one of the two runs: what the callback throws is its own, not the task's.
+      std::optional<R> value;
       try {
-        auto value = decode(*job);
-        if (callback)
-          callback(value);
+        value.emplace(decode(*job));
       } catch (const error& e) {
         if (error_callback)
           error_callback(e);
+        return;
       }
+      if (callback)
+        callback(*value);
     });
   }
 
@@ -184,7 +187,7 @@ private:
         base_ = item_;
         ++chunk_;
       } else {
-        auto i = detail::next_finished(*job_);
+        auto i = detail::next_finished(*job_, timeout);
         if (!i)
           return std::nullopt;
         current_.emplace(*detail::chunk_result(*job_, *i, std::nullopt));
@@ -291,7 +294,7 @@ private:
   std::shared_ptr<detail::pool_job> submit_over(F* fn, std::shared_ptr<const Container> data,
                                                 std::size_t chunksize, bool star) {
     auto name = task_name(reinterpret_cast<const void*>(fn));
-    auto chunks = (data->size() + chunksize - 1) / chunksize;
+    auto chunks = data->size() / chunksize + (data->size() % chunksize != 0 ? 1 : 0);
     return core_.submit(name, chunks,
                         detail::chunks_of<Item>(name, star, std::move(data), chunksize));
   }

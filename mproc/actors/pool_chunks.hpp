@@ -74,7 +74,9 @@ using chunk_source = std::function<std::optional<std::pair<bytes, std::uint32_t>
 std::optional<settled_chunk> chunk_result(pool_job& job, std::size_t i,
                                           std::optional<std::chrono::milliseconds> timeout);
 // The index of the next chunk to finish, in finishing order; nullopt when none is left.
-std::optional<std::size_t> next_finished(pool_job& job);
+// Throws errc::timeout when none finished within `timeout`.
+std::optional<std::size_t> next_finished(pool_job& job,
+                                         std::optional<std::chrono::milliseconds> timeout);
 // Chunk `i`'s encoded results were decoded: they go once every chunk of the job that came
 // back in the same pull was released (imap: memory stays bounded, a pull at a time).
 void release_chunk(pool_job& job, std::size_t i);

@@ -221,12 +221,16 @@ std::optional<settled_chunk> chunk_result(pool_job& job, std::size_t i,
   return chunk;
 }
 
-std::optional<std::size_t> next_finished(pool_job& job) {
+std::optional<std::size_t> next_finished(pool_job& job,
+                                         std::optional<std::chrono::milliseconds> timeout) {
   std::unique_lock lock{job.m};
   auto ready = [&] { return !job.finished.empty() || job.complete_locked(); };
   if (!ready())
     will_block();
-  job.cv.wait(lock, ready);
+  if (!timeout)
+    job.cv.wait(lock, ready);
+  else if (!job.cv.wait_for(lock, *timeout, ready))
+    throw_timeout("next");
   if (job.finished.empty()) {
     if (job.failure)
       throw_failure(job.failure);
