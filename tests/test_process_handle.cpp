@@ -3,9 +3,11 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include <catch2/catch.hpp>
 
@@ -99,4 +101,19 @@ TEST_CASE("wait returns the connections with a message and the processes that en
   CHECK(mproc::wait({waiter}) == std::vector<std::size_t>{0});
   CHECK(waiter.join(10s));
   CHECK(echo.join(10s));
+}
+
+TEST_CASE("wait with a timeout too long to add to the clock waits rather than returning at once") {
+  test::scoped_node node{};
+  auto [a, b] = mproc::pipe(*node);
+  std::atomic<bool> returned{false};
+  std::vector<std::size_t> ready;
+  std::thread waiter{[&, a = a] {
+    ready = mproc::wait({a}, std::chrono::milliseconds::max());
+    returned = true;
+  }};
+  CHECK_FALSE(test::eventually(1s, [&] { return returned.load(); }));  // it waits
+  b.send(std::string{"now"});
+  waiter.join();
+  CHECK(ready == std::vector<std::size_t>{0});
 }

@@ -1,5 +1,7 @@
 #include "mproc/actors/guard.hpp"
 
+#include "mproc/runtime/log.hpp"
+
 namespace mproc::detail {
 
 void throw_acquire_timeout(const char* what) {
@@ -9,6 +11,14 @@ void throw_acquire_timeout(const char* what) {
 
 void throw_misuse(const std::string& text) {
   throw mproc::error{make_error(errc::bad_arguments, text), text};
+}
+
+void report_failed_release(const char* what, const std::exception& e) noexcept {
+  try {
+    log::warn("the ", what, " held for a scope could not be released at its end (", e.what(),
+              "): another thread or process released it first");
+  } catch (...) {
+  }
 }
 
 } // namespace mproc::detail

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <chrono>
+#include <exception>
 #include <string>
 #include <utility>
 
@@ -31,6 +32,8 @@ namespace detail {
 [[noreturn]] void throw_acquire_timeout(const char* what);
 // mproc::error bad_arguments: a primitive used as it cannot be (released too often, ...).
 [[noreturn]] void throw_misuse(const std::string& text);
+// A guard's scope ended and its release failed (another thread released it first).
+void report_failed_release(const char* what, const std::exception& e) noexcept;
 }
 
 // Holds a handle's primitive from construction to destruction (or release()).
@@ -44,7 +47,16 @@ public:
     if (!got_)
       detail::throw_acquire_timeout(Lockable::kind_name);
   }
-  ~guard() { release(); }
+  // A destructor must not throw (it would end the program, also while unwinding from an
+  // exception): a release that fails here, because another thread or process already
+  // released what this guard holds, is logged instead.
+  ~guard() {
+    try {
+      release();
+    } catch (const std::exception& e) {
+      detail::report_failed_release(Lockable::kind_name, e);
+    }
+  }
   guard(guard&& other) noexcept : held_{other.held_}, got_{std::exchange(other.got_, {})} {}
   guard(const guard&) = delete;
   guard& operator=(const guard&) = delete;

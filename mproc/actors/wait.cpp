@@ -8,6 +8,7 @@
 #include <system_error>
 
 #include "mproc/runtime/blocking.hpp"
+#include "mproc/runtime/deadline.hpp"
 
 namespace mproc {
 
@@ -16,14 +17,19 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 
 // Checked without waiting: a connection may hold a whole message already read from its
-// socket (the socket then polls empty), a process may have ended since the last poll.
-std::vector<std::size_t> ready_now(const std::vector<waitable>& objects) {
+// socket (the socket then polls empty), a process may have ended since the last poll. A
+// process whose sentinel polled readable has ended, also while its node has not yet
+// recorded it (is_alive() still true): counted now, or poll would return at once again
+// and again until the node does.
+std::vector<std::size_t> ready_now(const std::vector<waitable>& objects,
+                                   const std::vector<pollfd>& polled) {
   std::vector<std::size_t> ready;
   for (std::size_t i = 0; i < objects.size(); ++i) {
     bool is_ready = std::visit(
-      [](const auto& o) {
+      [&](const auto& o) {
         if constexpr (std::is_same_v<std::decay_t<decltype(o)>, process>) {
-          return !o.is_alive();  // descriptors() refused one that never ran
+          // descriptors() refused one that never ran
+          return !o.is_alive() || (polled[i].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
         } else {
           auto end = o;  // a handle: the copy polls the same end
           return end.poll(std::chrono::milliseconds{0});
@@ -57,13 +63,13 @@ std::vector<pollfd> descriptors(const std::vector<waitable>& objects) {
 
 std::vector<std::size_t> wait(const std::vector<waitable>& objects,
                               std::optional<std::chrono::milliseconds> timeout) {
-  auto deadline = timeout ? clock_type::now() + *timeout : clock_type::time_point::max();
+  auto deadline = deadline_after(timeout);  // a century or more: for ever, no overflow
   auto fds = descriptors(objects);
   for (;;) {
-    if (auto ready = ready_now(objects); !ready.empty())
+    if (auto ready = ready_now(objects, fds); !ready.empty())
       return ready;
     int ms = -1;
-    if (timeout) {
+    if (deadline != clock_type::time_point::max()) {
       auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock_type::now());
       if (left.count() <= 0)
         return {};
