@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -12,6 +13,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "mproc/runtime/inspect.hpp"
 #include "mproc/runtime/node.hpp"
 #include "pool_tasks.hpp"
 #include "support.hpp"
@@ -38,6 +40,23 @@ void failing_init() {
 
 std::string read_greeting(std::int32_t) {
   return greeting;
+}
+
+// The idle workers' requests for work that this process's pool holds, as `mproc ps` shows.
+std::int64_t idle_pulls() {
+  using mproc::value;
+  auto snap = mproc::inspect_node(::getpid());
+  const value* objects = snap.find("objects");
+  if (objects == nullptr || objects->type() != value::kind::array)
+    return -1;
+  for (const auto& o : std::get<value::array_t>(objects->raw())) {
+    const value* kind = o.find("kind");
+    const value* pulls = o.find("idle_pulls");
+    if (kind && kind->type() == value::kind::string && kind->as<std::string>() == "pool" && pulls
+        && pulls->type() == value::kind::integer)
+      return pulls->as<std::int64_t>();
+  }
+  return -1;
 }
 
 std::int32_t deaf_sleeper(std::int32_t ms) {
@@ -87,6 +106,33 @@ TEST_CASE("an initializer that always fails makes calls fail instead of hang") {
     what = e.what();
   }
   CHECK_THAT(what, Catch::Contains("keep dying"));
+}
+
+TEST_CASE("idle workers killed from outside again and again do not fail a long task") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2}};
+  auto busy = pool.apply_async(slow_pid, 5000);
+  pid_t idle = pool.apply(pid_of, 0);  // the busy worker cannot take it
+  pid_t working = 0;
+  REQUIRE(test::eventually(10s, [&] {
+    auto pids = worker_pids(*node);
+    working = pids.size() == 2 ? (pids[0] == idle ? pids[1] : pids[0]) : 0;
+    return working != 0;
+  }));
+  // More deaths than "workers keep dying" allows (3 x processes), with no chunk finishing
+  // in between: each victim had started and asked for work, and held none.
+  for (int i = 0; i < 8; ++i) {
+    REQUIRE(::kill(idle, SIGKILL) == 0);
+    REQUIRE(test::eventually(20s, [&] {  // its replacement runs and asks for work
+      auto pids = worker_pids(*node);
+      if (pids.size() != 2 || std::count(pids.begin(), pids.end(), idle) != 0
+          || idle_pulls() != 1)
+        return false;
+      idle = pids[0] == working ? pids[1] : pids[0];
+      return true;
+    }));
+  }
+  CHECK(busy.get(60s) > 0);
 }
 TEST_CASE("close lets submitted work finish; join then returns and new work is refused") {
   test::scoped_node node;

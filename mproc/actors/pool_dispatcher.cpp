@@ -2,6 +2,7 @@
 
 #include <deque>
 #include <map>
+#include <set>
 #include <unordered_map>
 
 #include <caf/actor_system.hpp>
@@ -63,7 +64,11 @@ struct dispatch_state {
   bool terminated = false;
   std::size_t next_seq = 1;
   std::map<std::size_t, process> live;  // worker processes by number, until they end
-  std::size_t barren_deaths = 0; // workers that ended before finishing any chunk, in a row
+  std::set<std::size_t> pulled;          // those of them that asked for work: they started
+  // Workers that died before they asked for work (a failing initializer, a crash at
+  // start), in a row: no chunk settled since. One killed after it started, idle or busy,
+  // does not count: an idle one is no sign of trouble, and a busy one's chunks are charged.
+  std::size_t barren_deaths = 0;
   std::string last_death;
   std::uint64_t chunks_done = 0;
   std::uint64_t items_done = 0;
@@ -217,8 +222,12 @@ void on_pull(dispatcher* self, const state_ptr& st, item_batch& results,
              std::uint32_t allowance) {
   auto who = caf::actor_cast<caf::actor_addr>(self->current_sender());
   auto [slot, fresh] = st->workers.try_emplace(who);
-  if (fresh)
+  if (fresh) {
     self->monitor(who);
+    for (const auto& [seq, p] : st->live)
+      if (caf::actor_cast<caf::actor_addr>(p.actor()) == who)
+        st->pulled.insert(seq);
+  }
   settle_results(st, slot->second, results);
   auto rp = self->make_response_promise();
   if (allowance == 0) {  // maxtasksperchild reached: it ends, a new one takes its place
@@ -273,11 +282,12 @@ void check_over(const state_ptr& st) {
 void on_worker_exit(dispatcher* self, const state_ptr& st, std::size_t seq, int code) {
   if (st->live.erase(seq) == 0)
     return;
+  bool started = st->pulled.erase(seq) != 0;
   if (st->terminated) {
     check_over(st);
     return;
   }
-  if (code != 0)
+  if (code != 0 && !started)
     ++st->barren_deaths;
   // Workers that keep dying before finishing anything cannot be helped by more workers.
   if (st->barren_deaths > 3 * std::max<std::size_t>(st->options.processes, 1)) {
