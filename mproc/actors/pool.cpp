@@ -29,6 +29,9 @@ public:
   std::shared_ptr<pool_status> status_;
   std::size_t count_;
   std::atomic<bool> closed_{false};  // no more calls: close() or terminate() was called
+  // A call's check of closed_ and its send, against close() and terminate(): a job sent
+  // after the dispatcher ended would be dropped, and its caller would wait for ever.
+  std::mutex calls_mtx_;
 };
 
 pool_core::pool_core(node& owner, pool_options options) {
@@ -47,17 +50,19 @@ pool_core::~pool_core() {
 
 std::shared_ptr<pool_job> pool_core::submit(std::string task, std::size_t chunks,
                                             chunk_source next) {
-  if (engine_->closed_)
-    throw error(make_error(errc::closed, "the pool is closed"), "the pool is closed");
   auto job = std::make_shared<pool_job>(chunks);
   job->task = std::move(task);
   job->set_source(std::move(next));
-  if (chunks > 0)
+  std::lock_guard guard{engine_->calls_mtx_};
+  if (engine_->closed_)
+    throw error(make_error(errc::closed, "the pool is closed"), "the pool is closed");
+  if (chunks > 0)  // ahead of any close or terminate in the dispatcher's mailbox
     caf::anon_send(engine_->dispatcher_, pool_submit_atom::value, job_ref{job});
   return job;
 }
 
 void pool_core::close() {
+  std::lock_guard guard{engine_->calls_mtx_};
   engine_->closed_ = true;
   caf::anon_send(engine_->dispatcher_, pool_close_atom::value);
 }
@@ -65,10 +70,21 @@ void pool_core::close() {
 void pool_core::terminate() {
   if (!engine_)
     return;
-  engine_->closed_ = true;
-  caf::anon_send(engine_->dispatcher_, pool_terminate_atom::value);
+  {
+    std::lock_guard guard{engine_->calls_mtx_};
+    engine_->closed_ = true;
+    caf::anon_send(engine_->dispatcher_, pool_terminate_atom::value);
+  }
   join(std::chrono::seconds{10});
   caf::anon_send_exit(engine_->dispatcher_, caf::exit_reason::user_shutdown);
+  // Without its dispatcher nobody would end a later join() (workers still ending after
+  // the 10 s were sent SIGKILL; the node reaps them).
+  auto& status = *engine_->status_;
+  {
+    std::lock_guard guard{status.m};
+    status.over = true;
+  }
+  status.cv.notify_all();
 }
 
 bool pool_core::join(std::optional<std::chrono::milliseconds> timeout) {
