@@ -47,6 +47,10 @@ std::int64_t aborts_on_13(std::int64_t x) {
 
 void nothing(std::int32_t) {}
 
+std::string mebibytes_of_text(std::int32_t n) {
+  return std::string(static_cast<std::size_t>(n) << 20, 'm');
+}
+
 std::int32_t unregistered(std::int32_t x) {
   return x;
 }
@@ -58,6 +62,7 @@ MPROC_TASK(add_one);
 MPROC_TASK(fails_on_odd);
 MPROC_TASK(aborts_on_13);
 MPROC_TASK(nothing);
+MPROC_TASK(mebibytes_of_text);
 
 TEST_CASE("map returns every result in input order, whatever the chunk size") {
   test::scoped_node node;
@@ -382,6 +387,30 @@ TEST_CASE("results that are not ready in time throw timeout and stay available")
   CHECK(code_of([&] { unordered.next(50ms); }) == errc::timeout);
   CHECK(unordered.next(10s).value_or(0) > 0);  // still there once it comes
   CHECK_FALSE(unordered.next(10s).has_value());
+}
+
+TEST_CASE("results too large for one message together cross in several; too large alone fail") {
+  test::scoped_node node;  // max_frame 80 MiB: a message carries 79 MiB of results
+  mproc::pool pool{*node, {.processes = 1}};
+  // Queued behind a slow task, the four chunks go to the worker two per pull: 90 MiB of
+  // results come back for each pair.
+  auto worker = pool.apply(slow_pid, 0);
+  auto first = pool.apply_async(slow_pid, 300);
+  auto texts = pool.map(mebibytes_of_text, std::vector<std::int32_t>{45, 45, 45, 45}, 1);
+  CHECK(first.get(10s) == worker);
+  REQUIRE(texts.size() == 4);
+  for (const auto& t : texts)
+    CHECK(t.size() == std::size_t{45} << 20);
+  CHECK(pool.apply(slow_pid, 0) == worker);  // the same worker: none died on the way
+  std::string what;
+  try {
+    pool.apply(mebibytes_of_text, 85);
+  } catch (const mproc::error& e) {
+    CHECK(e.code() == errc::task_failed);
+    what = e.what();
+  }
+  CHECK_THAT(what, Catch::Contains("more than a message carries"));
+  CHECK(pool.apply(square, std::int64_t{4}) == 16);  // the worker lives on
 }
 
 TEST_CASE("a function that is not a registered task is refused with a clear error") {

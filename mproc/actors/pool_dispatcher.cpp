@@ -342,6 +342,11 @@ caf::behavior pool_dispatcher(dispatcher* self, pool_options options,
     [=](pool_pull_atom, item_batch& results, std::uint32_t allowance) {
       on_pull(self, st, results, allowance);
     },
+    [=](pool_results_atom, item_batch& results) {
+      auto who = caf::actor_cast<caf::actor_addr>(self->current_sender());
+      if (auto slot = st->workers.find(who); slot != st->workers.end())
+        settle_results(st, slot->second, results);
+    },
     [=](pool_submit_atom, job_ref& ref) {
       if (st->closed || st->terminated) {
         ref.job->fail(make_error(errc::closed, "the pool is closed"));

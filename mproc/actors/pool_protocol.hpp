@@ -15,6 +15,9 @@ struct pool_job;
 // answers the chunks of the previous answer, in order; at most `allowance` chunks come back
 // (maxtasksperchild). No chunks at all means: quit.
 using pool_pull_atom = caf::atom_constant<caf::atom("pool_pull")>;
+// Worker -> dispatcher: ("pool_res", items results), results ahead of the next pull's, in
+// order, when they would not fit in one message with it (node_options::max_frame).
+using pool_results_atom = caf::atom_constant<caf::atom("pool_res")>;
 
 // Local, to the dispatcher.
 using pool_submit_atom = caf::atom_constant<caf::atom("pool_sub")>;

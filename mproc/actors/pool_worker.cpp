@@ -14,6 +14,7 @@
 #include "mproc/runtime/task.hpp"
 #include "mproc/runtime/actor_registry.hpp"
 #include "mproc/runtime/log.hpp"
+#include "mproc/runtime/node.hpp"
 #include "mproc/serialization/bytes.hpp"
 #include "mproc/serialization/unpack.hpp"
 
@@ -28,6 +29,10 @@ namespace {
 // 8 K-item chunks a third slower).
 class chunk_runner {
 public:
+  // Results above `limit` bytes fail the chunk's items, saying why: no message carries them.
+  explicit chunk_runner(std::size_t limit = std::numeric_limits<std::size_t>::max())
+    : limit_(limit) {}
+
   // [task, star, items] in; [values, {index: "error"}] out, valid until the next call.
   std::string_view run(std::string_view chunk);
 
@@ -38,9 +43,22 @@ private:
   void fail_all(std::uint32_t items, const std::string& why);
   void clear_buffer();
 
+  void refuse_oversized(std::uint32_t items);
+
+  std::size_t limit_;
   wire::buffer buf_;
   msgpack::zone zone_;  // clear() keeps its first block, frees what a large chunk added
 };
+
+void chunk_runner::refuse_oversized(std::uint32_t items) {
+  auto size = buf_.size();
+  if (size <= limit_)
+    return;
+  clear_buffer();
+  fail_all(items, "its chunk's results take " + std::to_string(size) + " bytes, more than a "
+                    "message carries (" + std::to_string(limit_) + ", from node_options::"
+                    "max_frame): return smaller values, or map with a smaller chunksize");
+}
 
 void chunk_runner::fail_all(std::uint32_t items, const std::string& why) {
   wire::packer pk{buf_};
@@ -75,9 +93,10 @@ std::string_view chunk_runner::run(std::string_view chunk) {
     const auto& items = o.via.array.ptr[2];
     const auto* task = find_task(name);
     wire::packer pk{buf_};
-    if (task && task->run)
+    if (task && task->run) {
       task->run(items, star, pk);
-    else if (task)
+      refuse_oversized(items.via.array.size);
+    } else if (task)
       fail_all(items.via.array.size, "task '" + name + "' takes or returns values that "
                                        "cannot travel in a pool's chunks (handles)");
     else
@@ -107,13 +126,39 @@ bool run_initializer(const bytes& chunk) {
   return false;
 }
 
+// Room for results in one message: the node's max_frame, less what the message around
+// them takes (4 bytes of offset per chunk, at most 4 K chunks a pull, and the envelope).
+std::size_t results_room() {
+  auto frame = static_cast<std::size_t>(this_node().max_frame());
+  return frame - std::min(frame / 8, std::size_t{1} << 20);
+}
+
 struct worker_state {
   caf::actor dispatcher;
   std::uint32_t allowance = 0;  // chunks it may still take; maxtasksperchild
-  chunk_runner runner;
+  std::size_t room = results_room();
+  chunk_runner runner{room};
 };
 
+// Sends ahead, in order, what of `results` would not fit in one message with the rest;
+// returns the rest. Each chunk's results fit (chunk_runner refuses larger ones).
+item_batch send_ahead(caf::event_based_actor* self, const worker_state& st,
+                      item_batch results) {
+  if (results.byte_size() <= st.room)
+    return results;
+  item_batch part;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    if (!part.empty() && part.byte_size() + results[i].size() > st.room) {
+      self->send(st.dispatcher, pool_results_atom::value, std::move(part));
+      part = item_batch{};
+    }
+    part.append(results[i]);
+  }
+  return part;
+}
+
 void pull(caf::event_based_actor* self, std::shared_ptr<worker_state> st, item_batch results) {
+  results = send_ahead(self, *st, std::move(results));
   self->request(st->dispatcher, caf::infinite, pool_pull_atom::value, std::move(results),
                 st->allowance)
     .then(

@@ -100,6 +100,10 @@ const std::string& node::name() const {
   return impl_->name();
 }
 
+std::uint32_t node::max_frame() const {
+  return impl_->options().max_frame;
+}
+
 caf::actor node::spawn_message(std::string_view actor, const caf::message& args) {
   auto result = detail::spawn_registered(impl_->system(), actor, args);
   if (!result)

@@ -95,6 +95,8 @@ public:
   caf::actor_system& system();
   std::uint64_t id() const;
   const std::string& name() const;
+  // The largest message this node takes (node_options::max_frame), in bytes.
+  std::uint32_t max_frame() const;
 
   // Spawns the actor registered as `actor` (MPROC_ACTOR) in this process.
   // Throws mproc::error (unknown_actor_name, bad_arguments).
