@@ -3,8 +3,10 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
+#include <thread>
 
 #include <caf/blocking_actor.hpp>
 #include <caf/event_based_actor.hpp>
@@ -219,6 +221,46 @@ TEST_CASE("100 children spawned and joined leave no zombie") {
   }
   CHECK(test::zombie_children() == 0);
   CHECK(node->active_children().empty());
+}
+
+TEST_CASE("children started one after another, each waited on and dropped, keep no descriptor") {
+  test::scoped_node node{};
+  auto once = [&] {
+    auto p = node->spawn_process("finisher", {}, false);
+    (void)p.sentinel();  // a descriptor of the process's own, as mproc::wait() makes
+    REQUIRE(p.join(10s));
+  };
+  once();  // what the first start sets up (the fork server) stays
+  auto before = test::entries("/proc/self/fd");
+  for (int i = 0; i < 20; ++i)
+    once();
+  CHECK(test::entries("/proc/self/fd") <= before + 2);
+}
+
+TEST_CASE("a kill while the process is still starting, before it has a pid, is not lost") {
+  test::scoped_node node{};
+  mproc::process p{*node, "waiter", {}};
+  std::atomic<bool> settled{false};
+  p.start([&](caf::error) { settled = true; });
+  p.kill();  // a fork server's answer takes a moment: it has no pid yet, almost always
+  REQUIRE(p.join(10s));  // without the kill it waits for a message that never comes
+  CHECK(p.exitcode() == -SIGKILL);
+  CHECK(test::eventually(10s, [&] { return settled.load(); }));
+}
+
+TEST_CASE("join with a timeout too long to add to the clock waits rather than failing at once") {
+  test::scoped_node node{};
+  auto p = node->spawn_process("waiter", {});
+  std::atomic<bool> returned{false};
+  bool joined = false;
+  std::thread joiner{[&] {
+    joined = p.join(std::chrono::milliseconds::max());
+    returned = true;
+  }};
+  CHECK_FALSE(test::eventually(1s, [&] { return returned.load(); }));  // it waits
+  p.kill();
+  joiner.join();
+  CHECK(joined);
 }
 
 TEST_CASE("active_children lists the children still running") {

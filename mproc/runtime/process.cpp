@@ -17,6 +17,7 @@
 
 #include "mproc/runtime/actor_registry.hpp"
 #include "mproc/runtime/blocking.hpp"
+#include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/internal/node_impl.hpp"
 #include "mproc/runtime/node.hpp"
 #include "mproc/serialization/value.hpp"
@@ -28,6 +29,8 @@ namespace detail {
 void process_state::signal_locked(int sig) {
   if (pidfd >= 0)
     ::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0);
+  else if (state == phase::starting && pending_signal != SIGKILL)
+    pending_signal = sig;
 }
 
 process_state::~process_state() {
@@ -149,10 +152,13 @@ bool process::join() {
 }
 
 bool process::join(std::chrono::milliseconds timeout) {
+  auto deadline = deadline_after(timeout);  // a century or more is for ever: no overflow
+  if (deadline == std::chrono::steady_clock::time_point::max())
+    return join();
   std::unique_lock lock{state_->mtx};
   if (state_->alive() && timeout.count() > 0)
     will_block();
-  return state_->changed.wait_for(lock, timeout, [&] { return !state_->alive(); });
+  return state_->changed.wait_until(lock, deadline, [&] { return !state_->alive(); });
 }
 
 bool process::is_alive() const {

@@ -31,17 +31,24 @@ std::string node_impl::next_process_name() {
   return "Process-" + std::to_string(++process_counter_);
 }
 
-std::vector<std::shared_ptr<process_state>> node_impl::live_children() {
-  std::lock_guard guard{mtx_};
+// Children that ended go, with their handles' last references: a program that starts a
+// process per task keeps no state (and no sentinel descriptor) per process it started.
+void node_impl::forget_ended_children_locked() {
   std::erase_if(children_, [](const auto& s) {
     std::lock_guard g{s->mtx};
     return s->state == process_state::phase::ended;
   });
+}
+
+std::vector<std::shared_ptr<process_state>> node_impl::live_children() {
+  std::lock_guard guard{mtx_};
+  forget_ended_children_locked();
   return children_;
 }
 
 bool node_impl::admit(const std::shared_ptr<process_state>& state) {
   std::lock_guard guard{mtx_};
+  forget_ended_children_locked();
   if (!shutting_down_) {
     children_.push_back(state);  // with the check: finish_children() sees every child
     return true;
@@ -144,6 +151,9 @@ void node_impl::attach(const std::shared_ptr<process_state>& state, const spawne
     state->pid = c.pid;
     state->pidfd = c.pidfd;
     state->link = p;
+    // kill() or terminate() while it had no pid: its end is settled as any other
+    if (auto sig = std::exchange(state->pending_signal, 0))
+      state->signal_locked(sig);
   }
   {
     std::lock_guard guard{mtx_};

@@ -389,6 +389,9 @@ void node_impl::run_child() {
     std::unique_lock lock{mtx_};
     exit_requested_.wait(lock, [this] { return exit_code_.has_value(); });
     code = *exit_code_;
+    // As shutdown() does for a root: a daemon child whose start (a fork server's answer)
+    // comes after this is stopped as it attaches, rather than run with nobody to stop it.
+    shutting_down_ = true;
   }
   run_exit_hooks();
   finish_children();

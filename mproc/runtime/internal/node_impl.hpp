@@ -152,6 +152,7 @@ private:
   void drop_fork_starts();  // shutdown, after the loop stopped
   // Checks a start may proceed and records the child; false (start_error set) otherwise.
   bool admit(const std::shared_ptr<process_state>& state);
+  void forget_ended_children_locked();  // mtx_ held
   void start_settled(const std::shared_ptr<process_state>& state);
   void on_child_started(const std::shared_ptr<process_state>& state, caf::expected<caf::actor> r);
   void on_child_exited(const std::shared_ptr<process_state>& state);

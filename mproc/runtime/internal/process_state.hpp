@@ -56,8 +56,10 @@ struct process_state {
   // phase: a child may be reaped before its link's failure reaches the start callback.
   bool start_settled() const { return actor || start_error; }
   // mtx held. Sends `sig` through the pidfd, so never to a recycled pid; no effect once
-  // the process was reaped.
+  // the process was reaped. While it starts and has no pid yet (a fork server's answer on
+  // its way), the signal waits in `pending_signal` for attach(), which sends it.
   void signal_locked(int sig);
+  int pending_signal = 0;  // SIGKILL wins over SIGTERM
 
   int sentinel = -1;    // process::sentinel()'s descriptor, made on first use
   bool closed = false;  // process::close() was called
