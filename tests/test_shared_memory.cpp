@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <limits>
 
 #include <caf/blocking_actor.hpp>
 
@@ -90,6 +91,14 @@ TEST_CASE("a shared value of another type is refused as an argument, with a reas
   test::scoped_node node;
   mproc::shared_value<std::int32_t> wrong{1};
   CHECK(code_of([&] { node->spawn_process("takes_double", {}, wrong).join(10s); }) != errc::none);
+}
+
+TEST_CASE("shared memory of a negative size converted to size_t is refused, not wrapped") {
+  for (std::size_t size : {static_cast<std::size_t>(-1), static_cast<std::size_t>(-64),
+                           std::numeric_limits<std::size_t>::max() - 63})
+    CHECK(code_of([&] { mproc::shared_memory m{size}; }) == errc::bad_arguments);
+  mproc::shared_memory small{16};
+  CHECK(small.size() == 16);
 }
 
 TEST_CASE("shared memory cannot go inside a queue item") {

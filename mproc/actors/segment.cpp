@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <utility>
 
 #include "mproc/runtime/errors.hpp"
@@ -52,6 +53,13 @@ segment::~segment() {
 
 std::shared_ptr<segment> segment::create(segment_kind kind, std::size_t payload_size,
                                          std::uint64_t type_tag) {
+  // A size near SIZE_MAX (a negative count converted) would wrap the total to a few bytes
+  // while the header recorded the huge size: refused, as Python refuses a negative one.
+  constexpr auto largest = static_cast<std::size_t>(std::numeric_limits<off_t>::max())
+                           - payload_offset;
+  if (payload_size > largest)
+    fail("shared memory of " + std::to_string(payload_size) + " bytes: more than "
+         + std::to_string(largest) + " (a negative size converted?)");
   int fd = ::memfd_create("mproc", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0)
     fail(std::string{"cannot create shared memory: "} + std::strerror(errno));
