@@ -89,6 +89,20 @@ TEST_CASE("a wait of milliseconds::max() waits, and ends when set") {
   CHECK(woke);
 }
 
+TEST_CASE("a negative wait is no wait: a lock it takes is taken, a queue item it gets is got") {
+  test::scoped_node node;
+  mproc::manager m{*node};
+  auto l = m.lock();
+  auto got = l.acquire(true, -20s);
+  REQUIRE(got);  // the lock was free: taken at once, and the caller is told so
+  CHECK_FALSE(l.acquire(true, -20s));  // held: refused at once, not granted behind its back
+  l.release();
+  auto q = m.queue<int>();
+  q.put(7);
+  CHECK(q.get(true, -20s) == 7);
+  CHECK(code_of([&] { q.get(true, -20s); }) == mproc::errc::empty);
+}
+
 TEST_CASE("a manager's Lock skips a waiter that died, and passes on from a holder that died") {
   test::scoped_node node;
   mproc::manager m{*node};

@@ -38,7 +38,9 @@ manager_reply manager_ref::call_waiting(caf::atom_value op, manager_args args,
   // The manager answers at the wait's end: the margin covers the way there and back, and is
   // never short, so that a grant or an item does not reach a caller that gave up.
   auto margin = std::max<millis>(timeout_, std::chrono::seconds{1});
-  auto total = wait ? clamped(std::min<millis>(*wait, forever_beyond) + margin) : millis{forever_beyond};
+  // A negative wait is no wait, here as at the manager: with it the call's own time would
+  // run out before the manager's at once answer came (a lock granted to a caller told no).
+  auto total = wait ? clamped(clamped(*wait) + margin) : millis{forever_beyond};
   return request(op, std::move(args), total);
 }
 
