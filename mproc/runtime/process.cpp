@@ -215,8 +215,9 @@ int process::sentinel() const {
     throw std::logic_error("process '" + state_->name + "' is closed");
   if (state_->pidfd >= 0)  // a pidfd is readable once its process ended, reaped or not
     state_->sentinel = ::fcntl(state_->pidfd, F_DUPFD_CLOEXEC, 0);
-  else if (state_->state == detail::process_state::phase::ended)
-    state_->sentinel = ::eventfd(1, EFD_CLOEXEC);  // ended and reaped: readable at once
+  else if (state_->state == detail::process_state::phase::ended || state_->exitcode)
+    state_->sentinel = ::eventfd(1, EFD_CLOEXEC);  // reaped (its end still being settled,
+                                                   // maybe): readable at once
   else
     throw std::logic_error("process '" + state_->name + "' has no sentinel before it runs");
   if (state_->sentinel < 0)
