@@ -50,6 +50,11 @@ void write_named(caf::blocking_actor*, std::string name, std::int32_t value) {
   block.buf()[0] = std::byte{static_cast<unsigned char>(value)};
 }
 
+// Attaches to the block named `name` and unlinks the name, as a consumer may in Python.
+void unlink_named(caf::blocking_actor*, std::string name) {
+  mproc::shared_memory::attach(mproc::this_node(), name).unlink();
+}
+
 // Expects a shared_value<double>; sent an int one, the spawn is refused.
 void takes_double(caf::blocking_actor*, mproc::shared_value<double>) {}
 
@@ -57,6 +62,7 @@ void takes_double(caf::blocking_actor*, mproc::shared_value<double>) {}
 
 MPROC_ACTOR(scale);
 MPROC_ACTOR(write_named);
+MPROC_ACTOR(unlink_named);
 MPROC_ACTOR(takes_double);
 
 TEST_CASE("a value, an array and a block changed by a child are seen changed here") {
@@ -186,4 +192,17 @@ TEST_CASE("a named block is attached by name in a child, until the name is unlin
   REQUIRE(q.join(10s));
   CHECK(q.exitcode() == 1);  // no such name any more: the child's attach threw
   CHECK(code_of([] { mproc::shared_memory{8}.unlink(); }) == errc::bad_arguments);
+}
+
+TEST_CASE("a child that attached a named block can unlink its name") {
+  test::scoped_node node;
+  auto block = mproc::shared_memory::create(*node, "frames", 64);
+  auto p = node->spawn_process("unlink_named", {}, std::string{"frames"});
+  REQUIRE(p.join(10s));
+  CHECK(p.exitcode() == 0);
+  CHECK(test::eventually(10s, [&] {
+    return code_of([&] { mproc::shared_memory::attach(*node, "frames", 1s); })
+           == errc::no_such_actor;
+  }));
+  block.buf()[0] = std::byte{1};  // the memory stays for its holders
 }

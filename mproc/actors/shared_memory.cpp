@@ -34,9 +34,13 @@ namespace {
 
 std::string registered_name(const std::string& name) { return "shared_memory:" + name; }
 
-// Holds a named block and hands it to whoever attaches, until unlinked.
-caf::behavior name_holder(caf::event_based_actor*, shared_memory block) {
-  return {[block](caf::get_atom) { return block; }};
+// Sent to a name's holder by unlink() from any process (an exit message does not cross).
+using unlink_atom = caf::atom_constant<caf::atom("shm_unlink")>;
+
+// Holds a named block and hands it to whoever attaches, until unlinked. The name goes with
+// it (register_name drops a name whose actor ended).
+caf::behavior name_holder(caf::event_based_actor* self, shared_memory block) {
+  return {[block](caf::get_atom) { return block; }, [self](unlink_atom) { self->quit(); }};
 }
 
 } // namespace
@@ -69,9 +73,21 @@ shared_memory shared_memory::attach(node& n, const std::string& name,
 void shared_memory::unlink() {
   if (!holder_)
     detail::throw_misuse("unlink: this shared_memory handle has no name");
-  mproc::this_node().unregister_name(registered_name(name_), holder_);
-  if (auto holder = caf::actor_cast<caf::actor>(holder_))
-    caf::anon_send_exit(holder, caf::exit_reason::user_shutdown);
+  auto& n = mproc::this_node();
+  n.unregister_name(registered_name(name_), holder_);
+  auto holder = caf::actor_cast<caf::actor>(holder_);
+  if (!holder) {
+    // Attached in another process: the proxy the attach made went with it. Found again by
+    // name: as Python's shm_unlink, the name goes, whichever block holds it now.
+    try {
+      holder = n.lookup(registered_name(name_), std::chrono::seconds{5});
+    } catch (const error& e) {
+      if (e.code() != errc::no_such_actor)
+        throw;
+    }
+  }
+  if (holder)
+    caf::anon_send(holder, unlink_atom::value);
 }
 
 } // namespace mproc
