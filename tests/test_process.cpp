@@ -232,9 +232,10 @@ TEST_CASE("children started one after another, each waited on and dropped, keep 
   };
   once();  // what the first start sets up (the fork server) stays
   auto before = test::entries("/proc/self/fd");
-  for (int i = 0; i < 20; ++i)
+  for (int i = 0; i < 60; ++i)
     once();
-  CHECK(test::entries("/proc/self/fd") <= before + 2);
+  // The node keeps the latest 32 that ended, for mproc ps; not one per process started.
+  CHECK(test::entries("/proc/self/fd") <= before + 34);
 }
 
 TEST_CASE("a kill while the process is still starting, before it has a pid, is not lost") {

@@ -64,7 +64,9 @@ struct dispatch_state {
   bool terminated = false;
   std::size_t next_seq = 1;
   std::map<std::size_t, process> live;  // worker processes by number, until they end
-  std::set<std::size_t> pulled;          // those of them that asked for work: they started
+  // Workers that asked for work (they started), by address: a pull may come before the
+  // spawn's answer tells which process it is (p.actor()), never after its exit.
+  std::set<caf::actor_addr> pulled;
   // Workers that died before they asked for work (a failing initializer, a crash at
   // start), in a row: no chunk settled since. One killed after it started, idle or busy,
   // does not count: an idle one is no sign of trouble, and a busy one's chunks are charged.
@@ -96,7 +98,7 @@ void start_worker(dispatcher* self, const state_ptr& st) {
             {.name = o.name + "-" + std::to_string(seq), .daemon = true},
             caf::actor_cast<caf::actor>(self),
             o.initializer ? o.initializer->chunk : bytes{},
-            static_cast<std::uint32_t>(o.maxtasksperchild)};
+            static_cast<std::uint32_t>(o.maxtasksperchild), this_node().max_frame()};
   caf::actor me = caf::actor_cast<caf::actor>(self);
   p.on_exit([me, seq](int code) { caf::anon_send(me, pool_exited_atom::value, seq, code); });
   st->live.emplace(seq, p);
@@ -224,9 +226,7 @@ void on_pull(dispatcher* self, const state_ptr& st, item_batch& results,
   auto [slot, fresh] = st->workers.try_emplace(who);
   if (fresh) {
     self->monitor(who);
-    for (const auto& [seq, p] : st->live)
-      if (caf::actor_cast<caf::actor_addr>(p.actor()) == who)
-        st->pulled.insert(seq);
+    st->pulled.insert(who);
   }
   settle_results(st, slot->second, results);
   auto rp = self->make_response_promise();
@@ -280,9 +280,11 @@ void check_over(const state_ptr& st) {
 }
 
 void on_worker_exit(dispatcher* self, const state_ptr& st, std::size_t seq, int code) {
-  if (st->live.erase(seq) == 0)
+  auto p = st->live.find(seq);
+  if (p == st->live.end())
     return;
-  bool started = st->pulled.erase(seq) != 0;
+  bool started = st->pulled.erase(caf::actor_cast<caf::actor_addr>(p->second.actor())) != 0;
+  st->live.erase(p);
   if (st->terminated) {
     check_over(st);
     return;

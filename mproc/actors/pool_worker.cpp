@@ -126,18 +126,22 @@ bool run_initializer(const bytes& chunk) {
   return false;
 }
 
-// Room for results in one message: the node's max_frame, less what the message around
-// them takes (4 bytes of offset per chunk, at most 4 K chunks a pull, and the envelope).
-std::size_t results_room() {
-  auto frame = static_cast<std::size_t>(this_node().max_frame());
+// Room for results in one message: the smaller max_frame of this node and the pool's,
+// less what the message around them takes (4 bytes of offset per chunk, at most 4 K chunks
+// a pull, and the envelope). Results beyond it would be refused on the way.
+std::size_t results_room(std::uint32_t pool_max_frame) {
+  auto frame = static_cast<std::size_t>(std::min(this_node().max_frame(), pool_max_frame));
   return frame - std::min(frame / 8, std::size_t{1} << 20);
 }
 
 struct worker_state {
+  worker_state(caf::actor pool, std::uint32_t pool_max_frame)
+    : dispatcher(std::move(pool)), room(results_room(pool_max_frame)), runner(room) {}
+
   caf::actor dispatcher;
   std::uint32_t allowance = 0;  // chunks it may still take; maxtasksperchild
-  std::size_t room = results_room();
-  chunk_runner runner{room};
+  std::size_t room;
+  chunk_runner runner;
 };
 
 // Sends ahead, in order, what of `results` would not fit in one message with the rest;
@@ -180,9 +184,9 @@ void pull(caf::event_based_actor* self, std::shared_ptr<worker_state> st, item_b
 }
 
 caf::behavior mproc_pool_worker(caf::event_based_actor* self, caf::actor dispatcher,
-                                bytes initializer, std::uint32_t maxtasks) {
-  auto st = std::make_shared<worker_state>();
-  st->dispatcher = std::move(dispatcher);
+                                bytes initializer, std::uint32_t maxtasks,
+                                std::uint32_t pool_max_frame) {
+  auto st = std::make_shared<worker_state>(std::move(dispatcher), pool_max_frame);
   st->allowance = maxtasks == 0 ? std::numeric_limits<std::uint32_t>::max() : maxtasks;
   if (!initializer.empty() && !run_initializer(initializer)) {
     self->quit(caf::exit_reason::user_shutdown);  // the process exits with 1

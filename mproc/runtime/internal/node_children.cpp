@@ -31,24 +31,40 @@ std::string node_impl::next_process_name() {
   return "Process-" + std::to_string(++process_counter_);
 }
 
-// Children that ended go, with their handles' last references: a program that starts a
-// process per task keeps no state (and no sentinel descriptor) per process it started.
-void node_impl::forget_ended_children_locked() {
-  std::erase_if(children_, [](const auto& s) {
-    std::lock_guard g{s->mtx};
-    return s->state == process_state::phase::ended;
-  });
+// Children that ended go, but for the latest `keep` (introspection shows how they ended),
+// with their handles' last references: a program that starts a process per task keeps a
+// bounded number of states (and sentinel descriptors), not one per process it started.
+// The states let go are returned, to be destroyed once mtx_ is released (a state may hold
+// the last reference to a proxy, whose end takes its peer's lock).
+std::vector<std::shared_ptr<process_state>> node_impl::forget_ended_children_locked(
+  std::size_t keep) {
+  std::vector<std::shared_ptr<process_state>> gone;
+  std::size_t ended = 0;
+  for (auto i = children_.size(); i-- > 0;) {
+    bool over;
+    {
+      std::lock_guard g{children_[i]->mtx};
+      over = children_[i]->state == process_state::phase::ended;
+    }
+    if (over && ++ended > keep) {
+      gone.push_back(std::move(children_[i]));
+      children_.erase(children_.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+  }
+  return gone;
 }
 
 std::vector<std::shared_ptr<process_state>> node_impl::live_children() {
+  std::vector<std::shared_ptr<process_state>> gone;
   std::lock_guard guard{mtx_};
-  forget_ended_children_locked();
+  gone = forget_ended_children_locked(0);
   return children_;
 }
 
 bool node_impl::admit(const std::shared_ptr<process_state>& state) {
+  std::vector<std::shared_ptr<process_state>> gone;  // destroyed after the lock
   std::lock_guard guard{mtx_};
-  forget_ended_children_locked();
+  gone = forget_ended_children_locked(ended_children_kept);
   if (!shutting_down_) {
     children_.push_back(state);  // with the check: finish_children() sees every child
     return true;

@@ -152,7 +152,10 @@ private:
   void drop_fork_starts();  // shutdown, after the loop stopped
   // Checks a start may proceed and records the child; false (start_error set) otherwise.
   bool admit(const std::shared_ptr<process_state>& state);
-  void forget_ended_children_locked();  // mtx_ held
+  // mtx_ held. Children that ended, but for the latest `keep`, are let go: returned, for
+  // the caller to drop after releasing mtx_.
+  std::vector<std::shared_ptr<process_state>> forget_ended_children_locked(std::size_t keep);
+  static constexpr std::size_t ended_children_kept = 32;
   void start_settled(const std::shared_ptr<process_state>& state);
   void on_child_started(const std::shared_ptr<process_state>& state, caf::expected<caf::actor> r);
   void on_child_exited(const std::shared_ptr<process_state>& state);
