@@ -79,12 +79,7 @@ void pool_core::terminate() {
   caf::anon_send_exit(engine_->dispatcher_, caf::exit_reason::user_shutdown);
   // Without its dispatcher nobody would end a later join() (workers still ending after
   // the 10 s were sent SIGKILL; the node reaps them).
-  auto& status = *engine_->status_;
-  {
-    std::lock_guard guard{status.m};
-    status.over = true;
-  }
-  status.cv.notify_all();
+  engine_->status_->finish();
 }
 
 bool pool_core::join(std::optional<std::chrono::milliseconds> timeout) {

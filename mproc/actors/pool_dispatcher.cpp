@@ -272,11 +272,7 @@ void on_worker_down(dispatcher* self, const state_ptr& st, const caf::down_msg& 
 void check_over(const state_ptr& st) {
   if (!st->live.empty() || !(st->terminated || (st->closed && !work_left(*st))))
     return;
-  {
-    std::lock_guard guard{st->status->m};
-    st->status->over = true;
-  }
-  st->status->cv.notify_all();
+  st->status->finish();
 }
 
 void on_worker_exit(dispatcher* self, const state_ptr& st, std::size_t seq, int code) {

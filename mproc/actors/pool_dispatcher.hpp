@@ -18,6 +18,15 @@ struct pool_status {
   std::mutex m;
   std::condition_variable cv;
   bool over = false;
+
+  // The pool is over: join() returns.
+  void finish() {
+    {
+      std::lock_guard guard{m};
+      over = true;
+    }
+    cv.notify_all();
+  }
 };
 
 caf::behavior pool_dispatcher(caf::event_based_actor* self, pool_options options,
