@@ -10,6 +10,7 @@
 
 #include "mproc/runtime/blocking.hpp"
 #include "mproc/runtime/internal/supervisor_protocol.hpp"
+#include "mproc/runtime/internal/supervisor_state.hpp"
 #include "mproc/runtime/node.hpp"
 
 namespace mproc {
@@ -25,6 +26,8 @@ struct supervisor::ending {
 
 supervisor::supervisor(node& owner, supervisor_flags flags, std::vector<child_spec> children)
   : node_(owner), end_(std::make_shared<ending>()) {
+  if (auto err = sup::check_supervisor(flags, children))
+    throw error{err, owner.system().render(err)};
   actor_ = owner.system().spawn(supervise, std::move(flags), std::move(children));
   actor_->attach_functor([end = end_](const caf::error& reason) {
     std::lock_guard guard{end->m};

@@ -39,7 +39,7 @@ void shut_down(sup_actor* self, const state_ptr& st, caf::error reason) {
   st->shutting_down = true;
   st->quit_reason = std::move(reason);
   st->deferred.clear();
-  std::erase_if(st->plan, [](const step& s) { return s.kind == step::start; });
+  drop_starts(*st, make_error(errc::node_shutdown, who(*st) + " is shutting down"));
   for (auto it = st->children.rbegin(); it != st->children.rend(); ++it)
     st->plan.push_back({step::stop, it->spec.id, std::nullopt});
   run_next(self, st);
@@ -70,8 +70,11 @@ void restart(sup_actor* self, const state_ptr& st, std::size_t i) {
       st->plan.push_back({step::stop, st->children[*k].spec.id, std::nullopt});
   for (auto k : group) {
     auto& c = st->children[k];
-    if (c.spec.restart == restart_policy::temporary && k != i)
-      continue;  // a temporary child stopped by the group is not brought back
+    if (c.spec.restart == restart_policy::temporary && k != i) {
+      // A temporary child stopped by the group is not brought back: removed, as OTP does.
+      st->plan.push_back({step::forget, c.spec.id, std::nullopt});
+      continue;
+    }
     ++c.restarts;
     if (!is_live(c.state))  // a live sibling is stopped by its stop step first
       c.state = child_state::restarting;
@@ -148,6 +151,8 @@ caf::result<caf::message> add_child(sup_actor* self, const state_ptr& st, child_
                                     bool answer_with_id) {
   if (st->shutting_down)
     return make_error(errc::node_shutdown, who(*st) + " is shutting down");
+  if (spec.id.empty())
+    return make_error(errc::bad_arguments, "a child needs an id");
   if (find(*st, spec.id) != nullptr)
     return make_error(errc::bad_arguments, "a child '" + spec.id + "' exists already");
   if (auto err = check_spawn(spec.actor, spec.args))
@@ -157,7 +162,8 @@ caf::result<caf::message> add_child(sup_actor* self, const state_ptr& st, child_
   c.spec = std::move(spec);
   st->children.push_back(std::move(c));
   auto rp = self->make_response_promise();
-  st->plan.push_back({step::start, st->children.back().spec.id, rp, answer_with_id});
+  st->plan.push_back({.kind = step::start, .id = st->children.back().spec.id, .done = rp,
+                      .answer_with_id = answer_with_id, .new_child = true});
   run_next(self, st);
   return caf::delegated<caf::message>{};
 }
@@ -165,6 +171,8 @@ caf::result<caf::message> add_child(sup_actor* self, const state_ptr& st, child_
 // A command that acts on a stopped (or live) child after the plan.
 caf::result<void> plan_step(sup_actor* self, const state_ptr& st, step::kind_t kind,
                             const std::string& id) {
+  if (st->shutting_down)
+    return make_error(errc::node_shutdown, who(*st) + " is shutting down");
   auto* c = find(*st, id);
   if (c == nullptr)
     return make_error(errc::no_such_actor, "no child '" + id + "'");
@@ -185,6 +193,10 @@ caf::behavior supervise(caf::event_based_actor* self, supervisor_flags flags,
   st->window = restart_window{flags.intensity, flags.period};
   st->flags = std::move(flags);
   st->source = make_source(self);
+  if (auto err = check_supervisor(st->flags, children)) {
+    st->init_error = std::move(err);  // ends at once (run_next below), with this reason
+    children.clear();
+  }
   if (st->flags.strategy == strategy::simple_one_for_one) {
     if (!children.empty())
       st->templ = std::move(children.front());  // the template; children start on request
@@ -228,19 +240,7 @@ caf::behavior supervise(caf::event_based_actor* self, supervisor_flags flags,
         started(self, st, *c, c->proc->actor());
         return;
       }
-      // As OTP's start_link: a supervisor child counts as started once its children are.
-      self->request(c->proc->actor(), caf::infinite, sup_ready_atom::value)
-        .then(
-          [=] {
-            if (auto* now = find(*st, id); now && now->incarnation == inc
-                                           && now->state == child_state::starting)
-              started(self, st, *now, now->proc->actor());
-          },
-          [=](caf::error& e) {
-            if (auto* now = find(*st, id); now && now->incarnation == inc
-                                           && now->state == child_state::starting)
-              start_failed(self, st, *now, e);
-          });
+      await_ready(self, st, *c, c->proc->actor());
     },
     [=](sup_exited_atom, const std::string& id, std::uint64_t inc, std::int32_t code) {
       auto* c = find(*st, id);

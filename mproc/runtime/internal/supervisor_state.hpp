@@ -51,10 +51,12 @@ struct ending {
 };
 
 struct step {
-  enum kind_t { start, stop } kind;
+  // forget: remove a child that its group's stop left down (a temporary sibling).
+  enum kind_t { start, stop, forget } kind;
   std::string id;
   std::optional<caf::response_promise> done;  // answered when the step finished
   bool answer_with_id = false;                // with the child's id instead of ()
+  bool new_child = false;                     // start_child's: removed if it cannot start
 };
 
 struct sup_state {
@@ -80,6 +82,10 @@ using sup_actor = caf::event_based_actor;
 using state_ptr = std::shared_ptr<sup_state>;
 
 // supervisor_steps.cpp
+// bad_arguments for what OTP refuses before it starts anything: duplicate or empty ids, a
+// negative intensity, a period that is not positive, a simple_one_for_one without exactly
+// one (template) spec. None when the supervisor can start.
+caf::error check_supervisor(const supervisor_flags& flags, const std::vector<child_spec>& children);
 std::string who(const sup_state& st);  // "supervisor 'name' (node ..., pid ...)", for logs
 child* find(sup_state& st, const std::string& id);
 std::size_t index_of(const sup_state& st, const std::string& id);  // size() when absent
@@ -88,6 +94,10 @@ std::chrono::milliseconds shutdown_timeout(const child_spec& spec);
 void finish_step(sup_actor* self, const state_ptr& st, caf::error err = {});
 void started(sup_actor* self, const state_ptr& st, child& c, caf::actor actor);
 void start_failed(sup_actor* self, const state_ptr& st, child& c, const caf::error& err);
+// A supervisor child counts as started once its own children have (OTP's start_link).
+void await_ready(sup_actor* self, const state_ptr& st, child& c, caf::actor actor);
+// Removes the planned starts; each one a caller waits for is answered with `why`.
+void drop_starts(sup_state& st, const caf::error& why);
 void kill_now(child& c);
 void point_ref(child& c, caf::actor current);  // where the child's stable reference forwards
 // Runs the plan's next step, or the deferred endings once the plan is done.

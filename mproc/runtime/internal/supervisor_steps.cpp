@@ -64,6 +64,27 @@ std::chrono::milliseconds shutdown_timeout(const child_spec& spec) {
   return spec.type == child_type::supervisor ? supervisor_shutdown : worker_shutdown;
 }
 
+caf::error check_supervisor(const supervisor_flags& flags, const std::vector<child_spec>& children) {
+  auto bad = [&](const std::string& why) {
+    return make_error(errc::bad_arguments, "supervisor '" + flags.name + "': " + why);
+  };
+  if (flags.intensity < 0)
+    return bad("intensity is " + std::to_string(flags.intensity) + "; it counts restarts, >= 0");
+  if (flags.period.count() <= 0)
+    return bad("period is " + std::to_string(flags.period.count()) + " ms; it must be positive");
+  if (flags.strategy == strategy::simple_one_for_one && children.size() != 1)
+    return bad("simple_one_for_one takes exactly one child spec, its template ("
+               + std::to_string(children.size()) + " given)");
+  for (std::size_t i = 0; i < children.size(); ++i) {
+    if (children[i].id.empty())
+      return bad("child " + std::to_string(i) + " has no id");
+    for (std::size_t k = 0; k < i; ++k)
+      if (children[k].id == children[i].id)
+        return bad("two children have the id '" + children[i].id + "'");
+  }
+  return {};
+}
+
 // ---- steps -----------------------------------------------------------------------------
 
 void finish_step(sup_actor* self, const state_ptr& st, caf::error err) {
@@ -99,11 +120,57 @@ void start_failed(sup_actor* self, const state_ptr& st, child& c, const caf::err
   c.proc.reset();
   auto text = self->system().render(err);
   log::warn(who(*st), ": child '", c.spec.id, "' failed to start: ", text);
-  if (st->initializing && !st->init_error)
-    st->init_error = err;
-  else if (!st->shutting_down)  // counts as a failure: restart policy and intensity decide
+  bool asked = st->current_step && st->current_step->done;
+  if (asked) {
+    // start_child / restart_child: the caller gets the error, as from OTP; nothing is retried
+    // or counted, and a child that start_child added is not kept.
+    if (st->current_step->new_child)
+      st->children.erase(st->children.begin()
+                         + static_cast<std::ptrdiff_t>(index_of(*st, c.spec.id)));
+  } else if (st->initializing) {
+    // OTP: the first child that cannot start ends the start-up; no later one is started.
+    if (!st->init_error)
+      st->init_error = err;
+    drop_starts(*st, err);
+  } else if (!st->shutting_down) {  // a restart: policy and intensity decide
     st->deferred.push_back({c.spec.id, c.incarnation, true, "failed to start: " + text});
+  }
   finish_step(self, st, err);
+}
+
+void drop_starts(sup_state& st, const caf::error& why) {
+  std::erase_if(st.plan, [&](step& s) {
+    if (s.kind != step::start)
+      return false;
+    if (s.done)
+      s.done->deliver(why);
+    return true;
+  });
+}
+
+void await_ready(sup_actor* self, const state_ptr& st, child& c, caf::actor actor) {
+  auto id = c.spec.id;
+  auto inc = c.incarnation;
+  auto still_starting = [st, id, inc]() -> child* {
+    auto* now = find(*st, id);
+    return now && now->incarnation == inc && now->state == child_state::starting ? now
+                                                                                   : nullptr;
+  };
+  self->request(actor, caf::infinite, sup_ready_atom::value)
+    .then(
+      [=] {
+        if (auto* now = still_starting())
+          started(self, st, *now, actor);
+      },
+      [=](caf::error& e) {
+        // A supervisor whose children cannot start ends with the reason, often before the
+        // question reaches it; its own log names the child and why.
+        if (e == caf::sec::request_receiver_down)
+          e = make_error(errc::spawn_failed, "supervisor child '" + id
+                                               + "' ended before its own children started");
+        if (auto* now = still_starting())
+          start_failed(self, st, *now, e);
+      });
 }
 
 void start_process_child(sup_actor* self, const state_ptr& st, child& c) {
@@ -128,7 +195,10 @@ void start_in_process_child(sup_actor* self, const state_ptr& st, child& c) {
     return;
   }
   self->monitor(*actor);
-  started(self, st, c, std::move(*actor));
+  if (c.spec.type == child_type::supervisor)
+    await_ready(self, st, c, std::move(*actor));
+  else
+    started(self, st, c, std::move(*actor));
 }
 
 void do_start(sup_actor* self, const state_ptr& st, child& c) {
@@ -181,7 +251,19 @@ void run_next(sup_actor* self, const state_ptr& st) {
       finish_step(self, st, make_error(errc::no_such_actor, "no child '" + st->current_step->id + "'"));
       return;
     }
+    if (st->current_step->kind == step::forget) {
+      if (!is_live(c->state))
+        st->children.erase(st->children.begin()
+                           + static_cast<std::ptrdiff_t>(index_of(*st, c->spec.id)));
+      st->current_step.reset();
+      continue;
+    }
     if (st->current_step->kind == step::start) {
+      if (is_live(c->state)) {  // a restart_child queued behind the group restart that did it
+        finish_step(self, st, make_error(errc::bad_arguments,
+                                         "child '" + c->spec.id + "' is running"));
+        return;
+      }
       do_start(self, st, *c);
       return;  // finished by started / start_failed
     }
@@ -208,15 +290,20 @@ void run_next(sup_actor* self, const state_ptr& st) {
       run_next(self, st);
       return;
     }
-    for (auto& rp : st->ready_waiters)
-      rp.deliver(caf::unit);
-    st->ready_waiters.clear();
+    if (!st->shutting_down) {  // stopped while it started: not ready, see below
+      for (auto& rp : st->ready_waiters)
+        rp.deliver(caf::unit);
+      st->ready_waiters.clear();
+    }
   }
   if (st->shutting_down) {
     for (auto& rp : st->stop_waiters)
       rp.deliver(st->needed_kill);
+    auto why = st->quit_reason ? st->quit_reason
+                               : make_error(errc::node_shutdown,
+                                            who(*st) + " was stopped before its children started");
     for (auto& rp : st->ready_waiters)
-      rp.deliver(st->quit_reason);
+      rp.deliver(why);
     self->quit(st->quit_reason);
     return;
   }

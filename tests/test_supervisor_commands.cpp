@@ -1,0 +1,204 @@
+// Supervision's edges, as OTP draws them: options refused before anything starts, a start
+// that fails (at start-up, from start_child, from restart_child), commands that race a
+// group restart or a shutdown, temporary children a group restart stops.
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <thread>
+
+#include <caf/event_based_actor.hpp>
+
+#include <catch2/catch.hpp>
+
+#include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/node.hpp"
+#include "mproc/runtime/supervisor.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using mproc::child_type;
+using mproc::errc;
+using mproc::restart_policy;
+using mproc::strategy;
+
+namespace {
+
+std::atomic<int> in_process_starts{0};
+
+// Answers with its pid.
+caf::behavior pid_worker(caf::event_based_actor*) {
+  return {[](caf::get_atom) { return static_cast<std::int32_t>(::getpid()); }};
+}
+
+// Counts its starts in this process (run in_process).
+caf::behavior counted_worker(caf::event_based_actor* self) {
+  ++in_process_starts;
+  return pid_worker(self);
+}
+
+// Ignores SIGTERM: stopping it takes its whole shutdown time.
+caf::behavior deaf_worker(caf::event_based_actor* self) {
+  std::signal(SIGTERM, SIG_IGN);
+  return pid_worker(self);
+}
+
+// A supervisor whose one child cannot start while the file `gate` exists.
+caf::behavior gated_team(caf::event_based_actor* self, std::string gate) {
+  bool shut = ::access(gate.c_str(), F_OK) == 0;
+  return mproc::supervise(self, {.name = "gated"},
+                          {{.id = "g", .actor = shut ? "nobody" : "pid_worker"}});
+}
+
+// A file that exists while the test holds it.
+struct gate_file {
+  std::string path = (std::filesystem::temp_directory_path()
+                      / ("mproc-gate-" + std::to_string(::getpid())))
+                       .string();
+  void open() const { std::fclose(std::fopen(path.c_str(), "w")); }
+  ~gate_file() { std::filesystem::remove(path); }
+};
+
+std::map<std::string, std::string> states(mproc::supervisor& sup) {
+  std::map<std::string, std::string> out;
+  for (const auto& c : sup.tree().children)
+    out[c.id] = c.state;
+  return out;
+}
+
+std::int32_t pid_of(mproc::supervisor& sup, const std::string& id) {
+  return mproc::this_node().request<std::int32_t>(sup.child(id), 5s, caf::get_atom::value);
+}
+
+} // namespace
+
+MPROC_ACTOR(pid_worker);
+MPROC_ACTOR(counted_worker);
+MPROC_ACTOR(deaf_worker);
+MPROC_ACTOR(gated_team);
+
+TEST_CASE("options OTP refuses are refused before any child starts") {
+  test::scoped_node node;
+  mproc::child_spec w{.id = "w", .actor = "pid_worker"};
+  auto refused = [&](mproc::supervisor_flags flags, std::vector<mproc::child_spec> children) {
+    return test::code_of([&] { mproc::supervisor sup{*node, flags, children}; });
+  };
+  CHECK(refused({}, {w, w}) == errc::bad_arguments);  // two children 'w'
+  CHECK(refused({}, {{.actor = "pid_worker"}}) == errc::bad_arguments);  // no id
+  CHECK(refused({.intensity = -1}, {w}) == errc::bad_arguments);
+  CHECK(refused({.period = 0ms}, {w}) == errc::bad_arguments);
+  CHECK(refused({.strategy = strategy::simple_one_for_one}, {}) == errc::bad_arguments);
+  CHECK(refused({.strategy = strategy::simple_one_for_one}, {w, {.id = "v", .actor = "pid_worker"}})
+        == errc::bad_arguments);
+  CHECK(node->active_children().empty());
+  mproc::supervisor sup{*node, {}, {}};
+  CHECK(test::code_of([&] { sup.start_child({.actor = "pid_worker"}); }) == errc::bad_arguments);
+}
+
+TEST_CASE("the first child that cannot start ends the start-up: later children never start") {
+  test::scoped_node node;
+  in_process_starts = 0;
+  auto start = [&] {
+    mproc::supervisor sup{*node, {},
+                          {{.id = "bad", .actor = "nobody"},
+                           {.id = "later", .actor = "counted_worker", .in_process = true}}};
+  };
+  CHECK(test::code_of(start) == errc::unknown_actor_name);
+  CHECK(in_process_starts == 0);
+}
+
+TEST_CASE("an in-process supervisor child counts as started once its own children have") {
+  test::scoped_node node;
+  gate_file gate;
+  gate.open();
+  auto start = [&] {
+    mproc::supervisor sup{*node, {},
+                          {{.id = "team", .actor = "gated_team",
+                            .args = caf::make_message(gate.path), .in_process = true,
+                            .type = child_type::supervisor}}};
+  };
+  CHECK(test::code_of(start) != errc::none);
+  CHECK(test::eventually(5000ms, [&] { return node->active_children().empty(); }));
+}
+
+TEST_CASE("a start_child or restart_child that cannot start is the caller's error, not a crash") {
+  test::scoped_node node;
+  gate_file gate;
+  mproc::supervisor sup{*node, {}, {{.id = "steady", .actor = "pid_worker"}}};
+  auto steady = pid_of(sup, "steady");
+  mproc::child_spec team{.id = "team", .actor = "gated_team", .args = caf::make_message(gate.path),
+                         .type = child_type::supervisor};
+
+  gate.open();
+  CHECK(test::code_of([&] { sup.start_child(team); }) != errc::none);
+  CHECK(states(sup) == std::map<std::string, std::string>{{"steady", "running"}});  // not kept
+
+  std::filesystem::remove(gate.path);
+  sup.start_child(team);
+  sup.terminate_child("team");
+  gate.open();
+  CHECK(test::code_of([&] { sup.restart_child("team"); }) != errc::none);
+  CHECK(states(sup)["team"] == "stopped");  // not retried: no restart counted against steady
+  CHECK(pid_of(sup, "steady") == steady);
+  CHECK_FALSE(sup.wait(0ms));
+  sup.stop();
+  CHECK(test::zombie_children() == 0);
+}
+
+TEST_CASE("restart_child of a child its group restart brings back is refused: one process") {
+  test::scoped_node node;
+  mproc::supervisor sup{*node, {.strategy = strategy::rest_for_one, .intensity = 5},
+                        {{.id = "a", .actor = "pid_worker"},
+                         {.id = "b", .actor = "deaf_worker", .shutdown = 2000ms}}};
+  ::kill(pid_of(sup, "a"), SIGKILL);
+  // b ignores its SIGTERM: the group restart holds there while a waits to be started again.
+  REQUIRE(test::eventually(5000ms, [&] { return states(sup)["b"] == "stopping"; }));
+  CHECK(test::code_of([&] { sup.restart_child("a"); }) == errc::bad_arguments);
+  CHECK(test::eventually(5000ms, [&] {
+    auto s = states(sup);
+    return s["a"] == "running" && s["b"] == "running";
+  }));
+  CHECK(node->active_children().size() == 2);
+  sup.stop();
+  CHECK(node->active_children().empty());
+  CHECK(test::zombie_children() == 0);
+}
+
+TEST_CASE("a start_child queued behind a stop is answered node_shutdown when the supervisor stops") {
+  test::scoped_node node;
+  mproc::supervisor sup{*node, {},
+                        {{.id = "deaf", .actor = "deaf_worker", .shutdown = 3000ms}}};
+  std::thread stopper{[&] { sup.terminate_child("deaf"); }};  // 3 s: deaf ignores SIGTERM
+  errc got = errc::none;
+  std::thread starter{[&] {
+    // (No assertion in this thread: Catch's are not thread-safe.)
+    test::eventually(5000ms, [&] { return states(sup)["deaf"] == "stopping"; });
+    got = test::code_of([&] { sup.start_child({.id = "x", .actor = "pid_worker"}, 20s); });
+  }};
+  REQUIRE(test::eventually(5000ms, [&] { return states(sup).count("x") == 1; }));
+  sup.stop();
+  starter.join();
+  stopper.join();
+  CHECK(got == errc::node_shutdown);  // not errc::timeout after 20 s
+  CHECK(test::code_of([&] { sup.restart_child("deaf"); }) != errc::none);
+  CHECK(node->active_children().empty());
+}
+
+TEST_CASE("a temporary child that its group's restart stopped is removed, not kept stopped") {
+  test::scoped_node node;
+  mproc::supervisor sup{*node, {.strategy = strategy::one_for_all, .intensity = 5},
+                        {{.id = "p", .actor = "pid_worker"},
+                         {.id = "t", .actor = "pid_worker",
+                          .restart = restart_policy::temporary}}};
+  auto p = pid_of(sup, "p");
+  ::kill(p, SIGKILL);
+  CHECK(test::eventually(5000ms, [&] {
+    return states(sup) == std::map<std::string, std::string>{{"p", "running"}};
+  }));
+  CHECK(pid_of(sup, "p") != p);
+  sup.stop();
+  CHECK(test::zombie_children() == 0);
+}
