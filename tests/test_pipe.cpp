@@ -4,8 +4,12 @@
 
 #include <unistd.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <thread>
 
 #include <caf/blocking_actor.hpp>
 #include <caf/event_based_actor.hpp>
@@ -83,6 +87,15 @@ void counter(caf::blocking_actor*, mproc::connection c, std::string path) {
     // EOF: the sender is gone
   }
   std::ofstream{path} << n;
+}
+
+// A thread's state letter ('R', 'S', ...) from /proc, or 0.
+char thread_state(pid_t tid) {
+  std::ifstream stat{"/proc/self/task/" + std::to_string(tid) + "/stat"};
+  std::string line;
+  std::getline(stat, line);
+  auto paren = line.rfind(')');
+  return paren == std::string::npos || paren + 2 >= line.size() ? 0 : line[paren + 2];
 }
 
 } // namespace
@@ -291,4 +304,76 @@ TEST_CASE("a message carrying an end that cannot go out gives the end back untou
   CHECK(here.recv_as<std::int32_t>() == 8);
   p.terminate();
   CHECK(p.join(5s));
+}
+
+TEST_CASE("a timed recv returns on time while a message is still arriving; it comes whole later") {
+  test::scoped_node node;
+  auto [a, b] = mproc::pipe(*node);
+  const char header[4] = {0, 0, 0, 100};  // a frame of 100 bytes, as a stalled sender leaves it
+  REQUIRE(::write(a.fileno(), header, 4) == 4);
+  REQUIRE(::write(a.fileno(), "xy", 2) == 2);
+  CHECK(code_of([&] { b.recv_bytes(100ms); }) == errc::empty);
+  CHECK(code_of([&] { b.recv_bytes(100ms); }) == errc::empty);  // from where it stopped
+  std::string rest(98, 'z');
+  REQUIRE(::write(a.fileno(), rest.data(), rest.size()) == 98);
+  auto whole = std::string{"xy"} + rest;
+  CHECK(b.recv_bytes(5s) == mproc::bytes(whole.begin(), whole.end()));
+  a.send(std::int32_t{7});  // the stream is still in step
+  CHECK(b.recv_as<std::int32_t>() == 7);
+}
+
+TEST_CASE("a timed call waits for another thread's untimed recv only until its own timeout") {
+  test::scoped_node node;
+  auto [a, b] = mproc::pipe(*node);
+  std::atomic<bool> received{false};
+  std::atomic<pid_t> reader_tid{0};
+  std::thread reader{[&, b = b]() mutable {
+    reader_tid = ::gettid();
+    try {
+      b.recv();
+      received = true;
+    } catch (const mproc::error&) {
+    }
+  }};
+  std::mutex m;
+  std::condition_variable cv;
+  bool polled = false;
+  std::thread sender{[&, a = a]() mutable {  // unblocks the reader once the poll returned (10 s at most)
+    std::unique_lock lock{m};
+    cv.wait_for(lock, 10s, [&] { return polled; });
+    a.send(std::int32_t{1});
+  }};
+  // Asleep: in its recv, holding the end's receive lock (nothing else there sleeps).
+  REQUIRE(test::eventually(5000ms, [&] { return reader_tid != 0 && thread_state(reader_tid) == 'S'; }));
+  CHECK_FALSE(b.poll(50ms));
+  CHECK(code_of([&] { b.recv(50ms); }) == errc::empty);
+  CHECK_FALSE(received);  // the reader still waits: the calls did not wait for its message
+  {
+    std::lock_guard lock{m};
+    polled = true;
+  }
+  cv.notify_all();
+  sender.join();
+  reader.join();
+  CHECK(received);
+}
+
+TEST_CASE("a timeout of a century or more is a wait for ever, not none") {
+  test::scoped_node node;
+  auto [a, b] = mproc::pipe(*node);
+  std::thread sender{[a = a]() mutable {
+    std::this_thread::sleep_for(50ms);  // either order gives the same answer
+    a.send(std::int32_t{1});
+  }};
+  CHECK(b.poll(std::chrono::milliseconds::max()));
+  CHECK(b.recv_as<std::int32_t>() == 1);
+  sender.join();
+}
+
+TEST_CASE("fileno of a closed end is refused: its number may be another file's") {
+  test::scoped_node node;
+  auto [a, b] = mproc::pipe(*node);
+  CHECK(a.fileno() >= 0);
+  a.close();
+  CHECK(code_of([&] { a.fileno(); }) == errc::closed);
 }

@@ -80,6 +80,10 @@ bool connection::poll(millis timeout) {
 int connection::fileno() const {
   if (!socket_)
     no_end("fileno: not a pipe end");
+  // A closed end's number may be another file's by now (one sent away is closed here).
+  if (socket_->closed())
+    throw error(make_error(errc::closed, "fileno: the pipe end is closed"),
+                "fileno: the pipe end is closed");
   return socket_->fd();
 }
 

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "mproc/runtime/blocking.hpp"
+#include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/errors.hpp"
 #include "mproc/serialization/frame.hpp"
 
@@ -25,8 +26,9 @@ using deadline_t = std::optional<clock_type::time_point>;
 constexpr std::size_t read_chunk = 64 * 1024;
 constexpr std::size_t grow_step = std::size_t{16} << 20;
 
-deadline_t deadline_after(std::optional<pipe_socket::millis> timeout) {
-  if (!timeout)
+// No timeout, or a century or more (now + milliseconds::max() overflows): no deadline.
+deadline_t deadline_of(std::optional<pipe_socket::millis> timeout) {
+  if (!timeout || *timeout >= forever_beyond)
     return std::nullopt;
   return clock_type::now() + *timeout;
 }
@@ -101,8 +103,8 @@ void pipe_socket::send(const char* data, std::size_t size, std::optional<millis>
   };
   if (!room())
     will_block();
-  if (timeout) {
-    if (!sent_.wait_for(lock, *timeout, room))
+  if (auto deadline = deadline_of(timeout)) {
+    if (!sent_.wait_until(lock, *deadline, room))
       fail(errc::timeout, "send: the other end did not take the earlier messages in time");
   } else {
     sent_.wait(lock, room);
@@ -224,11 +226,24 @@ bool pipe_socket::fill(deadline_t deadline) {
   return false;   // EOF, reset, or shut down by close()
 }
 
+std::unique_lock<std::timed_mutex> pipe_socket::lock_recv(deadline_t deadline) {
+  // Another thread may wait in recv() for ever with the lock: a timed call waits for it
+  // only until its own deadline.
+  std::unique_lock lock{recv_mtx_, std::defer_lock};
+  if (!deadline)
+    lock.lock();
+  else
+    lock.try_lock_until(*deadline);
+  return lock;
+}
+
 bytes pipe_socket::recv(std::optional<millis> timeout) {
-  std::lock_guard guard{recv_mtx_};
+  auto deadline = deadline_of(timeout);
+  auto guard = lock_recv(deadline);
+  if (!guard)
+    fail(errc::empty, "recv: another thread was receiving until the time ran out");
   if (closed_ || lent_)
     throw_closed("recv");
-  auto deadline = deadline_after(timeout);
   while (in_end_ - in_begin_ < wire::frame_header_size)
     if (eof_ || !fill(deadline)) {
       eof_ = true;
@@ -248,13 +263,22 @@ bytes pipe_socket::recv(std::optional<millis> timeout) {
   out.insert(out.end(), in_.data() + in_begin_, in_.data() + in_begin_ + buffered);
   in_begin_ += buffered;
   // The rest is received straight into the message, grown as it comes (an announced length
-  // commits no memory by itself). A slow sender does not time this out: its frame is under
-  // way. close() from another thread ends the wait (shutdown wakes the recv).
+  // commits no memory by itself). close() from another thread ends the wait (shutdown wakes
+  // the recv). A deadline that passes puts the part received back in front of the buffer,
+  // header included: the next recv goes on from there.
   std::size_t at = out.size();
   while (at < length) {
     if (out.size() == at)
       out.resize(std::min<std::size_t>(length, at + grow_step));
-    auto n = ::recv(fd_, out.data() + at, out.size() - at, 0);
+    auto n = ::recv(fd_, out.data() + at, out.size() - at, deadline ? MSG_DONTWAIT : 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!wait_readable(deadline)) {
+        keep_partial(length, out.data(), at);
+        fail(errc::empty, "recv: a message of " + std::to_string(length)
+                            + " bytes was still arriving when the time ran out");
+      }
+      continue;
+    }
     if (n < 0 && errno == EINTR)
       continue;
     if (n <= 0) {
@@ -266,11 +290,26 @@ bytes pipe_socket::recv(std::optional<millis> timeout) {
   return out;
 }
 
+void pipe_socket::keep_partial(std::uint32_t length, const char* body, std::size_t have) {
+  // in_ holds nothing of this frame now (its buffered part went to the message).
+  std::vector<char> rest(in_.begin() + static_cast<std::ptrdiff_t>(in_begin_),
+                         in_.begin() + static_cast<std::ptrdiff_t>(in_end_));
+  in_.resize(std::max(in_.size(), wire::frame_header_size + have + rest.size()));
+  wire::put_frame_length(in_.data(), length);
+  std::memcpy(in_.data() + wire::frame_header_size, body, have);
+  std::memcpy(in_.data() + wire::frame_header_size + have, rest.data(), rest.size());
+  in_begin_ = 0;
+  in_end_ = wire::frame_header_size + have + rest.size();
+}
+
 bool pipe_socket::poll(millis timeout) {
-  std::lock_guard guard{recv_mtx_};
+  auto deadline = deadline_of(timeout);
+  auto guard = lock_recv(deadline);
+  if (!guard)
+    return false;  // another thread is receiving: what comes is its
   if (closed_ || lent_)
     throw_closed("poll");
-  return frame_buffered() || eof_ || wait_readable(deadline_after(timeout));
+  return frame_buffered() || eof_ || wait_readable(deadline);
 }
 
 void pipe_socket::close() {

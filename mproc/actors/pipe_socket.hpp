@@ -58,6 +58,8 @@ public:
   // Waits until every unsent byte is written (or can never be), up to `timeout`.
   bool wait_flushed(millis timeout);
   int fd() const { return fd_; }
+  // close() ran, or the end went to another process.
+  bool closed() const { return closed_; }
   // Reads one frame; throws closed at EOF (after every whole frame), empty after `timeout`,
   // bad_message for a length above max_frame (the end is closed then).
   bytes recv(std::optional<millis> timeout);
@@ -86,6 +88,12 @@ private:
   // recv_mtx_ held: reads what the socket has into the buffer; false at EOF.
   bool fill(std::optional<std::chrono::steady_clock::time_point> deadline);
   bool frame_buffered() const;
+  // recv_mtx_, or an empty lock when `deadline` passed first.
+  std::unique_lock<std::timed_mutex> lock_recv(
+    std::optional<std::chrono::steady_clock::time_point> deadline);
+  // recv_mtx_ held: a frame of `length` whose first `have` bytes are at `body` goes back in
+  // front of the buffer, as if nothing had been taken.
+  void keep_partial(std::uint32_t length, const char* body, std::size_t have);
   // send_mtx_ held: writes from out_ until the socket is full; false when broken.
   void write_pending_locked();
   [[noreturn]] void throw_closed(const char* what) const;
@@ -100,7 +108,7 @@ private:
   bool broken_ = false;           // a write failed: the other end is gone
   bool watched_ = false;          // the background writer has this end
   bool lent_ = false;             // between lend() and settle_lend()
-  std::mutex recv_mtx_;
+  std::timed_mutex recv_mtx_;
   std::vector<char> in_;  // received bytes not yet taken: in_[in_begin_, in_end_)
   std::size_t in_begin_ = 0;
   std::size_t in_end_ = 0;
