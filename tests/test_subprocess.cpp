@@ -4,6 +4,7 @@
 #include "mproc/actors/subprocess.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -228,4 +229,34 @@ TEST_CASE("a program dies with its process killed from outside; its own session 
   CHECK(test::running(own_session));
   ::kill(own_session, SIGKILL);
   CHECK(test::eventually(10s, [&] { return !test::running(own_session); }));
+}
+
+TEST_CASE("poll() gives the returncode as soon as exit_fd() is readable") {
+  test::scoped_node node;
+  int early = 0;
+  for (int i = 0; i < 200; ++i) {
+    sp::popen p{{"sh", "-c", "exit 3"}};
+    pollfd ready{p.exit_fd(), POLLIN, 0};
+    REQUIRE(::poll(&ready, 1, 10000) == 1);
+    auto code = p.poll();  // before the node's loop may have seen the same end
+    early += code ? 0 : 1;
+    if (code)
+      CHECK(*code == 3);
+  }
+  CHECK(early == 0);
+}
+
+TEST_CASE("a NUL in an argument or the environment, or '=' in a name, is refused by name") {
+  test::scoped_node node;
+  CHECK(code_of([] { sp::run({"echo", std::string("a\0b", 3)}); }) == errc::bad_arguments);
+  CHECK(code_of([] { sp::run({std::string("ec\0ho", 5)}); }) == errc::bad_arguments);
+  CHECK(code_of([] { sp::run({"true"}, {.env = std::map<std::string, std::string>{{"A=B", "c"}}}); })
+        == errc::bad_arguments);
+  CHECK(code_of([] { sp::run({"true"}, {.env = std::map<std::string, std::string>{{"", "c"}}}); })
+        == errc::bad_arguments);
+  CHECK(code_of([] {
+          sp::run({"true"}, {.env = std::map<std::string, std::string>{{"A", std::string("x\0y", 3)}}});
+        }) == errc::bad_arguments);
+  CHECK(code_of([] { sp::run({"true"}, {.cwd = std::string("/\0tmp", 5)}); }) == errc::bad_arguments);
+  CHECK(test::zombie_children() == 0);
 }

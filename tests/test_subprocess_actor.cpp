@@ -225,3 +225,37 @@ TEST_CASE("the registered actor with a program that cannot start ends with spawn
   REQUIRE(s.down);
   CHECK(mproc::code_of(*s.down) == errc::spawn_failed);
 }
+
+TEST_CASE("a line longer than max_line_bytes that arrives with its newline is cut too") {
+  test::scoped_node node;
+  caf::scoped_actor self{node->system()};
+  // The last x and the newline come in one write: the read that brings them crosses the limit.
+  auto cmd = sp::spawn_actor(
+    *node, {"sh", "-c", "s=$(head -c 1048577 /dev/zero | tr '\\0' x); printf '%s\\n' \"$s\""},
+    self);
+  self->monitor(cmd);
+  auto s = collect(self, cmd);
+  REQUIRE(s.out.size() == 2);
+  CHECK(s.out[0].size() == sp::max_line_bytes);
+  CHECK(s.out[1] == "x");
+}
+
+TEST_CASE("the program's end is seen although a child of it writes on for ever") {
+  test::scoped_node node;
+  caf::scoped_actor self{node->system()};
+  auto cmd = sp::spawn_actor(*node, {"sh", "-c", "yes & echo $!; exit 0"}, self);
+  self->monitor(cmd);
+  pid_t writer = 0;
+  bool ended = false;
+  auto give_up = std::chrono::steady_clock::now() + 10s;
+  self->receive_while([&] { return !ended && std::chrono::steady_clock::now() < give_up; })(
+    [&](sp::stdout_atom, std::string& line) {
+      if (!line.empty() && line.find_first_not_of("0123456789") == std::string::npos)
+        writer = static_cast<pid_t>(std::stol(line));
+    },
+    [&](caf::down_msg& d) { ended = d.source == cmd.address(); },
+    caf::after(std::chrono::seconds{10}) >> [] {});
+  CHECK(ended);
+  REQUIRE(writer != 0);
+  ::kill(writer, SIGKILL);  // the grandchild: not ours to reap (it dies of SIGPIPE anyway)
+}

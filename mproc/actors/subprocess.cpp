@@ -78,7 +78,29 @@ struct plumbing {
   }
 };
 
+// What a C string cannot carry is refused, as Python's ValueError: a NUL would cut the
+// argument short, an '=' in a name would set another variable than the one named.
+void check_strings(const std::vector<std::string>& argv, const options& o) {
+  auto nul_free = [](const std::string& text, const std::string& what) {
+    if (text.find('\0') != std::string::npos)
+      fail(errc::bad_arguments, "subprocess: " + what + " holds a NUL byte");
+  };
+  for (std::size_t i = 0; i < argv.size(); ++i)
+    nul_free(argv[i], "argument " + std::to_string(i));
+  if (o.cwd)
+    nul_free(*o.cwd, "cwd");
+  if (!o.env)
+    return;
+  for (const auto& [k, v] : *o.env) {
+    nul_free(k, "an environment name");
+    nul_free(v, "the environment's " + k);
+    if (k.empty() || k.find('=') != std::string::npos)
+      fail(errc::bad_arguments, "subprocess: '" + k + "' is no environment name (empty or with '=')");
+  }
+}
+
 command_spec spec_of(const std::vector<std::string>& argv, const options& o, plumbing& p) {
+  check_strings(argv, o);
   if (o.stdin_ == stdout_stream || o.stdout_ == stdout_stream)
     fail(errc::bad_arguments, "subprocess: stdout_stream is only for stderr_");
   p.set_up(0, o.stdin_);
@@ -313,8 +335,8 @@ completed_process run(std::vector<std::string> argv, options opts) {
   std::pair<std::string, std::string> out;
   try {
     out = p.communicate(input ? std::string_view{*input} : std::string_view{}, timeout);
-  } catch (const timeout_expired&) {
-    p.kill();  // as Python's run: killed, and reaped, before the exception goes on
+  } catch (...) {
+    p.kill();  // as Python's run: killed, and reaped, before any exception goes on
     p.wait();
     throw;
   }

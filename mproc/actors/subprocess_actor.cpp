@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -55,6 +56,8 @@ struct runner_core {
 // The end is seen on the program's exit descriptor, not on the pipes: a child of the
 // program may hold them open long after.
 class reader {
+  static constexpr std::size_t read_size = 65536;
+
 public:
   explicit reader(std::shared_ptr<runner_core> core) : core_{std::move(core)} {}
 
@@ -99,11 +102,20 @@ private:
       core_->tell(stderr_atom::value, std::move(line));
   }
 
+  // A line, in pieces of at most max_line_bytes (a long one may arrive whole in a read).
+  void send_cut(const stream& s, std::string_view line) {
+    do {
+      auto piece = line.substr(0, max_line_bytes);
+      send_line(s, std::string{piece});
+      line.remove_prefix(piece.size());
+    } while (!line.empty());
+  }
+
   // Sends the complete lines read so far (and, at the end, what is left).
   void flush_lines(stream& s, bool at_end) {
     std::size_t from = 0;
     for (auto nl = s.partial.find('\n'); nl != std::string::npos; nl = s.partial.find('\n', from)) {
-      send_line(s, s.partial.substr(from, nl - from));
+      send_cut(s, std::string_view{s.partial}.substr(from, nl - from));
       from = nl + 1;
     }
     s.partial.erase(0, from);
@@ -115,20 +127,20 @@ private:
       send_line(s, std::exchange(s.partial, {}));
   }
 
-  // One read from each stream poll found ready; false once it has ended.
-  bool read_some(stream& s) {
-    char buf[65536];
-    auto n = ::read(s.fd, buf, sizeof buf);
+  // One read of at most `most` bytes; the bytes read, 0 when none were there or it ended.
+  std::size_t read_some(stream& s, std::size_t most = read_size) {
+    char buf[read_size];
+    auto n = ::read(s.fd, buf, std::min(most, read_size));
     if (n > 0) {
       s.partial.append(buf, static_cast<std::size_t>(n));
       flush_lines(s, false);
-      return true;
+      return static_cast<std::size_t>(n);
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
-      return false;
+      return 0;
     flush_lines(s, true);
     s.ended = true;
-    return false;
+    return 0;
   }
 
   void read_ready(const std::vector<pollfd>& fds) {
@@ -138,10 +150,20 @@ private:
     std::erase_if(streams_, [](const stream& s) { return s.ended; });
   }
 
-  // The program ended: what it wrote is in the pipes, whoever else still holds them.
+  // The program ended: what it wrote is in the pipes, whoever else still holds them. Only
+  // that is read: a child of the program writing on would keep a drain to the end going for
+  // ever (and the actor with it).
   void drain() {
     for (auto& s : streams_) {
-      while (read_some(s)) {
+      int waiting = 0;
+      if (::ioctl(s.fd, FIONREAD, &waiting) < 0)
+        waiting = 0;
+      for (auto left = static_cast<std::size_t>(std::max(waiting, 0));
+           left > 0 && !core_->stopping;) {
+        auto n = read_some(s, left);
+        if (n == 0)
+          break;
+        left -= n;
       }
       if (!s.ended)
         flush_lines(s, true);

@@ -51,9 +51,10 @@ pid_t command::pid() const {
 }
 
 std::optional<int> command::returncode() const {
+  // Reaped here too, not only by the node's loop: once exit_fd() polls readable the
+  // returncode is there, whenever the loop gets round to the same end.
   std::lock_guard guard{s_->m};
-  if (s_->detached)
-    s_->reap_locked(false);
+  s_->reap_locked(false);
   return s_->returncode;
 }
 
