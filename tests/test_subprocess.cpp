@@ -260,3 +260,23 @@ TEST_CASE("a NUL in an argument or the environment, or '=' in a name, is refused
   CHECK(code_of([] { sp::run({"true"}, {.cwd = std::string("/\0tmp", 5)}); }) == errc::bad_arguments);
   CHECK(test::zombie_children() == 0);
 }
+
+TEST_CASE("write_stdin feeds a program; to one that stopped reading it throws closed, no SIGPIPE") {
+  test::scoped_node node;
+  sp::popen cat{{"cat"}, {.stdin_ = sp::pipe, .stdout_ = sp::pipe}};
+  cat.write_stdin("hello ");
+  cat.write_stdin("world", 5s);
+  cat.close_stdin();
+  CHECK(cat.communicate({}, 10s).first == "hello world");
+
+  sp::popen gone{{"true"}, {.stdin_ = sp::pipe}};
+  gone.wait();
+  CHECK(code_of([&] { gone.write_stdin("x"); }) == errc::closed);
+  gone.close_stdin();
+  CHECK(code_of([&] { gone.write_stdin("x"); }) == errc::closed);
+
+  sp::popen stalled{{"sleep", "60"}, {.stdin_ = sp::pipe}};
+  CHECK(code_of([&] { stalled.write_stdin(std::string(1 << 20, 'x'), 200ms); }) == errc::timeout);
+  stalled.kill();
+  stalled.wait();
+}

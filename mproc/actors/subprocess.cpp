@@ -261,6 +261,34 @@ void popen::kill() const {
   cmd_.send_signal(SIGKILL);
 }
 
+void popen::write_stdin(std::string_view data, std::optional<millis> timeout) {
+  if (in_ < 0)
+    fail(errc::closed, "write_stdin: stdin is not a pipe, or was closed");
+  auto deadline = deadline_after(timeout);
+  set_nonblocking(in_);  // a full pipe is waited for in poll, which keeps the deadline
+  while (!data.empty()) {
+    auto n = write_quietly(in_, data.data(), data.size());
+    if (n > 0) {
+      data.remove_prefix(static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && errno != EAGAIN)
+      fail(errc::closed, std::string{"write_stdin: the program no longer reads its stdin: "}
+                           + std::strerror(errno));
+    int wait_ms = -1;
+    if (deadline != clock_point::max()) {
+      auto left = std::chrono::ceil<millis>(deadline - clock_type::now()).count();
+      if (left <= 0)
+        fail(errc::timeout, "write_stdin: the program did not read its stdin in time");
+      wait_ms = static_cast<int>(std::min<long long>(left, 1 << 30));
+    }
+    pollfd ready{in_, POLLOUT, 0};
+    ::poll(&ready, 1, wait_ms);
+  }
+}
+
 std::pair<std::string, std::string> popen::communicate(std::string_view given,
                                                        std::optional<millis> timeout) {
   auto deadline = deadline_after(timeout);

@@ -102,6 +102,11 @@ public:
   // calling communicate again goes on where this one stopped, with the first call's input).
   std::pair<std::string, std::string> communicate(std::string_view input = {},
                                                   std::optional<millis> timeout = {});
+  // Python's p.stdin.write(data): writes all of `data` to stdin (a pipe), waiting while the
+  // pipe is full, up to `timeout` (errc::timeout; part may be written). Throws closed when
+  // stdin is no pipe or was closed, or the program no longer reads it (Python's
+  // BrokenPipeError), never SIGPIPE.
+  void write_stdin(std::string_view data, std::optional<millis> timeout = {});
   void send_signal(int sig) const { cmd_.send_signal(sig); }
   void terminate() const;  // SIGTERM
   void kill() const;       // SIGKILL
