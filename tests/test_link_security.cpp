@@ -18,6 +18,7 @@
 
 #include "mproc/runtime/internal/handshake.hpp"
 #include "mproc/runtime/node.hpp"
+#include "mproc/serialization/frame.hpp"
 #include "support.hpp"
 #include "tcp_peers.hpp"
 
@@ -230,4 +231,31 @@ TEST_CASE("a connection turned back to its own node is refused") {
   // completes; the node's own hello comes back and gives it away.
   auto why = test::failure_of([&] { node->connect("127.0.0.1:" + std::to_string(port), key, 5s); });
   CHECK_THAT(why, Catch::Contains("connected to itself"));
+}
+
+TEST_CASE("a node whose one large message takes longer than the heartbeat timeout is not down") {
+  test::scoped_node node;  // heartbeat_timeout 2 s
+  auto key = mproc::authkey::generate();
+  int fd = raw_connect(node->listen(key));
+  auto tls = tls_by_hand(fd, key.secret());
+  REQUIRE(tls.session);
+  // A message of 4 MiB on a slow link: its bytes trickle in for 5 s, and its frame (with
+  // the heartbeats queued behind it, as frames do not interleave) is not whole before.
+  char header[mproc::wire::frame_header_size];
+  mproc::wire::put_frame_length(header, 4u << 20);
+  test::send_sealed(fd, *tls.session, {header, sizeof header});
+  std::string piece(64 * 1024, '\0');
+  bool closed = false;
+  for (int i = 0; i < 25 && !closed; ++i) {
+    std::this_thread::sleep_for(200ms);  // the slow link's pace
+    char drop[4096];
+    ssize_t r;
+    while ((r = ::recv(fd, drop, sizeof drop, MSG_DONTWAIT)) > 0) {
+    }
+    closed = r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+    if (!closed)
+      test::send_sealed(fd, *tls.session, piece);
+  }
+  CHECK_FALSE(closed);
+  ::close(fd);
 }

@@ -42,9 +42,11 @@ void peer::open(closed_callback on_closed) {
                   if (auto cb = std::move(self->on_closed_))
                     cb(*self, why);
               },
-              [w = weak_from_this()] {
-                if (auto self = w.lock())
+              [w = weak_from_this()] {  // after every read, whole frames in it or not
+                if (auto self = w.lock()) {
+                  self->heard();  // a large frame on a slow link is a sign of life all along
                   self->release_recent();
+                }
               });
 }
 

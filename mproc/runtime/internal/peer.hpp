@@ -108,6 +108,8 @@ private:
     std::size_t operator()(const request_key& k) const { return k.first * 31 + k.second; }
   };
 
+  // Loop thread: the link read something (a frame or part of one): it lives.
+  void heard();
   void on_frame(std::string_view payload);
   void on_hello(wire::hello_env& e);
   void on_spawn(wire::spawn_env& e);

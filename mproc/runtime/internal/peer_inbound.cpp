@@ -43,10 +43,13 @@ std::chrono::steady_clock::rep coarse_now() {
 
 // ---- incoming --------------------------------------------------------------------------
 
+void peer::heard() {
+  last_heard_.store(coarse_now(), std::memory_order_relaxed);
+}
+
 void peer::on_frame(std::string_view payload) {
   // A handler may close the link, whose close handler may drop the last other reference.
   auto self = shared_from_this();
-  last_heard_.store(coarse_now(), std::memory_order_relaxed);
   wire::envelope env;
   std::string why;
   if (!wire::decode_envelope(payload, zone_, env, why)) {
