@@ -12,6 +12,7 @@
 #include <csignal>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -285,4 +286,39 @@ TEST_CASE("what a root spawned on a node ends when that root disconnects, unless
   second.disconnect();
   other.process.terminate();
   CHECK(other.process.join(10s));
+}
+
+TEST_CASE("an on_down callback may connect to another node: the reconnect pattern") {
+  test::scoped_node node;
+  auto key = mproc::authkey::generate();
+  auto first = test::start_other_node(*node, key, false);
+  auto second = test::start_other_node(*node, key, false);
+  auto remote = node->connect(first.address(), key);
+  std::mutex m;
+  std::optional<mproc::errc> reconnect;  // how the callback's connect ended
+  std::optional<mproc::remote_node> again;
+  remote.on_down([&](const std::string&) {
+    auto code = code_of([&] {
+      auto r = node->connect(second.address(), key, 10s);
+      std::lock_guard guard{m};
+      again.emplace(std::move(r));
+    });
+    std::lock_guard guard{m};
+    reconnect = code;
+  });
+  first.process.kill();
+  REQUIRE(test::eventually(30s, [&] {
+    std::lock_guard guard{m};
+    return reconnect.has_value();
+  }));
+  std::lock_guard guard{m};
+  CHECK(*reconnect == errc::none);
+  REQUIRE(again);
+  CHECK(again->connected());
+  auto looked = code_of([&] { again->lookup("no such name", 5s); });  // a round trip
+  CHECK(looked != errc::none);
+  CHECK(looked != errc::timeout);
+  second.process.kill();
+  first.process.join(10s);
+  second.process.join(10s);
 }

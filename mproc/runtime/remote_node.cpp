@@ -4,12 +4,14 @@
 #include <future>
 #include <optional>
 
+#include <caf/blocking_actor.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
 
 #include "mproc/runtime/actor_registry.hpp"
 #include "mproc/runtime/blocking.hpp"
 #include "mproc/runtime/errors.hpp"
+#include "mproc/runtime/log.hpp"
 #include "mproc/runtime/message_bytes.hpp"
 #include "mproc/runtime/node.hpp"
 #include "mproc/runtime/internal/node_impl.hpp"
@@ -143,7 +145,17 @@ caf::actor remote_node::lookup(const std::string& name, std::chrono::millisecond
 
 void remote_node::on_down(std::function<void(const std::string&)> fn) {
   peer_->on_failed([fn = std::move(fn)](const caf::error& e) {
-    fn(this_node().system().render(e));
+    // On a thread of its own (an actor of the node, which its end waits for), not the I/O
+    // thread that declared the node down: `fn` may connect again, request, join, each of
+    // which needs that loop running.
+    auto& sys = this_node().system();
+    sys.spawn([fn, why = sys.render(e)](caf::blocking_actor*) {
+      try {
+        fn(why);
+      } catch (const std::exception& ex) {
+        log::warn("an on_down callback threw: ", ex.what());
+      }
+    });
   });
 }
 

@@ -62,7 +62,8 @@ public:
   // Closes the connection; its proxies die with link_lost.
   void disconnect();
   // `fn(reason)` runs once when the node is declared down (connection closed, or silent for
-  // node_options::heartbeat_timeout), on the node's I/O thread; at once if it already is.
+  // node_options::heartbeat_timeout), on a thread of its own, so it may block (connect
+  // again, request); at once if it already is. The node's end waits for it to return.
   void on_down(std::function<void(const std::string& reason)> fn);
 
 private:
