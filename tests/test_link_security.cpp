@@ -259,3 +259,21 @@ TEST_CASE("a node whose one large message takes longer than the heartbeat timeou
   CHECK_FALSE(closed);
   ::close(fd);
 }
+
+TEST_CASE("a connection the node's limits turn away is unreachable (try later), not auth_failed") {
+  test::scoped_node node;
+  auto key = mproc::authkey::generate();
+  auto port = node->listen(key);
+  // Eight handshakes under way from 127.0.0.1 (each sent a byte: held up to 5 s) fill that
+  // address's share; the next connection from it is closed unanswered.
+  std::vector<int> held;
+  for (int i = 0; i < 8; ++i) {
+    held.push_back(raw_connect(port));
+    const char tls_record = 0x16;
+    REQUIRE(::send(held.back(), &tls_record, 1, MSG_NOSIGNAL) == 1);
+  }
+  auto address = "127.0.0.1:" + std::to_string(port);
+  CHECK(code_of([&] { node->connect(address, key, 5s); }) == errc::unreachable);
+  for (int fd : held)
+    ::close(fd);
+}

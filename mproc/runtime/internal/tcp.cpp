@@ -278,6 +278,7 @@ std::unique_ptr<tls::session> handshake_tls(int fd, const endpoint& to,
   std::string out;
   char in[4096];
   std::size_t got = 0;
+  bool answered = false;
   for (;;) {
     auto step = tls->handshake(in, got, out);
     if (step == tls::session::progress::failed) {
@@ -293,8 +294,13 @@ std::unique_ptr<tls::session> handshake_tls(int fd, const endpoint& to,
     if (step == tls::session::progress::done)
       break;
     got = recv_some(fd, in, sizeof in, deadline, to);
+    if (got == 0 && !answered)  // a wrong key gets an alert; this is the admission's door
+      fail(errc::unreachable, to.text() + " closed the connection before answering (its "
+                                "limits on connections, or a wait after wrong keys from this "
+                                "address): try again later");
     if (got == 0)
       fail(errc::auth_failed, to.text() + " closed the connection during the handshake");
+    answered = true;
   }
   await_verdict(fd, to, *tls, deadline);
   return tls;
