@@ -84,7 +84,11 @@ void listener::start() {
 }
 
 void listener::on_acceptable() {
-  for (;;) {
+  // At most this many per wake-up: a flood that refills the backlog as fast as it is taken
+  // must not keep the loop from its links and timers (epoll is level-triggered: the rest
+  // comes at the next turn).
+  constexpr int accepts_per_turn = 64;
+  for (int i = 0; i < accepts_per_turn; ++i) {
     sockaddr_storage from{};
     socklen_t len = sizeof from;
     int fd = ::accept4(fd_, reinterpret_cast<sockaddr*>(&from), &len,
