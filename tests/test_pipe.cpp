@@ -2,6 +2,8 @@
 // closes or its process dies.
 #include "mproc/actors/pipe.hpp"
 
+#include <sys/socket.h>
+
 #include <unistd.h>
 
 #include <atomic>
@@ -16,6 +18,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "mproc/actors/pipe_socket.hpp"
 #include "mproc/actors/queue.hpp"
 #include "mproc/runtime/actor_registry.hpp"
 #include "mproc/runtime/node.hpp"
@@ -376,4 +379,19 @@ TEST_CASE("fileno of a closed end is refused: its number may be another file's")
   CHECK(a.fileno() >= 0);
   a.close();
   CHECK(code_of([&] { a.fileno(); }) == errc::closed);
+}
+
+TEST_CASE("an end closed while it is being sent away still works where it arrives") {
+  int fds[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+  auto here = std::make_shared<mproc::detail::pipe_socket>(fds[0]);
+  auto handoff = here->lend();  // as a spawn's arguments are encoded
+  here->close();                // another thread drops it meanwhile
+  here->settle_lend(true);      // the frame carrying it went out
+  REQUIRE(::send(fds[1], "x", 1, MSG_NOSIGNAL) == 1);
+  char got = 0;
+  CHECK(::read(handoff.fd, &got, 1) == 1);  // not the EOF of a socket shut down under it
+  CHECK(got == 'x');
+  ::close(handoff.fd);
+  ::close(fds[1]);
 }

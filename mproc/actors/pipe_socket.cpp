@@ -316,6 +316,10 @@ void pipe_socket::close() {
   std::lock_guard guard{send_mtx_};
   if (closed_.exchange(true) || given_away_)
     return;
+  // On its way to another process: the socket is the receiver's too, and a shutdown would
+  // end it there. settle_lend shuts it down if the end comes back.
+  if (lent_)
+    return;
   // Reading ends now: a thread of this process waiting in recv wakes. Writing ends once the
   // unsent bytes are out (the background writer shuts it down then). The descriptor stays
   // open until the end is destroyed, so no waiting call sees it reused.
@@ -348,6 +352,8 @@ void pipe_socket::settle_lend(bool sent) {
   {
     std::scoped_lock guard{recv_mtx_, send_mtx_};
     lent_ = false;
+    if (!sent && closed_)  // closed while lent, and given back: the close happens now
+      ::shutdown(fd_, out_.empty() ? SHUT_RDWR : SHUT_RD);
     if (sent) {
       in_.clear();
       in_begin_ = in_end_ = 0;
