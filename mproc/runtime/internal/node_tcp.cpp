@@ -37,8 +37,10 @@ std::shared_ptr<peer> node_impl::adopt_remote(authenticated_socket s, const std:
   auto l = std::make_shared<link>(loop_, s.fd, options_.max_frame, options_.max_link_queue,
                                   std::move(s.tls));
   auto p = std::make_shared<peer>(*this, l, peer::role::remote, 0);
+  bool late;
   {
     std::lock_guard guard{mtx_};
+    late = shutting_down_;  // close_peers() may have run already: it would not see this one
     peers_.insert(p);
     ++remote_peers_;
     ++remote_peers_ever_;
@@ -47,6 +49,10 @@ std::shared_ptr<peer> node_impl::adopt_remote(authenticated_socket s, const std:
     log::info("node connection with ", from, " closed: ", why);
     on_peer_closed(closed.shared_from_this(), why);
   });
+  if (late) {
+    p->close("this node is shutting down");
+    return p;
+  }
   keep_heartbeat(p);
   return p;
 }
