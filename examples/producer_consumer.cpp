@@ -349,6 +349,21 @@ bool wait_for_consumers(mproc::node& node, const caf::actor& tally, std::int32_t
 
 using restart_counts = std::map<std::string, std::int32_t>;  // by child id
 
+// A start_child that fails is the caller's to retry, as in OTP (a consumer killed while it
+// starts, say): once it runs, the supervisor restarts it.
+void start_consumer(mproc::supervisor& sup, const mproc::child_spec& spec) {
+  for (int attempt = 1;; ++attempt) {
+    try {
+      sup.start_child(spec);
+      return;
+    } catch (const mproc::error& e) {
+      if (attempt == 100)
+        throw;
+      std::printf("%s failed to start (%s); starting it again\n", spec.id.c_str(), e.what());
+    }
+  }
+}
+
 restart_counts restarts_of(mproc::supervisor& sup) {
   restart_counts out;
   for (const auto& c : sup.tree(10s).children)
@@ -377,8 +392,9 @@ void print_reports(const tally_summary& s, const options& o, const producer_set&
     std::printf("  consumer %d: %lld items, %.4f s", id,
                 static_cast<long long>(s.by_consumer[static_cast<std::size_t>(id)]),
                 r != last.end() ? r->second.seconds : 0.0);
-    if (auto n = restarts.at("consumer-" + std::to_string(id)); n > 0)
-      std::printf(" (restarted %d times; the time is its last run's)", n);
+    if (auto n = restarts.find("consumer-" + std::to_string(id));
+        n != restarts.end() && n->second > 0)
+      std::printf(" (restarted %d times; the time is its last run's)", n->second);
     std::printf("\n");
   }
 }
@@ -404,13 +420,8 @@ int main(int argc, char** argv) {
   item_queue q{node, {.maxsize = o.maxsize}};
   auto tally_actor = node.spawn("tally", o.producers, o.consumers, o.items);
   mproc::supervisor consumers{node, {.intensity = 1000, .period = 1s, .name = "consumers"}, {}};
-  for (std::int32_t id = 0; id < o.consumers; ++id) {
-    try {
-      consumers.start_child(consumer_spec(id, q, tally_actor));
-    } catch (const mproc::error& e) {  // the supervisor restarts it: a failure like any other
-      std::printf("consumer %d failed to start (%s); restarting it\n", id, e.what());
-    }
-  }
+  for (std::int32_t id = 0; id < o.consumers; ++id)
+    start_consumer(consumers, consumer_spec(id, q, tally_actor));
   producer_set producers{node, o, q, tally_actor};
   killer chaos{o, producers, consumers};
 
