@@ -350,14 +350,15 @@ bool wait_for_consumers(mproc::node& node, const caf::actor& tally, std::int32_t
 using restart_counts = std::map<std::string, std::int32_t>;  // by child id
 
 // A start_child that fails is the caller's to retry, as in OTP (a consumer killed while it
-// starts, say): once it runs, the supervisor restarts it.
+// starts, say): once it runs, the supervisor restarts it. A minute of failures is a bug.
 void start_consumer(mproc::supervisor& sup, const mproc::child_spec& spec) {
-  for (int attempt = 1;; ++attempt) {
+  auto give_up = clock_type::now() + 60s;
+  for (;;) {
     try {
       sup.start_child(spec);
       return;
     } catch (const mproc::error& e) {
-      if (attempt == 100)
+      if (clock_type::now() > give_up)
         throw;
       std::printf("%s failed to start (%s); starting it again\n", spec.id.c_str(), e.what());
     }

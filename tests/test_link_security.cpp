@@ -244,10 +244,10 @@ TEST_CASE("a node whose one large message takes longer than the heartbeat timeou
   char header[mproc::wire::frame_header_size];
   mproc::wire::put_frame_length(header, 4u << 20);
   test::send_sealed(fd, *tls.session, {header, sizeof header});
-  std::string piece(64 * 1024, '\0');
+  std::string piece(32 * 1024, '\0');
   bool closed = false;
-  for (int i = 0; i < 25 && !closed; ++i) {
-    std::this_thread::sleep_for(200ms);  // the slow link's pace
+  for (int i = 0; i < 50 && !closed; ++i) {
+    std::this_thread::sleep_for(100ms);  // the slow link's pace
     char drop[4096];
     ssize_t r;
     while ((r = ::recv(fd, drop, sizeof drop, MSG_DONTWAIT)) > 0) {

@@ -395,3 +395,17 @@ TEST_CASE("an end closed while it is being sent away still works where it arrive
   ::close(handoff.fd);
   ::close(fds[1]);
 }
+
+TEST_CASE("an end sent away while a timed recv had begun a message takes that part along") {
+  int fds[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+  auto here = std::make_shared<mproc::detail::pipe_socket>(fds[0]);
+  const char begun[6] = {0, 0, 0, 3, 'a', 'b'};  // a 3-byte frame, 2 bytes of it sent
+  REQUIRE(::send(fds[1], begun, sizeof begun, MSG_NOSIGNAL) == 6);
+  CHECK(code_of([&] { here->recv(50ms); }) == errc::empty);
+  auto handoff = here->lend();
+  CHECK(handoff.unread == mproc::bytes(begun, begun + sizeof begun));  // header and all
+  here->settle_lend(true);
+  ::close(handoff.fd);
+  ::close(fds[1]);
+}

@@ -170,8 +170,8 @@ TEST_CASE("restart_child of a child its group restart brings back is refused: on
 TEST_CASE("a start_child queued behind a stop is answered node_shutdown when the supervisor stops") {
   test::scoped_node node;
   mproc::supervisor sup{*node, {},
-                        {{.id = "deaf", .actor = "deaf_worker", .shutdown = 3000ms}}};
-  std::thread stopper{[&] { sup.terminate_child("deaf"); }};  // 3 s: deaf ignores SIGTERM
+                        {{.id = "deaf", .actor = "deaf_worker", .shutdown = 10000ms}}};
+  std::thread stopper{[&] { sup.terminate_child("deaf"); }};  // 10 s: deaf ignores SIGTERM
   errc got = errc::none;
   std::thread starter{[&] {
     // (No assertion in this thread: Catch's are not thread-safe.)

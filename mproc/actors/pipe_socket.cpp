@@ -244,28 +244,24 @@ bytes pipe_socket::recv(std::optional<millis> timeout) {
     fail(errc::empty, "recv: another thread was receiving until the time ran out");
   if (closed_ || lent_)
     throw_closed("recv");
-  while (in_end_ - in_begin_ < wire::frame_header_size)
-    if (eof_ || !fill(deadline)) {
-      eof_ = true;
-      throw_closed("recv");
-    }
-  auto length = wire::get_frame_length(in_.data() + in_begin_);
-  if (length > max_frame) {
-    close();
-    fail(errc::bad_message, "recv: the other end announced a frame of " + std::to_string(length)
-                              + " bytes, above the limit of " + std::to_string(max_frame));
-  }
-  in_begin_ += wire::frame_header_size;
-  auto buffered = std::min<std::size_t>(length, in_end_ - in_begin_);
   bytes out;
-  out.reserve(length);  // address space only: pages are touched as the data comes
-  wire::advise_huge_pages(out.data(), length);
-  out.insert(out.end(), in_.data() + in_begin_, in_.data() + in_begin_ + buffered);
-  in_begin_ += buffered;
+  std::uint32_t length = 0;
+  if (partial_) {  // the frame an earlier recv's time ran out in
+    out = std::move(partial_->body);
+    length = partial_->length;
+    partial_.reset();
+  } else {
+    length = take_header(deadline);
+    auto buffered = std::min<std::size_t>(length, in_end_ - in_begin_);
+    out.reserve(length);  // address space only: pages are touched as the data comes
+    wire::advise_huge_pages(out.data(), length);
+    out.insert(out.end(), in_.data() + in_begin_, in_.data() + in_begin_ + buffered);
+    in_begin_ += buffered;
+  }
   // The rest is received straight into the message, grown as it comes (an announced length
   // commits no memory by itself). close() from another thread ends the wait (shutdown wakes
-  // the recv). A deadline that passes puts the part received back in front of the buffer,
-  // header included: the next recv goes on from there.
+  // the recv). A deadline that passes keeps the part received aside (partial_): the next
+  // recv goes on from there.
   std::size_t at = out.size();
   while (at < length) {
     if (out.size() == at)
@@ -273,7 +269,8 @@ bytes pipe_socket::recv(std::optional<millis> timeout) {
     auto n = ::recv(fd_, out.data() + at, out.size() - at, deadline ? MSG_DONTWAIT : 0);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       if (!wait_readable(deadline)) {
-        keep_partial(length, out.data(), at);
+        out.resize(at);
+        partial_ = partial_frame{length, std::move(out)};
         fail(errc::empty, "recv: a message of " + std::to_string(length)
                             + " bytes was still arriving when the time ran out");
       }
@@ -290,16 +287,20 @@ bytes pipe_socket::recv(std::optional<millis> timeout) {
   return out;
 }
 
-void pipe_socket::keep_partial(std::uint32_t length, const char* body, std::size_t have) {
-  // in_ holds nothing of this frame now (its buffered part went to the message).
-  std::vector<char> rest(in_.begin() + static_cast<std::ptrdiff_t>(in_begin_),
-                         in_.begin() + static_cast<std::ptrdiff_t>(in_end_));
-  in_.resize(std::max(in_.size(), wire::frame_header_size + have + rest.size()));
-  wire::put_frame_length(in_.data(), length);
-  std::memcpy(in_.data() + wire::frame_header_size, body, have);
-  std::memcpy(in_.data() + wire::frame_header_size + have, rest.data(), rest.size());
-  in_begin_ = 0;
-  in_end_ = wire::frame_header_size + have + rest.size();
+std::uint32_t pipe_socket::take_header(deadline_t deadline) {
+  while (in_end_ - in_begin_ < wire::frame_header_size)
+    if (eof_ || !fill(deadline)) {
+      eof_ = true;
+      throw_closed("recv");
+    }
+  auto length = wire::get_frame_length(in_.data() + in_begin_);
+  if (length > max_frame) {
+    close();
+    fail(errc::bad_message, "recv: the other end announced a frame of " + std::to_string(length)
+                              + " bytes, above the limit of " + std::to_string(max_frame));
+  }
+  in_begin_ += wire::frame_header_size;
+  return length;
 }
 
 bool pipe_socket::poll(millis timeout) {
@@ -340,7 +341,13 @@ pipe_socket::handoff pipe_socket::lend() {
   out.fd = ::fcntl(fd_, F_DUPFD_CLOEXEC, 0);
   if (out.fd < 0)
     fail(errc::closed, std::string{"send the pipe end: "} + std::strerror(errno));
-  out.unread.assign(in_.begin() + static_cast<std::ptrdiff_t>(in_begin_),
+  if (partial_) {  // a frame begun here goes first, header and all
+    char header[wire::frame_header_size];
+    wire::put_frame_length(header, partial_->length);
+    out.unread.assign(header, header + sizeof header);
+    out.unread.insert(out.unread.end(), partial_->body.begin(), partial_->body.end());
+  }
+  out.unread.insert(out.unread.end(), in_.begin() + static_cast<std::ptrdiff_t>(in_begin_),
                     in_.begin() + static_cast<std::ptrdiff_t>(in_end_));
   out.unsent.assign(out_.begin() + static_cast<std::ptrdiff_t>(out_begin_), out_.end());
   lent_ = true;  // nothing is read, written or flushed here until settled
@@ -355,6 +362,7 @@ void pipe_socket::settle_lend(bool sent) {
     if (!sent && closed_)  // closed while lent, and given back: the close happens now
       ::shutdown(fd_, out_.empty() ? SHUT_RDWR : SHUT_RD);
     if (sent) {
+      partial_.reset();
       in_.clear();
       in_begin_ = in_end_ = 0;
       out_.clear();

@@ -91,9 +91,9 @@ private:
   // recv_mtx_, or an empty lock when `deadline` passed first.
   std::unique_lock<std::timed_mutex> lock_recv(
     std::optional<std::chrono::steady_clock::time_point> deadline);
-  // recv_mtx_ held: a frame of `length` whose first `have` bytes are at `body` goes back in
-  // front of the buffer, as if nothing had been taken.
-  void keep_partial(std::uint32_t length, const char* body, std::size_t have);
+  // recv_mtx_ held: reads a frame's header (from the buffer, else the socket) and takes it
+  // off; its length. Throws closed at EOF, bad_message above max_frame.
+  std::uint32_t take_header(std::optional<std::chrono::steady_clock::time_point> deadline);
   // send_mtx_ held: writes from out_ until the socket is full; false when broken.
   void write_pending_locked();
   [[noreturn]] void throw_closed(const char* what) const;
@@ -113,6 +113,12 @@ private:
   std::size_t in_begin_ = 0;
   std::size_t in_end_ = 0;
   bool eof_ = false;
+  // A frame a timed recv had begun when its time ran out: its length and what came of it.
+  struct partial_frame {
+    std::uint32_t length;
+    bytes body;
+  };
+  std::optional<partial_frame> partial_;
 };
 
 } // namespace mproc::detail

@@ -105,7 +105,7 @@ public:
   // Python's p.stdin.write(data): writes all of `data` to stdin (a pipe), waiting while the
   // pipe is full, up to `timeout` (errc::timeout; part may be written). Throws closed when
   // stdin is no pipe or was closed, or the program no longer reads it (Python's
-  // BrokenPipeError), never SIGPIPE.
+  // BrokenPipeError), never SIGPIPE. Leaves stdin_fd() non-blocking, as communicate does.
   void write_stdin(std::string_view data, std::optional<millis> timeout = {});
   void send_signal(int sig) const { cmd_.send_signal(sig); }
   void terminate() const;  // SIGTERM

@@ -145,6 +145,8 @@ caf::actor remote_node::lookup(const std::string& name, std::chrono::millisecond
 
 void remote_node::on_down(std::function<void(const std::string&)> fn) {
   peer_->on_failed([fn = std::move(fn)](const caf::error& e) {
+    if (code_of(e) == errc::node_shutdown)
+      return;  // this node is ending, not that one: nobody is left to reconnect
     // On a thread of its own (an actor of the node, which its end waits for), not the I/O
     // thread that declared the node down: `fn` may connect again, request, join, each of
     // which needs that loop running.

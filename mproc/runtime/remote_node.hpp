@@ -62,8 +62,9 @@ public:
   // Closes the connection; its proxies die with link_lost.
   void disconnect();
   // `fn(reason)` runs once when the node is declared down (connection closed, or silent for
-  // node_options::heartbeat_timeout), on a thread of its own, so it may block (connect
-  // again, request); at once if it already is. The node's end waits for it to return.
+  // node_options::heartbeat_timeout), also when it already is, on a thread of its own, so it
+  // may block (connect again, request); this node's end waits for it to return. It does not
+  // run for this node's own end.
   void on_down(std::function<void(const std::string& reason)> fn);
 
 private:

@@ -89,6 +89,12 @@ void node_impl::keep_heartbeat(const std::weak_ptr<peer>& w) {
 
 std::shared_ptr<peer> node_impl::connect(const endpoint& to, const link_credentials& as,
                                          std::chrono::milliseconds timeout) {
+  {
+    std::lock_guard guard{mtx_};
+    if (shutting_down_)  // its adoption would be posted to a loop that stops
+      throw error(make_error(errc::node_shutdown, "connect: the node is shutting down"),
+                  "connect: the node is shutting down");
+  }
   auto deadline = std::chrono::steady_clock::now() + timeout;
   auto socket = std::make_shared<authenticated_socket>(connect_authenticated(to, as, timeout));
   // Settled once: by the remote hello, or by the link failing first.

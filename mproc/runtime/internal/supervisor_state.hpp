@@ -36,6 +36,7 @@ struct child {
   std::uint64_t incarnation = 0;
   child_state state = child_state::stopped;
   caf::actor current;
+  caf::actor pending;  // an in-process supervisor child until its children started
   std::optional<process> proc;  // process children
   clock_type::time_point started_at;
   std::int32_t restarts = 0;

@@ -106,6 +106,7 @@ void point_ref(child& c, caf::actor current) {
 }
 
 void started(sup_actor* self, const state_ptr& st, child& c, caf::actor actor) {
+  c.pending = nullptr;
   c.current = std::move(actor);
   c.state = child_state::running;
   c.started_at = clock_type::now();
@@ -118,6 +119,7 @@ void started(sup_actor* self, const state_ptr& st, child& c, caf::actor actor) {
 void start_failed(sup_actor* self, const state_ptr& st, child& c, const caf::error& err) {
   c.state = child_state::stopped;
   c.proc.reset();
+  c.pending = nullptr;
   auto text = self->system().render(err);
   log::warn(who(*st), ": child '", c.spec.id, "' failed to start: ", text);
   bool asked = st->current_step && st->current_step->done;
@@ -195,10 +197,12 @@ void start_in_process_child(sup_actor* self, const state_ptr& st, child& c) {
     return;
   }
   self->monitor(*actor);
-  if (c.spec.type == child_type::supervisor)
+  if (c.spec.type == child_type::supervisor) {
+    c.pending = *actor;  // so that a kill of this supervisor reaches it meanwhile
     await_ready(self, st, c, std::move(*actor));
-  else
+  } else {
     started(self, st, c, std::move(*actor));
+  }
 }
 
 void do_start(sup_actor* self, const state_ptr& st, child& c) {
@@ -217,6 +221,8 @@ void kill_now(child& c) {
     c.proc->kill();
   else if (c.current)
     caf::anon_send_exit(c.current, caf::exit_reason::kill);
+  else if (c.pending)
+    caf::anon_send_exit(c.pending, caf::exit_reason::kill);
 }
 
 void do_stop(sup_actor* self, child& c) {
