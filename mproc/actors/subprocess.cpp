@@ -160,6 +160,16 @@ bool read_some(int fd, std::string& out) {
 
 using clock_point = std::chrono::steady_clock::time_point;
 
+// poll(2)'s wait until `deadline` (-1: none); nullopt once it has passed.
+std::optional<int> poll_wait_ms(clock_point deadline) {
+  if (deadline == clock_point::max())
+    return -1;
+  auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock_type::now()).count();
+  if (left <= 0)
+    return std::nullopt;
+  return static_cast<int>(std::min<long long>(left, 1 << 30));
+}
+
 } // namespace
 
 // ---- errors ----------------------------------------------------------------------------
@@ -277,15 +287,11 @@ void popen::write_stdin(std::string_view data, std::optional<millis> timeout) {
     if (n < 0 && errno != EAGAIN)
       fail(errc::closed, std::string{"write_stdin: the program no longer reads its stdin: "}
                            + std::strerror(errno));
-    int wait_ms = -1;
-    if (deadline != clock_point::max()) {
-      auto left = std::chrono::ceil<millis>(deadline - clock_type::now()).count();
-      if (left <= 0)
-        fail(errc::timeout, "write_stdin: the program did not read its stdin in time");
-      wait_ms = static_cast<int>(std::min<long long>(left, 1 << 30));
-    }
+    auto wait_ms = poll_wait_ms(deadline);
+    if (!wait_ms)
+      fail(errc::timeout, "write_stdin: the program did not read its stdin in time");
     pollfd ready{in_, POLLOUT, 0};
-    ::poll(&ready, 1, wait_ms);
+    ::poll(&ready, 1, *wait_ms);
   }
 }
 
@@ -305,14 +311,10 @@ std::pair<std::string, std::string> popen::communicate(std::string_view given,
   set_nonblocking(err_);
   while (in_ >= 0 || out_ >= 0 || err_ >= 0) {
     pollfd fds[3] = {{in_, POLLOUT, 0}, {out_, POLLIN, 0}, {err_, POLLIN, 0}};
-    int wait_ms = -1;
-    if (deadline != clock_point::max()) {
-      auto left = std::chrono::duration_cast<millis>(deadline - clock_type::now()).count();
-      if (left <= 0)
-        throw timeout_expired{args_, *timeout, stdout_, stderr_};
-      wait_ms = static_cast<int>(std::min<long long>(left + 1, 1 << 30));
-    }
-    if (::poll(fds, 3, wait_ms) < 0 && errno != EINTR)
+    auto wait_ms = poll_wait_ms(deadline);
+    if (!wait_ms)
+      throw timeout_expired{args_, *timeout, stdout_, stderr_};
+    if (::poll(fds, 3, *wait_ms) < 0 && errno != EINTR)
       fail(errc::closed, std::string{"communicate: poll: "} + std::strerror(errno));
     if (fds[0].revents != 0) {
       auto n = write_quietly(in_, input.data() + input_sent_, input.size() - input_sent_);
