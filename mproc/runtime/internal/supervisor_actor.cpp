@@ -117,7 +117,7 @@ void handle_ending(sup_actor* self, const state_ptr& st, ending e) {
     log::info(who(*st), ": child '", c.spec.id, "' ended: ", e.how, "; not restarted (",
               policy == restart_policy::temporary ? "temporary" : "transient", ")");
     if (policy == restart_policy::temporary)
-      st->children.erase(st->children.begin() + static_cast<std::ptrdiff_t>(i));
+      remove_child(*st, c.spec.id);
     return;
   }
   if (!st->window.allow(clock_type::now())) {
@@ -283,12 +283,12 @@ caf::behavior supervise(caf::event_based_actor* self, supervisor_flags flags,
     [=](sup_terminate_atom, const std::string& id) { return plan_step(self, st, step::stop, id); },
     [=](sup_restart_atom, const std::string& id) { return plan_step(self, st, step::start, id); },
     [=](sup_delete_atom, const std::string& id) -> caf::result<void> {
-      auto i = index_of(*st, id);
-      if (i == st->children.size())
+      auto* c = find(*st, id);
+      if (c == nullptr)
         return make_error(errc::no_such_actor, "no child '" + id + "'");
-      if (is_live(st->children[i].state))
+      if (is_live(c->state))
         return make_error(errc::bad_arguments, "child '" + id + "' is running: terminate it first");
-      st->children.erase(st->children.begin() + static_cast<std::ptrdiff_t>(i));
+      remove_child(*st, id);
       return caf::unit;
     },
     [=](sup_stop_atom) -> caf::result<std::vector<std::string>> {

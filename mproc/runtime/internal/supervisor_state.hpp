@@ -90,6 +90,7 @@ caf::error check_supervisor(const supervisor_flags& flags, const std::vector<chi
 std::string who(const sup_state& st);  // "supervisor 'name' (node ..., pid ...)", for logs
 child* find(sup_state& st, const std::string& id);
 std::size_t index_of(const sup_state& st, const std::string& id);  // size() when absent
+void remove_child(sup_state& st, std::string id);                  // none when absent
 bool is_live(child_state s);
 std::chrono::milliseconds shutdown_timeout(const child_spec& spec);
 void finish_step(sup_actor* self, const state_ptr& st, caf::error err = {});

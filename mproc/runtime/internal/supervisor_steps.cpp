@@ -54,6 +54,11 @@ std::size_t index_of(const sup_state& st, const std::string& id) {
   return st.children.size();
 }
 
+void remove_child(sup_state& st, std::string id) {
+  // A copy: `id` may be the removed child's own, which the erase overwrites.
+  std::erase_if(st.children, [&id](const child& c) { return c.spec.id == id; });
+}
+
 bool is_live(child_state s) {
   return s == child_state::starting || s == child_state::running || s == child_state::stopping;
 }
@@ -127,8 +132,7 @@ void start_failed(sup_actor* self, const state_ptr& st, child& c, const caf::err
     // start_child / restart_child: the caller gets the error, as from OTP; nothing is retried
     // or counted, and a child that start_child added is not kept.
     if (st->current_step->new_child)
-      st->children.erase(st->children.begin()
-                         + static_cast<std::ptrdiff_t>(index_of(*st, c.spec.id)));
+      remove_child(*st, c.spec.id);
   } else if (st->initializing) {
     // OTP: the first child that cannot start ends the start-up; no later one is started.
     if (!st->init_error)
@@ -259,8 +263,7 @@ void run_next(sup_actor* self, const state_ptr& st) {
     }
     if (st->current_step->kind == step::forget) {
       if (!is_live(c->state))
-        st->children.erase(st->children.begin()
-                           + static_cast<std::ptrdiff_t>(index_of(*st, c->spec.id)));
+        remove_child(*st, c->spec.id);
       st->current_step.reset();
       continue;
     }
