@@ -152,6 +152,43 @@ TEST_CASE("a released token is no longer the releaser's: its death gives nothing
   CHECK_FALSE(s.acquire(true, 100ms));  // nothing extra came back
 }
 
+TEST_CASE("a consumer killed after taking items gives none back (the counter pattern)") {
+  test::scoped_node node;
+  mproc::semaphore items{0};
+  for (int i = 0; i < 5; ++i)
+    items.release();  // five items announced by this process, which holds no token
+  mproc::event held, go;
+  auto p = node->spawn_process("take_tokens", {}, items, std::int32_t{5}, held, go);
+  REQUIRE(held.wait(10s));  // it took the five items
+  REQUIRE(::kill(p.pid(), SIGKILL) == 0);
+  REQUIRE(p.join(10s));
+  CHECK(items.value() == 0);
+  CHECK_FALSE(items.acquire(true, 300ms));  // past a death check: no item comes back
+}
+
+TEST_CASE("more consumers than holder slots take items (the counter pattern)") {
+  test::scoped_node node;
+  mproc::semaphore items{0};
+  mproc::event go;
+  std::vector<mproc::process> consumers;
+  constexpr auto n = mproc::semaphore::max_holders + 10;
+  for (std::uint32_t i = 0; i < n; ++i)
+    items.release();
+  for (std::uint32_t i = 0; i < n; i += 10) {  // each holds on to what it took until `go`
+    std::vector<mproc::event> took(10);
+    for (auto& t : took)
+      consumers.push_back(node->spawn_process("take_tokens", {}, items, std::int32_t{1}, t, go));
+    for (auto& t : took)
+      REQUIRE(t.wait(30s));
+  }
+  go.set();
+  for (auto& c : consumers) {
+    REQUIRE(c.join(30s));
+    CHECK(c.exitcode() == 0);
+  }
+  CHECK(items.value() == 0);
+}
+
 TEST_CASE("tokens a process holds when it ends in order are used up, as in Python") {
   test::scoped_node node;
   mproc::semaphore items{0};

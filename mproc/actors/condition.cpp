@@ -1,5 +1,7 @@
 #include "mproc/actors/condition.hpp"
 
+#include <algorithm>
+
 #include <signal.h>
 
 #include <cerrno>
@@ -32,10 +34,15 @@ struct condition_state {
 
 namespace {
 
+// Slots in use, never more than there are: the count is in memory other processes write.
+std::uint32_t used_slots(const condition_state& s) {
+  return std::min(s.used.load(), condition::max_waiters);
+}
+
 // A free slot for this thread (the lock held); slots of dead waiters are reused when no
 // other is free.
 waiter_slot& claim_slot(condition_state& s) {
-  auto used = s.used.load();
+  auto used = used_slots(s);
   for (std::uint32_t i = 0; i < used; ++i)
     if (s.slots[i].state.load() == slot_free)
       return s.slots[i];
@@ -54,7 +61,7 @@ waiter_slot& claim_slot(condition_state& s) {
 // finds one takes that notify over (a wake-up it may not have been meant for, which a
 // condition allows).
 waiter_slot* dead_notified(condition_state& s, const waiter_slot& mine) {
-  for (std::uint32_t i = 0, n = s.used.load(); i < n; ++i) {
+  for (std::uint32_t i = 0, n = used_slots(s); i < n; ++i) {
     auto& slot = s.slots[i];
     if (&slot != &mine && slot.state.load() == slot_notified
         && !process_running(slot.who.load()))
@@ -72,7 +79,7 @@ bool surely_gone(process_key who) {
 // The waiting slot that arrived first, or null.
 waiter_slot* oldest_waiting(condition_state& s) {
   waiter_slot* oldest = nullptr;
-  for (std::uint32_t i = 0, n = s.used.load(); i < n; ++i) {
+  for (std::uint32_t i = 0, n = used_slots(s); i < n; ++i) {
     auto& slot = s.slots[i];
     if (slot.state.load() == slot_waiting
         && (oldest == nullptr || slot.ticket.load() < oldest->ticket.load()))

@@ -1,5 +1,7 @@
 #include "mproc/actors/process_mutex.hpp"
 
+#include <utility>
+
 namespace mproc::detail {
 
 namespace {
@@ -40,7 +42,7 @@ taken take(process_mutex& m, const deadline& until) {
     return taken::yes;
   process_key watched = holder;
   auto watched_since = sync_clock::now();
-  bool checked_once = false;
+  bool checked_at_end = false;
   for (;;) {
     holder = m.owner.load();
     if (holder == 0) {
@@ -53,10 +55,11 @@ taken take(process_mutex& m, const deadline& until) {
       watched = holder;
       watched_since = now;
     }
-    // Every period with the same holder, and once before giving up (a try, a short timeout:
-    // once per call, however often the holder changes).
-    if ((until.passed() && !checked_once) || now - watched_since >= death_check_period) {
-      checked_once = true;
+    // Every period with the same holder, and once when the deadline passes (a try, a short
+    // timeout: once per call, however often the holder changes), however recent the last
+    // periodic check: the holder may have died since.
+    bool at_end = until.passed() && !std::exchange(checked_at_end, true);
+    if (at_end || now - watched_since >= death_check_period) {
       watched_since = now;
       if (take_from_dead(m, holder, me))
         return taken::owner_died;

@@ -1,5 +1,7 @@
 #include "mproc/actors/semaphore.hpp"
 
+#include <algorithm>
+
 #include <cstdlib>
 #include <mutex>
 #include <stdexcept>
@@ -30,6 +32,9 @@ struct semaphore_state {
   std::atomic<std::uint32_t> sleepers{0};  // processes in futex_wait on `changed`
   std::atomic<std::int64_t> base{0};
   std::atomic<std::int64_t> bound{-1};     // a bounded semaphore's initial value, else -1
+  // Set by the first release from a process that holds no token: the counter pattern, where
+  // an acquired token is an item taken for good and no process holds any (see release()).
+  std::atomic<std::uint32_t> counting{0};
   std::atomic<std::uint32_t> slots_used{0};
   holder_slot slots[semaphore::max_holders];
 };
@@ -92,16 +97,23 @@ public:
     return any;
   }
 
-  // A slot whose tokens another process gives back (the counter pattern).
-  holder_slot* any_holder() {
+  // Every token held is used up, as when a process ends in order (see retire()).
+  void retire_all() {
     for (std::uint32_t i = 0, n = used(); i < n; ++i)
       if (s_.slots[i].held.load() > 0)
-        return &s_.slots[i];
-    return nullptr;
+        retire(s_.slots[i]);
+  }
+
+  // base goes down first, so a death halfway loses tokens rather than inventing them.
+  void retire(holder_slot& slot) {
+    s_.base.fetch_sub(slot.held.load());
+    slot.held.store(0);
+    slot.who.store(0);
   }
 
 private:
-  std::uint32_t used() const { return s_.slots_used.load(); }
+  // Never more than there are: the count is in memory other processes write.
+  std::uint32_t used() const { return std::min(s_.slots_used.load(), semaphore::max_holders); }
 
   holder_slot* find_free() {
     for (std::uint32_t i = 0, n = used(); i < n; ++i)
@@ -116,9 +128,13 @@ private:
 // got_first: this process held none before (its holdings must list the semaphore).
 enum class attempt { got, got_first, none_free, no_slot };
 
-attempt try_take(guarded& g) {
+attempt try_take(semaphore_state& s, guarded& g) {
   if (g.value() <= 0)
     return attempt::none_free;
+  if (s.counting.load() != 0) {
+    s.base.fetch_sub(1);  // an item taken for good: nobody holds it
+    return attempt::got;
+  }
   auto* slot = g.mine(true);
   if (slot == nullptr) {
     g.reclaim_dead();  // frees dead processes' slots, holding tokens or not
@@ -165,17 +181,13 @@ public:
     held_.emplace_back(std::move(seg), s);
   }
 
-  // What this process still holds is used up: base goes down first, so a death halfway
-  // loses tokens rather than inventing them.
+  // What this process still holds is used up.
   void retire_all() {
     std::lock_guard guard{mtx_};
     for (auto& [seg, s] : held_) {
       guarded g{*s};
-      if (auto* slot = g.mine(false); slot != nullptr) {
-        s->base.fetch_sub(slot->held.load());
-        slot->held.store(0);
-        slot->who.store(0);
-      }
+      if (auto* slot = g.mine(false); slot != nullptr)
+        g.retire(*slot);
     }
     held_.clear();
   }
@@ -246,7 +258,9 @@ acquired semaphore::acquire(bool block, std::optional<millis> timeout) const {
     auto a = detail::attempt::none_free;
     {
       detail::guarded g{*s_};
-      a = detail::try_take(g);
+      a = detail::try_take(*s_, g);
+      if (a == detail::attempt::none_free)
+        reclaimed = false;  // what was reclaimed went to another process
       if (a == detail::attempt::no_slot)
         detail::throw_misuse("more than " + std::to_string(max_holders)
                        + " processes hold tokens of one semaphore");
@@ -280,13 +294,17 @@ void semaphore::release() const {
     if (bound >= 0 && g.value() >= bound)
       detail::throw_misuse("bounded semaphore released too many times");
     auto* slot = g.mine(false);
-    bool mine = slot != nullptr && slot->held.load() > 0;
-    if (!mine)
-      slot = g.any_holder();
-    if (slot == nullptr)
-      s.base.fetch_add(1);
-    else
+    if (slot != nullptr && slot->held.load() > 0) {
       detail::give_one(*slot);
+    } else {
+      // A process holding none releases: the counter pattern (one process releases, others
+      // acquire). An acquired token is then an item taken, not a resource held: what was
+      // acquired so far is used up, and a consumer killed later gives back none of the
+      // items it took, as in Python (where no token ever comes back).
+      s.counting.store(1);
+      g.retire_all();
+      s.base.fetch_add(1);
+    }
   }
   detail::wake_one(s);
 }

@@ -5,14 +5,17 @@
 //   { auto held = slots.hold(); use_the_resource(); }
 //
 // Shared memory, as lock.hpp: an acquire or release that does not wait crosses no process.
-// A token belongs to the process that acquired it until a release gives one back; a release
-// from a process holding none gives back another process's token (or adds one, when nobody
-// holds any), so the counter pattern (one process releases, another acquires) balances.
-// Tokens a process holds when it ends in order (returns, throws, exits) are used up, as in
-// Python. When a process is killed holding tokens, they return within death_check_period
-// (50 ms) and the acquirer that gets one is told (acquired::owner_died).
+// A token belongs to the process that acquired it until it releases one. When a process is
+// killed holding tokens, they return within death_check_period (50 ms) and the acquirer
+// that gets one is told (acquired::owner_died). Tokens a process holds when it ends in
+// order (returns, throws, exits) are used up, as in Python.
+// The counter pattern is told apart by its first release from a process that holds none
+// (a producer announcing an item): from then on an acquired token is an item taken for
+// good, not a resource held, and a consumer killed gives back none of what it took, as in
+// Python.
 //
-// At most max_holders processes hold tokens of one semaphore at the same time.
+// At most max_holders processes hold tokens of one semaphore at the same time (in the
+// counter pattern nobody holds any).
 #pragma once
 
 #include <chrono>
