@@ -68,6 +68,24 @@ std::vector<std::string> facts_of(mproc::node& node, const mproc::process& p) {
   return lines;
 }
 
+std::string link_of(const std::string& path) {
+  char target[PATH_MAX] = {};
+  auto n = ::readlink(path.c_str(), target, sizeof target - 1);
+  return n > 0 ? std::string{target, static_cast<std::size_t>(n)} : std::string{};
+}
+
+// Whether process `pid` has a descriptor open on `what` (a readlink text: "pipe:[1234]").
+bool holds(pid_t pid, const std::string& what) {
+  auto dir = "/proc/" + std::to_string(pid) + "/fd";
+  DIR* d = ::opendir(dir.c_str());
+  REQUIRE(d != nullptr);
+  bool found = false;
+  while (auto* e = ::readdir(d))
+    found = found || (e->d_name[0] != '.' && link_of(dir + "/" + e->d_name) == what);
+  ::closedir(d);
+  return found;
+}
+
 pid_t ppid_of(mproc::node& node, const mproc::process& p) {
   return static_cast<pid_t>(std::stoi(facts_of(node, p)[0]));
 }
@@ -161,6 +179,38 @@ TEST_CASE("a child holds only the node's descriptors 0-2 and its link, by either
     CHECK(execd.join(5s));
   }
   ::close(held);
+}
+
+TEST_CASE("a process name with a NUL byte is refused, and the next start still forks") {
+  test::scoped_node node{{.start_method = forkserver}};
+  mproc::process bad{*node, "birth_facts", {.name = std::string{"a\0b", 3}}};
+  CHECK(test::code_of([&] { bad.start(); }) == mproc::errc::bad_arguments);
+  auto good = node->spawn_process("birth_facts", {.name = "after"});  // the server lives on
+  CHECK(forked(good.pid()));
+  good.kill();
+  REQUIRE(good.join(10s));
+}
+
+TEST_CASE("a close-on-exec descriptor on fd 0 (stdin closed) reaches no child, by either method") {
+  test::scoped_node node{{.start_method = forkserver}};
+  int saved = ::fcntl(0, F_DUPFD_CLOEXEC, 200);
+  REQUIRE(saved >= 200);
+  ::close(0);
+  int ends[2];
+  REQUIRE(::pipe2(ends, O_CLOEXEC) == 0);  // lands on fd 0, as the node's own might
+  REQUIRE(ends[0] == 0);
+  auto forked = node->spawn_process("birth_facts", {});
+  auto execd = node->spawn_process("birth_facts", {.start_method = mproc::start_method::exec});
+  auto pipe = link_of("/proc/self/fd/" + std::to_string(ends[1]));
+  CHECK_FALSE(holds(forked.pid(), pipe));
+  CHECK_FALSE(holds(execd.pid(), pipe));
+  ::dup2(saved, 0);
+  ::close(saved);
+  ::close(ends[1]);
+  forked.kill();
+  execd.kill();
+  CHECK(forked.join(5s));
+  CHECK(execd.join(5s));
 }
 
 TEST_CASE("a fork server killed from outside is started again; its children live on") {

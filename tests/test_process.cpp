@@ -6,6 +6,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
+#include <future>
 #include <thread>
 
 #include <caf/blocking_actor.hpp>
@@ -247,6 +248,31 @@ TEST_CASE("a kill while the process is still starting, before it has a pid, is n
   REQUIRE(p.join(10s));  // without the kill it waits for a message that never comes
   CHECK(p.exitcode() == -SIGKILL);
   CHECK(test::eventually(10s, [&] { return settled.load(); }));
+}
+
+TEST_CASE("node durations of milliseconds::max() mean for ever, not an overflow to the past") {
+  mproc::node_options forever;
+  forever.start_timeout = std::chrono::milliseconds::max();
+  forever.heartbeat_timeout = std::chrono::milliseconds::max();
+  test::scoped_node node{forever};
+  auto p = node->spawn_process("who_am_i", {});  // the start timer would fire at once
+  auto reply = node->request_message(p.actor(), caf::make_message(caf::get_atom::value), 10s);
+  CHECK(reply.match_elements<std::int32_t, std::int32_t, std::string>());
+  p.terminate();
+  REQUIRE(p.join(10s));
+}
+
+TEST_CASE("join in a callback of the I/O thread returns false rather than hang the node") {
+  test::scoped_node node{};
+  mproc::process p{*node, "waiter", {}};
+  std::promise<bool> joined;
+  p.start([&](caf::error) { joined.set_value(p.join()); });  // runs on the I/O thread
+  auto answer = joined.get_future();
+  REQUIRE(answer.wait_for(30s) == std::future_status::ready);
+  CHECK_FALSE(answer.get());
+  p.terminate();  // the node still serves: it reaps the child
+  REQUIRE(p.join(10s));
+  CHECK(p.exitcode() == -SIGTERM);
 }
 
 TEST_CASE("join with a timeout too long to add to the clock waits rather than failing at once") {

@@ -3,6 +3,7 @@
 #include <sys/prctl.h>
 
 #include <atomic>
+#include <cstdio>
 #include <future>
 #include <stdexcept>
 
@@ -44,15 +45,25 @@ void init(int argc, char** argv, node_options options) {
 
 namespace detail {
 
+// Forked or exec'd, a child whose node cannot be built (no thread to be had, say) says so and
+// ends with 1: the program's main() must not go on as if it were the root.
 void run_child_node(const child_args& child, node_options options) {
   die_with_parent(child.parent);
   // What ps and top show for a forked child, which shares the program's command line: the
   // last part of the name ("consumer-2" of "consumers/consumer-2"; the kernel keeps 15 bytes).
   auto slash = child.name.rfind('/');
   ::prctl(PR_SET_NAME, child.name.c_str() + (slash == std::string::npos ? 0 : slash + 1));
-  auto impl = std::make_unique<node_impl>(std::move(options), child);
-  auto* self = new node{node::child_tag{}, {}, std::move(impl)};  // lives until _exit
-  self->impl_->run_child();
+  try {
+    auto impl = std::make_unique<node_impl>(std::move(options), child);
+    auto* self = new node{node::child_tag{}, {}, std::move(impl)};  // lives until _exit
+    self->impl_->run_child();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mproc: child %s failed to start: %s\n", child.name.c_str(), e.what());
+    ::_exit(1);
+  } catch (...) {
+    std::fprintf(stderr, "mproc: child %s failed to start\n", child.name.c_str());
+    ::_exit(1);
+  }
 }
 
 } // namespace detail

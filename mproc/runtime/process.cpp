@@ -19,6 +19,7 @@
 #include "mproc/runtime/blocking.hpp"
 #include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/internal/node_impl.hpp"
+#include "mproc/runtime/log.hpp"
 #include "mproc/runtime/node.hpp"
 #include "mproc/serialization/value.hpp"
 
@@ -77,6 +78,14 @@ void flush_output() {
   std::fflush(stderr);  // not fflush(nullptr): it locks every stream, stdin too (a reader)
 }
 
+// What start() refuses before anything is forked: an unknown actor, arguments it does not
+// take, a name the child's command line (or the fork server's request) cannot carry.
+caf::error check_start(const detail::process_state& s) {
+  if (s.name.find('\0') != std::string::npos)
+    return make_error(errc::bad_arguments, "a process name cannot contain a NUL byte");
+  return detail::check_spawn(s.actor_name, s.args);
+}
+
 } // namespace
 
 void process::start() {
@@ -90,7 +99,7 @@ void process::start() {
   auto& owner = *state_->owner;
   // Checked here first: the same binary runs in the child, so the answer is the same, and a
   // typo costs no fork.
-  auto problem = detail::check_spawn(state_->actor_name, state_->args);
+  auto problem = check_start(*state_);
   if (!problem) {
     flush_output();
     owner.start_process(state_);
@@ -115,7 +124,7 @@ void process::start(std::function<void(caf::error)> done) {
     state_->state = phase::starting;
     state_->on_started = std::move(done);
   }
-  if (auto problem = detail::check_spawn(state_->actor_name, state_->args)) {
+  if (auto problem = check_start(*state_)) {
     std::function<void(caf::error)> callback;
     {
       std::lock_guard guard{state_->mtx};
@@ -143,8 +152,23 @@ void process::on_exit(std::function<void(int)> fn) {
   fn(*code);
 }
 
+// join() in a callback of the node's I/O thread (on_exit, start(done), a functor attached
+// to a proxy) would wait for the loop it holds: the node would hang for good. It returns
+// false at once there instead; an exception would end the process.
+namespace {
+bool join_refused_here(const detail::process_state& state) {
+  if (!state.owner->loop().in_loop())
+    return false;
+  log::warn("process::join() of '", state.name,
+                    "' on mproc's I/O thread cannot wait for it: use on_exit()");
+  return true;
+}
+} // namespace
+
 bool process::join() {
   std::unique_lock lock{state_->mtx};
+  if (state_->alive() && join_refused_here(*state_))
+    return false;
   if (state_->alive())
     will_block();  // the node's loop settles its end
   state_->changed.wait(lock, [&] { return !state_->alive(); });
@@ -156,6 +180,8 @@ bool process::join(std::chrono::milliseconds timeout) {
   if (deadline == std::chrono::steady_clock::time_point::max())
     return join();
   std::unique_lock lock{state_->mtx};
+  if (state_->alive() && join_refused_here(*state_))
+    return false;
   if (state_->alive() && timeout.count() > 0)
     will_block();
   return state_->changed.wait_until(lock, deadline, [&] { return !state_->alive(); });

@@ -116,6 +116,7 @@ public:
   // Calls `fn(exitcode)` once the process ended (at once if it has), on the I/O thread.
   void on_exit(std::function<void(int)> fn);
   // Waits for the process to end; true if it did within `timeout` (no timeout: forever).
+  // On the node's I/O thread (in its callbacks) it cannot wait: false at once, and a warning.
   bool join();
   bool join(std::chrono::milliseconds timeout);
   bool is_alive() const;

@@ -79,8 +79,11 @@ std::string current_directory() {
   return path.data();
 }
 
-bool is_open(int fd) {
-  return ::fcntl(fd, F_GETFD) >= 0;
+// What an exec'd child would have as this descriptor: open and not close-on-exec. (A
+// program started with stdin closed can have the node's own epoll or a pidfd on fd 0.)
+bool kept_by_exec(int fd) {
+  int flags = ::fcntl(fd, F_GETFD);
+  return flags >= 0 && (flags & FD_CLOEXEC) == 0;
 }
 
 // The request's fields (fork_server_protocol.hpp) and the descriptors that go with it.
@@ -88,7 +91,7 @@ std::string encode_request(const std::string& name, std::size_t slot, int births
                            std::vector<int>& fds) {
   std::string stdio;
   for (int fd = 0; fd <= 2; ++fd)
-    if (is_open(fd)) {
+    if (kept_by_exec(fd)) {
       stdio += static_cast<char>('0' + fd);
       fds.push_back(fd);
     }

@@ -164,13 +164,7 @@ struct sigaction program_sigint, program_sigpipe;
   if (::chdir(r.fields[proto::cwd_field]) != 0)
     std::fprintf(stderr, "mproc: child %s: cannot enter %s: %s\n", name,
                  r.fields[proto::cwd_field], std::strerror(errno));
-  try {
-    run(child_args{node, name});
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "mproc: child %s failed to start: %s\n", name, e.what());
-  } catch (...) {
-    std::fprintf(stderr, "mproc: child %s failed to start\n", name);
-  }
+  run(child_args{node, name});  // reports its own failure to start, and never returns
   ::_exit(1);
 }
 

@@ -118,7 +118,8 @@ void node_impl::start_process(const std::shared_ptr<process_state>& state) {
   // stopped (a bug) so that start() cannot hang.
   auto backstop = options_.start_timeout + std::chrono::seconds{5};
   if (!state->changed.wait_for(lock, backstop, [&] { return state->start_settled(); })) {
-    state->start_error = make_error(errc::spawn_failed, "no answer from the I/O loop");
+    state->start_error = make_error(errc::spawn_failed,
+                                    "not started within start_timeout and 5 s more");
     state->signal_locked(SIGKILL);
   }
 }
@@ -218,11 +219,13 @@ void node_impl::fail_start(const std::shared_ptr<process_state>& state, caf::err
   loop_.cancel(state->start_timer);
   {
     std::lock_guard guard{state->mtx};
-    if (state->start_settled())
+    if (state->pid == 0) {  // never ran: nothing will be reaped, join() must not wait for it
+      state->state = process_state::phase::ended;
+      state->changed.notify_all();
+    }
+    if (state->start_settled())  // start() gave up on it already (its backstop)
       return;
     state->start_error = std::move(why);
-    if (state->pid == 0)  // never ran: nothing will be reaped
-      state->state = process_state::phase::ended;
     state->signal_locked(SIGKILL);  // a child that did not start is of no use
     state->changed.notify_all();
   }

@@ -18,6 +18,7 @@
 #include <caf/send.hpp>
 
 #include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/log.hpp"
 #include "mproc/runtime/internal/blob_pool.hpp"
 #include "mproc/runtime/internal/inline_runner.hpp"
@@ -81,6 +82,11 @@ start_method default_start_method() {
 node_impl::node_impl(node_options options, std::optional<child_args> child)
   : options_(std::move(options)), child_(std::move(child)) {
   validate(options_);
+  // A century or more is for ever (runtime/deadline.hpp): clamped there, these durations
+  // can be added to the clock (milliseconds::max() in nanoseconds would wrap to the past).
+  for (auto* d : {&options_.start_timeout, &options_.daemon_grace,
+                  &options_.heartbeat_interval, &options_.heartbeat_timeout})
+    *d = std::min(*d, forever_beyond);
   method_ = options_.start_method.value_or(default_start_method());
   register_builtin_types();
   wire::types().freeze();

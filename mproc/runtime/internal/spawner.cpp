@@ -102,7 +102,8 @@ spawned_child adopt_child(pid_t pid, int link_fd) {
     // Otherwise it is our unreaped child: its pid cannot be recycled before we reap it.
     if (err != ESRCH) {
       ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
+      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
     }
     ::close(link_fd);
     throw_errno(err, "pidfd_open");
