@@ -37,17 +37,28 @@ std::string registered_name(const std::string& name) { return "shared_memory:" +
 // Sent to a name's holder by unlink() from any process (an exit message does not cross).
 using unlink_atom = caf::atom_constant<caf::atom("shm_unlink")>;
 
-// Holds a named block and hands it to whoever attaches, until unlinked. The name goes with
-// it (register_name drops a name whose actor ended).
-caf::behavior name_holder(caf::event_based_actor* self, shared_memory block) {
-  return {[block](caf::get_atom) { return block; }, [self](unlink_atom) { self->quit(); }};
+// Holds a named block and hands it to whoever attaches, until unlinked. An unlink from
+// another process is answered once the name is gone, so that the caller's next create() or
+// attach() of the name finds it gone, as after Python's shm_unlink.
+caf::behavior name_holder(caf::event_based_actor* self, shared_memory block, std::string name) {
+  return {
+    [block](caf::get_atom) { return block; },
+    [self, name](unlink_atom) {
+      mproc::this_node().unregister_name(name, self->address());
+      self->quit();
+      return true;
+    },
+  };
 }
+
+// How long an unlink from another process waits for the name's holder.
+constexpr std::chrono::seconds unlink_timeout{5};
 
 } // namespace
 
 shared_memory shared_memory::create(node& n, const std::string& name, std::size_t size) {
   shared_memory block{size};
-  auto holder = n.system().spawn(name_holder, block);
+  auto holder = n.system().spawn(name_holder, block, registered_name(name));
   try {
     n.register_name(registered_name(name), holder);
   } catch (...) {
@@ -74,20 +85,20 @@ void shared_memory::unlink() {
   if (!holder_)
     detail::throw_misuse("unlink: this shared_memory handle has no name");
   auto& n = mproc::this_node();
-  n.unregister_name(registered_name(name_), holder_);
-  auto holder = caf::actor_cast<caf::actor>(holder_);
-  if (!holder) {
-    // Attached in another process: the proxy the attach made went with it. Found again by
-    // name: as Python's shm_unlink, the name goes, whichever block holds it now.
-    try {
-      holder = n.lookup(registered_name(name_), std::chrono::seconds{5});
-    } catch (const error& e) {
-      if (e.code() != errc::no_such_actor)
-        throw;
-    }
+  if (n.unregister_name(registered_name(name_), holder_)) {  // created here: gone already
+    caf::anon_send(caf::actor_cast<caf::actor>(holder_), unlink_atom::value);
+    return;
   }
-  if (holder)
-    caf::anon_send(holder, unlink_atom::value);
+  // Attached in another process. Found again by name (the proxy the attach made may be
+  // gone): as Python's shm_unlink, the name goes, whichever block holds it now.
+  try {
+    auto holder = n.lookup(registered_name(name_), unlink_timeout);
+    n.request<bool>(holder, unlink_timeout, unlink_atom::value);
+  } catch (const error& e) {
+    // No holder, or it ended meanwhile (its node with it): the name is gone either way.
+    if (e.code() != errc::no_such_actor && e.code() != errc::process_exited)
+      throw;
+  }
 }
 
 } // namespace mproc
