@@ -3,6 +3,8 @@
 
 #include <signal.h>
 
+#include <thread>
+
 #include <caf/blocking_actor.hpp>
 
 #include <catch2/catch.hpp>
@@ -77,6 +79,17 @@ TEST_CASE("a condition on a plain lock works as on an rlock") {
   CHECK(l.locked());
   CHECK_FALSE(c.wait(20ms));
   CHECK(l.locked());
+}
+
+TEST_CASE("a condition on a plain lock another thread holds refuses wait and notify") {
+  mproc::lock l;
+  mproc::condition c{l};
+  std::thread{[&] { REQUIRE(l.acquire()); }}.join();  // that thread ended holding it
+  CHECK(code_of([&] { c.wait(10ms); }) == errc::bad_arguments);  // it would let go of it
+  CHECK(code_of([&] { c.notify(); }) == errc::bad_arguments);
+  CHECK(l.locked());
+  l.release();  // any thread of the process may release a plain lock, as in Python
+  CHECK_FALSE(l.locked());
 }
 
 TEST_CASE("an rlock held twice is released fully while waiting and restored after") {

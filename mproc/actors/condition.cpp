@@ -124,7 +124,7 @@ void condition::release() const {
 
 bool condition::lock_held() const {
   if (const auto* l = std::get_if<mproc::lock>(&lock_))
-    return l->held_here();
+    return l->held_by_this_thread();
   return std::get<mproc::rlock>(lock_).held_by_this_thread();
 }
 

@@ -50,8 +50,8 @@ public:
   guard<condition> hold() const { return guard<condition>{*this}; }
   guard<condition> hold(millis timeout) const { return guard<condition>{*this, timeout}; }
 
-  // False when `timeout` passed without a notify. Throws bad_arguments unless the lock is
-  // held (by this thread, for an rlock).
+  // False when `timeout` passed without a notify. Throws bad_arguments unless this thread
+  // holds the lock (another thread of its process does not count, as in Python).
   bool wait(std::optional<millis> timeout = {}) const;
   // Waits until pred() holds or `timeout` passes; returns pred()'s last value.
   template <class Pred>

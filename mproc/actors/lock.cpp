@@ -12,6 +12,13 @@ namespace mproc {
 
 namespace detail {
 
+struct lock_state {
+  process_mutex m;
+  // The thread that acquired it, for a condition's check only: another thread of the holding
+  // process may release it, as in Python.
+  std::atomic<std::uint64_t> thread{0};
+};
+
 struct rlock_state {
   process_mutex m;
   std::atomic<std::uint64_t> thread{0};  // the holding thread within the holding process
@@ -55,32 +62,40 @@ using mproc::detail::segment_kind;
 // ---- lock ------------------------------------------------------------------------------
 
 lock::lock() {
-  seg_ = segment::create(segment_kind::lock, sizeof(mproc::detail::process_mutex));
-  m_ = new (seg_->payload()) mproc::detail::process_mutex{};
+  seg_ = segment::create(segment_kind::lock, sizeof(mproc::detail::lock_state));
+  s_ = new (seg_->payload()) mproc::detail::lock_state{};
 }
 
-lock::lock(std::shared_ptr<segment> seg, mproc::detail::process_mutex* m)
-    : seg_{std::move(seg)}, m_{m} {}
+lock::lock(std::shared_ptr<segment> seg, mproc::detail::lock_state* s)
+    : seg_{std::move(seg)}, s_{s} {}
 
 // A moved-from handle has no segment (its raw pointer is stale): checked on every use.
-detail::process_mutex& lock::mutex() const {
+detail::lock_state& lock::state() const {
   if (!seg_)
     detail::throw_misuse("an empty lock handle (default-made for decoding, or moved from)");
-  return *m_;
+  return *s_;
 }
 
 acquired lock::acquire(bool block, std::optional<millis> timeout) const {
-  return detail::outcome(detail::take(mutex(), detail::deadline::from(block, timeout)));
+  auto& s = state();
+  auto got = detail::outcome(detail::take(s.m, detail::deadline::from(block, timeout)));
+  if (got)
+    s.thread.store(detail::this_thread_key());
+  return got;
 }
 
 void lock::release() const {
-  if (!detail::give_back(mutex()))
+  auto& s = state();
+  s.thread.store(0);
+  if (!detail::give_back(s.m))
     detail::throw_misuse("lock released too many times (it is not held)");
 }
 
-bool lock::locked() const { return seg_ && m_->owner.load() != 0; }
+bool lock::locked() const { return seg_ && s_->m.owner.load() != 0; }
 
-bool lock::held_here() const { return seg_ && detail::held_by_me(*m_); }
+bool lock::held_by_this_thread() const {
+  return seg_ && detail::held_by_me(s_->m) && s_->thread.load() == detail::this_thread_key();
+}
 
 // ---- rlock -----------------------------------------------------------------------------
 
@@ -154,11 +169,11 @@ void codec<lock>::encode(packer& pk, const lock& l, codec_state& st) {
 
 bool codec<lock>::decode(const msgpack::object& o, lock& out, codec_state& st) {
   auto seg = mproc::detail::decode_segment(o, st, mproc::detail::segment_kind::lock, 0,
-                                    sizeof(mproc::detail::process_mutex), "lock");
+                                    sizeof(mproc::detail::lock_state), "lock");
   if (!seg)
     return false;
-  auto* m = &mproc::detail::payload_as<mproc::detail::process_mutex>(*seg);
-  out = lock{std::move(seg), m};
+  auto* s = &mproc::detail::payload_as<mproc::detail::lock_state>(*seg);
+  out = lock{std::move(seg), s};
   return true;
 }
 

@@ -36,7 +36,7 @@ class rlock;
 
 namespace detail {
 class segment;
-struct process_mutex;
+struct lock_state;
 struct rlock_state;
 // An rlock kept at `at` inside `seg` (rlock_size bytes, zeroed when `fresh`), for objects
 // that keep their lock beside their data (shared_value, shared_array).
@@ -65,12 +65,13 @@ public:
 private:
   friend struct wire::codec<lock>;
   friend class condition;
-  lock(std::shared_ptr<detail::segment> seg, detail::process_mutex* m);
-  detail::process_mutex& mutex() const;
-  bool held_here() const;
+  lock(std::shared_ptr<detail::segment> seg, detail::lock_state* s);
+  detail::lock_state& state() const;
+  // By this thread (a condition's wait checks it, as Python's does).
+  bool held_by_this_thread() const;
 
   std::shared_ptr<detail::segment> seg_;
-  detail::process_mutex* m_ = nullptr;
+  detail::lock_state* s_ = nullptr;
 };
 
 class rlock {
