@@ -15,6 +15,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "mproc/actors/lock.hpp"
 #include "mproc/runtime/node.hpp"
 #include "pool_tasks.hpp"
 #include "support.hpp"
@@ -55,9 +56,14 @@ std::int32_t unregistered(std::int32_t x) {
   return x;
 }
 
+bool locked(mproc::lock l) {
+  return l.locked();
+}
+
 } // namespace
 
 MPROC_TASK(add);
+MPROC_TASK(locked);
 MPROC_TASK(add_one);
 MPROC_TASK(fails_on_odd);
 MPROC_TASK(aborts_on_13);
@@ -427,3 +433,17 @@ TEST_CASE("a function that is not a registered task is refused with a clear erro
   CHECK(pool.apply(square, std::int64_t{3}) == 9);
 }
 
+
+TEST_CASE("a handle as a pool task's argument is refused at the call, not sent as nil") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 1}};
+  mproc::lock l;
+  CHECK(code_of([&] { pool.apply(locked, l); }) == errc::bad_arguments);
+  CHECK(code_of([&] { pool.apply_async(locked, l); }) == errc::bad_arguments);
+  std::vector<mproc::lock> locks(3);
+  CHECK(code_of([&] { pool.map(locked, locks); }) == errc::bad_arguments);
+  CHECK(code_of([&] {
+    mproc::pool{*node, {.processes = 1, .initializer = mproc::bind_task(locked, l)}};
+  }) == errc::bad_arguments);
+  CHECK(pool.apply(square, std::int64_t{3}) == 9);  // the pool serves on
+}

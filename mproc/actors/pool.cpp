@@ -3,7 +3,10 @@
 #include "mproc/actors/pool.hpp"
 
 #include <atomic>
+#include <exception>
 #include <mutex>
+#include <optional>
+#include <utility>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -34,6 +37,12 @@ public:
   std::mutex calls_mtx_;
 };
 
+void throw_unsendable_argument(const std::string& why) {
+  auto text = "a pool task's argument cannot travel: " + why
+              + " (locks, queues, pipe ends and manager proxies go to processes, not pools)";
+  throw error(make_error(errc::bad_arguments, text), text);
+}
+
 pool_core::pool_core(node& owner, pool_options options) {
   if (options.processes == 0)
     options.processes = cpu_count();
@@ -48,8 +57,39 @@ pool_core::~pool_core() {
   terminate();
 }
 
+namespace {
+
+// The first chunk is encoded here, in the caller, so that an argument that cannot travel (a
+// handle) is refused at the call (bad_arguments) rather than failing the job later. Any other
+// failure to read the inputs stays where it was: the dispatcher meets it, as task_failed.
+// The other chunks are encoded as workers take them.
+chunk_source first_chunk_now(chunk_source next) {
+  std::optional<std::pair<bytes, std::uint32_t>> first;
+  std::exception_ptr failed;
+  try {
+    first = next();
+  } catch (const error& e) {
+    if (e.code() == errc::bad_arguments)
+      throw;
+    failed = std::current_exception();
+  } catch (...) {
+    failed = std::current_exception();
+  }
+  return [first = std::move(first), failed, next = std::move(next), taken = false]() mutable {
+    if (std::exchange(taken, true))
+      return next();
+    if (failed)
+      std::rethrow_exception(failed);
+    return std::move(first);
+  };
+}
+
+} // namespace
+
 std::shared_ptr<pool_job> pool_core::submit(std::string task, std::size_t chunks,
                                             chunk_source next) {
+  if (chunks > 0)
+    next = first_chunk_now(std::move(next));
   auto job = std::make_shared<pool_job>(chunks);
   job->task = std::move(task);
   job->set_source(std::move(next));

@@ -25,6 +25,8 @@ struct pool_job;
 
 // Encodes the items of one chunk: [task, star, [item, item, ...]]; the header is written
 // here, the `items` items follow through pk.
+[[noreturn]] void throw_unsendable_argument(const std::string& why);
+
 struct chunk_encoder {
   // The buffer starts near the chunk's size, not at msgpack-c's 8 KiB: a map with chunksize
   // 1 allocated and freed 8 KiB per item. It grows as needed past the guess.
@@ -38,7 +40,13 @@ struct chunk_encoder {
   wire::buffer buf;
   wire::packer pk{buf};
   wire::codec_state st;
-  bytes finish() { return bytes(buf.data(), buf.data() + buf.size()); }
+  // Throws mproc::error bad_arguments when an argument could not be encoded: a handle (a
+  // lock, queue, pipe end, manager proxy) needs a link to travel, and a chunk has none.
+  bytes finish() {
+    if (!st.ok())
+      throw_unsendable_argument(st.error);
+    return bytes(buf.data(), buf.data() + buf.size());
+  }
 };
 
 // A chunk that has run: what its worker sent, or why it never finished. A view into its
