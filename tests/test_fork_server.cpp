@@ -181,6 +181,19 @@ TEST_CASE("a child holds only the node's descriptors 0-2 and its link, by either
   ::close(held);
 }
 
+TEST_CASE("a process that asks for forkserver in a node that starts by exec is forked") {
+  test::scoped_node node{{.start_method = mproc::start_method::exec}};
+  auto execd = node->spawn_process("birth_facts", {});
+  auto asked = node->spawn_process("birth_facts", {.start_method = forkserver});
+  CHECK_FALSE(forked(execd.pid()));
+  CHECK(forked(asked.pid()));
+  CHECK(ppid_of(*node, asked) == ::getpid());
+  execd.kill();
+  asked.kill();
+  CHECK(execd.join(5s));
+  CHECK(asked.join(5s));
+}
+
 TEST_CASE("a process name with a NUL byte is refused, and the next start still forks") {
   test::scoped_node node{{.start_method = forkserver}};
   mproc::process bad{*node, "birth_facts", {.name = std::string{"a\0b", 3}}};

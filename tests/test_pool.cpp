@@ -159,6 +159,22 @@ TEST_CASE("imap yields results in input order, imap_unordered yields every resul
   CHECK(unordered == std::multiset<std::int64_t>(expected.begin(), expected.end()));
 }
 
+TEST_CASE("imap_unordered names a failed item by its place in the input") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2}};
+  std::vector<std::int64_t> xs{0, 2, 4, 7, 8};
+  std::string what;
+  for (auto stream = pool.imap_unordered(fails_on_odd, xs, 2);;) {
+    try {
+      if (!stream.next())
+        break;
+    } catch (const mproc::error& e) {
+      what = e.what();
+    }
+  }
+  CHECK_THAT(what, Catch::Contains("item 3") && Catch::Contains("odd input 7"));
+}
+
 TEST_CASE("imap hands out the first result before the last one is computed") {
   test::scoped_node node;
   mproc::pool pool{*node, {.processes = 2}};

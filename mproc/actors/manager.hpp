@@ -52,6 +52,8 @@ public:
   // when options.name is taken in this node.
   explicit manager(node& owner, manager_options options = {});
   // A handle to a manager that someone else started: its end does not stop the manager.
+  // `timeout` is then each proxy call's, as manager_options::timeout (and for lookup and
+  // connect also the lookup's): a short one for a lookup that fails fast shortens every call.
   static manager attach(caf::actor server,
                         std::chrono::milliseconds timeout = std::chrono::seconds{10});
   // The manager registered as `name` in this process or an ancestor.

@@ -146,8 +146,9 @@ private:
 template <class R>
 class result_stream {
 public:
-  result_stream(std::shared_ptr<detail::pool_job> job, bool ordered)
-    : job_(std::move(job)), ordered_(ordered) {}
+  // Chunks of `chunksize` items (the last may have fewer).
+  result_stream(std::shared_ptr<detail::pool_job> job, bool ordered, std::size_t chunksize)
+    : job_(std::move(job)), ordered_(ordered), chunksize_(chunksize) {}
 
   // The next result; nullopt at the end. Throws the task's error for a failed item.
   std::optional<R> next() { return next_impl(std::nullopt); }
@@ -192,7 +193,7 @@ private:
           return std::nullopt;
         current_.emplace(*detail::chunk_result(*job_, *i, std::nullopt));
         detail::release_chunk(*job_, *i);
-        base_ = 0;  // unordered: item numbers are within the chunk only
+        base_ = *i * chunksize_;  // the input's number of the chunk's first item
       }
       pos_ = 0;
     }
@@ -203,6 +204,7 @@ private:
 
   std::shared_ptr<detail::pool_job> job_;
   bool ordered_;
+  std::size_t chunksize_;
   std::optional<detail::chunk_results> current_;
   std::size_t chunk_ = 0;
   std::size_t pos_ = 0;
@@ -324,8 +326,9 @@ private:
 
   template <class F, class In>
   auto stream(F* fn, const In& inputs, std::size_t chunksize, bool ordered) {
-    auto job = submit(fn, inputs, std::max<std::size_t>(chunksize, 1), false);
-    return result_stream<detail::result_of_t<F*>>{job, ordered};
+    chunksize = std::max<std::size_t>(chunksize, 1);
+    auto job = submit(fn, inputs, chunksize, false);
+    return result_stream<detail::result_of_t<F*>>{job, ordered, chunksize};
   }
 
   detail::pool_core core_;

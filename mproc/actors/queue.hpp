@@ -13,7 +13,8 @@
 // Delivery (docs/queue.md): at least once. An item handed to a consumer counts as done
 // when the same thread next calls get()/get_many() or task_done() (or the process leaves);
 // if its process dies first, the item goes to another consumer. So an item is delivered twice
-// only when the consumer holding it died, and never lost.
+// only when the consumer holding it died, and once accepted never lost (docs/queue.md says
+// what is not promised: puts still in a killed producer's outbox, an item above max_frame).
 //
 // For actors, q.actor() answers the messages listed in docs/queue.md.
 #pragma once

@@ -1,7 +1,7 @@
 // Python's subprocess: run a program, feed it input, collect its output.
 //
 //   namespace sp = mproc::subprocess;
-//   auto r = sp::run({"sort"}, {.input = "b\na\n", .capture_output = true});  // r.stdout_ "a\nb\n"
+//   auto r = sp::run({"sort"}, {.capture_output = true, .input = "b\na\n"});  // r.stdout_ "a\nb\n"
 //   sp::check_call({"make", "-C", "build"});       // throws called_process_error unless 0
 //   auto text = sp::check_output({"git", "rev-parse", "HEAD"});
 //   sp::popen p{{"cat"}, {.stdin_ = sp::pipe, .stdout_ = sp::pipe}};

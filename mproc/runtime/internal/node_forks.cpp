@@ -117,9 +117,10 @@ std::string node_impl::fork_server_retry_later() {
 }
 
 bool node_impl::fork_later(const std::shared_ptr<process_state>& state) {
-  if (!uses_fork_server())
+  if (!options_.executable.empty())  // another program runs the children: exec it
     return false;
-  // Started lazily in a child node, and again when it died (killed from outside) unless it
+  // Started lazily in a child node (or for a process that asks for it in a node that
+  // starts its children by exec), and again when it died (killed from outside) unless it
   // cannot serve in this program; after a run of dead ones, once the wait is over.
   if (!fork_server_ || (fork_server_->ended() && fork_server_worth_restarting())) {
     if (!start_fork_server())
