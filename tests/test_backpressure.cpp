@@ -6,10 +6,12 @@
 #include <atomic>
 #include <csignal>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
@@ -85,11 +87,21 @@ TEST_CASE("a writer flooding a stopped reader is held back, and nothing is lost"
 
   std::atomic<std::int32_t> sent{0};
   std::atomic<pid_t> writer_tid{0};
+  // A plain thread's sends, with anon_send or through a scoped_actor (whose sends carry an
+  // execution unit of their own, as an actor's do).
+  bool scoped = GENERATE(false, true);
+  INFO((scoped ? "scoped_actor" : "anon_send"));
   std::thread writer{[&] {
     writer_tid = static_cast<pid_t>(::syscall(SYS_gettid));
     mproc::bytes payload(1u << 20, 'x');
+    std::optional<caf::scoped_actor> self;
+    if (scoped)
+      self.emplace(node->system());
     for (std::int32_t i = 0; i < total; ++i) {
-      caf::anon_send(p.actor(), payload);
+      if (self)
+        (*self)->send(p.actor(), payload);
+      else
+        caf::anon_send(p.actor(), payload);
       ++sent;
     }
   }};
@@ -138,6 +150,49 @@ TEST_CASE("a blocking request keeps its timeout while the link to a stopped proc
   writer.join();
   CHECK(code == mproc::errc::timeout);
   CHECK(waited < 30s);  // its own timeout, not the stopped process's pause
+  p.terminate();
+  p.join();
+}
+
+TEST_CASE("requests that time out on a full link to a stopped process do not grow the queue") {
+  constexpr std::size_t limit = 1u << 20;
+  test::scoped_node node{{.max_link_queue = limit}};
+  auto p = node->spawn_process("sink", {});
+  REQUIRE(::kill(p.pid(), SIGSTOP) == 0);
+  mproc::bytes payload(1u << 20, 'x');
+  auto rss_before = rss_bytes();
+  int timeouts = 0;
+  for (int i = 0; i < 48; ++i)  // a caller that retries: 48 MiB if each frame stayed queued
+    timeouts += test::code_of([&] { node->request_message(p.actor(), caf::make_message(payload), 100ms); })
+                == mproc::errc::timeout;
+  auto grown = rss_bytes() > rss_before ? rss_bytes() - rss_before : 0;
+  INFO("grew by " << (grown >> 20) << " MiB");
+  CHECK(timeouts == 48);
+  CHECK(grown < 24u << 20);
+  ::kill(p.pid(), SIGCONT);
+  p.terminate();
+  p.join();
+}
+
+TEST_CASE("a delayed message to a stopped process does not hold up the node's timers") {
+  test::scoped_node node{{.max_link_queue = 1u << 20}};
+  auto p = node->spawn_process("sink", {});
+  auto flood = node->spawn("flooder");
+  REQUIRE(::kill(p.pid(), SIGSTOP) == 0);
+  // The link is full: an actor's sends are queued past the bound.
+  CHECK(node->request<std::int32_t>(flood, 30s, p.actor(), std::int32_t{8}) == 8);
+  caf::scoped_actor self{node->system()};
+  self->delayed_send(p.actor(), 10ms, mproc::bytes(1u << 20, 'y'));  // from the clock thread
+  self->delayed_send(self, 50ms, std::int32_t{1});  // behind it on the same clock
+  bool fired = false;
+  self->receive([&](std::int32_t) { fired = true; }, caf::after(std::chrono::seconds{20}) >> [] {});
+  CHECK(fired);
+  ::kill(p.pid(), SIGCONT);
+  CHECK(test::eventually(60s, [&] {
+    auto m = node->request_message(p.actor(), caf::make_message(caf::get_atom::value), 10s);
+    return m.get_as<std::int32_t>(0) == 9;
+  }));
+  caf::anon_send_exit(flood, caf::exit_reason::user_shutdown);
   p.terminate();
   p.join();
 }

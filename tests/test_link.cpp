@@ -124,7 +124,7 @@ TEST_CASE("small frames queued behind a blocked write share its buffers and stil
   REQUIRE(borrowed.borrowed.size() == 1);
   borrowed.keep = payload;
   end_frame(borrowed);
-  REQUIRE(p.a->write(std::move(borrowed), mproc::detail::link::flow::data));
+  REQUIRE(p.a->write(std::move(borrowed), mproc::detail::link::flow::data) == mproc::detail::link::written::queued);
   REQUIRE(p.a->write(frame_of(std::string(5 * 1024, 'm'))));
   for (int i = 0; i < small; ++i)
     REQUIRE(p.a->write(frame_of("t" + std::to_string(i))));
@@ -165,7 +165,7 @@ TEST_CASE("a frame with more borrowed payloads than one write takes arrives as i
   end_frame(out);
 
   pair_of_links p;
-  REQUIRE(p.a->write(std::move(out), mproc::detail::link::flow::data));
+  REQUIRE(p.a->write(std::move(out), mproc::detail::link::flow::data) == mproc::detail::link::written::queued);
   REQUIRE(p.a->write(frame_of("after")));
   CHECK(p.a->flush(10s));
   REQUIRE(p.wait_for_b(2));
@@ -196,7 +196,7 @@ TEST_CASE("descriptors written with a frame arrive with it, before the frame is 
   out.buf.write("with two", 8);
   out.fds = {fds[0], fds[1]};  // the frame owns them now
   end_frame(out);
-  REQUIRE(p.a->write(std::move(out), mproc::detail::link::flow::data));
+  REQUIRE(p.a->write(std::move(out), mproc::detail::link::flow::data) == mproc::detail::link::written::queued);
   REQUIRE(got.get_future().wait_for(10s) == std::future_status::ready);
   REQUIRE(taken.size() == 2);
   // The received copies are the same pipe: a byte written into one comes out of the other.

@@ -122,10 +122,10 @@ bool link::closed_by_peer() const {
 
 bool link::write(wire::buffer&& frame, flow kind) {
   auto size = frame.size();
-  return enqueue({std::move(frame), {}, {}, size}, kind);
+  return enqueue({std::move(frame), {}, {}, size}, kind) == written::queued;
 }
 
-bool link::write(wire::frame_out&& frame, flow kind) {
+link::written link::write(wire::frame_out&& frame, flow kind) {
   // The whole buffer (frames before the ended one included) and every borrowed span.
   auto total = frame.start + wire::frame_header_size + frame.payload_size();
   return enqueue({std::move(frame.buf), std::move(frame.borrowed), std::move(frame.keep), total,
@@ -133,45 +133,48 @@ bool link::write(wire::frame_out&& frame, flow kind) {
                  kind);
 }
 
-bool link::enqueue(pending&& frame, flow kind) {
+link::written link::enqueue(pending&& frame, flow kind) {
   released done;  // declared first: released after the lock (see `released`)
   std::unique_lock guard{out_mtx_};
-  if (kind == flow::data && !loop_.in_loop()) {
-    auto room = [&] { return out_bytes_ < max_queued_ || closed_ || broken_; };
-    if (!room())
-      io_loop::will_block();  // the loop drains the link
-    if (this_thread_deadline)
-      drained_.wait_until(guard, *this_thread_deadline, room);
-    else
+  auto room = [&] { return out_bytes_ < max_queued_ || closed_ || broken_; };
+  bool never_wait =
+    this_thread_deadline && *this_thread_deadline == std::chrono::steady_clock::time_point::min();
+  if (kind == flow::data && !loop_.in_loop() && !never_wait && !room()) {
+    io_loop::will_block();  // the loop drains the link
+    if (!this_thread_deadline) {
       drained_.wait(guard, room);
+    } else if (!drained_.wait_until(guard, *this_thread_deadline, room)) {
+      close_fds(frame.fds);
+      return written::no_room;
+    }
   }
   if (closed_ || broken_) {
     close_fds(frame.fds);
-    return false;
+    return written::closed;
   }
   bool was_idle = !unsent_locked();
   out_bytes_ += frame.size;
   ++writes_out_;
   bytes_out_ += frame.size;
   if (!was_idle && join_tail_locked(frame))
-    return true;  // the loop is flushing; it takes these bytes along
+    return written::queued;  // the loop is flushing; it takes these bytes along
   out_.push_back(std::move(frame));
   if (!was_idle)
-    return true;  // the loop is flushing; it takes this frame along
+    return written::queued;  // the loop is flushing; it takes this frame along
   auto now = std::chrono::steady_clock::now();
   if (token_ != 0 && now - last_direct_ < burst_gap) {
     // A burst: one syscall per frame would cap it at the syscall rate. The loop thread
     // flushes what gathers meanwhile in one sendmsg. A lone frame (a request, a reply) still
     // goes out at once.
     want_write();
-    return true;
+    return written::queued;
   }
   if (!drain_locked(done))
-    return false;
+    return written::closed;
   last_direct_ = std::chrono::steady_clock::now();
   if (unsent_locked() && token_ != 0)
     want_write();
-  return true;
+  return written::queued;
 }
 
 // A small frame queued behind others joins the last queued buffer instead of being a piece

@@ -63,8 +63,10 @@ public:
   enum class flow { control, data };
 
   // While one is alive, data frames written by this thread wait for room only until
-  // `deadline`, then are queued anyway: a blocking call with a timeout (node::request) keeps
-  // its timeout under backpressure, and overshoots the bound by at most its one frame.
+  // `deadline`, then are not sent (written::no_room): a blocking call with a timeout
+  // (node::request) keeps its timeout under backpressure, and a caller that retries does
+  // not grow the queue past the bound. time_point::min() never waits and always queues (an
+  // actor, a CAF thread: they must not block; docs/architecture.md, "Known limits").
   class write_deadline {
   public:
     explicit write_deadline(std::chrono::steady_clock::time_point deadline);
@@ -83,7 +85,8 @@ public:
   // The same for a frame whose large payloads are borrowed (wire::frame_out, ended): they
   // are written from where they lie, and `frame.keep` is held until they are. Its
   // descriptors (`frame.fds`, a local link only) go with the write's first byte.
-  bool write(wire::frame_out&& frame, flow kind);
+  enum class written { queued, closed, no_room };
+  written write(wire::frame_out&& frame, flow kind);
 
   // Loop thread: takes `n` of the descriptors received so far, oldest first (the caller
   // owns them); nothing when fewer than `n` arrived.
@@ -170,7 +173,7 @@ private:
     std::size_t size = 0;  // buf plus every span
     std::vector<int> fds;  // owned until they are sent with the frame's first byte
   };
-  bool enqueue(pending&& frame, flow kind);
+  written enqueue(pending&& frame, flow kind);
   bool join_tail_locked(pending& frame);
   static constexpr std::size_t join_max_frame = 4 * 1024;
   static constexpr std::size_t join_max_buffer = 64 * 1024;

@@ -21,6 +21,7 @@
 #include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/log.hpp"
 #include "mproc/runtime/internal/blob_pool.hpp"
+#include "mproc/runtime/internal/caf_threads.hpp"
 #include "mproc/runtime/internal/inline_runner.hpp"
 #include "mproc/runtime/internal/message_codec.hpp"
 #include "mproc/runtime/internal/proxy.hpp"
@@ -101,6 +102,7 @@ node_impl::node_impl(node_options options, std::optional<child_args> child)
   // The work-stealing default polls when idle; sharing sleeps (CAF-NOTES, "Scheduler").
   config_.set("scheduler.policy", caf::atom("sharing"));
   config_.add_error_category(caf::atom("mproc"), render_mproc_error);
+  watch_caf_threads(config_);
   system_ = std::make_unique<caf::actor_system>(config_);
   caf::actor_config requester_config;
   requester_handle_ = caf::make_actor<requester, caf::actor>(

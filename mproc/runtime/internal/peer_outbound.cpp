@@ -11,9 +11,11 @@
 #include <caf/actor_system.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/make_actor.hpp>
+#include <caf/scoped_execution_unit.hpp>
 
 #include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/log.hpp"
+#include "mproc/runtime/internal/caf_threads.hpp"
 #include "mproc/runtime/internal/inline_runner.hpp"
 #include "mproc/runtime/internal/node_impl.hpp"
 #include "mproc/runtime/internal/proxy.hpp"
@@ -56,19 +58,38 @@ caf::error peer::send_frame(wire::frame_out&& frame, link::flow kind) {
   if (!frame.fds.empty())
     wire::prepend_fds_frame(frame);
   auto sent = link_->write(std::move(frame), kind);  // takes the bytes; the settle steps stay
-  frame.settled(sent);
-  if (!sent)
+  frame.settled(sent == link::written::queued);
+  if (sent == link::written::closed)
     return make_error(errc::link_lost, "the connection to process " + std::to_string(who().pid)
                                          + " is closed");
+  if (sent == link::written::no_room)
+    return make_error(errc::timeout, "the connection to process " + std::to_string(who().pid)
+                                       + " stayed full until the deadline (it stopped reading)");
   return {};
 }
 
+namespace {
+
+// Whether a message may wait for room on a full link. Not when an actor sends it (`host` is
+// a scheduler worker or a loop thread's runner) or one of CAF's own threads does (an
+// anon_send in a handler, a delayed message from the clock): a blocked scheduler or clock
+// thread can stall every actor and timer of this node, the one that would end the stall
+// among them. Plain threads wait: anon_send, node::request (until its deadline), and a
+// scoped_actor's sends (its host is its own), but not its requests, whose timeout is CAF's
+// and would not end the wait.
+bool may_wait(caf::execution_unit* host, caf::message_id mid) {
+  if (on_caf_scheduler_thread())
+    return false;
+  if (host == nullptr)
+    return true;
+  return dynamic_cast<caf::scoped_execution_unit*>(host) != nullptr && !mid.is_request();
+}
+
+} // namespace
+
 void peer::forward(proxy& via, caf::mailbox_element_ptr what, caf::execution_unit* host) {
-  // Sent by an actor (it runs on a scheduler thread: `host` is set): never held back by a
-  // full link, since a blocked scheduler thread can stall every actor of this node — the one
-  // that would end the stall among them. Plain threads (node::request, anon_send) wait.
   std::optional<link::write_deadline> from_actor;
-  if (host != nullptr)
+  if (!may_wait(host, what->mid))
     from_actor.emplace(std::chrono::steady_clock::time_point::min());
   auto mid = what->mid;
   auto sender = std::move(what->sender);
