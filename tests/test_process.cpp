@@ -12,11 +12,13 @@
 #include <caf/blocking_actor.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/scoped_actor.hpp>
+#include <caf/stateful_actor.hpp>
 
 #include <catch2/catch.hpp>
 
 #include "mproc/runtime/actor_registry.hpp"
 #include "mproc/runtime/node.hpp"
+#include "mproc/serialization/bytes.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -68,8 +70,31 @@ void waiter(caf::blocking_actor* self) {
   self->receive([](caf::get_atom) {});
 }
 
+// Once its parent is stopped (SIGSTOP), sends `collector` 8 MiB and ends: its last words
+// are still unread when its process ends.
+void last_words(caf::blocking_actor* self, caf::actor collector) {
+  for (int i = 0; i < 1000 && !test::all_threads_stopped(::getppid()); ++i)
+    std::this_thread::sleep_for(10ms);
+  for (int i = 0; i < 8; ++i)
+    self->send(collector, mproc::bytes(1u << 20, 'w'));
+}
+
+// Starts last_words with itself as the collector (answers its pid), counts what it is sent.
+caf::behavior collector(caf::stateful_actor<std::int64_t>* self) {
+  return {
+    [=](caf::get_atom) {
+      auto p = mproc::this_node().spawn_process("last_words", {}, caf::actor{self});
+      return static_cast<std::int32_t>(p.pid());
+    },
+    [=](const mproc::bytes& b) { self->state += static_cast<std::int64_t>(b.size()); },
+    [=](std::int32_t) { return self->state; },
+  };
+}
+
 } // namespace
 
+MPROC_ACTOR(last_words);
+MPROC_ACTOR(collector);
 MPROC_ACTOR(who_am_i);
 MPROC_ACTOR(finisher);
 MPROC_ACTOR(crasher);
@@ -260,6 +285,22 @@ TEST_CASE("node durations of milliseconds::max() mean for ever, not an overflow 
   CHECK(reply.match_elements<std::int32_t, std::int32_t, std::string>());
   p.terminate();
   REQUIRE(p.join(10s));
+}
+
+TEST_CASE("what a child sent before ending reaches a parent that was stopped for seconds") {
+  test::scoped_node node{};
+  auto parent = node->spawn_process("collector", {});
+  CHECK(node->request<std::int32_t>(parent.actor(), 20s, caf::get_atom::value) > 0);
+  REQUIRE(::kill(parent.pid(), SIGSTOP) == 0);
+  // The grandchild sends once it sees its parent stopped, ends, and waits to hand its words
+  // over: longer than a child's first wait for its parent to read (2 s).
+  std::this_thread::sleep_for(4s);
+  ::kill(parent.pid(), SIGCONT);
+  CHECK(test::eventually(30s, [&] {
+    return node->request<std::int64_t>(parent.actor(), 10s, std::int32_t{0}) == 8 << 20;
+  }));
+  parent.terminate();
+  CHECK(parent.join(10s));
 }
 
 TEST_CASE("join in a callback of the I/O thread returns false rather than hang the node") {

@@ -342,12 +342,15 @@ void link::close(const std::string& reason) {
     handler(reason);
 }
 
-bool link::flush(std::chrono::milliseconds timeout) {
+bool link::flush(std::optional<std::chrono::milliseconds> timeout) {
   std::unique_lock lock{out_mtx_};
   auto drained = [this] { return !unsent_locked() || closed_ || broken_; };
   if (!drained())
     io_loop::will_block();
-  drained_.wait_for(lock, timeout, drained);
+  if (timeout)
+    drained_.wait_for(lock, *timeout, drained);
+  else
+    drained_.wait(lock, drained);
   return !unsent_locked() && !closed_ && !broken_;
 }
 

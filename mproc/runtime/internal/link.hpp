@@ -99,8 +99,9 @@ public:
   void drain_and_close(const std::string& reason);
 
   // Any thread but the loop's: waits until the output queue is empty, the link closed, or
-  // the timeout passed. True when everything queued was written.
-  bool flush(std::chrono::milliseconds timeout);
+  // the timeout passed (none: however long the other end takes to read). True when
+  // everything queued was written.
+  bool flush(std::optional<std::chrono::milliseconds> timeout);
 
   bool closed() const;
   io_loop& loop() { return loop_; }

@@ -404,7 +404,14 @@ void node_impl::run_child() {
   run_exit_hooks();
   finish_children();
   commands_.finish();
-  parent_->link().flush(std::chrono::seconds{2});
+  // What this child sent (a result, a reply) reaches its parent however long the parent
+  // takes to read it: one stopped (SIGSTOP, a debugger) loses nothing, as Python's child
+  // joins its queues' feeder threads. A parent that ended closes the link: the wait ends.
+  if (!parent_->link().flush(std::chrono::seconds{2}) && !parent_->link().closed()) {
+    log::warn("the parent (pid ", ::getppid(), ") does not read: waiting to hand it what "
+              "this process sent before ending");
+    parent_->link().flush(std::nullopt);
+  }
   std::fflush(nullptr);
   // Like Python's children (os._exit after the target): no static destructors, no waiting
   // for actors that are still running.
