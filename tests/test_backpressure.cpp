@@ -197,6 +197,23 @@ TEST_CASE("a delayed message to a stopped process does not hold up the node's ti
   p.join();
 }
 
+TEST_CASE("an actor on a thread of its own (detached) sending to a stopped process is not held back") {
+  // As the in-process manager is: were its sends held back, it would serve nobody else.
+  test::scoped_node node{{.max_link_queue = 1u << 20}};
+  auto p = node->spawn_process("sink", {});
+  auto flood = node->system().spawn<caf::detached>(flooder);
+  REQUIRE(::kill(p.pid(), SIGSTOP) == 0);
+  CHECK(node->request<std::int32_t>(flood, 30s, p.actor(), std::int32_t{32}) == 32);
+  ::kill(p.pid(), SIGCONT);
+  CHECK(test::eventually(60s, [&] {
+    auto m = node->request_message(p.actor(), caf::make_message(caf::get_atom::value), 10s);
+    return m.get_as<std::int32_t>(0) == 32;
+  }));
+  caf::anon_send_exit(flood, caf::exit_reason::user_shutdown);
+  p.terminate();
+  p.join();
+}
+
 TEST_CASE("an actor sending to a stopped process is not held back, so the node's other actors run") {
   // One scheduler thread: if the flooding actor's sends waited for room, nothing else could.
   test::scoped_node node{{.threads = 1, .max_link_queue = 1u << 20}};

@@ -84,7 +84,9 @@ TEST_CASE("a condition on a plain lock works as on an rlock") {
 TEST_CASE("a condition on a plain lock another thread holds refuses wait and notify") {
   mproc::lock l;
   mproc::condition c{l};
-  std::thread{[&] { REQUIRE(l.acquire()); }}.join();  // that thread ended holding it
+  bool acquired = false;
+  std::thread{[&] { acquired = static_cast<bool>(l.acquire()); }}.join();  // ended holding it
+  REQUIRE(acquired);
   CHECK(code_of([&] { c.wait(10ms); }) == errc::bad_arguments);  // it would let go of it
   CHECK(code_of([&] { c.notify(); }) == errc::bad_arguments);
   CHECK(l.locked());

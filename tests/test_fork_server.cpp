@@ -205,13 +205,14 @@ TEST_CASE("a process name with a NUL byte is refused, and the next start still f
 }
 
 TEST_CASE("a close-on-exec descriptor on fd 0 (stdin closed) reaches no child, by either method") {
-  test::scoped_node node{{.start_method = forkserver}};
+  // Before the node: no thread of it opens a descriptor that could take fd 0 meanwhile.
   int saved = ::fcntl(0, F_DUPFD_CLOEXEC, 200);
   REQUIRE(saved >= 200);
   ::close(0);
   int ends[2];
   REQUIRE(::pipe2(ends, O_CLOEXEC) == 0);  // lands on fd 0, as the node's own might
   REQUIRE(ends[0] == 0);
+  test::scoped_node node{{.start_method = forkserver}};
   auto forked = node->spawn_process("birth_facts", {});
   auto execd = node->spawn_process("birth_facts", {.start_method = mproc::start_method::exec});
   auto pipe = link_of("/proc/self/fd/" + std::to_string(ends[1]));

@@ -138,18 +138,30 @@ TEST_CASE("tokens held by a child killed with SIGKILL come back, and the acquire
   REQUIRE(p.join(10s));
 }
 
-TEST_CASE("a released token is no longer the releaser's: its death gives nothing back") {
+TEST_CASE("a release from a process holding none makes the child's token an item taken: its death gives nothing back") {
   test::scoped_node node;
   mproc::semaphore s{1};
   mproc::event held, go;
   auto p = node->spawn_process("take_tokens", {}, s, std::int32_t{1}, held, go);
   REQUIRE(held.wait(10s));
-  s.release();  // this process gives the child's token back for it: the counter pattern
+  s.release();  // this process holds none: the counter pattern, the child's token is used up
   CHECK(s.value() == 1);
   p.kill();
   REQUIRE(p.join(10s));
   CHECK(s.acquire(false));
   CHECK_FALSE(s.acquire(true, 100ms));  // nothing extra came back
+}
+
+TEST_CASE("a killed holder's token still comes back when a release turns to the counter pattern") {
+  test::scoped_node node;
+  mproc::semaphore s{2};
+  mproc::event held, go;
+  auto p = node->spawn_process("take_tokens", {}, s, std::int32_t{1}, held, go);
+  REQUIRE(held.wait(10s));
+  p.kill();
+  REQUIRE(p.join(10s));  // nobody acquired since: its token is not reclaimed yet
+  s.release();           // from a process holding none: one more token
+  CHECK(s.value() == 3);
 }
 
 TEST_CASE("a consumer killed after taking items gives none back (the counter pattern)") {

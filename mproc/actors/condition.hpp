@@ -8,10 +8,10 @@
 //   { auto held = changed.hold(); add(); changed.notify(); }
 //
 // wait() releases the lock (every level of an rlock), sleeps until notified, and takes the
-// lock back. notify(n) wakes the n waiters that came first; a waiter that arrives later
-// cannot take their wake-up. A notify that went to a waiter killed before it woke passes,
-// within death_check_period (50 ms), to another waiter, which may have come after the
-// notify (a wake-up it was not meant for, which a condition allows). As in Python, check
+// lock back. notify(n) wakes the n waiters that came first; a live waiter's wake-up is
+// never taken by one that arrives later. A notify that went to a waiter killed before it
+// woke passes, within death_check_period (50 ms), to another waiter, which may have come
+// after the notify (a wake-up it was not meant for, which a condition allows). As in Python, check
 // the condition in a loop after waking, or use wait_for. wait and notify need the lock
 // held by the calling thread.
 #pragma once

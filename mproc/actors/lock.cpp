@@ -86,7 +86,8 @@ acquired lock::acquire(bool block, std::optional<millis> timeout) const {
 
 void lock::release() const {
   auto& s = state();
-  s.thread.store(0);
+  if (detail::held_by_me(s.m))  // not another process's holder's (a release of its lock)
+    s.thread.store(0);
   if (!detail::give_back(s.m))
     detail::throw_misuse("lock released too many times (it is not held)");
 }

@@ -88,14 +88,18 @@ chunk_source first_chunk_now(chunk_source next) {
 
 std::shared_ptr<pool_job> pool_core::submit(std::string task, std::size_t chunks,
                                             chunk_source next) {
+  auto refuse_if_closed = [this] {
+    if (engine_->closed_)
+      throw error(make_error(errc::closed, "the pool is closed"), "the pool is closed");
+  };
+  refuse_if_closed();  // before any encoding: a closed pool says so, whatever the inputs
   if (chunks > 0)
     next = first_chunk_now(std::move(next));
   auto job = std::make_shared<pool_job>(chunks);
   job->task = std::move(task);
   job->set_source(std::move(next));
   std::lock_guard guard{engine_->calls_mtx_};
-  if (engine_->closed_)
-    throw error(make_error(errc::closed, "the pool is closed"), "the pool is closed");
+  refuse_if_closed();
   if (chunks > 0)  // ahead of any close or terminate in the dispatcher's mailbox
     caf::anon_send(engine_->dispatcher_, pool_submit_atom::value, job_ref{job});
   return job;

@@ -302,6 +302,7 @@ void semaphore::release() const {
       // acquired so far is used up, and a consumer killed later gives back none of the
       // items it took, as in Python (where no token ever comes back).
       s.counting.store(1);
+      g.reclaim_dead();  // a killed holder's tokens come back first, as an acquire would have
       g.retire_all();
       s.base.fetch_add(1);
     }

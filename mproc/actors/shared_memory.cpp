@@ -91,12 +91,18 @@ void shared_memory::unlink() {
   }
   // Attached in another process. Found again by name (the proxy the attach made may be
   // gone): as Python's shm_unlink, the name goes, whichever block holds it now.
+  caf::actor holder;
   try {
-    auto holder = n.lookup(registered_name(name_), unlink_timeout);
+    holder = n.lookup(registered_name(name_), unlink_timeout);
     n.request<bool>(holder, unlink_timeout, unlink_atom::value);
   } catch (const error& e) {
-    // No holder, or it ended meanwhile (its node with it): the name is gone either way.
-    if (e.code() != errc::no_such_actor && e.code() != errc::process_exited)
+    // No holder, or it ended meanwhile (its node with it): the name is gone either way. A
+    // creating process that does not answer in time (stopped): the name goes when it reads
+    // the request. Where this thread cannot wait (mproc's I/O thread): the same, unasked.
+    auto code = e.code();
+    if (holder && code == errc::protocol_error)
+      caf::anon_send(holder, unlink_atom::value);
+    else if (code != errc::no_such_actor && code != errc::process_exited && code != errc::timeout)
       throw;
   }
 }

@@ -57,10 +57,11 @@ public:
                               std::chrono::milliseconds timeout = std::chrono::seconds{5});
   // The name, for a handle made by create or attach ("" otherwise: a name does not travel).
   const std::string& name() const { return name_; }
-  // The name goes, from any process that created or attached it (attach fails from now
-  // on: at once in the creating process, as soon as the name's actor ends elsewhere); the
-  // memory stays for every holder. Throws mproc::error bad_arguments for a handle without
-  // a name.
+  // The name goes, from any process that created or attached it: attach fails from its
+  // return on (from another process than the creating one: once the creating process has
+  // answered, within 5 s; one that does not, stopped say, drops the name when it reads the
+  // request). The memory stays for every holder. Throws mproc::error bad_arguments for a
+  // handle without a name.
   void unlink();
 
 private:

@@ -180,8 +180,8 @@ bool process::join(std::chrono::milliseconds timeout) {
   if (deadline == std::chrono::steady_clock::time_point::max())
     return join();
   std::unique_lock lock{state_->mtx};
-  if (state_->alive() && join_refused_here(*state_))
-    return false;
+  if (state_->alive() && timeout.count() > 0 && join_refused_here(*state_))
+    return false;  // a poll (no timeout) is fine there
   if (state_->alive() && timeout.count() > 0)
     will_block();
   return state_->changed.wait_until(lock, deadline, [&] { return !state_->alive(); });

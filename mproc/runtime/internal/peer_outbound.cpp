@@ -10,7 +10,9 @@
 #include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/exit_reason.hpp>
+#include <caf/blocking_actor.hpp>
 #include <caf/make_actor.hpp>
+#include <caf/scheduled_actor.hpp>
 #include <caf/scoped_execution_unit.hpp>
 
 #include "mproc/runtime/errors.hpp"
@@ -70,26 +72,31 @@ caf::error peer::send_frame(wire::frame_out&& frame, link::flow kind) {
 
 namespace {
 
-// Whether a message may wait for room on a full link. Not when an actor sends it (`host` is
-// a scheduler worker or a loop thread's runner) or one of CAF's own threads does (an
+// Whether a message may wait for room on a full link. Not when an event-based actor sends it
+// (on a scheduler thread, a loop thread, or a thread of its own: the in-process manager), nor
+// anything sent from CAF's scheduler and clock threads or a loop thread running actors (an
 // anon_send in a handler, a delayed message from the clock): a blocked scheduler or clock
 // thread can stall every actor and timer of this node, the one that would end the stall
-// among them. Plain threads wait: anon_send, node::request (until its deadline), and a
-// scoped_actor's sends (its host is its own), but not its requests, whose timeout is CAF's
-// and would not end the wait.
-bool may_wait(caf::execution_unit* host, caf::message_id mid) {
-  if (on_caf_scheduler_thread())
+// among them. Plain threads wait (anon_send, node::request until its deadline), and so do
+// blocking actors (a scoped_actor, a child's main blocking actor), but not for their
+// requests, whose timeout is CAF's and would not end the wait. (`host` does not tell these
+// apart: CAF runs blocking and detached actors on scoped execution units alike.)
+bool may_wait(const caf::mailbox_element& what, caf::execution_unit* host) {
+  if (on_caf_scheduler_thread() || inline_runner::current() != nullptr)
     return false;
-  if (host == nullptr)
-    return true;
-  return dynamic_cast<caf::scoped_execution_unit*>(host) != nullptr && !mid.is_request();
+  if (host != nullptr && dynamic_cast<caf::scoped_execution_unit*>(host) == nullptr)
+    return false;  // a scheduler worker or a loop thread's runner: an actor sends
+  auto* sender = what.sender ? what.sender->get() : nullptr;
+  if (dynamic_cast<caf::scheduled_actor*>(sender) != nullptr)
+    return false;
+  return !(dynamic_cast<caf::blocking_actor*>(sender) != nullptr && what.mid.is_request());
 }
 
 } // namespace
 
 void peer::forward(proxy& via, caf::mailbox_element_ptr what, caf::execution_unit* host) {
   std::optional<link::write_deadline> from_actor;
-  if (!may_wait(host, what->mid))
+  if (!may_wait(*what, host))
     from_actor.emplace(std::chrono::steady_clock::time_point::min());
   auto mid = what->mid;
   auto sender = std::move(what->sender);
