@@ -38,8 +38,13 @@ supervisor::supervisor(node& owner, supervisor_flags flags, std::vector<child_sp
   try {
     // Each child may take node_options::start_timeout; the supervisor reports every failure.
     node_.request(actor_, std::chrono::minutes{10}, sup_ready_atom::value);
-  } catch (const error&) {
+  } catch (const error& e) {
     wait(std::chrono::minutes{5});  // it stops what it started before it ends
+    // Ended before it read the request (its first child could not start at once): the
+    // reason it ended with says why, not the request's no_such_actor.
+    std::lock_guard guard{end_->m};
+    if (e.code() == errc::no_such_actor && end_->ended && end_->reason)
+      throw error{end_->reason, owner.system().render(end_->reason)};
     throw;
   }
 }
