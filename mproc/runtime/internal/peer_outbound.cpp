@@ -21,6 +21,7 @@
 #include "mproc/runtime/internal/inline_runner.hpp"
 #include "mproc/runtime/internal/node_impl.hpp"
 #include "mproc/runtime/internal/proxy.hpp"
+#include "mproc/runtime/internal/requester.hpp"
 
 namespace mproc::detail {
 
@@ -82,11 +83,13 @@ namespace {
 // requests, whose timeout is CAF's and would not end the wait. (`host` does not tell these
 // apart: CAF runs blocking and detached actors on scoped execution units alike.)
 bool may_wait(const caf::mailbox_element& what, caf::execution_unit* host) {
+  auto* sender = what.sender ? what.sender->get() : nullptr;
+  if (dynamic_cast<requester*>(sender) != nullptr)
+    return true;  // node::request: until its own deadline, on whatever thread it blocks
   if (on_caf_scheduler_thread() || inline_runner::current() != nullptr)
     return false;
   if (host != nullptr && dynamic_cast<caf::scoped_execution_unit*>(host) == nullptr)
     return false;  // a scheduler worker or a loop thread's runner: an actor sends
-  auto* sender = what.sender ? what.sender->get() : nullptr;
   if (dynamic_cast<caf::scheduled_actor*>(sender) != nullptr)
     return false;
   return !(dynamic_cast<caf::blocking_actor*>(sender) != nullptr && what.mid.is_request());
