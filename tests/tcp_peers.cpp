@@ -5,17 +5,21 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <chrono>
+#include <string>
 
 #include <caf/event_based_actor.hpp>
 
 #include <catch2/catch.hpp>
 
 #include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/internal/handshake.hpp"
 
 using namespace std::chrono_literals;
 namespace tls = mproc::detail::tls;
+namespace hs = mproc::detail::handshake;
 
 namespace {
 
@@ -131,6 +135,46 @@ bool closed_without_a_byte(int fd) {
   char c;
   auto r = ::recv(fd, &c, 1, 0);
   return r == 0 || (r < 0 && errno == ECONNRESET);
+}
+
+int plaintext_by_hand(std::uint16_t port, std::string_view key) {
+  int fd = raw_connect(port);
+  auto mine = hs::fresh_nonce();
+  auto hello = hs::make_hello(mine);
+  REQUIRE(::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) == hs::hello_size);
+  std::array<std::uint8_t, hs::challenge_size> challenge{};
+  REQUIRE(::recv(fd, challenge.data(), challenge.size(), MSG_WAITALL) == hs::challenge_size);
+  hs::nonce theirs{};
+  REQUIRE(hs::read_challenge(challenge, theirs));
+  auto proof = hs::client_mac(key, theirs, mine);
+  REQUIRE(::send(fd, proof.data(), proof.size(), MSG_NOSIGNAL) == hs::proof_size);
+  std::array<std::uint8_t, hs::verdict_size> verdict{};
+  REQUIRE(::recv(fd, verdict.data(), verdict.size(), MSG_WAITALL) == hs::verdict_size);
+  REQUIRE(hs::same(hs::server_mac(key, mine, theirs), verdict));
+  return fd;
+}
+
+void send_envelope(int fd, const std::function<void(msgpack::packer<msgpack::sbuffer>&)>& pack) {
+  msgpack::sbuffer body;
+  msgpack::packer<msgpack::sbuffer> pk{body};
+  pack(pk);
+  auto n = static_cast<std::uint32_t>(body.size());
+  const char prefix[4] = {static_cast<char>(n >> 24), static_cast<char>(n >> 16),
+                          static_cast<char>(n >> 8), static_cast<char>(n)};
+  std::string frame{prefix, sizeof prefix};
+  frame.append(body.data(), body.size());
+  REQUIRE(::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL)
+          == static_cast<ssize_t>(frame.size()));
+}
+
+msgpack::object_handle read_envelope(int fd) {
+  unsigned char prefix[4];
+  REQUIRE(::recv(fd, prefix, sizeof prefix, MSG_WAITALL) == sizeof prefix);
+  std::size_t n = (std::size_t{prefix[0]} << 24) | (std::size_t{prefix[1]} << 16)
+                  | (std::size_t{prefix[2]} << 8) | prefix[3];
+  std::string body(n, '\0');
+  REQUIRE(::recv(fd, body.data(), n, MSG_WAITALL) == static_cast<ssize_t>(n));
+  return msgpack::unpack(body.data(), body.size());
 }
 
 } // namespace test

@@ -4,9 +4,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+
+#include <msgpack.hpp>
 
 #include "mproc/runtime/internal/tls.hpp"
 #include "mproc/runtime/node.hpp"
@@ -48,5 +51,13 @@ by_hand tls_by_hand(int fd, std::string_view key, std::string_view then = {});
 
 // Sends `bytes` (frames) through the session.
 void send_sealed(int fd, mproc::detail::tls::session& s, std::string_view bytes);
+
+// A client of the plaintext handshake by hand (docs/protocol.md 8.2) on a fresh connection
+// to `port`: the socket once both sides proved `key`, ready for frames in clear.
+int plaintext_by_hand(std::uint16_t port, std::string_view key);
+// One frame in clear: the envelope `pack` writes, behind its length prefix.
+void send_envelope(int fd, const std::function<void(msgpack::packer<msgpack::sbuffer>&)>& pack);
+// The next frame's envelope; throws (a failed REQUIRE) when none comes within 5 s.
+msgpack::object_handle read_envelope(int fd);
 
 } // namespace test

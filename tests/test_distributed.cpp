@@ -322,3 +322,36 @@ TEST_CASE("an on_down callback may connect to another node: the reconnect patter
   first.process.join(10s);
   second.process.join(10s);
 }
+
+TEST_CASE("spawn's main flag from a peer over TCP is ignored: the node does not end with it") {
+  test::scoped_node node;
+  auto key = mproc::authkey::generate();
+  // A child process that listens: from its parent, `main` would make an actor its reason to
+  // live; over TCP the flag means nothing (docs/protocol.md, spawn).
+  auto other = test::start_other_node(*node, key, true);
+  int fd = test::plaintext_by_hand(other.port, key.secret());
+  test::send_envelope(fd, [](auto& pk) {
+    pk.pack_array(6);
+    pk.pack(0), pk.pack(1), pk.pack(std::uint64_t{0x5eed}), pk.pack(::getpid());
+    pk.pack(std::string{"by hand"}), pk.pack(std::uint32_t{1} << 20);
+  });
+  test::send_envelope(fd, [](auto& pk) {
+    pk.pack_array(5);
+    pk.pack(1), pk.pack(7), pk.pack(std::string{"no such actor"}), pk.pack(true);
+    pk.pack_array(0);
+  });
+  for (;;) {  // the node's hello and heartbeats come first
+    auto envelope = test::read_envelope(fd);
+    auto fields = envelope->as<std::vector<msgpack::object>>();
+    if (fields.at(0).as<int>() != 2)
+      continue;
+    CHECK(fields.at(1).as<int>() == 7);
+    CHECK_FALSE(fields.at(2).as<bool>());  // spawned, refused: unknown_actor_name
+    break;
+  }
+  // Before, the node ended (code 1) right after answering.
+  CHECK_FALSE(other.process.join(2s));
+  ::close(fd);
+  other.process.terminate();
+  CHECK(other.process.join(10s));
+}

@@ -114,6 +114,8 @@ public:
   // short and never block in it — send a message.
   void start(std::function<void(caf::error)> done);
   // Calls `fn(exitcode)` once the process ended (at once if it has), on the I/O thread.
+  // Never called for a process that never ran (start failed before it had a pid): start's
+  // error says so, and there is no exit code to give.
   void on_exit(std::function<void(int)> fn);
   // Waits for the process to end; true if it did within `timeout` (no timeout: forever).
   // On the node's I/O thread (in its callbacks) it cannot wait: false at once, and a warning.

@@ -244,6 +244,9 @@ void node_impl::run_exit_hooks() {
 
 caf::expected<caf::actor> node_impl::spawn_for(peer& from, const std::string& actor,
                                                const caf::message& args, bool main) {
+  // `main` is the parent's word to its child only; a peer over TCP (or this node's own
+  // child) must not decide when this process ends.
+  main = main && from.kind() == peer::role::parent;
   auto result = spawn_registered(*system_, actor, args);
   if (!result) {
     if (main && child_)
