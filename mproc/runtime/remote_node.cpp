@@ -1,5 +1,6 @@
 #include "mproc/runtime/remote_node.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <future>
 #include <optional>
@@ -10,6 +11,7 @@
 
 #include "mproc/runtime/actor_registry.hpp"
 #include "mproc/runtime/blocking.hpp"
+#include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/log.hpp"
 #include "mproc/runtime/message_bytes.hpp"
@@ -123,10 +125,25 @@ caf::actor remote_node::spawn_process_message(std::string_view actor, std::strin
                                               const caf::message& args,
                                               std::chrono::milliseconds timeout) {
   (void)starter_registered;
+  // One bound for both steps: the caller's timeout covers the whole spawn_process.
+  auto deadline = deadline_after(timeout);
   auto starter = spawn_message("mproc_process_starter", {}, timeout);
-  auto reply = this_node().request_message(
-    starter, caf::make_message(std::string{actor}, std::move(process_name), to_bytes(args)),
-    timeout);
+  auto left = timeout;
+  if (deadline != std::chrono::steady_clock::time_point::max())
+    left = std::max(std::chrono::milliseconds{0},
+                    std::chrono::duration_cast<std::chrono::milliseconds>(
+                      deadline - std::chrono::steady_clock::now()));
+  caf::message reply;
+  try {
+    reply = this_node().request_message(
+      starter, caf::make_message(std::string{actor}, std::move(process_name), to_bytes(args)),
+      left);
+  } catch (const error&) {
+    // The caller gives up: a process that starts late ends with its starter, not with the
+    // connection (which may outlive this call by far).
+    caf::anon_send_exit(starter, caf::exit_reason::user_shutdown);
+    throw;
+  }
   if (!reply.match_elements<caf::actor>()) {
     auto why = "spawn_process '" + std::string{actor} + "' on " + address_ + ": unexpected reply";
     throw error(make_error(errc::protocol_error, why), why);
