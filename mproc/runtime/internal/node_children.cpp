@@ -290,6 +290,13 @@ void node_impl::finish_children() {
 }
 
 void node_impl::close_peers() {
+  std::unordered_map<std::uint64_t, std::function<void(caf::error)>> connecting;
+  {
+    std::lock_guard guard{mtx_};
+    connecting.swap(connecting_);
+  }
+  for (auto& [ticket, settle] : connecting)
+    settle(make_error(errc::node_shutdown, "connect: the node is shutting down"));
   std::promise<void> done;
   loop_.post([this, &done] {
     std::set<std::shared_ptr<peer>> peers;

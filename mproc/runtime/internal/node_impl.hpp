@@ -242,6 +242,10 @@ private:
   std::size_t remote_peers_ever_ = 0;
   bool stop_waiting_ = false;
   std::condition_variable remote_changed_;
+  // connect() calls under way, each settled with node_shutdown by close_peers(): a connect
+  // whose adoption reaches the loop too late would otherwise wait out its whole timeout.
+  std::unordered_map<std::uint64_t, std::function<void(caf::error)>> connecting_;
+  std::uint64_t connects_ = 0;
 
   std::condition_variable exit_requested_;
   std::optional<int> exit_code_;

@@ -34,7 +34,7 @@ std::uint16_t node_impl::listen(const endpoint& at, link_credentials as) {
 }
 
 std::shared_ptr<peer> node_impl::adopt_remote(authenticated_socket s, const std::string& from) {
-  auto l = std::make_shared<link>(loop_, s.fd, options_.max_frame, options_.max_link_queue,
+  auto l = std::make_shared<link>(loop_, s.release(), options_.max_frame, options_.max_link_queue,
                                   std::move(s.tls));
   auto p = std::make_shared<peer>(*this, l, peer::role::remote, 0);
   bool late;
@@ -89,15 +89,7 @@ void node_impl::keep_heartbeat(const std::weak_ptr<peer>& w) {
 
 std::shared_ptr<peer> node_impl::connect(const endpoint& to, const link_credentials& as,
                                          std::chrono::milliseconds timeout) {
-  {
-    std::lock_guard guard{mtx_};
-    if (shutting_down_)  // its adoption would be posted to a loop that stops
-      throw error(make_error(errc::node_shutdown, "connect: the node is shutting down"),
-                  "connect: the node is shutting down");
-  }
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  auto socket = std::make_shared<authenticated_socket>(connect_authenticated(to, as, timeout));
-  // Settled once: by the remote hello, or by the link failing first.
+  // Settled once: by the remote hello, by the link failing first, or by the node's end.
   struct pending {
     std::promise<caf::expected<std::shared_ptr<peer>>> answer;
     std::atomic<bool> settled{false};
@@ -108,6 +100,30 @@ std::shared_ptr<peer> node_impl::connect(const endpoint& to, const link_credenti
     }
   };
   auto state = std::make_shared<pending>();
+  auto refused = [] {
+    throw error(make_error(errc::node_shutdown, "connect: the node is shutting down"),
+                "connect: the node is shutting down");
+  };
+  std::uint64_t ticket;
+  {
+    std::lock_guard guard{mtx_};
+    if (shutting_down_)  // its adoption would be posted to a loop that stops
+      refused();
+    ticket = ++connects_;
+    connecting_.emplace(ticket, [state](caf::error why) { state->settle(std::move(why)); });
+  }
+  struct forget {
+    node_impl& node;
+    std::uint64_t ticket;
+    ~forget() {
+      std::lock_guard guard{node.mtx_};
+      node.connecting_.erase(ticket);
+    }
+  } forget_on_return{*this, ticket};
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto socket = std::make_shared<authenticated_socket>(connect_authenticated(to, as, timeout));
+  if (state->settled)  // the node began to end meanwhile: the socket closes with `socket`
+    refused();
   loop_.post([this, socket, to, state] {
     auto p = adopt_remote(std::move(*socket), to.text());
     state->p = p;

@@ -308,6 +308,17 @@ std::unique_ptr<tls::session> handshake_tls(int fd, const endpoint& to,
 
 } // namespace
 
+authenticated_socket::authenticated_socket(int f, std::unique_ptr<tls::session> t)
+  : fd(f), tls(std::move(t)) {}
+
+authenticated_socket::authenticated_socket(authenticated_socket&& other) noexcept
+  : fd(std::exchange(other.fd, -1)), tls(std::move(other.tls)) {}
+
+authenticated_socket::~authenticated_socket() {
+  if (fd >= 0)
+    ::close(fd);
+}
+
 authenticated_socket connect_authenticated(const endpoint& to, const link_credentials& as,
                                            std::chrono::milliseconds timeout) {
   auto deadline = clock_type::now() + timeout;

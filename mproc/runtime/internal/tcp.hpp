@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 struct sockaddr_storage;  // <sys/socket.h>
 
@@ -34,11 +35,17 @@ endpoint parse_endpoint(std::string_view text);
 int listen_tcp(const endpoint& at, std::uint16_t& bound_port);
 
 // A socket whose peer proved the authkey, and the TLS session its frames go through (none:
-// in clear, after the plaintext handshake of handshake.hpp). Whoever destroys one includes
-// tls.hpp.
+// in clear, after the plaintext handshake of handshake.hpp). Closes the socket unless
+// released: one nobody took over (a node that ended meanwhile) does not leak.
 struct authenticated_socket {
   int fd = -1;
   std::unique_ptr<tls::session> tls;
+
+  authenticated_socket(int f, std::unique_ptr<tls::session> t);
+  authenticated_socket(authenticated_socket&& other) noexcept;
+  authenticated_socket& operator=(authenticated_socket&&) = delete;
+  ~authenticated_socket();
+  int release() { return std::exchange(fd, -1); }
 };
 
 // What a TCP link proves itself with: the authkey (TLS with it as the PSK, or where asked
