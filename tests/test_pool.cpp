@@ -411,6 +411,18 @@ TEST_CASE("results that are not ready in time throw timeout and stay available")
   CHECK_FALSE(unordered.next(10s).has_value());
 }
 
+TEST_CASE("a wait of milliseconds::max() or a century of hours waits for the result") {
+  // In the nanoseconds of the standard waits both overflowed into the past: timeout at once.
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 1}};
+  CHECK(pool.apply_async(slow_pid, 200).get(std::chrono::milliseconds::max()) > 0);
+  CHECK(pool.apply_async(slow_pid, 200).wait(std::chrono::hours{24 * 365 * 300}));
+  auto stream = pool.imap(slow_pid, std::vector<std::int32_t>{200});
+  CHECK(stream.next(std::chrono::seconds::max()).value_or(0) > 0);
+  pool.close();
+  CHECK(pool.join(std::chrono::milliseconds::max()));
+}
+
 TEST_CASE("results too large for one message together cross in several; too large alone fail") {
   test::scoped_node node;  // max_frame 80 MiB: a message carries 79 MiB of results
   mproc::pool pool{*node, {.processes = 1}};

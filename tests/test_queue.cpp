@@ -92,6 +92,18 @@ TEST_CASE("put and get keep FIFO order within one process") {
   CHECK(q.empty());
 }
 
+TEST_CASE("a get or put with a timeout of milliseconds::max() waits as long as it takes") {
+  // now() + milliseconds::max() overflowed into the past: the get failed with empty at once.
+  test::scoped_node node;
+  int_queue q{*node};
+  auto p = node->spawn_process("producer", {}, q, std::int32_t{7}, std::int32_t{2});
+  CHECK(q.get(std::chrono::milliseconds::max()) == 7);  // before the child has started
+  CHECK(q.get(std::chrono::hours{24 * 365 * 300}) == 8);
+  q.put(9, std::chrono::milliseconds::max());
+  CHECK(q.get(std::chrono::seconds::max()) == 9);
+  CHECK(p.join(10s));
+}
+
 TEST_CASE("every timeout and error path raises the matching code") {
   test::scoped_node node;
   int_queue q{*node, {.maxsize = 2}};

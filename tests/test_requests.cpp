@@ -175,3 +175,15 @@ TEST_CASE("request<R> with a reply of another type is bad_message") {
   p.terminate();
   CHECK(p.join(5s));
 }
+
+TEST_CASE("a timeout of milliseconds::max() or a century of hours waits for the reply") {
+  // In the nanoseconds a wait computes with, both overflowed into the past: the call failed
+  // with timeout at once, while the request still ran.
+  test::scoped_node node;
+  auto p = node->spawn_process("napper", {});
+  CHECK(node->request<std::int32_t>(p.actor(), std::chrono::milliseconds::max(), 1) == 1);
+  CHECK(node->request<std::int32_t>(p.actor(), std::chrono::hours{24 * 365 * 300}, 2) == 2);
+  CHECK(node->request<std::int32_t>(p.actor(), std::chrono::seconds::max(), 3) == 3);
+  p.terminate();
+  CHECK(p.join(5s));
+}

@@ -180,7 +180,7 @@ bool pipe_socket::flush() {
 
 bool pipe_socket::wait_flushed(millis timeout) {
   std::unique_lock lock{send_mtx_};
-  return sent_.wait_for(lock, timeout, [&] { return out_.empty(); });
+  return sent_.wait_for(lock, capped(timeout), [&] { return out_.empty(); });
 }
 
 bool pipe_socket::frame_buffered() const {

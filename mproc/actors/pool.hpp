@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "mproc/actors/pool_chunks.hpp"
+#include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/task.hpp"
 #include "mproc/serialization/bytes.hpp"
@@ -94,7 +95,7 @@ public:
   R get() { return decode_(*job_); }
   template <class Rep, class Period>
   R get(std::chrono::duration<Rep, Period> timeout) {
-    if (!detail::job_wait(*job_, std::chrono::duration_cast<std::chrono::milliseconds>(timeout)))
+    if (!detail::job_wait(*job_, capped(timeout)))
       detail::throw_timeout("get");
     return decode_(*job_);
   }
@@ -113,7 +114,7 @@ public:
   void wait() { detail::job_wait(*job_, std::nullopt); }
   template <class Rep, class Period>
   bool wait(std::chrono::duration<Rep, Period> timeout) {
-    return detail::job_wait(*job_, std::chrono::duration_cast<std::chrono::milliseconds>(timeout));
+    return detail::job_wait(*job_, capped(timeout));
   }
   // Python's callback / error_callback: called once ready, from the pool's own thread, or at
   // once if already ready. Keep them short, and never wait on the pool from one: the pool's
@@ -154,7 +155,7 @@ public:
   std::optional<R> next() { return next_impl(std::nullopt); }
   template <class Rep, class Period>
   std::optional<R> next(std::chrono::duration<Rep, Period> timeout) {
-    return next_impl(std::chrono::duration_cast<std::chrono::milliseconds>(timeout));
+    return next_impl(capped(timeout));
   }
 
   // Range-for over the results.
@@ -273,7 +274,7 @@ public:
   void join() { core_.join(std::nullopt); }
   template <class Rep, class Period>
   bool join(std::chrono::duration<Rep, Period> timeout) {
-    return core_.join(std::chrono::duration_cast<std::chrono::milliseconds>(timeout));
+    return core_.join(capped(timeout));
   }
   std::size_t processes() const { return core_.processes(); }
 

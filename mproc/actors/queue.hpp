@@ -30,6 +30,7 @@
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/message_builder.hpp>
 
+#include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/message_types.hpp"
 #include "mproc/actors/queue_batch.hpp"
@@ -249,7 +250,7 @@ protected:
 
   template <class Rep, class Period>
   static std::chrono::milliseconds to_millis(std::chrono::duration<Rep, Period> d) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(d);
+    return capped(d);  // milliseconds::max() waits for ever, without overflow
   }
   std::vector<T> decode_all(const detail::item_run& items) {
     std::vector<T> out;

@@ -9,6 +9,19 @@ namespace mproc {
 // A timeout this long is a wait for ever (and `now + milliseconds::max()` would overflow).
 inline constexpr std::chrono::milliseconds forever_beyond = std::chrono::hours{24 * 365 * 100};
 
+// A caller's timeout in any unit, as `To`, kept between zero and forever_beyond: the
+// standard library's waits add it to now() in nanoseconds, where milliseconds::max() (or a
+// century of hours) overflows into the past, and the wait would end at once.
+template <class To = std::chrono::milliseconds, class Rep, class Period>
+constexpr To capped(std::chrono::duration<Rep, Period> d) {
+  using seconds = std::chrono::duration<double>;
+  if (seconds{d} >= seconds{forever_beyond})
+    return std::chrono::duration_cast<To>(forever_beyond);
+  if (seconds{d} <= seconds{0})
+    return To{0};
+  return std::chrono::duration_cast<To>(d);
+}
+
 // No timeout, or one of a century or more, is time_point::max().
 inline std::chrono::steady_clock::time_point deadline_after(
     std::optional<std::chrono::milliseconds> timeout) {

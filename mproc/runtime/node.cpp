@@ -153,7 +153,7 @@ caf::actor node::lookup(const std::string& name, std::chrono::milliseconds timeo
   auto answer = result->get_future();
   if (answer.wait_for(std::chrono::seconds{0}) != std::future_status::ready)
     will_block();  // a child's answer comes through its loop
-  if (answer.wait_for(timeout) != std::future_status::ready) {
+  if (answer.wait_for(capped(timeout)) != std::future_status::ready) {
     auto err = make_error(errc::timeout, "no answer to the lookup of '" + name + "'");
     throw error(err, impl_->system().render(err));
   }

@@ -32,6 +32,7 @@
 
 #include "mproc/runtime/authkey.hpp"
 #include "mproc/runtime/command.hpp"
+#include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/process.hpp"
 #include "mproc/runtime/remote_node.hpp"
@@ -132,7 +133,7 @@ public:
   template <class R = void, class Rep, class Period, class... Ts>
   R request(const caf::actor& dest, std::chrono::duration<Rep, Period> timeout, Ts&&... args) {
     auto reply = request_message(dest, detail::message_of(std::forward<Ts>(args)...),
-                                 std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+                                 capped<std::chrono::nanoseconds>(timeout));
     if constexpr (!std::is_void_v<R>) {
       if (!reply.template match_elements<R>())
         throw_unexpected_reply(reply);

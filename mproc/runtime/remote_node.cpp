@@ -29,7 +29,7 @@ caf::actor wait_for(std::future<caf::expected<caf::actor>> f, std::chrono::milli
                     const std::string& what) {
   if (f.wait_for(std::chrono::seconds{0}) != std::future_status::ready)
     will_block();  // the answer comes through this node's loop
-  if (f.wait_for(timeout) != std::future_status::ready) {
+  if (f.wait_for(capped(timeout)) != std::future_status::ready) {
     auto why = what + ": no answer within the timeout";
     throw error(make_error(errc::timeout, why), why);
   }
@@ -137,7 +137,7 @@ caf::actor remote_node::spawn_process_message(std::string_view actor, std::strin
   try {
     reply = this_node().request_message(
       starter, caf::make_message(std::string{actor}, std::move(process_name), to_bytes(args)),
-      left);
+      capped<std::chrono::nanoseconds>(left));
   } catch (const error&) {
     // The caller gives up: a process that starts late ends with its starter, not with the
     // connection (which may outlive this call by far).

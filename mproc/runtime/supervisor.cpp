@@ -9,6 +9,7 @@
 #include <caf/event_based_actor.hpp>
 
 #include "mproc/runtime/blocking.hpp"
+#include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/internal/supervisor_protocol.hpp"
 #include "mproc/runtime/internal/supervisor_state.hpp"
 #include "mproc/runtime/node.hpp"
@@ -90,7 +91,7 @@ bool supervisor::wait(millis timeout) {
   std::unique_lock lock{end_->m};
   if (!end_->ended && timeout.count() > 0)
     will_block();
-  return end_->cv.wait_for(lock, timeout, [&] { return end_->ended; });
+  return end_->cv.wait_for(lock, capped(timeout), [&] { return end_->ended; });
 }
 
 caf::error supervisor::reason() const {
