@@ -327,6 +327,20 @@ TEST_CASE("JoinableQueue: join waits until every item was task_done") {
   CHECK(code_of([&] { q.task_done(); }) == errc::bad_arguments);
 }
 
+TEST_CASE("JoinableQueue: a task_done() right after a put() counts that put, as in Python") {
+  // The queue counts a task when it accepts the put's batch: a task_done() sent at once
+  // overtook it (bad_arguments here; in a worker that puts while finishing its task, join()
+  // could return before the new item was done).
+  test::scoped_node node;
+  mproc::joinable_queue<std::int32_t> q{*node};
+  for (std::int32_t i = 0; i < 50; ++i) {
+    q.put(i);
+    q.task_done();
+  }
+  CHECK(q.join(5s));
+  CHECK(q.get(5s) == 0);
+}
+
 TEST_CASE("JoinableQueue: join(timeout) returns in time while a full queue holds puts back") {
   test::scoped_node node;
   mproc::joinable_queue<std::int32_t> q{*node, {.maxsize = 1}};

@@ -208,7 +208,14 @@ public:
   void task_done(std::uint64_t n) {
     caf::actor via;
     {
-      std::lock_guard guard{ch_->m};
+      std::unique_lock lock{ch_->m};
+      // The queue counts a task when it accepts the put's batch: a task_done() overtaking
+      // this process's own earlier puts could let join() return while one of them is still
+      // on its way. Python counts the task in put(); here the puts are in first.
+      if (!wait_while_accepting(lock))
+        throw error(make_error(errc::timeout, "the queue accepted nothing for 10 s"),
+                    "task_done: the queue accepted none of this process's earlier puts for "
+                    "10 s; the task is not counted done");
       if (agent_ && ch_->acks.any())
         via = agent_;
       else  // nothing to name (what was taken before a leave): the counts only
@@ -238,18 +245,25 @@ private:
     return out;
   }
 
-  // Waits while the queue keeps accepting; gives up after stalled_flush_limit without any
-  // progress, logging what is dropped (while this process is `doing` what).
-  void wait_for_flush(std::unique_lock<std::mutex>& lock, const char* doing) {
+  // Waits until this process's puts went out (or failed) while the queue keeps accepting
+  // them; false after stalled_flush_limit without any progress.
+  bool wait_while_accepting(std::unique_lock<std::mutex>& lock) {
     auto flushed = [&] { return (ch_->outbox.empty() && !ch_->sending) || ch_->put_error; };
     auto seen = ch_->accepted;
     if (!flushed())
       will_block();
     while (!ch_->cv.wait_for(lock, stalled_flush_limit, flushed)) {
-      if (ch_->accepted != seen) {
-        seen = ch_->accepted;
-        continue;
-      }
+      if (ch_->accepted == seen)
+        return false;
+      seen = ch_->accepted;
+    }
+    return true;
+  }
+
+  // Waits while the queue keeps accepting; gives up after stalled_flush_limit without any
+  // progress, logging what is dropped (while this process is `doing` what).
+  void wait_for_flush(std::unique_lock<std::mutex>& lock, const char* doing) {
+    if (!wait_while_accepting(lock)) {
       auto dropped = ch_->outbox.size() + ch_->in_flight;
       ch_->put_error = make_error(errc::full, "the queue accepted nothing for 10 s");
       ch_->outbox.clear();
@@ -260,7 +274,6 @@ private:
                    "%zu item(s) it put were not delivered\n",
                    doing, dropped);
       lock.lock();
-      return;
     }
   }
 
