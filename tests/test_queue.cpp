@@ -104,6 +104,33 @@ TEST_CASE("a get or put with a timeout of milliseconds::max() waits as long as i
   CHECK(p.join(10s));
 }
 
+TEST_CASE("a get with a timeout of zero takes an item the queue holds, as get_nowait does") {
+  // It sent a fetch and gave up at once: empty, with what the fetch brought left prefetched.
+  test::scoped_node node;
+  int_queue q{*node};
+  for (std::int32_t i = 0; i < 100; ++i)
+    q.put(i);
+  REQUIRE(q.flush(5s));
+  for (std::int32_t i = 0; i < 100; ++i)
+    REQUIRE(q.get(0ms) == i);
+  CHECK(code_of([&] { q.get(0ms); }) == errc::empty);
+}
+
+TEST_CASE("a put with a timeout never raises full on an unbounded queue, as in Python") {
+  // Large items fill the batch under way at once: the put waited for it, then gave up.
+  test::scoped_node node;
+  mproc::queue<std::string> q{*node};
+  std::string big(400 << 10, 'x');
+  for (int i = 0; i < 20; ++i)
+    q.put(big, 0ms);
+  REQUIRE(q.flush(10s));
+  CHECK(q.qsize() == 20);
+  std::size_t got = 0;
+  while (got < 20)
+    got += q.get_many(20, 5s).size();
+  CHECK(got == 20);
+}
+
 TEST_CASE("every timeout and error path raises the matching code") {
   test::scoped_node node;
   int_queue q{*node, {.maxsize = 2}};

@@ -60,9 +60,16 @@ public:
                   || ch_->outbox.byte_size() + item.size() <= max_batch_bytes))
              || ch_->put_error;
     };
-    if (!wait(lock, timeout, room))
+    if (!bounded_) {
+      // Never full, as in Python: what holds the put back is the batch ahead of it still
+      // going out, whatever the timeout. Only a queue that stops accepting ends the wait.
+      if (!wait_while_accepting(lock, room))
+        throw error(make_error(errc::timeout, "the queue accepted nothing for 10 s"),
+                    "put: the queue accepted none of this process's puts for 10 s");
+    } else if (!wait(lock, timeout, room)) {
       throw error(make_error(errc::full, "the queue is full"),
                   "put: the queue stayed full for " + std::to_string(timeout->count()) + " ms");
+    }
     if (ch_->put_error)
       throw error(ch_->put_error, "put: " + render(ch_->put_error));
     ch_->outbox.append(item);
@@ -79,11 +86,10 @@ public:
       pending = !ch_->outbox.empty() || ch_->sending;
     }
     // Behind this process's earlier puts, which keeps their order, if it may run that far
-    // ahead of the queue (as put() without waiting); else asked of the queue itself. An
-    // unbounded queue is never full: what holds a put back there (the batch ahead of it
-    // still going out) passes without anyone getting, so it is waited for.
+    // ahead of the queue (as put() without waiting); else asked of the queue itself. (An
+    // unbounded queue is never full: put() waits for the batch ahead there.)
     if (pending)
-      return bounded_ ? put(item, millis{0}) : put(item, std::nullopt);
+      return put(item, millis{0});
     item_batch one;
     one.append(item);
     this_node().request(queue_, std::chrono::seconds{30}, q_putnow_atom::value, std::move(one));
@@ -93,6 +99,12 @@ public:
   item_run get_many(std::size_t max, std::optional<millis> timeout) {
     std::unique_lock lock{ch_->m};
     finish_taken_locked();
+    if (timeout && timeout->count() <= 0 && ch_->inbox.empty() && !ch_->get_error) {
+      // As Python's get(timeout=0): get_nowait(), which asks the queue. A fetch would be
+      // cancelled at once, leaving what it brought prefetched here while the caller stops.
+      lock.unlock();
+      return get_nowait();
+    }
     if (!wait_for_items(lock, timeout))
       throw error(make_error(errc::empty, "the queue is empty"),
                   "get: no item within " + std::to_string(timeout->count()) + " ms");
@@ -248,11 +260,18 @@ private:
   // Waits until this process's puts went out (or failed) while the queue keeps accepting
   // them; false after stalled_flush_limit without any progress.
   bool wait_while_accepting(std::unique_lock<std::mutex>& lock) {
-    auto flushed = [&] { return (ch_->outbox.empty() && !ch_->sending) || ch_->put_error; };
+    return wait_while_accepting(lock, [&] {
+      return (ch_->outbox.empty() && !ch_->sending) || ch_->put_error;
+    });
+  }
+
+  // Waits for `pred` while the queue keeps accepting this process's puts.
+  template <class Pred>
+  bool wait_while_accepting(std::unique_lock<std::mutex>& lock, Pred pred) {
     auto seen = ch_->accepted;
-    if (!flushed())
+    if (!pred())
       will_block();
-    while (!ch_->cv.wait_for(lock, stalled_flush_limit, flushed)) {
+    while (!ch_->cv.wait_for(lock, stalled_flush_limit, pred)) {
       if (ch_->accepted == seen)
         return false;
       seen = ch_->accepted;
