@@ -37,5 +37,10 @@ void misbehave_if_asked(int argc, char** argv) {
 
 extern "C" void mproc_test_init(int argc, char** argv) {
   misbehave_if_asked(argc, argv);
-  mproc::init(argc, argv);  // in a child: runs the child node and never returns
+  // Children with the root's own small max_frame, for tests that set one (init's options
+  // are what a program's children run with).
+  mproc::node_options options;
+  if (const char* max_frame = std::getenv("MPROC_TEST_MAX_FRAME"))
+    options.max_frame = static_cast<std::uint32_t>(std::strtoul(max_frame, nullptr, 10));
+  mproc::init(argc, argv, options);  // in a child: runs the child node and never returns
 }

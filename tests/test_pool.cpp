@@ -52,6 +52,10 @@ std::string mebibytes_of_text(std::int32_t n) {
   return std::string(static_cast<std::size_t>(n) << 20, 'm');
 }
 
+std::int64_t length_of(const std::string& s) {
+  return static_cast<std::int64_t>(s.size());
+}
+
 std::int32_t unregistered(std::int32_t x) {
   return x;
 }
@@ -69,6 +73,7 @@ MPROC_TASK(fails_on_odd);
 MPROC_TASK(aborts_on_13);
 MPROC_TASK(nothing);
 MPROC_TASK(mebibytes_of_text);
+MPROC_TASK(length_of);
 
 TEST_CASE("map returns every result in input order, whatever the chunk size") {
   test::scoped_node node;
@@ -445,6 +450,31 @@ TEST_CASE("results too large for one message together cross in several; too larg
   }
   CHECK_THAT(what, Catch::Contains("more than a message carries"));
   CHECK(pool.apply(square, std::int64_t{4}) == 16);  // the worker lives on
+}
+
+TEST_CASE("inputs too large for one message go out in several; a chunk too large alone fails") {
+  // The smallest max_frame, in the workers too: 100 KB items fill a message quickly.
+  test::scoped_env small_frames{"MPROC_TEST_MAX_FRAME", "1048576"};
+  mproc::node_options options;
+  options.max_frame = 1u << 20;
+  test::scoped_node node{options};
+  mproc::pool pool{*node, {.processes = 1}};
+  auto worker = pool.apply(slow_pid, 0);
+  // Eight chunks of 500 KB: a pull used to take four at once (2 MB), an answer the link
+  // refused; the worker took that for the pool's end and quit, and each chunk went again.
+  std::vector<std::string> inputs(40, std::string(100'000, 'x'));
+  auto lengths = pool.map(length_of, inputs, 5);
+  CHECK(lengths == std::vector<std::int64_t>(40, 100'000));
+  CHECK(pool.apply(slow_pid, 0) == worker);  // no worker died on the way
+  std::string what;
+  try {
+    pool.map(length_of, inputs, 20);  // 2 MB chunks: none can ever reach a worker
+  } catch (const mproc::error& e) {
+    CHECK(e.code() == errc::task_failed);
+    what = e.what();
+  }
+  CHECK_THAT(what, Catch::Contains("pass a smaller chunksize"));
+  CHECK(pool.apply(slow_pid, 0) == worker);
 }
 
 TEST_CASE("a function that is not a registered task is refused with a clear error") {

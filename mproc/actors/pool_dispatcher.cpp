@@ -44,9 +44,13 @@ struct pull_request {
   std::uint32_t allowance;
 };
 
-// Chunks ready to hand out are kept to this many items (but at least 2 per worker), so a
-// huge map is encoded as it is consumed, not all at once.
+// Chunks ready to hand out are kept to this many items and bytes (but at least 2 per
+// worker), so a huge map is encoded as it is consumed, not all at once.
 constexpr std::size_t ready_item_limit = 32 * 1024;
+constexpr std::size_t ready_byte_limit = std::size_t{64} << 20;
+// What a pull's answer carries beside its chunks, at most (the envelope, each chunk's bin
+// header): chunks go to a worker in one message, within its max_frame.
+constexpr std::size_t batch_envelope_room = 64 * 1024;
 // A pull takes at most this many items: the rest stays for other workers.
 constexpr std::size_t batch_item_limit = 4 * 1024;
 // terminate() sends SIGTERM, and SIGKILL to workers still running this much later.
@@ -58,6 +62,8 @@ struct dispatch_state {
   std::deque<std::shared_ptr<pool_job>> feeding;  // jobs with chunks left to encode
   std::deque<chunk_task> ready;
   std::size_t ready_items = 0;
+  std::size_t ready_bytes = 0;
+  std::size_t batch_bytes = 0;  // the most a pull's chunks may take: max_frame less the envelope
   std::unordered_map<caf::actor_addr, worker_slot> workers;
   std::deque<pull_request> pulls;
   bool closed = false;
@@ -119,6 +125,7 @@ void fail_everything(const state_ptr& st, const caf::error& why) {
   st->feeding.clear();
   st->ready.clear();
   st->ready_items = 0;
+  st->ready_bytes = 0;
   for (auto& [who, w] : st->workers)
     w.in_flight.clear();
 }
@@ -127,7 +134,8 @@ void fail_everything(const state_ptr& st, const caf::error& why) {
 void fill(const state_ptr& st) {
   auto min_ready = 2 * std::max<std::size_t>(st->options.processes, 1);
   while (!st->feeding.empty()
-         && (st->ready.size() < min_ready || st->ready_items < ready_item_limit)) {
+         && (st->ready.size() < min_ready
+             || (st->ready_items < ready_item_limit && st->ready_bytes < ready_byte_limit))) {
     auto& job = st->feeding.front();
     std::optional<std::pair<bytes, std::uint32_t>> chunk;
     try {
@@ -141,7 +149,18 @@ void fill(const state_ptr& st) {
       st->feeding.pop_front();
       continue;
     }
-    st->ready.push_back({job, static_cast<std::uint32_t>(job->fed++), chunk->second,
+    auto index = job->fed++;
+    if (chunk->first.size() > st->batch_bytes) {  // it could never reach a worker
+      job->settle_failed(index, chunk->second,
+                         "its chunk of " + std::to_string(chunk->second) + " item(s) takes "
+                           + std::to_string(chunk->first.size())
+                           + " bytes, more than a message carries (max_frame "
+                           + std::to_string(st->batch_bytes + batch_envelope_room)
+                           + "): pass a smaller chunksize");
+      continue;
+    }
+    st->ready_bytes += chunk->first.size();
+    st->ready.push_back({job, static_cast<std::uint32_t>(index), chunk->second,
                          std::move(chunk->first)});
     st->ready_items += chunk->second;
   }
@@ -156,8 +175,12 @@ item_batch take_batch(const state_ptr& st, worker_slot& w, std::uint32_t allowan
     share = 1;
   item_batch batch;
   std::size_t items = 0;
-  while (!st->ready.empty() && batch.size() < share
-         && (batch.empty() || items + st->ready.front().items <= batch_item_limit)) {
+  auto fits = [&](const chunk_task& next) {
+    return batch.empty()
+           || (items + next.items <= batch_item_limit
+               && batch.byte_size() + next.payload.size() <= st->batch_bytes);
+  };
+  while (!st->ready.empty() && batch.size() < share && fits(st->ready.front())) {
     // Copied (the payload stays for a retry) before it leaves `ready`: if that throws, no
     // chunk is lost between the two lists.
     const auto& payload = st->ready.front().payload;
@@ -165,6 +188,7 @@ item_batch take_batch(const state_ptr& st, worker_slot& w, std::uint32_t allowan
     auto c = std::move(st->ready.front());
     st->ready.pop_front();
     st->ready_items -= c.items;
+    st->ready_bytes -= c.payload.size();
     items += c.items;
     w.in_flight.push_back(std::move(c));
   }
@@ -260,6 +284,7 @@ void on_worker_down(dispatcher* self, const state_ptr& st, const caf::down_msg& 
       continue;
     }
     st->ready_items += c.items;
+    st->ready_bytes += c.payload.size();
     st->ready.push_front(std::move(c));
   }
   st->workers.erase(slot);
@@ -331,6 +356,7 @@ caf::behavior pool_dispatcher(dispatcher* self, pool_options options,
                               std::shared_ptr<pool_status> status) {
   auto st = std::make_shared<dispatch_state>();
   st->options = std::move(options);
+  st->batch_bytes = this_node().max_frame() - batch_envelope_room;
   st->status = std::move(status);
   st->source = make_source(self);
   self->set_down_handler([=](caf::down_msg& down) { on_worker_down(self, st, down); });
