@@ -64,10 +64,15 @@ bool locked(mproc::lock l) {
   return l.locked();
 }
 
+mproc::lock new_lock(std::int32_t) {
+  return mproc::lock{};
+}
+
 } // namespace
 
 MPROC_TASK(add);
 MPROC_TASK(locked);
+MPROC_TASK(new_lock);
 MPROC_TASK(add_one);
 MPROC_TASK(fails_on_odd);
 MPROC_TASK(aborts_on_13);
@@ -504,4 +509,20 @@ TEST_CASE("a handle as a pool task's argument is refused at the call, not sent a
     mproc::pool{*node, {.processes = 1, .initializer = mproc::bind_task(locked, l)}};
   }) == errc::bad_arguments);
   CHECK(pool.apply(square, std::int64_t{3}) == 9);  // the pool serves on
+}
+
+TEST_CASE("a task's result that cannot travel fails with the worker's reason") {
+  // The worker packed nil in its place and called it a success: the caller was told the
+  // result could not be decoded, or got an empty handle.
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 1}};
+  std::string what;
+  try {
+    pool.apply(new_lock, 0);
+  } catch (const mproc::error& e) {
+    CHECK(e.code() == errc::task_failed);
+    what = e.what();
+  }
+  CHECK_THAT(what, Catch::Contains("goes only to a process on this machine"));
+  CHECK(pool.apply(square, std::int64_t{3}) == 9);
 }

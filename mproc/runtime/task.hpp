@@ -130,6 +130,8 @@ std::optional<std::string> run_one(const msgpack::object& item, bool star, wire:
     } else {
       auto r = invoke_task<Fn>(args);
       wire::codec<typename sig::result>::encode(out, r, st);
+      if (!st.ok())  // a handle that cannot go (packed as nil in its place): say why here
+        return "the result cannot travel: " + st.error;
     }
     return std::nullopt;
   } catch (...) {
