@@ -246,6 +246,26 @@ TEST_CASE("poll() gives the returncode as soon as exit_fd() is readable") {
   CHECK(early == 0);
 }
 
+TEST_CASE("wait(0ms) gives the returncode as soon as exit_fd() is readable") {
+  // It waited for the node's loop to reap the program: timeout_expired for one that ended.
+  test::scoped_node node;
+  int timed_out = 0;
+  for (int i = 0; i < 200; ++i) {
+    sp::popen p{{"sh", "-c", "exit 3"}};
+    pollfd ready{p.exit_fd(), POLLIN, 0};
+    REQUIRE(::poll(&ready, 1, 10000) == 1);
+    std::optional<int> code;
+    try {
+      code = p.wait(0ms);
+    } catch (const sp::timeout_expired&) {
+      ++timed_out;
+    }
+    if (code)
+      CHECK(*code == 3);
+  }
+  CHECK(timed_out == 0);
+}
+
 TEST_CASE("a NUL in an argument or the environment, or '=' in a name, is refused by name") {
   test::scoped_node node;
   CHECK(code_of([] { sp::run({"echo", std::string("a\0b", 3)}); }) == errc::bad_arguments);

@@ -330,7 +330,7 @@ std::pair<std::string, std::string> popen::communicate(std::string_view given,
   }
   std::optional<millis> left;
   if (deadline != clock_point::max())
-    left = std::chrono::duration_cast<millis>(
+    left = std::chrono::ceil<millis>(  // up: pipes closed just before the deadline still wait
       std::max(deadline - clock_type::now(), clock_type::duration::zero()));
   auto code = cmd_.wait(left);
   if (!code)

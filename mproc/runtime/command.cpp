@@ -68,11 +68,16 @@ std::optional<int> command::wait(std::optional<millis> timeout) const {
     will_block();
   while (!s_->returncode) {
     if (!s_->detached) {  // the node's loop reaps it and wakes us
+      // It may have ended while the loop is busy elsewhere: asked here too, as Python's
+      // wait() does, so that a short timeout does not report a program that ended as running.
+      if (s_->reap_locked(false))
+        break;
       if (!timeout) {
         s_->cv.wait(lock);
         continue;
       }
-      if (s_->cv.wait_until(lock, deadline) == std::cv_status::timeout && !s_->returncode)
+      if (s_->cv.wait_until(lock, deadline) == std::cv_status::timeout
+          && !s_->reap_locked(false))
         return std::nullopt;
       continue;
     }
