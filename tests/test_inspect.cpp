@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <stdexcept>
 #include <string>
 
 #include <catch2/catch.hpp>
@@ -313,5 +315,20 @@ TEST_CASE("garbage on the socket gets no snapshot and leaves the node answering"
     int fd = raw_connection();
     ::close(fd);
   }
+  CHECK(number(mproc::inspect_node(::getpid()), "pid") == ::getpid());
+}
+
+TEST_CASE("a report that throws anything at all is shown as its error; the node lives on") {
+  test::scoped_node node;
+  mproc::inspect_source odd{"odd", [](std::chrono::milliseconds) -> value { throw 42; }};
+  mproc::inspect_source plain{"plain", [](std::chrono::milliseconds) -> value {
+                                throw std::runtime_error{"out of luck"};
+                              }};
+  auto snap = mproc::inspect_node(::getpid());
+  std::map<std::string, std::string> errors;
+  for (const auto& o : items(snap, "objects"))
+    errors[text(o, "kind")] = text(o, "error");
+  CHECK_THAT(errors["plain"], Catch::Contains("out of luck"));
+  CHECK_FALSE(errors["odd"].empty());
   CHECK(number(mproc::inspect_node(::getpid()), "pid") == ::getpid());
 }

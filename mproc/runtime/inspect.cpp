@@ -12,6 +12,7 @@
 #include <caf/actor.hpp>
 #include <caf/actor_cast.hpp>
 
+#include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/internal/inspect_sources.hpp"
 #include "mproc/runtime/message_types.hpp"
 #include "mproc/runtime/node.hpp"
@@ -106,8 +107,8 @@ value::array_t inspect_reports(std::chrono::steady_clock::time_point deadline) {
     } else {
       try {
         report = (*e.report)(std::min(left, report_time));
-      } catch (const std::exception& ex) {
-        report = value::map_t{{"error", ex.what()}};
+      } catch (...) {  // a user's report: whatever it throws, the node lives on
+        report = value::map_t{{"error", describe_current_exception()}};
       }
     }
     if (report.is_nil())

@@ -163,9 +163,10 @@ void inspector::answer(int fd) {
                                       inspect_clock::now() + request_time);
     auto reply = reply_to(request);
     write_inspect_frame(fd, reply, inspect_clock::now() + reply_time);
-  } catch (const std::exception& e) {
+  } catch (...) {
     // A client that went away or sent nonsense: its own loss, logged for whoever debugs it.
-    log::debug("introspection request not answered: ", e.what());
+    // Anything else thrown on this thread would end the process: nothing escapes.
+    log::debug("introspection request not answered: ", describe_current_exception());
   }
 }
 
