@@ -83,6 +83,18 @@ TEST_CASE("a sentinel becomes readable when its process ends, and close releases
   CHECK_THROWS_AS(p.sentinel(), std::logic_error);
 }
 
+TEST_CASE("a closed process cannot start, and one never started cannot be joined, as in Python") {
+  test::scoped_node node{};
+  auto [a, b] = mproc::pipe(*node);
+  mproc::process p{*node, echo_once, {.name = "never"}, b};
+  CHECK_THROWS_WITH(p.join(), Catch::Contains("before start()"));
+  CHECK_THROWS_WITH(p.join(1s), Catch::Contains("before start()"));
+  p.close();
+  CHECK_THROWS_WITH(p.start(), Catch::Contains("is closed"));
+  CHECK_THROWS_WITH(p.start([](caf::error) {}), Catch::Contains("is closed"));
+  CHECK_FALSE(p.is_alive());  // it never ran
+}
+
 TEST_CASE("wait returns the connections with a message and the processes that ended") {
   test::scoped_node node{};
   auto [a, b] = mproc::pipe(*node);

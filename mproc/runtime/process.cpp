@@ -86,14 +86,28 @@ caf::error check_start(const detail::process_state& s) {
   return detail::check_spawn(s.actor_name, s.args);
 }
 
+// Python's ValueError ("process object is closed") and "cannot start a process twice".
+void refuse_start_locked(const detail::process_state& state) {
+  if (state.closed)
+    throw std::logic_error("process '" + state.name + "' is closed: it cannot be started");
+  if (state.state != detail::process_state::phase::created)
+    throw std::logic_error("process '" + state.name + "' cannot be started twice");
+}
+
+// Python asserts "can only join a started process": joining one never started is a bug
+// that would otherwise pass unseen (join true, no exit code).
+void refuse_join_locked(const detail::process_state& state) {
+  if (state.state == detail::process_state::phase::created)
+    throw std::logic_error("process '" + state.name + "' cannot be joined before start()");
+}
+
 } // namespace
 
 void process::start() {
   using phase = detail::process_state::phase;
   {
     std::lock_guard guard{state_->mtx};
-    if (state_->state != phase::created)
-      throw std::logic_error("process '" + state_->name + "' cannot be started twice");
+    refuse_start_locked(*state_);
     state_->state = phase::starting;
   }
   auto& owner = *state_->owner;
@@ -119,8 +133,7 @@ void process::start(std::function<void(caf::error)> done) {
   using phase = detail::process_state::phase;
   {
     std::lock_guard guard{state_->mtx};
-    if (state_->state != phase::created)
-      throw std::logic_error("process '" + state_->name + "' cannot be started twice");
+    refuse_start_locked(*state_);
     state_->state = phase::starting;
     state_->on_started = std::move(done);
   }
@@ -167,6 +180,7 @@ bool join_refused_here(const detail::process_state& state) {
 
 bool process::join() {
   std::unique_lock lock{state_->mtx};
+  refuse_join_locked(*state_);
   if (state_->alive() && join_refused_here(*state_))
     return false;
   if (state_->alive())
@@ -180,6 +194,7 @@ bool process::join(std::chrono::milliseconds timeout) {
   if (deadline == std::chrono::steady_clock::time_point::max())
     return join();
   std::unique_lock lock{state_->mtx};
+  refuse_join_locked(*state_);
   if (state_->alive() && timeout.count() > 0 && join_refused_here(*state_))
     return false;  // a poll (no timeout) is fine there
   if (state_->alive() && timeout.count() > 0)

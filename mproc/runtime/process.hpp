@@ -107,7 +107,7 @@ public:
                                    detail::element_of(std::forward<Ts>(args)))...)) {}
 
   // Starts the child and waits until its actor runs. Throws mproc::error (unknown_actor_name,
-  // bad_arguments, spawn_failed) and std::logic_error when called twice.
+  // bad_arguments, spawn_failed) and std::logic_error when called twice or after close().
   void start();
   // The same without waiting, for actors: `done` gets the error (none when the actor runs).
   // `done` runs on the node's I/O thread (or at once for errors found before the start): keep it
@@ -119,6 +119,7 @@ public:
   void on_exit(std::function<void(int)> fn);
   // Waits for the process to end; true if it did within `timeout` (no timeout: forever).
   // On the node's I/O thread (in its callbacks) it cannot wait: false at once, and a warning.
+  // Throws std::logic_error before start(), as Python asserts.
   bool join();
   bool join(std::chrono::milliseconds timeout);
   bool is_alive() const;
