@@ -11,6 +11,7 @@
 
 #include "mproc/actors/pool_job.hpp"
 #include "mproc/actors/pool_protocol.hpp"
+#include "mproc/actors/pool_ready.hpp"
 #include "mproc/actors/queue_batch.hpp"
 #include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/inspect.hpp"
@@ -23,17 +24,6 @@ namespace mproc::detail {
 
 namespace {
 
-struct chunk_task {
-  std::shared_ptr<pool_job> job;
-  std::uint32_t index;
-  std::uint32_t items;
-  bytes payload;
-  std::uint32_t attempts = 0;  // deaths of a worker that held it alone
-  // Its worker died while holding it with others, so any of them may have killed it: it is
-  // handed out alone from now on, and only a death then counts against it.
-  bool suspect = false;
-};
-
 struct worker_slot {
   std::deque<chunk_task> in_flight;  // in the order handed out
 };
@@ -44,15 +34,11 @@ struct pull_request {
   std::uint32_t allowance;
 };
 
-// Chunks ready to hand out are kept to this many items and bytes (but at least 2 per
-// worker), so a huge map is encoded as it is consumed, not all at once.
-constexpr std::size_t ready_item_limit = 32 * 1024;
-constexpr std::size_t ready_byte_limit = std::size_t{64} << 20;
-// What a pull's answer carries beside its chunks, at most (the envelope, each chunk's bin
-// header): chunks go to a worker in one message, within its max_frame.
-constexpr std::size_t batch_envelope_room = 64 * 1024;
-// A pull takes at most this many items: the rest stays for other workers.
-constexpr std::size_t batch_item_limit = 4 * 1024;
+// A worker that dies before asking for work is replaced after a pause that doubles with
+// each such death in a row (a broken initializer would otherwise fork without end).
+constexpr auto respawn_pause = std::chrono::milliseconds{20};
+constexpr auto respawn_pause_max = std::chrono::seconds{2};
+using pool_respawn_atom = caf::atom_constant<caf::atom("pool_resp")>;
 // terminate() sends SIGTERM, and SIGKILL to workers still running this much later.
 constexpr auto terminate_grace = std::chrono::seconds{1};
 
@@ -60,10 +46,7 @@ struct dispatch_state {
   pool_options options;
   std::shared_ptr<pool_status> status;
   std::deque<std::shared_ptr<pool_job>> feeding;  // jobs with chunks left to encode
-  std::deque<chunk_task> ready;
-  std::size_t ready_items = 0;
-  std::size_t ready_bytes = 0;
-  std::size_t batch_bytes = 0;  // the most a pull's chunks may take: max_frame less the envelope
+  ready_chunks ready{this_node().max_frame()};
   std::unordered_map<caf::actor_addr, worker_slot> workers;
   std::deque<pull_request> pulls;
   bool closed = false;
@@ -77,6 +60,7 @@ struct dispatch_state {
   // start), in a row: no chunk settled since. One killed after it started, idle or busy,
   // does not count: an idle one is no sign of trouble, and a busy one's chunks are charged.
   std::size_t barren_deaths = 0;
+  std::size_t deaths_before_work = 0;  // in a row, for the respawn pause; a pull resets it
   std::string last_death;
   std::uint64_t chunks_done = 0;
   std::uint64_t items_done = 0;
@@ -117,94 +101,25 @@ void start_worker(dispatcher* self, const state_ptr& st) {
 void fail_everything(const state_ptr& st, const caf::error& why) {
   for (auto& job : st->feeding)
     job->fail(why);
-  for (auto& c : st->ready)
-    c.job->fail(why);
   for (auto& [who, w] : st->workers)
     for (auto& c : w.in_flight)
       c.job->fail(why);
   st->feeding.clear();
-  st->ready.clear();
-  st->ready_items = 0;
-  st->ready_bytes = 0;
+  st->ready.fail_all(why);
   for (auto& [who, w] : st->workers)
     w.in_flight.clear();
 }
 
-// Encodes chunks of waiting jobs while there is room.
-void fill(const state_ptr& st) {
-  auto min_ready = 2 * std::max<std::size_t>(st->options.processes, 1);
-  while (!st->feeding.empty()
-         && (st->ready.size() < min_ready
-             || (st->ready_items < ready_item_limit && st->ready_bytes < ready_byte_limit))) {
-    auto& job = st->feeding.front();
-    std::optional<std::pair<bytes, std::uint32_t>> chunk;
-    try {
-      chunk = job->feed();
-    } catch (...) {  // the caller's container or an item's encoder threw
-      job->fail(make_error(errc::task_failed,
-                           "the inputs could not be encoded: " + describe_current_exception()));
-    }
-    if (!chunk) {
-      job->drop_source();  // releases the inputs
-      st->feeding.pop_front();
-      continue;
-    }
-    auto index = job->fed++;
-    if (chunk->first.size() > st->batch_bytes) {  // it could never reach a worker
-      job->settle_failed(index, chunk->second,
-                         "its chunk of " + std::to_string(chunk->second) + " item(s) takes "
-                           + std::to_string(chunk->first.size())
-                           + " bytes, more than a message carries (max_frame "
-                           + std::to_string(st->batch_bytes + batch_envelope_room)
-                           + "): pass a smaller chunksize");
-      continue;
-    }
-    st->ready_bytes += chunk->first.size();
-    st->ready.push_back({job, static_cast<std::uint32_t>(index), chunk->second,
-                         std::move(chunk->first)});
-    st->ready_items += chunk->second;
-  }
-}
-
-// Guided self-scheduling: a share of what is ready, so the tail stays balanced.
-item_batch take_batch(const state_ptr& st, worker_slot& w, std::uint32_t allowance) {
-  auto workers = std::max<std::size_t>(st->options.processes, 1);
-  auto share = std::max<std::size_t>(1, (st->ready.size() + 2 * workers - 1) / (2 * workers));
-  share = std::min<std::size_t>(share, allowance);
-  if (!st->ready.empty() && st->ready.front().suspect)
-    share = 1;
-  item_batch batch;
-  std::size_t items = 0;
-  auto fits = [&](const chunk_task& next) {
-    return batch.empty()
-           || (items + next.items <= batch_item_limit
-               && batch.byte_size() + next.payload.size() <= st->batch_bytes);
-  };
-  while (!st->ready.empty() && batch.size() < share && fits(st->ready.front())) {
-    // Copied (the payload stays for a retry) before it leaves `ready`: if that throws, no
-    // chunk is lost between the two lists.
-    const auto& payload = st->ready.front().payload;
-    batch.append({payload.data(), payload.size()});
-    auto c = std::move(st->ready.front());
-    st->ready.pop_front();
-    st->ready_items -= c.items;
-    st->ready_bytes -= c.payload.size();
-    items += c.items;
-    w.in_flight.push_back(std::move(c));
-  }
-  return batch;
-}
-
 void serve(const state_ptr& st) {
-  fill(st);
+  st->ready.fill(st->feeding, st->options.processes);
   while (!st->pulls.empty()) {
     auto& p = st->pulls.front();
     auto slot = st->workers.find(p.who);
     if (st->terminated || slot == st->workers.end()) {
       p.rp.deliver(item_batch{});  // quit
     } else if (!st->ready.empty()) {
-      p.rp.deliver(take_batch(st, slot->second, p.allowance));
-      fill(st);
+      p.rp.deliver(st->ready.take(slot->second.in_flight, st->options.processes, p.allowance));
+      st->ready.fill(st->feeding, st->options.processes);
     } else if (st->closed && !work_left(*st)) {
       p.rp.deliver(item_batch{});  // quit
     } else {
@@ -251,6 +166,7 @@ void on_pull(dispatcher* self, const state_ptr& st, item_batch& results,
   if (fresh) {
     self->monitor(who);
     st->pulled.insert(who);
+    st->deaths_before_work = 0;
   }
   settle_results(st, slot->second, results);
   auto rp = self->make_response_promise();
@@ -283,8 +199,6 @@ void on_worker_down(dispatcher* self, const state_ptr& st, const caf::down_msg& 
                                                  + " times running it");
       continue;
     }
-    st->ready_items += c.items;
-    st->ready_bytes += c.payload.size();
     st->ready.push_front(std::move(c));
   }
   st->workers.erase(slot);
@@ -300,18 +214,28 @@ void check_over(const state_ptr& st) {
   st->status->finish();
 }
 
+void respawn(dispatcher* self, const state_ptr& st) {
+  if (!st->terminated && (!st->closed || work_left(*st)))
+    start_worker(self, st);
+}
+
 void on_worker_exit(dispatcher* self, const state_ptr& st, std::size_t seq, int code) {
   auto p = st->live.find(seq);
   if (p == st->live.end())
     return;
   bool started = st->pulled.erase(caf::actor_cast<caf::actor_addr>(p->second.actor())) != 0;
+  bool ran = p->second.pid() != 0;  // else pool_started_atom said why
   st->live.erase(p);
   if (st->terminated) {
     check_over(st);
     return;
   }
-  if (code != 0 && !started)
+  if (code != 0 && !started) {
     ++st->barren_deaths;
+    ++st->deaths_before_work;
+    if (ran)  // a failing initializer, a crash at start: its own output says more
+      st->last_death = "a worker ended before asking for work: " + describe_exit(code);
+  }
   // Workers that keep dying before finishing anything cannot be helped by more workers.
   if (st->barren_deaths > 3 * std::max<std::size_t>(st->options.processes, 1)) {
     fail_everything(st, make_error(errc::task_failed,
@@ -319,11 +243,17 @@ void on_worker_exit(dispatcher* self, const state_ptr& st, std::size_t seq, int 
                                      + st->last_death + ")"));
     st->barren_deaths = 0;
   }
-  if (!st->closed || work_left(*st))
-    start_worker(self, st);
+  if (st->deaths_before_work > 0) {
+    auto pause = respawn_pause * (1u << std::min<std::size_t>(st->deaths_before_work - 1, 10));
+    self->delayed_send(self, std::min<std::chrono::milliseconds>(pause, respawn_pause_max),
+                       pool_respawn_atom::value);
+  } else {
+    respawn(self, st);
+  }
   serve(st);
   check_over(st);
 }
+
 
 value inspect_pool(const dispatch_state& st) {
   std::size_t in_flight = 0;
@@ -356,7 +286,6 @@ caf::behavior pool_dispatcher(dispatcher* self, pool_options options,
                               std::shared_ptr<pool_status> status) {
   auto st = std::make_shared<dispatch_state>();
   st->options = std::move(options);
-  st->batch_bytes = this_node().max_frame() - batch_envelope_room;
   st->status = std::move(status);
   st->source = make_source(self);
   self->set_down_handler([=](caf::down_msg& down) { on_worker_down(self, st, down); });
@@ -391,6 +320,11 @@ caf::behavior pool_dispatcher(dispatcher* self, pool_options options,
         on_worker_exit(self, st, seq, 1);
     },
     [=](pool_exited_atom, std::size_t seq, int code) { on_worker_exit(self, st, seq, code); },
+    [=](pool_respawn_atom) {
+      respawn(self, st);
+      serve(st);
+      check_over(st);
+    },
     [=](pool_close_atom) {
       st->closed = true;
       serve(st);
