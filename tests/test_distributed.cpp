@@ -355,3 +355,59 @@ TEST_CASE("spawn's main flag from a peer over TCP is ignored: the node does not 
   other.process.terminate();
   CHECK(other.process.join(10s));
 }
+
+TEST_CASE("a peer that monitors an actor twice gets one down when it ends") {
+  test::scoped_node node;
+  auto key = mproc::authkey::generate();
+  auto other = test::start_other_node(*node, key, true);
+  int fd = test::plaintext_by_hand(other.port, key.secret());
+  const std::uint64_t me = 0x5eed;
+  test::send_envelope(fd, [&](auto& pk) {
+    pk.pack_array(6);
+    pk.pack(0), pk.pack(1), pk.pack(me), pk.pack(::getpid());
+    pk.pack(std::string{"by hand"}), pk.pack(std::uint32_t{1} << 20);
+  });
+  // mproc_inspect answers one request, then ends.
+  test::send_envelope(fd, [](auto& pk) {
+    pk.pack_array(5);
+    pk.pack(1), pk.pack(1), pk.pack(std::string{"mproc_inspect"}), pk.pack(false);
+    pk.pack_array(2), pk.pack(std::string{"i64"}), pk.pack(std::int64_t{100});
+  });
+  auto next_of_kind = [&](int kind) {
+    for (;;) {
+      auto envelope = test::read_envelope(fd);
+      auto fields = envelope->as<std::vector<msgpack::object>>();
+      if (fields.at(0).as<int>() == kind)
+        return std::make_pair(std::move(envelope), fields);
+    }
+  };
+  auto [spawned_handle, spawned] = next_of_kind(2);
+  REQUIRE(spawned.at(2).as<bool>());
+  auto ref = spawned.at(3).as<std::vector<std::uint64_t>>();
+  for (int i = 0; i < 2; ++i)
+    test::send_envelope(fd, [&](auto& pk) {
+      pk.pack_array(3), pk.pack(6), pk.pack(ref.at(0)), pk.pack(ref.at(1));
+    });
+  test::send_envelope(fd, [&](auto& pk) {
+    pk.pack_array(7), pk.pack(4), pk.pack(ref.at(0)), pk.pack(ref.at(1)), pk.pack(me);
+    pk.pack(std::uint64_t{1}), pk.pack(std::uint64_t{9});
+    pk.pack_array(2), pk.pack(std::string{"i64"}), pk.pack(std::int64_t{0});
+  });
+  next_of_kind(7);  // its end, reported after its answer
+  // A lookup's answer comes after everything the actor's end sent.
+  test::send_envelope(fd, [](auto& pk) {
+    pk.pack_array(3), pk.pack(10), pk.pack(11), pk.pack(std::string{"no such name"});
+  });
+  int downs_after = 0;
+  for (;;) {
+    auto envelope = test::read_envelope(fd);
+    auto kind = envelope->as<std::vector<msgpack::object>>().at(0).as<int>();
+    if (kind == 11)
+      break;
+    downs_after += kind == 7 ? 1 : 0;
+  }
+  CHECK(downs_after == 0);
+  ::close(fd);
+  other.process.terminate();
+  CHECK(other.process.join(10s));
+}

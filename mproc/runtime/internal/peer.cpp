@@ -3,6 +3,8 @@
 // peer_outbound.cpp and peer_inbound.cpp.
 #include "mproc/runtime/internal/peer.hpp"
 
+#include <algorithm>
+
 #include <unistd.h>
 
 #include <typeinfo>
@@ -70,6 +72,7 @@ void peer::fail(const caf::error& reason) {
   std::vector<spawn_callback> spawns;
   std::unordered_map<std::uint64_t, caf::strong_actor_ptr> reexports;
   std::unordered_map<std::uint64_t, caf::strong_actor_ptr> watched;
+  std::unordered_map<std::uint64_t, caf::weak_actor_ptr> monitored;
   std::vector<std::function<void(const caf::error&)>> on_failed;
   {
     std::lock_guard guard{mtx_};
@@ -80,6 +83,7 @@ void peer::fail(const caf::error& reason) {
     fail_reason_ = reason;
     reexports.swap(reexports_);
     watched.swap(watched_);
+    monitored.swap(monitored_);
     for (auto& [id, weak] : proxies_)
       if (auto p = weak.lock())
         proxies.push_back(std::move(p));
@@ -97,6 +101,7 @@ void peer::fail(const caf::error& reason) {
     answer_locally(r, caf::make_message(reason));
   for (auto& cb : spawns)
     cb(caf::expected<caf::actor>{reason});
+  detach_monitors(this, monitored);
   for (auto& fn : on_failed)
     fn(reason);
 }
@@ -131,11 +136,31 @@ wire::actor_ref peer::export_actor(const caf::strong_actor_ptr& actor) {
     if (p->via().get() == this)
       return {peer_node(), p->remote_id()};
     // A proxy for a third process's actor: only this peer will hold it, by its local id.
+    std::vector<caf::strong_actor_ptr> dropped;  // released after the lock
     std::lock_guard guard{mtx_};
-    if (!failed_)
+    if (!failed_) {
       reexports_.emplace(actor->id(), actor);
+      sweep_reexports_locked(dropped);
+    }
   }
   return node_.export_actor(actor);
+}
+
+void peer::sweep_reexports_locked(std::vector<caf::strong_actor_ptr>& dropped) {
+  // Proxies of processes that ended (one per short-lived child that ever sent to this peer
+  // through here) would otherwise stay until this link closes: forgotten now and then, at
+  // twice the count that lived after the last sweep.
+  if (reexports_.size() < reexports_swept_at_)
+    return;
+  for (auto i = reexports_.begin(); i != reexports_.end();) {
+    if (!static_cast<proxy*>(i->second->get())->via()) {  // killed: its process is gone
+      dropped.push_back(std::move(i->second));
+      i = reexports_.erase(i);
+    } else {
+      ++i;
+    }
+  }
+  reexports_swept_at_ = std::max<std::size_t>(64, 2 * reexports_.size());
 }
 
 caf::strong_actor_ptr peer::import_actor(wire::actor_ref ref) {

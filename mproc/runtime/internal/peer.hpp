@@ -69,6 +69,8 @@ public:
     return std::chrono::steady_clock::time_point{
       std::chrono::steady_clock::duration{last_heard_.load(std::memory_order_relaxed)}};
   }
+  // A monitored actor ended: forgotten, and the peer told.
+  void monitored_ended(wire::actor_ref actor, const caf::error& reason);
   void send_heartbeat();
   identity who() const;
   // who().node without the lock and the copy: read for every message. 0 before the hello.
@@ -137,6 +139,7 @@ private:
                              const caf::message& msg);
   // Moves the entries no reply will claim to `swept`, for the caller to drop unlocked.
   void sweep_requests_locked(std::vector<pending_request>& swept);
+  void sweep_reexports_locked(std::vector<caf::strong_actor_ptr>& dropped);
   void forward_request(proxy& via, wire::actor_ref to, wire::actor_ref from,
                        caf::strong_actor_ptr sender, caf::message_id mid, const caf::message& msg);
   void forward_response(wire::actor_ref to, wire::actor_ref from, caf::message_id mid,
@@ -146,6 +149,9 @@ private:
   // answer from the caller: the link's closure follows, and fail() answers what is pending.
   caf::error send_frame(wire::frame_out&& frame, link::flow kind = link::flow::control);
   void send_down(wire::actor_ref actor, const caf::error& reason);
+  // Every attachment of this peer's monitors, off the actors still running.
+  static void detach_monitors(const peer* owner,
+                              std::unordered_map<std::uint64_t, caf::weak_actor_ptr>& monitored);
   void respond_error(wire::actor_ref to, wire::actor_ref from, std::uint64_t request,
                      const caf::error& reason);
   // Decodes a send's or request's message into a mailbox element, or answers (a request)
@@ -198,11 +204,15 @@ private:
   caf::error fail_reason_;
   std::unordered_map<std::uint64_t, caf::weak_actor_ptr> proxies_;
   std::unordered_map<std::uint64_t, caf::strong_actor_ptr> watched_;  // until down or fail
+  // This node's actors the peer monitors (its `monitor` frames): until each ends, or the
+  // link fails, which detaches what is left (a peer's monitors must not outlive it).
+  std::unordered_map<std::uint64_t, caf::weak_actor_ptr> monitored_;
   std::unordered_map<request_key, pending_request, key_hash> requests_;
   std::size_t requests_swept_at_ = 64;
   // Proxies of other peers' actors sent to this peer: nothing else may hold them, and the
   // peer must reach them for as long as the link lives.
   std::unordered_map<std::uint64_t, caf::strong_actor_ptr> reexports_;
+  std::size_t reexports_swept_at_ = 64;
   std::unordered_map<std::uint64_t, spawn_callback> answers_;  // spawns and lookups
   std::uint64_t next_answer_ = 1;
   std::vector<std::function<void(const caf::error&)>> on_failed_;

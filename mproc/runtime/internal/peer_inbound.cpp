@@ -39,6 +39,29 @@ std::chrono::steady_clock::rep coarse_now() {
   return std::chrono::duration_cast<std::chrono::steady_clock::duration>(t).count();
 }
 
+// A peer's monitor of one of this node's actors, found again by its peer to be detached.
+class down_notice final : public caf::attachable {
+public:
+  static constexpr std::size_t token_type = 0x6d70726f;  // mproc's own, beside CAF's 0-3
+
+  down_notice(std::weak_ptr<peer> owner, const peer* key, wire::actor_ref ref)
+    : owner_(std::move(owner)), key_(key), ref_(ref) {}
+
+  void actor_exited(const caf::error& reason, caf::execution_unit*) override {
+    if (auto p = owner_.lock())
+      p->monitored_ended(ref_, reason);
+  }
+
+  bool matches(const token& what) override {
+    return what.subtype == token_type && what.ptr == key_;
+  }
+
+private:
+  std::weak_ptr<peer> owner_;
+  const peer* key_;
+  wire::actor_ref ref_;
+};
+
 } // namespace
 
 // ---- incoming --------------------------------------------------------------------------
@@ -290,11 +313,31 @@ void peer::on_monitor(wire::monitor_env& e) {
     send_down(e.actor, make_error(errc::no_such_actor, "no such actor"));
     return;
   }
+  {
+    std::lock_guard guard{mtx_};
+    // A second monitor of the same actor adds nothing (one down answers both); a failed
+    // link would never detach it.
+    if (failed_
+        || !monitored_.emplace(e.actor.actor, caf::actor_cast<caf::weak_actor_ptr>(target)).second)
+      return;
+  }
   // Runs at once if the actor already ended.
-  target->get()->attach_functor([w = weak_from_this(), ref = e.actor](const caf::error& reason) {
-    if (auto self = w.lock())
-      self->send_down(ref, reason);
-  });
+  target->get()->attach(std::make_unique<down_notice>(weak_from_this(), this, e.actor));
+}
+
+void peer::monitored_ended(wire::actor_ref actor, const caf::error& reason) {
+  {
+    std::lock_guard guard{mtx_};
+    monitored_.erase(actor.actor);
+  }
+  send_down(actor, reason);
+}
+
+void peer::detach_monitors(const peer* owner,
+                           std::unordered_map<std::uint64_t, caf::weak_actor_ptr>& monitored) {
+  for (auto& [id, weak] : monitored)
+    if (auto actor = weak.lock())
+      actor->get()->detach(caf::attachable::token{down_notice::token_type, owner});
 }
 
 void peer::on_down(wire::down_env& e) {
