@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "mproc/actors/pipe_socket.hpp"
+#include "mproc/runtime/log.hpp"
 #include "mproc/runtime/node.hpp"
 
 namespace mproc::detail::pipe_flusher {
@@ -51,7 +52,9 @@ public:
     ::close(wake);
     std::lock_guard guard{mtx_};
     for (const auto& e : ends_)  // left unsent: their readers did not read for drain_timeout
-      e->unwatched();
+      if (auto left = e->unwatched(); left > 0)
+        log::warn("a pipe's reader did not read for ", drain_timeout.count(), " s: ", left,
+                  " byte(s) sent to it are dropped as this process ends");
     ends_.clear();
     stop_ = false;
     draining_ = false;
@@ -93,17 +96,24 @@ private:
         ends = ends_;
       }
       fds.assign(1, pollfd{wake, POLLIN, 0});
-      for (const auto& e : ends)
-        fds.push_back({e->fd(), POLLOUT, 0});
+      std::vector<std::shared_ptr<pipe_socket>> polled;
+      for (auto& e : ends) {
+        if (e->awaits_socket()) {
+          fds.push_back({e->fd(), POLLOUT, 0});
+          polled.push_back(std::move(e));
+        } else if (e->flush()) {  // went away: nothing left to write here
+          forget(e);
+        }  // else lent: settle_lend() wakes this thread
+      }
       if (::poll(fds.data(), fds.size(), -1) < 0)
         continue;
       if (fds[0].revents != 0) {
         std::uint64_t count;
         [[maybe_unused]] auto n = ::read(wake, &count, sizeof count);
       }
-      for (std::size_t i = 0; i < ends.size(); ++i)
-        if (fds[i + 1].revents != 0 && ends[i]->flush())
-          forget(ends[i]);
+      for (std::size_t i = 0; i < polled.size(); ++i)
+        if (fds[i + 1].revents != 0 && polled[i]->flush())
+          forget(polled[i]);
     }
   }
 

@@ -370,17 +370,25 @@ void pipe_socket::settle_lend(bool sent) {
       given_away_ = true;
       closed_ = true;
       ::close(fd_);
-      wake_writer = watched_;  // it may be waiting on this socket: let it forget the end
     }
+    // The writer left this end out while it was lent: it forgets it now (sent), or waits
+    // for its socket again (given back).
+    wake_writer = watched_;
     sent_.notify_all();
   }
   if (wake_writer)
     pipe_flusher::watch(shared_from_this());
 }
 
-void pipe_socket::unwatched() {
+std::size_t pipe_socket::unwatched() {
   std::lock_guard guard{send_mtx_};
   watched_ = false;
+  return out_.size() - out_begin_;
+}
+
+bool pipe_socket::awaits_socket() {
+  std::lock_guard guard{send_mtx_};
+  return !lent_ && !given_away_;
 }
 
 } // namespace mproc::detail

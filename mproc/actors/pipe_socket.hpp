@@ -80,7 +80,12 @@ public:
   // send registers the end again (send_mtx_ taken).
   bool unwatch_if_idle();
   // The background writer dropped this end (node exit): a later send registers it again.
-  void unwatched();
+  // The bytes it left unsent.
+  std::size_t unwatched();
+  // Whether the background writer should wait for the socket to take more: not while the
+  // end is lent (settle_lend wakes the writer), nor once it went away (its descriptor
+  // number may be another's by now: flush() settles it without waiting).
+  bool awaits_socket();
 
 private:
   // recv_mtx_ held: waits until the socket is readable or `deadline`; false on timeout.
