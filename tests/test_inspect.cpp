@@ -206,6 +206,16 @@ TEST_CASE("a stopped child is shown as not answering; its siblings are answered 
   CHECK_THAT(text(*s.find("node"), "error"), Catch::Contains("in time"));
   auto a = entry(snap, "children", "pid", awake.pid());
   CHECK(number(*a.find("node"), "pid") == awake.pid());
+  // The root's own objects were asked while it waited for the stopped child: all answered
+  // (they got "not asked: no time left" when asked after that wait).
+  bool queue_answered = false;
+  for (const auto& o : items(snap, "objects"))
+    queue_answered |= text(o, "kind") == "queue" && o.find("error") == nullptr;
+  CHECK(queue_answered);
+  // A second snapshot sends the stopped child no second question: it would pile up.
+  snap = mproc::inspect_node(::getpid());
+  s = entry(snap, "children", "pid", stopped.pid());
+  CHECK_THAT(text(*s.find("node"), "error"), Catch::Contains("earlier question is unanswered"));
   ::kill(stopped.pid(), SIGCONT);
   done.set();
   CHECK(stopped.join(20s));

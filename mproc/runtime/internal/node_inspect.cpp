@@ -7,6 +7,7 @@
 #include <optional>
 #include <cmath>
 #include <fstream>
+#include <future>
 
 #include <caf/blocking_actor.hpp>
 #include <caf/event_based_actor.hpp>
@@ -108,6 +109,11 @@ value node_impl::inspect(clock::time_point deadline) {
       names.emplace_back(name);
   }
   me.emplace_back("names", std::move(names));
+  // This node's own objects are asked meanwhile: a child that does not answer (stopped,
+  // busy) must not leave them no time.
+  auto objects = std::async(std::launch::async, [this, deadline] {
+    return inspect_reports(deadline);
+  });
   me.emplace_back("children", inspect_children(deadline));
   value::array_t remotes;
   for (const auto& p : peers) {
@@ -126,7 +132,7 @@ value node_impl::inspect(clock::time_point deadline) {
                                       {"link", link_facts(p->link())}});
   }
   me.emplace_back("remotes", std::move(remotes));
-  me.emplace_back("objects", inspect_reports(deadline));
+  me.emplace_back("objects", objects.get());
   return me;
 }
 
@@ -137,13 +143,17 @@ namespace {
 // it for what it gathered. answer() only waits for the result.
 class child_question {
 public:
-  child_question(caf::actor_system& sys, peer& child, clock::time_point deadline)
+  // `pending` is the child's mark of a question under way: cleared once the child answers
+  // the spawn, so that a child that does not answer gets no second one meanwhile.
+  child_question(caf::actor_system& sys, peer& child, std::shared_ptr<std::atomic<bool>> pending,
+                 clock::time_point deadline)
     : s_{std::make_shared<shared>()} {
     // The child gets a little less time than is left here, so that its answer can still come.
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
     auto budget = std::max<std::int64_t>(left.count() * 3 / 4, 1);
     child.spawn(inspect_actor, caf::make_message(budget), false,
-                [s = s_, &sys, deadline](caf::expected<caf::actor> a) {
+                [s = s_, &sys, deadline, pending](caf::expected<caf::actor> a) {
+                  pending->store(false);
                   if (!a)
                     return s->settle(error_facts(sys, a.error()));
                   if (s->given_up()) {  // answered too late: nobody will ask it
@@ -233,9 +243,12 @@ value::array_t node_impl::inspect_children(clock::time_point deadline) {
       add_proc_facts(m, c->pid);
     if (link)
       m.emplace_back("link", link_facts(link->link()));
-    questions.push_back(running && link
-                          ? std::make_unique<child_question>(*system_, *link, deadline)
-                          : nullptr);
+    bool ask = running && link && !c->inspect_pending->exchange(true);
+    if (running && link && !ask)  // a stopped child would pile up questions, all run at once
+      m.emplace_back("node", value::map_t{{"error", "not asked: an earlier question is unanswered"}});
+    questions.push_back(ask ? std::make_unique<child_question>(*system_, *link,
+                                                               c->inspect_pending, deadline)
+                            : nullptr);
     facts.push_back(std::move(m));
   }
   value::array_t out;

@@ -1,13 +1,14 @@
 // What a process handle and the node's I/O thread share about one child process.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
-#include <vector>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <sys/types.h>
 
@@ -50,6 +51,8 @@ struct process_state {
   std::uint64_t start_timer = 0;     // fails a start that hangs
   std::uint64_t settle_timer = 0;    // gives up waiting for the exit status of a closed link
   std::string link_closed_why;       // the link closed before the process was reaped
+  // An introspection question sent to its node and not answered yet (node_inspect.cpp).
+  std::shared_ptr<std::atomic<bool>> inspect_pending = std::make_shared<std::atomic<bool>>(false);
 
   bool alive() const { return state == phase::starting || state == phase::running; }
   // start() is answered: the actor runs, or it never will. Not the same as the OS process
