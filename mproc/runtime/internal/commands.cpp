@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -125,7 +126,18 @@ bool set_up_stdio(const child_plan& p) {
       return false;
   }
   // Nothing of this process crosses the exec but 0-2, whatever its code forgot to mark.
-  return ::syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) == 0;
+  if (::syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) == 0)
+    return true;
+  if (errno != EINVAL && errno != ENOSYS)
+    return false;
+  // Linux before 5.11 (CLOSE_RANGE_CLOEXEC) or 5.9 (close_range): one descriptor at a time,
+  // up to the limit (the raised one: every descriptor this process may hold).
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0)
+    return false;
+  for (rlim_t fd = 3; fd < limit.rlim_cur; ++fd)
+    ::fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC);  // EBADF for the many not open
+  return true;
 }
 
 // The forked child (every signal blocked by the parent around the fork, so that none of
