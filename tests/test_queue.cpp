@@ -10,6 +10,8 @@
 #include <caf/blocking_actor.hpp>
 #include <caf/scoped_actor.hpp>
 
+#include <caf/event_based_actor.hpp>
+
 #include <catch2/catch.hpp>
 
 #include "mproc/runtime/actor_registry.hpp"
@@ -62,6 +64,18 @@ void hoarder(caf::blocking_actor* self, int_queue q, int_queue told) {
   self->receive([](caf::get_atom) {});
 }
 
+// Puts `n` numbers from `from` into the queue each message brings, and closes it if asked:
+// the handle goes with the message, so each message makes this process's client anew.
+caf::behavior relay_producer(caf::event_based_actor*) {
+  return {[](int_queue q, std::int32_t from, std::int32_t n, bool close_after) {
+    for (std::int32_t i = from; i < from + n; ++i)
+      q.put(i);
+    if (close_after)
+      q.close();
+    return n;
+  }};
+}
+
 std::vector<std::int32_t> drain(int_queue& q, std::size_t n) {
   std::vector<std::int32_t> out;
   while (out.size() < n)
@@ -73,6 +87,7 @@ std::vector<std::int32_t> drain(int_queue& q, std::size_t n) {
 } // namespace
 
 MPROC_ACTOR(producer);
+MPROC_ACTOR(relay_producer);
 MPROC_ACTOR(taker);
 MPROC_ACTOR(nowait_taker);
 MPROC_ACTOR(hoarder);
@@ -158,6 +173,31 @@ TEST_CASE("every timeout and error path raises the matching code") {
   CHECK(code_of([&] { q.get_nowait(); }) == errc::closed);
   int_queue invalid;
   CHECK_THROWS_AS(invalid.put(1), std::logic_error);
+}
+
+TEST_CASE("a handle that arrives again after the last one went puts on, in order, then closes") {
+  // Each message brings the handle anew: its process's client is made again each time (and
+  // shares the channel of the last one while that one's puts still go out).
+  test::scoped_node node;
+  int_queue q{*node};
+  auto p = node->spawn_process("relay_producer", {});
+  CHECK(node->request<std::int32_t>(p.actor(), 10s, q, 0, 20000, false) == 20000);
+  CHECK(node->request<std::int32_t>(p.actor(), 10s, q, 20000, 10, true) == 10);
+  std::vector<std::int32_t> got;
+  while (got.size() < 20010) {
+    try {
+      for (auto x : q.get_many(1000, 10s))
+        got.push_back(x);
+    } catch (const mproc::error& e) {
+      CHECK(e.code() == errc::closed);
+      break;
+    }
+  }
+  std::vector<std::int32_t> want(20010);
+  std::iota(want.begin(), want.end(), 0);
+  CHECK(got == want);
+  p.terminate();
+  CHECK(p.join(10s));
 }
 
 TEST_CASE("a consumer whose prefetch came back empty still gets what is put later") {

@@ -35,8 +35,12 @@ public:
   using millis = std::chrono::milliseconds;
   using clock_type = std::chrono::steady_clock;
 
-  queue_client(caf::actor q, std::size_t maxsize)
-    : queue_(std::move(q)), bounded_(maxsize != 0), ch_(std::make_shared<queue_channel>()) {
+  // `ch`: the channel of an earlier client of `q` in this process whose retired agent still
+  // sends its puts (none: a new one). Shared, this process's puts keep one order, and
+  // flush(), close() and join() wait for the earlier ones too.
+  queue_client(caf::actor q, std::size_t maxsize, std::shared_ptr<queue_channel> ch = nullptr)
+    : queue_(std::move(q)), bounded_(maxsize != 0),
+      ch_(ch ? std::move(ch) : std::make_shared<queue_channel>()) {
     if (maxsize != 0)  // a process never holds more unsent items than the queue may
       ch_->outbox_limit = std::min(put_window, maxsize);
   }

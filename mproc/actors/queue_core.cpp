@@ -21,21 +21,26 @@ using clock_type = std::chrono::steady_clock;
 // The one client of queue `q` in this process, however many times a handle to it arrived
 // through one link (a spawn argument and a message, a lookup beside the original): the
 // queue knows a consumer by its client's agent, so two clients of one process would each
-// wait, on a closed queue, for what the other holds (docs/queue.md, point 6). A new one is
-// tracked for the process's exit.
+// wait, on a closed queue, for what the other holds (docs/queue.md, point 6). A handle
+// that arrives after the last one went finds the channel its retired agent still sends
+// from: one order for this process's puts. A new client is tracked for the process's exit.
 std::shared_ptr<queue_client> client_for(const caf::actor& q, std::size_t maxsize) {
+  struct known {
+    std::weak_ptr<queue_client> client;
+    std::weak_ptr<queue_channel> channel;
+  };
   // Never destroyed: a handle may still arrive while the program's statics go.
   static auto* m = new std::mutex;
-  static auto* clients = new std::unordered_map<caf::actor_addr, std::weak_ptr<queue_client>>;
+  static auto* clients = new std::unordered_map<caf::actor_addr, known>;
   std::shared_ptr<queue_client> made;
   {
     std::lock_guard guard{*m};
-    std::erase_if(*clients, [](const auto& entry) { return entry.second.expired(); });
+    std::erase_if(*clients, [](const auto& entry) { return entry.second.channel.expired(); });
     auto& slot = (*clients)[q.address()];
-    if (auto known = slot.lock())
-      return known;
-    made = std::make_shared<queue_client>(q, maxsize);
-    slot = made;
+    if (auto client = slot.client.lock())
+      return client;
+    made = std::make_shared<queue_client>(q, maxsize, slot.channel.lock());
+    slot = {made, made->channel()};
   }
   track_for_exit(made);
   return made;
