@@ -154,6 +154,16 @@ int plaintext_by_hand(std::uint16_t port, std::string_view key) {
   return fd;
 }
 
+int introduced_by_hand(std::uint16_t port, std::string_view key, std::uint64_t node) {
+  int fd = plaintext_by_hand(port, key);
+  send_envelope(fd, [&](auto& pk) {
+    pk.pack_array(6);
+    pk.pack(0), pk.pack(1), pk.pack(node), pk.pack(::getpid());
+    pk.pack(std::string{"by hand"}), pk.pack(std::uint32_t{1} << 20);
+  });
+  return fd;
+}
+
 void send_envelope(int fd, const std::function<void(msgpack::packer<msgpack::sbuffer>&)>& pack) {
   msgpack::sbuffer body;
   msgpack::packer<msgpack::sbuffer> pk{body};

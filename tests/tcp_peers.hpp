@@ -55,6 +55,8 @@ void send_sealed(int fd, mproc::detail::tls::session& s, std::string_view bytes)
 // A client of the plaintext handshake by hand (docs/protocol.md 8.2) on a fresh connection
 // to `port`: the socket once both sides proved `key`, ready for frames in clear.
 int plaintext_by_hand(std::uint16_t port, std::string_view key);
+// The same, then this side's hello as node `node` (the frames may start).
+int introduced_by_hand(std::uint16_t port, std::string_view key, std::uint64_t node);
 // One frame in clear: the envelope `pack` writes, behind its length prefix.
 void send_envelope(int fd, const std::function<void(msgpack::packer<msgpack::sbuffer>&)>& pack);
 // The next frame's envelope; throws (a failed REQUIRE) when none comes within 5 s.

@@ -329,12 +329,7 @@ TEST_CASE("spawn's main flag from a peer over TCP is ignored: the node does not 
   // A child process that listens: from its parent, `main` would make an actor its reason to
   // live; over TCP the flag means nothing (docs/protocol.md, spawn).
   auto other = test::start_other_node(*node, key, true);
-  int fd = test::plaintext_by_hand(other.port, key.secret());
-  test::send_envelope(fd, [](auto& pk) {
-    pk.pack_array(6);
-    pk.pack(0), pk.pack(1), pk.pack(std::uint64_t{0x5eed}), pk.pack(::getpid());
-    pk.pack(std::string{"by hand"}), pk.pack(std::uint32_t{1} << 20);
-  });
+  int fd = test::introduced_by_hand(other.port, key.secret(), 0x5eed);
   test::send_envelope(fd, [](auto& pk) {
     pk.pack_array(5);
     pk.pack(1), pk.pack(7), pk.pack(std::string{"no such actor"}), pk.pack(true);
@@ -360,13 +355,8 @@ TEST_CASE("a peer that monitors an actor twice gets one down when it ends") {
   test::scoped_node node;
   auto key = mproc::authkey::generate();
   auto other = test::start_other_node(*node, key, true);
-  int fd = test::plaintext_by_hand(other.port, key.secret());
   const std::uint64_t me = 0x5eed;
-  test::send_envelope(fd, [&](auto& pk) {
-    pk.pack_array(6);
-    pk.pack(0), pk.pack(1), pk.pack(me), pk.pack(::getpid());
-    pk.pack(std::string{"by hand"}), pk.pack(std::uint32_t{1} << 20);
-  });
+  int fd = test::introduced_by_hand(other.port, key.secret(), me);
   // mproc_inspect answers one request, then ends.
   test::send_envelope(fd, [](auto& pk) {
     pk.pack_array(5);
