@@ -52,8 +52,10 @@ void send_next(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, 
   item_batch batch;
   {
     std::lock_guard guard{ch->m};
-    if (ch->sending && ch->in_flight > 0)
+    if (ch->sending && ch->in_flight > 0) {
       ++ch->accepted;
+      ch->settled_puts += ch->in_flight;
+    }
     std::swap(batch, ch->outbox);
     ch->outbox.reserve(batch.size(), batch.byte_size());  // the next one, sized as this one
     ch->in_flight = batch.size();

@@ -47,6 +47,9 @@ struct queue_channel {
   std::size_t outbox_limit = put_window;  // on outbox + in_flight: how far a process runs ahead
   bool sending = false;       // a batch is with the queue; the agent sends the next after it
   std::uint64_t accepted = 0; // batches the queue took: progress, for a stalled flush
+  std::uint64_t appended = 0;        // items put() ever appended to the outbox
+  std::uint64_t settled_puts = 0;    // of those, taken by the queue (or dropped, too large)
+  bool has_client = false;    // a client uses it; cleared once that client has left
   caf::error put_error;       // the queue refused (closed) or is gone
   // get side
   std::deque<item_run> inbox; // fetched, not yet taken

@@ -41,6 +41,8 @@ public:
   queue_client(caf::actor q, std::size_t maxsize, std::shared_ptr<queue_channel> ch = nullptr)
     : queue_(std::move(q)), bounded_(maxsize != 0),
       ch_(ch ? std::move(ch) : std::make_shared<queue_channel>()) {
+    std::lock_guard guard{ch_->m};
+    ch_->has_client = true;
     if (maxsize != 0)  // a process never holds more unsent items than the queue may
       ch_->outbox_limit = std::min(put_window, maxsize);
   }
@@ -54,6 +56,9 @@ public:
     } catch (...) {
       // A destructor must not throw; leave() only throws if the node is gone.
     }
+    // From now on a new client may share the channel: this one's leave is done with it.
+    std::lock_guard guard{ch_->m};
+    ch_->has_client = false;
   }
 
   void put(std::string_view item, std::optional<millis> timeout) {
@@ -64,7 +69,7 @@ public:
                   || ch_->outbox.byte_size() + item.size() <= max_batch_bytes))
              || ch_->put_error;
     };
-    if (!bounded_) {
+    if (!bounded_ && timeout) {
       // Never full, as in Python: what holds the put back is the batch ahead of it still
       // going out, whatever the timeout. Only a queue that stops accepting ends the wait.
       if (!wait_while_accepting(lock, room))
@@ -77,6 +82,7 @@ public:
     if (ch_->put_error)
       throw error(ch_->put_error, "put: " + render(ch_->put_error));
     ch_->outbox.append(item);
+    ++ch_->appended;
     if (!ch_->sending) {
       ch_->sending = true;
       caf::anon_send(agent_locked(), q_flush_atom::value);
@@ -227,8 +233,12 @@ public:
       std::unique_lock lock{ch_->m};
       // The queue counts a task when it accepts the put's batch: a task_done() overtaking
       // this process's own earlier puts could let join() return while one of them is still
-      // on its way. Python counts the task in put(); here the puts are in first.
-      if (!wait_while_accepting(lock))
+      // on its way. Python counts the task in put(); here the puts made before are in first
+      // (not later ones: another thread that keeps putting must not hold this one).
+      auto before = ch_->appended;
+      if (!wait_while_accepting(lock, [&] {
+            return ch_->settled_puts >= before || ch_->put_error;
+          }))
         throw error(make_error(errc::timeout, "the queue accepted nothing for 10 s"),
                     "task_done: the queue accepted none of this process's earlier puts for "
                     "10 s; the task is not counted done");

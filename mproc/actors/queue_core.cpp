@@ -39,7 +39,15 @@ std::shared_ptr<queue_client> client_for(const caf::actor& q, std::size_t maxsiz
     auto& slot = (*clients)[q.address()];
     if (auto client = slot.client.lock())
       return client;
-    made = std::make_shared<queue_client>(q, maxsize, slot.channel.lock());
+    // Shared only once the last client finished leaving (its destructor may still run:
+    // its leave would take this client's items and retire its agent).
+    auto channel = slot.channel.lock();
+    if (channel) {
+      std::lock_guard channel_guard{channel->m};
+      if (channel->has_client)
+        channel.reset();
+    }
+    made = std::make_shared<queue_client>(q, maxsize, std::move(channel));
     slot = {made, made->channel()};
   }
   track_for_exit(made);
