@@ -153,7 +153,7 @@ void peer::sweep_reexports_locked(std::vector<caf::strong_actor_ptr>& dropped) {
   if (reexports_.size() < reexports_swept_at_)
     return;
   for (auto i = reexports_.begin(); i != reexports_.end();) {
-    if (!static_cast<proxy*>(i->second->get())->via()) {  // killed: its process is gone
+    if (static_cast<proxy*>(i->second->get())->killed()) {  // its process is gone
       dropped.push_back(std::move(i->second));
       i = reexports_.erase(i);
     } else {

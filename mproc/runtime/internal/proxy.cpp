@@ -21,6 +21,11 @@ std::shared_ptr<peer> proxy::via() const {
   return via_;
 }
 
+bool proxy::killed() const {
+  std::lock_guard guard{mtx_};
+  return via_ == nullptr;
+}
+
 void proxy::enqueue(caf::mailbox_element_ptr what, caf::execution_unit* host) {
   std::shared_ptr<peer> p;
   caf::error reason;

@@ -32,6 +32,9 @@ public:
   std::uint64_t remote_id() const { return remote_id_; }
   // Null once the proxy was killed.
   std::shared_ptr<peer> via() const;
+  // The same question without a reference to the peer (which a caller holding another
+  // peer's lock must not be left to release).
+  bool killed() const;
 
 private:
   void watch_remote();
