@@ -6,6 +6,7 @@
 
 #include <caf/send.hpp>
 
+#include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/internal/node_impl.hpp"
 #include "mproc/runtime/internal/tls.hpp"
 #include "mproc/runtime/log.hpp"
@@ -120,6 +121,7 @@ std::shared_ptr<peer> node_impl::connect(const endpoint& to, const link_credenti
       node.connecting_.erase(ticket);
     }
   } forget_on_return{*this, ticket};
+  timeout = capped(timeout);  // milliseconds::max(): for ever, without overflow
   auto deadline = std::chrono::steady_clock::now() + timeout;
   auto socket = std::make_shared<authenticated_socket>(connect_authenticated(to, as, timeout));
   if (state->settled)  // the node began to end meanwhile: the socket closes with `socket`

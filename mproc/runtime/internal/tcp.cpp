@@ -9,7 +9,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 
@@ -55,7 +57,8 @@ struct socket_guard {
 
 int ms_left(clock_type::time_point deadline) {
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now());
-  return left.count() > 0 ? static_cast<int>(left.count()) : 0;
+  // poll() takes an int: a timeout of a century would not fit.
+  return static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 1 << 30));
 }
 
 void wait_for(int fd, short events, clock_type::time_point deadline, const endpoint& to) {
