@@ -1,5 +1,6 @@
 #include "mproc/runtime/internal/commands.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <signal.h>
@@ -114,6 +115,31 @@ enum stage : int { stage_cwd = 1, stage_exec = 2, stage_fds = 3 };
   ::_exit(127);
 }
 
+// Where close_range cannot mark them all (Linux before 5.11, or a seccomp filter that
+// refuses it): each open descriptor above 2, as /proc/self/fd lists them. Read with the
+// raw system call into the stack: nothing here may allocate after fork.
+bool mark_each_cloexec() {
+  int dir = ::open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0)
+    return false;
+  alignas(dirent64) char buf[4096];
+  long n;
+  while ((n = ::syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
+    for (long at = 0; at < n;) {
+      const auto* entry = reinterpret_cast<const dirent64*>(buf + at);
+      at += entry->d_reclen;
+      int fd = 0;
+      const char* c = entry->d_name;
+      for (; *c >= '0' && *c <= '9'; ++c)
+        fd = fd * 10 + (*c - '0');
+      if (*c == '\0' && c != entry->d_name && fd > 2 && fd != dir)
+        ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+  }
+  ::close(dir);
+  return n == 0;
+}
+
 // The program's 0-2 as the plan says; false (errno set) when a descriptor is bad.
 bool set_up_stdio(const child_plan& p) {
   int fds[3] = {p.fds[0], p.fds[1], p.fds[2]};
@@ -126,18 +152,7 @@ bool set_up_stdio(const child_plan& p) {
       return false;
   }
   // Nothing of this process crosses the exec but 0-2, whatever its code forgot to mark.
-  if (::syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) == 0)
-    return true;
-  if (errno != EINVAL && errno != ENOSYS)
-    return false;
-  // Linux before 5.11 (CLOSE_RANGE_CLOEXEC) or 5.9 (close_range): one descriptor at a time,
-  // up to the limit (the raised one: every descriptor this process may hold).
-  rlimit limit{};
-  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0)
-    return false;
-  for (rlim_t fd = 3; fd < limit.rlim_cur; ++fd)
-    ::fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC);  // EBADF for the many not open
-  return true;
+  return ::syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) == 0 || mark_each_cloexec();
 }
 
 // The forked child (every signal blocked by the parent around the fork, so that none of
