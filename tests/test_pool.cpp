@@ -458,11 +458,10 @@ TEST_CASE("results too large for one message together cross in several; too larg
 }
 
 TEST_CASE("inputs too large for one message go out in several; a chunk too large alone fails") {
-  // The smallest max_frame, in the workers too: 100 KB items fill a message quickly.
+  // Workers with the smallest max_frame (the pool's node has the default 80 MiB): 100 KB
+  // items fill one of their messages quickly.
   test::scoped_env small_frames{"MPROC_TEST_MAX_FRAME", "1048576"};
-  mproc::node_options options;
-  options.max_frame = 1u << 20;
-  test::scoped_node node{options};
+  test::scoped_node node;
   mproc::pool pool{*node, {.processes = 1}};
   auto worker = pool.apply(slow_pid, 0);
   // Eight chunks of 500 KB: a pull used to take four at once (2 MB), an answer the link

@@ -26,6 +26,7 @@ namespace {
 
 struct worker_slot {
   std::deque<chunk_task> in_flight;  // in the order handed out
+  std::uint32_t max_frame = 0;       // the largest message it takes, from its pulls
 };
 
 struct pull_request {
@@ -118,8 +119,12 @@ void serve(const state_ptr& st) {
     if (st->terminated || slot == st->workers.end()) {
       p.rp.deliver(item_batch{});  // quit
     } else if (!st->ready.empty()) {
-      p.rp.deliver(st->ready.take(slot->second.in_flight, st->options.processes, p.allowance));
+      auto& w = slot->second;
+      auto batch = st->ready.take(w.in_flight, st->options.processes, p.allowance, w.max_frame);
       st->ready.fill(st->feeding, st->options.processes);
+      if (batch.empty())
+        continue;  // what was ready could never reach this worker, and failed: look again
+      p.rp.deliver(std::move(batch));
     } else if (st->closed && !work_left(*st)) {
       p.rp.deliver(item_batch{});  // quit
     } else {
@@ -160,9 +165,10 @@ void settle_results(const state_ptr& st, worker_slot& w, item_batch& results) {
 }
 
 void on_pull(dispatcher* self, const state_ptr& st, item_batch& results,
-             std::uint32_t allowance) {
+             std::uint32_t allowance, std::uint32_t max_frame) {
   auto who = caf::actor_cast<caf::actor_addr>(self->current_sender());
   auto [slot, fresh] = st->workers.try_emplace(who);
+  slot->second.max_frame = max_frame;
   if (fresh) {
     self->monitor(who);
     st->pulled.insert(who);
@@ -292,8 +298,8 @@ caf::behavior pool_dispatcher(dispatcher* self, pool_options options,
   for (std::size_t i = 0; i < st->options.processes; ++i)
     start_worker(self, st);
   return {
-    [=](pool_pull_atom, item_batch& results, std::uint32_t allowance) {
-      on_pull(self, st, results, allowance);
+    [=](pool_pull_atom, item_batch& results, std::uint32_t allowance, std::uint32_t max_frame) {
+      on_pull(self, st, results, allowance, max_frame);
     },
     [=](pool_results_atom, item_batch& results) {
       auto who = caf::actor_cast<caf::actor_addr>(self->current_sender());

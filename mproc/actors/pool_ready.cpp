@@ -63,7 +63,16 @@ void ready_chunks::fill(std::deque<std::shared_ptr<pool_job>>& feeding, std::siz
 }
 
 item_batch ready_chunks::take(std::deque<chunk_task>& in_flight, std::size_t workers,
-                              std::uint32_t allowance) {
+                              std::uint32_t allowance, std::size_t max_frame) {
+  // The worker's limit, when its options differ from this node's (mproc::init's).
+  auto room = std::min(batch_bytes_, max_frame - std::min(max_frame, batch_envelope_room));
+  while (!list_.empty() && list_.front().payload.size() > room) {
+    auto c = std::move(list_.front());
+    list_.pop_front();
+    items_ -= c.items;
+    bytes_ -= c.payload.size();
+    c.job->settle_failed(c.index, c.items, too_large(c.items, c.payload.size(), max_frame));
+  }
   workers = std::max<std::size_t>(workers, 1);
   auto share = std::max<std::size_t>(1, (list_.size() + 2 * workers - 1) / (2 * workers));
   share = std::min<std::size_t>(share, allowance);
@@ -74,7 +83,7 @@ item_batch ready_chunks::take(std::deque<chunk_task>& in_flight, std::size_t wor
   auto fits = [&](const chunk_task& next) {
     return batch.empty()
            || (items + next.items <= batch_item_limit
-               && batch.byte_size() + next.payload.size() <= batch_bytes_);
+               && batch.byte_size() + next.payload.size() <= room);
   };
   while (!list_.empty() && batch.size() < share && fits(list_.front())) {
     // Copied (the payload stays for a retry) before it leaves the list: if that throws, no

@@ -164,7 +164,7 @@ item_batch send_ahead(caf::event_based_actor* self, const worker_state& st,
 void pull(caf::event_based_actor* self, std::shared_ptr<worker_state> st, item_batch results) {
   results = send_ahead(self, *st, std::move(results));
   self->request(st->dispatcher, caf::infinite, pool_pull_atom::value, std::move(results),
-                st->allowance)
+                st->allowance, this_node().max_frame())
     .then(
       [=](item_batch& chunks) {
         if (chunks.empty()) {
