@@ -21,6 +21,7 @@
 
 #include "mproc/actors/queue.hpp"
 #include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/internal/commands.hpp"
 #include "mproc/runtime/node.hpp"
 #include "support.hpp"
 
@@ -299,4 +300,23 @@ TEST_CASE("write_stdin feeds a program; to one that stopped reading it throws cl
   CHECK(code_of([&] { stalled.write_stdin(std::string(1 << 20, 'x'), 200ms); }) == errc::timeout);
   stalled.kill();
   stalled.wait();
+}
+
+TEST_CASE("where close_range cannot, every open descriptor above 2 is marked close-on-exec") {
+  // Hundreds of them: /proc/self/fd is read in several calls of getdents64.
+  std::vector<int> fds;
+  for (int i = 0; i < 300; ++i) {
+    int p[2];
+    REQUIRE(::pipe(p) == 0);  // no O_CLOEXEC: what a program's own code may forget
+    fds.push_back(p[0]);
+    fds.push_back(p[1]);
+  }
+  REQUIRE(mproc::detail::mark_each_cloexec());
+  int unmarked = 0;
+  for (int fd : fds)
+    unmarked += (::fcntl(fd, F_GETFD) & FD_CLOEXEC) == 0 ? 1 : 0;
+  CHECK(unmarked == 0);
+  CHECK((::fcntl(STDERR_FILENO, F_GETFD) & FD_CLOEXEC) == 0);  // 0-2 stay as they are
+  for (int fd : fds)
+    ::close(fd);
 }

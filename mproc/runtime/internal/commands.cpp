@@ -115,31 +115,6 @@ enum stage : int { stage_cwd = 1, stage_exec = 2, stage_fds = 3 };
   ::_exit(127);
 }
 
-// Where close_range cannot mark them all (Linux before 5.11, or a seccomp filter that
-// refuses it): each open descriptor above 2, as /proc/self/fd lists them. Read with the
-// raw system call into the stack: nothing here may allocate after fork.
-bool mark_each_cloexec() {
-  int dir = ::open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0)
-    return false;
-  alignas(dirent64) char buf[4096];
-  long n;
-  while ((n = ::syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
-    for (long at = 0; at < n;) {
-      const auto* entry = reinterpret_cast<const dirent64*>(buf + at);
-      at += entry->d_reclen;
-      int fd = 0;
-      const char* c = entry->d_name;
-      for (; *c >= '0' && *c <= '9'; ++c)
-        fd = fd * 10 + (*c - '0');
-      if (*c == '\0' && c != entry->d_name && fd > 2 && fd != dir)
-        ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-    }
-  }
-  ::close(dir);
-  return n == 0;
-}
-
 // The program's 0-2 as the plan says; false (errno set) when a descriptor is bad.
 bool set_up_stdio(const child_plan& p) {
   int fds[3] = {p.fds[0], p.fds[1], p.fds[2]};
@@ -369,6 +344,29 @@ void command_table::finish() {
     done.set_value();
   });
   done.get_future().wait();
+}
+
+// Read with the raw system call into the stack: nothing here may allocate after fork.
+bool mark_each_cloexec() {
+  int dir = ::open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0)
+    return false;
+  alignas(dirent64) char buf[4096];
+  long n;
+  while ((n = ::syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
+    for (long at = 0; at < n;) {
+      const auto* entry = reinterpret_cast<const dirent64*>(buf + at);
+      at += entry->d_reclen;
+      int fd = 0;
+      const char* c = entry->d_name;
+      for (; *c >= '0' && *c <= '9'; ++c)
+        fd = fd * 10 + (*c - '0');
+      if (*c == '\0' && c != entry->d_name && fd > 2 && fd != dir)
+        ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+  }
+  ::close(dir);
+  return n == 0;
 }
 
 } // namespace mproc::detail
