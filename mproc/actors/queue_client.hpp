@@ -57,8 +57,11 @@ public:
       // A destructor must not throw; leave() only throws if the node is gone.
     }
     // From now on a new client may share the channel: this one's leave is done with it.
-    std::lock_guard guard{ch_->m};
-    ch_->has_client = false;
+    {
+      std::lock_guard guard{ch_->m};
+      ch_->has_client = false;
+    }
+    ch_->cv.notify_all();
   }
 
   void put(std::string_view item, std::optional<millis> timeout) {

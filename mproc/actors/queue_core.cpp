@@ -39,12 +39,15 @@ std::shared_ptr<queue_client> client_for(const caf::actor& q, std::size_t maxsiz
     auto& slot = (*clients)[q.address()];
     if (auto client = slot.client.lock())
       return client;
-    // Shared only once the last client finished leaving (its destructor may still run:
-    // its leave would take this client's items and retire its agent).
+    // Shared once the last client finished leaving: its destructor may still run (another
+    // thread dropped it), and its leave would take this client's items and retire its
+    // agent. It never waits, so neither does this for long. Not shared when the agent that
+    // sent its puts is gone (ended after the exit hook): nothing would send more.
     auto channel = slot.channel.lock();
     if (channel) {
-      std::lock_guard channel_guard{channel->m};
-      if (channel->has_client)
+      std::unique_lock channel_lock{channel->m};
+      channel->cv.wait(channel_lock, [&] { return !channel->has_client; });
+      if (channel->sending && channel->retiring.empty())
         channel.reset();
     }
     made = std::make_shared<queue_client>(q, maxsize, std::move(channel));

@@ -14,6 +14,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstddef>
 #include <cstring>
 #include <future>
 #include <mutex>
@@ -349,19 +350,28 @@ void command_table::finish() {
 // Read with the raw system call into the stack: nothing here may allocate after fork.
 bool mark_each_cloexec() {
   int dir = ::open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0)
-    return false;
+  if (dir < 0) {  // no /proc (a chroot, a sandbox): every number up to the limit, slowly
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0)
+      return false;
+    for (rlim_t fd = 3; fd < limit.rlim_cur; ++fd)
+      ::fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC);
+    return true;
+  }
   alignas(dirent64) char buf[4096];
   long n;
   while ((n = ::syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
     for (long at = 0; at < n;) {
-      const auto* entry = reinterpret_cast<const dirent64*>(buf + at);
-      at += entry->d_reclen;
+      // The kernel's linux_dirent64 layout, which glibc's dirent64 shares.
+      unsigned short length;
+      std::memcpy(&length, buf + at + offsetof(dirent64, d_reclen), sizeof length);
+      const char* name = buf + at + offsetof(dirent64, d_name);
+      at += length;
       int fd = 0;
-      const char* c = entry->d_name;
+      const char* c = name;
       for (; *c >= '0' && *c <= '9'; ++c)
         fd = fd * 10 + (*c - '0');
-      if (*c == '\0' && c != entry->d_name && fd > 2 && fd != dir)
+      if (*c == '\0' && c != name && fd > 2 && fd != dir)
         ::fcntl(fd, F_SETFD, FD_CLOEXEC);
     }
   }

@@ -50,9 +50,9 @@ private:
 const rlimit& original_descriptor_limit();
 void raise_descriptor_limit();
 
-// Marks every open descriptor above 2 close-on-exec, one by one as /proc/self/fd lists them:
-// where close_range cannot (Linux before 5.11, a seccomp filter). Async-signal-safe (a forked
-// child runs it); false when the list cannot be read.
+// Marks every open descriptor above 2 close-on-exec, one by one as /proc/self/fd lists them
+// (without /proc: every number up to the limit): where close_range cannot (Linux before
+// 5.11, a seccomp filter). Async-signal-safe (a forked child runs it); false on failure.
 bool mark_each_cloexec();
 
 } // namespace mproc::detail

@@ -67,6 +67,8 @@ void wait_for(int fd, short events, clock_type::time_point deadline, const endpo
     int rc = ::poll(&p, 1, ms_left(deadline));
     if (rc > 0)
       return;
+    if (rc == 0 && clock_type::now() < deadline)
+      continue;  // poll's slice of a longer wait (ms_left clamps)
     if (rc == 0)
       fail(errc::timeout, "connecting to " + to.text() + ": no answer within the timeout");
     if (errno != EINTR)
