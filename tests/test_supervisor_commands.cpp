@@ -169,6 +169,17 @@ TEST_CASE("restart_child of a child its group restart brings back is refused: on
   CHECK(test::zombie_children() == 0);
 }
 
+TEST_CASE("terminate_child of a child already stopped answers at once, as OTP's ok") {
+  // The step ended without answering: the caller waited out its timeout.
+  test::scoped_node node;
+  mproc::supervisor sup{*node, {.intensity = 5}, {{.id = "a", .actor = "pid_worker"}}};
+  sup.terminate_child("a");
+  CHECK(test::code_of([&] { sup.terminate_child("a", 5s); }) == errc::none);
+  CHECK(states(sup)["a"] == "stopped");
+  sup.stop();
+  CHECK(test::zombie_children() == 0);
+}
+
 TEST_CASE("a start_child queued behind a stop is answered node_shutdown when the supervisor stops") {
   test::scoped_node node;
   mproc::supervisor sup{*node, {},

@@ -92,7 +92,9 @@ caf::error check_supervisor(const supervisor_flags& flags, const std::vector<chi
 
 // ---- steps -----------------------------------------------------------------------------
 
-void finish_step(sup_actor* self, const state_ptr& st, caf::error err) {
+// Answers the caller waiting for the current step, if one is (CAF 0.17 never tells a caller
+// that a promise was dropped: it would wait out its timeout).
+void answer_step(const state_ptr& st, caf::error err) {
   if (st->current_step && st->current_step->done) {
     auto& s = *st->current_step;
     if (err)
@@ -102,6 +104,10 @@ void finish_step(sup_actor* self, const state_ptr& st, caf::error err) {
     else
       s.done->deliver(caf::unit);
   }
+}
+
+void finish_step(sup_actor* self, const state_ptr& st, caf::error err) {
+  answer_step(st, std::move(err));
   st->current_step.reset();
   run_next(self, st);
 }
@@ -284,6 +290,7 @@ void run_next(sup_actor* self, const state_ptr& st) {
     std::erase_if(st->deferred, [&](const ending& e) {
       return e.id == c->spec.id && e.incarnation == c->incarnation;
     });
+    answer_step(st, {});  // not running: stopped already, as OTP answers ok
     st->current_step.reset();
   }
   if (st->current_step)
