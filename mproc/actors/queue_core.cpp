@@ -67,11 +67,10 @@ queue_core::queue_core(node& owner, queue_options options)
 
 queue_core queue_core::lookup(node& owner, const std::string& name, millis timeout) {
   // One bound for both steps: the caller's timeout covers the whole lookup.
-  timeout = capped(timeout);
-  auto until = clock_type::now() + timeout;
+  auto deadline = deadline_after(timeout);
   auto q = owner.lookup(name, timeout);
-  auto left = std::max(std::chrono::nanoseconds{0}, until - clock_type::now());
-  auto reply = owner.request_message(q, caf::make_message(q_size_atom::value), left);
+  auto reply = owner.request_message(q, caf::make_message(q_size_atom::value),
+                                     time_left(deadline));
   if (!reply.match_elements<std::uint64_t, std::uint64_t, bool>()) {
     auto err = make_error(errc::bad_message, "'" + name + "' is not a queue");
     throw error(err, "lookup: '" + name + "' is not a queue");

@@ -1,6 +1,7 @@
 // Turning a caller's timeout into a point on the steady clock, the same way everywhere.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 
@@ -28,6 +29,14 @@ inline std::chrono::steady_clock::time_point deadline_after(
   if (!timeout || *timeout >= forever_beyond)
     return std::chrono::steady_clock::time_point::max();
   return std::chrono::steady_clock::now() + *timeout;
+}
+
+// What is left of a deadline_after() for the next step of a call (never negative; for
+// ever stays forever_beyond): one timeout covers a call made of several waits.
+inline std::chrono::nanoseconds time_left(std::chrono::steady_clock::time_point deadline) {
+  if (deadline == std::chrono::steady_clock::time_point::max())
+    return forever_beyond;
+  return std::max(std::chrono::nanoseconds{0}, deadline - std::chrono::steady_clock::now());
 }
 
 } // namespace mproc

@@ -128,16 +128,11 @@ caf::actor remote_node::spawn_process_message(std::string_view actor, std::strin
   // One bound for both steps: the caller's timeout covers the whole spawn_process.
   auto deadline = deadline_after(timeout);
   auto starter = spawn_message("mproc_process_starter", {}, timeout);
-  auto left = timeout;
-  if (deadline != std::chrono::steady_clock::time_point::max())
-    left = std::max(std::chrono::milliseconds{0},
-                    std::chrono::duration_cast<std::chrono::milliseconds>(
-                      deadline - std::chrono::steady_clock::now()));
   caf::message reply;
   try {
     reply = this_node().request_message(
       starter, caf::make_message(std::string{actor}, std::move(process_name), to_bytes(args)),
-      capped<std::chrono::nanoseconds>(left));
+      time_left(deadline));
   } catch (const error&) {
     // The caller gives up: a process that starts late ends with its starter, not with the
     // connection (which may outlive this call by far).
