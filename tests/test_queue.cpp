@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <numeric>
 #include <set>
+#include <thread>
 
 #include <caf/blocking_actor.hpp>
 #include <caf/scoped_actor.hpp>
@@ -392,6 +393,29 @@ TEST_CASE("JoinableQueue: join waits until every item was task_done") {
   q.task_done();
   CHECK(q.join(1s));
   CHECK(code_of([&] { q.task_done(); }) == errc::bad_arguments);
+}
+
+TEST_CASE("JoinableQueue: a join(timeout) that timed out is let go of by the queue") {
+  // The queue held every join until the tasks were done: a caller looping on join(timeout)
+  // left one waiting promise behind per call.
+  test::scoped_node node;
+  mproc::joinable_queue<std::int32_t> q{*node};
+  q.put(1);
+  for (int i = 0; i < 3; ++i)
+    CHECK_FALSE(q.join(20ms));
+  auto joins_waiting = [&] {
+    auto v = node->request<mproc::value>(q.actor(), 10s, mproc::detail::q_inspect_atom::value);
+    const auto* n = v.find("waiting_joins");
+    return n == nullptr ? -1 : n->as<std::int64_t>();
+  };
+  CHECK(test::eventually(10s, [&] { return joins_waiting() == 0; }));
+  std::thread finisher{[&] {
+    q.get(10s);
+    q.task_done();
+  }};
+  CHECK(q.join(30s));  // answered when the task is done, as before
+  finisher.join();
+  CHECK(joins_waiting() == 0);
 }
 
 TEST_CASE("JoinableQueue: a task_done() right after a put() counts that put, as in Python") {

@@ -48,6 +48,16 @@ caf::behavior napper(caf::event_based_actor*) {
   }};
 }
 
+// Takes the request and ends (stopped, not done) without answering it: CAF 0.17 drops its
+// promise silently.
+caf::behavior dropper(caf::event_based_actor* self) {
+  return {[=](std::int32_t) {
+    auto rp = self->make_response_promise<std::int32_t>();
+    self->quit(caf::exit_reason::user_shutdown);
+    return rp;
+  }};
+}
+
 } // namespace
 
 MPROC_ACTOR(echo);
@@ -186,4 +196,13 @@ TEST_CASE("a timeout of milliseconds::max() or a century of hours waits for the 
   CHECK(node->request<std::int32_t>(p.actor(), std::chrono::seconds::max(), 3) == 3);
   p.terminate();
   CHECK(p.join(5s));
+}
+
+TEST_CASE("a request whose receiver in this node ends without answering fails then, not at its timeout") {
+  // (One in another process is not watched: see requester.cpp.)
+  test::scoped_node node;
+  auto d = node->system().spawn(dropper);
+  auto e = test::error_of([&] { node->request<std::int32_t>(d, 30s, std::int32_t{1}); });
+  CHECK(e.code() == errc::no_such_actor);  // errc::timeout, 30 s later, before
+  CHECK_THAT(e.what(), Catch::Contains("ended before it answered"));
 }

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -53,6 +54,18 @@ caf::behavior gated_team(caf::event_based_actor* self, std::string gate) {
                           {{.id = "g", .actor = shut ? "nobody" : "pid_worker"}});
 }
 
+// A supervisor stuck before it starts its children (a minute; killed sooner).
+caf::behavior stuck_team(caf::event_based_actor* self) {
+  std::this_thread::sleep_for(60s);
+  return mproc::supervise(self, {.name = "stuck"}, {{.id = "w", .actor = "pid_worker"}});
+}
+
+// An in-process supervisor whose one child (a process) is stuck_team.
+caf::behavior stuck_team_holder(caf::event_based_actor* self) {
+  return mproc::supervise(self, {.name = "holder"},
+                          {{.id = "inner", .actor = "stuck_team", .type = child_type::supervisor}});
+}
+
 // A file that exists while the test holds it.
 struct gate_file {
   std::string path = (std::filesystem::temp_directory_path()
@@ -79,6 +92,8 @@ MPROC_ACTOR(pid_worker);
 MPROC_ACTOR(counted_worker);
 MPROC_ACTOR(deaf_worker);
 MPROC_ACTOR(gated_team);
+MPROC_ACTOR(stuck_team);
+MPROC_ACTOR(stuck_team_holder);
 
 TEST_CASE("options OTP refuses are refused before any child starts") {
   test::scoped_node node;
@@ -155,6 +170,7 @@ TEST_CASE("restart_child of a child its group restart brings back is refused: on
   mproc::supervisor sup{*node, {.strategy = strategy::rest_for_one, .intensity = 5},
                         {{.id = "a", .actor = "pid_worker"},
                          {.id = "b", .actor = "deaf_worker", .shutdown = 2000ms}}};
+  pid_of(sup, "b");  // its actor ran: SIGTERM is ignored from here on
   ::kill(pid_of(sup, "a"), SIGKILL);
   // b ignores its SIGTERM: the group restart holds there while a waits to be started again.
   REQUIRE(test::eventually(5000ms, [&] { return states(sup)["b"] == "stopping"; }));
@@ -184,6 +200,7 @@ TEST_CASE("a start_child queued behind a stop is answered node_shutdown when the
   test::scoped_node node;
   mproc::supervisor sup{*node, {},
                         {{.id = "deaf", .actor = "deaf_worker", .shutdown = 10000ms}}};
+  pid_of(sup, "deaf");  // its actor ran: SIGTERM is ignored from here on
   std::thread stopper{[&] { sup.terminate_child("deaf"); }};  // 10 s: deaf ignores SIGTERM
   errc got = errc::none;
   std::thread starter{[&] {
@@ -214,4 +231,120 @@ TEST_CASE("a temporary child that its group's restart stopped is removed, not ke
   CHECK(pid_of(sup, "p") != p);
   sup.stop();
   CHECK(test::zombie_children() == 0);
+}
+
+TEST_CASE("the process a failed restart_child leaves ends without a restart being counted") {
+  // Its exit came after the failure, under the same incarnation: the supervisor took it for
+  // a new end, restarted the child and counted it (here: again and again, then gave up).
+  test::scoped_node node;
+  gate_file gate;
+  mproc::supervisor sup{*node, {.intensity = 5},
+                        {{.id = "steady", .actor = "pid_worker"},
+                         {.id = "team", .actor = "gated_team",
+                          .args = caf::make_message(gate.path),
+                          .type = child_type::supervisor}}};
+  sup.terminate_child("team");
+  gate.open();
+  CHECK(test::code_of([&] { sup.restart_child("team"); }) != errc::none);
+  REQUIRE(test::eventually(10s, [&] { return node->active_children().size() == 1; }));
+  // Reaped. Its exit is told to the supervisor by a callback on the node's I/O thread, after
+  // the reap: a process started and ended now goes through that thread after the callback.
+  auto probe = node->spawn_process("pid_worker", {});
+  probe.kill();
+  REQUIRE(probe.join(10s));
+  auto tree = sup.tree();
+  REQUIRE(tree.children.size() == 2);
+  CHECK(tree.children[1].state == "stopped");
+  CHECK(tree.children[1].restarts == 0);
+  CHECK(node->active_children().size() == 1);  // nothing started again
+  CHECK_FALSE(sup.wait(0ms));
+  sup.stop();
+}
+
+TEST_CASE("terminate_child of a temporary child deletes it, as OTP does") {
+  test::scoped_node node;
+  mproc::supervisor sup{*node, {},
+                        {{.id = "p", .actor = "pid_worker"},
+                         {.id = "t", .actor = "pid_worker",
+                          .restart = restart_policy::temporary}}};
+  sup.terminate_child("t");
+  CHECK(states(sup) == std::map<std::string, std::string>{{"p", "running"}});
+  CHECK(test::code_of([&] { sup.restart_child("t"); }) == errc::no_such_actor);
+  sup.stop();
+  CHECK(test::zombie_children() == 0);
+}
+
+TEST_CASE("delete_child of a child waiting for its group's restart is refused, as OTP's restarting") {
+  test::scoped_node node;
+  mproc::supervisor sup{*node, {.strategy = strategy::rest_for_one, .intensity = 5},
+                        {{.id = "a", .actor = "pid_worker"},
+                         {.id = "b", .actor = "deaf_worker", .shutdown = 2000ms}}};
+  pid_of(sup, "b");  // its actor ran: SIGTERM is ignored from here on
+  ::kill(pid_of(sup, "a"), SIGKILL);
+  REQUIRE(test::eventually(5000ms, [&] { return states(sup)["b"] == "stopping"; }));
+  CHECK(states(sup)["a"] == "restarting");
+  CHECK(test::code_of([&] { sup.delete_child("a"); }) == errc::bad_arguments);
+  CHECK(test::eventually(5000ms, [&] { return states(sup)["a"] == "running"; }));
+  sup.stop();
+  CHECK(node->active_children().empty());
+}
+
+TEST_CASE("stop() kills a supervisor child still starting instead of waiting for it") {
+  // The shutdown queued behind the start, which waited for a ready that a stuck (or
+  // SIGSTOPped) child never gives: stop() timed out and the supervisor lived on.
+  test::scoped_node node;
+  mproc::supervisor sup{*node, {}, {}};
+  errc got = errc::none;
+  std::thread starter{[&] {
+    got = test::code_of([&] {
+      sup.start_child({.id = "team", .actor = "stuck_team", .type = child_type::supervisor},
+                      120s);
+    });
+  }};
+  bool seen = test::eventually(5000ms, [&] {
+    return states(sup)["team"] == "starting" && node->active_children().size() == 1;
+  });
+  CHECK(seen);
+  CHECK(test::code_of([&] { sup.stop(20s); }) == errc::none);
+  starter.join();
+  CHECK(got != errc::none);
+  CHECK(got != errc::timeout);
+  CHECK(test::eventually(5000ms, [&] { return node->active_children().empty(); }));
+}
+
+TEST_CASE("stop() ends an in-process supervisor child still starting, which drops its ready") {
+  // Killed while it held the ready question, it never answered it: the start step waited
+  // for ever, and the shutdown behind it.
+  test::scoped_node node;
+  mproc::supervisor sup{*node, {}, {}};
+  errc got = errc::none;
+  std::thread starter{[&] {
+    got = test::code_of([&] {
+      sup.start_child({.id = "team", .actor = "stuck_team_holder", .in_process = true,
+                       .type = child_type::supervisor},
+                      120s);
+    });
+  }};
+  bool seen = test::eventually(5000ms, [&] {
+    return states(sup)["team"] == "starting" && node->active_children().size() == 1;
+  });
+  CHECK(seen);
+  CHECK(test::code_of([&] { sup.stop(20s); }) == errc::none);
+  starter.join();
+  CHECK(got == errc::spawn_failed);
+  CHECK(test::eventually(5000ms, [&] { return node->active_children().empty(); }));
+}
+
+TEST_CASE("killing a supervisor answers the callers it kept waiting") {
+  test::scoped_node node;
+  mproc::supervisor sup{*node, {}, {{.id = "deaf", .actor = "deaf_worker", .shutdown = 30000ms}}};
+  pid_of(sup, "deaf");  // its actor ran: SIGTERM is ignored from here on
+  errc got = errc::none;
+  std::thread stopper{[&] { got = test::code_of([&] { sup.terminate_child("deaf", 60s); }); }};
+  REQUIRE(test::eventually(5000ms, [&] { return states(sup)["deaf"] == "stopping"; }));
+  caf::anon_send_exit(sup.actor(), caf::exit_reason::kill);
+  stopper.join();
+  CHECK(got == errc::no_such_actor);  // errc::timeout after 60 s, before
+  CHECK(sup.wait(5s));
+  CHECK(test::eventually(5000ms, [&] { return node->active_children().empty(); }));
 }

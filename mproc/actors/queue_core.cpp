@@ -9,6 +9,7 @@
 #include "mproc/actors/queue_exit.hpp"
 #include "mproc/actors/queue_protocol.hpp"
 #include "mproc/actors/queue_server.hpp"
+#include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/node.hpp"
 
 namespace mproc::detail {
@@ -144,12 +145,18 @@ void queue_core::task_done(std::uint64_t n) {
 
 bool queue_core::join(std::optional<millis> timeout) {
   // Items this process put are part of what join waits for; a full queue may hold them back.
-  auto until = clock_type::now() + timeout.value_or(millis{std::chrono::hours{24 * 365}});
-  if (!client().flush(timeout) && clock_type::now() >= until)
+  auto deadline = deadline_after(timeout);
+  if (!client().flush(timeout) && clock_type::now() >= deadline)
     return false;  // (a refused flush, a closed queue, still waits for the tasks)
-  auto left = std::chrono::duration_cast<millis>(until - clock_type::now());
+  auto left = std::chrono::duration_cast<millis>(time_left(deadline));
   try {
-    this_node().request(client().actor(), std::max(left, millis{1}), q_join_atom::value);
+    if (deadline == clock_type::time_point::max()) {
+      this_node().request(client().actor(), left, q_join_atom::value);
+    } else {
+      // The queue is told the timeout too, so that it lets go of a join given up on.
+      this_node().request(client().actor(), std::max(left, millis{1}), q_join_atom::value,
+                          static_cast<std::uint64_t>(left.count()));
+    }
     return true;
   } catch (const error& e) {
     if (e.code() == errc::timeout)

@@ -46,6 +46,7 @@ using q_close_atom = caf::atom_constant<caf::atom("q_close")>;
 // ("q_done", u64 n, vec<u64> done) -> ()  the same, acknowledging the items named (q_ack)
 using q_done_atom = caf::atom_constant<caf::atom("q_done")>;
 // ("q_join") -> ()                       held until every item put was task_done
+// ("q_join", u64 ms) -> ()               the same, or error timeout after `ms`
 using q_join_atom = caf::atom_constant<caf::atom("q_join")>;
 
 // Between a handle and its process-local agent.

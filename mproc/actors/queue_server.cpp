@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <deque>
+#include <map>
 #include <unordered_set>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "mproc/actors/queue_protocol.hpp"
 #include "mproc/actors/queue_recall.hpp"
 #include "mproc/actors/queue_store.hpp"
+#include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/inspect.hpp"
 #include "mproc/runtime/message_types.hpp"
@@ -44,7 +46,10 @@ struct queue_state {
   std::deque<waiting_get> getters;
   std::deque<waiting_put> putters;  // FIFO, so a large batch is not starved by small ones
   std::uint64_t unfinished = 0;     // put but not task_done (JoinableQueue)
-  std::vector<caf::response_promise> joiners;
+  // join()s waiting, by number: one with a timeout is answered errc::timeout when it
+  // passes, not kept for ever (a caller looping on join(1s) added one a second).
+  std::map<std::uint64_t, caf::response_promise> joiners;
+  std::uint64_t last_joiner = 0;
   std::unordered_set<caf::actor_addr> monitored;    // one monitor, so one down, per agent
   std::unordered_set<caf::actor_addr> producers;    // agents that put, until they leave or end
   std::uint64_t redelivered = 0;  // items given back because their consumer died holding them
@@ -231,7 +236,7 @@ void end_queue(queue_actor* self, caf::error reason) {
     g.rp.deliver(gone);
   for (auto& p : s.putters)
     p.rp.deliver(gone);
-  for (auto& rp : s.joiners)
+  for (auto& [id, rp] : s.joiners)
     rp.deliver(gone);
   s.getters.clear();
   s.putters.clear();
@@ -278,11 +283,24 @@ caf::result<void> finish_tasks(queue_actor* self, std::uint64_t n) {
     return make_error(errc::bad_arguments, "task_done() called more times than items were put");
   s.unfinished -= n;
   if (s.unfinished == 0) {
-    for (auto& rp : s.joiners)
+    for (auto& [id, rp] : s.joiners)
       rp.deliver(caf::unit);
     s.joiners.clear();
   }
   return caf::unit;
+}
+
+// JoinableQueue.join: answered once every item put was done, or errc::timeout after
+// `timeout` (none: no limit).
+caf::result<void> hold_join(queue_actor* self, std::optional<std::chrono::milliseconds> timeout) {
+  auto& s = self->state;
+  if (s.unfinished == 0)
+    return caf::unit;
+  auto id = ++s.last_joiner;
+  s.joiners.emplace(id, self->make_response_promise());
+  if (timeout)
+    self->delayed_send(self, *timeout, q_join_atom::value, id, true);
+  return caf::delegated<void>{};
 }
 
 // What `mproc ps` shows of a queue; the report asks the actor, so it reads nothing shared.
@@ -294,6 +312,7 @@ value inspect_queue(const queue_state& s) {
                       {"consumers", s.store.consumers()},
                       {"waiting_gets", s.getters.size()},
                       {"waiting_puts", s.putters.size()},
+                      {"waiting_joins", s.joiners.size()},
                       {"accepted", s.store.accepted()},
                       {"taken", s.store.taken()},
                       {"redelivered", s.redelivered},
@@ -413,13 +432,21 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       acknowledge_spans(self, sender(), done);
       return finish_tasks(self, n);
     },
-    [=](q_join_atom) -> caf::result<void> {
+    [=](q_join_atom) { return hold_join(self, std::nullopt); },
+    [=](q_join_atom, std::uint64_t timeout_ms) {
+      if (timeout_ms >= static_cast<std::uint64_t>(forever_beyond.count()))
+        return hold_join(self, std::nullopt);
+      return hold_join(self, std::chrono::milliseconds{timeout_ms});
+    },
+    // The time of a join passed (sent to itself by hold_join; from anyone else, ignored).
+    [=](q_join_atom, std::uint64_t id, bool) {
+      if (self->current_sender() != self->ctrl())
+        return;
       auto& s = self->state;
-      if (s.unfinished == 0)
-        return caf::unit;
-      auto rp = self->make_response_promise();
-      s.joiners.push_back(rp);
-      return rp;
+      if (auto i = s.joiners.find(id); i != s.joiners.end()) {
+        i->second.deliver(make_error(errc::timeout, "tasks are still unfinished"));
+        s.joiners.erase(i);
+      }
     },
   };
 }

@@ -12,7 +12,10 @@
 
 #include <caf/actor.hpp>
 #include <caf/actor_cast.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/attachable.hpp>
 #include <caf/error.hpp>
+#include <caf/exit_reason.hpp>
 #include <caf/mailbox_element.hpp>
 #include <caf/message_id.hpp>
 #include <caf/sec.hpp>
@@ -20,6 +23,7 @@
 #include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/internal/io_loop.hpp"
 #include "mproc/runtime/internal/link.hpp"
+#include "mproc/runtime/internal/proxy.hpp"
 
 namespace mproc::detail {
 
@@ -31,6 +35,32 @@ std::chrono::steady_clock::time_point deadline_after(std::chrono::nanoseconds ti
   auto room = std::chrono::steady_clock::time_point::max() - now;
   return timeout >= room ? std::chrono::steady_clock::time_point::max() : now + timeout;
 }
+
+// Fails a sleeping call when its receiver ends first, abnormally. CAF 0.17 drops the promise
+// of an actor that ends before it answers (killed, an exception, a quit with an error while
+// it held the request), telling no one: its caller would wait out the timeout, forever for
+// a queue's get().
+class receiver_watch final : public caf::attachable {
+public:
+  static constexpr std::size_t token_type = 0x6d707271;  // beside CAF's 0-3 and down_notice's
+
+  receiver_watch(caf::strong_actor_ptr owner, std::uint64_t request_id, const void* key)
+    : owner_(std::move(owner)), request_id_(request_id), key_(key) {}
+
+  void actor_exited(const caf::error& reason, caf::execution_unit*) override {
+    static_cast<requester*>(caf::actor_cast<caf::abstract_actor*>(owner_))
+      ->receiver_ended(request_id_, reason);
+  }
+
+  bool matches(const token& what) override {
+    return what.subtype == token_type && what.ptr == key_;
+  }
+
+private:
+  caf::strong_actor_ptr owner_;  // a watch may fire after its call returned: nothing to find
+  std::uint64_t request_id_;
+  const void* key_;  // the call's address, unique while it waits
+};
 
 } // namespace
 
@@ -136,7 +166,24 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
   // thread's own turn of it: either way the loop must not wait for this thread.
   io_loop::will_block();
   spin_for(c, deadline);
-  if (!sleep_for(c, deadline) && gave_up(id)) {
+  // Watched only by a caller about to sleep: a spinning one is answered within microseconds,
+  // and the watch costs the receiver's lock twice. Not a proxy: a watch would make it follow
+  // the remote actor's end, and later calls would fail no_such_actor instead of with the
+  // process's exit status. (A remote actor that drops a request leaves its caller to the
+  // timeout, or to the end of its process.)
+  bool watched = c.ready.load(std::memory_order_acquire) != call::answered
+                 && dynamic_cast<proxy*>(caf::actor_cast<caf::abstract_actor*>(dest)) == nullptr;
+  if (watched) {
+    try {
+      dest->attach(std::make_unique<receiver_watch>(ctrl(), id, &c));
+    } catch (...) {
+      watched = false;  // no memory: the timeout still ends the wait
+    }
+  }
+  bool in_time = sleep_for(c, deadline);
+  if (watched)
+    dest->detach(caf::attachable::token{receiver_watch::token_type, &c});
+  if (!in_time && gave_up(id)) {
     observe(std::chrono::steady_clock::now() - sent);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
     return make_error(errc::timeout, "no reply within " + std::to_string(ms) + " ms");
@@ -173,6 +220,35 @@ void requester::spin_for(const call& c, std::chrono::steady_clock::time_point de
 void requester::observe(std::chrono::nanoseconds latency) {
   auto old = typical_latency_ns_.load(std::memory_order_relaxed);
   typical_latency_ns_.store(old + (latency.count() - old) / 8, std::memory_order_relaxed);
+}
+
+void requester::receiver_ended(std::uint64_t request_id, const caf::error& reason) {
+  // An actor that ends normally may have handed the request on (delegated it, or passed its
+  // promise to another actor) and the answer still comes: its caller keeps waiting.
+  if (!reason || reason == caf::exit_reason::normal)
+    return;
+  caf::message failure;
+  try {
+    // mproc's reasons are given as they are; CAF's (kill, an exception) are named in the text.
+    if (code_of(reason) != errc::none)
+      failure = caf::make_message(reason);
+    else
+      failure = caf::make_message(make_error(
+        errc::no_such_actor, "the actor ended before it answered ("
+                               + home_system().render(reason) + ")"));
+  } catch (...) {
+    return;  // no memory: the caller waits out its timeout, as before
+  }
+  call* c;
+  {
+    std::lock_guard guard{mtx_};
+    auto i = calls_.find(request_id);
+    if (i == calls_.end())
+      return;  // answered, or the caller gave up
+    c = i->second;
+    calls_.erase(i);
+  }
+  answer(*c, std::move(failure));
 }
 
 // False when the call was already taken to be answered: its reply is on the way.

@@ -52,6 +52,9 @@ public:
   // shutdown).
   void stop(caf::error why);
 
+  // Fails the call waiting for `request_id`, if one still does: its receiver ended before
+  // it answered (requester.cpp, receiver_watch).
+  void receiver_ended(std::uint64_t request_id, const caf::error& reason);
   // Whether a call still waits for the reply to `request_id` (false once it timed out).
   bool waiting(std::uint64_t request_id);
 

@@ -7,6 +7,7 @@
 // start asynchronously and their ends arrive as messages.
 #include <unistd.h>
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <optional>
@@ -40,6 +41,14 @@ void shut_down(sup_actor* self, const state_ptr& st, caf::error reason) {
   st->quit_reason = std::move(reason);
   st->deferred.clear();
   drop_starts(*st, make_error(errc::node_shutdown, who(*st) + " is shutting down"));
+  // A supervisor child still starting is killed, not waited for: one stopped (SIGSTOP) or
+  // stuck before its own children started would hold the shutdown forever (a worker's
+  // start has start_timeout). Its start then fails, which finishes the step.
+  for (auto& c : st->children)
+    if (c.state == child_state::starting && c.spec.type == child_type::supervisor) {
+      kill_now(c);
+      st->needed_kill.push_back(c.spec.id);
+    }
   for (auto it = st->children.rbegin(); it != st->children.rend(); ++it)
     st->plan.push_back({step::stop, it->spec.id, std::nullopt});
   run_next(self, st);
@@ -95,10 +104,12 @@ void handle_ending(sup_actor* self, const state_ptr& st, ending e) {
     c.current = nullptr;
     log::info(who(*st), ": stopped child '", c.spec.id, "': ", e.how,
               c.needed_kill ? " (needed the kill)" : "");
-    if (c.needed_kill && st->shutting_down)
-      st->needed_kill.push_back(c.spec.id);
-    if (st->current_step && st->current_step->id == e.id)
+    if (c.needed_kill && st->shutting_down && std::ranges::count(st->needed_kill, c.spec.id) == 0)
+      st->needed_kill.push_back(c.spec.id);  // (once: the shutdown may have killed its start)
+    if (st->current_step && st->current_step->id == e.id) {
+      forget_if_terminated(*st, c);
       finish_step(self, st);
+    }
     return;
   }
   // It is down now, whatever is decided about it: a stop step planned for it (a group
@@ -212,13 +223,21 @@ caf::behavior supervise(caf::event_based_actor* self, supervisor_flags flags,
   // An exit message (from our own supervisor, or stop) is a request to stop in order.
   self->set_exit_handler([=](caf::exit_msg& msg) { shut_down(self, st, msg.reason); });
   self->set_down_handler([=](caf::down_msg& down) {
-    for (auto& c : st->children)
+    for (auto& c : st->children) {
+      if (c.pending && c.pending.address() == down.source && c.state == child_state::starting) {
+        // Ended holding the ready question (killed, crashed): CAF 0.17 never answers it.
+        start_failed(self, st, c, make_error(errc::spawn_failed, "supervisor child '" + c.spec.id
+                                               + "' ended before its own children started: "
+                                               + self->system().render(down.reason)));
+        return;
+      }
       if (c.current && c.current.address() == down.source && !c.proc) {
         bool normal = !down.reason || down.reason == caf::exit_reason::user_shutdown;
         handle_ending(self, st, {c.spec.id, c.incarnation, !normal,
                                  normal ? "ended normally" : self->system().render(down.reason)});
         return;
       }
+    }
   });
   // If this actor dies without stopping its children (killed), they must not live on.
   self->attach_functor([st](const caf::error&) {
@@ -288,6 +307,8 @@ caf::behavior supervise(caf::event_based_actor* self, supervisor_flags flags,
         return make_error(errc::no_such_actor, "no child '" + id + "'");
       if (is_live(c->state))
         return make_error(errc::bad_arguments, "child '" + id + "' is running: terminate it first");
+      if (c->state == child_state::restarting)  // OTP's {error, restarting}
+        return make_error(errc::bad_arguments, "child '" + id + "' is being restarted");
       remove_child(*st, id);
       return caf::unit;
     },

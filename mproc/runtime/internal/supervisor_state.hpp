@@ -101,6 +101,9 @@ void await_ready(sup_actor* self, const state_ptr& st, child& c, caf::actor acto
 // Removes the planned starts; each one a caller waits for is answered with `why`.
 void drop_starts(sup_state& st, const caf::error& why);
 void kill_now(child& c);
+// OTP deletes a temporary child that terminate_child stopped: called as that step ends
+// (`c` is gone afterwards).
+void forget_if_terminated(sup_state& st, const child& c);
 void point_ref(child& c, caf::actor current);  // where the child's stable reference forwards
 // Runs the plan's next step, or the deferred endings once the plan is done.
 void run_next(sup_actor* self, const state_ptr& st);

@@ -128,6 +128,11 @@ void started(sup_actor* self, const state_ptr& st, child& c, caf::actor actor) {
 }
 
 void start_failed(sup_actor* self, const state_ptr& st, child& c, const caf::error& err) {
+  // This incarnation ends here. The process a failed start leaves behind (killed by the
+  // start) is reaped a moment later: its exit, under the old number, must not count as a
+  // second end — restarted after a restart_child that failed, or counted twice.
+  ++c.incarnation;
+  kill_now(c);  // a supervisor process whose children did not start may still run
   c.state = child_state::stopped;
   c.proc.reset();
   c.pending = nullptr;
@@ -139,15 +144,23 @@ void start_failed(sup_actor* self, const state_ptr& st, child& c, const caf::err
     // or counted, and a child that start_child added is not kept.
     if (st->current_step->new_child)
       remove_child(*st, c.spec.id);
+  } else if (st->shutting_down) {
+    // Killed by the shutdown while it started (supervisor_actor.cpp): nothing to decide.
   } else if (st->initializing) {
     // OTP: the first child that cannot start ends the start-up; no later one is started.
     if (!st->init_error)
       st->init_error = err;
     drop_starts(*st, err);
-  } else if (!st->shutting_down) {  // a restart: policy and intensity decide
+  } else {  // a restart: policy and intensity decide
     st->deferred.push_back({c.spec.id, c.incarnation, true, "failed to start: " + text});
   }
   finish_step(self, st, err);
+}
+
+void forget_if_terminated(sup_state& st, const child& c) {
+  if (c.spec.restart == restart_policy::temporary && st.current_step
+      && st.current_step->kind == step::stop && st.current_step->done)
+    remove_child(st, c.spec.id);
 }
 
 void drop_starts(sup_state& st, const caf::error& why) {
@@ -176,8 +189,9 @@ void await_ready(sup_actor* self, const state_ptr& st, child& c, caf::actor acto
       },
       [=](caf::error& e) {
         // A supervisor whose children cannot start ends with the reason, often before the
-        // question reaches it; its own log names the child and why.
-        if (e == caf::sec::request_receiver_down)
+        // question reaches it (no_such_actor from its process); its own log names the child
+        // and why.
+        if (e == caf::sec::request_receiver_down || code_of(e) == errc::no_such_actor)
           e = make_error(errc::spawn_failed, "supervisor child '" + id
                                                + "' ended before its own children started");
         if (auto* now = still_starting())
@@ -290,6 +304,7 @@ void run_next(sup_actor* self, const state_ptr& st) {
     std::erase_if(st->deferred, [&](const ending& e) {
       return e.id == c->spec.id && e.incarnation == c->incarnation;
     });
+    forget_if_terminated(*st, *c);
     answer_step(st, {});  // not running: stopped already, as OTP answers ok
     st->current_step.reset();
   }
