@@ -4,9 +4,15 @@
 // around one queue in the root, prints which node and pid ran each, and shuts all down.
 //
 //   ./distributed_nodes [--items N]
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -46,24 +52,59 @@ MPROC_ACTOR(consumer);
 
 namespace {
 
-// Starts this program as a node listening on a free loopback port; its stdout tells the port.
+// This program started as a node listening on a free loopback port; its stdout tells the
+// port. On real machines ssh would start it; here it is tied to this root as a child would
+// be (PR_SET_PDEATHSIG): a root killed before it connected leaves no node behind.
 struct started_node {
-  FILE* out = nullptr;
+  pid_t pid = -1;
   std::string address;
 };
 
 started_node start_node(const std::string& name, const std::string& keyfile) {
-  auto command = "exec /proc/" + std::to_string(::getpid()) + "/exe --mproc-node --name " + name
-                 + " --listen 127.0.0.1:0 --authkey-file " + keyfile;
   started_node n;
-  n.out = ::popen(command.c_str(), "r");
-  char line[256] = {};
-  if (n.out == nullptr || std::fgets(line, sizeof line, n.out) == nullptr)
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0)
     return n;
-  // "mproc node NAME pid PID listening on HOST:PORT"
-  if (const char* at = std::strstr(line, "listening on "))
-    n.address = std::string{at + 13, std::strcspn(at + 13, "\n")};
+  pid_t root = ::getpid();
+  auto exe = "/proc/" + std::to_string(root) + "/exe";
+  n.pid = ::fork();
+  if (n.pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != root)
+      ::_exit(1);  // the root died before the prctl
+    ::dup2(out[1], STDOUT_FILENO);
+    ::execl(exe.c_str(), exe.c_str(), "--mproc-node", "--name", name.c_str(), "--listen",
+            "127.0.0.1:0", "--authkey-file", keyfile.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  // "mproc node NAME pid PID listening on HOST:PORT", within 30 s
+  std::string line;
+  pollfd p{out[0], POLLIN, 0};
+  char c = 0;
+  while (n.pid > 0 && line.find('\n') == std::string::npos && ::poll(&p, 1, 30'000) > 0
+         && ::read(out[0], &c, 1) == 1)
+    line += c;
+  ::close(out[0]);
+  if (auto at = line.find("listening on "); at != std::string::npos)
+    n.address = line.substr(at + 13, line.find('\n', at) - at - 13);
   return n;
+}
+
+// Ends the started nodes (a run that failed midway) and reaps them; true if each ended well.
+bool end_nodes(const std::vector<started_node>& started, bool stop) {
+  bool ok = true;
+  for (const auto& s : started) {
+    if (s.pid <= 0)
+      continue;
+    if (stop)
+      ::kill(s.pid, SIGTERM);
+    int status = 0;
+    while (::waitpid(s.pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  }
+  return ok;
 }
 
 std::string write_keyfile(const mproc::authkey& key) {
@@ -74,6 +115,44 @@ std::string write_keyfile(const mproc::authkey& key) {
     std::exit(1);
   ::close(fd);
   return path;
+}
+
+// Connects to the started nodes, runs a producer and a consumer on each, and disconnects.
+int run(mproc::node& node, const std::vector<started_node>& started, const mproc::authkey& key,
+        std::int32_t items) {
+  std::vector<mproc::remote_node> nodes;
+  for (const auto& s : started) {
+    if (s.address.empty()) {
+      std::printf("a node did not start\n");
+      return 1;
+    }
+    nodes.push_back(node.connect(s.address, key));
+    std::printf("connected to %s (pid %lld) at %s\n", nodes.back().name().c_str(),
+                static_cast<long long>(nodes.back().pid()), s.address.c_str());
+  }
+  int_queue q{node};
+  text_queue reports{node};
+  for (auto& n : nodes) {
+    n.spawn("producer", q, items, reports);
+    n.spawn("consumer", q, reports);
+  }
+  std::vector<std::string> lines;
+  for (std::size_t i = 0; i < nodes.size(); ++i)  // the producers
+    lines.push_back(reports.get(30s));
+  for (std::size_t i = 0; i < nodes.size(); ++i)
+    q.put(-1);  // one sentinel per consumer
+  for (std::size_t i = 0; i < nodes.size(); ++i)
+    lines.push_back(reports.get(30s));
+  std::int64_t taken = 0;
+  for (auto& l : lines) {
+    std::printf("%s\n", l.c_str());
+    if (l.rfind("consumer", 0) == 0)
+      taken += std::atoll(l.c_str() + l.rfind(' ') + 1);
+  }
+  std::printf("put %d, taken %lld\n", items * 2, static_cast<long long>(taken));
+  for (auto& n : nodes)
+    n.disconnect();  // a node whose roots are all gone ends
+  return taken == 2LL * items ? 0 : 1;
 }
 
 } // namespace
@@ -91,43 +170,15 @@ int main(int argc, char** argv) {
   std::remove(keyfile.c_str());  // read by both nodes at start
 
   int status = 0;
-  {
-    std::vector<mproc::remote_node> nodes;
-    for (auto& s : started) {
-      if (s.address.empty()) {
-        std::printf("a node did not start\n");
-        return 1;
-      }
-      nodes.push_back(node.connect(s.address, key));
-      std::printf("connected to %s (pid %lld) at %s\n", nodes.back().name().c_str(),
-                  static_cast<long long>(nodes.back().pid()), s.address.c_str());
-    }
-    int_queue q{node};
-    text_queue reports{node};
-    for (auto& n : nodes) {
-      n.spawn("producer", q, items, reports);
-      n.spawn("consumer", q, reports);
-    }
-    std::vector<std::string> lines;
-    for (std::size_t i = 0; i < nodes.size(); ++i)  // the producers
-      lines.push_back(reports.get(30s));
-    for (std::size_t i = 0; i < nodes.size(); ++i)
-      q.put(-1);  // one sentinel per consumer
-    for (std::size_t i = 0; i < nodes.size(); ++i)
-      lines.push_back(reports.get(30s));
-    std::int64_t taken = 0;
-    for (auto& l : lines) {
-      std::printf("%s\n", l.c_str());
-      if (l.rfind("consumer", 0) == 0)
-        taken += std::atoll(l.c_str() + l.rfind(' ') + 1);
-    }
-    std::printf("put %d, taken %lld\n", items * 2, static_cast<long long>(taken));
-    status = taken == 2LL * items ? 0 : 1;
-    for (auto& n : nodes)
-      n.disconnect();  // a node whose roots are all gone ends
+  try {
+    status = run(node, started, key, items);
+  } catch (const std::exception& e) {  // a node lost midway, a report that never came
+    std::printf("the run failed: %s\n", e.what());
+    end_nodes(started, true);
+    return 1;
   }
-  for (auto& s : started)
-    status |= ::pclose(s.out) == 0 ? 0 : 1;
+  if (!end_nodes(started, status != 0))
+    status = 1;
   std::printf("all nodes ended\n");
   return status;
 }

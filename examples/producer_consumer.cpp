@@ -8,6 +8,8 @@
 // Options: --producers P --consumers C --items N --maxsize M (0: unbounded)
 //          --kill-every MS (SIGKILL a random process every MS ms)
 //          --kill consumers|producers|any (which ones; consumers by default)
+//          --max-restarts R (consumer restarts allowed within a second, OTP's intensity;
+//          1000 by default; more and the consumers' supervisor gives up: the run fails)
 // The exit status is 1 if anything accepted was lost.
 //
 // Faults are part of the program, as they are of real ones:
@@ -32,6 +34,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -186,6 +189,7 @@ struct options {
   std::size_t maxsize = 0;
   int kill_every_ms = 0;
   std::string kill = "consumers";  // consumers, producers, any
+  int max_restarts = 1000;          // within 1 s
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -193,7 +197,7 @@ struct options {
                "producer_consumer: %s\n"
                "usage: producer_consumer [--producers P] [--consumers C] [--items N]\n"
                "                         [--maxsize M] [--kill-every MS]\n"
-               "                         [--kill consumers|producers|any]\n",
+               "                         [--kill consumers|producers|any] [--max-restarts R]\n",
                why.c_str());
   std::exit(2);
 }
@@ -223,12 +227,17 @@ options parse(int argc, char** argv) {
       o.maxsize = static_cast<std::size_t>(number(flag, v, 0, 100'000'000));
     else if (flag == "--kill-every")
       o.kill_every_ms = static_cast<int>(number(flag, v, 1, 3'600'000));
+    else if (flag == "--max-restarts")
+      o.max_restarts = static_cast<int>(number(flag, v, 0, 1'000'000));
     else if (flag == "--kill" && (std::string{v} == "consumers" || std::string{v} == "producers"
                                   || std::string{v} == "any"))
       o.kill = v;
     else
       usage("unknown option or value: " + flag + " " + v);
   }
+  // The tally keeps a count per item: 2 bytes each.
+  if (static_cast<std::int64_t>(o.producers) * o.items > 100'000'000)
+    usage("--producers times --items is at most 100000000");
   return o;
 }
 
@@ -248,13 +257,18 @@ public:
     }
   }
 
-  void join_all() {
+  // Waits for every producer. Should the consumers' supervisor give up (too many restarts
+  // too fast), nothing would drain a bounded queue and the producers would wait in put()
+  // for ever: the queue is closed instead, and their puts fail.
+  void join_all(item_queue& q, mproc::supervisor& consumers) {
     for (auto& p : procs_)
-      p.join();
+      while (!p.join(200ms))
+        if (consumers.wait(0ms))
+          q.close();
   }
 
-  // The exit code of producer `id` (after join_all).
-  int exitcode(std::size_t id) const { return procs_[id].exitcode().value_or(-1000); }
+  // The exit code of producer `id` (after join_all); none if it never ran.
+  std::optional<int> exitcode(std::size_t id) const { return procs_[id].exitcode(); }
 
   std::vector<pid_t> live_pids() const {
     std::vector<pid_t> out;
@@ -329,13 +343,19 @@ tally_summary summary_of(mproc::node& node, const caf::actor& tally) {
 
 // Until every consumer saw the queue end. A run that makes no progress for a minute is
 // stuck: say so rather than hang.
-bool wait_for_consumers(mproc::node& node, const caf::actor& tally, std::int32_t consumers) {
+bool wait_for_consumers(mproc::node& node, const caf::actor& tally, std::int32_t consumers,
+                        mproc::supervisor& sup) {
   std::int64_t seen = -1;
   auto last_progress = clock_type::now();
   for (;;) {
     auto s = summary_of(node, tally);
     if (s.consumers_finished == consumers)
       return true;
+    if (sup.wait(0ms)) {
+      std::fprintf(stderr, "producer_consumer: the consumers' supervisor ended: %s\n",
+                   node.system().render(sup.reason()).c_str());
+      return false;
+    }
     if (s.deliveries != seen) {
       seen = s.deliveries;
       last_progress = clock_type::now();
@@ -367,8 +387,12 @@ void start_consumer(mproc::supervisor& sup, const mproc::child_spec& spec) {
 
 restart_counts restarts_of(mproc::supervisor& sup) {
   restart_counts out;
-  for (const auto& c : sup.tree(10s).children)
-    out[c.id] = c.restarts;
+  try {
+    for (const auto& c : sup.tree(10s).children)
+      out[c.id] = c.restarts;
+  } catch (const mproc::error&) {
+    // the supervisor has ended (it gave up): the summary goes without restart counts
+  }
   return out;
 }
 
@@ -384,9 +408,11 @@ void print_reports(const tally_summary& s, const options& o, const producer_set&
     if (auto r = last.find({false, id}); r != last.end() && code == 0)
       std::printf("  producer %d: %lld items, %.4f s\n", id, static_cast<long long>(produced),
                   r->second.seconds);
+    else if (!code)
+      std::printf("  producer %d: did not start\n", id);
     else
       std::printf("  producer %d: died (exit code %d) after %lld items reached the queue\n", id,
-                  code, static_cast<long long>(produced));
+                  *code, static_cast<long long>(produced));
   }
   for (std::int32_t id = 0; id < o.consumers; ++id) {
     auto r = last.find({true, id});
@@ -411,24 +437,34 @@ std::int64_t lost_items(const tally_summary& s, const options& o, const producer
   return std::max(static_cast<std::int64_t>(accepted) - s.distinct, missing_from_finished);
 }
 
-} // namespace
+// Closes the queue when the run ends early (an exception): producers waiting in put() on a
+// full queue then fail and end, instead of holding the node's exit, which waits for them.
+struct close_on_exit {
+  item_queue& q;
+  ~close_on_exit() {
+    try {
+      q.close();
+    } catch (const mproc::error&) {
+      // the queue has ended already
+    }
+  }
+};
 
-int main(int argc, char** argv) {
-  mproc::node node{argc, argv};
-  auto o = parse(argc, argv);
+int run(mproc::node& node, const options& o) {
   auto t0 = clock_type::now();
 
   item_queue q{node, {.maxsize = o.maxsize}};
+  close_on_exit closer{q};
   auto tally_actor = node.spawn("tally", o.producers, o.consumers, o.items);
-  mproc::supervisor consumers{node, {.intensity = 1000, .period = 1s, .name = "consumers"}, {}};
+  mproc::supervisor consumers{node, {.intensity = o.max_restarts, .period = 1s, .name = "consumers"}, {}};
   for (std::int32_t id = 0; id < o.consumers; ++id)
     start_consumer(consumers, consumer_spec(id, q, tally_actor));
   producer_set producers{node, o, q, tally_actor};
   killer chaos{o, producers, consumers};
 
-  producers.join_all();
+  producers.join_all(q, consumers);
   q.close();  // what the producers put is in; consumers drain it, then see the end
-  bool finished = wait_for_consumers(node, tally_actor, o.consumers);
+  bool finished = wait_for_consumers(node, tally_actor, o.consumers, consumers);
   auto secs = seconds_since(t0);
   chaos.stop();
   std::printf("all done finish\n");
@@ -446,4 +482,17 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(stats.redelivered));
   caf::anon_send_exit(tally_actor, caf::exit_reason::user_shutdown);
   return finished && lost == 0 ? 0 : 1;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  mproc::node node{argc, argv};
+  auto o = parse(argc, argv);
+  try {
+    return run(node, o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "producer_consumer: %s\n", e.what());
+    return 1;
+  }
 }

@@ -42,6 +42,10 @@ struct counter {
   std::int64_t get() const { return n; }
   void fail(std::string why) { throw std::runtime_error(why); }
   void odd() { throw 42; }
+  // Fails as a call of its own fails (a process it used has ended): not the manager's end.
+  void lose() {
+    throw mproc::error{mproc::make_error(errc::process_exited, "its helper died"), "its helper died"};
+  }
   std::int64_t twice(std::int64_t k) const noexcept { return 2 * k; }
 };
 
@@ -93,6 +97,7 @@ MPROC_MANAGED(counter, add);
 MPROC_MANAGED(counter, get);
 MPROC_MANAGED(counter, fail);
 MPROC_MANAGED(counter, odd);
+MPROC_MANAGED(counter, lose);
 MPROC_MANAGED(counter, twice);
 
 TEST_CASE("a child fills a manager's dict and reverses its list; the parent prints both") {
@@ -253,11 +258,14 @@ TEST_CASE("a registered class runs its methods in the manager, one call at a tim
     CHECK(p.exitcode() == 0);
   }
   CHECK(c.call<&counter::get>() == 205);
-  CHECK(c.methods() == std::vector<std::string>{"add", "fail", "get", "odd", "twice"});
+  CHECK(c.methods() == std::vector<std::string>{"add", "fail", "get", "lose", "odd", "twice"});
   auto untyped = m.object("counter", "hits");
   CHECK(untyped.call<std::int64_t>("get") == 205);
   CHECK(code_of([&] { c.call<&counter::fail>("no"); }) == errc::task_failed);
   CHECK(code_of([&] { c.call<&counter::odd>(); }) == errc::task_failed);
+  auto lost = test::error_of([&] { c.call<&counter::lose>(); });  // was: "the manager is gone"
+  CHECK(lost.code() == errc::task_failed);
+  CHECK_THAT(lost.what(), Catch::Contains("counter.lose raised") && Catch::Contains("its helper died"));
   CHECK(c.call<&counter::twice>(21) == 42);
   CHECK(code_of([&] { untyped.call<std::int64_t>("nope"); }) == errc::bad_arguments);
   CHECK(code_of([&] { untyped.call<std::int64_t>("add", "x"); }) == errc::bad_message);

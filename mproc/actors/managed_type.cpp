@@ -71,4 +71,14 @@ void throw_managed_arity(const char* method, std::size_t wanted, std::size_t got
   throw error(make_error(errc::bad_arguments, text), text);
 }
 
+void rethrow_as_raised() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    throw managed_method_raised{e.what()};
+  } catch (...) {
+    throw managed_method_raised{"a non-std::exception"};
+  }
+}
+
 } // namespace mproc::detail

@@ -20,6 +20,7 @@
 
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -71,6 +72,13 @@ struct method_traits<R (T::*)(A...) const noexcept> : method_traits<R (T::*)(A..
 
 [[noreturn]] void throw_managed_arity(const char* method, std::size_t wanted, std::size_t got);
 
+// What a registered method threw, whatever it was (an mproc::error too: a method's own
+// timeout or lost process must not read as the manager's), for the caller's task_failed.
+struct managed_method_raised : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+[[noreturn]] void rethrow_as_raised();  // in a catch block
+
 template <class Tuple, std::size_t... Is>
 Tuple unpack_arguments(const manager_args& args, std::index_sequence<Is...>) {
   return Tuple{unpack_value<std::tuple_element_t<Is, Tuple>>(args[Is])...};
@@ -87,10 +95,21 @@ manager_reply invoke_managed(void* object, manager_args& args) {
   auto& self = *static_cast<T*>(object);
   auto run = [&](auto&... a) { return (self.*M)(std::move(a)...); };
   if constexpr (std::is_void_v<typename traits::result>) {
-    std::apply(run, decoded);
+    try {
+      std::apply(run, decoded);
+    } catch (...) {
+      rethrow_as_raised();
+    }
     return {};
   } else {
-    return {pack_value(std::apply(run, decoded))};
+    auto result = [&] {
+      try {
+        return std::apply(run, decoded);
+      } catch (...) {
+        rethrow_as_raised();
+      }
+    }();
+    return {pack_value(std::move(result))};
   }
 }
 

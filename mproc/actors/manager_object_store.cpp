@@ -31,12 +31,10 @@ public:
     args.erase(args.begin());
     try {
       return method->second(object_.get(), args);
-    } catch (const error&) {
-      throw;  // bad arguments: already an mproc error
-    } catch (const std::exception& e) {
+    } catch (const managed_method_raised& e) {
       throw op_error(errc::task_failed, type_.name + "." + name + " raised: " + e.what());
-    } catch (...) {
-      throw op_error(errc::task_failed, type_.name + "." + name + " raised a non-std::exception");
+    } catch (const error&) {
+      throw;  // its arguments or its result could not be converted: already an mproc error
     }
   }
 
