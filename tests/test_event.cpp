@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -119,4 +120,20 @@ TEST_CASE("a moved-from event handle throws") {
   CHECK(test::code_of([&] { e.set(); }) == mproc::errc::bad_arguments);
   other.set();
   CHECK(other.is_set());
+}
+
+TEST_CASE("a wait of seconds::max() or hours::max() waits for the set, as one of no timeout does") {
+  // The timeout converted to milliseconds implicitly and overflowed into a negative wait:
+  // a try, false at once.
+  CHECK(mproc::wait_timeout{std::chrono::seconds::max()}.get() == mproc::forever_beyond);
+  CHECK(mproc::wait_timeout{std::chrono::hours::max()}.get() == mproc::forever_beyond);
+  CHECK(mproc::wait_timeout{-5s}.get() == 0ms);
+  test::scoped_node node;
+  mproc::event e;
+  std::atomic<int> result{-1};
+  std::thread waiter{[&] { result = e.wait(std::chrono::seconds::max()) ? 1 : 0; }};
+  CHECK_FALSE(test::eventually(500ms, [&] { return result != -1; }));  // still waiting
+  e.set();
+  waiter.join();
+  CHECK(result == 1);
 }

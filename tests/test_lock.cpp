@@ -2,7 +2,9 @@
 // killed with SIGKILL from this process at each point of its protocol.
 #include "mproc/actors/lock.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <filesystem>
 #include <thread>
@@ -31,6 +33,23 @@ void hold_lock(caf::blocking_actor*, mproc::lock l, mproc::event held, mproc::ev
   held.set();
   go.wait();
   l.release();
+}
+
+// hold_lock in a process out of file descriptors (EMFILE) from its first use of the lock:
+// it cannot read its own start time in /proc.
+void hold_lock_without_fds(caf::blocking_actor* self, mproc::lock l, mproc::event held,
+                           mproc::event go) {
+  rlimit lim{};
+  ::getrlimit(RLIMIT_NOFILE, &lim);
+  int highest = 0;
+  for (const auto& e : std::filesystem::directory_iterator{"/proc/self/fd"})
+    highest = std::max(highest, std::stoi(e.path().filename().string()));
+  lim.rlim_cur = static_cast<rlim_t>(highest) + 1;
+  ::setrlimit(RLIMIT_NOFILE, &lim);
+  while (::open("/dev/null", O_RDONLY | O_CLOEXEC) >= 0) {
+    // the free numbers below the limit taken too: every further open() fails
+  }
+  hold_lock(self, std::move(l), std::move(held), std::move(go));
 }
 
 void hold_rlock(caf::blocking_actor*, mproc::rlock l, mproc::event held, mproc::event go) {
@@ -73,6 +92,7 @@ void count_under_rlock(caf::blocking_actor*, mproc::rlock l,
 
 MPROC_ACTOR(hold_lock);
 MPROC_ACTOR(hold_rlock);
+MPROC_ACTOR(hold_lock_without_fds);
 MPROC_ACTOR(wait_for_lock);
 MPROC_ACTOR(count_under_lock);
 MPROC_ACTOR(count_under_rlock);
@@ -293,4 +313,20 @@ TEST_CASE("a timeout too long to add to the clock waits rather than failing at o
   l.release();
   waiter.join();
   CHECK(got);
+}
+
+TEST_CASE("a holder that cannot read /proc (no descriptor left) is not taken for dead") {
+  // Its key had no start time, others read the real one: the keys differed, and its lock
+  // was taken over within 50 ms as a dead holder's (owner_died), while it ran.
+  test::scoped_node node;
+  mproc::lock l;
+  mproc::event held, go;
+  auto p = node->spawn_process("hold_lock_without_fds", {}, l, held, go);
+  REQUIRE(held.wait(10s));
+  CHECK_FALSE(l.acquire(true, 1s));
+  go.set();
+  REQUIRE(p.join(10s));
+  auto got = l.acquire(true, 10s);
+  CHECK(got);
+  CHECK_FALSE(got.owner_died);
 }

@@ -164,6 +164,22 @@ TEST_CASE("a killed holder's token still comes back when a release turns to the 
   CHECK(s.value() == 3);
 }
 
+TEST_CASE("a bounded semaphore stays within its bound when a release follows a killed holder") {
+  // The killed holder's token came back in the release, which then added its own: two
+  // processes could be inside a section bounded to one.
+  test::scoped_node node;
+  mproc::bounded_semaphore s{1};
+  mproc::event held, go;
+  auto p = node->spawn_process("take_tokens", {}, mproc::semaphore{s}, std::int32_t{1}, held, go);
+  REQUIRE(held.wait(10s));
+  p.kill();
+  REQUIRE(p.join(10s));
+  s.release();  // for the dead holder, as a Python program would
+  CHECK(s.value() == 1);
+  CHECK(s.acquire(false));
+  CHECK_FALSE(s.acquire(false));
+}
+
 TEST_CASE("a consumer killed after taking items gives none back (the counter pattern)") {
   test::scoped_node node;
   mproc::semaphore items{0};

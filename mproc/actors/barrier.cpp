@@ -108,7 +108,7 @@ detail::barrier_state& barrier::state() const {
   return *s_;
 }
 
-std::uint32_t barrier::wait(std::optional<millis> timeout) const {
+std::uint32_t barrier::wait(wait_timeout timeout) const {
   auto& s = state();
   std::uint32_t p = 0;
   std::uint32_t index = 0;

@@ -20,6 +20,7 @@
 
 #include <caf/allowed_unsafe_message_type.hpp>
 
+#include "mproc/runtime/deadline.hpp"
 #include "mproc/serialization/codec.hpp"
 
 namespace mproc {
@@ -38,7 +39,7 @@ public:
   explicit barrier(std::uint32_t parties);
 
   // The order of arrival: 0 for the first party, parties() - 1 for the last.
-  std::uint32_t wait(std::optional<millis> timeout = {}) const;
+  std::uint32_t wait(wait_timeout timeout = {}) const;
   void reset() const;
   void abort() const;
   std::uint32_t parties() const;

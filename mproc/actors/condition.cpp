@@ -114,7 +114,7 @@ condition::condition(std::shared_ptr<detail::segment> seg,
       s_{seg_ ? &detail::payload_as<detail::condition_state>(*seg_) : nullptr},
       lock_{std::move(l)} {}
 
-acquired condition::acquire(bool block, std::optional<millis> timeout) const {
+acquired condition::acquire(bool block, wait_timeout timeout) const {
   return std::visit([&](auto& l) { return l.acquire(block, timeout); }, lock_);
 }
 
@@ -128,7 +128,7 @@ bool condition::lock_held() const {
   return std::get<mproc::rlock>(lock_).held_by_this_thread();
 }
 
-bool condition::wait(std::optional<millis> timeout) const {
+bool condition::wait(wait_timeout timeout) const {
   if (!seg_ || !lock_held())
     detail::throw_misuse("cannot wait on a condition whose lock this thread does not hold");
   auto& slot = detail::claim_slot(*s_);

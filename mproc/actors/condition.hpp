@@ -47,17 +47,18 @@ public:
   explicit condition(mproc::rlock l);
 
   // The lock's acquire and release.
-  acquired acquire(bool block = true, std::optional<millis> timeout = {}) const;
+  acquired acquire(bool block = true, wait_timeout timeout = {}) const;
   void release() const;
   guard<condition> hold() const { return guard<condition>{*this}; }
-  guard<condition> hold(millis timeout) const { return guard<condition>{*this, timeout}; }
+  guard<condition> hold(wait_timeout timeout) const { return guard<condition>{*this, timeout}; }
 
   // False when `timeout` passed without a notify. Throws bad_arguments unless this thread
   // holds the lock (another thread of its process does not count, as in Python).
-  bool wait(std::optional<millis> timeout = {}) const;
-  // Waits until pred() holds or `timeout` passes; returns pred()'s last value.
+  bool wait(wait_timeout timeout = {}) const;
+  // Waits until pred() holds or `limit` passes; returns pred()'s last value.
   template <class Pred>
-  bool wait_for(Pred pred, std::optional<millis> timeout = {}) const {
+  bool wait_for(Pred pred, wait_timeout limit = {}) const {
+    auto timeout = limit.get();
     if (timeout && *timeout >= forever_beyond)
       timeout.reset();
     auto end = std::chrono::steady_clock::now() + timeout.value_or(millis{0});

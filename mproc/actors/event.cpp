@@ -52,7 +52,7 @@ void event::clear() const { state().flag.store(0); }
 
 // Sleeps on the count of sets rather than on the flag, so that a set() followed at once by
 // clear() still ends the wait (which then returns the flag, false, as Python's does).
-bool event::wait(std::optional<millis> timeout) const {
+bool event::wait(wait_timeout timeout) const {
   auto& s = state();
   auto until = detail::deadline::after(timeout);
   auto sets = s.sets.load();

@@ -14,6 +14,7 @@
 
 #include <caf/allowed_unsafe_message_type.hpp>
 
+#include "mproc/runtime/deadline.hpp"
 #include "mproc/serialization/codec.hpp"
 
 namespace mproc {
@@ -36,7 +37,7 @@ public:
   void clear() const;
   // Waits until the flag is set; false when `timeout` passed first. As Python's, it returns
   // the flag once woken: false after a set() that a clear() undid before the waiter ran.
-  bool wait(std::optional<millis> timeout = {}) const;
+  bool wait(wait_timeout timeout = {}) const;
 
 private:
   friend struct wire::codec<event>;

@@ -42,7 +42,7 @@ class [[nodiscard]] guard {
 public:
   explicit guard(const Lockable& l) : held_{l}, got_{held_.acquire()} {}
   // Throws mproc::error timeout when not acquired within `timeout`.
-  guard(const Lockable& l, std::chrono::milliseconds timeout)
+  guard(const Lockable& l, wait_timeout timeout)
       : held_{l}, got_{held_.acquire(true, timeout)} {
     if (!got_)
       detail::throw_acquire_timeout(Lockable::kind_name);

@@ -76,7 +76,7 @@ detail::lock_state& lock::state() const {
   return *s_;
 }
 
-acquired lock::acquire(bool block, std::optional<millis> timeout) const {
+acquired lock::acquire(bool block, wait_timeout timeout) const {
   auto& s = state();
   auto got = detail::outcome(detail::take(s.m, detail::deadline::from(block, timeout)));
   if (got)
@@ -118,7 +118,7 @@ bool rlock::held_by_this_thread() const {
   return seg_ && detail::held_by_me(s_->m) && s_->thread.load() == detail::this_thread_key();
 }
 
-acquired rlock::acquire(bool block, std::optional<millis> timeout) const {
+acquired rlock::acquire(bool block, wait_timeout timeout) const {
   auto& s = state();
   if (held_by_this_thread()) {
     s.depth.fetch_add(1);

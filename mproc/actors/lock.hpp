@@ -54,11 +54,11 @@ public:
 
   // Python's acquire(block=True, timeout=None): false-ish on timeout (or at once with
   // block = false, when another process holds it).
-  acquired acquire(bool block = true, std::optional<millis> timeout = {}) const;
+  acquired acquire(bool block = true, wait_timeout timeout = {}) const;
   // Throws mproc::error bad_arguments when the lock is not held ("released too many times").
   void release() const;
   guard<lock> hold() const { return guard<lock>{*this}; }
-  guard<lock> hold(millis timeout) const { return guard<lock>{*this, timeout}; }
+  guard<lock> hold(wait_timeout timeout) const { return guard<lock>{*this, timeout}; }
   // True while some process holds it (a snapshot).
   bool locked() const;
 
@@ -81,11 +81,11 @@ public:
 
   rlock();
 
-  acquired acquire(bool block = true, std::optional<millis> timeout = {}) const;
+  acquired acquire(bool block = true, wait_timeout timeout = {}) const;
   // Throws mproc::error bad_arguments unless this thread holds it.
   void release() const;
   guard<rlock> hold() const { return guard<rlock>{*this}; }
-  guard<rlock> hold(millis timeout) const { return guard<rlock>{*this, timeout}; }
+  guard<rlock> hold(wait_timeout timeout) const { return guard<rlock>{*this, timeout}; }
   bool locked() const;
 
 private:

@@ -247,7 +247,7 @@ detail::semaphore_state& semaphore::state() const {
   return *s_;
 }
 
-acquired semaphore::acquire(bool block, std::optional<millis> timeout) const {
+acquired semaphore::acquire(bool block, wait_timeout timeout) const {
   (void)state();
   auto until = detail::deadline::from(block, timeout);
   detail::periodic check;
@@ -304,7 +304,11 @@ void semaphore::release() const {
       s.counting.store(1);
       g.reclaim_dead();  // a killed holder's tokens come back first, as an acquire would have
       g.retire_all();
-      s.base.fetch_add(1);
+      // A bounded semaphore that a killed holder's token brought back to its bound takes
+      // this release as that token's (Python's value after a release for the dead holder),
+      // never one above the bound.
+      if (bound < 0 || g.value() < bound)
+        s.base.fetch_add(1);
     }
   }
   detail::wake_one(s);

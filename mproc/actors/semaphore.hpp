@@ -44,10 +44,10 @@ public:
   // Throws mproc::error bad_arguments for a negative value.
   explicit semaphore(std::int64_t value = 1);
 
-  acquired acquire(bool block = true, std::optional<millis> timeout = {}) const;
+  acquired acquire(bool block = true, wait_timeout timeout = {}) const;
   void release() const;
   guard<semaphore> hold() const { return guard<semaphore>{*this}; }
-  guard<semaphore> hold(millis timeout) const { return guard<semaphore>{*this, timeout}; }
+  guard<semaphore> hold(wait_timeout timeout) const { return guard<semaphore>{*this, timeout}; }
   // Tokens free now (a snapshot; Python's get_value()).
   std::int64_t value() const;
 
@@ -72,7 +72,7 @@ public:
   static constexpr const char* kind_name = "bounded semaphore";
   explicit bounded_semaphore(std::int64_t value = 1) : semaphore{value, value} {}
   guard<bounded_semaphore> hold() const { return guard<bounded_semaphore>{*this}; }
-  guard<bounded_semaphore> hold(millis timeout) const {
+  guard<bounded_semaphore> hold(wait_timeout timeout) const {
     return guard<bounded_semaphore>{*this, timeout};
   }
 

@@ -19,8 +19,17 @@ namespace {
 [[maybe_unused]] const bool registered = detail::register_message_type<shared_memory>();
 }
 
+namespace {
+// Python's SharedMemory refuses a size of zero (ValueError) rather than round it up.
+std::size_t checked_size(std::size_t size) {
+  if (size == 0)
+    detail::throw_misuse("a shared memory block needs a size above 0");
+  return size;
+}
+} // namespace
+
 shared_memory::shared_memory(std::size_t size)
-    : seg_{detail::segment::create(detail::segment_kind::memory, size == 0 ? 1 : size)} {}
+    : seg_{detail::segment::create(detail::segment_kind::memory, checked_size(size))} {}
 
 std::span<std::byte> shared_memory::buf() const {
   if (!seg_)

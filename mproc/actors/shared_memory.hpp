@@ -39,7 +39,8 @@ class segment;
 
 class shared_memory {
 public:
-  // `size` zeroed bytes (at least 1). Throws mproc::error on failure (no memory).
+  // `size` zeroed bytes. Throws mproc::error: bad_arguments for a size of 0 (as Python's
+  // ValueError), or on failure (no memory).
   explicit shared_memory(std::size_t size);
 
   // Empty after close(); the bytes stay valid while this handle is open.

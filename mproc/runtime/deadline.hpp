@@ -23,6 +23,27 @@ constexpr To capped(std::chrono::duration<Rep, Period> d) {
   return std::chrono::duration_cast<To>(d);
 }
 
+// A timeout as a blocking call takes it: none (wait for ever), or any duration, kept in
+// milliseconds through capped(). A parameter of std::optional<milliseconds> took
+// seconds::max() (or hours::max()) by an implicit conversion that overflowed into a
+// negative wait: a try, at once.
+class wait_timeout {
+public:
+  constexpr wait_timeout() = default;
+  constexpr wait_timeout(std::nullopt_t) {}
+  template <class Rep, class Period>
+  constexpr wait_timeout(std::chrono::duration<Rep, Period> d) : ms_{capped(d)} {}
+  constexpr wait_timeout(std::optional<std::chrono::milliseconds> d) {
+    if (d)
+      ms_ = capped(*d);
+  }
+  constexpr operator std::optional<std::chrono::milliseconds>() const { return ms_; }
+  constexpr std::optional<std::chrono::milliseconds> get() const { return ms_; }
+
+private:
+  std::optional<std::chrono::milliseconds> ms_;
+};
+
 // No timeout, or one of a century or more, is time_point::max().
 inline std::chrono::steady_clock::time_point deadline_after(
     std::optional<std::chrono::milliseconds> timeout) {

@@ -79,7 +79,7 @@ process_key compute() {
   pid_t pid = ::getpid();
   stat_fields st;
   if (!read_stat(pid, st))
-    st.start_time = 0;  // no /proc: the pid alone, as good as it gets
+    st.start_time = 0;  // no /proc, or no descriptor left (EMFILE): the pid alone
   return make_key(pid, st.start_time);
 }
 
@@ -105,6 +105,10 @@ bool process_running(process_key key) {
     return ::kill(pid, 0) == 0 || errno == EPERM;  // no /proc: the pid is all there is
   if (st.state == 'X' || (st.state == 'Z' && !other_threads_run(pid)))
     return false;
+  // A key made without its start time (see compute()) is checked by its pid: compared with
+  // the real one, its holder would be taken for dead while it runs, and its lock taken over.
+  if ((key & 0xffffffffu) == 0)
+    return true;
   return make_key(pid, st.start_time) == key;
 }
 
