@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 
 #include <filesystem>
+#include <string>
 #include <thread>
 
 #include <caf/blocking_actor.hpp>
@@ -99,10 +100,12 @@ MPROC_ACTOR(count_under_rlock);
 
 namespace {
 
-// A child that holds `l` when this returns, and releases it when `go` is set.
-std::pair<mproc::process, mproc::event> child_holding(mproc::node& node, const mproc::lock& l) {
+// A child that holds `l` when this returns, and releases it when `go` is set; `actor` is
+// hold_lock or a variant of it.
+std::pair<mproc::process, mproc::event> child_holding(mproc::node& node, const mproc::lock& l,
+                                                      const std::string& actor = "hold_lock") {
   mproc::event held, go;
-  auto p = node.spawn_process("hold_lock", {}, l, held, go);
+  auto p = node.spawn_process(actor, {}, l, held, go);
   REQUIRE(held.wait(10s));
   return {std::move(p), std::move(go)};
 }
@@ -320,9 +323,7 @@ TEST_CASE("a holder that cannot read /proc (no descriptor left) is not taken for
   // was taken over within 50 ms as a dead holder's (owner_died), while it ran.
   test::scoped_node node;
   mproc::lock l;
-  mproc::event held, go;
-  auto p = node->spawn_process("hold_lock_without_fds", {}, l, held, go);
-  REQUIRE(held.wait(10s));
+  auto [p, go] = child_holding(*node, l, "hold_lock_without_fds");
   CHECK_FALSE(l.acquire(true, 1s));
   go.set();
   REQUIRE(p.join(10s));

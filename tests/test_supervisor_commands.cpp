@@ -86,6 +86,21 @@ std::int32_t pid_of(mproc::supervisor& sup, const std::string& id) {
   return mproc::this_node().request<std::int32_t>(sup.child(id), 5s, caf::get_atom::value);
 }
 
+// Starts `team` (a supervisor child that is never ready) from another thread and stops
+// the supervisor while it starts; what that start_child caller got.
+errc stop_during_start(mproc::node& node, const mproc::child_spec& team) {
+  mproc::supervisor sup{node, {}, {}};
+  errc got = errc::none;
+  std::thread starter{[&] { got = test::code_of([&] { sup.start_child(team, 120s); }); }};
+  bool seen = test::eventually(5000ms, [&] {
+    return states(sup)["team"] == "starting" && node.active_children().size() == 1;
+  });
+  CHECK(seen);
+  CHECK(test::code_of([&] { sup.stop(20s); }) == errc::none);
+  starter.join();
+  return got;
+}
+
 } // namespace
 
 MPROC_ACTOR(pid_worker);
@@ -293,20 +308,8 @@ TEST_CASE("stop() kills a supervisor child still starting instead of waiting for
   // The shutdown queued behind the start, which waited for a ready that a stuck (or
   // SIGSTOPped) child never gives: stop() timed out and the supervisor lived on.
   test::scoped_node node;
-  mproc::supervisor sup{*node, {}, {}};
-  errc got = errc::none;
-  std::thread starter{[&] {
-    got = test::code_of([&] {
-      sup.start_child({.id = "team", .actor = "stuck_team", .type = child_type::supervisor},
-                      120s);
-    });
-  }};
-  bool seen = test::eventually(5000ms, [&] {
-    return states(sup)["team"] == "starting" && node->active_children().size() == 1;
-  });
-  CHECK(seen);
-  CHECK(test::code_of([&] { sup.stop(20s); }) == errc::none);
-  starter.join();
+  auto got = stop_during_start(
+    *node, {.id = "team", .actor = "stuck_team", .type = child_type::supervisor});
   CHECK(got != errc::none);
   CHECK(got != errc::timeout);
   CHECK(test::eventually(5000ms, [&] { return node->active_children().empty(); }));
@@ -316,21 +319,8 @@ TEST_CASE("stop() ends an in-process supervisor child still starting, which drop
   // Killed while it held the ready question, it never answered it: the start step waited
   // for ever, and the shutdown behind it.
   test::scoped_node node;
-  mproc::supervisor sup{*node, {}, {}};
-  errc got = errc::none;
-  std::thread starter{[&] {
-    got = test::code_of([&] {
-      sup.start_child({.id = "team", .actor = "stuck_team_holder", .in_process = true,
-                       .type = child_type::supervisor},
-                      120s);
-    });
-  }};
-  bool seen = test::eventually(5000ms, [&] {
-    return states(sup)["team"] == "starting" && node->active_children().size() == 1;
-  });
-  CHECK(seen);
-  CHECK(test::code_of([&] { sup.stop(20s); }) == errc::none);
-  starter.join();
+  auto got = stop_during_start(*node, {.id = "team", .actor = "stuck_team_holder",
+                                       .in_process = true, .type = child_type::supervisor});
   CHECK(got == errc::spawn_failed);
   CHECK(test::eventually(5000ms, [&] { return node->active_children().empty(); }));
 }
