@@ -93,23 +93,18 @@ manager_reply invoke_managed(void* object, manager_args& args) {
     throw_managed_arity(managed_method_name<M>, n, args.size());
   auto decoded = unpack_arguments<tuple>(args, std::make_index_sequence<n>{});
   auto& self = *static_cast<T*>(object);
-  auto run = [&](auto&... a) { return (self.*M)(std::move(a)...); };
-  if constexpr (std::is_void_v<typename traits::result>) {
+  auto run = [&](auto&... a) {
     try {
-      std::apply(run, decoded);
+      return (self.*M)(std::move(a)...);
     } catch (...) {
       rethrow_as_raised();
     }
+  };
+  if constexpr (std::is_void_v<typename traits::result>) {
+    std::apply(run, decoded);
     return {};
   } else {
-    auto result = [&] {
-      try {
-        return std::apply(run, decoded);
-      } catch (...) {
-        rethrow_as_raised();
-      }
-    }();
-    return {pack_value(std::move(result))};
+    return {pack_value(std::apply(run, decoded))};
   }
 }
 

@@ -150,13 +150,10 @@ bool queue_core::join(std::optional<millis> timeout) {
     return false;  // (a refused flush, a closed queue, still waits for the tasks)
   auto left = std::chrono::duration_cast<millis>(time_left(deadline));
   try {
-    if (deadline == clock_type::time_point::max()) {
-      this_node().request(client().actor(), left, q_join_atom::value);
-    } else {
-      // The queue is told the timeout too, so that it lets go of a join given up on.
-      this_node().request(client().actor(), std::max(left, millis{1}), q_join_atom::value,
-                          static_cast<std::uint64_t>(left.count()));
-    }
+    // The queue is told the timeout too, so that it lets go of a join given up on (for ever,
+    // forever_beyond, it takes as no limit).
+    this_node().request(client().actor(), std::max(left, millis{1}), q_join_atom::value,
+                        static_cast<std::uint64_t>(left.count()));
     return true;
   } catch (const error& e) {
     if (e.code() == errc::timeout)
