@@ -108,6 +108,19 @@ std::string failure_of(const std::function<void()>& f) {
   return {};
 }
 
+namespace {
+
+// The state letter in a /proc/.../stat file ('R', 'S', 'T', ...), or 0 when unreadable.
+char state_in(const std::string& stat_path) {
+  std::ifstream stat{stat_path};
+  std::string line;
+  std::getline(stat, line);
+  auto close = line.rfind(')');  // the name in parentheses may hold spaces
+  return close == std::string::npos || close + 2 >= line.size() ? 0 : line[close + 2];
+}
+
+} // namespace
+
 bool all_threads_stopped(pid_t pid) {
   auto dir = "/proc/" + std::to_string(pid) + "/task";
   DIR* tasks = ::opendir(dir.c_str());
@@ -118,16 +131,22 @@ bool all_threads_stopped(pid_t pid) {
   while (auto* entry = ::readdir(tasks)) {
     if (entry->d_name[0] == '.')
       continue;
-    std::ifstream stat{dir + "/" + entry->d_name + "/stat"};
-    std::string line;
-    std::getline(stat, line);
-    auto state = line.rfind(')');  // the name in parentheses may hold spaces
     ++seen;
-    if (state == std::string::npos || state + 2 >= line.size() || line[state + 2] != 'T')
+    if (state_in(dir + "/" + entry->d_name + "/stat") != 'T')
       stopped = false;
   }
   ::closedir(tasks);
   return stopped && seen > 0;
+}
+
+char thread_state(pid_t tid) {
+  return state_in("/proc/self/task/" + std::to_string(tid) + "/stat");
+}
+
+bool sleeping_in(pid_t tid, long syscall_nr) {
+  long nr = -1;
+  std::ifstream{"/proc/self/task/" + std::to_string(tid) + "/syscall"} >> nr;
+  return nr == syscall_nr && thread_state(tid) == 'S';
 }
 
 bool eventually(std::chrono::milliseconds timeout, const std::function<bool()>& done) {

@@ -44,6 +44,13 @@ bool running(pid_t pid);
 // then a thread of the process may still answer a message).
 bool all_threads_stopped(pid_t pid);
 
+// The scheduling state of thread `tid` of this process ('R', 'S', ...; 0: unreadable).
+char thread_state(pid_t tid);
+
+// True while thread `tid` of this process sleeps in system call `syscall_nr` (SYS_futex,
+// SYS_poll ...; /proc/.../syscall needs no kernel symbols, unlike wchan).
+bool sleeping_in(pid_t tid, long syscall_nr);
+
 // Entries of a directory: "/proc/self/fd" (descriptors open here), "/dev/shm".
 std::size_t entries(const char* dir);
 

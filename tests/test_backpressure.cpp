@@ -49,14 +49,6 @@ std::size_t rss_bytes() {
   return resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
 }
 
-// The scheduling state of one thread of this process ('R', 'S', ...).
-char thread_state(pid_t tid) {
-  std::ifstream stat{"/proc/self/task/" + std::to_string(tid) + "/stat"};
-  std::string all{std::istreambuf_iterator<char>{stat}, {}};
-  auto close = all.rfind(')');
-  return close == std::string::npos || close + 2 >= all.size() ? '?' : all[close + 2];
-}
-
 // Sends `n` messages of 1 MiB to `target` from one handler, then answers.
 caf::behavior flooder(caf::event_based_actor* self) {
   return {[=](const caf::actor& target, std::int32_t n) {
@@ -107,7 +99,7 @@ TEST_CASE("a writer flooding a stopped reader is held back, and nothing is lost"
   }};
   // Held back: asleep in the middle of the flood, not done with it.
   bool held = test::eventually(30s, [&] {
-    return sent > 0 && writer_tid != 0 && thread_state(writer_tid) == 'S' && sent < total;
+    return sent > 0 && writer_tid != 0 && test::thread_state(writer_tid) == 'S' && sent < total;
   });
   auto grown = rss_bytes() > rss_before ? rss_bytes() - rss_before : 0;
   ::kill(p.pid(), SIGCONT);
@@ -141,7 +133,7 @@ TEST_CASE("a blocking request keeps its timeout while the link to a stopped proc
     while (!stop)
       caf::anon_send(p.actor(), payload);
   }};
-  REQUIRE(test::eventually(30s, [&] { return writer_tid != 0 && thread_state(writer_tid) == 'S'; }));
+  REQUIRE(test::eventually(30s, [&] { return writer_tid != 0 && test::thread_state(writer_tid) == 'S'; }));
   auto t0 = std::chrono::steady_clock::now();
   auto code = test::code_of([&] { node->request_message(p.actor(), caf::make_message(caf::get_atom::value), 1s); });
   auto waited = std::chrono::steady_clock::now() - t0;

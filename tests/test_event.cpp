@@ -56,20 +56,6 @@ TEST_CASE("an event set in one process wakes a waiter in another") {
 
 namespace {
 
-// True once thread `tid` of this process sleeps in futex(2): the system call it is in
-// (/proc/.../syscall, which needs no kernel symbols, unlike wchan) and its state.
-bool sleeping_on_futex(pid_t tid) {
-  std::string task = "/proc/self/task/" + std::to_string(tid);
-  long nr = -1;
-  std::ifstream{task + "/syscall"} >> nr;
-  std::ifstream stat{task + "/stat"};
-  std::string line;
-  std::getline(stat, line);
-  auto close = line.rfind(')');
-  return nr == SYS_futex && close != std::string::npos && line.size() > close + 2
-         && line[close + 2] == 'S';
-}
-
 // Starts `n` threads that each record whether wait(30s) returned true, and returns once all
 // of them sleep in it.
 std::vector<std::thread> waiters(const mproc::event& e, int n, std::atomic<int>& woken,
@@ -84,7 +70,7 @@ std::vector<std::thread> waiters(const mproc::event& e, int n, std::atomic<int>&
       ++returned;
     });
   for (auto& tid : tids)
-    REQUIRE(test::eventually(10s, [&] { return tid != 0 && sleeping_on_futex(tid); }));
+    REQUIRE(test::eventually(10s, [&] { return tid != 0 && test::sleeping_in(tid, SYS_futex); }));
   return ts;
 }
 

@@ -3,6 +3,7 @@
 #include "mproc/actors/pipe.hpp"
 
 #include <sys/socket.h>
+#include <sys/syscall.h>
 
 #include <unistd.h>
 
@@ -90,15 +91,6 @@ void counter(caf::blocking_actor*, mproc::connection c, std::string path) {
     // EOF: the sender is gone
   }
   std::ofstream{path} << n;
-}
-
-// A thread's state letter ('R', 'S', ...) from /proc, or 0.
-char thread_state(pid_t tid) {
-  std::ifstream stat{"/proc/self/task/" + std::to_string(tid) + "/stat"};
-  std::string line;
-  std::getline(stat, line);
-  auto paren = line.rfind(')');
-  return paren == std::string::npos || paren + 2 >= line.size() ? 0 : line[paren + 2];
 }
 
 } // namespace
@@ -347,7 +339,7 @@ TEST_CASE("a timed call waits for another thread's untimed recv only until its o
     a.send(std::int32_t{1});
   }};
   // Asleep: in its recv, holding the end's receive lock (nothing else there sleeps).
-  REQUIRE(test::eventually(5000ms, [&] { return reader_tid != 0 && thread_state(reader_tid) == 'S'; }));
+  REQUIRE(test::eventually(5000ms, [&] { return reader_tid != 0 && test::thread_state(reader_tid) == 'S'; }));
   CHECK_FALSE(b.poll(50ms));
   CHECK(code_of([&] { b.recv(50ms); }) == errc::empty);
   CHECK_FALSE(received);  // the reader still waits: the calls did not wait for its message
@@ -371,6 +363,27 @@ TEST_CASE("a timeout of a century or more is a wait for ever, not none") {
   CHECK(b.poll(std::chrono::milliseconds::max()));
   CHECK(b.recv_as<std::int32_t>() == 1);
   sender.join();
+}
+
+TEST_CASE("a timeout of 2^32 ms (49.7 days) waits: poll's int of milliseconds does not wrap to none") {
+  test::scoped_node node;
+  auto [a, b] = mproc::pipe(*node);
+  std::atomic<pid_t> poller_tid{0};
+  std::atomic<bool> returned{false};
+  bool ready = false;
+  std::thread poller{[&, b = b]() mutable {
+    poller_tid = ::gettid();
+    ready = b.poll(std::chrono::milliseconds{std::int64_t{1} << 32});
+    returned = true;
+  }};
+  // Sent once the poller sleeps in poll(2) (or already returned, wrongly at once).
+  REQUIRE(test::eventually(10s, [&] {
+    return returned || (poller_tid != 0 && test::sleeping_in(poller_tid, SYS_poll));
+  }));
+  a.send(std::int32_t{1});
+  poller.join();
+  CHECK(ready);
+  CHECK(b.recv_as<std::int32_t>() == 1);
 }
 
 TEST_CASE("fileno of a closed end is refused: its number may be another file's") {

@@ -8,6 +8,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -36,11 +37,13 @@ deadline_t deadline_of(std::optional<pipe_socket::millis> timeout) {
 // Waits for `events` on `fd` until `deadline`; false on timeout. POLLHUP/POLLERR count as
 // ready: the read or write that follows reports them.
 bool wait_for(int fd, short events, deadline_t deadline) {
+  // poll() takes an int of milliseconds: a longer wait (from 24.8 days) is cut into turns.
+  constexpr std::int64_t longest_turn = std::int64_t{1} << 30;
   for (;;) {
     int ms = -1;
     if (deadline) {
       auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - clock_type::now());
-      ms = static_cast<int>(std::max<std::int64_t>(0, left.count()));
+      ms = static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, longest_turn));
     }
     if (ms != 0)
       will_block();  // once a turn: later calls cost a thread-local read
@@ -48,8 +51,10 @@ bool wait_for(int fd, short events, deadline_t deadline) {
     int n = ::poll(&p, 1, ms);
     if (n > 0)
       return true;
-    if (n == 0)
+    if (n == 0 && ms < longest_turn)
       return false;
+    if (n == 0)
+      continue;
     if (errno != EINTR)
       return true;  // the I/O call reports the error
   }
@@ -208,6 +213,7 @@ bool pipe_socket::fill(deadline_t deadline) {
   auto room = in_.size() - in_end_;
   ssize_t n;
   if (!deadline) {
+    will_block();
     n = ::recv(fd_, at, room, 0);  // one blocking read, as a raw socket would
   } else {
     n = ::recv(fd_, at, room, MSG_DONTWAIT);
@@ -230,9 +236,10 @@ std::unique_lock<std::timed_mutex> pipe_socket::lock_recv(deadline_t deadline) {
   // Another thread may wait in recv() for ever with the lock: a timed call waits for it
   // only until its own deadline.
   std::unique_lock lock{recv_mtx_, std::defer_lock};
-  if (!deadline)
+  if (!deadline) {
+    will_block();
     lock.lock();
-  else
+  } else
     lock.try_lock_until(*deadline);
   return lock;
 }
@@ -266,6 +273,8 @@ bytes pipe_socket::recv(std::optional<millis> timeout) {
   while (at < length) {
     if (out.size() == at)
       out.resize(std::min<std::size_t>(length, at + grow_step));
+    if (!deadline)
+      will_block();
     auto n = ::recv(fd_, out.data() + at, out.size() - at, deadline ? MSG_DONTWAIT : 0);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       if (!wait_readable(deadline)) {

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "mproc/runtime/blocking.hpp"
 #include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/node.hpp"
 
@@ -160,13 +161,17 @@ bool read_some(int fd, std::string& out) {
 
 using clock_point = std::chrono::steady_clock::time_point;
 
-// poll(2)'s wait until `deadline` (-1: none); nullopt once it has passed.
+// poll(2)'s wait until `deadline` (-1: none); nullopt once it has passed. The caller is
+// about to wait: an actor the node's I/O thread runs hands the loop over first.
 std::optional<int> poll_wait_ms(clock_point deadline) {
-  if (deadline == clock_point::max())
+  if (deadline == clock_point::max()) {
+    will_block();
     return -1;
+  }
   auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock_type::now()).count();
   if (left <= 0)
     return std::nullopt;
+  will_block();
   return static_cast<int>(std::min<long long>(left, 1 << 30));
 }
 

@@ -1,5 +1,6 @@
 #include "mproc/runtime/internal/inspect_wire.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -33,7 +34,8 @@ void await(int fd, short events, inspect_clock::time_point deadline) {
     if (left.count() <= 0)
       fail(errc::timeout, "the introspection socket did not answer in time");
     pollfd p{fd, events, 0};
-    int n = ::poll(&p, 1, static_cast<int>(left.count()));
+    // poll() takes an int: a longer wait is cut into turns of 12 days.
+    int n = ::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 1 << 30)));
     if (n > 0)
       return;
     if (n < 0 && errno != EINTR)
