@@ -158,8 +158,11 @@ bool link::open_tls() {
     }
     if (answer)
       want_write();
-    if (n == 0)
+    if (n == 0) {  // a record not whole yet: its bytes are a sign of life all the same
+      if (on_batch_)
+        on_batch_();
       return true;
+    }
     if (!deliver(buf, static_cast<std::size_t>(n), direct) || !more)
       return !closed();
   }
