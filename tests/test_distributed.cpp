@@ -3,11 +3,13 @@
 // node, so the other nodes here are child processes that listen or connect themselves,
 // standing in for other machines.
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <atomic>
 #include <csignal>
 #include <fstream>
@@ -92,6 +94,24 @@ TEST_CASE("an authkey comes from a private file or the environment, long and var
   CHECK(code_of([] { mproc::authkey::from_string("aaaaaaaaaaaaaaaaaaaaaaaa"); }) == errc::bad_arguments);
   CHECK(code_of([] { mproc::authkey::from_string("abcdabcdabcdabcdabcd"); }) == errc::bad_arguments);
   CHECK(mproc::authkey::from_string("abcdefghabcdefgh").secret() == "abcdefghabcdefgh");
+}
+
+TEST_CASE("node mode that cannot listen exits 1 after ending its node: no introspection socket left") {
+  test::scoped_node node;
+  auto busy = node->listen(mproc::authkey::generate());  // the port node mode will ask for
+  auto key = temp_file("0123456789abcdef-secret\n", 0600);
+  char dir[] = "/tmp/mproc-run-XXXXXX";
+  REQUIRE(::mkdtemp(dir) != nullptr);
+  auto command = std::string{"XDG_RUNTIME_DIR="} + dir + " timeout 30 /proc/"
+                 + std::to_string(::getpid()) + "/exe --mproc-node --name busy --listen 127.0.0.1:"
+                 + std::to_string(busy) + " --authkey-file " + key + " 2>/dev/null";
+  int status = std::system(command.c_str());
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 1);
+  auto sockets = std::string{dir} + "/mproc";
+  CHECK(test::entries(sockets.c_str()) <= 2);  // at most . and ..: the socket went with the node
+  std::filesystem::remove_all(dir);
+  std::remove(key.c_str());
 }
 
 TEST_CASE("a node spawns an actor on another node over TCP and talks to it") {

@@ -120,7 +120,11 @@ void run_node_mode(const node_mode_args& args, node_options options) {
     std::fflush(stdout);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mproc node: %s\n", e.what());
-    std::exit(1);
+    // The node ends as on the normal path (its threads stopped, its introspection socket
+    // removed) before anything static is destroyed.
+    self.reset();
+    std::fflush(nullptr);
+    std::_Exit(1);
   }
   auto& impl = node_mode_access::impl(*self);
   std::atomic<bool> ending{false};

@@ -21,16 +21,19 @@ std::uint16_t node_impl::listen(const endpoint& at, link_credentials as) {
                                         adopt_remote(std::move(s), from);
                                       });
   auto port = l->port();
-  auto* raw = l.get();
+  auto where = l->address().text();
   {
     std::lock_guard guard{mtx_};
     if (shutting_down_)
       throw error(make_error(errc::node_shutdown, "the node is shutting down"),
                   "the node is shutting down");
+    // Posted under the lock: a shutdown's clear of the listeners, posted after it, runs
+    // after this start, never before it on a listener already gone.
+    auto* raw = l.get();
     listeners_.push_back(std::move(l));
+    loop_.post([raw] { raw->start(); });
   }
-  loop_.post([raw] { raw->start(); });
-  log::info("listening for nodes on ", raw->address().text());
+  log::info("listening for nodes on ", where);
   return port;
 }
 
