@@ -2,7 +2,10 @@
 // that dies mid-task never leaves a call waiting forever.
 #include "mproc/actors/pool.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -68,8 +71,24 @@ mproc::lock new_lock(std::int32_t) {
   return mproc::lock{};
 }
 
+// Item 0 waits (10 s at most) until every other item ran: each appends a byte to `path`.
+bool waits_for_the_rest(std::string path, std::int32_t item, std::int32_t items) {
+  if (item != 0) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    bool wrote = fd >= 0 && ::write(fd, "x", 1) == 1;
+    if (fd >= 0)
+      ::close(fd);
+    return wrote;
+  }
+  return test::eventually(10s, [&] {
+    struct stat st{};
+    return ::stat(path.c_str(), &st) == 0 && st.st_size == items - 1;
+  });
+}
+
 } // namespace
 
+MPROC_TASK(waits_for_the_rest);
 MPROC_TASK(add);
 MPROC_TASK(locked);
 MPROC_TASK(new_lock);
@@ -183,6 +202,23 @@ TEST_CASE("imap_unordered names a failed item by its place in the input") {
     }
   }
   CHECK_THAT(what, Catch::Contains("item 3") && Catch::Contains("odd input 7"));
+}
+
+TEST_CASE("a long task does not hold back the tasks after it while another worker is idle") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2}};
+  char path[] = "/tmp/mproc-pool-pace-XXXXXX";
+  int fd = ::mkstemp(path);
+  REQUIRE(fd >= 0);
+  ::close(fd);
+  // As Python's chunksize 1: the worker running item 0 must not hold items 1.. in a batch
+  // of its own (item 0 would wait for them in vain) while the other worker runs out.
+  constexpr std::int32_t items = 20;
+  std::vector<std::tuple<std::string, std::int32_t, std::int32_t>> args;
+  for (std::int32_t i = 0; i < items; ++i)
+    args.emplace_back(path, i, items);
+  CHECK(pool.starmap(waits_for_the_rest, args, 1) == std::vector<bool>(items, true));
+  ::unlink(path);
 }
 
 TEST_CASE("imap hands out the first result before the last one is computed") {

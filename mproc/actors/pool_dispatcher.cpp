@@ -27,6 +27,7 @@ namespace {
 struct worker_slot {
   std::deque<chunk_task> in_flight;  // in the order handed out
   std::uint32_t max_frame = 0;       // the largest message it takes, from its pulls
+  std::chrono::steady_clock::time_point handed_at;  // when in_flight went to it
 };
 
 struct pull_request {
@@ -48,6 +49,7 @@ struct dispatch_state {
   std::shared_ptr<pool_status> status;
   std::deque<std::shared_ptr<pool_job>> feeding;  // jobs with chunks left to encode
   ready_chunks ready{this_node().max_frame()};
+  pool_pace pace;
   std::unordered_map<caf::actor_addr, worker_slot> workers;
   std::deque<pull_request> pulls;
   bool closed = false;
@@ -120,10 +122,12 @@ void serve(const state_ptr& st) {
       p.rp.deliver(item_batch{});  // quit
     } else if (!st->ready.empty()) {
       auto& w = slot->second;
-      auto batch = st->ready.take(w.in_flight, st->options.processes, p.allowance, w.max_frame);
+      auto batch = st->ready.take(w.in_flight, st->options.processes, p.allowance, w.max_frame,
+                                  st->pace);
       st->ready.fill(st->feeding, st->options.processes);
       if (batch.empty())
         continue;  // what was ready could never reach this worker, and failed: look again
+      w.handed_at = std::chrono::steady_clock::now();
       p.rp.deliver(std::move(batch));
     } else if (st->closed && !work_left(*st)) {
       p.rp.deliver(item_batch{});  // quit
@@ -164,6 +168,21 @@ void settle_results(const state_ptr& st, worker_slot& w, item_batch& results) {
   }
 }
 
+// The pace of the task of a batch that came back whole (a batch of several tasks, rare,
+// teaches nothing).
+void learn_pace(dispatch_state& st, const worker_slot& w, const item_batch& results) {
+  if (w.in_flight.empty() || results.size() != w.in_flight.size())
+    return;
+  const auto& task = w.in_flight.front().job->task;
+  std::size_t items = 0;
+  for (const auto& c : w.in_flight) {
+    if (c.job->task != task)
+      return;
+    items += c.items;
+  }
+  st.pace.measured(task, items, std::chrono::steady_clock::now() - w.handed_at);
+}
+
 void on_pull(dispatcher* self, const state_ptr& st, item_batch& results,
              std::uint32_t allowance, std::uint32_t max_frame) {
   auto who = caf::actor_cast<caf::actor_addr>(self->current_sender());
@@ -174,6 +193,7 @@ void on_pull(dispatcher* self, const state_ptr& st, item_batch& results,
     st->pulled.insert(who);
     st->deaths_before_work = 0;
   }
+  learn_pace(*st, slot->second, results);
   settle_results(st, slot->second, results);
   auto rp = self->make_response_promise();
   if (allowance == 0) {  // maxtasksperchild reached: it ends, a new one takes its place

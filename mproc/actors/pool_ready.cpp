@@ -63,7 +63,8 @@ void ready_chunks::fill(std::deque<std::shared_ptr<pool_job>>& feeding, std::siz
 }
 
 item_batch ready_chunks::take(std::deque<chunk_task>& in_flight, std::size_t workers,
-                              std::uint32_t allowance, std::size_t max_frame) {
+                              std::uint32_t allowance, std::size_t max_frame,
+                              const pool_pace& pace) {
   // The worker's limit, when its options differ from this node's (mproc::init's).
   auto room = std::min(batch_bytes_, max_frame - std::min(max_frame, batch_envelope_room));
   while (!list_.empty() && list_.front().payload.size() > room) {
@@ -78,11 +79,13 @@ item_batch ready_chunks::take(std::deque<chunk_task>& in_flight, std::size_t wor
   share = std::min<std::size_t>(share, allowance);
   if (!list_.empty() && list_.front().suspect)
     share = 1;
+  // 0 (a task not measured yet): its first chunk alone.
+  auto paced = list_.empty() ? 0 : pace.items_for(list_.front().job->task);
   item_batch batch;
   std::size_t items = 0;
   auto fits = [&](const chunk_task& next) {
     return batch.empty()
-           || (items + next.items <= batch_item_limit
+           || (items + next.items <= std::min(batch_item_limit, paced)
                && batch.byte_size() + next.payload.size() <= room);
   };
   while (!list_.empty() && batch.size() < share && fits(list_.front())) {

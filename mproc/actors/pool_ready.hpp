@@ -11,6 +11,7 @@
 #include <caf/fwd.hpp>
 
 #include "mproc/actors/pool_job.hpp"
+#include "mproc/actors/pool_pace.hpp"
 #include "mproc/actors/queue_batch.hpp"
 
 namespace mproc::detail {
@@ -36,10 +37,11 @@ public:
   // is encoded as it is consumed). A chunk too large for any message fails at once.
   void fill(std::deque<std::shared_ptr<pool_job>>& feeding, std::size_t workers);
   // Guided self-scheduling: a share of what is ready (one chunk if the first is suspect),
-  // moved to `in_flight` and returned as one batch, within one message of this node's and
-  // the worker's `max_frame`. A chunk above the worker's fails (empty batch, if all did).
+  // within the items `pace` allows the first chunk's task, moved to `in_flight` and
+  // returned as one batch, within one message of this node's and the worker's `max_frame`.
+  // A chunk above the worker's fails (empty batch, if all did).
   item_batch take(std::deque<chunk_task>& in_flight, std::size_t workers,
-                  std::uint32_t allowance, std::size_t max_frame);
+                  std::uint32_t allowance, std::size_t max_frame, const pool_pace& pace);
   // Back before everything ready (a dead worker's chunk, handed out before them).
   void push_front(chunk_task c);
   // Fails the job of every chunk here, and forgets them.
