@@ -133,11 +133,25 @@ TEST_CASE("the default chunk size is Python's quarter share per worker, capped")
   CHECK(default_chunksize(100, 2) == 13);       // ceil(100 / 8)
   CHECK(default_chunksize(100, 0) == 25);       // no processes counts as one
   CHECK(default_chunksize(1'000'000, 2) == mproc::detail::default_chunk_cap);
+  // Large items: as many as fill the chunk's bytes, at least one.
+  CHECK(default_chunksize(1'000'000, 2, 10'000, 5'000'000) == 500);
+  CHECK(default_chunksize(1'000'000, 2, 10'000'000, 5'000'000) == 1);
+  CHECK(default_chunksize(100, 2, 10'000, 5'000'000) == 13);  // the quarter share is smaller
   // A map with the default size still covers an input of several capped chunks whole.
   test::scoped_node node;
   mproc::pool pool{*node, {.processes = 2}};
   auto xs = iota(9 * mproc::detail::default_chunk_cap + 5);  // past 8 groups of the cap
   CHECK(pool.map(square, xs) == squares_of(xs));
+}
+
+TEST_CASE("the default chunk size keeps a chunk of large items within one message") {
+  // 64 K items of 200 bytes: 8 K of them (the item cap) are 1.6 MB, past the 1 MiB messages
+  // of this node. The default must cut smaller chunks instead of failing every item.
+  test::scoped_node node{{.max_frame = 1u << 20}};
+  mproc::pool pool{*node, {.processes = 2}};
+  std::vector<std::string> texts(64 * 1024, std::string(200, 't'));
+  auto lengths = pool.map(length_of, texts);
+  CHECK(lengths == std::vector<std::int64_t>(texts.size(), 200));
 }
 
 TEST_CASE("a large map streams through the pool and comes back whole") {

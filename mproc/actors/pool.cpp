@@ -25,12 +25,14 @@ namespace detail {
 class pool_engine {
 public:
   pool_engine(node& owner, pool_options options)
-    : status_(std::make_shared<pool_status>()), count_(options.processes) {
+    : status_(std::make_shared<pool_status>()), count_(options.processes),
+      max_frame_(owner.max_frame()) {
     dispatcher_ = owner.system().spawn(pool_dispatcher, std::move(options), status_);
   }
   caf::actor dispatcher_;
   std::shared_ptr<pool_status> status_;
   std::size_t count_;
+  std::size_t max_frame_;
   std::atomic<bool> closed_{false};  // no more calls: close() or terminate() was called
   // A call's check of closed_ and its send, against close() and terminate(): a job sent
   // after the dispatcher ended would be dropped, and its caller would wait for ever.
@@ -143,6 +145,10 @@ bool pool_core::join(std::optional<std::chrono::milliseconds> timeout) {
 
 std::size_t pool_core::processes() const {
   return engine_->count_;
+}
+
+std::size_t pool_core::max_frame() const {
+  return engine_->max_frame_;
 }
 
 } // namespace detail

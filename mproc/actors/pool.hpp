@@ -67,6 +67,7 @@ public:
   void terminate();
   bool join(std::optional<std::chrono::milliseconds> timeout);
   std::size_t processes() const;
+  std::size_t max_frame() const;  // the node's: the largest message a chunk may fill
 
 private:
   std::shared_ptr<pool_engine> engine_;
@@ -279,8 +280,13 @@ public:
   std::size_t processes() const { return core_.processes(); }
 
 private:
-  std::size_t chunk_size_for(std::size_t items, std::size_t chunksize) const {
-    return chunksize != 0 ? chunksize : detail::default_chunksize(items, processes());
+  template <class Item, class In>
+  std::size_t chunk_size_for(const In& inputs, std::size_t chunksize) const {
+    if (chunksize != 0)
+      return chunksize;
+    return detail::default_chunksize(inputs.size(), processes(),
+                                     detail::sampled_item_bytes<Item>(inputs),
+                                     core_.max_frame() / detail::default_chunk_frames);
   }
 
   // A job over a copy of `inputs`, `chunksize` items per chunk: the call returns at once.
@@ -310,7 +316,7 @@ private:
     using R = detail::result_of_t<F*>;
     std::shared_ptr<const In> borrowed{std::shared_ptr<const void>{}, &inputs};
     auto job = submit_over<typename In::value_type>(
-      fn, borrowed, chunk_size_for(inputs.size(), chunksize), star);
+      fn, borrowed, chunk_size_for<typename In::value_type>(inputs, chunksize), star);
     detail::source_guard guard{*job};
     return detail::collect_results<R>(*job, inputs.size(), true);
   }
@@ -319,7 +325,7 @@ private:
   auto map_async_impl(F* fn, const In& inputs, std::size_t chunksize, bool star) {
     using R = detail::result_of_t<F*>;
     auto n = inputs.size();
-    auto job = submit(fn, inputs, chunk_size_for(n, chunksize), star);
+    auto job = submit(fn, inputs, chunk_size_for<typename In::value_type>(inputs, chunksize), star);
     return async_result<std::vector<R>>{job, [n](detail::pool_job& j) {
                                           return detail::collect_results<R>(j, n, false);
                                         }};

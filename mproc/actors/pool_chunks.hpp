@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -122,10 +123,43 @@ using arguments_of_t = typename task_signature<F>::args;
 // Python's chunks grow with the input (a quarter of a worker's share); here a chunk of
 // 1 M items is megabytes encoded, held in several copies at once, each in fresh pages: a
 // map of 1 M integers ran 2x faster with chunks capped at 8-16 K items (docs/pool.md).
+// Large items make fewer per chunk: a default chunk stays near 1/16 of a message (the
+// largest message: node_options::max_frame), so 8 K items of 10 KB do not make a chunk too
+// large to send, and their results likely fit one message too.
 constexpr std::size_t default_chunk_cap = 8192;
-constexpr std::size_t default_chunksize(std::size_t items, std::size_t processes) {
+constexpr std::size_t default_chunk_frames = 16;
+constexpr std::size_t default_chunksize(std::size_t items, std::size_t processes,
+                                        std::size_t item_bytes = 0, std::size_t chunk_bytes = 0) {
   auto groups = 4 * std::max<std::size_t>(processes, 1);
-  return std::clamp<std::size_t>((items + groups - 1) / groups, 1, default_chunk_cap);
+  auto cap = default_chunk_cap;
+  if (item_bytes > 0 && chunk_bytes > 0)
+    cap = std::clamp<std::size_t>(chunk_bytes / item_bytes, 1, default_chunk_cap);
+  return std::clamp<std::size_t>((items + groups - 1) / groups, 1, cap);
+}
+
+// The largest encoded size among the first, middle and last of `inputs` (the first only
+// without random access; 0 when empty or not encodable, which the chunks report).
+template <class Item, class In>
+std::size_t sampled_item_bytes(const In& inputs) {
+  if (inputs.size() == 0)
+    return 0;
+  std::size_t most = 0;
+  auto measure = [&](const Item& x) {
+    wire::buffer buf{256};
+    wire::packer pk{buf};
+    wire::codec_state st;
+    wire::codec<Item>::encode(pk, x, st);
+    if (st.ok())
+      most = std::max(most, buf.size());
+  };
+  auto first = inputs.begin();
+  measure(*first);
+  if constexpr (std::random_access_iterator<decltype(first)>) {
+    auto n = static_cast<std::ptrdiff_t>(inputs.size());
+    measure(first[n / 2]);
+    measure(first[n - 1]);
+  }
+  return most;
 }
 
 // A chunk_source over `data`, `chunksize` items at a time. A pointer that owns nothing
