@@ -202,6 +202,24 @@ TEST_CASE("imap yields results in input order, imap_unordered yields every resul
   CHECK(unordered == std::multiset<std::int64_t>(expected.begin(), expected.end()));
 }
 
+TEST_CASE("threads sharing one imap stream get every result once between them") {
+  test::scoped_node node;
+  mproc::pool pool{*node, {.processes = 2}};
+  auto xs = iota(200'000);
+  auto stream = pool.imap(square, xs, 100);
+  std::vector<std::int64_t> got[2];
+  auto drain = [&](std::vector<std::int64_t>& out) {
+    while (auto r = stream.next(30s))
+      out.push_back(*r);
+  };
+  std::thread other{drain, std::ref(got[1])};
+  drain(got[0]);
+  other.join();
+  got[0].insert(got[0].end(), got[1].begin(), got[1].end());
+  std::sort(got[0].begin(), got[0].end());
+  CHECK(got[0] == squares_of(xs));
+}
+
 TEST_CASE("imap_unordered names a failed item by its place in the input") {
   test::scoped_node node;
   mproc::pool pool{*node, {.processes = 2}};

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -152,11 +153,21 @@ public:
   result_stream(std::shared_ptr<detail::pool_job> job, bool ordered, std::size_t chunksize)
     : job_(std::move(job)), ordered_(ordered), chunksize_(chunksize) {}
 
-  // The next result; nullopt at the end. Throws the task's error for a failed item.
-  std::optional<R> next() { return next_impl(std::nullopt); }
+  // The next result; nullopt at the end. Throws the task's error for a failed item. Several
+  // threads may share a stream (as Python's IMapIterator): each result goes to one of them.
+  std::optional<R> next() {
+    std::lock_guard guard{*mtx_};
+    return next_impl(std::nullopt);
+  }
   template <class Rep, class Period>
   std::optional<R> next(std::chrono::duration<Rep, Period> timeout) {
-    return next_impl(capped(timeout));
+    auto limit = capped(timeout);
+    // Another thread may wait in an untimed next() with the lock: waited for only until
+    // this call's own timeout.
+    std::unique_lock guard{*mtx_, std::defer_lock};
+    if (!guard.try_lock_for(limit))
+      detail::throw_timeout("next");
+    return next_impl(limit);
   }
 
   // Range-for over the results.
@@ -207,6 +218,7 @@ private:
   std::shared_ptr<detail::pool_job> job_;
   bool ordered_;
   std::size_t chunksize_;
+  std::unique_ptr<std::timed_mutex> mtx_ = std::make_unique<std::timed_mutex>();
   std::optional<detail::chunk_results> current_;
   std::size_t chunk_ = 0;
   std::size_t pos_ = 0;
