@@ -91,8 +91,14 @@ caf::behavior collector(caf::stateful_actor<std::int64_t>* self) {
   };
 }
 
+// Holds the arguments it started with, and answers their size.
+caf::behavior holds_bytes(caf::event_based_actor*, mproc::bytes given) {
+  return {[given](caf::get_atom) { return static_cast<std::int64_t>(given.size()); }};
+}
+
 } // namespace
 
+MPROC_ACTOR(holds_bytes);
 MPROC_ACTOR(last_words);
 MPROC_ACTOR(collector);
 MPROC_ACTOR(who_am_i);
@@ -113,6 +119,14 @@ TEST_CASE("a started child reports its own pid, parent pid and name") {
   CHECK(reply.get_as<std::int32_t>(0) == p.pid());
   CHECK(reply.get_as<std::int32_t>(1) == ::getpid());
   CHECK(reply.get_as<std::string>(2) == "worker-7");
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("a child starts with arguments larger than the 1 MiB known before its hello") {
+  test::scoped_node node{};
+  auto p = node->spawn_process("holds_bytes", {}, mproc::bytes(3u << 20, 'a'));
+  CHECK(node->request<std::int64_t>(p.actor(), 5s, caf::get_atom::value) == (3 << 20));
   p.terminate();
   CHECK(p.join(5s));
 }

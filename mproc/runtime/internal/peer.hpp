@@ -133,6 +133,8 @@ private:
   // Shared by spawn and lookup: registers `done` under a new request id.
   std::optional<std::uint64_t> expect_answer(spawn_callback done);
   spawn_callback take_answer(std::uint64_t request);
+  // After sending `request`: a failure to send answers it at once (a lost link, later).
+  void settle_sent(std::uint64_t request, const caf::error& err);
   void answer(std::uint64_t request, bool ok, wire::actor_ref ref, const wire::error_view& error);
 
   void forward_send_or_relay(wire::actor_ref to, wire::actor_ref from, caf::message_id mid,

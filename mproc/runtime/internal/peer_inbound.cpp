@@ -173,6 +173,11 @@ void peer::when_introduced(std::function<void()> fn) {
   }
   if (seen)
     fn();
+  else if (introduced_)  // both, in the order asked
+    introduced_ = [first = std::move(introduced_), then = std::move(fn)] {
+      first();
+      then();
+    };
   else
     introduced_ = std::move(fn);
 }

@@ -276,18 +276,34 @@ void peer::spawn(std::string_view actor, const caf::message& args, bool main,
   auto request = expect_answer(std::move(done));
   if (!request)
     return;
-  wire::frame_out out;
-  wire::pack_spawn_head(out.buf, *request, actor, main);
-  auto st = out.state(this, carries_fds());
-  caf::error err;
-  if (!pack_message(out, args, st))
-    err = make_error(errc::unknown_message_type, "spawn arguments: " + st.error);
-  else
-    err = send_frame(std::move(out));
+  auto out = std::make_shared<wire::frame_out>();
+  wire::pack_spawn_head(out->buf, *request, actor, main);
+  auto st = out->state(this, carries_fds());
+  if (!pack_message(*out, args, st)) {
+    settle_sent(*request, make_error(errc::unknown_message_type, "spawn arguments: " + st.error));
+    return;
+  }
+  // A new child's main spawn goes out before its hello, when only the protocol's 1 MiB is
+  // known of its limit: larger arguments wait for the hello (Python takes any size).
+  bool introduced;
+  {
+    std::lock_guard guard{mtx_};
+    introduced = hello_seen_;
+  }
+  if (!introduced && out->payload_size() > max_frame_.load(std::memory_order_acquire)) {
+    when_introduced([self = shared_from_this(), out, id = *request] {
+      self->settle_sent(id, self->send_frame(std::move(*out)));
+    });
+    return;
+  }
+  settle_sent(*request, send_frame(std::move(*out)));
+}
+
+void peer::settle_sent(std::uint64_t request, const caf::error& err) {
   // A dead link answers the spawn when it is settled, with the peer's exit status.
   if (!err || code_of(err) == errc::link_lost)
     return;
-  if (auto cb = take_answer(*request))
+  if (auto cb = take_answer(request))
     cb(caf::expected<caf::actor>{err});
 }
 
@@ -297,11 +313,7 @@ void peer::lookup(std::string_view name, lookup_callback done) {
     return;
   wire::frame_out out;
   wire::pack_lookup(out.buf, *request, name);
-  auto err = send_frame(std::move(out));
-  if (!err || code_of(err) == errc::link_lost)
-    return;
-  if (auto cb = take_answer(*request))
-    cb(caf::expected<caf::actor>{err});
+  settle_sent(*request, send_frame(std::move(out)));
 }
 
 void peer::send_shutdown(std::string_view why) {
