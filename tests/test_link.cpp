@@ -7,6 +7,7 @@
 #include <atomic>
 #include <functional>
 #include <future>
+#include <new>
 
 #include <catch2/catch.hpp>
 
@@ -214,6 +215,16 @@ TEST_CASE("an oversized frame closes the receiving link with the reason") {
   auto why = p.b_closed.get_future();
   REQUIRE(why.wait_for(5s) == std::future_status::ready);
   CHECK_THAT(why.get(), Catch::Contains("exceeds the limit of 1024"));
+  CHECK(p.b->closed());
+}
+
+TEST_CASE("no memory for a frame closes that link with the reason, not the process") {
+  pair_of_links p;
+  p.on_b = [](std::string_view) { throw std::bad_alloc{}; };  // as a decode of a large frame
+  REQUIRE(p.a->write(frame_of("too much")));
+  auto why = p.b_closed.get_future();
+  REQUIRE(why.wait_for(5s) == std::future_status::ready);
+  CHECK_THAT(why.get(), Catch::Contains("out of memory"));
   CHECK(p.b->closed());
 }
 
