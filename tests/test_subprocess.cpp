@@ -11,6 +11,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 #include <set>
 
@@ -184,6 +185,22 @@ TEST_CASE("a missing program, a file that is not executable, a bad cwd: errors n
   CHECK(code_of([] { sp::call({}); }) == errc::bad_arguments);
   CHECK(code_of([] { sp::popen({"true"}, {.input = "x"}); }) == errc::bad_arguments);
   CHECK(test::eventually(5s, [] { return test::zombie_children() == 0; }));
+}
+
+TEST_CASE("a relative PATH entry is looked up under cwd, where the program runs") {
+  test::scoped_node node;
+  auto dir = std::filesystem::temp_directory_path() / ("mproc-cwd-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir / "bin");
+  auto tool = dir / "bin" / "mproc-tool";
+  { std::ofstream{tool} << "#!/bin/sh\necho found\n"; }
+  ::chmod(tool.c_str(), 0755);
+  // As Python's exec after the chdir: "bin" is <cwd>/bin, not the caller's ./bin.
+  std::map<std::string, std::string> env{{"PATH", "bin"}};
+  auto out = test::failure_of([&] {
+    CHECK(sp::check_output({"mproc-tool"}, {.cwd = dir.string(), .env = env}) == "found\n");
+  });
+  std::filesystem::remove_all(dir);
+  CHECK(out.empty());
 }
 
 TEST_CASE("a program gets descriptors 0-2 and none of this process's others") {

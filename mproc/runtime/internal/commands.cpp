@@ -64,9 +64,12 @@ std::string resolve(const command_spec& spec) {
       to = dirs.size();
     auto dir = dirs.substr(from, to - from);
     auto candidate = (dir.empty() ? std::string{"."} : dir) + "/" + name;
+    // A relative entry ("", ".", "bin") names a directory under the one exec runs in,
+    // after the chdir to cwd: looked at there, and handed to exec relative as it is.
+    auto here = candidate[0] != '/' && spec.cwd ? *spec.cwd + "/" + candidate : candidate;
     struct stat st{};
-    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
-      if (::access(candidate.c_str(), X_OK) == 0)
+    if (::stat(here.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      if (::access(here.c_str(), X_OK) == 0)
         return candidate;
       if (denied.empty())
         denied = candidate;
