@@ -114,6 +114,21 @@ TEST_CASE("node mode that cannot listen exits 1 after ending its node: no intros
   std::remove(key.c_str());
 }
 
+TEST_CASE("a handle to another node used after this node ended fails at once with link_lost") {
+  std::optional<mproc::remote_node> remote;
+  {
+    test::scoped_node node;
+    auto key = mproc::authkey::generate();
+    auto other = test::start_other_node(*node, key, false);
+    remote.emplace(node->connect(other.address(), key));
+    REQUIRE(remote->connected());
+  }  // the node ends: its connections close, its loop stops
+  CHECK_FALSE(remote->connected());
+  CHECK(code_of([&] { remote->spawn("echo_pid"); }) == errc::link_lost);
+  CHECK(code_of([&] { remote->lookup("anything"); }) == errc::link_lost);
+  remote->disconnect();  // nothing left to do
+}
+
 TEST_CASE("a node spawns an actor on another node over TCP and talks to it") {
   test::scoped_node node;
   auto key = mproc::authkey::generate();

@@ -39,6 +39,16 @@ caf::actor wait_for(std::future<caf::expected<caf::actor>> f, std::chrono::milli
   return std::move(*r);
 }
 
+// A closed connection answers at once. This node's end closes every connection before its
+// loop stops, and a call posted to a stopped loop would never run: its caller would wait out
+// the timeout and then hear of a timeout.
+void require_open(detail::peer& p, const std::string& what) {
+  if (!p.link().closed())
+    return;
+  auto why = what + ": the connection is closed";
+  throw error(make_error(errc::link_lost, why), why);
+}
+
 using starter_done_atom = caf::atom_constant<caf::atom("st_done")>;
 
 // Runs on the remote node: starts one child process there, answers its actor, and lives as
@@ -112,6 +122,7 @@ caf::actor remote_node::spawn_message(std::string_view actor, const caf::message
   auto result = std::make_shared<answer>();
   auto name = std::string{actor};
   auto p = peer_;
+  require_open(*p, "spawn '" + name + "' on " + address_);
   auto& loop = p->link().loop();
   loop.post([p, name, args, result] {
     p->spawn(name, args, false, [result](caf::expected<caf::actor> r) {
@@ -149,6 +160,7 @@ caf::actor remote_node::spawn_process_message(std::string_view actor, std::strin
 caf::actor remote_node::lookup(const std::string& name, std::chrono::milliseconds timeout) {
   auto result = std::make_shared<answer>();
   auto p = peer_;
+  require_open(*p, "lookup of '" + name + "' on " + address_);
   p->link().loop().post([p, name, result] {
     p->lookup(name, [result](caf::expected<caf::actor> r) { result->set_value(std::move(r)); });
   });
@@ -175,6 +187,8 @@ void remote_node::on_down(std::function<void(const std::string&)> fn) {
 
 void remote_node::disconnect() {
   auto p = peer_;
+  if (p->link().closed())
+    return;  // (this node's loop may have stopped)
   p->link().loop().post([p] { p->close("disconnected"); });
 }
 
