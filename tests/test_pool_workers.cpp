@@ -2,7 +2,9 @@
 // by close/join, terminate or the pool's destructor, even when they ignore SIGTERM.
 #include "mproc/actors/pool.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -65,8 +67,34 @@ std::int32_t deaf_sleeper(std::int32_t ms) {
   return 0;
 }
 
+// The first worker's initializer takes `path` (created here); every later one finds it
+// taken, appends a byte to it and fails, as a worker whose resource is held.
+void first_only(std::string path) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    ::close(fd);
+    return;
+  }
+  fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd >= 0) {
+    [[maybe_unused]] auto n = ::write(fd, "x", 1);
+    ::close(fd);
+  }
+  throw std::runtime_error("the resource is held");
+}
+
+// Runs until `deaths` later workers failed their initializer (30 s at most); true if so.
+bool outlives_failed_starts(std::string path, std::int32_t deaths) {
+  return test::eventually(30s, [&] {
+    struct stat st{};
+    return ::stat(path.c_str(), &st) == 0 && st.st_size >= deaths;
+  });
+}
+
 } // namespace
 
+MPROC_TASK(first_only);
+MPROC_TASK(outlives_failed_starts);
 MPROC_TASK(pid_of);
 MPROC_TASK(set_greeting);
 MPROC_TASK(failing_init);
@@ -108,6 +136,19 @@ TEST_CASE("an initializer that always fails makes calls fail instead of hang") {
   CHECK_THAT(what, Catch::Contains("keep dying"));
   // The last death named (it was blank: such workers never counted among the pool's).
   CHECK_THAT(what, Catch::Contains("before asking for work: process exited with code 1"));
+}
+
+TEST_CASE("workers that fail to start do not fail a task a started worker is running") {
+  test::scoped_node node;
+  auto path = "/tmp/mproc-first-only-" + std::to_string(::getpid());
+  ::unlink(path.c_str());
+  {
+    mproc::pool pool{*node, {.processes = 2, .initializer = mproc::bind_task(first_only, path)}};
+    // More failed starts than "workers keep dying" allows (3 x processes) while the one
+    // worker that started runs the task: the pool still has a worker making progress.
+    CHECK(pool.apply(outlives_failed_starts, path, std::int32_t{8}));
+  }
+  ::unlink(path.c_str());
 }
 
 TEST_CASE("idle workers killed from outside again and again do not fail a long task") {

@@ -262,8 +262,11 @@ void on_worker_exit(dispatcher* self, const state_ptr& st, std::size_t seq, int 
     if (ran)  // a failing initializer, a crash at start: its own output says more
       st->last_death = "a worker ended before asking for work: " + describe_exit(code);
   }
-  // Workers that keep dying before finishing anything cannot be helped by more workers.
-  if (st->barren_deaths > 3 * std::max<std::size_t>(st->options.processes, 1)) {
+  // Workers that keep dying before finishing anything cannot be helped by more workers,
+  // unless one that started lives on (running a long task): it makes progress, and the
+  // others are replaced with pauses (as Python, which replaces them without).
+  if (st->barren_deaths > 3 * std::max<std::size_t>(st->options.processes, 1)
+      && st->pulled.empty()) {
     fail_everything(st, make_error(errc::task_failed,
                                    "pool workers keep dying before finishing a task (last: "
                                      + st->last_death + ")"));
