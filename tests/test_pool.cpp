@@ -433,6 +433,10 @@ TEST_CASE("a map whose input throws while read fails with task_failed; the pool 
   }
   CHECK_THAT(what, Catch::Contains("item 55 is unreadable"));
   CHECK(pool.map(square, iota(10)) == squares_of(iota(10)));
+  // The default chunk size reads a few items first (their size): the same error then.
+  watched_inputs first_bad{iota(100)};
+  first_bad.unreadable = 0;
+  CHECK(code_of([&] { pool.map(square, first_bad); }) == errc::task_failed);
 }
 
 TEST_CASE("a worker killed mid-map is replaced and the map still completes correctly") {

@@ -1,8 +1,10 @@
 // A pool's job without workers: how the dispatcher settles chunks and the caller reads them
-// (pool_job), and how a worker's answer is checked (chunk_results).
+// (pool_job), how a worker's answer is checked (chunk_results), and what one pull takes
+// (ready_chunks).
 #include "mproc/actors/pool_job.hpp"
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -11,6 +13,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "mproc/actors/pool_chunks.hpp"
+#include "mproc/actors/pool_ready.hpp"
 #include "mproc/serialization/codec.hpp"
 #include "support.hpp"
 
@@ -35,7 +39,32 @@ settle_batch(mproc::detail::pool_job& job,
   return watch;
 }
 
+// A job of `task` with `n` chunks of one item each, encoded as a pool's would be.
+std::shared_ptr<mproc::detail::pool_job> job_of(const std::string& task, std::size_t n) {
+  auto job = std::make_shared<mproc::detail::pool_job>(n);
+  job->task = task;
+  job->set_source(mproc::detail::chunks_of<std::int64_t>(
+    task, false, std::make_shared<const std::vector<std::int64_t>>(n, 7), 1));
+  return job;
+}
+
 } // namespace
+
+TEST_CASE("a pull takes one task's chunks: a short task's batch stops where another begins") {
+  using namespace mproc::detail;
+  ready_chunks ready{1u << 20};
+  std::deque<std::shared_ptr<pool_job>> feeding{job_of("short", 2), job_of("unmeasured", 20)};
+  ready.fill(feeding, 2);
+  pool_pace pace;
+  pace.measured("short", 1000, 1ms);  // 1 us an item: 2,000 items fit the budget
+  std::deque<chunk_task> in_flight;
+  auto first = ready.take(in_flight, 2, 1000, 1u << 20, pace);
+  CHECK(first.size() == 2);  // the short task's two chunks, none of the next task's
+  CHECK(in_flight.back().job->task == "short");
+  auto second = ready.take(in_flight, 2, 1000, 1u << 20, pace);
+  CHECK(second.size() == 1);  // a task not measured yet: one chunk, to learn its pace
+  CHECK(in_flight.back().job->task == "unmeasured");
+}
 
 TEST_CASE("a job hands out each chunk's results as first settled, until released or failed") {
   // The dispatcher's side of a job (settle, settle_failed, fail) against the caller's

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "mproc/actors/pool_chunks.hpp"
+#include "mproc/runtime/blocking.hpp"
 #include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/task.hpp"
@@ -156,18 +157,27 @@ public:
   // The next result; nullopt at the end. Throws the task's error for a failed item. Several
   // threads may share a stream (as Python's IMapIterator): each result goes to one of them.
   std::optional<R> next() {
-    std::lock_guard guard{*mtx_};
+    std::unique_lock guard{*mtx_, std::defer_lock};
+    if (!guard.try_lock()) {
+      will_block();
+      guard.lock();
+    }
     return next_impl(std::nullopt);
   }
   template <class Rep, class Period>
   std::optional<R> next(std::chrono::duration<Rep, Period> timeout) {
-    auto limit = capped(timeout);
-    // Another thread may wait in an untimed next() with the lock: waited for only until
-    // this call's own timeout.
+    // Another thread may wait in an untimed next() with the lock: one deadline covers the
+    // wait for it and for the result.
+    using clock = std::chrono::steady_clock;
+    auto deadline = clock::now() + capped(timeout);
     std::unique_lock guard{*mtx_, std::defer_lock};
-    if (!guard.try_lock_for(limit))
-      detail::throw_timeout("next");
-    return next_impl(limit);
+    if (!guard.try_lock()) {
+      will_block();
+      if (!guard.try_lock_until(deadline))
+        detail::throw_timeout("next");
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+    return next_impl(std::max(left, std::chrono::milliseconds{0}));
   }
 
   // Range-for over the results.
@@ -234,7 +244,8 @@ public:
   pool& operator=(const pool&) = delete;
 
   // fn(x) for every x; chunksize 0 chooses ceil(n / (4 * processes)) as Python, at most
-  // detail::default_chunk_cap items. Throws the first failed item's error (errc::task_failed).
+  // detail::default_chunk_cap items, fewer of large items (about max_frame / 16 bytes a
+  // chunk). Throws the first failed item's error (errc::task_failed).
   template <class F, class In>
   auto map(F* fn, const In& inputs, std::size_t chunksize = 0) {
     return map_in_place(fn, inputs, chunksize, false);

@@ -138,11 +138,10 @@ constexpr std::size_t default_chunksize(std::size_t items, std::size_t processes
 }
 
 // The largest encoded size among the first, middle and last of `inputs` (the first only
-// without random access; 0 when empty or not encodable, which the chunks report).
+// without random access; 0 when empty, not encodable, or when reading or encoding one
+// throws: the dispatcher meets it again, and fails the call with task_failed as promised).
 template <class Item, class In>
-std::size_t sampled_item_bytes(const In& inputs) {
-  if (inputs.size() == 0)
-    return 0;
+std::size_t sampled_item_bytes(const In& inputs) noexcept {
   std::size_t most = 0;
   auto measure = [&](const Item& x) {
     wire::buffer buf{256};
@@ -152,12 +151,18 @@ std::size_t sampled_item_bytes(const In& inputs) {
     if (st.ok())
       most = std::max(most, buf.size());
   };
-  auto first = inputs.begin();
-  measure(*first);
-  if constexpr (std::random_access_iterator<decltype(first)>) {
-    auto n = static_cast<std::ptrdiff_t>(inputs.size());
-    measure(first[n / 2]);
-    measure(first[n - 1]);
+  try {
+    if (inputs.size() == 0)
+      return 0;
+    auto first = inputs.begin();
+    measure(*first);
+    if constexpr (std::random_access_iterator<decltype(first)>) {
+      auto n = static_cast<std::ptrdiff_t>(inputs.size());
+      measure(first[n / 2]);
+      measure(first[n - 1]);
+    }
+  } catch (...) {
+    return 0;
   }
   return most;
 }

@@ -27,7 +27,10 @@ namespace {
 struct worker_slot {
   std::deque<chunk_task> in_flight;  // in the order handed out
   std::uint32_t max_frame = 0;       // the largest message it takes, from its pulls
-  std::chrono::steady_clock::time_point handed_at;  // when in_flight went to it
+  // The task of the batch it holds (one task a batch) and its items: its next pull's time
+  // spent on them is that task's pace.
+  std::string handed_task;
+  std::size_t handed_items = 0;
 };
 
 struct pull_request {
@@ -74,6 +77,14 @@ using dispatcher = caf::event_based_actor;
 using state_ptr = std::shared_ptr<dispatch_state>;
 
 void serve(const state_ptr& st);
+
+// The batch of `n` chunks just moved to the end of w.in_flight (ready_chunks::take: one task).
+void note_handed(worker_slot& w, std::size_t n) {
+  w.handed_items = 0;
+  for (auto c = w.in_flight.end() - static_cast<std::ptrdiff_t>(n); c != w.in_flight.end(); ++c)
+    w.handed_items += c->items;
+  w.handed_task = w.in_flight.back().job->task;
+}
 
 bool work_left(const dispatch_state& st) {
   if (!st.feeding.empty() || !st.ready.empty())
@@ -127,7 +138,7 @@ void serve(const state_ptr& st) {
       st->ready.fill(st->feeding, st->options.processes);
       if (batch.empty())
         continue;  // what was ready could never reach this worker, and failed: look again
-      w.handed_at = std::chrono::steady_clock::now();
+      note_handed(w, batch.size());
       p.rp.deliver(std::move(batch));
     } else if (st->closed && !work_left(*st)) {
       p.rp.deliver(item_batch{});  // quit
@@ -168,23 +179,16 @@ void settle_results(const state_ptr& st, worker_slot& w, item_batch& results) {
   }
 }
 
-// The pace of the task of a batch that came back whole (a batch of several tasks, rare,
-// teaches nothing).
-void learn_pace(dispatch_state& st, const worker_slot& w, const item_batch& results) {
-  if (w.in_flight.empty() || results.size() != w.in_flight.size())
-    return;
-  const auto& task = w.in_flight.front().job->task;
-  std::size_t items = 0;
-  for (const auto& c : w.in_flight) {
-    if (c.job->task != task)
-      return;
-    items += c.items;
-  }
-  st.pace.measured(task, items, std::chrono::steady_clock::now() - w.handed_at);
+// The time the worker spent on its batch (its own measure: the round trip would make a
+// batch of short tasks look slow, and keep it small), as its task's pace.
+void learn_pace(dispatch_state& st, worker_slot& w, std::uint64_t busy_ns) {
+  if (w.handed_items > 0)
+    st.pace.measured(w.handed_task, w.handed_items, std::chrono::nanoseconds{busy_ns});
+  w.handed_items = 0;
 }
 
 void on_pull(dispatcher* self, const state_ptr& st, item_batch& results,
-             std::uint32_t allowance, std::uint32_t max_frame) {
+             std::uint32_t allowance, std::uint32_t max_frame, std::uint64_t busy_ns) {
   auto who = caf::actor_cast<caf::actor_addr>(self->current_sender());
   auto [slot, fresh] = st->workers.try_emplace(who);
   slot->second.max_frame = max_frame;
@@ -193,7 +197,7 @@ void on_pull(dispatcher* self, const state_ptr& st, item_batch& results,
     st->pulled.insert(who);
     st->deaths_before_work = 0;
   }
-  learn_pace(*st, slot->second, results);
+  learn_pace(*st, slot->second, busy_ns);
   settle_results(st, slot->second, results);
   auto rp = self->make_response_promise();
   if (allowance == 0) {  // maxtasksperchild reached: it ends, a new one takes its place
@@ -321,9 +325,8 @@ caf::behavior pool_dispatcher(dispatcher* self, pool_options options,
   for (std::size_t i = 0; i < st->options.processes; ++i)
     start_worker(self, st);
   return {
-    [=](pool_pull_atom, item_batch& results, std::uint32_t allowance, std::uint32_t max_frame) {
-      on_pull(self, st, results, allowance, max_frame);
-    },
+    [=](pool_pull_atom, item_batch& results, std::uint32_t allowance, std::uint32_t max_frame,
+        std::uint64_t busy_ns) { on_pull(self, st, results, allowance, max_frame, busy_ns); },
     [=](pool_results_atom, item_batch& results) {
       auto who = caf::actor_cast<caf::actor_addr>(self->current_sender());
       if (auto slot = st->workers.find(who); slot != st->workers.end())

@@ -17,8 +17,9 @@ public:
 
   // Items of `task` a pull may take; 0 while its pace is unknown (one chunk, to learn it).
   std::size_t items_for(const std::string& task) const;
-  // A batch of `items` items of `task` came back `elapsed` after it was handed out (the
-  // round trip included: with it, a batch of very short tasks grows over a few pulls).
+  // A worker spent `elapsed` running a batch of `items` items of `task` (its own measure:
+  // with the round trip in it, a batch of very short tasks on a busy machine would look
+  // slow and stay small).
   void measured(const std::string& task, std::size_t items, std::chrono::nanoseconds elapsed);
 
 private:

@@ -10,11 +10,12 @@ namespace mproc::detail {
 
 struct pool_job;
 
-// Worker -> dispatcher: ("pool_pull", items results, u32 allowance, u32 max_frame) -> items
-// chunks, both batches as the queue's (item_batch: one buffer, not one allocation per
-// chunk). `results` answers the chunks of the previous answer, in order; at most `allowance`
-// chunks come back (maxtasksperchild), within the worker's `max_frame`. No chunks at all
-// means: quit.
+// Worker -> dispatcher: ("pool_pull", items results, u32 allowance, u32 max_frame,
+// u64 busy_ns) -> items chunks, both batches as the queue's (item_batch: one buffer, not one
+// allocation per chunk). `results` answers the chunks of the previous answer, in order;
+// `busy_ns` is how long running them took (the task's pace, pool_pace.hpp); at most
+// `allowance` chunks come back (maxtasksperchild), within the worker's `max_frame`. No
+// chunks at all means: quit.
 using pool_pull_atom = caf::atom_constant<caf::atom("pool_pull")>;
 // Worker -> dispatcher: ("pool_res", items results), results ahead of the next pull's, in
 // order, when they would not fit in one message with it (node_options::max_frame).

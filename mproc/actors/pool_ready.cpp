@@ -79,13 +79,15 @@ item_batch ready_chunks::take(std::deque<chunk_task>& in_flight, std::size_t wor
   share = std::min<std::size_t>(share, allowance);
   if (!list_.empty() && list_.front().suspect)
     share = 1;
-  // 0 (a task not measured yet): its first chunk alone.
-  auto paced = list_.empty() ? 0 : pace.items_for(list_.front().job->task);
+  // One task per batch, as much of it as its pace allows: 0 (not measured yet), its first
+  // chunk alone. (Another task's chunks behind it could be long ones.)
+  const std::string* task = list_.empty() ? nullptr : &list_.front().job->task;
+  auto paced = task ? pace.items_for(*task) : 0;
   item_batch batch;
   std::size_t items = 0;
   auto fits = [&](const chunk_task& next) {
     return batch.empty()
-           || (items + next.items <= std::min(batch_item_limit, paced)
+           || (next.job->task == *task && items + next.items <= std::min(batch_item_limit, paced)
                && batch.byte_size() + next.payload.size() <= room);
   };
   while (!list_.empty() && batch.size() < share && fits(list_.front())) {

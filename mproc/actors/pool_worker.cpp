@@ -1,6 +1,7 @@
 // The actor each pool worker process runs: pull a batch of chunks, run them, pull again with
 // the results; quit when the dispatcher says so or is gone.
 #include <algorithm>
+#include <chrono>
 #include <limits>
 #include <string>
 #include <string_view>
@@ -161,10 +162,12 @@ item_batch send_ahead(caf::event_based_actor* self, const worker_state& st,
   return part;
 }
 
-void pull(caf::event_based_actor* self, std::shared_ptr<worker_state> st, item_batch results) {
+void pull(caf::event_based_actor* self, std::shared_ptr<worker_state> st, item_batch results,
+          std::chrono::nanoseconds busy) {
   results = send_ahead(self, *st, std::move(results));
   self->request(st->dispatcher, caf::infinite, pool_pull_atom::value, std::move(results),
-                st->allowance, this_node().max_frame())
+                st->allowance, this_node().max_frame(),
+                static_cast<std::uint64_t>(busy.count()))
     .then(
       [=](item_batch& chunks) {
         if (chunks.empty()) {
@@ -174,11 +177,13 @@ void pull(caf::event_based_actor* self, std::shared_ptr<worker_state> st, item_b
         // Results take about as much room as their inputs (more grows the batch).
         item_batch out;
         out.reserve(chunks.size(), std::min(2 * chunks.byte_size(), std::size_t{1} << 20));
+        auto began = std::chrono::steady_clock::now();
         for (std::size_t i = 0; i < chunks.size(); ++i)
           out.append(st->runner.run(chunks[i]));
+        auto busy = std::chrono::steady_clock::now() - began;
         st->allowance -= std::min<std::uint32_t>(st->allowance,
                                                  static_cast<std::uint32_t>(chunks.size()));
-        pull(self, st, std::move(out));
+        pull(self, st, std::move(out), busy);
       },
       [=](caf::error&) { self->quit(); });  // the pool is gone
 }
@@ -192,7 +197,7 @@ caf::behavior mproc_pool_worker(caf::event_based_actor* self, caf::actor dispatc
     self->quit(caf::exit_reason::user_shutdown);  // the process exits with 1
     return {};
   }
-  pull(self, st, {});
+  pull(self, st, {}, {});
   return {[](caf::unit_t) {}};  // everything happens in pull()'s answers
 }
 

@@ -83,7 +83,7 @@ void link::open(frame_handler on_frame, close_handler on_close, batch_handler on
   if (tls_ && tls_->has_input())  // records that came with the handshake's last bytes
     loop_.post([self = weak_from_this()] {
       if (auto l = self.lock())
-        l->open_tls();
+        l->read_guarded(&link::open_tls);
     });
 }
 

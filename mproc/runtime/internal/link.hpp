@@ -126,8 +126,9 @@ private:
   void on_readable();
   // Reads once; false when nothing more can be read now (would block, or closed).
   bool read_some();
-  // read_some, with no memory for a frame closing the link instead of ending the process.
-  bool read_guarded();
+  // `step` (read_some, open_tls), with no memory for a frame closing the link instead of
+  // ending the process.
+  bool read_guarded(bool (link::*step)());
   // The socket said end of stream (n == 0) or failed: closes.
   void on_read_end(long n);
   // Hands out the frames in [buf, buf + n), read into the loop's buffer or (direct) into the

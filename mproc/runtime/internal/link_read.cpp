@@ -27,14 +27,14 @@ constexpr std::size_t max_unclaimed_fds = 4 * wire::max_fds_per_frame;
 } // namespace
 
 void link::on_readable() {
-  read_guarded();
+  read_guarded(&link::read_some);
 }
 
-bool link::read_guarded() {
+bool link::read_guarded(bool (link::*step)()) {
   // No memory for a frame (a large one under a memory limit, or one that decodes into many
   // values) ends this link, not the node: escaping the loop thread, it would end the process.
   try {
-    return read_some();
+    return (this->*step)();
   } catch (const std::bad_alloc&) {
     close("out of memory for a frame from this peer");
     return false;
@@ -138,7 +138,7 @@ std::optional<std::vector<int>> link::take_fds(std::size_t n) {
 }
 
 void link::drain_and_close(const std::string& reason) {
-  while (!closed() && read_guarded()) {
+  while (!closed() && read_guarded(&link::read_some)) {
   }
   // Would-block without EOF: someone else still holds the peer's end (a fork of it).
   close(reason);
