@@ -174,6 +174,19 @@ TEST_CASE("errors cross with category, code and context") {
   CHECK(back.context().get_as<std::string>(0) == "why not");
 }
 
+TEST_CASE("an error whose code does not fit CAF's 8 bits, or is 0, stays an error: protocol_error") {
+  wire::codec_state st;
+  for (std::uint32_t code : {0u, 256u, 257u, 70000u}) {
+    wire::error_view view{"system", code, "from another language", {}};
+    auto back = detail::decode_error(view, st);
+    CHECK(static_cast<bool>(back));  // not "no error": a failed answer stays a failure
+    CHECK(code_of(back) == errc::protocol_error);
+    CHECK_THAT(to_string(back), Catch::Contains(std::to_string(code)));
+  }
+  wire::error_view fits{"system", 255, "", {}};
+  CHECK(detail::decode_error(fits, st).code() == 255);
+}
+
 TEST_CASE("100,000 random msgpack messages decode to a message or an error, never a crash") {
   std::mt19937_64 rng{7};
   const char* tags[] = {"i32", "str", "vec<i32>", "reading", "map<str,str>", "bool", "f64",

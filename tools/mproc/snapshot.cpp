@@ -1,7 +1,11 @@
 #include "snapshot.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <type_traits>
+#include <variant>
 
 namespace mproc::cli {
 
@@ -9,11 +13,6 @@ namespace {
 
 const value nothing;
 const value::array_t no_list;
-
-bool is_number(const value& v) {
-  auto k = v.type();
-  return k == value::kind::integer || k == value::kind::floating || k == value::kind::boolean;
-}
 
 } // namespace
 
@@ -26,24 +25,44 @@ std::string text(const value& map, const char* key) {
   const auto& v = field(map, key);
   if (v.type() != value::kind::string)
     return {};
-  // What a process names itself reaches the terminal: no control characters (escapes).
+  // What a process names itself reaches the terminal: no control characters (escapes), C0,
+  // DEL, or C1 (U+0080-U+009F, CSI among them, two bytes in UTF-8) alike.
   auto s = v.as<std::string>();
-  for (auto& c : s)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
-      c = '?';
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    auto next = i + 1 < s.size() ? static_cast<unsigned char>(s[i + 1]) : 0;
+    if (c < 0x20 || c == 0x7f)
+      s[i] = '?';
+    else if (c == 0xc2 && next >= 0x80 && next <= 0x9f)
+      s.replace(i, 2, "?");
+  }
   return s;
+}
+
+// A report's number whatever it holds (a bool, a uint64 past INT64_MAX, a float that is
+// not finite): a field of an unexpected kind must not end the whole listing.
+double real(const value& map, const char* key) {
+  const auto& v = field(map, key);
+  return std::visit(
+    [](const auto& x) -> double {
+      using T = std::decay_t<decltype(x)>;
+      if constexpr (std::is_same_v<T, bool> || std::is_arithmetic_v<T>)
+        return static_cast<double>(x);
+      else
+        return 0.0;
+    },
+    v.raw());
 }
 
 std::int64_t integer(const value& map, const char* key) {
   const auto& v = field(map, key);
-  if (v.type() == value::kind::integer)
-    return v.as<std::int64_t>();
-  return is_number(v) ? static_cast<std::int64_t>(v.as<double>()) : 0;
-}
-
-double real(const value& map, const char* key) {
-  const auto& v = field(map, key);
-  return is_number(v) ? v.as<double>() : 0.0;
+  if (auto i = std::get_if<std::int64_t>(&v.raw()))
+    return *i;
+  auto x = real(map, key);
+  constexpr double most = 9e18;  // below INT64_MAX, which a double does not hold exactly
+  if (!std::isfinite(x))
+    return 0;
+  return static_cast<std::int64_t>(std::clamp(x, -most, most));
 }
 
 const value::array_t& list(const value& map, const char* key) {

@@ -11,6 +11,7 @@
 #include <caf/type_nr.hpp>
 
 #include "mproc/runtime/blob.hpp"
+#include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/message_types.hpp"
 #include "mproc/serialization/type_registry.hpp"
 
@@ -270,6 +271,12 @@ void encode_error(wire::packer& pk, const caf::error& e, wire::codec_state& st) 
 }
 
 caf::error decode_error(const wire::error_view& e, wire::codec_state& st) {
+  // CAF 0.17 keeps a code in 8 bits, and one of 0 is no error at all: a failed answer would
+  // read as none, a down reason as a normal end. Such an error is a peer's mistake.
+  if (e.code == 0 || e.code > 255)
+    return make_error(errc::protocol_error, "an error of code " + std::to_string(e.code)
+                                              + " (category '" + e.category + "'), which "
+                                              + "the protocol does not allow: " + e.text);
   caf::message context;
   if (e.context.type == msgpack::type::ARRAY) {
     wire::codec_state ctx_st{st.ctx, {}};
