@@ -235,14 +235,15 @@ TEST_CASE("a root's socket is its user's alone and goes with it; a dead root's g
   ::waitpid(dead, nullptr, 0);
   std::filesystem::create_directories(mproc::inspect_directory());
   ::chmod(mproc::inspect_directory().c_str(), 0700);
-  {
+  auto leave_stale = [](const std::string& path) {  // bound, never listening, closed
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
-    std::strcpy(addr.sun_path, socket_path(dead).c_str());
+    std::strcpy(addr.sun_path, path.c_str());
     int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
     REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
     ::close(fd);
-  }
+  };
+  leave_stale(socket_path(dead));
   REQUIRE(std::filesystem::exists(socket_path(dead)));
   // It refuses connections: not listed. (Roots of other tests, in /tmp/mproc-<uid>, may be.)
   auto listed = [](pid_t pid) {
@@ -250,6 +251,11 @@ TEST_CASE("a root's socket is its user's alone and goes with it; a dead root's g
     return std::find(roots.begin(), roots.end(), pid) != roots.end();
   };
   CHECK_FALSE(listed(dead));
+  // The same where the pid lives again, reused by a process that is no root: not listed.
+  pid_t reused = ::getppid();
+  leave_stale(socket_path(reused));
+  CHECK_FALSE(listed(reused));
+  ::unlink(socket_path(reused).c_str());
 
   {
     test::scoped_node node;

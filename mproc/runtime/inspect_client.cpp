@@ -46,12 +46,12 @@ std::vector<pid_t> inspect_roots() {
     DIR* d = ::opendir(dir.c_str());
     if (!d)
       continue;
-    // A live pid's socket is listed without connecting to it (asking it is the caller's
-    // business); one whose pid is gone is listed only if somebody listens there (a root in
-    // another pid namespace).
+    // Listed if somebody listens there: a root (a stopped one too, whose backlog accepts),
+    // or a root in another pid namespace. A socket that refuses is a killed root's, even
+    // when its pid lives again in another process.
     while (const dirent* e = ::readdir(d))
       if (pid_t pid = detail::socket_pid(e->d_name);
-          pid != 0 && (detail::process_exists(pid) || !detail::stale_socket(dir + "/" + e->d_name)))
+          pid != 0 && !detail::stale_socket(dir + "/" + e->d_name))
         out.insert(pid);
     ::closedir(d);
   }
@@ -60,11 +60,12 @@ std::vector<pid_t> inspect_roots() {
 
 value inspect_node(pid_t pid, std::chrono::milliseconds timeout) {
   auto deadline = detail::inspect_clock::now() + timeout;
+  // The socket somebody listens on, before one a killed root left in the other directory.
   std::string path;
   for (const auto& dir : trusted_directories())
     if (auto p = dir + "/" + std::to_string(pid) + ".sock"; ::access(p.c_str(), F_OK) == 0) {
-      path = p;
-      break;
+      if (path.empty() || detail::stale_socket(path))
+        path = p;
     }
   if (path.empty()) {
     std::string dirs;
