@@ -17,8 +17,10 @@
 #include <catch2/catch.hpp>
 
 #include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/message_types.hpp"
 #include "mproc/runtime/node.hpp"
 #include "mproc/serialization/bytes.hpp"
+#include "mproc/serialization/value.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -96,8 +98,25 @@ caf::behavior holds_bytes(caf::event_based_actor*, mproc::bytes given) {
   return {[given](caf::get_atom) { return static_cast<std::int64_t>(given.size()); }};
 }
 
+// A value of `levels` arrays around 1.
+mproc::value nest(int levels) {
+  mproc::value v = std::int64_t{1};
+  for (int i = 0; i < levels; ++i)
+    v = mproc::value::array_t{v};
+  return v;
+}
+
+// Echoes a value; given a number of levels, answers a value nested that deep.
+caf::behavior echo_value(caf::event_based_actor*) {
+  return {
+    [](const mproc::value& v) { return v; },
+    [](std::int32_t levels) { return nest(levels); },
+  };
+}
+
 } // namespace
 
+MPROC_ACTOR(echo_value);
 MPROC_ACTOR(holds_bytes);
 MPROC_ACTOR(last_words);
 MPROC_ACTOR(collector);
@@ -127,6 +146,24 @@ TEST_CASE("a child starts with arguments larger than the 1 MiB known before its 
   test::scoped_node node{};
   auto p = node->spawn_process("holds_bytes", {}, mproc::bytes(3u << 20, 'a'));
   CHECK(node->request<std::int64_t>(p.actor(), 5s, caf::get_atom::value) == (3 << 20));
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("a value nested deeper than a receiver reads fails its one message; the child lives on") {
+  test::scoped_node node{};
+  auto p = node->spawn_process("echo_value", {});
+  CHECK(node->request<mproc::value>(p.actor(), 5s, nest(50)) == nest(50));
+  // The receiver could not read such a frame and would close the link (the child dies):
+  // the sender refuses it, the request fails with the reason, the link stays.
+  auto sent = test::error_of([&] { node->request<mproc::value>(p.actor(), 5s, nest(100)); });
+  CHECK_THAT(sent.what(), Catch::Contains("nested deeper"));
+  auto replied = test::error_of([&] {
+    node->request<mproc::value>(p.actor(), 5s, std::int32_t{100});
+  });
+  CHECK_THAT(replied.what(), Catch::Contains("nested deeper"));
+  CHECK(node->request<mproc::value>(p.actor(), 5s, nest(3)) == nest(3));
+  CHECK(p.is_alive());
   p.terminate();
   CHECK(p.join(5s));
 }

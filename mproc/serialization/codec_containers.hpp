@@ -62,6 +62,7 @@ bool decode_map(const msgpack::object& o, Map& out, name_fn what, codec_state& s
 
 template <class Map>
 void encode_map(packer& pk, const Map& m, codec_state& st) {
+  nested level{st};
   pk.pack_map(static_cast<std::uint32_t>(m.size()));
   for (const auto& [k, v] : m) {
     codec<typename Map::key_type>::encode(pk, k, st);
@@ -71,6 +72,7 @@ void encode_map(packer& pk, const Map& m, codec_state& st) {
 
 template <class Seq>
 void encode_sequence(packer& pk, const Seq& xs, codec_state& st) {
+  nested level{st};
   pk.pack_array(static_cast<std::uint32_t>(xs.size()));
   for (const auto& x : xs)
     codec<typename Seq::value_type>::encode(pk, x, st);
@@ -156,6 +158,7 @@ std::string join_names() {
 
 template <class Tuple, std::size_t... Is>
 void encode_fields(packer& pk, const Tuple& t, codec_state& st, std::index_sequence<Is...>) {
+  nested level{st};
   pk.pack_array(sizeof...(Is));
   (codec<std::tuple_element_t<Is, Tuple>>::encode(pk, std::get<Is>(t), st), ...);
 }

@@ -20,6 +20,7 @@
 #include <msgpack.hpp>
 
 #include "mproc/serialization/bytes.hpp"
+#include "mproc/serialization/protocol.hpp"
 #include "mproc/serialization/unpack.hpp"
 
 namespace mproc::wire {
@@ -67,12 +68,35 @@ struct codec_state {
     return true;
   }
 
+  // Encoding: the arrays and maps open around what is being packed (a frame's envelope
+  // counts as one), kept by `nested`.
+  std::uint32_t depth = 0;
+
   bool fail(std::string why) {
     if (error.empty())
       error = std::move(why);
     return false;
   }
   bool ok() const { return error.empty(); }
+};
+
+// One array or map level while encoding. A receiver refuses anything nested deeper than
+// max_nesting, and since it cannot read such a frame it closes the link: the sender fails
+// the one message instead. One level is left for the small arrays some handles pack
+// without counting.
+class nested {
+public:
+  explicit nested(codec_state& st) : st_(st) {
+    if (++st_.depth == max_nesting)
+      st_.fail("the value is nested deeper than " + std::to_string(max_nesting - 1)
+               + " levels of arrays and maps, which no receiver reads");
+  }
+  ~nested() { --st_.depth; }
+  nested(const nested&) = delete;
+  nested& operator=(const nested&) = delete;
+
+private:
+  codec_state& st_;
 };
 
 // Name of a msgpack object's type, for error messages.

@@ -57,6 +57,7 @@ template <class T>
 struct codec<T, std::enable_if_t<has_msgpack_define_v<T>>> {
   static std::string name() { return user_type_name<T>::value; }
   static void encode(packer& pk, const T& x, codec_state& st) {
+    nested level{st};  // the fields' array
     detail::field_packer fields{pk, st};
     x.msgpack_pack(fields);
   }

@@ -59,8 +59,9 @@ struct frame_out {
   ~frame_out();
 
   // With `descriptors`: values may add descriptors to the frame (a local link only).
+  // For what goes inside the envelope's array (depth 1).
   codec_state state(context* ctx, bool descriptors = false) {
-    return {ctx, {}, &borrowed, &buf, descriptors ? &fds : nullptr, &settle};
+    return {ctx, {}, &borrowed, &buf, descriptors ? &fds : nullptr, &settle, 1};
   }
   // Runs the settle steps once: `sent` when the link took the frame. The destructor runs
   // them with false if nobody did.

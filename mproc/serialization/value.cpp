@@ -204,11 +204,13 @@ struct encode_visitor {
   void operator()(const std::string& x) const { pack_raw(pk, st, x.data(), x.size(), false); }
   void operator()(const mproc::bytes& x) const { pack_raw(pk, st, x.data(), x.size(), true); }
   void operator()(const value::array_t& xs) const {
+    nested level{st};
     pk.pack_array(static_cast<std::uint32_t>(xs.size()));
     for (auto& x : xs)
       codec<value>::encode(pk, x, st);
   }
   void operator()(const value::map_t& xs) const {
+    nested level{st};
     pk.pack_map(static_cast<std::uint32_t>(xs.size()));
     for (auto& [k, v] : xs) {
       codec<value>::encode(pk, k, st);

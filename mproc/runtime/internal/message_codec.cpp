@@ -185,6 +185,7 @@ std::string tag_of(const caf::message& msg, std::size_t i) {
 }
 
 bool encode_message(wire::packer& pk, const caf::message& msg, wire::codec_state& st) {
+  wire::nested level{st};
   pk.pack_array(static_cast<std::uint32_t>(2 * msg.size()));
   for (std::size_t i = 0; i < msg.size(); ++i) {
     const auto* entry = entry_for(msg.type(i));
@@ -258,6 +259,7 @@ decode_status decode_element(const msgpack::object& o, caf::mailbox_element_ptr&
 
 void encode_error(wire::packer& pk, const caf::error& e, wire::codec_state& st) {
   auto text = st.ctx ? st.ctx->system().render(e) : std::string{};
+  wire::nested level{st};
   pk.pack_array(4);
   pk.pack(caf::to_string(e.category()));
   pk.pack(static_cast<std::uint32_t>(e.code()));
