@@ -29,6 +29,7 @@ TEST_CASE("numbers of any kind read as numbers; a bool, a huge uint64 or a float
   CHECK(mproc::cli::real(report, "flag") == 1.0);
   CHECK(mproc::cli::real(report, "huge") > 1e19);
   CHECK(mproc::cli::real(report, "missing") == 0.0);
+  CHECK(mproc::cli::real(report, "inf") == 0.0);
 }
 
 TEST_CASE("a name reaches the terminal without C0, DEL or C1 control characters") {

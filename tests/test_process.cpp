@@ -106,11 +106,23 @@ mproc::value nest(int levels) {
   return v;
 }
 
-// Echoes a value; given a number of levels, answers a value nested that deep.
-caf::behavior echo_value(caf::event_based_actor*) {
+// Echoes a value; given a number of levels, answers a value nested that deep; asked, starts
+// an actor that ends, on its first message, with a reason whose context is 100 levels deep.
+caf::behavior echo_value(caf::event_based_actor* self) {
+  auto kept = std::make_shared<std::vector<caf::actor>>();  // alive until it is told to end
   return {
     [](const mproc::value& v) { return v; },
     [](std::int32_t levels) { return nest(levels); },
+    [self, kept](caf::get_atom) {
+      auto quitter = self->home_system().spawn([](caf::event_based_actor* q) -> caf::behavior {
+        return {[q](std::int32_t) {
+          auto base = mproc::make_error(errc::bad_message);
+          q->quit(caf::error{base.code(), base.category(), caf::make_message(nest(100))});
+        }};
+      });
+      kept->push_back(quitter);
+      return quitter;
+    },
   };
 }
 
@@ -162,6 +174,16 @@ TEST_CASE("a value nested deeper than a receiver reads fails its one message; th
     node->request<mproc::value>(p.actor(), 5s, std::int32_t{100});
   });
   CHECK_THAT(replied.what(), Catch::Contains("nested deeper"));
+  CHECK(node->request<mproc::value>(p.actor(), 5s, nest(3)) == nest(3));
+  // An actor there ends with such a reason: its monitor hears of it, without the context.
+  auto quitter = node->request<caf::actor>(p.actor(), 5s, caf::get_atom::value);
+  caf::scoped_actor self{node->system()};
+  self->monitor(quitter);
+  self->send(quitter, std::int32_t{1});
+  caf::error reason;
+  self->receive([&](caf::down_msg& down) { reason = down.reason; },
+                caf::after(5s) >> [] { FAIL("no down message"); });
+  CHECK(mproc::code_of(reason) == errc::bad_message);
   CHECK(node->request<mproc::value>(p.actor(), 5s, nest(3)) == nest(3));
   CHECK(p.is_alive());
   p.terminate();

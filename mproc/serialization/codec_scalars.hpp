@@ -82,13 +82,13 @@ struct codec_state {
 
 // One array or map level while encoding. A receiver refuses anything nested deeper than
 // max_nesting, and since it cannot read such a frame it closes the link: the sender fails
-// the one message instead. One level is left for the small arrays some handles pack
-// without counting.
+// the one message instead. Two levels are left for the small arrays some handles pack
+// without counting (a queue's [actor, maxsize] around an actor's [node, id]).
 class nested {
 public:
   explicit nested(codec_state& st) : st_(st) {
-    if (++st_.depth == max_nesting)
-      st_.fail("the value is nested deeper than " + std::to_string(max_nesting - 1)
+    if (++st_.depth == max_nesting - 1)
+      st_.fail("the value is nested deeper than " + std::to_string(max_nesting - 2)
                + " levels of arrays and maps, which no receiver reads");
   }
   ~nested() { --st_.depth; }

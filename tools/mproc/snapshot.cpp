@@ -43,7 +43,7 @@ std::string text(const value& map, const char* key) {
 // not finite): a field of an unexpected kind must not end the whole listing.
 double real(const value& map, const char* key) {
   const auto& v = field(map, key);
-  return std::visit(
+  auto x = std::visit(
     [](const auto& x) -> double {
       using T = std::decay_t<decltype(x)>;
       if constexpr (std::is_same_v<T, bool> || std::is_arithmetic_v<T>)
@@ -52,6 +52,7 @@ double real(const value& map, const char* key) {
         return 0.0;
     },
     v.raw());
+  return std::isfinite(x) ? x : 0.0;  // the renderers make ints of it
 }
 
 std::int64_t integer(const value& map, const char* key) {

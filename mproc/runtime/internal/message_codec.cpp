@@ -97,6 +97,7 @@ bool codec<caf::error>::decode(const msgpack::object& o, caf::error& out, codec_
 }
 
 void codec<caf::exit_msg>::encode(packer& pk, const caf::exit_msg& x, codec_state& st) {
+  nested level{st};
   pk.pack_array(2);
   codec<caf::strong_actor_ptr>::encode(pk, caf::actor_cast<caf::strong_actor_ptr>(x.source), st);
   codec<caf::error>::encode(pk, x.reason, st);
@@ -273,9 +274,12 @@ void encode_error(wire::packer& pk, const caf::error& e, wire::codec_state& st) 
 }
 
 caf::error decode_error(const wire::error_view& e, wire::codec_state& st) {
-  // CAF 0.17 keeps a code in 8 bits, and one of 0 is no error at all: a failed answer would
-  // read as none, a down reason as a normal end. Such an error is a peer's mistake.
-  if (e.code == 0 || e.code > 255)
+  // CAF 0.17 keeps a code in 8 bits: 256 would read as 0, which is no error at all (a
+  // failed answer as none, a down reason as a normal end). Such a code is a peer's mistake.
+  // (0 itself is CAF's empty error, which a handler may answer with: it stays one.)
+  if (e.code == 0)
+    return caf::error{};
+  if (e.code > 255)
     return make_error(errc::protocol_error, "an error of code " + std::to_string(e.code)
                                               + " (category '" + e.category + "'), which "
                                               + "the protocol does not allow: " + e.text);

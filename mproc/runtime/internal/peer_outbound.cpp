@@ -242,8 +242,21 @@ void peer::send_down(wire::actor_ref actor, const caf::error& reason) {
   wire::pack_down_head(out.buf, actor);
   wire::packer pk{out.buf};
   wire::codec_state st{this, {}};
+  st.depth = 1;  // inside the envelope
   wire::codec<caf::error>::encode(pk, reason, st);
-  send_frame(std::move(out));
+  if (st.ok()) {
+    send_frame(std::move(out));
+    return;
+  }
+  // A reason whose context cannot cross (nested deeper than a receiver reads): the monitor
+  // still learns of the end, and of the reason's code, without it.
+  wire::frame_out bare;
+  wire::pack_down_head(bare.buf, actor);
+  wire::packer bare_pk{bare.buf};
+  wire::codec_state bare_st{this, {}};
+  wire::codec<caf::error>::encode(
+    bare_pk, caf::error{reason.code(), reason.category(), caf::make_message(st.error)}, bare_st);
+  send_frame(std::move(bare));
 }
 
 std::optional<std::uint64_t> peer::expect_answer(spawn_callback done) {
