@@ -238,25 +238,26 @@ void peer::watch(proxy& p) {
 }
 
 void peer::send_down(wire::actor_ref actor, const caf::error& reason) {
-  wire::frame_out out;
-  wire::pack_down_head(out.buf, actor);
-  wire::packer pk{out.buf};
-  wire::codec_state st{this, {}};
-  st.depth = 1;  // inside the envelope
-  wire::codec<caf::error>::encode(pk, reason, st);
-  if (st.ok()) {
+  // The frame and what failed in packing it, "" when nothing did.
+  auto down_frame = [&](const caf::error& why) {
+    std::pair<wire::frame_out, std::string> made;
+    wire::pack_down_head(made.first.buf, actor);
+    wire::packer pk{made.first.buf};
+    wire::codec_state st{this, {}};
+    st.depth = 1;  // inside the envelope
+    wire::codec<caf::error>::encode(pk, why, st);
+    made.second = std::move(st.error);
+    return made;
+  };
+  auto [out, failed] = down_frame(reason);
+  if (failed.empty()) {
     send_frame(std::move(out));
     return;
   }
-  // A reason whose context cannot cross (nested deeper than a receiver reads): the monitor
-  // still learns of the end, and of the reason's code, without it.
-  wire::frame_out bare;
-  wire::pack_down_head(bare.buf, actor);
-  wire::packer bare_pk{bare.buf};
-  wire::codec_state bare_st{this, {}};
-  wire::codec<caf::error>::encode(
-    bare_pk, caf::error{reason.code(), reason.category(), caf::make_message(st.error)}, bare_st);
-  send_frame(std::move(bare));
+  // A context that cannot cross (nested deeper than a receiver reads): the monitor still
+  // learns of the end, and of the reason's code, without it.
+  auto bare = caf::error{reason.code(), reason.category(), caf::make_message(failed)};
+  send_frame(std::move(down_frame(bare).first));
 }
 
 std::optional<std::uint64_t> peer::expect_answer(spawn_callback done) {
@@ -289,27 +290,24 @@ void peer::spawn(std::string_view actor, const caf::message& args, bool main,
   auto request = expect_answer(std::move(done));
   if (!request)
     return;
-  auto out = std::make_shared<wire::frame_out>();
-  wire::pack_spawn_head(out->buf, *request, actor, main);
-  auto st = out->state(this, carries_fds());
-  if (!pack_message(*out, args, st)) {
+  wire::frame_out out;
+  wire::pack_spawn_head(out.buf, *request, actor, main);
+  auto st = out.state(this, carries_fds());
+  if (!pack_message(out, args, st)) {
     settle_sent(*request, make_error(errc::unknown_message_type, "spawn arguments: " + st.error));
     return;
   }
   // A new child's main spawn goes out before its hello, when only the protocol's 1 MiB is
-  // known of its limit: larger arguments wait for the hello (Python takes any size).
-  bool introduced;
-  {
-    std::lock_guard guard{mtx_};
-    introduced = hello_seen_;
-  }
-  if (!introduced && out->payload_size() > max_frame_.load(std::memory_order_acquire)) {
-    when_introduced([self = shared_from_this(), out, id = *request] {
-      self->settle_sent(id, self->send_frame(std::move(*out)));
+  // known of its limit: larger arguments wait for the hello (Python takes any size). Once
+  // the hello came, this runs at once, and a frame still too large fails as any other.
+  if (out.payload_size() > max_frame_.load(std::memory_order_acquire)) {
+    auto held = std::make_shared<wire::frame_out>(std::move(out));
+    when_introduced([self = shared_from_this(), held, id = *request] {
+      self->settle_sent(id, self->send_frame(std::move(*held)));
     });
     return;
   }
-  settle_sent(*request, send_frame(std::move(*out)));
+  settle_sent(*request, send_frame(std::move(out)));
 }
 
 void peer::settle_sent(std::uint64_t request, const caf::error& err) {
