@@ -8,7 +8,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -37,24 +36,18 @@ deadline_t deadline_of(std::optional<pipe_socket::millis> timeout) {
 // Waits for `events` on `fd` until `deadline`; false on timeout. POLLHUP/POLLERR count as
 // ready: the read or write that follows reports them.
 bool wait_for(int fd, short events, deadline_t deadline) {
-  // poll() takes an int of milliseconds: a longer wait (from 24.8 days) is cut into turns.
-  constexpr std::int64_t longest_turn = std::int64_t{1} << 30;
   for (;;) {
-    int ms = -1;
-    if (deadline) {
-      auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - clock_type::now());
-      ms = static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, longest_turn));
-    }
+    int ms = deadline ? poll_ms(*deadline) : -1;
     if (ms != 0)
       will_block();  // once a turn: later calls cost a thread-local read
     pollfd p{fd, events, 0};
     int n = ::poll(&p, 1, ms);
     if (n > 0)
       return true;
-    if (n == 0 && ms < longest_turn)
+    if (n == 0 && clock_type::now() >= *deadline)
       return false;
     if (n == 0)
-      continue;
+      continue;  // poll's turn of a longer wait
     if (errno != EINTR)
       return true;  // the I/O call reports the error
   }

@@ -164,15 +164,11 @@ using clock_point = std::chrono::steady_clock::time_point;
 // poll(2)'s wait until `deadline` (-1: none); nullopt once it has passed. The caller is
 // about to wait: an actor the node's I/O thread runs hands the loop over first.
 std::optional<int> poll_wait_ms(clock_point deadline) {
-  if (deadline == clock_point::max()) {
-    will_block();
-    return -1;
-  }
-  auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock_type::now()).count();
-  if (left <= 0)
+  auto ms = poll_ms(deadline);
+  if (ms == 0)
     return std::nullopt;
   will_block();
-  return static_cast<int>(std::min<long long>(left, 1 << 30));
+  return ms;
 }
 
 } // namespace

@@ -83,12 +83,12 @@ std::optional<int> command::wait(std::optional<millis> timeout) const {
     }
     if (s_->reap_locked(false))
       break;
-    auto left = std::chrono::duration_cast<millis>(deadline - clock::now());
-    if (timeout && left.count() <= 0)
+    int ms = poll_ms(deadline);
+    if (ms == 0)
       return std::nullopt;
     pollfd p{s_->pidfd, POLLIN, 0};
     lock.unlock();
-    ::poll(&p, 1, timeout ? static_cast<int>(std::min<long long>(left.count() + 1, 1 << 30)) : -1);
+    ::poll(&p, 1, ms);
     lock.lock();
   }
   return s_->returncode;

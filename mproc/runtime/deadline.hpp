@@ -60,4 +60,15 @@ inline std::chrono::nanoseconds time_left(std::chrono::steady_clock::time_point 
   return std::max(std::chrono::nanoseconds{0}, deadline - std::chrono::steady_clock::now());
 }
 
+// The wait poll(2) takes until `deadline`, in its int of milliseconds: -1 for
+// time_point::max() (for ever), rounded up (a wait cut short would spin until the deadline),
+// 0 once it has passed, and at most 2^30 ms (12 days: a longer wait polls again).
+inline int poll_ms(std::chrono::steady_clock::time_point deadline) {
+  if (deadline == std::chrono::steady_clock::time_point::max())
+    return -1;
+  auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline
+                                                           - std::chrono::steady_clock::now());
+  return static_cast<int>(std::clamp<std::chrono::milliseconds::rep>(left.count(), 0, 1 << 30));
+}
+
 } // namespace mproc

@@ -1,6 +1,5 @@
 #include "mproc/runtime/internal/inspect_wire.hpp"
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -14,6 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/errors.hpp"
 #include "mproc/serialization/codec.hpp"
 #include "mproc/serialization/frame.hpp"
@@ -30,12 +30,11 @@ namespace {
 // Waits until `fd` is ready for `events` or the deadline passes (errc::timeout).
 void await(int fd, short events, inspect_clock::time_point deadline) {
   for (;;) {
-    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - inspect_clock::now());
-    if (left.count() <= 0)
+    auto ms = poll_ms(deadline);
+    if (ms == 0)
       fail(errc::timeout, "the introspection socket did not answer in time");
     pollfd p{fd, events, 0};
-    // poll() takes an int: a longer wait is cut into turns of 12 days.
-    int n = ::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 1 << 30)));
+    int n = ::poll(&p, 1, ms);
     if (n > 0)
       return;
     if (n < 0 && errno != EINTR)

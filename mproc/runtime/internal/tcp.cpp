@@ -15,6 +15,7 @@
 #include <cstring>
 #include <memory>
 
+#include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/internal/handshake.hpp"
 #include "mproc/runtime/internal/tls.hpp"
@@ -55,20 +56,14 @@ struct socket_guard {
   int release() { return std::exchange(fd, -1); }
 };
 
-int ms_left(clock_type::time_point deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now());
-  // poll() takes an int: a timeout of a century would not fit.
-  return static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 1 << 30));
-}
-
 void wait_for(int fd, short events, clock_type::time_point deadline, const endpoint& to) {
   pollfd p{fd, events, 0};
   for (;;) {
-    int rc = ::poll(&p, 1, ms_left(deadline));
+    int rc = ::poll(&p, 1, poll_ms(deadline));
     if (rc > 0)
       return;
     if (rc == 0 && clock_type::now() < deadline)
-      continue;  // poll's slice of a longer wait (ms_left clamps)
+      continue;  // poll's slice of a longer wait (poll_ms clamps)
     if (rc == 0)
       fail(errc::timeout, "connecting to " + to.text() + ": no answer within the timeout");
     if (errno != EINTR)
