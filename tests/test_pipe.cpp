@@ -35,6 +35,15 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(unsendable)
 
 namespace {
 
+// Whether thread `tid` sleeps in poll(2) (ppoll where there is no poll).
+bool in_poll(pid_t tid) {
+#ifdef SYS_poll
+  if (test::sleeping_in(tid, SYS_poll))
+    return true;
+#endif
+  return test::sleeping_in(tid, SYS_ppoll);
+}
+
 // Sends back every message until EOF.
 void echo_end(caf::blocking_actor*, mproc::connection c) {
   try {
@@ -376,20 +385,55 @@ TEST_CASE("a timeout of 2^32 ms (49.7 days) waits: poll's int of milliseconds do
     ready = b.poll(std::chrono::milliseconds{std::int64_t{1} << 32});
     returned = true;
   }};
-  // Sent once the poller sleeps in poll(2) (ppoll where there is no poll), or already
-  // returned (wrongly, at once); sent in any case, so the poller ends.
-  auto in_poll = [](pid_t tid) {
-#ifdef SYS_poll
-    if (test::sleeping_in(tid, SYS_poll))
-      return true;
-#endif
-    return test::sleeping_in(tid, SYS_ppoll);
-  };
+  // Sent once the poller sleeps in poll(2), or already returned (wrongly, at once); sent in
+  // any case, so the poller ends.
   CHECK(test::eventually(10s, [&] { return returned || (poller_tid != 0 && in_poll(poller_tid)); }));
   a.send(std::int32_t{1});
   poller.join();
   CHECK(ready);
   CHECK(b.recv_as<std::int32_t>() == 1);
+}
+
+TEST_CASE("a reader that spun for its next message sleeps when none comes, and close() ends its wait") {
+  int fds[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+  auto reader = std::make_shared<mproc::detail::pipe_socket>(fds[0]);
+  auto writer = std::make_shared<mproc::detail::pipe_socket>(fds[1]);
+  for (int i = 0; i < 20; ++i) {  // messages that are there at once: the next wait spins first
+    writer->send("x", 1, std::nullopt);
+    CHECK(reader->recv(std::nullopt).size() == 1);
+  }
+  std::atomic<pid_t> tid{0};
+  std::atomic<int> outcome{0};  // 1 a message (none was sent), 2 closed, 3 another error
+  std::thread waiter{[&] {
+    tid = ::gettid();
+    try {
+      reader->recv(std::nullopt);
+      outcome = 1;
+    } catch (const mproc::error& e) {
+      outcome = e.code() == errc::closed ? 2 : 3;
+    }
+  }};
+  // A spin that did not end would keep the thread running, never asleep in poll or recv.
+  CHECK(test::eventually(10s, [&] {
+    return tid != 0 && (in_poll(tid) || test::sleeping_in(tid, SYS_recvfrom));
+  }));
+  reader->close();
+  waiter.join();
+  CHECK(outcome == 2);
+}
+
+TEST_CASE("a timed recv returns on time whether it spins or sleeps, and the message comes later") {
+  int fds[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+  auto reader = std::make_shared<mproc::detail::pipe_socket>(fds[0]);
+  auto writer = std::make_shared<mproc::detail::pipe_socket>(fds[1]);
+  writer->send("x", 1, std::nullopt);
+  CHECK(reader->recv(std::nullopt).size() == 1);  // fast: the next wait spins
+  CHECK(code_of([&] { reader->recv(0ms); }) == errc::empty);    // within the spin's time
+  CHECK(code_of([&] { reader->recv(20ms); }) == errc::empty);   // beyond it: slept
+  writer->send("yz", 2, std::nullopt);
+  CHECK(reader->recv(1s).size() == 2);
 }
 
 TEST_CASE("fileno of a closed end is refused: its number may be another file's") {

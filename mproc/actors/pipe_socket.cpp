@@ -14,6 +14,7 @@
 #include "mproc/runtime/blocking.hpp"
 #include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/errors.hpp"
+#include "mproc/runtime/spin.hpp"
 #include "mproc/serialization/frame.hpp"
 
 namespace mproc::detail {
@@ -51,6 +52,10 @@ bool wait_for(int fd, short events, deadline_t deadline) {
     if (errno != EINTR)
       return true;  // the I/O call reports the error
   }
+}
+
+bool would_block() {
+  return errno == EAGAIN || errno == EWOULDBLOCK;
 }
 
 [[noreturn]] void fail(errc code, const std::string& what) {
@@ -188,8 +193,29 @@ bool pipe_socket::frame_buffered() const {
   return have - wire::frame_header_size >= wire::get_frame_length(in_.data() + in_begin_);
 }
 
+// A reader whose recent waits ended within spin_gauge::limit polls that long before it
+// sleeps: when the writer answers at once (a round trip), neither side pays a wake-up, which
+// costs this kind of host more time and CPU than the spin (docs/architecture.md, Patterns).
 bool pipe_socket::wait_readable(deadline_t deadline) {
-  return wait_for(fd_, POLLIN, deadline);
+  auto t0 = clock_type::now();
+  bool ready = (arrivals_.worth_spinning() && spin_readable(deadline))
+               || wait_for(fd_, POLLIN, deadline);
+  arrivals_.observe(clock_type::now() - t0);
+  return ready;
+}
+
+bool pipe_socket::spin_readable(deadline_t deadline) {
+  auto until = clock_type::now() + spin_gauge::limit;
+  if (deadline)
+    until = std::min(until, *deadline);
+  for (unsigned i = 1;; ++i) {
+    char c;
+    if (::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT) >= 0 || !would_block())
+      return true;  // data, EOF or an error: the read that follows reports it
+    if (i % 8 == 0 && clock_type::now() > until)
+      return false;
+    spin_pause();
+  }
 }
 
 bool pipe_socket::fill(deadline_t deadline) {
@@ -205,12 +231,14 @@ bool pipe_socket::fill(deadline_t deadline) {
   auto* at = in_.data() + in_end_;
   auto room = in_.size() - in_end_;
   ssize_t n;
-  if (!deadline) {
+  if (!deadline && !arrivals_.worth_spinning()) {
+    auto t0 = clock_type::now();
     will_block();
     n = ::recv(fd_, at, room, 0);  // one blocking read, as a raw socket would
+    arrivals_.observe(clock_type::now() - t0);
   } else {
     n = ::recv(fd_, at, room, MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    if (n < 0 && would_block()) {
       if (!wait_readable(deadline))
         fail(errc::empty, "recv: nothing arrived in time");
       n = ::recv(fd_, at, room, MSG_DONTWAIT);
@@ -220,7 +248,7 @@ bool pipe_socket::fill(deadline_t deadline) {
     in_end_ += static_cast<std::size_t>(n);
     return true;
   }
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+  if (n < 0 && (would_block() || errno == EINTR))
     return true;  // woken for nothing: wait again
   return false;   // EOF, reset, or shut down by close()
 }

@@ -14,6 +14,7 @@
 #include <optional>
 #include <vector>
 
+#include "mproc/runtime/spin.hpp"
 #include "mproc/serialization/bytes.hpp"
 
 namespace mproc::detail {
@@ -88,10 +89,14 @@ public:
   bool awaits_socket();
 
 private:
-  // recv_mtx_ held: waits until the socket is readable or `deadline`; false on timeout.
+  // recv_mtx_ held: waits until the socket is readable or `deadline`, spinning first while
+  // recent waits were short; false on timeout.
   bool wait_readable(std::optional<std::chrono::steady_clock::time_point> deadline);
   // recv_mtx_ held: reads what the socket has into the buffer; false at EOF.
   bool fill(std::optional<std::chrono::steady_clock::time_point> deadline);
+  // recv_mtx_ held: polls the socket without waiting for up to spin_gauge::limit (or the
+  // deadline); true once a read would not wait.
+  bool spin_readable(std::optional<std::chrono::steady_clock::time_point> deadline);
   bool frame_buffered() const;
   // recv_mtx_, or an empty lock when `deadline` passed first.
   std::unique_lock<std::timed_mutex> lock_recv(
@@ -118,6 +123,7 @@ private:
   std::size_t in_begin_ = 0;
   std::size_t in_end_ = 0;
   bool eof_ = false;
+  spin_gauge arrivals_;  // how long recent reads waited for the socket
   // A frame a timed recv had begun when its time ran out: its length and what came of it.
   struct partial_frame {
     std::uint32_t length;

@@ -1,7 +1,6 @@
 #include "mproc/runtime/internal/requester.hpp"
 
 #include <linux/futex.h>
-#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -64,21 +63,8 @@ private:
 
 } // namespace
 
-namespace {
-
-// Checked once, for the thread that builds the node. A process confined later, or by a CPU
-// quota rather than affinity, still stops spinning soon: its replies come late, and the
-// average says so.
-bool more_than_one_cpu() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  return sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 1;
-}
-
-} // namespace
-
 requester::requester(caf::actor_config& cfg)
-  : caf::monitorable_actor(cfg), may_spin_(more_than_one_cpu()) {}
+  : caf::monitorable_actor(cfg) {}
 
 void requester::enqueue(caf::mailbox_element_ptr what, caf::execution_unit*) {
   if (!what || !what->mid.is_response())
@@ -184,12 +170,12 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
   if (watched)
     dest->detach(caf::attachable::token{receiver_watch::token_type, &c});
   if (!in_time && gave_up(id)) {
-    observe(std::chrono::steady_clock::now() - sent);
+    latency_.observe(std::chrono::steady_clock::now() - sent);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
     return make_error(errc::timeout, "no reply within " + std::to_string(ms) + " ms");
   }
   sleep_for(c, std::chrono::steady_clock::time_point::max());  // answered as the time ran out
-  observe(c.replied - sent);  // how long the answer took, whether this thread slept or not
+  latency_.observe(c.replied - sent);  // the answer's own time, whether this thread slept or not
   auto& reply = *c.reply;
   if (reply.match_elements<caf::error>()) {
     auto& e = reply.get_as<caf::error>(0);
@@ -202,24 +188,14 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
 
 // Returns when the reply came or spinning no longer pays; the caller then sleeps if need be.
 void requester::spin_for(const call& c, std::chrono::steady_clock::time_point deadline) {
-  auto typical = std::chrono::nanoseconds{typical_latency_ns_.load(std::memory_order_relaxed)};
-  if (!may_spin_ || typical > spin_limit)
+  if (!latency_.worth_spinning())
     return;
-  auto until = std::min(deadline, std::chrono::steady_clock::now() + spin_limit);
+  auto until = std::min(deadline, std::chrono::steady_clock::now() + spin_gauge::limit);
   for (unsigned i = 1; c.ready.load(std::memory_order_acquire) != call::answered; ++i) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();  // lets the other hyperthread run; also eases the exit from the spin
-#endif
+    spin_pause();
     if (i % 64 == 0 && std::chrono::steady_clock::now() > until)
       return;
   }
-}
-
-// An average over the last ~8 requests, so a few slow replies stop the spinning and a run of
-// fast ones starts it again. The time is the reply's own, not including waking this thread.
-void requester::observe(std::chrono::nanoseconds latency) {
-  auto old = typical_latency_ns_.load(std::memory_order_relaxed);
-  typical_latency_ns_.store(old + (latency.count() - old) / 8, std::memory_order_relaxed);
 }
 
 void requester::receiver_ended(std::uint64_t request_id, const caf::error& reason) {

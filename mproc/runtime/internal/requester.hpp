@@ -8,7 +8,7 @@
 // wakes the waiting caller directly. The receiving process sees one sender and keeps one
 // proxy for it.
 //
-// A caller spins for up to `spin_limit` before it sleeps, while replies come that fast: here
+// A caller spins for up to `spin_gauge::limit` before it sleeps, while replies come that fast: here
 // (2 vCPUs) a local round trip takes 20-40 µs and waking a sleeping caller adds ~15 µs to it
 // (pingpong p50 41 -> 24 µs). The limit, 100 µs, also covers a round trip over TCP with TLS
 // on this host (45-65 µs; with 50 µs such callers slept on every call: tcp_pingpong p50
@@ -33,6 +33,8 @@
 #include <caf/fwd.hpp>
 #include <caf/message.hpp>
 #include <caf/monitorable_actor.hpp>
+
+#include "mproc/runtime/spin.hpp"
 
 namespace mproc::detail {
 
@@ -68,8 +70,6 @@ private:
     std::chrono::steady_clock::time_point replied;  // when the reply came (not when seen)
   };
 
-  static constexpr std::chrono::microseconds spin_limit{100};
-
   static_assert(std::atomic<std::uint32_t>::is_always_lock_free
                   && sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t),
                 "a futex word must be a plain 32-bit word");
@@ -78,14 +78,12 @@ private:
   void spin_for(const call& c, std::chrono::steady_clock::time_point deadline);
   static bool sleep_for(call& c, std::chrono::steady_clock::time_point deadline);
   bool gave_up(std::uint64_t request_id);
-  void observe(std::chrono::nanoseconds latency);
 
   std::mutex mtx_;
   std::unordered_map<std::uint64_t, call*> calls_;  // by request id; each on its caller's stack
   std::uint64_t last_id_ = 0;
   std::optional<caf::error> stopped_;
-  bool may_spin_;                                  // more than one CPU to run on
-  std::atomic<std::int64_t> typical_latency_ns_{0}; // moving average of recent round trips
+  spin_gauge latency_;  // of recent round trips: the time the reply took, not the wake-up
 };
 
 } // namespace mproc::detail
