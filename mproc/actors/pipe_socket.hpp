@@ -12,8 +12,10 @@
 #include <cstdint>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <vector>
 
+#include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/spin.hpp"
 #include "mproc/serialization/bytes.hpp"
 
@@ -89,6 +91,11 @@ public:
   bool awaits_socket();
 
 private:
+  using deadline_t = std::optional<std::chrono::steady_clock::time_point>;
+
+  // No timeout, or a century or more (now + milliseconds::max() overflows): no deadline.
+  static deadline_t deadline_of(std::optional<millis> timeout);
+  [[noreturn]] static void fail(errc code, const std::string& what);
   // recv_mtx_ held: waits until the socket is readable or `deadline`, spinning first while
   // recent waits were short; false on timeout.
   bool wait_readable(std::optional<std::chrono::steady_clock::time_point> deadline);

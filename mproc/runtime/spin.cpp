@@ -2,7 +2,7 @@
 
 #include <sched.h>
 
-namespace mproc {
+namespace mproc::detail {
 
 bool more_than_one_cpu() noexcept {
   static const bool answer = [] {
@@ -14,14 +14,25 @@ bool more_than_one_cpu() noexcept {
 }
 
 bool spin_gauge::worth_spinning() const noexcept {
-  return more_than_one_cpu()
-         && std::chrono::nanoseconds{typical_ns_.load(std::memory_order_relaxed)} <= limit;
+  return more_than_one_cpu() && fast_lately();
+}
+
+bool spin_gauge::fast_lately() const noexcept {
+  return fast_.load(std::memory_order_relaxed) >= streak;
 }
 
 void spin_gauge::observe(std::chrono::nanoseconds waited) noexcept {
-  // Racing updates from two threads lose one observation: an estimate, not an account.
-  auto old = typical_ns_.load(std::memory_order_relaxed);
-  typical_ns_.store(old + (waited.count() - old) / 8, std::memory_order_relaxed);
+  // Callers on several threads (the requester's): a slow wait is a plain store that no racing
+  // fast one can undo; a fast one only counts up, and stops counting once past the streak.
+  if (waited > limit)
+    fast_.store(0, std::memory_order_relaxed);
+  else if (fast_.load(std::memory_order_relaxed) < streak)
+    fast_.fetch_add(1, std::memory_order_relaxed);
 }
 
-} // namespace mproc
+void spin_gauge::timed_out(std::chrono::nanoseconds waited) noexcept {
+  if (waited > limit)
+    observe(waited);
+}
+
+} // namespace mproc::detail

@@ -2,35 +2,46 @@
 //
 // On this kind of host (a VM, 2 vCPUs) putting a thread to sleep and waking it costs 10-15 µs
 // of a 20-40 µs local round trip, and about as much CPU (50-80 µs, with the VM's exits) as
-// the longest spin. So a wait whose answer usually comes within `limit` polls first; one
+// the longest spin. So a wait whose answers have lately come within `limit` polls first; one
 // whose answers come later (an idle reader, a slow server) sleeps at once. It never spins
 // with one CPU to run on: the spin would hold up the very thread that brings the answer.
+// Used by the runtime's blocking requests and the Pipe's reads.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 
-namespace mproc {
+namespace mproc::detail {
 
 // Whether this process may run on more than one CPU (its affinity when first asked). A
 // process confined later, or by a CPU quota, still stops spinning soon: its answers come
 // late, and the gauge says so.
 bool more_than_one_cpu() noexcept;
 
-// How long one kind of wait usually takes: an average over the last ~8 waits, so a few slow
-// answers stop the spinning and a run of fast ones starts it again.
+// Whether one kind of wait has lately been short: each of the last `streak` waits ended
+// within `limit`. One longer wait stops the spinning until a new streak of fast ones: where
+// more threads wait than there are CPUs (four processes calling one manager on two vCPUs),
+// waits hover around the limit, and an average of them kept every waiter spinning on CPU
+// time the answering threads needed (docs/architecture.md, "Blocking requests").
 class spin_gauge {
 public:
   static constexpr std::chrono::microseconds limit{100};
+  static constexpr std::int32_t streak = 32;
 
-  // More than one CPU, and the recent waits ended within the limit.
+  // More than one CPU, and fast_lately().
   bool worth_spinning() const noexcept;
-  // How long a wait took, whether the thread spun, slept or found its answer at once.
+  // The last `streak` waits ended within the limit (or none was seen yet).
+  bool fast_lately() const noexcept;
+  // How long a wait took until its answer, whether the thread spun, slept or found it at once.
   void observe(std::chrono::nanoseconds waited) noexcept;
+  // A wait that ended without its answer: slow if it lasted past the limit; one that gave up
+  // sooner (a short timeout, a poll that does not wait) says nothing about how fast answers
+  // come.
+  void timed_out(std::chrono::nanoseconds waited) noexcept;
 
 private:
-  std::atomic<std::int64_t> typical_ns_{0};
+  std::atomic<std::int32_t> fast_{streak};  // waits within the limit in a row (may pass streak)
 };
 
 // One turn of a busy wait: eases the other hyperthread and the exit from the spin.
@@ -40,4 +51,4 @@ inline void spin_pause() noexcept {
 #endif
 }
 
-} // namespace mproc
+} // namespace mproc::detail

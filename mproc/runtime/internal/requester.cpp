@@ -170,7 +170,7 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
   if (watched)
     dest->detach(caf::attachable::token{receiver_watch::token_type, &c});
   if (!in_time && gave_up(id)) {
-    latency_.observe(std::chrono::steady_clock::now() - sent);
+    latency_.timed_out(std::chrono::steady_clock::now() - sent);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
     return make_error(errc::timeout, "no reply within " + std::to_string(ms) + " ms");
   }

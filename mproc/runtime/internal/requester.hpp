@@ -8,14 +8,15 @@
 // wakes the waiting caller directly. The receiving process sees one sender and keeps one
 // proxy for it.
 //
-// A caller spins for up to `spin_gauge::limit` before it sleeps, while replies come that fast: here
+// A caller spins for up to `spin_gauge::limit` before it sleeps, while replies come that fast. Here
 // (2 vCPUs) a local round trip takes 20-40 µs and waking a sleeping caller adds ~15 µs to it
 // (pingpong p50 41 -> 24 µs). The limit, 100 µs, also covers a round trip over TCP with TLS
 // on this host (45-65 µs; with 50 µs such callers slept on every call: tcp_pingpong p50
 // 63-64 -> 52 µs, context switches 64 K -> 44 K per 22 K calls, under perf stat), and a
 // sleep and wake-up cost the VM about as much CPU (50-80 µs) as the longest spin. It never
-// spins with one CPU to run on (the spin would hold up the reply), nor while the recent
-// replies took longer than the limit (an actor that works for a while before it answers).
+// spins with one CPU to run on (the spin would hold up the reply), nor after a reply that
+// took longer than the limit until a streak of fast ones (spin_gauge: an actor that works
+// for a while before it answers, or more callers than CPUs).
 // It sleeps on a futex word in its call, which the thread bringing the reply sets and wakes
 // outside the requester's lock: woken under the lock, the caller went straight back to
 // sleep on it (two wake-ups per reply). The word says whether the caller sleeps: a reply
