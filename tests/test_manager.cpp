@@ -4,6 +4,7 @@
 
 #include <signal.h>
 
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -327,6 +328,47 @@ TEST_CASE("an in-process manager serves children and fails calls once shut down"
   w->receive([&](caf::down_msg&) { down = true; }, caf::after(std::chrono::seconds{5}) >> [] {});
   CHECK(down);
   CHECK(code_of([&] { d.size(); }) == errc::no_such_actor);
+}
+
+TEST_CASE("proxies keep their manager running after the handle is gone; the last one stops it") {
+  for (bool in_process : {false, true}) {
+    test::scoped_node node;
+    caf::actor server;
+    // As Python's `d = Manager().dict()`: the handle is a temporary.
+    auto make = [&] {
+      mproc::manager m{*node, {.in_process = in_process}};
+      server = m.actor();
+      return m.dict<std::string, int>();
+    };
+    std::optional<mproc::dict_proxy<std::string, int>> d = make();
+    d->set("a", 1);
+    auto copy = *d;  // copies share the manager too
+    d.reset();
+    CHECK(copy.at("a") == 1);
+    caf::scoped_actor w{node->system()};
+    w->monitor(server);
+    copy = mproc::dict_proxy<std::string, int>{};  // the last one: the manager stops
+    bool down = false;
+    w->receive([&](caf::down_msg&) { down = true; }, caf::after(std::chrono::seconds{10}) >> [] {});
+    CHECK(down);
+  }
+}
+
+TEST_CASE("floats a manager holds come back at the size they went in, so an answer fits its link") {
+  // The root takes frames of 1 MiB; 200,000 floats go as 1,000,003 bytes. Kept as float64
+  // they came back as 1.8 MB: the get's answer was refused and the item, already taken, lost.
+  test::scoped_node node{{.max_frame = 1u << 20}};
+  mproc::manager m{*node};
+  auto q = m.queue<std::vector<float>>();
+  std::vector<float> floats(200'000);
+  for (std::size_t i = 0; i < floats.size(); ++i)
+    floats[i] = static_cast<float>(i) / 7.0f;  // not whole numbers: floats, not ints, on the wire
+  q.put(floats);
+  CHECK(q.get() == floats);
+  auto d = m.dict<std::string, std::vector<float>>();
+  d.set("xs", floats);
+  CHECK(d.pop("xs") == floats);
+  CHECK(d.size() == 0);
 }
 
 TEST_CASE("a manager on another node is found by name and shared over TCP") {

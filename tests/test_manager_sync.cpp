@@ -203,3 +203,22 @@ TEST_CASE("a stopped manager makes an event's set time out") {
   CHECK(code_of([&] { e.set(); }) == errc::timeout);
   REQUIRE(::kill(pid, SIGCONT) == 0);
 }
+
+TEST_CASE("a manager's Lock held for a scope is released at its end, also when it ends by an exception") {
+  test::scoped_node node;
+  mproc::manager m{*node};
+  auto l = m.lock();
+  try {
+    auto held = l.hold();
+    CHECK(l.locked());
+    throw std::runtime_error{"the work failed"};
+  } catch (const std::runtime_error&) {
+  }
+  CHECK_FALSE(l.locked());
+  {
+    auto held = l.hold(1s);
+    CHECK(l.locked());
+    CHECK_FALSE(l.acquire(false));  // held by the guard: a try fails
+  }
+  CHECK_FALSE(l.locked());
+}

@@ -253,3 +253,23 @@ TEST_CASE("an item reported done after a get that found nothing is not delivered
   CHECK(q.stats().redelivered == 0);
   CHECK(q.join(10s));
 }
+
+TEST_CASE("a get sent anonymously is refused and strands nothing; a closed queue still ends its getters") {
+  test::scoped_node node;
+  int_queue q{*node};
+  for (std::int32_t i = 0; i < 10; ++i)
+    q.put(i);
+  REQUIRE(q.flush(5s));
+  // No sender the queue could watch: what these took would be held by nobody for ever.
+  caf::anon_send(q.actor(), mproc::detail::q_getnow_atom::value, std::uint32_t{512},
+                 std::uint64_t{0});
+  caf::anon_send(q.actor(), mproc::detail::q_get_atom::value, std::uint32_t{512},
+                 std::uint64_t{0});
+  auto stats = q.stats();  // asked after them: a local actor's mailbox is one line
+  CHECK(stats.size == 10);
+  CHECK(stats.unacknowledged == 0);
+  for (std::int32_t i = 0; i < 10; ++i)
+    CHECK(q.get(5s) == i);
+  q.close();
+  CHECK(code_of([&] { q.get(10s); }) == errc::closed);
+}

@@ -23,6 +23,14 @@ value round_trip(const value& v) {
   return out;
 }
 
+std::string packed(const value& v) {
+  mproc::wire::buffer buf;
+  mproc::wire::packer pk{buf};
+  mproc::wire::codec_state st;
+  mproc::wire::codec<value>::encode(pk, v, st);
+  return {buf.data(), buf.size()};
+}
+
 } // namespace
 
 TEST_CASE("a value prints as Python's repr prints the same data") {
@@ -90,6 +98,25 @@ TEST_CASE("as<T> converts what fits and names what does not") {
   CHECK_THROWS_WITH(value{"x"}.as<std::int64_t>(), "mproc::value: wanted int, holds str 'x'");
   CHECK_THROWS_AS(value{300}.as<std::uint8_t>(), std::invalid_argument);
   CHECK_THROWS_AS(value{-1}.as<std::uint64_t>(), std::invalid_argument);
+}
+
+TEST_CASE("a value's float goes as float32 when that holds it exactly, else as float64") {
+  CHECK(packed(2.5) == std::string{"\xca\x40\x20\x00\x00", 5});  // packed again, never grows
+  CHECK(packed(-0.0) == std::string{"\xca\x80\x00\x00\x00", 5});
+  CHECK(packed(3.0) == std::string{"\xca\x40\x40\x00\x00", 5});  // a float, not the int 3
+  CHECK(packed(0.1).size() == 9);                                  // not exact as a float32
+  CHECK(packed(1e300).size() == 9);                                // beyond float32's range
+  CHECK(packed(std::numeric_limits<double>::denorm_min()).size() == 9);
+  CHECK(packed(std::numeric_limits<double>::infinity()).size() == 5);
+  CHECK(packed(static_cast<double>(std::numeric_limits<float>::max())).size() == 5);
+  for (double x : {2.5, -0.0, 3.0, 0.1, 1e300, static_cast<double>(0.1f),
+                   std::numeric_limits<double>::denorm_min(),
+                   -std::numeric_limits<double>::infinity()}) {
+    auto back = round_trip(value{x}).as<double>();
+    CHECK(back == x);
+    CHECK(std::signbit(back) == std::signbit(x));
+  }
+  CHECK(std::isnan(round_trip(value{std::numeric_limits<double>::quiet_NaN()}).as<double>()));
 }
 
 TEST_CASE("a value crosses msgpack unchanged, whatever it holds") {

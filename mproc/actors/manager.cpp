@@ -3,32 +3,86 @@
 #include "mproc/actors/manager_server.hpp"
 #include "mproc/runtime/log.hpp"
 
+#include <mutex>
+
+#include <caf/send.hpp>
+
 namespace mproc {
 
-namespace {
-// How long shutdown() waits for the manager to stop by itself before killing its process.
-constexpr std::chrono::seconds stop_grace{5};
-} // namespace
+namespace detail {
 
-manager::manager(node& owner, manager_options options)
-    : owner_{true}, timeout_{options.timeout} {
+// What the handle that started a manager owns: stopping it. The handle and every proxy it
+// made in this process share it, as a Python proxy holds its manager: the manager stops when
+// the last of them goes, or at shutdown().
+class manager_life {
+public:
+  manager_life(caf::actor server, std::optional<process> proc, std::chrono::milliseconds timeout)
+    : server_{std::move(server)}, process_{std::move(proc)}, timeout_{timeout} {}
+  ~manager_life() { stop(); }
+  manager_life(const manager_life&) = delete;
+  manager_life& operator=(const manager_life&) = delete;
+
+  void registered_as(std::string name) { registered_as_ = std::move(name); }
+  const std::optional<process>& server_process() const { return process_; }
+
+  // Asks the manager to stop, waits up to stop_grace for its process, then kills it. Once.
+  void stop() {
+    std::call_once(stopped_, [this] { stop_once(); });
+  }
+
+private:
+  // How long stop() waits for the manager to stop by itself before killing its process.
+  static constexpr std::chrono::seconds stop_grace{5};
+
+  void stop_once() noexcept {
+    try {
+      if (!registered_as_.empty())
+        this_node().unregister_name(registered_as_, server_.address());
+      manager_ref stop{server_, manager_object,
+                       std::min<std::chrono::milliseconds>(timeout_, stop_grace)};
+      stop.call(caf::atom("stop"), {});
+    } catch (const std::exception& e) {  // gone already, or the node is: nothing left to stop
+      log::debug("manager shutdown: ", e.what());
+    }
+    // An in-process manager that did not answer (stuck, or the node's requester already
+    // stopped: the last proxy went with an actor at the node's end) would keep the node
+    // waiting for its actors for ever.
+    if (!process_)
+      caf::anon_send_exit(server_, caf::exit_reason::user_shutdown);
+    try {
+      if (process_ && !process_->join(stop_grace)) {
+        process_->kill();
+        process_->join();
+      }
+    } catch (const std::exception& e) {
+      log::debug("manager shutdown: ", e.what());
+    }
+  }
+
+  caf::actor server_;
+  std::optional<process> process_;
+  std::string registered_as_;
+  std::chrono::milliseconds timeout_;
+  std::once_flag stopped_;
+};
+
+} // namespace detail
+
+manager::manager(node& owner, manager_options options) : timeout_{options.timeout} {
+  std::optional<process> proc;
   if (options.in_process) {
     server_ = detail::spawn_local_manager(owner.system());
   } else {
     // A daemon: a manager handle that is never destroyed still ends with the node.
-    process_ = owner.spawn_process(detail::manager_actor_name(),
-                                   {.name = options.process_name, .daemon = true});
-    server_ = process_->actor();
+    proc = owner.spawn_process(detail::manager_actor_name(),
+                               {.name = options.process_name, .daemon = true});
+    server_ = proc->actor();
   }
+  life_ = std::make_shared<detail::manager_life>(server_, std::move(proc), timeout_);
   if (options.name.empty())
     return;
-  try {
-    owner.register_name(options.name, server_);
-    registered_as_ = options.name;
-  } catch (...) {
-    shutdown();
-    throw;
-  }
+  owner.register_name(options.name, server_);  // throws: life_ stops the manager on the way out
+  life_->registered_as(options.name);
 }
 
 manager manager::attach(caf::actor server, std::chrono::milliseconds timeout) {
@@ -50,43 +104,18 @@ manager manager::connect(remote_node& other, const std::string& name,
   return attach(other.lookup(name, timeout), timeout);
 }
 
-manager::manager(manager&& other) noexcept
-    : server_{std::move(other.server_)},
-      process_{std::move(other.process_)},
-      registered_as_{std::move(other.registered_as_)},
-      owner_{std::exchange(other.owner_, false)},
-      timeout_{other.timeout_} {}
-
-manager& manager::operator=(manager&& other) noexcept {
-  if (this != &other) {
-    shutdown();
-    server_ = std::move(other.server_);
-    process_ = std::move(other.process_);
-    registered_as_ = std::move(other.registered_as_);
-    owner_ = std::exchange(other.owner_, false);
-    timeout_ = other.timeout_;
-  }
-  return *this;
-}
-
-manager::~manager() { shutdown(); }
+manager::manager(manager&&) noexcept = default;
+manager& manager::operator=(manager&&) noexcept = default;
+manager::~manager() = default;
 
 void manager::shutdown() {
-  if (!std::exchange(owner_, false) || !server_)
-    return;
-  try {
-    if (!registered_as_.empty())
-      this_node().unregister_name(registered_as_, server_.address());
-    auto stop = self_ref();
-    stop.timeout(std::min<std::chrono::milliseconds>(timeout_, stop_grace));
-    stop.call(caf::atom("stop"), {});
-  } catch (const std::exception& e) {  // gone already, or the node is: nothing left to stop
-    log::debug("manager shutdown: ", e.what());
-  }
-  if (process_ && !process_->join(stop_grace)) {
-    process_->kill();
-    process_->join();
-  }
+  if (life_)
+    life_->stop();  // kept: server_process() still tells how it ended
+}
+
+const std::optional<process>& manager::server_process() const {
+  static const std::optional<process> none;
+  return life_ ? life_->server_process() : none;
 }
 
 detail::manager_ref manager::self_ref() const {
@@ -100,7 +129,7 @@ detail::manager_ref manager::create(const std::string& kind, const std::string& 
   if (parameter)
     args.push_back(std::move(*parameter));
   auto id = detail::unpack_value<std::uint64_t>(self_ref().call_one(caf::atom("create"), args));
-  return detail::manager_ref{server_, id, timeout_};
+  return detail::manager_ref{server_, id, timeout_, life_};
 }
 
 event_proxy manager::event(const std::string& name) const {

@@ -6,14 +6,15 @@
 //   auto l = m.list<int>();
 //   node.spawn_process("fill", {}, d, l);            // proxies are plain arguments
 //   std::cout << d << "\n" << l << "\n";
-//   // m's end (or m.shutdown()) stops the manager; later calls fail at once
+//   // the manager stops at m.shutdown(), or when m and every proxy it made in this process
+//   // are gone (as Python's proxies keep their manager); later calls fail at once
 //
 // Objects made with a name ("scores") are found again by that name, by this program or by
 // another that attaches to the manager: from a descendant with manager::lookup(name), from
 // another machine with manager::connect(remote_node, name) when the manager was given
 // manager_options::name. Objects live until released or until the manager ends.
 //
-// Destroy a manager before its node. A registered class's method must not call its own
+// Destroy a manager, and the proxies it made, before its node. A registered class's method must not call its own
 // manager: the manager runs one operation at a time, so the call waits for its timeout.
 #pragma once
 
@@ -33,6 +34,10 @@
 #include "mproc/runtime/node.hpp"
 
 namespace mproc {
+
+namespace detail {
+class manager_life;
+}
 
 struct manager_options {
   // Registered under this name in the creating node (node::register_name), so that
@@ -67,8 +72,8 @@ public:
   manager& operator=(manager&&) noexcept;
   ~manager();
 
-  // Stops the manager if this handle started it (Python's shutdown()); proxies' calls then
-  // fail with process_exited or no_such_actor. Idempotent.
+  // Stops the manager if this handle started it (Python's shutdown()), even while proxies it
+  // made are held; their calls then fail with process_exited or no_such_actor. Idempotent.
   void shutdown();
 
   // A new object, or with a name the one already under it (bad_arguments when it is of
@@ -114,7 +119,7 @@ public:
 
   const caf::actor& actor() const { return server_; }
   // The manager's process; nullopt when it runs in a process this handle did not start.
-  const std::optional<process>& server_process() const { return process_; }
+  const std::optional<process>& server_process() const;
 
 private:
   manager() = default;
@@ -124,9 +129,8 @@ private:
   detail::manager_ref self_ref() const;
 
   caf::actor server_;
-  std::optional<process> process_;
-  std::string registered_as_;
-  bool owner_ = false;
+  // Stopping the manager, where this handle started it: shared with the proxies it makes.
+  std::shared_ptr<detail::manager_life> life_;
   std::chrono::milliseconds timeout_{10'000};
 };
 

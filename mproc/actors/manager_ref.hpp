@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,8 +23,11 @@ public:
   using millis = std::chrono::milliseconds;
 
   manager_ref() = default;
-  manager_ref(caf::actor server, std::uint64_t id, millis timeout)
-    : server_{std::move(server)}, id_{id}, timeout_{clamped(timeout)} {}
+  // `owner`, when given, is what keeps the manager running (the starting handle's share):
+  // held by every copy in this process, never sent.
+  manager_ref(caf::actor server, std::uint64_t id, millis timeout,
+              std::shared_ptr<const void> owner = {})
+    : server_{std::move(server)}, id_{id}, timeout_{clamped(timeout)}, owner_{std::move(owner)} {}
 
   // Runs `op` on the object. Throws mproc::error: the manager's answer (no_such_key,
   // out_of_range, ...), timeout, or — the manager gone — process_exited, link_lost,
@@ -53,6 +57,7 @@ private:
   caf::actor server_;
   std::uint64_t id_ = 0;
   millis timeout_{10'000};
+  std::shared_ptr<const void> owner_;
 };
 
 // A proxy on the wire: [actor, object id, timeout in ms].

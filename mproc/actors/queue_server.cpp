@@ -152,6 +152,15 @@ void monitor_once(queue_actor* self, const caf::actor_addr& who) {
 
 // First contact with a consumer (the sender of a get): watch it, so what it holds comes back
 // if it dies.
+// Items go only to a sender the queue can watch: what an anonymous get took would be held
+// by nobody, never acknowledged nor given back at an end that never comes (and a parked
+// one would keep the queue recalling for it).
+caf::error anonymous_taker() {
+  return make_error(errc::bad_message,
+                    "a get or a waiting put needs a sender the queue can watch (an anonymous "
+                    "send would strand the items it took)");
+}
+
 caf::actor_addr first_contact(queue_actor* self) {
   auto who = caf::actor_cast<caf::actor_addr>(self->current_sender());
   self->state.store.add_consumer(who);
@@ -345,6 +354,8 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       producer();
       if (!s.putters.empty() || !s.store.has_room(batch.size())) {
         auto who = sender();
+        if (!who)
+          return anonymous_taker();  // nobody would hear when the put is let in
         monitor_once(self, who);
         auto rp = self->make_response_promise();
         s.putters.push_back({std::move(batch), rp, who});
@@ -365,22 +376,30 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       rebalance(self);
       return caf::unit;
     },
-    [=](q_get_atom, std::uint32_t max, std::uint64_t done) {
+    [=](q_get_atom, std::uint32_t max, std::uint64_t done) -> caf::result<caf::message> {
+      if (!self->current_sender())
+        return anonymous_taker();
       auto who = first_contact(self);
       acknowledge(self, who, done);
       return get_waiting(self, who, max);
     },
-    [=](q_get_atom, std::uint32_t max, const std::vector<std::uint64_t>& done) {
+    [=](q_get_atom, std::uint32_t max, const std::vector<std::uint64_t>& done) -> caf::result<caf::message> {
+      if (!self->current_sender())
+        return anonymous_taker();
       auto who = first_contact(self);
       acknowledge_spans(self, who, done);
       return get_waiting(self, who, max);
     },
-    [=](q_getnow_atom, std::uint32_t max, std::uint64_t done) {
+    [=](q_getnow_atom, std::uint32_t max, std::uint64_t done) -> caf::result<caf::message> {
+      if (!self->current_sender())
+        return anonymous_taker();
       auto who = first_contact(self);
       acknowledge(self, who, done);
       return get_now(self, who, max);
     },
-    [=](q_getnow_atom, std::uint32_t max, const std::vector<std::uint64_t>& done) {
+    [=](q_getnow_atom, std::uint32_t max, const std::vector<std::uint64_t>& done) -> caf::result<caf::message> {
+      if (!self->current_sender())
+        return anonymous_taker();
       auto who = first_contact(self);
       acknowledge_spans(self, who, done);
       return get_now(self, who, max);

@@ -193,6 +193,14 @@ namespace mproc::wire {
 
 namespace {
 
+// The range check comes first: converting a double beyond float's range is undefined.
+bool exact_as_float32(double x) {
+  if (std::isnan(x) || std::isinf(x))
+    return true;  // a NaN stays a NaN (its payload bits are nobody's data)
+  return std::fabs(x) <= std::numeric_limits<float>::max()
+         && static_cast<double>(static_cast<float>(x)) == x;
+}
+
 struct encode_visitor {
   packer& pk;
   codec_state& st;
@@ -200,7 +208,15 @@ struct encode_visitor {
   void operator()(bool x) const { pk.pack(x); }
   void operator()(std::int64_t x) const { pk.pack(x); }
   void operator()(std::uint64_t x) const { pk.pack(x); }
-  void operator()(double x) const { codec<double>::encode(pk, x, st); }
+  void operator()(double x) const {
+    // A float that a float32 holds exactly goes as one, 5 bytes instead of 9: a value decoded
+    // from a float32 and packed again (a manager's stored item) never grows, and an answer
+    // handing it back fits wherever the item came through.
+    if (exact_as_float32(x))
+      codec<float>::encode(pk, static_cast<float>(x), st);  // not pack_float: 3.0 would go as 3
+    else
+      codec<double>::encode(pk, x, st);
+  }
   void operator()(const std::string& x) const { pack_raw(pk, st, x.data(), x.size(), false); }
   void operator()(const mproc::bytes& x) const { pack_raw(pk, st, x.data(), x.size(), true); }
   void operator()(const value::array_t& xs) const {
