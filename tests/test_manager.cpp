@@ -37,6 +37,12 @@ void fill(caf::blocking_actor*, mproc::dict_proxy<value, value> d, mproc::list_p
   l.reverse();
 }
 
+// Sends `target` one message from another process: the root's loop thread reads it and runs
+// the target there.
+void poke(caf::blocking_actor* self, caf::actor target) {
+  self->send(target, std::int32_t{1});
+}
+
 struct counter {
   std::int64_t n = 0;
   std::int64_t add(std::int64_t k) { return n += k; }
@@ -90,6 +96,7 @@ caf::behavior manager_machine(caf::event_based_actor* self, std::string key, std
 } // namespace
 
 MPROC_ACTOR(fill);
+MPROC_ACTOR(poke);
 MPROC_ACTOR(count_up);
 MPROC_ACTOR(use_by_name);
 MPROC_ACTOR(call_until_gone);
@@ -352,6 +359,27 @@ TEST_CASE("proxies keep their manager running after the handle is gone; the last
     w->receive([&](caf::down_msg&) { down = true; }, caf::after(std::chrono::seconds{10}) >> [] {});
     CHECK(down);
   }
+}
+
+TEST_CASE("the last proxy to go stops its manager, also on the node's loop thread") {
+  test::scoped_node node;
+  std::optional<mproc::process> server;
+  caf::actor holder;
+  {
+    mproc::manager m{*node};
+    server = *m.server_process();
+    auto d = m.dict<value, value>();
+    // An actor holds the last proxy and ends on a message from another process: the loop
+    // thread runs it and drops the proxy there, which asks the manager to stop without
+    // waiting for it; the manager ends by itself (exit code 0, not killed).
+    holder = node->system().spawn([d](caf::event_based_actor* self) -> caf::behavior {
+      return {[self, d](std::int32_t) { self->quit(); }};
+    });
+  }
+  auto p = node->spawn_process("poke", {}, holder);
+  REQUIRE(server->join(20s));
+  CHECK(server->exitcode() == 0);
+  CHECK(p.join(10s));
 }
 
 TEST_CASE("floats a manager holds come back at the size they went in, so an answer fits its link") {

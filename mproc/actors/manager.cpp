@@ -1,9 +1,10 @@
 #include "mproc/actors/manager.hpp"
 
+#include "mproc/actors/manager_protocol.hpp"
 #include "mproc/actors/manager_server.hpp"
 #include "mproc/runtime/log.hpp"
 
-#include <mutex>
+#include <atomic>
 
 #include <caf/send.hpp>
 
@@ -12,22 +13,35 @@ namespace mproc {
 namespace detail {
 
 // What the handle that started a manager owns: stopping it. The handle and every proxy it
-// made in this process share it, as a Python proxy holds its manager: the manager stops when
-// the last of them goes, or at shutdown().
+// made in this process share it, as a Python proxy holds its manager: the manager stops at
+// shutdown(), at the handle's end when nothing else holds it, or when the last proxy goes.
 class manager_life {
 public:
   manager_life(caf::actor server, std::optional<process> proc, std::chrono::milliseconds timeout)
     : server_{std::move(server)}, process_{std::move(proc)}, timeout_{timeout} {}
-  ~manager_life() { stop(); }
+  // The last proxy may go anywhere: on the node's loop thread (a spawn's arguments, released
+  // there), in an actor on a scheduler thread, with the node's lock held. So it only asks
+  // the manager to stop, waiting for nothing and taking no lock; the node reaps its process
+  // (a daemon child) and drops its name when it ends.
+  ~manager_life() {
+    if (stopped_.exchange(true))
+      return;
+    caf::anon_send(server_, m_call_atom::value, manager_object, caf::atom("stop"),
+                   manager_args{});
+    if (!process_)
+      caf::anon_send_exit(server_, caf::exit_reason::user_shutdown);
+  }
   manager_life(const manager_life&) = delete;
   manager_life& operator=(const manager_life&) = delete;
 
   void registered_as(std::string name) { registered_as_ = std::move(name); }
   const std::optional<process>& server_process() const { return process_; }
 
-  // Asks the manager to stop, waits up to stop_grace for its process, then kills it. Once.
+  // Asks the manager to stop, waits up to stop_grace for its process, then kills it. Once;
+  // on a thread that may wait (shutdown(), the handle's end).
   void stop() {
-    std::call_once(stopped_, [this] { stop_once(); });
+    if (!stopped_.exchange(true))
+      stop_once();
   }
 
 private:
@@ -44,9 +58,8 @@ private:
     } catch (const std::exception& e) {  // gone already, or the node is: nothing left to stop
       log::debug("manager shutdown: ", e.what());
     }
-    // An in-process manager that did not answer (stuck, or the node's requester already
-    // stopped: the last proxy went with an actor at the node's end) would keep the node
-    // waiting for its actors for ever.
+    // An in-process manager that did not answer (stuck) would keep the node waiting for its
+    // actors for ever.
     if (!process_)
       caf::anon_send_exit(server_, caf::exit_reason::user_shutdown);
     try {
@@ -63,7 +76,7 @@ private:
   std::optional<process> process_;
   std::string registered_as_;
   std::chrono::milliseconds timeout_;
-  std::once_flag stopped_;
+  std::atomic<bool> stopped_{false};
 };
 
 } // namespace detail
@@ -72,6 +85,7 @@ manager::manager(node& owner, manager_options options) : timeout_{options.timeou
   std::optional<process> proc;
   if (options.in_process) {
     server_ = detail::spawn_local_manager(owner.system());
+    owner.keep_alive(server_);  // ended at the node's end, should a proxy never be dropped
   } else {
     // A daemon: a manager handle that is never destroyed still ends with the node.
     proc = owner.spawn_process(detail::manager_actor_name(),
@@ -105,8 +119,26 @@ manager manager::connect(remote_node& other, const std::string& name,
 }
 
 manager::manager(manager&&) noexcept = default;
-manager& manager::operator=(manager&&) noexcept = default;
-manager::~manager() = default;
+
+manager& manager::operator=(manager&& other) noexcept {
+  if (this != &other) {
+    end_share();
+    server_ = std::move(other.server_);
+    life_ = std::move(other.life_);
+    timeout_ = other.timeout_;
+  }
+  return *this;
+}
+
+manager::~manager() { end_share(); }
+
+// The handle ends on its owner's thread, which may wait: when nothing else holds the manager,
+// it stops here as at shutdown() (Python's `with` block); otherwise the last proxy stops it.
+void manager::end_share() noexcept {
+  if (life_ && life_.use_count() == 1)
+    life_->stop();
+  life_.reset();
+}
 
 void manager::shutdown() {
   if (life_)

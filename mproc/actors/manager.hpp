@@ -123,6 +123,7 @@ public:
 
 private:
   manager() = default;
+  void end_share() noexcept;
   detail::manager_ref create(const std::string& kind, const std::string& name,
                              std::optional<bytes> parameter = {}) const;
   bool release_id(const detail::manager_ref& ref) const;

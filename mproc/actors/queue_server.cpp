@@ -154,11 +154,11 @@ void monitor_once(queue_actor* self, const caf::actor_addr& who) {
 // if it dies.
 // Items go only to a sender the queue can watch: what an anonymous get took would be held
 // by nobody, never acknowledged nor given back at an end that never comes (and a parked
-// one would keep the queue recalling for it).
+// one would keep the queue recalling for it). A put may come from nobody: it takes nothing.
 caf::error anonymous_taker() {
   return make_error(errc::bad_message,
-                    "a get or a waiting put needs a sender the queue can watch (an anonymous "
-                    "send would strand the items it took)");
+                    "a get needs a sender the queue can watch (an anonymous one would strand "
+                    "the items it took)");
 }
 
 caf::actor_addr first_contact(queue_actor* self) {
@@ -354,8 +354,6 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       producer();
       if (!s.putters.empty() || !s.store.has_room(batch.size())) {
         auto who = sender();
-        if (!who)
-          return anonymous_taker();  // nobody would hear when the put is let in
         monitor_once(self, who);
         auto rp = self->make_response_promise();
         s.putters.push_back({std::move(batch), rp, who});
