@@ -11,8 +11,10 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include <caf/blocking_actor.hpp>
 #include <caf/event_based_actor.hpp>
@@ -34,6 +36,15 @@ struct unsendable {};
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(unsendable)
 
 namespace {
+
+// The two ends of a socketpair, as a pipe's, without a node.
+std::pair<std::shared_ptr<mproc::detail::pipe_socket>, std::shared_ptr<mproc::detail::pipe_socket>>
+socket_ends() {
+  int fds[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+  return {std::make_shared<mproc::detail::pipe_socket>(fds[0]),
+          std::make_shared<mproc::detail::pipe_socket>(fds[1])};
+}
 
 // Whether thread `tid` sleeps in poll(2) (ppoll where there is no poll).
 bool in_poll(pid_t tid) {
@@ -395,10 +406,7 @@ TEST_CASE("a timeout of 2^32 ms (49.7 days) waits: poll's int of milliseconds do
 }
 
 TEST_CASE("a reader that spun for its next message sleeps when none comes, and close() ends its wait") {
-  int fds[2];
-  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
-  auto reader = std::make_shared<mproc::detail::pipe_socket>(fds[0]);
-  auto writer = std::make_shared<mproc::detail::pipe_socket>(fds[1]);
+  auto [reader, writer] = socket_ends();
   writer->send("x", 1, std::nullopt);
   CHECK(reader->recv(std::nullopt).size() == 1);  // a new end's first wait spins (two CPUs)
   std::atomic<pid_t> tid{0};
@@ -422,10 +430,7 @@ TEST_CASE("a reader that spun for its next message sleeps when none comes, and c
 }
 
 TEST_CASE("a timed recv returns on time whether it spins or sleeps, and the message comes later") {
-  int fds[2];
-  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
-  auto reader = std::make_shared<mproc::detail::pipe_socket>(fds[0]);
-  auto writer = std::make_shared<mproc::detail::pipe_socket>(fds[1]);
+  auto [reader, writer] = socket_ends();
   writer->send("x", 1, std::nullopt);
   CHECK(reader->recv(std::nullopt).size() == 1);  // a new end's waits spin first (two CPUs)
   CHECK(code_of([&] { reader->recv(0ms); }) == errc::empty);  // a try: no spin

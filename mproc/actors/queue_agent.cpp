@@ -245,6 +245,11 @@ void on_queue_gone(caf::event_based_actor* self, const std::shared_ptr<queue_cha
     ch->in_flight = 0;
     ch->outbox.clear();
     ch->leaves_pending = 0;
+    // What was fetched ahead and not taken is the queue's again, or gone with it: a link to
+    // the queue's node declared down (a remote consumer stopped past the heartbeat) gave it
+    // back there, and handing it out here too would deliver it twice.
+    ch->inbox.clear();
+    ch->inbox_count = 0;
   }
   ch->cv.notify_all();
   for (auto& [n, rp] : mine.tasks_done)
