@@ -46,7 +46,8 @@ void remote_taker(caf::blocking_actor* self, tasks q, int_queue told, std::strin
   std::ifstream{dir + "/go"} >> line;  // opening a FIFO waits for its writer
   self->monitor(q.actor());
   bool seen = false;
-  self->receive([&](caf::down_msg&) { seen = true; }, caf::after(std::chrono::seconds{20}) >> [] {});
+  self->receive([&](caf::down_msg&) { seen = true; },
+                caf::after(std::chrono::seconds{20}) >> [] {});
   // The queue agent heard of that end first (it watched the queue before this actor did);
   // task_done goes through it, so it returns once the agent has handled the end.
   try {

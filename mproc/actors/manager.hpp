@@ -14,8 +14,9 @@
 // another machine with manager::connect(remote_node, name) when the manager was given
 // manager_options::name. Objects live until released or until the manager ends.
 //
-// Destroy a manager, and the proxies it made, before its node. A registered class's method must not call its own
-// manager: the manager runs one operation at a time, so the call waits for its timeout.
+// Destroy a manager, and the proxies it made, before its node. A registered class's method
+// must not call its own manager: the manager runs one operation at a time, so the call waits
+// for its timeout.
 #pragma once
 
 #include <chrono>

@@ -150,8 +150,6 @@ void monitor_once(queue_actor* self, const caf::actor_addr& who) {
     self->monitor(who);
 }
 
-// First contact with a consumer (the sender of a get): watch it, so what it holds comes back
-// if it dies.
 // Items go only to a sender the queue can watch: what an anonymous get took would be held
 // by nobody, never acknowledged nor given back at an end that never comes (and a parked
 // one would keep the queue recalling for it). A put may come from nobody: it takes nothing.
@@ -161,6 +159,8 @@ caf::error anonymous_taker() {
                     "the items it took)");
 }
 
+// First contact with a consumer (the sender of a get): watch it, so what it holds comes back
+// if it dies.
 caf::actor_addr first_contact(queue_actor* self) {
   auto who = caf::actor_cast<caf::actor_addr>(self->current_sender());
   self->state.store.add_consumer(who);
@@ -381,7 +381,8 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       acknowledge(self, who, done);
       return get_waiting(self, who, max);
     },
-    [=](q_get_atom, std::uint32_t max, const std::vector<std::uint64_t>& done) -> caf::result<caf::message> {
+    [=](q_get_atom, std::uint32_t max,
+        const std::vector<std::uint64_t>& done) -> caf::result<caf::message> {
       if (!self->current_sender())
         return anonymous_taker();
       auto who = first_contact(self);
@@ -395,7 +396,8 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       acknowledge(self, who, done);
       return get_now(self, who, max);
     },
-    [=](q_getnow_atom, std::uint32_t max, const std::vector<std::uint64_t>& done) -> caf::result<caf::message> {
+    [=](q_getnow_atom, std::uint32_t max,
+        const std::vector<std::uint64_t>& done) -> caf::result<caf::message> {
       if (!self->current_sender())
         return anonymous_taker();
       auto who = first_contact(self);
