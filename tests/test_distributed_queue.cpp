@@ -1,5 +1,6 @@
 // A queue shared with a consumer on another node (over TCP on loopback; the other node is a
 // child process that listens, standing in for another machine).
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include <caf/blocking_actor.hpp>
 #include <caf/system_messages.hpp>
@@ -28,9 +30,11 @@ using tasks = mproc::joinable_queue<std::int32_t>;
 
 namespace {
 
-std::string outcome_of_get(tasks& q) {
+// "item N", or "error" and the errc of the failure.
+template <class Get>
+std::string outcome_of(Get get) {
   try {
-    return "item " + std::to_string(q.get(2s));
+    return "item " + std::to_string(get());
   } catch (const mproc::error& e) {
     return "error " + std::to_string(static_cast<int>(e.code()));
   }
@@ -40,64 +44,102 @@ std::string outcome_of_get(tasks& q) {
 // through `told`, then waits on the FIFO `dir/go` until the test writes to it, and writes
 // into `dir/result` what a get found once this node saw its link to the root end.
 void remote_taker(caf::blocking_actor* self, tasks q, int_queue told, std::string dir) {
+  // Watched before the first get makes the queue's agent, which watches it too: CAF tells
+  // the newest watcher first, so the agent hears of the queue's end before this actor does.
+  self->monitor(q.actor());
   told.put(q.get(10s));
   told.flush(10s);
   std::string line;
   std::ifstream{dir + "/go"} >> line;  // opening a FIFO waits for its writer
-  self->monitor(q.actor());
   bool seen = false;
   self->receive([&](caf::down_msg&) { seen = true; },
                 caf::after(std::chrono::seconds{20}) >> [] {});
-  // The queue agent heard of that end first (it watched the queue before this actor did);
-  // task_done goes through it, so it returns once the agent has handled the end.
+  // task_done goes through the agent, after its news of the end: it returns once the agent
+  // has handled it.
   try {
     q.task_done();
   } catch (const mproc::error&) {
   }
-  std::ofstream{dir + "/result.part"} << (seen ? outcome_of_get(q) : "no end seen") << "\n";
+  {
+    std::ofstream out{dir + "/result.part"};
+    if (!seen)
+      out << "no end seen\n";
+    else
+      out << outcome_of([&] { return q.get(2s); }) << "\n"
+          << outcome_of([&] { return q.get_nowait(); }) << "\n";
+  }
   std::filesystem::rename(dir + "/result.part", dir + "/result");
 }
+
+// Writes "go" into the FIFO once its reader has it open (open fails with ENXIO until then),
+// for up to 10 s: a blocking open would wait for ever for a reader that died.
+bool tell_go(const std::string& fifo) {
+  for (auto deadline = std::chrono::steady_clock::now() + 10s;
+       std::chrono::steady_clock::now() < deadline;) {
+    int fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd >= 0) {
+      bool written = ::write(fd, "go\n", 3) == 3;
+      ::close(fd);
+      return written;
+    }
+    if (errno != ENXIO)
+      return false;
+    std::this_thread::sleep_for(10ms);  // polling for the reader to come
+  }
+  return false;
+}
+
+// A directory of its own under /tmp, removed with what it holds however the test ends.
+struct temp_dir {
+  std::string path;
+  temp_dir() {
+    char tmpl[] = "/tmp/mproc-queue-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    path = tmpl;
+  }
+  ~temp_dir() { std::filesystem::remove_all(path); }
+};
 
 } // namespace
 
 MPROC_ACTOR(remote_taker);
 
 TEST_CASE("a consumer on a node declared down hands out nothing of what the root gave back") {
+  std::atomic<bool> down{false};  // set by on_down, which may run until the node's end
   test::scoped_node node;
   auto key = mproc::authkey::generate();
   auto other = test::start_other_node(*node, key, false);
   auto remote = node->connect(other.address(), key);
-  std::atomic<bool> down{false};
   remote.on_down([&](const std::string&) { down = true; });
   tasks q{*node};
   int_queue told{*node};
   for (std::int32_t i = 0; i < 100; ++i)
     q.put(i);
   REQUIRE(q.flush(5s));
-  char tmpl[] = "/tmp/mproc-queue-XXXXXX";
-  REQUIRE(::mkdtemp(tmpl) != nullptr);
-  std::string dir = tmpl;
+  temp_dir tmp;
+  const std::string& dir = tmp.path;
   REQUIRE(::mkfifo((dir + "/go").c_str(), 0600) == 0);
 
   remote.spawn("remote_taker", q, told, dir);
-  CHECK(told.get(10s) == 0);
+  REQUIRE(told.get(10s) == 0);
   REQUIRE(::kill(other.process.pid(), SIGSTOP) == 0);
   REQUIRE(test::eventually(10s, [&] { return down.load(); }));  // silent past the heartbeat
   // The root gave back everything the stopped consumer held: it may never come back.
   CHECK(test::eventually(10s, [&] { return q.stats().unacknowledged == 0; }));
   CHECK(q.stats().size == 100);
   REQUIRE(::kill(other.process.pid(), SIGCONT) == 0);
-  std::ofstream{dir + "/go"} << "go\n";
-  REQUIRE(test::eventually(20s, [&] { return std::filesystem::exists(dir + "/result"); }));
+  REQUIRE(tell_go(dir + "/go"));
+  REQUIRE(test::eventually(30s, [&] { return std::filesystem::exists(dir + "/result"); }));
   std::ifstream in{dir + "/result"};
-  std::string outcome;
-  std::getline(in, outcome);
+  std::string by_get, by_get_nowait;
+  std::getline(in, by_get);
+  std::getline(in, by_get_nowait);
   // What it had fetched ahead went back to the queue: handing it out there too would
-  // deliver items twice.
-  CHECK(outcome.rfind("error ", 0) == 0);
-  INFO(outcome);
+  // deliver items twice. Both ways of getting say the queue ended.
+  auto closed = "error " + std::to_string(static_cast<int>(mproc::errc::closed));
+  CHECK(by_get == closed);
+  CHECK(by_get_nowait == closed);
   CHECK(q.get(5s) == 0);  // the given back items are the queue's, in their order
   other.process.kill();
   other.process.join(10s);
-  std::filesystem::remove_all(dir);
 }

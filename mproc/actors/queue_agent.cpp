@@ -250,6 +250,7 @@ void on_queue_gone(caf::event_based_actor* self, const std::shared_ptr<queue_cha
     // back there, and handing it out here too would deliver it twice.
     ch->inbox.clear();
     ch->inbox_count = 0;
+    ++ch->takes;  // an untake of what was taken before puts nothing back
   }
   ch->cv.notify_all();
   for (auto& [n, rp] : mine.tasks_done)

@@ -137,6 +137,8 @@ public:
       finish_taken_locked();
       if (!ch_->inbox.empty())
         return take_locked(1);
+      if (ch_->queue_gone)  // its agent ended with it: it would answer no_such_actor
+        throw error(ch_->get_error, "get_nowait: " + render(ch_->get_error));
     }
     // Through the agent: the queue must know who holds the item. The agent puts it in the
     // inbox itself, in the order the queue handed out batches (so that the places that

@@ -115,8 +115,8 @@ int main(int argc, char** argv) {
     collect(done, seen, 0ms);
   }
 
-  // join() returned: no item is left or out with a worker (each went back with its acknowledgment
-  // in the task_done that finished it). One still out means join() came early.
+  // join() returned: no item is left or out with a worker (each was acknowledged by the
+  // task_done that finished it). One still out means join() came early.
   auto left = tasks.stats();
   if (left.size != 0 || left.unacknowledged != 0) {
     std::printf("joinable failed: join() returned with %llu items queued and %llu out\n",
@@ -125,21 +125,27 @@ int main(int argc, char** argv) {
     return 1;
   }
   // Every task was done, so every number was reported (put and flushed) before its
-  // task_done(): all of them are in the done queue already. Taken until it has nothing more,
-  // without a long wait, which would give a worker still busy with a task that join()
-  // wrongly counted done the time to report it.
-  for (;;) {
-    auto before = seen.size();
-    collect(done, seen, 500ms);
-    if (seen.size() == before)
-      break;  // nothing more came
+  // task_done(): all of them are in the done queue already, and taken until it is empty,
+  // without waiting (a wait would give a worker still busy with a task that join() wrongly
+  // counted done the time to report it).
+  try {
+    for (;;)
+      seen.insert(done.get_nowait());
+  } catch (const mproc::error& e) {
+    if (e.code() != mproc::errc::empty)
+      throw;
   }
   tasks.close();
-  for (auto& w : workers)
+  for (auto& w : workers) {
     if (w && !w->join(10s)) {
       std::printf("joinable failed: a worker did not end after close()\n");
       return 1;
     }
+    if (w && w->exitcode() == -SIGABRT) {
+      std::printf("joinable failed: a worker aborted (see its message above)\n");
+      return 1;
+    }
+  }
   if (seen.size() != static_cast<std::size_t>(total)) {
     std::printf("joinable failed: join() returned with %zu of %lld tasks reported done\n",
                 seen.size(), static_cast<long long>(total));
