@@ -101,9 +101,6 @@ private:
   bool wait_readable(std::optional<std::chrono::steady_clock::time_point> deadline);
   // recv_mtx_ held: reads what the socket has into the buffer; false at EOF.
   bool fill(std::optional<std::chrono::steady_clock::time_point> deadline);
-  // recv_mtx_ held: polls the socket without waiting for up to spin_gauge::limit (or the
-  // deadline); true once a read would not wait.
-  bool spin_readable(std::optional<std::chrono::steady_clock::time_point> deadline);
   bool frame_buffered() const;
   // recv_mtx_, or an empty lock when `deadline` passed first.
   std::unique_lock<std::timed_mutex> lock_recv(

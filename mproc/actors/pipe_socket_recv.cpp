@@ -64,7 +64,12 @@ bool pipe_socket::wait_readable(deadline_t deadline) {
   if (deadline && *deadline <= t0)
     return wait_for(fd_, POLLIN, deadline);  // a try: one poll, and nothing learnt
   will_block();  // an actor on a loop thread hands the loop over before it spins, too
-  bool ready = (arrivals_.worth_spinning() && spin_readable(deadline))
+  auto readable = [this] {  // data, EOF or an error: the read that follows reports it
+    char c;
+    return ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT) >= 0 || (!would_block() && errno != EINTR);
+  };
+  bool ready = (arrivals_.worth_spinning()
+                && spin_until(readable, deadline.value_or(clock_type::time_point::max()), 8))
                || wait_for(fd_, POLLIN, deadline);
   auto waited = clock_type::now() - t0;
   if (ready)
@@ -72,20 +77,6 @@ bool pipe_socket::wait_readable(deadline_t deadline) {
   else
     arrivals_.timed_out(waited);
   return ready;
-}
-
-bool pipe_socket::spin_readable(deadline_t deadline) {
-  auto until = clock_type::now() + spin_gauge::limit;
-  if (deadline)
-    until = std::min(until, *deadline);
-  for (unsigned i = 1;; ++i) {
-    char c;
-    if (::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT) >= 0 || (!would_block() && errno != EINTR))
-      return true;  // data, EOF or an error: the read that follows reports it
-    if (i % 8 == 0 && clock_type::now() > until)
-      return false;
-    spin_pause();
-  }
 }
 
 bool pipe_socket::fill(deadline_t deadline) {

@@ -8,6 +8,7 @@
 // Used by the runtime's blocking requests and the Pipe's reads.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -49,6 +50,22 @@ inline void spin_pause() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #endif
+}
+
+// Asks `ready` until it says yes (true), or until spin_gauge::limit or `deadline` passes
+// (false), reading the clock every `clock_every` turns: often for a check that is a system
+// call, seldom for one that reads a word.
+template <class Ready>
+bool spin_until(Ready&& ready, std::chrono::steady_clock::time_point deadline,
+                unsigned clock_every) {
+  auto until = std::min(deadline, std::chrono::steady_clock::now() + spin_gauge::limit);
+  for (unsigned i = 1;; ++i) {
+    if (ready())
+      return true;
+    if (i % clock_every == 0 && std::chrono::steady_clock::now() > until)
+      return false;
+    spin_pause();
+  }
 }
 
 } // namespace mproc::detail

@@ -188,14 +188,9 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
 
 // Returns when the reply came or spinning no longer pays; the caller then sleeps if need be.
 void requester::spin_for(const call& c, std::chrono::steady_clock::time_point deadline) {
-  if (!latency_.worth_spinning())
-    return;
-  auto until = std::min(deadline, std::chrono::steady_clock::now() + spin_gauge::limit);
-  for (unsigned i = 1; c.ready.load(std::memory_order_acquire) != call::answered; ++i) {
-    spin_pause();
-    if (i % 64 == 0 && std::chrono::steady_clock::now() > until)
-      return;
-  }
+  if (latency_.worth_spinning())
+    spin_until([&] { return c.ready.load(std::memory_order_acquire) == call::answered; },
+               deadline, 64);
 }
 
 void requester::receiver_ended(std::uint64_t request_id, const caf::error& reason) {
