@@ -157,6 +157,7 @@ void node_impl::send_fork_requests() {
       }
       forks_waiting_.push_front(state);
       log::warn(e.what());
+      fork_request_refused_ = true;
       fork_server_ended();
       return;
     }
@@ -219,6 +220,7 @@ void node_impl::on_fork_answers() {
 }
 
 void node_impl::fork_server_ended() {
+  bool refused = std::exchange(fork_request_refused_, false);
   if (fork_server_->buried())
     return;
   take_fork_answers();  // what it answered before it ended: those children exist
@@ -244,7 +246,7 @@ void node_impl::fork_server_ended() {
   if (fork_server_->served() || !forked.empty()) {
     unserved_fork_servers_ = unready_fork_servers_ = 0;
     fork_retry_wait_.reset();
-  } else if (!unforked.empty()) {
+  } else if (!unforked.empty() || refused) {
     ++(fork_server_->ready() || !fork_server_->killed() ? unserved_fork_servers_
                                                          : unready_fork_servers_);
   }
