@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -132,18 +133,45 @@ TEST_CASE("a timeout leaves popen's program running; run kills and reaps it") {
   CHECK(code_of([&] { p.wait(100ms); }) == errc::timeout);
   p.kill();
   CHECK(p.wait() == -SIGKILL);
-  CHECK(code_of([&] { sp::run({"sleep", "30"}, {.timeout = 200ms}); }) == errc::timeout);
-  CHECK(test::eventually(5s, [] { return test::zombie_children() == 0; }));
+  pid_t timed_out = 0;
+  try {
+    sp::run({"sh", "-c", "echo $$; exec sleep 30"}, {.capture_output = true, .timeout = 2s});
+  } catch (const sp::timeout_expired& e) {
+    timed_out = std::stoi(e.output);  // the program's pid, printed before the timeout
+  }
+  REQUIRE(timed_out > 0);
+  auto ours = test::children();  // run() killed and reaped it before throwing
+  CHECK(std::find(ours.begin(), ours.end(), timed_out) == ours.end());
+  CHECK_FALSE(test::running(timed_out));
   sp::popen t{{"sleep", "30"}};
   t.terminate();
   CHECK(t.wait() == -SIGTERM);
 }
 
+TEST_CASE("a timeout of seconds::max() or hours::max() waits for the program, as none would") {
+  test::scoped_node node;
+  // "sleep 1": a wait that overflowed into the past would fail before the program ends.
+  auto r = sp::run({"sh", "-c", "sleep 1; echo done"},
+                   {.capture_output = true, .timeout = std::chrono::seconds::max()});
+  CHECK(r.returncode == 0);
+  CHECK(r.stdout_ == "done\n");
+  sp::popen p{{"sh", "-c", "sleep 1; echo done"}, {.stdin_ = sp::pipe, .stdout_ = sp::pipe}};
+  p.write_stdin("x", std::chrono::hours::max());
+  CHECK(p.communicate({}, std::chrono::hours::max()).first == "done\n");
+  sp::popen q{{"sleep", "1"}};
+  CHECK(q.wait(std::chrono::seconds::max()) == 0);
+}
+
 TEST_CASE("communicate after a timeout goes on with the first input; a flood still times out") {
   test::scoped_node node;
+  // More than a pipe holds: the first call cannot have written it all before its timeout.
+  std::string input(1 << 20, 'x');
+  for (std::size_t i = 0; i < input.size(); i += 4096)
+    input[i] = static_cast<char>('a' + i / 4096 % 26);
   sp::popen p{{"sh", "-c", "sleep 1; cat"}, {.stdin_ = sp::pipe, .stdout_ = sp::pipe}};
-  CHECK(code_of([&] { p.communicate("abc", 100ms); }) == errc::timeout);
-  CHECK(p.communicate({}, 30s).first == "abc");
+  CHECK(code_of([&] { p.communicate(input, 100ms); }) == errc::timeout);
+  CHECK(code_of([&] { p.communicate("other", 30s); }) == errc::bad_arguments);  // as Python
+  CHECK(p.communicate({}, 30s).first == input);
   sp::popen flood{{"yes"}, {.stdout_ = sp::pipe}};
   CHECK(code_of([&] { flood.communicate({}, 300ms); }) == errc::timeout);
   flood.kill();

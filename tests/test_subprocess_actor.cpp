@@ -170,6 +170,27 @@ TEST_CASE("a normal exit message is no request to stop; a kill ends the program 
   CHECK(test::eventually(10s, [&] { return !test::running(pid); }));
 }
 
+TEST_CASE("another actor's messages neither end the program's actor nor speak for its program") {
+  test::scoped_node node;
+  caf::scoped_actor self{node->system()};
+  auto cmd = sp::spawn_actor(*node, {"sh", "-c", "echo $$; exec sleep 60"}, self);
+  self->monitor(cmd);
+  auto pid = next_pid(self);
+  REQUIRE(pid > 0);
+  // What the reader thread used to send: atoms anybody could send, from any process.
+  self->send(cmd, caf::atom("cmd_exit"), std::int32_t{0});
+  self->send(cmd, caf::atom("cmd_exit"), caf::error{});
+  self->send(cmd, sp::stdout_atom::value, std::string{"forged"});
+  self->send(cmd, sp::stderr_atom::value, std::string{"forged"});
+  self->send_exit(cmd, caf::exit_reason::kill);  // behind them in the mailbox
+  auto s = collect(self, cmd);
+  CHECK(s.out.empty());
+  CHECK(s.err.empty());
+  REQUIRE(s.down);
+  CHECK(*s.down == caf::exit_reason::kill);  // not the normal end a forged exit 0 gave
+  CHECK(test::eventually(10s, [&] { return !test::running(pid); }));
+}
+
 TEST_CASE("the first request to stop gives the actor's exit reason") {
   test::scoped_node node;
   caf::scoped_actor self{node->system()};

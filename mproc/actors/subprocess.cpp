@@ -204,7 +204,7 @@ popen::popen(launched l)
       err_{l.fds[2]} {}
 
 popen::launched popen::launch(std::vector<std::string> argv, const options& opts) {
-  if (opts.input || opts.timeout || opts.capture_output || opts.check)
+  if (opts.input || opts.timeout.get() || opts.capture_output || opts.check)
     fail(errc::bad_arguments,
          "popen: input, timeout, capture_output and check belong to run(); use "
          "stdin_/stdout_/stderr_ = pipe and communicate(input, timeout)");
@@ -257,10 +257,10 @@ int popen::wait() {
   return *cmd_.wait(std::nullopt);
 }
 
-int popen::wait(millis timeout) {
+int popen::wait(wait_timeout timeout) {
   auto code = cmd_.wait(timeout);
   if (!code)
-    throw timeout_expired{args_, timeout, {}, {}};
+    throw timeout_expired{args_, *timeout.get(), {}, {}};
   return *code;
 }
 
@@ -272,7 +272,7 @@ void popen::kill() const {
   cmd_.send_signal(SIGKILL);
 }
 
-void popen::write_stdin(std::string_view data, std::optional<millis> timeout) {
+void popen::write_stdin(std::string_view data, wait_timeout timeout) {
   if (in_ < 0)
     fail(errc::closed, "write_stdin: stdin is not a pipe, or was closed");
   auto deadline = deadline_after(timeout);
@@ -297,8 +297,11 @@ void popen::write_stdin(std::string_view data, std::optional<millis> timeout) {
 }
 
 std::pair<std::string, std::string> popen::communicate(std::string_view given,
-                                                       std::optional<millis> timeout) {
+                                                       wait_timeout timeout) {
   auto deadline = deadline_after(timeout);
+  if (input_ && !given.empty())  // Python's "Cannot send input after starting communication"
+    fail(errc::bad_arguments, "communicate: input given again after a timeout; a retry goes on "
+                              "with the first call's input (call it without input)");
   if (!input_) {  // a call after a timeout goes on with the first call's input, as Python
     if (in_ < 0 && !given.empty())
       fail(errc::bad_arguments, "communicate: input given, but stdin is not a pipe");
@@ -314,7 +317,7 @@ std::pair<std::string, std::string> popen::communicate(std::string_view given,
     pollfd fds[3] = {{in_, POLLOUT, 0}, {out_, POLLIN, 0}, {err_, POLLIN, 0}};
     auto wait_ms = poll_wait_ms(deadline);
     if (!wait_ms)
-      throw timeout_expired{args_, *timeout, stdout_, stderr_};
+      throw timeout_expired{args_, *timeout.get(), stdout_, stderr_};
     if (::poll(fds, 3, *wait_ms) < 0 && errno != EINTR)
       fail(errc::closed, std::string{"communicate: poll: "} + std::strerror(errno));
     if (fds[0].revents != 0) {
@@ -335,7 +338,7 @@ std::pair<std::string, std::string> popen::communicate(std::string_view given,
       std::max(deadline - clock_type::now(), clock_type::duration::zero()));
   auto code = cmd_.wait(left);
   if (!code)
-    throw timeout_expired{args_, *timeout, stdout_, stderr_};
+    throw timeout_expired{args_, *timeout.get(), stdout_, stderr_};
   input_.reset();
   input_sent_ = 0;
   return {std::exchange(stdout_, {}), std::exchange(stderr_, {})};
@@ -359,7 +362,7 @@ completed_process run(std::vector<std::string> argv, options opts) {
   auto timeout = opts.timeout;
   bool check = opts.check;
   opts.input.reset();
-  opts.timeout.reset();
+  opts.timeout = std::nullopt;
   opts.capture_output = false;
   opts.check = false;
   popen p{std::move(argv), std::move(opts)};

@@ -44,7 +44,7 @@ struct options {
   // run() and the helpers only:
   bool capture_output = false;     // stdout and stderr to pipes
   std::optional<std::string> input;  // written to its stdin (a pipe), which is then closed
-  std::optional<millis> timeout;   // then the program is killed, and timeout_expired thrown
+  wait_timeout timeout;            // then the program is killed, and timeout_expired thrown
   bool check = false;              // a non-zero returncode throws called_process_error
 };
 
@@ -94,19 +94,20 @@ public:
   std::optional<int> poll() const { return cmd_.returncode(); }
   std::optional<int> returncode() const { return cmd_.returncode(); }
   int wait();
-  // Throws timeout_expired when it runs on past `timeout`.
-  int wait(millis timeout);
+  // Throws timeout_expired when it runs on past `timeout` (a century or more: no limit).
+  int wait(wait_timeout timeout);
   // Writes `input` to stdin (a pipe) and closes it, reads stdout and stderr (where they are
   // pipes) until both end, then waits: all at once, so no pipe fills up and stalls the
   // program. Throws timeout_expired past `timeout` (the program keeps running, as in Python;
-  // calling communicate again goes on where this one stopped, with the first call's input).
+  // calling communicate again goes on where this one stopped, with the first call's input:
+  // input given again throws bad_arguments, as Python's ValueError).
   std::pair<std::string, std::string> communicate(std::string_view input = {},
-                                                  std::optional<millis> timeout = {});
+                                                  wait_timeout timeout = {});
   // Python's p.stdin.write(data): writes all of `data` to stdin (a pipe), waiting while the
   // pipe is full, up to `timeout` (errc::timeout; part may be written). Throws closed when
   // stdin is no pipe or was closed, or the program no longer reads it (Python's
   // BrokenPipeError), never SIGPIPE. Leaves stdin_fd() non-blocking, as communicate does.
-  void write_stdin(std::string_view data, std::optional<millis> timeout = {});
+  void write_stdin(std::string_view data, wait_timeout timeout = {});
   void send_signal(int sig) const { cmd_.send_signal(sig); }
   void terminate() const;  // SIGTERM
   void kill() const;       // SIGKILL

@@ -18,11 +18,30 @@
 #include "mproc/runtime/node.hpp"
 
 namespace mproc::subprocess {
+namespace {
+struct program_line;
+struct program_end;
+} // namespace
+} // namespace mproc::subprocess
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mproc::subprocess::program_line)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mproc::subprocess::program_end)
+
+namespace mproc::subprocess {
 
 namespace {
 
-// From the reader thread to the actor: the program ended with this returncode.
-using cmd_exit_atom = caf::atom_constant<caf::atom("cmd_exit")>;
+// From the reader thread to the actor: a line of the program's, and its end (a returncode,
+// or the error that ended the watch). Types of this file, never registered for the wire:
+// nobody else, in this process or another, can end the actor or speak for its program.
+struct program_line {
+  bool out;  // stdout, else stderr
+  std::string text;
+};
+struct program_end {
+  std::int32_t code = 0;
+  caf::error why;  // when set, the actor ends with it
+};
 
 // What the reader thread shares with the actor: the program, the way to wake the thread,
 // a weak reference to the actor (its end must not wait for the thread). Owned by both, so
@@ -84,7 +103,7 @@ public:
     if (core_->stopping)
       return;
     drain();
-    core_->tell(cmd_exit_atom::value, static_cast<std::int32_t>(p.wait()));
+    core_->tell(program_end{static_cast<std::int32_t>(p.wait()), {}});
   }
 
 private:
@@ -96,10 +115,7 @@ private:
   };
 
   void send_line(const stream& s, std::string line) {
-    if (s.out)
-      core_->tell(stdout_atom::value, std::move(line));
-    else
-      core_->tell(stderr_atom::value, std::move(line));
+    core_->tell(program_line{s.out, std::move(line)});
   }
 
   // A line, in pieces of at most max_line_bytes (a long one may arrive whole in a read).
@@ -185,7 +201,7 @@ public:
           reader{core}.run();
         } catch (const std::exception& e) {  // the actor must not wait for an end never told
           log::warn("subprocess actor: ", e.what());
-          core->tell(cmd_exit_atom::value, make_error(errc::link_lost, e.what()));
+          core->tell(program_end{0, make_error(errc::link_lost, e.what())});
         }
       }};
     } catch (...) {
@@ -243,14 +259,19 @@ caf::behavior command_behavior(command_actor* self, popen program, caf::actor li
     self->state.program->terminate();
   });
   return {
-    [self, listener](stdout_atom a, std::string& line) { self->send(listener, a, std::move(line)); },
-    [self, listener](stderr_atom a, std::string& line) { self->send(listener, a, std::move(line)); },
-    [self](cmd_exit_atom, caf::error& why) { self->quit(std::move(why)); },
-    [self](cmd_exit_atom, std::int32_t code) {
-      if (self->state.stop_reason)
+    [self, listener](program_line& line) {
+      if (line.out)
+        self->send(listener, stdout_atom::value, std::move(line.text));
+      else
+        self->send(listener, stderr_atom::value, std::move(line.text));
+    },
+    [self](program_end& end) {
+      if (end.why)
+        self->quit(std::move(end.why));
+      else if (self->state.stop_reason)
         self->quit(std::move(self->state.stop_reason));
       else
-        self->quit(code == 0 ? caf::error{} : make_exit_error(code));
+        self->quit(end.code == 0 ? caf::error{} : make_exit_error(end.code));
     },
   };
 }

@@ -9,6 +9,7 @@
 
 #include "mproc/runtime/blocking.hpp"
 #include "mproc/runtime/deadline.hpp"
+#include "mproc/runtime/log.hpp"
 #include "mproc/runtime/internal/command_state.hpp"
 
 namespace mproc {
@@ -30,7 +31,10 @@ bool command_state::reap_locked(bool block) {
   }
   if (r < 0) {
     // ECHILD: someone else reaped it (a waitpid(-1) of the program's own); its status is
-    // lost, and 0 is what Python's subprocess reports then too.
+    // lost, and 0 is what Python's subprocess reports then too. Said, as for processes:
+    // check_call would take a program that failed for one that succeeded.
+    log::warn("the exit status of program ", pid, " was taken by another waiter (is SIGCHLD ",
+              "ignored, or does something call waitpid(-1)?); reporting returncode 0");
     returncode = 0;
   } else if (info.si_pid == 0) {
     return false;  // still running
@@ -58,8 +62,9 @@ std::optional<int> command::returncode() const {
   return s_->returncode;
 }
 
-std::optional<int> command::wait(std::optional<millis> timeout) const {
+std::optional<int> command::wait(wait_timeout limit) const {
   using clock = std::chrono::steady_clock;
+  std::optional<millis> timeout = limit;
   auto deadline = deadline_after(timeout);
   if (deadline == clock::time_point::max())
     timeout.reset();

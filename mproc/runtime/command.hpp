@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "mproc/runtime/deadline.hpp"
+
 namespace mproc {
 
 namespace detail {
@@ -49,8 +51,8 @@ public:
   pid_t pid() const;
   // Once it ended: its exit code, or minus the signal that killed it (Python's returncode).
   std::optional<int> returncode() const;
-  // Until it ends or `timeout` passes (nullopt: no limit); its returncode, or nullopt.
-  std::optional<int> wait(std::optional<millis> timeout) const;
+  // Until it ends or `limit` passes (nullopt: no limit); its returncode, or nullopt.
+  std::optional<int> wait(wait_timeout limit) const;
   // Nothing once it ended and was reaped (a pidfd: never a recycled pid).
   void send_signal(int sig) const;
   // A descriptor that polls readable (POLLIN) once the program has ended, for an event loop
