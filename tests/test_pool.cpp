@@ -553,6 +553,16 @@ TEST_CASE("inputs too large for one message go out in several; a chunk too large
   CHECK(pool.apply(slow_pid, 0) == worker);
 }
 
+TEST_CASE("a maxtasksperchild beyond 32 bits is refused, not wrapped to a small limit") {
+  test::scoped_node node;
+  std::size_t wraps_to_one = (std::size_t{1} << 32) + 1;
+  CHECK(code_of([&] { mproc::pool{*node, {.processes = 1, .maxtasksperchild = wraps_to_one}}; })
+        == errc::bad_arguments);
+  CHECK(test::eventually(10s, [&] { return node->active_children().empty(); }));  // none started
+  mproc::pool fine{*node, {.processes = 1, .maxtasksperchild = std::size_t{1} << 31}};
+  CHECK(fine.apply(square, std::int64_t{3}) == 9);
+}
+
 TEST_CASE("a function that is not a registered task is refused with a clear error") {
   test::scoped_node node;
   mproc::pool pool{*node, {.processes = 1}};

@@ -13,8 +13,16 @@
 #include <string>
 #include <thread>
 
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+
 #include <catch2/catch.hpp>
 
+#include "mproc/actors/pool_chunks.hpp"
+#include "mproc/actors/pool_dispatcher.hpp"
+#include "mproc/actors/pool_job.hpp"
+#include "mproc/actors/pool_protocol.hpp"
 #include "mproc/runtime/inspect.hpp"
 #include "mproc/runtime/node.hpp"
 #include "pool_tasks.hpp"
@@ -238,4 +246,75 @@ TEST_CASE("terminate kills workers that ignore SIGTERM") {
   CHECK(pool.join(5s));
   CHECK_FALSE(test::running(pid));
   CHECK(code_of([&] { r.get(1s); }) == errc::closed);
+}
+
+TEST_CASE("a dispatcher that ends fails its jobs and those handed in after; join returns") {
+  // However it ends (here a kill; an exception in a handler does the same), no caller
+  // waits for ever on a job it had, on one still waiting to be taken, or in join().
+  using namespace mproc::detail;
+  test::scoped_node node;
+  auto status = std::make_shared<pool_status>();
+  auto d = node->system().spawn(pool_dispatcher, mproc::pool_options{.processes = 1}, status);
+  auto job_of = [](std::size_t n) {
+    auto job = std::make_shared<pool_job>(n);
+    job->task = "slow_double";  // 20 ms an item: a second of work on one worker
+    job->set_source(chunks_of<std::int64_t>(
+      job->task, false, std::make_shared<const std::vector<std::int64_t>>(n, 7), 1));
+    return job;
+  };
+  auto taken = job_of(50);
+  REQUIRE(status->hand_in(taken));
+  caf::anon_send(d, pool_control{pool_control::submit});
+  REQUIRE(test::eventually(10s, [&] {
+    std::lock_guard guard{status->m};
+    return status->handed_in.empty();  // taken: the next is handed in without a nudge
+  }));
+  auto waiting = job_of(1);
+  REQUIRE(status->hand_in(waiting));  // not yet taken: what the dispatcher never sees
+  caf::anon_send_exit(d, caf::exit_reason::kill);
+  auto failed = [](pool_job& job) {
+    std::unique_lock lock{job.m};
+    return job.cv.wait_for(lock, 10s, [&] { return static_cast<bool>(job.failure); });
+  };
+  REQUIRE(failed(*taken));
+  CHECK(mproc::code_of(taken->failure) == errc::closed);
+  REQUIRE(failed(*waiting));
+  CHECK(mproc::code_of(waiting->failure) == errc::closed);
+  {
+    std::unique_lock lock{status->m};
+    CHECK(status->cv.wait_for(lock, 10s, [&] { return status->over; }));
+  }
+  CHECK_FALSE(status->hand_in(job_of(1)));  // a later call fails at once
+  CHECK(test::eventually(10s, [&] { return node->active_children().empty(); }));  // its worker ended
+}
+
+TEST_CASE("messages of other actors do not close, terminate or grow a pool") {
+  // What the dispatcher's own callbacks and the pool's handle used to send as atoms: any
+  // actor holding its handle (a worker, a peer) could end the pool or fork workers with them.
+  using namespace mproc::detail;
+  test::scoped_node node;
+  auto status = std::make_shared<pool_status>();
+  auto d = node->system().spawn(pool_dispatcher, mproc::pool_options{.processes = 1}, status);
+  caf::anon_send(d, caf::atom("pool_term"));
+  caf::anon_send(d, caf::atom("pool_kill"));
+  caf::anon_send(d, caf::atom("pool_close"));
+  for (int i = 0; i < 5; ++i)
+    caf::anon_send(d, caf::atom("pool_resp"));
+  caf::anon_send(d, caf::atom("pool_exit"), std::size_t{1}, 0);
+  auto job = std::make_shared<pool_job>(4);
+  job->task = "square";
+  job->set_source(chunks_of<std::int64_t>(
+    job->task, false, std::make_shared<const std::vector<std::int64_t>>(4, 3), 1));
+  REQUIRE(status->hand_in(job));
+  caf::anon_send(d, pool_control{pool_control::submit});
+  {
+    std::unique_lock lock{job->m};
+    REQUIRE(job->cv.wait_for(lock, 10s, [&] { return job->complete_locked(); }));
+    CHECK_FALSE(job->failure);  // not terminated
+    CHECK(job->done == 4);
+  }
+  CHECK(node->active_children().size() == 1);  // one worker: none forked for the forgeries
+  caf::anon_send(d, pool_control{pool_control::close});
+  std::unique_lock lock{status->m};
+  CHECK(status->cv.wait_for(lock, 10s, [&] { return status->over; }));  // closed by the handle
 }

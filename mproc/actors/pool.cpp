@@ -3,7 +3,9 @@
 #include "mproc/actors/pool.hpp"
 
 #include <atomic>
+#include <cstdint>
 #include <exception>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <utility>
@@ -48,6 +50,11 @@ void throw_unsendable_argument(const std::string& why) {
 pool_core::pool_core(node& owner, pool_options options) {
   if (options.processes == 0)
     options.processes = cpu_count();
+  // Workers count their chunks in 32 bits: a larger limit would wrap to a small one.
+  if (options.maxtasksperchild > std::numeric_limits<std::uint32_t>::max())
+    throw error(make_error(errc::bad_arguments, "maxtasksperchild above 2^32-1"),
+                "pool: maxtasksperchild " + std::to_string(options.maxtasksperchild)
+                  + " is above 2^32-1 (0 means no limit)");
   if (options.initializer && find_task(options.initializer->task) == nullptr)
     throw error(make_error(errc::unknown_actor_name, "no task '" + options.initializer->task + "'"),
                 "pool initializer '" + options.initializer->task + "' is not a registered task");
@@ -102,15 +109,19 @@ std::shared_ptr<pool_job> pool_core::submit(std::string task, std::size_t chunks
   job->set_source(std::move(next));
   std::lock_guard guard{engine_->calls_mtx_};
   refuse_if_closed();
-  if (chunks > 0)  // ahead of any close or terminate in the dispatcher's mailbox
-    caf::anon_send(engine_->dispatcher_, pool_submit_atom::value, job_ref{job});
+  if (chunks == 0)
+    return job;
+  if (!engine_->status_->hand_in(job))
+    job->fail(make_error(errc::closed, "the pool's dispatcher has ended"));
+  else  // ahead of any close or terminate in the dispatcher's mailbox
+    caf::anon_send(engine_->dispatcher_, pool_control{pool_control::submit});
   return job;
 }
 
 void pool_core::close() {
   std::lock_guard guard{engine_->calls_mtx_};
   engine_->closed_ = true;
-  caf::anon_send(engine_->dispatcher_, pool_close_atom::value);
+  caf::anon_send(engine_->dispatcher_, pool_control{pool_control::close});
 }
 
 void pool_core::terminate() {
@@ -119,7 +130,7 @@ void pool_core::terminate() {
   {
     std::lock_guard guard{engine_->calls_mtx_};
     engine_->closed_ = true;
-    caf::anon_send(engine_->dispatcher_, pool_terminate_atom::value);
+    caf::anon_send(engine_->dispatcher_, pool_control{pool_control::terminate});
   }
   join(std::chrono::seconds{10});
   caf::anon_send_exit(engine_->dispatcher_, caf::exit_reason::user_shutdown);

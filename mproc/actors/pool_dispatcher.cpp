@@ -43,7 +43,6 @@ struct pull_request {
 // each such death in a row (a broken initializer would otherwise fork without end).
 constexpr auto respawn_pause = std::chrono::milliseconds{20};
 constexpr auto respawn_pause_max = std::chrono::seconds{2};
-using pool_respawn_atom = caf::atom_constant<caf::atom("pool_resp")>;
 // terminate() sends SIGTERM, and SIGKILL to workers still running this much later.
 constexpr auto terminate_grace = std::chrono::seconds{1};
 
@@ -104,11 +103,11 @@ void start_worker(dispatcher* self, const state_ptr& st) {
             o.initializer ? o.initializer->chunk : bytes{},
             static_cast<std::uint32_t>(o.maxtasksperchild), this_node().max_frame()};
   caf::actor me = caf::actor_cast<caf::actor>(self);
-  p.on_exit([me, seq](int code) { caf::anon_send(me, pool_exited_atom::value, seq, code); });
+  p.on_exit([me, seq](int code) { caf::anon_send(me, pool_control{pool_control::exited, seq, code}); });
   st->live.emplace(seq, p);
   p.start([me, seq](caf::error err) {
     if (err)
-      caf::anon_send(me, pool_started_atom::value, seq, std::move(err));
+      caf::anon_send(me, pool_control{pool_control::started, seq, 0, std::move(err)});
   });
 }
 
@@ -244,6 +243,14 @@ void check_over(const state_ptr& st) {
   st->status->finish();
 }
 
+void on_dispatcher_end(const state_ptr& st, const std::string& reason) {
+  auto why = make_error(errc::closed, "the pool's dispatcher has ended (" + reason + ")");
+  for (auto& job : st->status->take_handed_in(true))
+    job->fail(why);
+  fail_everything(st, why);
+  st->status->finish();
+}
+
 void respawn(dispatcher* self, const state_ptr& st) {
   if (!st->terminated && (!st->closed || work_left(*st)))
     start_worker(self, st);
@@ -254,7 +261,7 @@ void on_worker_exit(dispatcher* self, const state_ptr& st, std::size_t seq, int 
   if (p == st->live.end())
     return;
   bool started = st->pulled.erase(caf::actor_cast<caf::actor_addr>(p->second.actor())) != 0;
-  bool ran = p->second.pid() != 0;  // else pool_started_atom said why
+  bool ran = p->second.pid() != 0;  // else pool_control::started said why
   st->live.erase(p);
   if (st->terminated) {
     check_over(st);
@@ -279,7 +286,7 @@ void on_worker_exit(dispatcher* self, const state_ptr& st, std::size_t seq, int 
   if (st->deaths_before_work > 0) {
     auto pause = respawn_pause * (1u << std::min<std::size_t>(st->deaths_before_work - 1, 10));
     self->delayed_send(self, std::min<std::chrono::milliseconds>(pause, respawn_pause_max),
-                       pool_respawn_atom::value);
+                       pool_control{pool_control::respawn});
   } else {
     respawn(self, st);
   }
@@ -287,6 +294,63 @@ void on_worker_exit(dispatcher* self, const state_ptr& st, std::size_t seq, int 
   check_over(st);
 }
 
+void take_handed_in(const state_ptr& st) {
+  for (auto& job : st->status->take_handed_in()) {
+    if (st->closed || st->terminated)
+      job->fail(make_error(errc::closed, "the pool is closed"));
+    else
+      st->feeding.push_back(std::move(job));
+  }
+  serve(st);
+}
+
+void on_start_failed(dispatcher* self, const state_ptr& st, std::size_t seq,
+                     const caf::error& err) {
+  auto p = st->live.find(seq);
+  if (p == st->live.end())
+    return;
+  if (!st->terminated) {
+    st->last_death = self->system().render(err);
+    log::warn("a pool worker could not start: ", st->last_death);
+  }
+  if (p->second.pid() == 0)  // never ran; else it ends (is killed) and on_exit reports
+    on_worker_exit(self, st, seq, 1);
+}
+
+void terminate_pool(dispatcher* self, const state_ptr& st) {
+  st->terminated = true;
+  fail_everything(st, make_error(errc::closed, "the pool was terminated"));
+  serve(st);
+  for (auto& [seq, p] : st->live)
+    p.terminate();
+  check_over(st);
+  self->delayed_send(self, terminate_grace, pool_control{pool_control::kill});
+}
+
+void on_control(dispatcher* self, const state_ptr& st, pool_control& c) {
+  switch (c.what) {
+    case pool_control::submit:
+      return take_handed_in(st);
+    case pool_control::close:
+      st->closed = true;
+      serve(st);
+      return check_over(st);
+    case pool_control::terminate:
+      return terminate_pool(self, st);
+    case pool_control::kill:  // workers that ignore SIGTERM
+      for (auto& [seq, p] : st->live)
+        p.kill();
+      return;
+    case pool_control::respawn:
+      respawn(self, st);
+      serve(st);
+      return check_over(st);
+    case pool_control::started:
+      return on_start_failed(self, st, c.seq, c.error);
+    case pool_control::exited:
+      return on_worker_exit(self, st, c.seq, c.code);
+  }
+}
 
 value inspect_pool(const dispatch_state& st) {
   std::size_t in_flight = 0;
@@ -322,6 +386,11 @@ caf::behavior pool_dispatcher(dispatcher* self, pool_options options,
   st->status = std::move(status);
   st->source = make_source(self);
   self->set_down_handler([=](caf::down_msg& down) { on_worker_down(self, st, down); });
+  // However it ends (terminate() ends it once the workers have; an exception in a handler
+  // or a kill at any time), no call waits for it: its jobs fail, join() returns.
+  self->attach_functor([st, sys = &self->system()](const caf::error& reason) {
+    on_dispatcher_end(st, reason ? sys->render(reason) : "normally");
+  });
   for (std::size_t i = 0; i < st->options.processes; ++i)
     start_worker(self, st);
   return {
@@ -332,50 +401,8 @@ caf::behavior pool_dispatcher(dispatcher* self, pool_options options,
       if (auto slot = st->workers.find(who); slot != st->workers.end())
         settle_results(st, slot->second, results);
     },
-    [=](pool_submit_atom, job_ref& ref) {
-      if (st->closed || st->terminated) {
-        ref.job->fail(make_error(errc::closed, "the pool is closed"));
-        return;
-      }
-      st->feeding.push_back(std::move(ref.job));
-      serve(st);
-    },
-    [=](pool_started_atom, std::size_t seq, caf::error& err) {
-      auto p = st->live.find(seq);
-      if (p == st->live.end())
-        return;
-      if (!st->terminated) {
-        st->last_death = self->system().render(err);
-        log::warn("a pool worker could not start: ", st->last_death);
-      }
-      if (p->second.pid() == 0)  // never ran; else it ends (is killed) and on_exit reports
-        on_worker_exit(self, st, seq, 1);
-    },
-    [=](pool_exited_atom, std::size_t seq, int code) { on_worker_exit(self, st, seq, code); },
-    [=](pool_respawn_atom) {
-      respawn(self, st);
-      serve(st);
-      check_over(st);
-    },
-    [=](pool_close_atom) {
-      st->closed = true;
-      serve(st);
-      check_over(st);
-    },
-    [=](pool_terminate_atom) {
-      st->terminated = true;
-      fail_everything(st, make_error(errc::closed, "the pool was terminated"));
-      serve(st);
-      for (auto& [seq, p] : st->live)
-        p.terminate();
-      check_over(st);
-      self->delayed_send(self, terminate_grace, pool_kill_atom::value);
-    },
+    [=](pool_control& c) { on_control(self, st, c); },
     [=](pool_inspect_atom) { return inspect_pool(*st); },
-    [=](pool_kill_atom) {  // workers that ignore SIGTERM
-      for (auto& [seq, p] : st->live)
-        p.kill();
-    },
   };
 }
 

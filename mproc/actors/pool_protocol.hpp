@@ -21,22 +21,21 @@ using pool_pull_atom = caf::atom_constant<caf::atom("pool_pull")>;
 // order, when they would not fit in one message with it (node_options::max_frame).
 using pool_results_atom = caf::atom_constant<caf::atom("pool_res")>;
 
-// Local, to the dispatcher.
-using pool_submit_atom = caf::atom_constant<caf::atom("pool_sub")>;
-using pool_close_atom = caf::atom_constant<caf::atom("pool_close")>;
-using pool_terminate_atom = caf::atom_constant<caf::atom("pool_term")>;
-using pool_kill_atom = caf::atom_constant<caf::atom("pool_kill")>;
-using pool_inspect_atom = caf::atom_constant<caf::atom("pool_insp")>;  // -> value (inspect_pool)
-using pool_started_atom = caf::atom_constant<caf::atom("pool_up")>;    // (seq, error)
-using pool_exited_atom = caf::atom_constant<caf::atom("pool_exit")>;   // (seq, exitcode)
-
-struct job_ref {
-  std::shared_ptr<pool_job> job;
+// Local, to the dispatcher: from the pool's handle, the node's callbacks on its workers and
+// its own timers. A type of this process, never registered for the wire: a worker, or any
+// actor reaching the dispatcher, cannot close, terminate or kill the pool, start workers or
+// say one ended (atoms, which anyone can send, could).
+struct pool_control {
+  enum kind { submit, close, terminate, kill, respawn, started, exited } what;
+  std::size_t seq = 0;  // started, exited: the worker's number
+  int code = 0;         // exited: its exit code
+  caf::error error;     // started: why it could not
 };
+using pool_inspect_atom = caf::atom_constant<caf::atom("pool_insp")>;  // -> value (inspect_pool)
 
 // The registered name of the worker actor; calling it also links its registration in.
 const char* pool_worker_name();
 
 } // namespace mproc::detail
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mproc::detail::job_ref)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mproc::detail::pool_control)
