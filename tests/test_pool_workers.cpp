@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -288,9 +289,10 @@ TEST_CASE("a dispatcher that ends fails its jobs and those handed in after; join
   CHECK(test::eventually(10s, [&] { return node->active_children().empty(); }));  // its worker ended
 }
 
-TEST_CASE("messages of other actors do not close, terminate or grow a pool") {
+TEST_CASE("messages of other actors do not close, terminate, grow or rob a pool") {
   // What the dispatcher's own callbacks and the pool's handle used to send as atoms: any
-  // actor holding its handle (a worker, a peer) could end the pool or fork workers with them.
+  // actor holding its handle (a worker, a peer) could end the pool or fork workers with them,
+  // or take chunks with an anonymous pull.
   using namespace mproc::detail;
   test::scoped_node node;
   auto status = std::make_shared<pool_status>();
@@ -301,6 +303,9 @@ TEST_CASE("messages of other actors do not close, terminate or grow a pool") {
   for (int i = 0; i < 5; ++i)
     caf::anon_send(d, caf::atom("pool_resp"));
   caf::anon_send(d, caf::atom("pool_exit"), std::size_t{1}, 0);
+  // A pull without a sender, first in line: what it took would be held for ever.
+  caf::anon_send(d, pool_pull_atom::value, item_batch{}, std::uint32_t{4096},
+                 std::numeric_limits<std::uint32_t>::max(), std::uint64_t{0});
   auto job = std::make_shared<pool_job>(4);
   job->task = "square";
   job->set_source(chunks_of<std::int64_t>(
