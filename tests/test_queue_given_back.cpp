@@ -273,3 +273,25 @@ TEST_CASE("a get sent anonymously is refused and strands nothing; a closed queue
   q.close();
   CHECK(code_of([&] { q.get(10s); }) == errc::closed);
 }
+
+TEST_CASE("a put sent anonymously to a full queue waits; no message from nobody takes the queue down") {
+  // It parks until there is room, as any put; nobody to watch (an anonymous address in the
+  // queue's hash sets crashed the whole process).
+  test::scoped_node node;
+  int_queue q{*node, {.maxsize = 2}};
+  q.put(1);
+  q.put(2);
+  REQUIRE(q.flush(5s));
+  mproc::detail::item_batch batch;
+  batch.append(std::string_view{"\x03", 1});  // 3, as msgpack
+  caf::anon_send(q.actor(), mproc::detail::q_put_atom::value, std::move(batch));
+  // What a consumer's agent sends, from nobody: there is nothing of nobody's to find.
+  caf::anon_send(q.actor(), mproc::detail::q_cancel_atom::value);
+  caf::anon_send(q.actor(), mproc::detail::q_leave_atom::value, std::uint64_t{1});
+  caf::anon_send(q.actor(), mproc::detail::q_done_atom::value, std::uint64_t{0},
+                 std::uint64_t{1});
+  CHECK(q.stats().size == 2);  // asked after them: the queue lives, the put waits
+  CHECK(q.get(5s) == 1);
+  CHECK(q.get(5s) == 2);
+  CHECK(q.get(5s) == 3);  // in once there was room
+}

@@ -9,6 +9,7 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
 
+#include "mproc/actors/addr_hash.hpp"
 #include "mproc/actors/pool_job.hpp"
 #include "mproc/actors/pool_protocol.hpp"
 #include "mproc/actors/pool_ready.hpp"
@@ -52,7 +53,7 @@ struct dispatch_state {
   std::deque<std::shared_ptr<pool_job>> feeding;  // jobs with chunks left to encode
   ready_chunks ready{this_node().max_frame()};
   pool_pace pace;
-  std::unordered_map<caf::actor_addr, worker_slot> workers;
+  std::unordered_map<caf::actor_addr, worker_slot, addr_hash> workers;
   std::deque<pull_request> pulls;
   bool closed = false;
   bool terminated = false;

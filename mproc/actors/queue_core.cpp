@@ -4,6 +4,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "mproc/actors/addr_hash.hpp"
 #include "mproc/actors/queue.hpp"
 #include "mproc/actors/queue_client.hpp"
 #include "mproc/actors/queue_exit.hpp"
@@ -32,7 +33,7 @@ std::shared_ptr<queue_client> client_for(const caf::actor& q, std::size_t maxsiz
   };
   // Never destroyed: a handle may still arrive while the program's statics go.
   static auto* m = new std::mutex;
-  static auto* clients = new std::unordered_map<caf::actor_addr, known>;
+  static auto* clients = new std::unordered_map<caf::actor_addr, known, addr_hash>;
   std::shared_ptr<queue_client> made;
   {
     std::lock_guard guard{*m};

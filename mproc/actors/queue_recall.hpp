@@ -13,6 +13,8 @@
 
 #include <caf/actor_addr.hpp>
 
+#include "mproc/actors/addr_hash.hpp"
+
 namespace mproc::detail {
 
 class queue_recall {
@@ -40,7 +42,7 @@ public:
              const std::function<bool(const caf::actor_addr&)>& waiting);
 
 private:
-  std::unordered_map<caf::actor_addr, clock::time_point> hungry_;  // since when
+  std::unordered_map<caf::actor_addr, clock::time_point, addr_hash> hungry_;  // since when
   bool armed_ = false;
   millis interval_ = first;
   std::uint64_t token_ = 0;

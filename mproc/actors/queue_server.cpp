@@ -14,6 +14,7 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include "mproc/actors/addr_hash.hpp"
 #include "mproc/actors/queue_batch.hpp"
 #include "mproc/actors/queue_protocol.hpp"
 #include "mproc/actors/queue_recall.hpp"
@@ -50,8 +51,8 @@ struct queue_state {
   // passes, not kept for ever (a caller looping on join(1s) added one a second).
   std::map<std::uint64_t, caf::response_promise> joiners;
   std::uint64_t last_joiner = 0;
-  std::unordered_set<caf::actor_addr> monitored;    // one monitor, so one down, per agent
-  std::unordered_set<caf::actor_addr> producers;    // agents that put, until they leave or end
+  std::unordered_set<caf::actor_addr, addr_hash> monitored;   // one monitor, so one down, per agent
+  std::unordered_set<caf::actor_addr, addr_hash> producers;   // agents that put, until they leave or end
   std::uint64_t redelivered = 0;  // items given back because their consumer died holding them
   queue_recall recall;            // who found nothing, and when to ask the holders
   std::uint64_t recalled = 0;     // items consumers gave back untaken when recalled
@@ -146,7 +147,7 @@ void admit_putters(queue_actor* self) {
 }
 
 void monitor_once(queue_actor* self, const caf::actor_addr& who) {
-  if (self->state.monitored.insert(who).second)
+  if (who && self->state.monitored.insert(who).second)
     self->monitor(who);
 }
 

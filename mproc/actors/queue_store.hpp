@@ -18,6 +18,7 @@
 #include <caf/actor_addr.hpp>
 #include <caf/message.hpp>
 
+#include "mproc/actors/addr_hash.hpp"
 #include "mproc/actors/queue_batch.hpp"
 
 namespace mproc::detail {
@@ -92,7 +93,7 @@ private:
   std::size_t maxsize_;
   std::deque<stored_run> items_;
   std::size_t count_ = 0;  // the runs' items: kept so that has_room and take need not walk them
-  std::unordered_map<caf::actor_addr, held_items> held_;
+  std::unordered_map<caf::actor_addr, held_items, addr_hash> held_;
   std::uint64_t accepted_ = 0;
   std::uint64_t taken_ = 0;
 };
