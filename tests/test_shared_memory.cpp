@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <string>
 #include <limits>
 
 #include <caf/blocking_actor.hpp>
@@ -58,8 +60,18 @@ void unlink_named(caf::blocking_actor*, std::string name) {
 // Expects a shared_value<double>; sent an int one, the spawn is refused.
 void takes_double(caf::blocking_actor*, mproc::shared_value<double>) {}
 
+// Starts an update of `p` under its lock (x written, y not yet), says so, and waits to be
+// killed in the middle of it.
+void half_update(caf::blocking_actor*, mproc::shared_value<point> p, mproc::event started) {
+  auto held = p.get_lock().hold();
+  p.raw().x = 100;
+  started.set();
+  mproc::event{}.wait(std::chrono::seconds{60});
+}
+
 } // namespace
 
+MPROC_ACTOR(half_update);
 MPROC_ACTOR(scale);
 MPROC_ACTOR(write_named);
 MPROC_ACTOR(unlink_named);
@@ -79,6 +91,21 @@ TEST_CASE("a value, an array and a block changed by a child are seen changed her
   CHECK(a.to_vector() == std::vector<double>{2, 4, 6});
   CHECK(m.buf()[0] == std::byte{1});
   CHECK(m.buf()[4095] == std::byte{42});
+}
+
+TEST_CASE("a get that takes the lock from a holder killed mid-update says so in the log") {
+  // get() has no owner_died to return; the half-written value must not pass unremarked.
+  test::stderr_capture err;
+  test::scoped_node node;
+  mproc::shared_value<point> p{{1, 2}};
+  mproc::event started;
+  auto child = node->spawn_process("half_update", {}, p, started);
+  REQUIRE(started.wait(10s));
+  child.kill();
+  REQUIRE(child.join(10s));
+  CHECK(p.get().x == 100);  // half-written: x new, y old
+  CHECK(p.get().y == 2);
+  CHECK_THAT(err.text(), Catch::Contains("died holding it"));
 }
 
 TEST_CASE("a value without a lock has no get_lock; array indices are checked") {
@@ -114,18 +141,40 @@ TEST_CASE("shared memory cannot go inside a queue item") {
   CHECK(code_of([&] { q.put(mproc::shared_memory{16}); }) != errc::none);
 }
 
-TEST_CASE("nothing is left in /dev/shm by shared objects, also when a child is killed") {
+namespace {
+
+// This process's mappings and descriptors of mproc's shared objects (memfd "mproc").
+std::size_t shared_objects_here() {
+  std::size_t n = 0;
+  std::ifstream maps{"/proc/self/maps"};
+  for (std::string line; std::getline(maps, line);)
+    n += line.ends_with("/memfd:mproc (deleted)");
+  for (const auto& fd : std::filesystem::directory_iterator{"/proc/self/fd"}) {
+    std::error_code ec;
+    n += std::filesystem::read_symlink(fd.path(), ec).string() == "/memfd:mproc (deleted)";
+  }
+  return n;
+}
+
+} // namespace
+
+TEST_CASE("shared memory goes with its last handle, a killed holder's too; none in /dev/shm") {
   test::scoped_node node;
-  auto before = test::entries("/dev/shm");
+  auto files = test::entries("/dev/shm");
+  auto here = shared_objects_here();
   {
     mproc::shared_memory m{1 << 20};
-    mproc::shared_value<double> v{1};
-    auto child = node->spawn_process("takes_double", {}, v);
+    mproc::shared_value<point> v{{1, 2}};
+    CHECK(shared_objects_here() > here);
+    mproc::event started;
+    auto child = node->spawn_process("half_update", {}, v, started);
+    REQUIRE(started.wait(10s));  // it holds the value, mapped, and its lock
     child.kill();
-    child.join(10s);
-    CHECK(test::entries("/dev/shm") == before);
+    REQUIRE(child.join(10s));
+    CHECK(test::entries("/dev/shm") == files);
   }
-  CHECK(test::entries("/dev/shm") == before);
+  CHECK(shared_objects_here() == here);
+  CHECK(test::entries("/dev/shm") == files);
 }
 
 namespace {

@@ -42,6 +42,19 @@ void* map(int fd, std::size_t size) {
 
 } // namespace
 
+std::shared_ptr<segment> segment::own(int fd, void* base, std::size_t mapped,
+                                      std::size_t payload_size) {
+  segment* s = nullptr;
+  try {
+    s = new segment{fd, base, mapped, payload_size};
+  } catch (...) {  // out of memory: the mapping and descriptor would stay for good
+    ::munmap(base, mapped);
+    ::close(fd);
+    throw;
+  }
+  return std::shared_ptr<segment>{s};  // its own failure deletes s, which unmaps
+}
+
 segment::segment(int fd, void* base, std::size_t mapped, std::size_t payload_size)
     : fd_{fd}, base_{base}, mapped_{mapped},
       payload_{static_cast<char*>(base) + payload_offset}, payload_size_{payload_size} {}
@@ -74,7 +87,7 @@ std::shared_ptr<segment> segment::create(segment_kind kind, std::size_t payload_
   }
   auto* h = static_cast<header*>(base);
   *h = {segment_magic, static_cast<std::uint32_t>(kind), payload_size, type_tag};
-  return std::shared_ptr<segment>{new segment{fd, base, total, payload_size}};
+  return own(fd, base, total, payload_size);
 }
 
 std::shared_ptr<segment> segment::adopt(int fd, segment_kind kind, std::uint64_t type_tag,
@@ -98,7 +111,7 @@ std::shared_ptr<segment> segment::adopt(int fd, segment_kind kind, std::uint64_t
   }
   header h;
   std::memcpy(&h, base, sizeof h);
-  std::shared_ptr<segment> s{new segment{fd, base, total, 0}};  // unmaps on every return
+  auto s = own(fd, base, total, 0);  // unmaps on every return
   if (h.magic != segment_magic || h.kind != static_cast<std::uint32_t>(kind)
       || h.type_tag != type_tag || h.payload_size > total - payload_offset) {
     why = "the shared memory holds another kind of object";

@@ -54,6 +54,9 @@ public:
   const void* base() const { return base_; }
 
 private:
+  // The segment holding the mapping and the descriptor; both go if it cannot be made.
+  static std::shared_ptr<segment> own(int fd, void* base, std::size_t mapped,
+                                      std::size_t payload_size);
   segment(int fd, void* base, std::size_t mapped, std::size_t payload_size);
 
   int fd_;

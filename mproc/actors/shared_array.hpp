@@ -27,6 +27,8 @@ template <class T>
 class shared_array {
   static_assert(std::is_trivially_copyable_v<T>,
                 "shared_array<T> holds trivially copyable types (numbers, plain structs)");
+  // The elements start 64-byte aligned in the shared mapping (shared_block.cpp).
+  static_assert(alignof(T) <= 64, "shared_array<T>: T aligned beyond 64 bytes is not supported");
 
 public:
   // `size` elements, zeroed (Python's Array('i', 10)).
@@ -66,11 +68,7 @@ private:
     (void)registered_;
     return block_;
   }
-  std::optional<guard<rlock>> hold() const {
-    if (!block().synchronized())
-      return std::nullopt;
-    return block_.lock().hold();
-  }
+  std::optional<guard<rlock>> hold() const { return block().hold("shared_array"); }
   static std::size_t bytes_for(std::size_t size) {
     if (size > (std::size_t{1} << 48) / sizeof(T))
       detail::throw_misuse("a shared_array of " + std::to_string(size) + " elements is too large");

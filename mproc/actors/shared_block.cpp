@@ -4,6 +4,7 @@
 
 #include "mproc/actors/guard.hpp"
 #include "mproc/actors/segment.hpp"
+#include "mproc/runtime/log.hpp"
 #include "mproc/serialization/type_registry.hpp"
 
 namespace mproc::detail {
@@ -41,6 +42,16 @@ const rlock& shared_block::lock() const {
   if (!lock_)
     throw_misuse(seg_ ? "made without a lock (synchronized = false)" : "an empty handle");
   return *lock_;
+}
+
+std::optional<guard<rlock>> shared_block::hold(const char* what) const {
+  if (!synchronized())
+    return std::nullopt;
+  auto held = lock().hold();
+  if (held.owner_died())
+    log::warn("the lock of a ", what, " was taken from a process that died holding it: ",
+              "its data may be half-written (get_lock().acquire() tells owner_died)");
+  return held;
 }
 
 void shared_block::encode(wire::packer& pk, wire::codec_state& st, const char* what) const {

@@ -10,6 +10,7 @@
 #include <string>
 #include <typeinfo>
 
+#include "mproc/actors/guard.hpp"
 #include "mproc/actors/lock.hpp"
 #include "mproc/serialization/codec.hpp"
 
@@ -34,6 +35,10 @@ public:
   std::size_t size() const { return seg_ ? size_ : 0; }
   // The guarding lock; throws bad_arguments when made without one, or for an empty block.
   const rlock& lock() const;
+  // The lock for one get or set of the templates (none when not synchronized). One taken
+  // from a holder that died holding it is logged, naming `what`: the data may be
+  // half-written, and get/set have no owner_died to say so.
+  std::optional<guard<rlock>> hold(const char* what) const;
   bool synchronized() const { return lock_.has_value(); }
 
   void encode(wire::packer& pk, wire::codec_state& st, const char* what) const;

@@ -10,6 +10,7 @@
 
 #include "mproc/actors/guard.hpp"
 #include "mproc/actors/segment.hpp"
+#include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/message_types.hpp"
 #include "mproc/runtime/node.hpp"
 
@@ -82,9 +83,11 @@ shared_memory shared_memory::create(node& n, const std::string& name, std::size_
 
 shared_memory shared_memory::attach(node& n, const std::string& name,
                                     std::chrono::milliseconds timeout) {
-  timeout = std::min(timeout, std::chrono::milliseconds{forever_beyond});
-  auto holder = n.lookup(registered_name(name), timeout);
-  auto block = n.request<shared_memory>(holder, timeout, caf::get_atom::value);
+  // One timeout for both steps: a stalled creator must not make it count twice.
+  auto deadline = deadline_after(timeout);
+  auto left = [&] { return std::chrono::ceil<std::chrono::milliseconds>(time_left(deadline)); };
+  auto holder = n.lookup(registered_name(name), left());
+  auto block = n.request<shared_memory>(holder, left(), caf::get_atom::value);
   block.name_ = name;
   block.holder_ = holder.address();
   return block;
@@ -101,9 +104,11 @@ void shared_memory::unlink() {
   // Attached in another process. Found again by name (the proxy the attach made may be
   // gone): as Python's shm_unlink, the name goes, whichever block holds it now.
   caf::actor holder;
+  auto deadline = deadline_after(unlink_timeout);
+  auto left = [&] { return std::chrono::ceil<std::chrono::milliseconds>(time_left(deadline)); };
   try {
-    holder = n.lookup(registered_name(name_), unlink_timeout);
-    n.request<bool>(holder, unlink_timeout, unlink_atom::value);
+    holder = n.lookup(registered_name(name_), left());
+    n.request<bool>(holder, left(), unlink_atom::value);
   } catch (const error& e) {
     // No holder, or it ended meanwhile (its node with it): the name is gone either way. A
     // creating process that does not answer in time (stopped): the name goes when it reads

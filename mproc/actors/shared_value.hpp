@@ -26,6 +26,8 @@ template <class T>
 class shared_value {
   static_assert(std::is_trivially_copyable_v<T>,
                 "shared_value<T> holds trivially copyable types (numbers, plain structs)");
+  // The value starts 64-byte aligned in the shared mapping (shared_block.cpp).
+  static_assert(alignof(T) <= 64, "shared_value<T>: T aligned beyond 64 bytes is not supported");
 
 public:
   explicit shared_value(T initial = T{}, bool synchronized = true)
@@ -34,17 +36,11 @@ public:
   }
 
   T get() const {
-    if (!block().synchronized())
-      return raw();
-    auto held = block_.lock().hold();
+    auto held = block().hold("shared_value");
     return raw();
   }
   void set(const T& v) const {
-    if (!block().synchronized()) {
-      raw() = v;
-      return;
-    }
-    auto held = block_.lock().hold();
+    auto held = block().hold("shared_value");
     raw() = v;
   }
   // The value itself, in shared memory: no lock taken.
