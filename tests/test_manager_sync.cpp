@@ -89,6 +89,25 @@ TEST_CASE("a wait of milliseconds::max() waits, and ends when set") {
   CHECK(woke);
 }
 
+TEST_CASE("another actor cannot end a waiter's wait before its timeout") {
+  // The manager's timer used to be an atom anybody holding its handle could send, with
+  // small counters for object and token.
+  test::scoped_node node;
+  mproc::manager m{*node};
+  auto e = m.event();
+  std::atomic<bool> woke{false};
+  std::thread t{[&] { woke = e.wait(60s); }};
+  REQUIRE(waiting(e, 1));
+  for (std::uint64_t object = 0; object < 8; ++object)
+    for (std::uint64_t token = 0; token < 8; ++token)
+      caf::anon_send(m.actor(), caf::atom("m_expire"), object, token);
+  CHECK_FALSE(e.is_set());  // asked after them: the manager has read them
+  CHECK(waiting(e, 1));     // still waiting
+  e.set();
+  t.join();
+  CHECK(woke);  // ended by the set, not by a forged timeout
+}
+
 TEST_CASE("a negative wait is no wait: a lock it takes is taken, a queue item it gets is got") {
   test::scoped_node node;
   mproc::manager m{*node};

@@ -16,6 +16,7 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
 #include <catch2/catch.hpp>
@@ -306,6 +307,9 @@ TEST_CASE("messages of other actors do not close, terminate, grow or rob a pool"
   // A pull without a sender, first in line: what it took would be held for ever.
   caf::anon_send(d, pool_pull_atom::value, item_batch{}, std::uint32_t{4096},
                  std::numeric_limits<std::uint32_t>::max(), std::uint64_t{0});
+  caf::scoped_actor stranger{node->system()};  // a frame limit no node has: every chunk failed
+  stranger->send(d, pool_pull_atom::value, item_batch{}, std::uint32_t{4096}, std::uint32_t{0},
+                 std::uint64_t{0});
   auto job = std::make_shared<pool_job>(4);
   job->task = "square";
   job->set_source(chunks_of<std::int64_t>(
@@ -317,6 +321,11 @@ TEST_CASE("messages of other actors do not close, terminate, grow or rob a pool"
     REQUIRE(job->cv.wait_for(lock, 10s, [&] { return job->complete_locked(); }));
     CHECK_FALSE(job->failure);  // not terminated
     CHECK(job->done == 4);
+    for (std::size_t i = 0; i < 4; ++i) {  // each ran (none failed as too large for a forger)
+      auto chunk = job->settled_locked(i);
+      REQUIRE(chunk);
+      CHECK(chunk->failure == nullptr);
+    }
   }
   CHECK(node->active_children().size() == 1);  // one worker: none forked for the forgeries
   caf::anon_send(d, pool_control{pool_control::close});

@@ -10,6 +10,8 @@
 #include <sstream>
 
 #include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -211,6 +213,29 @@ TEST_CASE("a reference by id follows restarts; while down, requests fail with no
   sup.restart_child("w");
   auto again = node->request<std::int32_t>(ref, 5s, caf::get_atom::value);
   CHECK(again != pid);
+  sup.stop();
+}
+
+TEST_CASE("other actors' messages fake no child's start or exit and redirect no reference") {
+  // What the node's callbacks and the supervisor's timer used to send as atoms, and what the
+  // supervisor told a child's reference: any actor reaching them (a peer, once the
+  // supervisor was a sender) could restart children, kill them early, or take their mail.
+  test::scoped_node node;
+  mproc::supervisor sup{*node, {}, {{.id = "w", .actor = "sworker"}}};
+  auto ref = sup.child("w");
+  auto pid = pid_of(sup, "w");
+  caf::scoped_actor thief{node->system()};
+  for (std::uint64_t inc = 0; inc < 4; ++inc) {
+    caf::anon_send(sup.actor(), caf::atom("sup_exit"), std::string{"w"}, inc, std::int32_t{1});
+    caf::anon_send(sup.actor(), caf::atom("sup_kill"), std::string{"w"}, inc);
+    caf::anon_send(sup.actor(), caf::atom("sup_up"), std::string{"w"}, inc, caf::error{});
+  }
+  caf::anon_send(ref, caf::atom("sup_curr"), caf::actor{thief});
+  auto tree = sup.tree();  // asked after them
+  REQUIRE(tree.children.size() == 1);
+  CHECK(tree.children[0].restarts == 0);
+  CHECK(tree.children[0].state == "running");
+  CHECK(pid_of(sup, "w") == pid);  // the same process, still reached through its reference
   sup.stop();
 }
 

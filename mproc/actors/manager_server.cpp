@@ -11,11 +11,22 @@
 #include "mproc/runtime/log.hpp"
 
 namespace mproc::detail {
+namespace {
+// A waiter's timeout, from the manager to itself. A type of this process, never on the wire:
+// as an atom, any holder of the manager's handle could end others' waits early (an
+// acquire(timeout) false, a queue get Empty) by guessing small counters.
+struct waiter_expired {
+  std::uint64_t object;
+  std::uint64_t token;
+};
+} // namespace
+} // namespace mproc::detail
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mproc::detail::waiter_expired)
+
+namespace mproc::detail {
 
 namespace {
-
-// A waiter's timeout, from the manager to itself: (object, token).
-using m_expire_atom = caf::atom_constant<caf::atom("m_expire")>;
 
 struct manager_state {
   std::unordered_map<std::uint64_t, std::unique_ptr<manager_store>> objects;
@@ -145,7 +156,7 @@ public:
     return *promise_;
   }
   void expire_after(std::chrono::milliseconds delay, std::uint64_t token) override {
-    self_->delayed_send(self_, delay, m_expire_atom::value, object_, token);
+    self_->delayed_send(self_, delay, waiter_expired{object_, token});
   }
   caf::actor_addr sender() override {
     if (!sender_)
@@ -196,9 +207,9 @@ caf::behavior mproc_manager(manager_actor* self) {
         return make_error(errc::task_failed, "an operation threw a non-std::exception");
       }
     },
-    [self](m_expire_atom, std::uint64_t object, std::uint64_t token) {
-      if (auto i = self->state.objects.find(object); i != self->state.objects.end())
-        i->second->expire(token);
+    [self](waiter_expired& e) {
+      if (auto i = self->state.objects.find(e.object); i != self->state.objects.end())
+        i->second->expire(e.token);
     },
   };
 }

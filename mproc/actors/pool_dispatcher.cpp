@@ -20,6 +20,7 @@
 #include "mproc/runtime/log.hpp"
 #include "mproc/runtime/node.hpp"
 #include "mproc/runtime/process.hpp"
+#include "mproc/serialization/protocol.hpp"
 
 namespace mproc::detail {
 
@@ -190,7 +191,9 @@ void learn_pace(dispatch_state& st, worker_slot& w, std::uint64_t busy_ns) {
 void on_pull(dispatcher* self, const state_ptr& st, item_batch& results,
              std::uint32_t allowance, std::uint32_t max_frame, std::uint64_t busy_ns) {
   auto who = caf::actor_cast<caf::actor_addr>(self->current_sender());
-  if (!who)  // no worker (nobody to watch: what it took would never come back)
+  // No worker: nobody to watch (what it took would never come back), or a frame limit no
+  // node has (every chunk would fail as too large for it).
+  if (!who || max_frame < wire::min_max_frame)
     return;
   auto [slot, fresh] = st->workers.try_emplace(who);
   slot->second.max_frame = max_frame;

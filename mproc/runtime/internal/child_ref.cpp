@@ -39,7 +39,7 @@ caf::behavior child_ref(caf::stateful_actor<child_ref_state>* self, std::string 
     return caf::message{};
   });
   return {
-    [=](sup_current_atom, caf::actor& current) { self->state.current = std::move(current); },
+    [=](child_current& c) { self->state.current = std::move(c.actor); },
   };
 }
 

@@ -195,6 +195,50 @@ caf::result<void> plan_step(sup_actor* self, const state_ptr& st, step::kind_t k
   return rp;
 }
 
+// ---- events of its children ----------------------------------------------------------
+
+void on_started(sup_actor* self, const state_ptr& st, sup_event& e) {
+  auto* c = find(*st, e.id);
+  if (c == nullptr || c->incarnation != e.inc || c->state != child_state::starting || !c->proc)
+    return;  // (only a process child's start is told by this event)
+  if (e.error) {
+    start_failed(self, st, *c, e.error);
+    return;
+  }
+  if (c->spec.type == child_type::worker) {
+    started(self, st, *c, c->proc->actor());
+    return;
+  }
+  await_ready(self, st, *c, c->proc->actor());
+}
+
+void on_exited(sup_actor* self, const state_ptr& st, const sup_event& e) {
+  auto* c = find(*st, e.id);
+  if (c != nullptr && c->incarnation == e.inc && c->state == child_state::starting)
+    return;  // its start fails too, and says so
+  handle_ending(self, st, {e.id, e.inc, e.code != 0, describe_exit(e.code)});
+}
+
+void on_kill_due(const state_ptr& st, const sup_event& e) {
+  auto* c = find(*st, e.id);
+  if (c != nullptr && c->incarnation == e.inc && c->state == child_state::stopping) {
+    log::warn(who(*st), ": child '", e.id, "' did not stop within ",
+              shutdown_timeout(c->spec).count(), " ms: killing it");
+    kill_now(*c);
+  }
+}
+
+void on_event(sup_actor* self, const state_ptr& st, sup_event& e) {
+  switch (e.what) {
+    case sup_event::started:
+      return on_started(self, st, e);
+    case sup_event::exited:
+      return on_exited(self, st, e);
+    case sup_event::kill:
+      return on_kill_due(st, e);
+  }
+}
+
 } // namespace
 
 caf::behavior supervise(caf::event_based_actor* self, supervisor_flags flags,
@@ -247,34 +291,7 @@ caf::behavior supervise(caf::event_based_actor* self, supervisor_flags flags,
   });
   run_next(self, st);
   return {
-    [=](sup_started_atom, const std::string& id, std::uint64_t inc, caf::error& err) {
-      auto* c = find(*st, id);
-      if (c == nullptr || c->incarnation != inc || c->state != child_state::starting)
-        return;
-      if (err) {
-        start_failed(self, st, *c, err);
-        return;
-      }
-      if (c->spec.type == child_type::worker) {
-        started(self, st, *c, c->proc->actor());
-        return;
-      }
-      await_ready(self, st, *c, c->proc->actor());
-    },
-    [=](sup_exited_atom, const std::string& id, std::uint64_t inc, std::int32_t code) {
-      auto* c = find(*st, id);
-      if (c != nullptr && c->incarnation == inc && c->state == child_state::starting)
-        return;  // its start fails too, and says so
-      handle_ending(self, st, {id, inc, code != 0, describe_exit(code)});
-    },
-    [=](sup_kill_atom, const std::string& id, std::uint64_t inc) {
-      auto* c = find(*st, id);
-      if (c != nullptr && c->incarnation == inc && c->state == child_state::stopping) {
-        log::warn(who(*st), ": child '", id, "' did not stop within ",
-                  shutdown_timeout(c->spec).count(), " ms: killing it");
-        kill_now(*c);
-      }
-    },
+    [=](sup_event& e) { on_event(self, st, e); },
     [=](sup_ready_atom) -> caf::result<void> {
       if (!st->initializing)
         return st->init_error ? caf::result<void>{st->init_error} : caf::result<void>{caf::unit};

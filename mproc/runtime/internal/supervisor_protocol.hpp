@@ -3,6 +3,10 @@
 
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
+#include <caf/error.hpp>
+
+#include <cstdint>
+#include <string>
 
 #include "mproc/runtime/supervisor.hpp"
 
@@ -19,12 +23,21 @@ using sup_restart_atom = caf::atom_constant<caf::atom("sup_rest")>;     // (id) 
 using sup_delete_atom = caf::atom_constant<caf::atom("sup_del")>;       // (id) -> ()
 using sup_stop_atom = caf::atom_constant<caf::atom("sup_stop")>;        // -> () when stopped
 
-// Internal: events the supervisor sends itself.
-using sup_started_atom = caf::atom_constant<caf::atom("sup_up")>;       // (id, inc, error)
-using sup_exited_atom = caf::atom_constant<caf::atom("sup_exit")>;      // (id, inc, exitcode)
-using sup_kill_atom = caf::atom_constant<caf::atom("sup_kill")>;        // (id, inc)
+// Internal: events the supervisor sends itself (from the node's callbacks on its process
+// children, and its shutdown timer). A type of this process, never on the wire: atoms, which
+// any actor or peer reaching the supervisor could send, faked a child's start (crashing on
+// an in-process child) or exit, or cut a shutdown's grace short.
+struct sup_event {
+  enum kind { started, exited, kill } what;
+  std::string id;
+  std::uint64_t inc = 0;  // the child's incarnation
+  std::int32_t code = 0;  // exited: the exit code
+  caf::error error;       // started: why it could not
+};
 
 } // namespace mproc::detail
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mproc::detail::sup_event)
 
 // A child_spec travels in local messages only (to the supervisor in this node).
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mproc::child_spec)

@@ -113,7 +113,7 @@ void finish_step(sup_actor* self, const state_ptr& st, caf::error err) {
 }
 
 void point_ref(child& c, caf::actor current) {
-  caf::anon_send(c.ref, sup_current_atom::value, std::move(current));
+  caf::anon_send(c.ref, child_current{std::move(current)});
 }
 
 void started(sup_actor* self, const state_ptr& st, child& c, caf::actor actor) {
@@ -207,10 +207,10 @@ void start_process_child(sup_actor* self, const state_ptr& st, child& c) {
   auto id = c.spec.id;
   auto inc = c.incarnation;
   c.proc->on_exit([me, id, inc](int code) {
-    caf::anon_send(me, sup_exited_atom::value, id, inc, code);
+    caf::anon_send(me, sup_event{sup_event::exited, id, inc, code, {}});
   });
   c.proc->start([me, id, inc](caf::error err) {
-    caf::anon_send(me, sup_started_atom::value, id, inc, std::move(err));
+    caf::anon_send(me, sup_event{sup_event::started, id, inc, 0, std::move(err)});
   });
 }
 
@@ -268,8 +268,8 @@ void do_stop(sup_actor* self, child& c) {
   } else {
     c.proc->terminate();
   }
-  self->delayed_send(self, shutdown_timeout(c.spec), sup_kill_atom::value, c.spec.id,
-                     c.incarnation);
+  self->delayed_send(self, shutdown_timeout(c.spec),
+                     sup_event{sup_event::kill, c.spec.id, c.incarnation, 0, {}});
 }
 
 void run_next(sup_actor* self, const state_ptr& st) {
