@@ -49,7 +49,18 @@ void require_open(detail::peer& p, const std::string& what) {
   throw error(make_error(errc::link_lost, why), why);
 }
 
-using starter_done_atom = caf::atom_constant<caf::atom("st_done")>;
+// From the node's callbacks to the starter: its process ended, or never ran. A type of this
+// process, never on the wire: as an atom, any peer guessing the starter's id could end it
+// early, and its process would no longer go with its root.
+struct starter_done {};
+
+} // namespace
+} // namespace mproc
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mproc::starter_done)
+
+namespace mproc {
+namespace {
 
 // Runs on the remote node: starts one child process there, answers its actor, and lives as
 // long as it. Spawned for a root, it is ended when that root goes (node_impl's
@@ -76,7 +87,7 @@ caf::behavior mproc_process_starter(caf::event_based_actor* self) {
         child->emplace(this_node(), actor, process_options{.name = name, .daemon = true},
                        from_bytes(args));
         caf::actor me = caf::actor_cast<caf::actor>(self);
-        (*child)->on_exit([me](int) { caf::anon_send(me, starter_done_atom::value); });
+        (*child)->on_exit([me](int) { caf::anon_send(me, starter_done{}); });
         (*child)->start([rp, me, ending, p = **child](caf::error err) mutable {
           if (!err) {
             rp.deliver(p.actor());
@@ -85,7 +96,7 @@ caf::behavior mproc_process_starter(caf::event_based_actor* self) {
             return;
           }
           rp.deliver(std::move(err));
-          caf::anon_send(me, starter_done_atom::value);  // it never ran: nothing to wait for
+          caf::anon_send(me, starter_done{});  // it never ran: nothing to wait for
         });
       } catch (const error& e) {
         rp.deliver(e.reason());
@@ -93,7 +104,7 @@ caf::behavior mproc_process_starter(caf::event_based_actor* self) {
       }
       return rp;
     },
-    [=](starter_done_atom) { self->quit(); },
+    [=](starter_done) { self->quit(); },
   };
 }
 
