@@ -5,11 +5,14 @@
 #include "mproc/actors/queue_protocol.hpp"
 
 #include <algorithm>
+#include <mutex>
+#include <string>
 #include <future>
 #include <thread>
 #include <vector>
 
 #include <caf/blocking_actor.hpp>
+#include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
 
 #include <catch2/catch.hpp>
@@ -294,4 +297,43 @@ TEST_CASE("a put sent anonymously to a full queue waits; no message from nobody 
   CHECK(q.get(5s) == 1);
   CHECK(q.get(5s) == 2);
   CHECK(q.get(5s) == 3);  // in once there was room
+}
+
+TEST_CASE("another actor cannot make a process's queue agent leave, flush or fetch") {
+  // The agent is the sender of this process's gets and puts, so the queue's process and its
+  // peers can reach it; what the handles tell it must not come from them. A stand-in for
+  // the queue records what the agent sends it.
+  test::scoped_node node;
+  struct record {
+    std::mutex m;
+    caf::actor_addr agent;
+    std::vector<std::string> got;
+  };
+  auto seen = std::make_shared<record>();
+  auto stand_in = node->system().spawn([seen](caf::event_based_actor* self) -> caf::behavior {
+    self->set_default_handler([seen, self](caf::scheduled_actor*, caf::message_view& x)
+                                -> caf::result<caf::message> {
+      std::lock_guard guard{seen->m};
+      seen->agent = caf::actor_cast<caf::actor_addr>(self->current_sender());
+      seen->got.push_back(caf::to_string(x.content().get_as<caf::atom_value>(0)));
+      return mproc::make_error(errc::empty, "a stand-in");
+    });
+    return {[] {}};
+  });
+  mproc::detail::queue_core q{stand_in, 0};
+  CHECK(code_of([&] { q.get_nowait(); }) == errc::empty);  // through the agent
+  caf::actor agent;
+  {
+    std::lock_guard guard{seen->m};
+    REQUIRE(seen->got == std::vector<std::string>{"q_getnow"});
+    agent = caf::actor_cast<caf::actor>(seen->agent);
+  }
+  REQUIRE(agent);
+  caf::anon_send(agent, mproc::detail::q_leave_atom::value, std::vector<std::uint64_t>{0, 1});
+  caf::anon_send(agent, mproc::detail::q_flush_atom::value);
+  caf::anon_send(agent, mproc::detail::q_fetch_atom::value, true);
+  caf::anon_send(agent, mproc::detail::q_cancel_atom::value);
+  CHECK(code_of([&] { q.get_nowait(); }) == errc::empty);  // behind them in its mailbox
+  std::lock_guard guard{seen->m};
+  CHECK(seen->got == std::vector<std::string>{"q_getnow", "q_getnow"});  // nothing forged
 }

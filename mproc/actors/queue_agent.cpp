@@ -260,6 +260,63 @@ void on_queue_gone(caf::event_based_actor* self, const std::shared_ptr<queue_cha
   end_if_done(self, *ch, life);  // out of `retiring` too
 }
 
+// Asked by get_nowait(). The agent asks the queue itself (a delegate would keep the caller
+// as sender), so the item is held by this agent and acknowledged with the rest.
+caf::result<void> get_now(caf::event_based_actor* self, const std::shared_ptr<queue_channel>& ch,
+                          const caf::actor& q, std::uint64_t gen) {
+  auto rp = self->make_response_promise();
+  auto done = claim_done(*ch, gen);
+  if (!done) {
+    rp.deliver(make_error(errc::empty, "this process left the queue meanwhile"));
+    return caf::delegated<void>{};
+  }
+  self->request(q, caf::infinite, q_getnow_atom::value, std::uint32_t{1}, std::move(*done))
+    .then(
+      [=](item_batch& items) mutable {
+        if (into_inbox(*ch, gen, std::move(items)))
+          rp.deliver(caf::unit);  // the empty reply of a void request
+        else  // a leave gave this item back already
+          rp.deliver(make_error(errc::empty, "this process left the queue meanwhile"));
+      },
+      [=](caf::error& e) mutable {
+        {
+          std::lock_guard guard{ch->m};
+          if (ch->generation == gen)
+            count_unreachable(*ch, e);
+        }
+        rp.deliver(std::move(e));
+      });
+  return caf::delegated<void>{};
+}
+
+// Asked by task_done(): `n` tasks are finished, and as many of the items this process took
+// are acknowledged with them, so a consumer killed after its task_done() does not get that
+// item delivered again, to be done a second time.
+caf::result<void> finish_tasks(caf::event_based_actor* self,
+                               const std::shared_ptr<queue_channel>& ch, const caf::actor& q,
+                               std::uint64_t gen, const std::shared_ptr<agent_life>& life,
+                               std::uint64_t n, queue_acks::thread_key thread) {
+  auto rp = self->make_response_promise();
+  auto id = ++life->last_task_done;
+  life->tasks_done.emplace(id, rp);
+  auto answered = [=](caf::error e) {
+    auto i = life->tasks_done.find(id);
+    if (i == life->tasks_done.end())
+      return;  // answered at the queue's end
+    if (e)
+      i->second.deliver(std::move(e));
+    else
+      i->second.deliver(caf::unit);
+    life->tasks_done.erase(i);
+    end_if_done(self, *ch, *life);
+  };
+  // One message: a process killed between an acknowledgment and its task would leave an
+  // item neither delivered again nor counted done, and join() waiting for ever.
+  self->request(q, caf::infinite, q_done_atom::value, n, claim_tasks(*ch, gen, n, thread))
+    .then([=] { answered({}); }, [=](caf::error& e) { answered(e); });
+  return caf::delegated<void>{};
+}
+
 } // namespace
 
 caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch,
@@ -268,62 +325,28 @@ caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_ch
   auto life = std::make_shared<agent_life>();
   self->set_down_handler([=](caf::down_msg&) { on_queue_gone(self, ch, *life); });
   return {
-    [=](q_flush_atom) { send_next(self, ch, q, life); },
-    [=](q_fetch_atom, bool wait) { fetch(self, ch, q, wait, gen); },
-    [=](q_cancel_atom) { self->send(q, q_cancel_atom::value); },
-    [=](q_recall_atom) { give_back_untaken(self, *ch, q, gen); },
-    // Asked by get_nowait(). The agent asks the queue itself (a delegate would keep the
-    // caller as sender), so the item is held by this agent and acknowledged with the rest.
-    [=](q_getnow_atom) {
-      auto rp = self->make_response_promise();
-      auto done = claim_done(*ch, gen);
-      if (!done) {
-        rp.deliver(make_error(errc::empty, "this process left the queue meanwhile"));
-        return rp;
+    [=](agent_call& c) -> caf::result<void> {
+      switch (c.what) {
+        case agent_call::flush:
+          send_next(self, ch, q, life);
+          break;
+        case agent_call::fetch:
+          fetch(self, ch, q, c.wait, gen);
+          break;
+        case agent_call::cancel:
+          self->send(q, q_cancel_atom::value);
+          break;
+        case agent_call::get_now:
+          return get_now(self, ch, q, gen);
+        case agent_call::leave:
+          send_leave(self, ch, q, life, std::move(c.done));
+          break;
+        case agent_call::task_done:
+          return finish_tasks(self, ch, q, gen, life, c.tasks, c.thread);
       }
-      self->request(q, caf::infinite, q_getnow_atom::value, std::uint32_t{1}, std::move(*done))
-        .then(
-          [=](item_batch& items) mutable {
-            if (into_inbox(*ch, gen, std::move(items)))
-              rp.deliver(caf::unit);  // the empty reply of a void request
-            else  // a leave gave this item back already
-              rp.deliver(make_error(errc::empty, "this process left the queue meanwhile"));
-          },
-          [=](caf::error& e) mutable {
-            {
-              std::lock_guard guard{ch->m};
-              if (ch->generation == gen)
-                count_unreachable(*ch, e);
-            }
-            rp.deliver(std::move(e));
-          });
-      return rp;
+      return caf::unit;
     },
-    [=](q_leave_atom, queue_acks::spans& done) { send_leave(self, ch, q, life, std::move(done)); },
-    // Asked by task_done(): `n` tasks are finished, and as many of the items this process
-    // took are acknowledged with them, so a consumer killed after its task_done() does not
-    // get that item delivered again, to be done a second time.
-    [=](q_done_atom, std::uint64_t n, queue_acks::thread_key thread) {
-      auto rp = self->make_response_promise();
-      auto id = ++life->last_task_done;
-      life->tasks_done.emplace(id, rp);
-      auto answered = [=](caf::error e) {
-        auto i = life->tasks_done.find(id);
-        if (i == life->tasks_done.end())
-          return;  // answered at the queue's end
-        if (e)
-          i->second.deliver(std::move(e));
-        else
-          i->second.deliver(caf::unit);
-        life->tasks_done.erase(i);
-        end_if_done(self, *ch, *life);
-      };
-      // One message: a process killed between an acknowledgment and its task would leave
-      // an item neither delivered again nor counted done, and join() waiting for ever.
-      self->request(q, caf::infinite, q_done_atom::value, n, claim_tasks(*ch, gen, n, thread))
-        .then([=] { answered({}); }, [=](caf::error& e) { answered(e); });
-      return rp;
-    },
+    [=](q_recall_atom) { give_back_untaken(self, *ch, q, gen); },  // from the queue
   };
 }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <caf/actor.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/behavior.hpp>
 #include <caf/error.hpp>
 #include <caf/fwd.hpp>
@@ -71,8 +72,23 @@ struct queue_channel {
   bool queue_gone = false;       // the queue actor ended: every call fails from now on
 };
 
+// From this process's handles to their agent. A type of this process, never on the wire:
+// the agent is the sender of every put and get, so the queue's process and its peers can
+// reach it, and with atoms they could make it leave (the queue handing back what it holds
+// while its items are still taken), count a batch in flight as accepted, or fetch for it.
+// (The queue's own q_recall stays an atom: the queue sends it.)
+struct agent_call {
+  enum kind { flush, fetch, cancel, get_now, leave, task_done } what;
+  bool wait = false;                  // fetch: a get waits for it
+  queue_acks::spans done;             // leave: the items finished
+  std::uint64_t tasks = 0;            // task_done: how many
+  queue_acks::thread_key thread = 0;  // task_done: whose
+};
+
 // The agent `gen` of `ch`: the queue `q` knows a consumer by this actor, and watches it.
 caf::behavior queue_agent(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch,
                           caf::actor q, std::uint64_t gen);
 
 } // namespace mproc::detail
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mproc::detail::agent_call)

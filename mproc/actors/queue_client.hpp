@@ -88,7 +88,7 @@ public:
     ++ch_->appended;
     if (!ch_->sending) {
       ch_->sending = true;
-      caf::anon_send(agent_locked(), q_flush_atom::value);
+      caf::anon_send(agent_locked(), agent_call{agent_call::flush});
     }
   }
 
@@ -143,7 +143,8 @@ public:
     // Through the agent: the queue must know who holds the item. The agent puts it in the
     // inbox itself, in the order the queue handed out batches (so that the places that
     // name items stay true), and the oldest item there is taken.
-    this_node().request(agent(), std::chrono::seconds{30}, q_getnow_atom::value);
+    this_node().request_message(agent(), caf::make_message(agent_call{agent_call::get_now}),
+                                std::chrono::seconds{30});
     std::lock_guard guard{ch_->m};
     finish_taken_locked();
     if (ch_->inbox.empty())  // another thread was quicker
@@ -226,7 +227,7 @@ public:
                    unsent);
     lock.unlock();
     ch_->cv.notify_all();
-    caf::anon_send(agent, q_leave_atom::value, std::move(done));
+    caf::anon_send(agent, agent_call{agent_call::leave, false, std::move(done)});
   }
 
   // Through the agent when this process took items not yet acknowledged or reported: the
@@ -253,8 +254,9 @@ public:
         ch_->acks.claim_tasks(queue_acks::this_thread(), n);
     }
     if (via)
-      this_node().request(via, std::chrono::seconds{30}, q_done_atom::value, n,
-                          queue_acks::this_thread());
+      this_node().request_message(
+        via, caf::make_message(agent_call{agent_call::task_done, false, {}, n, queue_acks::this_thread()}),
+        std::chrono::seconds{30});
     else
       this_node().request(queue_, std::chrono::seconds{30}, q_done_atom::value, n);
   }
@@ -340,7 +342,7 @@ private:
       if (!timeout) {
         ch_->cv.wait(lock, progressed);
       } else if (!ch_->cv.wait_until(lock, deadline, progressed)) {
-        caf::anon_send(agent_locked(), q_cancel_atom::value);
+        caf::anon_send(agent_locked(), agent_call{agent_call::cancel});
         return false;
       }
     }
@@ -364,14 +366,14 @@ private:
         || code_of(ch_->get_error) != errc::closed)
       return;
     ch_->fetching = true;
-    caf::anon_send(agent_, q_fetch_atom::value, false);
+    caf::anon_send(agent_, agent_call{agent_call::fetch, false});
   }
 
   void fetch_locked(bool wait) {
     if (ch_->fetching || ch_->get_error)
       return;
     ch_->fetching = true;
-    caf::anon_send(agent_locked(), q_fetch_atom::value, wait);
+    caf::anon_send(agent_locked(), agent_call{agent_call::fetch, wait});
   }
 
   caf::actor agent() {
