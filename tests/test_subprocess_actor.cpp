@@ -7,6 +7,7 @@
 
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <caf/all.hpp>
@@ -61,6 +62,16 @@ std::string next_line(caf::scoped_actor& self) {
 pid_t next_pid(caf::scoped_actor& self) {
   auto line = next_line(self);
   return line.empty() ? 0 : static_cast<pid_t>(std::stol(line));
+}
+
+// A program that prints its pid and sleeps a minute, as an actor that tells `self` its
+// lines and, with `watch`, its end; the actor and the program's pid (0 if it never said).
+std::pair<caf::actor, pid_t> sleeper(mproc::node& node, caf::scoped_actor& self,
+                                     bool watch = true) {
+  auto cmd = sp::spawn_actor(node, {"sh", "-c", "echo $$; exec sleep 60"}, self);
+  if (watch)
+    self->monitor(cmd);
+  return {cmd, next_pid(self)};
 }
 
 } // namespace
@@ -158,9 +169,7 @@ TEST_CASE("the program's end is seen although a child of it holds the pipes") {
 TEST_CASE("a normal exit message is no request to stop; a kill ends the program at once") {
   test::scoped_node node;
   caf::scoped_actor self{node->system()};
-  auto cmd = sp::spawn_actor(*node, {"sh", "-c", "echo $$; exec sleep 60"}, self);
-  self->monitor(cmd);
-  auto pid = next_pid(self);
+  auto [cmd, pid] = sleeper(*node, self);
   REQUIRE(pid > 0);
   self->send_exit(cmd, caf::exit_reason::normal);  // what a linked actor's normal end sends
   self->send_exit(cmd, caf::exit_reason::kill);
@@ -173,9 +182,7 @@ TEST_CASE("a normal exit message is no request to stop; a kill ends the program 
 TEST_CASE("another actor's messages neither end the program's actor nor speak for its program") {
   test::scoped_node node;
   caf::scoped_actor self{node->system()};
-  auto cmd = sp::spawn_actor(*node, {"sh", "-c", "echo $$; exec sleep 60"}, self);
-  self->monitor(cmd);
-  auto pid = next_pid(self);
+  auto [cmd, pid] = sleeper(*node, self);
   REQUIRE(pid > 0);
   // What the reader thread used to send: atoms anybody could send, from any process.
   self->send(cmd, caf::atom("cmd_exit"), std::int32_t{0});
@@ -194,9 +201,8 @@ TEST_CASE("another actor's messages neither end the program's actor nor speak fo
 TEST_CASE("the first request to stop gives the actor's exit reason") {
   test::scoped_node node;
   caf::scoped_actor self{node->system()};
-  auto cmd = sp::spawn_actor(*node, {"sh", "-c", "echo $$; exec sleep 60"}, self);
-  self->monitor(cmd);
-  REQUIRE(next_pid(self) > 0);
+  auto [cmd, pid] = sleeper(*node, self);
+  REQUIRE(pid > 0);
   self->send_exit(cmd, caf::exit_reason::normal);
   self->send_exit(cmd, caf::exit_reason::user_shutdown);
   self->send_exit(cmd, caf::exit_reason::unknown);
@@ -208,8 +214,7 @@ TEST_CASE("the first request to stop gives the actor's exit reason") {
 TEST_CASE("dropping every handle to the actor kills its program") {
   test::scoped_node node;
   caf::scoped_actor self{node->system()};
-  auto cmd = sp::spawn_actor(*node, {"sh", "-c", "echo $$; exec sleep 60"}, self);
-  auto pid = next_pid(self);
+  auto [cmd, pid] = sleeper(*node, self, false);
   REQUIRE(pid > 0);
   cmd = {};
   CHECK(test::eventually(10s, [&] { return !test::running(pid); }));
