@@ -293,6 +293,7 @@ TEST_CASE("a put sent anonymously to a full queue waits; no message from nobody 
   caf::anon_send(q.actor(), mproc::detail::q_leave_atom::value, std::uint64_t{1});
   caf::anon_send(q.actor(), mproc::detail::q_done_atom::value, std::uint64_t{0},
                  std::uint64_t{1});
+  caf::anon_send_exit(q.actor(), caf::exit_reason::normal);  // no request to end
   CHECK(q.stats().size == 2);  // asked after them: the queue lives, the put waits
   CHECK(q.get(5s) == 1);
   CHECK(q.get(5s) == 2);

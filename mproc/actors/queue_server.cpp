@@ -255,9 +255,12 @@ void end_queue(queue_actor* self, caf::error reason) {
 }
 
 // The node is ending (it sends user_shutdown to what it kept alive) or someone killed the
-// queue: every waiting call is answered, so nobody waits for a queue that is gone.
+// queue: every waiting call is answered, so nobody waits for a queue that is gone. A normal
+// exit (what a linked actor's normal end sends, or anyone's, from any peer) is no request to
+// end, as for an actor without the handler.
 void on_exit(queue_actor* self, caf::exit_msg& m) {
-  end_queue(self, std::move(m.reason));
+  if (m.reason)
+    end_queue(self, std::move(m.reason));
 }
 
 void on_down(queue_actor* self, const caf::down_msg& down) {
