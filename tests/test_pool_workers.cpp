@@ -26,6 +26,7 @@
 #include "mproc/actors/pool_job.hpp"
 #include "mproc/actors/pool_protocol.hpp"
 #include "mproc/runtime/inspect.hpp"
+#include "mproc/serialization/value.hpp"
 #include "mproc/runtime/node.hpp"
 #include "pool_tasks.hpp"
 #include "support.hpp"
@@ -259,12 +260,12 @@ TEST_CASE("a dispatcher that ends fails its jobs and those handed in after; join
   auto d = node->system().spawn(pool_dispatcher, mproc::pool_options{.processes = 1}, status);
   auto job_of = [](std::size_t n) {
     auto job = std::make_shared<pool_job>(n);
-    job->task = "slow_double";  // 20 ms an item: a second of work on one worker
+    job->task = "slow_double";  // 20 ms an item: 4 s of work on one worker
     job->set_source(chunks_of<std::int64_t>(
       job->task, false, std::make_shared<const std::vector<std::int64_t>>(n, 7), 1));
     return job;
   };
-  auto taken = job_of(50);
+  auto taken = job_of(200);
   REQUIRE(status->hand_in(taken));
   caf::anon_send(d, pool_control{pool_control::submit});
   REQUIRE(test::eventually(10s, [&] {
@@ -331,4 +332,19 @@ TEST_CASE("messages of other actors do not close, terminate, grow or rob a pool"
   caf::anon_send(d, pool_control{pool_control::close});
   std::unique_lock lock{status->m};
   CHECK(status->cv.wait_for(lock, 10s, [&] { return status->over; }));  // closed by the handle
+}
+
+TEST_CASE("a dispatcher that ends takes its idle workers along") {
+  // A worker waiting for work waits on its pull without a timeout: the end must answer it.
+  using namespace mproc::detail;
+  test::scoped_node node;
+  auto status = std::make_shared<pool_status>();
+  auto d = node->system().spawn(pool_dispatcher, mproc::pool_options{.processes = 1}, status);
+  REQUIRE(test::eventually(10s, [&] {
+    auto state = node->request<mproc::value>(d, 5s, pool_inspect_atom::value);
+    const auto* idle = state.find("idle_pulls");
+    return idle != nullptr && idle->as<std::int64_t>() == 1;  // its worker asked for work
+  }));
+  caf::anon_send_exit(d, caf::exit_reason::kill);
+  CHECK(test::eventually(10s, [&] { return node->active_children().empty(); }));
 }

@@ -331,8 +331,8 @@ TEST_CASE("another actor cannot make a process's queue agent leave, flush or fet
   }
   REQUIRE(agent);
   caf::anon_send(agent, mproc::detail::q_leave_atom::value, std::vector<std::uint64_t>{0, 1});
-  caf::anon_send(agent, mproc::detail::q_flush_atom::value);
-  caf::anon_send(agent, mproc::detail::q_fetch_atom::value, true);
+  caf::anon_send(agent, caf::atom("q_flush"));  // the atoms they were
+  caf::anon_send(agent, caf::atom("q_fetch"), true);
   caf::anon_send(agent, mproc::detail::q_cancel_atom::value);
   CHECK(code_of([&] { q.get_nowait(); }) == errc::empty);  // behind them in its mailbox
   std::lock_guard guard{seen->m};

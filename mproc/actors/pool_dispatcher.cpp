@@ -254,6 +254,13 @@ void on_dispatcher_end(const state_ptr& st, const std::string& reason) {
   for (auto& job : st->status->take_handed_in(true))
     job->fail(why);
   fail_everything(st, why);
+  // Its workers end too: one waiting for work would wait for ever on its pull (a promise
+  // dropped answers nothing in CAF 0.17), one still running is asked to stop.
+  for (auto& p : st->pulls)
+    p.rp.deliver(item_batch{});  // quit
+  st->pulls.clear();
+  for (auto& [seq, p] : st->live)
+    p.terminate();
   st->status->finish();
 }
 

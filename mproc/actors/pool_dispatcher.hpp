@@ -15,7 +15,7 @@
 
 namespace mproc::detail {
 
-class pool_job;
+struct pool_job;
 
 // Whether every worker has ended for good, for join() on the caller's thread; and the jobs
 // handed in and not yet taken by the dispatcher. They wait here rather than in its mailbox:

@@ -49,8 +49,7 @@ using q_done_atom = caf::atom_constant<caf::atom("q_done")>;
 // ("q_join", u64 ms) -> ()               the same, or error timeout after `ms`
 using q_join_atom = caf::atom_constant<caf::atom("q_join")>;
 
-// Between a handle and its process-local agent.
-using q_flush_atom = caf::atom_constant<caf::atom("q_flush")>;
-using q_fetch_atom = caf::atom_constant<caf::atom("q_fetch")>;        // (bool wait)
+// Between a handle and its process-local agent: agent_call (queue_agent.hpp), never on the
+// wire.
 
 } // namespace mproc::detail

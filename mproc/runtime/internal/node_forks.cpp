@@ -246,7 +246,7 @@ void node_impl::fork_server_ended() {
   if (fork_server_->served() || !forked.empty()) {
     unserved_fork_servers_ = unready_fork_servers_ = 0;
     fork_retry_wait_.reset();
-  } else if (!unforked.empty() || refused) {
+  } else if (!unforked.empty() || (refused && !fork_server_->ready())) {
     ++(fork_server_->ready() || !fork_server_->killed() ? unserved_fork_servers_
                                                          : unready_fork_servers_);
   }

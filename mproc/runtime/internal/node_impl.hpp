@@ -199,8 +199,9 @@ private:
   // a crash or an exit there, which count above).
   static constexpr int max_unready_fork_servers = 10;
   int unready_fork_servers_ = 0;
-  // The server died as a request was written to it: a start was in flight, so it counts
-  // above (on one CPU a server killed in its main() often dies before the write).
+  // The server died as a request was written to it: a start was in flight, so a server not
+  // yet ready counts above (on one CPU one killed in its main() often dies before the
+  // write); a ready one killed while idle, noticed only at the write, does not.
   bool fork_request_refused_ = false;
   // Exec for those counts is not for good when the last server was killed from outside
   // (kills come in bursts, and forking is the faster start): the first start after
