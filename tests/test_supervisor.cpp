@@ -231,6 +231,7 @@ TEST_CASE("other actors' messages fake no child's start or exit and redirect no 
     caf::anon_send(sup.actor(), caf::atom("sup_up"), std::string{"w"}, inc, caf::error{});
   }
   caf::anon_send(ref, caf::atom("sup_curr"), caf::actor{thief});
+  caf::anon_send_exit(sup.actor(), caf::exit_reason::normal);  // no request to stop
   auto tree = sup.tree();  // asked after them
   REQUIRE(tree.children.size() == 1);
   CHECK(tree.children[0].restarts == 0);

@@ -265,7 +265,13 @@ caf::behavior supervise(caf::event_based_actor* self, supervisor_flags flags,
     st->children.push_back(std::move(c));
   }
   // An exit message (from our own supervisor, or stop) is a request to stop in order.
-  self->set_exit_handler([=](caf::exit_msg& msg) { shut_down(self, st, msg.reason); });
+  // Asked to stop (its parent supervisor, the node's end, a kill). A normal exit message
+  // (a linked actor's normal end, or anyone's, from any peer) is no such request, as for an
+  // actor without the handler.
+  self->set_exit_handler([=](caf::exit_msg& msg) {
+    if (msg.reason)
+      shut_down(self, st, msg.reason);
+  });
   self->set_down_handler([=](caf::down_msg& down) {
     for (auto& c : st->children) {
       if (c.pending && c.pending.address() == down.source && c.state == child_state::starting) {
