@@ -11,6 +11,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
@@ -24,6 +25,23 @@
 #include "mproc/runtime/inspect.hpp"
 #include "mproc/runtime/message_types.hpp"
 #include "mproc/runtime/node.hpp"
+
+namespace mproc::detail {
+namespace {
+// The queue's timers, from the queue to itself. Types of this process, never on the wire: a
+// peer could otherwise spoof the queue itself as sender (a frame's `from` may name any actor
+// of this node) and end a join(timeout) early, or start recall rounds.
+struct join_due {
+  std::uint64_t id;  // the joiner whose time passed
+};
+struct recall_due {
+  std::uint64_t token;
+};
+} // namespace
+} // namespace mproc::detail
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mproc::detail::join_due)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mproc::detail::recall_due)
 
 namespace mproc::detail {
 
@@ -170,7 +188,7 @@ caf::actor_addr first_contact(queue_actor* self) {
 }
 
 void arm_recall(queue_actor* self, std::chrono::milliseconds in, std::uint64_t token) {
-  self->delayed_send(self, in, q_recall_atom::value, token);
+  self->delayed_send(self, in, recall_due{token});
 }
 
 // `who` asked and found nothing: if it stays so, the holders are asked (recall_round).
@@ -312,7 +330,7 @@ caf::result<void> hold_join(queue_actor* self, std::optional<std::chrono::millis
   auto id = ++s.last_joiner;
   s.joiners.emplace(id, self->make_response_promise());
   if (timeout)
-    self->delayed_send(self, *timeout, q_join_atom::value, id, true);
+    self->delayed_send(self, *timeout, join_due{id});
   return caf::delegated<void>{};
 }
 
@@ -431,7 +449,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       self->state.recalled += self->state.store.take_back(sender(), from, n);
       rebalance(self);
     },
-    [=](q_recall_atom, std::uint64_t token) { recall_round(self, token); },
+    [=](recall_due& r) { recall_round(self, r.token); },
     [=](q_size_atom) {
       auto& s = self->state;
       return caf::make_message(static_cast<std::uint64_t>(s.store.size()),
@@ -461,12 +479,10 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
         return hold_join(self, std::nullopt);
       return hold_join(self, std::chrono::milliseconds{timeout_ms});
     },
-    // The time of a join passed (sent to itself by hold_join; from anyone else, ignored).
-    [=](q_join_atom, std::uint64_t id, bool) {
-      if (self->current_sender() != self->ctrl())
-        return;
+    // The time of a join passed (sent to itself by hold_join).
+    [=](join_due& j) {
       auto& s = self->state;
-      if (auto i = s.joiners.find(id); i != s.joiners.end()) {
+      if (auto i = s.joiners.find(j.id); i != s.joiners.end()) {
         i->second.deliver(make_error(errc::timeout, "tasks are still unfinished"));
         s.joiners.erase(i);
       }
