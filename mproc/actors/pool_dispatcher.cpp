@@ -105,7 +105,9 @@ void start_worker(dispatcher* self, const state_ptr& st) {
             o.initializer ? o.initializer->chunk : bytes{},
             static_cast<std::uint32_t>(o.maxtasksperchild), this_node().max_frame()};
   caf::actor me = caf::actor_cast<caf::actor>(self);
-  p.on_exit([me, seq](int code) { caf::anon_send(me, pool_control{pool_control::exited, seq, code}); });
+  p.on_exit([me, seq](int code) {
+    caf::anon_send(me, pool_control{pool_control::exited, seq, code});
+  });
   st->live.emplace(seq, p);
   p.start([me, seq](caf::error err) {
     if (err)

@@ -1,14 +1,13 @@
 // The messages between a pool's dispatcher and its workers (docs/pool.md).
 #pragma once
 
-#include <memory>
+#include <cstddef>
 
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
+#include <caf/error.hpp>
 
 namespace mproc::detail {
-
-struct pool_job;
 
 // Worker -> dispatcher: ("pool_pull", items results, u32 allowance, u32 max_frame,
 // u64 busy_ns) -> items chunks, both batches as the queue's (item_batch: one buffer, not one

@@ -254,9 +254,10 @@ public:
         ch_->acks.claim_tasks(queue_acks::this_thread(), n);
     }
     if (via)
-      this_node().request_message(
-        via, caf::make_message(agent_call{agent_call::task_done, false, {}, n, queue_acks::this_thread()}),
-        std::chrono::seconds{30});
+      this_node().request_message(via,
+                                  caf::make_message(agent_call{agent_call::task_done, false, {},
+                                                               n, queue_acks::this_thread()}),
+                                  std::chrono::seconds{30});
     else
       this_node().request(queue_, std::chrono::seconds{30}, q_done_atom::value, n);
   }

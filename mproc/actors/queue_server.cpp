@@ -69,8 +69,9 @@ struct queue_state {
   // passes, not kept for ever (a caller looping on join(1s) added one a second).
   std::map<std::uint64_t, caf::response_promise> joiners;
   std::uint64_t last_joiner = 0;
-  std::unordered_set<caf::actor_addr, addr_hash> monitored;   // one monitor, so one down, per agent
-  std::unordered_set<caf::actor_addr, addr_hash> producers;   // agents that put, until they leave or end
+  // One monitor, so one down, per agent; and the agents that put, until they leave or end.
+  std::unordered_set<caf::actor_addr, addr_hash> monitored;
+  std::unordered_set<caf::actor_addr, addr_hash> producers;
   std::uint64_t redelivered = 0;  // items given back because their consumer died holding them
   queue_recall recall;            // who found nothing, and when to ask the holders
   std::uint64_t recalled = 0;     // items consumers gave back untaken when recalled
@@ -111,8 +112,8 @@ void acknowledge(queue_actor* self, const caf::actor_addr& who, std::uint64_t do
 }
 
 // The same for the items named by `spans` (first and n of each, queue_acks.hpp).
-void acknowledge_spans(queue_actor* self, const caf::actor_addr& who,
-                       const std::vector<std::uint64_t>& spans) {
+void acknowledge(queue_actor* self, const caf::actor_addr& who,
+                 const std::vector<std::uint64_t>& spans) {
   std::uint64_t done = 0;
   for (std::size_t i = 0; i + 1 < spans.size(); i += 2)
     done += self->state.store.acknowledge(who, spans[i], spans[i + 1]);
@@ -334,6 +335,19 @@ caf::result<void> hold_join(queue_actor* self, std::optional<std::chrono::millis
   return caf::delegated<void>{};
 }
 
+// A get from the current sender (`serve`: get_waiting or get_now), which first acknowledges
+// `done` of what it took before (a count, or spans). Items go only to a sender the queue can
+// watch (anonymous_taker).
+template <class Done, class Serve>
+caf::result<caf::message> take(queue_actor* self, std::uint32_t max, const Done& done,
+                               Serve serve) {
+  if (!self->current_sender())
+    return anonymous_taker();
+  auto who = first_contact(self);
+  acknowledge(self, who, done);
+  return serve(self, who, max);
+}
+
 // What `mproc ps` shows of a queue; the report asks the actor, so it reads nothing shared.
 value inspect_queue(const queue_state& s) {
   return value::map_t{{"size", s.store.size()},
@@ -396,35 +410,17 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       rebalance(self);
       return caf::unit;
     },
-    [=](q_get_atom, std::uint32_t max, std::uint64_t done) -> caf::result<caf::message> {
-      if (!self->current_sender())
-        return anonymous_taker();
-      auto who = first_contact(self);
-      acknowledge(self, who, done);
-      return get_waiting(self, who, max);
+    [=](q_get_atom, std::uint32_t max, std::uint64_t done) {
+      return take(self, max, done, get_waiting);
     },
-    [=](q_get_atom, std::uint32_t max,
-        const std::vector<std::uint64_t>& done) -> caf::result<caf::message> {
-      if (!self->current_sender())
-        return anonymous_taker();
-      auto who = first_contact(self);
-      acknowledge_spans(self, who, done);
-      return get_waiting(self, who, max);
+    [=](q_get_atom, std::uint32_t max, const std::vector<std::uint64_t>& done) {
+      return take(self, max, done, get_waiting);
     },
-    [=](q_getnow_atom, std::uint32_t max, std::uint64_t done) -> caf::result<caf::message> {
-      if (!self->current_sender())
-        return anonymous_taker();
-      auto who = first_contact(self);
-      acknowledge(self, who, done);
-      return get_now(self, who, max);
+    [=](q_getnow_atom, std::uint32_t max, std::uint64_t done) {
+      return take(self, max, done, get_now);
     },
-    [=](q_getnow_atom, std::uint32_t max,
-        const std::vector<std::uint64_t>& done) -> caf::result<caf::message> {
-      if (!self->current_sender())
-        return anonymous_taker();
-      auto who = first_contact(self);
-      acknowledge_spans(self, who, done);
-      return get_now(self, who, max);
+    [=](q_getnow_atom, std::uint32_t max, const std::vector<std::uint64_t>& done) {
+      return take(self, max, done, get_now);
     },
     [=](q_cancel_atom) { forget_getter(self, sender()); },
     // A consumer leaves: `done` of its oldest items are finished, everything else it was
@@ -442,7 +438,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
     },
     // A consumer's agent names the items it finished (queue_acks.hpp).
     [=](q_ack_atom, const std::vector<std::uint64_t>& spans) {
-      acknowledge_spans(self, sender(), spans);
+      acknowledge(self, sender(), spans);
     },
     // A consumer gives back items it fetched and did not take, asked by recall().
     [=](q_return_atom, std::uint64_t from, std::uint64_t n) {
@@ -470,7 +466,7 @@ caf::behavior queue_server(queue_actor* self, queue_config config) {
       return finish_tasks(self, n);
     },
     [=](q_done_atom, std::uint64_t n, const std::vector<std::uint64_t>& done) {
-      acknowledge_spans(self, sender(), done);
+      acknowledge(self, sender(), done);
       return finish_tasks(self, n);
     },
     [=](q_join_atom) { return hold_join(self, std::nullopt); },

@@ -85,9 +85,8 @@ shared_memory shared_memory::attach(node& n, const std::string& name,
                                     std::chrono::milliseconds timeout) {
   // One timeout for both steps: a stalled creator must not make it count twice.
   auto deadline = deadline_after(timeout);
-  auto left = [&] { return std::chrono::ceil<std::chrono::milliseconds>(time_left(deadline)); };
-  auto holder = n.lookup(registered_name(name), left());
-  auto block = n.request<shared_memory>(holder, left(), caf::get_atom::value);
+  auto holder = n.lookup(registered_name(name), timeout);
+  auto block = n.request<shared_memory>(holder, time_left(deadline), caf::get_atom::value);
   block.name_ = name;
   block.holder_ = holder.address();
   return block;
@@ -105,10 +104,9 @@ void shared_memory::unlink() {
   // gone): as Python's shm_unlink, the name goes, whichever block holds it now.
   caf::actor holder;
   auto deadline = deadline_after(unlink_timeout);
-  auto left = [&] { return std::chrono::ceil<std::chrono::milliseconds>(time_left(deadline)); };
   try {
-    holder = n.lookup(registered_name(name_), left());
-    n.request<bool>(holder, left(), unlink_atom::value);
+    holder = n.lookup(registered_name(name_), unlink_timeout);
+    n.request<bool>(holder, time_left(deadline), unlink_atom::value);
   } catch (const error& e) {
     // No holder, or it ended meanwhile (its node with it): the name is gone either way. A
     // creating process that does not answer in time (stopped): the name goes when it reads

@@ -58,9 +58,9 @@ public:
   // Anyone may release it, as Python's Lock; releasing a free lock throws bad_arguments.
   void release() const;
   bool locked() const;
+  static constexpr const char* kind_name = "manager lock";  // in guard's errors
   // Python's `with lock:`: held until the end of the scope, also when it ends by an
   // exception (a long-lived process that throws would otherwise hold it until it ends).
-  static constexpr const char* kind_name = "manager lock";
   guard<lock_proxy> hold() const { return guard<lock_proxy>{*this}; }
   guard<lock_proxy> hold(wait_timeout timeout) const { return guard<lock_proxy>{*this, timeout}; }
 
