@@ -47,6 +47,15 @@ void summer(caf::blocking_actor*, mproc::queue_proxy<int> in, mproc::queue_proxy
   out.put(sum);
 }
 
+// Gets `n` items; for each, says so on `done`, then reports it done on `in`.
+void doer(caf::blocking_actor*, mproc::queue_proxy<int> in, mproc::queue_proxy<int> done,
+          std::int32_t n) {
+  for (std::int32_t i = 0; i < n; ++i) {
+    done.put(in.get(true, 10s));
+    in.task_done();
+  }
+}
+
 // Until `n` calls wait on the object in the manager.
 template <class Proxy>
 bool waiting(const Proxy& p, std::size_t n) {
@@ -59,6 +68,7 @@ MPROC_ACTOR(event_waiter);
 MPROC_ACTOR(die_holding);
 MPROC_ACTOR(getter);
 MPROC_ACTOR(summer);
+MPROC_ACTOR(doer);
 
 TEST_CASE("a manager's Event wakes a waiter in another process; unset, waits time out") {
   test::scoped_node node;
@@ -191,6 +201,24 @@ TEST_CASE("a manager's Value and Queue are shared with children; full and empty 
   CHECK(code_of([&] { in.put_nowait(9); }) == errc::full);
   CHECK(code_of([&] { in.put(9, true, 100ms); }) == errc::full);
   CHECK(in.get() == 0);
+}
+
+TEST_CASE("a manager queue's join waits for a task_done per item; one too many is refused") {
+  test::scoped_node node;
+  mproc::manager m{*node};
+  auto q = m.queue<int>();
+  auto done = m.queue<int>();
+  q.join(0ms);  // nothing put: nothing to wait for
+  for (int i = 0; i < 5; ++i)
+    q.put(i);
+  CHECK(code_of([&] { q.join(0ms); }) == errc::timeout);
+  auto p = node->spawn_process("doer", {}, q, done, std::int32_t{5});
+  q.join(30s);
+  CHECK(done.qsize() == 5);  // each was reported done after it was passed on
+  CHECK(q.ref().waiting() == 0);
+  CHECK(code_of([&] { q.task_done(); }) == errc::bad_arguments);
+  q.join(0ms);
+  REQUIRE(p.join(10s));
 }
 
 TEST_CASE("waiters are answered when their object is released or the manager shuts down") {

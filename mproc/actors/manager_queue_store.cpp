@@ -1,5 +1,6 @@
-// The manager's Queue (Python's manager.Queue()): items held in the manager, a get that
-// waits for one and a put that waits for room answered later, in arrival order.
+// The manager's Queue (Python's manager.Queue(), a queue.Queue): items held in the manager, a
+// get that waits for one and a put that waits for room answered later, in arrival order;
+// task_done and a join that waits until every item put was done.
 #include <algorithm>
 #include <deque>
 
@@ -22,13 +23,15 @@ public:
       case op_id("qsize"): return {encoded(static_cast<std::uint64_t>(items_.size()))};
       case op_id("empty"): return {encoded(items_.empty())};
       case op_id("full"): return {encoded(full())};
+      case op_id("task_done"): return task_done();
       default:
         no_such_op("queue", op);
     }
   }
 
   // ("put", [item, blocking, timeout ms or nil]) -> []: full when it cannot wait;
-  // ("get", [blocking, timeout ms or nil]) -> [item]: empty when it cannot wait.
+  // ("get", [blocking, timeout ms or nil]) -> [item]: empty when it cannot wait;
+  // ("join", [timeout ms or nil]) -> [] once every item put was done: timeout when it was not.
   std::optional<manager_reply> call_waiting(caf::atom_value op, manager_args& args,
                                             manager_context& ctx) override {
     if (op == caf::atom("put")) {
@@ -38,6 +41,12 @@ public:
     if (op == caf::atom("get")) {
       expect_args(args, 2, "get");
       return get(args, ctx);
+    }
+    if (op == caf::atom("join")) {
+      expect_args(args, 1, "join");
+      if (unfinished_ == 0)
+        return manager_reply{};
+      return wait(joiners_, ctx, wait_arg(args[0]), {});
     }
     return call(op, args);
   }
@@ -52,23 +61,30 @@ public:
       i->promise.deliver(make_error(errc::full, "queue.Full: no room within the timeout"));
       putters_.erase(i);
     }
+    if (auto i = std::find_if(joiners_.begin(), joiners_.end(), match); i != joiners_.end()) {
+      i->promise.deliver(make_error(errc::timeout, "tasks are still unfinished"));
+      joiners_.erase(i);
+    }
   }
 
   // A dead getter is handed nothing more; a dead putter's item was never accepted.
   void sender_down(const caf::actor_addr& who) override {
     std::erase_if(getters_, [&](auto& w) { return w.who == who; });
     std::erase_if(putters_, [&](auto& w) { return w.who == who; });
+    std::erase_if(joiners_, [&](auto& w) { return w.who == who; });
     admit_putters();
   }
 
   void stop_waiters(const caf::error& why) override {
-    for (auto* line : {&getters_, &putters_}) {
+    for (auto* line : {&getters_, &putters_, &joiners_}) {
       for (auto& w : *line)
         w.promise.deliver(why);
       line->clear();
     }
   }
-  std::size_t waiting() const override { return getters_.size() + putters_.size(); }
+  std::size_t waiting() const override {
+    return getters_.size() + putters_.size() + joiners_.size();
+  }
 
 private:
   struct waiter {
@@ -90,12 +106,14 @@ private:
   std::optional<manager_reply> put(manager_args& args, manager_context& ctx) {
     auto timeout = wait_of(args, 1);
     if (!getters_.empty()) {  // someone waits: the item goes straight to them
+      ++unfinished_;
       auto g = std::move(getters_.front());
       getters_.pop_front();
       g.promise.deliver(manager_reply{std::move(args[0])});
       return manager_reply{};
     }
     if (!full()) {
+      ++unfinished_;
       items_.push_back(std::move(args[0]));
       return manager_reply{};
     }
@@ -128,11 +146,24 @@ private:
     return std::nullopt;
   }
 
+  // Python's ValueError for one call too many; the last one lets every join() go.
+  manager_reply task_done() {
+    if (unfinished_ == 0)
+      throw op_error(errc::bad_arguments, "task_done() called too many times");
+    if (--unfinished_ == 0) {
+      for (auto& j : joiners_)
+        j.promise.deliver(manager_reply{});
+      joiners_.clear();
+    }
+    return {};
+  }
+
   // Waiting putters' items go in while there is room, oldest first.
   void admit_putters() {
     while (!putters_.empty() && !full()) {
       auto p = std::move(putters_.front());
       putters_.pop_front();
+      ++unfinished_;
       items_.push_back(std::move(p.item));
       p.promise.deliver(manager_reply{});
     }
@@ -142,6 +173,8 @@ private:
   std::deque<bytes> items_;
   std::deque<waiter> getters_;  // only while items_ is empty
   std::deque<waiter> putters_;  // only while full
+  std::deque<waiter> joiners_;  // only while tasks are unfinished
+  std::uint64_t unfinished_ = 0;  // items put and not yet task_done()
   std::uint64_t last_token_ = 0;
 };
 

@@ -4,6 +4,7 @@
 //   auto q = manager.queue<std::string>();          // or queue<T>(maxsize)
 //   q.put("job");                                   // waits while full (maxsize > 0)
 //   auto job = q.get(true, 5s);                     // throws mproc::error empty after 5 s
+//   q.task_done(); q.join();                        // as Python's queue.Queue
 //
 // Each put and get is one request. A get hands its item over in the answer: a consumer
 // killed while that answer travels loses the item (at most once, as Python's manager queue).
@@ -47,6 +48,14 @@ public:
   }
   bool empty() const { return detail::unpack_value<bool>(ref_.call_one(caf::atom("empty"), {})); }
   bool full() const { return detail::unpack_value<bool>(ref_.call_one(caf::atom("full"), {})); }
+
+  // JoinableQueue's pair, as Python's manager queue (a queue.Queue) has it: one task_done()
+  // per item got and processed; join() waits until every item put was done (throws
+  // mproc::error timeout after `timeout`). A task_done() too many throws bad_arguments.
+  void task_done() const { ref_.call(caf::atom("task_done"), {}); }
+  void join(std::optional<millis> timeout = {}) const {
+    ref_.call_waiting(caf::atom("join"), {detail::pack_wait(timeout)}, timeout);
+  }
 
   void set_timeout(millis t) { ref_.timeout(t); }
   const detail::manager_ref& ref() const { return ref_; }
