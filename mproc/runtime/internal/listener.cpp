@@ -68,7 +68,10 @@ listener::listener(io_loop& loop, const endpoint& at, link_credentials as,
 }
 
 listener::~listener() {
-  loop_.cancel(resume_timer_);
+  // One never started (a listen() refused because the node began to end) is destroyed on
+  // the caller's thread: it touches nothing of the loop's.
+  if (resume_timer_ != 0)
+    loop_.cancel(resume_timer_);
   for (auto& [fd, p] : pending_) {
     loop_.cancel(p->timer);
     loop_.remove(p->token, fd);

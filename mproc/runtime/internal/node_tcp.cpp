@@ -1,6 +1,9 @@
 // Nodes over TCP: listening, connecting, adopting an authenticated socket as a peer,
 // heartbeats, node mode's wait for roots, and ending what a gone root spawned. Part of
 // node_impl.
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <future>
 
@@ -93,14 +96,24 @@ void node_impl::keep_heartbeat(const std::weak_ptr<peer>& w) {
 
 std::shared_ptr<peer> node_impl::connect(const endpoint& to, const link_credentials& as,
                                          std::chrono::milliseconds timeout) {
-  // Settled once: by the remote hello, by the link failing first, or by the node's end.
+  // Settled once: by the remote hello, by the link failing first, or by the node's end,
+  // which also wakes the connecting thread where it waits (resolving, connecting, in the
+  // handshake) through `cancel`.
   struct pending {
     std::promise<caf::expected<std::shared_ptr<peer>>> answer;
     std::atomic<bool> settled{false};
     std::weak_ptr<peer> p;  // loop thread
+    int cancel = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    ~pending() {
+      if (cancel >= 0)
+        ::close(cancel);
+    }
     void settle(caf::expected<std::shared_ptr<peer>> r) {
-      if (!settled.exchange(true))
-        answer.set_value(std::move(r));
+      if (settled.exchange(true))
+        return;
+      answer.set_value(std::move(r));
+      std::uint64_t one = 1;
+      [[maybe_unused]] auto w = ::write(cancel, &one, sizeof one);
     }
   };
   auto state = std::make_shared<pending>();
@@ -126,7 +139,8 @@ std::shared_ptr<peer> node_impl::connect(const endpoint& to, const link_credenti
   } forget_on_return{*this, ticket};
   timeout = capped(timeout);  // milliseconds::max(): for ever, without overflow
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  auto socket = std::make_shared<authenticated_socket>(connect_authenticated(to, as, timeout));
+  auto socket = std::make_shared<authenticated_socket>(connect_authenticated(to, as, timeout,
+                                                                             state->cancel));
   if (state->settled)  // the node began to end meanwhile: the socket closes with `socket`
     refused();
   loop_.post([this, socket, to, state] {

@@ -18,6 +18,7 @@
 #include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/errors.hpp"
 #include "mproc/runtime/internal/handshake.hpp"
+#include "mproc/runtime/internal/resolve.hpp"
 #include "mproc/runtime/internal/tls.hpp"
 
 namespace mproc::detail {
@@ -30,22 +31,6 @@ using clock_type = std::chrono::steady_clock;
   throw error(make_error(code, why), why);
 }
 
-struct addrinfo_deleter {
-  void operator()(addrinfo* a) const { ::freeaddrinfo(a); }
-};
-
-std::unique_ptr<addrinfo, addrinfo_deleter> resolve(const endpoint& at, bool passive) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = passive ? AI_PASSIVE : 0;
-  addrinfo* found = nullptr;
-  auto port = std::to_string(at.port);
-  if (int rc = ::getaddrinfo(at.host.c_str(), port.c_str(), &hints, &found); rc != 0)
-    fail(errc::bad_arguments, "cannot resolve '" + at.host + "': " + ::gai_strerror(rc));
-  return std::unique_ptr<addrinfo, addrinfo_deleter>{found};
-}
-
 // Closes the socket unless released.
 struct socket_guard {
   int fd;
@@ -56,22 +41,29 @@ struct socket_guard {
   int release() { return std::exchange(fd, -1); }
 };
 
-void wait_for(int fd, short events, clock_type::time_point deadline, const endpoint& to) {
-  pollfd p{fd, events, 0};
+// Whether `fd` is ready for `events` before `by.at`. Throws unreachable (poll failed) or
+// node_shutdown (the node began to end: `by.cancel_fd` readable).
+bool ready_by(int fd, short events, const due& by, const endpoint& to) {
+  pollfd p[2] = {{fd, events, 0}, {by.cancel_fd, POLLIN, 0}};
   for (;;) {
-    int rc = ::poll(&p, 1, poll_ms(deadline));
+    int rc = ::poll(p, by.cancel_fd >= 0 ? 2 : 1, poll_ms(by.at));
+    if (rc > 0 && (p[1].revents & POLLIN) != 0)
+      fail(errc::node_shutdown, "connect: the node is shutting down");
     if (rc > 0)
-      return;
-    if (rc == 0 && clock_type::now() < deadline)
-      continue;  // poll's slice of a longer wait (poll_ms clamps)
-    if (rc == 0)
-      fail(errc::timeout, "connecting to " + to.text() + ": no answer within the timeout");
-    if (errno != EINTR)
+      return true;
+    if (rc == 0 && clock_type::now() >= by.at)
+      return false;
+    if (rc < 0 && errno != EINTR)
       fail(errc::unreachable, "connecting to " + to.text() + ": " + std::strerror(errno));
-  }
+  }  // else poll's slice of a longer wait (poll_ms clamps), or a signal
 }
 
-void send_all(int fd, const std::uint8_t* p, std::size_t n, clock_type::time_point deadline,
+void wait_for(int fd, short events, const due& deadline, const endpoint& to) {
+  if (!ready_by(fd, events, deadline, to))
+    fail(errc::timeout, "connecting to " + to.text() + ": no answer within the timeout");
+}
+
+void send_all(int fd, const std::uint8_t* p, std::size_t n, const due& deadline,
               const endpoint& to) {
   while (n > 0) {
     auto w = ::send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -87,7 +79,7 @@ void send_all(int fd, const std::uint8_t* p, std::size_t n, clock_type::time_poi
 }
 
 // What arrived, at least one byte; 0 when the server closed (or reset).
-std::size_t recv_some(int fd, char* p, std::size_t n, clock_type::time_point deadline,
+std::size_t recv_some(int fd, char* p, std::size_t n, const due& deadline,
                       const endpoint& to) {
   for (;;) {
     auto r = ::recv(fd, p, n, MSG_DONTWAIT);
@@ -102,7 +94,7 @@ std::size_t recv_some(int fd, char* p, std::size_t n, clock_type::time_point dea
 }
 
 // Exactly n bytes; false at EOF (the server closed: it refused us).
-bool recv_all(int fd, std::uint8_t* p, std::size_t n, clock_type::time_point deadline,
+bool recv_all(int fd, std::uint8_t* p, std::size_t n, const due& deadline,
               const endpoint& to) {
   while (n > 0) {
     auto got = recv_some(fd, reinterpret_cast<char*>(p), n, deadline, to);
@@ -114,29 +106,42 @@ bool recv_all(int fd, std::uint8_t* p, std::size_t n, clock_type::time_point dea
   return true;
 }
 
-// Tries each address `at` resolves to with a fresh non-blocking socket; `use(fd, address)`
-// returns "" when the socket is ready, else why not. The first ready socket, or throws
-// unreachable naming `what` and the last reason.
+// Tries each address `at` resolves to with a fresh non-blocking socket; `use(fd, address,
+// left)` (left: the addresses still to try, this one included) returns "" when the socket is
+// ready, else why not. The first ready socket, or throws unreachable naming `what` and the
+// last reason.
 template <class F>
-int first_usable_socket(const endpoint& at, bool passive, const std::string& what, F use) {
-  auto found = resolve(at, passive);
+int first_usable_socket(const endpoint& at, bool passive, const due& by,
+                        const std::string& what, F use) {
+  auto found = resolve(at, passive, by);
+  std::size_t left = 0;
+  for (auto* a = found.get(); a != nullptr; a = a->ai_next)
+    ++left;
   std::string last = "no address";
-  for (auto* a = found.get(); a != nullptr; a = a->ai_next) {
+  for (auto* a = found.get(); a != nullptr; a = a->ai_next, --left) {
     socket_guard s{::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
                             a->ai_protocol)};
     if (s.fd < 0)
       continue;
-    last = use(s.fd, *a);
+    last = use(s.fd, *a, left);
     if (last.empty())
       return s.release();
   }
   fail(errc::unreachable, what + " " + at.text() + ": " + last);
 }
 
-int connect_any(const endpoint& to, clock_type::time_point deadline) {
-  return first_usable_socket(to, false, "cannot connect to", [&](int fd, const addrinfo& a) {
+// Each address gets an equal share of what is left of the timeout (an address whose packets
+// a firewall drops would otherwise take all of it, and the next, reachable one, none); the
+// last one gets the rest. Only when the last one times out is the connect a timeout.
+int connect_any(const endpoint& to, const due& deadline) {
+  auto use = [&](int fd, const addrinfo& a, std::size_t left) {
     if (::connect(fd, a.ai_addr, a.ai_addrlen) != 0 && errno != EINPROGRESS)
       return std::string{std::strerror(errno)};
+    due share = deadline;
+    if (left > 1 && deadline.at != clock_type::time_point::max())
+      share.at = clock_type::now() + (deadline.at - clock_type::now()) / left;
+    if (left > 1 && !ready_by(fd, POLLOUT, share, to))
+      return std::string{"no answer within its share of the timeout"};
     wait_for(fd, POLLOUT, deadline, to);
     int err = 0;
     socklen_t len = sizeof err;
@@ -146,7 +151,8 @@ int connect_any(const endpoint& to, clock_type::time_point deadline) {
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return std::string{};
-  });
+  };
+  return first_usable_socket(to, false, deadline, "cannot connect to", use);
 }
 
 } // namespace
@@ -207,7 +213,7 @@ endpoint parse_endpoint(std::string_view text) {
 }
 
 int listen_tcp(const endpoint& at, std::uint16_t& bound_port) {
-  return first_usable_socket(at, true, "cannot listen on", [&](int fd, const addrinfo& a) {
+  auto use = [&](int fd, const addrinfo& a, std::size_t) {
     int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (::bind(fd, a.ai_addr, a.ai_addrlen) != 0 || ::listen(fd, 128) != 0)
@@ -219,14 +225,14 @@ int listen_tcp(const endpoint& at, std::uint16_t& bound_port) {
                          ? reinterpret_cast<sockaddr_in6*>(&local)->sin6_port
                          : reinterpret_cast<sockaddr_in*>(&local)->sin_port);
     return std::string{};
-  });
+  };
+  return first_usable_socket(at, true, due{}, "cannot listen on", use);
 }
 
 namespace {
 
 // The plaintext handshake of handshake.hpp, client side.
-void prove_in_clear(int fd, const endpoint& to, std::string_view key,
-                    clock_type::time_point deadline) {
+void prove_in_clear(int fd, const endpoint& to, std::string_view key, const due& deadline) {
   namespace hs = handshake;
   auto mine = hs::fresh_nonce();
   auto hello = hs::make_hello(mine);
@@ -252,7 +258,7 @@ void prove_in_clear(int fd, const endpoint& to, std::string_view key,
 // which stays in the session for the link, or an alert (either may have come with its
 // Finished already).
 void await_verdict(int fd, const endpoint& to, tls::session& tls,
-                   clock_type::time_point deadline) {
+                   const due& deadline) {
   std::string out;
   char in[4096];
   auto verdict = tls.await_data(nullptr, 0, out);
@@ -271,7 +277,7 @@ void await_verdict(int fd, const endpoint& to, tls::session& tls,
 
 std::unique_ptr<tls::session> handshake_tls(int fd, const endpoint& to,
                                             const link_credentials& as,
-                                            clock_type::time_point deadline) {
+                                            const due& deadline) {
   auto tls = as.certificates
                ? std::make_unique<tls::session>(tls::role::client, *as.certificates)
                : std::make_unique<tls::session>(tls::role::client, as.key);
@@ -320,8 +326,8 @@ authenticated_socket::~authenticated_socket() {
 }
 
 authenticated_socket connect_authenticated(const endpoint& to, const link_credentials& as,
-                                           std::chrono::milliseconds timeout) {
-  auto deadline = clock_type::now() + timeout;
+                                           std::chrono::milliseconds timeout, int cancel_fd) {
+  due deadline{clock_type::now() + timeout, cancel_fd};
   socket_guard s{connect_any(to, deadline)};
   if (as.plaintext && !as.certificates) {
     prove_in_clear(s.fd, to, as.key, deadline);

@@ -56,9 +56,12 @@ struct link_credentials {
   std::shared_ptr<const tls::certificates> certificates;  // set: these instead of the key
 };
 
-// Connects and authenticates as the client within `timeout`. Throws mproc::error
-// unreachable, timeout or auth_failed.
+// Resolves, connects and authenticates as the client within `timeout` (the time to resolve
+// a name included); `cancel_fd` (-1: none) turning readable ends it early. Throws
+// mproc::error unreachable, timeout, auth_failed, bad_arguments (no such name) or
+// node_shutdown (cancelled).
 authenticated_socket connect_authenticated(const endpoint& to, const link_credentials& as,
-                                           std::chrono::milliseconds timeout);
+                                           std::chrono::milliseconds timeout,
+                                           int cancel_fd = -1);
 
 } // namespace mproc::detail
