@@ -44,37 +44,37 @@ void connection::send_message(const caf::message& msg) {
   usable("send", false).send(data.data(), data.size(), std::nullopt);
 }
 
-void connection::send_message(const caf::message& msg, millis timeout) {
+void connection::send_message(const caf::message& msg, wait_timeout timeout) {
   auto data = to_bytes(msg);
-  usable("send", false).send(data.data(), data.size(), timeout);
+  usable("send", false).send(data.data(), data.size(), timeout.get());
 }
 
 void connection::send_bytes(const bytes& data) {
   usable("send", false).send(data.data(), data.size(), std::nullopt);
 }
 
-void connection::send_bytes(const bytes& data, millis timeout) {
-  usable("send", false).send(data.data(), data.size(), timeout);
+void connection::send_bytes(const bytes& data, wait_timeout timeout) {
+  usable("send", false).send(data.data(), data.size(), timeout.get());
 }
 
 caf::message connection::recv() {
   return from_bytes(usable("recv", true).recv(std::nullopt));
 }
 
-caf::message connection::recv(millis timeout) {
-  return from_bytes(usable("recv", true).recv(timeout));
+caf::message connection::recv(wait_timeout timeout) {
+  return from_bytes(usable("recv", true).recv(timeout.get()));
 }
 
 bytes connection::recv_bytes() {
   return usable("recv", true).recv(std::nullopt);
 }
 
-bytes connection::recv_bytes(millis timeout) {
-  return usable("recv", true).recv(timeout);
+bytes connection::recv_bytes(wait_timeout timeout) {
+  return usable("recv", true).recv(timeout.get());
 }
 
-bool connection::poll(millis timeout) {
-  return usable("poll", true).poll(timeout);
+bool connection::poll(wait_timeout timeout) {
+  return usable("poll", true).poll(timeout.get());
 }
 
 int connection::fileno() const {

@@ -28,6 +28,7 @@
 #include <caf/make_message.hpp>
 #include <caf/message.hpp>
 
+#include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/message_types.hpp"
 #include "mproc/runtime/sendable.hpp"
 #include "mproc/serialization/bytes.hpp"
@@ -54,11 +55,11 @@ public:
   void send_message(const caf::message& msg);
   // The same, giving up with mproc::error timeout (nothing sent) when the other end's
   // buffer has no room within `timeout`.
-  void send_message(const caf::message& msg, millis timeout);
+  void send_message(const caf::message& msg, wait_timeout timeout);
   // Waits for the next message; throws mproc::error: closed at EOF, empty after `timeout`,
   // bad_message when the other end sent raw bytes.
   caf::message recv();
-  caf::message recv(millis timeout);
+  caf::message recv(wait_timeout timeout);
   // The next message's single value of type T; bad_message if it is something else.
   template <class T>
   T recv_as() {
@@ -66,12 +67,14 @@ public:
   }
 
   void send_bytes(const bytes& data);
-  void send_bytes(const bytes& data, millis timeout);
+  void send_bytes(const bytes& data, wait_timeout timeout);
   bytes recv_bytes();
-  bytes recv_bytes(millis timeout);
+  bytes recv_bytes(wait_timeout timeout);
 
-  // True when recv() would not wait (a message is here, or EOF); waits up to `timeout`.
-  bool poll(millis timeout = millis{0});
+  // True when a message is here, or data or EOF waits in the socket (recv() may still wait
+  // for the rest of a message begun); waits up to `timeout` (none: for ever). Timeouts here
+  // take any duration: seconds::max() is for ever, not an overflow into a negative wait.
+  bool poll(wait_timeout timeout = millis{0});
   // Both directions end: the other end sees EOF.
   void close();
 

@@ -96,8 +96,7 @@ void pipe_socket::send(const char* data, std::size_t size, std::optional<millis>
     done = static_cast<std::size_t>(std::max<ssize_t>(n, 0));
     if (done == sizeof header + size)
       return;
-    out_.clear();
-    out_begin_ = 0;
+    clear_out_locked();
   }
   // The rest waits in out_, in order, for the background writer.
   using piece_t = std::pair<const char*, std::size_t>;
@@ -110,6 +109,14 @@ void pipe_socket::send(const char* data, std::size_t size, std::optional<millis>
     return;
   lock.unlock();
   pipe_flusher::watch(shared_from_this());
+}
+
+void pipe_socket::clear_out_locked() {
+  constexpr std::size_t kept = std::size_t{1} << 20;
+  if (out_.capacity() > kept)
+    std::vector<char>{}.swap(out_);
+  out_.clear();
+  out_begin_ = 0;
 }
 
 void pipe_socket::write_pending_locked() {
@@ -126,8 +133,7 @@ void pipe_socket::write_pending_locked() {
     out_begin_ += static_cast<std::size_t>(n);
   }
   if (broken_ || out_begin_ == out_.size()) {
-    out_.clear();
-    out_begin_ = 0;
+    clear_out_locked();
   } else if (out_begin_ > out_.size() / 2) {
     out_.erase(out_.begin(), out_.begin() + static_cast<std::ptrdiff_t>(out_begin_));
     out_begin_ = 0;
@@ -221,7 +227,14 @@ void pipe_socket::settle_lend(bool sent) {
 std::size_t pipe_socket::unwatched() {
   std::lock_guard guard{send_mtx_};
   watched_ = false;
-  return out_.size() - out_begin_;
+  auto dropped = out_.size() - out_begin_;
+  if (dropped == 0 || lent_ || given_away_)
+    return dropped;
+  broken_ = true;
+  clear_out_locked();
+  ::shutdown(fd_, SHUT_WR);
+  sent_.notify_all();
+  return dropped;
 }
 
 bool pipe_socket::awaits_socket() {

@@ -66,9 +66,9 @@ public:
   // Reads one frame; throws closed at EOF (after every whole frame), empty after `timeout`,
   // bad_message for a length above max_frame (the end is closed then).
   bytes recv(std::optional<millis> timeout);
-  // True when recv would not wait (a whole frame is buffered, data or EOF waits in the
-  // socket); waits up to `timeout`.
-  bool poll(millis timeout);
+  // True when a whole frame is buffered, or a broken header that recv reports at once, or
+  // data or EOF waits in the socket; waits up to `timeout` (none: for ever).
+  bool poll(std::optional<millis> timeout);
   // Ends both directions: a recv here returns at once, the other end sees EOF after what
   // was sent (unsent bytes still go out first). Idempotent.
   void close();
@@ -82,8 +82,9 @@ public:
   // The background writer lets go of this end if nothing is unsent: true then, and a later
   // send registers the end again (send_mtx_ taken).
   bool unwatch_if_idle();
-  // The background writer dropped this end (node exit): a later send registers it again.
-  // The bytes it left unsent.
+  // The background writer dropped this end (node exit, its reader silent for the drain's
+  // time): its unsent bytes are dropped, and the end is broken (a frame may be cut short):
+  // the other end sees EOF, a send waiting for room here throws closed. The bytes dropped.
   std::size_t unwatched();
   // Whether the background writer should wait for the socket to take more: not while the
   // end is lent (settle_lend wakes the writer), nor once it went away (its descriptor
@@ -105,11 +106,17 @@ private:
   // recv_mtx_, or an empty lock when `deadline` passed first.
   std::unique_lock<std::timed_mutex> lock_recv(
     std::optional<std::chrono::steady_clock::time_point> deadline);
+  // recv_mtx_ held: the next frame (or the rest of partial_). Throws as recv does, and
+  // std::bad_alloc.
+  bytes recv_frame(deadline_t deadline);
   // recv_mtx_ held: reads a frame's header (from the buffer, else the socket) and takes it
   // off; its length. Throws closed at EOF, bad_message above max_frame.
   std::uint32_t take_header(std::optional<std::chrono::steady_clock::time_point> deadline);
   // send_mtx_ held: writes from out_ until the socket is full; false when broken.
   void write_pending_locked();
+  // send_mtx_ held: out_ empty, and its memory given back once it held a large message
+  // (one send of 500 MB would otherwise keep 500 MB for the end's life).
+  void clear_out_locked();
   [[noreturn]] void throw_closed(const char* what) const;
 
   int fd_;  // open until destruction or settle_lend(true): a thread may be waiting on it

@@ -49,11 +49,14 @@ bool would_block() {
 
 } // namespace
 
+// A whole frame, or a header announcing more than max_frame (recv fails at once on it: a
+// poll that waited for the rest would wait for bytes that may never come).
 bool pipe_socket::frame_buffered() const {
   auto have = in_end_ - in_begin_;
   if (have < wire::frame_header_size)
     return false;
-  return have - wire::frame_header_size >= wire::get_frame_length(in_.data() + in_begin_);
+  auto length = wire::get_frame_length(in_.data() + in_begin_);
+  return length > max_frame || have - wire::frame_header_size >= length;
 }
 
 // A reader whose last waits ended within spin_gauge::limit polls that long before it sleeps:
@@ -135,6 +138,17 @@ bytes pipe_socket::recv(std::optional<millis> timeout) {
     fail(errc::empty, "recv: another thread was receiving until the time ran out");
   if (closed_ || lent_)
     throw_closed("recv");
+  // A message this process has no memory for cannot be skipped (its bytes are still coming,
+  // the header is taken): the stream would be out of step for every later recv.
+  try {
+    return recv_frame(deadline);
+  } catch (const std::bad_alloc&) {
+    close();
+    fail(errc::closed, "recv: no memory for the message that arrived; the pipe is closed");
+  }
+}
+
+bytes pipe_socket::recv_frame(deadline_t deadline) {
   bytes out;
   std::uint32_t length = 0;
   if (partial_) {  // the frame an earlier recv's time ran out in
@@ -196,7 +210,7 @@ std::uint32_t pipe_socket::take_header(deadline_t deadline) {
   return length;
 }
 
-bool pipe_socket::poll(millis timeout) {
+bool pipe_socket::poll(std::optional<millis> timeout) {
   auto deadline = deadline_of(timeout);
   auto guard = lock_recv(deadline);
   if (!guard)
