@@ -2,7 +2,9 @@
 """Runs an example and checks that it exits with 0 and prints exactly the given lines.
 
 Each expected line is either literal (--line) or a regular expression the whole line must
-match (--match, for pids and other values that differ per run), in the order given."""
+match (--match, for pids and other values that differ per run), in the order given. With
+--differ NAME, what the group (?P<NAME>...) captured in the matched lines must all differ
+(the pids of a parent and of its child, say)."""
 import argparse
 import re
 import subprocess
@@ -28,6 +30,8 @@ def main():
     ap.add_argument("--match", action=Expected, dest="expected",
                     help="a regular expression an expected line of stdout matches")
     ap.add_argument("--any-order", action="store_true", help="the lines may come in any order")
+    ap.add_argument("--differ", metavar="NAME",
+                    help="the values the --match group NAME captured must all differ")
     ap.add_argument("--timeout", type=float, default=50)
     ap.add_argument("command", nargs=argparse.REMAINDER)
     args = ap.parse_args()
@@ -44,6 +48,12 @@ def main():
     if len(got) != len(want) or not all(matches(g, w) for g, w in zip(got, want)):
         print(f"printed {got!r}, expected {[w[1] for w in want]!r}", file=sys.stderr)
         return 1
+    if args.differ:
+        captured = [m.group(args.differ) for g, (kind, value) in zip(got, want) if kind == "re"
+                    for m in [re.fullmatch(value, g)] if args.differ in m.groupdict()]
+        if len(captured) < 2 or len(set(captured)) != len(captured):
+            print(f"{args.differ} values {captured!r} do not all differ", file=sys.stderr)
+            return 1
     return 0
 
 

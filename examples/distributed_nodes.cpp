@@ -12,11 +12,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <caf/blocking_actor.hpp>
@@ -91,6 +93,21 @@ started_node start_node(const std::string& name, const std::string& keyfile) {
   return n;
 }
 
+// Reaps `pid`, giving it 10 s to end by itself: one that hangs is killed, not waited for.
+int reap(pid_t pid) {
+  int status = -1;
+  for (int i = 0; i < 500; ++i) {
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid || (r < 0 && errno != EINTR))
+      return status;
+    std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  }
+  ::kill(pid, SIGKILL);
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return status;
+}
+
 // Ends the started nodes (a run that failed midway) and reaps them; true if each ended well.
 bool end_nodes(const std::vector<started_node>& started, bool stop) {
   bool ok = true;
@@ -99,22 +116,24 @@ bool end_nodes(const std::vector<started_node>& started, bool stop) {
       continue;
     if (stop)
       ::kill(s.pid, SIGTERM);
-    int status = 0;
-    while (::waitpid(s.pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    int status = reap(s.pid);
     ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
   }
   return ok;
 }
 
+// The key in a new file of mode 0600 for the nodes to read; "" when it cannot be written.
 std::string write_keyfile(const mproc::authkey& key) {
   char path[] = "/tmp/mproc-example-key-XXXXXX";
   int fd = ::mkstemp(path);  // mode 0600
+  if (fd < 0)
+    return {};
   auto secret = key.secret();
-  if (fd < 0 || ::write(fd, secret.data(), secret.size()) != static_cast<ssize_t>(secret.size()))
-    std::exit(1);
+  bool written = ::write(fd, secret.data(), secret.size()) == static_cast<ssize_t>(secret.size());
   ::close(fd);
-  return path;
+  if (!written)
+    std::remove(path);
+  return written ? path : "";
 }
 
 // Connects to the started nodes, runs a producer and a consumer on each, and disconnects.
@@ -166,6 +185,10 @@ int main(int argc, char** argv) {
 
   auto key = mproc::authkey::generate();
   auto keyfile = write_keyfile(key);
+  if (keyfile.empty()) {
+    std::printf("cannot write the key file in /tmp\n");
+    return 1;
+  }
   std::vector<started_node> started{start_node("node-A", keyfile), start_node("node-B", keyfile)};
   std::remove(keyfile.c_str());  // read by both nodes at start
 

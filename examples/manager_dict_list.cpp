@@ -7,6 +7,7 @@
 //                d = manager.dict(); l = manager.list(range(10))
 //                p = Process(target=f, args=(d, l)); p.start(); p.join()
 //                print(d); print(l)
+#include <cstdio>
 #include <iostream>
 #include <numeric>
 #include <vector>
@@ -24,7 +25,9 @@ void f(mproc::dict_proxy<value, value> d, mproc::list_proxy<int> l) {
 }
 MPROC_TASK(f);
 
-int main(int argc, char** argv) {
+// A call that fails (a worker killed from outside, the manager gone) throws mproc::error:
+// reported, not an abort.
+int main(int argc, char** argv) try {
   mproc::node node{argc, argv};
   mproc::manager manager{node};
   auto d = manager.dict<value, value>();
@@ -36,4 +39,7 @@ int main(int argc, char** argv) {
   auto p = node.spawn_process(f, {}, d, l);
   p.join();
   std::cout << d << "\n" << l << "\n";
+} catch (const mproc::error& e) {
+  std::fprintf(stderr, "manager_dict_list: %s\n", e.what());
+  return 1;
 }

@@ -24,7 +24,9 @@ std::string whoami(std::string msg) {
 }
 MPROC_TASK(whoami);
 
-int main(int argc, char** argv) {
+// A call that fails (a worker killed from outside, the manager gone) throws mproc::error:
+// reported, not an abort.
+int main(int argc, char** argv) try {
   mproc::node node{argc, argv};  // first: in a worker process this line runs the worker
 
   {
@@ -51,4 +53,7 @@ int main(int argc, char** argv) {
   for (auto& r : results)
     std::printf("%s\n", r.get(1s).c_str());
   return 0;
+} catch (const mproc::error& e) {
+  std::fprintf(stderr, "pool_map: %s\n", e.what());
+  return 1;
 }
