@@ -193,6 +193,19 @@ TEST_CASE("a root's snapshot shows its processes, their children, and what each 
   CHECK(middle.exitcode() == 0);
 }
 
+TEST_CASE("a child's start method is the one it was started by, not the one asked for") {
+  mproc::node_options options;
+  options.executable = "/proc/self/exe";  // another program runs the children: no fork server
+  test::scoped_node node{options};
+  mproc::event done;
+  auto p = node->spawn_process(
+    wait_for, {.name = "by-exec", .start_method = mproc::start_method::forkserver}, done);
+  auto c = entry(mproc::inspect_node(::getpid()), "children", "pid", p.pid());
+  CHECK(text(c, "method") == "exec");
+  done.set();
+  REQUIRE(p.join(20s));
+}
+
 TEST_CASE("a stopped child is shown as not answering; its siblings are answered within the time") {
   test::scoped_node node;
   mproc::event done;

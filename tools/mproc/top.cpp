@@ -125,8 +125,14 @@ int run_top(pid_t root, const top_options& options, std::ostream& out) {
     try {
       snapshot = inspect_node(root, std::chrono::seconds{5});
     } catch (const mproc::error& e) {
+      // The root answers one client at a time: a slow answer (another `mproc ps` first)
+      // skips this refresh; a root that is gone, or none at the first look, ends it.
       std::cerr << "mproc top: " << e.what() << '\n';
-      return 1;
+      if (e.code() != errc::timeout || shown == 0)
+        return 1;
+      --shown;
+      then = std::chrono::steady_clock::now();
+      continue;
     }
     auto now = std::chrono::steady_clock::now();
     screen s;

@@ -132,7 +132,7 @@ void node_impl::launch(const std::shared_ptr<process_state>& state) {
 
 void node_impl::launch_by_exec(const std::shared_ptr<process_state>& state) {
   try {
-    attach(state, spawn_child(executable_, executable_, state->name));
+    attach(state, spawn_child(executable_, executable_, state->name), start_method::exec);
   } catch (const std::system_error& e) {
     fail_start(state, make_error(errc::spawn_failed, e.what()));
   }
@@ -148,7 +148,8 @@ bool node_impl::unwanted(const process_state& state) {
   return shutting_down_ && state.daemon;  // nobody would stop it
 }
 
-void node_impl::attach(const std::shared_ptr<process_state>& state, const spawned_child& c) {
+void node_impl::attach(const std::shared_ptr<process_state>& state, const spawned_child& c,
+                       start_method how) {
   if (unwanted(*state)) {  // its start, late (a fork server's), was given up meanwhile
     fail_start(state, make_error(errc::node_shutdown, "the node is shutting down"));
     ::syscall(SYS_pidfd_send_signal, c.pidfd, SIGKILL, nullptr, 0);
@@ -167,6 +168,7 @@ void node_impl::attach(const std::shared_ptr<process_state>& state, const spawne
     std::lock_guard guard{state->mtx};
     state->pid = c.pid;
     state->pidfd = c.pidfd;
+    state->started_by = how;
     state->link = p;
     // kill() or terminate() while it had no pid: its end is settled as any other
     if (auto sig = std::exchange(state->pending_signal, 0))

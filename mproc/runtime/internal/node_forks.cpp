@@ -200,7 +200,7 @@ void node_impl::take_fork_answers() {
       continue;
     }
     try {
-      attach(start.state, adopt_child(*answer, start.link_fd));
+      attach(start.state, adopt_child(*answer, start.link_fd), start_method::forkserver);
     } catch (const std::system_error& e) {
       fail_start(start.state, make_error(errc::spawn_failed, e.what()));
     }
@@ -260,7 +260,7 @@ void node_impl::fork_server_ended() {
     log::warn("the fork server died before answering; ", start.state->name, " (pid ", pid,
               ") was forked and is taken on");
     try {
-      attach(start.state, adopt_child(pid, start.link_fd));
+      attach(start.state, adopt_child(pid, start.link_fd), start_method::forkserver);
     } catch (const std::system_error& e) {
       fail_start(start.state, make_error(errc::spawn_failed, e.what()));
     }

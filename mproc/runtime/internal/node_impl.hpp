@@ -116,7 +116,9 @@ private:
   // A child whose start was given up, or a daemon arriving while the node shuts down.
   bool unwanted(const process_state& state);
   // Loop thread: the child process exists; connects it and asks it to run its actor.
-  void attach(const std::shared_ptr<process_state>& state, const spawned_child& c);
+  // `how`: the method it was started by (a fork server's start may have gone by exec).
+  void attach(const std::shared_ptr<process_state>& state, const spawned_child& c,
+              start_method how);
 
   // The fork server (node_forks.cpp), loop thread only.
   struct fork_start {

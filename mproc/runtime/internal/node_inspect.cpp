@@ -232,12 +232,14 @@ value::array_t node_impl::inspect_children(clock::time_point deadline) {
       m.emplace_back("name", c->name);
       m.emplace_back("pid", static_cast<std::int64_t>(c->pid));
       m.emplace_back("target", c->target);
-      m.emplace_back("state", phase_name(c->state));
-      m.emplace_back("method", method_name(c->method.value_or(method_)));
+      // Reaped (an exit code) a moment before its link is settled and its state follows.
+      auto phase = c->exitcode ? process_state::phase::ended : c->state;
+      m.emplace_back("state", phase_name(phase));
+      m.emplace_back("method", method_name(c->started_by.value_or(c->method.value_or(method_))));
       m.emplace_back("daemon", c->daemon);
       m.emplace_back("exitcode", c->exitcode ? value{*c->exitcode} : value{});
       link = c->link;
-      running = c->state == process_state::phase::running && c->pid > 0;
+      running = phase == process_state::phase::running && c->pid > 0;
     }
     if (running)
       add_proc_facts(m, c->pid);

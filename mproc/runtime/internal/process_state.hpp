@@ -33,6 +33,7 @@ struct process_state {
   std::string name;
   bool daemon = false;
   std::optional<start_method> method;  // empty: the node's
+  std::optional<start_method> started_by;  // once it has a pid: a fork server's may fall back
 
   mutable std::mutex mtx;
   std::condition_variable changed;
