@@ -47,18 +47,20 @@ struct temp_file {
 };
 
 // Runs `fn` on a thread whose mount namespace has `hosts` over /etc/hosts and `resolv`
-// over /etc/resolv.conf (threads it starts, a resolver's, inherit both); false, with
-// nothing run, where the namespace cannot be made.
+// over /etc/resolv.conf, and names looked up in those files alone (not through a resolver
+// daemon that would not see them); threads it starts, a resolver's, inherit all three.
+// False, with nothing run, where the namespace cannot be made.
 bool with_names(const std::string& hosts, const std::string& resolv,
                 const std::function<void()>& fn) {
-  temp_file h{hosts}, r{resolv};
+  temp_file h{hosts}, r{resolv}, n{"hosts: files dns\n"};
   bool made = false;
   std::exception_ptr failed;
   std::thread t{[&] {
     made = ::unshare(CLONE_NEWNS) == 0
            && ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0
            && ::mount(h.path.c_str(), "/etc/hosts", nullptr, MS_BIND, nullptr) == 0
-           && ::mount(r.path.c_str(), "/etc/resolv.conf", nullptr, MS_BIND, nullptr) == 0;
+           && ::mount(r.path.c_str(), "/etc/resolv.conf", nullptr, MS_BIND, nullptr) == 0
+           && ::mount(n.path.c_str(), "/etc/nsswitch.conf", nullptr, MS_BIND, nullptr) == 0;
     if (!made)
       return;
     try {
@@ -117,7 +119,10 @@ TEST_CASE("a name whose first address drops packets connects through its next on
   auto key = mproc::authkey::generate();
   auto other = test::start_other_node(*node, key, false);
   black_hole hole{other.port};  // [::1] first: IPv6 is preferred to IPv4
-  REQUIRE(hole.ok);
+  if (!hole.ok) {
+    WARN("skipped: no IPv6 loopback here to play the unreachable first address");
+    return;
+  }
   std::int64_t reached = 0;
   auto ran = with_names("::1 twohost\n127.0.0.1 twohost\n", local_resolver, [&] {
     auto remote = node->connect("twohost:" + std::to_string(other.port), key, 8s);
@@ -137,7 +142,7 @@ TEST_CASE("resolving a name is bounded by the connect's timeout; a failing resol
   auto key = mproc::authkey::generate();
   silent_nameserver silent;
   if (!silent.ok) {
-    WARN("skipped: port 53 of 127.0.0.1 is taken");
+    WARN("skipped: cannot bind port 53 of 127.0.0.1 (taken, or not root)");
     return;
   }
   errc unanswered = errc::none;

@@ -85,6 +85,11 @@ TEST_CASE("poll sees a broken header buffered behind a message; recv then fails 
 
 TEST_CASE("a message this process has no memory for closes the end; no later recv is fed "
           "its body") {
+#if defined(__SANITIZE_ADDRESS__)
+  WARN("skipped: AddressSanitizer aborts rather than throw when the address space runs out");
+  return;
+#endif
+  // Only this thread runs here (no node): no other thread allocates while the limit holds.
   auto [reader, writer] = socket_ends();
   constexpr std::uint32_t huge = 900u << 20;  // below the pipe's limit, above what is left
   write_raw(writer, header(huge) + std::string(4096, 'A'));

@@ -111,27 +111,28 @@ int run_top(pid_t root, const top_options& options, std::ostream& out) {
   interrupted = false;
   std::signal(SIGINT, [](int) { interrupted = true; });
   screen before;
-  auto then = std::chrono::steady_clock::now();
+  auto then = std::chrono::steady_clock::now();  // when `before` was taken: rates span it
+  auto last_try = then;
   for (int shown = 0; !interrupted && (options.count == 0 || shown < options.count); ++shown) {
     if (shown > 0) {
       // Sleeps in short steps, so that Ctrl-C ends it at once.
-      auto until = then + std::chrono::duration<double>(options.interval);
+      auto until = last_try + std::chrono::duration<double>(options.interval);
       while (!interrupted && std::chrono::steady_clock::now() < until)
         std::this_thread::sleep_for(std::chrono::milliseconds{20});
       if (interrupted)
         break;
     }
+    last_try = std::chrono::steady_clock::now();
     value snapshot;
     try {
       snapshot = inspect_node(root, std::chrono::seconds{5});
     } catch (const mproc::error& e) {
       // The root answers one client at a time: a slow answer (another `mproc ps` first)
-      // skips this refresh; a root that is gone, or none at the first look, ends it.
+      // skips this refresh, which still counts; a root that is gone, or none at the first
+      // look, ends it.
       std::cerr << "mproc top: " << e.what() << '\n';
       if (e.code() != errc::timeout || shown == 0)
         return 1;
-      --shown;
-      then = std::chrono::steady_clock::now();
       continue;
     }
     auto now = std::chrono::steady_clock::now();

@@ -1,5 +1,8 @@
-// Who may start a handshake on a listener (listener.cpp asks), so that no single source can
-// keep others out, and the log of refusals.
+// Who may start a handshake on a listener (listener.cpp asks), so that no single address can
+// keep others out, and the log of refusals. A host with max_pending / max_pending_per_source
+// addresses (8 IPv4 addresses, or an IPv6 /61, which an ordinary /56 holds) can still fill
+// the global cap by renewing its connections (docs/distributed.md, "Threat model"); a
+// firewall's limit per network is the answer to that.
 //
 // - At most max_pending handshakes at once in all, and max_pending_per_source from one
 //   address: filling the global cap takes max_pending / max_pending_per_source addresses.

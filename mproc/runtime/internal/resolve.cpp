@@ -41,6 +41,9 @@ addrinfo hints_for(bool passive, int extra) {
   return hints;
 }
 
+constexpr int max_running_lookups = 16;
+std::atomic<int> running_lookups{0};
+
 // One resolution, shared by the caller and the thread that runs it: whichever lets go last
 // frees it, so a caller that gave up leaves the thread nothing dangling.
 struct lookup {
@@ -51,6 +54,7 @@ struct lookup {
   addrinfo* found = nullptr;
   std::atomic<bool> finished{false};
   int done_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);  // readable once finished
+  int open_errno = errno;                                  // why, when done_fd < 0
 
   ~lookup() {
     if (found != nullptr)
@@ -103,11 +107,23 @@ addrinfo_ptr resolve(const endpoint& at, bool passive, const due& by) {
   l->port = port;
   l->hints = hints_for(passive, 0);
   if (l->done_fd < 0)
-    fail(errc::unreachable, "cannot resolve '" + at.host + "': " + std::strerror(errno));
+    fail(errc::unreachable, "cannot resolve '" + at.host + "': " + std::strerror(l->open_errno));
+  // A resolution the caller gave up on runs on until the resolver does (its retries): a
+  // caller retrying against a nameserver that never answers must not pile up threads.
+  if (running_lookups.fetch_add(1) >= max_running_lookups) {
+    --running_lookups;
+    fail(errc::unreachable, "cannot resolve '" + at.host + "': "
+                              + std::to_string(max_running_lookups)
+                              + " earlier resolutions still wait for the nameserver");
+  }
   try {
-    std::thread{[l] { l->run(); }}.detach();
+    std::thread{[l] {
+      l->run();
+      --running_lookups;
+    }}.detach();
   } catch (const std::system_error&) {
     l->run();  // no thread to be had: on this one, unbounded as before
+    --running_lookups;
   }
   if (!await(*l, at, by))
     fail(errc::timeout, "cannot resolve '" + at.host + "': no answer within the timeout");

@@ -138,8 +138,11 @@ int connect_any(const endpoint& to, const due& deadline) {
     if (::connect(fd, a.ai_addr, a.ai_addrlen) != 0 && errno != EINPROGRESS)
       return std::string{std::strerror(errno)};
     due share = deadline;
-    if (left > 1 && deadline.at != clock_type::time_point::max())
-      share.at = clock_type::now() + (deadline.at - clock_type::now()) / left;
+    if (left > 1 && deadline.at != clock_type::time_point::max()) {
+      auto now = clock_type::now();  // a deadline already past gives a share of nothing
+      auto rest = std::max(clock_type::duration::zero(), deadline.at - now);
+      share.at = now + rest / static_cast<clock_type::rep>(left);
+    }
     if (left > 1 && !ready_by(fd, POLLOUT, share, to))
       return std::string{"no answer within its share of the timeout"};
     wait_for(fd, POLLOUT, deadline, to);
