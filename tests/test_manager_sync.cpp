@@ -221,6 +221,26 @@ TEST_CASE("a manager queue's join waits for a task_done per item; one too many i
   REQUIRE(p.join(10s));
 }
 
+TEST_CASE("manager waits of hours::max() wait for ever, not overflow into none") {
+  test::scoped_node node;
+  mproc::manager m{*node};
+  auto q = m.queue<int>();
+  // Each helper acts a little later, most likely after the wait began; either way works.
+  std::thread putter{[q] {
+    std::this_thread::sleep_for(100ms);
+    q.put(7);
+  }};
+  CHECK(q.get(true, std::chrono::hours::max()) == 7);
+  putter.join();
+  std::thread doer{[q] {
+    std::this_thread::sleep_for(100ms);
+    q.task_done();
+  }};
+  q.join(std::chrono::seconds::max());
+  doer.join();
+  CHECK(q.ref().waiting() == 0);
+}
+
 TEST_CASE("waiters are answered when their object is released or the manager shuts down") {
   test::scoped_node node;
   mproc::manager m{*node, {.in_process = true}};

@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "mproc/actors/manager_ref.hpp"
+#include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/message_types.hpp"
 
 namespace mproc {
@@ -29,15 +30,17 @@ public:
   queue_proxy() { (void)registered_; }
 
   // Throws mproc::error full when there is no room (at once when !block, else after timeout).
-  void put(const T& x, bool block = true, std::optional<millis> timeout = {}) const {
-    ref_.call_waiting(caf::atom("put"), {detail::pack_value<T>(x), detail::pack_value(block), detail::pack_wait(timeout)},
-                      block ? timeout : std::optional<millis>{millis{0}});
+  void put(const T& x, bool block = true, wait_timeout timeout = {}) const {
+    ref_.call_waiting(caf::atom("put"),
+                      {detail::pack_value<T>(x), detail::pack_value(block), detail::pack_wait(timeout)},
+                      block ? timeout.get() : std::optional<millis>{millis{0}});
   }
   void put_nowait(const T& x) const { put(x, false); }
   // Throws mproc::error empty when there is none (at once when !block, else after timeout).
-  T get(bool block = true, std::optional<millis> timeout = {}) const {
-    auto reply = ref_.call_waiting(caf::atom("get"), {detail::pack_value(block), detail::pack_wait(timeout)},
-                                   block ? timeout : std::optional<millis>{millis{0}});
+  T get(bool block = true, wait_timeout timeout = {}) const {
+    auto reply = ref_.call_waiting(caf::atom("get"),
+                                   {detail::pack_value(block), detail::pack_wait(timeout)},
+                                   block ? timeout.get() : std::optional<millis>{millis{0}});
     if (reply.size() != 1)
       detail::throw_manager_codec("a queue's answer", "no item");
     return detail::unpack_value<T>(reply[0]);
@@ -53,8 +56,8 @@ public:
   // per item got and processed; join() waits until every item put was done (throws
   // mproc::error timeout after `timeout`). A task_done() too many throws bad_arguments.
   void task_done() const { ref_.call(caf::atom("task_done"), {}); }
-  void join(std::optional<millis> timeout = {}) const {
-    ref_.call_waiting(caf::atom("join"), {detail::pack_wait(timeout)}, timeout);
+  void join(wait_timeout timeout = {}) const {
+    ref_.call_waiting(caf::atom("join"), {detail::pack_wait(timeout)}, timeout.get());
   }
 
   void set_timeout(millis t) { ref_.timeout(t); }

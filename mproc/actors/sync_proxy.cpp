@@ -13,13 +13,14 @@ bool event_proxy::is_set() const {
   return detail::unpack_value<bool>(ref_.call_one(caf::atom("is_set"), {}));
 }
 
-bool event_proxy::wait(std::optional<millis> timeout) const {
-  auto reply = ref_.call_waiting(caf::atom("wait"), {detail::pack_wait(timeout)}, timeout);
+bool event_proxy::wait(wait_timeout timeout) const {
+  auto reply =
+    ref_.call_waiting(caf::atom("wait"), {detail::pack_wait(timeout)}, timeout.get());
   return reply.size() == 1 && detail::unpack_value<bool>(reply[0]);
 }
 
-acquired lock_proxy::acquire(bool blocking, std::optional<millis> timeout) const {
-  auto wait = blocking ? timeout : std::optional<millis>{millis{0}};
+acquired lock_proxy::acquire(bool blocking, wait_timeout timeout) const {
+  auto wait = blocking ? timeout.get() : std::optional<millis>{millis{0}};
   auto reply = ref_.call_waiting(caf::atom("acquire"),
                                  {detail::pack_value(blocking), detail::pack_wait(timeout)}, wait);
   if (reply.size() != 2)

@@ -19,6 +19,7 @@
 
 #include "mproc/actors/guard.hpp"
 #include "mproc/actors/manager_ref.hpp"
+#include "mproc/runtime/deadline.hpp"
 #include "mproc/runtime/message_types.hpp"
 
 namespace mproc {
@@ -34,7 +35,7 @@ public:
   void clear() const;
   bool is_set() const;
   // True once set; false when `timeout` passed first.
-  bool wait(std::optional<millis> timeout = {}) const;
+  bool wait(wait_timeout timeout = {}) const;
 
   void set_timeout(millis t) { ref_.timeout(t); }
   const detail::manager_ref& ref() const { return ref_; }
@@ -54,7 +55,7 @@ public:
 
   // Python's acquire(blocking, timeout). owner_died: the last holder's process ended
   // holding it.
-  acquired acquire(bool blocking = true, std::optional<millis> timeout = {}) const;
+  acquired acquire(bool blocking = true, wait_timeout timeout = {}) const;
   // Anyone may release it, as Python's Lock; releasing a free lock throws bad_arguments.
   void release() const;
   bool locked() const;
