@@ -338,3 +338,16 @@ TEST_CASE("another actor cannot make a process's queue agent leave, flush or fet
   std::lock_guard guard{seen->m};
   CHECK(seen->got == std::vector<std::string>{"q_getnow", "q_getnow"});  // nothing forged
 }
+
+TEST_CASE("puts refused by another process's close() are logged where they were put") {
+  test::stderr_capture err;  // before the node: its children's stderr too
+  test::scoped_node node;
+  int_queue q{*node, {.maxsize = 1}};
+  q.put(1);
+  std::thread putter{[&] { code_of([&] { q.put(2); }); }};  // held while the queue is full
+  caf::anon_send(q.actor(), mproc::detail::q_close_atom::value);  // as another's close()
+  putter.join();
+  CHECK(test::eventually(10s, [&] {
+    return err.text().find("put by this process were refused") != std::string::npos;
+  }));
+}

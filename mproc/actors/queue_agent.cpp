@@ -81,13 +81,19 @@ void send_next(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, 
               send_next(self, ch, q, life);
               return;
             }
+            std::size_t refused = 0;
             {
               std::lock_guard guard{ch->m};
+              refused = ch->in_flight + ch->outbox.size();
               ch->put_error = e;
               ch->sending = false;
               ch->in_flight = 0;
               ch->outbox.clear();
             }
+            // put() returned for them long ago: the only sign left that they never went in
+            // (another process's close() closes the queue for every producer).
+            log::warn(refused, " queue item(s) put by this process were refused: ",
+                      this_node().system().render(e));
             ch->cv.notify_all();
             life->sending = false;
             end_if_done(self, *ch, *life);
