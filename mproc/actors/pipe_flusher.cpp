@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -18,6 +19,8 @@ namespace mproc::detail::pipe_flusher {
 
 namespace {
 
+constexpr int look_again_ms = 10;
+
 class flusher {
 public:
   // Also wakes the thread for an end it has: the end may have changed (sent away).
@@ -28,8 +31,7 @@ public:
     hook_locked();
     if (!thread_.joinable() && !draining_)
       start_locked();
-    if (wake_ >= 0)
-      wake_locked();
+    wake_locked();
   }
 
   // Node exit: writes what is left (bounded), then ends the thread. Ends that a late send
@@ -49,7 +51,8 @@ public:
       wake = std::exchange(wake_, -1);
     }
     thread.join();
-    ::close(wake);
+    if (wake >= 0)
+      ::close(wake);
     std::lock_guard guard{mtx_};
     for (const auto& e : ends_)  // left unsent: their readers did not read for drain_timeout
       if (auto left = e->unwatched(); left > 0)
@@ -75,14 +78,31 @@ private:
     }
   }
 
+  // Without a descriptor to be woken by (none left: EMFILE) the thread looks at its ends
+  // every few milliseconds instead, or an end added while it slept would never be written.
+  // Without a thread, the bytes wait for the next watch(), which tries again.
   void start_locked() {
     wake_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    thread_ = std::thread{[this, wake = wake_] { run(wake); }};
+    try {
+      thread_ = std::thread{[this, wake = wake_] { run(wake); }};
+    } catch (const std::system_error& e) {
+      log::warn("a pipe's background writer cannot start (", e.what(),
+                "): what the socket did not take waits for the next send");
+      close_wake_locked();
+    }
   }
 
   void wake_locked() {
+    if (wake_ < 0)
+      return;
     std::uint64_t one = 1;
     [[maybe_unused]] auto n = ::write(wake_, &one, sizeof one);
+  }
+
+  void close_wake_locked() {
+    if (wake_ >= 0)
+      ::close(wake_);
+    wake_ = -1;
   }
 
   void run(int wake) {
@@ -105,7 +125,7 @@ private:
           forget(e);
         }  // else lent: settle_lend() wakes this thread
       }
-      if (::poll(fds.data(), fds.size(), -1) < 0)
+      if (::poll(fds.data(), fds.size(), wake < 0 ? look_again_ms : -1) < 0)
         continue;
       if (fds[0].revents != 0) {
         std::uint64_t count;
