@@ -46,6 +46,14 @@ void scale(caf::blocking_actor*, mproc::shared_value<point> p, mproc::shared_arr
     b = std::byte{static_cast<unsigned char>(std::to_integer<unsigned char>(b) + 1)};
 }
 
+// Tries the lock it was given, and says on `said` whether it was free (1) or held (2).
+void try_lock(caf::blocking_actor*, mproc::rlock l, mproc::shared_array<std::int32_t> said) {
+  bool got = l.acquire(true, 0ms).ok;
+  said.raw()[0] = got ? 1 : 2;
+  if (got)
+    l.release();
+}
+
 // Attaches to the block named `name` and writes `value` into its first byte.
 void write_named(caf::blocking_actor*, std::string name, std::int32_t value) {
   auto block = mproc::shared_memory::attach(mproc::this_node(), name);
@@ -76,6 +84,24 @@ MPROC_ACTOR(scale);
 MPROC_ACTOR(write_named);
 MPROC_ACTOR(unlink_named);
 MPROC_ACTOR(takes_double);
+MPROC_ACTOR(try_lock);
+
+TEST_CASE("a value's get_lock() sent to a child is the same lock there") {
+  test::scoped_node node;
+  mproc::shared_value<double> v{0.5};
+  mproc::shared_array<std::int32_t> said{std::vector<std::int32_t>{0}, false};
+  {
+    auto held = v.get_lock().hold();
+    auto child = node->spawn_process("try_lock", {}, v.get_lock(), said);
+    REQUIRE(child.join(10s));
+    CHECK(child.exitcode() == 0);
+    CHECK(said.raw()[0] == 2);  // held here, so held there
+  }
+  auto child = node->spawn_process("try_lock", {}, v.get_lock(), said);
+  REQUIRE(child.join(10s));
+  CHECK(said.raw()[0] == 1);
+  CHECK(v.get() == 0.5);  // not taken for good by the child
+}
 
 TEST_CASE("a value, an array and a block changed by a child are seen changed here") {
   test::scoped_node node;

@@ -6,6 +6,7 @@
 
 #include "mproc/actors/process_mutex.hpp"
 #include "mproc/actors/segment.hpp"
+#include "mproc/actors/shared_block.hpp"
 #include "mproc/runtime/message_types.hpp"
 
 namespace mproc {
@@ -183,6 +184,19 @@ void codec<rlock>::encode(packer& pk, const rlock& l, codec_state& st) {
 }
 
 bool codec<rlock>::decode(const msgpack::object& o, rlock& out, codec_state& st) {
+  using mproc::detail::segment_kind;
+  if (auto kind = mproc::detail::kind_on_wire(o);
+      kind == segment_kind::value || kind == segment_kind::array) {  // a Value's get_lock()
+    std::optional<rlock> in_block;
+    if (!mproc::detail::decode_block_lock(o, st,
+                                          kind == segment_kind::value
+                                            ? mproc::detail::shared_block::kind::value
+                                            : mproc::detail::shared_block::kind::array,
+                                          in_block))
+      return false;
+    out = std::move(*in_block);
+    return true;
+  }
   auto seg = mproc::detail::decode_segment(o, st, mproc::detail::segment_kind::rlock, 0,
                                     sizeof(mproc::detail::rlock_state), "rlock");
   if (!seg)

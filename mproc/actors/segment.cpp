@@ -90,8 +90,8 @@ std::shared_ptr<segment> segment::create(segment_kind kind, std::size_t payload_
   return own(fd, base, total, payload_size);
 }
 
-std::shared_ptr<segment> segment::adopt(int fd, segment_kind kind, std::uint64_t type_tag,
-                                        std::string& why) {
+std::shared_ptr<segment> segment::adopt(int fd, segment_kind kind,
+                                        std::optional<std::uint64_t> type_tag, std::string& why) {
   struct stat st{};
   int seals = ::fcntl(fd, F_GET_SEALS);
   if (::fstat(fd, &st) != 0 || seals < 0
@@ -113,7 +113,7 @@ std::shared_ptr<segment> segment::adopt(int fd, segment_kind kind, std::uint64_t
   std::memcpy(&h, base, sizeof h);
   auto s = own(fd, base, total, 0);  // unmaps on every return
   if (h.magic != segment_magic || h.kind != static_cast<std::uint32_t>(kind)
-      || h.type_tag != type_tag || h.payload_size > total - payload_offset) {
+      || (type_tag && h.type_tag != *type_tag) || h.payload_size > total - payload_offset) {
     why = "the shared memory holds another kind of object";
     return nullptr;
   }
@@ -152,8 +152,15 @@ void encode_segment(wire::packer& pk, const segment* s, wire::codec_state& st,
   pk.pack(static_cast<const header*>(s->base())->kind);
 }
 
+std::optional<segment_kind> kind_on_wire(const msgpack::object& o) {
+  if (o.type != msgpack::type::ARRAY || o.via.array.size != 2
+      || o.via.array.ptr[1].type != msgpack::type::POSITIVE_INTEGER)
+    return std::nullopt;
+  return static_cast<segment_kind>(o.via.array.ptr[1].via.u64);
+}
+
 std::shared_ptr<segment> decode_segment(const msgpack::object& o, wire::codec_state& st,
-                                        segment_kind kind, std::uint64_t type_tag,
+                                        segment_kind kind, std::optional<std::uint64_t> type_tag,
                                         std::size_t min_payload, const char* what) {
   std::uint32_t index = 0;
   std::uint32_t sent_kind = 0;

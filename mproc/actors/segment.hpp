@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "mproc/serialization/codec.hpp"
@@ -42,7 +43,8 @@ public:
                                          std::uint64_t type_tag = 0);
   // Maps a block that arrived as `fd` (taken: closed on failure). Null, with `why` set, when
   // it is not a sealed block of `kind` and `type_tag`.
-  static std::shared_ptr<segment> adopt(int fd, segment_kind kind, std::uint64_t type_tag,
+  static std::shared_ptr<segment> adopt(int fd, segment_kind kind,
+                                        std::optional<std::uint64_t> type_tag,
                                         std::string& why);
   ~segment();
   segment(const segment&) = delete;
@@ -79,9 +81,13 @@ std::uint64_t type_tag_of(const std::string& type_name);
 // Encoding fails (st.fail) where no descriptor can go: another machine, a queue item.
 void encode_segment(wire::packer& pk, const segment* s, wire::codec_state& st,
                     const char* what);
-// Null (st.fail) unless a block of `kind`, `type_tag` and at least `min_payload` bytes came.
+// Null (st.fail) unless a block of `kind`, `type_tag` (nullopt: any) and at least
+// `min_payload` bytes came.
 std::shared_ptr<segment> decode_segment(const msgpack::object& o, wire::codec_state& st,
-                                        segment_kind kind, std::uint64_t type_tag,
+                                        segment_kind kind, std::optional<std::uint64_t> type_tag,
                                         std::size_t min_payload, const char* what);
+// The kind a block on the wire says it is (checked again when it is adopted); nullopt when
+// `o` is not [descriptor, kind].
+std::optional<segment_kind> kind_on_wire(const msgpack::object& o);
 
 } // namespace mproc::detail

@@ -77,6 +77,18 @@ bool shared_block::decode(const msgpack::object& o, wire::codec_state& st, kind 
   return true;
 }
 
+bool decode_block_lock(const msgpack::object& o, wire::codec_state& st, shared_block::kind k,
+                       std::optional<rlock>& out) {
+  auto seg = decode_segment(o, st, segment_kind_of(k), std::nullopt, data_offset, "rlock");
+  if (!seg)
+    return false;
+  auto* base = static_cast<char*>(seg->payload());
+  if (static_cast<const layout*>(static_cast<void*>(base))->synchronized != 1)
+    return st.fail("rlock: the Value or Array it came from has no lock");
+  out = rlock_at(std::move(seg), base + lock_offset, false);
+  return true;
+}
+
 std::string shared_tag(const char* prefix, const char* type) {
   return std::string{prefix} + "<" + wire::demangle(type) + ">";
 }

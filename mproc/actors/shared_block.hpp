@@ -53,6 +53,12 @@ private:
   std::size_t size_ = 0;
 };
 
+// The rlock of a Value's or Array's block that came on the wire (an rlock from get_lock()
+// travels as its whole block, of kind `k`, whatever the data's type): false (st.fail) for a
+// block without a lock.
+bool decode_block_lock(const msgpack::object& o, wire::codec_state& st, shared_block::kind k,
+                       std::optional<rlock>& out);
+
 // "shared_value<double>": the wire tag of a shared_value or shared_array of `type`.
 std::string shared_tag(const char* prefix, const char* type);
 
