@@ -144,7 +144,8 @@ fork_server::birth_register::~birth_register() {
   ::close(fd);
 }
 
-std::unique_ptr<fork_server> fork_server::start(const std::string& executable) {
+std::unique_ptr<fork_server> fork_server::start(const std::string& executable,
+                                                const std::string& argv0) {
   auto births = std::make_unique<birth_register>();
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
@@ -162,7 +163,7 @@ std::unique_ptr<fork_server> fork_server::start(const std::string& executable) {
   env.push_back(nullptr);
   pid_t pid = 0;
   try {
-    pid = spawn_program(executable, {executable, proto::flag, node}, env.data(), fds[1],
+    pid = spawn_program(executable, {argv0, proto::flag, node}, env.data(), fds[1],
                         spawn_io::server);
   } catch (...) {
     ::close(fds[0]);

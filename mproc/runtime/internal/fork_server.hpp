@@ -37,9 +37,10 @@ public:
   // Runs in a new child, connected to its parent on child_link_fd, and never returns.
   using child_main = std::function<void(const child_args&)>;
 
-  // Starts `executable` as the server. Requests sent before it reaches mproc::init wait in
-  // the socket. Throws std::system_error.
-  static std::unique_ptr<fork_server> start(const std::string& executable);
+  // Starts `executable` (shown as `argv0`) as the server. Requests sent before it reaches
+  // mproc::init wait in the socket. Throws std::system_error.
+  static std::unique_ptr<fork_server> start(const std::string& executable,
+                                            const std::string& argv0);
 
   // The node pid of the hidden arguments, if this process was started as a fork server.
   static std::optional<pid_t> parse_args(int argc, char** argv);

@@ -132,7 +132,7 @@ void node_impl::launch(const std::shared_ptr<process_state>& state) {
 
 void node_impl::launch_by_exec(const std::shared_ptr<process_state>& state) {
   try {
-    attach(state, spawn_child(executable_, executable_, state->name), start_method::exec);
+    attach(state, spawn_child(exec_path_, executable_, state->name), start_method::exec);
   } catch (const std::system_error& e) {
     fail_start(state, make_error(errc::spawn_failed, e.what()));
   }

@@ -75,7 +75,7 @@ bool node_impl::uses_fork_server() const {
 
 bool node_impl::start_fork_server() {
   try {
-    fork_server_ = fork_server::start(executable_);
+    fork_server_ = fork_server::start(exec_path_, executable_);
   } catch (const std::system_error& e) {
     log::warn("no fork server (", e.what(), "): children start by exec");
     return false;

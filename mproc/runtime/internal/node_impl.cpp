@@ -96,6 +96,9 @@ node_impl::node_impl(node_options options, std::optional<child_args> child)
   log::set_process_name(name_);
   id_ = random_node_id();
   executable_ = options_.executable.empty() ? self_executable() : options_.executable;
+  // This program by its /proc link, not its path: a binary replaced on disk while the root
+  // runs (an upgrade) leaves the path naming another program, or none ("... (deleted)").
+  exec_path_ = options_.executable.empty() ? "/proc/self/exe" : options_.executable;
   auto threads = child_ ? options_.child_threads
                         : (options_.threads != 0 ? options_.threads : cpu_count());
   config_.set("scheduler.max-threads", threads);

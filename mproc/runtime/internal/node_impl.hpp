@@ -183,7 +183,8 @@ private:
   std::optional<child_args> child_;
   std::string name_;
   std::uint64_t id_;
-  std::string executable_;
+  std::string executable_;  // what children run, as shown (argv[0], `mproc ps`)
+  std::string exec_path_;   // the path children are started from
   std::string argv0_;
   start_method method_ = start_method::exec;  // the node's default for its children
   // Loop thread (and shutdown, after the loop); null until started, or when it cannot be.
