@@ -12,14 +12,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstddef>
 #include <cstring>
 #include <future>
 #include <mutex>
+#include <vector>
 
 #include "mproc/runtime/errors.hpp"
+#include "mproc/runtime/log.hpp"
 
 extern char** environ;
 
@@ -329,15 +332,27 @@ void command_table::finish() {
   std::promise<void> done;
   loop_.post([this, &done] {
     finished_ = true;
+    std::vector<const command_state*> unkillable;
     for (auto& [token, s] : live_) {  // every SIGKILL first, then the reaping
       loop_.remove(token, s->pidfd);
       std::lock_guard guard{s->m};
-      if (!s->new_session && !s->returncode)
-        ::syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, nullptr, 0);
+      if (s->new_session || s->returncode)
+        continue;
+      // A program that changed its user (a set-uid one: sudo, su) refuses our signal
+      // (EPERM): waiting for it would hold the node's end for as long as it runs.
+      int sent = static_cast<int>(::syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, nullptr, 0));
+      int why = errno;
+      if (sent != 0 && why != ESRCH) {
+        log::warn("program ", s->pid, " cannot be killed (", std::strerror(why),
+                  "; it may have changed its user): it is left running as this node ends");
+        unkillable.push_back(s.get());
+      }
     }
     for (auto& [token, s] : live_) {
       std::lock_guard guard{s->m};
-      if (s->new_session) {
+      bool left_running =
+        std::find(unkillable.begin(), unkillable.end(), s.get()) != unkillable.end();
+      if (s->new_session || left_running) {
         s->detached = true;  // it outlives the node: its handle reaps it
         s->cv.notify_all();  // a waiter goes on by itself
       } else {
