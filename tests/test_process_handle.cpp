@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -128,4 +129,21 @@ TEST_CASE("wait with a timeout too long to add to the clock waits rather than re
   b.send(std::string{"now"});
   waiter.join();
   CHECK(ready == std::vector<std::size_t>{0});
+}
+
+TEST_CASE("a process kept past its node is not started through it: node_shutdown") {
+  std::optional<mproc::process> waiting, called_back;
+  std::optional<std::pair<mproc::connection, mproc::connection>> ends;
+  {
+    test::scoped_node node;
+    ends = mproc::pipe(*node);
+    waiting.emplace(*node, echo_once, mproc::process_options{}, ends->second);
+    called_back.emplace(*node, echo_once, mproc::process_options{}, ends->second);
+  }
+  // A later node, most likely where the first one was: the handles are not its.
+  test::scoped_node later;
+  CHECK(test::code_of([&] { waiting->start(); }) == mproc::errc::node_shutdown);
+  caf::error told;
+  called_back->start([&](caf::error e) { told = std::move(e); });
+  CHECK(mproc::code_of(told) == mproc::errc::node_shutdown);
 }

@@ -54,6 +54,7 @@ void set_current_process_name(const std::string& name) {
 process::process(node& owner, std::string actor, process_options options, caf::message args)
   : state_(std::make_shared<detail::process_state>()) {
   state_->owner = owner.impl_.get();
+  state_->owner_id = owner.impl_->id();
   state_->actor_name = std::move(actor);
   state_->args = std::move(args);
   // A function target runs the task actor: what it runs is its first argument, the task.
@@ -81,9 +82,18 @@ void flush_output() {
 // What start() refuses before anything is forked: an unknown actor, arguments it does not
 // take, a name the child's command line (or the fork server's request) cannot carry.
 caf::error check_start(const detail::process_state& s) {
+  if (!detail::node_impl::alive(s.owner, s.owner_id))
+    return make_error(errc::node_shutdown, "its node has ended");
   if (s.name.find('\0') != std::string::npos)
     return make_error(errc::bad_arguments, "a process name cannot contain a NUL byte");
   return detail::check_spawn(s.actor_name, s.args);
+}
+
+// Rendered by its node, unless that node is gone (a handle kept past it).
+std::string problem_text(const detail::process_state& s, const caf::error& e) {
+  if (!detail::node_impl::alive(s.owner, s.owner_id))
+    return "mproc:node_shutdown: its node has ended";
+  return s.owner->system().render(e);
 }
 
 // Python's ValueError ("process object is closed") and "cannot start a process twice".
@@ -110,13 +120,12 @@ void process::start() {
     refuse_start_locked(*state_);
     state_->state = phase::starting;
   }
-  auto& owner = *state_->owner;
   // Checked here first: the same binary runs in the child, so the answer is the same, and a
   // typo costs no fork.
   auto problem = check_start(*state_);
   if (!problem) {
     flush_output();
-    owner.start_process(state_);
+    state_->owner->start_process(state_);
     std::lock_guard guard{state_->mtx};
     problem = state_->start_error;
   } else {
@@ -126,7 +135,7 @@ void process::start() {
   }
   if (problem)
     throw error(problem, "cannot start process '" + state_->name + "': "
-                           + owner.system().render(problem));
+                           + problem_text(*state_, problem));
 }
 
 void process::start(std::function<void(caf::error)> done) {

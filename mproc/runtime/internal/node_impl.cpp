@@ -11,6 +11,8 @@
 #include <cstdio>
 #include <future>
 #include <stdexcept>
+#include <unordered_map>
+#include <mutex>
 
 #include <caf/actor_cast.hpp>
 #include <caf/blocking_actor.hpp>
@@ -80,6 +82,21 @@ start_method default_start_method() {
 
 } // namespace
 
+namespace {
+
+// The nodes of this process that live, by address and id (an address may be a later node's):
+// a process handle may outlive its node, and must not start through a node that is gone.
+std::mutex& living_mtx() {
+  static std::mutex m;
+  return m;
+}
+std::unordered_map<const node_impl*, std::uint64_t>& living() {
+  static std::unordered_map<const node_impl*, std::uint64_t> nodes;
+  return nodes;
+}
+
+} // namespace
+
 node_impl::node_impl(node_options options, std::optional<child_args> child)
   : options_(std::move(options)), child_(std::move(child)) {
   validate(options_);
@@ -120,9 +137,21 @@ node_impl::node_impl(node_options options, std::optional<child_args> child)
   if (!child_)
     inspector_ = std::make_unique<inspector>([this](auto deadline) { return inspect(deadline); });
   track_for_inspection(true);  // last: nothing after it can throw and leave it dangling
+  std::lock_guard guard{living_mtx()};
+  living().emplace(this, id_);
+}
+
+bool node_impl::alive(const node_impl* n, std::uint64_t id) {
+  std::lock_guard guard{living_mtx()};
+  auto i = living().find(n);
+  return i != living().end() && i->second == id;
 }
 
 node_impl::~node_impl() {
+  {
+    std::lock_guard guard{living_mtx()};
+    living().erase(this);
+  }
   shutdown();
   track_for_inspection(false);
 }

@@ -48,6 +48,9 @@ public:
 
   caf::actor_system& system() { return *system_; }
   std::uint64_t id() const { return id_; }
+  // Whether node `n`, of id `id`, has not begun its destruction (a process handle may
+  // outlive its node).
+  static bool alive(const node_impl* n, std::uint64_t id);
   const std::string& name() const { return name_; }
   const node_options& options() const { return options_; }
   io_loop& loop() { return loop_; }

@@ -27,6 +27,7 @@ struct process_state {
   enum class phase { created, starting, running, ended };
 
   node_impl* owner = nullptr;
+  std::uint64_t owner_id = 0;  // node_impl::alive(owner, owner_id) before owner is used
   std::string actor_name;
   std::string target;  // what it runs, for introspection: the actor, or a function's task
   caf::message args;
