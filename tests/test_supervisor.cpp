@@ -275,6 +275,36 @@ TEST_CASE("a simple_one_for_one supervisor starts identical children on demand")
   sup.stop();
 }
 
+TEST_CASE("a simple_one_for_one's children that end for good go; none is restarted by id") {
+  test::scoped_node node;
+  mproc::supervisor sup{*node, {.strategy = strategy::simple_one_for_one, .intensity = 5},
+                        {{.id = "w", .actor = "sworker",
+                          .restart = mproc::restart_policy::transient}}};
+  auto one = sup.start_child(caf::make_message());
+  auto two = sup.start_child(caf::make_message());
+  caf::anon_send(sup.child(one), crash_atom::value, std::int32_t{normal_exit});
+  CHECK(test::eventually(10s, [&] { return sup.tree().children.size() == 1; }));
+  CHECK(test::code_of([&] { sup.restart_child(two); }) == errc::bad_arguments);
+  CHECK(test::code_of([&] { sup.delete_child(two); }) == errc::bad_arguments);
+  CHECK(test::code_of([&] { sup.start_child({.id = "x", .actor = "sworker"}); })
+        == errc::bad_arguments);
+  sup.terminate_child(two);
+  CHECK(sup.tree().children.empty());
+  sup.stop();
+}
+
+TEST_CASE("an exit sent to a child's reference reaches the child; the reference lives on") {
+  test::scoped_node node;
+  mproc::supervisor sup{*node, {.intensity = 3}, {{.id = "w", .actor = "sworker"}}};
+  auto ref = sup.child("w");
+  auto first = pid_of(sup, "w");
+  caf::anon_send_exit(ref, caf::exit_reason::user_shutdown);
+  auto second = new_pid_of(sup, "w", first);
+  CHECK(second != first);
+  CHECK(node->request<std::int32_t>(ref, 5s, caf::get_atom::value) == second);
+  sup.stop();
+}
+
 TEST_CASE("an in-process child is restarted like a process child") {
   test::scoped_node node;
   mproc::supervisor sup{*node, {.intensity = 3},

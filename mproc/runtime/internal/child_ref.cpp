@@ -38,6 +38,19 @@ caf::behavior child_ref(caf::stateful_actor<child_ref_state>* self, std::string 
       log::warn("child '", st.id, "' is not running: ", st.dropped, " message(s) dropped");
     return caf::message{};
   });
+  // An exit sent to the reference (a linked actor's failure, an anon_send_exit to what the
+  // user knows as the child) is meant for the child: CAF's default would end this forwarder
+  // instead, and every later message through any copy of it would fail while the child ran
+  // on. The child gets it (its supervisor then acts as for any end). A stray error has
+  // nobody to go to: dropped, where the default would end the forwarder too.
+  self->set_exit_handler([=](caf::exit_msg& m) {
+    if (m.reason && self->state.current)
+      self->send_exit(self->state.current, std::move(m.reason));
+  });
+  self->set_error_handler([=](caf::error& err) {
+    log::debug("child '", self->state.id, "': an error sent to its reference is dropped: ",
+               self->system().render(err));
+  });
   return {
     [=](child_current& c) { self->state.current = std::move(c.actor); },
   };

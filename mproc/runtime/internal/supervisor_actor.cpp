@@ -127,7 +127,9 @@ void handle_ending(sup_actor* self, const state_ptr& st, ending e) {
       || (policy == restart_policy::transient && !e.abnormal)) {
     log::info(who(*st), ": child '", c.spec.id, "' ended: ", e.how, "; not restarted (",
               policy == restart_policy::temporary ? "temporary" : "transient", ")");
-    if (policy == restart_policy::temporary)
+    // A simple_one_for_one's children are made for a job each: one that is not restarted
+    // goes, as in OTP, or the list would keep every finished one.
+    if (policy == restart_policy::temporary || st->templ)
       remove_child(*st, c.spec.id);
     return;
   }
@@ -158,6 +160,14 @@ using namespace detail::sup;
 // ---- commands --------------------------------------------------------------------------
 
 // Adds a child and plans its start; the answer comes when it started (or failed to).
+// OTP's {error, simple_one_for_one}: such a supervisor's children come from its template
+// and go when they end; none is added from a spec, restarted or deleted by id.
+caf::error simple_refuses(const char* what) {
+  return make_error(errc::bad_arguments, std::string{what}
+                                           + " is not for a simple_one_for_one supervisor (its "
+                                             "children come from start_child(args))");
+}
+
 caf::result<caf::message> add_child(sup_actor* self, const state_ptr& st, child_spec spec,
                                     bool answer_with_id) {
   if (st->shutting_down)
@@ -312,7 +322,11 @@ caf::behavior supervise(caf::event_based_actor* self, supervisor_flags flags,
     },
     [=](sup_tree_atom) { return tree(self, st); },
     [=](sup_inspect_atom) { return inspect_supervisor(*st); },
-    [=](sup_add_atom, child_spec& spec) { return add_child(self, st, std::move(spec), false); },
+    [=](sup_add_atom, child_spec& spec) -> caf::result<caf::message> {
+      if (st->templ)
+        return simple_refuses("a child spec");
+      return add_child(self, st, std::move(spec), false);
+    },
     [=](sup_add_atom, caf::message& args) -> caf::result<caf::message> {
       if (!st->templ)
         return make_error(errc::bad_arguments, "only a simple_one_for_one supervisor starts "
@@ -323,8 +337,14 @@ caf::behavior supervise(caf::event_based_actor* self, supervisor_flags flags,
       return add_child(self, st, std::move(spec), true);
     },
     [=](sup_terminate_atom, const std::string& id) { return plan_step(self, st, step::stop, id); },
-    [=](sup_restart_atom, const std::string& id) { return plan_step(self, st, step::start, id); },
+    [=](sup_restart_atom, const std::string& id) -> caf::result<void> {
+      if (st->templ)
+        return simple_refuses("restart_child");
+      return plan_step(self, st, step::start, id);
+    },
     [=](sup_delete_atom, const std::string& id) -> caf::result<void> {
+      if (st->templ)
+        return simple_refuses("delete_child");
       auto* c = find(*st, id);
       if (c == nullptr)
         return make_error(errc::no_such_actor, "no child '" + id + "'");

@@ -158,7 +158,7 @@ void start_failed(sup_actor* self, const state_ptr& st, child& c, const caf::err
 }
 
 void forget_if_terminated(sup_state& st, const child& c) {
-  if (c.spec.restart == restart_policy::temporary && st.current_step
+  if ((c.spec.restart == restart_policy::temporary || st.templ) && st.current_step
       && st.current_step->kind == step::stop && st.current_step->done)
     remove_child(st, c.spec.id);
 }
