@@ -31,6 +31,12 @@ public:
     hook_locked();
     if (!thread_.joinable() && !draining_)
       start_locked();
+    if (!thread_.joinable() && !draining_) {  // no thread: the ends' next sends ask again
+      for (const auto& e : ends_)
+        e->unwatch();
+      ends_.clear();
+      return;
+    }
     wake_locked();
   }
 
@@ -85,7 +91,7 @@ private:
     wake_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     try {
       thread_ = std::thread{[this, wake = wake_] { run(wake); }};
-    } catch (const std::system_error& e) {
+    } catch (const std::exception& e) {  // system_error, or bad_alloc for its state
       log::warn("a pipe's background writer cannot start (", e.what(),
                 "): what the socket did not take waits for the next send");
       close_wake_locked();

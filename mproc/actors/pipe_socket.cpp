@@ -224,6 +224,11 @@ void pipe_socket::settle_lend(bool sent) {
     pipe_flusher::watch(shared_from_this());
 }
 
+void pipe_socket::unwatch() {
+  std::lock_guard guard{send_mtx_};
+  watched_ = false;
+}
+
 std::size_t pipe_socket::unwatched() {
   std::lock_guard guard{send_mtx_};
   watched_ = false;

@@ -82,6 +82,8 @@ public:
   // The background writer lets go of this end if nothing is unsent: true then, and a later
   // send registers the end again (send_mtx_ taken).
   bool unwatch_if_idle();
+  // The background writer could not start: a later send registers the end again.
+  void unwatch();
   // The background writer dropped this end (node exit, its reader silent for the drain's
   // time): its unsent bytes are dropped, and the end is broken (a frame may be cut short):
   // the other end sees EOF, a send waiting for room here throws closed. The bytes dropped.

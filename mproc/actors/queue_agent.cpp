@@ -92,8 +92,9 @@ void send_next(caf::event_based_actor* self, std::shared_ptr<queue_channel> ch, 
             }
             // put() returned for them long ago: the only sign left that they never went in
             // (another process's close() closes the queue for every producer).
-            log::warn(refused, " queue item(s) put by this process were refused: ",
-                      this_node().system().render(e));
+            if (refused > 0)
+              log::warn(refused, " queue item(s) put by this process were refused: ",
+                        this_node().system().render(e));
             ch->cv.notify_all();
             life->sending = false;
             end_if_done(self, *ch, *life);

@@ -313,6 +313,9 @@ void fork_server::serve(pid_t node, const child_main& run) {
   ::sigaction(SIGINT, &ignore, &program_sigint);
   ::sigaction(SIGPIPE, &ignore, &program_sigpipe);
   ::unsetenv("LD_BIND_NOW");  // its work is done; children get the node's environment
+  // Exec'd from /proc/self/exe, its kernel name is "exe": ps, top and pgrep show the
+  // program's (argv[0]'s) instead. Its children rename themselves after their process.
+  ::prctl(PR_SET_NAME, program_invocation_short_name);
   serve_requests(node, tid_slot, run);
 }
 

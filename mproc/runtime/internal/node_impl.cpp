@@ -86,13 +86,14 @@ namespace {
 
 // The nodes of this process that live, by address and id (an address may be a later node's):
 // a process handle may outlive its node, and must not start through a node that is gone.
+// Never destroyed: a node in a static of the program may end after function statics do.
 std::mutex& living_mtx() {
-  static std::mutex m;
-  return m;
+  static auto* m = new std::mutex;
+  return *m;
 }
 std::unordered_map<const node_impl*, std::uint64_t>& living() {
-  static std::unordered_map<const node_impl*, std::uint64_t> nodes;
-  return nodes;
+  static auto* nodes = new std::unordered_map<const node_impl*, std::uint64_t>;
+  return *nodes;
 }
 
 } // namespace

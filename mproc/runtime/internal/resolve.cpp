@@ -121,7 +121,7 @@ addrinfo_ptr resolve(const endpoint& at, bool passive, const due& by) {
       l->run();
       --running_lookups;
     }}.detach();
-  } catch (const std::system_error&) {
+  } catch (const std::exception&) {  // system_error, or bad_alloc for its state
     l->run();  // no thread to be had: on this one, unbounded as before
     --running_lookups;
   }
