@@ -164,8 +164,10 @@ public:
   // mproc::error (bad_arguments, unreachable).
   std::uint16_t listen(const authkey& key, std::string_view address = "127.0.0.1:0",
                        link_security accept = link_security::tls);
-  // Connects to a node listening at `address`, both sides proving `key`. Throws mproc::error
-  // (unreachable, timeout, auth_failed).
+  // Connects to a node listening at `address`, both sides proving `key`, within `timeout`
+  // (resolving a host name included; each of a name's addresses gets a share). Throws
+  // mproc::error: unreachable (worth a retry), timeout, auth_failed, bad_arguments (a
+  // malformed address, no such name), node_shutdown (this node began to end).
   remote_node connect(std::string_view address, const authkey& key,
                       std::chrono::milliseconds timeout = std::chrono::seconds{5},
                       link_security security = link_security::tls);
