@@ -71,23 +71,22 @@ struct lookup {
   }
 };
 
-// Waits for `l` until `by`; true once it finished.
-bool await(const lookup& l, const endpoint& at, const due& by) {
-  pollfd p[2] = {{l.done_fd, POLLIN, 0}, {by.cancel_fd, POLLIN, 0}};
+} // namespace
+
+bool ready_by(int fd, short events, const due& by, std::string_view doing) {
+  pollfd p[2] = {{fd, events, 0}, {by.cancel_fd, POLLIN, 0}};
   for (;;) {
     int rc = ::poll(p, by.cancel_fd >= 0 ? 2 : 1, poll_ms(by.at));
-    if (rc < 0 && errno != EINTR)
-      fail(errc::unreachable, "cannot resolve '" + at.host + "': " + std::strerror(errno));
-    if (l.finished.load(std::memory_order_acquire))
-      return true;
     if (rc > 0 && (p[1].revents & POLLIN) != 0)
       fail(errc::node_shutdown, "connect: the node is shutting down");
+    if (rc > 0)
+      return true;
     if (rc == 0 && std::chrono::steady_clock::now() >= by.at)
       return false;
-  }
+    if (rc < 0 && errno != EINTR)
+      fail(errc::unreachable, std::string{doing} + ": " + std::strerror(errno));
+  }  // else poll's slice of a longer wait (poll_ms clamps), or a signal
 }
-
-} // namespace
 
 void addrinfo_deleter::operator()(addrinfo* a) const {
   ::freeaddrinfo(a);
@@ -125,7 +124,8 @@ addrinfo_ptr resolve(const endpoint& at, bool passive, const due& by) {
     l->run();  // no thread to be had: on this one, unbounded as before
     --running_lookups;
   }
-  if (!await(*l, at, by))
+  if (!ready_by(l->done_fd, POLLIN, by, "cannot resolve '" + at.host + "'")
+      || !l->finished.load(std::memory_order_acquire))
     fail(errc::timeout, "cannot resolve '" + at.host + "': no answer within the timeout");
   if (l->rc != 0)
     fail_lookup(at, l->rc, l->saved_errno);

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <memory>
+#include <string_view>
 
 struct addrinfo;  // <netdb.h>
 
@@ -22,6 +23,11 @@ struct due {
   std::chrono::steady_clock::time_point at = std::chrono::steady_clock::time_point::max();
   int cancel_fd = -1;
 };
+
+// Whether `fd` is ready for `events` before `by.at` (false: the time passed). Throws
+// mproc::error node_shutdown when `by.cancel_fd` turns readable, unreachable (naming
+// `doing`) when poll fails. Every wait of a connect goes through here, resolving included.
+bool ready_by(int fd, short events, const due& by, std::string_view doing);
 
 // The stream addresses of `at` (passive: for a listening socket). A numeric address is
 // resolved at once. Throws mproc::error bad_arguments (no such name, unusable address),

@@ -41,25 +41,8 @@ struct socket_guard {
   int release() { return std::exchange(fd, -1); }
 };
 
-// Whether `fd` is ready for `events` before `by.at`. Throws unreachable (poll failed) or
-// node_shutdown (the node began to end: `by.cancel_fd` readable).
-bool ready_by(int fd, short events, const due& by, const endpoint& to) {
-  pollfd p[2] = {{fd, events, 0}, {by.cancel_fd, POLLIN, 0}};
-  for (;;) {
-    int rc = ::poll(p, by.cancel_fd >= 0 ? 2 : 1, poll_ms(by.at));
-    if (rc > 0 && (p[1].revents & POLLIN) != 0)
-      fail(errc::node_shutdown, "connect: the node is shutting down");
-    if (rc > 0)
-      return true;
-    if (rc == 0 && clock_type::now() >= by.at)
-      return false;
-    if (rc < 0 && errno != EINTR)
-      fail(errc::unreachable, "connecting to " + to.text() + ": " + std::strerror(errno));
-  }  // else poll's slice of a longer wait (poll_ms clamps), or a signal
-}
-
 void wait_for(int fd, short events, const due& deadline, const endpoint& to) {
-  if (!ready_by(fd, events, deadline, to))
+  if (!ready_by(fd, events, deadline, "connecting to " + to.text()))
     fail(errc::timeout, "connecting to " + to.text() + ": no answer within the timeout");
 }
 
@@ -143,7 +126,7 @@ int connect_any(const endpoint& to, const due& deadline) {
       auto rest = std::max(clock_type::duration::zero(), deadline.at - now);
       share.at = now + rest / static_cast<clock_type::rep>(left);
     }
-    if (left > 1 && !ready_by(fd, POLLOUT, share, to))
+    if (left > 1 && !ready_by(fd, POLLOUT, share, "connecting to " + to.text()))
       return std::string{"no answer within its share of the timeout"};
     wait_for(fd, POLLOUT, deadline, to);
     int err = 0;
