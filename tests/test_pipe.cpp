@@ -25,26 +25,19 @@
 #include "mproc/actors/queue.hpp"
 #include "mproc/runtime/actor_registry.hpp"
 #include "mproc/runtime/node.hpp"
+#include "pipe_ends.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
 using mproc::errc;
 using test::code_of;
+using test::socket_ends;
 
 // A type that cannot cross processes (no MPROC_MESSAGE).
 struct unsendable {};
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(unsendable)
 
 namespace {
-
-// The two ends of a socketpair, as a pipe's, without a node.
-std::pair<std::shared_ptr<mproc::detail::pipe_socket>, std::shared_ptr<mproc::detail::pipe_socket>>
-socket_ends() {
-  int fds[2];
-  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
-  return {std::make_shared<mproc::detail::pipe_socket>(fds[0]),
-          std::make_shared<mproc::detail::pipe_socket>(fds[1])};
-}
 
 // Whether thread `tid` sleeps in poll(2) (ppoll where there is no poll).
 bool in_poll(pid_t tid) {

@@ -18,23 +18,17 @@
 #include "mproc/actors/pipe_socket.hpp"
 #include "mproc/runtime/node.hpp"
 #include "mproc/serialization/frame.hpp"
+#include "pipe_ends.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
 using mproc::errc;
 using test::code_of;
+using test::socket_ends;
 
 namespace {
 
 using end_ptr = std::shared_ptr<mproc::detail::pipe_socket>;
-
-// The two ends of a socketpair, as a pipe's, without a node.
-std::pair<end_ptr, end_ptr> socket_ends() {
-  int fds[2];
-  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
-  return {std::make_shared<mproc::detail::pipe_socket>(fds[0]),
-          std::make_shared<mproc::detail::pipe_socket>(fds[1])};
-}
 
 std::string header(std::uint32_t length) {
   std::string h(mproc::wire::frame_header_size, '\0');
