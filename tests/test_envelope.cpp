@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "mproc/serialization/frame.hpp"
+#include "same_object.hpp"
 
 using namespace mproc::wire;
 
@@ -49,6 +50,53 @@ std::string packed(std::initializer_list<std::int32_t> xs) {
   buffer b;
   msgpack::pack(b, std::vector<std::int32_t>(xs));
   return {b.data(), b.size()};
+}
+
+// Both ways of decoding `payload` — the owning one, and the peers' zone with its short cut
+// for send and request heads — accept the same frames with the same fields, and refuse the
+// same ones with the same error. Returns whether they accepted it.
+bool both_ways_agree(const std::string& payload) {
+  decoded_envelope whole;
+  std::string whole_error;
+  bool whole_ok = decode_envelope(payload, whole, whole_error);
+  static msgpack::zone zone;
+  envelope in_zone;
+  std::string zone_error;
+  bool zone_ok = decode_envelope(payload, zone, in_zone, zone_error);
+  INFO(whole_error << " / " << zone_error);
+  REQUIRE(whole_ok == zone_ok);
+  if (!whole_ok) {
+    CHECK(whole_error == zone_error);
+    return false;
+  }
+  REQUIRE(whole.env.index() == in_zone.index());
+  auto same = [](const auto& a, const auto& b) {
+    CHECK(a.to.node == b.to.node);
+    CHECK(a.to.actor == b.to.actor);
+    CHECK(a.from.node == b.from.node);
+    CHECK(a.from.actor == b.from.actor);
+    CHECK(mproc::testing::same_object(a.message, b.message));
+  };
+  if (const auto* s = std::get_if<send_env>(&whole.env)) {
+    same(*s, std::get<send_env>(in_zone));
+  } else if (const auto* r = std::get_if<request_env>(&whole.env)) {
+    same(*r, std::get<request_env>(in_zone));
+    CHECK(r->request == std::get<request_env>(in_zone).request);
+  }
+  return true;
+}
+
+// A send frame whose message is `[tag, value]` with the value `levels` arrays deep.
+std::string send_nested(std::uint32_t levels) {
+  return payload_of([&](buffer& b) {
+    pack_send_head(b, {1, 2}, {3, 4});
+    packer pk{b};
+    pk.pack_array(2);
+    pk.pack(std::string{"value"});
+    for (std::uint32_t i = 0; i < levels; ++i)
+      pk.pack_array(1);
+    pk.pack_nil();
+  });
 }
 
 } // namespace
@@ -230,9 +278,7 @@ TEST_CASE("100,000 random, truncated and mutated inputs give errors, never crash
         for (int k = 0; k < 3; ++k)
           input[rng() % input.size()] = static_cast<char>(rng());
     }
-    decoded_envelope d;
-    std::string error;
-    if (decode_envelope(input, d, error))
+    if (both_ways_agree(input))
       ++decoded;
     else
       ++rejected;
@@ -242,4 +288,42 @@ TEST_CASE("100,000 random, truncated and mutated inputs give errors, never crash
   }
   CHECK(decoded + rejected == 100000);
   CHECK(rejected > 50000);
+}
+
+TEST_CASE("a send or request read head first decodes exactly as the whole envelope does") {
+  auto raw = [](std::initializer_list<unsigned> bytes, const std::string& tail = {}) {
+    std::string out;
+    for (unsigned b : bytes)
+      out.push_back(static_cast<char>(b));
+    return out + tail;
+  };
+  std::string message = raw({0x92, 0xa3, 'i', '3', '2', 0x07});
+  // Every unsigned width mproc packs, and the node ids it uses (64-bit).
+  CHECK(both_ways_agree(payload_of([](buffer& b) {
+    pack_send_head(b, {0x9a3b123456789abcull, 0x7f}, {0xff, 0x1234});
+    pack_message(b);
+  })));
+  CHECK(both_ways_agree(payload_of([](buffer& b) {
+    pack_request_head(b, {0x12345678, 1}, {}, 0x1000000000000000ull);
+    pack_message(b);
+  })));
+  // A signed encoding of a non-negative id is legal msgpack, read the long way.
+  CHECK(both_ways_agree(raw({0x96, 0x03, 0xd0, 0x01, 0x02, 0x03, 0x04}, message)));
+  // Refused, each with the full decoder's words: a negative id, a short or long envelope,
+  // a missing, truncated or non-array message, trailing bytes.
+  CHECK_FALSE(both_ways_agree(raw({0x96, 0x03, 0xff, 0x02, 0x03, 0x04}, message)));
+  CHECK_FALSE(both_ways_agree(raw({0x96, 0x03, 0xd0, 0xff, 0x02, 0x03, 0x04}, message)));
+  CHECK_FALSE(both_ways_agree(raw({0x95, 0x03, 0x01, 0x02, 0x03, 0x04}, message)));
+  CHECK_FALSE(both_ways_agree(raw({0x97, 0x03, 0x01, 0x02, 0x03, 0x04}, message + message)));
+  CHECK_FALSE(both_ways_agree(raw({0x96, 0x03, 0x01, 0x02, 0x03, 0x04})));
+  CHECK_FALSE(both_ways_agree(raw({0x96, 0x03, 0x01, 0x02, 0x03, 0x04}, message.substr(0, 4))));
+  CHECK_FALSE(both_ways_agree(raw({0x96, 0x03, 0x01, 0x02, 0x03, 0x04, 0x07})));
+  CHECK_FALSE(both_ways_agree(raw({0x96, 0x03, 0x01, 0x02, 0x03, 0x04}, message + "x")));
+  CHECK_FALSE(both_ways_agree(raw({0x97, 0x04, 0x01, 0x02, 0x03, 0x04, 0xcc}, message)));
+  // The nesting limit counts the envelope's own level, read apart or not.
+  std::uint32_t deepest = 0;
+  for (std::uint32_t levels = max_nesting - 4; levels <= max_nesting; ++levels)
+    if (both_ways_agree(send_nested(levels)))
+      deepest = levels;
+  CHECK(deepest == max_nesting - 2);  // beside the envelope's array and the message's
 }

@@ -3,6 +3,7 @@
 // answers carry (decode_error).
 #include "mproc/serialization/envelope.hpp"
 
+#include "mproc/serialization/envelope_head.hpp"
 #include "mproc/serialization/unpack.hpp"
 
 namespace mproc::wire {
@@ -248,34 +249,67 @@ bool decode_root(const msgpack::object& root, envelope& out, std::string& error)
   return decoders[k](f, out);
 }
 
+// A send or request whose head is in mproc's own shape: only its message is unpacked, at the
+// depth it has inside the envelope. Whatever does not fit (a message that is not an array,
+// is malformed or is followed by more) is left to the full decoder, so every error reads the
+// same as it would without this short cut.
+bool decode_message_envelope(std::string_view payload, msgpack::zone& zone, envelope& out) {
+  message_head h;
+  if (!read_message_head(payload, h))
+    return false;
+  auto tail = payload.substr(h.message_at);
+  msgpack::object message;
+  try {
+    message = unpack_bounded(zone, tail.data(), tail.size(), 1);
+  } catch (const std::exception&) {
+    return false;
+  }
+  if (message.type != msgpack::type::ARRAY)
+    return false;
+  if (h.k == kind::send)
+    out = send_env{h.to, h.from, message};
+  else
+    out = request_env{h.to, h.from, h.request, message};
+  return true;
+}
+
+// Both forms hold the same checks in the same order, so their errors read the same.
+bool unpacked_whole(std::size_t offset, std::size_t size, std::string& error) {
+  if (offset == size)
+    return true;
+  error = std::to_string(size - offset) + " trailing bytes after the envelope";
+  return false;
+}
+
 } // namespace
 
 bool decode_envelope(std::string_view payload, decoded_envelope& out, std::string& error) {
+  std::size_t offset = 0;
   try {
-    std::size_t offset = 0;
     out.handle = unpack_bounded(payload.data(), payload.size(), offset, reference_in_place);
-    if (offset != payload.size()) {
-      error = std::to_string(payload.size() - offset) + " trailing bytes after the envelope";
-      return false;
-    }
   } catch (const std::exception& e) {  // unpack_error, or bad_alloc for a huge honest value
     error = e.what();
     return false;
   }
-  return decode_root(out.handle.get(), out.env, error);
+  return unpacked_whole(offset, payload.size(), error)
+         && decode_root(out.handle.get(), out.env, error);
 }
 
 bool decode_envelope(std::string_view payload, msgpack::zone& zone, envelope& out,
                      std::string& error) {
+  zone.clear();
+  if (decode_message_envelope(payload, zone, out))
+    return true;
   msgpack::object root;
+  std::size_t offset = 0;
   zone.clear();
   try {
-    root = unpack_bounded(zone, payload.data(), payload.size());
+    root = unpack_bounded(zone, payload.data(), payload.size(), offset);
   } catch (const std::exception& e) {
     error = e.what();
     return false;
   }
-  return decode_root(root, out, error);
+  return unpacked_whole(offset, payload.size(), error) && decode_root(root, out, error);
 }
 
 } // namespace mproc::wire

@@ -6,6 +6,7 @@
 // this layer knows nothing about CAF.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -65,6 +66,7 @@ private:
   std::vector<std::unique_ptr<type_entry>> entries_;
   std::unordered_map<std::type_index, const type_entry*> by_type_;
   std::unordered_map<std::string, const type_entry*, string_hash, std::equal_to<>> by_tag_;
+  mutable std::atomic<const type_entry*> last_found_{nullptr};  // see find(tag)
   bool frozen_ = false;
 };
 

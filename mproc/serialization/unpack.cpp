@@ -30,8 +30,8 @@ namespace {
 
 // Every element takes at least one byte, so no count can honestly exceed the input size;
 // the limit stops a five-byte header from reserving gigabytes of msgpack objects.
-msgpack::unpack_limit limit_for(std::size_t size) {
-  return {size, size, size, size, size, max_nesting};
+msgpack::unpack_limit limit_for(std::size_t size, std::uint32_t outer_levels = 0) {
+  return {size, size, size, size, size, max_nesting - std::min(outer_levels, max_nesting)};
 }
 
 void expect_end(std::size_t offset, std::size_t size) {
@@ -69,17 +69,22 @@ msgpack::object_handle unpack_bounded(const char* data, std::size_t size) {
   return handle;
 }
 
-msgpack::object unpack_bounded(msgpack::zone& zone, const char* data, std::size_t size) {
-  std::size_t offset = 0;
+msgpack::object unpack_bounded(msgpack::zone& zone, const char* data, std::size_t size,
+                               std::size_t& offset, std::uint32_t outer_levels) {
   bool referenced = false;
   auto in_place = [](msgpack::type::object_type, std::size_t, void*) { return true; };
-  msgpack::object obj;
   try {
-    obj = msgpack::unpack(zone, data, size, offset, referenced, in_place, nullptr,
-                          limit_for(size));
+    return msgpack::unpack(zone, data, size, offset, referenced, in_place, nullptr,
+                           limit_for(size, outer_levels));
   } catch (...) {
     rethrow(size);
   }
+}
+
+msgpack::object unpack_bounded(msgpack::zone& zone, const char* data, std::size_t size,
+                               std::uint32_t outer_levels) {
+  std::size_t offset = 0;
+  auto obj = unpack_bounded(zone, data, size, offset, outer_levels);
   expect_end(offset, size);
   return obj;
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -25,8 +26,14 @@ msgpack::object_handle unpack_bounded(const char* data, std::size_t size);
 
 // The same into `zone`, which the caller owns and may reuse (clear()) once done with the
 // object: no allocation per value when the zone already has room. Strings and binaries are
-// referenced in `data`, which must outlive the object.
-msgpack::object unpack_bounded(msgpack::zone& zone, const char* data, std::size_t size);
+// referenced in `data`, which must outlive the object. `outer_levels`: how deep inside a
+// value already read the bytes sit, so a tail unpacked apart is held to the same max_nesting
+// as it would be inside the whole.
+msgpack::object unpack_bounded(msgpack::zone& zone, const char* data, std::size_t size,
+                               std::uint32_t outer_levels = 0);
+// The same from `offset`, advanced past the value; what follows is the caller's business.
+msgpack::object unpack_bounded(msgpack::zone& zone, const char* data, std::size_t size,
+                               std::size_t& offset, std::uint32_t outer_levels = 0);
 
 // Unpacks one value starting at `offset` and advances it past the value; what follows is the
 // caller's business. `reference` decides which strings and binaries stay in `data` instead of
