@@ -58,9 +58,31 @@ caf::behavior dropper(caf::event_based_actor* self) {
   }};
 }
 
+// Keeps every string it gets and answers each with all of them so far.
+caf::behavior recorder(caf::event_based_actor*) {
+  auto seen = std::make_shared<std::string>();
+  return {[seen](const std::string& s) {
+    *seen += s + ";";
+    return *seen;
+  }};
+}
+
+// A misbehaving process: asked something, it first sends `rec` a request as if `rec` itself
+// had asked it (an id the root never used for it), then hands the question on to `rec`.
+caf::behavior forger(caf::event_based_actor* self, caf::actor rec) {
+  return {[=](const std::string& question) {
+    auto as_if_local = caf::actor_cast<caf::strong_actor_ptr>(rec);
+    rec->enqueue(caf::make_mailbox_element(as_if_local, caf::make_message_id(77), {},
+                                           std::string{"forged"}),
+                 self->context());
+    return self->delegate(rec, question);
+  }};
+}
+
 } // namespace
 
 MPROC_ACTOR(echo);
+MPROC_ACTOR(forger);
 MPROC_ACTOR(refuser);
 MPROC_ACTOR(silent);
 MPROC_ACTOR(napper);
@@ -205,4 +227,17 @@ TEST_CASE("a request whose receiver in this node ends without answering fails th
   auto e = test::error_of([&] { node->request<std::int32_t>(d, 30s, std::int32_t{1}); });
   CHECK(e.code() == errc::no_such_actor);  // errc::timeout, 30 s later, before
   CHECK_THAT(e.what(), Catch::Contains("ended before it answered"));
+}
+
+TEST_CASE("a peer's request as if from an actor of this node is dropped; a handed-back one is answered") {
+  test::scoped_node node;
+  auto rec = node->system().spawn(recorder);
+  auto p = node->spawn_process("forger", {}, rec);
+  // The question goes to the child and comes back to the recorder, which answers the root's
+  // caller directly. The forged request, sent first on the same link, never reaches it.
+  CHECK(node->request<std::string>(p.actor(), 5s, std::string{"asked"}) == "asked;");
+  CHECK(node->request<std::string>(rec, 5s, std::string{"then"}) == "asked;then;");
+  caf::anon_send_exit(rec, caf::exit_reason::user_shutdown);
+  p.terminate();
+  CHECK(p.join(5s));
 }

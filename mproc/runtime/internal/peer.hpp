@@ -118,6 +118,9 @@ private:
   void on_spawned(wire::spawned_env& e);
   void on_send(wire::send_env& e);
   void on_request(wire::request_env& e);
+  // Whether this node sent request `request` of its actor `from` through this peer and awaits
+  // the answer: the one way a request naming a sender of this node may come back (handed on).
+  bool asked_through_here(wire::actor_ref from, std::uint64_t request) const;
   void on_response(wire::response_env& e);
   void on_monitor(wire::monitor_env& e);
   void on_down(wire::down_env& e);

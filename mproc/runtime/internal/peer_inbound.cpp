@@ -274,6 +274,15 @@ void peer::on_request(wire::request_env& e) {
     close("protocol error: request id " + std::to_string(e.request) + " outside 1..2^60-1");
     return;
   }
+  // A sender of this node: a request of ours that the peer hands back (an actor there
+  // delegated it to one here), answered straight to our sender. Any other would let the
+  // peer answer somebody else's pending request (a node::request's, by its sequential id)
+  // through one of our actors: dropped, as a frame that cannot be answered anywhere.
+  if (e.from.node == node_.id() && !asked_through_here(e.from, e.request)) {
+    log::warn("process ", who().pid, " sent request ", e.request, " as if from actor ",
+              e.from.actor, " of this process, which asked it no such thing: dropped");
+    return;
+  }
   caf::mailbox_element_ptr element;
   if (!decode_or_answer(e.message, element, e.from, e.to, e.request))
     return;
@@ -288,6 +297,11 @@ void peer::on_request(wire::request_env& e) {
   element->sender = sender_of(e.from);
   element->mid = caf::make_message_id(e.request);
   dest->enqueue(std::move(element), inline_runner::current());
+}
+
+bool peer::asked_through_here(wire::actor_ref from, std::uint64_t request) const {
+  std::lock_guard guard{mtx_};
+  return requests_.count({from.actor, request}) == 1;
 }
 
 void peer::on_response(wire::response_env& e) {
