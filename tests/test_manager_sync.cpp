@@ -87,6 +87,29 @@ TEST_CASE("a manager's Event wakes a waiter in another process; unset, waits tim
   REQUIRE(p.join(10s));
 }
 
+TEST_CASE("waits pending at once with different timeouts each time out") {
+  test::scoped_node node;
+  mproc::manager m{*node};
+  auto e = m.event();
+  // 0: timed out as it should; 2: the manager never answered, the call's own timeout did.
+  auto wait_for = [&](std::chrono::milliseconds t, std::atomic<int>& out) {
+    try {
+      out = e.wait(t) ? 1 : 0;
+    } catch (const mproc::error&) {
+      out = 2;
+    }
+  };
+  std::atomic<int> first{-1}, second{-1};
+  std::thread a{wait_for, 2s, std::ref(first)};
+  REQUIRE(waiting(e, 1));
+  // Due after the first: the manager's one timer, for the first, has to go again for it.
+  std::thread b{wait_for, 3s, std::ref(second)};
+  a.join();
+  b.join();
+  CHECK(first == 0);
+  CHECK(second == 0);
+}
+
 TEST_CASE("a wait of milliseconds::max() waits, and ends when set") {
   test::scoped_node node;
   mproc::manager m{*node};

@@ -85,6 +85,11 @@ public:
   std::size_t waiting() const override {
     return getters_.size() + putters_.size() + joiners_.size();
   }
+  bool waits(std::uint64_t token) const override {
+    auto match = [&](auto& w) { return w.token == token; };
+    return std::ranges::any_of(getters_, match) || std::ranges::any_of(putters_, match)
+           || std::ranges::any_of(joiners_, match);
+  }
 
 private:
   struct waiter {

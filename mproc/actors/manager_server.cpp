@@ -6,23 +6,24 @@
 
 #include <caf/all.hpp>
 
+#include "mproc/actors/manager_deadlines.hpp"
 #include "mproc/actors/manager_store.hpp"
 #include "mproc/runtime/actor_registry.hpp"
 #include "mproc/runtime/log.hpp"
 
 namespace mproc::detail {
 namespace {
-// A waiter's timeout, from the manager to itself. A type of this process, never on the wire:
-// as an atom, any holder of the manager's handle could end others' waits early (an
-// acquire(timeout) false, a queue get Empty) by guessing small counters.
-struct waiter_expired {
-  std::uint64_t object;
-  std::uint64_t token;
+// The timer message for waiters' timeouts due at `due` (manager_deadlines), from the
+// manager to itself. A type of this process, never on the wire: as an atom, any holder of
+// the manager's handle could end others' waits early (an acquire(timeout) false, a queue get
+// Empty).
+struct waiters_due {
+  std::chrono::steady_clock::time_point due;
 };
 } // namespace
 } // namespace mproc::detail
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mproc::detail::waiter_expired)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(mproc::detail::waiters_due)
 
 namespace mproc::detail {
 
@@ -34,6 +35,12 @@ struct manager_state {
   std::set<caf::actor_addr> watched;  // senders whose end the manager hears of
   std::uint64_t next_id = 1;
   bool stopping = false;
+  manager_deadlines deadlines;
+
+  bool still_waiting(const manager_deadlines::entry& e) const {
+    auto i = objects.find(e.object);
+    return i != objects.end() && i->second->waits(e.token);
+  }
 
   // Nobody waits for an answer that cannot come: on stop, and however else the actor ends.
   void stop_all_waiters() {
@@ -144,6 +151,12 @@ struct manager_state {
 
 using manager_actor = caf::stateful_actor<manager_state>;
 
+void send_timer(manager_actor* self, manager_deadlines::clock::time_point due) {
+  // Rounded up: a timer that came a little early would find nothing due and go again.
+  auto delay = std::chrono::ceil<std::chrono::microseconds>(due - manager_deadlines::clock::now());
+  self->delayed_send(self, std::max(delay, std::chrono::microseconds{0}), waiters_due{due});
+}
+
 // The manager as one operation sees it.
 class call_context final : public manager_context {
 public:
@@ -156,7 +169,11 @@ public:
     return *promise_;
   }
   void expire_after(std::chrono::milliseconds delay, std::uint64_t token) override {
-    self_->delayed_send(self_, delay, waiter_expired{object_, token});
+    auto& st = self_->state;
+    auto due = manager_deadlines::clock::now() + delay;
+    auto waiting = [&st](const manager_deadlines::entry& e) { return st.still_waiting(e); };
+    if (auto at = st.deadlines.add({due, object_, token}, waiting))
+      send_timer(self_, *at);
   }
   caf::actor_addr sender() override {
     if (!sender_)
@@ -207,9 +224,13 @@ caf::behavior mproc_manager(manager_actor* self) {
         return make_error(errc::task_failed, "an operation threw a non-std::exception");
       }
     },
-    [self](waiter_expired& e) {
-      if (auto i = self->state.objects.find(e.object); i != self->state.objects.end())
-        i->second->expire(e.token);
+    [self](waiters_due& timer) {
+      auto& st = self->state;
+      for (const auto& e : st.deadlines.due_by(timer.due, manager_deadlines::clock::now()))
+        if (auto i = st.objects.find(e.object); i != st.objects.end())
+          i->second->expire(e.token);
+      if (auto at = st.deadlines.next_timer())
+        send_timer(self, *at);
     },
   };
 }

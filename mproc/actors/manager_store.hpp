@@ -73,6 +73,8 @@ public:
   virtual void stop_waiters(const caf::error& /*why*/) {}
   // How many calls wait on it (introspection, tests).
   virtual std::size_t waiting() const { return 0; }
+  // Whether the wait of `token` (given to expire_after) still waits.
+  virtual bool waits(std::uint64_t /*token*/) const { return false; }
 };
 
 std::unique_ptr<manager_store> make_dict_store(std::string_view kind);

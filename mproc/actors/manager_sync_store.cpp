@@ -66,6 +66,7 @@ public:
     waiters_.clear();
   }
   std::size_t waiting() const override { return waiters_.size(); }
+  bool waits(std::uint64_t token) const override { return waiters_.contains(token); }
 
 private:
   struct waiter {
@@ -139,6 +140,9 @@ public:
     waiting_.clear();
   }
   std::size_t waiting() const override { return waiting_.size(); }
+  bool waits(std::uint64_t token) const override {
+    return std::ranges::any_of(waiting_, [&](auto& w) { return w.token == token; });
+  }
 
 private:
   struct waiter {
