@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstring>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -18,6 +19,7 @@
 #include <catch2/catch.hpp>
 
 #include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/blob.hpp"
 #include "mproc/runtime/node.hpp"
 #include "mproc/serialization/bytes.hpp"
 #include "support.hpp"
@@ -35,6 +37,10 @@ struct count_state {
 caf::behavior sink(caf::stateful_actor<count_state>* self) {
   return {
     [=](const mproc::bytes& b) {
+      self->state.messages += 1;
+      self->state.bytes += static_cast<std::int64_t>(b.size());
+    },
+    [=](const mproc::blob& b) {
       self->state.messages += 1;
       self->state.bytes += static_cast<std::int64_t>(b.size());
     },
@@ -117,6 +123,44 @@ TEST_CASE("a writer flooding a stopped reader is held back, and nothing is lost"
     return got == total;
   }));
   CHECK(got == total);
+  p.terminate();
+  p.join();
+}
+
+TEST_CASE("blobs sent as descriptors to a stopped reader weigh what they hold against the bound") {
+  constexpr std::size_t limit = 4u << 20;
+  constexpr std::int32_t total = 200;  // 200 MiB of blobs, each a frame of a few dozen bytes
+  test::scoped_node node{{.max_link_queue = limit}};
+  auto p = node->spawn_process("sink", {});
+  REQUIRE(::kill(p.pid(), SIGSTOP) == 0);
+  std::atomic<std::int32_t> sent{0};
+  std::atomic<pid_t> writer_tid{0};
+  std::thread writer{[&] {
+    writer_tid = static_cast<pid_t>(::syscall(SYS_gettid));
+    for (std::int32_t i = 0; i < total; ++i) {
+      mproc::blob_writer w{1u << 20};
+      std::memset(w.data(), 'x', w.size());
+      caf::anon_send(p.actor(), std::move(w).finish());  // the last handle: the link's now
+      ++sent;
+    }
+  }};
+  // Held back once the blobs in the link (queued, or in the socket unread) reach the bound:
+  // before, every send went at once, each memfd kept by the socket, hundreds of MiB.
+  bool held = test::eventually(30s, [&] {
+    return sent > 0 && writer_tid != 0 && test::thread_state(writer_tid) == 'S' && sent < total;
+  });
+  std::int32_t sent_while_stopped = sent;
+  ::kill(p.pid(), SIGCONT);
+  writer.join();
+  CHECK(held);
+  INFO("sent while the reader was stopped: " << sent_while_stopped);
+  CHECK(sent_while_stopped <= 8);  // the bound's 4, and the one each side of it
+  std::int32_t got = 0;
+  CHECK(test::eventually(60s, [&] {
+    auto m = node->request_message(p.actor(), caf::make_message(caf::get_atom::value), 10s);
+    got = m.get_as<std::int32_t>(0);
+    return got == total;
+  }));
   p.terminate();
   p.join();
 }

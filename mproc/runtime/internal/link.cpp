@@ -128,25 +128,57 @@ bool link::write(wire::buffer&& frame, flow kind) {
 link::written link::write(wire::frame_out&& frame, flow kind) {
   // The whole buffer (frames before the ended one included) and every borrowed span.
   auto total = frame.start + wire::frame_header_size + frame.payload_size();
+  auto weight = frame.fds.empty() ? 0 : weight_of(frame.fds);
   return enqueue({std::move(frame.buf), std::move(frame.borrowed), std::move(frame.keep), total,
-                  std::exchange(frame.fds, {})},
+                  std::exchange(frame.fds, {}), weight},
                  kind);
+}
+
+void link::refresh_backlog_locked() {
+  if (!backlog_.in_flight())
+    return;
+  auto unread = unread_by_peer(fd_);
+  backlog_.read_up_to(stream_sent_ - std::min<std::uint64_t>(unread, stream_sent_));
+}
+
+bool link::wait_for_room(std::unique_lock<std::mutex>& guard,
+                         std::optional<std::chrono::steady_clock::time_point> deadline) {
+  using namespace std::chrono;
+  refresh_backlog_locked();
+  if (room_locked())
+    return true;
+  io_loop::will_block();  // the loop drains the link
+  // Sending wakes this wait; the other end reading what descriptors came with does not, so
+  // while they weigh on the bound it looks again now and then (50 us, doubling to 2 ms).
+  auto poll = microseconds{50};
+  for (;;) {
+    auto until = backlog_.in_flight() ? steady_clock::now() + poll : steady_clock::time_point::max();
+    if (deadline)
+      until = std::min(until, *deadline);
+    if (until == steady_clock::time_point::max())
+      drained_.wait(guard, [this] { return room_locked() || backlog_.in_flight(); });
+    else
+      drained_.wait_until(guard, until, [this] { return room_locked(); });
+    refresh_backlog_locked();
+    if (room_locked())
+      return true;
+    if (deadline && steady_clock::now() >= *deadline)
+      return false;
+    poll = std::min(poll * 2, microseconds{2000});
+  }
 }
 
 link::written link::enqueue(pending&& frame, flow kind) {
   released done;  // declared first: released after the lock (see `released`)
   std::unique_lock guard{out_mtx_};
-  auto room = [&] { return out_bytes_ < max_queued_ || closed_ || broken_; };
   bool never_wait =
     this_thread_deadline && *this_thread_deadline == std::chrono::steady_clock::time_point::min();
-  if (kind == flow::data && !loop_.in_loop() && !never_wait && !room()) {
-    io_loop::will_block();  // the loop drains the link
-    if (!this_thread_deadline) {
-      drained_.wait(guard, room);
-    } else if (!drained_.wait_until(guard, *this_thread_deadline, room)) {
-      close_fds(frame.fds);
-      return written::no_room;
-    }
+  if (frame.weight > 0)
+    refresh_backlog_locked();  // also keeps the list of those sent short when nobody waits
+  if (kind == flow::data && !loop_.in_loop() && !never_wait && !room_locked()
+      && !wait_for_room(guard, this_thread_deadline)) {
+    close_fds(frame.fds);
+    return written::no_room;
   }
   if (closed_ || broken_) {
     close_fds(frame.fds);
@@ -154,6 +186,7 @@ link::written link::enqueue(pending&& frame, flow kind) {
   }
   bool was_idle = !unsent_locked();
   out_bytes_ += frame.size;
+  backlog_.queued(frame.weight);
   ++writes_out_;
   bytes_out_ += frame.size;
   if (!was_idle && join_tail_locked(frame))
@@ -215,8 +248,12 @@ bool link::drain_locked(released& done) {
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * wire::max_fds_per_frame)];
     attach_fds(msg, control, fds);
     auto sent = ::sendmsg(fd_, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (sent > 0)
+    if (sent > 0) {
       close_fds(fds);  // in flight now: the receiver gets its own copies
+      auto& front = out_.front();
+      backlog_.sent(std::exchange(front.weight, 0), stream_sent_ + front.size - out_offset_);
+      stream_sent_ += static_cast<std::uint64_t>(sent);
+    }
     if (sent < 0) {
       if (would_block(errno)) {
         drained_.notify_all();  // what did go out made room
@@ -260,6 +297,7 @@ bool link::break_locked(int err, released& done, std::string why) {
   }
   out_.clear();
   out_bytes_ = 0;
+  backlog_.clear();
   out_offset_ = 0;
   tls_out_.clear();
   tls_sent_ = 0;
@@ -300,6 +338,7 @@ bool link::pieces(const pending& frame, std::size_t skip, iovec* iov, std::size_
 void link::pop_front_locked(released& done) {
   close_fds(out_.front().fds);  // only a dropped frame still has them
   out_bytes_ -= out_.front().size;
+  backlog_.dropped(out_.front().weight);
   done.push_back(std::move(out_.front().keep));
   out_.pop_front();
   out_offset_ = 0;
@@ -336,6 +375,7 @@ void link::close(const std::string& reason) {
     for (auto& f : dropped)
       close_fds(f.fds);
     out_bytes_ = 0;
+    backlog_.clear();
     drained_.notify_all();
   }
   if (auto handler = std::move(on_close_))

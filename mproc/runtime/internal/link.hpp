@@ -5,8 +5,9 @@
 // latency at one syscall; frames of a burst, and what the socket does not take, are queued
 // and flushed by the loop thread, many frames per sendmsg. Frames never interleave.
 // Backpressure: a writer of data frames on any thread but the loop's waits while the link
-// has `max_queued` bytes or more unsent (a reader that stopped reading bounds the writer's
-// memory to that plus one frame per writing thread). Control frames and the loop's own
+// has `max_queued` bytes or more unsent, the files of the descriptors it sent and the other
+// end has not read yet counted in (a reader that stopped reading bounds the writer's memory
+// to that plus one frame per writing thread). Control frames and the loop's own
 // frames are always queued: they are small, and the loop must never wait for itself.
 // Reading: the loop thread reads in bulk and hands out whole frames.
 // Encrypted (a TCP link, tls.hpp): frames are sealed into TLS records a batch at a time as
@@ -27,6 +28,7 @@
 #include <string_view>
 #include <vector>
 
+#include "mproc/runtime/internal/descriptor_backlog.hpp"
 #include "mproc/runtime/internal/io_loop.hpp"
 #include "mproc/serialization/codec.hpp"
 #include "mproc/serialization/envelope.hpp"
@@ -176,8 +178,17 @@ private:
     std::shared_ptr<const void> keep;
     std::size_t size = 0;  // buf plus every span
     std::vector<int> fds;  // owned until they are sent with the frame's first byte
+    std::size_t weight = 0;  // what the files of `fds` hold (descriptor_backlog)
   };
   written enqueue(pending&& frame, flow kind);
+  // out_mtx_ held: until there is room for a data frame, or `deadline` passes (false).
+  bool wait_for_room(std::unique_lock<std::mutex>& guard,
+                     std::optional<std::chrono::steady_clock::time_point> deadline);
+  bool room_locked() const {
+    return out_bytes_ + backlog_.total() < max_queued_ || closed_ || broken_;
+  }
+  // Forgets the descriptors' weight of the frames the other end has read.
+  void refresh_backlog_locked();
   bool join_tail_locked(pending& frame);
   static constexpr std::size_t join_max_frame = 4 * 1024;
   static constexpr std::size_t join_max_buffer = 64 * 1024;
@@ -193,6 +204,8 @@ private:
   std::atomic<std::uint64_t> frames_in_{0}, bytes_in_{0};
   const std::size_t max_queued_;
   std::size_t out_offset_ = 0;  // bytes of out_.front() already written
+  std::uint64_t stream_sent_ = 0;  // bytes the socket took, ever
+  descriptor_backlog backlog_;
   // When the last frame sent straight from a caller's thread went out; a frame following
   // within burst_gap is left to the loop thread, which batches.
   std::chrono::steady_clock::time_point last_direct_{};
