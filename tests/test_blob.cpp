@@ -62,8 +62,16 @@ caf::behavior fd_starved(caf::event_based_actor*) {
   };
 }
 
+// Refuses a blob with an error that carries it back in its context.
+caf::behavior blob_returner(caf::event_based_actor*) {
+  return {[](const mproc::blob& b) -> caf::result<bool> {
+    return caf::make_error(caf::sec::runtime_error, b);
+  }};
+}
+
 } // namespace
 
+MPROC_ACTOR(blob_returner);
 MPROC_ACTOR(fd_starved);
 MPROC_ACTOR(blob_scribbler);
 
@@ -205,4 +213,17 @@ TEST_CASE("a memfd sealed against writing and resizing is taken as a blob") {
   CHECK(d.taken);
   CHECK(d.out.shared());
   CHECK(d.out.view() == text);
+}
+
+TEST_CASE("a blob in an error's context comes back from a child as a blob") {
+  test::scoped_node node;
+  auto data = pattern(std::size_t{1} << 20);
+  REQUIRE(data.shared());  // so it travels as a descriptor, in the error as in the request
+  auto child = node->spawn_process("blob_returner", {});
+  auto e = test::error_of([&] { node->request<bool>(child.actor(), 10s, data); });
+  const auto& context = e.reason().context();
+  REQUIRE(context.match_element<mproc::blob>(0));  // before: the error's text instead
+  CHECK(digest(context.get_as<mproc::blob>(0).view()) == digest(data.view()));
+  child.terminate();
+  child.join(10s);
 }

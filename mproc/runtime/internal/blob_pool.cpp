@@ -89,8 +89,12 @@ public:
   std::shared_ptr<blob_segment> received(int fd, std::string& why) {
     struct stat st{};
     std::uint64_t id = 0;
-    if (::fstat(fd, &st) != 0 || !blob_segment::read_id(fd, id)) {
-      why = "the descriptor is not a blob segment";
+    // The seals first: they take no I/O, and only memfds have them, so a file on a
+    // filesystem that never answers a read (a peer's FUSE mount) is refused before pread.
+    bool sealed = blob_segment::sealed_as_one(fd);
+    if (!sealed || ::fstat(fd, &st) != 0 || !blob_segment::read_id(fd, id)) {
+      why = sealed ? "the descriptor is not a blob segment"
+                   : "the descriptor is not a blob segment sealed against resizing";
       ::close(fd);
       return nullptr;
     }

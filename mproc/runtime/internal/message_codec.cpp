@@ -286,6 +286,7 @@ caf::error decode_error(const wire::error_view& e, wire::codec_state& st) {
   caf::message context;
   if (e.context.type == msgpack::type::ARRAY) {
     wire::codec_state ctx_st{st.ctx, {}};
+    ctx_st.descriptors = st.descriptors;  // a blob in the context came beside the frame
     if (decode_message(e.context, context, ctx_st) != decode_status::ok)
       context = caf::make_message(e.text);
   }
