@@ -440,6 +440,17 @@ TEST_CASE("malformed calls to a manager fail alone; the manager and its objects 
   CHECK(call(id, "nope", {}) == errc::bad_arguments);
   CHECK(call(999, "len", {}) == errc::no_such_actor);
   CHECK(call(0, "create", {mproc::detail::pack_value(std::string{"dict"})}) == errc::bad_arguments);
+  // A Namespace's attribute names are strings: a client in another language cannot break
+  // names() and repr() for every C++ process by setting attribute 1.
+  auto ns = m.namespace_();
+  ns.set("x", 1);
+  auto one = mproc::detail::pack_value(std::int64_t{1});
+  auto ns_id = ns.ref().id();
+  CHECK(call(ns_id, "set", {one, one}) == errc::bad_arguments);
+  CHECK(call(ns_id, "setdefault", {one, one}) == errc::bad_arguments);
+  CHECK(call(ns_id, "update", {mproc::detail::pack_value(std::string{"y"}), one, one, one})
+        == errc::bad_arguments);
+  CHECK(ns.names() == std::vector<std::string>{"x"});
   auto l = m.list<int>();
   l.extend(std::vector{1, 2});
   auto min = std::numeric_limits<std::int64_t>::min();

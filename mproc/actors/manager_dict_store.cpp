@@ -68,6 +68,19 @@ private:
     throw op_error(errc::no_such_key, "KeyError: " + shown);
   }
 
+  // A Namespace's keys are attribute names: strings (Python's take nothing else). Any other,
+  // from a client in another language, would make every C++ process's names() and repr() of
+  // it fail.
+  void check_key(const bytes& key) const {
+    if (kind_ != "namespace" || key.empty())
+      return;
+    auto first = static_cast<unsigned char>(key[0]);
+    bool str = (first >= 0xa0 && first <= 0xbf) || (first >= 0xd9 && first <= 0xdb);
+    if (!str)
+      throw op_error(errc::bad_arguments, "a Namespace's attribute names are strings, not "
+                                            + value_arg(key).repr());
+  }
+
   void store(bytes& key, bytes& val) {
     if (auto e = find(key)) {
       e->second = std::move(val);
@@ -102,6 +115,7 @@ private:
 
   manager_reply set(manager_args& args) {
     expect_args(args, 2, "set");
+    check_key(args[0]);
     store(args[0], args[1]);
     return {};
   }
@@ -132,6 +146,8 @@ private:
     if (args.size() % 2 != 0)
       throw op_error(errc::bad_arguments, "update takes keys and values in pairs");
     for (std::size_t i = 0; i < args.size(); i += 2)
+      check_key(args[i]);  // all first: an update is done whole or not at all
+    for (std::size_t i = 0; i < args.size(); i += 2)
       store(args[i], args[i + 1]);
     return {};
   }
@@ -159,6 +175,7 @@ private:
 
   manager_reply setdefault(manager_args& args) {
     expect_args(args, 2, "setdefault");
+    check_key(args[0]);
     if (auto e = find(args[0]))
       return {e->second};
     auto out = args[1];
