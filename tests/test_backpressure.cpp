@@ -165,6 +165,38 @@ TEST_CASE("blobs sent as descriptors to a stopped reader weigh what they hold ag
   p.join();
 }
 
+TEST_CASE("a request held back by a blob's weight goes once the reader read past it, not at its timeout") {
+  test::scoped_node node{{.max_link_queue = 4u << 20}};
+  auto p = node->spawn_process("sink", {});
+  REQUIRE(::kill(p.pid(), SIGSTOP) == 0);
+  // The socket full and 1 MiB queued behind it, under the bound; then a blob of 8 MiB, which
+  // queues (the bound is checked before a frame) and puts the link over it by its weight.
+  caf::anon_send(p.actor(), mproc::bytes(1u << 20, 'x'));
+  caf::anon_send(p.actor(), mproc::bytes(1u << 20, 'x'));
+  mproc::blob_writer w{8u << 20};
+  std::memset(w.data(), 'x', w.size());
+  caf::anon_send(p.actor(), std::move(w).finish());
+  std::atomic<pid_t> asker_tid{0};
+  std::atomic<int> answered{-1};  // 1: answered; 0: failed (its timeout)
+  std::thread asker{[&] {
+    asker_tid = static_cast<pid_t>(::syscall(SYS_gettid));
+    try {
+      node->request_message(p.actor(), caf::make_message(caf::get_atom::value), 10s);
+      answered = 1;
+    } catch (const mproc::error&) {
+      answered = 0;
+    }
+  }};
+  // Asleep, held back by the weight (the reader is stopped), then the reader goes on: the
+  // blob goes out and is read, and nothing in the link says so.
+  CHECK(test::eventually(30s, [&] { return asker_tid != 0 && test::thread_state(asker_tid) == 'S'; }));
+  ::kill(p.pid(), SIGCONT);
+  asker.join();
+  CHECK(answered == 1);  // before: queued only at its deadline, then timed out at once
+  p.terminate();
+  p.join();
+}
+
 TEST_CASE("a blocking request keeps its timeout while the link to a stopped process is full") {
   test::scoped_node node{{.max_link_queue = 1u << 20}};
   auto p = node->spawn_process("sink", {});

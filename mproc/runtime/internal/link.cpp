@@ -149,14 +149,15 @@ bool link::wait_for_room(std::unique_lock<std::mutex>& guard,
     return true;
   io_loop::will_block();  // the loop drains the link
   // Sending wakes this wait; the other end reading what descriptors came with does not, so
-  // while they weigh on the bound it looks again now and then (50 us, doubling to 2 ms).
+  // while any weigh on the bound (queued: they may go out and be read meanwhile) it looks
+  // again now and then (50 us, doubling to 2 ms).
   auto poll = microseconds{50};
   for (;;) {
-    auto until = backlog_.in_flight() ? steady_clock::now() + poll : steady_clock::time_point::max();
-    if (deadline)
-      until = std::min(until, *deadline);
+    auto until = deadline.value_or(steady_clock::time_point::max());
+    if (backlog_.total() > 0)
+      until = std::min(until, steady_clock::now() + poll);
     if (until == steady_clock::time_point::max())
-      drained_.wait(guard, [this] { return room_locked() || backlog_.in_flight(); });
+      drained_.wait(guard, [this] { return room_locked() || backlog_.total() > 0; });
     else
       drained_.wait_until(guard, until, [this] { return room_locked(); });
     refresh_backlog_locked();
