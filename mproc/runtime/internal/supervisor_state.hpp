@@ -65,6 +65,9 @@ struct sup_state {
   std::vector<child> children;         // in start order
   std::optional<child_spec> templ;     // simple_one_for_one
   std::uint64_t next_dynamic = 1;
+  // Incarnations are numbered across all children, so an event of a deleted child can never
+  // pass for one of a later child under the same id.
+  std::uint64_t last_incarnation = 0;
   restart_window window{1, std::chrono::milliseconds{5000}};
   std::deque<step> plan;
   std::optional<step> current_step;    // running

@@ -131,7 +131,7 @@ void start_failed(sup_actor* self, const state_ptr& st, child& c, const caf::err
   // This incarnation ends here. The process a failed start leaves behind (killed by the
   // start) is reaped a moment later: its exit, under the old number, must not count as a
   // second end — restarted after a restart_child that failed, or counted twice.
-  ++c.incarnation;
+  c.incarnation = ++st->last_incarnation;
   kill_now(c);  // a supervisor process whose children did not start may still run
   c.state = child_state::stopped;
   c.proc.reset();
@@ -230,7 +230,7 @@ void start_in_process_child(sup_actor* self, const state_ptr& st, child& c) {
 }
 
 void do_start(sup_actor* self, const state_ptr& st, child& c) {
-  ++c.incarnation;
+  c.incarnation = ++st->last_incarnation;
   c.state = child_state::starting;
   c.needed_kill = false;
   if (c.spec.in_process)
