@@ -65,6 +65,18 @@ caf::behavior flooder(caf::event_based_actor* self) {
   }};
 }
 
+// How many messages the sink `p` counted: `expected` once they all arrived (given a minute),
+// or what it had then.
+std::int32_t messages_counted(mproc::node& node, const mproc::process& p, std::int32_t expected) {
+  std::int32_t got = 0;
+  test::eventually(60s, [&] {
+    auto m = node.request_message(p.actor(), caf::make_message(caf::get_atom::value), 10s);
+    got = m.get_as<std::int32_t>(0);
+    return got == expected;
+  });
+  return got;
+}
+
 caf::behavior echo(caf::event_based_actor*) {
   return {[](std::int32_t x) { return x; }};
 }
@@ -116,13 +128,7 @@ TEST_CASE("a writer flooding a stopped reader is held back, and nothing is lost"
   CHECK(grown < 64u << 20);
   INFO("grew by " << (grown >> 20) << " MiB");
 
-  std::int32_t got = 0;
-  CHECK(test::eventually(60s, [&] {
-    auto m = node->request_message(p.actor(), caf::make_message(caf::get_atom::value), 10s);
-    got = m.get_as<std::int32_t>(0);
-    return got == total;
-  }));
-  CHECK(got == total);
+  CHECK(messages_counted(*node, p, total) == total);
   p.terminate();
   p.join();
 }
@@ -155,12 +161,7 @@ TEST_CASE("blobs sent as descriptors to a stopped reader weigh what they hold ag
   CHECK(held);
   INFO("sent while the reader was stopped: " << sent_while_stopped);
   CHECK(sent_while_stopped <= 8);  // the bound's 4, and the one each side of it
-  std::int32_t got = 0;
-  CHECK(test::eventually(60s, [&] {
-    auto m = node->request_message(p.actor(), caf::make_message(caf::get_atom::value), 10s);
-    got = m.get_as<std::int32_t>(0);
-    return got == total;
-  }));
+  CHECK(messages_counted(*node, p, total) == total);
   p.terminate();
   p.join();
 }
