@@ -316,12 +316,19 @@ void peer::on_response(wire::response_env& e) {
   }
   auto st = decoding();
   caf::message reply;
-  if (!e.ok) {
-    reply = caf::make_message(decode_error(e.error, st));
-  } else if (auto status = decode_message(e.message, reply, st); status != decode_status::ok) {
-    auto code = status == decode_status::unknown_type ? errc::unknown_message_type
-                                                       : errc::bad_message;
-    reply = caf::make_message(make_error(code, "the reply cannot be read: " + st.error));
+  try {
+    if (!e.ok) {
+      reply = caf::make_message(decode_error(e.error, st));
+    } else if (auto status = decode_message(e.message, reply, st); status != decode_status::ok) {
+      auto code = status == decode_status::unknown_type ? errc::unknown_message_type
+                                                         : errc::bad_message;
+      reply = caf::make_message(make_error(code, "the reply cannot be read: " + st.error));
+    }
+  } catch (const std::bad_alloc&) {
+    // The entry is gone already: without an answer here, a caller without timeout would
+    // wait for ever (the link's end answers only the entries it still has).
+    reply = caf::make_message(
+      make_error(errc::bad_message, "the reply does not fit in this process's memory"));
   }
   answer_locally(pending, std::move(reply));
 }
