@@ -187,6 +187,18 @@ TEST_CASE("a segment said to hold more than it can is refused") {
   CHECK(written_again(where, size));
 }
 
+TEST_CASE("a segment sent as a plain blob is refused, and its reference goes back") {
+  constexpr std::size_t size = mproc::blob::shared_min + 23456;  // a size no other test makes
+  auto b = pattern(size);
+  encoded frame{b};
+  REQUIRE(frame.fds.size() == 1);
+  const char* where = b.data();
+  CHECK_THAT(refusal_of(std::exchange(frame.fds[0], -1), size, false),
+             Catch::Contains("not a sealed blob"));
+  b = mproc::blob{};
+  CHECK(written_again(where, size));  // before: held by the refused frame's reference
+}
+
 TEST_CASE("a process keeps a bounded number of descriptors for blobs nobody holds") {
   {
     std::vector<mproc::blob> held;

@@ -54,9 +54,9 @@ public:
   // A shared blob that arrived as `fd` (taken: closed on failure). Null, with `why` set,
   // unless it is a memfd of `size` bytes sealed against writing and resizing: nobody can
   // change the bytes under the receiver, nor make its reads fault (SIGBUS) by shrinking it.
+  // Takes `fd` only when it succeeds.
   static std::shared_ptr<const blob_memory> adopt(int fd, std::size_t size, std::string& why) {
     std::shared_ptr<blob_memory> m{new blob_memory};
-    m->fd_ = fd;
     struct stat st{};
     int seals = ::fcntl(fd, F_GET_SEALS);
     if (seals < 0 || (static_cast<unsigned>(seals) & frozen) != frozen || ::fstat(fd, &st) != 0
@@ -66,8 +66,10 @@ public:
     }
     // Not populated here (this runs on the I/O loop, and a receiver that only sends the
     // blob on never reads it): the first read populates it (readable()).
+    m->fd_ = fd;
     if (!m->map_read_only(size)) {
       why = std::string{"cannot map the blob: "} + std::strerror(errno);
+      m->fd_ = -1;
       return nullptr;
     }
     return m;
@@ -274,8 +276,12 @@ bool codec<blob>::decode(const msgpack::object& o, blob& out, codec_state& st) {
     return st.fail("blob: " + why);
   }
   auto m = mproc::detail::blob_memory::adopt(fd, size, why);
-  if (!m)
+  if (!m) {
+    // Refused, and still ours: a segment sent as a plain blob (a peer's mistake) gives its
+    // reference back, or its owner could not write it again until its pool trims it.
+    mproc::detail::close_unclaimed(fd);
     return st.fail("blob: " + why);
+  }
   out = blob{std::move(m)};
   return true;
 }
