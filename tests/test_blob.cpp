@@ -201,6 +201,32 @@ TEST_CASE("a descriptor that is not a blob is refused and closed") {
   CHECK(test::entries("/proc/self/fd") == before);
 }
 
+TEST_CASE("a huge-page memfd is refused before it is mapped, as a blob or as a segment") {
+  // Mapped, it would take huge pages that a segment's 4 KiB header unmapping cannot give back.
+  constexpr std::size_t huge = 2u << 20;
+  auto hugetlb = [&](unsigned seals) {
+    int fd = ::memfd_create("huge", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB);
+    if (fd >= 0 && (::ftruncate(fd, huge) != 0 || ::fcntl(fd, F_ADD_SEALS, seals) != 0)) {
+      ::close(fd);
+      fd = -1;
+    }
+    return fd;
+  };
+  int probe = hugetlb(F_SEAL_SHRINK | F_SEAL_GROW);
+  if (probe < 0) {
+    WARN("no sealable huge-page memfds on this kernel: nothing to refuse");
+    return;
+  }
+  ::close(probe);
+  auto before = test::entries("/proc/self/fd");
+  // Refused by what the file is, not by a mapping that failed (there may be no huge pages).
+  CHECK_THAT(refusal_of(hugetlb(F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW), huge, false),
+             Catch::Contains("not a sealed blob"));
+  CHECK_THAT(refusal_of(hugetlb(F_SEAL_SHRINK | F_SEAL_GROW), huge - 4096, true),
+             Catch::Contains("not a blob segment sealed"));
+  CHECK(test::entries("/proc/self/fd") == before);
+}
+
 TEST_CASE("a memfd sealed against writing and resizing is taken as a blob") {
   // What a blob above the pool's bound travels as, and what another implementation may send.
   const std::string text(300000, 's');

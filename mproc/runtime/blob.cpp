@@ -59,7 +59,8 @@ public:
     std::shared_ptr<blob_memory> m{new blob_memory};
     struct stat st{};
     int seals = ::fcntl(fd, F_GET_SEALS);
-    if (seals < 0 || (static_cast<unsigned>(seals) & frozen) != frozen || ::fstat(fd, &st) != 0
+    if (seals < 0 || (static_cast<unsigned>(seals) & frozen) != frozen
+        || !plain_shared_memory(fd) || ::fstat(fd, &st) != 0
         || static_cast<std::size_t>(st.st_size) != size || size == 0) {
       why = "the descriptor is not a sealed blob of " + std::to_string(size) + " bytes";
       return nullptr;

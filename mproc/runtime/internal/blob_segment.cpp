@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -112,7 +113,8 @@ void blob_segment::release_through(int fd, std::uint64_t id) {
 
 bool blob_segment::sealed_as_one(int fd) {
   int seals = ::fcntl(fd, F_GET_SEALS);
-  return seals >= 0 && (static_cast<unsigned>(seals) & (resizing | F_SEAL_WRITE)) == resizing;
+  return seals >= 0 && (static_cast<unsigned>(seals) & (resizing | F_SEAL_WRITE)) == resizing
+         && plain_shared_memory(fd);
 }
 
 bool blob_segment::read_id(int fd, std::uint64_t& id) {
@@ -178,6 +180,7 @@ std::shared_ptr<blob_segment> blob_segment::map_received(int fd, std::string& wh
   void* d = ::mmap(nullptr, capacity, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(header_size));
   if (d == MAP_FAILED) {
     why = std::string{"cannot map the blob segment: "} + std::strerror(errno);
+    s->release();  // the frame's reference goes back: refused, the segment is its owner's again
     return nullptr;
   }
   s->data_ = static_cast<char*>(d);
@@ -186,6 +189,12 @@ std::shared_ptr<blob_segment> blob_segment::map_received(int fd, std::string& wh
   s->ino_ = st.st_ino;
   s->id_ = s->header_->id;
   return s;
+}
+
+bool plain_shared_memory(int fd) {
+  constexpr long tmpfs_magic = 0x01021994;  // TMPFS_MAGIC, <linux/magic.h>: memfds are on it too
+  struct statfs fs{};
+  return ::fstatfs(fd, &fs) == 0 && static_cast<long>(fs.f_type) == tmpfs_magic;
 }
 
 bool segments_available() {

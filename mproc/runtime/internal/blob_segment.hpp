@@ -89,4 +89,10 @@ void populate(char* data, std::size_t size, std::atomic<std::size_t>& done_so_fa
 // Whether blobs may use segments here: the header is one 4096-byte page (protocol.md).
 bool segments_available();
 
+// Whether `fd` is a file of ordinary shared memory (a memfd or tmpfs file, in pages of the
+// system's size): what a blob or a segment must be. A huge-page memfd from a peer would be
+// mapped in huge pages, which the 4 KiB unmapping of a segment's header cannot undo (the
+// mapping would leak, one per frame, until the process runs out of them).
+bool plain_shared_memory(int fd);
+
 } // namespace mproc::detail
