@@ -174,29 +174,25 @@ TEST_CASE("shared memory nobody holds is written again, and a receiver reads it 
   CHECK(again[3] == again[1]);
 }
 
-TEST_CASE("a segment said to hold more than it can is refused") {
-  constexpr std::size_t size = mproc::blob::shared_min + 12345;  // a size no other test makes
-  auto b = pattern(size);
+TEST_CASE("a refused segment's reference goes back: a claim beyond it, or sent as a plain blob") {
+  struct refusal {
+    std::size_t size;  // sizes no other test makes
+    bool more_than_it_holds;
+    const char* words;
+  };
+  auto r = GENERATE(refusal{mproc::blob::shared_min + 12345, true, "in a segment of"},
+                    refusal{mproc::blob::shared_min + 23456, false, "not a sealed blob"});
+  auto b = pattern(r.size);
   encoded frame{b};
   REQUIRE(frame.fds.size() == 1);
   const char* where = b.data();
-  CHECK_THAT(refusal_of(std::exchange(frame.fds[0], -1), std::uint64_t{1} << 40, true),
-             Catch::Contains("in a segment of"));
-  CHECK(b == pattern(size));
+  auto claimed = r.more_than_it_holds ? std::uint64_t{1} << 40 : std::uint64_t{r.size};
+  // As a segment claiming too much, or in the two-element form of a plain blob.
+  CHECK_THAT(refusal_of(std::exchange(frame.fds[0], -1), claimed, r.more_than_it_holds),
+             Catch::Contains(r.words));
+  CHECK(b == pattern(r.size));
   b = mproc::blob{};  // the refused frame's reference went back: nobody holds it now
-  CHECK(written_again(where, size));
-}
-
-TEST_CASE("a segment sent as a plain blob is refused, and its reference goes back") {
-  constexpr std::size_t size = mproc::blob::shared_min + 23456;  // a size no other test makes
-  auto b = pattern(size);
-  encoded frame{b};
-  REQUIRE(frame.fds.size() == 1);
-  const char* where = b.data();
-  CHECK_THAT(refusal_of(std::exchange(frame.fds[0], -1), size, false),
-             Catch::Contains("not a sealed blob"));
-  b = mproc::blob{};
-  CHECK(written_again(where, size));  // before: held by the refused frame's reference
+  CHECK(written_again(where, r.size));
 }
 
 TEST_CASE("a process keeps a bounded number of descriptors for blobs nobody holds") {
