@@ -1,6 +1,7 @@
 // Linked (whole) into test binaries that start processes: see catch_impl.cpp.
 #include "mproc/runtime/node.hpp"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -33,9 +34,29 @@ void misbehave_if_asked(int argc, char** argv) {
   ::_exit(3);
 }
 
+// MPROC_TEST_ONE_CPU: the suite runs confined to one CPU, where blocking callers lead the
+// node's loop themselves (io_loop.hpp). Before anything asks how many CPUs there are.
+void one_cpu_if_asked() {
+  if (std::getenv("MPROC_TEST_ONE_CPU") == nullptr)
+    return;
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0)
+    return;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+    if (CPU_ISSET(cpu, &allowed)) {
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(cpu, &one);
+      sched_setaffinity(0, sizeof one, &one);
+      return;
+    }
+}
+
 } // namespace
 
 extern "C" void mproc_test_init(int argc, char** argv) {
+  one_cpu_if_asked();
   misbehave_if_asked(argc, argv);
   // Children with the root's own small max_frame, for tests that set one (init's options
   // are what a program's children run with).

@@ -18,9 +18,6 @@ namespace {
 
 constexpr std::uint64_t wake_token = 0;
 
-// The loop whose released turn this thread runs, if any.
-thread_local io_loop* turn_of = nullptr;
-
 [[noreturn]] void fail(const char* what) {
   throw std::runtime_error(std::string{"mproc I/O loop: "} + what + ": " + std::strerror(errno));
 }
@@ -108,6 +105,7 @@ void io_loop::modify(std::uint64_t token, int fd, std::uint32_t events) {
   ev.data.u64 = token;
   // ENOENT/EBADF: the link closed concurrently; its reader reports that.
   epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+  kick_if_left_to_callers();  // nobody waits in epoll_wait to see it
 }
 
 std::uint64_t io_loop::after(clock::duration delay, task fn) {
@@ -138,12 +136,15 @@ void io_loop::post(task fn) {
     std::uint64_t one = 1;
     [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
   }
+  kick_if_left_to_callers();
 }
 
 int io_loop::next_timeout_ms() {
-  if (timers_.empty())
+  auto due = timers_.empty() ? clock::time_point::max() : timers_.begin()->first.first;
+  due = std::min(due, caller_deadline_);  // a caller leading returns at its own deadline
+  if (due == clock::time_point::max())
     return -1;
-  auto wait = timers_.begin()->first.first - clock::now();
+  auto wait = due - clock::now();
   auto ms = std::chrono::ceil<std::chrono::milliseconds>(wait).count();
   return ms < 0 ? 0 : static_cast<int>(std::min<long long>(ms, 60'000));
 }
@@ -156,158 +157,6 @@ bool io_loop::run_one_due_timer(clock::time_point due_by) {
   timer_due_.erase(node.key().second);
   node.mapped()();
   return true;
-}
-
-// ---- leadership ------------------------------------------------------------------------
-//
-// phase_: `leading` while a thread holds the loop, `released` while the last leader runs its
-// work (either thread may lead next: the first to move it back to `leading`), `ended` once
-// the loop stopped. The leader releases only while the other thread stands by.
-
-void io_loop::serve(bool leading) {
-  batch_work* work = nullptr;
-  if (make_work_) {
-    works_[leading ? 0 : 1] = make_work_();
-    work = works_[leading ? 0 : 1].get();
-  }
-  while (leading || wait_for_takeover()) {
-    bool released;
-    {
-      std::lock_guard lead_guard{lead_mtx_};
-      released = lead(work);
-    }
-    if (!released)
-      break;
-    run_turn(*work);
-    auto expected = phase::released;
-    // Lost to the standby (it took the loop over meanwhile): this thread stands by now.
-    leading = phase_.compare_exchange_strong(expected, phase::leading);
-  }
-  if (work) {
-    work->hand_over();
-    work->retire();
-  }
-}
-
-void io_loop::run_turn(batch_work& work) {
-  struct turn_scope {
-    explicit turn_scope(io_loop* loop) { turn_of = loop; }
-    ~turn_scope() { turn_of = nullptr; }
-  } scope{this};
-  work.run();
-}
-
-// Runs the loop until this thread has work to do with the loop released (true) or the loop
-// ends (false).
-bool io_loop::lead(batch_work* work) {
-  if (phase_ == phase::ended)
-    return false;
-  loop_thread_id_ = std::this_thread::get_id();
-  while (!stopping_) {
-    step();
-    if (!work || !work->pending())
-      continue;
-    if (standing_by_ == 0) {
-      work->hand_over();
-      continue;
-    }
-    released_work_ = work;
-    ++turns_;
-    phase_ = phase::released;
-    watch_turn();
-    loop_thread_id_ = std::thread::id{};
-    return true;
-  }
-  run_tasks();
-  loop_thread_id_ = std::thread::id{};
-  phase_ = phase::ended;
-  arm_takeover(std::chrono::nanoseconds{1});  // wakes the standby: it ends too
-  return false;
-}
-
-// Waits until a turn of the leader's work outlasts the takeover period or says it will block
-// (true: this thread leads now) or the loop ends (false).
-bool io_loop::wait_for_takeover() {
-  ++standing_by_;
-  bool took_over = false;
-  constexpr auto none = ~std::uint64_t{0};
-  std::uint64_t running_at_last_tick = none;  // the turn released at the previous tick
-  std::uint64_t turns_at_last_tick = none;
-  while (phase_ != phase::ended) {
-    std::uint64_t expirations;
-    if (::read(takeover_fd_, &expirations, sizeof expirations) < 0 && errno != EINTR)
-      fail("read(takeover timer)");
-    auto turn = turns_.load();
-    bool handed = handed_turn_.load() == turn;
-    if (phase_ == phase::released && (turn == running_at_last_tick || handed)) {
-      auto expected = phase::released;
-      if (phase_.compare_exchange_strong(expected, phase::leading)) {
-        // Actors queued behind the one that blocks the other thread must not wait for it.
-        released_work_.load()->abandon();
-        // Nobody stands by now: ticks piling up unread would make the next standby's first
-        // read count as a tick and take a fresh turn over early. The next release re-arms.
-        arm_takeover({});
-        watching_ = false;
-        took_over = true;
-        break;
-      }
-    }
-    running_at_last_tick = phase_ == phase::released ? turn : none;
-    if (turn == turns_at_last_tick && phase_ != phase::released) {
-      // Idle for a whole period: stop ticking. A turn released meanwhile arms it again,
-      // here or in watch_turn (whichever sees the other's write: no turn goes unwatched).
-      arm_takeover({});
-      watching_ = false;
-      if (phase_ == phase::released)
-        watch_turn();
-      // A turn that said it will block just before the disarm lost its tick: it gets it now.
-      if (phase_ == phase::released && handed_turn_ == turns_)
-        arm_takeover(std::chrono::nanoseconds{1}, takeover_period_);
-    }
-    turns_at_last_tick = turn;
-  }
-  --standing_by_;
-  return took_over;
-}
-
-// The leader released a turn: the timer must tick.
-void io_loop::watch_turn() {
-  if (!watching_.exchange(true))
-    arm_takeover(takeover_period_, takeover_period_);
-}
-
-void io_loop::will_block() noexcept {
-  // Once a turn: after the first call the loop belongs, or is about to, to the other thread.
-  if (auto* loop = std::exchange(turn_of, nullptr))
-    loop->hand_over_turn();
-}
-
-// The tick comes now. (Should the standby's idle disarm come between, it sees the turn
-// handed over and arms the tick again.) While this thread runs its turn the other one cannot
-// release a turn of its own (nobody would stand by), so turns_ is this turn's number.
-void io_loop::hand_over_turn() noexcept {
-  if (phase_ != phase::released)
-    return;
-  handed_turn_ = turns_.load();
-  arm_takeover(std::chrono::nanoseconds{1}, takeover_period_);
-  // A tick took the turn over meanwhile and disarmed the timer: nobody stands by to read it
-  // now, and ticks piling up would take the next turn over too early.
-  if (phase_ != phase::released)
-    arm_takeover({});
-}
-
-// Zero `after` disarms.
-void io_loop::arm_takeover(std::chrono::nanoseconds after, std::chrono::nanoseconds period) {
-  auto to_timespec = [](std::chrono::nanoseconds d) {
-    timespec t{};
-    t.tv_sec = static_cast<time_t>(d.count() / 1'000'000'000);
-    t.tv_nsec = static_cast<long>(d.count() % 1'000'000'000);
-    return t;
-  };
-  itimerspec spec{};
-  spec.it_value = to_timespec(after);
-  spec.it_interval = to_timespec(period);
-  timerfd_settime(takeover_fd_, 0, &spec, nullptr);
 }
 
 void io_loop::step() {
@@ -347,7 +196,9 @@ void io_loop::step() {
       }
       batch_tasks_.clear();
       stage_ = stage::timers;
-      timers_due_by_ = clock::now();  // a timer that re-arms itself runs once per batch
+      // A timer that re-arms itself runs once per batch. (No clock read without timers: a
+      // round trip on one CPU reads it often enough.)
+      timers_due_by_ = timers_.empty() ? clock::time_point::min() : clock::now();
       return;
     case stage::timers:
       if (!run_one_due_timer(timers_due_by_))

@@ -15,6 +15,16 @@
 // about to wait (a request, a lock, a queue) says so (will_block()) and the standby takes
 // over at once. With nobody standing by, the work goes to the actor system's own threads as
 // before.
+//
+// In a process confined to one CPU, a thread waiting for a reply leads the loop itself
+// (lead_for): a reply read by a loop thread and handed to its caller costs a third thread
+// switch per round trip, and on one CPU switches are the round trip (pinned pingpong
+// 17.5 -> 12.5 µs, docs/architecture.md "Callers that lead"). The leader that hands a reply
+// to such a caller leaves the loop to callers after that batch; the caller, once answered,
+// keeps it left to callers while its own code runs, as a turn: its next request leads again
+// at once, and the standby takes the loop back at a tick if it does not come. Anything that
+// needs the loop meanwhile (a post, a write waiting for the loop, a call that will block)
+// has the standby take it back at once.
 #pragma once
 
 #include <atomic>
@@ -89,6 +99,27 @@ public:
   // what the thread waits for is not held up behind it. Anywhere else it does nothing.
   static void will_block() noexcept;
 
+  // A thread about to wait for something this loop brings (a reply): if the loop is left to
+  // callers, leads it until `done()`, `deadline` or the loop's end and leaves it to callers
+  // again (true); else false and nothing happened. Not from a loop thread.
+  bool lead_for(const std::function<bool()>& done, clock::time_point deadline);
+  // While one lives, this thread is about to lead the loop it left to callers (a caller
+  // sending its next request): what it asks of the loop meanwhile (a write left to the loop)
+  // waits for its lead instead of taking the loop back. will_block() still hands it back.
+  class lead_next {
+  public:
+    explicit lead_next(bool soon) noexcept;
+    ~lead_next();
+    lead_next(const lead_next&) = delete;
+    lead_next& operator=(const lead_next&) = delete;
+
+  private:
+    bool previous_;
+  };
+  // Loop thread, handing something to a caller that would lead next: the loop is left to
+  // callers after this batch, if a thread stands by to take it back.
+  void leave_to_callers_after_batch() noexcept { leave_after_batch_ = true; }
+
   // One read buffer for every link: only the loop thread reads.
   char* read_buffer() { return read_buffer_.get(); }
   static constexpr std::size_t read_buffer_size = 256 * 1024;
@@ -96,13 +127,17 @@ public:
 private:
   enum class phase { leading, released, ended };
 
+  enum class outcome { released, left_to_callers, ended };
   void serve(bool leading);
   void run_turn(batch_work& work);
-  bool lead(batch_work* work);
+  outcome lead(batch_work* work);
+  void release(batch_work* work);
+  void kick_if_left_to_callers() noexcept;
   bool wait_for_takeover();
   void arm_takeover(std::chrono::nanoseconds after, std::chrono::nanoseconds period = {});
   void watch_turn();
   void hand_over_turn() noexcept;
+  void stop_ticking() noexcept;
   void step();
   void dispatch(std::uint64_t token, std::uint32_t events);
   int next_timeout_ms();
@@ -123,6 +158,21 @@ private:
   std::atomic<int> standing_by_{0};
   std::atomic<batch_work*> released_work_{nullptr};  // what the releasing leader runs
   std::unique_ptr<batch_work> works_[2];              // one per thread, kept past its end
+
+  // The work of a loop left to callers: none of its own, the callers' code runs meanwhile.
+  struct callers_turn final : batch_work {
+    bool pending() const override { return false; }
+    void run() override {}
+    void hand_over() override {}
+    void abandon() override {}
+    void retire() override {}
+  } callers_turn_;
+  bool leave_after_batch_ = false;  // leader only
+  clock::time_point caller_deadline_ = clock::time_point::max();  // while a caller leads
+  // The standbys' view at the last tick, shared: after a hand-over to callers both loop
+  // threads stand by, and either one may read a given tick.
+  std::atomic<std::uint64_t> released_at_last_tick_{~std::uint64_t{0}};
+  std::atomic<std::uint64_t> turns_at_last_tick_{~std::uint64_t{0}};
 
   // The batch in progress: the leader handles one event, task or timer per step, so that no
   // callback runs while actors it may wait for sit in the leader's work. It passes on to

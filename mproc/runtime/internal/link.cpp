@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "mproc/runtime/log.hpp"
+#include "mproc/runtime/spin.hpp"
 
 namespace mproc::detail {
 
@@ -205,7 +206,11 @@ link::written link::enqueue(pending&& frame, flow kind) {
   }
   if (!drain_locked(done))
     return written::closed;
-  last_direct_ = std::chrono::steady_clock::now();
+  // Timed from the write's end, so that a sender's own pace counts, not how long sendmsg
+  // takes; but on one CPU sendmsg may also run the reader it woke (and its answer) before it
+  // returns, and a request sent right after that reply would pass for a burst, left to the
+  // loop: timed from the start there (pinned pingpong 12.7-13.0 -> 11.4-11.8 µs).
+  last_direct_ = more_than_one_cpu() ? std::chrono::steady_clock::now() : now;
   if (unsent_locked() && token_ != 0)
     want_write();
   return written::queued;

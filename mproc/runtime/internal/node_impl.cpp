@@ -129,6 +129,7 @@ node_impl::node_impl(node_options options, std::optional<child_args> child)
   requester_handle_ = caf::make_actor<requester, caf::actor>(
     system_->next_actor_id(), system_->node(), system_.get(), requester_config);
   requester_ = static_cast<requester*>(caf::actor_cast<caf::abstract_actor*>(requester_handle_));
+  requester_->use_loop(&loop_);
   loop_.start([this] { return std::make_unique<inline_runner>(*system_); });
   allow_segment_trimming();  // a thread of its own, now that the process has threads anyway
   // A root starts its fork server at once, so that it is ready for the first child; a child

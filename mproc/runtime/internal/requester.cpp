@@ -87,6 +87,9 @@ void requester::enqueue(caf::mailbox_element_ptr what, caf::execution_unit*) {
 // The futex wake is made only for a caller that said it sleeps: one still spinning sees the
 // word change by itself, and a system call costs a world switch on this VM.
 void requester::answer(call& c, caf::message reply) noexcept {
+  bool leading = c.leading.load(std::memory_order_acquire);
+  if (c.would_lead && !leading && loop_->in_loop())
+    loop_->leave_to_callers_after_batch();
   c.reply = std::move(reply);
   c.replied = std::chrono::steady_clock::now();
   // `c` may be gone once the word says answered (its caller saw it while spinning): the
@@ -95,6 +98,10 @@ void requester::answer(call& c, caf::message reply) noexcept {
   auto* word = reinterpret_cast<std::uint32_t*>(&c.ready);
   if (c.ready.exchange(call::answered, std::memory_order_acq_rel) == call::sleeping)
     ::syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  // A caller leading the loop waits in epoll_wait: a task posted wakes it. (A stray task,
+  // should that caller have stopped leading meanwhile, costs a wake-up, no more.)
+  if (leading && !loop_->in_loop())
+    loop_->post([] {});
 }
 
 // Sleeps until the reply is there or `deadline` passes; false at the deadline.
@@ -129,6 +136,11 @@ bool requester::sleep_for(call& c, std::chrono::steady_clock::time_point deadlin
 caf::expected<caf::message> requester::request(const caf::actor& dest, caf::message msg,
                                                std::chrono::nanoseconds timeout) {
   call c;
+  // On one CPU a reply read by the loop thread and handed over costs a third thread switch:
+  // the caller leads the loop instead (io_loop.hpp). Not for a local actor's reply, which
+  // the loop does not bring.
+  c.would_lead = loop_ && !more_than_one_cpu()
+                 && dynamic_cast<proxy*>(caf::actor_cast<caf::abstract_actor*>(dest)) != nullptr;
   std::uint64_t id;
   {
     std::lock_guard guard{mtx_};
@@ -142,12 +154,36 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
   auto deadline = deadline_after(timeout);
   try {
     link::write_deadline bounded{deadline};  // a link to a process that stopped reading
+    io_loop::lead_next soon{c.would_lead};
     dest->enqueue(caf::make_mailbox_element(ctrl(), mid, {}, std::move(msg)), nullptr);
   } catch (...) {
     if (!gave_up(id))  // `c` is about to go: a reply being handed over must be done with it
       sleep_for(c, std::chrono::steady_clock::time_point::max());
     throw;
   }
+  bool in_time = c.would_lead && lead_until_answered(c, deadline)
+                   ? c.ready.load(std::memory_order_acquire) == call::answered
+                   : wait_for(c, dest, id, deadline);
+  if (!in_time && gave_up(id)) {
+    latency_.timed_out(std::chrono::steady_clock::now() - sent);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
+    return make_error(errc::timeout, "no reply within " + std::to_string(ms) + " ms");
+  }
+  sleep_for(c, std::chrono::steady_clock::time_point::max());  // answered as the time ran out
+  latency_.observe(c.replied - sent);  // the answer's own time, whether this thread slept or not
+  auto& reply = *c.reply;
+  if (reply.match_elements<caf::error>()) {
+    auto& e = reply.get_as<caf::error>(0);
+    if (e == caf::sec::request_receiver_down)  // CAF's word for an ended local actor
+      return make_error(errc::no_such_actor, "the actor has ended");
+    return e;
+  }
+  return std::move(reply);
+}
+
+// Spins, then sleeps, until the reply came (true) or the deadline passed (false).
+bool requester::wait_for(call& c, const caf::actor& dest, std::uint64_t id,
+                         std::chrono::steady_clock::time_point deadline) {
   // The reply may come through this node's loop, or from an actor waiting behind this
   // thread's own turn of it: either way the loop must not wait for this thread.
   io_loop::will_block();
@@ -169,21 +205,29 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
   bool in_time = sleep_for(c, deadline);
   if (watched)
     dest->detach(caf::attachable::token{receiver_watch::token_type, &c});
-  if (!in_time && gave_up(id)) {
-    latency_.timed_out(std::chrono::steady_clock::now() - sent);
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
-    return make_error(errc::timeout, "no reply within " + std::to_string(ms) + " ms");
+  return in_time;
+}
+
+// Leads the loop while the reply comes, if the loop is left to callers. True when that
+// settled the wait (answered, or the deadline passed); false when the caller must wait as
+// others do (the loop is not left to callers, or it ended meanwhile).
+bool requester::lead_until_answered(call& c, std::chrono::steady_clock::time_point deadline) {
+  auto answered = [&] { return c.ready.load(std::memory_order_acquire) == call::answered; };
+  c.leading.store(true, std::memory_order_release);
+  if (!loop_->lead_for(answered, deadline)) {
+    // The loop thread that answers must leave the loop to this caller after its batch.
+    c.leading.store(false, std::memory_order_release);
+    return false;
   }
-  sleep_for(c, std::chrono::steady_clock::time_point::max());  // answered as the time ran out
-  latency_.observe(c.replied - sent);  // the answer's own time, whether this thread slept or not
-  auto& reply = *c.reply;
-  if (reply.match_elements<caf::error>()) {
-    auto& e = reply.get_as<caf::error>(0);
-    if (e == caf::sec::request_receiver_down)  // CAF's word for an ended local actor
-      return make_error(errc::no_such_actor, "the actor has ended");
-    return e;
-  }
-  return std::move(reply);
+  // Another call sleeps: its reply must not wait until this caller comes back.
+  if (others_wait())
+    io_loop::will_block();
+  return answered() || std::chrono::steady_clock::now() >= deadline;
+}
+
+bool requester::others_wait() {
+  std::lock_guard guard{mtx_};
+  return !calls_.empty();
 }
 
 // Returns when the reply came or spinning no longer pays; the caller then sleeps if need be.

@@ -17,6 +17,9 @@
 // spins with one CPU to run on (the spin would hold up the reply), nor after a reply that
 // took longer than the limit until a streak of fast ones (spin_gauge: an actor that works
 // for a while before it answers, or more callers than CPUs).
+// With one CPU to run on, a caller whose reply comes through the loop leads the loop itself
+// while it waits instead of sleeping, when the loop is left to callers (io_loop::lead_for):
+// the reply then wakes no third thread.
 // It sleeps on a futex word in its call, which the thread bringing the reply sets and wakes
 // outside the requester's lock: woken under the lock, the caller went straight back to
 // sleep on it (two wake-ups per reply). The word says whether the caller sleeps: a reply
@@ -39,6 +42,8 @@
 
 namespace mproc::detail {
 
+class io_loop;
+
 class requester final : public caf::monitorable_actor {
 public:
   explicit requester(caf::actor_config& cfg);
@@ -54,6 +59,8 @@ public:
   // Fails every waiting call with `why`, refuses new ones, and ends the actor (node
   // shutdown).
   void stop(caf::error why);
+  // The node's loop, which a caller on one CPU leads while it waits (io_loop::lead_for).
+  void use_loop(io_loop* loop) { loop_ = loop; }
 
   // Fails the call waiting for `request_id`, if one still does: its receiver ended before
   // it answered (requester.cpp, receiver_watch).
@@ -69,13 +76,22 @@ private:
     static constexpr std::uint32_t pending = 0, answered = 1, sleeping = 2;
     std::atomic<std::uint32_t> ready{pending};
     std::chrono::steady_clock::time_point replied;  // when the reply came (not when seen)
+    // Its caller would lead the loop (one CPU, a reply through the loop): the loop thread
+    // answering it leaves the loop to callers after its batch. Set before the request goes.
+    bool would_lead = false;
+    // Its caller leads the loop: an answer from another thread must wake it.
+    std::atomic<bool> leading{false};
   };
 
   static_assert(std::atomic<std::uint32_t>::is_always_lock_free
                   && sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t),
                 "a futex word must be a plain 32-bit word");
 
-  static void answer(call& c, caf::message reply) noexcept;
+  void answer(call& c, caf::message reply) noexcept;
+  bool wait_for(call& c, const caf::actor& dest, std::uint64_t id,
+                std::chrono::steady_clock::time_point deadline);
+  bool lead_until_answered(call& c, std::chrono::steady_clock::time_point deadline);
+  bool others_wait();
   void spin_for(const call& c, std::chrono::steady_clock::time_point deadline);
   static bool sleep_for(call& c, std::chrono::steady_clock::time_point deadline);
   bool gave_up(std::uint64_t request_id);
@@ -85,6 +101,7 @@ private:
   std::uint64_t last_id_ = 0;
   std::optional<caf::error> stopped_;
   spin_gauge latency_;  // of recent round trips: the time the reply took, not the wake-up
+  io_loop* loop_ = nullptr;
 };
 
 } // namespace mproc::detail

@@ -1,0 +1,253 @@
+// Who holds the loop: its two threads taking turns (leader/follower), and callers that lead
+// it while they wait for a reply (io_loop.hpp says why).
+//
+// phase_: `leading` while a thread holds the loop, `released` while the last leader runs its
+// work or the loop is left to callers (either loop thread, or a caller, may lead next: the
+// first to move it back to `leading`), `ended` once the loop stopped. The loop is released
+// only while a thread stands by to take it back.
+#include "mproc/runtime/internal/io_loop.hpp"
+
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace mproc::detail {
+
+namespace {
+
+// The loop whose released turn this thread runs, if any.
+thread_local io_loop* turn_of = nullptr;
+// The loop this thread, a caller, left to callers, and the turn that was.
+thread_local io_loop* left_by = nullptr;
+thread_local std::uint64_t left_turn = 0;
+thread_local bool leads_next = false;  // see io_loop::lead_next
+
+} // namespace
+
+void io_loop::serve(bool leading) {
+  batch_work* work = nullptr;
+  if (make_work_) {
+    works_[leading ? 0 : 1] = make_work_();
+    work = works_[leading ? 0 : 1].get();
+  }
+  while (leading || wait_for_takeover()) {
+    outcome got;
+    {
+      std::lock_guard lead_guard{lead_mtx_};
+      got = lead(work);
+    }
+    if (got == outcome::ended)
+      break;
+    if (got == outcome::left_to_callers) {
+      leading = false;  // this thread stands by now, beside the other
+      continue;
+    }
+    run_turn(*work);
+    auto expected = phase::released;
+    // Lost to the standby (it took the loop over meanwhile): this thread stands by now.
+    leading = phase_.compare_exchange_strong(expected, phase::leading);
+  }
+  if (work) {
+    work->hand_over();
+    work->retire();
+  }
+}
+
+void io_loop::run_turn(batch_work& work) {
+  struct turn_scope {
+    explicit turn_scope(io_loop* loop) { turn_of = loop; }
+    ~turn_scope() { turn_of = nullptr; }
+  } scope{this};
+  work.run();
+}
+
+// Runs the loop until this thread has work to do with the loop released, or leaves it to
+// callers, or the loop ends.
+io_loop::outcome io_loop::lead(batch_work* work) {
+  if (phase_ == phase::ended)
+    return outcome::ended;
+  loop_thread_id_ = std::this_thread::get_id();
+  while (!stopping_) {
+    step();
+    bool leave = leave_after_batch_ && stage_ == stage::wait;
+    if (leave)
+      leave_after_batch_ = false;
+    if (work && work->pending()) {
+      if (standing_by_ == 0) {
+        work->hand_over();
+        continue;
+      }
+      release(work);
+      return outcome::released;
+    }
+    if (leave && standing_by_ > 0) {
+      release(&callers_turn_);
+      return outcome::left_to_callers;
+    }
+  }
+  run_tasks();
+  loop_thread_id_ = std::thread::id{};
+  phase_ = phase::ended;
+  arm_takeover(std::chrono::nanoseconds{1});  // wakes the standby: it ends too
+  return outcome::ended;
+}
+
+// The leader lets go of the loop for a turn of `work` (the callers' own code, for
+// callers_turn_); the standby watches it.
+void io_loop::release(batch_work* work) {
+  released_work_ = work;
+  ++turns_;
+  loop_thread_id_ = std::thread::id{};
+  phase_ = phase::released;
+  watch_turn();
+}
+
+bool io_loop::lead_for(const std::function<bool()>& done, clock::time_point deadline) {
+  if (released_work_.load() != &callers_turn_)
+    return false;
+  auto expected = phase::released;
+  if (!phase_.compare_exchange_strong(expected, phase::leading))
+    return false;
+  left_by = nullptr;
+  // A loop thread's turn released since the check: what waits behind it goes to other
+  // threads, as when the standby takes a turn over.
+  if (auto* work = released_work_.load(); work != &callers_turn_)
+    work->abandon();
+  {
+    std::lock_guard lead_guard{lead_mtx_};
+    loop_thread_id_ = std::this_thread::get_id();
+    caller_deadline_ = deadline;
+    // The clock is read before a wait only: the other steps do not block.
+    while (!stopping_ && !done()
+           && (stage_ != stage::wait || deadline == clock::time_point::max()
+               || clock::now() < deadline))
+      step();
+    caller_deadline_ = clock::time_point::max();
+    leave_after_batch_ = false;  // for another caller answered meanwhile: it is left now
+    release(&callers_turn_);
+  }
+  left_by = this;
+  left_turn = turns_.load();
+  // The loop ends, or this caller gave up: nobody is about to lead it.
+  if (stopping_ || !done())
+    will_block();
+  return true;
+}
+
+io_loop::lead_next::lead_next(bool soon) noexcept : previous_(leads_next) {
+  leads_next = soon;
+}
+
+io_loop::lead_next::~lead_next() {
+  leads_next = previous_;
+}
+
+// Something the loop must see came while the loop is left to callers: take it back now,
+// unless it comes from the caller about to lead it.
+void io_loop::kick_if_left_to_callers() noexcept {
+  if (phase_ == phase::released && released_work_.load() == &callers_turn_
+      && !(leads_next && left_by == this))
+    hand_over_turn();
+}
+
+// Waits until a turn of the leader's work outlasts the takeover period or says it will block
+// (true: this thread leads now) or the loop ends (false).
+bool io_loop::wait_for_takeover() {
+  ++standing_by_;
+  bool took_over = false;
+  constexpr auto none = ~std::uint64_t{0};
+  while (phase_ != phase::ended) {
+    std::uint64_t expirations;
+    if (::read(takeover_fd_, &expirations, sizeof expirations) < 0 && errno != EINTR)
+      throw std::runtime_error(std::string{"mproc I/O loop: read(takeover timer): "}
+                               + std::strerror(errno));
+    auto turn = turns_.load();
+    bool handed = handed_turn_.load() == turn;
+    if (phase_ == phase::released && (turn == released_at_last_tick_ || handed)) {
+      auto expected = phase::released;
+      if (phase_.compare_exchange_strong(expected, phase::leading)) {
+        // Actors queued behind the one that blocks the other thread must not wait for it.
+        released_work_.load()->abandon();
+        // Nobody stands by now: ticks piling up unread would make the next standby's first
+        // read count as a tick and take a fresh turn over early. The next release re-arms.
+        arm_takeover({});
+        watching_ = false;
+        released_at_last_tick_ = none;
+        took_over = true;
+        break;
+      }
+    }
+    released_at_last_tick_ = phase_ == phase::released ? turn : none;
+    if (turn == turns_at_last_tick_ && phase_ != phase::released) {
+      // Idle for a whole period: stop ticking.
+      stop_ticking();
+    }
+    turns_at_last_tick_ = turn;
+  }
+  --standing_by_;
+  return took_over;
+}
+
+// The leader released a turn: the timer must tick.
+void io_loop::watch_turn() {
+  if (!watching_.exchange(true))
+    arm_takeover(takeover_period_, takeover_period_);
+}
+
+void io_loop::will_block() noexcept {
+  // Once a turn: after the first call the loop belongs, or is about to, to the other thread.
+  if (auto* loop = std::exchange(turn_of, nullptr))
+    loop->hand_over_turn();
+  // A caller that left the loop to callers and is not about to lead it soon.
+  if (auto* loop = std::exchange(left_by, nullptr); loop && loop->turns_ == left_turn)
+    loop->hand_over_turn();
+}
+
+// The tick comes now. (Should the standby's idle disarm come between, it sees the turn
+// handed over and arms the tick again.) While this thread runs its turn the other one cannot
+// release a turn of its own (nobody would stand by), so turns_ is this turn's number.
+void io_loop::hand_over_turn() noexcept {
+  if (phase_ != phase::released)
+    return;
+  handed_turn_ = turns_.load();
+  arm_takeover(std::chrono::nanoseconds{1}, takeover_period_);
+  // A tick took the turn over meanwhile and disarmed the timer: nobody stands by to read it
+  // now, and ticks piling up would take the next turn over too early. (This thread may have
+  // been held up for long, by a thread woken on its CPU: a turn released since must still
+  // be watched. Leaving watching_ set here lost it, and the loop stayed left to callers.)
+  if (phase_ != phase::released)
+    stop_ticking();
+}
+
+// Disarms the timer. A turn released meanwhile arms it again, here or in watch_turn
+// (whichever sees the other's write: no turn goes unwatched).
+void io_loop::stop_ticking() noexcept {
+  arm_takeover({});
+  watching_ = false;
+  if (phase_ == phase::released)
+    watch_turn();
+  // A turn that said it will block just before the disarm lost its tick: it gets it now.
+  if (phase_ == phase::released && handed_turn_ == turns_)
+    arm_takeover(std::chrono::nanoseconds{1}, takeover_period_);
+}
+
+// Zero `after` disarms.
+void io_loop::arm_takeover(std::chrono::nanoseconds after, std::chrono::nanoseconds period) {
+  auto to_timespec = [](std::chrono::nanoseconds d) {
+    timespec t{};
+    t.tv_sec = static_cast<time_t>(d.count() / 1'000'000'000);
+    t.tv_nsec = static_cast<long>(d.count() % 1'000'000'000);
+    return t;
+  };
+  itimerspec spec{};
+  spec.it_value = to_timespec(after);
+  spec.it_interval = to_timespec(period);
+  timerfd_settime(takeover_fd_, 0, &spec, nullptr);
+}
+
+} // namespace mproc::detail
