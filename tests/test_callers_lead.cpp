@@ -196,6 +196,24 @@ TEST_CASE("a loop left to callers still stops") {
   CHECK_FALSE(loop.lead_for([] { return true; }, in(1s)));
 }
 
+TEST_CASE("a loop left to callers stops while another thread keeps asking things of it") {
+  // Each post hands the loop back; one that lands as the loop ends must not cancel the wake
+  // of the loop thread still standing by (stop() would wait for it for ever).
+  for (int round = 0; round < 100; ++round) {
+    io_loop loop{std::chrono::hours{1}};
+    start(loop);
+    REQUIRE(lead_once_left(loop, [] { return true; }, in(10s)));
+    std::atomic<bool> stopped{false};
+    std::thread asker{[&] {
+      while (!stopped)
+        loop.post([] {});
+    }};
+    loop.stop();
+    stopped = true;
+    asker.join();
+  }
+}
+
 // ---- node::request's callers ------------------------------------------------------------
 
 namespace {
@@ -229,6 +247,25 @@ TEST_CASE("round trips from three threads at once each get their own answers") {
   a.join();
   b.join();
   CHECK(wrong == 0);
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("a process's on_exit runs on the node's own thread and never on a caller leading the loop") {
+  // A caller may hold locks of the user's that the callback takes too.
+  test::scoped_node node;
+  auto p = node->spawn_process("echo", {});
+  auto q = node->spawn_process("echo", {});
+  std::promise<std::thread::id> ran_on;
+  q.on_exit([&](int) { ran_on.set_value(std::this_thread::get_id()); });
+  auto ran = ran_on.get_future();
+  q.terminate();
+  // Round trips until it ran: on one CPU this thread leads the loop most of that time.
+  for (std::int32_t i = 0; i < 1'000'000 && ran.wait_for(0s) != std::future_status::ready; ++i)
+    REQUIRE(node->request<std::int32_t>(p.actor(), 10s, i) == i);
+  REQUIRE(ran.wait_for(10s) == std::future_status::ready);
+  CHECK(ran.get() != std::this_thread::get_id());
+  CHECK(q.join(5s));
   p.terminate();
   CHECK(p.join(5s));
 }

@@ -41,11 +41,27 @@ io_loop::io_loop(std::chrono::milliseconds takeover_period)
   takeover_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
   if (takeover_fd_ < 0)
     fail("timerfd_create");
+  std::lock_guard guard{live_loops_mtx()};
+  live_loops().insert(this);
+}
+
+std::mutex& io_loop::live_loops_mtx() {
+  static std::mutex mtx;
+  return mtx;
+}
+
+std::unordered_set<const io_loop*>& io_loop::live_loops() {
+  static std::unordered_set<const io_loop*> loops;
+  return loops;
 }
 
 io_loop::~io_loop() {
   if (thread_.joinable())
     stop();
+  {
+    std::lock_guard guard{live_loops_mtx()};
+    live_loops().erase(this);
+  }
   ::close(takeover_fd_);
   ::close(wake_fd_);
   ::close(epoll_fd_);
@@ -70,6 +86,9 @@ void io_loop::run_tasks() {
   {
     std::lock_guard guard{tasks_mtx_};
     batch.swap(tasks_);
+    for (auto& fn : loop_only_tasks_)
+      batch.push_back(std::move(fn));
+    loop_only_tasks_.clear();
   }
   for (auto& fn : batch)
     fn();
@@ -132,11 +151,14 @@ void io_loop::post(task fn) {
     tasks_.push_back(std::move(fn));
   }
   // Only the first task of a batch needs to wake the loop.
-  if (was_empty) {
-    std::uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
-  }
+  if (was_empty)
+    wake();
   kick_if_left_to_callers();
+}
+
+void io_loop::wake() noexcept {
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
 }
 
 int io_loop::next_timeout_ms() {
@@ -185,6 +207,11 @@ void io_loop::step() {
       {
         std::lock_guard guard{tasks_mtx_};
         batch_tasks_.swap(tasks_);
+        if (!loop_only_tasks_.empty() && !caller_leads_here()) {
+          for (auto& fn : loop_only_tasks_)
+            batch_tasks_.push_back(std::move(fn));
+          loop_only_tasks_.clear();
+        }
       }
       batch_task_next_ = 0;
       return;

@@ -36,6 +36,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace mproc::detail {
@@ -116,6 +117,10 @@ public:
   private:
     bool previous_;
   };
+  // Loop thread, a callback of the user's (a process's start or end), promised the loop's
+  // own thread: runs `fn` now, or, on a caller leading the loop (which may hold the user's
+  // locks), on a loop thread once that caller leaves.
+  void on_loop_thread(task fn);
   // Loop thread, handing something to a caller that would lead next: the loop is left to
   // callers after this batch, if a thread stands by to take it back.
   void leave_to_callers_after_batch() noexcept { leave_after_batch_ = true; }
@@ -132,7 +137,15 @@ private:
   void run_turn(batch_work& work);
   outcome lead(batch_work* work);
   void release(batch_work* work);
+  void leave_to_callers(bool again) noexcept;
+  void forget_left() noexcept;
   void kick_if_left_to_callers() noexcept;
+  void wake() noexcept;
+  bool caller_leads_here() const noexcept;
+  // The loops alive in this process: a thread's note of the loop it left to callers may
+  // outlive the loop (and its node).
+  static std::mutex& live_loops_mtx();
+  static std::unordered_set<const io_loop*>& live_loops();
   bool wait_for_takeover();
   void arm_takeover(std::chrono::nanoseconds after, std::chrono::nanoseconds period = {});
   void watch_turn();
@@ -168,6 +181,8 @@ private:
     void retire() override {}
   } callers_turn_;
   bool leave_after_batch_ = false;  // leader only
+  std::atomic<bool> callers_hold_{false};  // left to callers, or led by one
+  std::atomic<bool> needs_kick_{false};    // asked of it meanwhile: a loop thread must see it
   clock::time_point caller_deadline_ = clock::time_point::max();  // while a caller leads
   // The standbys' view at the last tick, shared: after a hand-over to callers both loop
   // threads stand by, and either one may read a given tick.
@@ -196,6 +211,7 @@ private:
 
   std::mutex tasks_mtx_;
   std::vector<task> tasks_;
+  std::vector<task> loop_only_tasks_;  // on_loop_thread's, held back from callers
 
   std::unordered_map<std::uint64_t, event_handler> handlers_;
   std::map<std::pair<clock::time_point, std::uint64_t>, task> timers_;

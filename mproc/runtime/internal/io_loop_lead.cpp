@@ -26,6 +26,8 @@ thread_local io_loop* turn_of = nullptr;
 thread_local io_loop* left_by = nullptr;
 thread_local std::uint64_t left_turn = 0;
 thread_local bool leads_next = false;  // see io_loop::lead_next
+// The loop this thread, a caller, leads now.
+thread_local io_loop* leading_caller = nullptr;
 
 } // namespace
 
@@ -72,6 +74,9 @@ io_loop::outcome io_loop::lead(batch_work* work) {
   if (phase_ == phase::ended)
     return outcome::ended;
   loop_thread_id_ = std::this_thread::get_id();
+  // A loop thread leads: its waits see whatever callers asked for.
+  callers_hold_ = false;
+  needs_kick_ = false;
   while (!stopping_) {
     step();
     bool leave = leave_after_batch_ && stage_ == stage::wait;
@@ -100,6 +105,8 @@ io_loop::outcome io_loop::lead(batch_work* work) {
 // The leader lets go of the loop for a turn of `work` (the callers' own code, for
 // callers_turn_); the standby watches it.
 void io_loop::release(batch_work* work) {
+  if (work == &callers_turn_)
+    callers_hold_ = true;
   released_work_ = work;
   ++turns_;
   loop_thread_id_ = std::thread::id{};
@@ -113,32 +120,54 @@ bool io_loop::lead_for(const std::function<bool()>& done, clock::time_point dead
   auto expected = phase::released;
   if (!phase_.compare_exchange_strong(expected, phase::leading))
     return false;
-  left_by = nullptr;
+  forget_left();
   // A loop thread's turn released since the check: what waits behind it goes to other
   // threads, as when the standby takes a turn over.
   if (auto* work = released_work_.load(); work != &callers_turn_)
     work->abandon();
-  {
-    std::lock_guard lead_guard{lead_mtx_};
-    loop_thread_id_ = std::this_thread::get_id();
-    caller_deadline_ = deadline;
-    // The clock is read before a wait only: the other steps do not block.
-    while (!stopping_ && !done()
-           && (stage_ != stage::wait || deadline == clock::time_point::max()
-               || clock::now() < deadline))
+  std::lock_guard lead_guard{lead_mtx_};
+  loop_thread_id_ = std::this_thread::get_id();
+  caller_deadline_ = deadline;
+  leading_caller = this;
+  try {
+    // Until the answer or the deadline, and to the end of that batch: what else it brought
+    // (a task, another link's frame) would wait for a tick otherwise. The clock is read
+    // before a wait only: the other steps do not block.
+    while (!stopping_
+           && (stage_ != stage::wait
+               || (!done()
+                   && (deadline == clock::time_point::max() || clock::now() < deadline))))
       step();
-    caller_deadline_ = clock::time_point::max();
-    leave_after_batch_ = false;  // for another caller answered meanwhile: it is left now
-    release(&callers_turn_);
+  } catch (...) {
+    leave_to_callers(false);
+    throw;
   }
-  left_by = this;
-  left_turn = turns_.load();
-  // The loop ends, or this caller gave up: nobody is about to lead it.
-  if (stopping_ || !done())
-    will_block();
+  leave_to_callers(!stopping_ && done());
   return true;
 }
 
+// A caller stops leading. `again`: it may well lead again soon; else the loop goes back to
+// its own threads now.
+void io_loop::leave_to_callers(bool again) noexcept {
+  leading_caller = nullptr;
+  caller_deadline_ = clock::time_point::max();
+  leave_after_batch_ = false;  // for another caller answered meanwhile: it is left now
+  release(&callers_turn_);
+  auto turn = turns_.load();
+  // Asked of the loop while this caller led, and not seen in its last wait (a task posted,
+  // a write left to the loop, a user's callback held back): a loop thread takes it now.
+  if (needs_kick_.exchange(false)) {
+    wake();  // the task may have been read by this caller, which did not run it
+    again = false;
+  }
+  if (!again) {
+    hand_over_turn();
+    return;
+  }
+  std::lock_guard guard{live_loops_mtx()};
+  left_by = this;
+  left_turn = turn;
+}
 io_loop::lead_next::lead_next(bool soon) noexcept : previous_(leads_next) {
   leads_next = soon;
 }
@@ -147,12 +176,38 @@ io_loop::lead_next::~lead_next() {
   leads_next = previous_;
 }
 
-// Something the loop must see came while the loop is left to callers: take it back now,
-// unless it comes from the caller about to lead it.
+// Something the loop must see came while the loop is left to callers, or led by one: take it
+// back now, or as that caller leaves (needs_kick_ and phase_ are written and read in
+// opposite orders here and in leave_to_callers: one of the two sees the other). Not for the
+// caller about to lead it: it sees this itself.
 void io_loop::kick_if_left_to_callers() noexcept {
-  if (phase_ == phase::released && released_work_.load() == &callers_turn_
-      && !(leads_next && left_by == this))
+  if (!callers_hold_ || (leads_next && left_by == this))
+    return;
+  needs_kick_ = true;
+  if (phase_ == phase::released && released_work_.load() == &callers_turn_)
     hand_over_turn();
+}
+
+void io_loop::on_loop_thread(task fn) {
+  if (leading_caller != this) {
+    fn();
+    return;
+  }
+  {
+    std::lock_guard guard{tasks_mtx_};
+    loop_only_tasks_.push_back(std::move(fn));
+  }
+  needs_kick_ = true;
+}
+
+bool io_loop::caller_leads_here() const noexcept {
+  return leading_caller == this;
+}
+
+// The loop this thread left to callers is no longer its to give back.
+void io_loop::forget_left() noexcept {
+  std::lock_guard guard{live_loops_mtx()};
+  left_by = nullptr;
 }
 
 // Waits until a turn of the leader's work outlasts the takeover period or says it will block
@@ -203,8 +258,13 @@ void io_loop::will_block() noexcept {
   // Once a turn: after the first call the loop belongs, or is about to, to the other thread.
   if (auto* loop = std::exchange(turn_of, nullptr))
     loop->hand_over_turn();
-  // A caller that left the loop to callers and is not about to lead it soon.
-  if (auto* loop = std::exchange(left_by, nullptr); loop && loop->turns_ == left_turn)
+  // A caller that left the loop to callers and is not about to lead it soon. (The loop may
+  // be gone with its node: only a live one is touched, and it cannot end meanwhile.)
+  if (left_by == nullptr)
+    return;
+  std::lock_guard guard{live_loops_mtx()};
+  auto* loop = std::exchange(left_by, nullptr);
+  if (live_loops().count(loop) != 0 && loop->turns_ == left_turn)
     loop->hand_over_turn();
 }
 
@@ -228,6 +288,12 @@ void io_loop::hand_over_turn() noexcept {
 // (whichever sees the other's write: no turn goes unwatched).
 void io_loop::stop_ticking() noexcept {
   arm_takeover({});
+  // The loop ended meanwhile: its last leader's wake for the standby may be what this just
+  // disarmed (a thread kicking the loop as it stops).
+  if (phase_ == phase::ended) {
+    arm_takeover(std::chrono::nanoseconds{1});
+    return;
+  }
   watching_ = false;
   if (phase_ == phase::released)
     watch_turn();

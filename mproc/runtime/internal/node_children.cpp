@@ -87,8 +87,9 @@ void node_impl::start_settled(const std::shared_ptr<process_state>& state) {
     // hold (a lock's memory, a queue's handle) does not live as long as the handle.
     state->args = caf::message{};
   }
-  if (callback)
-    callback(std::move(error));
+  if (callback)  // a user's callback: on a loop thread, not a caller leading the loop
+    loop_.on_loop_thread(
+      [callback = std::move(callback), error = std::move(error)]() mutable { callback(error); });
 }
 
 void node_impl::start_process_async(const std::shared_ptr<process_state>& state) {
@@ -263,8 +264,10 @@ void node_impl::on_child_exited(const std::shared_ptr<process_state>& state) {
     state->changed.notify_all();
     callbacks.swap(state->on_exit);
   }
-  for (auto& fn : callbacks)
-    fn(*code);
+  loop_.on_loop_thread([callbacks = std::move(callbacks), code = *code] {
+    for (auto& fn : callbacks)  // users' callbacks: not on a caller leading the loop
+      fn(code);
+  });
 }
 
 void node_impl::finish_children() {

@@ -29,8 +29,8 @@ namespace mproc::detail {
 namespace {
 
 // now + timeout, saturated: "forever" may be written as a very long timeout.
-std::chrono::steady_clock::time_point deadline_after(std::chrono::nanoseconds timeout) {
-  auto now = std::chrono::steady_clock::now();
+std::chrono::steady_clock::time_point deadline_after(std::chrono::steady_clock::time_point now,
+                                                     std::chrono::nanoseconds timeout) {
   auto room = std::chrono::steady_clock::time_point::max() - now;
   return timeout >= room ? std::chrono::steady_clock::time_point::max() : now + timeout;
 }
@@ -87,8 +87,9 @@ void requester::enqueue(caf::mailbox_element_ptr what, caf::execution_unit*) {
 // The futex wake is made only for a caller that said it sleeps: one still spinning sees the
 // word change by itself, and a system call costs a world switch on this VM.
 void requester::answer(call& c, caf::message reply) noexcept {
-  bool leading = c.leading.load(std::memory_order_acquire);
-  if (c.would_lead && !leading && loop_->in_loop())
+  // A caller that would lead and does not now: the loop thread answering leaves it the loop.
+  if (c.would_lead && c.ready.load(std::memory_order_acquire) != call::leading
+      && loop_->in_loop())
     loop_->leave_to_callers_after_batch();
   c.reply = std::move(reply);
   c.replied = std::chrono::steady_clock::now();
@@ -96,11 +97,12 @@ void requester::answer(call& c, caf::message reply) noexcept {
   // wake needs only the address, and a stray wake-up of whatever sleeps there later is
   // harmless, as every futex sleeper checks its word again.
   auto* word = reinterpret_cast<std::uint32_t*>(&c.ready);
-  if (c.ready.exchange(call::answered, std::memory_order_acq_rel) == call::sleeping)
+  auto before = c.ready.exchange(call::answered, std::memory_order_acq_rel);
+  if (before == call::sleeping)
     ::syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
   // A caller leading the loop waits in epoll_wait: a task posted wakes it. (A stray task,
   // should that caller have stopped leading meanwhile, costs a wake-up, no more.)
-  if (leading && !loop_->in_loop())
+  else if (before == call::leading && !loop_->in_loop())
     loop_->post([] {});
 }
 
@@ -151,7 +153,7 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
   }
   auto mid = caf::make_message_id(id);
   auto sent = std::chrono::steady_clock::now();
-  auto deadline = deadline_after(timeout);
+  auto deadline = deadline_after(sent, timeout);
   try {
     link::write_deadline bounded{deadline};  // a link to a process that stopped reading
     io_loop::lead_next soon{c.would_lead};
@@ -161,7 +163,7 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
       sleep_for(c, std::chrono::steady_clock::time_point::max());
     throw;
   }
-  bool in_time = c.would_lead && lead_until_answered(c, deadline)
+  bool in_time = c.would_lead && lead_until_answered(c, id, deadline)
                    ? c.ready.load(std::memory_order_acquire) == call::answered
                    : wait_for(c, dest, id, deadline);
   if (!in_time && gave_up(id)) {
@@ -211,14 +213,28 @@ bool requester::wait_for(call& c, const caf::actor& dest, std::uint64_t id,
 // Leads the loop while the reply comes, if the loop is left to callers. True when that
 // settled the wait (answered, or the deadline passed); false when the caller must wait as
 // others do (the loop is not left to callers, or it ended meanwhile).
-bool requester::lead_until_answered(call& c, std::chrono::steady_clock::time_point deadline) {
+bool requester::lead_until_answered(call& c, std::uint64_t id,
+                                    std::chrono::steady_clock::time_point deadline) {
   auto answered = [&] { return c.ready.load(std::memory_order_acquire) == call::answered; };
-  c.leading.store(true, std::memory_order_release);
-  if (!loop_->lead_for(answered, deadline)) {
-    // The loop thread that answers must leave the loop to this caller after its batch.
-    c.leading.store(false, std::memory_order_release);
-    return false;
+  auto back_to_pending = [&] {  // fails only once answered
+    auto state = call::leading;
+    c.ready.compare_exchange_strong(state, call::pending, std::memory_order_acq_rel);
+  };
+  auto state = call::pending;
+  if (!c.ready.compare_exchange_strong(state, call::leading, std::memory_order_acq_rel))
+    return true;  // answered already
+  bool led;
+  try {
+    led = loop_->lead_for(answered, deadline);
+  } catch (...) {
+    back_to_pending();
+    if (!gave_up(id))  // `c` is about to go: a reply being handed over must be done with it
+      sleep_for(c, std::chrono::steady_clock::time_point::max());
+    throw;
   }
+  back_to_pending();
+  if (!led)
+    return answered();
   // Another call sleeps: its reply must not wait until this caller comes back.
   if (others_wait())
     io_loop::will_block();

@@ -72,15 +72,15 @@ private:
   struct call {
     std::optional<caf::message> reply;
     // A futex word: pending, then answered once `reply` is set; sleeping while the caller
-    // sleeps on it (or is about to), so that only then the answer makes the wake-up call.
-    static constexpr std::uint32_t pending = 0, answered = 1, sleeping = 2;
+    // sleeps on it (or is about to), so that only then the answer makes the wake-up call;
+    // leading while the caller leads the loop, so that an answer from another thread wakes
+    // it there (in one word: the caller's move and the answer's see each other).
+    static constexpr std::uint32_t pending = 0, answered = 1, sleeping = 2, leading = 3;
     std::atomic<std::uint32_t> ready{pending};
     std::chrono::steady_clock::time_point replied;  // when the reply came (not when seen)
     // Its caller would lead the loop (one CPU, a reply through the loop): the loop thread
     // answering it leaves the loop to callers after its batch. Set before the request goes.
     bool would_lead = false;
-    // Its caller leads the loop: an answer from another thread must wake it.
-    std::atomic<bool> leading{false};
   };
 
   static_assert(std::atomic<std::uint32_t>::is_always_lock_free
@@ -90,7 +90,8 @@ private:
   void answer(call& c, caf::message reply) noexcept;
   bool wait_for(call& c, const caf::actor& dest, std::uint64_t id,
                 std::chrono::steady_clock::time_point deadline);
-  bool lead_until_answered(call& c, std::chrono::steady_clock::time_point deadline);
+  bool lead_until_answered(call& c, std::uint64_t id,
+                           std::chrono::steady_clock::time_point deadline);
   bool others_wait();
   void spin_for(const call& c, std::chrono::steady_clock::time_point deadline);
   static bool sleep_for(call& c, std::chrono::steady_clock::time_point deadline);
