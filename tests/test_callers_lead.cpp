@@ -43,11 +43,14 @@ public:
 // it leaves the loop before the loop stops.
 class watched_fd {
 public:
-  explicit watched_fd(io_loop& loop) : loop_(loop), fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  // `like_a_link`: a caller leading the loop may handle it (io_loop::add).
+  explicit watched_fd(io_loop& loop, bool like_a_link = true)
+    : loop_(loop), fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
     REQUIRE(fd_ >= 0);
     std::promise<std::uint64_t> added;
     loop.post([&] {
-      added.set_value(loop.add(fd_, EPOLLIN, [this](std::uint32_t events) { on_event(events); }));
+      added.set_value(loop.add(
+        fd_, EPOLLIN, [this](std::uint32_t events) { on_event(events); }, like_a_link));
     });
     token_ = added.get_future().get();
   }
@@ -130,6 +133,23 @@ TEST_CASE("a caller leads a loop left to callers: what comes meanwhile runs on i
   REQUIRE(lead_once_left(loop, done, in(10s)));
   CHECK(fd.handled_by() == std::this_thread::get_id());
   CHECK(loop.lead_for([] { return true; }, in(1s)));  // it is left to callers again
+}
+
+TEST_CASE("a caller leading the loop leaves what is not a link's to the loop's own threads") {
+  // A child's end, a task, a timer may run a user's callback: never on a caller's thread.
+  io_loop loop{std::chrono::hours{1}};
+  start(loop);
+  watched_fd fd{loop, false};
+  bool signalled = false;
+  auto done = [&] {
+    if (!std::exchange(signalled, true))
+      fd.signal();
+    return fd.handled();
+  };
+  REQUIRE(lead_once_left(loop, done, in(10s)));  // hands the loop back at the event
+  auto by = fd.wait_handled();
+  CHECK(by != std::thread::id{});
+  CHECK(by != std::this_thread::get_id());
 }
 
 TEST_CASE("a loop left to callers and not led again is taken back at the standby's tick") {
@@ -265,6 +285,25 @@ TEST_CASE("a process's on_exit runs on the node's own thread and never on a call
     REQUIRE(node->request<std::int32_t>(p.actor(), 10s, i) == i);
   REQUIRE(ran.wait_for(10s) == std::future_status::ready);
   CHECK(ran.get() != std::this_thread::get_id());
+  CHECK(q.join(5s));
+  p.terminate();
+  CHECK(p.join(5s));
+}
+
+TEST_CASE("a process's start(done) runs on the node's own thread and never on a leading caller") {
+  // Its answer comes on a link, which a caller leading the loop reads: the callback waits
+  // for a loop thread.
+  test::scoped_node node;
+  auto p = node->spawn_process("echo", {});
+  mproc::process q{*node, "echo", {}};
+  std::promise<std::thread::id> ran_on;
+  q.start([&](caf::error) { ran_on.set_value(std::this_thread::get_id()); });
+  auto ran = ran_on.get_future();
+  for (std::int32_t i = 0; i < 1'000'000 && ran.wait_for(0s) != std::future_status::ready; ++i)
+    REQUIRE(node->request<std::int32_t>(p.actor(), 10s, i) == i);
+  REQUIRE(ran.wait_for(10s) == std::future_status::ready);
+  CHECK(ran.get() != std::this_thread::get_id());
+  q.terminate();
   CHECK(q.join(5s));
   p.terminate();
   CHECK(p.join(5s));

@@ -102,14 +102,15 @@ void io_loop::stop() {
     standby_.join();
 }
 
-std::uint64_t io_loop::add(int fd, std::uint32_t events, event_handler handler) {
+std::uint64_t io_loop::add(int fd, std::uint32_t events, event_handler handler,
+                           bool callers_may_run) {
   auto token = next_token_++;
   epoll_event ev{};
   ev.events = events;
   ev.data.u64 = token;
   if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0)
     fail("epoll_ctl(add)");
-  handlers_.emplace(token, std::move(handler));
+  handlers_.emplace(token, registration{std::move(handler), callers_may_run});
   return token;
 }
 
@@ -122,6 +123,9 @@ void io_loop::modify(std::uint64_t token, int fd, std::uint32_t events) {
   epoll_event ev{};
   ev.events = events;
   ev.data.u64 = token;
+  // Before the change: a caller leaving the loop after its last wait hands it back then.
+  if (!(leads_next_here() && left_here()))
+    needs_kick_ = true;
   // ENOENT/EBADF: the link closed concurrently; its reader reports that.
   epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
   kick_if_left_to_callers();  // nobody waits in epoll_wait to see it
@@ -184,6 +188,7 @@ bool io_loop::run_one_due_timer(clock::time_point due_by) {
 void io_loop::step() {
   switch (stage_) {
     case stage::wait: {
+      needs_kick_ = false;  // what comes from here on, this wait sees
       epoll_event events[max_events];
       int n = epoll_wait(epoll_fd_, events, max_events, next_timeout_ms());
       if (n < 0 && errno != EINTR)
@@ -207,11 +212,9 @@ void io_loop::step() {
       {
         std::lock_guard guard{tasks_mtx_};
         batch_tasks_.swap(tasks_);
-        if (!loop_only_tasks_.empty() && !caller_leads_here()) {
-          for (auto& fn : loop_only_tasks_)
-            batch_tasks_.push_back(std::move(fn));
-          loop_only_tasks_.clear();
-        }
+        for (auto& fn : loop_only_tasks_)  // never on a caller: it hands over before tasks
+          batch_tasks_.push_back(std::move(fn));
+        loop_only_tasks_.clear();
       }
       batch_task_next_ = 0;
       return;
@@ -243,7 +246,7 @@ void io_loop::dispatch(std::uint64_t token, std::uint32_t events) {
   // Copied: the handler may remove itself (closing a link) while it runs.
   auto h = handlers_.find(token);
   if (h != handlers_.end()) {
-    auto handler = h->second;
+    auto handler = h->second.handler;
     handler(events);
   }
 }

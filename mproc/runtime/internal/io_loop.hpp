@@ -24,7 +24,10 @@
 // keeps it left to callers while its own code runs, as a turn: its next request leads again
 // at once, and the standby takes the loop back at a tick if it does not come. Anything that
 // needs the loop meanwhile (a post, a write waiting for the loop, a call that will block)
-// has the standby take it back at once.
+// has the standby take it back at once. A caller handles only links' reading events: at
+// anything else (a task, a timer, a child's end, a link closing) it hands the loop back and
+// waits as other callers do, so that no user callback runs on a thread that may hold the
+// user's locks.
 #pragma once
 
 #include <atomic>
@@ -81,8 +84,10 @@ public:
   // Runs the tasks already posted, then ends the thread. Not from the loop thread.
   void stop();
 
-  // Loop thread only.
-  std::uint64_t add(int fd, std::uint32_t events, event_handler handler);
+  // Loop thread only. `callers_may_run`: a caller leading the loop (lead_for) may handle its
+  // reading events (a link's frames); everything else it leaves to the loop's own threads.
+  std::uint64_t add(int fd, std::uint32_t events, event_handler handler,
+                    bool callers_may_run = false);
   void remove(std::uint64_t token, int fd);
   std::uint64_t after(clock::duration delay, task fn);
   // Cancels the timer `timer` names, if any, and sets it to 0 (no timer).
@@ -118,8 +123,9 @@ public:
     bool previous_;
   };
   // Loop thread, a callback of the user's (a process's start or end), promised the loop's
-  // own thread: runs `fn` now, or, on a caller leading the loop (which may hold the user's
-  // locks), on a loop thread once that caller leaves.
+  // own thread: runs `fn` now (after any held back before), or, on a caller leading the loop
+  // (which may hold the user's locks), on a loop thread, to which that caller hands the loop
+  // at once.
   void on_loop_thread(task fn);
   // Loop thread, handing something to a caller that would lead next: the loop is left to
   // callers after this batch, if a thread stands by to take it back.
@@ -142,6 +148,10 @@ private:
   void kick_if_left_to_callers() noexcept;
   void wake() noexcept;
   bool caller_leads_here() const noexcept;
+  bool caller_may_step();
+  bool asked_meanwhile();
+  bool leads_next_here() const noexcept;
+  bool left_here() const noexcept;
   // The loops alive in this process: a thread's note of the loop it left to callers may
   // outlive the loop (and its node).
   static std::mutex& live_loops_mtx();
@@ -181,8 +191,9 @@ private:
     void retire() override {}
   } callers_turn_;
   bool leave_after_batch_ = false;  // leader only
-  std::atomic<bool> callers_hold_{false};  // left to callers, or led by one
-  std::atomic<bool> needs_kick_{false};    // asked of it meanwhile: a loop thread must see it
+  // A write was asked of the loop since its last wait, or a user's callback held back: a
+  // caller (or loop thread) leaving the loop to callers hands it back to a loop thread then.
+  std::atomic<bool> needs_kick_{false};
   clock::time_point caller_deadline_ = clock::time_point::max();  // while a caller leads
   // The standbys' view at the last tick, shared: after a hand-over to callers both loop
   // threads stand by, and either one may read a given tick.
@@ -213,7 +224,11 @@ private:
   std::vector<task> tasks_;
   std::vector<task> loop_only_tasks_;  // on_loop_thread's, held back from callers
 
-  std::unordered_map<std::uint64_t, event_handler> handlers_;
+  struct registration {
+    event_handler handler;
+    bool callers_may_run;
+  };
+  std::unordered_map<std::uint64_t, registration> handlers_;
   std::map<std::pair<clock::time_point, std::uint64_t>, task> timers_;
   std::unordered_map<std::uint64_t, clock::time_point> timer_due_;
   // Not zero-filled: untouched pages cost nothing, and a child process that never receives

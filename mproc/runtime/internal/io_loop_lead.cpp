@@ -7,6 +7,7 @@
 // only while a thread stands by to take it back.
 #include "mproc/runtime/internal/io_loop.hpp"
 
+#include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -74,9 +75,6 @@ io_loop::outcome io_loop::lead(batch_work* work) {
   if (phase_ == phase::ended)
     return outcome::ended;
   loop_thread_id_ = std::this_thread::get_id();
-  // A loop thread leads: its waits see whatever callers asked for.
-  callers_hold_ = false;
-  needs_kick_ = false;
   while (!stopping_) {
     step();
     bool leave = leave_after_batch_ && stage_ == stage::wait;
@@ -92,6 +90,10 @@ io_loop::outcome io_loop::lead(batch_work* work) {
     }
     if (leave && standing_by_ > 0) {
       release(&callers_turn_);
+      // Asked of the loop since its wait: not for a caller to find (a task), nor to wait
+      // for one (a write).
+      if (asked_meanwhile())
+        hand_over_turn();
       return outcome::left_to_callers;
     }
   }
@@ -105,8 +107,6 @@ io_loop::outcome io_loop::lead(batch_work* work) {
 // The leader lets go of the loop for a turn of `work` (the callers' own code, for
 // callers_turn_); the standby watches it.
 void io_loop::release(batch_work* work) {
-  if (work == &callers_turn_)
-    callers_hold_ = true;
   released_work_ = work;
   ++turns_;
   loop_thread_id_ = std::thread::id{};
@@ -129,21 +129,55 @@ bool io_loop::lead_for(const std::function<bool()>& done, clock::time_point dead
   loop_thread_id_ = std::this_thread::get_id();
   caller_deadline_ = deadline;
   leading_caller = this;
+  bool handed = false;
   try {
-    // Until the answer or the deadline, and to the end of that batch: what else it brought
-    // (a task, another link's frame) would wait for a tick otherwise. The clock is read
-    // before a wait only: the other steps do not block.
-    while (!stopping_
-           && (stage_ != stage::wait
-               || (!done()
-                   && (deadline == clock::time_point::max() || clock::now() < deadline))))
+    // Until the answer or the deadline, at the end of a batch; the clock is read before a
+    // wait only (the other steps do not block). What only the loop's own threads may do
+    // (caller_may_step) ends the lead at once.
+    for (;;) {
+      if (stopping_ || needs_kick_) {
+        handed = true;
+        break;
+      }
+      if (stage_ == stage::wait) {
+        if (done() || (deadline != clock::time_point::max() && clock::now() >= deadline))
+          break;
+      } else if (!caller_may_step()) {
+        handed = true;
+        break;
+      }
       step();
+    }
   } catch (...) {
     leave_to_callers(false);
     throw;
   }
-  leave_to_callers(!stopping_ && done());
+  leave_to_callers(!handed && done());
   return true;
+}
+
+// Whether the next step is one a caller may take: a link's reading event, or the end of a
+// batch with no task and no timer due. (Handled by a loop thread instead: tasks and timers,
+// children's ends, links closing, and whatever else runs the user's callbacks.)
+bool io_loop::caller_may_step() {
+  switch (stage_) {
+    case stage::wait:
+      return true;
+    case stage::events: {
+      if (batch_next_ == batch_size_) {
+        std::lock_guard guard{tasks_mtx_};
+        return tasks_.empty() && loop_only_tasks_.empty();
+      }
+      auto h = handlers_.find(batch_tokens_[batch_next_]);
+      return h != handlers_.end() && h->second.callers_may_run
+             && (batch_events_[batch_next_] & (EPOLLHUP | EPOLLRDHUP | EPOLLERR)) == 0;
+    }
+    case stage::tasks:
+      return batch_task_next_ >= batch_tasks_.size();
+    case stage::timers:
+      return timers_.empty() || timers_.begin()->first.first > timers_due_by_;
+  }
+  return false;
 }
 
 // A caller stops leading. `again`: it may well lead again soon; else the loop goes back to
@@ -154,12 +188,10 @@ void io_loop::leave_to_callers(bool again) noexcept {
   leave_after_batch_ = false;  // for another caller answered meanwhile: it is left now
   release(&callers_turn_);
   auto turn = turns_.load();
-  // Asked of the loop while this caller led, and not seen in its last wait (a task posted,
-  // a write left to the loop, a user's callback held back): a loop thread takes it now.
-  if (needs_kick_.exchange(false)) {
-    wake();  // the task may have been read by this caller, which did not run it
+  // Asked of the loop since this caller's last wait (a task posted, a write left to the
+  // loop, a user's callback held back): a loop thread takes it now.
+  if (asked_meanwhile())
     again = false;
-  }
   if (!again) {
     hand_over_turn();
     return;
@@ -181,23 +213,46 @@ io_loop::lead_next::~lead_next() {
 // opposite orders here and in leave_to_callers: one of the two sees the other). Not for the
 // caller about to lead it: it sees this itself.
 void io_loop::kick_if_left_to_callers() noexcept {
-  if (!callers_hold_ || (leads_next && left_by == this))
+  if (leads_next && left_by == this)
     return;
-  needs_kick_ = true;
   if (phase_ == phase::released && released_work_.load() == &callers_turn_)
     hand_over_turn();
 }
 
+bool io_loop::leads_next_here() const noexcept {
+  return leads_next;
+}
+
+bool io_loop::left_here() const noexcept {
+  return left_by == this;
+}
+
+// Asked of the loop since its last look: a write (needs_kick_, set before the change) or a
+// task (in the list: posting one reads phase_ after adding it, and this is called after
+// phase_ was written, under the same lock: one of the two sees the other).
+bool io_loop::asked_meanwhile() {
+  if (needs_kick_.exchange(false))
+    return true;
+  std::lock_guard guard{tasks_mtx_};
+  return !tasks_.empty() || !loop_only_tasks_.empty();
+}
+
 void io_loop::on_loop_thread(task fn) {
-  if (leading_caller != this) {
-    fn();
-    return;
-  }
+  std::vector<task> held;
   {
     std::lock_guard guard{tasks_mtx_};
-    loop_only_tasks_.push_back(std::move(fn));
+    if (leading_caller == this) {
+      loop_only_tasks_.push_back(std::move(fn));
+      needs_kick_ = true;  // the caller hands the loop over after this step
+      wake();              // and the loop thread that takes it runs this
+      return;
+    }
+    if (in_loop())
+      held.swap(loop_only_tasks_);  // callbacks held back before this one run first
   }
-  needs_kick_ = true;
+  for (auto& h : held)
+    h();
+  fn();
 }
 
 bool io_loop::caller_leads_here() const noexcept {

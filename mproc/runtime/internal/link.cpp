@@ -75,10 +75,14 @@ void link::open(frame_handler on_frame, close_handler on_close, batch_handler on
   on_close_ = std::move(on_close);
   on_batch_ = std::move(on_batch);
   std::lock_guard guard{out_mtx_};
-  token_ = loop_.add(fd_, read_events, [self = weak_from_this()](std::uint32_t events) {
-    if (auto l = self.lock())
-      l->on_event(events);
-  });
+  // A caller leading the loop may read frames (its reply among them): callers_may_run.
+  token_ = loop_.add(
+    fd_, read_events,
+    [self = weak_from_this()](std::uint32_t events) {
+      if (auto l = self.lock())
+        l->on_event(events);
+    },
+    true);
   if (unsent_locked())
     want_write();
   if (tls_ && tls_->has_input())  // records that came with the handshake's last bytes
