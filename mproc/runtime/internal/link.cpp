@@ -388,8 +388,10 @@ void link::close(const std::string& reason) {
     backlog_.clear();
     drained_.notify_all();
   }
+  // Settling a peer runs users' code (functors attached to its proxies, on_failed): not on
+  // a caller that leads the loop and may hold the user's locks (io_loop::on_loop_thread).
   if (auto handler = std::move(on_close_))
-    handler(reason);
+    loop_.on_loop_thread([handler = std::move(handler), reason]() { handler(reason); });
 }
 
 bool link::flush(std::optional<std::chrono::milliseconds> timeout) {
