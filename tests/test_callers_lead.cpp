@@ -246,6 +246,16 @@ bool one_cpu_run() {
   return std::getenv("MPROC_TEST_ONE_CPU") != nullptr;
 }
 
+// Makes round trips to `p` until a callback sets `ran` (on one CPU this thread leads the
+// loop most of that time); the thread the callback ran on.
+std::thread::id ran_while_asking(mproc::node& node, const mproc::process& p,
+                                 std::future<std::thread::id> ran) {
+  for (std::int32_t i = 0; i < 1'000'000 && ran.wait_for(0s) != std::future_status::ready; ++i)
+    REQUIRE(node.request<std::int32_t>(p.actor(), 10s, i) == i);
+  REQUIRE(ran.wait_for(10s) == std::future_status::ready);
+  return ran.get();
+}
+
 } // namespace
 
 MPROC_ACTOR(echo);
@@ -278,13 +288,8 @@ TEST_CASE("a process's on_exit runs on the node's own thread and never on a call
   auto q = node->spawn_process("echo", {});
   std::promise<std::thread::id> ran_on;
   q.on_exit([&](int) { ran_on.set_value(std::this_thread::get_id()); });
-  auto ran = ran_on.get_future();
   q.terminate();
-  // Round trips until it ran: on one CPU this thread leads the loop most of that time.
-  for (std::int32_t i = 0; i < 1'000'000 && ran.wait_for(0s) != std::future_status::ready; ++i)
-    REQUIRE(node->request<std::int32_t>(p.actor(), 10s, i) == i);
-  REQUIRE(ran.wait_for(10s) == std::future_status::ready);
-  CHECK(ran.get() != std::this_thread::get_id());
+  CHECK(ran_while_asking(*node, p, ran_on.get_future()) != std::this_thread::get_id());
   CHECK(q.join(5s));
   p.terminate();
   CHECK(p.join(5s));
@@ -298,11 +303,7 @@ TEST_CASE("a process's start(done) runs on the node's own thread and never on a 
   mproc::process q{*node, "echo", {}};
   std::promise<std::thread::id> ran_on;
   q.start([&](caf::error) { ran_on.set_value(std::this_thread::get_id()); });
-  auto ran = ran_on.get_future();
-  for (std::int32_t i = 0; i < 1'000'000 && ran.wait_for(0s) != std::future_status::ready; ++i)
-    REQUIRE(node->request<std::int32_t>(p.actor(), 10s, i) == i);
-  REQUIRE(ran.wait_for(10s) == std::future_status::ready);
-  CHECK(ran.get() != std::this_thread::get_id());
+  CHECK(ran_while_asking(*node, p, ran_on.get_future()) != std::this_thread::get_id());
   q.terminate();
   CHECK(q.join(5s));
   p.terminate();
