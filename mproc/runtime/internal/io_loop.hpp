@@ -107,7 +107,9 @@ public:
 
   // A thread about to wait for something this loop brings (a reply): if the loop is left to
   // callers, leads it until `done()`, `deadline` or the loop's end and leaves it to callers
-  // again (true); else false and nothing happened. Not from a loop thread.
+  // again (true); or, at something only the loop's own threads run (caller_may_step), hands
+  // it back to them at once (also true: `done()` says whether to wait on). Else false and
+  // nothing happened. Not from a loop thread.
   bool lead_for(const std::function<bool()>& done, clock::time_point deadline);
   // While one lives, this thread is about to lead the loop it left to callers (a caller
   // sending its next request): what it asks of the loop meanwhile (a write left to the loop)

@@ -200,6 +200,7 @@ void io_loop::leave_to_callers(bool again) noexcept {
   left_by = this;
   left_turn = turn;
 }
+
 io_loop::lead_next::lead_next(bool soon) noexcept : previous_(leads_next) {
   leads_next = soon;
 }
@@ -208,10 +209,10 @@ io_loop::lead_next::~lead_next() {
   leads_next = previous_;
 }
 
-// Something the loop must see came while the loop is left to callers, or led by one: take it
-// back now, or as that caller leaves (needs_kick_ and phase_ are written and read in
-// opposite orders here and in leave_to_callers: one of the two sees the other). Not for the
-// caller about to lead it: it sees this itself.
+// Something the loop must see came (a task posted, a write asked for) while the loop is left
+// to callers: take it back now. One that came while a leader was about to leave it to
+// callers is that leader's to see (asked_meanwhile). Not for the caller about to lead it: it
+// sees this itself.
 void io_loop::kick_if_left_to_callers() noexcept {
   if (leads_next && left_by == this)
     return;
@@ -227,9 +228,10 @@ bool io_loop::left_here() const noexcept {
   return left_by == this;
 }
 
-// Asked of the loop since its last look: a write (needs_kick_, set before the change) or a
-// task (in the list: posting one reads phase_ after adding it, and this is called after
-// phase_ was written, under the same lock: one of the two sees the other).
+// Asked of the loop since its last wait, by a leader that just left it to callers: a write
+// (needs_kick_, set after its epoll_ctl and read here after phase_ was written; the writer
+// reads phase_ after setting it: one of the two sees the other) or a task (in the list: the
+// same with the list's lock).
 bool io_loop::asked_meanwhile() {
   if (needs_kick_.exchange(false))
     return true;
