@@ -125,10 +125,11 @@ void io_loop::modify(std::uint64_t token, int fd, std::uint32_t events) {
   ev.data.u64 = token;
   // ENOENT/EBADF: the link closed concurrently; its reader reports that.
   epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+  if (about_to_lead_here())
+    return;  // its own lead sees it
   // After the change: a leader whose last wait began before it (and reset the flag) hands
   // the loop back as it leaves it to callers; one whose wait began after it saw the change.
-  if (!(leads_next_here() && left_here()))
-    needs_kick_ = true;
+  needs_kick_ = true;
   kick_if_left_to_callers();  // nobody waits in epoll_wait to see it
 }
 

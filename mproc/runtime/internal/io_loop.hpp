@@ -149,11 +149,10 @@ private:
   void forget_left() noexcept;
   void kick_if_left_to_callers() noexcept;
   void wake() noexcept;
-  bool caller_leads_here() const noexcept;
   bool caller_may_step();
   bool asked_meanwhile();
-  bool leads_next_here() const noexcept;
-  bool left_here() const noexcept;
+  // This thread left the loop to callers and is sending its next request (lead_next).
+  bool about_to_lead_here() const noexcept;
   // The loops alive in this process: a thread's note of the loop it left to callers may
   // outlive the loop (and its node).
   static std::mutex& live_loops_mtx();

@@ -214,18 +214,13 @@ io_loop::lead_next::~lead_next() {
 // callers is that leader's to see (asked_meanwhile). Not for the caller about to lead it: it
 // sees this itself.
 void io_loop::kick_if_left_to_callers() noexcept {
-  if (leads_next && left_by == this)
-    return;
-  if (phase_ == phase::released && released_work_.load() == &callers_turn_)
+  if (!about_to_lead_here() && phase_ == phase::released
+      && released_work_.load() == &callers_turn_)
     hand_over_turn();
 }
 
-bool io_loop::leads_next_here() const noexcept {
-  return leads_next;
-}
-
-bool io_loop::left_here() const noexcept {
-  return left_by == this;
+bool io_loop::about_to_lead_here() const noexcept {
+  return leads_next && left_by == this;
 }
 
 // Asked of the loop since its last wait, by a leader that just left it to callers: a write
@@ -255,10 +250,6 @@ void io_loop::on_loop_thread(task fn) {
   for (auto& h : held)
     h();
   fn();
-}
-
-bool io_loop::caller_leads_here() const noexcept {
-  return leading_caller == this;
 }
 
 // The loop this thread left to callers is no longer its to give back.

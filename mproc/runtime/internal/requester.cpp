@@ -141,8 +141,8 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
   // On one CPU a reply read by the loop thread and handed over costs a third thread switch:
   // the caller leads the loop instead (io_loop.hpp). Not for a local actor's reply, which
   // the loop does not bring.
-  c.would_lead = loop_ && !more_than_one_cpu()
-                 && dynamic_cast<proxy*>(caf::actor_cast<caf::abstract_actor*>(dest)) != nullptr;
+  bool remote = dynamic_cast<proxy*>(caf::actor_cast<caf::abstract_actor*>(dest)) != nullptr;
+  c.would_lead = loop_ && !more_than_one_cpu() && remote;
   std::uint64_t id;
   {
     std::lock_guard guard{mtx_};
@@ -165,7 +165,7 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
   }
   bool in_time = c.would_lead && lead_until_answered(c, id, deadline)
                    ? c.ready.load(std::memory_order_acquire) == call::answered
-                   : wait_for(c, dest, id, deadline);
+                   : wait_for(c, dest, remote, id, deadline);
   if (!in_time && gave_up(id)) {
     latency_.timed_out(std::chrono::steady_clock::now() - sent);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
@@ -184,7 +184,7 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
 }
 
 // Spins, then sleeps, until the reply came (true) or the deadline passed (false).
-bool requester::wait_for(call& c, const caf::actor& dest, std::uint64_t id,
+bool requester::wait_for(call& c, const caf::actor& dest, bool remote, std::uint64_t id,
                          std::chrono::steady_clock::time_point deadline) {
   // The reply may come through this node's loop, or from an actor waiting behind this
   // thread's own turn of it: either way the loop must not wait for this thread.
@@ -195,8 +195,7 @@ bool requester::wait_for(call& c, const caf::actor& dest, std::uint64_t id,
   // the remote actor's end, and later calls would fail no_such_actor instead of with the
   // process's exit status. (A remote actor that drops a request leaves its caller to the
   // timeout, or to the end of its process.)
-  bool watched = c.ready.load(std::memory_order_acquire) != call::answered
-                 && dynamic_cast<proxy*>(caf::actor_cast<caf::abstract_actor*>(dest)) == nullptr;
+  bool watched = c.ready.load(std::memory_order_acquire) != call::answered && !remote;
   if (watched) {
     try {
       dest->attach(std::make_unique<receiver_watch>(ctrl(), id, &c));

@@ -88,7 +88,8 @@ private:
                 "a futex word must be a plain 32-bit word");
 
   void answer(call& c, caf::message reply) noexcept;
-  bool wait_for(call& c, const caf::actor& dest, std::uint64_t id,
+  // `remote`: `dest` is a proxy (of an actor in another process).
+  bool wait_for(call& c, const caf::actor& dest, bool remote, std::uint64_t id,
                 std::chrono::steady_clock::time_point deadline);
   bool lead_until_answered(call& c, std::uint64_t id,
                            std::chrono::steady_clock::time_point deadline);
