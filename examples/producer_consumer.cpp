@@ -370,7 +370,9 @@ bool wait_for_consumers(mproc::node& node, const caf::actor& tally, std::int32_t
 using restart_counts = std::map<std::string, std::int32_t>;  // by child id
 
 // A start_child that fails is the caller's to retry, as in OTP (a consumer killed while it
-// starts, say): once it runs, the supervisor restarts it. A minute of failures is a bug.
+// starts, say): once it runs, the supervisor restarts it. Not once the supervisor itself
+// ended (it gave up after a consumer started before died): the run then reports that.
+// A minute of failures is a bug.
 void start_consumer(mproc::supervisor& sup, const mproc::child_spec& spec) {
   auto give_up = clock_type::now() + 60s;
   for (;;) {
@@ -378,6 +380,8 @@ void start_consumer(mproc::supervisor& sup, const mproc::child_spec& spec) {
       sup.start_child(spec);
       return;
     } catch (const mproc::error& e) {
+      if (sup.wait(0ms))
+        return;
       if (clock_type::now() > give_up)
         throw;
       std::printf("%s failed to start (%s); starting it again\n", spec.id.c_str(), e.what());
