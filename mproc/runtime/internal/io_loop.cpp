@@ -110,7 +110,8 @@ std::uint64_t io_loop::add(int fd, std::uint32_t events, event_handler handler,
   ev.data.u64 = token;
   if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0)
     fail("epoll_ctl(add)");
-  handlers_.emplace(token, registration{std::move(handler), callers_may_run});
+  handlers_.emplace(token, registration{std::make_shared<const event_handler>(std::move(handler)),
+                                        callers_may_run});
   return token;
 }
 
@@ -245,11 +246,11 @@ void io_loop::dispatch(std::uint64_t token, std::uint32_t events) {
     [[maybe_unused]] auto r = ::read(wake_fd_, &count, sizeof count);
     return;
   }
-  // Copied: the handler may remove itself (closing a link) while it runs.
+  // Held: the handler may remove itself (closing a link) while it runs.
   auto h = handlers_.find(token);
   if (h != handlers_.end()) {
     auto handler = h->second.handler;
-    handler(events);
+    (*handler)(events);
   }
 }
 

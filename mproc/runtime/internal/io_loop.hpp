@@ -226,7 +226,9 @@ private:
   std::vector<task> loop_only_tasks_;  // on_loop_thread's, held back from callers
 
   struct registration {
-    event_handler handler;
+    // Shared, so that an event holds it while it runs (the handler may remove itself)
+    // without copying the function: a copy allocated once per event (perf probe on malloc).
+    std::shared_ptr<const event_handler> handler;
     bool callers_may_run;
   };
   std::unordered_map<std::uint64_t, registration> handlers_;

@@ -302,7 +302,8 @@ bool link::break_locked(int err, released& done, std::string why) {
   if (err == EPIPE || err == ECONNRESET)
     by_peer_ = true;
   for (auto& f : out_) {
-    done.push_back(std::move(f.keep));
+    if (f.keep)
+      done.push_back(std::move(f.keep));
     close_fds(f.fds);
   }
   out_.clear();
@@ -349,7 +350,8 @@ void link::pop_front_locked(released& done) {
   close_fds(out_.front().fds);  // only a dropped frame still has them
   out_bytes_ -= out_.front().size;
   backlog_.dropped(out_.front().weight);
-  done.push_back(std::move(out_.front().keep));
+  if (out_.front().keep)  // most frames keep nothing: no vector to grow for them
+    done.push_back(std::move(out_.front().keep));
   out_.pop_front();
   out_offset_ = 0;
 }

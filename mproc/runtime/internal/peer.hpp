@@ -23,6 +23,7 @@
 
 #include "mproc/runtime/internal/link.hpp"
 #include "mproc/runtime/internal/message_codec.hpp"
+#include "mproc/runtime/internal/spare_node.hpp"
 #include "mproc/runtime/internal/weak_ref.hpp"
 #include "mproc/serialization/envelope.hpp"
 
@@ -212,7 +213,9 @@ private:
   // This node's actors the peer monitors (its `monitor` frames): until each ends, or the
   // link fails, which detaches what is left (a peer's monitors must not outlive it).
   std::unordered_map<std::uint64_t, caf::weak_actor_ptr> monitored_;
-  std::unordered_map<request_key, pending_request, key_hash> requests_;
+  using request_map = std::unordered_map<request_key, pending_request, key_hash>;
+  request_map requests_;
+  spare_node<request_map> spare_request_;
   std::size_t requests_swept_at_ = 64;
   // Proxies of other peers' actors sent to this peer: nothing else may hold them, and the
   // peer must reach them for as long as the link lives.

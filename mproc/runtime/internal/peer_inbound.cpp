@@ -311,8 +311,8 @@ void peer::on_response(wire::response_env& e) {
     auto i = requests_.find({e.to.actor, e.request});
     if (i == requests_.end())
       return;  // the requester gave up long ago; CAF would drop the late reply too
-    pending = std::move(i->second);
-    requests_.erase(i);
+    pending = std::move(i->second);  // the node kept holds nothing then
+    spare_request_.take(requests_, i);
   }
   auto st = decoding();
   caf::message reply;

@@ -175,7 +175,7 @@ void peer::forward_request(proxy& via, wire::actor_ref to, wire::actor_ref from,
     if (failed_) {
       dead = fail_reason_;
     } else {
-      requests_.insert_or_assign(key, pending);  // before writing: the reply may beat us back
+      spare_request_.put(requests_, key, pending);  // before writing: the reply may beat us back
       sweep_requests_locked(swept);
     }
   }

@@ -77,7 +77,7 @@ void requester::enqueue(caf::mailbox_element_ptr what, caf::execution_unit*) {
     if (i == calls_.end())
       return;  // the caller gave up waiting
     c = i->second;
-    calls_.erase(i);  // from here on the call is ours to answer: its caller waits for it
+    spare_.take(calls_, i);  // from here on the call is ours to answer: its caller waits for it
   }
   answer(*c, std::move(reply));
 }
@@ -149,7 +149,7 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
     if (stopped_)
       return *stopped_;
     id = ++last_id_;
-    calls_.emplace(id, &c);
+    spare_.put(calls_, id, &c);
   }
   auto mid = caf::make_message_id(id);
   auto sent = std::chrono::steady_clock::now();
@@ -276,7 +276,7 @@ void requester::receiver_ended(std::uint64_t request_id, const caf::error& reaso
     if (i == calls_.end())
       return;  // answered, or the caller gave up
     c = i->second;
-    calls_.erase(i);
+    spare_.take(calls_, i);
   }
   answer(*c, std::move(failure));
 }

@@ -38,6 +38,7 @@
 #include <caf/message.hpp>
 #include <caf/monitorable_actor.hpp>
 
+#include "mproc/runtime/internal/spare_node.hpp"
 #include "mproc/runtime/spin.hpp"
 
 namespace mproc::detail {
@@ -99,7 +100,9 @@ private:
   bool gave_up(std::uint64_t request_id);
 
   std::mutex mtx_;
-  std::unordered_map<std::uint64_t, call*> calls_;  // by request id; each on its caller's stack
+  using call_map = std::unordered_map<std::uint64_t, call*>;
+  call_map calls_;  // by request id; each on its caller's stack
+  spare_node<call_map> spare_;
   std::uint64_t last_id_ = 0;
   std::optional<caf::error> stopped_;
   spin_gauge latency_;  // of recent round trips: the time the reply took, not the wake-up
