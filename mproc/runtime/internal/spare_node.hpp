@@ -22,7 +22,13 @@ public:
     }
     spare_.key() = std::forward<K>(key);
     spare_.mapped() = std::forward<V>(value);
-    auto result = map.insert(std::move(spare_));
+    typename Map::insert_return_type result;
+    try {
+      result = map.insert(std::move(spare_));  // a rehash may throw: the node stays spare
+    } catch (...) {
+      spare_.mapped() = {};  // what it holds (an actor reference) is not kept alive
+      throw;
+    }
     if (!result.inserted) {
       result.position->second = std::move(result.node.mapped());
       spare_ = std::move(result.node);
