@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <future>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -104,9 +105,9 @@ io_loop::clock::time_point in(io_loop::clock::duration d) {
 // caller that would lead), then leads it from this thread until `done`. The leader leaves
 // only while the other thread stands by, so this asks again until it is left.
 bool lead_once_left(io_loop& loop, const std::function<bool()>& done,
-                    io_loop::clock::time_point deadline) {
+                    io_loop::clock::time_point deadline, bool poll = false) {
   for (int i = 0; i < 2'000; ++i) {
-    if (loop.lead_for(done, deadline))
+    if (loop.lead_for(done, deadline, poll))
       return true;
     loop.post([&loop] { loop.leave_to_callers_after_batch(); });
     std::this_thread::sleep_for(1ms);  // polling for a state change, not ordering
@@ -206,6 +207,78 @@ TEST_CASE("a caller leading the loop returns at its deadline when nothing comes"
   CHECK(returned);
   CHECK(led.get());
   loop.stop();
+}
+
+TEST_CASE("a caller polling the loop sees an answer that comes without an event") {
+  // A reply may come from another thread (an ended receiver, the node's end) with nothing
+  // for epoll_wait to see: a caller that polls must notice it, as a spinning one would.
+  io_loop loop{std::chrono::hours{1}};  // no timers, no tick
+  start(loop);
+  std::atomic<bool> answered{false};
+  std::promise<void> leading;
+  bool asked = false;
+  auto led = std::async(std::launch::async, [&] {
+    return lead_once_left(loop, [&] {
+      if (!std::exchange(asked, true))
+        leading.set_value();  // asked first while it leads: it waits for events next
+      return answered.load();
+    }, in(1h), true);
+  });
+  REQUIRE(leading.get_future().wait_for(10s) == std::future_status::ready);
+  answered = true;
+  bool returned = led.wait_for(10s) == std::future_status::ready;
+  if (!returned)
+    loop.post([] {});  // wakes a caller stuck in epoll_wait, so the test can end
+  CHECK(returned);
+  CHECK(led.get());
+  CHECK(loop.lead_for([] { return true; }, in(1s)));  // answered: left to callers again
+  loop.stop();
+}
+
+TEST_CASE("a caller whose lead ends unanswered gives the loop back to its threads at once") {
+  io_loop loop{std::chrono::hours{1}};
+  start(loop);
+  watched_fd fd{loop};
+  REQUIRE(lead_once_left(loop, [] { return false; }, in(200ms), true));
+  fd.signal();  // this thread now sleeps until its answer: a loop thread must read it
+  auto by = fd.wait_handled();
+  CHECK(by != std::thread::id{});
+  CHECK(by != std::this_thread::get_id());
+}
+
+TEST_CASE("a thread that waits for the loop's threads takes a loop left to callers back") {
+  // A caller that does not lead (its replies came slowly), after a loop thread left the loop
+  // to callers as it answered the call before.
+  io_loop loop{std::chrono::hours{1}};
+  start(loop);
+  watched_fd fd{loop};
+  REQUIRE(lead_once_left(loop, [] { return true; }, in(10s)));
+  std::thread{[&] { io_loop::wanting_threads wanting{&loop}; }}.join();  // not the leaver
+  fd.signal();
+  CHECK(fd.wait_handled() != std::thread::id{});
+}
+
+TEST_CASE("a loop thread about to leave the loop to callers keeps it while a thread waits") {
+  // A loop thread answered a call whose caller would lead, while another thread sleeps until
+  // its own reply comes: that reply must not wait for the tick, after any number of leaves.
+  io_loop loop{std::chrono::hours{1}};
+  start(loop);
+  watched_fd fd{loop};
+  REQUIRE(lead_once_left(loop, [] { return true; }, in(10s)));
+  std::optional<io_loop::wanting_threads> wanting;
+  for (int leave = 0; leave < 2; ++leave) {
+    std::promise<void> asked;
+    loop.post([&] {  // takes the loop back: one loop thread leads, the other stands by
+      loop.leave_to_callers_after_batch();  // as when it hands a reply to a caller that would lead
+      if (!wanting)
+        wanting.emplace(&loop);  // before the loop is left: only a count can tell
+      asked.set_value();
+    });
+    REQUIRE(asked.get_future().wait_for(5s) == std::future_status::ready);
+  }
+  fd.signal();
+  CHECK(fd.wait_handled() != std::thread::id{});
+  wanting.reset();
 }
 
 TEST_CASE("a loop left to callers still stops") {

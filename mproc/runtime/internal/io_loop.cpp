@@ -169,6 +169,8 @@ void io_loop::wake() noexcept {
 }
 
 int io_loop::next_timeout_ms() {
+  if (caller_polls_)
+    return 0;
   auto due = timers_.empty() ? clock::time_point::max() : timers_.begin()->first.first;
   due = std::min(due, caller_deadline_);  // a caller leading returns at its own deadline
   if (due == clock::time_point::max())

@@ -114,8 +114,9 @@ void io_loop::release(batch_work* work) {
   watch_turn();
 }
 
-bool io_loop::lead_for(const std::function<bool()>& done, clock::time_point deadline) {
-  if (released_work_.load() != &callers_turn_)
+bool io_loop::lead_for(const std::function<bool()>& done, clock::time_point deadline,
+                       bool poll) {
+  if (!left_to_callers())
     return false;
   auto expected = phase::released;
   if (!phase_.compare_exchange_strong(expected, phase::leading))
@@ -128,6 +129,7 @@ bool io_loop::lead_for(const std::function<bool()>& done, clock::time_point dead
   std::lock_guard lead_guard{lead_mtx_};
   loop_thread_id_ = std::this_thread::get_id();
   caller_deadline_ = deadline;
+  caller_polls_ = poll;
   leading_caller = this;
   bool handed = false;
   try {
@@ -185,6 +187,7 @@ bool io_loop::caller_may_step() {
 void io_loop::leave_to_callers(bool again) noexcept {
   leading_caller = nullptr;
   caller_deadline_ = clock::time_point::max();
+  caller_polls_ = false;
   leave_after_batch_ = false;  // for another caller answered meanwhile: it is left now
   release(&callers_turn_);
   auto turn = turns_.load();
@@ -209,13 +212,33 @@ io_loop::lead_next::~lead_next() {
   leads_next = previous_;
 }
 
+io_loop::wanting_threads::wanting_threads(io_loop* loop) noexcept : loop_(loop) {
+  if (!loop_)
+    return;
+  // Counted before the check: a leader about to leave the loop to callers reads the count
+  // after it released the loop (asked_meanwhile); one of the two sees the other.
+  ++loop_->wanting_;
+  loop_->kick_if_left_to_callers();
+}
+
+io_loop::wanting_threads::~wanting_threads() {
+  if (loop_)
+    --loop_->wanting_;
+}
+
+bool io_loop::left_to_callers() const noexcept {
+  // Not once handed back: the standby is about to take it, and a caller leading it now
+  // would only hand it back again at once.
+  return phase_ == phase::released && released_work_.load() == &callers_turn_
+         && handed_turn_.load() != turns_.load();
+}
+
 // Something the loop must see came (a task posted, a write asked for) while the loop is left
 // to callers: take it back now. One that came while a leader was about to leave it to
 // callers is that leader's to see (asked_meanwhile). Not for the caller about to lead it: it
 // sees this itself.
 void io_loop::kick_if_left_to_callers() noexcept {
-  if (!about_to_lead_here() && phase_ == phase::released
-      && released_work_.load() == &callers_turn_)
+  if (!about_to_lead_here() && left_to_callers())
     hand_over_turn();
 }
 
@@ -226,9 +249,10 @@ bool io_loop::about_to_lead_here() const noexcept {
 // Asked of the loop since its last wait, by a leader that just left it to callers: a write
 // (needs_kick_, set after its epoll_ctl and read here after phase_ was written; the writer
 // reads phase_ after setting it: one of the two sees the other) or a task (in the list: the
-// same with the list's lock).
+// same with the list's lock); or a thread sleeps until the loop's threads bring it
+// something (wanting_threads).
 bool io_loop::asked_meanwhile() {
-  if (needs_kick_.exchange(false))
+  if (needs_kick_.exchange(false) || wanting_ > 0)
     return true;
   std::lock_guard guard{tasks_mtx_};
   return !tasks_.empty() || !loop_only_tasks_.empty();

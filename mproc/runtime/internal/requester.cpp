@@ -88,8 +88,11 @@ void requester::enqueue(caf::mailbox_element_ptr what, caf::execution_unit*) {
 // word change by itself, and a system call costs a world switch on this VM.
 void requester::answer(call& c, caf::message reply) noexcept {
   // A caller that would lead and does not now: the loop thread answering leaves it the loop.
-  if (c.would_lead && c.ready.load(std::memory_order_acquire) != call::leading
-      && loop_->in_loop())
+  // Not, with more than one CPU, to one that sleeps: its reply came after its spin, and its
+  // next call will not lead.
+  auto state = c.ready.load(std::memory_order_acquire);
+  if (c.would_lead && state != call::leading
+      && (state != call::sleeping || !more_than_one_cpu()) && loop_->in_loop())
     loop_->leave_to_callers_after_batch();
   c.reply = std::move(reply);
   c.replied = std::chrono::steady_clock::now();
@@ -100,8 +103,8 @@ void requester::answer(call& c, caf::message reply) noexcept {
   auto before = c.ready.exchange(call::answered, std::memory_order_acq_rel);
   if (before == call::sleeping)
     ::syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
-  // A caller leading the loop waits in epoll_wait: a task posted wakes it. (A stray task,
-  // should that caller have stopped leading meanwhile, costs a wake-up, no more.)
+  // A caller leading the loop may wait in epoll_wait (one CPU): a task posted wakes it. (A
+  // stray task, should that caller have stopped leading meanwhile, costs a wake-up, no more.)
   else if (before == call::leading && !loop_->in_loop())
     loop_->post([] {});
 }
@@ -138,11 +141,12 @@ bool requester::sleep_for(call& c, std::chrono::steady_clock::time_point deadlin
 caf::expected<caf::message> requester::request(const caf::actor& dest, caf::message msg,
                                                std::chrono::nanoseconds timeout) {
   call c;
-  // On one CPU a reply read by the loop thread and handed over costs a third thread switch:
-  // the caller leads the loop instead (io_loop.hpp). Not for a local actor's reply, which
-  // the loop does not bring.
+  // A reply read by a loop thread and handed over costs a third thread switch, on one CPU,
+  // and with more the loop thread wakes on the CPU of the process that replied, behind it:
+  // the caller leads the loop instead (io_loop.hpp), with more than one CPU only while it
+  // would spin. Not for a local actor's reply, which the loop does not bring.
   bool remote = dynamic_cast<proxy*>(caf::actor_cast<caf::abstract_actor*>(dest)) != nullptr;
-  c.would_lead = loop_ && !more_than_one_cpu() && remote;
+  c.would_lead = loop_ && remote && (!more_than_one_cpu() || latency_.fast_lately());
   std::uint64_t id;
   {
     std::lock_guard guard{mtx_};
@@ -153,9 +157,9 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
   }
   auto mid = caf::make_message_id(id);
   auto sent = std::chrono::steady_clock::now();
-  auto deadline = deadline_after(sent, timeout);
+  c.deadline = deadline_after(sent, timeout);
   try {
-    link::write_deadline bounded{deadline};  // a link to a process that stopped reading
+    link::write_deadline bounded{c.deadline};  // a link to a process that stopped reading
     io_loop::lead_next soon{c.would_lead};
     dest->enqueue(caf::make_mailbox_element(ctrl(), mid, {}, std::move(msg)), nullptr);
   } catch (...) {
@@ -163,9 +167,10 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
       sleep_for(c, std::chrono::steady_clock::time_point::max());
     throw;
   }
-  bool in_time = c.would_lead && lead_until_answered(c, id, deadline)
+  c.busy_until = std::min(c.deadline, std::chrono::steady_clock::now() + spin_gauge::limit);
+  bool in_time = (c.would_lead && lead_until_answered(c, id))
                    ? c.ready.load(std::memory_order_acquire) == call::answered
-                   : wait_for(c, dest, remote, id, deadline);
+                   : wait_for(c, dest, remote, id);
   if (!in_time && gave_up(id)) {
     latency_.timed_out(std::chrono::steady_clock::now() - sent);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
@@ -184,18 +189,23 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
 }
 
 // Spins, then sleeps, until the reply came (true) or the deadline passed (false).
-bool requester::wait_for(call& c, const caf::actor& dest, bool remote, std::uint64_t id,
-                         std::chrono::steady_clock::time_point deadline) {
+bool requester::wait_for(call& c, const caf::actor& dest, bool remote, std::uint64_t id) {
   // The reply may come through this node's loop, or from an actor waiting behind this
   // thread's own turn of it: either way the loop must not wait for this thread.
   io_loop::will_block();
-  spin_for(c, deadline);
+  busy_wait(c, id);
+  // A loop thread that answered a call before left the loop to callers, or is about to,
+  // and this caller sleeps: without this its reply waited for the standby's tick, 4-8 ms
+  // (a call after a slow reply does not lead). Not on one CPU, where every such call leads:
+  // there the loop must stay left to callers for the next one.
+  bool sleeps = c.ready.load(std::memory_order_acquire) != call::answered;
+  io_loop::wanting_threads wanting{remote && sleeps && more_than_one_cpu() ? loop_ : nullptr};
   // Watched only by a caller about to sleep: a spinning one is answered within microseconds,
   // and the watch costs the receiver's lock twice. Not a proxy: a watch would make it follow
   // the remote actor's end, and later calls would fail no_such_actor instead of with the
   // process's exit status. (A remote actor that drops a request leaves its caller to the
   // timeout, or to the end of its process.)
-  bool watched = c.ready.load(std::memory_order_acquire) != call::answered && !remote;
+  bool watched = sleeps && !remote;
   if (watched) {
     try {
       dest->attach(std::make_unique<receiver_watch>(ctrl(), id, &c));
@@ -203,7 +213,7 @@ bool requester::wait_for(call& c, const caf::actor& dest, bool remote, std::uint
       watched = false;  // no memory: the timeout still ends the wait
     }
   }
-  bool in_time = sleep_for(c, deadline);
+  bool in_time = sleep_for(c, c.deadline);
   if (watched)
     dest->detach(caf::attachable::token{receiver_watch::token_type, &c});
   return in_time;
@@ -211,9 +221,9 @@ bool requester::wait_for(call& c, const caf::actor& dest, bool remote, std::uint
 
 // Leads the loop while the reply comes, if the loop is left to callers. True when that
 // settled the wait (answered, or the deadline passed); false when the caller must wait as
-// others do (the loop is not left to callers, or it ended meanwhile).
-bool requester::lead_until_answered(call& c, std::uint64_t id,
-                                    std::chrono::steady_clock::time_point deadline) {
+// others do (the loop is not left to callers, or it ended meanwhile, or a caller with more
+// than one CPU polled it as long as it would spin).
+bool requester::lead_until_answered(call& c, std::uint64_t id) {
   auto answered = [&] { return c.ready.load(std::memory_order_acquire) == call::answered; };
   auto back_to_pending = [&] {  // fails only once answered
     auto state = call::leading;
@@ -224,7 +234,10 @@ bool requester::lead_until_answered(call& c, std::uint64_t id,
     return true;  // answered already
   bool led;
   try {
-    led = loop_->lead_for(answered, deadline);
+    // With one CPU the caller waits in epoll_wait: nothing else would run on it meanwhile.
+    // With more, a wait there is a sleep and a wake-up, what the spin is for: it polls.
+    bool poll = more_than_one_cpu();
+    led = loop_->lead_for(answered, poll ? c.busy_until : c.deadline, poll);
   } catch (...) {
     back_to_pending();
     if (!gave_up(id))  // `c` is about to go: a reply being handed over must be done with it
@@ -237,7 +250,7 @@ bool requester::lead_until_answered(call& c, std::uint64_t id,
   // Another call sleeps: its reply must not wait until this caller comes back.
   if (others_wait())
     io_loop::will_block();
-  return answered() || std::chrono::steady_clock::now() >= deadline;
+  return answered() || std::chrono::steady_clock::now() >= c.deadline;
 }
 
 bool requester::others_wait() {
@@ -245,11 +258,22 @@ bool requester::others_wait() {
   return !calls_.empty();
 }
 
-// Returns when the reply came or spinning no longer pays; the caller then sleeps if need be.
-void requester::spin_for(const call& c, std::chrono::steady_clock::time_point deadline) {
-  if (latency_.worth_spinning())
-    spin_until([&] { return c.ready.load(std::memory_order_acquire) == call::answered; },
-               deadline, 64);
+// While replies come fast, until this one came or busy_until: spins on the call's word,
+// and a caller that would lead leads the loop whenever it is left to callers (the loop thread
+// that answered the call before leaves it after its batch, maybe after this call was sent).
+// The caller then sleeps if need be.
+void requester::busy_wait(call& c, std::uint64_t id) {
+  if (!latency_.worth_spinning())
+    return;
+  auto answered = [&] { return c.ready.load(std::memory_order_acquire) == call::answered; };
+  bool may_lead = c.would_lead && loop_;
+  auto lead_now = [&] { return may_lead && loop_->left_to_callers(); };
+  while (std::chrono::steady_clock::now() < c.busy_until) {
+    if (!spin_until([&] { return answered() || lead_now(); }, c.busy_until, 64))
+      return;
+    if (answered() || lead_until_answered(c, id))
+      return;
+  }
 }
 
 void requester::receiver_ended(std::uint64_t request_id, const caf::error& reason) {

@@ -8,7 +8,8 @@
 // wakes the waiting caller directly. The receiving process sees one sender and keeps one
 // proxy for it.
 //
-// A caller spins for up to `spin_gauge::limit` before it sleeps, while replies come that fast. Here
+// A caller busy-waits (spins, or polls the loop: below) for up to `spin_gauge::limit` after
+// its request went, then sleeps, while replies come that fast. Here
 // (2 vCPUs) a local round trip takes 20-40 µs and waking a sleeping caller adds ~15 µs to it
 // (pingpong p50 41 -> 24 µs). The limit, 100 µs, also covers a round trip over TCP with TLS
 // on this host (45-65 µs; with 50 µs such callers slept on every call: tcp_pingpong p50
@@ -17,9 +18,10 @@
 // spins with one CPU to run on (the spin would hold up the reply), nor after a reply that
 // took longer than the limit until a streak of fast ones (spin_gauge: an actor that works
 // for a while before it answers, or more callers than CPUs).
-// With one CPU to run on, a caller whose reply comes through the loop leads the loop itself
-// while it waits instead of sleeping, when the loop is left to callers (io_loop::lead_for):
-// the reply then wakes no third thread.
+// A caller whose reply comes through the loop leads the loop itself while it waits, when
+// the loop is left to callers (io_loop::lead_for): the reply then wakes no third thread.
+// With one CPU it waits there instead of sleeping; with more only while it would spin, and
+// polling.
 // It sleeps on a futex word in its call, which the thread bringing the reply sets and wakes
 // outside the requester's lock: woken under the lock, the caller went straight back to
 // sleep on it (two wake-ups per reply). The word says whether the caller sleeps: a reply
@@ -60,7 +62,7 @@ public:
   // Fails every waiting call with `why`, refuses new ones, and ends the actor (node
   // shutdown).
   void stop(caf::error why);
-  // The node's loop, which a caller on one CPU leads while it waits (io_loop::lead_for).
+  // The node's loop, which a caller leads while it waits (io_loop::lead_for).
   void use_loop(io_loop* loop) { loop_ = loop; }
 
   // Fails the call waiting for `request_id`, if one still does: its receiver ended before
@@ -79,9 +81,12 @@ private:
     static constexpr std::uint32_t pending = 0, answered = 1, sleeping = 2, leading = 3;
     std::atomic<std::uint32_t> ready{pending};
     std::chrono::steady_clock::time_point replied;  // when the reply came (not when seen)
-    // Its caller would lead the loop (one CPU, a reply through the loop): the loop thread
-    // answering it leaves the loop to callers after its batch. Set before the request goes.
+    // Its caller would lead the loop (a reply through the loop, and one CPU or replies that
+    // come fast): the loop thread answering it leaves the loop to callers after its batch.
+    // Set before the request goes.
     bool would_lead = false;
+    std::chrono::steady_clock::time_point deadline;    // it gives up
+    std::chrono::steady_clock::time_point busy_until;  // it stops spinning or polling
   };
 
   static_assert(std::atomic<std::uint32_t>::is_always_lock_free
@@ -90,12 +95,10 @@ private:
 
   void answer(call& c, caf::message reply) noexcept;
   // `remote`: `dest` is a proxy (of an actor in another process).
-  bool wait_for(call& c, const caf::actor& dest, bool remote, std::uint64_t id,
-                std::chrono::steady_clock::time_point deadline);
-  bool lead_until_answered(call& c, std::uint64_t id,
-                           std::chrono::steady_clock::time_point deadline);
+  bool wait_for(call& c, const caf::actor& dest, bool remote, std::uint64_t id);
+  bool lead_until_answered(call& c, std::uint64_t id);
   bool others_wait();
-  void spin_for(const call& c, std::chrono::steady_clock::time_point deadline);
+  void busy_wait(call& c, std::uint64_t id);
   static bool sleep_for(call& c, std::chrono::steady_clock::time_point deadline);
   bool gave_up(std::uint64_t request_id);
 
