@@ -281,6 +281,25 @@ TEST_CASE("a loop thread about to leave the loop to callers keeps it while a thr
   wanting.reset();
 }
 
+TEST_CASE("a caller a loop thread left the loop to gives it back when it blocks") {
+  // Answered by a loop thread that then left it the loop, it waits for something else (a
+  // join): that must not wait for the tick.
+  io_loop loop{std::chrono::hours{1}};
+  start(loop);
+  watched_fd fd{loop};
+  REQUIRE(lead_once_left(loop, [] { return true; }, in(10s)));
+  std::promise<void> answered;
+  loop.post([&] {  // takes the loop back: one loop thread leads, the other stands by
+    loop.leave_to_callers_after_batch();  // as when it hands this thread its reply
+    answered.set_value();
+  });
+  REQUIRE(answered.get_future().wait_for(5s) == std::future_status::ready);
+  loop.left_for_this_thread();  // as node::request does, answered so
+  io_loop::will_block();        // as every blocking call of mproc says before it waits
+  fd.signal();
+  CHECK(fd.wait_handled() != std::thread::id{});
+}
+
 TEST_CASE("a loop left to callers still stops") {
   io_loop loop{std::chrono::hours{1}};
   start(loop);

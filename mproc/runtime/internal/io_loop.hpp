@@ -123,6 +123,7 @@ public:
   // While one lives, this thread is about to lead the loop it left to callers (a caller
   // sending its next request): what it asks of the loop meanwhile (a write left to the loop)
   // waits for its lead instead of taking the loop back. will_block() still hands it back.
+  // It ends what left_for_this_thread() began.
   class lead_next {
   public:
     explicit lead_next(bool soon) noexcept;
@@ -158,6 +159,10 @@ public:
   // Loop thread, handing something to a caller that would lead next: the loop is left to
   // callers after this batch, if a thread stands by to take it back.
   void leave_to_callers_after_batch() noexcept { leave_after_batch_ = true; }
+  // That caller, once answered: until it sends its next request, will_block() from it hands
+  // the loop back (a join, a lock), as from a caller that left the loop itself. Else what
+  // it waits for would wait for the standby's tick.
+  void left_for_this_thread() noexcept;
 
   // One read buffer for every link: only the loop thread reads.
   char* read_buffer() { return read_buffer_.get(); }

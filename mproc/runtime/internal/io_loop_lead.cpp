@@ -26,6 +26,8 @@ thread_local io_loop* turn_of = nullptr;
 // The loop this thread, a caller, left to callers, and the turn that was.
 thread_local io_loop* left_by = nullptr;
 thread_local std::uint64_t left_turn = 0;
+// left_turn of a loop a loop thread leaves to callers for this thread (left_for_this_thread).
+constexpr std::uint64_t any_turn = ~std::uint64_t{0};
 thread_local bool leads_next = false;  // see io_loop::lead_next
 // The loop this thread, a caller, leads now.
 thread_local io_loop* leading_caller = nullptr;
@@ -206,10 +208,19 @@ void io_loop::leave_to_callers(bool again) noexcept {
 
 io_loop::lead_next::lead_next(bool soon) noexcept : previous_(leads_next) {
   leads_next = soon;
+  // What a loop thread left to this thread was for the time between its calls.
+  if (left_turn == any_turn)
+    left_by = nullptr;
 }
 
 io_loop::lead_next::~lead_next() {
   leads_next = previous_;
+}
+
+void io_loop::left_for_this_thread() noexcept {
+  std::lock_guard guard{live_loops_mtx()};
+  left_by = this;
+  left_turn = any_turn;
 }
 
 io_loop::wanting_threads::wanting_threads(io_loop* loop) noexcept : loop_(loop) {
@@ -336,8 +347,17 @@ void io_loop::will_block() noexcept {
     return;
   std::lock_guard guard{live_loops_mtx()};
   auto* loop = std::exchange(left_by, nullptr);
-  if (live_loops().count(loop) != 0 && loop->turns_ == left_turn)
-    loop->hand_over_turn();
+  if (live_loops().count(loop) == 0)
+    return;
+  if (left_turn != any_turn) {
+    if (loop->turns_ == left_turn)
+      loop->hand_over_turn();
+    return;
+  }
+  // Left by a loop thread, maybe not yet (it finishes its batch first): the flag makes it
+  // hand the loop back as it leaves, as for a write (modify).
+  loop->needs_kick_ = true;
+  loop->kick_if_left_to_callers();
 }
 
 // The tick comes now. (Should the standby's idle disarm come between, it sees the turn

@@ -92,8 +92,10 @@ void requester::answer(call& c, caf::message reply) noexcept {
   // next call will not lead.
   auto state = c.ready.load(std::memory_order_acquire);
   if (c.would_lead && state != call::leading
-      && (state != call::sleeping || !more_than_one_cpu()) && loop_->in_loop())
+      && (state != call::sleeping || !more_than_one_cpu()) && loop_->in_loop()) {
     loop_->leave_to_callers_after_batch();
+    c.loop_left = true;  // before the answer: `c` may be gone after it
+  }
   c.reply = std::move(reply);
   c.replied = std::chrono::steady_clock::now();
   // `c` may be gone once the word says answered (its caller saw it while spinning): the
@@ -177,6 +179,8 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
     return make_error(errc::timeout, "no reply within " + std::to_string(ms) + " ms");
   }
   sleep_for(c, std::chrono::steady_clock::time_point::max());  // answered as the time ran out
+  if (c.loop_left)
+    loop_->left_for_this_thread();
   latency_.observe(c.replied - sent);  // the answer's own time, whether this thread slept or not
   auto& reply = *c.reply;
   if (reply.match_elements<caf::error>()) {

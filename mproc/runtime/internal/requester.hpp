@@ -85,6 +85,7 @@ private:
     // come fast): the loop thread answering it leaves the loop to callers after its batch.
     // Set before the request goes.
     bool would_lead = false;
+    bool loop_left = false;  // the loop thread answering it leaves the loop to callers
     std::chrono::steady_clock::time_point deadline;    // it gives up
     std::chrono::steady_clock::time_point busy_until;  // it stops spinning or polling
   };
