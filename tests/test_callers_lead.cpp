@@ -300,6 +300,27 @@ TEST_CASE("a caller a loop thread left the loop to gives it back when it blocks"
   CHECK(fd.wait_handled() != std::thread::id{});
 }
 
+TEST_CASE("a caller a loop thread is about to leave the loop to gives it back when it blocks") {
+  // The loop thread is still in the batch that answered this thread when it blocks.
+  io_loop loop{std::chrono::hours{1}};
+  start(loop);
+  watched_fd fd{loop};
+  REQUIRE(lead_once_left(loop, [] { return true; }, in(10s)));
+  std::promise<void> answered;
+  std::promise<void> blocked;
+  loop.post([&] {
+    loop.leave_to_callers_after_batch();
+    answered.set_value();
+    blocked.get_future().wait_for(5s);  // the batch ends once this thread blocked
+  });
+  REQUIRE(answered.get_future().wait_for(5s) == std::future_status::ready);
+  loop.left_for_this_thread();
+  io_loop::will_block();
+  blocked.set_value();
+  fd.signal();
+  CHECK(fd.wait_handled() != std::thread::id{});
+}
+
 TEST_CASE("a loop left to callers still stops") {
   io_loop loop{std::chrono::hours{1}};
   start(loop);

@@ -26,8 +26,8 @@ thread_local io_loop* turn_of = nullptr;
 // The loop this thread, a caller, left to callers, and the turn that was.
 thread_local io_loop* left_by = nullptr;
 thread_local std::uint64_t left_turn = 0;
-// left_turn of a loop a loop thread leaves to callers for this thread (left_for_this_thread).
-constexpr std::uint64_t any_turn = ~std::uint64_t{0};
+// Left by a loop thread for this thread (left_for_this_thread), at left_turn or the next.
+thread_local bool left_for_me = false;
 thread_local bool leads_next = false;  // see io_loop::lead_next
 // The loop this thread, a caller, leads now.
 thread_local io_loop* leading_caller = nullptr;
@@ -204,12 +204,14 @@ void io_loop::leave_to_callers(bool again) noexcept {
   std::lock_guard guard{live_loops_mtx()};
   left_by = this;
   left_turn = turn;
+  left_for_me = false;
 }
 
 io_loop::lead_next::lead_next(bool soon) noexcept : previous_(leads_next) {
   leads_next = soon;
-  // What a loop thread left to this thread was for the time between its calls.
-  if (left_turn == any_turn)
+  // What a loop thread left to this thread was for the time between its calls; a request
+  // that will not lead hands it back as it waits (will_block).
+  if (soon && left_for_me)
     left_by = nullptr;
 }
 
@@ -220,7 +222,9 @@ io_loop::lead_next::~lead_next() {
 void io_loop::left_for_this_thread() noexcept {
   std::lock_guard guard{live_loops_mtx()};
   left_by = this;
-  left_turn = any_turn;
+  // The loop thread leaves at the end of its batch, maybe not yet: this turn or the next.
+  left_turn = turns_.load();
+  left_for_me = true;
 }
 
 io_loop::wanting_threads::wanting_threads(io_loop* loop) noexcept : loop_(loop) {
@@ -349,11 +353,13 @@ void io_loop::will_block() noexcept {
   auto* loop = std::exchange(left_by, nullptr);
   if (live_loops().count(loop) == 0)
     return;
-  if (left_turn != any_turn) {
+  if (!left_for_me) {
     if (loop->turns_ == left_turn)
       loop->hand_over_turn();
     return;
   }
+  if (loop->turns_ - left_turn > 1)
+    return;  // taken back since, and left again for someone else
   // Left by a loop thread, maybe not yet (it finishes its batch first): the flag makes it
   // hand the loop back as it leaves, as for a write (modify).
   loop->needs_kick_ = true;
