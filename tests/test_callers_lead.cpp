@@ -119,6 +119,16 @@ void start(io_loop& loop) {
   loop.start([] { return std::make_unique<no_work>(); });
 }
 
+// A loop with no tick (only what the test does takes it back), an eventfd in it, and the
+// loop left to callers by this thread.
+struct left_to_callers {
+  left_to_callers() { REQUIRE(lead_once_left(loop, [] { return true; }, in(10s))); }
+
+  io_loop loop{std::chrono::hours{1}};
+  bool started = (start(loop), true);
+  watched_fd fd{loop};
+};
+
 } // namespace
 
 TEST_CASE("a caller leads a loop left to callers: what comes meanwhile runs on its thread") {
@@ -176,20 +186,14 @@ TEST_CASE("a task posted to a loop left to callers takes it back at once") {
   loop.stop();
 }
 
-TEST_CASE("a write waiting for a loop left to callers takes it back at once") {
-  io_loop loop{std::chrono::hours{1}};
-  start(loop);
-  watched_fd fd{loop};
-  REQUIRE(lead_once_left(loop, [] { return true; }, in(10s)));
+TEST_CASE_METHOD(left_to_callers,
+                 "a write waiting for a loop left to callers takes it back at once") {
   fd.want_write();
   CHECK(fd.wait_handled() != std::thread::id{});
 }
 
-TEST_CASE("a caller that left the loop and will block gives it back at once") {
-  io_loop loop{std::chrono::hours{1}};
-  start(loop);
-  watched_fd fd{loop};
-  REQUIRE(lead_once_left(loop, [] { return true; }, in(10s)));
+TEST_CASE_METHOD(left_to_callers,
+                 "a caller that left the loop and will block gives it back at once") {
   io_loop::will_block();  // as every blocking call of mproc says before it waits
   fd.signal();
   CHECK(fd.wait_handled() != std::thread::id{});
@@ -246,25 +250,19 @@ TEST_CASE("a caller whose lead ends unanswered gives the loop back to its thread
   CHECK(by != std::this_thread::get_id());
 }
 
-TEST_CASE("a thread that waits for the loop's threads takes a loop left to callers back") {
+TEST_CASE_METHOD(left_to_callers,
+                 "a thread that waits for the loop's threads takes a loop left to callers back") {
   // A caller that does not lead (its replies came slowly), after a loop thread left the loop
   // to callers as it answered the call before.
-  io_loop loop{std::chrono::hours{1}};
-  start(loop);
-  watched_fd fd{loop};
-  REQUIRE(lead_once_left(loop, [] { return true; }, in(10s)));
   std::thread{[&] { io_loop::wanting_threads wanting{&loop}; }}.join();  // not the leaver
   fd.signal();
   CHECK(fd.wait_handled() != std::thread::id{});
 }
 
-TEST_CASE("a loop thread about to leave the loop to callers keeps it while a thread waits") {
+TEST_CASE_METHOD(left_to_callers,
+                 "a loop thread about to leave the loop to callers keeps it while a thread waits") {
   // A loop thread answered a call whose caller would lead, while another thread sleeps until
   // its own reply comes: that reply must not wait for the tick, after any number of leaves.
-  io_loop loop{std::chrono::hours{1}};
-  start(loop);
-  watched_fd fd{loop};
-  REQUIRE(lead_once_left(loop, [] { return true; }, in(10s)));
   std::optional<io_loop::wanting_threads> wanting;
   for (int leave = 0; leave < 2; ++leave) {
     std::promise<void> asked;
@@ -281,13 +279,10 @@ TEST_CASE("a loop thread about to leave the loop to callers keeps it while a thr
   wanting.reset();
 }
 
-TEST_CASE("a caller a loop thread left the loop to gives it back when it blocks") {
+TEST_CASE_METHOD(left_to_callers,
+                 "a caller a loop thread left the loop to gives it back when it blocks") {
   // Answered by a loop thread that then left it the loop, it waits for something else (a
   // join): that must not wait for the tick.
-  io_loop loop{std::chrono::hours{1}};
-  start(loop);
-  watched_fd fd{loop};
-  REQUIRE(lead_once_left(loop, [] { return true; }, in(10s)));
   std::promise<void> answered;
   loop.post([&] {  // takes the loop back: one loop thread leads, the other stands by
     loop.leave_to_callers_after_batch();  // as when it hands this thread its reply
@@ -300,12 +295,9 @@ TEST_CASE("a caller a loop thread left the loop to gives it back when it blocks"
   CHECK(fd.wait_handled() != std::thread::id{});
 }
 
-TEST_CASE("a caller a loop thread is about to leave the loop to gives it back when it blocks") {
+TEST_CASE_METHOD(left_to_callers,
+                 "a caller gives back a loop that a loop thread leaves it only after it blocked") {
   // The loop thread is still in the batch that answered this thread when it blocks.
-  io_loop loop{std::chrono::hours{1}};
-  start(loop);
-  watched_fd fd{loop};
-  REQUIRE(lead_once_left(loop, [] { return true; }, in(10s)));
   std::promise<void> answered;
   std::promise<void> blocked;
   loop.post([&] {
