@@ -170,9 +170,8 @@ caf::expected<caf::message> requester::request(const caf::actor& dest, caf::mess
     throw;
   }
   c.busy_until = std::min(c.deadline, std::chrono::steady_clock::now() + spin_gauge::limit);
-  bool in_time = (c.would_lead && lead_until_answered(c, id))
-                   ? c.ready.load(std::memory_order_acquire) == call::answered
-                   : wait_for(c, dest, remote, id);
+  bool in_time = (c.would_lead && lead_until_answered(c, id)) ? c.done()
+                                                              : wait_for(c, dest, remote, id);
   if (!in_time && gave_up(id)) {
     latency_.timed_out(std::chrono::steady_clock::now() - sent);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
@@ -202,7 +201,7 @@ bool requester::wait_for(call& c, const caf::actor& dest, bool remote, std::uint
   // and this caller sleeps: without this its reply waited for the standby's tick, 4-8 ms
   // (a call after a slow reply does not lead). Not on one CPU, where every such call leads:
   // there the loop must stay left to callers for the next one.
-  bool sleeps = c.ready.load(std::memory_order_acquire) != call::answered;
+  bool sleeps = !c.done();
   io_loop::wanting_threads wanting{remote && sleeps && more_than_one_cpu() ? loop_ : nullptr};
   // Watched only by a caller about to sleep: a spinning one is answered within microseconds,
   // and the watch costs the receiver's lock twice. Not a proxy: a watch would make it follow
@@ -228,7 +227,7 @@ bool requester::wait_for(call& c, const caf::actor& dest, bool remote, std::uint
 // others do (the loop is not left to callers, or it ended meanwhile, or a caller with more
 // than one CPU polled it as long as it would spin).
 bool requester::lead_until_answered(call& c, std::uint64_t id) {
-  auto answered = [&] { return c.ready.load(std::memory_order_acquire) == call::answered; };
+  auto answered = [&] { return c.done(); };
   auto back_to_pending = [&] {  // fails only once answered
     auto state = call::leading;
     c.ready.compare_exchange_strong(state, call::pending, std::memory_order_acq_rel);
@@ -269,13 +268,12 @@ bool requester::others_wait() {
 void requester::busy_wait(call& c, std::uint64_t id) {
   if (!latency_.worth_spinning())
     return;
-  auto answered = [&] { return c.ready.load(std::memory_order_acquire) == call::answered; };
   bool may_lead = c.would_lead && loop_;
   auto lead_now = [&] { return may_lead && loop_->left_to_callers(); };
   while (std::chrono::steady_clock::now() < c.busy_until) {
-    if (!spin_until([&] { return answered() || lead_now(); }, c.busy_until, 64))
+    if (!spin_until([&] { return c.done() || lead_now(); }, c.busy_until, 64))
       return;
-    if (answered() || lead_until_answered(c, id))
+    if (c.done() || lead_until_answered(c, id))
       return;
   }
 }

@@ -80,6 +80,7 @@ private:
     // it there (in one word: the caller's move and the answer's see each other).
     static constexpr std::uint32_t pending = 0, answered = 1, sleeping = 2, leading = 3;
     std::atomic<std::uint32_t> ready{pending};
+    bool done() const noexcept { return ready.load(std::memory_order_acquire) == answered; }
     std::chrono::steady_clock::time_point replied;  // when the reply came (not when seen)
     // Its caller would lead the loop (a reply through the loop, and one CPU or replies that
     // come fast): the loop thread answering it leaves the loop to callers after its batch.
