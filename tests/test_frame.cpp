@@ -89,6 +89,31 @@ TEST_CASE("byte-by-byte feeding yields the same frames") {
   CHECK(feed_all(d, stream, 1) == std::vector<std::string>{"one", "", "three"});
 }
 
+TEST_CASE("a feed stopped at a frame leaves the bytes after it unconsumed, wherever the stream was split") {
+  // "stop" says the stream goes on elsewhere: what follows it is not this decoder's.
+  std::string stream = frame("a") + frame("stop") + frame("") + frame("after");
+  auto stop_end = frame("a").size() + frame("stop").size();
+  for (std::size_t split = 1; split < stream.size(); ++split) {
+    frame_decoder d;
+    std::vector<std::string> got;
+    std::size_t consumed = 0;
+    auto sink = [&](std::string_view p) {
+      got.emplace_back(p);
+      if (p == "stop")
+        d.stop_after_frame();
+    };
+    for (auto [at, n] : {std::pair{std::size_t{0}, split}, std::pair{split, stream.size() - split}}) {
+      if (!got.empty() && got.back() == "stop")
+        break;
+      REQUIRE(d.feed(stream.data() + at, n, sink));
+      consumed = at + n - d.unconsumed();
+    }
+    REQUIRE(got == std::vector<std::string>{"a", "stop"});
+    CHECK(consumed == stop_end);
+    CHECK(d.pending_payload() == 0);
+  }
+}
+
 TEST_CASE("a 4 GiB length header is rejected without allocating") {
   frame_decoder d{64u << 20};
   largest_allocation = 0;

@@ -152,9 +152,13 @@ TEST_CASE("a root's snapshot shows its processes, their children, and what each 
   CHECK(text(m, "target") == "parent_of_one");
   CHECK(text(m, "state") == "running");
   CHECK(number(*m.find("link"), "frames_in") > 0);
+  // Its link went into shared memory (node_options::shared_memory_links), and so did its own
+  // link to its parent, as the child sees it.
+  CHECK(*m.find("link")->find("shared_memory") == value{true});
   const value& sub = *m.find("node");
   CHECK(text(sub, "role") == "child");
   CHECK(number(sub, "pid") == middle.pid());
+  CHECK(*sub.find("parent_link")->find("shared_memory") == value{true});
   auto g = entry(sub, "children", "pid", grandchild);
   REQUIRE(g.type() == value::kind::map);
   CHECK(text(g, "name") == "grandchild");

@@ -1,4 +1,5 @@
-// Links: frames over a real socketpair, driven by a real I/O loop.
+// Links: frames over a real socketpair, driven by a real I/O loop; each case runs with the
+// byte stream in the socket and in shared memory (link::offer_ring).
 #include "mproc/runtime/internal/link.hpp"
 
 #include <sys/socket.h>
@@ -27,7 +28,8 @@ mproc::wire::buffer frame_of(const std::string& payload) {
   return buf;
 }
 
-// Two links over one socketpair, each end collecting what it receives.
+// Two links over one socketpair, each end collecting what it receives; with
+// `shared_memory`, both directions switched to a ring pair before the case begins.
 struct pair_of_links {
   io_loop loop;
   link_ptr a, b;
@@ -36,11 +38,12 @@ struct pair_of_links {
   std::promise<std::string> b_closed;
   std::function<void(std::string_view)> on_b;  // also runs for each frame b receives (loop thread)
 
-  pair_of_links(std::uint32_t max_frame = 1u << 26) {
+  explicit pair_of_links(bool shared_memory, std::uint32_t max_frame = 1u << 26) {
     int fds[2];
     REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
     a = std::make_shared<mproc::detail::link>(loop, fds[0], max_frame);
     b = std::make_shared<mproc::detail::link>(loop, fds[1], max_frame);
+    b->allow_ring();  // a's offer, when the case makes one
     loop.start();
     std::promise<void> opened;
     loop.post([&] {
@@ -56,6 +59,15 @@ struct pair_of_links {
       opened.set_value();
     });
     opened.get_future().wait();
+    if (!shared_memory)
+      return;
+    std::promise<bool> offered;
+    loop.post([&] { offered.set_value(a->offer_ring()); });
+    REQUIRE(offered.get_future().get());
+    for (int i = 0; i < 1000 && !(a->on_ring() && b->on_ring()); ++i)
+      std::this_thread::sleep_for(5ms);
+    REQUIRE(a->on_ring());
+    REQUIRE(b->on_ring());
   }
   ~pair_of_links() { loop.stop(); }
 
@@ -73,7 +85,7 @@ struct pair_of_links {
 } // namespace
 
 TEST_CASE("frames written from several threads arrive whole and in each thread's order") {
-  pair_of_links p;
+  pair_of_links p{GENERATE(false, true)};
   constexpr int per_thread = 2000;
   std::vector<std::thread> writers;
   std::atomic<int> refused{0};  // Catch's assertions are not thread-safe: count, check later
@@ -95,7 +107,7 @@ TEST_CASE("frames written from several threads arrive whole and in each thread's
 }
 
 TEST_CASE("a frame larger than the socket buffer is sent in parts and arrives whole") {
-  pair_of_links p;
+  pair_of_links p{GENERATE(false, true)};
   std::string big(16u << 20, 'q');
   big[12345] = 'x';
   REQUIRE(p.a->write(frame_of(big)));
@@ -108,9 +120,10 @@ TEST_CASE("a frame larger than the socket buffer is sent in parts and arrives wh
 
 TEST_CASE("small frames queued behind a blocked write share its buffers and still arrive whole, in order, each counted") {
   using namespace mproc::wire;
-  pair_of_links p;
+  pair_of_links p{GENERATE(false, true)};
   // A frame larger than the socket takes: what follows queues behind it, and small frames
   // join one another's buffers (link::join_tail_locked).
+  auto writes_before = p.a->count().writes_out;  // the ring's offer and ring_on
   REQUIRE(p.a->write(frame_of(std::string(8u << 20, 'b'))));
   constexpr int small = 5000;
   for (int i = 0; i < small; ++i)
@@ -131,7 +144,7 @@ TEST_CASE("small frames queued behind a blocked write share its buffers and stil
     REQUIRE(p.a->write(frame_of("t" + std::to_string(i))));
   CHECK(p.a->flush(10s));
   CHECK(p.a->count().backlog == 0);
-  CHECK(p.a->count().writes_out == 2 * small + 3);
+  CHECK(p.a->count().writes_out == writes_before + 2 * small + 3);
   REQUIRE(p.wait_for_b(2 * small + 3));
   std::lock_guard g{p.mtx};
   REQUIRE(p.got_b.size() == 2 * small + 3);
@@ -165,7 +178,7 @@ TEST_CASE("a frame with more borrowed payloads than one write takes arrives as i
   out.keep = std::move(owner);
   end_frame(out);
 
-  pair_of_links p;
+  pair_of_links p{GENERATE(false, true)};
   REQUIRE(p.a->write(std::move(out), mproc::detail::link::flow::data) == mproc::detail::link::written::queued);
   REQUIRE(p.a->write(frame_of("after")));
   CHECK(p.a->flush(10s));
@@ -177,7 +190,7 @@ TEST_CASE("a frame with more borrowed payloads than one write takes arrives as i
 
 TEST_CASE("descriptors written with a frame arrive with it, before the frame is handed out") {
   using namespace mproc::wire;
-  pair_of_links p;
+  pair_of_links p{GENERATE(false, true)};
   std::vector<int> taken;
   std::promise<void> got;
   {
@@ -210,7 +223,7 @@ TEST_CASE("descriptors written with a frame arrive with it, before the frame is 
 }
 
 TEST_CASE("an oversized frame closes the receiving link with the reason") {
-  pair_of_links p{1024};
+  pair_of_links p{GENERATE(false, true), 1024};
   REQUIRE(p.a->write(frame_of(std::string(2048, 'z'))));
   auto why = p.b_closed.get_future();
   REQUIRE(why.wait_for(5s) == std::future_status::ready);
@@ -219,7 +232,7 @@ TEST_CASE("an oversized frame closes the receiving link with the reason") {
 }
 
 TEST_CASE("no memory for a frame closes that link with the reason, not the process") {
-  pair_of_links p;
+  pair_of_links p{GENERATE(false, true)};
   p.on_b = [](std::string_view) { throw std::bad_alloc{}; };  // as a decode of a large frame
   REQUIRE(p.a->write(frame_of("too much")));
   auto why = p.b_closed.get_future();
@@ -229,7 +242,7 @@ TEST_CASE("no memory for a frame closes that link with the reason, not the proce
 }
 
 TEST_CASE("closing one end is seen by the other; writes to a closed link fail") {
-  pair_of_links p;
+  pair_of_links p{GENERATE(false, true)};
   std::promise<void> closed;
   p.loop.post([&] {
     p.a->close("test");

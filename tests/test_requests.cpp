@@ -15,6 +15,7 @@
 #include <catch2/catch.hpp>
 
 #include "mproc/runtime/actor_registry.hpp"
+#include "mproc/runtime/inspect.hpp"
 #include "mproc/runtime/node.hpp"
 #include "support.hpp"
 
@@ -126,6 +127,33 @@ TEST_CASE("a request to a process that has ended fails at once with its exit sta
   auto e = test::error_of([&] { node->request<std::int32_t>(p.actor(), 5s, std::int32_t{1}); });
   CHECK(mproc::exit_code_of(e.reason()) == -9);
   CHECK(std::chrono::steady_clock::now() - start < 1s);
+}
+
+namespace {
+
+// Whether this node's link to child `pid` went into shared memory, as its snapshot says.
+bool link_in_shared_memory(pid_t pid) {
+  auto snap = mproc::inspect_node(::getpid());
+  for (const auto& c : snap.find("children")->as<mproc::value::array_t>())
+    if (*c.find("pid") == mproc::value{std::int64_t{pid}})
+      return *c.find("link")->find("shared_memory") == mproc::value{true};
+  FAIL("no child " << pid << " in " << snap.repr());
+  return false;
+}
+
+} // namespace
+
+TEST_CASE("requests cross a child's link in shared memory, or its socket when the node says so") {
+  auto shared = GENERATE(true, false);
+  mproc::node_options options;
+  options.shared_memory_links = shared;
+  test::scoped_node node{options};
+  auto p = node->spawn_process("echo", {});
+  for (std::int32_t i = 0; i < 200; ++i)
+    REQUIRE(node->request<std::int32_t>(p.actor(), 5s, i) == i);
+  CHECK(link_in_shared_memory(p.pid()) == shared);
+  p.terminate();
+  CHECK(p.join(5s));
 }
 
 TEST_CASE("a blocking request times out with errc::timeout, and the link stays usable") {

@@ -62,6 +62,10 @@ struct node_options {
   // sending a message waits for the other side to read: a process that stops reading
   // bounds the sender's memory to this plus one message per sending thread.
   std::size_t max_link_queue = std::size_t{16} << 20;
+  // Links to child processes carry their bytes through shared memory, a ring pair per link
+  // (docs/architecture.md, "Shared memory between parent and child"); the socket stays for
+  // descriptors and for telling a process's end. false: through the socket, as over TCP.
+  bool shared_memory_links = true;
   // Program to exec for child processes; empty means this program (/proc/self/exe).
   // Python's multiprocessing.set_executable().
   std::string executable;

@@ -36,6 +36,11 @@ public:
   template <class OnFrame>
   bool feed(const char* data, std::size_t n, OnFrame&& on_frame);
 
+  // From on_frame: the feed in progress returns after this frame, leaving its last
+  // unconsumed() bytes alone (a stream that goes on elsewhere from that frame on).
+  void stop_after_frame() { stop_ = true; }
+  std::size_t unconsumed() const { return unconsumed_; }
+
   const std::string& error() const { return error_; }
   bool failed() const { return !error_.empty(); }
 
@@ -71,6 +76,16 @@ private:
   std::unique_ptr<char[]> payload_;  // not value-initialised: every byte is written first
   std::size_t capacity_ = 0;
   std::string error_;
+  bool stop_ = false;
+  std::size_t unconsumed_ = 0;  // of the last feed
+  // After a frame was handed out: true when the feed must stop there (stop_after_frame).
+  bool stopped(std::size_t left) {
+    if (!stop_)
+      return false;
+    stop_ = false;
+    unconsumed_ = left;
+    return true;
+  }
 };
 
 template <class OnFrame>
@@ -90,6 +105,7 @@ void frame_decoder::commit(std::size_t n, OnFrame&& on_frame) {
 
 template <class OnFrame>
 bool frame_decoder::feed(const char* data, std::size_t n, OnFrame&& on_frame) {
+  unconsumed_ = 0;
   if (failed())
     return false;
   while (n > 0) {
@@ -102,6 +118,8 @@ bool frame_decoder::feed(const char* data, std::size_t n, OnFrame&& on_frame) {
       if (fill_ < expected_)
         return true;
       deliver(on_frame);
+      if (stopped(n))
+        return true;
       continue;
     }
     if (header_fill_ == 0 && n >= frame_header_size) {
@@ -115,6 +133,8 @@ bool frame_decoder::feed(const char* data, std::size_t n, OnFrame&& on_frame) {
         on_frame(std::string_view{data, length});
         data += length;
         n -= length;
+        if (stopped(n))
+          return true;
       } else {
         start_payload(length);
       }
@@ -131,10 +151,13 @@ bool frame_decoder::feed(const char* data, std::size_t n, OnFrame&& on_frame) {
     auto length = get_frame_length(header_);
     if (!accept_length(length))
       return false;
-    if (length == 0)
+    if (length == 0) {
       on_frame(std::string_view{});
-    else
+      if (stopped(n))
+        return true;
+    } else {
       start_payload(length);
+    }
   }
   return true;
 }

@@ -27,6 +27,14 @@ enum class kind : std::uint8_t {
 
 inline constexpr std::uint8_t kind_count = 13;
 
+// Two more kinds, on local links only, that the link itself reads (docs/protocol.md, "Shared
+// memory"); they never reach an envelope decoder:
+//   [13, size]  ring: this frame's first byte brings a memfd of two rings of `size` bytes
+//               each and two eventfds (the offerer's, the acceptor's)
+//   [14]        ring_on: what the sender writes after this frame goes through the ring
+inline constexpr std::uint8_t ring_kind = 13;
+inline constexpr std::uint8_t ring_on_kind = 14;
+
 // Most descriptors one frame carries (SCM_RIGHTS with the fds frame's first byte).
 inline constexpr std::uint32_t max_fds_per_frame = 16;
 

@@ -126,6 +126,10 @@ void io_loop::modify(std::uint64_t token, int fd, std::uint32_t events) {
   ev.data.u64 = token;
   // ENOENT/EBADF: the link closed concurrently; its reader reports that.
   epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+  wanted();
+}
+
+void io_loop::wanted() noexcept {
   if (about_to_lead_here())
     return;  // its own lead sees it
   // After the change: a leader whose last wait began before it (and reset the flag) hands

@@ -102,6 +102,10 @@ public:
 
   // Any thread: epoll_ctl is thread-safe, so writers can ask for EPOLLOUT themselves.
   void modify(std::uint64_t token, int fd, std::uint32_t events);
+  // Any thread: an event is on its way that must not wait for a caller's next lead (a
+  // writer waits for the room its reader makes): a loop left to callers goes back to its
+  // threads, as after modify().
+  void wanted() noexcept;
   // Any thread: runs `fn` on the loop thread, in posting order.
   void post(task fn);
 

@@ -10,6 +10,9 @@
 // to that plus one frame per writing thread). Control frames and the loop's own
 // frames are always queued: they are small, and the loop must never wait for itself.
 // Reading: the loop thread reads in bulk and hands out whole frames.
+// Shared memory (a local link, link_ring.cpp): once both ends agreed, the byte stream goes
+// through a ring pair in a memfd (ring.hpp) instead of the socket, which then carries only
+// descriptors and the end of the other process.
 // Encrypted (a TCP link, tls.hpp): frames are sealed into TLS records a batch at a time as
 // they leave the queue, and records are opened as they arrive; the session is used under
 // out_mtx_ from both sides, since OpenSSL's state is shared between them.
@@ -108,6 +111,18 @@ public:
   bool closed() const;
   io_loop& loop() { return loop_; }
 
+  // Loop thread, after open(), on a local link whose other end is an mproc node (a child):
+  // offers to move the byte stream into shared memory. The other end maps it and answers;
+  // each direction switches when its writer says so in the stream. False when this system
+  // gives no memfd or eventfd: the link stays on its socket, as it also does when the other
+  // end declines.
+  bool offer_ring();
+  // Both directions go through shared memory (any thread).
+  bool on_ring() const;
+  // Before open(): this end accepts an offer (a child's link to its parent). Anywhere else
+  // an offer is a protocol error.
+  void allow_ring();
+
   // What crossed the link so far, for introspection (any thread). A write may hold more
   // than one frame; it counts as one.
   struct counters {
@@ -124,6 +139,7 @@ public:
   bool closed_by_peer() const;
 
 private:
+  struct ring_state;  // link_ring.hpp
   void on_event(std::uint32_t events);
   void on_readable();
   // Reads once; false when nothing more can be read now (would block, or closed).
@@ -134,8 +150,8 @@ private:
   // The socket said end of stream (n == 0) or failed: closes.
   void on_read_end(long n);
   // Hands out the frames in [buf, buf + n), read into the loop's buffer or (direct) into the
-  // decoder's; false when the link closed.
-  bool deliver(char* buf, std::size_t n, bool direct);
+  // decoder's, from the socket or the ring; false when the link closed.
+  bool deliver(char* buf, std::size_t n, bool direct, bool from_ring = false);
   // An encrypted link: reads records, then opens what was fed.
   bool read_some_tls();
   bool open_tls();
@@ -158,6 +174,35 @@ private:
   bool unsent_locked() const { return !out_.empty() || tls_sent_ < tls_out_.size(); }
   // The loop also waits until the socket takes more.
   void want_write();
+  // The loop thread writes what is queued (a burst): when the socket takes more, or at once
+  // into a ring.
+  void flush_later_locked();
+  // What the loop watches the socket for while nothing waits to be written: data, or only
+  // the other end's end once the other end writes into the ring.
+  std::uint32_t read_events() const;
+  // out_mtx_ held: read_events(), and the socket's room while the loop waits for it.
+  std::uint32_t socket_events_locked() const;
+  // ---- shared memory (link_ring.cpp) ----
+  // A ring or ring_on frame, which the link reads itself: true when `payload` was one.
+  bool on_ring_frame(std::string_view payload);
+  void accept_ring(std::uint32_t size);
+  void start_reading_ring();
+  // Queues ring_on; the frames after it go through the ring.
+  void switch_writes();
+  // Registers this end's eventfd with the loop (loop thread).
+  void watch_ring();
+  void unwatch_ring();
+  void on_ring_event();
+  bool drain_ring_locked(released& done);
+  // Sends a frame's descriptors over the socket ahead of its bytes in the ring.
+  enum class carried { sent, later, dropped, broken };
+  carried carry_fds_locked(std::vector<int>& fds, released& done);
+  // Reads once; true when more is published (the loop is woken for it), false when the
+  // ring is empty and the reader idle, or the link closed.
+  bool read_ring();
+  // Reads the socket up to the next descriptors a frame in the ring announced.
+  void pull_carried_fds();
+  bool ring_reading() const;
   static bool would_block(int err);
   static constexpr std::size_t max_iov = 64;
 
@@ -179,6 +224,7 @@ private:
     std::size_t size = 0;  // buf plus every span
     std::vector<int> fds;  // owned until they are sent with the frame's first byte
     std::size_t weight = 0;  // what the files of `fds` hold (descriptor_backlog)
+    bool switches = false;   // ring_on: the frames after it go through the ring
   };
   written enqueue(pending&& frame, flow kind);
   // out_mtx_ held: until there is room for a data frame, or `deadline` passes (false).
@@ -231,6 +277,10 @@ private:
   std::atomic<bool> closed_{false};
   bool broken_ = false;  // a write failed; a close is posted to the loop
   bool by_peer_ = false;
+  // Set on the loop thread under out_mtx_ (writers read it under the lock), kept until the
+  // link is destroyed.
+  std::unique_ptr<ring_state> ring_;
+  bool ring_allowed_ = false;
 };
 
 } // namespace mproc::detail

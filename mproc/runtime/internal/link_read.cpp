@@ -2,6 +2,8 @@
 // frames, with the descriptors that came along kept until a frame claims them.
 #include "mproc/runtime/internal/link.hpp"
 
+#include "mproc/runtime/internal/link_ring.hpp"
+
 #include "mproc/runtime/internal/blob_pool.hpp"
 #include "mproc/runtime/internal/fd_passing.hpp"
 
@@ -44,6 +46,8 @@ bool link::read_guarded(bool (link::*step)()) {
 bool link::read_some() {
   if (tls_)
     return read_some_tls();
+  if (ring_reading())
+    return read_ring();
   // The rest of a large frame goes straight into the decoder's buffer: one copy fewer.
   auto direct = decoder_.pending_payload() >= io_loop::read_buffer_size;
   auto* buf = direct ? decoder_.payload_room() : loop_.read_buffer();
@@ -68,20 +72,26 @@ void link::on_read_end(long n) {
                : std::string{"connection error: "} + std::strerror(err));
 }
 
-bool link::deliver(char* buf, std::size_t n, bool direct) {
+bool link::deliver(char* buf, std::size_t n, bool direct, bool from_ring) {
   auto self = shared_from_this();  // a frame handler may drop the last other reference
   auto hand_out = [&](std::string_view payload) {
     frames_in_.store(frames_in_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     bytes_in_.store(bytes_in_.load(std::memory_order_relaxed) + wire::frame_header_size
                       + payload.size(),
                     std::memory_order_relaxed);
-    if (!closed())
-      on_frame_(payload);
+    if (closed() || (!from_ring && ring_reading()))
+      return;  // after ring_on, a carrier read along: its descriptors are what counts
+    if (payload.size() <= 7 && on_ring_frame(payload))
+      return;
+    on_frame_(payload);
   };
-  if (direct)
+  if (direct) {
     decoder_.commit(n, hand_out);
-  else
+  } else {
     decoder_.feed(buf, n, hand_out);
+    if (!from_ring && ring_reading())  // ring_on came: what followed it is carriers
+      ring_->carrier_offset = decoder_.unconsumed() % ring_state::carrier_size;
+  }
   if (on_batch_)
     on_batch_();
   if (decoder_.failed() && !closed()) {
@@ -121,6 +131,8 @@ long link::receive(char* buf, std::size_t size) {
 }
 
 std::optional<std::vector<int>> link::take_fds(std::size_t n) {
+  if (fds_in_.empty() && ring_reading())
+    pull_carried_fds();
   if (fds_in_.empty())
     return std::nullopt;
   auto set = std::move(fds_in_.front());

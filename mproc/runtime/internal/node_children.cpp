@@ -188,6 +188,11 @@ void node_impl::attach(const std::shared_ptr<process_state>& state, const spawne
   p->open([this](peer& closed, const std::string& why) {
     on_peer_closed(closed.shared_from_this(), why);
   });
+  if (options_.shared_memory_links)
+    loop_.post([l = std::weak_ptr<link>(l)] {
+      if (auto opened = l.lock())
+        opened->offer_ring();
+    });
   state->start_timer = loop_.after(options_.start_timeout, [this, state] {
     state->start_timer = 0;
     fail_start(state, make_error(errc::spawn_failed,

@@ -419,6 +419,7 @@ void node_impl::run_child() {
   ::fcntl(child_link_fd, F_SETFD, FD_CLOEXEC);
   auto l =
     std::make_shared<link>(loop_, child_link_fd, options_.max_frame, options_.max_link_queue);
+  l->allow_ring();  // the parent offers shared memory
   {
     std::lock_guard guard{mtx_};
     parent_ = std::make_shared<peer>(*this, l, peer::role::parent, ::getppid());

@@ -67,7 +67,7 @@ value link_facts(const link& l) {
   auto c = l.count();
   return value::map_t{{"frames_in", c.frames_in},   {"bytes_in", c.bytes_in},
                       {"writes_out", c.writes_out}, {"bytes_out", c.bytes_out},
-                      {"backlog", c.backlog}};
+                      {"backlog", c.backlog}, {"shared_memory", l.on_ring()}};
 }
 
 value error_facts(const caf::actor_system& sys, const caf::error& e) {
