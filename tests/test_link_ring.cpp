@@ -143,18 +143,31 @@ struct offered_ring {
   void* view = nullptr;
 };
 
+// The switch as a parent makes it: the offer, the link's ring_on read from the socket, this
+// end's ring_on written; then waits until the link reads the ring.
+void switch_to_ring(hand_written_peer& p, offered_ring& ring) {
+  p.send(offer_of(ring_mapping::ring_size), ring.fds());
+  REQUIRE(p.read(6) == frame({0x91, 14}));
+  p.send(frame({0x91, 14}));
+  for (int i = 0; i < 1000 && !p.l->on_ring(); ++i)
+    std::this_thread::sleep_for(5ms);
+  REQUIRE(p.l->on_ring());
+}
+
+// Why the link closed, once it did.
+std::string close_reason(hand_written_peer& p) {
+  auto why = p.closed.get_future();
+  REQUIRE(why.wait_for(5s) == std::future_status::ready);
+  return why.get();
+}
+
 } // namespace
 
 TEST_CASE("a ring offer is answered by ring_on on the socket, after which the link writes to the ring") {
   hand_written_peer p;
   offered_ring ring;
-  p.send(offer_of(ring_mapping::ring_size), ring.fds());
-  CHECK(p.read(6) == frame({0x91, 14}));
-  p.send(frame({0x91, 14}));  // this end's ring_on: what it writes next comes through the ring
+  switch_to_ring(p, ring);  // after this end's ring_on, what it writes comes through the ring
   auto in = ring.mapping->reader();
-  for (int i = 0; i < 1000 && !p.l->on_ring(); ++i)
-    std::this_thread::sleep_for(5ms);
-  REQUIRE(p.l->on_ring());
   mproc::wire::buffer hi;
   auto start = mproc::wire::begin_frame(hi);
   hi.write("hi", 2);
@@ -182,13 +195,11 @@ TEST_CASE("a ring offer to an end that takes none (a parent from its child) clos
   hand_written_peer p{false};
   offered_ring ring;
   p.send(offer_of(ring_mapping::ring_size), ring.fds());
-  auto why = p.closed.get_future();
-  REQUIRE(why.wait_for(5s) == std::future_status::ready);
-  CHECK_THAT(why.get(), Catch::Contains("protocol error"));
+  CHECK_THAT(close_reason(p), Catch::Contains("protocol error"));
   CHECK_FALSE(p.l->on_ring());
 }
 
-TEST_CASE("a ring offer whose eventfds are something else is declined: the link goes on") {
+TEST_CASE("a ring offer whose wake-ups could block the loop is declined: the link goes on") {
   hand_written_peer p;
   offered_ring ring;
   int pipe_fds[2];
@@ -204,42 +215,29 @@ TEST_CASE("a ring offer whose eventfds are something else is declined: the link 
 TEST_CASE("a ring offer without its descriptors closes the link with a protocol error") {
   hand_written_peer p;
   p.send(offer_of(ring_mapping::ring_size));
-  auto why = p.closed.get_future();
-  REQUIRE(why.wait_for(5s) == std::future_status::ready);
-  CHECK_THAT(why.get(), Catch::Contains("protocol error"));
+  CHECK_THAT(close_reason(p), Catch::Contains("protocol error"));
 }
 
 TEST_CASE("ring_on without a ring closes the link with a protocol error") {
   hand_written_peer p;
   p.send(frame({0x91, 14}));
-  auto why = p.closed.get_future();
-  REQUIRE(why.wait_for(5s) == std::future_status::ready);
-  CHECK_THAT(why.get(), Catch::Contains("ring_on without a ring"));
+  CHECK_THAT(close_reason(p), Catch::Contains("ring_on without a ring"));
 }
 
 TEST_CASE("an impossible position written into the ring closes the link, not the process") {
   hand_written_peer p;
   offered_ring ring;
-  p.send(offer_of(ring_mapping::ring_size), ring.fds());
-  CHECK(p.read(6) == frame({0x91, 14}));
-  p.send(frame({0x91, 14}));
+  switch_to_ring(p, ring);
   ring.to_acceptor().head.store(std::uint64_t{1} << 40);
   std::uint64_t one = 1;
   REQUIRE(::write(ring.acceptor_efd, &one, sizeof one) == 8);
-  auto why = p.closed.get_future();
-  REQUIRE(why.wait_for(5s) == std::future_status::ready);
-  CHECK_THAT(why.get(), Catch::Contains("impossible"));
+  CHECK_THAT(close_reason(p), Catch::Contains("impossible"));
 }
 
 TEST_CASE("frames published before the other end's socket closed are all delivered, then the close") {
   hand_written_peer p;
   offered_ring ring;
-  p.send(offer_of(ring_mapping::ring_size), ring.fds());
-  CHECK(p.read(6) == frame({0x91, 14}));
-  p.send(frame({0x91, 14}));
-  for (int i = 0; i < 1000 && !p.l->on_ring(); ++i)
-    std::this_thread::sleep_for(5ms);
-  REQUIRE(p.l->on_ring());
+  switch_to_ring(p, ring);
   ring.publish(frame({'f', 'i', 'r', 's', 't'}), true);
   REQUIRE(p.received("first"));
   // The link read it, so its reader was busy: once idle again, it looks at the ring only
@@ -249,9 +247,7 @@ TEST_CASE("frames published before the other end's socket closed are all deliver
   REQUIRE(ring.to_acceptor().reader_idle.load() == 1);
   ring.publish(frame({'e', 'n', 'd'}), false);
   ::shutdown(p.raw, SHUT_RDWR);
-  auto why = p.closed.get_future();
-  REQUIRE(why.wait_for(5s) == std::future_status::ready);
-  CHECK(why.get() == "connection closed by peer");
+  CHECK(close_reason(p) == "connection closed by peer");
   std::lock_guard g{p.mtx};
   CHECK(p.got == std::vector<std::string>{"first", "end"});
 }
