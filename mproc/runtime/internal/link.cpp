@@ -205,9 +205,8 @@ link::written link::enqueue(pending&& frame, flow kind) {
   if (token_ != 0 && now - last_direct_ < burst_gap) {
     // A burst: one syscall per frame would cap it at the syscall rate. The loop thread
     // flushes what gathers meanwhile in one sendmsg. A lone frame (a request, a reply) still
-    // goes out at once. Into a ring the same: frames published one by one were read one or
-    // two at a time, a loop turn each, and the reader could not keep up (one-way single
-    // sends 2.3 against 2.8 M/s before).
+    // goes out at once. Into a ring the same, so that the reader takes what gathered in one
+    // read rather than a frame or two per loop turn.
     flush_later_locked();
     return written::queued;
   }
