@@ -1,5 +1,7 @@
 #include "mproc/runtime/internal/fd_passing.hpp"
 
+#include <unistd.h>
+
 #include <cstring>
 
 namespace mproc::detail {
@@ -29,6 +31,13 @@ std::vector<int> received_fds(msghdr& msg) {
     }
   }
   return out;
+}
+
+void close_fds(std::vector<int>& fds) {
+  for (int fd : fds)
+    if (fd >= 0)
+      ::close(fd);
+  fds.clear();
 }
 
 } // namespace mproc::detail

@@ -14,4 +14,7 @@ void attach_fds(msghdr& msg, char* space, const std::vector<int>& fds);
 // The descriptors `msg` carried (after recvmsg).
 std::vector<int> received_fds(msghdr& msg);
 
+// Closes every descriptor of `fds` (skipping -1: one lost on the way) and empties it.
+void close_fds(std::vector<int>& fds);
+
 } // namespace mproc::detail

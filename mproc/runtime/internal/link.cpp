@@ -26,11 +26,6 @@ namespace mproc::detail {
 
 namespace {
 
-void close_fds(std::vector<int>& fds) {
-  for (int fd : fds)
-    ::close(fd);
-  fds.clear();
-}
 
 thread_local std::optional<std::chrono::steady_clock::time_point> this_thread_deadline;
 

@@ -44,6 +44,7 @@ namespace mproc::detail {
 namespace tls {
 class session;
 }
+class ring_mapping;
 
 class link : public std::enable_shared_from_this<link> {
 public:
@@ -186,6 +187,8 @@ private:
   // A ring or ring_on frame, which the link reads itself: true when `payload` was one.
   bool on_ring_frame(std::string_view payload);
   void accept_ring(std::uint32_t size);
+  // Takes the mapping and both eventfds (this end's, the other's) and watches this end's.
+  void install_ring(std::unique_ptr<ring_mapping> mapping, int own_efd, int peer_efd);
   void start_reading_ring();
   // Queues ring_on; the frames after it go through the ring.
   void switch_writes();

@@ -34,13 +34,6 @@ namespace {
 // A heartbeat frame ([8]): what carries a frame's descriptors over the socket.
 constexpr char carrier[] = {0, 0, 0, 2, static_cast<char>(0x91), 8};
 
-void close_all(std::vector<int>& fds) {
-  for (int fd : fds)
-    if (fd >= 0)
-      ::close(fd);
-  fds.clear();
-}
-
 wire::buffer ring_frame(std::initializer_list<unsigned char> payload) {
   wire::buffer buf;
   auto start = wire::begin_frame(buf);
@@ -116,23 +109,13 @@ bool link::offer_ring() {
       sent.push_back(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
   if (sent.size() != 3 || sent[0] < 0 || sent[1] < 0 || sent[2] < 0) {
     log::warn("a local link stays on its socket: no shared memory (", std::strerror(errno), ")");
-    close_all(sent);
+    close_fds(sent);
     for (int fd : {own, peer})
       if (fd >= 0)
         ::close(fd);
     return false;
   }
-  auto state = std::make_unique<ring_state>();
-  state->out = mapping->writer();
-  state->in = mapping->reader();
-  state->mapping = std::move(mapping);
-  state->own_efd = own;
-  state->peer_efd = peer;
-  {
-    std::lock_guard guard{out_mtx_};
-    ring_ = std::move(state);
-  }
-  watch_ring();
+  install_ring(std::move(mapping), own, peer);
   auto size = static_cast<std::uint32_t>(ring_mapping::ring_size);
   auto offer = ring_frame({0x92, wire::ring_kind, 0xce, static_cast<unsigned char>(size >> 24),
                            static_cast<unsigned char>(size >> 16),
@@ -159,7 +142,7 @@ void link::accept_ring(std::uint32_t size) {
   auto fds = take_fds(3);
   if (!fds || ring_ || tls_ || !ring_allowed_) {
     if (fds)
-      close_all(*fds);
+      close_fds(*fds);
     close("protocol error: a ring offer where none may come, twice, or without its descriptors");
     return;
   }
@@ -172,22 +155,26 @@ void link::accept_ring(std::uint32_t size) {
                 && nonblocking(f[2]);
   auto mapping = usable ? ring_mapping::map(std::exchange(f[0], -1)) : nullptr;
   if (!mapping) {  // declined: the link stays on its socket
-    close_all(f);
+    close_fds(f);
     log::warn("a local link stays on its socket: the offered shared memory is unusable");
     return;
   }
+  install_ring(std::move(mapping), f[2], f[1]);
+  switch_writes();
+}
+
+void link::install_ring(std::unique_ptr<ring_mapping> mapping, int own_efd, int peer_efd) {
   auto state = std::make_unique<ring_state>();
   state->out = mapping->writer();
   state->in = mapping->reader();
   state->mapping = std::move(mapping);
-  state->own_efd = (*fds)[2];
-  state->peer_efd = (*fds)[1];
+  state->own_efd = own_efd;
+  state->peer_efd = peer_efd;
   {
-    std::lock_guard guard{out_mtx_};
+    std::lock_guard guard{out_mtx_};  // writers read ring_ under it
     ring_ = std::move(state);
   }
   watch_ring();
-  switch_writes();
 }
 
 void link::start_reading_ring() {
@@ -268,7 +255,7 @@ link::carried link::carry_fds_locked(std::vector<int>& fds, released& done) {
   attach_fds(msg, control, fds);
   auto sent = ::sendmsg(fd_, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
   if (sent == static_cast<long>(sizeof carrier)) {
-    close_all(fds);  // in flight now: the receiver gets its own copies
+    close_fds(fds);  // in flight now: the receiver gets its own copies
     return carried::sent;
   }
   if (sent < 0 && would_block(errno))
