@@ -13,6 +13,10 @@ bool more_than_one_cpu() noexcept {
   return answer;
 }
 
+void yield_cpu() noexcept {
+  ::sched_yield();
+}
+
 bool spin_gauge::worth_spinning() const noexcept {
   return more_than_one_cpu() && fast_lately();
 }

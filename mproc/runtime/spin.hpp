@@ -5,7 +5,8 @@
 // the longest spin. So a wait whose answers have lately come within `limit` polls first; one
 // whose answers come later (an idle reader, a slow server) sleeps at once. It never spins
 // with one CPU to run on: the spin would hold up the very thread that brings the answer.
-// Used by the runtime's blocking requests and the Pipe's reads.
+// Used by the runtime's blocking requests and the Pipe's reads. The I/O loop's readers of
+// shared memory take turns the other way: only with one CPU, yielding it (io_loop.hpp).
 #pragma once
 
 #include <algorithm>
@@ -52,19 +53,22 @@ inline void spin_pause() noexcept {
 #endif
 }
 
+// One turn of a wait for what another process on this CPU brings: it runs meanwhile.
+void yield_cpu() noexcept;
+
 // Asks `ready` until it says yes (true), or until spin_gauge::limit or `deadline` passes
 // (false), reading the clock every `clock_every` turns: often for a check that is a system
-// call, seldom for one that reads a word.
-template <class Ready>
+// call, seldom for one that reads a word. `pause` between turns.
+template <class Ready, class Pause = void (*)() noexcept>
 bool spin_until(Ready&& ready, std::chrono::steady_clock::time_point deadline,
-                unsigned clock_every) {
+                unsigned clock_every, Pause pause = spin_pause) {
   auto until = std::min(deadline, std::chrono::steady_clock::now() + spin_gauge::limit);
   for (unsigned i = 1;; ++i) {
     if (ready())
       return true;
     if (i % clock_every == 0 && std::chrono::steady_clock::now() > until)
       return false;
-    spin_pause();
+    pause();
   }
 }
 

@@ -24,8 +24,13 @@ constexpr std::uint64_t wake_token = 0;
 
 } // namespace
 
-io_loop::io_loop(std::chrono::milliseconds takeover_period)
+io_loop::idle_readers io_loop::default_idle_readers() noexcept {
+  return more_than_one_cpu() ? idle_readers::sleep : idle_readers::yield;
+}
+
+io_loop::io_loop(std::chrono::milliseconds takeover_period, idle_readers idle)
   : takeover_period_(std::max(takeover_period, std::chrono::milliseconds{1})),
+    idle_(idle),
     read_buffer_(new char[read_buffer_size]) {
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd_ < 0)
@@ -103,7 +108,7 @@ void io_loop::stop() {
 }
 
 std::uint64_t io_loop::add(int fd, std::uint32_t events, event_handler handler,
-                           bool callers_may_run) {
+                           bool callers_may_run, poller* polled) {
   auto token = next_token_++;
   epoll_event ev{};
   ev.events = events;
@@ -111,13 +116,19 @@ std::uint64_t io_loop::add(int fd, std::uint32_t events, event_handler handler,
   if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0)
     fail("epoll_ctl(add)");
   handlers_.emplace(token, registration{std::make_shared<const event_handler>(std::move(handler)),
-                                        callers_may_run});
+                                        callers_may_run, polled});
   return token;
 }
 
 void io_loop::remove(std::uint64_t token, int fd) {
   epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
   handlers_.erase(token);
+  std::erase(awake_readers_, token);
+}
+
+void io_loop::look_again(std::uint64_t token) {
+  if (std::find(awake_readers_.begin(), awake_readers_.end(), token) == awake_readers_.end())
+    awake_readers_.push_back(token);
 }
 
 void io_loop::modify(std::uint64_t token, int fd, std::uint32_t events) {
@@ -198,17 +209,17 @@ void io_loop::step() {
   switch (stage_) {
     case stage::wait: {
       needs_kick_ = false;  // what comes from here on, this wait sees
-      epoll_event events[max_events];
-      int n = epoll_wait(epoll_fd_, events, max_events, next_timeout_ms());
-      if (n < 0 && errno != EINTR)
-        fail("epoll_wait");
-      for (int i = 0; i < n; ++i) {
-        batch_tokens_[i] = events[i].data.u64;
-        batch_events_[i] = events[i].events;
+      auto timeout = next_timeout_ms();
+      if (!awake_readers_.empty()) {
+        if (batches_looked_ >= max_batches_looked) {
+          wait_events(0);
+          if (batch_size_ > 0)
+            return;
+        }
+        if (wait_for_readers(timeout))
+          return;
       }
-      batch_size_ = std::max(n, 0);
-      batch_next_ = 0;
-      stage_ = stage::events;
+      wait_events(timeout);
       return;
     }
     case stage::events:
@@ -244,6 +255,84 @@ void io_loop::step() {
         stage_ = stage::wait;
       return;
   }
+}
+
+void io_loop::wait_events(int timeout_ms) {
+  epoll_event events[max_events];
+  int n = epoll_wait(epoll_fd_, events, max_events, timeout_ms);
+  if (n < 0 && errno != EINTR)
+    fail("epoll_wait");
+  for (int i = 0; i < n; ++i) {
+    batch_tokens_[i] = events[i].data.u64;
+    batch_events_[i] = events[i].events;
+  }
+  batch_size_ = std::max(n, 0);
+  batch_next_ = 0;
+  stage_ = stage::events;
+  batches_looked_ = 0;
+  // Readers that went to sleep: their wait ends with the first bytes for one of them.
+  if (slept_at_ != clock::time_point{}
+      && std::any_of(batch_tokens_, batch_tokens_ + batch_size_,
+                     [this](std::uint64_t token) { return poller_of(token) != nullptr; })) {
+    arrivals_.observe(clock::now() - slept_at_);
+    slept_at_ = {};
+  }
+}
+
+bool io_loop::wait_for_readers(int timeout_ms) {
+  if (take_ready_readers())
+    return true;
+  if (timeout_ms == 0)
+    return false;  // a wait that does not block: the readers stay awake
+  if (idle_ == idle_readers::yield && arrivals_.fast_lately()) {
+    auto start = clock::now();
+    auto deadline = timeout_ms < 0 ? clock::time_point::max()
+                                   : start + std::chrono::milliseconds{timeout_ms};
+    // The writer runs meanwhile, and the reader looks again when it is done.
+    bool got = spin_until([this] { return take_ready_readers(); }, deadline, 1, yield_cpu);
+    if (got) {
+      arrivals_.observe(clock::now() - start);
+      return true;
+    }
+    arrivals_.timed_out(clock::now() - start);
+  }
+  for (auto token : awake_readers_)
+    if (auto* p = poller_of(token); p && !p->sleep() && batch_size_ < max_events) {
+      batch_tokens_[batch_size_] = token;  // its bytes came as it was about to sleep
+      batch_events_[batch_size_++] = EPOLLIN;
+    }
+  awake_readers_.clear();
+  if (batch_size_ == 0) {
+    slept_at_ = clock::now();  // how long the readers sleep tells the gauge
+    return false;
+  }
+  stage_ = stage::events;
+  return true;
+}
+
+bool io_loop::take_ready_readers() {
+  batch_size_ = 0;
+  batch_next_ = 0;
+  std::erase_if(awake_readers_, [this](std::uint64_t token) {
+    auto* p = poller_of(token);
+    if (p == nullptr)
+      return true;
+    if (!p->ready() || batch_size_ == max_events)
+      return false;
+    batch_tokens_[batch_size_] = token;
+    batch_events_[batch_size_++] = EPOLLIN;
+    return true;
+  });
+  if (batch_size_ == 0)
+    return false;
+  stage_ = stage::events;
+  ++batches_looked_;
+  return true;
+}
+
+io_loop::poller* io_loop::poller_of(std::uint64_t token) const {
+  auto h = handlers_.find(token);
+  return h == handlers_.end() ? nullptr : h->second.polled;
 }
 
 void io_loop::dispatch(std::uint64_t token, std::uint32_t events) {

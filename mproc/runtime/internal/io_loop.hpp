@@ -49,6 +49,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "mproc/runtime/spin.hpp"
+
 namespace mproc::detail {
 
 class io_loop {
@@ -81,7 +83,16 @@ public:
   // were 10-15% slower than at 4-5 ms (docs/architecture.md, "Two loop threads").
   static constexpr auto default_takeover_period = std::chrono::milliseconds{4};
 
-  explicit io_loop(std::chrono::milliseconds takeover_period = default_takeover_period);
+  // How a reader that read everything (look_again()) waits for more. With one CPU to run on it
+  // yields the CPU before it sleeps: the writer needs that CPU, and gets it at once (pinned
+  // pingpong 18.7-19.4 -> 13.3-14.1 µs). With more it sleeps at once: a spin, yielding or
+  // pausing, held up the threads that bring its bytes (unpinned pingpong 18 -> 33 µs) or
+  // gave the CPU to a neighbour's computation for a whole slice (Pool.map 12% slower).
+  enum class idle_readers { sleep, yield };
+  static idle_readers default_idle_readers() noexcept;
+
+  explicit io_loop(std::chrono::milliseconds takeover_period = default_takeover_period,
+                   idle_readers idle = default_idle_readers());
   ~io_loop();
   io_loop(const io_loop&) = delete;
   io_loop& operator=(const io_loop&) = delete;
@@ -91,11 +102,33 @@ public:
   // Runs the tasks already posted, then ends the thread. Not from the loop thread.
   void stop();
 
+  // What a registration reads that comes without a system call (a link's ring): the loop can
+  // look at it itself before it sleeps, and a writer that sees its reader awake wakes nobody.
+  class poller {
+  public:
+    // Bytes wait.
+    virtual bool ready() const = 0;
+    // Says the reader sleeps (its writer wakes its descriptor from now on), unless bytes came
+    // meanwhile (false).
+    virtual bool sleep() = 0;
+
+  protected:
+    ~poller() = default;
+  };
+
   // Loop thread only. `callers_may_run`: a caller leading the loop (lead_for) may handle its
   // reading events (a link's frames); everything else it leaves to the loop's own threads.
+  // `polled`, if given, lives as long as the registration.
   std::uint64_t add(int fd, std::uint32_t events, event_handler handler,
-                    bool callers_may_run = false);
+                    bool callers_may_run = false, poller* polled = nullptr);
   void remove(std::uint64_t token, int fd);
+  // Loop thread, from the handler of `token` (added with a poller): it read everything and
+  // did not say it sleeps. Before the loop waits, it looks at the poller again: found bytes
+  // are the next batch, without a system call. Else the reader waits as idle_readers says,
+  // yielding (while spin.hpp's gauge finds that its bytes came fast lately) and then
+  // sleeping: a reader that sleeps costs its writer a system call and itself a wake-up,
+  // most of a local round trip (docs/architecture.md, "Readers that yield").
+  void look_again(std::uint64_t token);
   std::uint64_t after(clock::duration delay, task fn);
   // Cancels the timer `timer` names, if any, and sets it to 0 (no timer).
   void cancel(std::uint64_t& timer);
@@ -198,6 +231,15 @@ private:
   void hand_over_turn() noexcept;
   void stop_ticking() noexcept;
   void step();
+  // Waits for epoll's events for up to `timeout_ms`; the batch is what came.
+  void wait_events(int timeout_ms);
+  // Looks at the awake readers, yielding the CPU in between if idle_ says so, until one has
+  // bytes (true: the batch is they), the gauge's limit or `timeout_ms`; then each says it
+  // sleeps, unless its bytes came meanwhile. A wait that does not block leaves them awake.
+  bool wait_for_readers(int timeout_ms);
+  // The awake readers with bytes become the batch (true), if any; the loop forgets them.
+  bool take_ready_readers();
+  poller* poller_of(std::uint64_t token) const;
   void dispatch(std::uint64_t token, std::uint32_t events);
   int next_timeout_ms();
   bool run_one_due_timer(clock::time_point due_by);
@@ -267,7 +309,17 @@ private:
     // without copying the function: a copy allocated once per event (perf probe on malloc).
     std::shared_ptr<const event_handler> handler;
     bool callers_may_run;
+    poller* polled;
   };
+  // Registrations whose readers are awake (look_again()), and the batches they made since
+  // the loop last asked epoll: every max_batches_looked it asks again without waiting, so
+  // that no socket, child's end or task waits behind a ring that always has bytes.
+  std::vector<std::uint64_t> awake_readers_;
+  int batches_looked_ = 0;
+  static constexpr int max_batches_looked = 32;
+  const idle_readers idle_;
+  spin_gauge arrivals_;  // how long spinning readers waited for their bytes lately
+  clock::time_point slept_at_{};  // when they went to sleep, until the next events
   std::unordered_map<std::uint64_t, registration> handlers_;
   std::map<std::pair<clock::time_point, std::uint64_t>, task> timers_;
   std::unordered_map<std::uint64_t, clock::time_point> timer_due_;

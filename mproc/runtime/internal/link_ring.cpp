@@ -212,7 +212,7 @@ void link::watch_ring() {
       if (auto l = self.lock())
         l->on_ring_event();
     },
-    true);
+    true, ring_.get());
 }
 
 void link::unwatch_ring() {
@@ -334,9 +334,9 @@ bool link::read_ring() {
     if (got.wake_writer)
       ring_->wake_peer();
     if (got.n == 0) {
-      if (in.go_idle())
-        return false;
-      continue;  // published meanwhile
+      // Awake still: the loop looks again before it sleeps, and says then that this sleeps.
+      loop_.look_again(ring_->token);
+      return false;
     }
     if (!deliver(buf, got.n, direct, true))
       return false;

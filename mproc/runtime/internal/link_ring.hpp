@@ -11,7 +11,8 @@
 
 namespace mproc::detail {
 
-struct link::ring_state {
+// The loop looks at `in` itself while its reader is awake (io_loop::poller).
+struct link::ring_state final : io_loop::poller {
   std::unique_ptr<ring_mapping> mapping;
   ring_writer out;  // out_mtx_ held
   ring_reader in;   // loop thread
@@ -29,6 +30,11 @@ struct link::ring_state {
   static constexpr std::size_t carrier_size = 6;  // a heartbeat frame: [8]
 
   ~ring_state();
+  ring_state() = default;
+  ring_state(const ring_state&) = delete;
+  ring_state& operator=(const ring_state&) = delete;
+  bool ready() const override { return in.more(); }
+  bool sleep() override { return in.go_idle(); }
   // Wakes the other end (an eventfd write: it sleeps in epoll_wait, or will look at once).
   void wake_peer() const;
   // Makes this end's loop look at the ring again (a read cut short to let others run).
