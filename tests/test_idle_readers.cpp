@@ -13,7 +13,9 @@
 #include <cstdint>
 #include <functional>
 #include <future>
+#include <memory>
 #include <thread>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -31,10 +33,16 @@ public:
   fake_ring(const fake_ring&) = delete;
   fake_ring& operator=(const fake_ring&) = delete;
 
-  bool ready() const override { return published_.load() != taken_.load(); }
+  bool ready() const override {
+    if (closed)
+      ++asked_when_closed;
+    return published_.load() != taken_.load();
+  }
   bool sleep() override {
-    ++sleeps;
+    if (publish_as_it_sleeps.exchange(false))
+      ++published_;  // a writer's bytes, come just before the flag: no wake-up for them
     idle_ = true;
+    ++sleeps;  // after the flag: a writer that sees the count sees the flag
     if (!ready())
       return true;
     idle_ = false;
@@ -61,6 +69,9 @@ public:
 
   std::atomic<int> sleeps{0};
   std::atomic<int> wakeups{0};
+  std::atomic<bool> publish_as_it_sleeps{false};
+  std::atomic<bool> closed{false};  // its registration is gone: nobody may ask it
+  mutable std::atomic<int> asked_when_closed{0};
 
 private:
   int efd_;
@@ -90,7 +101,10 @@ struct ring_in_loop {
     if (!closed)
       loop.look_again(token);
   }
-  void close_on_loop() { loop.remove(token, ring.efd()); }
+  void close_on_loop() {
+    loop.remove(token, ring.efd());
+    ring.closed = true;
+  }
 
   // Waits (bounded) until `reads` reaches `n`.
   bool wait_reads(int n) {
@@ -161,6 +175,7 @@ TEST_CASE("an awake reader that was closed is not read again") {
   REQUIRE(r.wait_reads(1));
   REQUIRE(later_batch.get_future().wait_for(10s) == std::future_status::ready);
   CHECK(r.reads == 1);
+  CHECK(r.ring.asked_when_closed == 0);
 }
 
 TEST_CASE("a reader that always has bytes does not keep the loop from its other descriptors") {
@@ -173,6 +188,8 @@ TEST_CASE("a reader that always has bytes does not keep the loop from its other 
   std::promise<std::uint64_t> added;
   r.loop.post([&] {
     added.set_value(r.loop.add(other, EPOLLIN, [&](std::uint32_t) {
+      std::uint64_t count;
+      [[maybe_unused]] auto n = ::read(other, &count, sizeof count);
       reads_before_other = r.reads.load();
       other_seen = true;
     }));
@@ -203,4 +220,39 @@ TEST_CASE("a reader that always has bytes does not keep the loop from its other 
   });
   removed.get_future().wait();
   ::close(other);
+}
+
+TEST_CASE("readers beyond one batch whose bytes came as they went to sleep are read too") {
+  auto idle = either_way();
+  constexpr int n = 70;  // a batch holds 64
+  std::vector<std::unique_ptr<fake_ring>> rings;
+  for (int i = 0; i < n; ++i)
+    rings.push_back(std::make_unique<fake_ring>());
+  std::vector<std::uint64_t> tokens(n);
+  std::atomic<int> reads{0};
+  io_loop loop{io_loop::default_takeover_period, idle};  // stops before the rings go
+  loop.start();
+  loop.post([&] {
+    for (int i = 0; i < n; ++i) {
+      auto* ring = rings[static_cast<std::size_t>(i)].get();
+      auto& token = tokens[static_cast<std::size_t>(i)];
+      token = loop.add(
+        ring->efd(), EPOLLIN | EPOLLET,
+        [&loop, &reads, &token, ring](std::uint32_t) {
+          ring->take();
+          ++reads;
+          loop.look_again(token);
+        },
+        true, ring);
+      ring->take();  // awake, having found nothing
+      ring->publish_as_it_sleeps = true;
+      loop.look_again(token);
+    }
+  });
+  auto until = std::chrono::steady_clock::now() + 10s;
+  while (reads < n && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(1ms);  // polling for a state change, not ordering
+  CHECK(reads == n);
+  for (const auto& ring : rings)
+    CHECK(ring->wakeups == 0);
 }

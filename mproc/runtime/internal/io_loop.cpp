@@ -208,10 +208,10 @@ bool io_loop::run_one_due_timer(clock::time_point due_by) {
 void io_loop::step() {
   switch (stage_) {
     case stage::wait: {
-      needs_kick_ = false;  // what comes from here on, this wait sees
       auto timeout = next_timeout_ms();
       if (!awake_readers_.empty()) {
-        if (batches_looked_ >= max_batches_looked) {
+        // A write asked of the loop (needs_kick_) is in epoll's hands: ask it first.
+        if (batches_looked_ >= max_batches_looked || needs_kick_) {
           wait_events(0);
           if (batch_size_ > 0)
             return;
@@ -258,6 +258,7 @@ void io_loop::step() {
 }
 
 void io_loop::wait_events(int timeout_ms) {
+  needs_kick_ = false;  // what comes from here on, this wait sees
   epoll_event events[max_events];
   int n = epoll_wait(epoll_fd_, events, max_events, timeout_ms);
   if (n < 0 && errno != EINTR)
@@ -296,12 +297,18 @@ bool io_loop::wait_for_readers(int timeout_ms) {
     }
     arrivals_.timed_out(clock::now() - start);
   }
-  for (auto token : awake_readers_)
-    if (auto* p = poller_of(token); p && !p->sleep() && batch_size_ < max_events) {
+  std::erase_if(awake_readers_, [this](std::uint64_t token) {
+    auto* p = poller_of(token);
+    if (p == nullptr)
+      return true;
+    if (batch_size_ == max_events)
+      return false;  // awake still: looked at after this batch
+    if (!p->sleep()) {
       batch_tokens_[batch_size_] = token;  // its bytes came as it was about to sleep
       batch_events_[batch_size_++] = EPOLLIN;
     }
-  awake_readers_.clear();
+    return true;
+  });
   if (batch_size_ == 0) {
     slept_at_ = clock::now();  // how long the readers sleep tells the gauge
     return false;

@@ -35,6 +35,10 @@
 // the process that sent it, behind that process's own work (unpinned pingpong 35-36 ->
 // 24-25 µs). A caller that sleeps asks the loop's threads to take a loop left to callers
 // back (wanting_threads): its reply must not wait for the tick.
+//
+// A reader of shared memory (a child's ring) that read everything stays awake until the
+// loop would wait, and the loop looks at it first (look_again): what came meanwhile is the
+// next batch, and its writer made no system call for it (idle_readers says how it waits).
 #pragma once
 
 #include <atomic>

@@ -322,32 +322,24 @@ bool link::drain_ring_locked(released& done) {
 bool link::read_ring() {
   auto& in = ring_->in;
   in.busy();
-  for (;;) {
-    auto direct = decoder_.pending_payload() >= io_loop::read_buffer_size;
-    auto* buf = direct ? decoder_.payload_room() : loop_.read_buffer();
-    auto size = direct ? decoder_.pending_payload() : io_loop::read_buffer_size;
-    auto got = in.get(buf, size);
-    if (got.broken) {
-      close("protocol error: the other end's ring position is impossible");
-      return false;
-    }
-    if (got.wake_writer)
-      ring_->wake_peer();
-    if (got.n == 0) {
-      // Awake still: the loop looks again before it sleeps, and says then that this sleeps.
-      loop_.look_again(ring_->token);
-      return false;
-    }
-    if (!deliver(buf, got.n, direct, true))
-      return false;
-    // One read per turn, as from a socket: the actors it fed run before the next, so a
-    // writer that keeps up does not pile its messages up in their mailboxes. More already
-    // there: the loop comes back for it (a wake-up of its own); none: idle.
-    if (in.more()) {
-      ring_->wake_self();
-      return true;
-    }
+  auto direct = decoder_.pending_payload() >= io_loop::read_buffer_size;
+  auto* buf = direct ? decoder_.payload_room() : loop_.read_buffer();
+  auto size = direct ? decoder_.pending_payload() : io_loop::read_buffer_size;
+  auto got = in.get(buf, size);
+  if (got.broken) {
+    close("protocol error: the other end's ring position is impossible");
+    return false;
   }
+  if (got.wake_writer)
+    ring_->wake_peer();
+  if (got.n > 0 && !deliver(buf, got.n, direct, true))
+    return false;
+  // One read per turn, as from a socket: the actors it fed run before the next, so a writer
+  // that keeps up does not pile its messages up in their mailboxes. Awake still: the loop
+  // looks again before it waits (what is there then is its next batch), and says only then
+  // that this end sleeps.
+  loop_.look_again(ring_->token);
+  return in.more();
 }
 
 void link::pull_carried_fds() {
