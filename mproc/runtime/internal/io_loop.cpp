@@ -314,6 +314,7 @@ bool io_loop::wait_for_readers(int timeout_ms) {
     return false;
   }
   stage_ = stage::events;
+  ++batches_looked_;
   return true;
 }
 

@@ -126,9 +126,9 @@ public:
   std::uint64_t add(int fd, std::uint32_t events, event_handler handler,
                     bool callers_may_run = false, poller* polled = nullptr);
   void remove(std::uint64_t token, int fd);
-  // Loop thread, from the handler of `token` (added with a poller): it read everything and
-  // did not say it sleeps. Before the loop waits, it looks at the poller again: found bytes
-  // are the next batch, without a system call. Else the reader waits as idle_readers says,
+  // Loop thread, for the reader of `token` (added with a poller), which read (everything, or
+  // its share of a turn) and did not say it sleeps. Before the loop waits, it looks at the
+  // poller again: found bytes are the next batch, without a system call. Else the reader waits as idle_readers says,
   // yielding (while spin.hpp's gauge finds that its bytes came fast lately) and then
   // sleeping: a reader that sleeps costs its writer a system call and itself a wake-up,
   // most of a local round trip (docs/architecture.md, "Readers that yield").

@@ -37,7 +37,8 @@ struct link::ring_state final : io_loop::poller {
   bool sleep() override { return in.go_idle(); }
   // Wakes the other end (an eventfd write: it sleeps in epoll_wait, or will look at once).
   void wake_peer() const;
-  // Makes this end's loop look at the ring again (a read cut short to let others run).
+  // Makes this end's loop look at the ring now (reading just began, or its writer left the
+  // queue to the loop).
   void wake_self() const;
 };
 
