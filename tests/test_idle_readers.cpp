@@ -19,8 +19,11 @@
 
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
+
 using namespace std::chrono_literals;
 using mproc::detail::io_loop;
+using test::eventually;
 
 namespace {
 
@@ -108,10 +111,7 @@ struct ring_in_loop {
 
   // Waits (bounded) until `reads` reaches `n`.
   bool wait_reads(int n) {
-    auto until = std::chrono::steady_clock::now() + 10s;
-    while (reads.load() < n && std::chrono::steady_clock::now() < until)
-      std::this_thread::sleep_for(1ms);  // polling for a state change, not ordering
-    return reads.load() >= n;
+    return eventually(10s, [&] { return reads.load() >= n; });
   }
 
   fake_ring ring;
@@ -149,10 +149,7 @@ TEST_CASE("a reader that found nothing is told it sleeps and its writer's wake-u
   ring_in_loop r{idle};
   r.ring.publish();
   REQUIRE(r.wait_reads(1));
-  auto until = std::chrono::steady_clock::now() + 10s;
-  while (r.ring.sleeps == 0 && std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(1ms);  // polling for a state change, not ordering
-  REQUIRE(r.ring.sleeps >= 1);
+  REQUIRE(eventually(10s, [&] { return r.ring.sleeps >= 1; }));
   r.ring.publish();
   REQUIRE(r.wait_reads(2));
   CHECK(r.ring.wakeups == 2);
@@ -208,9 +205,7 @@ TEST_CASE("a reader that always has bytes does not keep the loop from its other 
     return false;
   };
   r.ring.publish();
-  auto until = std::chrono::steady_clock::now() + 10s;
-  while (!other_seen && r.reads < 100'000 && std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(1ms);  // polling for a state change, not ordering
+  eventually(10s, [&] { return other_seen || r.reads >= 100'000; });
   REQUIRE(other_seen);
   CHECK(reads_before_other < 1'000);  // not only once the ring ran dry
   std::promise<void> removed;
@@ -249,9 +244,7 @@ TEST_CASE("readers beyond one batch whose bytes came as they went to sleep are r
       loop.look_again(token);
     }
   });
-  auto until = std::chrono::steady_clock::now() + 10s;
-  while (reads < n && std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(1ms);  // polling for a state change, not ordering
+  eventually(10s, [&] { return reads >= n; });
   CHECK(reads == n);
   for (const auto& ring : rings)
     CHECK(ring->wakeups == 0);

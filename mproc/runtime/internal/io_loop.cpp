@@ -303,10 +303,8 @@ bool io_loop::wait_for_readers(int timeout_ms) {
       return true;
     if (batch_size_ == max_events)
       return false;  // awake still: looked at after this batch
-    if (!p->sleep()) {
-      batch_tokens_[batch_size_] = token;  // its bytes came as it was about to sleep
-      batch_events_[batch_size_++] = EPOLLIN;
-    }
+    if (!p->sleep())
+      batch_reader(token);  // its bytes came as it was about to sleep
     return true;
   });
   if (batch_size_ == 0) {
@@ -327,8 +325,7 @@ bool io_loop::take_ready_readers() {
       return true;
     if (!p->ready() || batch_size_ == max_events)
       return false;
-    batch_tokens_[batch_size_] = token;
-    batch_events_[batch_size_++] = EPOLLIN;
+    batch_reader(token);
     return true;
   });
   if (batch_size_ == 0)
@@ -336,6 +333,11 @@ bool io_loop::take_ready_readers() {
   stage_ = stage::events;
   ++batches_looked_;
   return true;
+}
+
+void io_loop::batch_reader(std::uint64_t token) {
+  batch_tokens_[batch_size_] = token;
+  batch_events_[batch_size_++] = EPOLLIN;
 }
 
 io_loop::poller* io_loop::poller_of(std::uint64_t token) const {

@@ -243,6 +243,8 @@ private:
   bool wait_for_readers(int timeout_ms);
   // The awake readers with bytes become the batch (true), if any; the loop forgets them.
   bool take_ready_readers();
+  // Appends a reader's bytes to the batch, as if epoll had said so (room checked before).
+  void batch_reader(std::uint64_t token);
   poller* poller_of(std::uint64_t token) const;
   void dispatch(std::uint64_t token, std::uint32_t events);
   int next_timeout_ms();

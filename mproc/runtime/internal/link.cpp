@@ -26,7 +26,6 @@ namespace mproc::detail {
 
 namespace {
 
-
 thread_local std::optional<std::chrono::steady_clock::time_point> this_thread_deadline;
 
 } // namespace

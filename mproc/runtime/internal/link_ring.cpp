@@ -109,10 +109,9 @@ bool link::offer_ring() {
       sent.push_back(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
   if (sent.size() != 3 || sent[0] < 0 || sent[1] < 0 || sent[2] < 0) {
     log::warn("a local link stays on its socket: no shared memory (", std::strerror(errno), ")");
+    std::vector<int> made{own, peer};
     close_fds(sent);
-    for (int fd : {own, peer})
-      if (fd >= 0)
-        ::close(fd);
+    close_fds(made);
     return false;
   }
   install_ring(std::move(mapping), own, peer);
